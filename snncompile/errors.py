@@ -1,0 +1,51 @@
+"""One exception hierarchy; each class carries the process exit code the CLI uses.
+
+Exit codes (documented in README.md):
+    0 ok, 1 internal error, 2 usage, 3 equivalence check failed,
+    4 unsupported model/op, 5 hardware rule violated, 6 corrupt or unreadable input,
+    7 missing optional dependency.
+"""
+
+from __future__ import annotations
+
+
+class SnnCompileError(Exception):
+    """Base class. The message is one line meant for the user."""
+
+    exit_code: int = 1
+
+
+class UsageError(SnnCompileError):
+    """The command line or API call is malformed (bad option value, wrong combination)."""
+
+    exit_code = 2
+
+
+class EquivalenceError(SnnCompileError):
+    """A declared verification tolerance was not met."""
+
+    exit_code = 3
+
+
+class UnsupportedError(SnnCompileError):
+    """The model contains an op or module a stage/target cannot take."""
+
+    exit_code = 4
+
+
+class HardwareRuleError(SnnCompileError):
+    """A hardware design rule (bit width, fan-in, cores, delays) is violated."""
+
+    exit_code = 5
+
+
+class CorruptInputError(SnnCompileError):
+    """An input file is missing, truncated, of the wrong format or version, or unsafe."""
+
+    exit_code = 6
+
+
+class MissingDependencyError(SnnCompileError):
+    """An optional dependency needed for the requested action is not installed."""
+
+    exit_code = 7
