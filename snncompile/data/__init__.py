@@ -1,0 +1,50 @@
+"""Bundled tasks. Each task gives fixed train/test splits and turns a batch into features.
+
+sdigits  sequential 8x8 handwritten digits from scikit-learn (real data), L=64, 1 feature
+listops  LRA-style ListOps, generated deterministically (length, depth configurable)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from snncompile.data.sdigits import Split
+from snncompile.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification task: splits of raw inputs and the map from raw batch to features."""
+
+    name: str
+    d_input: int
+    n_classes: int
+    train: Split
+    test: Split
+    featurize: Callable[[np.ndarray], np.ndarray]
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def load_task(name: str, *, length: int = 128, depth: int = 4, seed: int = 0) -> Task:
+    """Load a bundled task by name. `length`, `depth` and `seed` apply to listops."""
+    if name == "sdigits":
+        from snncompile.data.sdigits import N_CLASSES, load_sdigits
+
+        train, test = load_sdigits()
+        return Task("sdigits", 1, N_CLASSES, train, test, _identity)
+    if name == "listops":
+        from snncompile.data import listops
+
+        train = listops.generate_listops(8000, length=length, depth=depth, seed=seed)
+        test = listops.generate_listops(1000, length=length, depth=depth, seed=seed + 1)
+        return Task("listops", listops.VOCAB_SIZE, listops.N_CLASSES, train, test, listops.one_hot)
+    raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+
+
+TASKS = ("sdigits", "listops")

@@ -1,0 +1,175 @@
+"""The Python API behind the CLI: one function per user-visible job."""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from snncompile.errors import CorruptInputError, UsageError
+
+if TYPE_CHECKING:
+    from snncompile.data import Task
+    from snncompile.models.backbone import SequenceModel
+    from snncompile.train import History, TrainSettings
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What `snncompile evaluate` and `train` report about a checkpoint."""
+
+    path: str
+    family: str
+    task: str
+    accuracy: float
+    loss: float
+    spike_rates: dict[str, float]
+    n: int
+    recorded_accuracy: float | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _task_args(meta: dict[str, Any]) -> dict[str, Any]:
+    return dict(meta.get("task_args") or {})
+
+
+def train_checkpoint(
+    *,
+    family: str,
+    task_name: str,
+    output: str | Path,
+    epochs: int = 30,
+    width: int = 64,
+    depth: int = 2,
+    state_size: int = 64,
+    batch_size: int = 64,
+    lr: float = 1e-2,
+    weight_decay: float = 0.01,
+    dropout: float = 0.0,
+    prenorm: bool = False,
+    pooling: str = "mean",
+    seed: int = 0,
+    listops_length: int = 128,
+    listops_depth: int = 4,
+    calib_size: int = 32,
+    progress: bool = True,
+    command: str = "",
+) -> EvaluationReport:
+    """Train a `family` model on a bundled task, evaluate it, save it with a calibration batch."""
+    import torch
+
+    from snncompile import __version__
+    from snncompile.checkpoint import save
+    from snncompile.data import load_task
+    from snncompile.models.backbone import ModelConfig, build_model
+    from snncompile.train import TrainSettings, calibration_batch, evaluate
+
+    task_args = {"length": listops_length, "depth": listops_depth} if task_name == "listops" else {}
+    task = load_task(task_name, **task_args)
+    settings = TrainSettings(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
+    )
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        family=family,
+        d_input=task.d_input,
+        d_output=task.n_classes,
+        d_model=width,
+        n_layers=depth,
+        d_state=state_size,
+        dropout=dropout,
+        prenorm=prenorm,
+        pooling=pooling,
+    )
+    model = build_model(config)
+    history = _train_with_progress(model, task, settings, progress)
+    result = evaluate(model, task.test, task.featurize)
+    meta = {
+        "task": task_name,
+        "task_args": task_args,
+        "test_accuracy": result.accuracy,
+        "test_n": result.n,
+        "spike_rates": result.spike_rates,
+        "train": asdict(settings),
+        "train_seconds": round(history.seconds, 1),
+        "command": command,
+        "snncompile_version": __version__,
+        "torch_version": str(torch.__version__),
+        "python": platform.python_version(),
+    }
+    save(model, output, calibration=calibration_batch(task, calib_size, seed), meta=meta)
+    return EvaluationReport(
+        path=str(output),
+        family=family,
+        task=task_name,
+        accuracy=result.accuracy,
+        loss=result.loss,
+        spike_rates=result.spike_rates,
+        n=result.n,
+        recorded_accuracy=result.accuracy,
+        seconds=history.seconds,
+    )
+
+
+def _train_with_progress(
+    model: SequenceModel, task: Task, settings: TrainSettings, progress: bool
+) -> History:
+    from snncompile.train import train
+
+    if not progress:
+        return train(model, task, settings)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    n_batches = math.ceil(len(task.train.labels) / settings.batch_size) * settings.epochs
+    columns = (
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+    )
+    with Progress(*columns, transient=False) as bar:
+        job = bar.add_task("train", total=n_batches, status="")
+
+        def on_epoch(epoch: int, loss: float, acc: float) -> None:
+            bar.update(job, status=f"epoch {epoch + 1}: loss {loss:.3f}, test acc {acc:.2%}")
+
+        return train(model, task, settings, on_epoch=on_epoch, on_batch=lambda: bar.advance(job))
+
+
+def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
+    """Evaluate a checkpoint on the test split of the task recorded in its metadata."""
+    from snncompile.checkpoint import load_checkpoint
+    from snncompile.data import load_task
+    from snncompile.train import evaluate
+
+    ckpt = load_checkpoint(path)
+    task_name = ckpt.meta.get("task")
+    if not isinstance(task_name, str):
+        raise CorruptInputError(f"{path}: checkpoint metadata names no task to evaluate on")
+    try:
+        task = load_task(task_name, **_task_args(ckpt.meta))
+    except (UsageError, TypeError) as exc:
+        raise CorruptInputError(f"{path}: cannot rebuild its task {task_name!r} ({exc})") from None
+    if task.d_input != ckpt.config.d_input or task.n_classes != ckpt.config.d_output:
+        raise CorruptInputError(
+            f"{path}: model shape (d_input {ckpt.config.d_input}, d_output "
+            f"{ckpt.config.d_output}) does not match task {task_name!r}"
+        )
+    result = evaluate(ckpt.model, task.test, task.featurize)
+    recorded = ckpt.meta.get("test_accuracy")
+    return EvaluationReport(
+        path=str(path),
+        family=ckpt.config.family,
+        task=task_name,
+        accuracy=result.accuracy,
+        loss=result.loss,
+        spike_rates=result.spike_rates,
+        n=result.n,
+        recorded_accuracy=float(recorded) if isinstance(recorded, (int, float)) else None,
+    )
