@@ -1,0 +1,697 @@
+"""Exact parallel spikes of the SPikE-SSM reset-refractory neuron (PMBC).
+
+The neuron (per channel; beta in [0, 1), theta > 0, rho >= 0, c = theta + rho):
+
+    m_t = beta * v_{t-1} + x_t,    s_t = [m_t > theta],    v_t = m_t - c * s_t,    v_{-1} = 0.
+
+Unrolled, with the linear filter F(z)_t = sum_{i<=t} beta^(t-i) z_i and its strict-past
+variant F_ex(z)_t = sum_{i<t} beta^(t-i) z_i,
+
+    m_t = F(x)_t - c * F_ex(s)_t,
+
+which is decreasing in every past spike. PMBC ("parallel max-min boundary compression",
+SPikE-SSM) exploits that: with K the past spikes already known and Z the steps not yet
+decided, U = F(x) - c F_ex(K) is an upper and L = U - c F_ex(Z) a lower bound of the
+membrane. Where L clears theta the spike is certain, where U stays below it the silence
+is; each pass is two filters over the whole sequence, and the earliest undecided step
+always resolves.
+
+Floating point turns "always" into "almost always". The reference (`sequential_spikes`)
+rounds its own membrane, and the filters round differently, so a step is only declared
+certain when its bound clears theta by a margin that provably covers both roundings
+(see `filter_error_bound` and `_row_margins`). Steps inside the margin, and whatever is
+left when the pass cap is hit, go to an exact sequential finish that replays the
+reference's own float operations (see `_finish`), so `pmbc_spikes` returns the spikes
+of `sequential_spikes` bit for bit, in float32 and float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from snncompile.errors import UsageError
+
+# Chunk length of the blocked filter. Within a chunk the filter is a matmul with a
+# triangular matrix of decay powers (cost ~CHUNK multiply-adds per element); chunk ends
+# are filtered recursively. 16 measured fastest on a 2-core AVX2 CPU for L in 1K..16K.
+CHUNK = 16
+# Sequences this short are filtered by one matmul, without recursion.
+DIRECT = 32
+# Rows of the batch processed together: keeps each temporary near 2 MB, so passes run
+# in cache and temporaries are reused by the allocator instead of page-faulted afresh.
+SLICE_ELEMENTS = 1 << 19
+DEFAULT_MAX_PASSES = 8
+
+_SUPPORTED = (torch.float32, torch.float64)
+_U64 = 2.0**-53
+# Relative slack on every bound computed in float64: the bound arithmetic is a few dozen
+# operations on positive numbers, each off by at most 2^-53 relative.
+_BOUND_SLACK = 1.0 + 2.0**-40
+
+
+# --------------------------------------------------------------------------- filter
+
+
+class _Decay:
+    """Per-channel decay beta (H,) with cached powers and chunk matrices.
+
+    Powers are computed in float64 as products of beta (any product tree of e factors has
+    e - 1 roundings, so beta^e is within a factor (1 + 2^-53)^e of exact), then rounded
+    once to the working dtype.
+    """
+
+    def __init__(self, beta: torch.Tensor) -> None:
+        self.dtype = beta.dtype
+        self.channels = beta.numel()
+        self.uniform = bool((beta == beta[0]).all())
+        beta64 = beta.double()
+        self.base = beta64[:1] if self.uniform else beta64
+        self._tables: dict[int, torch.Tensor] = {}
+        self._mats: dict[tuple[int, int, bool, bool], torch.Tensor] = {}
+        self._edges: dict[tuple[int, int, bool], torch.Tensor] = {}
+
+    def _powers(self, stride: int, count: int) -> torch.Tensor:
+        """(count, h) float64: row d holds beta^(stride * d); stride is a power of CHUNK."""
+        table = self._tables.get(stride)
+        if table is None or table.shape[0] < count:
+            if stride == 1:
+                step = self.base
+            else:
+                step = self._powers(stride // CHUNK, CHUNK + 1)[CHUNK]
+            rows = torch.cat([torch.ones_like(step)[None], step.expand(max(count, 2) - 1, -1)])
+            table = torch.cumprod(rows, dim=0)
+            self._tables[stride] = table
+        return table[:count]
+
+    def matrix(self, size: int, stride: int, exclusive: bool, reverse: bool) -> torch.Tensor:
+        """(size, size) or (H, size, size): P[j, i] = beta^(stride*(j-i)) for j >= i."""
+        key = (size, stride, exclusive, reverse)
+        mat = self._mats.get(key)
+        if mat is None:
+            powers = self._powers(stride, size)  # (size, h)
+            idx = torch.arange(size)
+            lag = idx[:, None] - idx[None, :]
+            keep = lag > 0 if exclusive else lag >= 0
+            mat = powers[lag.clamp(min=0)].permute(2, 0, 1) * keep  # (h, size, size)
+            if reverse:
+                mat = mat.transpose(1, 2)
+            mat = mat.to(self.dtype).contiguous()
+            mat = mat[0] if self.uniform else mat
+            self._mats[key] = mat
+        return mat
+
+    def edge(self, size: int, stride: int, reverse: bool) -> torch.Tensor:
+        """Weights of the carry entering a chunk: beta^(stride*(j+1)) (reversed: (size-j))."""
+        key = (size, stride, reverse)
+        weights = self._edges.get(key)
+        if weights is None:
+            powers = self._powers(stride, size + 1)[1:]  # beta^(stride*1..size)
+            if reverse:
+                powers = powers.flip(0)
+            weights = powers.to(self.dtype)  # (size, h)
+            weights = weights.view(1, 1, size, -1).contiguous()
+            self._edges[key] = weights
+        return weights
+
+    def apply(self, mat: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
+        """chunks (n, k, T, H) -> (n, k, T, H): out[..., j, h] = sum_i P[(h,) j, i] x[..., i, h]."""
+        if self.uniform:
+            return torch.matmul(mat, chunks)
+        return torch.einsum("hji,nkih->nkjh", mat, chunks)
+
+
+def _scan(x: torch.Tensor, decay: _Decay, stride: int, exclusive: bool, reverse: bool):
+    """Blocked filter of x (n, L, H) with decay beta^stride along dim 1."""
+    n, length, channels = x.shape
+    if length <= DIRECT:
+        mat = decay.matrix(length, stride, exclusive, reverse)
+        return decay.apply(mat, x.unsqueeze(1)).squeeze(1)
+    chunks = -(-length // CHUNK)
+    padded = chunks * CHUNK
+    if padded != length:
+        # Trailing zeros change no earlier output (forward) and add nothing (reverse).
+        x = torch.nn.functional.pad(x, (0, 0, 0, padded - length))
+    xv = x.reshape(n, chunks, CHUNK, channels)
+    y = decay.apply(decay.matrix(CHUNK, stride, exclusive, reverse), xv)
+    edge = 0 if reverse else CHUNK - 1
+    ends = y[:, :, edge, :]
+    ends = ends + xv[:, :, edge, :] if exclusive else ends.contiguous()
+    carry = _scan(ends, decay, stride * CHUNK, False, reverse)  # (n, chunks, H)
+    weights = decay.edge(CHUNK, stride, reverse)
+    if reverse:
+        y[:, :-1].addcmul_(weights, carry[:, 1:, None, :])
+    else:
+        y[:, 1:].addcmul_(weights, carry[:, :-1, None, :])
+    y = y.view(n, padded, channels)
+    return y[:, :length] if padded != length else y
+
+
+def linear_filter(
+    x: torch.Tensor, beta: torch.Tensor, *, exclusive: bool = False, reverse: bool = False
+) -> torch.Tensor:
+    """First-order linear filter along time of x (B, L, H), decay beta (H,) in [0, 1).
+
+        forward:            y_t = beta * y_{t-1} + x_t = sum_{i<=t} beta^(t-i) x_i
+        forward exclusive:  y_t = sum_{i<t}  beta^(t-i) x_i        (= beta * F(x)_{t-1})
+        reverse:            y_t = sum_{i>=t} beta^(i-t) x_i        (the adjoint of forward)
+
+    Blocked scan: chunks of CHUNK steps are filtered by one matmul with the triangular
+    matrix of powers beta^(j-i); the chunk ends form a sequence with decay beta^CHUNK that
+    is filtered the same way (recursively), and each chunk then adds beta^(j+1) times the
+    filtered end of the previous chunk. Error bound: `filter_error_bound`.
+    """
+    _check_sequence(x)
+    if x.dtype not in _SUPPORTED:
+        raise UsageError(f"linear_filter supports float32 and float64, got {x.dtype}")
+    beta_v = _channel_vector(beta, x.shape[2], x.dtype, "beta")
+    if not bool(((beta_v >= 0) & (beta_v < 1)).all()):
+        raise UsageError("beta must lie in [0, 1) for every channel")
+    if x.numel() == 0:
+        return x.clone()
+    decay = _Decay(beta_v)
+    return _scan(x.contiguous(), decay, 1, exclusive, reverse)
+
+
+@dataclass(frozen=True)
+class FilterErrorBound:
+    """|linear_filter(x)_t - F(x)_t| <= rel * sum_i beta^|t-i| |x_i| + absolute * (1 + max|x|).
+
+    F is the exact (real-arithmetic) filter of the same dtype-valued x and beta. `absolute`
+    covers underflow (also with flush-to-zero); it is ~1e-34 or smaller.
+    """
+
+    rel: float
+    absolute: float
+
+
+def _gamma(n: int, u: float) -> float:
+    """Higham's gamma_n = n u / (1 - n u): relative error of any n-term dot product."""
+    return n * u / (1.0 - n * u)
+
+
+def _plan_bound(length: int, u: float, stride: int) -> tuple[float, int, int]:
+    """(relative bound, largest power exponent used, recursion depth) of `_scan`."""
+    if length <= DIRECT:
+        return _gamma(length + 1, u), stride * length, 1
+    chunks = -(-length // CHUNK)
+    inner, inner_exp, inner_depth = _plan_bound(chunks, u, stride * CHUNK)
+    # Path of x_i into y_t: dot product inside its chunk (CHUNK terms, +1 add for an
+    # exclusive end), the carry filter of the chunk ends, the edge weight, the final add.
+    local = 1.0 + _gamma(CHUNK + 1, u)
+    rel = local * (1.0 + inner) * (1.0 + _gamma(2, u)) - 1.0
+    return rel, max(inner_exp, stride * (CHUNK + 1)), inner_depth + 1
+
+
+def filter_error_bound(length: int, dtype: torch.dtype) -> FilterErrorBound:
+    """Rigorous bound of `linear_filter`'s rounding error versus the exact filter.
+
+    Model: every float operation returns (exact)(1 + d) + e with |d| <= u (2^-24 float32,
+    2^-53 float64) and |e| <= the smallest normal number (underflow, flush-to-zero).
+    Any n-term dot product, in any order and with or without FMA, is then within
+    gamma_n = n u / (1 - n u) of exact relative to the sum of |terms| (Higham, Accuracy and
+    Stability of Numerical Algorithms, Lemma 3.1 and eq. 3.5). Every term beta^(t-i) x_i
+    reaches y_t through at most one dot product per recursion level (CHUNK+1 terms), one
+    edge multiply-add per level, and coefficients computed as float64 products of at most
+    e_max factors then rounded to the dtype (relative error (1 + 2^-53)^e_max (1 + u) - 1).
+    Multiplying the per-level factors gives `rel`. The versus-recurrence bound adds the
+    recurrence's own error: `recurrence_error_bound`.
+    """
+    if dtype not in _SUPPORTED:
+        raise UsageError(f"filter_error_bound supports float32 and float64, got {dtype}")
+    u = _unit_roundoff(dtype)
+    rel, max_exp, depth = _plan_bound(max(int(length), 1), u, 1)
+    alpha = (1.0 + _U64) ** max_exp * (1.0 + u) - 1.0
+    # Two coefficient roundings (the matrix entry and the edge weight) per level.
+    rel = (1.0 + rel) * (1.0 + alpha) ** (2 * depth) - 1.0
+    tiny = torch.finfo(dtype).tiny
+    absolute = 8.0 * (depth + 2) * (CHUNK + DIRECT + max(int(length), 1)) * tiny
+    return FilterErrorBound(rel * _BOUND_SLACK, absolute * _BOUND_SLACK)
+
+
+def recurrence_error_bound(beta: float, dtype: torch.dtype) -> tuple[float, float]:
+    """(g, h): the recurrence y_t = fl(fl(beta*y_{t-1}) + x_t) satisfies
+    |y_t - F(x)_t| <= g * max_s F(|x|)_s + h.
+
+    With e_t its error and A = F(|x|): y_t = (beta y_{t-1}(1+d1) + x_t)(1+d2) + underflow,
+    so |e_t| <= beta (1+u)^2 |e_{t-1}| + 2u(1+u) A_t + 3 eta, giving
+    g = 2u(1+u) / (1 - beta') and h = 3 eta / (1 - beta') with beta' = beta (1+u)^2
+    (both inf if beta' >= 1). Together with `filter_error_bound` this bounds the
+    filter against the step-by-step recurrence in the same dtype.
+    """
+    u = _unit_roundoff(dtype)
+    damped = beta * (1.0 + u) ** 2
+    if damped >= 1.0:
+        return math.inf, math.inf
+    tiny = torch.finfo(dtype).tiny
+    scale = _BOUND_SLACK / (1.0 - damped)
+    return 2.0 * u * (1.0 + u) * scale, 3.0 * tiny * scale
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def sequential_spikes(
+    x: torch.Tensor, beta: torch.Tensor, theta: torch.Tensor, rho: torch.Tensor
+) -> torch.Tensor:
+    """Step-by-step reference of the reset-refractory neuron, in x's dtype.
+
+        c = theta + rho (rounded once), v_{-1} = 0, and for t = 0..L-1:
+        m_t = beta * v_{t-1} + x_t;   s_t = [m_t > theta];   v_t = m_t - c * s_t
+
+    Each line is one rounding per operation, no fused multiply-add: this order of float
+    operations defines "the" spikes that `pmbc_spikes` reproduces exactly.
+    x (B, L, H); beta, theta, rho per channel (H,) or scalars. Returns float 0/1 (B, L, H).
+    """
+    _check_sequence(x)
+    channels = x.shape[2]
+    beta_v = _channel_vector(beta, channels, x.dtype, "beta")
+    theta_v = _channel_vector(theta, channels, x.dtype, "theta")
+    rho_v = _channel_vector(rho, channels, x.dtype, "rho")
+    _check_neuron_params(beta_v, theta_v, rho_v)
+    c = theta_v + rho_v
+    v = torch.zeros(x.shape[0], channels, dtype=x.dtype)
+    spikes = torch.empty_like(x)
+    for t, x_t in enumerate(x.unbind(1)):
+        m = beta_v * v + x_t
+        s = (m > theta_v).to(x.dtype)
+        v = m - c * s
+        spikes[:, t] = s
+    return spikes
+
+
+# --------------------------------------------------------------------------- PMBC
+
+
+@dataclass
+class PmbcStats:
+    """What one `pmbc_spikes` call did.
+
+    passes: PMBC passes of the slice that needed most (pass 1 is closed-form);
+    resolved_per_pass: steps newly decided by each pass, summed over slices;
+    finish_steps: steps decided by the sequential finish (inside the margin or left at
+    the pass cap); finish_lanes / finish_lane_steps: sequential replays run and their
+    total length; exact_restarts: replays that had to start from t = 0.
+    """
+
+    steps: int = 0
+    passes: int = 0
+    max_passes: int = 0
+    resolved_per_pass: list[int] = field(default_factory=list)
+    finish_steps: int = 0
+    finish_lanes: int = 0
+    finish_lane_steps: int = 0
+    exact_restarts: int = 0
+
+    @property
+    def hit_cap(self) -> bool:
+        return self.passes >= self.max_passes and self.finish_steps > 0
+
+
+def pmbc_spikes(
+    x: torch.Tensor,
+    beta: torch.Tensor,
+    theta: torch.Tensor,
+    rho: torch.Tensor,
+    max_passes: int = DEFAULT_MAX_PASSES,
+) -> tuple[torch.Tensor, PmbcStats]:
+    """Spikes of the reset-refractory neuron by PMBC, identical to `sequential_spikes`.
+
+    Passes (at most `max_passes`), per slice of batch rows, with K/N the steps known to
+    spike/stay silent and the rest undecided:
+
+        U = F(x) - c F_ex(K)                      (undecided past spikes taken as 0)
+        L = F(x) - c F_ex(1) + c F_ex(N)          (undecided past spikes taken as 1)
+        spike certain where L > theta + margin; silence certain where U <= theta - margin
+
+    Pass 1 has K = N = 0 and needs no spike filter. The loop stops when nothing is
+    undecided, a pass decides nothing new, or the cap is hit. The margin (per batch row
+    and channel) covers the filters' rounding and the reference's rounding, so certainty
+    is certainty about the reference's float membrane. Remaining steps go to `_finish`.
+    x (B, L, H) float32/float64; beta in [0, 1), theta > 0, rho >= 0 per channel.
+    Returns spikes (B, L, H) float 0/1 in x's dtype and a PmbcStats.
+    """
+    run = _PmbcRun(x, beta, theta, rho, max_passes)
+    return run.run(), run.stats
+
+
+@dataclass
+class _Lanes:
+    """Sequential replays: lane k replays channel h[k] of batch row b[k] over steps
+    start[k]..stop[k] from a float interval [lo[k], hi[k]] known to hold m_start."""
+
+    b: torch.Tensor
+    h: torch.Tensor
+    start: torch.Tensor
+    stop: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+
+    @staticmethod
+    def cat(parts: list[_Lanes]) -> _Lanes:
+        return _Lanes(*(torch.cat([getattr(p, f) for p in parts]) for f in _LANE_FIELDS))
+
+
+_LANE_FIELDS = ("b", "h", "start", "stop", "lo", "hi")
+
+
+class _PmbcRun:
+    """One PMBC evaluation; `finalize(b0, b1, a, spikes)` is called once per batch slice
+    with F(x) of the slice and its final spikes (used by the neuron's fused forward)."""
+
+    def __init__(self, x, beta, theta, rho, max_passes) -> None:
+        _check_sequence(x)
+        if x.dtype not in _SUPPORTED:
+            raise UsageError(f"pmbc_spikes supports float32 and float64, got {x.dtype}")
+        if isinstance(max_passes, bool) or not isinstance(max_passes, int) or max_passes < 1:
+            raise UsageError(f"max_passes must be an int >= 1, got {max_passes!r}")
+        self.x = x.detach().contiguous()
+        self.batch, self.length, self.channels = x.shape
+        self.dtype = x.dtype
+        self.beta = _channel_vector(beta, self.channels, self.dtype, "beta").detach()
+        self.theta = _channel_vector(theta, self.channels, self.dtype, "theta").detach()
+        self.rho = _channel_vector(rho, self.channels, self.dtype, "rho").detach()
+        _check_neuron_params(self.beta, self.theta, self.rho)
+        self.c = self.theta + self.rho
+        self.max_passes = max_passes
+        self.decay = _Decay(self.beta)
+        self.stats = PmbcStats(steps=x.numel(), max_passes=max_passes)
+        self.u = _unit_roundoff(self.dtype)
+        self.tiny = torch.finfo(self.dtype).tiny
+        self.bound = filter_error_bound(self.length, self.dtype)
+        self.rows_per_slice = max(1, SLICE_ELEMENTS // max(1, self.length * self.channels))
+        self.code = torch.zeros(x.shape, dtype=torch.int8)  # +1 spike, -1 silent, 0 open
+        self.lanes: list[_Lanes] = []
+        self.pending: list[tuple[int, int, torch.Tensor]] = []
+        self.warmup = 0
+
+    # ---- driver
+
+    def run(self, finalize=None) -> torch.Tensor:
+        spikes = torch.empty(self.x.shape, dtype=self.dtype)
+        if self.x.numel() == 0:
+            return spikes
+        past_weight = _scan(
+            torch.ones(1, self.length, self.channels, dtype=self.dtype),
+            self.decay,
+            1,
+            True,
+            False,
+        )
+        self.c_past = self.c * past_weight  # c F_ex(1), shared by all rows
+        for b0 in range(0, self.batch, self.rows_per_slice):
+            b1 = min(self.batch, b0 + self.rows_per_slice)
+            a, resolved = self._slice_passes(b0, b1)
+            if resolved:
+                self._emit(b0, b1, a, spikes, finalize)
+            else:
+                self.pending.append((b0, b1, a))
+        if self.lanes:
+            self._finish(_Lanes.cat(self.lanes))
+        for b0, b1, a in self.pending:
+            self._emit(b0, b1, a, spikes, finalize)
+        return spikes
+
+    def _emit(self, b0, b1, a, spikes, finalize) -> None:
+        out = spikes[b0:b1]
+        torch.gt(self.code[b0:b1], 0, out=out)
+        if finalize is not None:
+            finalize(b0, b1, a, out)
+
+    # ---- margins
+
+    def _row_margins(self, xs: torch.Tensor):
+        """Per (row, channel) margins in float64, shape (n, 1, H).
+
+        Returns (classify, enclose): `classify` is subtracted/added to theta to declare a
+        step certain; `enclose` widens the bounds L, U into an interval that holds the
+        reference's float membrane. Both are err + D with
+          err >= |computed L or U - exact L or U|  (filter bound and the few roundings of
+                 forming L and U; magnitudes bounded by A + 2 c S),
+          D  >= |reference float membrane - exact membrane for the same spikes|,
+        where S = min(1/(1-beta), L) >= sum_k beta^k and A = max_t |x_t| * S >= F(|x|).
+        Derivation of D (u unit roundoff, eta smallest normal): if D_t <= theta, a spike
+        needs M_t > theta - D_t >= 0, so |V_t| <= A + c =: Q and |M_t| <= Q. The three
+        roundings of a step give e_t <= beta (1+u)^3 e_{t-1} + kappa Q + lam eta with
+        kappa = u (1+u)(1 + beta(1+u)) + u, lam = (1+u)(2+u) + 1, hence
+        e_t <= E = (kappa Q + lam eta) / (1 - beta (1+u)^3) and
+        D = beta (1+u)^2 E + u (1 + beta (1+u)) Q + (2+u) eta.
+        Where D > theta or beta (1+u)^3 >= 1 the argument fails: margin = inf (no step of
+        that row is ever declared certain; the finish replays it exactly from t = 0).
+        """
+        u, eta = self.u, self.tiny
+        beta = self.beta.double()
+        theta = self.theta.double()
+        c = self.c.double()
+        geo = torch.where(beta < 1, 1.0 / (1.0 - beta), math.inf).clamp(max=self.length)
+        geo = geo * (1.0 + 4 * _U64)
+        xmax = xs.abs().amax(dim=1, keepdim=True).double()
+        if not bool(torch.isfinite(xmax).all()):
+            raise UsageError("pmbc_spikes: x contains inf or NaN")
+        amag = xmax * geo
+        rel = self.bound.rel
+        err = ((1.0 + rel) * (1.0 + u) ** 6 - 1.0) * (amag + 2.0 * c * geo)
+        err = err + 4.0 * self.bound.absolute * (1.0 + xmax + c) + 8.0 * eta
+        q = amag + c
+        damped = beta * (1.0 + u) ** 3
+        kappa = u * (1.0 + u) * (1.0 + beta * (1.0 + u)) + u
+        lam = (1.0 + u) * (2.0 + u) + 1.0
+        e_bound = (kappa * q + lam * eta) / (1.0 - damped).clamp(min=1e-300)
+        d_bound = beta * (1.0 + u) ** 2 * e_bound + u * (1.0 + beta * (1.0 + u)) * q
+        d_bound = d_bound + (2.0 + u) * eta
+        margin = (err + d_bound) * _BOUND_SLACK
+        valid = (damped < 1.0) & (d_bound <= theta)
+        return torch.where(valid, margin, math.inf)
+
+    # ---- passes
+
+    def _slice_passes(self, b0: int, b1: int) -> tuple[torch.Tensor, bool]:
+        xs = self.x[b0:b1]
+        n = b1 - b0
+        margin = self._row_margins(xs)
+        theta64 = self.theta.double()
+        hi = _round_to(theta64 + margin, self.dtype, up=True)
+        lo = _round_to(theta64 - margin, self.dtype, up=False)
+        a = _scan(xs, self.decay, 1, False, False)
+        lower = a - self.c_past  # L with every past step undecided (pass 1)
+        upper = a
+        known = torch.zeros((2 * n, *xs.shape[1:]), dtype=self.dtype)
+        spike, silent = known[:n], known[n:]
+        flag = torch.empty_like(a)
+        total = xs.numel()
+        open_steps = total
+        passes = 0
+        c = self.c
+        while True:
+            passes += 1
+            torch.gt(lower, hi, out=flag)
+            torch.maximum(spike, flag, out=spike)
+            torch.le(upper, lo, out=flag)
+            torch.maximum(silent, flag, out=silent)
+            now_open = total - int(known.sum(dtype=torch.float64))
+            self._count_pass(passes, open_steps - now_open)
+            progress = now_open < open_steps
+            open_steps = now_open
+            if open_steps == 0 or passes >= self.max_passes or not progress:
+                break
+            past = _scan(known, self.decay, 1, True, False)
+            upper = torch.addcmul(a, past[:n], c, value=-1)
+            lower = torch.addcmul(a, past[n:], c)
+            lower.sub_(self.c_past)
+        self.stats.passes = max(self.stats.passes, passes)
+        self.code[b0:b1] = (spike - silent).to(torch.int8)
+        if open_steps:
+            self._collect_lanes(b0, xs, lower, upper, margin, theta64)
+        return a, open_steps == 0
+
+    def _count_pass(self, index: int, resolved: int) -> None:
+        counts = self.stats.resolved_per_pass
+        while len(counts) < index:
+            counts.append(0)
+        counts[index - 1] += resolved
+
+    # ---- sequential finish
+
+    def _warmup_steps(self, margin: torch.Tensor) -> int:
+        """Replay steps before an open step: enough for an interval of width ~2*margin to
+        contract (by beta per step) below the spacing of floats near theta."""
+        finite = margin[torch.isfinite(margin)]
+        if finite.numel() == 0:
+            return self.length
+        beta_max = float(self.beta.max())
+        spacing = float(self.theta.min()) * self.u
+        ratio = max(2.0 * float(finite.max()) / spacing, 2.0)
+        if beta_max <= 0.0:
+            return 8
+        steps = math.log(ratio) / -math.log(beta_max) if beta_max < 1 else math.inf
+        return int(min(self.length, math.ceil(steps) + 8))
+
+    def _collect_lanes(self, b0, xs, lower, upper, margin, theta64) -> None:
+        """Group the slice's open steps into replay lanes with interval starts."""
+        n, length, channels = xs.shape
+        if not self.warmup:
+            self.warmup = self._warmup_steps(margin)
+        open_mask = self.code[b0 : b0 + n] == 0
+        bi, ti, hi_ = open_mask.nonzero(as_tuple=True)
+        row = bi * channels + hi_
+        order = torch.argsort(row * length + ti)
+        row, ti, bi, hi_ = row[order], ti[order], bi[order], hi_[order]
+        new_lane = torch.ones_like(row, dtype=torch.bool)
+        new_lane[1:] = (row[1:] != row[:-1]) | (ti[1:] - ti[:-1] > self.warmup)
+        first = new_lane.nonzero().squeeze(1)
+        last = torch.cat([first[1:] - 1, first.new_tensor([row.numel() - 1])])
+        b, h = bi[first], hi_[first]
+        start = (ti[first] - self.warmup).clamp(min=0)
+        row_margin = margin[b, 0, h]
+        start = torch.where(torch.isfinite(row_margin), start, 0)
+        stop = ti[last]
+        inside = start > 0
+        lo = torch.empty(b.shape, dtype=self.dtype)
+        hi = torch.empty(b.shape, dtype=self.dtype)
+        lo[~inside] = xs[b[~inside], 0, h[~inside]]  # m_0 = x_0 exactly
+        hi[~inside] = lo[~inside]
+        bs, hs, ts = b[inside], h[inside], start[inside]
+        mg = row_margin[inside]
+        lo[inside] = _round_to(lower[bs, ts, hs].double() - mg, self.dtype, up=False)
+        hi[inside] = _round_to(upper[bs, ts, hs].double() + mg, self.dtype, up=True)
+        self.lanes.append(_Lanes(b + b0, h, start, stop, lo, hi))
+
+    def _finish(self, lanes: _Lanes) -> None:
+        """Exact sequential finish: replay the reference's float operations.
+
+        A lane tracks an interval [lo, hi] that holds the reference's float membrane.
+        Every operation of the step (fl(beta*v), fl(p + x), fl(m - c)) is monotone in its
+        input, so running it on both ends keeps the interval valid while the spike test
+        agrees on both ends or is already known from the passes (then the interval is
+        clipped to that side of theta). When the tests disagree on an open step, the hull
+        of both outcomes is kept and the step stays open. The interval contracts by beta
+        per step and collapses onto the reference trajectory (lo == hi) after a few steps;
+        a lane started at t = 0 is exact from the start (m_0 = x_0). Open steps left after
+        the windowed lanes are replayed from t = 0, which always decides them.
+        """
+        open_before = int((self.code == 0).sum())
+        self._run_lanes(lanes)
+        still_open = self.code == 0
+        if bool(still_open.any()):
+            bi, ti, hi_ = still_open.nonzero(as_tuple=True)
+            row = bi * self.channels + hi_
+            rows, inverse = torch.unique(row, return_inverse=True)
+            stop = torch.full(rows.shape, -1, dtype=torch.long).scatter_reduce(
+                0, inverse, ti, reduce="amax"
+            )
+            b, h = rows // self.channels, rows % self.channels
+            x0 = self.x[b, 0, h]
+            exact = _Lanes(b, h, torch.zeros_like(b), stop, x0, x0.clone())
+            self.stats.exact_restarts += rows.numel()
+            self._run_lanes(exact)
+        self.stats.finish_steps += open_before
+
+    def _run_lanes(self, lanes: _Lanes) -> None:
+        lengths = lanes.stop - lanes.start + 1
+        self.stats.finish_lanes += lengths.numel()
+        self.stats.finish_lane_steps += int(lengths.sum())
+        # Lanes of similar length run together: padding wastes at most half the steps.
+        bucket = torch.ceil(torch.log2(lengths.double())).long()
+        for key in torch.unique(bucket).tolist():
+            sel = (bucket == key).nonzero().squeeze(1)
+            self._replay(_Lanes(*(getattr(lanes, f)[sel] for f in _LANE_FIELDS)))
+
+    def _replay(self, lanes: _Lanes) -> None:
+        dtype = self.dtype
+        channels = self.channels
+        beta, theta, c = self.beta[lanes.h], self.theta[lanes.h], self.c[lanes.h]
+        theta_up = torch.nextafter(theta, torch.full_like(theta, math.inf))
+        floor_spike = theta_up - c  # lowest v after a spike: fl(theta+ - c)
+        x_flat = self.x.view(-1)
+        code_flat = self.code.view(-1)
+        pos = (lanes.b * self.length + lanes.start) * channels + lanes.h
+        stop_pos = (lanes.b * self.length + lanes.stop) * channels + lanes.h
+        steps = int((lanes.stop - lanes.start).max()) + 1
+        m_lo, m_hi = lanes.lo.clone(), lanes.hi.clone()
+        v_lo = v_hi = m_lo
+        collapsed = bool(torch.equal(m_lo, m_hi))
+        decided = torch.zeros((steps, pos.numel()), dtype=torch.int8)
+        for k in range(steps):
+            at = torch.minimum(pos + k * channels, stop_pos)
+            if k > 0:
+                x_k = x_flat[at]
+                m_lo = beta * v_lo + x_k
+                m_hi = m_lo if collapsed else beta * v_hi + x_k
+            known = code_flat[at]
+            if collapsed:
+                spike = (m_lo > theta).to(dtype)
+                v_lo = v_hi = m_lo - c * spike
+                decided[k] = (2 * spike - 1).to(torch.int8)
+                continue
+            spike = (m_lo > theta) | (known > 0)
+            silent = (m_hi <= theta) | (known < 0)
+            decided[k] = spike.to(torch.int8) - silent.to(torch.int8)
+            reset_hi = m_hi - c
+            reset_lo = torch.maximum(m_lo, theta_up) - c
+            v_hi = torch.where(
+                silent,
+                torch.minimum(m_hi, theta),
+                torch.where(spike, reset_hi, torch.maximum(reset_hi, theta)),
+            )
+            v_lo = torch.where(
+                spike,
+                reset_lo,
+                torch.where(silent, m_lo, torch.minimum(m_lo, floor_spike)),
+            )
+            if k % 8 == 7 and bool(torch.equal(v_lo, v_hi)):
+                collapsed = True
+        offsets = torch.arange(steps)[:, None] * channels + pos[None, :]
+        valid = (offsets <= stop_pos[None, :]) & (decided != 0)
+        targets = offsets[valid]
+        values = decided[valid]
+        open_now = code_flat[targets] == 0
+        code_flat[targets[open_now]] = values[open_now]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _unit_roundoff(dtype: torch.dtype) -> float:
+    return 2.0**-24 if dtype == torch.float32 else _U64
+
+
+def _round_to(z64: torch.Tensor, dtype: torch.dtype, *, up: bool) -> torch.Tensor:
+    """A value of `dtype` >= (up) or <= (down) the exact result the float64 input rounds.
+
+    z64 came from one float64 operation, so stepping one float64 ulp outward covers its
+    rounding; the cast to dtype is then corrected outward if it went the wrong way.
+    """
+    direction = torch.full_like(z64, math.inf if up else -math.inf)
+    z64 = torch.nextafter(z64, direction)
+    out = z64.to(dtype)
+    wrong = out.double() < z64 if up else out.double() > z64
+    return torch.where(wrong, torch.nextafter(out, direction.to(dtype)), out)
+
+
+def _check_sequence(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise UsageError(f"expected a tensor of shape (B, L, H), got {type(x).__name__}")
+    if x.dim() != 3:
+        raise UsageError(f"expected x of shape (B, L, H), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise UsageError(f"expected a floating-point x, got {x.dtype}")
+
+
+def _channel_vector(value, channels: int, dtype: torch.dtype, name: str) -> torch.Tensor:
+    vec = torch.as_tensor(value, dtype=dtype)
+    if vec.dim() == 0:
+        vec = vec.expand(channels)
+    if vec.shape != (channels,):
+        raise UsageError(f"{name} must be a scalar or shape ({channels},), got {tuple(vec.shape)}")
+    return vec.contiguous()
+
+
+def _check_neuron_params(beta: torch.Tensor, theta: torch.Tensor, rho: torch.Tensor) -> None:
+    if not bool(((beta >= 0) & (beta < 1)).all()):
+        raise UsageError("beta must lie in [0, 1) for every channel")
+    if not bool(((theta > 0) & torch.isfinite(theta)).all()):
+        raise UsageError("theta must be positive and finite for every channel")
+    if not bool(((rho >= 0) & torch.isfinite(rho)).all()):
+        raise UsageError("rho must be >= 0 and finite for every channel")
