@@ -44,6 +44,14 @@ DIRECT = 32
 # in cache and temporaries are reused by the allocator instead of page-faulted afresh.
 SLICE_ELEMENTS = 1 << 19
 DEFAULT_MAX_PASSES = 8
+# Above this fraction of undecided steps the finish replays whole blocks in lock-step
+# (strided, no gathers) before replaying the remaining clusters one by one.
+DENSE_FINISH_FRACTION = 0.005
+# Extra lock-step warm-up beyond the contraction estimate: a step whose interval
+# straddles theta widens it again, and blocks that fail to collapse cost far more later.
+WARMUP_SLACK = 8
+# Lane groups smaller than this run as one group whatever their lengths.
+LANE_GROUP = 4096
 
 _SUPPORTED = (torch.float32, torch.float64)
 _U64 = 2.0**-53
@@ -349,12 +357,29 @@ class _Lanes:
     lo: torch.Tensor
     hi: torch.Tensor
 
+    def select(self, index: torch.Tensor) -> _Lanes:
+        return _Lanes(*(getattr(self, f)[index] for f in _LANE_FIELDS))
+
     @staticmethod
     def cat(parts: list[_Lanes]) -> _Lanes:
         return _Lanes(*(torch.cat([getattr(p, f) for p in parts]) for f in _LANE_FIELDS))
 
 
 _LANE_FIELDS = ("b", "h", "start", "stop", "lo", "hi")
+
+
+@dataclass
+class _OpenSlice:
+    """A batch slice that still has undecided steps after its passes, with the last
+    bounds (lower, upper) and its margins, kept for the finish."""
+
+    b0: int
+    b1: int
+    a: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+    margin: torch.Tensor
+    open_steps: int
 
 
 class _PmbcRun:
@@ -383,9 +408,9 @@ class _PmbcRun:
         self.bound = filter_error_bound(self.length, self.dtype)
         self.rows_per_slice = max(1, SLICE_ELEMENTS // max(1, self.length * self.channels))
         self.code = torch.zeros(x.shape, dtype=torch.int8)  # +1 spike, -1 silent, 0 open
-        self.lanes: list[_Lanes] = []
-        self.pending: list[tuple[int, int, torch.Tensor]] = []
+        self.open_slices: list[_OpenSlice] = []
         self.warmup = 0
+        self._conflict = torch.zeros((), dtype=self.dtype)
 
     # ---- driver
 
@@ -393,25 +418,17 @@ class _PmbcRun:
         spikes = torch.empty(self.x.shape, dtype=self.dtype)
         if self.x.numel() == 0:
             return spikes
-        past_weight = _scan(
-            torch.ones(1, self.length, self.channels, dtype=self.dtype),
-            self.decay,
-            1,
-            True,
-            False,
-        )
-        self.c_past = self.c * past_weight  # c F_ex(1), shared by all rows
+        ones = torch.ones(1, self.length, self.channels, dtype=self.dtype)
+        self.c_past = self.c * _scan(ones, self.decay, 1, True, False)  # c F_ex(1)
         for b0 in range(0, self.batch, self.rows_per_slice):
             b1 = min(self.batch, b0 + self.rows_per_slice)
-            a, resolved = self._slice_passes(b0, b1)
-            if resolved:
+            a = self._slice_passes(b0, b1)
+            if a is not None:
                 self._emit(b0, b1, a, spikes, finalize)
-            else:
-                self.pending.append((b0, b1, a))
-        if self.lanes:
-            self._finish(_Lanes.cat(self.lanes))
-        for b0, b1, a in self.pending:
-            self._emit(b0, b1, a, spikes, finalize)
+        if self.open_slices:
+            self._finish()
+            for part in self.open_slices:
+                self._emit(part.b0, part.b1, part.a, spikes, finalize)
         return spikes
 
     def _emit(self, b0, b1, a, spikes, finalize) -> None:
@@ -425,9 +442,9 @@ class _PmbcRun:
     def _row_margins(self, xs: torch.Tensor):
         """Per (row, channel) margins in float64, shape (n, 1, H).
 
-        Returns (classify, enclose): `classify` is subtracted/added to theta to declare a
-        step certain; `enclose` widens the bounds L, U into an interval that holds the
-        reference's float membrane. Both are err + D with
+        A step is declared certain when its bound clears theta by the margin, and the
+        finish widens the bounds by it into an interval holding the reference's float
+        membrane. margin = err + D with
           err >= |computed L or U - exact L or U|  (filter bound and the few roundings of
                  forming L and U; magnitudes bounded by A + 2 c S),
           D  >= |reference float membrane - exact membrane for the same spikes|,
@@ -445,8 +462,7 @@ class _PmbcRun:
         beta = self.beta.double()
         theta = self.theta.double()
         c = self.c.double()
-        geo = torch.where(beta < 1, 1.0 / (1.0 - beta), math.inf).clamp(max=self.length)
-        geo = geo * (1.0 + 4 * _U64)
+        geo = (1.0 / (1.0 - beta)).clamp(max=self.length) * (1.0 + 4 * _U64)
         xmax = xs.abs().amax(dim=1, keepdim=True).double()
         if not bool(torch.isfinite(xmax).all()):
             raise UsageError("pmbc_spikes: x contains inf or NaN")
@@ -467,7 +483,9 @@ class _PmbcRun:
 
     # ---- passes
 
-    def _slice_passes(self, b0: int, b1: int) -> tuple[torch.Tensor, bool]:
+    def _slice_passes(self, b0: int, b1: int) -> torch.Tensor | None:
+        """PMBC passes over batch rows b0:b1; writes `code`. Returns F(x) of the slice if
+        every step was decided, else None (the slice is kept in `open_slices`)."""
         xs = self.x[b0:b1]
         n = b1 - b0
         margin = self._row_margins(xs)
@@ -475,36 +493,36 @@ class _PmbcRun:
         hi = _round_to(theta64 + margin, self.dtype, up=True)
         lo = _round_to(theta64 - margin, self.dtype, up=False)
         a = _scan(xs, self.decay, 1, False, False)
-        lower = a - self.c_past  # L with every past step undecided (pass 1)
-        upper = a
-        known = torch.zeros((2 * n, *xs.shape[1:]), dtype=self.dtype)
+        a_low = a - self.c_past
+        upper, lower = a, a_low  # pass 1: no past spike known
+        # Rows 0..n-1: certain spikes, n..2n-1: certain silences. Flags are recomputed
+        # each pass rather than accumulated: every pass's bounds are valid on their own.
+        known = torch.empty((2 * n, *xs.shape[1:]), dtype=self.dtype)
         spike, silent = known[:n], known[n:]
-        flag = torch.empty_like(a)
         total = xs.numel()
         open_steps = total
         passes = 0
-        c = self.c
         while True:
             passes += 1
-            torch.gt(lower, hi, out=flag)
-            torch.maximum(spike, flag, out=spike)
-            torch.le(upper, lo, out=flag)
-            torch.maximum(silent, flag, out=silent)
-            now_open = total - int(known.sum(dtype=torch.float64))
+            torch.gt(lower, hi, out=spike)
+            torch.le(upper, lo, out=silent)
+            now_open = total - _count_ones(known)
             self._count_pass(passes, open_steps - now_open)
             progress = now_open < open_steps
             open_steps = now_open
             if open_steps == 0 or passes >= self.max_passes or not progress:
                 break
             past = _scan(known, self.decay, 1, True, False)
-            upper = torch.addcmul(a, past[:n], c, value=-1)
-            lower = torch.addcmul(a, past[n:], c)
-            lower.sub_(self.c_past)
+            upper = torch.addcmul(a, past[:n], self.c, value=-1)
+            lower = torch.addcmul(a_low, past[n:], self.c)
         self.stats.passes = max(self.stats.passes, passes)
-        self.code[b0:b1] = (spike - silent).to(torch.int8)
-        if open_steps:
-            self._collect_lanes(b0, xs, lower, upper, margin, theta64)
-        return a, open_steps == 0
+        code = self.code[b0:b1]
+        code.copy_(spike)
+        code.sub_(silent.to(torch.int8))
+        if open_steps == 0:
+            return a
+        self.open_slices.append(_OpenSlice(b0, b1, a, lower, upper, margin, open_steps))
+        return None
 
     def _count_pass(self, index: int, resolved: int) -> None:
         counts = self.stats.resolved_per_pass
@@ -514,27 +532,199 @@ class _PmbcRun:
 
     # ---- sequential finish
 
-    def _warmup_steps(self, margin: torch.Tensor) -> int:
-        """Replay steps before an open step: enough for an interval of width ~2*margin to
-        contract (by beta per step) below the spacing of floats near theta."""
-        finite = margin[torch.isfinite(margin)]
-        if finite.numel() == 0:
-            return self.length
+    def _warmup_steps(self, width: float) -> int:
+        """Replay steps for an interval of `width` to contract (by beta per step) below
+        the spacing of floats near theta, plus slack for steps whose interval straddles."""
         beta_max = float(self.beta.max())
-        spacing = float(self.theta.min()) * self.u
-        ratio = max(2.0 * float(finite.max()) / spacing, 2.0)
+        if not math.isfinite(width):
+            return self.length
         if beta_max <= 0.0:
             return 8
-        steps = math.log(ratio) / -math.log(beta_max) if beta_max < 1 else math.inf
+        spacing = float(self.theta.min()) * self.u
+        steps = math.log(max(width / spacing, 2.0)) / -math.log(beta_max)
         return int(min(self.length, math.ceil(steps) + 8))
 
-    def _collect_lanes(self, b0, xs, lower, upper, margin, theta64) -> None:
-        """Group the slice's open steps into replay lanes with interval starts."""
-        n, length, channels = xs.shape
-        if not self.warmup:
-            self.warmup = self._warmup_steps(margin)
-        open_mask = self.code[b0 : b0 + n] == 0
+    def _margin_width(self) -> float:
+        """Largest interval width the finish starts from when the past is decided."""
+        widths = [float(p.margin.max()) for p in self.open_slices]
+        return 2.0 * max(widths, default=0.0)
+
+    def _finish(self) -> None:
+        """Exact sequential finish: replay the reference's float operations.
+
+        Replays track an interval [lo, hi] holding the reference's float membrane.
+        Every operation of a step (fl(beta*v), fl(p + x), fl(m - c)) is monotone in its
+        input, so running it on both ends keeps the interval valid while the spike test
+        agrees on both ends or is already known from the passes (the interval is then
+        clipped to that side of theta). When the tests disagree on an open step, the hull
+        of both outcomes is kept and the step stays open. The interval contracts by beta
+        per step and collapses onto the reference trajectory (lo == hi); from then on the
+        replay is the reference itself. A replay from t = 0 is exact from the start
+        (m_0 = x_0).
+
+        Three stages, each only for what is still open: (1) when many steps are open,
+        every block of the sequence is replayed in lock-step after a warm-up from the
+        bounds just before it; (2) each cluster of open steps of a (row, channel) is
+        replayed from `warmup` steps before it; (3) whatever is left is replayed from
+        t = 0, which always decides it.
+        """
+        open_steps = sum(part.open_steps for part in self.open_slices)
+        self.stats.finish_steps = open_steps
+        if open_steps > DENSE_FINISH_FRACTION * self.code.numel():
+            # With many steps open the bounds before a block can be as wide as the whole
+            # possible refractory drop c * sum_k beta^k.
+            geo = (self.beta / (1 - self.beta)).clamp(max=self.length)
+            width = float((self.c * geo).max()) + self._margin_width()
+            self.warmup = self._warmup_steps(width) + WARMUP_SLACK
+            block = self._block_length()
+            if block:
+                self._replay_blocks(block)
+                self._recount_open()
+        self.warmup = self._warmup_steps(self._margin_width())
+        lanes = [self._collect_lanes(part) for part in self.open_slices if part.open_steps]
+        lanes = [lane for lane in lanes if lane is not None]
+        if lanes:
+            self._run_lanes(_Lanes.cat(lanes))
+            self._recount_open()
+        exact = [self._exact_lanes(part) for part in self.open_slices if part.open_steps]
+        if exact:
+            lanes = _Lanes.cat(exact)
+            self.stats.exact_restarts += lanes.b.numel()
+            self._run_lanes(lanes)
+            self._recount_open()
+        self._check_conflicts()
+        if any(part.open_steps for part in self.open_slices):
+            raise RuntimeError("internal error: PMBC finish left undecided steps")
+
+    def _recount_open(self) -> None:
+        for part in self.open_slices:
+            code = self.code[part.b0 : part.b1]
+            part.open_steps = code.numel() - int(torch.count_nonzero(code))
+
+    def _exact_lanes(self, part: _OpenSlice) -> _Lanes:
+        """Stage (3) of `_finish`: replay each (row, channel) with open steps from t = 0."""
+        bi, ti, hi_ = (self.code[part.b0 : part.b1] == 0).nonzero(as_tuple=True)
+        row = bi * self.channels + hi_
+        rows, inverse = torch.unique(row, return_inverse=True)
+        stop = torch.full(rows.shape, -1, dtype=torch.long)
+        stop = stop.scatter_reduce(0, inverse, ti, reduce="amax")
+        b, h = rows // self.channels + part.b0, rows % self.channels
+        x0 = self.x[b, 0, h]  # m_0 = x_0 exactly
+        return _Lanes(b, h, torch.zeros_like(b), stop, x0, x0.clone())
+
+    def _block_length(self) -> int:
+        """Block length of the lock-step replay (0: sequence too short for blocks)."""
+        target = 2 ** round(math.log2(math.sqrt(16.0 * self.length)))
+        block = max(target, 2 * self.warmup, 64)
+        return block if self.length >= 2 * block else 0
+
+    def _replay_blocks(self, block: int) -> None:
+        """Stage (1) of `_finish`: blocks k = 0..nb-1 of `block` steps, in lock-step.
+
+        Block k >= 1 starts `warmup` steps early from the interval the last pass's bounds
+        give there; block 0 starts exactly (m_0 = x_0). Blocks whose interval has not
+        collapsed when their own steps begin decide nothing here.
+        """
+        warm = self.warmup
+        nb = self.length // block
+        lo, hi = self._block_enclosures(block, nb)
+        m_lo, m_hi = lo, hi
+        v_lo = v_hi = lo
+        params = self._step_params()
+        for j in range(warm + 1):
+            at = block - warm + j  # time of block 1 (block k: + (k-1)*block)
+            x_j = self.x[:, at::block][:, : nb - 1]
+            if j > 0:
+                m_lo = self.beta * v_lo + x_j
+                m_hi = self.beta * v_hi + x_j
+            if j == warm:
+                break
+            known = self.code[:, at::block][:, : nb - 1]
+            v_lo, v_hi = self._interval_step(m_lo, m_hi, known, params, record=False)[1:]
+        collapsed = m_lo == m_hi
+        m = torch.cat([self.x[:, :1], m_lo], dim=1)  # block 0 starts exactly at m_0 = x_0
+        ok = torch.cat([torch.ones_like(collapsed[:, :1]), collapsed], dim=1)
+        # Step-major, so each step writes one contiguous slab.
+        fired = torch.empty((block, self.batch, nb, self.channels), dtype=torch.int8)
+        spike = torch.empty_like(m)
+        for i in range(block):
+            torch.gt(m, self.theta, out=spike)
+            fired[i].copy_(spike)
+            if i + 1 < block:
+                v = torch.addcmul(m, spike, self.c, value=-1)  # fl(m - c) or m, as reference
+                m = self.beta * v + self.x[:, i + 1 :: block][:, :nb]
+        decided = fired.permute(1, 2, 0, 3).mul(2).sub_(1)
+        codes = self.code[:, : nb * block].view(self.batch, nb, block, self.channels)
+        ok = ok[:, :, None, :].to(torch.int8)
+        decided.mul_(ok)  # 0 where the block did not collapse
+        if int((codes * decided).min()) < 0:
+            raise RuntimeError("internal error: PMBC bound contradicts the exact replay")
+        codes.add_(decided.mul_(1 - codes * codes))  # fill only the open steps
+        self.stats.finish_lanes += int(ok.sum())
+        self.stats.finish_lane_steps += (nb - 1) * self.batch * self.channels * (warm + block)
+        self.stats.finish_lane_steps += self.batch * self.channels * block
+
+    def _block_enclosures(self, block: int, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Intervals holding the float membrane at t = k*block - warmup, k = 1..nb-1."""
+        shape = (self.batch, nb - 1, self.channels)
+        big = torch.finfo(self.dtype).max
+        lo = torch.full(shape, -big, dtype=self.dtype)
+        hi = torch.full(shape, big, dtype=self.dtype)
+        at = slice(block - self.warmup, None, block)
+        for part in self.open_slices:
+            lower = part.lower[:, at][:, : nb - 1].double()
+            upper = part.upper[:, at][:, : nb - 1].double()
+            lo[part.b0 : part.b1] = _round_to(lower - part.margin, self.dtype, up=False)
+            hi[part.b0 : part.b1] = _round_to(upper + part.margin, self.dtype, up=True)
+        # Infinite margins (rows without a valid bound) give an uninformative interval.
+        return lo.clamp(min=-big), hi.clamp(max=big)
+
+    def _interval_step(self, m_lo, m_hi, known, params, record=True):
+        """One step on an interval of membranes: (decision +1/-1/0 or None, v_lo, v_hi).
+
+        `known` holds the passes' decisions (+1/-1, 0 open) for these steps; `params` is
+        (theta, theta_up, c), per channel or per lane; theta_up is the float after theta.
+        Written with 0/1 float masks instead of boolean `where`: several times faster
+        on CPU, and exact since exactly one of spike/silent/straddle is 1.
+        """
+        theta, theta_up, c = params
+        known = known.to(m_lo.dtype)
+        spike = torch.gt(m_lo, theta, out=torch.empty_like(m_lo))
+        torch.maximum(spike, known, out=spike)
+        silent = torch.le(m_hi, theta, out=torch.empty_like(m_hi))
+        torch.maximum(silent, known.neg_(), out=silent)
+        # Both at once would mean a bound was wrong; checked once per replay.
+        self._conflict = torch.addcmul(self._conflict, spike, silent).amax().reshape(())
+        straddle = 1.0 - spike - silent
+        decided = (spike - silent).to(torch.int8) if record else None
+        reset_hi = m_hi - c
+        # Upper end: silent -> min(m_hi, theta); spike -> fl(m_hi - c); both possible ->
+        # the larger of the two branches' upper ends.
+        v_hi = silent * torch.minimum(m_hi, theta) + spike * reset_hi
+        v_hi += straddle * torch.maximum(reset_hi, theta)
+        # Lower end: after a spike v >= fl(max(m_lo, theta+) - c).
+        reset_lo = torch.maximum(m_lo, theta_up).sub_(c)
+        v_lo = spike * reset_lo + silent * m_lo
+        v_lo += straddle * torch.minimum(m_lo, reset_lo)
+        return decided, v_lo, v_hi
+
+    def _step_params(self, lane_channel=None):
+        theta, c = self.theta, self.c
+        if lane_channel is not None:
+            theta, c = theta[lane_channel], c[lane_channel]
+        return theta, torch.nextafter(theta, torch.full_like(theta, math.inf)), c
+
+    def _check_conflicts(self) -> None:
+        if float(self._conflict) > 0:
+            raise RuntimeError("internal error: PMBC bound contradicts the replayed interval")
+
+    def _collect_lanes(self, part: _OpenSlice) -> _Lanes | None:
+        """Stage (2) of `_finish`: one lane per cluster of open steps of a (row, channel)."""
+        length, channels = self.length, self.channels
+        open_mask = self.code[part.b0 : part.b1] == 0
         bi, ti, hi_ = open_mask.nonzero(as_tuple=True)
+        if bi.numel() == 0:
+            return None
         row = bi * channels + hi_
         order = torch.argsort(row * length + ti)
         row, ti, bi, hi_ = row[order], ti[order], bi[order], hi_[order]
@@ -543,67 +733,43 @@ class _PmbcRun:
         first = new_lane.nonzero().squeeze(1)
         last = torch.cat([first[1:] - 1, first.new_tensor([row.numel() - 1])])
         b, h = bi[first], hi_[first]
+        row_margin = part.margin[b, 0, h]
         start = (ti[first] - self.warmup).clamp(min=0)
-        row_margin = margin[b, 0, h]
         start = torch.where(torch.isfinite(row_margin), start, 0)
         stop = ti[last]
         inside = start > 0
-        lo = torch.empty(b.shape, dtype=self.dtype)
-        hi = torch.empty(b.shape, dtype=self.dtype)
-        lo[~inside] = xs[b[~inside], 0, h[~inside]]  # m_0 = x_0 exactly
-        hi[~inside] = lo[~inside]
+        lo = self.x[b + part.b0, 0, h]  # m_0 = x_0 exactly
+        hi = lo.clone()
         bs, hs, ts = b[inside], h[inside], start[inside]
         mg = row_margin[inside]
-        lo[inside] = _round_to(lower[bs, ts, hs].double() - mg, self.dtype, up=False)
-        hi[inside] = _round_to(upper[bs, ts, hs].double() + mg, self.dtype, up=True)
-        self.lanes.append(_Lanes(b + b0, h, start, stop, lo, hi))
-
-    def _finish(self, lanes: _Lanes) -> None:
-        """Exact sequential finish: replay the reference's float operations.
-
-        A lane tracks an interval [lo, hi] that holds the reference's float membrane.
-        Every operation of the step (fl(beta*v), fl(p + x), fl(m - c)) is monotone in its
-        input, so running it on both ends keeps the interval valid while the spike test
-        agrees on both ends or is already known from the passes (then the interval is
-        clipped to that side of theta). When the tests disagree on an open step, the hull
-        of both outcomes is kept and the step stays open. The interval contracts by beta
-        per step and collapses onto the reference trajectory (lo == hi) after a few steps;
-        a lane started at t = 0 is exact from the start (m_0 = x_0). Open steps left after
-        the windowed lanes are replayed from t = 0, which always decides them.
-        """
-        open_before = int((self.code == 0).sum())
-        self._run_lanes(lanes)
-        still_open = self.code == 0
-        if bool(still_open.any()):
-            bi, ti, hi_ = still_open.nonzero(as_tuple=True)
-            row = bi * self.channels + hi_
-            rows, inverse = torch.unique(row, return_inverse=True)
-            stop = torch.full(rows.shape, -1, dtype=torch.long).scatter_reduce(
-                0, inverse, ti, reduce="amax"
-            )
-            b, h = rows // self.channels, rows % self.channels
-            x0 = self.x[b, 0, h]
-            exact = _Lanes(b, h, torch.zeros_like(b), stop, x0, x0.clone())
-            self.stats.exact_restarts += rows.numel()
-            self._run_lanes(exact)
-        self.stats.finish_steps += open_before
+        lo[inside] = _round_to(part.lower[bs, ts, hs].double() - mg, self.dtype, up=False)
+        hi[inside] = _round_to(part.upper[bs, ts, hs].double() + mg, self.dtype, up=True)
+        return _Lanes(b + part.b0, h, start, stop, lo, hi)
 
     def _run_lanes(self, lanes: _Lanes) -> None:
         lengths = lanes.stop - lanes.start + 1
         self.stats.finish_lanes += lengths.numel()
         self.stats.finish_lane_steps += int(lengths.sum())
-        # Lanes of similar length run together: padding wastes at most half the steps.
-        bucket = torch.ceil(torch.log2(lengths.double())).long()
-        for key in torch.unique(bucket).tolist():
-            sel = (bucket == key).nonzero().squeeze(1)
-            self._replay(_Lanes(*(getattr(lanes, f)[sel] for f in _LANE_FIELDS)))
+        # Lanes of similar length run together (padding wastes at most half the steps),
+        # but few lanes cost per step rather than per lane, so small groups are merged.
+        order = torch.argsort(lengths, descending=True)
+        sorted_lengths = lengths[order].tolist()
+        begin = 0
+        while begin < len(order):
+            end = begin + 1
+            while end < len(order) and (
+                sorted_lengths[end] * 2 > sorted_lengths[begin] or end - begin < LANE_GROUP
+            ):
+                end += 1
+            self._replay(lanes.select(order[begin:end]))
+            begin = end
 
     def _replay(self, lanes: _Lanes) -> None:
-        dtype = self.dtype
+        """Stages (2) and (3) of `_finish` for one group of lanes."""
         channels = self.channels
-        beta, theta, c = self.beta[lanes.h], self.theta[lanes.h], self.c[lanes.h]
-        theta_up = torch.nextafter(theta, torch.full_like(theta, math.inf))
-        floor_spike = theta_up - c  # lowest v after a spike: fl(theta+ - c)
+        beta = self.beta[lanes.h]
+        params = self._step_params(lanes.h)
+        theta, _, c = params
         x_flat = self.x.view(-1)
         code_flat = self.code.view(-1)
         pos = (lanes.b * self.length + lanes.start) * channels + lanes.h
@@ -613,44 +779,39 @@ class _PmbcRun:
         v_lo = v_hi = m_lo
         collapsed = bool(torch.equal(m_lo, m_hi))
         decided = torch.zeros((steps, pos.numel()), dtype=torch.int8)
+        spike = torch.empty_like(m_lo)
         for k in range(steps):
             at = torch.minimum(pos + k * channels, stop_pos)
             if k > 0:
                 x_k = x_flat[at]
                 m_lo = beta * v_lo + x_k
                 m_hi = m_lo if collapsed else beta * v_hi + x_k
-            known = code_flat[at]
             if collapsed:
-                spike = (m_lo > theta).to(dtype)
-                v_lo = v_hi = m_lo - c * spike
-                decided[k] = (2 * spike - 1).to(torch.int8)
+                torch.gt(m_lo, theta, out=spike)
+                decided[k] = spike.mul(2).sub_(1)
+                v_lo = v_hi = torch.addcmul(m_lo, spike, c, value=-1)
                 continue
-            spike = (m_lo > theta) | (known > 0)
-            silent = (m_hi <= theta) | (known < 0)
-            decided[k] = spike.to(torch.int8) - silent.to(torch.int8)
-            reset_hi = m_hi - c
-            reset_lo = torch.maximum(m_lo, theta_up) - c
-            v_hi = torch.where(
-                silent,
-                torch.minimum(m_hi, theta),
-                torch.where(spike, reset_hi, torch.maximum(reset_hi, theta)),
-            )
-            v_lo = torch.where(
-                spike,
-                reset_lo,
-                torch.where(silent, m_lo, torch.minimum(m_lo, floor_spike)),
-            )
-            if k % 8 == 7 and bool(torch.equal(v_lo, v_hi)):
+            decided[k], v_lo, v_hi = self._interval_step(m_lo, m_hi, code_flat[at], params)
+            if k % 4 == 3 and bool(torch.equal(v_lo, v_hi)):
                 collapsed = True
         offsets = torch.arange(steps)[:, None] * channels + pos[None, :]
         valid = (offsets <= stop_pos[None, :]) & (decided != 0)
         targets = offsets[valid]
         values = decided[valid]
-        open_now = code_flat[targets] == 0
-        code_flat[targets[open_now]] = values[open_now]
+        current = code_flat[targets]
+        if bool(((current != 0) & (current != values)).any()):
+            raise RuntimeError("internal error: PMBC bound contradicts the exact replay")
+        code_flat[targets] = values
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _count_ones(flags: torch.Tensor) -> int:
+    """Number of ones in a 0/1 float tensor (float32 sums integers exactly below 2^24)."""
+    if flags.numel() < 2**24:
+        return int(flags.sum())
+    return int(flags.sum(dtype=torch.float64))
 
 
 def _unit_roundoff(dtype: torch.dtype) -> float:
