@@ -299,9 +299,10 @@ class PmbcStats:
 
     passes: PMBC passes of the slice that needed most (pass 1 is closed-form);
     resolved_per_pass: steps newly decided by each pass, summed over slices;
-    finish_steps: steps decided by the sequential finish (inside the margin or left at
-    the pass cap); finish_lanes / finish_lane_steps: sequential replays run and their
-    total length; exact_restarts: replays that had to start from t = 0.
+    finish_steps: steps left to the sequential finish (inside the margin, or open at
+    the pass cap); the finish's replays: block_lanes (lock-step block replays that
+    collapsed onto the reference), cluster_lanes (replays of clusters of open steps),
+    exact_restarts (replays from t = 0), and replay_steps, the float steps they ran.
     """
 
     steps: int = 0
@@ -309,12 +310,14 @@ class PmbcStats:
     max_passes: int = 0
     resolved_per_pass: list[int] = field(default_factory=list)
     finish_steps: int = 0
-    finish_lanes: int = 0
-    finish_lane_steps: int = 0
+    block_lanes: int = 0
+    cluster_lanes: int = 0
     exact_restarts: int = 0
+    replay_steps: int = 0
 
     @property
     def hit_cap(self) -> bool:
+        """True when the pass cap stopped the passes with steps still open."""
         return self.passes >= self.max_passes and self.finish_steps > 0
 
 
@@ -439,8 +442,14 @@ class _PmbcRun:
 
     # ---- margins
 
-    def _row_margins(self, xs: torch.Tensor):
-        """Per (row, channel) margins in float64, shape (n, 1, H).
+    def _row_margins(self, xs: torch.Tensor) -> torch.Tensor:
+        """Per (row, channel) margins in float64, shape (n, 1, H): err + D from
+        `_row_bounds`, or inf where the bound is not valid."""
+        err, d_bound, valid = self._row_bounds(xs)
+        return torch.where(valid, (err + d_bound) * _BOUND_SLACK, math.inf)
+
+    def _row_bounds(self, xs: torch.Tensor):
+        """(err, D, valid) per (row, channel) in float64, shape (n, 1, H).
 
         A step is declared certain when its bound clears theta by the margin, and the
         finish widens the bounds by it into an interval holding the reference's float
@@ -476,10 +485,9 @@ class _PmbcRun:
         lam = (1.0 + u) * (2.0 + u) + 1.0
         e_bound = (kappa * q + lam * eta) / (1.0 - damped).clamp(min=1e-300)
         d_bound = beta * (1.0 + u) ** 2 * e_bound + u * (1.0 + beta * (1.0 + u)) * q
-        d_bound = d_bound + (2.0 + u) * eta
-        margin = (err + d_bound) * _BOUND_SLACK
+        d_bound = (d_bound + (2.0 + u) * eta) * _BOUND_SLACK
         valid = (damped < 1.0) & (d_bound <= theta)
-        return torch.where(valid, margin, math.inf)
+        return err * _BOUND_SLACK, d_bound, valid
 
     # ---- passes
 
@@ -584,7 +592,9 @@ class _PmbcRun:
         lanes = [self._collect_lanes(part) for part in self.open_slices if part.open_steps]
         lanes = [lane for lane in lanes if lane is not None]
         if lanes:
-            self._run_lanes(_Lanes.cat(lanes))
+            lanes = _Lanes.cat(lanes)
+            self.stats.cluster_lanes += lanes.b.numel()
+            self._run_lanes(lanes)
             self._recount_open()
         exact = [self._exact_lanes(part) for part in self.open_slices if part.open_steps]
         if exact:
@@ -660,9 +670,9 @@ class _PmbcRun:
         if int((codes * decided).min()) < 0:
             raise RuntimeError("internal error: PMBC bound contradicts the exact replay")
         codes.add_(decided.mul_(1 - codes * codes))  # fill only the open steps
-        self.stats.finish_lanes += int(ok.sum())
-        self.stats.finish_lane_steps += (nb - 1) * self.batch * self.channels * (warm + block)
-        self.stats.finish_lane_steps += self.batch * self.channels * block
+        self.stats.block_lanes += int(ok.sum())
+        self.stats.replay_steps += (nb - 1) * self.batch * self.channels * (warm + block)
+        self.stats.replay_steps += self.batch * self.channels * block
 
     def _block_enclosures(self, block: int, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Intervals holding the float membrane at t = k*block - warmup, k = 1..nb-1."""
@@ -748,8 +758,7 @@ class _PmbcRun:
 
     def _run_lanes(self, lanes: _Lanes) -> None:
         lengths = lanes.stop - lanes.start + 1
-        self.stats.finish_lanes += lengths.numel()
-        self.stats.finish_lane_steps += int(lengths.sum())
+        self.stats.replay_steps += int(lengths.sum())
         # Lanes of similar length run together (padding wastes at most half the steps),
         # but few lanes cost per step rather than per lane, so small groups are merged.
         order = torch.argsort(lengths, descending=True)

@@ -204,8 +204,8 @@ class _PmbcNeuron(torch.autograd.Function):
 
         def keep_surrogate(b0, b1, a, spikes) -> None:
             past = pmbc._scan(spikes, run.decay, 1, True, False)
-            m = torch.addcmul(a, past, run.c, value=-1)
-            sd = surrogate_derivative(m - run.theta, kind, slope)
+            m = past.mul_(run.c).neg_().add_(a)  # a - c F_ex(s), reusing the buffer
+            sd = _surrogate_derivative_inplace(m - run.theta, kind, slope)
             v = m.sub_(run.c * spikes) if need_beta else None
             parts[b0] = (b1, sd, v)
 
@@ -246,6 +246,16 @@ class _PmbcNeuron(torch.autograd.Function):
             None,
             None,
         )
+
+
+def _surrogate_derivative_inplace(z: torch.Tensor, kind: str, slope: float) -> torch.Tensor:
+    """`surrogate.surrogate_derivative(z)` computed in z's storage (same float operations;
+    the fused forward runs it on every slice, where temporaries cost memory traffic)."""
+    if kind == "triangle":
+        return z.abs_().neg_().add_(1.0).clamp_(min=0.0)
+    if kind == "fast_sigmoid":
+        return z.abs_().mul_(slope).add_(1.0).square_().reciprocal_()
+    return surrogate_derivative(z, kind, slope)
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
