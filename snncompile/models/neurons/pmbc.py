@@ -43,7 +43,10 @@ DIRECT = 32
 # Rows of the batch processed together: keeps each temporary near 2 MB, so passes run
 # in cache and temporaries are reused by the allocator instead of page-faulted afresh.
 SLICE_ELEMENTS = 1 << 19
-DEFAULT_MAX_PASSES = 8
+# Measured on a 2-core CPU (B=16, H=128, L=1K..16K, beta 0.125..0.9): a second pass
+# costs more than the exact finish it saves, which is the same lock-step replay whether
+# 18% or 1% of the steps are open. Raise it where passes are cheaper (GPUs).
+DEFAULT_MAX_PASSES = 1
 # Above this fraction of undecided steps the finish replays whole blocks in lock-step
 # (strided, no gathers) before replaying the remaining clusters one by one.
 DENSE_FINISH_FRACTION = 0.005
@@ -54,6 +57,8 @@ WARMUP_SLACK = 8
 LANE_GROUP = 4096
 
 _SUPPORTED = (torch.float32, torch.float64)
+# "No clip" offset of the interval replay: finite, and 2 * _BIG does not overflow.
+_BIG = {dtype: torch.finfo(dtype).max / 16 for dtype in (torch.float32, torch.float64)}
 _U64 = 2.0**-53
 # Relative slack on every bound computed in float64: the bound arithmetic is a few dozen
 # operations on positive numbers, each off by at most 2^-53 relative.
@@ -301,8 +306,9 @@ class PmbcStats:
     resolved_per_pass: steps newly decided by each pass, summed over slices;
     finish_steps: steps left to the sequential finish (inside the margin, or open at
     the pass cap); the finish's replays: block_lanes (lock-step block replays that
-    collapsed onto the reference), cluster_lanes (replays of clusters of open steps),
-    exact_restarts (replays from t = 0), and replay_steps, the float steps they ran.
+    collapsed onto the reference), repair_lanes (exact replays of the other blocks'
+    open steps), cluster_lanes (replays of clusters of open steps), exact_restarts
+    (replays from t = 0), and replay_steps, the float steps they ran.
     """
 
     steps: int = 0
@@ -311,6 +317,7 @@ class PmbcStats:
     resolved_per_pass: list[int] = field(default_factory=list)
     finish_steps: int = 0
     block_lanes: int = 0
+    repair_lanes: int = 0
     cluster_lanes: int = 0
     exact_restarts: int = 0
     replay_steps: int = 0
@@ -373,16 +380,18 @@ _LANE_FIELDS = ("b", "h", "start", "stop", "lo", "hi")
 
 @dataclass
 class _OpenSlice:
-    """A batch slice that still has undecided steps after its passes, with the last
-    bounds (lower, upper) and its margins, kept for the finish."""
+    """A batch slice that still has undecided steps after its passes. Its last bounds
+    (lower, upper) are kept only when few steps are open: a slice with many open steps
+    makes the finish replay all blocks, which needs only the bounds before each block."""
 
     b0: int
     b1: int
     a: torch.Tensor
-    lower: torch.Tensor
-    upper: torch.Tensor
     margin: torch.Tensor
     open_steps: int
+    dense: bool
+    lower: torch.Tensor | None = None
+    upper: torch.Tensor | None = None
 
 
 class _PmbcRun:
@@ -413,7 +422,9 @@ class _PmbcRun:
         self.code = torch.zeros(x.shape, dtype=torch.int8)  # +1 spike, -1 silent, 0 open
         self.open_slices: list[_OpenSlice] = []
         self.warmup = 0
-        self._conflict = torch.zeros((), dtype=self.dtype)
+        self.block: int | None = None  # lock-step layout, fixed at the first open slice
+        self._conflict = torch.full((), -math.inf, dtype=self.dtype)
+        self.magnitude = 0.0
 
     # ---- driver
 
@@ -476,6 +487,8 @@ class _PmbcRun:
         if not bool(torch.isfinite(xmax).all()):
             raise UsageError("pmbc_spikes: x contains inf or NaN")
         amag = xmax * geo
+        # Crude bound of any float membrane, valid bound or not (block replay clamps).
+        self.magnitude = max(self.magnitude, float((2.0 * (xmax + c) * geo).max()))
         rel = self.bound.rel
         err = ((1.0 + rel) * (1.0 + u) ** 6 - 1.0) * (amag + 2.0 * c * geo)
         err = err + 4.0 * self.bound.absolute * (1.0 + xmax + c) + 8.0 * eta
@@ -529,7 +542,12 @@ class _PmbcRun:
         code.sub_(silent.to(torch.int8))
         if open_steps == 0:
             return a
-        self.open_slices.append(_OpenSlice(b0, b1, a, lower, upper, margin, open_steps))
+        dense = open_steps > DENSE_FINISH_FRACTION * total
+        part = _OpenSlice(b0, b1, a, margin, open_steps, dense)
+        if not dense:
+            part.lower, part.upper = lower, upper
+        self.open_slices.append(part)
+        self._keep_block_enclosures(part, lower, upper)
         return None
 
     def _count_pass(self, index: int, resolved: int) -> None:
@@ -570,37 +588,33 @@ class _PmbcRun:
         replay is the reference itself. A replay from t = 0 is exact from the start
         (m_0 = x_0).
 
-        Three stages, each only for what is still open: (1) when many steps are open,
-        every block of the sequence is replayed in lock-step after a warm-up from the
-        bounds just before it; (2) each cluster of open steps of a (row, channel) is
-        replayed from `warmup` steps before it; (3) whatever is left is replayed from
-        t = 0, which always decides it.
+        Stages, each only for what is still open: (1) when many steps are open, every
+        block of the sequence is replayed in lock-step after a warm-up from the bounds
+        just before it, and blocks whose interval did not collapse are replayed again
+        exactly from the end state of the last block that did; (2) otherwise each
+        cluster of open steps of a (row, channel) is replayed from `warmup` steps before
+        it; (3) whatever is left is replayed from t = 0, which always decides it.
         """
-        open_steps = sum(part.open_steps for part in self.open_slices)
-        self.stats.finish_steps = open_steps
-        if open_steps > DENSE_FINISH_FRACTION * self.code.numel():
-            # With many steps open the bounds before a block can be as wide as the whole
-            # possible refractory drop c * sum_k beta^k.
-            geo = (self.beta / (1 - self.beta)).clamp(max=self.length)
-            width = float((self.c * geo).max()) + self._margin_width()
-            self.warmup = self._warmup_steps(width) + WARMUP_SLACK
-            block = self._block_length()
-            if block:
-                self._replay_blocks(block)
+        self.stats.finish_steps = sum(part.open_steps for part in self.open_slices)
+        dense = any(part.dense for part in self.open_slices)
+        if dense and self.block and self.magnitude < _BIG[self.dtype] / 4:
+            exact, v_end = self._replay_blocks()
+            self._recount_open()
+            repairs = self._repair_lanes(exact, v_end)
+            if repairs is not None:
+                self.stats.repair_lanes += repairs.b.numel()
+                self._run_lanes(repairs)
                 self._recount_open()
-        self.warmup = self._warmup_steps(self._margin_width())
-        lanes = [self._collect_lanes(part) for part in self.open_slices if part.open_steps]
-        lanes = [lane for lane in lanes if lane is not None]
-        if lanes:
-            lanes = _Lanes.cat(lanes)
+        sparse = [part for part in self.open_slices if part.open_steps and not part.dense]
+        if sparse:
+            self.warmup = self._warmup_steps(self._margin_width())
+            lanes = [self._collect_lanes(part) for part in sparse]
+            lanes = _Lanes.cat([lane for lane in lanes if lane is not None])
             self.stats.cluster_lanes += lanes.b.numel()
             self._run_lanes(lanes)
             self._recount_open()
-        exact = [self._exact_lanes(part) for part in self.open_slices if part.open_steps]
-        if exact:
-            lanes = _Lanes.cat(exact)
-            self.stats.exact_restarts += lanes.b.numel()
-            self._run_lanes(lanes)
+        if any(part.open_steps for part in self.open_slices):
+            self._replay_rows_exactly()
             self._recount_open()
         self._check_conflicts()
         if any(part.open_steps for part in self.open_slices):
@@ -611,35 +625,95 @@ class _PmbcRun:
             code = self.code[part.b0 : part.b1]
             part.open_steps = code.numel() - int(torch.count_nonzero(code))
 
-    def _exact_lanes(self, part: _OpenSlice) -> _Lanes:
-        """Stage (3) of `_finish`: replay each (row, channel) with open steps from t = 0."""
-        bi, ti, hi_ = (self.code[part.b0 : part.b1] == 0).nonzero(as_tuple=True)
-        row = bi * self.channels + hi_
-        rows, inverse = torch.unique(row, return_inverse=True)
-        stop = torch.full(rows.shape, -1, dtype=torch.long)
-        stop = stop.scatter_reduce(0, inverse, ti, reduce="amax")
-        b, h = rows // self.channels + part.b0, rows % self.channels
-        x0 = self.x[b, 0, h]  # m_0 = x_0 exactly
-        return _Lanes(b, h, torch.zeros_like(b), stop, x0, x0.clone())
+    def _replay_rows_exactly(self) -> None:
+        """Stage (3) of `_finish`: the reference itself, from t = 0 up to the last open
+        step, for the (row, channel) pairs that still have open steps. When most pairs
+        need it the whole batch is stepped through strided views (no gathers)."""
+        open_rows = self.code.abs().amin(dim=1) == 0  # (B, H)
+        rows = open_rows.nonzero()
+        self.stats.exact_restarts += rows.shape[0]
+        open_time = (self.code.abs().amin(dim=2) == 0).any(dim=0).nonzero()
+        stop = int(open_time.max()) + 1
+        everything = rows.shape[0] * 2 > open_rows.numel()
+        if everything:
+            x, beta, theta, c = self.x, self.beta, self.theta, self.c
+            v = torch.zeros(self.batch, self.channels, dtype=self.dtype)
+        else:
+            b, h = rows[:, 0], rows[:, 1]
+            x = self.x[b, :stop, h].T.contiguous()[None]  # (1, stop, R)
+            beta, theta, c = self.beta[h], self.theta[h], self.c[h]
+            v = torch.zeros(1, h.numel(), dtype=self.dtype)
+        self.stats.replay_steps += stop * (x.shape[0] * x.shape[2])
+        fired = torch.empty((x.shape[0], stop, x.shape[2]), dtype=torch.int8)
+        spike = torch.empty_like(v)
+        for t in range(stop):
+            m = beta * v + x[:, t]
+            torch.gt(m, theta, out=spike)
+            fired[:, t].copy_(spike)
+            v = torch.addcmul(m, spike, c, value=-1)  # fl(m - c) or m, as the reference
+        decided = fired.mul_(2).sub_(1)
+        if everything:
+            codes = self.code[:, :stop]
+        else:
+            codes = self.code[b, :stop, h].T[None]
+        if int((codes * decided).min()) < 0:
+            raise RuntimeError("internal error: PMBC bound contradicts the exact replay")
+        if everything:
+            codes.copy_(decided)
+        else:
+            self.code[b, :stop, h] = decided[0].T
 
-    def _block_length(self) -> int:
-        """Block length of the lock-step replay (0: sequence too short for blocks)."""
-        target = 2 ** round(math.log2(math.sqrt(16.0 * self.length)))
-        block = max(target, 2 * self.warmup, 64)
-        return block if self.length >= 2 * block else 0
+    def _plan_blocks(self, margin: torch.Tensor) -> None:
+        """Fix the lock-step layout (block length, warm-up) at the first open slice, and
+        allocate the intervals at each block's warm-up start (no information: +-_BIG/4).
 
-    def _replay_blocks(self, block: int) -> None:
+        With many steps open the bounds before a block can be as wide as the whole
+        possible refractory drop c * sum_k beta^k, hence the warm-up estimate.
+        """
+        geo = (self.beta / (1 - self.beta)).clamp(max=self.length)
+        finite = margin[torch.isfinite(margin)]
+        largest = float(finite.max()) if finite.numel() else 0.0
+        width = float((self.c * geo).max()) + 4.0 * largest
+        self.block_warmup = self._warmup_steps(width) + WARMUP_SLACK
+        block = max(2 ** round(math.log2(math.sqrt(16.0 * self.length))), 64)
+        # A warm-up long against the block (beta near 1) rarely collapses and costs
+        # more than replaying the rows exactly: no lock-step then.
+        fits = self.block_warmup <= block // 2 and self.length >= 2 * block
+        self.block = block if fits else 0
+        if self.block:
+            shape = (self.batch, self.length // block - 1, self.channels)
+            big = _BIG[self.dtype] / 4
+            self.enclosure_lo = torch.full(shape, -big, dtype=self.dtype)
+            self.enclosure_hi = torch.full(shape, big, dtype=self.dtype)
+
+    def _keep_block_enclosures(self, part: _OpenSlice, lower, upper) -> None:
+        """Intervals holding the float membrane at t = k*block - warm-up, k = 1..nb-1."""
+        if self.block is None:
+            self._plan_blocks(part.margin)
+        if not self.block:
+            return
+        nb = self.length // self.block
+        at = slice(self.block - self.block_warmup, None, self.block)
+        low = _round_to(lower[:, at][:, : nb - 1].double() - part.margin, self.dtype, up=False)
+        high = _round_to(upper[:, at][:, : nb - 1].double() + part.margin, self.dtype, up=True)
+        # Rows without a valid bound keep |m| <= _BIG / 4 (checked before the replay).
+        big = _BIG[self.dtype] / 4
+        self.enclosure_lo[part.b0 : part.b1] = low.clamp(min=-big)
+        self.enclosure_hi[part.b0 : part.b1] = high.clamp(max=big)
+
+    def _replay_blocks(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage (1) of `_finish`: blocks k = 0..nb-1 of `block` steps, in lock-step.
 
-        Block k >= 1 starts `warmup` steps early from the interval the last pass's bounds
-        give there; block 0 starts exactly (m_0 = x_0). Blocks whose interval has not
-        collapsed when their own steps begin decide nothing here.
+        Block k >= 1 starts `block_warmup` steps early from the interval the passes'
+        bounds give there; block 0 starts exactly (m_0 = x_0). A block whose interval
+        has collapsed when its own steps begin is the reference from there on: its
+        decisions are written and its final state is exact. Returns that per-block
+        "exact" mask (B, nb, H) and the final states v (B, nb, H).
         """
-        warm = self.warmup
+        block, warm = self.block, self.block_warmup
         nb = self.length // block
-        lo, hi = self._block_enclosures(block, nb)
-        m_lo, m_hi = lo, hi
-        v_lo = v_hi = lo
+        m_lo, m_hi = self.enclosure_lo, self.enclosure_hi
+        v_lo = v_hi = m_lo
         params = self._step_params()
         for j in range(warm + 1):
             at = block - warm + j  # time of block 1 (block k: + (k-1)*block)
@@ -653,79 +727,101 @@ class _PmbcRun:
             v_lo, v_hi = self._interval_step(m_lo, m_hi, known, params, record=False)[1:]
         collapsed = m_lo == m_hi
         m = torch.cat([self.x[:, :1], m_lo], dim=1)  # block 0 starts exactly at m_0 = x_0
-        ok = torch.cat([torch.ones_like(collapsed[:, :1]), collapsed], dim=1)
-        # Step-major, so each step writes one contiguous slab.
-        fired = torch.empty((block, self.batch, nb, self.channels), dtype=torch.int8)
+        exact = torch.cat([torch.ones_like(collapsed[:, :1]), collapsed], dim=1)
+        fired = torch.empty((self.batch, nb, block, self.channels), dtype=torch.int8)
         spike = torch.empty_like(m)
         for i in range(block):
             torch.gt(m, self.theta, out=spike)
-            fired[i].copy_(spike)
+            fired[:, :, i].copy_(spike)
+            v = torch.addcmul(m, spike, self.c, value=-1)  # fl(m - c) or m, as reference
             if i + 1 < block:
-                v = torch.addcmul(m, spike, self.c, value=-1)  # fl(m - c) or m, as reference
                 m = self.beta * v + self.x[:, i + 1 :: block][:, :nb]
-        decided = fired.permute(1, 2, 0, 3).mul(2).sub_(1)
+        decided = fired.mul_(2).sub_(1)
         codes = self.code[:, : nb * block].view(self.batch, nb, block, self.channels)
-        ok = ok[:, :, None, :].to(torch.int8)
-        decided.mul_(ok)  # 0 where the block did not collapse
+        decided.mul_(exact[:, :, None, :].to(torch.int8))  # 0 where not exact
         if int((codes * decided).min()) < 0:
             raise RuntimeError("internal error: PMBC bound contradicts the exact replay")
         codes.add_(decided.mul_(1 - codes * codes))  # fill only the open steps
-        self.stats.block_lanes += int(ok.sum())
+        self.stats.block_lanes += int(exact.sum())
         self.stats.replay_steps += (nb - 1) * self.batch * self.channels * (warm + block)
         self.stats.replay_steps += self.batch * self.channels * block
+        return exact, v
 
-    def _block_enclosures(self, block: int, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Intervals holding the float membrane at t = k*block - warmup, k = 1..nb-1."""
-        shape = (self.batch, nb - 1, self.channels)
-        big = torch.finfo(self.dtype).max
-        lo = torch.full(shape, -big, dtype=self.dtype)
-        hi = torch.full(shape, big, dtype=self.dtype)
-        at = slice(block - self.warmup, None, block)
-        for part in self.open_slices:
-            lower = part.lower[:, at][:, : nb - 1].double()
-            upper = part.upper[:, at][:, : nb - 1].double()
-            lo[part.b0 : part.b1] = _round_to(lower - part.margin, self.dtype, up=False)
-            hi[part.b0 : part.b1] = _round_to(upper + part.margin, self.dtype, up=True)
-        # Infinite margins (rows without a valid bound) give an uninformative interval.
-        return lo.clamp(min=-big), hi.clamp(max=big)
+    def _repair_lanes(self, exact: torch.Tensor, v_end: torch.Tensor) -> _Lanes | None:
+        """Exact replays of the open steps the block replay left: each starts at the end
+        of the last exact block before them (m = fl(fl(beta * v_end) + x), the
+        reference's own step), so none can fail. The tail after the last whole block
+        counts as one more, inexact, block."""
+        block, channels = self.block, self.channels
+        nb = exact.shape[1]
+        codes = self.code[:, : nb * block].view(self.batch, nb, block, channels)
+        # A step is open where its code is 0 (int8 min-reductions: no bool sums, fast).
+        has_open = codes.abs().amin(dim=2) == 0  # (B, nb, H)
+        tail = self.code[:, nb * block :]
+        if tail.shape[1]:
+            tail_open = tail.abs().amin(dim=1) == 0  # (B, H)
+        else:
+            tail_open = torch.zeros_like(has_open[:, 0])
+        need = torch.cat([has_open & ~exact, tail_open[:, None]], dim=1)  # (B, nb+1, H)
+        if not bool(need.any()):
+            return None
+        index = torch.arange(nb + 1)[None, :, None]
+        exact_index = torch.cat([exact, torch.zeros_like(exact[:, :1])], dim=1) * index
+        last_exact = torch.cummax(exact_index, dim=1).values  # block 0 is always exact
+        b, k, h = need.nonzero(as_tuple=True)
+        first = last_exact[b, k, h] + 1
+        key = ((b * channels + h) * (nb + 1) + first).unique(return_inverse=True)
+        keys, inverse = key
+        stop_block = torch.full(keys.shape, -1, dtype=torch.long)
+        stop_block = stop_block.scatter_reduce(0, inverse, k, reduce="amax")
+        first = keys % (nb + 1)
+        row = keys // (nb + 1)
+        b, h = row // channels, row % channels
+        start = first * block
+        stop = torch.clamp((stop_block + 1) * block - 1, max=self.length - 1)
+        stop = torch.where(stop_block == nb, self.length - 1, stop)
+        m0 = self.beta[h] * v_end[b, first - 1, h] + self.x[b, start, h]
+        return _Lanes(b, h, start, stop, m0, m0.clone())
 
     def _interval_step(self, m_lo, m_hi, known, params, record=True):
         """One step on an interval of membranes: (decision +1/-1/0 or None, v_lo, v_hi).
 
         `known` holds the passes' decisions (+1/-1, 0 open) for these steps; `params` is
-        (theta, theta_up, c), per channel or per lane; theta_up is the float after theta.
-        Written with 0/1 float masks instead of boolean `where`: several times faster
-        on CPU, and exact since exactly one of spike/silent/straddle is 1.
+        (theta, theta_up, c, floor_spike): per channel or per lane, theta_up the float
+        after theta and floor_spike = fl(theta_up - c), the lowest v after a spike.
+        A known decision clips the interval to its side of theta; then each end takes
+        the reference's own reset (exact and monotone on each side); where the ends
+        disagree (an open step straddled by the interval) the result is the hull of both
+        branches, [min(m_lo, floor_spike), max(fl(m_hi - c), theta)]. Masks are 0/1
+        floats and "no clip" is +-_BIG, which is several times faster than `where` on
+        CPU and exact: a 0 mask adds 0 * _BIG = 0.
         """
-        theta, theta_up, c = params
+        theta, theta_up, c, floor_spike = params
+        big = _BIG[m_lo.dtype]
         known = known.to(m_lo.dtype)
-        spike = torch.gt(m_lo, theta, out=torch.empty_like(m_lo))
-        torch.maximum(spike, known, out=spike)
-        silent = torch.le(m_hi, theta, out=torch.empty_like(m_hi))
-        torch.maximum(silent, known.neg_(), out=silent)
-        # Both at once would mean a bound was wrong; checked once per replay.
-        self._conflict = torch.addcmul(self._conflict, spike, silent).amax().reshape(())
-        straddle = 1.0 - spike - silent
-        decided = (spike - silent).to(torch.int8) if record else None
-        reset_hi = m_hi - c
-        # Upper end: silent -> min(m_hi, theta); spike -> fl(m_hi - c); both possible ->
-        # the larger of the two branches' upper ends.
-        v_hi = silent * torch.minimum(m_hi, theta) + spike * reset_hi
-        v_hi += straddle * torch.maximum(reset_hi, theta)
-        # Lower end: after a spike v >= fl(max(m_lo, theta+) - c).
-        reset_lo = torch.maximum(m_lo, theta_up).sub_(c)
-        v_lo = spike * reset_lo + silent * m_lo
-        v_lo += straddle * torch.minimum(m_lo, reset_lo)
+        m_lo = torch.maximum(m_lo, torch.add(theta_up, known - 1, alpha=big))
+        m_hi = torch.minimum(m_hi, torch.add(theta, known + 1, alpha=big))
+        # A known decision contradicting the interval leaves it inverted: checked later.
+        self._conflict = torch.maximum(self._conflict, (m_lo - m_hi).amax())
+        spike_lo = torch.gt(m_lo, theta, out=torch.empty_like(m_lo))
+        spike_hi = torch.gt(m_hi, theta, out=torch.empty_like(m_hi))
+        v_lo = torch.addcmul(m_lo, spike_lo, c, value=-1)
+        v_hi = torch.addcmul(m_hi, spike_hi, c, value=-1)
+        straddle = spike_hi - spike_lo
+        v_hi = torch.maximum(v_hi, torch.add(theta, straddle - 1, alpha=big))
+        v_lo = torch.minimum(v_lo, torch.add(floor_spike, 1 - straddle, alpha=big))
+        decided = (spike_lo + spike_hi - 1).to(torch.int8) if record else None
         return decided, v_lo, v_hi
 
     def _step_params(self, lane_channel=None):
         theta, c = self.theta, self.c
         if lane_channel is not None:
             theta, c = theta[lane_channel], c[lane_channel]
-        return theta, torch.nextafter(theta, torch.full_like(theta, math.inf)), c
+        theta_up = torch.nextafter(theta, torch.full_like(theta, math.inf))
+        return theta, theta_up, c, theta_up - c
 
     def _check_conflicts(self) -> None:
-        if float(self._conflict) > 0:
+        if float(self._conflict) > 0:  # some interval was inverted by a known decision
             raise RuntimeError("internal error: PMBC bound contradicts the replayed interval")
 
     def _collect_lanes(self, part: _OpenSlice) -> _Lanes | None:
@@ -778,7 +874,7 @@ class _PmbcRun:
         channels = self.channels
         beta = self.beta[lanes.h]
         params = self._step_params(lanes.h)
-        theta, _, c = params
+        theta, _, c, _ = params
         x_flat = self.x.view(-1)
         code_flat = self.code.view(-1)
         pos = (lanes.b * self.length + lanes.start) * channels + lanes.h
@@ -792,7 +888,7 @@ class _PmbcRun:
         for k in range(steps):
             at = torch.minimum(pos + k * channels, stop_pos)
             if k > 0:
-                x_k = x_flat[at]
+                x_k = x_flat.index_select(0, at)
                 m_lo = beta * v_lo + x_k
                 m_hi = m_lo if collapsed else beta * v_hi + x_k
             if collapsed:
@@ -800,7 +896,8 @@ class _PmbcRun:
                 decided[k] = spike.mul(2).sub_(1)
                 v_lo = v_hi = torch.addcmul(m_lo, spike, c, value=-1)
                 continue
-            decided[k], v_lo, v_hi = self._interval_step(m_lo, m_hi, code_flat[at], params)
+            known = code_flat.index_select(0, at)
+            decided[k], v_lo, v_hi = self._interval_step(m_lo, m_hi, known, params)
             if k % 4 == 3 and bool(torch.equal(v_lo, v_hi)):
                 collapsed = True
         offsets = torch.arange(steps)[:, None] * channels + pos[None, :]
