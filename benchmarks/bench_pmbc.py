@@ -37,7 +37,7 @@ def _train_step(neuron: ResetRefractoryNeuron, x: torch.Tensor, weight: torch.Te
     neuron.zero_grad(set_to_none=True)
     start = time.perf_counter()
     spikes = neuron(x)
-    (spikes * weight).sum().backward()
+    spikes.backward(weight)  # upstream gradient of a loss sum(weight * spikes)
     return time.perf_counter() - start, spikes.detach()
 
 

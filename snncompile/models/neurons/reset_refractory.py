@@ -125,9 +125,10 @@ class ResetRefractoryNeuron(SpikingNeuron):
             self.last_pmbc_stats = stats[0]
         else:
             state = (x.new_zeros(x.shape[0], self.channels),)
+            reset = theta + rho  # once, not per step: the loop is the BPTT baseline
             steps = []
             for x_t in x.unbind(1):
-                s_t, state = _advance(x_t, state, beta, theta, rho, self.surrogate, self.slope)
+                s_t, state = _advance(x_t, state, beta, theta, reset, self.surrogate, self.slope)
                 steps.append(s_t)
             spikes = torch.stack(steps, dim=1) if steps else x.new_zeros(x.shape)
         self.record_rate(spikes)
@@ -161,7 +162,7 @@ class ResetRefractoryNeuron(SpikingNeuron):
         if len(state) != 1 or state[0].shape != x_t.shape:
             raise UsageError("state must be the 1-tuple (v,) from init_state, shaped like x_t")
         beta, theta, rho = self._params(x_t.dtype)
-        return _advance(x_t, state, beta, theta, rho, self.surrogate, self.slope)
+        return _advance(x_t, state, beta, theta, theta + rho, self.surrogate, self.slope)
 
     def extra_repr(self) -> str:
         return (
@@ -170,13 +171,14 @@ class ResetRefractoryNeuron(SpikingNeuron):
         )
 
 
-def _advance(x_t, state, beta, theta, rho, kind: str, slope: float):
-    """m = beta v + x; s = [m > theta]; v' = m - (theta + rho) sg(s); spike with surrogate."""
+def _advance(x_t, state, beta, theta, reset, kind: str, slope: float):
+    """m = beta v + x; s = [m > theta]; v' = m - reset sg(s) with reset = theta + rho;
+    the spike carries the surrogate gradient in m - theta."""
     (v,) = state
     m = beta * v + x_t
     s = (m > theta).to(x_t.dtype)
     spikes = surrogate_spike(m - theta, s, kind=kind, slope=slope)
-    return spikes, (m - (theta + rho) * s,)
+    return spikes, (m - reset * s,)
 
 
 class _PmbcNeuron(torch.autograd.Function):
