@@ -19,10 +19,13 @@ always resolves.
 Floating point turns "always" into "almost always". The reference (`sequential_spikes`)
 rounds its own membrane, and the filters round differently, so a step is only declared
 certain when its bound clears theta by a margin that provably covers both roundings
-(see `filter_error_bound` and `_row_margins`). Steps inside the margin, and whatever is
-left when the pass cap is hit, go to an exact sequential finish that replays the
-reference's own float operations (see `_finish`), so `pmbc_spikes` returns the spikes
-of `sequential_spikes` bit for bit, in float32 and float64.
+(see `filter_error_bound` and `_PmbcRun._row_bounds`). Steps inside the margin, and
+whatever is left when the pass cap is hit, go to an exact sequential finish that
+replays the reference's own float operations (see `_PmbcRun._finish`): on intervals
+that provably hold the reference's membrane until they collapse onto it, in lock-step
+over blocks of the sequence when many steps are open, and from t = 0 for the rows that
+still need it. So `pmbc_spikes` returns the spikes of `sequential_spikes` bit for bit,
+in float32 and float64.
 """
 
 from __future__ import annotations
@@ -486,7 +489,9 @@ class _PmbcRun:
         theta = self.theta.double()
         c = self.c.double()
         geo = (1.0 / (1.0 - beta)).clamp(max=self.length) * (1.0 + 4 * _U64)
-        xmax = xs.abs().amax(dim=1, keepdim=True).double()
+        # max |x| without a temporary |x|
+        xmax = torch.maximum(xs.amax(dim=1, keepdim=True), xs.amin(dim=1, keepdim=True).neg_())
+        xmax = xmax.double()
         if not bool(torch.isfinite(xmax).all()):
             raise UsageError("pmbc_spikes: x contains inf or NaN")
         amag = xmax * geo

@@ -119,9 +119,14 @@ class ResetRefractoryNeuron(SpikingNeuron):
         beta, theta, rho = self._params(x.dtype)
         if self.method == "pmbc":
             stats: list[pmbc.PmbcStats] = []
-            spikes = _PmbcNeuron.apply(
-                x, beta, theta, rho, self.max_passes, self.surrogate, self.slope, stats
-            )
+            needs_grad = any(t.requires_grad for t in (x, beta, theta, rho))
+            if torch.is_grad_enabled() and needs_grad:
+                spikes = _PmbcNeuron.apply(
+                    x, beta, theta, rho, self.max_passes, self.surrogate, self.slope, stats
+                )
+            else:  # inference: spikes only, no surrogate bookkeeping
+                spikes, run_stats = pmbc.pmbc_spikes(x, beta, theta, rho, self.max_passes)
+                stats.append(run_stats)
             self.last_pmbc_stats = stats[0]
         else:
             state = (x.new_zeros(x.shape[0], self.channels),)
@@ -222,7 +227,6 @@ class _PmbcNeuron(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         (spikes,) = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
         channels = spikes.shape[2]
         grad_x = torch.empty_like(spikes)
         sum_g = spikes.new_zeros(channels)
