@@ -50,8 +50,9 @@ SLICE_ELEMENTS = 1 << 19
 # costs more than the exact finish it saves, which is the same lock-step replay whether
 # 18% or 1% of the steps are open. Raise it where passes are cheaper (GPUs).
 DEFAULT_MAX_PASSES = 1
-# Above this fraction of undecided steps the finish replays whole blocks in lock-step
-# (strided, no gathers) before replaying the remaining clusters one by one.
+# A slice with more undecided steps than this fraction makes the finish replay all
+# blocks in lock-step (strided, no gathers); below it, open steps are replayed cluster
+# by cluster.
 DENSE_FINISH_FRACTION = 0.005
 # Extra lock-step warm-up beyond the contraction estimate: a step whose interval
 # straddles theta widens it again, and blocks that fail to collapse cost far more later.
@@ -879,7 +880,7 @@ class _PmbcRun:
             begin = end
 
     def _replay(self, lanes: _Lanes) -> None:
-        """Stages (2) and (3) of `_finish` for one group of lanes."""
+        """Run one group of lanes: repairs of stage (1) and clusters of stage (2)."""
         channels = self.channels
         beta = self.beta[lanes.h]
         params = self._step_params(lanes.h)
