@@ -1,0 +1,141 @@
+"""Checkpoints: round trip, and every kind of bad file refused with CorruptInputError."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+import snncompile
+from snncompile.checkpoint import FORMAT_NAME, load_checkpoint, save
+from snncompile.errors import CorruptInputError, UsageError
+from snncompile.models.backbone import ModelConfig, build_model
+
+
+def _model(family: str = "binary-s4d") -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(ModelConfig(family=family, d_input=2, d_output=3, d_model=8, d_state=8))
+
+
+@pytest.mark.parametrize("family", ["spike-ssm", "binary-s4d", "binary-s4d-gsu", "s4d"])
+def test_round_trip_gives_identical_outputs(tmp_path: Path, family: str) -> None:
+    model = _model(family).eval()
+    calib = torch.randn(4, 10, 2)
+    path = save(model, tmp_path / "m.pt", calibration=calib, meta={"task": "x", "acc": 0.5})
+    ckpt = load_checkpoint(path)
+    x = torch.randn(3, 10, 2)
+    with torch.no_grad():
+        assert torch.equal(model(x), ckpt.model(x))
+    assert torch.equal(ckpt.calibration, calib)
+    assert ckpt.meta == {"task": "x", "acc": 0.5}
+    assert ckpt.config == model.config
+    assert isinstance(snncompile.load(path), snncompile.SequenceModel)
+
+
+def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
+    save(_model(), tmp_path / "m.pt")
+    assert sorted(os.listdir(tmp_path)) == ["m.pt"]
+
+
+def test_metadata_that_would_need_pickled_classes_is_refused(tmp_path: Path) -> None:
+    class Version(str):
+        pass
+
+    with pytest.raises(UsageError, match=r"meta\.v"):
+        save(_model(), tmp_path / "m.pt", meta={"v": Version("1.0")})
+    assert not (tmp_path / "m.pt").exists()
+
+
+class _RunsCode:
+    """Unpickling this object calls os.system: the attack weights_only loading stops."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("touch PWNED",))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    payload = {"format": FORMAT_NAME, "version": 1, "config": {}, "state_dict": {}}
+    payload["meta"] = _RunsCode()
+    torch.save(payload, path)
+    with pytest.raises(CorruptInputError, match=r"refused.*could run code"):
+        load_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_plain_pickle_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(_RunsCode()))
+    with pytest.raises(CorruptInputError):
+        load_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CorruptInputError, match="no such file"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    path = save(_model(), tmp_path / "m.pt")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptInputError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def _rewrite(path: Path, **changes: object) -> None:
+    payload = torch.load(path, weights_only=True)
+    payload.update(changes)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    path.write_bytes(buf.getvalue())
+
+
+def test_wrong_format_version(tmp_path: Path) -> None:
+    path = save(_model(), tmp_path / "m.pt")
+    _rewrite(path, version=99)
+    with pytest.raises(CorruptInputError, match="version 99"):
+        load_checkpoint(path)
+
+
+def test_not_an_snncompile_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "sd.pt"
+    torch.save(_model().state_dict(), path)
+    with pytest.raises(CorruptInputError, match="not an snncompile checkpoint"):
+        load_checkpoint(path)
+
+
+def test_non_finite_weights(tmp_path: Path) -> None:
+    model = _model()
+    with torch.no_grad():
+        model.decoder.weight[0, 0] = float("nan")
+    path = save(model, tmp_path / "m.pt")
+    with pytest.raises(CorruptInputError, match=r"decoder\.weight.*non-finite"):
+        load_checkpoint(path)
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path: Path) -> None:
+    path = save(_model(), tmp_path / "m.pt")
+    config = torch.load(path, weights_only=True)["config"]
+    _rewrite(path, config={**config, "d_model": 16})
+    with pytest.raises(CorruptInputError, match="do not fit"):
+        load_checkpoint(path)
+
+
+def test_unknown_config_key(tmp_path: Path) -> None:
+    path = save(_model(), tmp_path / "m.pt")
+    config = torch.load(path, weights_only=True)["config"]
+    _rewrite(path, config={**config, "wings": 2})
+    with pytest.raises(CorruptInputError, match="wings"):
+        load_checkpoint(path)
+
+
+def test_calibration_shape_checked_on_save(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="calibration"):
+        save(_model(), tmp_path / "m.pt", calibration=torch.randn(4, 10, 5))

@@ -1,0 +1,77 @@
+"""Bundled tasks: real sdigits with a fixed split, a deterministic ListOps generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from snncompile.data import load_task
+from snncompile.data.listops import (
+    CLOSE,
+    DIGIT0,
+    OP0,
+    PAD,
+    evaluate,
+    generate_listops,
+    one_hot,
+    tokens,
+)
+from snncompile.errors import UsageError
+
+
+def test_sdigits_split_is_fixed_and_disjoint() -> None:
+    a, b = load_task("sdigits"), load_task("sdigits")
+    assert a.train.inputs.shape == (1437, 64, 1) and a.test.inputs.shape == (360, 64, 1)
+    assert np.array_equal(a.test.inputs, b.test.inputs)
+    assert np.array_equal(a.test.labels, b.test.labels)
+    assert 0.0 <= a.train.inputs.min() and a.train.inputs.max() <= 1.0
+    train_rows = {row.tobytes() for row in a.train.inputs}
+    overlap = sum(row.tobytes() in train_rows for row in a.test.inputs)
+    assert overlap <= 2  # the UCI set has a couple of duplicate images, nothing more
+    assert np.bincount(a.test.labels).min() >= 35  # stratified
+
+
+def test_listops_semantics() -> None:
+    tree = ("MAX", [2, 9, ("MIN", [4, 7]), 0])
+    assert evaluate(tree) == 9
+    assert evaluate(("MED", [5, 1, 9, 3])) == 3  # lower median of 1 3 5 9
+    assert evaluate(("SM", [7, 8, ("MAX", [1, 2])])) == 7
+    assert tokens(("MIN", [4, 7])) == [OP0 + 1, DIGIT0 + 4, DIGIT0 + 7, CLOSE]
+
+
+def _parse(ids: np.ndarray) -> int:
+    """Evaluate a token sequence with a stack (independent of the generator's tree)."""
+    ops = ["MAX", "MIN", "MED", "SM"]
+    stack: list[list] = [[]]
+    for tok in ids[ids != PAD]:
+        if tok >= OP0 and tok != CLOSE:
+            stack.append([ops[tok - OP0]])
+        elif tok == CLOSE:
+            op, *args = stack.pop()
+            stack[-1].append(evaluate((op, args)))
+        else:
+            stack[-1].append(int(tok - DIGIT0))
+    return stack[0][0]
+
+
+def test_listops_is_deterministic_left_padded_and_labelled_right() -> None:
+    a = generate_listops(50, length=64, depth=3, seed=7)
+    b = generate_listops(50, length=64, depth=3, seed=7)
+    c = generate_listops(50, length=64, depth=3, seed=8)
+    assert np.array_equal(a.inputs, b.inputs) and np.array_equal(a.labels, b.labels)
+    assert not np.array_equal(a.inputs, c.inputs)
+    assert (a.inputs[:, -1] == CLOSE).all()  # expression ends at the last step
+    lengths = (a.inputs != PAD).sum(1)
+    assert lengths.min() >= 16 and lengths.max() <= 64
+    assert [_parse(row) for row in a.inputs] == a.labels.tolist()
+    assert one_hot(a.inputs).shape == (50, 64, 16)
+
+
+def test_listops_bad_arguments() -> None:
+    with pytest.raises(UsageError):
+        generate_listops(10, length=2)
+
+
+def test_unknown_task() -> None:
+    with pytest.raises(UsageError, match="unknown task"):
+        load_task("imagenet")

@@ -1,0 +1,107 @@
+"""S4D: convolution mode equals step mode; gradients reach every parameter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from snncompile.errors import UnsupportedError, UsageError
+from snncompile.models.s4d import S4D
+
+
+def _run_steps(layer: S4D, u: torch.Tensor) -> torch.Tensor:
+    state = layer.init_state(u.shape[0], dtype=u.dtype)
+    out = []
+    for t in range(u.shape[1]):
+        y_t, state = layer.step(u[:, t], state)
+        out.append(y_t)
+    return torch.stack(out, dim=1)
+
+
+@pytest.mark.parametrize("init", ["lin", "inv"])
+@pytest.mark.parametrize("discretization", ["zoh", "bilinear"])
+@pytest.mark.parametrize("length", [64, 700])
+def test_conv_mode_equals_step_mode(init: str, discretization: str, length: int) -> None:
+    torch.manual_seed(1)
+    layer = S4D(12, 32, init=init, discretization=discretization)
+    u = torch.randn(3, length, 12)
+    with torch.no_grad():
+        conv, step = layer(u), _run_steps(layer, u)
+    rel = (conv - step).abs().max() / step.abs().max()
+    assert rel < 1e-5
+
+
+def test_conv_mode_equals_step_mode_float64_tightly() -> None:
+    torch.manual_seed(2)
+    layer = S4D(8, 16, discretization="bilinear").double()
+    u = torch.randn(2, 300, 8, dtype=torch.float64)
+    with torch.no_grad():
+        conv, step = layer(u), _run_steps(layer, u)
+    assert (conv - step).abs().max() / step.abs().max() < 1e-12
+
+
+def test_causal_output_ignores_the_future() -> None:
+    torch.manual_seed(3)
+    layer = S4D(4, 8)
+    u = torch.randn(1, 50, 4)
+    changed = u.clone()
+    changed[:, 30:] += 5.0
+    with torch.no_grad():
+        before, after = layer(u), layer(changed)
+    # FFT rounding touches every step slightly; a non-causal leak would be O(1).
+    scale = float(before.abs().max())
+    assert (before[:, :30] - after[:, :30]).abs().max() < 1e-5 * scale
+    assert (before[:, 30:] - after[:, 30:]).abs().max() > 0.1 * scale
+
+
+def test_bidirectional_reads_the_future_and_refuses_step_mode() -> None:
+    torch.manual_seed(4)
+    layer = S4D(4, 8, bidirectional=True)
+    assert not layer.streamable
+    u = torch.randn(1, 50, 4)
+    changed = u.clone()
+    changed[:, 30:] += 5.0
+    with torch.no_grad():
+        assert not torch.allclose(layer(u)[:, :30], layer(changed)[:, :30])
+    with pytest.raises(UnsupportedError, match="non-causal"):
+        layer.step(u[:, 0], layer.init_state(1))
+
+
+@pytest.mark.parametrize("trainable_b", [True, False])
+def test_gradient_reaches_every_parameter(trainable_b: bool) -> None:
+    torch.manual_seed(5)
+    layer = S4D(6, 16, trainable_B=trainable_b)
+    layer(torch.randn(2, 40, 6)).pow(2).mean().backward()
+    names = {name for name, _ in layer.named_parameters()}
+    assert ("B" in names) == trainable_b
+    for name, param in layer.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+
+
+def test_dt_is_log_uniform_in_range() -> None:
+    torch.manual_seed(6)
+    layer = S4D(2000, 4, dt_min=1e-3, dt_max=1e-1)
+    dt = layer.log_dt.exp()
+    assert dt.min() >= 1e-3 and dt.max() <= 1e-1
+    # log-uniform: about half of the samples lie below the geometric mean 1e-2
+    assert 0.45 < float((dt < 1e-2).float().mean()) < 0.55
+
+
+def test_inits_follow_their_formulas() -> None:
+    lin = S4D(1, 8, init="lin")
+    assert torch.allclose(lin.A_imag[0], torch.pi * torch.arange(4.0))
+    inv = S4D(1, 8, init="inv")
+    n = torch.arange(4.0)
+    assert torch.allclose(inv.A_imag[0], (8 / torch.pi) * (8 / (2 * n + 1) - 1))
+    assert torch.allclose(lin.log_A_real.exp(), torch.full((1, 4), 0.5))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"d_state": 3}, {"init": "legs"}, {"discretization": "euler"}, {"dt_min": 0.0}]
+)
+def test_bad_arguments(kwargs: dict) -> None:
+    args = {"d_model": 4, "d_state": 8, **kwargs}
+    with pytest.raises(UsageError):
+        S4D(**args)

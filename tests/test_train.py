@@ -1,0 +1,75 @@
+"""Training lowers the loss; the CLI trains, saves a loadable checkpoint, and evaluates it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from snncompile.checkpoint import load_checkpoint
+from snncompile.data import Task, load_task
+from snncompile.data.sdigits import Split
+from snncompile.models.backbone import ModelConfig, build_model
+from snncompile.train import TrainSettings, evaluate, parameter_groups, train
+
+
+def _small_task() -> Task:
+    full = load_task("sdigits")
+    train_split = Split(full.train.inputs[:256], full.train.labels[:256])
+    return Task("sdigits", 1, 10, train_split, full.test, full.featurize)
+
+
+def test_a_few_steps_lower_the_loss() -> None:
+    task = _small_task()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="spike-ssm", d_input=1, d_output=10, d_model=16))
+    before = evaluate(model, task.train, task.featurize).loss
+    train(model, task, TrainSettings(epochs=3, batch_size=32, lr=1e-2))
+    after = evaluate(model, task.train, task.featurize).loss
+    assert after < before - 0.1
+
+
+def test_ssm_dynamics_get_their_own_learning_rate() -> None:
+    model = build_model(ModelConfig(family="s4d", d_input=1, d_output=10, d_model=8))
+    rest, ssm = parameter_groups(model, lr=0.01, weight_decay=0.1)
+    ssm_ids = {id(p) for p in ssm["params"]}
+    for name, param in model.named_parameters():
+        expected = name.rsplit(".", 1)[-1] in {"log_dt", "log_A_real", "A_imag", "B"}
+        assert (id(param) in ssm_ids) == expected, name
+    assert ssm["lr"] == 1e-3 and ssm["weight_decay"] == 0.0 and rest["lr"] == 0.01
+
+
+def test_cli_train_then_evaluate(tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    cmd = [sys.executable, "-m", "snncompile", "train", "--family", "binary-s4d"]
+    cmd += ["--epochs", "1", "--width", "8", "--state-size", "8", "--quiet", "-o", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy" in done.stdout
+    ckpt = load_checkpoint(out)
+    assert ckpt.meta["task"] == "sdigits"
+    assert ckpt.meta["command"].startswith("snncompile train --family binary-s4d")
+    assert ckpt.calibration.shape == (32, 64, 1)
+    ev = subprocess.run(
+        [sys.executable, "-m", "snncompile", "evaluate", str(out), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert ev.returncode == 0, ev.stderr
+    report = json.loads(ev.stdout)
+    assert report["accuracy"] == ckpt.meta["test_accuracy"]
+    assert set(report["spike_rates"]) == {"blocks.0.act", "blocks.1.act"}
+
+
+def test_cli_reports_bad_checkpoint_in_one_line_with_exit_6(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(np.arange(10).tobytes())
+    done = subprocess.run(
+        [sys.executable, "-m", "snncompile", "evaluate", str(bad)], capture_output=True, text=True
+    )
+    assert done.returncode == 6
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
