@@ -33,6 +33,7 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench_pmbc.py
+	$(PY) benchmarks/bench_sdn.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

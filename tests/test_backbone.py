@@ -9,9 +9,7 @@ from snncompile.errors import UnsupportedError, UsageError
 from snncompile.models.backbone import FAMILIES, ModelConfig, build_model
 from snncompile.models.mixing import GLUMixer, GSUMixer, ternarize
 
-AVAILABLE = [f for f in FAMILIES if f != "spiking-ssm"] + [
-    pytest.param("spiking-ssm", marks=pytest.mark.skipif(True, reason="LIF lands separately"))
-]
+AVAILABLE = list(FAMILIES)
 
 
 def _model(family: str, **overrides: object) -> torch.nn.Module:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from snncompile.errors import UsageError
+
 
 class SpikingNeuron(nn.Module):
     """Base class of the neurons in snncompile.models.neurons.
@@ -25,7 +27,7 @@ class SpikingNeuron(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         if channels <= 0:
-            raise ValueError(f"channels must be positive, got {channels}")
+            raise UsageError(f"channels must be positive, got {channels}")
         self.channels = channels
         self.last_spike_rate: float = float("nan")
 

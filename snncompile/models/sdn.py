@@ -1,0 +1,221 @@
+"""SDN: a tiny causal CNN that predicts the LIF's leaked after-reset potential (SpikingSSM).
+
+For the exact hard-reset LIF with threshold 1 (snncompile.models.neurons.lif) the
+after-reset potential u_{t-1} depends on all past inputs, which forces a sequential
+loop. With tau = 0.125, tau^8 ~ 6e-8, so the last 8 inputs determine tau * u_{t-1}
+almost exactly. The SDN learns that map once, on N(0, 1) inputs; training a spiking
+model then computes every step at once: s_t = [SDN(y)_t + y_t >= 1].
+
+Architecture (ours; about 150 parameters, BatchNorm folded away after training):
+
+    y (N, L) -> pointwise Conv1d(1 -> 8) -> ReLU
+             -> depthwise causal Conv1d(8, kernel 8): output t reads inputs t-8 .. t-1
+             -> ReLU -> pointwise Conv1d(8 -> 8) -> ReLU -> pointwise Conv1d(8 -> 1)
+             -> pred (N, L) ~ tau * u_{t-1}
+
+The shipped weights (sdn_weights.npz beside this file) were made by
+
+    python -m snncompile.models.sdn
+
+and the file records its tau, seed, epochs and measured spike agreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from snncompile.errors import CorruptInputError, UsageError
+
+WEIGHTS_PATH = Path(__file__).with_name("sdn_weights.npz")
+CHANNELS = 8
+KERNEL = 8
+_LAYERS = ("lift", "window", "mix", "out")
+
+
+class SurrogateDynamicNetwork(nn.Module):
+    """The deployed (BatchNorm-folded, frozen) SDN: (N, L) inputs -> (N, L) predictions."""
+
+    def __init__(self, tau: float) -> None:
+        super().__init__()
+        self.tau = float(tau)
+        self.lift = nn.Conv1d(1, CHANNELS, 1)
+        self.window = nn.Conv1d(CHANNELS, CHANNELS, KERNEL, groups=CHANNELS)
+        self.mix = nn.Conv1d(CHANNELS, CHANNELS, 1)
+        self.out = nn.Conv1d(CHANNELS, 1, 1)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.lift(y.unsqueeze(1)))
+        # Left-pad by KERNEL and drop the last output: output t then covers t-8 .. t-1.
+        h = F.relu(self.window(F.pad(h, (KERNEL, 0)))[..., :-1])
+        return self.out(F.relu(self.mix(h))).squeeze(1)
+
+
+class _TrainableSDN(SurrogateDynamicNetwork):
+    """The same network with BatchNorm after the lift, window and mix layers (training only)."""
+
+    def __init__(self, tau: float) -> None:
+        super().__init__(tau)
+        self.bn_lift = nn.BatchNorm1d(CHANNELS)
+        self.bn_window = nn.BatchNorm1d(CHANNELS)
+        self.bn_mix = nn.BatchNorm1d(CHANNELS)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn_lift(self.lift(y.unsqueeze(1))))
+        h = F.relu(self.bn_window(self.window(F.pad(h, (KERNEL, 0)))[..., :-1]))
+        return self.out(F.relu(self.bn_mix(self.mix(h)))).squeeze(1)
+
+    def folded(self) -> SurrogateDynamicNetwork:
+        """Fold each eval-mode BatchNorm into the conv before it."""
+        net = SurrogateDynamicNetwork(self.tau)
+        for name, bn in (("lift", self.bn_lift), ("window", self.bn_window), ("mix", self.bn_mix)):
+            conv = getattr(self, name)
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            target = getattr(net, name)
+            target.weight.data = conv.weight.data * scale.view(-1, 1, 1)
+            target.bias.data = (conv.bias.data - bn.running_mean) * scale + bn.bias.data
+        net.out.load_state_dict(self.out.state_dict())
+        return net.eval()
+
+
+def exact_lif(y: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact hard-reset LIF on (N, L): returns (spikes, leak) with leak_t = tau * u_{t-1}."""
+    u = torch.zeros_like(y[:, 0])
+    spikes, leaks = [], []
+    for y_t in y.unbind(dim=1):
+        leak = tau * u
+        m = leak + y_t
+        s = (m >= 1.0).to(y.dtype)
+        u = m * (1.0 - s)
+        spikes.append(s)
+        leaks.append(leak)
+    return torch.stack(spikes, 1), torch.stack(leaks, 1)
+
+
+def spike_agreement(net: nn.Module, y: torch.Tensor) -> float:
+    """Fraction of (sequence, step) spikes where the SDN-based spike equals the exact LIF."""
+    with torch.no_grad():
+        exact, _ = exact_lif(y, net.tau)
+        predicted = (net(y) + y >= 1.0).to(y.dtype)
+    return float((predicted == exact).float().mean())
+
+
+def train_sdn(
+    *, tau: float = 0.125, epochs: int = 300, seed: int = 0, length: int = 1024, log=None
+) -> tuple[SurrogateDynamicNetwork, float]:
+    """Train on fresh N(0, 1) batches; return the folded network and its held-out agreement."""
+    torch.manual_seed(seed)
+    net = _TrainableSDN(tau)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    batches_per_epoch, batch = 8, 64
+    for epoch in range(epochs):
+        net.train()
+        for _ in range(batches_per_epoch):
+            y = torch.randn(batch, length)
+            _, leak = exact_lif(y, tau)
+            loss = F.mse_loss(net(y), leak)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        if log is not None and (epoch + 1) % 10 == 0:
+            log(f"epoch {epoch + 1}/{epochs}: mse {loss.item():.2e}")
+    net.eval()
+    folded = net.folded()
+    held_out = torch.randn(256, length, generator=torch.Generator().manual_seed(seed + 1))
+    return folded, spike_agreement(folded, held_out)
+
+
+def save_sdn(net: SurrogateDynamicNetwork, path: Path, **meta: object) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for layer in _LAYERS:
+        conv = getattr(net, layer)
+        arrays[f"{layer}.weight"] = conv.weight.detach().numpy().astype(np.float32)
+        arrays[f"{layer}.bias"] = conv.bias.detach().numpy().astype(np.float32)
+    arrays["tau"] = np.array(net.tau)
+    for key, value in meta.items():
+        arrays[f"meta.{key}"] = np.array(value)
+    np.savez(path, **arrays)
+
+
+def read_sdn(path: Path) -> SurrogateDynamicNetwork:
+    """Read SDN weights written by save_sdn; CorruptInputError if missing or malformed."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise CorruptInputError(f"{path}: SDN weights not found (reinstall snncompile)") from None
+    except (OSError, ValueError) as exc:
+        raise CorruptInputError(f"{path}: unreadable SDN weights ({exc})") from None
+    try:
+        net = SurrogateDynamicNetwork(float(arrays["tau"]))
+        for layer in _LAYERS:
+            conv = getattr(net, layer)
+            for part in ("weight", "bias"):
+                value = torch.from_numpy(arrays[f"{layer}.{part}"])
+                if value.shape != getattr(conv, part).shape:
+                    raise ValueError(f"{layer}.{part} has shape {tuple(value.shape)}")
+                getattr(conv, part).data = value.float()
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CorruptInputError(f"{path}: malformed SDN weights ({exc})") from None
+    for param in net.parameters():
+        param.requires_grad_(False)
+    return net.eval()
+
+
+@functools.lru_cache(maxsize=4)
+def load_sdn(tau: float, path: Path = WEIGHTS_PATH) -> SurrogateDynamicNetwork:
+    """The shipped SDN for `tau` (cached; frozen)."""
+    net = read_sdn(path)
+    if abs(net.tau - tau) > 1e-12:
+        raise UsageError(
+            f"the shipped SDN was trained for tau={net.tau}, not {tau}; train one with "
+            f"`python -m snncompile.models.sdn --tau {tau}` or use the LIF's exact mode"
+        )
+    return net
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the SDN and write its weights.")
+    parser.add_argument("--tau", type=float, default=0.125)
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", type=Path, default=WEIGHTS_PATH)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    start = time.perf_counter()
+    net, agreement = train_sdn(
+        tau=args.tau, epochs=args.epochs, seed=args.seed, log=lambda msg: print(msg, flush=True)
+    )
+    command = "python -m snncompile.models.sdn " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    n_params = sum(p.numel() for p in net.parameters())
+    save_sdn(
+        net,
+        args.output,
+        seed=args.seed,
+        epochs=args.epochs,
+        agreement=agreement,
+        n_params=n_params,
+        command=command.strip(),
+    )
+    print(
+        f"wrote {args.output}: {n_params} parameters, spike agreement with the exact LIF "
+        f"{agreement:.4%} on 256 held-out N(0,1) sequences of length 1024, "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
