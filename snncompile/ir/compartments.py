@@ -1,0 +1,225 @@
+"""The compartment kinds a Netlist population can have, and the parameters each takes.
+
+This module says what a kind *is* (its input width, whether it sends spikes or graded
+messages, its parameters and their legal ranges); docs/numerics.md says what it
+*computes*, and snncompile.reference implements exactly that. Names of parameters carry
+their format: `_q` for a fixed-point value whose fractional bits are stated, `decay` in
+units of 1/4096, `vth` in Lava's units (threshold = vth << 6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from snncompile.ir.ops import InvalidGraphError
+
+if TYPE_CHECKING:
+    from snncompile.ir.netlist import Formats, Population
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: shape "scalar" (0-d), "vector" (size,) or "table" (1-d, any length).
+
+    `limit(formats)` gives the inclusive integer range allowed in int netlists.
+    """
+
+    shape: str
+    limit: object = None  # callable(Formats) -> (low, high), or None for float-only params
+
+    def check(self, name: str, value: np.ndarray, size: int, numeric: str, fmt: Formats) -> None:
+        expected = {"scalar": (), "vector": (size,)}.get(self.shape)
+        if expected is not None and value.shape != expected:
+            raise InvalidGraphError(f"{name} has shape {value.shape}, expected {expected}")
+        if self.shape == "table" and (value.ndim != 1 or value.size < 2):
+            raise InvalidGraphError(f"{name} must be a 1-d table of >= 2 entries")
+        if not np.all(np.isfinite(value)):
+            raise InvalidGraphError(f"{name} holds NaN or inf")
+        if numeric != "int" or self.limit is None:
+            return
+        if np.any(value != np.round(value)):
+            raise InvalidGraphError(f"{name} must hold integers in an int netlist")
+        low, high = self.limit(fmt)  # type: ignore[operator]
+        bad = (value < low) | (value > high)
+        if np.any(bad):
+            raise InvalidGraphError(
+                f"{name} = {np.asarray(value)[bad].flat[0]:.0f} is outside [{low}, {high}]"
+            )
+
+
+def _signed(bits_of) -> object:
+    return lambda fmt: (-(2 ** (bits_of(fmt) - 1)) + 1, 2 ** (bits_of(fmt) - 1) - 1)
+
+
+def _range(low: int, high: int) -> object:
+    return lambda fmt: (low, high)
+
+
+_STATE = _signed(lambda f: f.state_bits)
+_MESSAGE = _signed(lambda f: f.message_bits)
+
+
+@dataclass(frozen=True)
+class Compartment:
+    """A compartment kind: input width = input_factor * size (0: takes no input)."""
+
+    kind: str
+    input_factor: int
+    sends: bool
+    spiking: bool
+    int_params: dict[str, Param] = field(default_factory=dict)
+    float_params: dict[str, Param] = field(default_factory=dict)
+    attrs: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    doc: str = ""
+
+    def validate(self, pop: Population, numeric: str, fmt: Formats) -> None:
+        schema = self.int_params if numeric == "int" else self.float_params
+        extra = sorted(set(pop.params) - set(schema))
+        missing = sorted(set(schema) - set(pop.params))
+        if extra or missing:
+            raise InvalidGraphError(
+                f"{self.kind} ({numeric}) params: missing {missing or 'none'}, "
+                f"unexpected {extra or 'none'}"
+            )
+        for name, param in schema.items():
+            param.check(name, np.asarray(pop.params[name]), pop.size, numeric, fmt)
+        missing_attrs = sorted(set(self.attrs) - set(pop.attrs))
+        if missing_attrs:
+            raise InvalidGraphError(f"{self.kind} needs attrs {missing_attrs}")
+        if self.kind == "readout" and pop.attrs["mode"] not in ("mean", "last"):
+            raise InvalidGraphError(f"readout mode {pop.attrs['mode']!r} is unknown")
+        if self.kind == "glu" and numeric == "float64":
+            if pop.attrs.get("gate") not in ("sigmoid", "hard-sigmoid"):
+                raise InvalidGraphError(f"glu gate {pop.attrs.get('gate')!r} is unknown")
+
+
+COMPARTMENTS: dict[str, Compartment] = {}
+
+
+def _register(comp: Compartment) -> None:
+    COMPARTMENTS[comp.kind] = comp
+
+
+_register(
+    Compartment(
+        "input",
+        input_factor=0,
+        sends=True,
+        spiking=False,
+        doc="external data: sends x[t] for t < L, then 0",
+    )
+)
+_register(
+    Compartment(
+        "bias",
+        input_factor=0,
+        sends=True,
+        spiking=False,
+        int_params={"value": Param("scalar", _MESSAGE)},
+        float_params={"value": Param("scalar")},
+        doc="sends `value` for t < L, then 0 (biases enter as synapses from it)",
+    )
+)
+_register(
+    Compartment(
+        "accumulator",
+        input_factor=1,
+        sends=True,
+        spiking=False,
+        doc="graded relay: sends its summed input, saturated to the message width",
+    )
+)
+_register(
+    Compartment(
+        "ssm",
+        input_factor=1,
+        sends=True,
+        spiking=False,
+        int_params={
+            "a_re_q": Param("vector", lambda f: (-(2**f.ssm_frac_bits), 2**f.ssm_frac_bits)),
+            "a_im_q": Param("vector", lambda f: (-(2**f.ssm_frac_bits), 2**f.ssm_frac_bits)),
+            "b_re_q": Param("vector", lambda f: (-(2**31) + 1, 2**31 - 1)),
+            "b_im_q": Param("vector", lambda f: (-(2**31) + 1, 2**31 - 1)),
+        },
+        float_params={
+            "a_re": Param("vector"),
+            "a_im": Param("vector"),
+            "b_re": Param("vector"),
+            "b_im": Param("vector"),
+        },
+        states=("re", "im"),
+        doc="complex resonator z = a z + b x (a, b fixed point per compartment); sends Re z",
+    )
+)
+_register(
+    Compartment(
+        "reset_refractory",
+        input_factor=1,
+        sends=True,
+        spiking=True,
+        int_params={
+            "decay": Param("vector", _range(0, 4096)),
+            "theta": Param("vector", _range(1, 2**23 - 1)),
+            "rho": Param("vector", _range(0, 2**23 - 1)),
+        },
+        float_params={"beta": Param("vector"), "theta": Param("vector"), "rho": Param("vector")},
+        states=("v",),
+        doc="m = beta v + a; s = [m > theta]; v = m - (theta + rho) s",
+    )
+)
+_register(
+    Compartment(
+        "lif",
+        input_factor=1,
+        sends=True,
+        spiking=True,
+        int_params={
+            "du": Param("scalar", _range(0, 4095)),
+            "dv": Param("scalar", _range(0, 4095)),
+            "vth": Param("scalar", _range(0, 2**17 - 1)),
+        },
+        float_params={"tau": Param("scalar"), "vth": Param("scalar")},
+        states=("u", "v"),
+        doc="Lava's bit-accurate LIF (reset to 0); float mode: v = tau v + a, s = [v >= vth]",
+    )
+)
+_register(
+    Compartment(
+        "heaviside",
+        input_factor=1,
+        sends=True,
+        spiking=True,
+        doc="stateless spike s = [a > 0]",
+    )
+)
+_register(
+    Compartment(
+        "glu",
+        input_factor=2,
+        sends=True,
+        spiking=False,
+        int_params={
+            "pwl_x0": Param("scalar", _MESSAGE),
+            "pwl_shift": Param("scalar", _range(0, 23)),
+            "pwl_table_q12": Param("table", _range(0, 4096)),
+            "out_shift": Param("scalar", _range(-23, 40)),
+        },
+        attrs=("gate",),
+        doc="[a; b] -> a * gate(b); int mode: gate by a piecewise-linear table in Q12",
+    )
+)
+_register(
+    Compartment(
+        "readout",
+        input_factor=1,
+        sends=False,
+        spiking=False,
+        attrs=("mode",),
+        states=("acc",),
+        doc="mode mean: acc += a; mode last: acc = a; the network output is acc",
+    )
+)

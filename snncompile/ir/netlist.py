@@ -1,0 +1,262 @@
+"""The Netlist: populations of compartments joined by synapses, in integers or float64.
+
+This is what every target takes. A population is `size` compartments of one kind
+(snncompile.ir.compartments); a synapse is a weight matrix from a source population's
+messages to a destination population's input, with an exponent and a delay. Time is
+discrete; every synapse hop takes one step, plus `delay` more (docs/numerics.md gives
+the exact arithmetic of each kind in both numeric modes).
+
+    numeric "int":     weights are integer mantissas on Lava's 8-bit grid, parameters
+                       are integers within their bit widths (a quantized network);
+    numeric "float64": the same structure with float weights (weight_exp 0) and float
+                       parameters (the float model, for checking lowering exactly).
+
+`input_scale` maps the float input to the input population's integers
+(x_int = round(x / input_scale)); `output_scale` maps the readout state back
+(logits = state * output_scale, divided by the sequence length for mean pooling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from snncompile.ir.compartments import COMPARTMENTS, Compartment
+from snncompile.ir.ops import InvalidGraphError
+
+NUMERICS = ("int", "float64")
+# Integer sums run on float64 BLAS: exact while every partial sum stays below 2**53.
+EXACT_FLOAT_BITS = 53
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Bit widths of the integer network (the Loihi 2 defaults, see docs/numerics.md)."""
+
+    weight_bits: int = 8
+    state_bits: int = 24
+    message_bits: int = 24
+    decay_bits: int = 12
+    ssm_frac_bits: int = 16
+
+    def __post_init__(self) -> None:
+        limits = {
+            "weight_bits": (2, 8),
+            "state_bits": (8, 32),
+            "message_bits": (2, 32),
+            "decay_bits": (12, 12),
+            "ssm_frac_bits": (12, 24),
+        }
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise InvalidGraphError(f"{name} must be in [{low}, {high}], got {value}")
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """`size` compartments of one kind with their parameters.
+
+    params: numpy arrays (0-d for a shared scalar, (size,) per compartment, or a table);
+    attrs: plain str/int/float settings (e.g. the readout's pooling mode).
+    """
+
+    name: str
+    kind: str
+    size: int
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def compartment(self) -> Compartment:
+        return COMPARTMENTS[self.kind]
+
+    @property
+    def input_width(self) -> int:
+        return self.compartment.input_factor * self.size
+
+
+@dataclass(frozen=True, eq=False)
+class Synapse:
+    """a_dst += shift(W @ msg_src(t - 1 - delay), weight_exp); W is (dst input width, src size).
+
+    `weight` is a dense ndarray or a scipy CSR matrix (block-structured synapses such as
+    an SSM's input are sparse). In int netlists it holds integer-valued float64 mantissas.
+    """
+
+    name: str
+    src: str
+    dst: str
+    weight: np.ndarray | sparse.csr_matrix
+    weight_exp: int = 0
+    delay: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.weight.shape)  # type: ignore[return-value]
+
+    def dense(self) -> np.ndarray:
+        return self.weight.toarray() if sparse.issparse(self.weight) else np.asarray(self.weight)
+
+    def values(self) -> np.ndarray:
+        """The stored (nonzero for sparse) weight values."""
+        return self.weight.data if sparse.issparse(self.weight) else np.asarray(self.weight)
+
+    @property
+    def max_row_nnz(self) -> int:
+        if sparse.issparse(self.weight):
+            return int(np.diff(self.weight.indptr).max(initial=0))
+        return int(np.count_nonzero(self.weight, axis=1).max(initial=0))
+
+
+@dataclass(frozen=True, eq=False)
+class Netlist:
+    """Populations and synapses; validated on construction (see the module docstring)."""
+
+    populations: tuple[Population, ...]
+    synapses: tuple[Synapse, ...]
+    numeric: str
+    formats: Formats = field(default_factory=Formats)
+    input_scale: float = 1.0
+    output_scale: float = 1.0
+    dt_s: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "populations", tuple(self.populations))
+        object.__setattr__(self, "synapses", tuple(self.synapses))
+        object.__setattr__(self, "_by_name", {p.name: p for p in self.populations})
+        validate_netlist(self)
+
+    def population(self, name: str) -> Population:
+        return self._by_name[name]  # type: ignore[attr-defined]
+
+    def of_kind(self, kind: str) -> list[Population]:
+        return [p for p in self.populations if p.kind == kind]
+
+    @property
+    def input(self) -> Population:
+        return self.of_kind("input")[0]
+
+    @property
+    def readout(self) -> Population:
+        return self.of_kind("readout")[0]
+
+    def incoming(self, name: str) -> list[Synapse]:
+        return [s for s in self.synapses if s.dst == name]
+
+    def latency(self) -> dict[str, int]:
+        """Steps from the input to each population: max over in-edges of src + 1 + delay."""
+        lat: dict[str, int] = {}
+
+        def visit(name: str, trail: tuple[str, ...]) -> int:
+            if name in lat:
+                return lat[name]
+            if name in trail:
+                raise InvalidGraphError(f"synapses form a cycle through {name!r}")
+            incoming = [s for s in self.incoming(name) if self.population(s.src).kind != "bias"]
+            lat[name] = max(
+                (visit(s.src, (*trail, name)) + 1 + s.delay for s in incoming), default=0
+            )
+            return lat[name]
+
+        for pop in self.populations:
+            visit(pop.name, ())
+        return lat
+
+    @property
+    def output_latency(self) -> int:
+        return self.latency()[self.readout.name]
+
+    def counts(self) -> dict[str, int]:
+        """Compartments per kind and the number of stored synaptic weights."""
+        out: dict[str, int] = {}
+        for pop in self.populations:
+            out[pop.kind] = out.get(pop.kind, 0) + pop.size
+        out["synapses"] = int(
+            sum(s.weight.nnz if sparse.issparse(s.weight) else s.weight.size for s in self.synapses)
+        )
+        return out
+
+
+def weight_grid(values: np.ndarray, bits: int) -> tuple[int, int, int]:
+    """(low, high, step) of Lava's mantissa grid for a matrix with these values.
+
+    Lava clips to 8 bits then truncates 8 - bits low bits, plus one more when the matrix
+    mixes signs (lava.utils.weightutils): single sign [0, 255] or [-255, 0] in steps of
+    2**(8 - bits); mixed sign [-256, 254] in steps of 2**(9 - bits).
+    """
+    if np.all(values >= 0):
+        return 0, 255, 1 << (8 - bits)
+    if np.all(values <= 0):
+        return -255, 0, 1 << (8 - bits)
+    return -256, 254, 1 << (9 - bits)
+
+
+def validate_netlist(net: Netlist) -> None:
+    """Raise InvalidGraphError naming the first broken rule."""
+    if net.numeric not in NUMERICS:
+        raise InvalidGraphError(f"numeric must be one of {NUMERICS}, got {net.numeric!r}")
+    names = [p.name for p in net.populations]
+    if len(set(names)) != len(names):
+        raise InvalidGraphError("population names must be unique")
+    for kind in ("input", "readout"):
+        if len(net.of_kind(kind)) != 1:
+            raise InvalidGraphError(f"a netlist needs exactly one {kind} population")
+    for pop in net.populations:
+        if pop.kind not in COMPARTMENTS:
+            raise InvalidGraphError(f"population {pop.name!r}: unknown kind {pop.kind!r}")
+        if pop.size <= 0:
+            raise InvalidGraphError(f"population {pop.name!r}: size must be positive")
+        try:
+            pop.compartment.validate(pop, net.numeric, net.formats)
+        except InvalidGraphError as exc:
+            raise InvalidGraphError(f"population {pop.name!r}: {exc}") from None
+    if len({s.name for s in net.synapses}) != len(net.synapses):
+        raise InvalidGraphError("synapse names must be unique")
+    for syn in net.synapses:
+        _validate_synapse(net, syn)
+    net.latency()  # raises on cycles
+
+
+def _validate_synapse(net: Netlist, syn: Synapse) -> None:
+    where = f"synapse {syn.name!r}"
+    for end in (syn.src, syn.dst):
+        if end not in net._by_name:  # type: ignore[attr-defined]
+            raise InvalidGraphError(f"{where}: unknown population {end!r}")
+    src, dst = net.population(syn.src), net.population(syn.dst)
+    if not src.compartment.sends:
+        raise InvalidGraphError(f"{where}: a {src.kind} population sends no messages")
+    if not dst.compartment.input_factor:
+        raise InvalidGraphError(f"{where}: a {dst.kind} population takes no input")
+    if syn.shape != (dst.input_width, src.size):
+        raise InvalidGraphError(
+            f"{where}: weight shape {syn.shape}, expected {(dst.input_width, src.size)}"
+        )
+    if syn.delay < 0:
+        raise InvalidGraphError(f"{where}: delay must be >= 0, got {syn.delay}")
+    values = syn.values()
+    if not np.all(np.isfinite(values)):
+        raise InvalidGraphError(f"{where}: weights hold NaN or inf")
+    if net.numeric == "float64":
+        return
+    if np.any(values != np.round(values)):
+        raise InvalidGraphError(f"{where}: int netlist weights must be integers")
+    low, high, step = weight_grid(values, net.formats.weight_bits)
+    bad = (values < low) | (values > high) | (values % step != 0)
+    if np.any(bad):
+        raise InvalidGraphError(
+            f"{where}: weight {values[bad][0]:.0f} is off the {net.formats.weight_bits}-bit "
+            f"grid [{low}, {high}] step {step}"
+        )
+    # Exactness of the float64 BLAS sums the simulators use for integer products.
+    msg_bits = 1 if src.compartment.spiking else net.formats.message_bits - 1
+    bound_bits = np.log2(max(syn.max_row_nnz, 1)) + 8 + msg_bits
+    if bound_bits >= EXACT_FLOAT_BITS:
+        raise InvalidGraphError(f"{where}: fan-in {syn.max_row_nnz} is too large to sum exactly")

@@ -1,0 +1,287 @@
+"""Lower a float Graph to a float64 Netlist of compartments (the structure every target runs).
+
+Each graph value is carried as an affine *view* of one population's messages,
+value = M @ msg(pop) + c, so linear ops cost no compartments: a Linear feeding a GLU,
+an Add, a neuron or the readout becomes the weights of the synapse into it, a
+ChannelAffine (an unfolded BatchNorm) rescales the view. Compartments:
+
+    Input      -> "input" population (and one "bias" population: every constant term c
+                  enters as a synapse from it, delayed to arrive with the data)
+    SSM        -> "ssm" population of H (M + 1) complex resonators, channel-major: mode n
+                  of channel h runs w = a_bar w + (2 c b_bar) u (w = 2 c z), so the SSM
+                  output 2 Re(sum_n c_n z_n) + d u is the plain sum of Re w over the
+                  channel's M modes plus one extra resonator with a = 0 and gain d
+    ResetRefractory / LIF / Heaviside -> a neuron population; a threshold other than 1
+                  is folded into the synapse feeding it (the fold_thresholds pass does it
+                  earlier, in the SSM, where it costs no precision)
+    GLU        -> "glu" population (input [a; b])
+    Add        -> "accumulator" population
+    Linear     -> an "accumulator" population only when it feeds something else (an SSM,
+                  two consumers); otherwise fused into its consumer's synapse
+    Pool + Output -> the "readout" (mean: it integrates; last: it holds the last input)
+
+Every synapse hop takes one step. After building, each population's latency is the
+longest path from the input, and each synapse gets the delay that makes all of a
+population's inputs arrive from the same model step (residual paths get delays).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from snncompile.errors import UnsupportedError
+from snncompile.ir import ops
+from snncompile.ir.graph import Graph, Node
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+
+# Ops the lowering passes through unchanged (normally removed by the passes already).
+_TRANSPARENT = (ops.Dropout, ops.Identity)
+# Ops whose input view a Linear can be fused into.
+_FUSES_LINEAR = (ops.GLU, ops.Add, ops.ResetRefractory, ops.LIF, ops.Heaviside, ops.Pool)
+# What can take an op the compartments cannot express (reported in UnsupportedError).
+FLOAT_ONLY_TARGETS = "onnx --float"
+
+
+@dataclass(frozen=True)
+class View:
+    """value = matrix @ msg(pop) + offset; matrix is (width, pop size) CSR."""
+
+    pop: str
+    matrix: sparse.csr_matrix
+    offset: np.ndarray
+    pooled: str | None = None
+
+    @property
+    def width(self) -> int:
+        return self.matrix.shape[0]
+
+    def then(self, weight: np.ndarray | sparse.spmatrix, bias: np.ndarray) -> View:
+        """The view of weight @ value + bias."""
+        matrix = sparse.csr_matrix(weight @ self.matrix)
+        return View(self.pop, matrix, weight @ self.offset + bias, self.pooled)
+
+
+def _identity_view(pop: Population) -> View:
+    return View(pop.name, sparse.identity(pop.size, format="csr"), np.zeros(pop.size))
+
+
+def _compact(matrix: sparse.spmatrix) -> np.ndarray | sparse.csr_matrix:
+    """Store dense when at least a quarter of the entries are nonzero."""
+    matrix = sparse.csr_matrix(matrix)
+    matrix.eliminate_zeros()
+    if matrix.nnz >= 0.25 * matrix.shape[0] * matrix.shape[1]:
+        return matrix.toarray()
+    return matrix
+
+
+class _Builder:
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.pops: list[Population] = []
+        self.synapses: list[Synapse] = []
+        self.bias_synapses: set[str] = set()
+        self.views: dict[str, View] = {}
+
+    def add_pop(self, pop: Population) -> Population:
+        self.pops.append(pop)
+        return pop
+
+    def connect(self, view: View, dst: Population, in_map: sparse.spmatrix | None = None) -> None:
+        """Synapses carrying `in_map @ view` into dst's input (identity in_map if None)."""
+        in_map = in_map if in_map is not None else sparse.identity(view.width, format="csr")
+        weight = sparse.csr_matrix(in_map @ view.matrix)
+        self._add(view.pop, dst.name, weight)
+        constant = np.asarray(in_map @ view.offset).ravel()
+        if np.any(constant != 0):
+            name = self._add("bias", dst.name, sparse.csr_matrix(constant.reshape(-1, 1)))
+            self.bias_synapses.add(name)
+
+    def _add(self, src: str, dst: str, weight: sparse.spmatrix) -> str:
+        name = f"{src}->{dst}"
+        taken = {s.name for s in self.synapses}
+        k = 1
+        while name in taken:
+            k += 1
+            name = f"{src}->{dst}#{k}"
+        self.synapses.append(Synapse(name, src, dst, _compact(weight)))
+        return name
+
+
+def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
+    """Lower `graph` to a float64 Netlist; UnsupportedError lists every op it cannot take."""
+    unsupported = [
+        f"{node.name} ({type(node.op).__name__})"
+        for node in graph
+        if type(node.op) not in _LOWERINGS and not isinstance(node.op, _TRANSPARENT)
+    ]
+    if unsupported:
+        raise UnsupportedError(
+            "no compartment for " + ", ".join(unsupported) + "; the reference, lava and "
+            f"loihi2 targets take {', '.join(sorted(c.__name__ for c in _LOWERINGS))}; "
+            f"a float model with these ops can still go to `{FLOAT_ONLY_TARGETS}`"
+        )
+    builder = _Builder(graph)
+    for node in graph:
+        if isinstance(node.op, _TRANSPARENT):
+            builder.views[node.name] = builder.views[node.inputs[0]]
+            continue
+        _LOWERINGS[type(node.op)](builder, node)
+    if not any(s.src == "bias" for s in builder.synapses):
+        builder.pops = [p for p in builder.pops if p.kind != "bias"]
+    _assign_delays(builder)
+    return Netlist(
+        tuple(builder.pops),
+        tuple(builder.synapses),
+        numeric="float64",
+        formats=formats or Formats(),
+        dt_s=graph.dt_s,
+        meta={"source": dict(graph.meta)},
+    )
+
+
+def _assign_delays(builder: _Builder) -> None:
+    """Latency = longest path from the input; delays align every population's inputs."""
+    pops = {p.name: p for p in builder.pops}
+    order = [p.name for p in builder.pops]  # construction order is topological
+    latency: dict[str, int] = {}
+    for name in order:
+        data_in = [
+            s for s in builder.synapses if s.dst == name and s.name not in builder.bias_synapses
+        ]
+        latency[name] = max((latency[s.src] + 1 for s in data_in), default=0)
+    synapses = []
+    for syn in builder.synapses:
+        source_latency = 0 if pops[syn.src].kind == "bias" else latency[syn.src]
+        delay = latency[syn.dst] - source_latency - 1
+        synapses.append(Synapse(syn.name, syn.src, syn.dst, syn.weight, syn.weight_exp, delay))
+    builder.synapses = synapses
+
+
+# ---- one function per op ------------------------------------------------------------
+
+
+def _input(b: _Builder, node: Node) -> None:
+    pop = b.add_pop(Population(node.name, "input", node.op.size))
+    b.add_pop(Population("bias", "bias", 1, params={"value": np.array(1.0)}))
+    b.views[node.name] = _identity_view(pop)
+
+
+def _linear(b: _Builder, node: Node) -> None:
+    op: ops.Linear = node.op
+    view = b.views[node.inputs[0]].then(op.weight, op.bias)
+    consumers = b.graph.consumers(node.name)
+    fusable = len(consumers) == 1 and isinstance(consumers[0].op, _FUSES_LINEAR)
+    if view.pooled or fusable:
+        b.views[node.name] = view
+        return
+    pop = b.add_pop(Population(node.name, "accumulator", op.weight.shape[0]))
+    b.connect(view, pop)
+    b.views[node.name] = _identity_view(pop)
+
+
+def _affine(b: _Builder, node: Node) -> None:
+    op = node.op.as_affine() if isinstance(node.op, ops.BatchNorm) else node.op
+    b.views[node.name] = b.views[node.inputs[0]].then(sparse.diags(op.scale), op.shift)
+
+
+def _ssm(b: _Builder, node: Node) -> None:
+    op: ops.SSM = node.op
+    h, m = op.a_bar.shape
+    per = m + 1  # M modes and the D pass-through resonator
+    a = np.concatenate([op.a_bar, np.zeros((h, 1))], axis=1).ravel()
+    gain = np.concatenate([2.0 * op.c * op.b_bar, op.d[:, None].astype(complex)], axis=1).ravel()
+    params = {"a_re": a.real, "a_im": a.imag, "b_re": gain.real, "b_im": gain.imag}
+    pop = b.add_pop(Population(node.name, "ssm", h * per, params=params))
+    rows = np.arange(h * per)
+    channel = rows // per
+    # Each resonator receives its channel's value; its complex gain b is a parameter of
+    # the compartment (fixed point, not an 8-bit synaptic weight).
+    fan_out = sparse.csr_matrix((np.ones(h * per), (rows, channel)), shape=(h * per, h))
+    view = b.views[node.inputs[0]]
+    b.connect(View(view.pop, view.matrix, view.offset + op.u_shift), pop, fan_out)
+    summing = sparse.csr_matrix((np.ones(h * per), (channel, rows)), shape=(h, h * per))
+    b.views[node.name] = View(pop.name, summing, np.zeros(h))
+
+
+def _neuron(kind: str, params: Callable[[ops.Op], tuple[np.ndarray, dict]]):
+    def lower_neuron(b: _Builder, node: Node) -> None:
+        scale, values = params(node.op)
+        view = b.views[node.inputs[0]]
+        pop = b.add_pop(Population(node.name, kind, view.width, params=values))
+        b.connect(view.then(sparse.diags(1.0 / scale), np.zeros(view.width)), pop)
+        b.views[node.name] = _identity_view(pop)
+
+    return lower_neuron
+
+
+def _rr_params(op: ops.ResetRefractory) -> tuple[np.ndarray, dict]:
+    ones = np.ones_like(op.theta)
+    return op.theta, {"beta": op.beta.copy(), "theta": ones, "rho": op.rho / op.theta}
+
+
+def _lif_params(op: ops.LIF) -> tuple[np.ndarray, dict]:
+    return op.threshold, {"tau": np.array(float(op.tau)), "vth": np.array(1.0)}
+
+
+def _heaviside_params(op: ops.Heaviside) -> tuple[np.ndarray, dict]:
+    return np.ones(1), {}
+
+
+def _heaviside(b: _Builder, node: Node) -> None:
+    view = b.views[node.inputs[0]]
+    pop = b.add_pop(Population(node.name, "heaviside", view.width))
+    b.connect(view, pop)
+    b.views[node.name] = _identity_view(pop)
+
+
+def _glu(b: _Builder, node: Node) -> None:
+    view = b.views[node.inputs[0]]
+    pop = b.add_pop(Population(node.name, "glu", view.width // 2, attrs={"gate": node.op.gate}))
+    b.connect(view, pop)
+    b.views[node.name] = _identity_view(pop)
+
+
+def _add(b: _Builder, node: Node) -> None:
+    views = [b.views[name] for name in node.inputs]
+    pop = b.add_pop(Population(node.name, "accumulator", views[0].width))
+    for view in views:
+        b.connect(view, pop)
+    b.views[node.name] = _identity_view(pop)
+
+
+def _pool(b: _Builder, node: Node) -> None:
+    view = b.views[node.inputs[0]]
+    if view.pooled:
+        raise UnsupportedError(f"{node.name}: pooling twice over time")
+    b.views[node.name] = View(view.pop, view.matrix, view.offset, pooled=node.op.mode)
+
+
+def _output(b: _Builder, node: Node) -> None:
+    view = b.views[node.inputs[0]]
+    if not view.pooled:
+        raise UnsupportedError(
+            f"{node.name}: the output is a sequence; compiled models must pool over time "
+            "(mean or last step) before the output"
+        )
+    pop = b.add_pop(Population(node.name, "readout", view.width, attrs={"mode": view.pooled}))
+    b.connect(view, pop)
+
+
+_LOWERINGS: dict[type, Callable[[_Builder, Node], None]] = {
+    ops.Input: _input,
+    ops.Linear: _linear,
+    ops.BatchNorm: _affine,
+    ops.ChannelAffine: _affine,
+    ops.SSM: _ssm,
+    ops.ResetRefractory: _neuron("reset_refractory", _rr_params),
+    ops.LIF: _neuron("lif", _lif_params),
+    ops.Heaviside: _heaviside,
+    ops.GLU: _glu,
+    ops.Add: _add,
+    ops.Pool: _pool,
+    ops.Output: _output,
+}

@@ -1,0 +1,337 @@
+"""Quantize a float64 Netlist to Loihi 2 integer formats, calibrated on real inputs.
+
+Every population gets power-of-two scales: `in` (float value of one unit of its summed
+input) and `out` (of one unit of the messages it sends; spikes are 1). Powers of two
+keep every rescaling an exact shift. A synapse's float weights W then become integer
+mantissas on Lava's grid with one exponent: W * out(src) / in(dst) ~= mant * 2**exp.
+
+Scales come from the largest magnitude each population reaches on the calibration data,
+times 2**headroom_bits, placed at the top of its integer range:
+
+    graded messages (input, accumulator, glu)   act_bits (16 by default, < message_bits,
+                                                 so synaptic sums stay far inside int32)
+    SSM states, readout, Heaviside input         state_bits
+    reset-refractory neuron                      theta = T = 2**k with max|m| T inside
+                                                 state_bits; rho, decay follow
+    LIF (Lava's bit-accurate model)              vth = T with a <= 2**15 (Lava's 16-bit
+                                                 input) and |v| = |m| 64 T inside 24 bits
+
+Thresholds are co-scaled with the weights feeding them (the lowering already made every
+threshold 1), so spiking is invariant to the scale. After quantizing, the integer
+network runs on the calibration data; a population that still saturates gets one more
+bit of headroom, up to `max_rounds` times. Values that cannot fit their bit width raise
+HardwareRuleError naming the parameter, its value and the limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from snncompile.errors import HardwareRuleError, UsageError
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, weight_grid
+from snncompile.ir.ops import InvalidGraphError
+from snncompile.reference.kinds import gate_float
+from snncompile.reference.simulator import simulate
+
+LIF_INPUT_BITS = 16  # Lava's LIF in-port is int16
+LIF_VTH_LIMIT = 2**17 - 1
+GATE_RANGE = {"sigmoid": (-8.0, 8.0, 0.25), "hard-sigmoid": (-4.0, 4.0, 1.0)}
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Bit widths and calibration policy (CLI: --weight-bits, --state-bits, ...)."""
+
+    weight_bits: int = 8
+    state_bits: int = 24
+    message_bits: int = 24
+    ssm_frac_bits: int = 16
+    act_bits: int = 16
+    headroom_bits: int = 2
+    max_rounds: int = 4
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.act_bits <= self.message_bits:
+            raise UsageError(f"act_bits must be in [2, message_bits], got {self.act_bits}")
+        if not 0 <= self.headroom_bits <= 8:
+            raise UsageError(f"headroom_bits must be in [0, 8], got {self.headroom_bits}")
+        try:
+            self.formats()
+        except InvalidGraphError as exc:
+            raise UsageError(str(exc)) from None
+
+    def formats(self) -> Formats:
+        return Formats(
+            weight_bits=self.weight_bits,
+            state_bits=self.state_bits,
+            message_bits=self.message_bits,
+            ssm_frac_bits=self.ssm_frac_bits,
+        )
+
+
+@dataclass
+class Scales:
+    """log2 of a population's input and output scales."""
+
+    in_log2: int = 0
+    out_log2: int = 0
+
+
+@dataclass
+class QuantReport:
+    """What quantization chose and what it costs, per population and synapse."""
+
+    populations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    synapses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibration_events: dict[str, int] = field(default_factory=dict)
+    rounds: int = 0
+    config: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _log2_at_least(value: float) -> int:
+    """Smallest k with 2**k >= value (value > 0)."""
+    return math.ceil(math.log2(value)) if value > 0 else -30
+
+
+def _log2_at_most(value: float) -> int:
+    return math.floor(math.log2(value)) if value > 0 else 30
+
+
+def _q(bits: int) -> int:
+    return (1 << (bits - 1)) - 1
+
+
+def calibration_ranges(net: Netlist, x: np.ndarray) -> dict[str, float]:
+    """Largest magnitude of every message, state and input on the calibration data."""
+    result = simulate(net, x, record=True, record_internals=True)
+    ranges: dict[str, float] = {}
+    for name, trace in result.traces.items():
+        if name.endswith(".in"):
+            pop = net.population(name[: -len(".in")])
+            n = pop.size
+            if pop.compartment.input_factor == 2:  # [a; b] or [re; im] halves
+                ranges[name + ".0"] = float(np.abs(trace[..., :n]).max(initial=0))
+                ranges[name + ".1"] = float(np.abs(trace[..., n:]).max(initial=0))
+        ranges[name] = float(np.abs(trace).max(initial=0))
+    ranges["input"] = float(np.abs(np.asarray(x)).max(initial=0))
+    return ranges
+
+
+def quantize_weights(weight: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """Float weights -> (integer mantissas on Lava's grid, exponent), nearest rounding."""
+    values = np.asarray(weight, dtype=np.float64)
+    if not np.any(values):
+        return np.zeros_like(values), 0
+    low, high, step = weight_grid(values, bits)
+    pos, neg = values.max(initial=0.0), -values.min(initial=0.0)
+    need = max(pos / high if high > 0 else 0.0, neg / -low if low < 0 else 0.0)
+    exp = _log2_at_least(need)
+    mant = np.clip(step * np.rint(values / 2.0**exp / step), low, high)
+    return mant, exp
+
+
+class _Quantizer:
+    def __init__(self, net: Netlist, ranges: dict[str, float], cfg: QuantConfig) -> None:
+        self.net = net
+        self.ranges = ranges
+        self.cfg = cfg
+        self.extra_headroom: dict[str, int] = {}
+        self.scales: dict[str, Scales] = {}
+        self.notes: dict[str, dict[str, Any]] = {}
+
+    def headroom(self, name: str) -> float:
+        return 2.0 ** (self.cfg.headroom_bits + self.extra_headroom.get(name, 0))
+
+    def range_of(self, key: str) -> float:
+        return self.ranges.get(key, 0.0)
+
+    def graded_log2(self, name: str, peak: float, bits: int) -> int:
+        return _log2_at_least(max(peak, 1e-30) * self.headroom(name) / _q(bits))
+
+    # -- scales and integer parameters per kind ---------------------------------------
+
+    def population(self, pop: Population) -> Population:
+        handler = getattr(self, f"_{pop.kind}")
+        return handler(pop)
+
+    def _input(self, pop: Population) -> Population:
+        k = self.graded_log2(pop.name, self.range_of("input"), self.cfg.act_bits)
+        self.scales[pop.name] = Scales(k, k)
+        return pop
+
+    def _bias(self, pop: Population) -> Population:
+        k = -(self.cfg.act_bits - 2)
+        self.scales[pop.name] = Scales(k, k)
+        return Population(pop.name, "bias", 1, params={"value": np.array(2.0**-k)})
+
+    def _accumulator(self, pop: Population) -> Population:
+        k = self.graded_log2(pop.name, self.range_of(pop.name), self.cfg.act_bits)
+        self.scales[pop.name] = Scales(k, k)
+        return pop
+
+    def _ssm(self, pop: Population) -> Population:
+        k_in = self.graded_log2(pop.name, self.range_of(f"{pop.name}.in"), self.cfg.act_bits)
+        peak = max(self.range_of(f"{pop.name}.re"), self.range_of(f"{pop.name}.im"))
+        k = self.graded_log2(pop.name, peak, self.cfg.state_bits)
+        self.scales[pop.name] = Scales(k_in, k)
+        one = 2.0**self.cfg.ssm_frac_bits
+        gain = one * 2.0 ** (k_in - k)  # input units -> state units, in Q(frac)
+        params = {
+            "a_re_q": np.rint(pop.params["a_re"] * one),
+            "a_im_q": np.rint(pop.params["a_im"] * one),
+            "b_re_q": np.rint(pop.params["b_re"] * gain),
+            "b_im_q": np.rint(pop.params["b_im"] * gain),
+        }
+        return Population(pop.name, "ssm", pop.size, params=params)
+
+    def _membrane_peak(self, pop: Population, state: str) -> float:
+        return self.range_of(f"{pop.name}.in") + self.range_of(f"{pop.name}.{state}")
+
+    def _reset_refractory(self, pop: Population) -> Population:
+        peak = max(self._membrane_peak(pop, "v"), 1.0)
+        k = _log2_at_most(_q(self.cfg.state_bits) / (peak * self.headroom(pop.name)))
+        threshold = 2**k
+        self.scales[pop.name] = Scales(-k, 0)
+        params = {
+            "decay": np.rint((1.0 - pop.params["beta"]) * 4096),
+            "theta": np.rint(pop.params["theta"] * threshold),
+            "rho": np.rint(pop.params["rho"] * threshold),
+        }
+        self.notes[pop.name] = {"threshold_int": threshold}
+        return Population(pop.name, pop.kind, pop.size, params=params)
+
+    def _lif(self, pop: Population) -> Population:
+        room = self.headroom(pop.name)
+        by_input = _q(LIF_INPUT_BITS) / (max(self.range_of(f"{pop.name}.in"), 1e-30) * room)
+        by_state = 2**17 / (max(self._membrane_peak(pop, "v"), 1.0) * room)
+        k = min(_log2_at_most(by_input), _log2_at_most(by_state), 16)
+        self.scales[pop.name] = Scales(-k, 0)
+        tau = float(pop.params["tau"])
+        params = {
+            "du": np.array(4095.0),
+            "dv": np.array(float(4096 - round(tau * 4096))),
+            "vth": np.array(float(2**k) * float(pop.params["vth"])),
+        }
+        self.notes[pop.name] = {"vth": int(params["vth"])}
+        return Population(pop.name, pop.kind, pop.size, params=params)
+
+    def _heaviside(self, pop: Population) -> Population:
+        k = self.graded_log2(pop.name, self.range_of(f"{pop.name}.in"), self.cfg.state_bits)
+        self.scales[pop.name] = Scales(k, 0)
+        return pop
+
+    def _glu(self, pop: Population) -> Population:
+        k_in = self.graded_log2(pop.name, self.range_of(f"{pop.name}.in"), self.cfg.act_bits)
+        k_out = self.graded_log2(pop.name, self.range_of(pop.name), self.cfg.act_bits)
+        self.scales[pop.name] = Scales(k_in, k_out)
+        low, high, knot = GATE_RANGE[pop.attrs["gate"]]
+        shift = max(_log2_at_most(knot) - k_in, 0)
+        knot = 2.0 ** (shift + k_in)
+        x0 = math.floor(low / 2.0**k_in)
+        n_knots = math.ceil((high - low) / knot) + 1
+        knots = (x0 + np.arange(n_knots) * 2**shift) * 2.0**k_in
+        params = {
+            "pwl_x0": np.array(float(x0)),
+            "pwl_shift": np.array(float(shift)),
+            "pwl_table_q12": np.rint(gate_float(pop.attrs["gate"], knots) * 4096),
+            "out_shift": np.array(float(12 + k_out - k_in)),
+        }
+        return Population(pop.name, pop.kind, pop.size, params=params, attrs=dict(pop.attrs))
+
+    def _readout(self, pop: Population) -> Population:
+        k = self.graded_log2(pop.name, self.range_of(f"{pop.name}.acc"), self.cfg.state_bits)
+        self.scales[pop.name] = Scales(k, k)
+        return Population(pop.name, pop.kind, pop.size, attrs=dict(pop.attrs))
+
+    # -- synapses -----------------------------------------------------------------------
+
+    def synapse(self, syn: Synapse) -> Synapse:
+        ratio = 2.0 ** (self.scales[syn.src].out_log2 - self.scales[syn.dst].in_log2)
+        if sparse.issparse(syn.weight):
+            scaled = syn.weight.tocsr(copy=True) * ratio
+            mant, exp = quantize_weights(scaled.data, self.cfg.weight_bits)
+            weight = sparse.csr_matrix((mant, scaled.indices, scaled.indptr), shape=scaled.shape)
+            exact, stored = scaled.data, mant * 2.0**exp
+        else:
+            scaled = np.asarray(syn.weight) * ratio
+            weight, exp = quantize_weights(scaled, self.cfg.weight_bits)
+            exact, stored = scaled.ravel(), weight.ravel() * 2.0**exp
+        rms = float(np.sqrt(np.mean(exact**2))) if exact.size else 0.0
+        error = float(np.sqrt(np.mean((exact - stored) ** 2))) / rms if rms else 0.0
+        self.notes[syn.name] = {
+            "weight_exp": int(exp),
+            "relative_rms_error": error,
+            "delay": syn.delay,
+        }
+        return Synapse(syn.name, syn.src, syn.dst, weight, int(exp), syn.delay)
+
+    def build(self) -> Netlist:
+        pops = tuple(self.population(p) for p in self.net.populations)
+        synapses = tuple(self.synapse(s) for s in self.net.synapses)
+        readout = self.scales[self.net.readout.name]
+        try:
+            return Netlist(
+                pops,
+                synapses,
+                numeric="int",
+                formats=self.cfg.formats(),
+                input_scale=2.0 ** self.scales[self.net.input.name].out_log2,
+                output_scale=2.0**readout.in_log2,
+                dt_s=self.net.dt_s,
+                meta=dict(self.net.meta),
+            )
+        except InvalidGraphError as exc:
+            raise HardwareRuleError(f"quantized network does not fit: {exc}") from None
+
+
+def quantize(
+    net: Netlist, calibration: np.ndarray, config: QuantConfig | None = None
+) -> tuple[Netlist, QuantReport]:
+    """Float64 netlist + calibration inputs (B, L, d_in) -> (int netlist, report)."""
+    if net.numeric != "float64":
+        raise UsageError("quantize() takes a float64 netlist")
+    cfg = config or QuantConfig()
+    ranges = calibration_ranges(net, calibration)
+    quantizer = _Quantizer(net, ranges, cfg)
+    rounds = 0
+    while True:
+        rounds += 1
+        qnet = quantizer.build()
+        events = simulate(qnet, calibration).events
+        if not events or rounds >= cfg.max_rounds:
+            break
+        for name in events:
+            # An event names a population, or a synapse whose sum wrapped: widen its target.
+            target = name if _is_population(net, name) else net_synapse_dst(net, name)
+            quantizer.extra_headroom[target] = quantizer.extra_headroom.get(target, 0) + 1
+    report = QuantReport(calibration_events=events, rounds=rounds, config=asdict(cfg))
+    for pop in qnet.populations:
+        scales = quantizer.scales[pop.name]
+        report.populations[pop.name] = {
+            "kind": pop.kind,
+            "size": pop.size,
+            "in_scale_log2": scales.in_log2,
+            "out_scale_log2": scales.out_log2,
+            "headroom_bits": cfg.headroom_bits + quantizer.extra_headroom.get(pop.name, 0),
+            "calibration_peak": ranges.get(pop.name, ranges.get(f"{pop.name}.in", 0.0)),
+            **quantizer.notes.get(pop.name, {}),
+        }
+    for syn in qnet.synapses:
+        report.synapses[syn.name] = quantizer.notes[syn.name]
+    return qnet, report
+
+
+def _is_population(net: Netlist, name: str) -> bool:
+    return any(p.name == name for p in net.populations)
+
+
+def net_synapse_dst(net: Netlist, name: str) -> str:
+    return next(s.dst for s in net.synapses if s.name == name)

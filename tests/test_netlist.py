@@ -1,0 +1,88 @@
+"""Netlist validation: every broken rule is refused with a message naming it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, weight_grid
+from snncompile.ir.ops import InvalidGraphError
+
+
+def _net(weight, *, numeric="int", params=None, kind="accumulator", fmt=None, delay=0):
+    pops = (
+        Population("in", "input", 2),
+        Population("p", kind, 2, params=params or {}),
+        Population("out", "readout", 2, attrs={"mode": "last"}),
+    )
+    syns = (
+        Synapse("in->p", "in", "p", np.asarray(weight, float), delay=delay),
+        Synapse("p->out", "p", "out", np.eye(2)),
+    )
+    return Netlist(pops, syns, numeric=numeric, formats=fmt or Formats())
+
+
+def test_valid_netlist_counts_and_latency():
+    net = _net([[2, -4], [254, -256]])
+    assert net.latency() == {"in": 0, "p": 1, "out": 2}
+    assert net.counts() == {"input": 2, "accumulator": 2, "readout": 2, "synapses": 8}
+
+
+@pytest.mark.parametrize(
+    ("weight", "message"),
+    [
+        ([[3, -4], [0, 0]], "off the 8-bit grid"),  # odd value in a mixed-sign matrix
+        ([[256, 0], [0, 0]], "off the 8-bit grid"),  # single-sign range is [0, 255]
+        ([[0.5, 0], [0, 0]], "must be integers"),
+        ([[1, 0, 0], [0, 0, 0]], "weight shape"),
+        ([[np.nan, 0], [0, 0]], "NaN"),
+    ],
+)
+def test_bad_weights_refused(weight, message):
+    with pytest.raises(InvalidGraphError, match=message):
+        _net(weight)
+
+
+def test_weight_grid_follows_lava_sign_modes():
+    assert weight_grid(np.array([0, 5]), 8) == (0, 255, 1)
+    assert weight_grid(np.array([0, -5]), 8) == (-255, 0, 1)
+    assert weight_grid(np.array([-1, 5]), 8) == (-256, 254, 2)
+    assert weight_grid(np.array([-1, 5]), 6) == (-256, 254, 8)
+
+
+def test_parameter_out_of_range_names_it():
+    params = {"decay": np.array([0, 5000]), "theta": np.array([1, 1]), "rho": np.array([0, 0])}
+    with pytest.raises(InvalidGraphError, match=r"'p'.*decay = 5000 is outside \[0, 4096\]"):
+        _net(np.eye(2), kind="reset_refractory", params=params)
+
+
+def test_missing_parameters_and_unknown_kind():
+    with pytest.raises(InvalidGraphError, match="missing"):
+        _net(np.eye(2), kind="lif", params={"du": np.array(1)})
+    with pytest.raises(InvalidGraphError, match="unknown kind"):
+        _net(np.eye(2), kind="nonsense")
+
+
+def test_negative_delay_and_cycles_refused():
+    with pytest.raises(InvalidGraphError, match="delay"):
+        _net(np.eye(2), delay=-1)
+    pops = (
+        Population("in", "input", 1),
+        Population("a", "accumulator", 1),
+        Population("b", "accumulator", 1),
+        Population("out", "readout", 1, attrs={"mode": "last"}),
+    )
+    one = np.ones((1, 1))
+    syns = (
+        Synapse("in->a", "in", "a", one),
+        Synapse("a->b", "a", "b", one),
+        Synapse("b->a", "b", "a", one),
+        Synapse("b->out", "b", "out", one),
+    )
+    with pytest.raises(InvalidGraphError, match="cycle"):
+        Netlist(pops, syns, numeric="int")
+
+
+def test_float_netlist_accepts_real_weights():
+    net = _net([[0.3, -1.7], [2.5, 0.0]], numeric="float64")
+    assert net.numeric == "float64"

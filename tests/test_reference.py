@@ -1,0 +1,174 @@
+"""The reference simulator against an independent scalar transcription of docs/numerics.md."""
+
+from __future__ import annotations
+
+import numerics_oracle as oracle
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from snncompile.errors import UsageError
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.reference.kinds import tz_shift
+from snncompile.reference.simulator import simulate
+
+FMT = Formats()
+STEPS = 12
+
+
+def _single(kind: str, size: int, params: dict, attrs: dict | None = None) -> Netlist:
+    """input -> one population of `kind` (identity synapse) -> readout (mode last)."""
+    pop = Population(
+        "p", kind, size, {k: np.asarray(v, float) for k, v in params.items()}, attrs or {}
+    )
+    width = pop.input_width
+    out_size = size
+    readout = Population("out", "readout", out_size, attrs={"mode": "last"})
+    return Netlist(
+        (Population("in", "input", width), pop, readout),
+        (
+            Synapse("in->p", "in", "p", np.eye(width)),
+            Synapse("p->out", "p", "out", np.eye(out_size)),
+        ),
+        numeric="int",
+        formats=FMT,
+    )
+
+
+def _check_against_oracle(net: Netlist, x: np.ndarray, step_fn, params: dict) -> None:
+    result = simulate(net, x[None].astype(float), record=True, record_internals=True)
+    pop = net.population("p")
+    for ch in range(pop.size):
+        state = {name: 0 for name in pop.compartment.states}
+        scalar = {k: (int(v[ch]) if np.ndim(v) else int(v)) for k, v in params.items()}
+        for t in range(x.shape[0]):
+            expected = step_fn(scalar, state, int(x[t, ch]), FMT)
+            assert result.traces["p"][0, t, ch] == expected, (ch, t)
+            for name, value in state.items():
+                assert result.traces[f"p.{name}"][0, t, ch] == value, (name, ch, t)
+
+
+int24 = st.integers(-(2**23) + 1, 2**23 - 1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.integers(-(2**16), 2**16), min_size=4, max_size=4),
+    st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=4, max_size=4),
+    st.lists(int24, min_size=STEPS * 2, max_size=STEPS * 2),
+)
+def test_ssm_matches_oracle(a_parts, b_parts, inputs):
+    params = {
+        "a_re_q": np.array(a_parts[:2]),
+        "a_im_q": np.array(a_parts[2:]),
+        "b_re_q": np.array(b_parts[:2]),
+        "b_im_q": np.array(b_parts[2:]),
+    }
+    net = _single("ssm", 2, params)
+    _check_against_oracle(net, np.array(inputs).reshape(STEPS, 2), oracle.ssm, params)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 4096),
+    st.integers(1, 2**20),
+    st.integers(0, 2**20),
+    st.lists(st.integers(-(2**21), 2**21), min_size=STEPS, max_size=STEPS),
+)
+def test_reset_refractory_matches_oracle(decay, theta, rho, inputs):
+    # Inputs placed exactly at theta and theta + 1 as well as random ones.
+    inputs = [*inputs[:-2], theta, theta + 1]
+    params = {"decay": np.array([decay]), "theta": np.array([theta]), "rho": np.array([rho])}
+    net = _single("reset_refractory", 1, params)
+    _check_against_oracle(net, np.array(inputs).reshape(STEPS, 1), oracle.reset_refractory, params)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 4095),
+    st.integers(0, 4095),
+    st.integers(0, 2**17 - 1),
+    st.lists(st.integers(-(2**17), 2**17), min_size=STEPS, max_size=STEPS),
+)
+def test_lif_matches_oracle(du, dv, vth, inputs):
+    params = {"du": np.array(du), "dv": np.array(dv), "vth": np.array(vth)}
+    net = _single("lif", 1, params)
+    _check_against_oracle(net, np.array(inputs).reshape(STEPS, 1), oracle.lif, params)
+
+
+def test_lif_threshold_is_strict_and_current_wraps():
+    params = {"du": np.array(4095), "dv": np.array(0), "vth": np.array(10)}
+    net = _single("lif", 1, params)
+    # 10 << 6 == 640 exactly: no spike; one more unit of input crosses it next step.
+    x = np.array([[10], [0], [2**17 + 5], [0]])
+    result = simulate(net, x[None].astype(float), record=True, record_internals=True)
+    assert result.traces["p"][0, :, 0].tolist()[:1] == [0]
+    assert result.events.get("p", 0) >= 1  # (2**17 + 5) << 6 leaves 24 bits: wrapped
+
+
+def test_heaviside_and_accumulator_saturation():
+    net = _single("heaviside", 3, {})
+    x = np.array([[-1, 0, 1]] * 3)
+    result = simulate(net, x[None].astype(float), record=True)
+    assert result.traces["p"][0, 0].tolist() == [0, 0, 1]
+    acc = _single("accumulator", 1, {})
+    big = np.array([[2**23 + 7], [-(2**23) - 7]])
+    result = simulate(acc, big[None].astype(float), record=True)
+    # The input population saturates first (message width), then nothing more to clip.
+    assert result.traces["p"][0, :, 0].tolist() == [2**23 - 1, -(2**23) + 1]
+    assert result.events["in"] == 2
+
+
+def test_glu_table_interpolation_matches_oracle():
+    table = np.array([0, 100, 2048, 4000, 4096])
+    params = {
+        "pwl_x0": np.array(-40),
+        "pwl_shift": np.array(4),
+        "pwl_table_q12": table,
+        "out_shift": np.array(12),
+    }
+    net = _single("glu", 1, params, {"gate": "sigmoid"})
+    b_values = [-1000, -40, -39, -25, 0, 7, 23, 24, 1000]
+    x = np.array([[1000, b] for b in b_values])
+    result = simulate(net, x[None].astype(float), record=True)
+    scalar = {k: (v.tolist() if v.ndim else int(v)) for k, v in params.items()}
+    expected = [oracle.glu(scalar, 1000, b, FMT) for b in b_values]
+    assert result.traces["p"][0, :, 0].tolist() == expected
+
+
+def test_tz_shift_rounds_toward_zero():
+    x = np.array([-7, -4, -1, 0, 1, 4, 7])
+    assert tz_shift(x, 2).tolist() == [-1, -1, 0, 0, 0, 1, 1]
+    assert tz_shift(x, -1).tolist() == [-14, -8, -2, 0, 2, 8, 14]
+
+
+def test_synapse_exponent_floors_and_delay_aligns():
+    # Two paths into one accumulator: direct (delay 1) and through a relay (delay 0).
+    pops = (
+        Population("in", "input", 1),
+        Population("relay", "accumulator", 1),
+        Population("sum", "accumulator", 1),
+        Population("out", "readout", 1, attrs={"mode": "mean"}),
+    )
+    syns = (
+        Synapse("in->relay", "in", "relay", np.array([[1.0]])),
+        Synapse("relay->sum", "relay", "sum", np.array([[3.0]]), weight_exp=-1),
+        Synapse("in->sum", "in", "sum", np.array([[1.0]]), delay=1),
+        Synapse("sum->out", "sum", "out", np.array([[1.0]])),
+    )
+    net = Netlist(pops, syns, numeric="int")
+    assert net.latency() == {"in": 0, "relay": 1, "sum": 2, "out": 3}
+    x = np.array([[[-3.0], [5.0]]])
+    result = simulate(net, x, record=True)
+    # floor(3 * -3 / 2) = -5 (not -4: the exponent shift floors) plus the aligned -3.
+    assert result.traces["sum"][0, :, 0].tolist() == [-5 - 3, 7 + 5]
+    assert result.readout[0, 0] == -8 + 12
+
+
+def test_simulate_rejects_bad_input_shape():
+    net = _single("heaviside", 3, {})
+    with pytest.raises(UsageError, match="shape"):
+        simulate(net, np.zeros((1, 4, 2)))
+    with pytest.raises(UsageError, match="NaN"):
+        simulate(net, np.full((1, 4, 3), np.nan))
