@@ -144,12 +144,15 @@ def _target_name(node: fx.Node) -> str:
         return f"Tensor.{node.target}"
     if node.op == "call_function":
         fn = node.target
+        name = getattr(fn, "__name__", "")
+        # The names a user writes, not where torch happens to define the function.
+        for public, namespace in (("torch", torch), ("torch.nn.functional", nn.functional)):
+            if name and getattr(namespace, name, None) is fn:
+                return f"{public}.{name}"
         module = getattr(fn, "__module__", None) or ""
         qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
         if module in ("_operator", "operator"):
             module = "operator"
-        if module.startswith("torch._C"):
-            module = "torch"
         return f"{module}.{qual}" if module else qual
     return str(node.target)
 
@@ -254,7 +257,13 @@ class _Translator:
         if handler_fn is None:
             self._refuse(node, label, "not supported")
             return
-        self._call(node, label, lambda: handler_fn(self, node))
+        check_fn = _FUNCTION_CHECKS.get(handler_fn)
+        self._call(
+            node,
+            label,
+            lambda: handler_fn(self, node),
+            (lambda: check_fn(node)) if check_fn else None,
+        )
 
     def _call(
         self,
@@ -532,15 +541,18 @@ def _add(tr: _Translator, node: fx.Node) -> _Value:
     if len(layouts) != 1:
         raise _Refused(f"adds values of different layouts ({', '.join(sorted(layouts))})")
     inputs: list[str] = []
+    absorbed: list[str] = []
     for value in operands:
         inner = tr._adds.get(value.node)
         # Flatten a chain: an add whose only use is this add becomes part of it.
         if inner is not None and len(inner.users) == 1 and value.node in tr.nodes:
             inputs.extend(tr.nodes.pop(value.node).inputs)
             del tr._adds[value.node]
+            absorbed.append(value.node)
         else:
             inputs.append(value.node)
-    name = tr.derived(node, "add")
+    # The flattened add keeps the name of the first add it absorbed: names stay compact.
+    name = absorbed[0] if absorbed else tr.derived(node, "add")
     tr.emit(name, ops.Add(), tuple(inputs))
     tr._adds[name] = node
     return _Value(name, operands[0].layout)
@@ -617,17 +629,42 @@ def _mean(tr: _Translator, node: fx.Node) -> _Value:
 _ALL = slice(None, None, None)
 
 
+_LAST_STEP = {
+    CHANNELS_LAST: [(_ALL, -1), (_ALL, -1, _ALL), (_ALL, -1, ...)],
+    CHANNELS_FIRST: [(_ALL, _ALL, -1), (..., -1)],
+}
+
+
+def _index(node: fx.Node) -> tuple[Any, ...]:
+    index = node.args[1]
+    return index if isinstance(index, tuple) else (index,)
+
+
+def _show_index(index: tuple[Any, ...]) -> str:
+    def one(item: Any) -> str:
+        if isinstance(item, slice):
+            text = "" if item.start is None else str(item.start)
+            text += ":" + ("" if item.stop is None else str(item.stop))
+            return text + ("" if item.step is None else f":{item.step}")
+        return "..." if item is ... else str(item)
+
+    return f"x[{', '.join(one(item) for item in index)}]"
+
+
 def _getitem(tr: _Translator, node: fx.Node) -> _Value:
     x = tr.tensor(node.args[0])
-    index = node.args[1]
-    index = index if isinstance(index, tuple) else (index,)
-    last_step = {
-        CHANNELS_LAST: [(_ALL, -1), (_ALL, -1, _ALL), (_ALL, -1, ...)],
-        CHANNELS_FIRST: [(_ALL, _ALL, -1), (..., -1)],
-    }.get(x.layout, [])
-    if any(_same_index(index, form) for form in last_step):
+    index = _index(node)
+    if any(_same_index(index, form) for form in _LAST_STEP.get(x.layout, [])):
         return _pool(tr, node, x, "last")
-    raise _Refused(f"indexing {index} of a {x.layout} value; only the last time step is supported")
+    raise _Refused(
+        f"{_show_index(index)} on a {x.layout} value; only the last time step is supported"
+    )
+
+
+def _check_getitem(node: fx.Node) -> None:
+    index = _index(node)
+    if not any(_same_index(index, form) for forms in _LAST_STEP.values() for form in forms):
+        raise _Refused(f"{_show_index(index)}; only the last time step is supported")
 
 
 def _same_index(index: tuple[Any, ...], form: tuple[Any, ...]) -> bool:
@@ -651,6 +688,11 @@ _METHOD_HANDLERS: dict[str, Callable[[_Translator, fx.Node], _Value]] = {
     "permute": _permute,
     "contiguous": _contiguous,
     "mean": _mean,
+}
+
+
+_FUNCTION_CHECKS: dict[Callable[..., _Value], Callable[[fx.Node], None]] = {
+    _getitem: _check_getitem,
 }
 
 
