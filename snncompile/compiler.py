@@ -45,9 +45,9 @@ class Compiled:
 
 def step_names() -> list[str]:
     """The names --stop-after accepts: the steps, and every graph pass by name."""
-    from snncompile.passes import PASS_ORDER
+    from snncompile.passes import DEFAULT_ORDER
 
-    return ["trace", *PASS_ORDER, "passes", "lower", "quantize"]
+    return ["trace", *DEFAULT_ORDER, "passes", "lower", "quantize"]
 
 
 def load_model(
@@ -124,7 +124,7 @@ def compile_model(
     """Run the pipeline on a checkpoint path, a user module (entry + state dict) or a model."""
     from snncompile.frontend.torch_trace import trace
     from snncompile.lower.lower import lower
-    from snncompile.passes import PASS_ORDER, run_passes
+    from snncompile.passes import DEFAULT_ORDER, run_passes
     from snncompile.quantize.quantize import QuantConfig, quantize
 
     names = step_names()
@@ -135,10 +135,10 @@ def compile_model(
     done = Compiled(model=model, graph=graph, meta=meta, stopped_after="trace")
     if stop_after == "trace":
         return done
-    pass_stop = stop_after if stop_after in PASS_ORDER else None
+    pass_stop = stop_after if stop_after in DEFAULT_ORDER else None
     done.graph = run_passes(graph, stop_after=pass_stop)
     done.stopped_after = pass_stop or "passes"
-    if stop_after in (*PASS_ORDER, "passes"):
+    if stop_after in (*DEFAULT_ORDER, "passes"):
         return done
     cfg = config or QuantConfig()
     done.float_netlist = lower(done.graph, formats=cfg.formats())
