@@ -26,6 +26,7 @@ from torch import nn
 from snncompile.errors import UsageError
 from snncompile.models.mixing import GATES, GLUMixer, GSUMixer
 from snncompile.models.neurons.base import SpikingNeuron
+from snncompile.models.norm import SequenceBatchNorm
 from snncompile.models.s4d import DISCRETIZATIONS, INITS, S4D
 
 POOLINGS = ("mean", "last")
@@ -160,7 +161,7 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         family = FAMILIES[cfg.family]
-        self.norm: nn.Module = nn.BatchNorm1d(cfg.d_model) if cfg.prenorm else nn.Identity()
+        self.norm: nn.Module = SequenceBatchNorm(cfg.d_model) if cfg.prenorm else nn.Identity()
         self.ssm = S4D(
             cfg.d_model,
             cfg.d_state,
@@ -175,15 +176,8 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.mix = family.mixer(cfg)
 
-    def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.norm, nn.BatchNorm1d):
-            if x.dim() == 2:  # one step: a length-1 sequence; only meaningful in eval mode
-                return self.norm(x.unsqueeze(-1)).squeeze(-1)
-            return self.norm(x.transpose(1, 2)).transpose(1, 2)
-        return self.norm(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.mix(self.dropout(self.act(self.ssm(self._norm(x)))))
+        return x + self.mix(self.dropout(self.act(self.ssm(self.norm(x)))))
 
     def init_state(self, batch: int, *, dtype: torch.dtype, device: torch.device | None) -> tuple:
         act_state = (
@@ -196,7 +190,7 @@ class Block(nn.Module):
     def step(self, x_t: torch.Tensor, state: tuple) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         """One step: x_t (B, H) -> (out_t, activation_t, new state). Eval mode only."""
         ssm_state, act_state = state
-        y_t, ssm_state = self.ssm.step(self._norm(x_t), ssm_state)
+        y_t, ssm_state = self.ssm.step(self.norm(x_t), ssm_state)
         if isinstance(self.act, SpikingNeuron):
             a_t, act_state = self.act.step(y_t, act_state)
         else:

@@ -1,0 +1,115 @@
+"""Load a user's own PyTorch module: code from an importable factory, weights from a file.
+
+The entry is "package.module:factory". The module is imported (it is the user's code,
+which they chose to run), factory() is called with no arguments and must return an
+nn.Module, and the weights are read with torch.load(weights_only=True): the weights
+file never runs code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from snncompile.errors import CorruptInputError, UsageError
+
+_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_ENTRY = re.compile(rf"^({_DOTTED}):({_DOTTED})$")
+
+
+def _split_entry(entry: str) -> tuple[str, str]:
+    match = _ENTRY.match(entry.strip()) if isinstance(entry, str) else None
+    if match is None:
+        raise UsageError(
+            f"model entry {entry!r} is malformed; expected 'package.module:factory' "
+            "(a factory that takes no arguments and returns an nn.Module)"
+        )
+    return match.group(1), match.group(2)
+
+
+def _import(module_name: str) -> Any:
+    # A console script does not put the working directory on sys.path, but the user's
+    # model module usually lives there; look there too, for this import only.
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UsageError(f"cannot import model module {module_name!r}: {exc}") from None
+        raise UsageError(f"importing {module_name!r} failed: {exc}") from None
+    except Exception as exc:  # the user's module raised while importing
+        raise UsageError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CorruptInputError(
+            f"{path}: no such file" if not path.exists() else f"{path}: not a file"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if unsafe:
+            raise CorruptInputError(
+                f"{path}: refused, it contains a pickled Python object ({unsafe.group(1)}) "
+                "that could run code on load; snncompile reads tensors and plain data only"
+            ) from None
+        raise CorruptInputError(
+            f"{path}: not a readable weights file (truncated or corrupt: {type(exc).__name__})"
+        ) from None
+    # Accept a bare state_dict or a dict holding one (as training scripts often save).
+    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
+        payload = payload["state_dict"]
+    if not isinstance(payload, dict) or not payload:
+        raise CorruptInputError(f"{path}: does not hold a state_dict (a dict of tensors)")
+    for name, tensor in payload.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise CorruptInputError(f"{path}: state_dict entry {name!r} is not a tensor")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CorruptInputError(f"{path}: parameter {name!r} holds a non-finite value")
+    return payload
+
+
+def load_user_model(entry: str, state_dict_path: str | os.PathLike[str]) -> nn.Module:
+    """Build the user's model with `entry` ("package.module:factory") and load its weights.
+
+    Returns the model in eval mode. UsageError: malformed entry, import failure, factory
+    missing, failing or not returning an nn.Module. CorruptInputError: weights missing,
+    unreadable, unsafe, or not fitting the model.
+    """
+    module_name, attr_path = _split_entry(entry)
+    target: Any = _import(module_name)
+    for part in attr_path.split("."):
+        if not hasattr(target, part):
+            raise UsageError(f"{module_name!r} has no attribute {attr_path!r} (entry {entry!r})")
+        target = getattr(target, part)
+    if not callable(target):
+        raise UsageError(f"{entry!r} is not callable; it must be a factory returning an nn.Module")
+    try:
+        model = target()
+    except Exception as exc:  # the user's factory failed
+        raise UsageError(f"{entry}() failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{entry}() returned a {type(model).__name__}, not a torch.nn.Module")
+    path = Path(state_dict_path)
+    state_dict = _read_state_dict(path)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise CorruptInputError(f"{path}: weights do not fit {entry}() ({detail})") from None
+    return model.eval()
