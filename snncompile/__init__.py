@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 # name -> (module, attribute); resolved on first access (PEP 562).
 _LAZY = {
     "save": ("snncompile.checkpoint", "save"),
+    "compile": ("snncompile.compiler", "compile_model"),
+    "verify": ("snncompile.api", "verify_model"),
     "load": ("snncompile.checkpoint", "load"),
     "ModelConfig": ("snncompile.models.backbone", "ModelConfig"),
     "SequenceModel": ("snncompile.models.backbone", "SequenceModel"),

@@ -173,3 +173,71 @@ def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
         n=result.n,
         recorded_accuracy=float(recorded) if isinstance(recorded, (int, float)) else None,
     )
+
+
+def verification_data(
+    data: str | Path | None, meta: dict[str, Any], calibration: Any, width: int, limit: int | None
+) -> tuple[Any, Any, str]:
+    """(inputs, labels or None, where they came from) for `verify`.
+
+    --data FILE (.npy of inputs, or .npz with `x` and optional `y`) wins; else the test
+    split of the task the checkpoint was trained on; else its calibration batch.
+    """
+    import numpy as np
+
+    from snncompile.compiler import check_inputs, read_array_file
+
+    labels = None
+    if data is not None:
+        arrays = read_array_file(data, what="--data")
+        if "x" not in arrays:
+            raise UsageError(f"--data {data}: an .npz needs an array named x (and optionally y)")
+        x, labels, source = arrays["x"], arrays.get("y"), str(data)
+    elif meta.get("task"):
+        from snncompile.data import load_task
+
+        task = load_task(meta["task"], **_task_args(meta))
+        x = task.featurize(task.test.inputs)
+        labels, source = task.test.labels, f"{meta['task']} test split"
+    elif calibration is not None:
+        x, source = calibration, "the embedded calibration batch"
+    else:
+        raise UsageError("no data to verify on: pass --data FILE")
+    x = check_inputs(np.asarray(x), width, what="--data inputs")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu":
+            raise UsageError(f"--data labels y must be integers of shape ({x.shape[0]},)")
+    if limit is not None:
+        x = x[:limit]
+        labels = None if labels is None else labels[:limit]
+    return x, labels, source
+
+
+def verify_model(
+    source: Any,
+    *,
+    data: str | Path | None = None,
+    target: str = "reference",
+    tolerances: Any = None,
+    config: Any = None,
+    calibration: Any = None,
+    entry: str | None = None,
+    limit: int | None = None,
+) -> Any:
+    """Compile `source` and verify it against the float model (rungs 1 and 2).
+
+    Returns a VerifyReport; it does not raise when a tolerance fails (the CLI turns
+    `report.failures` into exit code 3).
+    """
+    from snncompile.compiler import compile_model
+    from snncompile.verify.quantized import verify_quantized
+
+    if target != "reference":
+        raise UsageError(f"verify --target {target!r} is not available yet; use reference")
+    compiled = compile_model(source, entry=entry, calibration=calibration, config=config)
+    width = compiled.netlist.input.size
+    x, labels, origin = verification_data(data, compiled.meta, compiled.calibration, width, limit)
+    report = verify_quantized(compiled, x, labels, tolerances)
+    report.data = origin
+    return report

@@ -7,7 +7,7 @@ import sys
 import click
 
 from snncompile import __version__
-from snncompile.errors import SnnCompileError
+from snncompile.errors import EquivalenceError, SnnCompileError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,6 +131,155 @@ def evaluate(model: str, as_json: bool) -> None:
         click.echo(f"  spike rates    {_format_rates(result.spike_rates)}")
     if result.recorded_accuracy is not None:
         click.echo(f"  recorded at training time: {result.recorded_accuracy:.2%}")
+
+
+def _quant_options(func):
+    """The bit-width and calibration options shared by export and verify."""
+    options = [
+        click.option("--weight-bits", default=8, show_default=True, type=int),
+        click.option("--state-bits", default=24, show_default=True, type=int),
+        click.option("--message-bits", default=24, show_default=True, type=int),
+        click.option("--ssm-frac-bits", default=16, show_default=True, type=int),
+        click.option(
+            "--act-bits",
+            default=16,
+            show_default=True,
+            type=int,
+            help="Calibrated range of graded messages.",
+        ),
+        click.option("--headroom-bits", default=2, show_default=True, type=int),
+        click.option(
+            "--calib",
+            type=click.Path(dir_okay=False),
+            help="Calibration inputs (.npy, (batch, steps, inputs)); default: embedded.",
+        ),
+        click.option(
+            "--entry",
+            help="package.module:factory building your model (MODEL is then its state_dict).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _quant_config(kw: dict):
+    from snncompile.quantize.quantize import QuantConfig
+
+    names = (
+        "weight_bits",
+        "state_bits",
+        "message_bits",
+        "ssm_frac_bits",
+        "act_bits",
+        "headroom_bits",
+    )
+    return QuantConfig(**{name: kw.pop(name) for name in names})
+
+
+def _calibration(path: str | None):
+    if path is None:
+        return None
+    from snncompile.compiler import read_array_file
+
+    arrays = read_array_file(path, what="--calib")
+    return arrays.get("x", next(iter(arrays.values())))
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--target", default="reference", show_default=True, type=click.Choice(["reference"]))
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    help="Inputs: .npy (batch, steps, inputs) or .npz with x and optional y "
+    "labels. Default: the checkpoint's task test split.",
+)
+@click.option("--limit", type=int, help="Use only the first N inputs.")
+@click.option("--min-argmax-agreement", default=0.98, show_default=True, type=float)
+@click.option(
+    "--max-accuracy-drop", default=1.0, show_default=True, type=float, help="In accuracy points."
+)
+@click.option("--min-spike-agreement", type=float, help="Per spiking layer (off by default).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_quant_options
+def verify(
+    model: str,
+    target: str,
+    data: str | None,
+    limit: int | None,
+    min_argmax_agreement: float,
+    max_accuracy_drop: float,
+    min_spike_agreement: float | None,
+    as_json: bool,
+    **kw,
+) -> int:
+    """Compile MODEL and check it against the float PyTorch model on real inputs.
+
+    Exit code 3 when a declared tolerance fails; the failed criterion is printed.
+    """
+    import json
+
+    from snncompile.api import verify_model
+    from snncompile.verify.quantized import Tolerances
+
+    tolerances = Tolerances(
+        min_argmax_agreement=min_argmax_agreement,
+        max_accuracy_drop=max_accuracy_drop / 100.0,
+        min_spike_agreement=min_spike_agreement,
+    )
+    calibration = _calibration(kw.pop("calib"))
+    entry = kw.pop("entry")
+    report = verify_model(
+        model,
+        data=data,
+        target=target,
+        tolerances=tolerances,
+        config=_quant_config(kw),
+        calibration=calibration,
+        entry=entry,
+        limit=limit,
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_verify(model, report)
+    if report.failures:
+        raise EquivalenceError("; ".join(report.failures))
+    return 0
+
+
+def _print_verify(model: str, r) -> None:
+    click.echo(
+        f"{model}: float PyTorch vs quantized reference on {r.n} inputs ({r.data}), "
+        f"{r.steps} steps, output latency {r.latency} steps"
+    )
+    click.echo(
+        f"  lowering (float64 netlist vs PyTorch)  relative error {r.lowering_relative_error:.2e}"
+    )
+    click.echo(f"  argmax agreement                       {r.argmax_agreement:.2%}")
+    if r.float_accuracy is not None:
+        click.echo(
+            f"  accuracy float / quantized / delta     {r.float_accuracy:.2%} / "
+            f"{r.quantized_accuracy:.2%} / {100 * r.accuracy_delta:+.2f} points"
+        )
+    click.echo(
+        f"  logit error max abs / relative         {r.logit_max_abs_error:.4g} / "
+        f"{r.logit_relative_error:.4g}"
+    )
+    for name, value in r.spike_agreement.items():
+        rates = r.spike_rates[name]
+        click.echo(
+            f"  spike agreement {name:<22} {value:.2%}   rate float {rates['float']:.4f}"
+            f" quantized {rates['quantized']:.4f}"
+        )
+    if r.first_divergence:
+        d = r.first_divergence
+        click.echo(
+            f"  first spike divergence: {d['population']} at step {d['step']} (input {d['sample']})"
+        )
+    click.echo(f"  saturation events: {sum(r.events.values()) if r.events else 0}")
+    click.echo("  PASSED" if r.passed else "  FAILED: " + "; ".join(r.failures))
 
 
 def _format_rates(rates: dict[str, float]) -> str:

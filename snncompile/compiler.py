@@ -1,0 +1,158 @@
+"""The compile pipeline as named steps: trace -> passes -> lower -> quantize.
+
+    compile_model("model.pt")                        # a checkpoint (calibration embedded)
+    compile_model(model, input_size=1, calibration=x)
+    compile_model("model.pt", stop_after="lower")    # stop after a named step or pass
+
+Each step is a pure function of the previous one's output; `Compiled` keeps every
+intermediate so inspect, verify and the targets can use the stage they need.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from snncompile.errors import CorruptInputError, UsageError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from snncompile.ir.graph import Graph
+    from snncompile.ir.netlist import Netlist
+    from snncompile.quantize.quantize import QuantConfig, QuantReport
+
+STEPS = ("trace", "passes", "lower", "quantize")
+
+
+@dataclass
+class Compiled:
+    """Every stage the pipeline reached (None for those after `stop_after`)."""
+
+    model: nn.Module
+    graph: Graph
+    float_netlist: Netlist | None = None
+    netlist: Netlist | None = None
+    report: QuantReport | None = None
+    calibration: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    stopped_after: str = "quantize"
+
+
+def step_names() -> list[str]:
+    """The names --stop-after accepts: the steps, and every graph pass by name."""
+    from snncompile.passes import PASS_ORDER
+
+    return ["trace", *PASS_ORDER, "passes", "lower", "quantize"]
+
+
+def load_model(
+    source: str | os.PathLike[str] | nn.Module, *, entry: str | None = None
+) -> tuple[nn.Module, int, np.ndarray | None, dict[str, Any]]:
+    """(model in eval mode, input width, embedded calibration or None, checkpoint meta)."""
+    from torch import nn
+
+    if isinstance(source, nn.Module):
+        return source.eval(), _input_width(source), None, {}
+    path = Path(source)
+    if entry is not None:
+        from snncompile.frontend.user_model import load_user_model
+
+        model = load_user_model(entry, path)
+        return model.eval(), _input_width(model), None, {"entry": entry}
+    from snncompile.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    calibration = None if ckpt.calibration is None else ckpt.calibration.double().numpy()
+    meta = {**ckpt.meta, "family": ckpt.config.family, "checkpoint": str(path)}
+    return ckpt.model.eval(), ckpt.config.d_input, calibration, meta
+
+
+def _input_width(model: nn.Module) -> int:
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "d_input"):
+        return int(config.d_input)
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            return int(module.in_features)
+    raise UsageError("cannot tell the model's input width; pass input_size")
+
+
+def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.ndarray]:
+    """Arrays from .npy (key "x") or .npz, never unpickling; CorruptInputError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorruptInputError(f"{what} file {path} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise CorruptInputError(f"{what} file {path} is not a plain numpy array ({exc})") from None
+    except OSError as exc:
+        raise CorruptInputError(f"{what} file {path} is unreadable ({exc})") from None
+    if isinstance(loaded, np.ndarray):
+        return {"x": loaded}
+    with loaded:
+        return {key: loaded[key] for key in loaded.files}
+
+
+def check_inputs(x: np.ndarray, width: int, *, what: str) -> np.ndarray:
+    """Validate model inputs (B, L, width) of a real dtype; UsageError names the problem."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiu":
+        kind = getattr(x, "dtype", type(x))
+        raise UsageError(f"{what} must be a real numeric array, got {kind}")
+    if x.ndim != 3 or x.shape[2] != width or x.shape[0] == 0 or x.shape[1] == 0:
+        raise UsageError(f"{what} must have shape (batch, steps, {width}), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise UsageError(f"{what} holds NaN or inf")
+    return x.astype(np.float64)
+
+
+def compile_model(
+    source: str | os.PathLike[str] | nn.Module,
+    *,
+    entry: str | None = None,
+    calibration: np.ndarray | None = None,
+    config: QuantConfig | None = None,
+    stop_after: str | None = None,
+) -> Compiled:
+    """Run the pipeline on a checkpoint path, a user module (entry + state dict) or a model."""
+    from snncompile.frontend.torch_trace import trace
+    from snncompile.lower.lower import lower
+    from snncompile.passes import PASS_ORDER, run_passes
+    from snncompile.quantize.quantize import QuantConfig, quantize
+
+    names = step_names()
+    if stop_after is not None and stop_after not in names:
+        raise UsageError(f"unknown step {stop_after!r}; steps: {', '.join(names)}")
+    model, width, embedded, meta = load_model(source, entry=entry)
+    graph = trace(model, width)
+    done = Compiled(model=model, graph=graph, meta=meta, stopped_after="trace")
+    if stop_after == "trace":
+        return done
+    pass_stop = stop_after if stop_after in PASS_ORDER else None
+    done.graph = run_passes(graph, stop_after=pass_stop)
+    done.stopped_after = pass_stop or "passes"
+    if stop_after in (*PASS_ORDER, "passes"):
+        return done
+    cfg = config or QuantConfig()
+    done.float_netlist = lower(done.graph, formats=cfg.formats())
+    done.stopped_after = "lower"
+    if stop_after == "lower":
+        return done
+    calib = embedded if calibration is None else calibration
+    if calib is None:
+        raise UsageError(
+            "quantization needs calibration inputs: the checkpoint has none embedded; "
+            "pass --calib FILE (.npy of shape (batch, steps, inputs))"
+        )
+    calib = check_inputs(np.asarray(calib), width, what="calibration data")
+    done.calibration = calib
+    done.netlist, done.report = quantize(done.float_netlist, calib, cfg)
+    done.stopped_after = "quantize"
+    return done

@@ -1,0 +1,184 @@
+"""Rungs 1 and 2 of verification: the float model against the netlists it compiled to.
+
+Rung 1 (lowering is exact): the float64 netlist against PyTorch in float64.
+Rung 2 (quantization is measured): the integer netlist against PyTorch on real inputs:
+argmax agreement, task accuracy of each, logit error, per-layer spike agreement, and
+the first (population, step) where a spike differs. Tolerances are declared up front;
+`failures` lists each criterion that did not hold, word for word.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from snncompile.errors import UsageError
+from snncompile.reference.simulator import simulate
+
+if TYPE_CHECKING:
+    from snncompile.compiler import Compiled
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Declared pass criteria (None switches a criterion off)."""
+
+    min_argmax_agreement: float | None = 0.98
+    max_accuracy_drop: float | None = 0.01
+    min_spike_agreement: float | None = None
+    max_lowering_error: float | None = 1e-9
+
+
+@dataclass
+class VerifyReport:
+    n: int
+    steps: int
+    latency: int
+    argmax_agreement: float
+    float_accuracy: float | None
+    quantized_accuracy: float | None
+    accuracy_delta: float | None
+    logit_max_abs_error: float
+    logit_relative_error: float
+    lowering_relative_error: float
+    spike_agreement: dict[str, float] = field(default_factory=dict)
+    spike_rates: dict[str, dict[str, float]] = field(default_factory=dict)
+    first_divergence: dict[str, Any] | None = None
+    events: dict[str, int] = field(default_factory=dict)
+    tolerances: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    data: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+def torch_reference(model: Any, x: np.ndarray, names: list[str]) -> tuple[np.ndarray, dict]:
+    """Float64 PyTorch logits and the spike trains (B, L, H) of the named modules."""
+    import torch
+
+    model = copy.deepcopy(model).double().eval()
+    spikes: dict[str, np.ndarray] = {}
+    hooks = []
+    for name in names:
+        module = model.get_submodule(name)
+
+        def keep(_mod, _inp, out, name=name):
+            spikes[name] = out.detach().numpy().copy()
+
+        hooks.append(module.register_forward_hook(keep))
+    try:
+        with torch.no_grad():
+            logits = model(torch.from_numpy(x)).numpy()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return logits, spikes
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    scale = float(np.abs(b).max(initial=0.0))
+    return float(np.abs(a - b).max(initial=0.0)) / scale if scale else 0.0
+
+
+def first_divergence(
+    expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], order: list[str]
+) -> dict[str, Any] | None:
+    """The earliest model step where a population's trace differs (ties: network order)."""
+    best: dict[str, Any] | None = None
+    for name in order:
+        diff = np.any(expected[name] != actual[name], axis=2)  # (B, L)
+        if not diff.any():
+            continue
+        steps = np.where(diff.any(axis=0))[0]
+        step = int(steps[0])
+        if best is None or step < best["step"]:
+            sample = int(np.where(diff[:, step])[0][0])
+            best = {"population": name, "step": step, "sample": sample}
+    return best
+
+
+def verify_quantized(
+    compiled: Compiled,
+    x: np.ndarray,
+    labels: np.ndarray | None = None,
+    tolerances: Tolerances | None = None,
+) -> VerifyReport:
+    """Compare PyTorch (float64) with the float64 and integer netlists on inputs x."""
+    tol = tolerances or Tolerances()
+    net, float_net = compiled.netlist, compiled.float_netlist
+    if net is None or float_net is None:
+        raise UsageError("verify needs a model compiled through quantization")
+    spiking = [p.name for p in net.populations if p.compartment.spiking]
+    ref_logits, ref_spikes = torch_reference(compiled.model, x, spiking)
+    lowered = simulate(float_net, x)
+    quant = simulate(net, x, record=spiking)
+
+    agree = float(np.mean(ref_logits.argmax(1) == quant.logits.argmax(1)))
+    float_acc = quant_acc = delta = None
+    if labels is not None:
+        float_acc = float(np.mean(ref_logits.argmax(1) == labels))
+        quant_acc = float(np.mean(quant.logits.argmax(1) == labels))
+        delta = quant_acc - float_acc
+    report = VerifyReport(
+        n=int(x.shape[0]),
+        steps=int(x.shape[1]),
+        latency=net.output_latency,
+        argmax_agreement=agree,
+        float_accuracy=float_acc,
+        quantized_accuracy=quant_acc,
+        accuracy_delta=delta,
+        logit_max_abs_error=float(np.abs(quant.logits - ref_logits).max()),
+        logit_relative_error=_relative(quant.logits, ref_logits),
+        lowering_relative_error=_relative(lowered.logits, ref_logits),
+        events=quant.events,
+        tolerances=asdict(tol),
+    )
+    for name in spiking:
+        expected, actual = ref_spikes[name], quant.traces[name]
+        report.spike_agreement[name] = float(np.mean(expected == actual))
+        report.spike_rates[name] = {
+            "float": float(expected.mean()),
+            "quantized": float(actual.mean()),
+        }
+    report.first_divergence = first_divergence(ref_spikes, quant.traces, spiking)
+    report.failures = _failures(report, tol)
+    return report
+
+
+def _failures(report: VerifyReport, tol: Tolerances) -> list[str]:
+    failures = []
+    if tol.min_argmax_agreement is not None and report.argmax_agreement < tol.min_argmax_agreement:
+        failures.append(
+            f"argmax agreement {report.argmax_agreement:.4f} < {tol.min_argmax_agreement}"
+        )
+    if (
+        tol.max_accuracy_drop is not None
+        and report.accuracy_delta is not None
+        and -report.accuracy_delta > tol.max_accuracy_drop
+    ):
+        failures.append(
+            f"accuracy drop {-report.accuracy_delta:.4f} > {tol.max_accuracy_drop} "
+            f"(float {report.float_accuracy:.4f}, quantized {report.quantized_accuracy:.4f})"
+        )
+    if tol.min_spike_agreement is not None:
+        for name, value in report.spike_agreement.items():
+            if value < tol.min_spike_agreement:
+                failures.append(
+                    f"spike agreement of {name} {value:.4f} < {tol.min_spike_agreement}"
+                )
+    if (
+        tol.max_lowering_error is not None
+        and report.lowering_relative_error > tol.max_lowering_error
+    ):
+        failures.append(
+            f"lowering error {report.lowering_relative_error:.3g} > {tol.max_lowering_error}"
+        )
+    return failures
