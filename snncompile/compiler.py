@@ -45,7 +45,7 @@ class Compiled:
 
 def step_names() -> list[str]:
     """The names --stop-after accepts: the steps, and every graph pass by name."""
-    from snncompile.passes import PASS_ORDER
+    from snncompile.passes import DEFAULT_ORDER as PASS_ORDER
 
     return ["trace", *PASS_ORDER, "passes", "lower", "quantize"]
 
@@ -124,7 +124,8 @@ def compile_model(
     """Run the pipeline on a checkpoint path, a user module (entry + state dict) or a model."""
     from snncompile.frontend.torch_trace import trace
     from snncompile.lower.lower import lower
-    from snncompile.passes import PASS_ORDER, run_passes
+    from snncompile.passes import DEFAULT_ORDER as PASS_ORDER
+    from snncompile.passes import run_passes
     from snncompile.quantize.quantize import QuantConfig, quantize
 
     names = step_names()
