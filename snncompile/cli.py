@@ -8,7 +8,7 @@ import sys
 import click
 
 from snncompile import __version__
-from snncompile.errors import EquivalenceError, SnnCompileError
+from snncompile.errors import EquivalenceError, SnnCompileError, UsageError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -184,7 +184,11 @@ def _calibration(path: str | None):
     from snncompile.compiler import read_array_file
 
     arrays = read_array_file(path, what="--calib")
-    return arrays.get("x", next(iter(arrays.values())))
+    if "x" in arrays:
+        return arrays["x"]
+    if len(arrays) != 1:  # a readable file that holds no single array to use: usage, not corrupt
+        raise UsageError(f"--calib {path}: an .npz must hold one array, or one named x")
+    return next(iter(arrays.values()))
 
 
 @cli.command()
