@@ -46,9 +46,9 @@ class Compiled:
 
 def step_names() -> list[str]:
     """The names --stop-after accepts: the steps, and every graph pass by name."""
-    from snncompile.passes import DEFAULT_ORDER as PASS_ORDER
+    from snncompile.passes import DEFAULT_ORDER
 
-    return ["trace", *PASS_ORDER, "passes", "lower", "quantize"]
+    return ["trace", *DEFAULT_ORDER, "passes", "lower", "quantize"]
 
 
 def load_model(
@@ -129,8 +129,7 @@ def compile_model(
     """
     from snncompile.frontend.torch_trace import trace
     from snncompile.lower.lower import lower
-    from snncompile.passes import DEFAULT_ORDER as PASS_ORDER
-    from snncompile.passes import run_passes
+    from snncompile.passes import DEFAULT_ORDER, run_passes
     from snncompile.quantize.quantize import QuantConfig, quantize
 
     names = step_names()
@@ -144,11 +143,11 @@ def compile_model(
     done = Compiled(model=model, graph=graph, meta=meta, stopped_after="trace")
     if stop_after == "trace":
         return done
-    pass_stop = stop_after if stop_after in PASS_ORDER else None
+    pass_stop = stop_after if stop_after in DEFAULT_ORDER else None
     step("passes")
     done.graph = run_passes(graph, stop_after=pass_stop)
     done.stopped_after = pass_stop or "passes"
-    if stop_after in (*PASS_ORDER, "passes"):
+    if stop_after in (*DEFAULT_ORDER, "passes"):
         return done
     cfg = config or QuantConfig()
     step("lower")

@@ -202,7 +202,10 @@ def test_interpreter_equals_bundled_checkpoints(path: Path) -> None:
     u = checkpoint.calibration[:6].double()
     with torch.no_grad():
         steps = model.forward_steps(u).numpy()
-    assert_close(run_graph(graph, u.numpy()), steps)
+        parallel = model(u).numpy()
+    logits = run_graph(graph, u.numpy())
+    assert_close(logits, steps)
+    assert_close(logits, parallel)
 
 
 # ---- user models, layouts, functions
@@ -360,6 +363,21 @@ def test_extra_inputs_and_tuple_outputs_are_refused() -> None:
     offenders = info.value.offenders
     assert any("forward argument 'mask'" in o for o in offenders)
     assert any("the model's output" in o and "tuple" in o for o in offenders)
+
+
+class ReturnsAParameter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(2))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.bias
+
+
+def test_an_output_not_computed_from_the_input_is_refused() -> None:
+    with pytest.raises(UnsupportedError) as info:
+        trace(ReturnsAParameter(), 3)
+    assert info.value.offenders == ["the model's output: bias is not computed from the input"]
 
 
 def test_sequence_batchnorm_keeps_the_batchnorm1d_state_dict() -> None:

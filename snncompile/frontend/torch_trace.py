@@ -218,6 +218,8 @@ class _Translator:
         # whose tracing failed half-way, compute nothing the model returns.
         live: set[fx.Node] = set()
         pending = [n for n in self.fx_graph.nodes if n.op == "output"]
+        # The first argument is the graph's input even if nothing reads it.
+        pending += [n for n in self.fx_graph.nodes if n.op == "placeholder"][:1]
         while pending:
             node = pending.pop()
             if node not in live:
@@ -316,7 +318,12 @@ class _Translator:
                 f"{type(result).__name__} (tuples and dicts are not supported)"
             )
             return
-        value = self.values.get(result)
+        if result not in self.values:
+            self.offenders.append(
+                f"the model's output: {result.target} is not computed from the input"
+            )
+            return
+        value = self.values[result]
         if value is None:
             return  # its producer is already reported
         if value.layout == CHANNELS_FIRST:

@@ -1,0 +1,91 @@
+"""Rung 2: the quantized reference against PyTorch on real data, and the verify command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snncompile.api import verify_model
+from snncompile.cli import main
+from snncompile.verify.quantized import first_divergence
+
+CHECKPOINTS = Path(__file__).parents[1] / "examples" / "checkpoints"
+SPIKE_SSM = str(CHECKPOINTS / "spike-ssm-sdigits.pt")
+
+
+@pytest.mark.parametrize("family", ["spike-ssm", "spiking-ssm"])
+def test_bundled_model_meets_the_quantization_targets(family: str) -> None:
+    """8-bit weights on the full sdigits test split: within 1 point, >= 98% argmax."""
+    report = verify_model(str(CHECKPOINTS / f"{family}-sdigits.pt"))
+    assert report.n == 360
+    assert report.lowering_relative_error < 1e-9
+    assert report.argmax_agreement >= 0.98
+    assert abs(report.accuracy_delta) <= 0.01
+    assert set(report.spike_agreement) == {"blocks.0.act", "blocks.1.act"}
+    assert all(v > 0.97 for v in report.spike_agreement.values())
+    assert report.passed and not report.events
+
+
+def test_first_divergence_names_population_and_step() -> None:
+    a = np.zeros((2, 5, 3))
+    late, early = a.copy(), a.copy()
+    late[1, 4, 0] = 1
+    early[0, 2, 2] = 1
+    expected = {"x": a, "y": a}
+    assert first_divergence(expected, {"x": a, "y": a}, ["x", "y"]) is None
+    got = first_divergence(expected, {"x": late, "y": early}, ["x", "y"])
+    assert got == {"population": "y", "step": 2, "sample": 0}
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def test_verify_cli_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "verify", SPIKE_SSM, "--limit", "40")
+    assert code == 0
+    assert "argmax agreement" in out and "spike agreement blocks.0.act" in out
+    assert "PASSED" in out
+
+
+def test_failed_tolerance_exits_3_and_names_the_criterion(capsys) -> None:
+    code, out, err = _run(
+        capsys, "verify", SPIKE_SSM, "--limit", "40", "--min-spike-agreement", "1.0"
+    )
+    assert code == 3
+    assert err.startswith("error: spike agreement of blocks.")
+    assert "< 1.0" in err and "FAILED" in out
+
+
+def test_data_of_the_wrong_shape_or_dtype_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    wrong_width = tmp_path / "wide.npy"
+    np.save(wrong_width, np.zeros((4, 64, 3)))
+    code, _, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(wrong_width))
+    assert code == 2 and "shape (batch, steps, 1)" in err and err.count("\n") == 1
+    strings = tmp_path / "strings.npy"
+    np.save(strings, np.array([["a"]]))
+    code, _, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(strings))
+    assert code == 2 and "real numeric array" in err
+    not_numpy = tmp_path / "junk.npy"
+    not_numpy.write_text("hello")
+    code, _, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(not_numpy))
+    assert code == 6 and "junk.npy" in err
+
+
+def test_data_file_with_labels(tmp_path: Path, capsys) -> None:
+    from snncompile.data import load_task
+
+    task = load_task("sdigits")
+    data = tmp_path / "d.npz"
+    np.savez(data, x=task.test.inputs[:30], y=task.test.labels[:30])
+    code, out, _ = _run(capsys, "verify", SPIKE_SSM, "--data", str(data), "--json")
+    assert code == 0
+    import json
+
+    report = json.loads(out)
+    assert report["n"] == 30 and report["float_accuracy"] is not None
