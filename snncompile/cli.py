@@ -319,7 +319,9 @@ def _progress():
     type=click.Choice(["reference"]),
     help="What to compile for (lava, loihi2, onnx, nir: not available yet).",
 )
-@click.option("-o", "--output", type=click.Path(), help="Artifact directory to write.")
+@click.option(
+    "-o", "--output", metavar="OUT", type=click.Path(), help="Artifact directory to write."
+)
 @click.option(
     "--stop-after",
     metavar="STEP",
