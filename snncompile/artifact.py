@@ -13,8 +13,9 @@ Layout (format "snncompile-artifact", version 1; docs/formats.md):
                                  latency, and the sha256 of every other file
 
 The directory is built beside its destination and renamed into place, so a failure
-never leaves a half-written artifact. This module imports neither torch nor the
-compiler: reading an artifact must work where only numpy and scipy are installed.
+never leaves a half-written artifact. Reading imports neither torch nor the compiler
+(only writing asks torch for its version): an artifact must be usable where only numpy
+and scipy are installed.
 """
 
 from __future__ import annotations
