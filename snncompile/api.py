@@ -241,3 +241,136 @@ def verify_model(
     report = verify_quantized(compiled, x, labels, tolerances)
     report.data = origin
     return report
+
+
+@dataclass
+class ExportResult:
+    """What `export` did: the pipeline's stages, and the artifact unless it stopped early."""
+
+    compiled: Any
+    path: Path | None = None
+    report: dict[str, Any] | None = None
+
+
+def export_model(
+    source: Any,
+    out_dir: str | Path | None = None,
+    *,
+    target: str = "reference",
+    entry: str | None = None,
+    calibration: Any = None,
+    config: Any = None,
+    stop_after: str | None = None,
+    overwrite: bool = False,
+    on_step: Any = None,
+) -> ExportResult:
+    """Compile `source` and write the artifact to `out_dir` (nothing when stop_after)."""
+    import json
+
+    from snncompile.artifact import TARGETS, check_output_dir, write_artifact
+    from snncompile.compiler import compile_model
+
+    if target not in TARGETS:
+        raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    if stop_after is None:
+        if out_dir is None:
+            raise UsageError("export needs an output directory (-o OUT)")
+        check_output_dir(out_dir, overwrite)  # fail before the slow part
+    compiled = compile_model(
+        source,
+        entry=entry,
+        calibration=calibration,
+        config=config,
+        stop_after=stop_after,
+        on_step=on_step,
+    )
+    if stop_after is not None:
+        return ExportResult(compiled)
+    if on_step is not None:
+        on_step("write")
+    path = write_artifact(compiled, out_dir, target=target, overwrite=overwrite)  # type: ignore[arg-type]
+    report = json.loads((path / "report.json").read_text(encoding="utf-8"))
+    return ExportResult(compiled, path, report)
+
+
+def inspect_path(path: str | Path) -> dict[str, Any]:
+    """Describe an artifact directory or a checkpoint file (see the two functions below)."""
+    return inspect_artifact(path) if Path(path).is_dir() else inspect_checkpoint(path)
+
+
+def inspect_artifact(path: str | Path) -> dict[str, Any]:
+    """Populations, synapses, counts and manifest of an artifact (does not import torch)."""
+    from snncompile.artifact import read_artifact
+
+    art = read_artifact(path)
+    net, report, manifest = art.netlist, art.report, art.manifest
+    pop_report = report.get("populations", {})
+    latency = net.latency()
+    keys = ("in_scale_log2", "out_scale_log2", "threshold_int", "vth", "spike_rate")
+    populations = []
+    for pop in net.populations:
+        noted = pop_report.get(pop.name, {})
+        row = {"name": pop.name, "kind": pop.kind, "size": pop.size, "latency": latency[pop.name]}
+        populations.append({**row, **{k: noted[k] for k in keys if k in noted}})
+    synapses = [
+        {
+            "name": syn.name,
+            "src": syn.src,
+            "dst": syn.dst,
+            "shape": list(syn.shape),
+            "weight_exp": syn.weight_exp,
+            "delay": syn.delay,
+        }
+        for syn in net.synapses
+    ]
+    return {
+        "kind": "artifact",
+        "path": str(art.path),
+        "manifest": {k: v for k, v in manifest.items() if k != "files"},
+        "files": sorted(manifest.get("files", {})),
+        "numeric": net.numeric,
+        "formats": net.formats.to_dict(),
+        "output_latency": net.output_latency,
+        "counts": net.counts(),
+        "populations": populations,
+        "synapses": synapses,
+    }
+
+
+def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Layers (traced graph nodes), family, task, accuracy, calibration, and whether each
+    target can take the model (and why not)."""
+    from snncompile.checkpoint import load_checkpoint
+    from snncompile.errors import UnsupportedError
+    from snncompile.frontend.torch_trace import trace
+    from snncompile.lower.lower import lower
+    from snncompile.passes import run_passes
+
+    ckpt = load_checkpoint(path)
+    layers: list[dict[str, Any]] = []
+    try:
+        graph = trace(ckpt.model, ckpt.config.d_input)
+        layers = graph.summary()
+        net = lower(run_passes(graph))
+    except UnsupportedError as exc:
+        reference = {"ok": False, "why": str(exc)}
+    else:
+        n = sum(count for kind, count in net.counts().items() if kind != "synapses")
+        why = f"every layer lowers to compartments ({n} compartments)"
+        if ckpt.calibration is None:
+            why += "; no calibration data embedded: export needs --calib FILE"
+        reference = {"ok": True, "why": why}
+    accuracy = ckpt.meta.get("test_accuracy")
+    calibration = None if ckpt.calibration is None else list(ckpt.calibration.shape)
+    return {
+        "kind": "checkpoint",
+        "path": str(path),
+        "family": ckpt.config.family,
+        "task": ckpt.meta.get("task"),
+        "accuracy": accuracy if isinstance(accuracy, (int, float)) else None,
+        "parameters": int(sum(p.numel() for p in ckpt.model.parameters())),
+        "calibration_shape": calibration,
+        "config": ckpt.config.to_dict(),
+        "layers": layers,
+        "targets": {"reference": reference},
+    }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
 
 from snncompile import __version__
-from snncompile.errors import EquivalenceError, SnnCompileError
+from snncompile.errors import EquivalenceError, SnnCompileError, UsageError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -183,7 +184,11 @@ def _calibration(path: str | None):
     from snncompile.compiler import read_array_file
 
     arrays = read_array_file(path, what="--calib")
-    return arrays.get("x", next(iter(arrays.values())))
+    if "x" in arrays:
+        return arrays["x"]
+    if len(arrays) != 1:  # a readable file that holds no single array to use: usage, not corrupt
+        raise UsageError(f"--calib {path}: an .npz must hold one array, or one named x")
+    return next(iter(arrays.values()))
 
 
 @cli.command()
@@ -280,6 +285,253 @@ def _print_verify(model: str, r) -> None:
         )
     click.echo(f"  saturation events: {sum(r.events.values()) if r.events else 0}")
     click.echo("  PASSED" if r.passed else "  FAILED: " + "; ".join(r.failures))
+
+
+_STEP_LABELS = {
+    "load": "reading the model",
+    "trace": "tracing the model",
+    "passes": "running graph passes",
+    "lower": "lowering to compartments",
+    "quantize": "quantizing (calibration runs of the integer network)",
+    "write": "writing the artifact (one more calibration run for the report)",
+}
+
+
+@contextlib.contextmanager
+def _progress():
+    """A spinner naming the current step, on a terminal only: piped stderr stays clean
+    (one line per error), so scripts and tests see no progress output."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("starting") as status:
+        yield lambda step: status.update(_STEP_LABELS.get(step, step))
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "--target",
+    default="reference",
+    show_default=True,
+    type=click.Choice(["reference"]),
+    help="What to compile for (lava, loihi2, onnx, nir: not available yet).",
+)
+@click.option(
+    "-o", "--output", metavar="OUT", type=click.Path(), help="Artifact directory to write."
+)
+@click.option(
+    "--stop-after",
+    metavar="STEP",
+    help="Stop after a step (trace, a pass name, passes, lower, quantize), print what it "
+    "reached and write nothing.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing artifact at OUT.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_quant_options
+def export(
+    model: str,
+    target: str,
+    output: str | None,
+    stop_after: str | None,
+    overwrite: bool,
+    as_json: bool,
+    **kw,
+) -> None:
+    """Compile MODEL (a checkpoint, or a state_dict with --entry) and write an artifact."""
+    import json
+
+    from snncompile.api import export_model
+
+    calibration = _calibration(kw.pop("calib"))
+    entry = kw.pop("entry")
+    config = _quant_config(kw)
+    with _progress() as on_step:
+        result = export_model(
+            model,
+            output,
+            target=target,
+            entry=entry,
+            calibration=calibration,
+            config=config,
+            stop_after=stop_after,
+            overwrite=overwrite,
+            on_step=on_step,
+        )
+    if stop_after is not None:
+        summary = _stopped_summary(result.compiled)
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+        else:
+            _print_stopped(summary)
+        return
+    if as_json:
+        click.echo(json.dumps(result.report, indent=2))
+        return
+    _print_export(model, str(result.path), target, result.report)
+
+
+def _stopped_summary(compiled) -> dict:
+    net = compiled.netlist or compiled.float_netlist
+    summary: dict = {"stopped_after": compiled.stopped_after}
+    if net is None:
+        summary["graph"] = compiled.graph.summary()
+        return summary
+    summary["netlist"] = {
+        "numeric": net.numeric,
+        "populations": len(net.populations),
+        "counts": net.counts(),
+        "output_latency": net.output_latency,
+    }
+    if compiled.report is not None:
+        summary["calibration_events"] = compiled.report.calibration_events
+    return summary
+
+
+def _print_stopped(summary: dict) -> None:
+    step = summary["stopped_after"]
+    if "graph" in summary:
+        click.echo(f"stopped after {step}: float graph of {len(summary['graph'])} nodes")
+        _print_table(
+            ["name", "op", "width", "parameters"],
+            [[r["name"], r["op"], r["width"], r["parameters"]] for r in summary["graph"]],
+        )
+        return
+    net = summary["netlist"]
+    click.echo(
+        f"stopped after {step}: {net['numeric']} netlist, {net['populations']} populations, "
+        f"output latency {net['output_latency']} steps"
+    )
+    click.echo(f"  {_format_counts(net['counts'])}")
+    if "calibration_events" in summary:
+        click.echo(
+            f"  calibration saturation events: {_format_events(summary['calibration_events'])}"
+        )
+    click.echo("nothing written")
+
+
+def _print_export(model: str, path: str, target: str, report: dict) -> None:
+    counts = dict(report["counts"])
+    weights = counts.pop("synapses")
+    rates = {
+        name: pop["spike_rate"]
+        for name, pop in report["populations"].items()
+        if "spike_rate" in pop
+    }
+    calib = report["calibration"]
+    click.echo(f"wrote {path} (target {target}) from {model}")
+    click.echo(f"  populations   {len(report['populations'])}: {_format_counts(counts)}")
+    click.echo(f"  compartments  {sum(counts.values())}, synaptic weights {weights}")
+    click.echo(f"  latency       {report['output_latency']} steps from input to readout")
+    click.echo(
+        f"  calibration   {' x '.join(map(str, calib['shape']))}: saturation events "
+        f"{_format_events(calib['saturation_events'])}"
+    )
+    click.echo(f"  spike rates   {_format_rates(rates)}")
+
+
+@cli.command(name="inspect")
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def inspect_command(path: str, as_json: bool) -> None:
+    """Describe a checkpoint (layers, task, what each target can take) or an artifact."""
+    import json
+
+    from snncompile.api import inspect_path
+
+    info = inspect_path(path)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    elif info["kind"] == "artifact":
+        _print_artifact(info)
+    else:
+        _print_checkpoint(info)
+
+
+def _print_checkpoint(info: dict) -> None:
+    accuracy = "" if info["accuracy"] is None else f" (test accuracy {info['accuracy']:.2%})"
+    calib = info["calibration_shape"]
+    click.echo(f"checkpoint {info['path']}")
+    click.echo(f"  family       {info['family']}")
+    click.echo(f"  task         {info['task'] or 'unknown'}{accuracy}")
+    click.echo(f"  parameters   {info['parameters']}")
+    click.echo(f"  calibration  {' x '.join(map(str, calib)) if calib else 'none embedded'}")
+    if info["layers"]:
+        click.echo("layers (traced graph):")
+        _print_table(
+            ["name", "op", "width", "parameters"],
+            [[r["name"], r["op"], r["width"], r["parameters"]] for r in info["layers"]],
+        )
+    click.echo("targets:")
+    for target, verdict in info["targets"].items():
+        click.echo(f"  {target:<10} {'yes' if verdict['ok'] else 'no'}: {verdict['why']}")
+    click.echo("  (lava, loihi2, onnx and nir are not available yet)")
+
+
+def _print_artifact(info: dict) -> None:
+    m = info["manifest"]
+    source = m.get("source", {})
+    origin = source.get("checkpoint") or source.get("entry") or "unknown source"
+    details = ", ".join(f"{k} {source[k]}" for k in ("family", "task") if k in source)
+    tools = ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items())
+    click.echo(f"artifact {info['path']} ({m['format']} v{m['version']}, target {m['target']})")
+    click.echo(f"  source       {origin}" + (f" ({details})" if details else ""))
+    click.echo(f"  exported     {m.get('created', '?')} with {tools}")
+    click.echo(f"  numeric      {info['numeric']}, formats {info['formats']}")
+    click.echo(f"  latency      {info['output_latency']} steps from input to readout")
+    click.echo(f"  counts       {_format_counts(info['counts'])}")
+    click.echo("populations:")
+    columns = ["name", "kind", "size", "latency", "in_log2", "out_log2", "spike_rate"]
+    _print_table(
+        columns,
+        [
+            [
+                p["name"],
+                p["kind"],
+                p["size"],
+                p["latency"],
+                p.get("in_scale_log2", ""),
+                p.get("out_scale_log2", ""),
+                f"{p['spike_rate']:.4f}" if "spike_rate" in p else "",
+            ]
+            for p in info["populations"]
+        ],
+    )
+    click.echo("synapses:")
+    _print_table(
+        ["name", "src", "dst", "shape", "weight_exp", "delay"],
+        [
+            [
+                s["name"],
+                s["src"],
+                s["dst"],
+                "x".join(map(str, s["shape"])),
+                s["weight_exp"],
+                s["delay"],
+            ]
+            for s in info["synapses"]
+        ],
+    )
+
+
+def _print_table(headers: list[str], rows: list[list]) -> None:
+    """Left-aligned text columns, two spaces apart, indented: readable and greppable."""
+    cells = [headers, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _format_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items())
+
+
+def _format_events(events: dict[str, int]) -> str:
+    if not events:
+        return "none"
+    return ", ".join(f"{name} {n}" for name, n in events.items())
 
 
 def _format_rates(rates: dict[str, float]) -> str:

@@ -11,6 +11,7 @@ intermediate so inspect, verify and the targets can use the stage they need.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,8 +121,12 @@ def compile_model(
     calibration: np.ndarray | None = None,
     config: QuantConfig | None = None,
     stop_after: str | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> Compiled:
-    """Run the pipeline on a checkpoint path, a user module (entry + state dict) or a model."""
+    """Run the pipeline on a checkpoint path, a user module (entry + state dict) or a model.
+
+    on_step(name) is called as each step starts (the CLI shows it as progress).
+    """
     from snncompile.frontend.torch_trace import trace
     from snncompile.lower.lower import lower
     from snncompile.passes import DEFAULT_ORDER, run_passes
@@ -130,17 +135,22 @@ def compile_model(
     names = step_names()
     if stop_after is not None and stop_after not in names:
         raise UsageError(f"unknown step {stop_after!r}; steps: {', '.join(names)}")
+    step = on_step or (lambda name: None)
+    step("load")
     model, width, embedded, meta = load_model(source, entry=entry)
+    step("trace")
     graph = trace(model, width)
     done = Compiled(model=model, graph=graph, meta=meta, stopped_after="trace")
     if stop_after == "trace":
         return done
     pass_stop = stop_after if stop_after in DEFAULT_ORDER else None
+    step("passes")
     done.graph = run_passes(graph, stop_after=pass_stop)
     done.stopped_after = pass_stop or "passes"
     if stop_after in (*DEFAULT_ORDER, "passes"):
         return done
     cfg = config or QuantConfig()
+    step("lower")
     done.float_netlist = lower(done.graph, formats=cfg.formats())
     done.stopped_after = "lower"
     if stop_after == "lower":
@@ -153,6 +163,7 @@ def compile_model(
         )
     calib = check_inputs(np.asarray(calib), width, what="calibration data")
     done.calibration = calib
+    step("quantize")
     done.netlist, done.report = quantize(done.float_netlist, calib, cfg)
     done.stopped_after = "quantize"
     return done

@@ -1,0 +1,302 @@
+"""Compiled artifacts: one directory a target can run without the model or torch.
+
+    write_artifact(compiled, "model.ref")     # what `snncompile export` writes
+    read_artifact("model.ref")                # checked against its manifest; no torch
+
+Layout (format "snncompile-artifact", version 1; docs/formats.md):
+
+    netlist.json + netlist.npz   the integer Netlist (snncompile.ir.serialize)
+    graph.json + graph.npz       the float Graph after the passes (what was lowered)
+    report.json                  scales, headroom, thresholds, weight errors, latency,
+                                 spike rates and saturation events on the calibration data
+    manifest.json                format, version, target, tool versions, source, output
+                                 latency, and the sha256 of every other file
+
+The directory is built beside its destination and renamed into place, so a failure
+never leaves a half-written artifact. Reading imports neither torch nor the compiler
+(only writing asks torch for its version): an artifact must be usable where only numpy
+and scipy are installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from snncompile import __version__
+from snncompile.errors import CorruptInputError, UsageError
+from snncompile.ir.serialize import (
+    load_graph,
+    load_netlist,
+    read_versioned_json,
+    save_graph,
+    save_netlist,
+)
+
+if TYPE_CHECKING:
+    from snncompile.compiler import Compiled
+    from snncompile.ir.graph import Graph
+    from snncompile.ir.netlist import Netlist
+
+FORMAT_NAME = "snncompile-artifact"
+FORMAT_VERSION = 1
+TARGETS = ("reference",)
+# Files every version-1 artifact has (besides manifest.json, which lists their hashes).
+FILES = ("netlist.json", "netlist.npz", "graph.json", "graph.npz", "report.json")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A read artifact: the integer netlist, the manifest and the report (plain dicts)."""
+
+    path: Path
+    netlist: Netlist
+    manifest: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def graph(self) -> Graph:
+        """The float graph the netlist was lowered from (loaded on demand)."""
+        return load_graph(self.path)
+
+
+# -- the report -------------------------------------------------------------------------
+
+
+def build_report(compiled: Compiled, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What report.json holds; runs the integer netlist once on the calibration data."""
+    from snncompile.reference.simulator import simulate
+
+    net, quant, calib = compiled.netlist, compiled.report, compiled.calibration
+    if net is None or quant is None or calib is None:
+        raise UsageError(
+            f"the pipeline stopped after {compiled.stopped_after!r}; an artifact needs the "
+            "quantized netlist"
+        )
+    run = simulate(net, calib, record=True)
+    populations = {}
+    for pop in net.populations:
+        entry = {**quant.populations[pop.name], "latency": run.latency[pop.name]}
+        if pop.compartment.spiking:
+            entry["spike_rate"] = float(run.traces[pop.name].mean())
+        populations[pop.name] = entry
+    synapses = {
+        syn.name: {
+            "src": syn.src,
+            "dst": syn.dst,
+            "shape": list(syn.shape),
+            "stored_weights": int(np.size(syn.values())),
+            **quant.synapses[syn.name],
+        }
+        for syn in net.synapses
+    }
+    report: dict[str, Any] = {
+        "output_latency": net.output_latency,
+        "input_scale": net.input_scale,
+        "output_scale": net.output_scale,
+        "formats": net.formats.to_dict(),
+        "quantization": dict(quant.config),
+        "counts": net.counts(),
+        "calibration": {
+            "shape": list(calib.shape),
+            "saturation_events": dict(run.events),
+            "rounds": quant.rounds,
+        },
+        "populations": populations,
+        "synapses": synapses,
+    }
+    for key, value in (extra or {}).items():
+        if key in report:
+            raise UsageError(f"extra_report key {key!r} would replace a built-in report entry")
+        report[key] = value
+    return report
+
+
+def _manifest(
+    compiled: Compiled, net: Netlist, target: str, files: dict[str, str]
+) -> dict[str, Any]:
+    tools = {
+        "snncompile": __version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        tools["torch"] = str(torch.__version__)
+    meta = compiled.meta
+    source = {key: meta.get(key) for key in ("checkpoint", "entry", "family", "task")}
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "target": target,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tools": tools,
+        "source": {key: value for key, value in source.items() if value is not None},
+        "input_size": net.input.size,
+        "output_size": net.readout.size,
+        "output_latency": net.output_latency,
+        "files": files,
+    }
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Refuse (UsageError) an existing destination, unless overwrite and it is an artifact.
+
+    Overwriting is limited to artifacts (or empty directories) so that a mistyped -o
+    never deletes an unrelated directory.
+    """
+    out = Path(out_dir)
+    if not (out.exists() or out.is_symlink()):
+        return out
+    if not overwrite:
+        raise UsageError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
+    if not out.is_dir() or out.is_symlink():
+        raise UsageError(f"refusing to replace {out}: it is not a directory")
+    if any(out.iterdir()) and not _is_artifact(out):
+        raise UsageError(f"refusing to replace {out}: it is not an snncompile artifact")
+    return out
+
+
+def _is_artifact(path: Path) -> bool:
+    try:
+        read_versioned_json(path / "manifest.json", FORMAT_NAME)
+    except CorruptInputError:
+        return False
+    return True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_artifact(
+    compiled: Compiled,
+    out_dir: str | os.PathLike[str],
+    *,
+    target: str = "reference",
+    extra_report: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write `compiled` (which reached "quantize") as an artifact directory, atomically."""
+    if target not in TARGETS:
+        raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    out = check_output_dir(out_dir, overwrite)
+    report = build_report(compiled, extra_report)  # the slow part, before touching the disk
+    missing_parents = [p for p in reversed(out.absolute().parents) if not p.exists()]
+    tmp: Path | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        save_netlist(compiled.netlist, tmp)  # type: ignore[arg-type]
+        save_graph(compiled.graph, tmp)
+        _write_json(tmp / "report.json", report)
+        files = {name: _sha256(tmp / name) for name in FILES}
+        _write_json(tmp / "manifest.json", _manifest(compiled, compiled.netlist, target, files))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an artifact is shareable
+        _move_into_place(tmp, out, overwrite)
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for parent in reversed(missing_parents):
+            try:
+                parent.rmdir()
+            except OSError:
+                pass
+        raise
+    return out
+
+
+def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename tmp to out; an existing out (checked replaceable) is swapped out first."""
+    if not (overwrite and out.exists()):
+        os.rename(tmp, out)  # fails rather than merge if out appeared meanwhile (non-empty)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.rename(out, old / "artifact")
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old / "artifact", out)
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
+    """Read and check an artifact: format, version, every file's sha256, then the netlist.
+
+    Raises CorruptInputError naming the file for anything missing, changed or invalid.
+    """
+    path = Path(directory)
+    if not path.is_dir():
+        raise CorruptInputError(f"{path}: no such artifact directory")
+    manifest = read_versioned_json(path / "manifest.json", FORMAT_NAME)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CorruptInputError(f"{path / 'manifest.json'}: no valid 'files' table")
+    unlisted = [name for name in FILES if name not in files]
+    if unlisted:
+        raise CorruptInputError(f"{path / 'manifest.json'}: does not list {', '.join(unlisted)}")
+    for name, expected in files.items():
+        # Only plain names: a manifest must not make us read outside the artifact.
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise CorruptInputError(f"{path / 'manifest.json'}: bad file name {name!r}")
+        file = path / name
+        if not file.is_file():
+            raise CorruptInputError(f"{file}: missing (the manifest lists it)")
+        if _sha256(file) != expected:
+            raise CorruptInputError(
+                f"{file}: sha256 does not match the manifest (changed after export)"
+            )
+    netlist = load_netlist(path)
+    try:
+        report = json.loads((path / "report.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptInputError(f"{path / 'report.json'}: not valid JSON ({exc})") from None
+    if not isinstance(report, dict):
+        raise CorruptInputError(f"{path / 'report.json'}: not a JSON object")
+    return Artifact(path=path, netlist=netlist, manifest=manifest, report=report)
+
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "TARGETS",
+    "Artifact",
+    "build_report",
+    "check_output_dir",
+    "read_artifact",
+    "write_artifact",
+]

@@ -1,0 +1,431 @@
+"""On-disk forms of the Netlist and the float Graph: a JSON file plus an .npz of arrays.
+
+    save_netlist(net, directory)   -> directory/netlist.json + directory/netlist.npz
+    save_graph(graph, directory)   -> directory/graph.json + directory/graph.npz
+
+The JSON holds the structure (populations, synapses, nodes), small scalars, attrs,
+formats and meta; every array lives in the .npz (read with allow_pickle=False) and the
+JSON names it by key. An array is described as one of
+
+    {"array": key}                                        a real array, dtype kept
+    {"complex": [real_key, imag_key]}                     a complex array
+    {"csr": [data_key, indices_key, indptr_key], "shape": [rows, cols]}   scipy CSR
+
+so the files are readable without numpy's pickle and without this package. Floats in
+the JSON are written with repr, which reads back to the same double: a round trip is
+exact. Loading validates everything (the Netlist and Graph constructors do the rest) and
+raises CorruptInputError with one line naming the file and the problem. docs/formats.md
+describes the format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from snncompile.errors import CorruptInputError, UsageError
+from snncompile.ir.graph import Graph, Node
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.ir.ops import OPS, InvalidGraphError
+
+VERSION = 1
+NETLIST_FORMAT = "snncompile-netlist"
+GRAPH_FORMAT = "snncompile-graph"
+_REAL_KINDS = "biuf"  # bool, int, uint, float: what an array in the .npz may hold
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+class _ArrayWriter:
+    """Collects arrays under readable keys and returns the JSON description of each."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def _put(self, key: str, value: np.ndarray) -> str:
+        if key in self.arrays:
+            raise UsageError(f"array key {key!r} is used twice")
+        self.arrays[key] = np.asarray(value, order="C")  # ascontiguousarray would make 0-d 1-d
+        return key
+
+    def put(self, key: str, value: Any) -> dict[str, Any]:
+        if sparse.issparse(value):
+            csr = value.tocsr()
+            return {
+                "csr": [
+                    self._put(f"{key}.data", csr.data),
+                    self._put(f"{key}.indices", csr.indices),
+                    self._put(f"{key}.indptr", csr.indptr),
+                ],
+                "shape": [int(n) for n in csr.shape],
+            }
+        value = np.asarray(value)
+        if value.dtype.kind == "c":
+            return {
+                "complex": [
+                    self._put(f"{key}.real", value.real),
+                    self._put(f"{key}.imag", value.imag),
+                ]
+            }
+        if value.dtype.kind not in _REAL_KINDS:
+            raise UsageError(f"array {key!r} has dtype {value.dtype}, which cannot be saved")
+        return {"array": self._put(key, value)}
+
+
+def _plain(value: Any, where: str) -> Any:
+    """A JSON-ready copy of meta/attrs: numpy scalars unwrapped, tuples as lists."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UsageError(f"{where} is {value}; only finite numbers can be saved")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise UsageError(f"{where} has a non-string key {key!r}")
+        return {key: _plain(item, f"{where}.{key}") for key, item in value.items()}
+    raise UsageError(f"{where} holds a {type(value).__name__}, which cannot be saved as JSON")
+
+
+def _write_atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; these are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _save(directory: str | os.PathLike[str], stem: str, doc: dict, arrays: _ArrayWriter) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    doc["arrays"] = f"{stem}.npz"
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    # The .npz goes first: a JSON file on disk always names arrays that exist.
+    _write_atomic(directory / f"{stem}.npz", lambda f: np.savez(f, **arrays.arrays), "wb")
+    _write_atomic(directory / f"{stem}.json", lambda f: f.write(text), "w")
+    return directory / f"{stem}.json"
+
+
+def save_netlist(net: Netlist, directory: str | os.PathLike[str]) -> Path:
+    """Write netlist.json and netlist.npz into `directory`; returns the JSON path."""
+    arrays = _ArrayWriter()
+    populations = [
+        {
+            "name": pop.name,
+            "kind": pop.kind,
+            "size": pop.size,
+            "params": {k: arrays.put(f"pop{i}.{k}", v) for k, v in pop.params.items()},
+            "attrs": _plain(pop.attrs, f"population {pop.name!r} attrs"),
+        }
+        for i, pop in enumerate(net.populations)
+    ]
+    synapses = [
+        {
+            "name": syn.name,
+            "src": syn.src,
+            "dst": syn.dst,
+            "weight": arrays.put(f"syn{i}.weight", syn.weight),
+            "weight_exp": int(syn.weight_exp),
+            "delay": int(syn.delay),
+        }
+        for i, syn in enumerate(net.synapses)
+    ]
+    doc = {
+        "format": NETLIST_FORMAT,
+        "version": VERSION,
+        "numeric": net.numeric,
+        "formats": net.formats.to_dict(),
+        "input_scale": float(net.input_scale),
+        "output_scale": float(net.output_scale),
+        "dt_s": None if net.dt_s is None else float(net.dt_s),
+        "meta": _plain(net.meta, "netlist meta"),
+        "populations": populations,
+        "synapses": synapses,
+    }
+    return _save(directory, "netlist", doc, arrays)
+
+
+def save_graph(graph: Graph, directory: str | os.PathLike[str]) -> Path:
+    """Write graph.json and graph.npz into `directory`; returns the JSON path."""
+    arrays = _ArrayWriter()
+    nodes = [
+        {
+            "name": node.name,
+            "op": node.op.kind,
+            "inputs": list(node.inputs),
+            "attrs": _plain(node.op.attributes(), f"node {node.name!r} attrs"),
+            "arrays": {k: arrays.put(f"node{i}.{k}", v) for k, v in node.op.arrays().items()},
+        }
+        for i, node in enumerate(graph.nodes)
+    ]
+    doc = {
+        "format": GRAPH_FORMAT,
+        "version": VERSION,
+        "dt_s": None if graph.dt_s is None else float(graph.dt_s),
+        "meta": _plain(graph.meta, "graph meta"),
+        "nodes": nodes,
+    }
+    return _save(directory, "graph", doc, arrays)
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+class _Doc:
+    """Typed access to a parsed JSON document; every failure names the file and the field."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, message: str) -> CorruptInputError:
+        return CorruptInputError(f"{self.path}: {message}")
+
+    def get(self, obj: Any, key: str, types: type | tuple[type, ...], where: str) -> Any:
+        if not isinstance(obj, dict):
+            raise self.fail(f"{where} is not a JSON object")
+        if key not in obj:
+            raise self.fail(f"{where} has no {key!r}")
+        value = obj[key]
+        # bool is an int in Python; a JSON true is never a valid size or count here.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _tuple(types)):
+            raise self.fail(f"{where}.{key} has the wrong type ({type(value).__name__})")
+        return value
+
+
+def _tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+_NUMBER = (int, float)
+
+
+def read_versioned_json(path: Path, format_name: str) -> dict[str, Any]:
+    """A JSON object tagged {"format": format_name, "version": 1}; CorruptInputError else."""
+    return _read_json(path, format_name)[1]
+
+
+def _read_json(path: Path, format_name: str) -> tuple[_Doc, dict[str, Any]]:
+    doc = _Doc(path)
+    if not path.is_file():
+        raise doc.fail("no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise doc.fail("not a text file") from None
+    except json.JSONDecodeError as exc:
+        raise doc.fail(f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict) or data.get("format") != format_name:
+        raise doc.fail(f"not a {format_name} file (no format tag {format_name!r})")
+    version = data.get("version")
+    if version != VERSION:
+        raise doc.fail(
+            f"{format_name} version {version!r} is not supported (this snncompile reads "
+            f"version {VERSION})"
+        )
+    return doc, data
+
+
+class _ArrayReader:
+    """Arrays of one .npz, rebuilt from their JSON descriptions."""
+
+    def __init__(self, doc: _Doc, path: Path) -> None:
+        self.doc = doc
+        self.path = path
+        if not path.is_file():
+            raise CorruptInputError(f"{path}: no such file")
+        try:
+            self.npz = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise CorruptInputError(f"{path}: not a readable .npz ({exc})") from None
+        if not isinstance(self.npz, np.lib.npyio.NpzFile):
+            raise CorruptInputError(f"{path}: a single .npy array, not an .npz archive")
+
+    def close(self) -> None:
+        self.npz.close()
+
+    def _load(self, key: Any, where: str) -> np.ndarray:
+        if not isinstance(key, str):
+            raise self.doc.fail(f"{where} names no array")
+        if key not in self.npz.files:
+            raise CorruptInputError(f"{self.path}: array {key!r} ({where}) is missing")
+        try:
+            value = self.npz[key]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise CorruptInputError(f"{self.path}: array {key!r} is unreadable ({exc})") from None
+        if value.dtype.kind not in _REAL_KINDS:
+            raise CorruptInputError(f"{self.path}: array {key!r} has dtype {value.dtype}")
+        return value
+
+    def get(self, desc: Any, where: str) -> np.ndarray | sparse.csr_matrix:
+        if isinstance(desc, dict) and "array" in desc:
+            return self._load(desc["array"], where)
+        if isinstance(desc, dict) and "complex" in desc and len(desc["complex"]) == 2:
+            real, imag = (self._load(k, where) for k in desc["complex"])
+            if real.shape != imag.shape or real.dtype != imag.dtype or real.dtype.kind != "f":
+                raise self.doc.fail(f"{where}: real and imaginary parts do not match")
+            # Assign the parts: re + 1j * im would lose the sign of a zero imaginary part.
+            value = np.empty(real.shape, np.result_type(real.dtype, np.complex64))
+            value.real, value.imag = real, imag
+            return value
+        if isinstance(desc, dict) and "csr" in desc and len(desc["csr"]) == 3:
+            data, indices, indptr = (self._load(k, where) for k in desc["csr"])
+            shape = desc.get("shape")
+            if not (isinstance(shape, list) and len(shape) == 2):
+                raise self.doc.fail(f"{where}: sparse matrix has no shape")
+            try:
+                matrix = sparse.csr_matrix((data, indices, indptr), shape=tuple(shape))
+                matrix.check_format(full_check=True)
+            except (ValueError, TypeError) as exc:
+                raise self.doc.fail(f"{where}: invalid sparse matrix ({exc})") from None
+            return matrix
+        raise self.doc.fail(f"{where}: unknown array description {desc!r}")
+
+
+def _optional_float(doc: _Doc, data: dict, key: str, where: str) -> float | None:
+    value = doc.get(data, key, (*_NUMBER, type(None)), where)
+    return None if value is None else float(value)
+
+
+def _build(doc: _Doc, make: Callable[[], Any]) -> Any:
+    """Run a constructor; its validation errors become CorruptInputError."""
+    try:
+        return make()
+    except (InvalidGraphError, TypeError, ValueError) as exc:
+        raise doc.fail(f"invalid content: {exc}") from None
+
+
+def load_netlist(directory: str | os.PathLike[str]) -> Netlist:
+    """Read netlist.json + netlist.npz from `directory` (validated; CorruptInputError)."""
+    directory = Path(directory)
+    doc, data = _read_json(directory / "netlist.json", NETLIST_FORMAT)
+    reader = _ArrayReader(doc, directory / "netlist.npz")
+    try:
+        pops = []
+        for i, p in enumerate(doc.get(data, "populations", list, "netlist")):
+            where = f"populations[{i}]"
+            params = doc.get(p, "params", dict, where)
+            pops.append(
+                Population(
+                    name=doc.get(p, "name", str, where),
+                    kind=doc.get(p, "kind", str, where),
+                    size=doc.get(p, "size", int, where),
+                    params={k: reader.get(v, f"{where}.params.{k}") for k, v in params.items()},
+                    attrs=doc.get(p, "attrs", dict, where),
+                )
+            )
+        synapses = []
+        for i, s in enumerate(doc.get(data, "synapses", list, "netlist")):
+            where = f"synapses[{i}]"
+            synapses.append(
+                Synapse(
+                    name=doc.get(s, "name", str, where),
+                    src=doc.get(s, "src", str, where),
+                    dst=doc.get(s, "dst", str, where),
+                    weight=reader.get(doc.get(s, "weight", dict, where), f"{where}.weight"),
+                    weight_exp=doc.get(s, "weight_exp", int, where),
+                    delay=doc.get(s, "delay", int, where),
+                )
+            )
+        formats = doc.get(data, "formats", dict, "netlist")
+        return _build(
+            doc,
+            lambda: Netlist(
+                tuple(pops),
+                tuple(synapses),
+                numeric=doc.get(data, "numeric", str, "netlist"),
+                formats=Formats(**formats),
+                input_scale=float(doc.get(data, "input_scale", _NUMBER, "netlist")),
+                output_scale=float(doc.get(data, "output_scale", _NUMBER, "netlist")),
+                dt_s=_optional_float(doc, data, "dt_s", "netlist"),
+                meta=doc.get(data, "meta", dict, "netlist"),
+            ),
+        )
+    finally:
+        reader.close()
+
+
+# Op field annotations (strings under `from __future__ import annotations`) -> JSON types.
+_ATTR_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": _NUMBER, "str": (str,)}
+
+
+def _check_op_fields(doc: _Doc, cls: type, attrs: dict, arrays: dict, where: str) -> None:
+    """Every field of the op present once, arrays as arrays and scalars of their type."""
+    expected = {f.name for f in fields(cls)}
+    given = set(attrs) | set(arrays)
+    if given != expected or set(attrs) & set(arrays):
+        raise doc.fail(f"{where}: op {cls.kind!r} takes {sorted(expected)}, got {sorted(given)}")
+    for f in fields(cls):
+        annotation = str(f.type)
+        if annotation == "np.ndarray":
+            if f.name not in arrays:
+                raise doc.fail(f"{where}: {f.name} must be an array")
+            continue
+        value = attrs.get(f.name)
+        wanted = _ATTR_TYPES.get(annotation, ())
+        if f.name in arrays or (
+            wanted and (isinstance(value, bool) or not isinstance(value, wanted))
+        ):
+            raise doc.fail(f"{where}: {f.name} must be a {annotation}")
+
+
+def load_graph(directory: str | os.PathLike[str]) -> Graph:
+    """Read graph.json + graph.npz from `directory` (validated; CorruptInputError)."""
+    directory = Path(directory)
+    doc, data = _read_json(directory / "graph.json", GRAPH_FORMAT)
+    reader = _ArrayReader(doc, directory / "graph.npz")
+    try:
+        nodes = []
+        for i, n in enumerate(doc.get(data, "nodes", list, "graph")):
+            where = f"nodes[{i}]"
+            kind = doc.get(n, "op", str, where)
+            if kind not in OPS:
+                raise doc.fail(f"{where}: unknown op {kind!r}")
+            cls = OPS[kind]
+            attrs = doc.get(n, "attrs", dict, where)
+            arrays = {
+                k: reader.get(v, f"{where}.arrays.{k}")
+                for k, v in doc.get(n, "arrays", dict, where).items()
+            }
+            _check_op_fields(doc, cls, attrs, arrays, where)
+            inputs = doc.get(n, "inputs", list, where)
+            if not all(isinstance(name, str) for name in inputs):
+                raise doc.fail(f"{where}.inputs must be names")
+            name = doc.get(n, "name", str, where)
+            op = _build(doc, lambda cls=cls, attrs=attrs, arrays=arrays: cls(**attrs, **arrays))
+            nodes.append(Node(name, op, tuple(inputs)))
+        return _build(
+            doc,
+            lambda: Graph(
+                tuple(nodes),
+                dt_s=_optional_float(doc, data, "dt_s", "graph"),
+                meta=doc.get(data, "meta", dict, "graph"),
+            ),
+        )
+    finally:
+        reader.close()

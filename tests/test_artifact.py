@@ -1,0 +1,367 @@
+"""On-disk forms: exact Netlist/Graph round trips, validated loading, artifacts (atomic
+write, manifest hashes, tamper detection, reading without torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import sparse
+
+import snncompile
+from snncompile.artifact import read_artifact, write_artifact
+from snncompile.compiler import Compiled, compile_model
+from snncompile.errors import CorruptInputError, UsageError
+from snncompile.ir.graph import Graph
+from snncompile.ir.interpret import run_graph
+from snncompile.ir.netlist import Netlist
+from snncompile.ir.serialize import load_graph, load_netlist, save_graph, save_netlist
+from snncompile.models.backbone import ModelConfig, build_model
+from snncompile.reference.simulator import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = ROOT / "examples" / "checkpoints"
+
+
+@pytest.fixture(scope="module", params=["spike-ssm", "spiking-ssm"])
+def bundled(request: pytest.FixtureRequest) -> Compiled:
+    return compile_model(CHECKPOINTS / f"{request.param}-sdigits.pt")
+
+
+def _small(family: str = "spike-ssm", **config: object) -> tuple[torch.nn.Module, np.ndarray]:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        family=family, d_input=1, d_output=3, d_model=8, d_state=4, n_layers=1, **config
+    )
+    return build_model(cfg), torch.rand(8, 16, 1).double().numpy()
+
+
+@pytest.fixture(scope="module")
+def small() -> Compiled:
+    model, calib = _small(prenorm=True)
+    return compile_model(model, calibration=calib)
+
+
+def _same_array(a: object, b: object) -> bool:
+    if sparse.issparse(a) or sparse.issparse(b):
+        return (
+            type(a) is type(b)
+            and a.shape == b.shape  # type: ignore[union-attr]
+            and all(
+                _same_array(getattr(a, k), getattr(b, k)) for k in ("data", "indices", "indptr")
+            )
+        )
+    a, b = np.asarray(a), np.asarray(b)
+    # Bitwise: equal values *and* dtype, shape, and the sign of zeros.
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _assert_same_netlist(a: Netlist, b: Netlist) -> None:
+    assert (a.numeric, a.formats, a.input_scale, a.output_scale, a.dt_s, a.meta) == (
+        b.numeric,
+        b.formats,
+        b.input_scale,
+        b.output_scale,
+        b.dt_s,
+        b.meta,
+    )
+    assert [(p.name, p.kind, p.size, p.attrs) for p in a.populations] == [
+        (p.name, p.kind, p.size, p.attrs) for p in b.populations
+    ]
+    for pa, pb in zip(a.populations, b.populations, strict=True):
+        assert pa.params.keys() == pb.params.keys()
+        for key in pa.params:
+            assert _same_array(pa.params[key], pb.params[key]), (pa.name, key)
+    for sa, sb in zip(a.synapses, b.synapses, strict=True):
+        assert (sa.name, sa.src, sa.dst, sa.weight_exp, sa.delay) == (
+            sb.name,
+            sb.src,
+            sb.dst,
+            sb.weight_exp,
+            sb.delay,
+        )
+        assert _same_array(sa.weight, sb.weight), sa.name
+
+
+def _assert_same_run(a: Netlist, b: Netlist, x: np.ndarray) -> None:
+    ra, rb = simulate(a, x, record=True), simulate(b, x, record=True)
+    assert _same_array(ra.logits, rb.logits) and _same_array(ra.readout, rb.readout)
+    assert ra.events == rb.events and ra.traces.keys() == rb.traces.keys()
+    for name in ra.traces:
+        assert _same_array(ra.traces[name], rb.traces[name]), name
+
+
+# -- Netlist and Graph round trips ------------------------------------------------------
+
+
+def test_netlist_round_trip_is_exact(tmp_path: Path, bundled: Compiled) -> None:
+    x = bundled.calibration[:4]
+    for stage, net in (("int", bundled.netlist), ("float", bundled.float_netlist)):
+        save_netlist(net, tmp_path / stage)
+        loaded = load_netlist(tmp_path / stage)
+        _assert_same_netlist(net, loaded)
+        _assert_same_run(net, loaded, x)
+    assert any(sparse.issparse(s.weight) for s in bundled.netlist.synapses)  # CSR covered
+
+
+def _assert_same_graph(a: Graph, b: Graph) -> None:
+    assert (a.dt_s, a.meta) == (b.dt_s, b.meta)
+    for na, nb in zip(a.nodes, b.nodes, strict=True):
+        assert (na.name, na.op.kind, na.inputs) == (nb.name, nb.op.kind, nb.inputs)
+        assert na.op.attributes() == nb.op.attributes()
+        arrays_a, arrays_b = na.op.arrays(), nb.op.arrays()
+        assert arrays_a.keys() == arrays_b.keys()
+        for key in arrays_a:
+            assert _same_array(arrays_a[key], arrays_b[key]), (na.name, key)
+
+
+def test_graph_round_trip_is_exact_before_and_after_passes(tmp_path: Path) -> None:
+    model, calib = _small(prenorm=True)
+    traced = compile_model(model, stop_after="trace").graph  # S4D, BatchNorm, Dropout ...
+    passed = compile_model(model, stop_after="passes").graph  # SSM (complex), folded
+    for stage, graph in (("traced", traced), ("passed", passed)):
+        save_graph(graph, tmp_path / stage)
+        loaded = load_graph(tmp_path / stage)
+        _assert_same_graph(graph, loaded)
+        assert _same_array(run_graph(graph, calib), run_graph(loaded, calib))
+    kinds = {node.op.kind for node in traced} | {node.op.kind for node in passed}
+    assert {"s4d", "ssm", "batchnorm", "linear", "glu", "pool"} <= kinds
+
+
+def test_complex_zero_signs_survive(tmp_path: Path, small: Compiled) -> None:
+    # re + 1j * im would turn -0.0 imaginary parts into +0.0; the loader must not.
+    ssm = next(n for n in small.graph if n.op.kind == "ssm")
+    c = ssm.op.c.copy()
+    c.imag[0, 0] = -0.0
+    nodes = [
+        n if n is not ssm else type(n)(n.name, type(n.op)(**{**vars(n.op), "c": c}), n.inputs)
+        for n in small.graph
+    ]
+    graph = small.graph.replace_nodes(nodes)
+    save_graph(graph, tmp_path)
+    loaded = next(n for n in load_graph(tmp_path) if n.op.kind == "ssm")
+    assert np.signbit(loaded.op.c.imag[0, 0])
+
+
+def _edit_json(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def _drop_npz_member(path: Path, key: str) -> None:
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != key}
+    np.savez(path, **arrays)
+
+
+NETLIST_DAMAGE = {
+    "wrong version": (lambda d: _edit_json(d / "netlist.json", lambda j: j.update(version=2)),
+                      "version 2 is not supported"),
+    "wrong format": (lambda d: _edit_json(d / "netlist.json", lambda j: j.update(format="x")),
+                     "not a snncompile-netlist file"),
+    "missing key": (lambda d: _edit_json(d / "netlist.json", lambda j: j.pop("synapses")),
+                    "has no 'synapses'"),
+    "wrong type": (lambda d: _edit_json(d / "netlist.json",
+                                        lambda j: j["populations"][0].update(size="1")),
+                   r"populations\[0\]\.size has the wrong type"),
+    "bad json": (lambda d: (d / "netlist.json").write_text('{"format": '), "not valid JSON"),
+    "missing json": (lambda d: (d / "netlist.json").unlink(), "no such file"),
+    "missing npz": (lambda d: (d / "netlist.npz").unlink(), "netlist.npz: no such file"),
+    "truncated npz": (lambda d: (d / "netlist.npz").write_bytes(b"PK\x03\x04trunc"),
+                      "not a readable .npz"),
+    "missing array": (lambda d: _drop_npz_member(d / "netlist.npz", "syn0.weight"),
+                      "array 'syn0.weight'.*is missing"),
+    "float exponent": (lambda d: _edit_json(d / "netlist.json",
+                                             lambda j: j["synapses"][0].update(weight_exp=0.5)),
+                        "weight_exp has the wrong type"),
+    "invalid content": (lambda d: _edit_json(d / "netlist.json",
+                                             lambda j: j["synapses"][0].update(dst="nowhere")),
+                        "invalid content: synapse .* unknown population 'nowhere'"),
+    "bad formats": (lambda d: _edit_json(d / "netlist.json",
+                                         lambda j: j["formats"].update(weight_bits=9)),
+                    r"weight_bits must be in \[2, 8\]"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", NETLIST_DAMAGE, ids=list(NETLIST_DAMAGE))
+def test_damaged_netlist_is_refused_with_one_line(
+    tmp_path: Path, small: Compiled, damage: str
+) -> None:
+    save_netlist(small.netlist, tmp_path)
+    corrupt, message = NETLIST_DAMAGE[damage]
+    corrupt(tmp_path)
+    with pytest.raises(CorruptInputError, match=message) as info:
+        load_netlist(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_non_integer_weight_in_int_netlist_is_refused(tmp_path: Path, small: Compiled) -> None:
+    save_netlist(small.netlist, tmp_path)
+    with np.load(tmp_path / "netlist.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["syn0.weight"] = arrays["syn0.weight"] + 0.5
+    np.savez(tmp_path / "netlist.npz", **arrays)
+    with pytest.raises(CorruptInputError, match="must be integers"):
+        load_netlist(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda j: j["nodes"][1].update(op="conv3d"), "unknown op 'conv3d'"),
+        (lambda j: j["nodes"][0]["attrs"].update(size="1"), "size must be a int"),
+        (lambda j: j["nodes"][1]["attrs"].update(extra=1), "takes .* got"),
+        (lambda j: j["nodes"][1].update(inputs=["later"]), "not an earlier node"),
+    ],
+    ids=["unknown op", "attr type", "extra field", "dangling input"],
+)
+def test_damaged_graph_is_refused(tmp_path: Path, small: Compiled, edit, message) -> None:  # type: ignore[no-untyped-def]
+    save_graph(small.graph, tmp_path)
+    _edit_json(tmp_path / "graph.json", edit)
+    with pytest.raises(CorruptInputError, match=message):
+        load_graph(tmp_path)
+
+
+def test_unsaveable_meta_is_a_usage_error(tmp_path: Path, small: Compiled) -> None:
+    graph = Graph(small.graph.nodes, meta={"when": object()})
+    with pytest.raises(UsageError, match=r"graph meta\.when"):
+        save_graph(graph, tmp_path)
+
+
+# -- artifacts --------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_artifact_files_hashes_and_bit_exact_reload(tmp_path: Path, bundled: Compiled) -> None:
+    out = write_artifact(bundled, tmp_path / "model.ref")
+    assert sorted(os.listdir(tmp_path)) == ["model.ref"]  # no temporary left beside it
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["format"], manifest["version"], manifest["target"]) == (
+        "snncompile-artifact",
+        1,
+        "reference",
+    )
+    assert set(manifest["tools"]) == {"snncompile", "numpy", "python", "torch"}
+    assert manifest["source"]["family"] == bundled.meta["family"]
+    assert manifest["output_latency"] == bundled.netlist.output_latency
+    assert sorted(manifest["files"]) == sorted(set(os.listdir(out)) - {"manifest.json"})
+    for name, digest in manifest["files"].items():
+        assert _sha256(out / name) == digest
+    art = read_artifact(out)
+    _assert_same_netlist(bundled.netlist, art.netlist)
+    x = np.concatenate([bundled.calibration[:3], np.random.default_rng(0).normal(size=(2, 64, 1))])
+    _assert_same_run(bundled.netlist, art.netlist, x)
+    _assert_same_graph(bundled.graph, art.graph())
+
+
+def test_report_contents(tmp_path: Path, bundled: Compiled) -> None:
+    report = read_artifact(write_artifact(bundled, tmp_path / "a")).report
+    net = bundled.netlist
+    assert report["counts"] == net.counts()
+    assert report["output_latency"] == net.output_latency
+    assert report["calibration"]["shape"] == list(bundled.calibration.shape)
+    run = simulate(net, bundled.calibration, record=True)
+    for pop in net.populations:
+        entry = report["populations"][pop.name]
+        assert entry["latency"] == net.latency()[pop.name]
+        assert {"kind", "size", "in_scale_log2", "out_scale_log2", "headroom_bits"} <= set(entry)
+        if pop.compartment.spiking:
+            assert entry["spike_rate"] == pytest.approx(run.traces[pop.name].mean())
+            assert 0.0 < entry["spike_rate"] < 1.0
+            assert "threshold_int" in entry or "vth" in entry
+    for syn in net.synapses:
+        entry = report["synapses"][syn.name]
+        assert (entry["weight_exp"], entry["delay"]) == (syn.weight_exp, syn.delay)
+        assert 0.0 <= entry["relative_rms_error"] < 0.1
+
+
+def test_read_artifact_does_not_import_torch(tmp_path: Path, small: Compiled) -> None:
+    out = write_artifact(small, tmp_path / "a")
+    code = (
+        "import sys; from snncompile.artifact import read_artifact; "
+        f"read_artifact({str(out)!r}); assert 'torch' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "report.json").write_text("{}"), r"report\.json: sha256 does not match"),
+        (lambda d: (d / "netlist.npz").unlink(), r"netlist\.npz: missing"),
+        (
+            lambda d: _edit_json(d / "manifest.json", lambda j: j.update(version=7)),
+            "version 7 is not supported",
+        ),
+        (
+            lambda d: _edit_json(d / "manifest.json", lambda j: j["files"].pop("graph.json")),
+            "does not list graph.json",
+        ),
+        (
+            lambda d: _edit_json(
+                d / "manifest.json", lambda j: j["files"].update({"../x": "0" * 64})
+            ),
+            "bad file name",
+        ),
+        (lambda d: (d / "manifest.json").unlink(), r"manifest\.json: no such file"),
+    ],
+    ids=["tampered", "missing file", "version", "unlisted", "escaping name", "no manifest"],
+)
+def test_damaged_artifact_is_refused(tmp_path: Path, small: Compiled, damage, message) -> None:  # type: ignore[no-untyped-def]
+    out = write_artifact(small, tmp_path / "a")
+    damage(out)
+    with pytest.raises(CorruptInputError, match=message):
+        read_artifact(out)
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path, small: Compiled, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import snncompile.artifact as artifact
+
+    def broken(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(artifact, "save_graph", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_artifact(small, tmp_path / "new" / "deeper" / "a")
+    assert os.listdir(tmp_path) == []  # neither the temporary nor the parents it made
+
+
+def test_existing_destination(tmp_path: Path, small: Compiled) -> None:
+    out = write_artifact(small, tmp_path / "a")
+    with pytest.raises(UsageError, match="already exists"):
+        write_artifact(small, out)
+    write_artifact(small, out, overwrite=True)
+    assert read_artifact(out).netlist.counts() == small.netlist.counts()
+    assert sorted(os.listdir(tmp_path)) == ["a"]
+    keep = tmp_path / "precious"
+    keep.mkdir()
+    (keep / "thesis.tex").write_text("years of work")
+    with pytest.raises(UsageError, match="not an snncompile artifact"):
+        write_artifact(small, keep, overwrite=True)
+    assert (keep / "thesis.tex").read_text() == "years of work"
+
+
+def test_unfinished_pipeline_and_unknown_target_are_refused(tmp_path: Path) -> None:
+    model, _ = _small()
+    lowered = compile_model(model, stop_after="lower")
+    with pytest.raises(UsageError, match="stopped after 'lower'"):
+        write_artifact(lowered, tmp_path / "a")
+    with pytest.raises(UsageError, match="unknown target 'loihi3'"):
+        write_artifact(lowered, tmp_path / "a", target="loihi3")
+    assert os.listdir(tmp_path) == []
+
+
+def test_package_api_compile() -> None:
+    assert snncompile.compile is compile_model

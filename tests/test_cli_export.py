@@ -1,0 +1,277 @@
+"""`snncompile export` and `inspect`: artifacts written, read back bit for bit, and every
+bad input refused with one line, its exit code, and no output directory left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from snncompile.artifact import read_artifact
+from snncompile.checkpoint import save
+from snncompile.cli import main
+from snncompile.compiler import compile_model
+from snncompile.models.backbone import ModelConfig, build_model
+from snncompile.reference.simulator import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "examples" / "checkpoints" / "spiking-ssm-sdigits.pt"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def small_checkpoint(path: Path, family: str = "spike-ssm", **config: object) -> Path:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        family=family, d_input=1, d_output=3, d_model=8, d_state=4, n_layers=1, **config
+    )
+    return save(build_model(cfg), path, calibration=torch.rand(8, 16, 1), meta={"task": "toy"})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled spiking-ssm checkpoint exported once through the CLI (subprocess)."""
+    out = tmp_path_factory.mktemp("export") / "model.ref"
+    cmd = [sys.executable, "-m", "snncompile", "export", BUNDLED, "-o", out]
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout and "latency" in done.stdout
+    return out
+
+
+def test_export_writes_an_artifact_matching_its_manifest(exported: Path) -> None:
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["source"] == {
+        "checkpoint": str(BUNDLED),
+        "family": "spiking-ssm",
+        "task": "sdigits",
+    }
+    assert set(manifest["files"]) | {"manifest.json"} == set(os.listdir(exported))
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((exported / name).read_bytes()).hexdigest() == digest
+
+
+def test_small_export_reloads_bit_exact(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ckpt = small_checkpoint(tmp_path / "m.pt")
+    code, out, err = run(["export", ckpt, "-o", tmp_path / "a", "--json"], capsys)
+    assert (code, err) == (0, "")
+    report = json.loads(out)  # --json prints the report
+    assert report == json.loads((tmp_path / "a" / "report.json").read_text())
+    in_memory = compile_model(ckpt)
+    x = np.concatenate([in_memory.calibration, np.random.default_rng(1).normal(size=(3, 16, 1))])
+    mine, theirs = (
+        simulate(in_memory.netlist, x, record=True),
+        simulate(read_artifact(tmp_path / "a").netlist, x, record=True),
+    )
+    assert np.array_equal(mine.readout, theirs.readout) and mine.readout.dtype == np.int64
+    assert np.array_equal(mine.logits, theirs.logits)
+    for name, trace in mine.traces.items():
+        assert np.array_equal(trace, theirs.traces[name]), name
+
+
+def test_overwrite_replaces_an_artifact(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ckpt = small_checkpoint(tmp_path / "m.pt")
+    assert run(["export", ckpt, "-o", tmp_path / "a"], capsys)[0] == 0
+    code, _, err = run(["export", ckpt, "-o", tmp_path / "a", "--overwrite"], capsys)
+    assert (code, err) == (0, "")
+    assert sorted(os.listdir(tmp_path)) == ["a", "m.pt"]
+
+
+def test_tampered_artifact_is_refused(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ckpt = small_checkpoint(tmp_path / "m.pt")
+    run(["export", ckpt, "-o", tmp_path / "a"], capsys)
+    npz = tmp_path / "a" / "netlist.npz"
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 1
+    npz.write_bytes(bytes(data))
+    code, out, err = run(["inspect", tmp_path / "a"], capsys)
+    assert code == 6 and out == ""
+    assert err.startswith("error: ") and "netlist.npz: sha256 does not match" in err
+
+
+def test_inspect_artifact_table_and_json(exported: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(["inspect", exported], capsys)
+    assert code == 0
+    assert "target reference" in out and "spiking-ssm" in out
+    assert "populations:" in out and "synapses:" in out
+    assert any(line.split()[:2] == ["blocks.0.act", "lif"] for line in out.splitlines())
+    code, out, _ = run(["inspect", exported, "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and info["kind"] == "artifact"
+    assert info["output_latency"] == info["manifest"]["output_latency"]
+    act = next(p for p in info["populations"] if p["name"] == "blocks.0.act")
+    assert act["kind"] == "lif" and 0 < act["spike_rate"] < 1 and "vth" in act
+    assert {"src", "dst", "shape", "weight_exp", "delay"} <= set(info["synapses"][0])
+
+
+def test_inspect_checkpoint_table_and_json(capsys) -> None:  # type: ignore[no-untyped-def]
+    path = ROOT / "examples" / "checkpoints" / "spike-ssm-sdigits.pt"
+    code, out, _ = run(["inspect", path], capsys)
+    assert code == 0
+    assert "spike-ssm" in out and "sdigits" in out and "32 x 64 x 1" in out
+    assert "blocks.0.ssm" in out and "reference  yes" in out
+    info = json.loads(run(["inspect", path, "--json"], capsys)[1])
+    assert info["kind"] == "checkpoint" and info["family"] == "spike-ssm"
+    assert info["accuracy"] == pytest.approx(0.9667, abs=1e-4)
+    assert info["calibration_shape"] == [32, 64, 1]
+    assert {"name": "blocks.0.ssm", "op": "s4d", "width": 64}.items() <= next(
+        r for r in info["layers"] if r["name"] == "blocks.0.ssm"
+    ).items()
+    assert info["targets"]["reference"]["ok"] is True
+
+
+def test_inspect_says_why_a_float_model_cannot_go_to_reference(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ckpt = small_checkpoint(tmp_path / "gsu.pt", family="binary-s4d-gsu")
+    info = json.loads(run(["inspect", ckpt, "--json"], capsys)[1])
+    verdict = info["targets"]["reference"]
+    assert verdict["ok"] is False and "blocks.0.act" in verdict["why"]
+    assert "onnx --float" in verdict["why"]
+
+
+def test_stop_after_prints_the_stage_and_writes_nothing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ckpt = small_checkpoint(tmp_path / "m.pt")
+    code, out, _ = run(["export", ckpt, "--stop-after", "trace", "-o", tmp_path / "a"], capsys)
+    assert code == 0 and "stopped after trace" in out and "blocks.0.ssm" in out
+    code, out, _ = run(["export", ckpt, "--stop-after", "lower", "--json"], capsys)
+    summary = json.loads(out)
+    assert summary["stopped_after"] == "lower" and summary["netlist"]["numeric"] == "float64"
+    assert sorted(os.listdir(tmp_path)) == ["m.pt"]
+    code, _, err = run(["export", ckpt, "--stop-after", "bake"], capsys)
+    assert code == 2 and "unknown step 'bake'" in err
+
+
+# -- bad inputs: one line, the exit code, nothing written -------------------------------
+
+
+def _truncated(tmp: Path) -> Path:
+    path = small_checkpoint(tmp / "m.pt")
+    path.write_bytes(path.read_bytes()[:300])
+    return path
+
+
+def _edited(tmp: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+    path = small_checkpoint(tmp / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+    return path
+
+
+def _nan_weight(payload: dict) -> None:
+    name = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][name].view(-1)[0] = float("inf")
+
+
+def _calib(tmp: Path, value: object, name: str = "calib.npy") -> list[object]:
+    path = tmp / name
+    if isinstance(value, bytes):
+        path.write_bytes(value)
+    else:
+        np.save(path, value, allow_pickle=True)
+    return [small_checkpoint(tmp / "m.pt"), "--calib", path]
+
+
+BAD_INPUTS = {
+    "missing model": (lambda t: [t / "nope.pt"], 6, "no such file"),
+    "truncated checkpoint": (lambda t: [_truncated(t)], 6, "truncated or corrupt"),
+    "wrong format version": (
+        lambda t: [_edited(t, lambda p: p.update(version=2))],
+        6,
+        "version 2 is not supported",
+    ),
+    "inf weight": (lambda t: [_edited(t, _nan_weight)], 6, "non-finite value"),
+    "gsu (float-only)": (
+        lambda t: [small_checkpoint(t / "m.pt", family="binary-s4d-gsu")],
+        4,
+        r"blocks\.0\.act \(Opaque\).*onnx --float",
+    ),
+    "gelu (float-only)": (
+        lambda t: [small_checkpoint(t / "m.pt", family="s4d")],
+        4,
+        r"blocks\.0\.act \(Activation\).*onnx --float",
+    ),
+    "non-causal ssm": (
+        lambda t: [small_checkpoint(t / "m.pt", bidirectional=True)],
+        4,
+        r"blocks\.0\.ssm \(S4D\): bidirectional S4D is non-causal",
+    ),
+    "decay overflows 12 bits": (
+        lambda t: [small_checkpoint(t / "m.pt", family="spiking-ssm", tau=0.0)],
+        5,
+        r"'blocks\.0\.act': dv = 4096 is outside \[0, 4095\]",
+    ),
+    "calib wrong shape": (lambda t: _calib(t, np.zeros((4, 16, 2))), 2, r"\(batch, steps, 1\)"),
+    "calib wrong dtype": (
+        lambda t: _calib(t, np.zeros((4, 16, 1), complex)),
+        2,
+        "real numeric array",
+    ),
+    "calib not an array": (lambda t: _calib(t, b"hello"), 6, "--calib file .* not a plain"),
+    "calib pickled objects": (
+        lambda t: _calib(t, np.array([{"a": 1}], dtype=object)),
+        6,
+        "not a plain numpy array",
+    ),
+    "calib missing": (
+        lambda t: [small_checkpoint(t / "m.pt"), "--calib", t / "none.npy"],
+        6,
+        "does not exist",
+    ),
+    "bad bit width": (
+        lambda t: [small_checkpoint(t / "m.pt"), "--weight-bits", "9"],
+        2,
+        r"weight_bits must be in \[2, 8\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_one_line_exit_code_nothing_written(tmp_path: Path, capsys, case: str) -> None:  # type: ignore[no-untyped-def]
+    make_args, code, message = BAD_INPUTS[case]
+    args = make_args(tmp_path)
+    before = set(os.listdir(tmp_path))
+    got, out, err = run(["export", *args, "-o", tmp_path / "out"], capsys)
+    assert got == code, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(message, err), err
+    assert out == ""
+    assert set(os.listdir(tmp_path)) == before  # no output, no temporary directory
+
+
+def test_existing_output_without_overwrite_is_usage(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ckpt = small_checkpoint(tmp_path / "m.pt")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep")
+    code, _, err = run(["export", ckpt, "-o", tmp_path / "out"], capsys)
+    assert code == 2 and err.startswith("error: ") and "already exists" in err
+    code, _, err = run(["export", ckpt, "-o", tmp_path / "out", "--overwrite"], capsys)
+    assert code == 2 and "not an snncompile artifact" in err
+    assert os.listdir(tmp_path / "out") == ["mine.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["m.pt", "out"]
+
+
+def test_unknown_target_and_missing_output_are_usage(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ckpt = small_checkpoint(tmp_path / "m.pt")
+    code, _, err = run(["export", ckpt, "--target", "loihi2", "-o", tmp_path / "a"], capsys)
+    assert code == 2 and "Invalid value for '--target'" in err
+    code, _, err = run(["export", ckpt], capsys)
+    assert code == 2 and err == "error: export needs an output directory (-o OUT)\n"
+    assert sorted(os.listdir(tmp_path)) == ["m.pt"]
+
+
+def test_inspect_missing_path_is_corrupt_input(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run(["inspect", tmp_path / "nothing"], capsys)
+    assert (code, out) == (6, "") and err.startswith("error: ") and "no such file" in err
