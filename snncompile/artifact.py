@@ -73,21 +73,19 @@ class Artifact:
 
 
 def build_report(compiled: Compiled, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What report.json holds; runs the integer netlist once on the calibration data."""
-    from snncompile.reference.simulator import simulate
-
+    """What report.json holds (spike rates: the quantizer's run on the calibration data)."""
     net, quant, calib = compiled.netlist, compiled.report, compiled.calibration
     if net is None or quant is None or calib is None:
         raise UsageError(
             f"the pipeline stopped after {compiled.stopped_after!r}; an artifact needs the "
             "quantized netlist"
         )
-    run = simulate(net, calib, record=True)
+    latency = net.latency()
     populations = {}
     for pop in net.populations:
-        entry = {**quant.populations[pop.name], "latency": run.latency[pop.name]}
+        entry = {**quant.populations[pop.name], "latency": latency[pop.name]}
         if pop.compartment.spiking:
-            entry["spike_rate"] = float(run.traces[pop.name].mean())
+            entry["spike_rate"] = quant.calibration_spike_rates[pop.name]
         populations[pop.name] = entry
     synapses = {
         syn.name: {
@@ -108,7 +106,7 @@ def build_report(compiled: Compiled, extra: dict[str, Any] | None = None) -> dic
         "counts": net.counts(),
         "calibration": {
             "shape": list(calib.shape),
-            "saturation_events": dict(run.events),
+            "saturation_events": dict(quant.calibration_events),
             "rounds": quant.rounds,
         },
         "populations": populations,

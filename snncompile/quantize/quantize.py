@@ -89,6 +89,7 @@ class QuantReport:
     populations: dict[str, dict[str, Any]] = field(default_factory=dict)
     synapses: dict[str, dict[str, Any]] = field(default_factory=dict)
     calibration_events: dict[str, int] = field(default_factory=dict)
+    calibration_spike_rates: dict[str, float] = field(default_factory=dict)
     rounds: int = 0
     config: dict[str, int] = field(default_factory=dict)
 
@@ -111,16 +112,7 @@ def _q(bits: int) -> int:
 
 def calibration_ranges(net: Netlist, x: np.ndarray) -> dict[str, float]:
     """Largest magnitude of every message, state and input on the calibration data."""
-    result = simulate(net, x, record=True, record_internals=True)
-    ranges: dict[str, float] = {}
-    for name, trace in result.traces.items():
-        if name.endswith(".in"):
-            pop = net.population(name[: -len(".in")])
-            n = pop.size
-            if pop.compartment.input_factor == 2:  # [a; b] or [re; im] halves
-                ranges[name + ".0"] = float(np.abs(trace[..., :n]).max(initial=0))
-                ranges[name + ".1"] = float(np.abs(trace[..., n:]).max(initial=0))
-        ranges[name] = float(np.abs(trace).max(initial=0))
+    ranges = dict(simulate(net, x, peaks=True).peaks)
     ranges["input"] = float(np.abs(np.asarray(x)).max(initial=0))
     return ranges
 
@@ -305,14 +297,20 @@ def quantize(
     while True:
         rounds += 1
         qnet = quantizer.build()
-        events = simulate(qnet, calibration).events
+        check = simulate(qnet, calibration)
+        events = check.events
         if not events or rounds >= cfg.max_rounds:
             break
         for name in events:
             # An event names a population, or a synapse whose sum wrapped: widen its target.
             target = name if _is_population(net, name) else net_synapse_dst(net, name)
             quantizer.extra_headroom[target] = quantizer.extra_headroom.get(target, 0) + 1
-    report = QuantReport(calibration_events=events, rounds=rounds, config=asdict(cfg))
+    report = QuantReport(
+        calibration_events=events,
+        rounds=rounds,
+        config=asdict(cfg),
+        calibration_spike_rates=check.spike_rates,
+    )
     for pop in qnet.populations:
         scales = quantizer.scales[pop.name]
         report.populations[pop.name] = {

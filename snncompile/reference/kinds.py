@@ -38,6 +38,8 @@ def tz_shift(x: np.ndarray, n: int) -> np.ndarray:
 def saturate(x: np.ndarray, bits: int, events: Events, where: str) -> np.ndarray:
     """Clip to the symmetric signed range +-(2**(bits-1) - 1), counting clipped values."""
     limit = (1 << (bits - 1)) - 1
+    if x.size == 0 or (x.max() <= limit and x.min() >= -limit):
+        return x
     clipped = np.clip(x, -limit, limit)
     events.add(where, np.count_nonzero(clipped != x))
     return clipped

@@ -34,7 +34,10 @@ class SimResult:
             "<name>.<state>" -> (B, L, size) states and "<name>.in" -> (B, L, input
             width) summed synaptic input when internals were recorded;
     events: saturation / wrap / overflow counts by population or synapse name;
-    latency: steps from the input to each population.
+    latency: steps from the input to each population;
+    peaks: when asked for, the largest magnitude over the run of every message
+           ("<name>"), state ("<name>.<state>") and input half ("<name>.in.0", ".in.1");
+    spike_rates: mean message of every spiking population over the input window.
     """
 
     logits: np.ndarray
@@ -43,6 +46,8 @@ class SimResult:
     events: dict[str, int] = field(default_factory=dict)
     latency: dict[str, int] = field(default_factory=dict)
     steps: int = 0
+    peaks: dict[str, float] = field(default_factory=dict)
+    spike_rates: dict[str, float] = field(default_factory=dict)
 
 
 def encode_input(net: Netlist, x: np.ndarray, events: Events | None = None) -> np.ndarray:
@@ -75,9 +80,11 @@ def _apply(syn: Synapse, msg: np.ndarray, numeric: str, events: Events) -> np.nd
     acc = np.rint(product).astype(np.int64)
     # Lava sums a synapse in int32: count and reproduce a wrap (the compiler's calibration
     # keeps sums far below it, so any event here means the data left the calibrated range).
-    wrapped = (acc + INT32_LIMIT) % (2 * INT32_LIMIT) - INT32_LIMIT
-    events.add(syn.name, np.count_nonzero(wrapped != acc))
-    return wrapped << syn.weight_exp if syn.weight_exp >= 0 else wrapped >> -syn.weight_exp
+    if acc.size and (acc.max() >= INT32_LIMIT or acc.min() < -INT32_LIMIT):
+        wrapped = (acc + INT32_LIMIT) % (2 * INT32_LIMIT) - INT32_LIMIT
+        events.add(syn.name, np.count_nonzero(wrapped != acc))
+        acc = wrapped
+    return acc << syn.weight_exp if syn.weight_exp >= 0 else acc >> -syn.weight_exp
 
 
 def simulate(
@@ -86,11 +93,14 @@ def simulate(
     *,
     record: bool | Iterable[str] = False,
     record_internals: bool = False,
+    peaks: bool = False,
 ) -> SimResult:
     """Run `net` on float inputs x (B, L, d_in); see SimResult.
 
     record: True for traces of every population, or an iterable of population names;
-    record_internals: also trace the recorded populations' states and inputs.
+    record_internals: also trace the recorded populations' states and inputs;
+    peaks: track the largest magnitude of every message, state and input (calibration)
+    without storing traces.
     """
     x = np.asarray(x)
     _check_input(net, x)
@@ -130,6 +140,12 @@ def simulate(
     incoming = {p.name: net.incoming(p.name) for p in net.populations}
     steps = STEPS[numeric]
     fmt = net.formats
+    peak: dict[str, float] = {}
+    spike_sums = {p.name: 0.0 for p in net.populations if p.compartment.spiking}
+
+    def track(key: str, value: np.ndarray) -> None:
+        if value.size:
+            peak[key] = max(peak.get(key, 0.0), float(np.abs(value).max()))
 
     for t in range(total_steps):
         sent: dict[str, np.ndarray] = {}
@@ -150,6 +166,11 @@ def simulate(
                 out = steps[pop.kind](pop, states[pop.name], a, fmt, events)
             sent[pop.name] = out
             model_t = t - latency[pop.name]
+            in_window = 0 <= model_t < length
+            if pop.name in spike_sums and in_window:
+                spike_sums[pop.name] += float(out.sum())
+            if peaks and in_window:
+                _track_population(track, pop, out, states[pop.name], a if pop.input_width else None)
             if pop.name in recorded and 0 <= model_t < length:
                 if pop.name in traces:
                     traces[pop.name][:, model_t] = out
@@ -174,4 +195,20 @@ def simulate(
         events=dict(events.counts),
         latency=latency,
         steps=total_steps,
+        peaks=peak,
+        spike_rates={
+            name: total / (batch * length * net.population(name).size)
+            for name, total in spike_sums.items()
+        },
     )
+
+
+def _track_population(track, pop, out, state: dict, a: np.ndarray | None) -> None:
+    track(pop.name, out)
+    for name, value in state.items():
+        track(f"{pop.name}.{name}", value)
+    if a is not None:
+        track(f"{pop.name}.in", a)
+        if pop.compartment.input_factor == 2:
+            track(f"{pop.name}.in.0", a[:, : pop.size])
+            track(f"{pop.name}.in.1", a[:, pop.size :])
