@@ -34,6 +34,7 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/bench_pmbc.py
 	$(PY) benchmarks/bench_sdn.py
+	$(PY) benchmarks/bench_compile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
