@@ -534,6 +534,63 @@ def _format_events(events: dict[str, int]) -> str:
     return ", ".join(f"{name} {n}" for name, n in events.items())
 
 
+@cli.command()
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help=".npy (batch, steps, inputs) or (steps, inputs), or .npz with x [and y].",
+)
+@click.option(
+    "--backend", default="reference", show_default=True, type=click.Choice(["reference", "lava"])
+)
+@click.option("--steps", type=int, help="Use only the first N input steps.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write logits, predictions and the readout state to OUT.npz.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def simulate(
+    artifact: str,
+    input_path: str,
+    backend: str,
+    steps: int | None,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """Run a compiled artifact on inputs (no torch needed)."""
+    import json
+
+    from snncompile.simulate import simulate_artifact
+
+    s = simulate_artifact(artifact, input_path, backend=backend, steps=steps, output=output)
+    if as_json:
+        click.echo(json.dumps(s.to_dict(), indent=2))
+        return
+    shown = " ".join(str(p) for p in s.predictions[:20])
+    more = " ..." if len(s.predictions) > 20 else ""
+    click.echo(
+        f"{artifact}: {s.n} input(s) x {s.steps} steps on {s.backend}, "
+        f"output latency {s.latency} steps"
+    )
+    click.echo(f"  predictions      {shown}{more}")
+    if s.accuracy is not None:
+        click.echo(f"  accuracy         {s.accuracy:.2%}")
+    click.echo(f"  spike rates      {_format_rates(s.spike_rates)}")
+    events = sum(s.saturation_events.values())
+    click.echo(
+        f"  saturation       {events} event(s)"
+        + (f" in {', '.join(s.saturation_events)}" if events else "")
+    )
+    click.echo(f"  speed            {s.steps_per_second:.1f} steps/s ({s.seconds:.2f} s)")
+    if s.output:
+        click.echo(f"  wrote            {s.output}")
+
+
 def _format_rates(rates: dict[str, float]) -> str:
     if not rates:
         return "n/a (non-spiking)"

@@ -1,0 +1,145 @@
+"""Run a compiled artifact on inputs from a file, without torch (`snncompile simulate`).
+
+    summary = simulate_artifact("model.ref", "x.npy", backend="reference", output="out.npz")
+
+The artifact's hashes are checked on load (a tampered file is refused). Inputs are a
+.npy of shape (batch, steps, inputs) or (steps, inputs), or an .npz holding `x` (and
+optionally labels `y`, which add an accuracy to the summary).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snncompile.errors import MissingDependencyError, UsageError
+
+BACKENDS = ("reference", "lava")
+
+
+@dataclass
+class SimulationSummary:
+    """What `simulate` prints and returns."""
+
+    artifact: str
+    backend: str
+    n: int
+    steps: int
+    latency: int
+    predictions: list[int]
+    spike_rates: dict[str, float]
+    saturation_events: dict[str, int]
+    steps_per_second: float
+    seconds: float
+    accuracy: float | None = None
+    output: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_inputs(path: str | os.PathLike[str], width: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(inputs (B, L, width) float64, labels or None) from a .npy/.npz file."""
+    from snncompile.compiler import check_inputs, read_array_file
+
+    arrays = read_array_file(path, what="--input")
+    if "x" not in arrays:
+        raise UsageError(f"--input {path}: an .npz needs an array named x (and optionally y)")
+    x = arrays["x"]
+    if isinstance(x, np.ndarray) and x.ndim == 2:
+        x = x[None]  # one sequence
+    x = check_inputs(x, width, what="--input")
+    labels = arrays.get("y")
+    if labels is not None and (labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu"):
+        raise UsageError(f"--input labels y must be integers of shape ({x.shape[0]},)")
+    return x, labels
+
+
+def _run(net: Any, x: np.ndarray, backend: str) -> Any:
+    if backend == "reference":
+        from snncompile.reference.simulator import simulate
+
+        return simulate(net, x)
+    try:
+        from snncompile.targets.lava.runner import run_lava
+    except ImportError as exc:
+        raise MissingDependencyError(f"the lava backend is not available ({exc})") from None
+    return run_lava(net, x, record=False)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically: a temporary file beside the target, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def simulate_artifact(
+    artifact: str | os.PathLike[str],
+    inputs: str | os.PathLike[str] | np.ndarray,
+    *,
+    backend: str = "reference",
+    steps: int | None = None,
+    output: str | os.PathLike[str] | None = None,
+) -> SimulationSummary:
+    """Run the artifact's integer netlist on the inputs; optionally write OUT.npz."""
+    from snncompile.artifact import read_artifact
+
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if output is not None and Path(output).suffix != ".npz":
+        raise UsageError(f"-o must name an .npz file, got {output}")
+    art = read_artifact(artifact)
+    net = art.netlist
+    if isinstance(inputs, np.ndarray):
+        from snncompile.compiler import check_inputs
+
+        x, labels = check_inputs(inputs, net.input.size, what="inputs"), None
+    else:
+        x, labels = load_inputs(inputs, net.input.size)
+    if steps is not None:
+        if not 0 < steps <= x.shape[1]:
+            raise UsageError(f"--steps must be in [1, {x.shape[1]}], got {steps}")
+        x = x[:, :steps]
+    start = time.perf_counter()
+    result = _run(net, x, backend)
+    seconds = time.perf_counter() - start
+    predictions = result.logits.argmax(axis=1)
+    summary = SimulationSummary(
+        artifact=str(artifact),
+        backend=backend,
+        n=int(x.shape[0]),
+        steps=int(x.shape[1]),
+        latency=net.output_latency,
+        predictions=[int(p) for p in predictions],
+        spike_rates=dict(result.spike_rates),
+        saturation_events=dict(result.events),
+        steps_per_second=result.steps / seconds if seconds > 0 else float("inf"),
+        seconds=seconds,
+        accuracy=None if labels is None else float(np.mean(predictions == labels)),
+    )
+    if output is not None:
+        out = Path(output)
+        _write_npz(
+            out,
+            {
+                "logits": result.logits,
+                "predictions": predictions,
+                "readout": result.readout,
+            },
+        )
+        summary.output = str(out)
+    return summary

@@ -1,0 +1,111 @@
+"""`snncompile simulate`: runs an artifact without torch, validates inputs, writes outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snncompile.artifact import write_artifact
+from snncompile.cli import main
+from snncompile.compiler import compile_model
+from snncompile.data import load_task
+from snncompile.reference.simulator import simulate
+
+CHECKPOINT = Path(__file__).parents[1] / "examples" / "checkpoints" / "spike-ssm-sdigits.pt"
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_artifact(compile_model(CHECKPOINT), tmp_path_factory.mktemp("a") / "m.ref")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    task = load_task("sdigits")
+    path = tmp_path_factory.mktemp("x") / "x.npz"
+    np.savez(path, x=task.test.inputs[:12], y=task.test.labels[:12])
+    return path
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def test_simulate_writes_what_the_reference_computes(artifact, inputs, tmp_path, capsys):
+    out = tmp_path / "out.npz"
+    code, text, _ = _run(capsys, "simulate", str(artifact), "--input", str(inputs), "-o", str(out))
+    assert code == 0 and "predictions" in text and "accuracy" in text
+    got = np.load(out)
+    x = np.load(inputs)["x"].astype(np.float64)
+    want = simulate(compile_model(CHECKPOINT).netlist, x)
+    assert np.array_equal(got["readout"], want.readout)
+    assert np.array_equal(got["predictions"], want.logits.argmax(1))
+
+
+def test_simulate_json_one_sequence_and_steps(artifact, tmp_path, capsys):
+    one = tmp_path / "one.npy"
+    np.save(one, load_task("sdigits").test.inputs[0])  # (steps, inputs): one sequence
+    code, text, _ = _run(
+        capsys, "simulate", str(artifact), "--input", str(one), "--steps", "32", "--json"
+    )
+    summary = json.loads(text)
+    assert code == 0 and summary["n"] == 1 and summary["steps"] == 32
+    assert set(summary["spike_rates"]) == {"blocks.0.act", "blocks.1.act"}
+
+
+def test_simulate_does_not_import_torch(artifact, inputs, tmp_path):
+    script = (
+        "import sys\n"
+        "from snncompile.cli import main\n"
+        "try:\n"
+        f"    main(['simulate', {str(artifact)!r}, '--input', {str(inputs)!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_tampered_artifact_is_refused(artifact, inputs, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy.ref"
+    shutil.copytree(artifact, copy)
+    with (copy / "netlist.npz").open("r+b") as f:
+        f.seek(200)
+        f.write(b"\x00\x01\x02")
+    code, _, err = _run(capsys, "simulate", str(copy), "--input", str(inputs))
+    assert code == 6 and "netlist.npz" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "message"),
+    [
+        (np.zeros((2, 8, 3)), 2, "shape (batch, steps, 1)"),
+        (np.array([["a", "b"]]), 2, "real numeric"),
+        (np.full((1, 8, 1), np.nan), 2, "NaN"),
+    ],
+)
+def test_bad_inputs_are_refused(artifact, tmp_path, capsys, content, code, message):
+    path = tmp_path / "bad.npy"
+    np.save(path, content)
+    out = tmp_path / "out.npz"
+    got, _, err = _run(capsys, "simulate", str(artifact), "--input", str(path), "-o", str(out))
+    assert got == code and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_bad_steps_and_output_name(artifact, inputs, capsys):
+    code, _, err = _run(capsys, "simulate", str(artifact), "--input", str(inputs), "--steps", "0")
+    assert code == 2 and "--steps" in err
+    code, _, err = _run(capsys, "simulate", str(artifact), "--input", str(inputs), "-o", "x.txt")
+    assert code == 2 and ".npz" in err
