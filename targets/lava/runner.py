@@ -12,16 +12,26 @@ the readout state and the event counters are read once with Var.get at the end.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from snncompile.errors import UsageError
+from snncompile.errors import SnnCompileError, UsageError
 from snncompile.ir.netlist import Netlist
 from snncompile.reference.kinds import Events
 from snncompile.reference.simulator import SimResult, encode_input
 from snncompile.targets.lava.builder import SOURCE_KINDS, LavaNetwork, build_network, require_lava
+
+# Seconds without any message from Lava after which a run counts as hung. A step of the
+# bundled models takes milliseconds; Lava deadlocks when one of its own processes fails.
+STALL_SECONDS = 120.0
+
+
+class LavaStalledError(SnnCompileError):
+    """Lava stopped sending without reporting an error; its processes were terminated."""
 
 
 def run_lava(
@@ -83,7 +93,7 @@ def _run_once(net: Netlist, x: np.ndarray, recorded: list[str]) -> SimResult:
         select_tag=tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel}
     )
     received = {id(port): np.zeros((lava.steps, port.shape[0])) for port, _ in readers.values()}
-    root = lava.root
+    root, failed = lava.root, False
     try:
         root.run(RunSteps(num_steps=lava.steps, blocking=False), run_cfg=config)
         runtime = root.runtime
@@ -96,8 +106,11 @@ def _run_once(net: Netlist, x: np.ndarray, recorded: list[str]) -> SimResult:
         readout = lava.compartments[net.readout.name].acc.get()
         for name, proc in lava.counters.items():
             events.add(name, int(proc.events.get()[0]))
+    except (LavaStalledError, RuntimeError):
+        failed = True
+        raise
     finally:
-        root.stop()
+        _stop(root, failed)
 
     dtype = np.int64 if net.numeric == "int" else np.float64
     traces = _traces(lava, readers, received, dtype)
@@ -130,18 +143,63 @@ def _attach_extractors(lava: LavaNetwork, recorded: list[str], extractor_cls: An
 
 
 def _receive(extractor: Any, runtime: Any) -> np.ndarray:
-    """The extractor's next message; raises instead of blocking forever if Lava ended."""
-    from lava.magma.compiler.channels.pypychannel import CspSelector
-
+    """The extractor's next message. Raises instead of blocking forever when Lava
+    reported an error (RuntimeError from Lava) or stalled (LavaStalledError)."""
     port = extractor.out_port.external_pipe_csp_recv_port
+    services = list(runtime.service_to_runtime)
     if not port.probe():
-        # Wake on data or on a message from the runtime services (done or error).
-        services = [(p, lambda: None) for p in runtime.service_to_runtime]
-        CspSelector().select((port, lambda: None), *services)
+        _wait_for_any([port, *services], STALL_SECONDS)
         if not port.probe():
-            runtime.wait()  # raises RuntimeError naming the processes that failed
-            raise RuntimeError("Lava stopped before every step was received")
+            runtime.wait()  # raises RuntimeError naming how many processes failed
+            raise RuntimeError("Lava ended the run before every step was received")
     return port.recv()
+
+
+def _wait_for_any(ports: list[Any], timeout: float) -> None:
+    """Block until one of Lava's receive ports holds a message (CspSelector with a timeout).
+
+    The ports' `observer` hook is what Lava's own CspSelector uses to be woken up.
+    """
+    ready = threading.Condition()
+
+    def wake() -> None:
+        with ready:
+            ready.notify_all()
+
+    for port in ports:
+        port.observer = wake
+    try:
+        with ready:
+            deadline = time.monotonic() + timeout
+            while not any(port.probe() for port in ports):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LavaStalledError(
+                        f"Lava sent nothing for {timeout:.0f} s (a process may have failed "
+                        "without reporting it); the run was aborted"
+                    )
+                ready.wait(timeout=min(left, 1.0))
+    finally:
+        for port in ports:
+            port.observer = None
+
+
+def _stop(root: Any, failed: bool) -> None:
+    """Stop Lava's runtime on success and on error.
+
+    After an error Lava's runtime service has already exited (or hangs), and
+    Runtime.stop() would wait forever for its answer: end the OS processes this run
+    started that are still alive, then let stop() release the shared memory.
+    """
+    runtime = root.runtime
+    if runtime is None:
+        return
+    if failed:
+        for actor in runtime._messaging_infrastructure.actors:
+            if not actor._is_done and actor.is_alive():
+                actor.terminate()
+        runtime._is_started = False
+    root.stop()
 
 
 def _traces(lava: LavaNetwork, readers: dict, received: dict, dtype: type) -> dict:

@@ -41,6 +41,23 @@ def _floor_shift(x: np.ndarray, e: int) -> np.ndarray:
     return x << e if e >= 0 else x >> -e
 
 
+def _step_and_send(model, a: np.ndarray) -> None:
+    """model.step(a), sent on s_out if the kind sends.
+
+    If step raises, zeros still go out before the error propagates: Lava's runtime
+    service waits for every process to finish the step, and a process waiting for this
+    one's message would never finish, so the error would hang the run instead of ending it.
+    """
+    try:
+        out = model.step(a)
+    except Exception:
+        if hasattr(model, "s_out") and model.s_out is not None:
+            model.s_out.send(np.zeros(model.s_out.shape))
+        raise
+    if out is not None:
+        model.s_out.send(out)
+
+
 class _Counting:
     """Mixin: symmetric saturation that counts the values it changed in `events`."""
 
@@ -188,9 +205,7 @@ class _FixedModel(PyLoihiProcessModel, _Counting):
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def run_spk(self) -> None:
-        out = self.step(self.a_in.recv().astype(np.int64))
-        if out is not None:
-            self.s_out.send(out)
+        _step_and_send(self, self.a_in.recv().astype(np.int64))
 
     def step(self, a: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
@@ -322,9 +337,7 @@ class _FloatModel(PyLoihiProcessModel):
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def run_spk(self) -> None:
-        out = self.step(self.a_in.recv().astype(np.float64))
-        if out is not None:
-            self.s_out.send(out)
+        _step_and_send(self, self.a_in.recv().astype(np.float64))
 
     def step(self, a: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
