@@ -111,7 +111,23 @@ def build_network(net: Netlist, data: np.ndarray) -> LavaNetwork:
     for syn in net.synapses:
         port, offset = _tap(lava, taps, syn)
         _connect(lava, syn, port, offset)
+    _reach_everything(lava)
     return lava
+
+
+def _reach_everything(lava: LavaNetwork) -> None:
+    """Lava runs the processes connected to the one it is started from: join a population
+    that no synapse links to the sources through a zero-weight Dense, so it runs too."""
+    from lava.magma.compiler.compiler_graphs import find_processes
+    from lava.proc.dense.process import Dense
+
+    reached = set(find_processes(lava.bank))
+    for proc in lava.compartments.values():
+        if proc not in reached:
+            zero = Dense(weights=np.zeros((proc.a_in.shape[0], lava.bank.s_out.shape[0])))
+            lava.bank.s_out.connect(zero.s_in)
+            zero.a_out.connect(proc.a_in)
+            reached |= set(find_processes(lava.bank))
 
 
 # ---- sources and delays ------------------------------------------------------------

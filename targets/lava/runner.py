@@ -208,9 +208,15 @@ def _traces(lava: LavaNetwork, readers: dict, received: dict, dtype: type) -> di
     traces = {}
     for name, (port, _) in readers.items():
         pop = lava.net.population(name)
-        rows = received[id(port)][latency[name] : latency[name] + lava.length]
         if pop.kind in SOURCE_KINDS:
-            rows = rows[:, lava.bank_columns[(name, 0)]]
+            columns = lava.bank_columns[(name, 0)]
+        else:
+            columns = slice(None)
+        # A population later than the readout is cut off at the last step, as in the
+        # reference: its remaining model steps stay zero.
+        rows = np.zeros((lava.length, lava.batch * pop.size))
+        available = received[id(port)][latency[name] : latency[name] + lava.length, columns]
+        rows[: len(available)] = available
         trace = rows.reshape(lava.length, lava.batch, pop.size).transpose(1, 0, 2)
         traces[name] = trace.astype(dtype)
     return traces
