@@ -222,17 +222,34 @@ def test_lif_thresholds_and_24_bit_limits():
     limit = pop("limit", "lif", 4, du=4095, dv=0, vth=2**17 - 1)
     leaky = pop("leaky", "lif", 2, du=0, dv=0, vth=0)
     mid = pop("mid", "lif", 2, du=2000, dv=300, vth=1000)
+    # One impulse whose current halves each step: v crosses 114640 << 6 at step 2 only
+    # with du = 2048 exactly (du = 2049 stays 1023 below).
+    decay = pop("decay", "lif", 1, du=2048, dv=0, vth=114640)
     x = np.array(
         [
-            [10, 11, 9, 2**17, 2**17 + 1, -(2**17), -(2**17) - 1, 2**17, -(2**17), 1000, 1001],
-            [10, 0, 1, 2**17, 2**17 + 1, -(2**17), -(2**17) - 1, 2**17, -(2**17), 0, 2000],
-            [0, 10, 10, 0, 0, 2**17, 1, -(2**17), 2**17, -1000, 5],
-            [11, 10, 0, -5, 5, 7, 2**16, -(2**16), 3, 1000, 1000],
+            [
+                10,
+                11,
+                9,
+                2**17,
+                2**17 + 1,
+                -(2**17),
+                -(2**17) - 1,
+                2**17,
+                -(2**17),
+                1000,
+                1001,
+                2**16,
+            ],
+            [10, 0, 1, 2**17, 2**17 + 1, -(2**17), -(2**17) - 1, 2**17, -(2**17), 0, 2000, 0],
+            [0, 10, 10, 0, 0, 2**17, 1, -(2**17), 2**17, -1000, 5, 0],
+            [11, 10, 0, -5, 5, 7, 2**16, -(2**16), 3, 1000, 1000, 0],
         ],
         dtype=float,
     )[None]
-    expected, _ = check(side_by_side([exact, limit, leaky, mid]), x)
+    expected, _ = check(side_by_side([exact, limit, leaky, mid, decay]), x)
     assert expected.traces["exact"][0, 0].tolist() == [0, 1, 0]
+    assert expected.traces["decay"][0, :, 0].tolist() == [0, 0, 1, 0]
     assert expected.events.get("limit", 0) > 0  # u wrapped or v saturated
 
 
