@@ -381,6 +381,8 @@ def _synapse(draw, name: str, src: Population, dst: Population, fan: int) -> Syn
     weight = np.array(
         draw(st.lists(entry, min_size=shape[0] * shape[1], max_size=shape[0] * shape[1]))
     )
+    if weight.max() <= 0:
+        weight = np.maximum(weight, -255)  # -256 exists on the mixed-sign grid only
     exp = draw(st.integers(-8, 3))
     if dst.kind == "lif":
         # Lava's LIF adds its input in int32 (docs/targets.md); with |a| <= 2^17 nothing
