@@ -9,7 +9,8 @@ process, alternating, after a warm-up; tables report medians. Steps are network 
 time of RunSteps alone and "end to end" adds building, compiling, starting and stopping
 the processes (what run_lava costs). The hand-built network is what a Lava user would
 write for the same sizes: the same RingBuffer and Dense/Sparse matrices, a Lava LIF for
-each population (as wide as its input) and DelayDense for delayed synapses.
+each population (as wide as its input) and DelayDense for delayed synapses; a second
+variant drops the delays (plain Dense everywhere) as a lower bound for these sizes.
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ def _ours(net: Netlist, x: np.ndarray) -> Callable[[], object]:
     return lambda: build_network(net, encode_input(net, x)).root
 
 
-def _hand_built(net: Netlist, x: np.ndarray) -> Callable[[], object]:
-    """The same sizes with Lava's own processes only (see the module docstring)."""
+def _hand_built(net: Netlist, x: np.ndarray, delays: bool = True) -> Callable[[], object]:
+    """The same sizes with Lava's own processes only (see the module docstring); with
+    delays=False every synapse is a plain Dense/Sparse (fewer, cheaper processes, wrong
+    timing: a lower bound on what Lava needs for these sizes)."""
 
     def build() -> object:
         from lava.proc.dense.process import DelayDense, Dense
@@ -119,7 +122,7 @@ def _hand_built(net: Netlist, x: np.ndarray) -> Callable[[], object]:
                 format="csr",
             )
             options = dict(weight_exp=syn.weight_exp, num_message_bits=24)
-            if syn.delay:
+            if syn.delay and delays:
                 conn = DelayDense(weights=weight.toarray(), delays=syn.delay, **options)
             elif batch == 1 and not sparse.issparse(syn.weight):
                 conn = Dense(weights=weight.toarray(), **options)
@@ -186,6 +189,7 @@ def main() -> None:
         networks = {
             "ours (snncompile.targets.lava)": _ours(net, x),
             "hand-built (LIF, Dense/Sparse, DelayDense)": _hand_built(net, x),
+            "hand-built, delays dropped (LIF, Dense/Sparse)": _hand_built(net, x, delays=False),
         }
         runs: dict[str, list] = {label: [] for label in networks}
         for _ in range(args.repeats):  # alternate, so load changes hit both alike
