@@ -125,6 +125,28 @@ def test_latency_alignment_and_delays():
     assert actual.steps == 4 + net.output_latency
 
 
+def test_unconnected_population_and_one_later_than_the_readout():
+    """A population no synapse reaches still runs (it sends zeros); one whose latency
+    exceeds the readout's is cut at the last step, as in the reference."""
+    pops = (
+        Population("in", "input", 1),
+        pop("alone", "heaviside", 2),
+        pop("a", "accumulator", 1),
+        pop("b", "accumulator", 1),
+        pop("c", "accumulator", 1),
+        Population("out", "readout", 1, attrs={"mode": "last"}),
+    )
+    syns = (
+        Synapse("in->a", "in", "a", np.array([[1.0]])),
+        Synapse("a->b", "a", "b", np.array([[1.0]])),
+        Synapse("b->c", "b", "c", np.array([[1.0]]), delay=1),
+        Synapse("in->out", "in", "out", np.array([[1.0]])),
+    )
+    net = Netlist(pops, syns, numeric="int")
+    expected, _ = check(net, np.array([[[1.0], [2.0], [3.0]]]))
+    assert expected.traces["c"][0, :, 0].tolist() == [0, 0, 0]
+
+
 def test_synapse_int32_wrap_exponent_and_fan_in():
     """int32 wrap before the exponent; a positive exponent past int32 (Shift stage);
     two synapses whose sum passes int32 (exact int64 in-port); spikes with a large

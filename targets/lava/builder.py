@@ -38,6 +38,13 @@ INT32_LIMIT = 1 << 31
 SOURCE_KINDS = ("input", "bias")
 
 
+def _processes():
+    """Our Lava Processes (imported on use: the module needs Lava)."""
+    from snncompile.targets.lava.processes import compartments
+
+    return compartments
+
+
 def require_lava() -> None:
     """Raise MissingDependencyError unless Lava (lava-nc 0.10.0) imports."""
     try:
@@ -171,10 +178,10 @@ def _source_bank(
 
 
 def _delay_line(proc: Any, pop: Population, ds: list[int], batch: int) -> tuple[Any, list[int]]:
-    from snncompile.targets.lava.processes.compartments import DelayLine
-
     positive = [d for d in ds if d > 0]
-    line = DelayLine(size=batch * pop.size, delays=tuple(positive), name=f"{pop.name}.delay")
+    line = _processes().DelayLine(
+        size=batch * pop.size, delays=tuple(positive), name=f"{pop.name}.delay"
+    )
     proc.s_out.connect(line.a_in)
     return line, positive
 
@@ -228,8 +235,6 @@ def _connect(lava: LavaNetwork, syn: Synapse, port: Any, offset: int) -> None:
     from lava.proc.dense.process import Dense
     from lava.proc.sparse.process import Sparse
 
-    from snncompile.targets.lava.processes.compartments import Shift
-
     net, batch = lava.net, lava.batch
     src, dst = net.population(syn.src), net.population(syn.dst)
     weight = _replicate(syn, dst, batch)
@@ -259,7 +264,7 @@ def _connect(lava: LavaNetwork, syn: Synapse, port: Any, offset: int) -> None:
     port.connect(conn.s_in)
     out = conn.a_out
     if shift is not None:
-        stage = Shift(size=weight.shape[0], exp=shift, name=f"{syn.name}.shift")
+        stage = _processes().Shift(size=weight.shape[0], exp=shift, name=f"{syn.name}.shift")
         out.connect(stage.a_in)
         out = stage.s_out
     out.connect(lava.compartments[syn.dst].a_in)
@@ -277,23 +282,17 @@ def _widths(net: Netlist) -> dict[str, int]:
 
 
 def _accumulator(pop: Population, net: Netlist, batch: int) -> Any:
-    from snncompile.targets.lava.processes.compartments import Accumulator
-
-    return Accumulator(size=batch * pop.size, name=pop.name, **_widths(net))
+    return _processes().Accumulator(size=batch * pop.size, name=pop.name, **_widths(net))
 
 
 def _heaviside(pop: Population, net: Netlist, batch: int) -> Any:
-    from snncompile.targets.lava.processes.compartments import Heaviside
-
-    return Heaviside(size=batch * pop.size, name=pop.name, **_widths(net))
+    return _processes().Heaviside(size=batch * pop.size, name=pop.name, **_widths(net))
 
 
 def _ssm(pop: Population, net: Netlist, batch: int) -> Any:
-    from snncompile.targets.lava.processes.compartments import Ssm
-
     suffix = "_q" if net.numeric == "int" else ""
     coeffs = {k: _tile(pop, k + suffix, batch) for k in ("a_re", "a_im", "b_re", "b_im")}
-    return Ssm(
+    return _processes().Ssm(
         size=batch * pop.size,
         frac_bits=net.formats.ssm_frac_bits,
         name=pop.name,
@@ -303,10 +302,8 @@ def _ssm(pop: Population, net: Netlist, batch: int) -> Any:
 
 
 def _reset_refractory(pop: Population, net: Netlist, batch: int) -> Any:
-    from snncompile.targets.lava.processes.compartments import ResetRefractory
-
     decay = _tile(pop, "decay", batch) if net.numeric == "int" else 1.0 - _tile(pop, "beta", batch)
-    return ResetRefractory(
+    return _processes().ResetRefractory(
         size=batch * pop.size,
         decay=decay,
         theta=_tile(pop, "theta", batch),
@@ -317,13 +314,11 @@ def _reset_refractory(pop: Population, net: Netlist, batch: int) -> Any:
 
 
 def _glu(pop: Population, net: Netlist, batch: int) -> Any:
-    from snncompile.targets.lava.processes.compartments import Glu
-
     gate = pop.attrs.get("gate", "sigmoid")
     if net.numeric != "int":
-        return Glu(size=batch * pop.size, gate=gate, name=pop.name, **_widths(net))
+        return _processes().Glu(size=batch * pop.size, gate=gate, name=pop.name, **_widths(net))
     p = pop.params
-    return Glu(
+    return _processes().Glu(
         size=batch * pop.size,
         pwl_x0=int(p["pwl_x0"]),
         pwl_shift=int(p["pwl_shift"]),
@@ -337,10 +332,8 @@ def _glu(pop: Population, net: Netlist, batch: int) -> Any:
 
 def _lif(pop: Population, net: Netlist, batch: int) -> Any:
     if net.numeric != "int":
-        from snncompile.targets.lava.processes.compartments import FloatLif
-
         p = pop.params
-        return FloatLif(
+        return _processes().FloatLif(
             size=batch * pop.size, tau=float(p["tau"]), vth=float(p["vth"]), name=pop.name
         )
     from lava.proc.lif.process import LIF
@@ -350,9 +343,9 @@ def _lif(pop: Population, net: Netlist, batch: int) -> Any:
 
 
 def _readout(pop: Population, net: Netlist, batch: int) -> Any:
-    from snncompile.targets.lava.processes.compartments import Readout
-
-    return Readout(size=batch * pop.size, mode=pop.attrs["mode"], name=pop.name, **_widths(net))
+    return _processes().Readout(
+        size=batch * pop.size, mode=pop.attrs["mode"], name=pop.name, **_widths(net)
+    )
 
 
 _BUILDERS = {
