@@ -146,12 +146,13 @@ def _receive(extractor: Any, runtime: Any) -> np.ndarray:
     """The extractor's next message. Raises instead of blocking forever when Lava
     reported an error (RuntimeError from Lava) or stalled (LavaStalledError)."""
     port = extractor.out_port.external_pipe_csp_recv_port
-    services = list(runtime.service_to_runtime)
     if not port.probe():
-        _wait_for_any([port, *services], STALL_SECONDS)
+        _wait_for_any([port, *runtime.service_to_runtime], STALL_SECONDS)
         if not port.probe():
-            runtime.wait()  # raises RuntimeError naming how many processes failed
-            raise RuntimeError("Lava ended the run before every step was received")
+            # The runtime answered first: an error (wait() raises it), or the run's end,
+            # which can overtake the last messages still being queued for this port.
+            runtime.wait()
+            _wait_for_any([port], STALL_SECONDS)
     return port.recv()
 
 
