@@ -143,8 +143,8 @@ def _attach_extractors(lava: LavaNetwork, recorded: list[str], extractor_cls: An
 
 
 def _receive(extractor: Any, runtime: Any) -> np.ndarray:
-    """The extractor's next message. Raises instead of blocking forever when Lava
-    reported an error (RuntimeError from Lava) or stalled (LavaStalledError)."""
+    """extractor.receive() (its next message, FIFO), once that cannot block forever:
+    raises when Lava reported an error (RuntimeError) or stalled (LavaStalledError)."""
     port = extractor.out_port.external_pipe_csp_recv_port
     if not port.probe():
         _wait_for_any([port, *runtime.service_to_runtime], STALL_SECONDS)
@@ -153,7 +153,7 @@ def _receive(extractor: Any, runtime: Any) -> np.ndarray:
             # which can overtake the last messages still being queued for this port.
             runtime.wait()
             _wait_for_any([port], STALL_SECONDS)
-    return port.recv()
+    return extractor.receive()
 
 
 def _wait_for_any(ports: list[Any], timeout: float) -> None:
