@@ -2,9 +2,9 @@
 
 Each kind has a `fixed_pt` model, an independent transcription of docs/numerics.md in
 int64 numpy (tests compare it with snncompile.reference), and a `floating_pt` model
-with the float64 semantics. Lava finds a ProcessModel by scanning the module of its
-Process, so every model sits beside its Process here; Lava also re-executes this file
-for every Process it compiles, so it imports nothing but numpy and Lava.
+with the float64 semantics. Lava finds a ProcessModel by scanning the folder of its
+Process's module, so every model sits beside its Process here; Lava also re-executes
+this file for every Process it compiles, so it imports nothing but numpy and Lava.
 
 Ports: in-ports are declared int64, because Lava sums the messages of several
 connections into one in-port with numpy promotion starting from the in-port's dtype
@@ -12,8 +12,9 @@ connections into one in-port with numpy promotion starting from the in-port's dt
 messages leave on int32 out-ports, the width of Lava's Dense. Every clip that changes
 a value adds one to the process's `events` Var, which the runner reads at the end.
 
-Parameters shared by all compartments are Vars named as in the netlist; in float mode
-a Var holds the float parameter of the same role (noted per Process).
+Parameters are Vars named as in the netlist (without the `_q` suffix); in float mode a
+Var holds the float parameter of the same role, as noted per Process (like Lava's LIF,
+whose du and dv mean different things in its float and fixed-point models).
 """
 
 import numpy as np
