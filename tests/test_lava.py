@@ -291,6 +291,14 @@ def test_heaviside_accumulator_and_readout_saturation():
     assert expected.events["acc"] == 6 and expected.events["out"] > 0
     last = side_by_side([pop("acc", "accumulator", 1)], mode="last")
     check(last, np.array([[[3.0], [-MAX24], [4.0]]]))
+    # 6-bit weights (Lava's num_weight_bits): the mixed-sign grid steps by 8.
+    six = Formats(weight_bits=6)
+    pops = (Population("in", "input", 2), pop("acc", "accumulator", 2), *last.populations[-1:])
+    syns = (
+        Synapse("in->acc", "in", "acc", np.array([[248.0, -256.0], [-8.0, 16.0]]), weight_exp=-2),
+        Synapse("acc->out", "acc", "out", np.array([[4.0, 4.0]]), weight_exp=-2),
+    )
+    check(Netlist(pops, syns, numeric="int", formats=six), np.array([[[MAX24, 5], [-7, 3]]]))
 
 
 def test_glu_table_knots_and_saturation():
