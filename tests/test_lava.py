@@ -18,10 +18,8 @@ from trace_compare import assert_traces_equal, first_divergence
 from snncompile.errors import MissingDependencyError, UnsupportedError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.reference.simulator import simulate
-
-lava_target = pytest.importorskip("snncompile.targets.lava")
-from snncompile.targets.lava import builder, run_lava  # noqa: E402
-from snncompile.targets.lava.builder import needs_shift_stage  # noqa: E402
+from snncompile.targets.lava import builder, run_lava
+from snncompile.targets.lava.builder import needs_shift_stage
 
 MAX24 = 2**23 - 1
 FMT = Formats()
@@ -120,7 +118,7 @@ def test_latency_alignment_and_delays():
     )
     net = Netlist(pops, syns, numeric="int")
     x = np.array([[[-3.0], [5.0], [0.0], [9.0]], [[1.0], [2.0], [3.0], [4.0]]])
-    _, actual = check(net, x)
+    _, actual = check(net, x, batch_size=1)  # two Lava runs of one sample, concatenated
     assert actual.traces["sum"][0, :, 0].tolist() == [-5 - 3 + 14, 7 + 5 + 14, 14, 13 + 9 + 14]
     assert actual.steps == 4 + net.output_latency
 
