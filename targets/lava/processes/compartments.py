@@ -1,0 +1,449 @@
+"""Lava Processes and ProcessModels for the compartment kinds Lava lacks.
+
+Each kind has a `fixed_pt` model, an independent transcription of docs/numerics.md in
+int64 numpy (tests compare it with snncompile.reference), and a `floating_pt` model
+with the float64 semantics. Lava finds a ProcessModel by scanning the folder of its
+Process's module, so every model sits beside its Process here; Lava also re-executes
+this file for every Process it compiles, so it imports nothing but numpy and Lava.
+
+Ports: in-ports are declared int64, because Lava sums the messages of several
+connections into one in-port with numpy promotion starting from the in-port's dtype
+(an int32 in-port wraps that sum, an int64 one keeps it exact as numerics.md says);
+messages leave on int32 out-ports, the width of Lava's Dense. Every clip that changes
+a value adds one to the process's `events` Var, which the runner reads at the end.
+
+Parameters are Vars named as in the netlist (without the `_q` suffix); in float mode a
+Var holds the float parameter of the same role, as noted per Process (like Lava's LIF,
+whose du and dv mean different things in its float and fixed-point models).
+"""
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+# ---- integer helpers (docs/numerics.md notation) ----------------------------------
+
+
+def _tz(x: np.ndarray, n: int) -> np.ndarray:
+    """x / 2**n rounded toward zero; a left shift for n < 0."""
+    if n < 0:
+        return x << -n
+    return np.sign(x) * (np.abs(x) >> n)
+
+
+def _floor_shift(x: np.ndarray, e: int) -> np.ndarray:
+    return x << e if e >= 0 else x >> -e
+
+
+def _step_and_send(model, a: np.ndarray) -> None:
+    """model.step(a), sent on s_out if the kind sends.
+
+    If step raises, zeros still go out before the error propagates: Lava's runtime
+    service waits for every process to finish the step, and a process waiting for this
+    one's message would never finish, so the error would hang the run instead of ending it.
+    """
+    try:
+        out = model.step(a)
+    except Exception:
+        if hasattr(model, "s_out") and model.s_out is not None:
+            model.s_out.send(np.zeros(model.s_out.shape))
+        raise
+    if out is not None:
+        model.s_out.send(out)
+
+
+class _Counting:
+    """Mixin: symmetric saturation that counts the values it changed in `events`."""
+
+    events: np.ndarray
+
+    def _sat(self, x: np.ndarray, bits: int) -> np.ndarray:
+        limit = (1 << (bits - 1)) - 1
+        clipped = np.clip(x, -limit, limit)
+        self.events[0] += np.count_nonzero(clipped != x)
+        return clipped
+
+
+# ---- Processes ---------------------------------------------------------------------
+
+
+class _Compartment(AbstractProcess):
+    """`size` compartments; a_in has input_factor * size entries; s_out has size."""
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        input_factor: int = 1,
+        sends: bool = True,
+        state_bits: int = 24,
+        message_bits: int = 24,
+        name: str | None = None,
+        **params,
+    ) -> None:
+        super().__init__(
+            size=size, state_bits=state_bits, message_bits=message_bits, name=name, **params
+        )
+        self.a_in = InPort(shape=(input_factor * size,))
+        if sends:
+            self.s_out = OutPort(shape=(size,))
+        self.events = Var(shape=(1,), init=0)
+
+
+class Accumulator(_Compartment):
+    """Graded relay: out = sat_G(a)."""
+
+
+class Heaviside(_Compartment):
+    """Stateless spike: out = [a > 0]."""
+
+
+class Ssm(_Compartment):
+    """Complex resonator z' = a z + b x, out = Re z'. a_*, b_*: Q(frac_bits) ints, or floats."""
+
+    def __init__(self, *, size: int, a_re, a_im, b_re, b_im, frac_bits: int = 16, **kw) -> None:
+        super().__init__(size=size, frac_bits=frac_bits, **kw)
+        self.a_re = Var(shape=(size,), init=a_re)
+        self.a_im = Var(shape=(size,), init=a_im)
+        self.b_re = Var(shape=(size,), init=b_re)
+        self.b_im = Var(shape=(size,), init=b_im)
+        self.re = Var(shape=(size,), init=0)
+        self.im = Var(shape=(size,), init=0)
+
+
+class ResetRefractory(_Compartment):
+    """SPikE-SSM neuron. `decay`: in 1/4096 units (fixed_pt), or the float 1 - beta."""
+
+    def __init__(self, *, size: int, decay, theta, rho, **kw) -> None:
+        super().__init__(size=size, **kw)
+        self.decay = Var(shape=(size,), init=decay)
+        self.theta = Var(shape=(size,), init=theta)
+        self.rho = Var(shape=(size,), init=rho)
+        self.v = Var(shape=(size,), init=0)
+
+
+class Glu(_Compartment):
+    """a0 * gate(a1) on the two-part input [a0; a1]: a PWL table in Q12 (fixed_pt) or
+    the exact gate named by `gate` ("sigmoid" or "hard-sigmoid", floating_pt)."""
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        pwl_x0: int = 0,
+        pwl_shift: int = 0,
+        table=(0, 0),
+        out_shift: int = 0,
+        gate: str = "sigmoid",
+        **kw,
+    ) -> None:
+        super().__init__(size=size, input_factor=2, gate=gate, **kw)
+        self.pwl_x0 = Var(shape=(1,), init=pwl_x0)
+        self.pwl_shift = Var(shape=(1,), init=pwl_shift)
+        self.table = Var(shape=(len(table),), init=np.asarray(table))
+        self.out_shift = Var(shape=(1,), init=out_shift)
+
+
+class Readout(_Compartment):
+    """acc' = sat_S(acc + a) (mode "mean") or sat_S(a) (mode "last"); sends nothing."""
+
+    def __init__(self, *, size: int, mode: str, **kw) -> None:
+        super().__init__(size=size, sends=False, mode=mode, **kw)
+        self.acc = Var(shape=(size,), init=0)
+
+
+class FloatLif(_Compartment):
+    """The float64 lif of numerics.md: v' = tau v + a, spike where v' >= vth, reset to 0.
+
+    Lava's own LIF float model tests `v > vth`; the integer netlist uses Lava's LIF.
+    """
+
+    def __init__(self, *, size: int, tau: float, vth: float, **kw) -> None:
+        super().__init__(size=size, **kw)
+        self.tau = Var(shape=(1,), init=tau)
+        self.vth = Var(shape=(1,), init=vth)
+        self.v = Var(shape=(size,), init=0)
+
+
+class DelayLine(AbstractProcess):
+    """Sends [m(t - d) for d in delays] (concatenated) for the messages m it receives.
+
+    Connected straight to a population's out-port (no latency) and followed by a Dense,
+    a tap with delay d gives a synapse the latency 1 + d that numerics.md specifies,
+    with Dense's arithmetic unchanged.
+    """
+
+    def __init__(self, *, size: int, delays: tuple[int, ...], name: str | None = None) -> None:
+        super().__init__(size=size, delays=tuple(delays), name=name)
+        self.a_in = InPort(shape=(size,))
+        self.s_out = OutPort(shape=(size * len(delays),))
+        self.history = Var(shape=(max(delays), size), init=0)
+
+
+class Shift(AbstractProcess):
+    """out = a << exp on an int64 out-port: the exponent of a synapse whose shifted sum
+    may leave int32, where Lava's Dense would wrap it (see docs/targets.md)."""
+
+    def __init__(self, *, size: int, exp: int, name: str | None = None) -> None:
+        super().__init__(size=size, exp=exp, name=name)
+        self.a_in = InPort(shape=(size,))
+        self.s_out = OutPort(shape=(size,))
+
+
+# ---- fixed_pt models ---------------------------------------------------------------
+
+
+class _FixedModel(PyLoihiProcessModel, _Counting):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
+    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def run_spk(self) -> None:
+        _step_and_send(self, self.a_in.recv().astype(np.int64))
+
+    def step(self, a: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+
+@implements(proc=Accumulator, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyAccumulatorFixed(_FixedModel):
+    def step(self, a):
+        return self._sat(a, self.proc_params["message_bits"])
+
+
+@implements(proc=Heaviside, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyHeavisideFixed(_FixedModel):
+    def step(self, a):
+        return (a > 0).astype(np.int32)
+
+
+@implements(proc=Ssm, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySsmFixed(_FixedModel):
+    a_re: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    a_im: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    b_re: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    b_im: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    re: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    im: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def step(self, a):
+        frac, bits = self.proc_params["frac_bits"], self.proc_params["state_bits"]
+        # Both parts from the old state, each sum rounded once.
+        re = _tz(self.a_re * self.re - self.a_im * self.im + self.b_re * a, frac)
+        im = _tz(self.a_im * self.re + self.a_re * self.im + self.b_im * a, frac)
+        self.re[:] = self._sat(re, bits)
+        self.im[:] = self._sat(im, bits)
+        return self._sat(self.re, self.proc_params["message_bits"])
+
+
+@implements(proc=ResetRefractory, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyResetRefractoryFixed(_FixedModel):
+    decay: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    theta: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    rho: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def step(self, a):
+        bits = self.proc_params["state_bits"]
+        m = self._sat(_tz(self.v * (4096 - self.decay), 12) + a, bits)
+        spikes = m > self.theta
+        self.v[:] = self._sat(m - (self.theta + self.rho) * spikes, bits)
+        return spikes.astype(np.int32)
+
+
+@implements(proc=Glu, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyGluFixed(_FixedModel):
+    pwl_x0: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    pwl_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    table: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    out_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def step(self, a):
+        size, k = self.proc_params["size"], int(self.pwl_shift[0])
+        x = a[size:] - self.pwl_x0[0]
+        i = np.clip(x >> k, 0, self.table.size - 2)
+        f = np.clip(x - (i << k), 0, 1 << k)
+        gate_q12 = self.table[i] + _tz((self.table[i + 1] - self.table[i]) * f, k)
+        out = _tz(a[:size] * gate_q12, int(self.out_shift[0]))
+        return self._sat(out, self.proc_params["message_bits"])
+
+
+@implements(proc=Readout, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyReadoutFixed(_FixedModel):
+    s_out = None
+    acc: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def step(self, a):
+        total = self.acc + a if self.proc_params["mode"] == "mean" else a
+        self.acc[:] = self._sat(total, self.proc_params["state_bits"])
+        return None
+
+
+class _DelayLineModel(PyLoihiProcessModel):
+    """Undecorated: Lava's tags add up over inheritance, so each mode subclasses this."""
+
+    def run_spk(self) -> None:
+        # history[k] holds the message received k + 1 steps ago.
+        message = self.a_in.recv()
+        self.s_out.send(np.concatenate([self.history[d - 1] for d in self.proc_params["delays"]]))
+        self.history[1:] = self.history[:-1]
+        self.history[0] = message
+
+
+@implements(proc=DelayLine, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDelayLineFixed(_DelayLineModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
+    history: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+@implements(proc=Shift, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyShiftFixed(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=64)
+
+    def run_spk(self) -> None:
+        self.s_out.send(_floor_shift(self.a_in.recv().astype(np.int64), self.proc_params["exp"]))
+
+
+# ---- floating_pt models ------------------------------------------------------------
+
+
+class _FloatModel(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def run_spk(self) -> None:
+        _step_and_send(self, self.a_in.recv().astype(np.float64))
+
+    def step(self, a: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+
+@implements(proc=Accumulator, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyAccumulatorFloat(_FloatModel):
+    def step(self, a):
+        return a
+
+
+@implements(proc=Heaviside, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyHeavisideFloat(_FloatModel):
+    def step(self, a):
+        return (a > 0).astype(np.float64)
+
+
+@implements(proc=Ssm, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySsmFloat(_FloatModel):
+    a_re: np.ndarray = LavaPyType(np.ndarray, float)
+    a_im: np.ndarray = LavaPyType(np.ndarray, float)
+    b_re: np.ndarray = LavaPyType(np.ndarray, float)
+    b_im: np.ndarray = LavaPyType(np.ndarray, float)
+    re: np.ndarray = LavaPyType(np.ndarray, float)
+    im: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def step(self, a):
+        re = self.a_re * self.re - self.a_im * self.im + self.b_re * a
+        self.im[:] = self.a_im * self.re + self.a_re * self.im + self.b_im * a
+        self.re[:] = re
+        return self.re.copy()
+
+
+@implements(proc=ResetRefractory, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyResetRefractoryFloat(_FloatModel):
+    decay: np.ndarray = LavaPyType(np.ndarray, float)
+    theta: np.ndarray = LavaPyType(np.ndarray, float)
+    rho: np.ndarray = LavaPyType(np.ndarray, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def step(self, a):
+        m = (1.0 - self.decay) * self.v + a
+        spikes = m > self.theta
+        self.v[:] = m - (self.theta + self.rho) * spikes
+        return spikes.astype(np.float64)
+
+
+@implements(proc=Glu, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyGluFloat(_FloatModel):
+    pwl_x0: np.ndarray = LavaPyType(np.ndarray, float)
+    pwl_shift: np.ndarray = LavaPyType(np.ndarray, float)
+    table: np.ndarray = LavaPyType(np.ndarray, float)
+    out_shift: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def step(self, a):
+        size = self.proc_params["size"]
+        b = a[size:]
+        if self.proc_params["gate"] == "sigmoid":
+            gate = 0.5 * (1.0 + np.tanh(0.5 * b))  # 1 / (1 + exp(-b)) without overflow
+        else:
+            gate = np.clip(b / 6.0 + 0.5, 0.0, 1.0)
+        return a[:size] * gate
+
+
+@implements(proc=Readout, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyReadoutFloat(_FloatModel):
+    s_out = None
+    acc: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def step(self, a):
+        self.acc[:] = self.acc + a if self.proc_params["mode"] == "mean" else a
+        return None
+
+
+@implements(proc=FloatLif, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyFloatLif(_FloatModel):
+    tau: np.ndarray = LavaPyType(np.ndarray, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def step(self, a):
+        v = self.tau[0] * self.v + a
+        spikes = v >= self.vth[0]
+        self.v[:] = np.where(spikes, 0.0, v)
+        return spikes.astype(np.float64)
+
+
+@implements(proc=DelayLine, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyDelayLineFloat(_DelayLineModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    history: np.ndarray = LavaPyType(np.ndarray, float)

@@ -1,0 +1,238 @@
+"""Run a Netlist on Lava's CPU simulator and return what the reference would.
+
+    result = run_lava(net, x)            # SimResult, comparable with reference.simulate
+
+Time: Lava's steps start at 1 and the source bank sends column s - 1 at step s, so Lava
+step s is the reference's step t = s - 1; Lava's Dense takes one step like a synapse of
+numerics.md, so every population at Lava step s works on model step s - 1 - latency.
+Each recorded population's out-port feeds an Extractor that is read once per step while
+Lava runs (non-blocking), so traces cost milliseconds, not Var.get's 22 us per value;
+the readout state and the event counters are read once with Var.get at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from snncompile.errors import SnnCompileError, UsageError
+from snncompile.ir.netlist import Netlist
+from snncompile.reference.kinds import Events
+from snncompile.reference.simulator import SimResult, encode_input
+from snncompile.targets.lava.builder import SOURCE_KINDS, LavaNetwork, build_network, require_lava
+
+# Seconds without any message from Lava after which a run counts as hung. A step of the
+# bundled models takes milliseconds; Lava deadlocks when one of its own processes fails.
+STALL_SECONDS = 120.0
+
+
+class LavaStalledError(SnnCompileError):
+    """Lava stopped sending without reporting an error; its processes were terminated."""
+
+
+def run_lava(
+    net: Netlist,
+    x: np.ndarray,
+    *,
+    record: bool | Iterable[str] = True,
+    batch_size: int | None = None,
+) -> SimResult:
+    """Run `net` on float inputs x (B, L, d_in) in Lava; see SimResult.
+
+    record: True for traces of every population that sends, or an iterable of names;
+    batch_size: samples per Lava run (all B at once by default, as copies of the
+    network side by side; smaller values bound memory at the cost of more runs).
+    """
+    require_lava()
+    x = np.asarray(x, dtype=np.float64)
+    _check_input(net, x)
+    recorded = _recorded(net, record)
+    chunk = batch_size or x.shape[0]
+    if chunk < 1:
+        raise UsageError(f"batch_size must be positive, got {batch_size}")
+    parts = [_run_once(net, x[i : i + chunk], recorded) for i in range(0, x.shape[0], chunk)]
+    return _concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _check_input(net: Netlist, x: np.ndarray) -> None:
+    width = net.input.size
+    if x.ndim != 3 or x.shape[2] != width:
+        raise UsageError(f"input must have shape (batch, steps, {width}), got {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise UsageError("input has no samples or no time steps")
+    if not np.all(np.isfinite(x)):
+        raise UsageError("input holds NaN or inf")
+
+
+def _recorded(net: Netlist, record: bool | Iterable[str]) -> list[str]:
+    senders = [p.name for p in net.populations if p.compartment.sends]
+    if record is True:
+        return senders
+    names = list(record or ())
+    unknown = sorted(set(names) - {p.name for p in net.populations})
+    if unknown:
+        raise UsageError(f"cannot record unknown populations: {', '.join(unknown)}")
+    return [name for name in senders if name in names]
+
+
+def _run_once(net: Netlist, x: np.ndarray, recorded: list[str]) -> SimResult:
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
+
+    events = Events()
+    data = encode_input(net, x, events)
+    lava = build_network(net, data)
+    readers = _attach_extractors(lava, recorded, Extractor)
+    tag = "fixed_pt" if net.numeric == "int" else "floating_pt"
+    config = Loihi2SimCfg(
+        select_tag=tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel}
+    )
+    received = {id(port): np.zeros((lava.steps, port.shape[0])) for port, _ in readers.values()}
+    root, failed = lava.root, False
+    try:
+        root.run(RunSteps(num_steps=lava.steps, blocking=False), run_cfg=config)
+        runtime = root.runtime
+        # Sources share one extractor: read each extractor once per step.
+        extractors = {id(port): (ex, received[id(port)]) for port, ex in readers.values()}
+        for step in range(lava.steps):
+            for extractor, store in extractors.values():
+                store[step] = _receive(extractor, runtime)
+        root.wait()
+        readout = lava.compartments[net.readout.name].acc.get()
+        for name, proc in lava.counters.items():
+            events.add(name, int(proc.events.get()[0]))
+    except (LavaStalledError, RuntimeError):
+        failed = True
+        raise
+    finally:
+        _stop(root, failed)
+
+    dtype = np.int64 if net.numeric == "int" else np.float64
+    traces = _traces(lava, readers, received, dtype)
+    readout = np.asarray(readout, dtype=dtype).reshape(lava.batch, net.readout.size)
+    logits = readout.astype(np.float64) * net.output_scale
+    if net.readout.attrs["mode"] == "mean":
+        logits = logits / lava.length
+    return SimResult(
+        logits=logits,
+        readout=readout,
+        traces=traces,
+        events=dict(events.counts),
+        latency=net.latency(),
+        steps=lava.steps,
+    )
+
+
+def _attach_extractors(lava: LavaNetwork, recorded: list[str], extractor_cls: Any) -> dict:
+    """Population name -> (out-port it is read from, Extractor); sources share the bank's."""
+    readers: dict[str, tuple[Any, Any]] = {}
+    by_port: dict[int, Any] = {}
+    for name in recorded:
+        pop = lava.net.population(name)
+        port = lava.bank.s_out if pop.kind in SOURCE_KINDS else lava.compartments[name].s_out
+        if id(port) not in by_port:
+            by_port[id(port)] = extractor_cls(shape=port.shape, name=f"{name}.extractor")
+            port.connect(by_port[id(port)].in_port)
+        readers[name] = (port, by_port[id(port)])
+    return readers
+
+
+def _receive(extractor: Any, runtime: Any) -> np.ndarray:
+    """extractor.receive() (its next message, FIFO), once that cannot block forever:
+    raises when Lava reported an error (RuntimeError) or stalled (LavaStalledError)."""
+    port = extractor.out_port.external_pipe_csp_recv_port
+    if not port.probe():
+        _wait_for_any([port, *runtime.service_to_runtime], STALL_SECONDS)
+        if not port.probe():
+            # The runtime answered first: an error (wait() raises it), or the run's end,
+            # which can overtake the last messages still being queued for this port.
+            runtime.wait()
+            _wait_for_any([port], STALL_SECONDS)
+    return extractor.receive()
+
+
+def _wait_for_any(ports: list[Any], timeout: float) -> None:
+    """Block until one of Lava's receive ports holds a message (CspSelector with a timeout).
+
+    The ports' `observer` hook is what Lava's own CspSelector uses to be woken up.
+    """
+    ready = threading.Condition()
+
+    def wake() -> None:
+        with ready:
+            ready.notify_all()
+
+    for port in ports:
+        port.observer = wake
+    try:
+        with ready:
+            deadline = time.monotonic() + timeout
+            while not any(port.probe() for port in ports):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LavaStalledError(
+                        f"Lava sent nothing for {timeout:.0f} s (a process may have failed "
+                        "without reporting it); the run was aborted"
+                    )
+                ready.wait(timeout=min(left, 1.0))
+    finally:
+        for port in ports:
+            port.observer = None
+
+
+def _stop(root: Any, failed: bool) -> None:
+    """Stop Lava's runtime on success and on error.
+
+    After an error Lava's runtime service has already exited (or hangs), and
+    Runtime.stop() would wait forever for its answer: end the OS processes this run
+    started that are still alive, then let stop() release the shared memory.
+    """
+    runtime = root.runtime
+    if runtime is None:
+        return
+    if failed:
+        for actor in runtime._messaging_infrastructure.actors:
+            if not actor._is_done and actor.is_alive():
+                actor.terminate()
+        runtime._is_started = False
+    root.stop()
+
+
+def _traces(lava: LavaNetwork, readers: dict, received: dict, dtype: type) -> dict:
+    """Model-time traces (B, L, size): Lava step s (row s - 1) is model step s - 1 - latency."""
+    latency = lava.net.latency()
+    traces = {}
+    for name, (port, _) in readers.items():
+        pop = lava.net.population(name)
+        if pop.kind in SOURCE_KINDS:
+            columns = lava.bank_columns[(name, 0)]
+        else:
+            columns = slice(None)
+        # A population later than the readout is cut off at the last step, as in the
+        # reference: its remaining model steps stay zero.
+        rows = np.zeros((lava.length, lava.batch * pop.size))
+        available = received[id(port)][latency[name] : latency[name] + lava.length, columns]
+        rows[: len(available)] = available
+        trace = rows.reshape(lava.length, lava.batch, pop.size).transpose(1, 0, 2)
+        traces[name] = trace.astype(dtype)
+    return traces
+
+
+def _concatenate(parts: list[SimResult]) -> SimResult:
+    events: dict[str, int] = {}
+    for part in parts:
+        for name, count in part.events.items():
+            events[name] = events.get(name, 0) + count
+    return SimResult(
+        logits=np.concatenate([p.logits for p in parts]),
+        readout=np.concatenate([p.readout for p in parts]),
+        traces={k: np.concatenate([p.traces[k] for p in parts]) for k in parts[0].traces},
+        events=events,
+        latency=parts[0].latency,
+        steps=parts[0].steps,
+    )
