@@ -1,0 +1,32 @@
+"""Test this checkout's `snncompile.targets`.
+
+pyproject maps the top-level targets/ folder to snncompile.targets (package-dir), and an
+editable install resolves that name to the checkout it was installed from. A second
+checkout (a git worktree run with PYTHONPATH=<checkout>) would then import its own
+snncompile but the other checkout's targets; load this one's instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import snncompile
+
+
+def _use_this_checkouts_targets() -> None:
+    root = Path(__file__).resolve().parents[1]
+    init = root / "targets" / "__init__.py"
+    if Path(snncompile.__file__).resolve().parents[1] != root or not init.is_file():
+        return  # testing an installed snncompile, or a layout without targets/
+    spec = importlib.util.spec_from_file_location(
+        "snncompile.targets", init, submodule_search_locations=[str(init.parent)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["snncompile.targets"] = module
+    spec.loader.exec_module(module)
+    snncompile.targets = module
+
+
+_use_this_checkouts_targets()
