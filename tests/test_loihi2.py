@@ -413,6 +413,12 @@ def test_mapping_shares_and_splits_cores(tmp_path: Path) -> None:
         [("out", 0, 2)],
     ]
     assert sum(c.compartments for c in split.cores) == 11
+    # every acc and spk compartment needs an output axon to its one destination population
+    narrow = map_netlist(tiny_netlist(), _config(tmp_path, "[limits]\noutput_axons_per_core = 2\n"))
+    assert [c.slices for c in narrow.cores] == [c.slices for c in split.cores]
+    # the bound is a lower bound: acc landed on two cores, so each input compartment
+    # needs an axon to both (4 > 2), which the design-rule check then reports
+    assert [c.output_axons for c in narrow.cores] == [4, 1, 2, 1, 2, 1, 0]
     # acc's second core holds row 2 = [6, 8] from in (bias weight 0): two axons; dense
     # 1*2*8 = 16 bits beats sparse 2*(8+1) = 18, and the empty bias row costs nothing
     assert (split.cores[3].input_axons, split.cores[3].synapse_bytes) == (2, 2)

@@ -10,11 +10,14 @@ give the same placement):
 2. A population opens a new core (or, with `model.share_cores = true`, continues the
    last core) and fills it with as many consecutive compartments as fit every per-core
    limit: compartments (min of neurons_per_core and compartments_per_core), synapse
-   memory, and input axons. The count is found by bisection, since each cost only grows
-   with the number of compartments. The rest of the population goes to the next cores.
+   memory, input axons, and a lower bound of the output axons (one per source
+   compartment and destination population it reaches; one per source compartment with
+   `share_cores`). The count is found by bisection, since each cost only grows with the
+   number of compartments. The rest of the population goes to the next cores.
 3. A single compartment that alone exceeds a limit is still placed, on its own core; the
    design-rule check then reports that core (the mapping never fails by itself).
-4. Output axons are counted after placement, since they depend on where targets land.
+4. The exact output axons are counted after placement (they depend on where the
+   targets landed, e.g. a destination split over two cores needs two axons).
 
 What a core is charged for:
 
@@ -123,15 +126,36 @@ class _Incoming:
     row_nnz_cum: np.ndarray  # prefix sums of nonzeros per row (len rows + 1)
 
 
+def _structure(syn: Synapse) -> sparse.csr_matrix:
+    """The synapse's nonzero weights as CSR (explicit zeros dropped: they need no axon)."""
+    csr = sparse.csr_matrix(syn.weight, copy=True)
+    csr.eliminate_zeros()
+    return csr
+
+
 def _prepare(net: Netlist, pop: Population) -> list[_Incoming]:
     out = []
     for syn in net.incoming(pop.name):
-        csr = sparse.csr_matrix(syn.weight) if not sparse.issparse(syn.weight) else syn.weight
-        csr = csr.copy()
-        csr.eliminate_zeros()
+        csr = _structure(syn)
         cum = np.concatenate([[0], np.cumsum(np.diff(csr.indptr))]).astype(np.int64)
         out.append(_Incoming(syn, net.population(syn.src).size, csr, cum))
     return out
+
+
+def _output_axon_bound(net: Netlist, pop: Population, share: bool) -> np.ndarray:
+    """Prefix sums over pop's compartments of the fewest output axons each needs."""
+    reaches: dict[str, np.ndarray] = {}  # destination population -> compartment sends to it
+    for syn in net.synapses:
+        if syn.src == pop.name:
+            hit = np.diff(_structure(syn).tocsc().indptr) > 0
+            reaches[syn.dst] = reaches.get(syn.dst, np.zeros(pop.size, bool)) | hit
+    if not reaches:
+        need = np.zeros(pop.size, np.int64)
+    elif share:  # all destinations might share one core
+        need = np.any(list(reaches.values()), axis=0).astype(np.int64)
+    else:  # every destination population has cores of its own
+        need = np.sum(list(reaches.values()), axis=0).astype(np.int64)
+    return np.concatenate([[0], np.cumsum(need)])
 
 
 def _row_ranges(pop: Population, start: int, stop: int) -> list[tuple[int, int]]:
@@ -147,21 +171,26 @@ class _Placer:
         self.capacity = min(config.limit("neurons_per_core"), config.limit("compartments_per_core"))
         self.memory_bits = 8 * config.limit("synapse_memory_bytes_per_core")
         self.max_axons = config.limit("input_axons_per_core")
+        self.max_out_axons = config.limit("output_axons_per_core")
         self.cores_per_chip = config.limit("cores_per_chip")
         self.share = bool(config.model("share_cores"))
         self.index_bits = int(config.model("sparse_index_bits"))
         self.weight_bits = net.formats.weight_bits
         self.cores: list[Core] = []
+        # The open core's running totals:
         self.axons: dict[str, np.ndarray] = {}  # source population -> used-axon mask
         self.bits = 0
+        self.out_bound = 0
 
     def _open(self) -> Core:
         core = Core(index=len(self.cores), chip=len(self.cores) // self.cores_per_chip)
         self.cores.append(core)
-        self.axons, self.bits = {}, 0
+        self.axons, self.bits, self.out_bound = {}, 0, 0
         return core
 
-    def _cost(self, pop: Population, inc: list[_Incoming], start: int, stop: int):
+    def _cost(
+        self, pop: Population, inc: list[_Incoming], start: int, stop: int
+    ) -> tuple[int, int, dict[str, np.ndarray]]:
         """(synapse bits, stored weights, new axon masks) of compartments [start, stop)."""
         bits = weights = 0
         masks: dict[str, np.ndarray] = {}
@@ -187,8 +216,18 @@ class _Placer:
                 mask[c] = True
         return bits, weights, masks
 
-    def _fits(self, core: Core, pop, inc, start: int, stop: int) -> bool:
+    def _fits(
+        self,
+        core: Core,
+        pop: Population,
+        inc: list[_Incoming],
+        out_cum: np.ndarray,
+        start: int,
+        stop: int,
+    ) -> bool:
         if core.compartments + (stop - start) > self.capacity:
+            return False
+        if self.out_bound + out_cum[stop] - out_cum[start] > self.max_out_axons:
             return False
         bits, _, masks = self._cost(pop, inc, start, stop)
         if self.bits + bits > self.memory_bits:
@@ -201,13 +240,14 @@ class _Placer:
 
     def place(self, pop: Population) -> None:
         inc = _prepare(self.net, pop)
+        out_cum = _output_axon_bound(self.net, pop, self.share)
         core = self.cores[-1] if (self.share and self.cores) else self._open()
         start = 0
         while start < pop.size:
             lo, hi = 0, pop.size - start  # largest n in [lo, hi] with fits(n): bisection
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if self._fits(core, pop, inc, start, start + mid):
+                if self._fits(core, pop, inc, out_cum, start, start + mid):
                     lo = mid
                 else:
                     hi = mid - 1
@@ -219,6 +259,7 @@ class _Placer:
             core.slices.append((pop.name, start, start + n))
             core.compartments += n
             self.bits += bits
+            self.out_bound += int(out_cum[start + n] - out_cum[start])
             core.synapse_bytes = math.ceil(self.bits / 8)
             core.stored_weights += weights
             self.axons.update(masks)
@@ -243,9 +284,7 @@ def _count_output_axons(net: Netlist, cores: list[Core]) -> None:
     keys = []
     for syn in net.synapses:
         dst = net.population(syn.dst)
-        csr = sparse.csr_matrix(syn.weight) if not sparse.issparse(syn.weight) else syn.weight
-        csr = csr.copy()
-        csr.eliminate_zeros()
+        csr = _structure(syn)
         for core_index, a, b in where[syn.dst]:
             cols = [
                 csr.indices[csr.indptr[r0] : csr.indptr[r1]] for r0, r1 in _row_ranges(dst, a, b)
