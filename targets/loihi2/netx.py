@@ -26,7 +26,7 @@ Our networks are not chains (residual adds, two-part GLU inputs, a bias source),
 Every layer has attribute `name` (the population). The root holds the format name and
 version, `numeric`, the bit widths, `input_scale`, `output_scale`, `dt_s` and
 `output_latency` as attributes. Layers are in the netlist's (topological) order. netx
-itself cannot load the file (it rejects unknown layer types); `read_network` can.
+itself cannot run the file (its loader has no case for `ext`); `read_network` can.
 """
 
 from __future__ import annotations
