@@ -57,7 +57,8 @@ FORMAT_VERSION = 1
 TARGETS = ("reference", "loihi2")
 # Files every version-1 artifact has (besides manifest.json, which lists their hashes).
 FILES = ("netlist.json", "netlist.npz", "graph.json", "graph.npz", "report.json")
-# Files a target adds (written by the target through write_artifact's extra_files).
+# Files a target adds (written by the target through write_artifact's extra_files); a
+# target not listed adds none.
 TARGET_FILES = {"reference": (), "loihi2": ("network.net", "resources.json", "estimate.json")}
 
 
@@ -259,10 +260,9 @@ def write_artifact(
 
 def _check_extra_names(target: str, extra: dict[str, Any]) -> None:
     """A target writes exactly its declared files, plain names beside the built-in ones."""
-    if set(extra) != set(TARGET_FILES[target]):
-        raise UsageError(
-            f"target {target!r} writes {sorted(TARGET_FILES[target])}, got {sorted(extra)}"
-        )
+    expected = TARGET_FILES.get(target, ())
+    if set(extra) != set(expected):
+        raise UsageError(f"target {target!r} writes {sorted(expected)}, got {sorted(extra)}")
     for name in extra:
         if Path(name).name != name or name in (*FILES, "manifest.json"):
             raise UsageError(f"extra artifact file name {name!r} is not allowed")
@@ -299,10 +299,8 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise CorruptInputError(f"{path / 'manifest.json'}: no valid 'files' table")
-    target = manifest.get("target")
-    if target not in TARGET_FILES:
-        raise CorruptInputError(f"{path / 'manifest.json'}: unknown target {target!r}")
-    unlisted = [name for name in (*FILES, *TARGET_FILES[target]) if name not in files]
+    target_files = TARGET_FILES.get(manifest.get("target"), ())  # type: ignore[arg-type]
+    unlisted = [name for name in (*FILES, *target_files) if name not in files]
     if unlisted:
         raise CorruptInputError(f"{path / 'manifest.json'}: does not list {', '.join(unlisted)}")
     for name, expected in files.items():
