@@ -8,6 +8,8 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -503,3 +505,22 @@ def test_loihi2_artifact_needs_its_files(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="target 'loihi2' writes"):
         write_artifact(compiled, tmp_path / "a", target="loihi2")
     assert not (tmp_path / "a").exists()
+
+
+def test_inspecting_a_loihi2_artifact_needs_no_torch(spike_ssm: Path) -> None:
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]); "
+        "from snncompile.api import inspect_path; "
+        "info = inspect_path(sys.argv[2]); "
+        "print(info['loihi2']['cores'], 'torch' in sys.modules)"
+    )
+    conftest = Path(__file__).with_name("conftest.py")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(conftest), str(spike_ssm)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["12", "False"]
