@@ -250,6 +250,7 @@ class ExportResult:
     compiled: Any
     path: Path | None = None
     report: dict[str, Any] | None = None
+    target_summary: dict[str, Any] | None = None  # loihi2: cores, chips, energy estimate
 
 
 def export_model(
@@ -263,8 +264,14 @@ def export_model(
     stop_after: str | None = None,
     overwrite: bool = False,
     on_step: Any = None,
+    target_config: str | Path | None = None,
 ) -> ExportResult:
-    """Compile `source` and write the artifact to `out_dir` (nothing when stop_after)."""
+    """Compile `source` and write the artifact to `out_dir` (nothing when stop_after).
+
+    target "loihi2" maps the network on cores and runs the design-rule check before
+    writing anything (HardwareRuleError, exit 5, lists every violation); target_config
+    is a TOML file overriding entries of its target description.
+    """
     import json
 
     from snncompile.artifact import TARGETS, check_output_dir, write_artifact
@@ -272,6 +279,13 @@ def export_model(
 
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    loihi2_config = None
+    if target == "loihi2":
+        from snncompile.targets.loihi2 import load_config
+
+        loihi2_config = load_config(target_config)  # a bad file fails before compiling
+    elif target_config is not None:
+        raise UsageError(f"--target-config applies to --target loihi2, not {target!r}")
     if stop_after is None:
         if out_dir is None:
             raise UsageError("export needs an output directory (-o OUT)")
@@ -286,11 +300,31 @@ def export_model(
     )
     if stop_after is not None:
         return ExportResult(compiled)
+    extra_files = extra_manifest = None
+    if loihi2_config is not None:
+        from snncompile.targets.loihi2 import prepare
+
+        if on_step is not None:
+            on_step("loihi2")
+        build = prepare(compiled, loihi2_config)  # the DRC raises before anything is written
+        extra_files, extra_manifest = build.files(), build.manifest()
     if on_step is not None:
         on_step("write")
-    path = write_artifact(compiled, out_dir, target=target, overwrite=overwrite)  # type: ignore[arg-type]
+    path = write_artifact(
+        compiled,
+        out_dir,  # type: ignore[arg-type]
+        target=target,
+        extra_files=extra_files,
+        extra_manifest=extra_manifest,
+        overwrite=overwrite,
+    )
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
-    return ExportResult(compiled, path, report)
+    summary = None
+    if loihi2_config is not None:
+        from snncompile.targets.loihi2 import summarize_artifact
+
+        summary = summarize_artifact(path)
+    return ExportResult(compiled, path, report, summary)
 
 
 def inspect_path(path: str | Path) -> dict[str, Any]:
@@ -323,7 +357,7 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
         }
         for syn in net.synapses
     ]
-    return {
+    info: dict[str, Any] = {
         "kind": "artifact",
         "path": str(art.path),
         "manifest": {k: v for k, v in manifest.items() if k != "files"},
@@ -335,6 +369,11 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
         "populations": populations,
         "synapses": synapses,
     }
+    if manifest.get("target") == "loihi2":
+        from snncompile.targets.loihi2 import summarize_artifact
+
+        info["loihi2"] = summarize_artifact(art.path)  # files already hash-checked
+    return info
 
 
 def inspect_checkpoint(path: str | Path) -> dict[str, Any]:

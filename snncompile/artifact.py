@@ -10,7 +10,10 @@ Layout (format "snncompile-artifact", version 1; docs/formats.md):
     report.json                  scales, headroom, thresholds, weight errors, latency,
                                  spike rates and saturation events on the calibration data
     manifest.json                format, version, target, tool versions, source, output
-                                 latency, and the sha256 of every other file
+                                 latency, compartment counts, message bits, and the sha256
+                                 of every other file
+    (target files)               a target may add its own files (extra_files), e.g.
+                                 loihi2's network.net, resources.json, estimate.json
 
 The directory is built beside its destination and renamed into place, so a failure
 never leaves a half-written artifact. Reading imports neither torch nor the compiler
@@ -26,6 +29,7 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,9 +54,12 @@ if TYPE_CHECKING:
 
 FORMAT_NAME = "snncompile-artifact"
 FORMAT_VERSION = 1
-TARGETS = ("reference",)
+TARGETS = ("reference", "loihi2")
 # Files every version-1 artifact has (besides manifest.json, which lists their hashes).
 FILES = ("netlist.json", "netlist.npz", "graph.json", "graph.npz", "report.json")
+# Files a target adds (written by the target through write_artifact's extra_files); a
+# target not listed adds none.
+TARGET_FILES = {"reference": (), "loihi2": ("network.net", "resources.json", "estimate.json")}
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,8 @@ def _manifest(
         "input_size": net.input.size,
         "output_size": net.readout.size,
         "output_latency": net.output_latency,
+        "compartments": {k: v for k, v in net.counts().items() if k != "synapses"},
+        "message_bits": net.formats.message_bits,
         "files": files,
     }
 
@@ -202,11 +211,20 @@ def write_artifact(
     *,
     target: str = "reference",
     extra_report: dict[str, Any] | None = None,
+    extra_files: Mapping[str, Callable[[Path], None]] | None = None,
+    extra_manifest: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write `compiled` (which reached "quantize") as an artifact directory, atomically."""
+    """Write `compiled` (which reached "quantize") as an artifact directory, atomically.
+
+    extra_files: a target's own files, name -> writer(path); each is written into the
+    directory under construction and hashed into the manifest like the others.
+    extra_manifest: a target's additional manifest entries (may not replace built-in ones).
+    """
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    extra_files = dict(extra_files or {})
+    _check_extra_names(target, extra_files)
     out = check_output_dir(out_dir, overwrite)
     report = build_report(compiled, extra_report)  # the slow part, before touching the disk
     missing_parents = [p for p in reversed(out.absolute().parents) if not p.exists()]
@@ -217,8 +235,15 @@ def write_artifact(
         save_netlist(compiled.netlist, tmp)  # type: ignore[arg-type]
         save_graph(compiled.graph, tmp)
         _write_json(tmp / "report.json", report)
-        files = {name: _sha256(tmp / name) for name in FILES}
-        _write_json(tmp / "manifest.json", _manifest(compiled, compiled.netlist, target, files))
+        for name, writer in extra_files.items():
+            writer(tmp / name)
+        files = {name: _sha256(tmp / name) for name in (*FILES, *extra_files)}
+        manifest = _manifest(compiled, compiled.netlist, target, files)
+        for key, value in (extra_manifest or {}).items():
+            if key in manifest:
+                raise UsageError(f"extra_manifest key {key!r} would replace a built-in entry")
+            manifest[key] = value
+        _write_json(tmp / "manifest.json", manifest)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an artifact is shareable
         _move_into_place(tmp, out, overwrite)
     except BaseException:
@@ -231,6 +256,16 @@ def write_artifact(
                 pass
         raise
     return out
+
+
+def _check_extra_names(target: str, extra: dict[str, Any]) -> None:
+    """A target writes exactly its declared files, plain names beside the built-in ones."""
+    expected = TARGET_FILES.get(target, ())
+    if set(extra) != set(expected):
+        raise UsageError(f"target {target!r} writes {sorted(expected)}, got {sorted(extra)}")
+    for name in extra:
+        if Path(name).name != name or name in (*FILES, "manifest.json"):
+            raise UsageError(f"extra artifact file name {name!r} is not allowed")
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
@@ -264,7 +299,8 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise CorruptInputError(f"{path / 'manifest.json'}: no valid 'files' table")
-    unlisted = [name for name in FILES if name not in files]
+    target_files = TARGET_FILES.get(manifest.get("target"), ())  # type: ignore[arg-type]
+    unlisted = [name for name in (*FILES, *target_files) if name not in files]
     if unlisted:
         raise CorruptInputError(f"{path / 'manifest.json'}: does not list {', '.join(unlisted)}")
     for name, expected in files.items():
@@ -292,6 +328,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "TARGETS",
+    "TARGET_FILES",
     "Artifact",
     "build_report",
     "check_output_dir",

@@ -293,6 +293,7 @@ _STEP_LABELS = {
     "passes": "running graph passes",
     "lower": "lowering to compartments",
     "quantize": "quantizing (calibration runs of the integer network)",
+    "loihi2": "mapping on Loihi 2 cores, design-rule check, activity run for the estimate",
     "write": "writing the artifact (one more calibration run for the report)",
 }
 
@@ -316,11 +317,19 @@ def _progress():
     "--target",
     default="reference",
     show_default=True,
-    type=click.Choice(["reference"]),
-    help="What to compile for (lava, loihi2, onnx, nir: not available yet).",
+    type=click.Choice(["reference", "loihi2"]),
+    help="What to compile for: reference (the integer netlist) or loihi2 (adds network.net, "
+    "the core mapping and the energy estimate; fails with exit 5 if a design rule is "
+    "violated). lava, onnx, nir: not available yet.",
 )
 @click.option(
     "-o", "--output", metavar="OUT", type=click.Path(), help="Artifact directory to write."
+)
+@click.option(
+    "--target-config",
+    metavar="FILE.toml",
+    type=click.Path(dir_okay=False),
+    help="Override entries of the target description (loihi2 only; see docs/targets.md).",
 )
 @click.option(
     "--stop-after",
@@ -335,6 +344,7 @@ def export(
     model: str,
     target: str,
     output: str | None,
+    target_config: str | None,
     stop_after: str | None,
     overwrite: bool,
     as_json: bool,
@@ -359,6 +369,7 @@ def export(
             stop_after=stop_after,
             overwrite=overwrite,
             on_step=on_step,
+            target_config=target_config,
         )
     if stop_after is not None:
         summary = _stopped_summary(result.compiled)
@@ -371,6 +382,8 @@ def export(
         click.echo(json.dumps(result.report, indent=2))
         return
     _print_export(model, str(result.path), target, result.report)
+    if result.target_summary is not None:
+        _print_loihi2(result.target_summary)
 
 
 def _stopped_summary(compiled) -> dict:
@@ -467,7 +480,10 @@ def _print_checkpoint(info: dict) -> None:
     click.echo("targets:")
     for target, verdict in info["targets"].items():
         click.echo(f"  {target:<10} {'yes' if verdict['ok'] else 'no'}: {verdict['why']}")
-    click.echo("  (lava, loihi2, onnx and nir are not available yet)")
+    click.echo(
+        "  (loihi2 takes what reference takes, if it passes the design-rule check at export;"
+    )
+    click.echo("   lava, onnx and nir are not available yet)")
 
 
 def _print_artifact(info: dict) -> None:
@@ -482,6 +498,8 @@ def _print_artifact(info: dict) -> None:
     click.echo(f"  numeric      {info['numeric']}, formats {info['formats']}")
     click.echo(f"  latency      {info['output_latency']} steps from input to readout")
     click.echo(f"  counts       {_format_counts(info['counts'])}")
+    if "loihi2" in info:
+        _print_loihi2(info["loihi2"])
     click.echo("populations:")
     columns = ["name", "kind", "size", "latency", "in_log2", "out_log2", "spike_rate"]
     _print_table(
@@ -514,6 +532,45 @@ def _print_artifact(info: dict) -> None:
             for s in info["synapses"]
         ],
     )
+
+
+def _print_loihi2(s: dict) -> None:
+    peak, limits, est = s["peak_per_core"], s["limits_per_core"], s["estimate"]
+    ops, energy, dense = est["synaptic_ops"], est["energy_pj"], est["dense_model"]
+    click.echo(
+        f"loihi2: {s['cores']} core(s) on {s['chips']} chip(s) ({s['cores_per_chip']} cores "
+        "per chip); fullest core:"
+    )
+    for key, label in (
+        ("compartments", "compartments"),
+        ("synapse_bytes", "synapse bytes"),
+        ("input_axons", "input axons"),
+        ("output_axons", "output axons"),
+    ):
+        click.echo(f"  {label:<14} {peak[key]} of {limits[key]}")
+    if s["overrides"]:
+        click.echo(f"  target config overridden: {', '.join(sorted(s['overrides']))}")
+    steps = est["steps_per_inference"]
+    click.echo(f"estimate per inference ({steps} steps; not a Loihi measurement):")
+    click.echo(
+        f"  synaptic ops   {ops['per_inference']:.4g} ({ops['accumulates_per_inference']:.4g} "
+        f"accumulates from spikes, {ops['macs_per_inference']:.4g} multiply-accumulates from "
+        "graded messages)"
+    )
+    click.echo(
+        f"  energy         {_uj(energy['synaptic_per_inference'])} synaptic, "
+        f"{_uj(energy['total_per_inference'])} with compartment updates "
+        f"({est['compartment_macs_per_inference']:.4g} MACs)"
+    )
+    if dense:
+        click.echo(
+            f"  dense model    {dense['macs_per_inference']:.4g} MACs, "
+            f"{_uj(dense['energy_pj_per_inference'])}"
+        )
+
+
+def _uj(pj: float) -> str:
+    return f"{pj / 1e6:.3g} uJ"
 
 
 def _print_table(headers: list[str], rows: list[list]) -> None:

@@ -265,7 +265,7 @@ def test_existing_output_without_overwrite_is_usage(tmp_path: Path, capsys) -> N
 
 def test_unknown_target_and_missing_output_are_usage(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     ckpt = small_checkpoint(tmp_path / "m.pt")
-    code, _, err = run(["export", ckpt, "--target", "loihi2", "-o", tmp_path / "a"], capsys)
+    code, _, err = run(["export", ckpt, "--target", "loihi3", "-o", tmp_path / "a"], capsys)
     assert code == 2 and "Invalid value for '--target'" in err
     code, _, err = run(["export", ckpt], capsys)
     assert code == 2 and err == "error: export needs an output directory (-o OUT)\n"

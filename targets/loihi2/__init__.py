@@ -1,0 +1,159 @@
+"""The Loihi 2 deployment target: core mapping, design-rule check, energy estimate, and
+the artifact's extra files (network.net, resources.json, estimate.json).
+
+    from snncompile.targets.loihi2 import load_config, prepare
+    build = prepare(compiled, load_config("my-chip.toml"))   # HardwareRuleError if it does not fit
+    write_artifact(compiled, "model.loihi2", target="loihi2",
+                   extra_files=build.files(), extra_manifest=build.manifest())
+
+`snncompile export model.pt --target loihi2 -o model.loihi2` does exactly this
+(snncompile.api.export_model). Layout of the files: docs/formats.md, "Loihi 2 artifact";
+the limits and the algorithms: docs/targets.md, "## loihi2".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from snncompile.errors import CorruptInputError, UsageError
+
+from .config import TargetConfig, load_config
+from .drc import check, enforce
+from .estimate import activity_rates, dense_model_macs, estimate, measure_graded_rates
+from .mapping import Mapping, map_netlist
+from .netx import read_network, write_network
+
+if TYPE_CHECKING:
+    from snncompile.compiler import Compiled
+    from snncompile.ir.netlist import Netlist
+
+TARGET = "loihi2"
+FILES = ("network.net", "resources.json", "estimate.json")
+# What the DRC leaves out (docs/targets.md says why); recorded in resources.json.
+NOT_CHECKED = (
+    "parameter widths of microcoded compartments (ssm a/b, glu table and shifts)",
+    "Lava LIF 16-bit input (bounded on the calibration data by the quantizer only)",
+    "neuron state memory per core (each compartment counts as one neuron)",
+)
+
+
+@dataclass
+class Build:
+    """What the target computed for one compiled network, ready to be written."""
+
+    netlist: Netlist
+    config: TargetConfig
+    mapping: Mapping
+    estimate: dict[str, Any]
+
+    def resources(self) -> dict[str, Any]:
+        return {
+            "label": "resource estimate from snncompile's mapping model (docs/targets.md)",
+            "target": self.config.to_dict(),
+            "design_rules": {"violations": [], "not_checked": list(NOT_CHECKED)},
+            **self.mapping.to_dict(),
+        }
+
+    def files(self) -> dict[str, Callable[[Path], None]]:
+        """File name -> writer, for write_artifact(extra_files=...)."""
+        return {
+            "network.net": lambda path: write_network(self.netlist, path),
+            "resources.json": lambda path: _write_json(path, self.resources()),
+            "estimate.json": lambda path: _write_json(path, self.estimate),
+        }
+
+    def manifest(self) -> dict[str, Any]:
+        """Entries for manifest.json (write_artifact(extra_manifest=...))."""
+        return {
+            "loihi2": {
+                "cores": self.mapping.n_cores,
+                "chips": self.mapping.n_chips,
+                "target_config_overrides": dict(self.config.overrides),
+            }
+        }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def prepare(compiled: Compiled, config: TargetConfig | None = None) -> Build:
+    """Map, check (HardwareRuleError listing every violation) and estimate `compiled`.
+
+    Writes nothing. The graded sources' activity is measured by one reference run on the
+    compiled network's calibration inputs.
+    """
+    net = compiled.netlist
+    if net is None or compiled.report is None:
+        raise UsageError("the Loihi 2 target needs the quantized netlist (pipeline stopped early)")
+    config = config or load_config()
+    mapping = map_netlist(net, config)
+    enforce(net, config, mapping)
+    calib = compiled.calibration
+    graded = measure_graded_rates(net, calib) if calib is not None else None
+    rates = activity_rates(net, compiled.report.calibration_spike_rates, graded)
+    steps = int(calib.shape[1]) if calib is not None else 1
+    est = estimate(net, compiled.graph, steps=steps, rates=rates, config=config)
+    return Build(netlist=net, config=config, mapping=mapping, estimate=est)
+
+
+def summarize_artifact(path: str | Path) -> dict[str, Any]:
+    """Cores, chips, per-core peaks and the energy estimate of a read-checked artifact."""
+    path = Path(path)
+    try:
+        resources = json.loads((path / "resources.json").read_text(encoding="utf-8"))
+        est = json.loads((path / "estimate.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptInputError(f"{path}: unreadable Loihi 2 files ({exc})") from None
+    limits = resources["target"]["limits"]
+    return {
+        "cores": resources["cores"],
+        "chips": resources["chips"],
+        "cores_per_chip": resources["cores_per_chip"],
+        "peak_per_core": resources["peak_per_core"],
+        "limits_per_core": {
+            "compartments": limits["compartments_per_core"]["value"],
+            "synapse_bytes": limits["synapse_memory_bytes_per_core"]["value"],
+            "input_axons": limits["input_axons_per_core"]["value"],
+            "output_axons": limits["output_axons_per_core"]["value"],
+        },
+        "overrides": resources["target"]["overrides"],
+        "estimate": {
+            "label": est["label"],
+            "steps_per_inference": est["steps_per_inference"],
+            "synaptic_ops": est["synaptic_ops_estimate"],
+            "compartment_macs_per_inference": est["compartment_ops_estimate"]["macs_per_inference"],
+            "energy_pj": est["energy_estimate_pj"],
+            "dense_model": {
+                k: v
+                for k, v in est.get("dense_model_estimate", {}).items()
+                if k in ("macs_per_inference", "energy_pj_per_inference")
+            },
+            "assumptions": est["assumptions"],
+        },
+    }
+
+
+__all__ = [
+    "FILES",
+    "TARGET",
+    "Build",
+    "Mapping",
+    "TargetConfig",
+    "activity_rates",
+    "check",
+    "dense_model_macs",
+    "enforce",
+    "estimate",
+    "load_config",
+    "map_netlist",
+    "measure_graded_rates",
+    "prepare",
+    "read_network",
+    "summarize_artifact",
+    "write_network",
+]

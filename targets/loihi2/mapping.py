@@ -1,0 +1,314 @@
+"""Resource mapping: place every compartment and its incoming synapses on a neuro core.
+
+    mapping = map_netlist(net, config)
+    mapping.n_cores, mapping.n_chips, mapping.cores[0].synapse_bytes
+
+The algorithm (greedy, deterministic; no search, so the same netlist and config always
+give the same placement):
+
+1. Walk the populations in netlist order (a topological order from the input).
+2. A population opens a new core (or, with `model.share_cores = true`, continues the
+   last core) and fills it with as many consecutive compartments as fit every per-core
+   limit: compartments (min of neurons_per_core and compartments_per_core), synapse
+   memory, input axons, and a lower bound of the output axons (one per source
+   compartment and destination population it reaches; one per source compartment with
+   `share_cores`). The count is found by bisection, since each cost only grows with the
+   number of compartments. The rest of the population goes to the next cores.
+3. A single compartment that alone exceeds a limit is still placed, on its own core; the
+   design-rule check then reports that core (the mapping never fails by itself).
+4. The exact output axons are counted after placement (they depend on where the
+   targets landed, e.g. a destination split over two cores needs two axons).
+
+What a core is charged for:
+
+- compartments: one per snncompile compartment (one Loihi 2 neuron program; the state
+  memory a neuron model needs is not modeled). Input and bias populations are counted
+  too, although on the chip their messages would be injected by an embedded core.
+- synapse memory: the weights of the incoming synapses whose destination rows are on
+  the core, as the cheaper of two encodings per synapse and core: dense (rows x source
+  size x weight bits: zeros are stored) or sparse (per nonzero weight, its mantissa bits
+  plus `sparse_index_bits`, by default ceil(log2(source size)), to name its source
+  axon). Row pointers, delays and learning state are not counted.
+- input axons: distinct source compartments with a nonzero weight into the core.
+- output axons: distinct (source compartment, destination core) pairs leaving the core.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from snncompile.errors import UsageError
+from snncompile.ir.netlist import Netlist, Population, Synapse
+
+from .config import TargetConfig
+
+
+@dataclass
+class Core:
+    """What one neuro core holds and uses."""
+
+    index: int
+    chip: int
+    slices: list[tuple[str, int, int]] = field(default_factory=list)  # (population, start, stop)
+    compartments: int = 0
+    synapse_bytes: int = 0
+    stored_weights: int = 0
+    input_axons: int = 0
+    output_axons: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "core": self.index,
+            "chip": self.chip,
+            "populations": [{"name": n, "start": a, "stop": b} for n, a, b in self.slices],
+            "compartments": self.compartments,
+            "synapse_bytes": self.synapse_bytes,
+            "stored_weights": self.stored_weights,
+            "input_axons": self.input_axons,
+            "output_axons": self.output_axons,
+        }
+
+
+@dataclass
+class Mapping:
+    """The placement: cores in order, chips = cores grouped by cores_per_chip."""
+
+    cores: list[Core]
+    cores_per_chip: int
+    compartments_per_core: int
+
+    @property
+    def n_cores(self) -> int:
+        return len(self.cores)
+
+    @property
+    def n_chips(self) -> int:
+        return math.ceil(self.n_cores / self.cores_per_chip)
+
+    def chip_totals(self) -> list[dict[str, int]]:
+        totals = [{"compartments": 0, "stored_weights": 0} for _ in range(self.n_chips)]
+        for core in self.cores:
+            totals[core.chip]["compartments"] += core.compartments
+            totals[core.chip]["stored_weights"] += core.stored_weights
+        return totals
+
+    def to_dict(self) -> dict[str, Any]:
+        def peak(attr: str) -> int:
+            return max((getattr(c, attr) for c in self.cores), default=0)
+
+        return {
+            "cores": self.n_cores,
+            "chips": self.n_chips,
+            "cores_per_chip": self.cores_per_chip,
+            "compartments": sum(c.compartments for c in self.cores),
+            "synapse_bytes": sum(c.synapse_bytes for c in self.cores),
+            "peak_per_core": {
+                attr: peak(attr)
+                for attr in ("compartments", "synapse_bytes", "input_axons", "output_axons")
+            },
+            "chip_totals": self.chip_totals(),
+            "per_core": [c.to_dict() for c in self.cores],
+        }
+
+
+@dataclass
+class _Incoming:
+    """One synapse into a population, prepared for slicing by destination compartment."""
+
+    syn: Synapse
+    src_size: int
+    rows: sparse.csr_matrix  # nonzero structure, one row per destination input row
+    row_nnz_cum: np.ndarray  # prefix sums of nonzeros per row (len rows + 1)
+
+
+def _structure(syn: Synapse) -> sparse.csr_matrix:
+    """The synapse's nonzero weights as CSR (explicit zeros dropped: they need no axon)."""
+    csr = sparse.csr_matrix(syn.weight, copy=True)
+    csr.eliminate_zeros()
+    return csr
+
+
+def _prepare(net: Netlist, pop: Population) -> list[_Incoming]:
+    out = []
+    for syn in net.incoming(pop.name):
+        csr = _structure(syn)
+        cum = np.concatenate([[0], np.cumsum(np.diff(csr.indptr))]).astype(np.int64)
+        out.append(_Incoming(syn, net.population(syn.src).size, csr, cum))
+    return out
+
+
+def _output_axon_bound(net: Netlist, pop: Population, share: bool) -> np.ndarray:
+    """Prefix sums over pop's compartments of the fewest output axons each needs."""
+    reaches: dict[str, np.ndarray] = {}  # destination population -> compartment sends to it
+    for syn in net.synapses:
+        if syn.src == pop.name:
+            hit = np.diff(_structure(syn).tocsc().indptr) > 0
+            reaches[syn.dst] = reaches.get(syn.dst, np.zeros(pop.size, bool)) | hit
+    if not reaches:
+        need = np.zeros(pop.size, np.int64)
+    elif share:  # all destinations might share one core
+        need = np.any(list(reaches.values()), axis=0).astype(np.int64)
+    else:  # every destination population has cores of its own
+        need = np.sum(list(reaches.values()), axis=0).astype(np.int64)
+    return np.concatenate([[0], np.cumsum(need)])
+
+
+def _row_ranges(pop: Population, start: int, stop: int) -> list[tuple[int, int]]:
+    """The input rows of compartments [start, stop): a two-part input (GLU) has two."""
+    return [(k * pop.size + start, k * pop.size + stop) for k in range(pop.input_width // pop.size)]
+
+
+class _Placer:
+    """Fills cores; keeps the open core's per-source axon masks to count distinct axons."""
+
+    def __init__(self, net: Netlist, config: TargetConfig) -> None:
+        self.net = net
+        self.capacity = min(config.limit("neurons_per_core"), config.limit("compartments_per_core"))
+        self.memory_bits = 8 * config.limit("synapse_memory_bytes_per_core")
+        self.max_axons = config.limit("input_axons_per_core")
+        self.max_out_axons = config.limit("output_axons_per_core")
+        self.cores_per_chip = config.limit("cores_per_chip")
+        self.share = bool(config.model("share_cores"))
+        self.index_bits = int(config.model("sparse_index_bits"))
+        self.weight_bits = net.formats.weight_bits
+        self.cores: list[Core] = []
+        # The open core's running totals:
+        self.axons: dict[str, np.ndarray] = {}  # source population -> used-axon mask
+        self.bits = 0
+        self.out_bound = 0
+
+    def _open(self) -> Core:
+        core = Core(index=len(self.cores), chip=len(self.cores) // self.cores_per_chip)
+        self.cores.append(core)
+        self.axons, self.bits, self.out_bound = {}, 0, 0
+        return core
+
+    def _cost(
+        self, pop: Population, inc: list[_Incoming], start: int, stop: int
+    ) -> tuple[int, int, dict[str, np.ndarray]]:
+        """(synapse bits, stored weights, new axon masks) of compartments [start, stop)."""
+        bits = weights = 0
+        masks: dict[str, np.ndarray] = {}
+        for item in inc:
+            n_rows = nnz = 0
+            cols = []
+            for a, b in _row_ranges(pop, start, stop):
+                n_rows += b - a
+                nnz += int(item.row_nnz_cum[b] - item.row_nnz_cum[a])
+                cols.append(item.rows.indices[item.rows.indptr[a] : item.rows.indptr[b]])
+            index_bits = self.index_bits or max(1, math.ceil(math.log2(max(item.src_size, 2))))
+            dense_bits = n_rows * item.src_size * self.weight_bits
+            sparse_bits = nnz * (self.weight_bits + index_bits)
+            bits += min(dense_bits, sparse_bits)
+            weights += nnz
+            src = item.syn.src
+            mask = masks.get(src)
+            if mask is None:
+                base = self.axons.get(src)
+                mask = base.copy() if base is not None else np.zeros(item.src_size, bool)
+                masks[src] = mask
+            for c in cols:
+                mask[c] = True
+        return bits, weights, masks
+
+    def _fits(
+        self,
+        core: Core,
+        pop: Population,
+        inc: list[_Incoming],
+        out_cum: np.ndarray,
+        start: int,
+        stop: int,
+    ) -> bool:
+        if core.compartments + (stop - start) > self.capacity:
+            return False
+        if self.out_bound + out_cum[stop] - out_cum[start] > self.max_out_axons:
+            return False
+        bits, _, masks = self._cost(pop, inc, start, stop)
+        if self.bits + bits > self.memory_bits:
+            return False
+        return self._axon_count(masks) <= self.max_axons
+
+    def _axon_count(self, masks: dict[str, np.ndarray]) -> int:
+        untouched = sum(int(m.sum()) for src, m in self.axons.items() if src not in masks)
+        return untouched + sum(int(m.sum()) for m in masks.values())
+
+    def place(self, pop: Population) -> None:
+        inc = _prepare(self.net, pop)
+        out_cum = _output_axon_bound(self.net, pop, self.share)
+        core = self.cores[-1] if (self.share and self.cores) else self._open()
+        start = 0
+        while start < pop.size:
+            lo, hi = 0, pop.size - start  # largest n in [lo, hi] with fits(n): bisection
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self._fits(core, pop, inc, out_cum, start, start + mid):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            if lo == 0 and core.compartments:
+                core = self._open()  # try again on an empty core
+                continue
+            n = max(lo, 1)  # one compartment too big for an empty core: place it anyway
+            bits, weights, masks = self._cost(pop, inc, start, start + n)
+            core.slices.append((pop.name, start, start + n))
+            core.compartments += n
+            self.bits += bits
+            self.out_bound += int(out_cum[start + n] - out_cum[start])
+            core.synapse_bytes = math.ceil(self.bits / 8)
+            core.stored_weights += weights
+            self.axons.update(masks)
+            core.input_axons = sum(int(m.sum()) for m in self.axons.values())
+            start += n
+            if start < pop.size:
+                core = self._open()
+
+
+def _count_output_axons(net: Netlist, cores: list[Core]) -> None:
+    """Each core's distinct (source compartment, destination core) pairs."""
+    offset, where = {}, {}
+    total = 0
+    for pop in net.populations:
+        offset[pop.name] = total
+        total += pop.size
+    core_of = np.zeros(total, np.int64)
+    for core in cores:
+        for name, a, b in core.slices:
+            core_of[offset[name] + a : offset[name] + b] = core.index
+            where.setdefault(name, []).append((core.index, a, b))
+    keys = []
+    for syn in net.synapses:
+        dst = net.population(syn.dst)
+        csr = _structure(syn)
+        for core_index, a, b in where[syn.dst]:
+            cols = [
+                csr.indices[csr.indptr[r0] : csr.indptr[r1]] for r0, r1 in _row_ranges(dst, a, b)
+            ]
+            sources = np.unique(np.concatenate(cols)) + offset[syn.src]
+            keys.append(sources * len(cores) + core_index)
+    if not keys:
+        return
+    pairs = np.unique(np.concatenate(keys))
+    counts = np.bincount(core_of[pairs // len(cores)], minlength=len(cores))
+    for core in cores:
+        core.output_axons = int(counts[core.index])
+
+
+def map_netlist(net: Netlist, config: TargetConfig) -> Mapping:
+    """Place `net` (an int netlist) on cores; see the module docstring for the rules."""
+    if net.numeric != "int":
+        raise UsageError("the Loihi 2 mapping needs a quantized (int) netlist")
+    placer = _Placer(net, config)
+    for pop in net.populations:
+        placer.place(pop)
+    _count_output_axons(net, placer.cores)
+    return Mapping(
+        cores=placer.cores,
+        cores_per_chip=placer.cores_per_chip,
+        compartments_per_core=placer.capacity,
+    )

@@ -1,0 +1,526 @@
+"""The Loihi 2 target: network.net against the netlist, hashes, the design-rule check,
+the core mapping and the energy estimate (the last two also by hand on a tiny netlist)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from scipy import sparse
+
+from snncompile.artifact import read_artifact, write_artifact
+from snncompile.cli import main
+from snncompile.errors import CorruptInputError, HardwareRuleError, UsageError
+from snncompile.ir.graph import Graph, Node
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.ir.ops import LIF, Input, Linear, Output, Pool
+from snncompile.reference.simulator import simulate
+from snncompile.targets.loihi2 import (
+    activity_rates,
+    check,
+    enforce,
+    estimate,
+    load_config,
+    map_netlist,
+    measure_graded_rates,
+    read_network,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = ROOT / "examples" / "checkpoints"
+
+
+def run(argv: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def _export(tmp: Path, family: str) -> Path:
+    out = tmp / f"{family}.loihi2"
+    ckpt = CHECKPOINTS / f"{family}-sdigits.pt"
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(ckpt), "--target", "loihi2", "-o", str(out)])
+    assert info.value.code in (0, None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def spike_ssm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export(tmp_path_factory.mktemp("l2"), "spike-ssm")
+
+
+@pytest.fixture(scope="module")
+def spiking_ssm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export(tmp_path_factory.mktemp("l2"), "spiking-ssm")
+
+
+# -- the bundled models -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["spike_ssm", "spiking_ssm"])
+def test_artifact_files_and_hashes(name: str, request: pytest.FixtureRequest) -> None:
+    path: Path = request.getfixturevalue(name)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["target"] == "loihi2"
+    assert set(manifest["files"]) | {"manifest.json"} == set(os.listdir(path))
+    assert {"network.net", "resources.json", "estimate.json", "netlist.npz"} <= set(
+        manifest["files"]
+    )
+    for file, digest in manifest["files"].items():
+        assert hashlib.sha256((path / file).read_bytes()).hexdigest() == digest
+    art = read_artifact(path)
+    counts = {k: v for k, v in art.netlist.counts().items() if k != "synapses"}
+    assert manifest["compartments"] == counts
+    assert manifest["message_bits"] == 24 and manifest["output_latency"] == 10
+    resources = json.loads((path / "resources.json").read_text())
+    assert manifest["loihi2"]["cores"] == resources["cores"] >= len(art.netlist.populations)
+    assert manifest["loihi2"]["chips"] == resources["chips"] == 1
+
+
+def _layers(f: h5py.File) -> list[h5py.Group]:
+    return [f["layer"][str(i)] for i in range(len(f["layer"]))]
+
+
+def test_lif_layers_have_the_netx_fields(spiking_ssm: Path) -> None:
+    net = read_artifact(spiking_ssm).netlist
+    index = {p.name: i for i, p in enumerate(net.populations)}
+    with h5py.File(spiking_ssm / "network.net", "r") as f:
+        dense = [layer for layer in _layers(f) if layer["type"][0] == b"dense"]
+        assert [layer.attrs["name"] for layer in dense] == ["blocks.0.act", "blocks.1.act"]
+        for layer in dense:
+            pop = net.population(layer.attrs["name"])
+            (syn,) = net.incoming(pop.name)
+            assert layer["type"].dtype == np.dtype("S10") and layer["type"].shape == (1,)
+            assert layer["shape"][()].tolist() == [pop.size, 1, 1]
+            weight = layer["weight"][()]
+            assert weight.dtype == np.float64 and weight.shape == (pop.size, syn.shape[1])
+            assert np.array_equal(weight, syn.dense())
+            assert not np.any(layer["bias"][()]) and layer["bias"].shape == (pop.size,)
+            assert np.all(layer["delay"][()] == syn.delay)
+            neuron = layer["neuron"]
+            assert neuron["type"][0] == b"CUBA"
+            # netx builds Lava's LIF with du = iDecay - 1, dv = vDecay, vth = vThMant.
+            assert neuron["iDecay"][()] - 1 == pop.params["du"] == 4095
+            assert neuron["vDecay"][()] == pop.params["dv"] == 4096 - 512  # tau 0.125
+            assert neuron["vThMant"][()] == pop.params["vth"]
+            assert (neuron["refDelay"][()], neuron["gradedSpike"][()]) == (1, 0)
+            inputs = layer["inputs"]["0"]
+            assert inputs["src"][()] == index[syn.src]
+            assert (inputs["weight_exp"][()], inputs["delay"][()]) == (syn.weight_exp, syn.delay)
+            assert inputs["weight"] == layer["weight"]  # one dataset, linked twice
+
+
+def _weight(node: h5py.Dataset | h5py.Group) -> np.ndarray:
+    if isinstance(node, h5py.Group):
+        shape = tuple(node.attrs["shape"])
+        parts = (node["data"][()], node["indices"][()], node["indptr"][()])
+        return sparse.csr_matrix(parts, shape=shape).toarray()
+    return node[()]
+
+
+@pytest.mark.parametrize("name", ["spike_ssm", "spiking_ssm"])
+def test_extension_layers_equal_the_netlist(name: str, request: pytest.FixtureRequest) -> None:
+    path: Path = request.getfixturevalue(name)
+    net = read_artifact(path).netlist
+    with h5py.File(path / "network.net", "r") as f:
+        assert f.attrs["format"] == "snncompile-loihi2-net"
+        layers = _layers(f)
+        assert [layer.attrs["name"] for layer in layers] == [p.name for p in net.populations]
+        n_ext = 0
+        for i, (layer, pop) in enumerate(zip(layers, net.populations, strict=True)):
+            syns = net.incoming(pop.name)
+            assert len(layer.get("inputs", {})) == len(syns)
+            for j, syn in enumerate(syns):
+                g = layer["inputs"][str(j)]
+                assert g.attrs["name"] == syn.name
+                assert layers[g["src"][()]].attrs["name"] == syn.src
+                assert np.array_equal(_weight(g["weight"]), syn.dense())
+                assert (g["weight_exp"][()], g["delay"][()]) == (syn.weight_exp, syn.delay)
+            if layer["type"][0] == b"dense":
+                continue
+            n_ext += 1
+            assert layer["type"][0] == b"ext" and layer.attrs["kind"] == pop.kind, i
+            assert layer["shape"][()].tolist() == [pop.size, 1, 1]
+            assert set(layer["params"]) == set(pop.params)
+            for key, value in pop.params.items():
+                stored = layer["params"][key][()]
+                assert stored.dtype == np.int64 and np.array_equal(stored, value), key
+            assert dict(layer["attrs"].attrs) == pop.attrs
+        assert n_ext == len(net.populations) - (2 if name == "spiking_ssm" else 0)
+
+
+@pytest.mark.parametrize("name", ["spike_ssm", "spiking_ssm"])
+def test_network_net_alone_rebuilds_the_netlist(name: str, request: pytest.FixtureRequest) -> None:
+    path: Path = request.getfixturevalue(name)
+    net = read_artifact(path).netlist
+    rebuilt = read_network(path / "network.net")
+    assert [(p.name, p.kind, p.size) for p in rebuilt.populations] == [
+        (p.name, p.kind, p.size) for p in net.populations
+    ]
+    assert (rebuilt.formats, rebuilt.input_scale, rebuilt.output_scale) == (
+        net.formats,
+        net.input_scale,
+        net.output_scale,
+    )
+    x = np.random.default_rng(0).uniform(0, 1, size=(3, 24, 1))
+    a, b = simulate(net, x, record=True), simulate(rebuilt, x, record=True)
+    assert np.array_equal(a.readout, b.readout)
+    for pop in net.populations:
+        if pop.compartment.sends:
+            assert np.array_equal(a.traces[pop.name], b.traces[pop.name]), pop.name
+
+
+def test_tampered_network_net_is_refused(spike_ssm: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    copy = tmp_path / "copy.loihi2"
+    shutil.copytree(spike_ssm, copy)
+    data = bytearray((copy / "network.net").read_bytes())
+    data[len(data) // 2] ^= 1
+    (copy / "network.net").write_bytes(bytes(data))
+    with pytest.raises(CorruptInputError, match=r"network\.net: sha256 does not match"):
+        read_artifact(copy)
+    code, out, err = run(["inspect", copy], capsys)
+    assert code == 6 and out == "" and "network.net: sha256 does not match" in err
+
+
+def test_manifest_must_list_the_target_files(spike_ssm: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.loihi2"
+    shutil.copytree(spike_ssm, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["files"]["estimate.json"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptInputError, match=r"does not list estimate\.json"):
+        read_artifact(copy)
+
+
+def test_inspect_shows_cores_chips_and_the_estimate(spike_ssm: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(["inspect", spike_ssm], capsys)
+    assert code == 0 and "target loihi2" in out
+    assert "loihi2: 12 core(s) on 1 chip(s)" in out
+    assert "not a Loihi measurement" in out and "dense model" in out
+    code, out, _ = run(["inspect", spike_ssm, "--json"], capsys)
+    info = json.loads(out)["loihi2"]
+    assert (info["cores"], info["chips"]) == (12, 1)
+    est = json.loads((spike_ssm / "estimate.json").read_text())
+    assert info["estimate"]["energy_pj"] == est["energy_estimate_pj"]
+
+
+def test_bundled_mapping_counts_add_up(spike_ssm: Path) -> None:
+    net = read_artifact(spike_ssm).netlist
+    res = json.loads((spike_ssm / "resources.json").read_text())
+    cores = res["per_core"]
+    total = sum(v for k, v in net.counts().items() if k != "synapses")
+    assert sum(c["compartments"] for c in cores) == res["compartments"] == total
+    nonzero = sum(int(np.count_nonzero(s.values())) for s in net.synapses)
+    assert sum(c["stored_weights"] for c in cores) == nonzero
+    for pop in net.populations:  # every compartment placed once, in order
+        pieces = [
+            (p["start"], p["stop"])
+            for c in cores
+            for p in c["populations"]
+            if p["name"] == pop.name
+        ]
+        assert pieces[0][0] == 0 and pieces[-1][1] == pop.size
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
+
+
+# -- design rules ---------------------------------------------------------------------
+
+
+def test_drc_lists_every_violation_and_writes_nothing(
+    spike_ssm: Path,
+    tmp_path: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[limits]\ncores_per_chip = 2\ndelay_max = 1\n"
+        "[limits.weight_exp_min]\nvalue = -8\nsource = 'Loihi 1 wgtExp'\n"
+    )
+    net = read_artifact(spike_ssm).netlist  # the same netlist the export below compiles
+    delayed = [s.name for s in net.synapses if s.delay > 1]
+    low_exp = [s.name for s in net.synapses if s.weight_exp < -8]
+    assert delayed and low_exp
+    before = set(os.listdir(tmp_path))
+    ckpt = CHECKPOINTS / "spike-ssm-sdigits.pt"
+    argv = ["export", ckpt, "--target", "loihi2", "--target-config", config]
+    code, out, err = run([*argv, "-o", tmp_path / "out"], capsys)
+    assert code == 5 and out == "" and err.count("\n") == 1
+    n = len(delayed) + len(low_exp) + 1  # + the core count
+    assert err.startswith(f"error: {n} design-rule violations: ")
+    for name in delayed:
+        assert f"synapse {name}: delay" in err
+    for name in low_exp:
+        assert f"synapse {name}: weight_exp" in err
+    assert "needs 12 cores on 6 chip(s); available 2" in err
+    assert set(os.listdir(tmp_path)) == before  # no output, no temporary directory
+
+
+def test_bad_target_configs(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ckpt = CHECKPOINTS / "spike-ssm-sdigits.pt"
+    cases = {
+        "[limits]\ncores_per_chip = 'many'\n": (2, "value must be int"),
+        "[limits]\ncore_per_chip = 2\n": (2, "unknown entry limits.core_per_chip"),
+        "[limits]\ncores_per_chip = 0\n": (2, "cores_per_chip must be >= 1"),
+        "[limits\n": (6, "not valid TOML"),
+    }
+    for text, (code, message) in cases.items():
+        (tmp_path / "c.toml").write_text(text)
+        argv = ["export", ckpt, "--target", "loihi2", "--target-config", tmp_path / "c.toml"]
+        got, _, err = run([*argv, "-o", tmp_path / "out"], capsys)
+        assert (got, message in err) == (code, True), err
+    got, _, err = run(
+        ["export", ckpt, "--target-config", tmp_path / "c.toml", "-o", tmp_path / "o"], capsys
+    )
+    assert got == 2 and "applies to --target loihi2" in err
+    assert sorted(os.listdir(tmp_path)) == ["c.toml"]
+
+
+def test_override_marks_the_source() -> None:
+    base = load_config()
+    assert base.limit("cores_per_chip") == 128 and base.limit("neurons_per_core") == 8192
+    entry = base.sections["limits"]["neurons_per_core"]
+    assert entry.verified is False and "8192" in entry.source
+    assert base.sections["limits"]["synapse_memory_bytes_per_core"].value == 128 * 1024
+
+
+# -- a tiny netlist, by hand ------------------------------------------------------------
+
+
+def tiny_netlist(delay: int = 0, weight_exp: int = 0) -> Netlist:
+    """in(2) -> acc(3) <- bias; acc -> spk (LIF, 3) -> out (readout, 2)."""
+    pops = (
+        Population("in", "input", 2),
+        Population("bias", "bias", 1, {"value": np.array(5.0)}),
+        Population("acc", "accumulator", 3),
+        Population(
+            "spk", "lif", 3, {"du": np.array(4095.0), "dv": np.array(512.0), "vth": np.array(100.0)}
+        ),
+        Population("out", "readout", 2, attrs={"mode": "mean"}),
+    )
+    syns = (
+        Synapse("in->acc", "in", "acc", np.array([[2.0, 0], [0, 4], [6, 8]])),
+        Synapse("bias->acc", "bias", "acc", np.array([[2.0], [2], [0]])),
+        Synapse("acc->spk", "acc", "spk", 2 * np.eye(3), weight_exp=weight_exp, delay=delay),
+        Synapse("spk->out", "spk", "out", np.array([[2.0, 2, 0], [0, 0, 2]])),
+    )
+    return Netlist(pops, syns, numeric="int", formats=Formats())
+
+
+def tiny_graph() -> Graph:
+    return Graph(
+        (
+            Node("input", Input(size=2)),
+            Node("enc", Linear(np.ones((3, 2)), np.zeros(3)), ("input",)),
+            Node("spk", LIF(tau=0.875, threshold=np.ones(3)), ("enc",)),
+            Node("pool", Pool(mode="mean"), ("spk",)),
+            Node("dec", Linear(np.ones((2, 3)), np.zeros(2)), ("pool",)),
+            Node("output", Output(), ("dec",)),
+        )
+    )
+
+
+def _config(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    (tmp_path / "cfg.toml").write_text(text)
+    return load_config(tmp_path / "cfg.toml")
+
+
+def test_estimate_by_hand() -> None:
+    net = tiny_netlist()
+    rates = activity_rates(net, {"spk": 0.25}, {"in": 0.5, "acc": 0.75})
+    assert rates["bias"] == {"rate": 1.0, "basis": "bias: sends its value during the input window"}
+    est = estimate(net, tiny_graph(), steps=10, rates=rates, config=load_config())
+    # per step: graded 0.5 x 4 (in) + 1 x 2 (bias) + 0.75 x 3 (acc); spikes 0.25 x 3 (spk)
+    ops = est["synaptic_ops_estimate"]
+    assert ops["macs_per_step"] == 0.5 * 4 + 2 + 0.75 * 3 == 6.25
+    assert ops["accumulates_per_step"] == 0.75
+    assert (ops["macs_per_inference"], ops["accumulates_per_inference"]) == (62.5, 7.5)
+    assert est["synapses"]["spk->out"]["op"] == "accumulate"
+    energy = est["energy_estimate_pj"]
+    assert energy["synaptic_per_inference"] == pytest.approx(7.5 * 0.9 + 62.5 * 4.6)  # 294.25
+    # LIF: 2 multiplies (u and v decays) x 3 neurons x 10 steps at 4.6 pJ
+    assert est["compartment_ops_estimate"]["macs_per_inference"] == 60
+    assert energy["total_per_inference"] == pytest.approx(294.25 + 60 * 4.6)
+    # dense: encoder 3x2 + LIF leak 3 per step; decoder 2x3 once after pooling
+    dense = est["dense_model_estimate"]
+    assert (dense["macs_per_step"], dense["macs_once_after_pooling"]) == (9, 6)
+    assert dense["macs_per_inference"] == 96
+    assert dense["energy_pj_per_inference"] == pytest.approx(96 * 4.6)
+    assert est["ratio_estimate"]["dense_energy_over_synaptic"] == pytest.approx(441.6 / 294.25)
+    assert "estimate" in est["label"] and any("45 nm" in a for a in est["assumptions"])
+
+
+def test_unmeasured_graded_sources_count_as_always_active() -> None:
+    net = tiny_netlist()
+    rates = activity_rates(net, {"spk": 0.25})
+    assert rates["in"]["rate"] == rates["acc"]["rate"] == 1.0
+    est = estimate(net, None, steps=1, rates=rates, config=load_config())
+    assert est["synaptic_ops_estimate"]["macs_per_step"] == 4 + 2 + 3
+    assert any("acc, in: counted as always active" in a for a in est["assumptions"])
+    assert "dense_model_estimate" not in est
+
+
+def test_measured_graded_rates_count_nonzero_messages() -> None:
+    net = tiny_netlist()
+    x = np.zeros((2, 8, 2))
+    x[0, :4, 0] = 1.0  # 4 of 32 input messages are nonzero
+    rates = measure_graded_rates(net, x)
+    assert rates["in"] == 4 / 32
+    # acc = 2 in0 + 2 bias, 4 in1 + 2 bias, 6 in0 + 8 in1: the bias keeps rows 0 and 1
+    # nonzero every step; row 2 only when the input is (4 of 16 steps)
+    assert rates["acc"] == (16 + 16 + 4) / 48
+
+
+def test_mapping_by_hand() -> None:
+    m = map_netlist(tiny_netlist(), load_config())
+    # one population per core; synapse bits = min(dense, sparse) per synapse:
+    # acc: in->acc min(3*2*8, 4*(8+1)) = 36, bias->acc min(3*1*8, 2*(8+1)) = 18 -> 54 bits
+    # spk: min(3*3*8, 3*(8+2)) = 30 bits; out: min(2*3*8, 3*(8+2)) = 30 bits
+    rows = [
+        (c.slices, c.compartments, c.synapse_bytes, c.input_axons, c.output_axons) for c in m.cores
+    ]
+    assert rows == [
+        ([("in", 0, 2)], 2, 0, 0, 2),
+        ([("bias", 0, 1)], 1, 0, 0, 1),
+        ([("acc", 0, 3)], 3, 7, 3, 3),
+        ([("spk", 0, 3)], 3, 4, 3, 3),
+        ([("out", 0, 2)], 2, 4, 3, 0),
+    ]
+    assert (m.n_cores, m.n_chips) == (5, 1)
+
+
+def test_mapping_shares_and_splits_cores(tmp_path: Path) -> None:
+    shared = map_netlist(tiny_netlist(), _config(tmp_path, "[model]\nshare_cores = true\n"))
+    (core,) = shared.cores
+    assert core.compartments == 11 and core.synapse_bytes == 15  # ceil((54 + 30 + 30) / 8)
+    assert (core.input_axons, core.output_axons) == (9, 9)
+    split = map_netlist(tiny_netlist(), _config(tmp_path, "[limits]\ncompartments_per_core = 2\n"))
+    assert [c.slices for c in split.cores] == [
+        [("in", 0, 2)],
+        [("bias", 0, 1)],
+        [("acc", 0, 2)],
+        [("acc", 2, 3)],
+        [("spk", 0, 2)],
+        [("spk", 2, 3)],
+        [("out", 0, 2)],
+    ]
+    assert sum(c.compartments for c in split.cores) == 11
+    # every acc and spk compartment needs an output axon to its one destination population
+    narrow = map_netlist(tiny_netlist(), _config(tmp_path, "[limits]\noutput_axons_per_core = 2\n"))
+    assert [c.slices for c in narrow.cores] == [c.slices for c in split.cores]
+    # the bound is a lower bound: acc landed on two cores, so each input compartment
+    # needs an axon to both (4 > 2), which the design-rule check then reports
+    assert [c.output_axons for c in narrow.cores] == [4, 1, 2, 1, 2, 1, 0]
+    # acc's second core holds row 2 = [6, 8] from in (bias weight 0): two axons; dense
+    # 1*2*8 = 16 bits beats sparse 2*(8+1) = 18, and the empty bias row costs nothing
+    assert (split.cores[3].input_axons, split.cores[3].synapse_bytes) == (2, 2)
+
+
+def test_bundled_mapping_splits_under_small_cores(spike_ssm: Path, tmp_path: Path) -> None:
+    net = read_artifact(spike_ssm).netlist
+    cfg = _config(tmp_path, "[limits]\ncompartments_per_core = 500\ninput_axons_per_core = 1000\n")
+    m = map_netlist(net, cfg)
+    assert all(c.compartments <= 500 and c.input_axons <= 1000 for c in m.cores)
+    total = sum(v for k, v in net.counts().items() if k != "synapses")
+    assert sum(c.compartments for c in m.cores) == total
+    # the ssm (2112) needs 5 cores of 500; each neuron reads its channel's 33 resonators,
+    # so 30 neurons (990 axons) fit a core of 1000 axons: 64 neurons need 3 cores
+    assert sum(1 for c in m.cores if c.slices[0][0] == "blocks.0.ssm") == 5
+    assert sum(1 for c in m.cores if c.slices[0][0] == "blocks.0.act") == 3
+    assert check(net, cfg, m) == []
+
+
+def test_drc_names_each_rule(tmp_path: Path) -> None:
+    net = tiny_netlist(delay=2, weight_exp=-9)
+    cfg = _config(
+        tmp_path,
+        "[limits]\nweight_bits = 4\nweight_exp_min = -8\ndelay_max = 1\nvth_bits = 6\n"
+        "graded_spike_bits = 16\ncores_per_chip = 2\ninput_axons_per_core = 1\n"
+        "neurons_per_chip = 2\n",
+    )
+    # With one input axon per core every compartment that reads two sources sits alone on
+    # an overfull core: in | bias | acc0 {in0, bias} | acc1 {in1, bias} | acc2 {in0, in1} |
+    # spk0 | spk1 | spk2 | out0 {spk0, spk1} | out1 {spk2}: 10 cores, 2 per chip.
+    violations = check(net, cfg, map_netlist(net, cfg))
+    expected = [
+        "netlist weight_bits 8 > weight_bits 4",
+        "netlist message_bits 24 > graded_spike_bits 16",
+        "synapse in->acc: 4 weight(s) off the 4-bit grid [0, 255] step 16 (e.g. 2)",
+        "synapse bias->acc: 2 weight(s) off the 4-bit grid [0, 255] step 16 (e.g. 2)",
+        "synapse acc->spk: 3 weight(s) off the 4-bit grid [0, 255] step 16 (e.g. 2)",
+        "synapse acc->spk: weight_exp -9 outside [-8, 31] (weight_exp_min/max)",
+        "synapse acc->spk: delay 2 > delay_max 1",
+        "synapse spk->out: 3 weight(s) off the 4-bit grid [0, 255] step 16 (e.g. 2)",
+        "population spk: vth 100 outside [0, 63] (vth_bits 6)",
+        "input_axons per core > input_axons_per_core 1: core 2 (acc) 2, core 3 (acc) 2, "
+        "core 4 (acc) 2, core 8 (out) 2",
+        "needs 10 cores on 5 chip(s); available 2 (cores_per_chip 2 x chips_available 1)",
+        "chip 0: compartments 3 > neurons_per_chip 2",  # in (2) + bias (1)
+    ]
+    assert violations == expected
+    with pytest.raises(HardwareRuleError, match=f"^{len(expected)} design-rule violations: "):
+        enforce(net, cfg, map_netlist(net, cfg))
+
+
+def test_reset_refractory_decay_of_4096_breaks_the_12_bit_rule() -> None:
+    pops = (
+        Population("in", "input", 1),
+        Population(
+            "n",
+            "reset_refractory",
+            2,
+            {
+                "decay": np.array([4096.0, 10]),
+                "theta": np.array([8.0, 8]),
+                "rho": np.array([0.0, 0]),
+            },
+        ),
+        Population("out", "readout", 2, attrs={"mode": "last"}),
+    )
+    syns = (
+        Synapse("in->n", "in", "n", np.ones((2, 1))),
+        Synapse("n->out", "n", "out", np.eye(2)),
+    )
+    net = Netlist(pops, syns, numeric="int")
+    cfg = load_config()
+    assert check(net, cfg, map_netlist(net, cfg)) == [
+        "population n: decay 4096 outside [0, 4095] (decay_bits 12)"
+    ]
+
+
+def test_loihi2_artifact_needs_its_files(tmp_path: Path) -> None:
+    from snncompile.compiler import compile_model
+
+    compiled = compile_model(CHECKPOINTS / "spike-ssm-sdigits.pt", stop_after="quantize")
+    with pytest.raises(UsageError, match="target 'loihi2' writes"):
+        write_artifact(compiled, tmp_path / "a", target="loihi2")
+    assert not (tmp_path / "a").exists()
+
+
+def test_inspecting_a_loihi2_artifact_needs_no_torch(spike_ssm: Path) -> None:
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]); "
+        "from snncompile.api import inspect_path; "
+        "info = inspect_path(sys.argv[2]); "
+        "print(info['loihi2']['cores'], 'torch' in sys.modules)"
+    )
+    conftest = Path(__file__).with_name("conftest.py")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(conftest), str(spike_ssm)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["12", "False"]
