@@ -189,6 +189,27 @@ _register(
 )
 _register(
     Compartment(
+        "cuba_lif",
+        input_factor=1,
+        sends=True,
+        spiking=True,
+        int_params={
+            "du": Param("scalar", _range(0, 4095)),
+            "dv": Param("scalar", _range(0, 4095)),
+            "vth": Param("scalar", _range(0, 2**17 - 1)),
+        },
+        float_params={
+            "alpha_u": Param("scalar"),
+            "alpha_v": Param("scalar"),
+            "vth": Param("scalar"),
+        },
+        states=("u", "v"),
+        doc="Lava's bit-accurate LIF with a current (du < 4095 allowed); float mode: "
+        "u = alpha_u u + a, v = alpha_v v + u, s = [v > vth] (strict, as NIR), reset to 0",
+    )
+)
+_register(
+    Compartment(
         "heaviside",
         input_factor=1,
         sends=True,

@@ -100,7 +100,8 @@ class Graph:
         rows = []
         for node in self.nodes:
             n_params = sum(
-                int(a.size) * (2 if a.dtype.kind == "c" else 1) for a in node.op.arrays().values()
+                int(getattr(a, "nnz", a.size)) * (2 if a.dtype.kind == "c" else 1)
+                for a in node.op.arrays().values()
             )
             rows.append(
                 {

@@ -88,6 +88,12 @@ class Synapse:
 
     `weight` is a dense ndarray or a scipy CSR matrix (block-structured synapses such as
     an SSM's input are sparse). In int netlists it holds integer-valued float64 mantissas.
+
+    `lag` (model steps, >= 0) says which model step the synapse carries: 0 for an
+    ordinary (feed-forward) synapse, which defines the latency of its destination; a
+    synapse with lag k >= 1 delivers the source's message of k model steps earlier (a
+    recurrent connection has lag 1). Lagged synapses are left out of the latency DAG, so
+    they may close cycles, and must satisfy latency(src) + 1 + delay = latency(dst) + lag.
     """
 
     name: str
@@ -96,6 +102,7 @@ class Synapse:
     weight: np.ndarray | sparse.csr_matrix
     weight_exp: int = 0
     delay: int = 0
+    lag: int = 0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -152,7 +159,9 @@ class Netlist:
         return [s for s in self.synapses if s.dst == name]
 
     def latency(self) -> dict[str, int]:
-        """Steps from the input to each population: max over in-edges of src + 1 + delay."""
+        """Steps from the input to each population: max over lag-0 in-edges of src + 1 + delay.
+
+        Lagged (recurrent) synapses are not edges of this DAG (see Synapse)."""
         lat: dict[str, int] = {}
 
         def visit(name: str, trail: tuple[str, ...]) -> int:
@@ -160,7 +169,11 @@ class Netlist:
                 return lat[name]
             if name in trail:
                 raise InvalidGraphError(f"synapses form a cycle through {name!r}")
-            incoming = [s for s in self.incoming(name) if self.population(s.src).kind != "bias"]
+            incoming = [
+                s
+                for s in self.incoming(name)
+                if self.population(s.src).kind != "bias" and s.lag == 0
+            ]
             lat[name] = max(
                 (visit(s.src, (*trail, name)) + 1 + s.delay for s in incoming), default=0
             )
@@ -222,7 +235,14 @@ def validate_netlist(net: Netlist) -> None:
         raise InvalidGraphError("synapse names must be unique")
     for syn in net.synapses:
         _validate_synapse(net, syn)
-    net.latency()  # raises on cycles
+    latency = net.latency()  # raises on cycles of lag-0 synapses
+    for syn in net.synapses:
+        if syn.lag and latency[syn.src] + 1 + syn.delay != latency[syn.dst] + syn.lag:
+            raise InvalidGraphError(
+                f"synapse {syn.name!r}: lag {syn.lag} needs latency(src) + 1 + delay = "
+                f"latency(dst) + lag, got {latency[syn.src]} + 1 + {syn.delay} != "
+                f"{latency[syn.dst]} + {syn.lag}"
+            )
 
 
 def _validate_synapse(net: Netlist, syn: Synapse) -> None:
@@ -241,6 +261,10 @@ def _validate_synapse(net: Netlist, syn: Synapse) -> None:
         )
     if syn.delay < 0:
         raise InvalidGraphError(f"{where}: delay must be >= 0, got {syn.delay}")
+    if syn.lag < 0:
+        raise InvalidGraphError(f"{where}: lag must be >= 0, got {syn.lag}")
+    if syn.lag and src.kind == "bias":
+        raise InvalidGraphError(f"{where}: a synapse from the bias cannot have a lag")
     values = syn.values()
     if not np.all(np.isfinite(values)):
         raise InvalidGraphError(f"{where}: weights hold NaN or inf")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import numpy as np
+from scipy import sparse
 
 from snncompile.errors import SnnCompileError
 
@@ -55,7 +56,8 @@ class Op:
 
 
 def _is_array(op: Op, name: str) -> bool:
-    return isinstance(getattr(op, name), np.ndarray)
+    value = getattr(op, name)
+    return isinstance(value, np.ndarray) or sparse.issparse(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -400,3 +402,6 @@ OPS: dict[str, type[Op]] = {
         Output,
     )
 }
+
+# The NIR import's ops register themselves in OPS (imported last: the module needs this one).
+from snncompile.ir import nir_ops as _nir_ops  # noqa: E402, F401

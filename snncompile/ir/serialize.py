@@ -153,6 +153,7 @@ def save_netlist(net: Netlist, directory: str | os.PathLike[str]) -> Path:
             "weight": arrays.put(f"syn{i}.weight", syn.weight),
             "weight_exp": int(syn.weight_exp),
             "delay": int(syn.delay),
+            "lag": int(syn.lag),
         }
         for i, syn in enumerate(net.synapses)
     ]
@@ -350,6 +351,8 @@ def load_netlist(directory: str | os.PathLike[str]) -> Netlist:
                     weight=reader.get(doc.get(s, "weight", dict, where), f"{where}.weight"),
                     weight_exp=doc.get(s, "weight_exp", int, where),
                     delay=doc.get(s, "delay", int, where),
+                    # "lag" came after version 1 was first written: absent means 0.
+                    lag=doc.get(s, "lag", int, where) if "lag" in s else 0,
                 )
             )
         formats = doc.get(data, "formats", dict, "netlist")
@@ -382,7 +385,7 @@ def _check_op_fields(doc: _Doc, cls: type, attrs: dict, arrays: dict, where: str
         raise doc.fail(f"{where}: op {cls.kind!r} takes {sorted(expected)}, got {sorted(given)}")
     for f in fields(cls):
         annotation = str(f.type)
-        if annotation == "np.ndarray":
+        if annotation in ("np.ndarray", "sparse.csr_matrix"):
             if f.name not in arrays:
                 raise doc.fail(f"{where}: {f.name} must be an array")
             continue

@@ -34,14 +34,23 @@ import numpy as np
 from scipy import sparse
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import ops
+from snncompile.ir import nir_ops, ops
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.lower.nir_rules import NIR_LOWERINGS
 
 # Ops the lowering passes through unchanged (normally removed by the passes already).
 _TRANSPARENT = (ops.Dropout, ops.Identity)
 # Ops whose input view a Linear can be fused into.
-_FUSES_LINEAR = (ops.GLU, ops.Add, ops.ResetRefractory, ops.LIF, ops.Heaviside, ops.Pool)
+_FUSES_LINEAR = (
+    ops.GLU,
+    ops.Add,
+    ops.ResetRefractory,
+    ops.LIF,
+    ops.Heaviside,
+    ops.Pool,
+    nir_ops.EulerNeuron,
+)
 # What can take an op the compartments cannot express (reported in UnsupportedError).
 FLOAT_ONLY_TARGETS = "onnx --float"
 
@@ -90,24 +99,32 @@ class _Builder:
         self.pops.append(pop)
         return pop
 
-    def connect(self, view: View, dst: Population, in_map: sparse.spmatrix | None = None) -> None:
-        """Synapses carrying `in_map @ view` into dst's input (identity in_map if None)."""
+    def connect(
+        self,
+        view: View,
+        dst: Population,
+        in_map: sparse.spmatrix | None = None,
+        *,
+        lag: int = 0,
+    ) -> None:
+        """Synapses carrying `in_map @ view` into dst's input (identity in_map if None);
+        `lag` model steps late (Synapse.lag; the constant part always arrives on time)."""
         in_map = in_map if in_map is not None else sparse.identity(view.width, format="csr")
         weight = sparse.csr_matrix(in_map @ view.matrix)
-        self._add(view.pop, dst.name, weight)
+        self._add(view.pop, dst.name, weight, lag=lag)
         constant = np.asarray(in_map @ view.offset).ravel()
         if np.any(constant != 0):
             name = self._add("bias", dst.name, sparse.csr_matrix(constant.reshape(-1, 1)))
             self.bias_synapses.add(name)
 
-    def _add(self, src: str, dst: str, weight: sparse.spmatrix) -> str:
+    def _add(self, src: str, dst: str, weight: sparse.spmatrix, *, lag: int = 0) -> str:
         name = f"{src}->{dst}"
         taken = {s.name for s in self.synapses}
         k = 1
         while name in taken:
             k += 1
             name = f"{src}->{dst}#{k}"
-        self.synapses.append(Synapse(name, src, dst, _compact(weight)))
+        self.synapses.append(Synapse(name, src, dst, _compact(weight), lag=lag))
         return name
 
 
@@ -144,20 +161,34 @@ def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
 
 
 def _assign_delays(builder: _Builder) -> None:
-    """Latency = longest path from the input; delays align every population's inputs."""
+    """Latency = longest path from the input over lag-0 synapses; delays align every
+    population's inputs, and a lagged (recurrent) synapse gets the delay that makes it
+    arrive exactly `lag` model steps late (UnsupportedError when that needs a negative
+    delay: a loop through several populations cannot close within one model step)."""
     pops = {p.name: p for p in builder.pops}
-    order = [p.name for p in builder.pops]  # construction order is topological
+    order = [p.name for p in builder.pops]  # construction order is topological for lag 0
     latency: dict[str, int] = {}
     for name in order:
         data_in = [
-            s for s in builder.synapses if s.dst == name and s.name not in builder.bias_synapses
+            s
+            for s in builder.synapses
+            if s.dst == name and s.name not in builder.bias_synapses and s.lag == 0
         ]
         latency[name] = max((latency[s.src] + 1 for s in data_in), default=0)
     synapses = []
     for syn in builder.synapses:
         source_latency = 0 if pops[syn.src].kind == "bias" else latency[syn.src]
-        delay = latency[syn.dst] - source_latency - 1
-        synapses.append(Synapse(syn.name, syn.src, syn.dst, syn.weight, syn.weight_exp, delay))
+        delay = latency[syn.dst] + syn.lag - source_latency - 1
+        if delay < 0:
+            raise UnsupportedError(
+                f"synapse {syn.name}: its message must arrive {syn.lag} model step(s) after "
+                f"it is sent, but {syn.src} runs {source_latency - latency[syn.dst]} hop(s) "
+                f"after {syn.dst} (a loop through {source_latency - latency[syn.dst] + 1} "
+                "populations); only loops whose lag covers their hops can be compiled"
+            )
+        synapses.append(
+            Synapse(syn.name, syn.src, syn.dst, syn.weight, syn.weight_exp, delay, syn.lag)
+        )
     builder.synapses = synapses
 
 
@@ -284,4 +315,5 @@ _LOWERINGS: dict[type, Callable[[_Builder, Node], None]] = {
     ops.Add: _add,
     ops.Pool: _pool,
     ops.Output: _output,
+    **NIR_LOWERINGS,
 }

@@ -215,6 +215,26 @@ class _Quantizer:
         self.notes[pop.name] = {"vth": int(params["vth"])}
         return Population(pop.name, pop.kind, pop.size, params=params)
 
+    def _cuba_lif(self, pop: Population) -> Population:
+        # Lava's LIF with a current: u holds (a << 6) sums and must stay inside its 24-bit
+        # wrap, v inside its 24-bit saturation, one input inside Lava's int16 port.
+        room = self.headroom(pop.name)
+        by_input = _q(LIF_INPUT_BITS) / (max(self.range_of(f"{pop.name}.in"), 1e-30) * room)
+        peak = max(self._membrane_peak(pop, "u"), self._membrane_peak(pop, "v"), 1.0)
+        by_state = 2**17 / (peak * room)
+        k = min(_log2_at_most(by_input), _log2_at_most(by_state), 16)
+        self.scales[pop.name] = Scales(-k, 0)
+        alpha_u, alpha_v = float(pop.params["alpha_u"]), float(pop.params["alpha_v"])
+        params = {
+            # Lava keeps 4096 - (du + 1) of u per step, and 4096 - dv of v.
+            "du": np.array(float(min(max(4095 - round(alpha_u * 4096), 0), 4095))),
+            "dv": np.array(float(min(max(4096 - round(alpha_v * 4096), 0), 4095))),
+            "vth": np.array(float(2**k) * float(pop.params["vth"])),
+        }
+        self.notes[pop.name] = {"vth": int(params["vth"]), "du": int(params["du"]),
+                                "dv": int(params["dv"])}  # fmt: skip
+        return Population(pop.name, pop.kind, pop.size, params=params)
+
     def _heaviside(self, pop: Population) -> Population:
         k = self.graded_log2(pop.name, self.range_of(f"{pop.name}.in"), self.cfg.state_bits)
         self.scales[pop.name] = Scales(k, 0)

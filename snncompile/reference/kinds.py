@@ -99,6 +99,15 @@ def _lif_int(pop, state, a, fmt, ev):
     return spikes.astype(np.int64)
 
 
+def _cuba_lif_float(pop, state, a, fmt, ev):
+    # Current first, then the voltage from the new current (as Lava's LIF and snnTorch).
+    state["u"] = float(pop.params["alpha_u"]) * state["u"] + a
+    voltage = float(pop.params["alpha_v"]) * state["v"] + state["u"]
+    spikes = voltage > float(pop.params["vth"])
+    state["v"] = np.where(spikes, 0.0, voltage)
+    return spikes.astype(np.float64)
+
+
 def _heaviside(pop, state, a, fmt, ev):
     return (a > 0).astype(a.dtype)
 
@@ -173,6 +182,7 @@ STEPS: dict[str, dict[str, Step]] = {
         "ssm": _ssm_int,
         "reset_refractory": _reset_refractory_int,
         "lif": _lif_int,
+        "cuba_lif": _lif_int,  # the same integer model as lif (Lava's bit-accurate LIF)
         "heaviside": _heaviside,
         "glu": _glu_int,
         "readout": _readout_int,
@@ -182,6 +192,7 @@ STEPS: dict[str, dict[str, Step]] = {
         "ssm": _ssm_float,
         "reset_refractory": _reset_refractory_float,
         "lif": _lif_float,
+        "cuba_lif": _cuba_lif_float,
         "heaviside": _heaviside,
         "glu": _glu_float,
         "readout": _readout_float,

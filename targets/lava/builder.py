@@ -2,7 +2,7 @@
 
     population kind      Lava process
     input, bias          one io.source.RingBuffer, the "source bank" (below)
-    lif                  lava.proc.lif.process.LIF (bit-accurate model; bias 0)
+    lif, cuba_lif        lava.proc.lif.process.LIF (bit-accurate model; bias 0)
     ssm, reset_refractory, glu, accumulator, heaviside, readout
                          our Processes in processes/compartments.py
     synapse              lava Dense (dense weights) or Sparse (sparse or batched)
@@ -342,6 +342,18 @@ def _lif(pop: Population, net: Netlist, batch: int) -> Any:
     return LIF(shape=(batch * pop.size,), du=du, dv=dv, vth=vth, bias_mant=0, name=pop.name)
 
 
+def _cuba_lif(pop: Population, net: Netlist, batch: int) -> Any:
+    if net.numeric != "int":
+        raise UnsupportedError(
+            f"population {pop.name}: the lava target runs cuba_lif in int netlists only "
+            "(float64 cuba_lif runs on the reference simulator)"
+        )
+    from lava.proc.lif.process import LIF
+
+    du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
+    return LIF(shape=(batch * pop.size,), du=du, dv=dv, vth=vth, bias_mant=0, name=pop.name)
+
+
 def _readout(pop: Population, net: Netlist, batch: int) -> Any:
     return _processes().Readout(
         size=batch * pop.size, mode=pop.attrs["mode"], name=pop.name, **_widths(net)
@@ -355,5 +367,6 @@ _BUILDERS = {
     "reset_refractory": _reset_refractory,
     "glu": _glu,
     "lif": _lif,
+    "cuba_lif": _cuba_lif,
     "readout": _readout,
 }

@@ -43,7 +43,7 @@ from snncompile.reference.simulator import simulate
 from .config import TargetConfig
 
 # Multiplies per compartment and step (see the module docstring).
-COMPARTMENT_MACS = {"ssm": 6, "lif": 2, "reset_refractory": 1, "glu": 2}
+COMPARTMENT_MACS = {"ssm": 6, "lif": 2, "cuba_lif": 2, "reset_refractory": 1, "glu": 2}
 # Dense float model: multiply-accumulates per channel (x channels) for elementwise ops.
 _ELEMENTWISE_MACS = {"batchnorm": 1, "affine": 1, "lif": 1, "reset_refractory": 1, "glu": 1}
 _FREE_OPS = {"input", "output", "dropout", "identity", "add", "pool", "heaviside"}

@@ -1,0 +1,208 @@
+"""Reading a NIR file and flattening it: what the importer and the NIR simulator share.
+
+    flat = load_flat(path_or_graph)     # FlatNir: nodes by full name, edges, warnings
+
+Reading (nir 1.0.8): `nir.read(path)` first, with nir's own shape check. If only that
+check fails, the file is read again with `type_check=False` and a warning names the
+problem; the importer then infers every shape from the node parameters and refuses the
+file (CorruptInputError) if the parameters themselves disagree. This accepts
+lif_rockpool.nir (its Output node declares a wrong shape that no computation uses) and
+still refuses braille_legacy_cf1c59a.nir (its recurrent Affine does not fit its neuron).
+Anything else nir cannot read (missing file, not HDF5, unknown fields, an edge naming a
+missing node) is CorruptInputError with one line.
+
+A graph without an Input or Output node (older exports) is CorruptInputError too.
+
+Flattening: a nested NIRGraph `g` becomes its nodes named "g.<inner>"; an edge into `g`
+goes to its (one) Input node and an edge out of it leaves from its (one) Output node;
+those inner Input/Output nodes stay as identity relays.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snncompile.errors import CorruptInputError, MissingDependencyError, UnsupportedError
+
+
+def _nir() -> Any:
+    try:
+        import nir
+    except ImportError:
+        raise MissingDependencyError("NIR import needs the nir package: pip install nir") from None
+    return nir
+
+
+@dataclass
+class FlatNir:
+    """A NIR graph without nesting: nodes by full name, edges between full names.
+
+    relays: inner Input/Output nodes of flattened subgraphs (identity);
+    input, output: the names of the top-level Input and Output nodes;
+    warnings: what reading had to overlook (one line each);
+    metadata: the top-level graph's metadata.
+    """
+
+    nodes: dict[str, Any]
+    edges: list[tuple[str, str]]
+    relays: set[str]
+    input: str
+    output: str
+    warnings: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def preds(self, name: str) -> list[str]:
+        return [s for s, d in self.edges if d == name]
+
+    def succs(self, name: str) -> list[str]:
+        return [d for s, d in self.edges if s == name]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
+    """(nir.NIRGraph, warnings); CorruptInputError when nir 1.0.8 cannot read the file."""
+    nir = _nir()
+    path = Path(path)
+    if not path.is_file():
+        raise CorruptInputError(f"NIR file {path} does not exist")
+    try:
+        return nir.read(path), []
+    # nir's reader raises whatever the malformed content triggers (KeyError, TypeError,
+    # ValueError, OSError from h5py, ...): every one of them means "cannot read this file".
+    except Exception as exc:
+        strict_error = exc
+    if not (isinstance(strict_error, ValueError) and "type" in str(strict_error).lower()):
+        raise CorruptInputError(
+            f"{path.name}: nir cannot read it ({type(strict_error).__name__}: "
+            f"{_one_line(strict_error)})"
+        ) from None
+    try:
+        graph = nir.read(path, type_check=False)
+    except Exception as exc:  # as above
+        raise CorruptInputError(
+            f"{path.name}: nir cannot read it ({type(exc).__name__}: {_one_line(exc)})"
+        ) from None
+    warning = (
+        f"{path.name}: nir's type check failed ({_one_line(strict_error)}); read without "
+        "it, every shape is inferred from the node parameters"
+    )
+    return graph, [warning]
+
+
+def flatten(graph: Any, warnings: list[str] | None = None) -> FlatNir:
+    """Flatten nested subgraphs (see the module docstring); CorruptInputError on dangling
+    edges, UnsupportedError unless there is exactly one top-level Input and Output."""
+    nir = _nir()
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    relays: set[str] = set()
+
+    def walk(g: Any, prefix: str) -> None:
+        entry: dict[str, str] = {}
+        exit_: dict[str, str] = {}
+        for name, node in g.nodes.items():
+            full = prefix + str(name)
+            if isinstance(node, nir.NIRGraph):
+                ins = [n for n, v in node.nodes.items() if isinstance(v, nir.Input)]
+                outs = [n for n, v in node.nodes.items() if isinstance(v, nir.Output)]
+                if len(ins) != 1 or len(outs) != 1:
+                    raise UnsupportedError(
+                        f"subgraph {full}: needs one Input and one Output node, has "
+                        f"{len(ins)} and {len(outs)}"
+                    )
+                walk(node, full + ".")
+                entry[full], exit_[full] = f"{full}.{ins[0]}", f"{full}.{outs[0]}"
+                relays.update((entry[full], exit_[full]))
+            else:
+                nodes[full] = node
+        for src, dst in g.edges:
+            s = exit_.get(prefix + str(src), prefix + str(src))
+            d = entry.get(prefix + str(dst), prefix + str(dst))
+            for end in (s, d):
+                if end not in nodes and end not in entry and end not in exit_:
+                    raise CorruptInputError(f"NIR edge ({src!r}, {dst!r}) names no node {end!r}")
+            edges.append((s, d))
+
+    walk(graph, "")
+    top_in = [n for n, v in nodes.items() if isinstance(v, nir.Input) and n not in relays]
+    top_out = [n for n, v in nodes.items() if isinstance(v, nir.Output) and n not in relays]
+    if not top_in or not top_out:  # every NIR graph has them; older exports did not
+        raise CorruptInputError(
+            f"the NIR graph has {len(top_in)} Input and {len(top_out)} Output nodes (an "
+            "old or malformed export)"
+        )
+    if len(top_in) != 1 or len(top_out) != 1:
+        raise UnsupportedError(
+            f"a NIR graph needs exactly one Input and one Output node, this one has "
+            f"{len(top_in)} ({', '.join(top_in) or 'none'}) and {len(top_out)} "
+            f"({', '.join(top_out) or 'none'})"
+        )
+    return FlatNir(
+        nodes,
+        edges,
+        relays,
+        top_in[0],
+        top_out[0],
+        list(warnings or []),
+        dict(getattr(graph, "metadata", {}) or {}),
+    )
+
+
+def load_flat(source: Any) -> FlatNir:
+    """A path to a .nir file or an in-memory nir.NIRGraph -> FlatNir."""
+    if isinstance(source, (str, os.PathLike)):
+        graph, warnings = read_nir(source)
+        return flatten(graph, warnings)
+    return flatten(source)
+
+
+def forward_order(flat: FlatNir) -> tuple[list[str], set[tuple[str, str]]]:
+    """(evaluation order, back edges): a depth-first search from the Input marks every
+    edge that closes a cycle as a back edge (it carries the previous step's value); the
+    other edges form a DAG, ordered topologically. Deterministic: edges in file order."""
+    succs: dict[str, list[str]] = {n: [] for n in flat.nodes}
+    for s, d in flat.edges:
+        succs[s].append(d)
+    back: set[tuple[str, str]] = set()
+    state: dict[str, int] = {}  # 1 on the DFS stack, 2 done
+
+    def dfs(root: str) -> None:
+        stack = [(root, iter(succs[root]))]
+        state[root] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                back.add((node, nxt))
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(succs[nxt])))
+
+    dfs(flat.input)
+    for name in flat.nodes:  # nodes the input does not reach (the importer refuses them)
+        if name not in state:
+            dfs(name)
+    indegree = {n: 0 for n in flat.nodes}
+    for s, d in flat.edges:
+        if (s, d) not in back:
+            indegree[d] += 1
+    order, ready = [], [n for n in flat.nodes if indegree[n] == 0]
+    while ready:
+        node = ready.pop(0)
+        order.append(node)
+        for s, d in flat.edges:
+            if s == node and (s, d) not in back:
+                indegree[d] -= 1
+                if indegree[d] == 0:
+                    ready.append(d)
+    return order, back

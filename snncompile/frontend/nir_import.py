@@ -1,0 +1,596 @@
+"""NIR import: a NIR graph (snnTorch, Norse, Sinabs, Rockpool, ...) -> the float IR Graph.
+
+    result = import_nir("net.nir", dt=1e-4, reset="zero")   # NirImport: graph, warnings
+
+NIR neurons are continuous-time ODEs; they are discretized with forward Euler at `dt`
+(seconds; from the argument, else from `dt` in the graph's metadata, else UsageError).
+With a = dt / tau (per element) and the summed input x_t of the node:
+
+    I        v_t = v_{t-1} + dt R x_t                                  (graded output v)
+    LI       v_t = (1 - dt/tau) v_{t-1} + (dt/tau) (v_leak + R x_t)    (graded output v)
+    CubaLI   I_t = (1 - dt/tau_syn) I_{t-1} + (dt/tau_syn) w_in x_t
+             v_t = (1 - dt/tau_mem) v_{t-1} + (dt/tau_mem) (v_leak + R I_t)
+    IF, LIF, CubaLIF: as I, LI, CubaLI, then s_t = [v_t > v_threshold] (strict, as NIR)
+             and v_t <- v_reset where s_t (reset "zero", the only reset NIR stores; v_reset
+             must be 0) or v_t <- v_t - v_threshold (reset "subtract", chosen by the user)
+    Threshold  s_t = [x_t > threshold]   (stateless)
+
+The current is updated first and the voltage uses the new current, as snnTorch and
+Lava's LIF do. Every neuron becomes one EulerNeuron op (snncompile.ir.nir_ops) with the
+gains folded into its input weights: u = (dt R / tau_mem) I, so v is NIR's v.
+
+Linear nodes (Affine, Linear, Scale, Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten,
+Delay, and the Input/Output relays of flattened subgraphs) are composed: each neuron's
+input is a sum over source nodes (the Input and the neurons) and lags of sparse matrices
+times that source's output, plus a constant; fan-in edges sum. Tensors are flattened
+row-major (Conv2d input (C, H, W), weight (out, in / groups, kh, kw)). A Delay of d
+seconds delays by round(d / dt) steps (it must be a whole number of steps). A cycle
+(lif -> w_rec -> lif) is a recurrent connection: the edge that closes it (found by a
+depth-first search from the Input) carries the previous step's value, so a loop that
+returns to the same neuron through linear nodes becomes its recurrent matrix with a lag
+of one step. A constant on any path (a bias) is present from step 0, including on
+recurrent and delayed paths: they start from the value their input has at rest. A loop
+through two or more neurons is refused: every neuron population adds one step of latency
+in the netlist, so its feedback could not arrive one model step later.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
+from snncompile.frontend.nir_graph import FlatNir, _nir, load_flat
+from snncompile.ir import ops
+from snncompile.ir.graph import Graph, Node
+from snncompile.ir.nir_ops import EulerNeuron, SparseLinear
+
+RESET_MODES = ("zero", "subtract")
+NEURONS = ("I", "LI", "CubaLI", "IF", "LIF", "CubaLIF")
+LINEAR = ("Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten")
+SUPPORTED = ("Input", "Output", *LINEAR, "Delay", "Threshold", *NEURONS, "NIRGraph")
+
+Key = tuple[str, int]  # (source node, lag in steps)
+
+
+@dataclass
+class Expr:
+    """sum over (source, lag) of terms[key] @ output(source)(t - lag) + const."""
+
+    terms: dict[Key, sparse.csr_matrix]
+    const: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return self.const.size
+
+    def add(self, other: Expr) -> Expr:
+        terms = dict(self.terms)
+        for key, m in other.terms.items():
+            terms[key] = terms[key] + m if key in terms else m
+        return Expr(terms, self.const + other.const)
+
+
+@dataclass
+class NirImport:
+    """What the import produced: the Graph, the shapes it inferred, and warnings."""
+
+    graph: Graph
+    dt: float
+    reset: str
+    input_shape: tuple[int, ...]
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve_dt(dt: float | None, metadata: dict[str, Any], where: str) -> float:
+    """The dt argument, else the graph metadata's `dt`; UsageError if neither is usable."""
+    if dt is None and "dt" in metadata:
+        try:
+            dt = float(np.asarray(metadata["dt"]).item())
+        except (TypeError, ValueError):
+            bad = metadata["dt"]
+            raise CorruptInputError(f"{where}: metadata dt {bad!r} is not a number") from None
+    if dt is None:
+        raise UsageError(
+            f"{where} states no dt: NIR neurons are continuous-time, pass --dt SECONDS "
+            "(snnTorch exports assume 1e-4, Norse 1e-3)"
+        )
+    if not (math.isfinite(dt) and dt > 0):
+        raise UsageError(f"dt must be a positive number of seconds, got {dt}")
+    return float(dt)
+
+
+def _arr(node: Any, name: str) -> np.ndarray:
+    return np.asarray(getattr(node, name), dtype=np.float64)
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    v = np.atleast_1d(np.asarray(value)).astype(int)
+    return (int(v[0]), int(v[-1])) if v.size in (1, 2) else (int(v[0]), int(v[1]))
+
+
+def _neuron_shape(node: Any) -> tuple[int, ...]:
+    kind = type(node).__name__
+    field_name = {"I": "r", "IF": "v_threshold", "Threshold": "threshold"}.get(kind, "r")
+    return tuple(int(n) for n in np.shape(getattr(node, field_name))) or (1,)
+
+
+# ---- linear nodes as sparse matrices ---------------------------------------------------
+
+
+def conv_matrix(
+    weight: np.ndarray,
+    in_shape: tuple[int, int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> tuple[sparse.csr_matrix, tuple[int, int, int]]:
+    """The matrix of a 2-d convolution (cross-correlation, as torch and NIR) on a
+    row-major (C, H, W) input: out[o, y, x] = sum_{c, ky, kx} w[o, c, ky, kx]
+    in[g(o) Cg + c, y sy - py + ky dy, x sx - px + kx dx] (zero outside the input)."""
+    c_in, h, w = in_shape
+    n_out, cg, kh, kw = weight.shape
+    if c_in != cg * groups or n_out % groups:
+        raise CorruptInputError(
+            f"convolution weight {weight.shape} with groups {groups} does not fit input "
+            f"channels {c_in}"
+        )
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if oh <= 0 or ow <= 0:
+        raise CorruptInputError(f"convolution output would be empty for input {in_shape}")
+    o, c, ky, kx, y, x = np.meshgrid(
+        np.arange(n_out), np.arange(cg), np.arange(kh), np.arange(kw), np.arange(oh),
+        np.arange(ow), indexing="ij",
+    )  # fmt: skip
+    iy = y * stride[0] - padding[0] + ky * dilation[0]
+    ix = x * stride[1] - padding[1] + kx * dilation[1]
+    channel = (o // (n_out // groups)) * cg + c
+    values = weight[o, c, ky, kx]
+    rows = (o * oh + y) * ow + x
+    cols = (channel * h + iy) * w + ix
+    keep = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w) & (values != 0)
+    matrix = sparse.csr_matrix(
+        (values[keep], (rows[keep], cols[keep])), shape=(n_out * oh * ow, c_in * h * w)
+    )
+    return matrix, (n_out, oh, ow)
+
+
+def _same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))  # type: ignore[return-value]
+
+
+def _conv_node(node: Any, in_shape: tuple[int, ...]) -> tuple[sparse.csr_matrix, tuple, np.ndarray]:
+    weight = _arr(node, "weight")
+    one_d = weight.ndim == 3
+    if one_d:
+        weight = weight[:, :, None, :]
+        shape3 = (in_shape[0], 1, in_shape[-1]) if len(in_shape) == 2 else None
+        stride, dilation = (1, _pair(node.stride)[0]), (1, _pair(node.dilation)[0])
+    else:
+        shape3 = in_shape if len(in_shape) == 3 else None
+        stride, dilation = _pair(node.stride), _pair(node.dilation)
+    if shape3 is None:
+        raise CorruptInputError(f"convolution input has shape {in_shape}")
+    kernel = weight.shape[2:]
+    if isinstance(node.padding, str):
+        if node.padding == "same" and stride != (1, 1):
+            raise UnsupportedError("padding 'same' with a stride other than 1")
+        padding = _same_padding(kernel, dilation) if node.padding == "same" else (0, 0)
+    else:
+        padding = (0, _pair(node.padding)[0]) if one_d else _pair(node.padding)
+    matrix, out = conv_matrix(weight, shape3, stride, padding, dilation, int(node.groups))
+    bias = np.repeat(np.broadcast_to(_arr(node, "bias"), (out[0],)), out[1] * out[2])
+    return matrix, ((out[0], out[2]) if one_d else out), bias
+
+
+def _pool_node(node: Any, in_shape: tuple[int, ...], average: bool) -> tuple:
+    if len(in_shape) != 3:
+        raise CorruptInputError(f"pooling input has shape {in_shape}, expected (C, H, W)")
+    kernel = _pair(node.kernel_size)
+    weight = np.ones((in_shape[0], 1, *kernel))
+    if average:  # torch's default: padded zeros count in the average
+        weight /= kernel[0] * kernel[1]
+    matrix, out = conv_matrix(
+        weight, in_shape, _pair(node.stride), _pair(node.padding), (1, 1), in_shape[0]
+    )
+    return matrix, out, np.zeros(matrix.shape[0])
+
+
+def _flatten_shape(node: Any, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+    nd = len(in_shape)
+    start, end = int(node.start_dim), int(node.end_dim)
+    # nir's Flatten counts dims without the batch; sinabs writes start_dim 0 for (C, H, W).
+    start = start + nd if start < 0 else start
+    end = end + nd if end < 0 else end
+    start, end = min(max(start, 0), nd - 1), min(max(end, 0), nd - 1)
+    return (*in_shape[:start], int(np.prod(in_shape[start : end + 1])), *in_shape[end + 1 :])
+
+
+def linear_parts(
+    name: str, node: Any, in_shape: tuple[int, ...], dt: float, relay: bool
+) -> tuple[list[tuple[int, sparse.csr_matrix]], np.ndarray, tuple[int, ...]]:
+    """([(lag, matrix)], bias, output shape) of one NIR linear node on a flat input."""
+    kind = type(node).__name__
+    n = int(np.prod(in_shape))
+    eye = sparse.identity(n, format="csr")
+    if relay or kind == "Flatten":
+        out = in_shape if relay else _flatten_shape(node, in_shape)
+        return [(0, eye)], np.zeros(n), out
+    if kind in ("Affine", "Linear"):
+        w = _arr(node, "weight")
+        if w.ndim != 2 or w.shape[1] != n:
+            raise CorruptInputError(
+                f"node {name!r} ({kind}): weight {w.shape} does not take an input of width {n}"
+            )
+        bias = _arr(node, "bias") if kind == "Affine" else np.zeros(w.shape[0])
+        return (
+            [(0, sparse.csr_matrix(w))],
+            np.broadcast_to(bias, (w.shape[0],)).copy(),
+            (w.shape[0],),
+        )
+    if kind == "Scale":
+        scale = _arr(node, "scale").ravel()
+        if scale.size not in (1, n):
+            raise CorruptInputError(f"node {name!r} (Scale): {scale.size} scales for width {n}")
+        return [(0, sparse.diags(np.broadcast_to(scale, (n,))).tocsr())], np.zeros(n), in_shape
+    if kind in ("Conv1d", "Conv2d"):
+        matrix, out, bias = _conv_node(node, in_shape)
+        return [(0, matrix)], bias, out
+    if kind in ("SumPool2d", "AvgPool2d"):
+        matrix, out, bias = _pool_node(node, in_shape, kind == "AvgPool2d")
+        return [(0, matrix)], bias, out
+    if kind == "Delay":
+        delay = np.broadcast_to(_arr(node, "delay").ravel(), (n,)) / dt
+        steps = np.rint(delay)
+        if np.any(np.abs(delay - steps) > 1e-6 * np.maximum(1.0, delay)) or np.any(steps < 0):
+            raise UnsupportedError(
+                f"node {name!r} (Delay): delays {np.unique(delay * dt)} s are not whole "
+                f"multiples of dt = {dt} s"
+            )
+        parts = [
+            (int(d), sparse.diags((steps == d).astype(float)).tocsr()) for d in np.unique(steps)
+        ]
+        return parts, np.zeros(n), in_shape
+    raise UnsupportedError(f"node {name!r}: {kind} is not a linear node")  # not reached
+
+
+# ---- neurons -----------------------------------------------------------------------------
+
+
+@dataclass
+class NeuronParams:
+    """A NIR neuron at dt: EulerNeuron fields plus the input gain folded into its weights."""
+
+    alpha_u: np.ndarray
+    alpha_v: np.ndarray
+    gain: np.ndarray
+    v_bias: np.ndarray
+    theta: np.ndarray
+    spiking: bool
+
+
+def neuron_params(name: str, node: Any, dt: float) -> NeuronParams:
+    """Forward-Euler coefficients (module docstring); UnsupportedError names what the
+    compartments cannot take (v_reset != 0, dt > tau)."""
+    kind = type(node).__name__
+    size = int(np.prod(_neuron_shape(node)))
+
+    def get(field_name: str, default: float | None = None) -> np.ndarray:
+        value = getattr(node, field_name, None)
+        if value is None:
+            value = default
+        return np.broadcast_to(np.asarray(value, dtype=np.float64).ravel(), (size,)).copy()
+
+    zero, one = np.zeros(size), np.ones(size)
+    r = get("r", 1.0)
+    tau_field = {"LI": "tau", "LIF": "tau", "CubaLI": "tau_mem", "CubaLIF": "tau_mem"}
+    if kind in ("I", "IF"):
+        alpha_u, alpha_v, gain, v_bias = zero, one, dt * r, zero
+    else:
+        tau = get(tau_field[kind])
+        if np.any(tau <= 0):
+            raise UnsupportedError(f"node {name!r} ({kind}): time constants must be positive")
+        alpha_u, alpha_v = zero, 1.0 - dt / tau
+        gain, v_bias = dt * r / tau, dt * get("v_leak", 0.0) / tau
+        if kind.startswith("Cuba"):
+            tau_syn = get("tau_syn")
+            if np.any(tau_syn <= 0):
+                raise UnsupportedError(f"node {name!r} ({kind}): tau_syn must be positive")
+            alpha_u = 1.0 - dt / tau_syn
+            gain = gain * (dt / tau_syn) * get("w_in", 1.0)
+    if np.any(alpha_u < 0) or np.any(alpha_v < 0):
+        raise UnsupportedError(
+            f"node {name!r} ({kind}): dt = {dt} s exceeds a time constant; forward Euler "
+            "at this dt would flip the sign of the state every step"
+        )
+    spiking = kind in ("IF", "LIF", "CubaLIF")
+    theta = get("v_threshold") if spiking else one
+    if spiking:
+        if np.any(get("v_reset", 0.0) != 0):
+            raise UnsupportedError(f"node {name!r} ({kind}): v_reset != 0; Lava's LIF resets to 0")
+        if np.any(theta <= 0):
+            raise UnsupportedError(f"node {name!r} ({kind}): v_threshold must be positive")
+    return NeuronParams(alpha_u, alpha_v, gain, v_bias, theta, spiking)
+
+
+# ---- the import --------------------------------------------------------------------------
+
+
+class _Importer:
+    def __init__(self, flat: FlatNir, dt: float) -> None:
+        self.flat = flat
+        self.dt = dt
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.exprs: dict[str, Expr] = {}
+        self.visiting: set[str] = set()
+        self.preds = {name: flat.preds(name) for name in flat.nodes}
+
+    def kind(self, name: str) -> str:
+        return type(self.flat.nodes[name]).__name__
+
+    def is_source(self, name: str) -> bool:
+        return name == self.flat.input or self.kind(name) in (*NEURONS, "Threshold")
+
+    def source_shape(self, name: str) -> tuple[int, ...]:
+        if name == self.flat.input:
+            shape = self.flat.nodes[name].input_type.get("input")
+            if shape is None:
+                raise CorruptInputError(f"Input node {name!r} declares no shape")
+            return tuple(int(n) for n in np.atleast_1d(shape))
+        return _neuron_shape(self.flat.nodes[name])
+
+    def output_of(self, name: str) -> tuple[Expr, tuple[int, ...]]:
+        """A node's output as an Expr over sources, and its shape."""
+        if self.is_source(name):
+            shape = self.shapes.setdefault(name, self.source_shape(name))
+            n = int(np.prod(shape))
+            return Expr({(name, 0): sparse.identity(n, format="csr")}, np.zeros(n)), shape
+        if name in self.exprs:
+            return self.exprs[name], self.shapes[name]
+        if name in self.visiting:
+            raise UnsupportedError(
+                f"a loop of linear nodes through {name!r} contains no neuron (an algebraic "
+                "loop with no state)"
+            )
+        self.visiting.add(name)
+        total, in_shape = self.input_of(name)
+        relay = name in self.flat.relays or self.kind(name) == "Output"
+        parts, bias, out_shape = linear_parts(name, self.flat.nodes[name], in_shape, self.dt, relay)
+        terms: dict[Key, sparse.csr_matrix] = {}
+        const = bias.copy()
+        for lag, matrix in parts:
+            for (src, src_lag), m in total.terms.items():
+                key = (src, src_lag + lag)
+                product = sparse.csr_matrix(matrix @ m)
+                terms[key] = terms[key] + product if key in terms else product
+            # A constant is the value at rest: it passes a Delay unchanged.
+            const = const + matrix @ total.const
+        self.visiting.discard(name)
+        self.exprs[name], self.shapes[name] = Expr(terms, const), out_shape
+        return self.exprs[name], out_shape
+
+    def input_of(self, name: str) -> tuple[Expr, tuple[int, ...]]:
+        """The sum of everything the node's incoming edges carry (fan-in sums)."""
+        preds = self.preds[name]
+        if not preds:
+            raise UnsupportedError(f"node {name!r} has no input edge")
+        total, shape = None, None
+        for pred in preds:
+            expr, pshape = self.output_of(pred)
+            if total is None:
+                total, shape = expr, pshape
+            elif expr.width != total.width:
+                raise CorruptInputError(
+                    f"node {name!r} ({self.kind(name)}) receives width {expr.width} from "
+                    f"{pred!r} and {total.width} from {preds[0]!r}"
+                )
+            else:
+                total = total.add(expr)
+        return total, shape  # type: ignore[return-value]
+
+
+def _check_supported(flat: FlatNir) -> None:
+    bad = [
+        f"{name} ({type(node).__name__})"
+        for name, node in flat.nodes.items()
+        if type(node).__name__ not in SUPPORTED
+    ]
+    if bad:
+        raise UnsupportedError(
+            f"unsupported NIR node(s): {', '.join(bad)}; NIR import takes {', '.join(SUPPORTED)}"
+        )
+
+
+def _declared_shape_warnings(flat: FlatNir, shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """Nodes whose declared input shape differs from the one inferred from parameters."""
+    out = []
+    for name, node in flat.nodes.items():
+        declared = getattr(node, "input_type", {}).get("input")
+        preds = flat.preds(name)
+        if declared is None or not preds or preds[0] not in shapes:
+            continue
+        got = shapes[preds[0]]
+        if tuple(int(n) for n in np.atleast_1d(declared)) != tuple(got):
+            out.append(
+                f"node {name!r} ({type(node).__name__}) declares input shape "
+                f"{tuple(int(n) for n in np.atleast_1d(declared))} but receives {got} from "
+                f"{preds[0]!r}; using {got}"
+            )
+    return out
+
+
+def import_nir(
+    source: str | os.PathLike[str] | Any,
+    *,
+    dt: float | None = None,
+    reset: str = "zero",
+) -> NirImport:
+    """Import a .nir file (or an in-memory nir.NIRGraph) as a float Graph at `dt` seconds.
+
+    reset: "zero" (NIR's reset to v_reset = 0) or "subtract" (v -= v_threshold; NIR files
+    cannot say so, snnTorch models often use it). Errors: CorruptInputError (unreadable
+    or inconsistent file), UnsupportedError (every unsupported node listed), UsageError
+    (no dt, bad reset).
+    """
+    if reset not in RESET_MODES:
+        raise UsageError(f"reset must be one of {RESET_MODES}, got {reset!r}")
+    _nir()
+    flat = load_flat(source)
+    where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the NIR graph"
+    _check_supported(flat)
+    dt = resolve_dt(dt, flat.metadata, where)
+    imp = _Importer(flat, dt)
+    sources = [n for n in flat.nodes if n != flat.input and imp.is_source(n)]
+    params: dict[str, NeuronParams] = {}
+    problems: list[str] = []
+    for name in sources:
+        if imp.kind(name) == "Threshold":
+            continue
+        try:
+            params[name] = neuron_params(name, flat.nodes[name], dt)
+        except UnsupportedError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UnsupportedError("; ".join(problems))
+    inputs = {name: imp.input_of(name)[0] for name in sources}
+    out_expr, out_shape = imp.input_of(flat.output)
+    for name in sources:
+        if inputs[name].width != int(np.prod(imp.shapes[name])):
+            raise CorruptInputError(
+                f"node {name!r} ({imp.kind(name)}) has {int(np.prod(imp.shapes[name]))} "
+                f"neurons but its input has width {inputs[name].width}"
+            )
+    order = _source_order(flat, sources, inputs)
+    nodes = [Node(flat.input, ops.Input(int(np.prod(imp.shapes[flat.input]))))]
+    for name in order:
+        nodes.extend(
+            _neuron_nodes(name, imp.kind(name), flat.nodes[name], inputs[name], params.get(name),
+                          reset)
+        )  # fmt: skip
+    nodes.extend(_output_nodes(flat.output, out_expr))
+    warnings = list(flat.warnings)
+    if flat.warnings:
+        warnings += _declared_shape_warnings(flat, imp.shapes)
+    shapes = dict(imp.shapes)
+    shapes[flat.output] = out_shape
+    meta = {
+        "source": "nir",
+        "nir_file": where,
+        "dt_s": dt,
+        "reset": reset,
+        "nir_nodes": len(flat.nodes),
+        "warnings": warnings,
+    }
+    graph = Graph(tuple(nodes), dt_s=dt, meta=meta)
+    return NirImport(graph, dt, reset, imp.shapes[flat.input], shapes, warnings)
+
+
+def _source_order(flat: FlatNir, sources: list[str], inputs: dict[str, Expr]) -> list[str]:
+    """Neurons in dependency order; a dependency cycle between neurons is refused."""
+    deps = {
+        name: {src for src, _ in inputs[name].terms if src != name and src != flat.input}
+        for name in sources
+    }
+    for name in sources:
+        if not any(src != name for src, _ in inputs[name].terms):
+            raise UnsupportedError(f"node {name!r} is driven only by itself, not by the input")
+    order: list[str] = []
+    done: set[str] = set()
+    remaining = list(sources)
+    while remaining:
+        ready = [n for n in remaining if deps[n] <= done]
+        if not ready:
+            loop = ", ".join(sorted(remaining))
+            raise UnsupportedError(
+                f"recurrent loop through several neuron nodes ({loop}): each neuron "
+                "population adds one step of latency, so the feedback cannot arrive one model "
+                "step later; loops must return to the same neuron through linear nodes"
+            )
+        for n in ready:
+            order.append(n)
+            done.add(n)
+            remaining.remove(n)
+    return order
+
+
+def _neuron_nodes(
+    name: str, kind: str, node: Any, expr: Expr, p: NeuronParams | None, reset: str
+) -> list[Node]:
+    """SparseLinear nodes (one per source and lag) and the neuron (or Heaviside) node."""
+    size = expr.width
+    self_terms = {lag: m for (src, lag), m in expr.terms.items() if src == name}
+    terms = sorted(((k, m) for k, m in expr.terms.items() if k[0] != name), key=lambda t: t[0][1])
+    if kind == "Threshold":
+        if self_terms or any(lag for (_, lag), _ in terms):
+            raise UnsupportedError(f"node {name!r} (Threshold): delayed or recurrent input")
+        theta = np.broadcast_to(_arr(node, "threshold").ravel(), (size,))
+        gain, const = np.ones(size), expr.const - theta
+    else:
+        gain, const = p.gain, expr.const  # type: ignore[union-attr]
+    out, names, lags = [], [], []
+    for i, ((src, lag), m) in enumerate(terms):
+        weight = sparse.csr_matrix(sparse.diags(gain) @ m)
+        bias = gain * const if i == 0 else np.zeros(size)
+        suffix = f"@{lag}" if lag else ""
+        lin = f"{name}<{src}{suffix}"
+        out.append(Node(lin, SparseLinear(weight, bias), (src,)))
+        names.append(lin)
+        lags.append(lag)
+    if kind == "Threshold":
+        if len(names) > 1:
+            out.append(Node(f"{name}.sum", ops.Add(), tuple(names)))
+            names = [f"{name}.sum"]
+        out.append(Node(name, ops.Heaviside(), tuple(names)))
+        return out
+    if len(self_terms) > 1:
+        raise UnsupportedError(f"node {name!r}: recurrent paths with different delays")
+    rec_lag, rec = next(iter(self_terms.items()), (0, sparse.csr_matrix((size, size))))
+    op = EulerNeuron(
+        alpha_u=p.alpha_u,  # type: ignore[union-attr]
+        alpha_v=p.alpha_v,  # type: ignore[union-attr]
+        theta=p.theta,  # type: ignore[union-attr]
+        v_bias=p.v_bias,  # type: ignore[union-attr]
+        lags=np.array(lags, dtype=np.int64),
+        rec_weight=sparse.csr_matrix(sparse.diags(gain) @ rec),
+        rec_lag=rec_lag + 1,  # the edge closing the cycle carries the previous step
+        reset=reset if p.spiking else "none",  # type: ignore[union-attr]
+    )
+    out.append(Node(name, op, tuple(names)))
+    return out
+
+
+def _output_nodes(name: str, expr: Expr) -> list[Node]:
+    """Pool (mean over time: the readout integrates) and Output over the output's input."""
+    keys = list(expr.terms)
+    if any(lag for _, lag in keys):
+        raise UnsupportedError(f"output {name!r}: a delayed path into the output")
+    direct = (
+        len(keys) == 1
+        and not np.any(expr.const)
+        and expr.terms[keys[0]].shape[0] == expr.terms[keys[0]].shape[1]
+        and (expr.terms[keys[0]] != sparse.identity(expr.width)).nnz == 0
+    )
+    out: list[Node] = []
+    if direct:
+        feed = keys[0][0]
+    else:
+        names = []
+        for i, key in enumerate(keys):
+            bias = expr.const if i == 0 else np.zeros(expr.width)
+            out.append(Node(f"{name}<{key[0]}", SparseLinear(expr.terms[key], bias), (key[0],)))
+            names.append(f"{name}<{key[0]}")
+        feed = names[0]
+        if len(names) > 1:
+            out.append(Node(f"{name}.sum", ops.Add(), tuple(names)))
+            feed = f"{name}.sum"
+    out.append(Node(f"{name}.mean", ops.Pool("mean"), (feed,)))
+    out.append(Node(name, ops.Output(), (f"{name}.mean",)))
+    return out

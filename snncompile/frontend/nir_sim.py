@@ -1,0 +1,198 @@
+"""A float64 simulator of a NIR graph itself, at a chosen dt: the oracle of the NIR import.
+
+    out = simulate_nir("net.nir", x, dt=1e-4, reset="zero")   # node name -> (B, L, size)
+
+It runs the NIR nodes one by one, from their own equations under forward Euler (the
+formulas of snncompile.frontend.nir_import's docstring), and shares nothing with the
+import but the file reading and subgraph flattening: convolutions and pooling are
+torch.nn.functional calls on (B, C, H, W) tensors, neurons integrate their ODEs as
+written (v += dt / tau (v_leak - v + R I)), and no gain is folded or threshold divided.
+
+Time: at every step the nodes run in the order of the graph without its back edges; an
+edge that closes a cycle (found by the same depth-first search from the Input) delivers
+its source's output of the previous step. Before step 0 every node holds its value at
+rest (zero input, neurons at zero): a recurrent Affine's bias, or what a Delay's input
+holds at rest, is there from step 0.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from snncompile.errors import UsageError
+from snncompile.frontend.nir_graph import FlatNir, forward_order, load_flat
+from snncompile.frontend.nir_import import NEURONS, RESET_MODES, resolve_dt
+
+
+def _a(node: Any, name: str, default: float | None = None) -> np.ndarray:
+    value = getattr(node, name, None)
+    return np.asarray(default if value is None else value, dtype=np.float64)
+
+
+class _Node:
+    """One NIR node's state and step; inputs and outputs are (B, *shape) float64."""
+
+    def __init__(self, name: str, node: Any, flat: FlatNir, dt: float, reset: str) -> None:
+        self.name, self.node, self.dt, self.reset = name, node, dt, reset
+        self.kind = "Relay" if name in flat.relays else type(node).__name__
+        self.state: dict[str, np.ndarray] = {}
+        self.buffer: list[np.ndarray] = []
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        n, k = self.node, self.kind
+        if k in ("Relay", "Output"):
+            return x
+        if k == "Affine":
+            return x.reshape(x.shape[0], -1) @ _a(n, "weight").T + _a(n, "bias")
+        if k == "Linear":
+            return x.reshape(x.shape[0], -1) @ _a(n, "weight").T
+        if k == "Scale":
+            return x * _a(n, "scale").reshape(x.shape[1:])
+        if k == "Flatten":
+            return x.reshape(x.shape[0], -1)
+        if k in ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d"):
+            return self._torch(x)
+        if k == "Delay":
+            return self._delay(x)
+        if k == "Threshold":
+            return (x > _a(n, "threshold").reshape(x.shape[1:])).astype(np.float64)
+        return self._neuron(x)
+
+    def _torch(self, x: np.ndarray) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        n, k = self.node, self.kind
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+        if k in ("SumPool2d", "AvgPool2d"):
+            kernel = tuple(int(v) for v in np.atleast_1d(n.kernel_size))
+            kernel = kernel * 2 if len(kernel) == 1 else kernel
+            stride = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(n.stride), (2,)))
+            pad = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(n.padding), (2,)))
+            out = F.avg_pool2d(t, kernel, stride, pad, count_include_pad=True)
+            if k == "SumPool2d":
+                out = out * (kernel[0] * kernel[1])
+            return out.numpy()
+        weight = torch.from_numpy(_a(n, "weight"))
+        bias = torch.from_numpy(np.broadcast_to(_a(n, "bias"), (weight.shape[0],)).copy())
+        conv = F.conv1d if k == "Conv1d" else F.conv2d
+
+        def arg(v: Any) -> Any:
+            if isinstance(v, str):
+                return v
+            v = [int(i) for i in np.atleast_1d(v)]
+            return v[0] if k == "Conv1d" else tuple(v * 2 if len(v) == 1 else v)
+
+        return conv(
+            t, weight, bias, arg(n.stride), arg(n.padding), arg(n.dilation), int(n.groups)
+        ).numpy()
+
+    def _delay(self, x: np.ndarray) -> np.ndarray:
+        steps = np.rint(_a(self.node, "delay") / self.dt).astype(int)
+        steps = np.broadcast_to(steps.reshape(-1), (x[0].size,))
+        if not self.buffer:  # at rest before step 0: the buffer holds the rest value
+            self.buffer = [self.rest.copy() for _ in range(int(steps.max(initial=0)) + 1)]
+        self.buffer = [x.reshape(x.shape[0], -1), *self.buffer[:-1]]
+        flat = np.stack(self.buffer)  # (depth, B, n): index d = d steps ago
+        out = flat[steps, :, np.arange(steps.size)].T
+        return out.reshape(x.shape)
+
+    def _neuron(self, x: np.ndarray) -> np.ndarray:
+        n, dt, k = self.node, self.dt, self.kind
+        v = self.state.setdefault("v", np.zeros_like(x))
+        r = np.broadcast_to(_a(n, "r", 1.0), x.shape[1:])
+        if k in ("I", "IF"):
+            v = v + dt * r * x
+        elif k in ("LI", "LIF"):
+            tau = np.broadcast_to(_a(n, "tau"), x.shape[1:])
+            v_leak = np.broadcast_to(_a(n, "v_leak", 0.0), x.shape[1:])
+            v = v + dt / tau * (v_leak - v + r * x)
+        else:  # CubaLI, CubaLIF: the current first, then v from the new current
+            current = self.state.setdefault("i", np.zeros_like(x))
+            tau_syn = np.broadcast_to(_a(n, "tau_syn"), x.shape[1:])
+            tau_mem = np.broadcast_to(_a(n, "tau_mem"), x.shape[1:])
+            w_in = np.broadcast_to(_a(n, "w_in", 1.0), x.shape[1:])
+            v_leak = np.broadcast_to(_a(n, "v_leak", 0.0), x.shape[1:])
+            current = current + dt / tau_syn * (-current + w_in * x)
+            self.state["i"] = current
+            v = v + dt / tau_mem * (v_leak - v + r * current)
+        if k in ("I", "LI", "CubaLI"):
+            self.state["v"] = v
+            return v
+        theta = np.broadcast_to(_a(n, "v_threshold"), x.shape[1:])
+        spikes = v > theta
+        if self.reset == "zero":
+            v = np.where(spikes, np.broadcast_to(_a(n, "v_reset", 0.0), x.shape[1:]), v)
+        else:
+            v = np.where(spikes, v - theta, v)
+        self.state["v"] = v
+        return spikes.astype(np.float64)
+
+
+def _shape_of(node: Any) -> tuple[int, ...]:
+    field = {"I": "r", "IF": "v_threshold", "Threshold": "threshold"}.get(type(node).__name__, "r")
+    return tuple(np.shape(getattr(node, field))) or (1,)
+
+
+def simulate_nir(
+    source: str | os.PathLike[str] | Any,
+    x: np.ndarray,
+    *,
+    dt: float | None = None,
+    reset: str = "zero",
+) -> dict[str, np.ndarray]:
+    """Run the NIR graph on x (B, L, n_in) (flattened row-major input); every node's
+    output per step, flattened: name -> (B, L, size)."""
+    if reset not in RESET_MODES:
+        raise UsageError(f"reset must be one of {RESET_MODES}, got {reset!r}")
+    flat = load_flat(source)
+    dt = resolve_dt(dt, flat.metadata, "the NIR graph")
+    x = np.asarray(x, dtype=np.float64)
+    in_shape = tuple(int(n) for n in np.atleast_1d(flat.nodes[flat.input].input_type["input"]))
+    batch, length = x.shape[:2]
+    if x.ndim != 3 or x.shape[2] != int(np.prod(in_shape)):
+        raise UsageError(f"input must have shape (batch, steps, {int(np.prod(in_shape))})")
+    order, back = forward_order(flat)
+    nodes = {name: _Node(name, flat.nodes[name], flat, dt, reset) for name in order}
+    preds = {name: flat.preds(name) for name in order}
+
+    def run_step(frame: np.ndarray, previous: dict[str, np.ndarray], rest: bool) -> dict:
+        out: dict[str, np.ndarray] = {}
+        for name in order:
+            node = nodes[name]
+            if name == flat.input:
+                out[name] = frame.reshape(batch, *in_shape)
+                continue
+            if rest and node.kind in (*NEURONS, "Threshold"):
+                out[name] = np.zeros((batch, *_shape_of(node.node)))
+                continue
+            total = None
+            for p in preds[name]:
+                if (p, name) in back and p not in previous:
+                    continue  # rest pass: a back edge whose source has no rest value yet
+                value = previous[p] if (p, name) in back else out[p]
+                total = value if total is None else total + value.reshape(total.shape)
+            if total is None:
+                raise UsageError(f"node {name!r} is fed only by a cycle with no rest value")
+            if rest:
+                node.rest = total.reshape(batch, -1)  # what a Delay holds before step 0
+                out[name] = total if node.kind == "Delay" else node.step(total)
+            else:
+                out[name] = node.step(total)
+        return out
+
+    # The rest pass: zero input, neurons silent, back edges zero; it gives each node's
+    # value at rest, which back edges deliver at step 0.
+    previous = run_step(np.zeros((batch, x.shape[2])), {}, rest=True)
+    traces = {name: np.zeros((batch, length, 0)) for name in order}
+    steps: dict[str, list[np.ndarray]] = {name: [] for name in order}
+    for t in range(length):
+        previous = run_step(x[:, t], previous, rest=False)
+        for name, value in previous.items():
+            steps[name].append(value.reshape(batch, -1))
+    for name in order:
+        traces[name] = np.stack(steps[name], axis=1)
+    return traces

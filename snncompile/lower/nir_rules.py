@@ -1,0 +1,134 @@
+"""Lowering rules for the NIR import's Graph ops (snncompile.ir.nir_ops).
+
+    SparseLinear  -> fused into the synapse of its one consumer, like ops.Linear
+    EulerNeuron   reset "zero"      -> one "cuba_lif" population (Lava's LIF: current u,
+                                       voltage v, hard reset; needs one alpha_u and one
+                                       alpha_v per node, as Lava's LIF shares du and dv)
+                  reset "subtract"  -> one "reset_refractory" population with rho = 0
+                                       (m = beta v + a, s = [m > 1], v = m - s: subtractive
+                                       reset); only for neurons without a current (IF, LIF)
+                  reset "none"      -> graded: one real "ssm" resonator per element
+                                       (a = alpha_v, b = 1) for I and LI; CubaLI adds one
+                                       in front for its current (a = alpha_u)
+    Each neuron's threshold is folded into the weights feeding it (threshold 1 after
+    lowering), input i becomes a synapse with Synapse.lag = lags[i], and the recurrent
+    matrix a synapse from the population to itself with lag rec_lag (delay rec_lag - 1).
+    A constant drive v_bias enters from the bias population; it reaches v unchanged only
+    when the neuron keeps no current (alpha_u = 0), otherwise it is refused.
+
+This module is imported by snncompile.lower.lower, whose builder it uses at call time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from snncompile.errors import UnsupportedError
+from snncompile.ir import nir_ops
+from snncompile.ir.graph import Node
+from snncompile.ir.netlist import Population
+
+
+def _lower_module():
+    from snncompile.lower import lower
+
+    return lower
+
+
+def _sparse_linear(b: Any, node: Node) -> None:
+    _lower_module()._linear(b, node)  # the Linear rule takes a sparse weight as it is
+
+
+def _uniform(node: Node, name: str, values: np.ndarray, why: str) -> float:
+    if np.ptp(values) != 0:
+        raise UnsupportedError(
+            f"{node.name}: {name} differs between neurons ({values.min():g} .. "
+            f"{values.max():g}); {why}"
+        )
+    return float(values[0])
+
+
+def _euler_neuron(b: Any, node: Node) -> None:
+    low = _lower_module()
+    op: nir_ops.EulerNeuron = node.op
+    h = op.theta.size
+    has_current = bool(np.any(op.alpha_u != 0))
+    if op.reset == "none":
+        _graded_neuron(b, node, has_current)
+        return
+    if has_current and np.any(op.v_bias != 0):
+        raise UnsupportedError(
+            f"{node.name}: a leak voltage (v_leak != 0) with a synaptic current has no exact "
+            "Lava LIF form (a constant input reaches v through the decaying current)"
+        )
+    scale = 1.0 / op.theta
+    if op.reset == "zero":
+        why = "Lava's LIF shares du and dv over a population"
+        params = {
+            "alpha_u": np.array(_uniform(node, "tau_syn", op.alpha_u, why)),
+            "alpha_v": np.array(_uniform(node, "tau_mem", op.alpha_v, why)),
+            "vth": np.array(1.0),
+        }
+        pop = b.add_pop(Population(node.name, "cuba_lif", h, params=params))
+    else:
+        if has_current:
+            raise UnsupportedError(
+                f"{node.name}: subtractive reset of a neuron with a synaptic current "
+                "(CubaLIF) has no compartment; use --reset zero"
+            )
+        params = {"beta": op.alpha_v.copy(), "theta": np.ones(h), "rho": np.zeros(h)}
+        pop = b.add_pop(Population(node.name, "reset_refractory", h, params=params))
+    _connect_inputs(b, node, pop, sparse.diags(scale), op.v_bias * scale)
+    if op.rec_weight.nnz:
+        b._add(pop.name, pop.name, sparse.diags(scale) @ op.rec_weight, lag=int(op.rec_lag))
+    b.views[node.name] = low._identity_view(pop)
+
+
+def _connect_inputs(
+    b: Any, node: Node, pop: Population, in_map: sparse.spmatrix, constant: np.ndarray
+) -> None:
+    """Every input into pop's input (scaled by in_map), `constant` once, lag-0 first."""
+    op: nir_ops.EulerNeuron = node.op
+    order = sorted(range(len(node.inputs)), key=lambda i: int(op.lags[i]))
+    for k, i in enumerate(order):
+        view = b.views[node.inputs[i]]
+        offset = constant if k == 0 else np.zeros(pop.size)
+        b.connect(view.then(in_map, offset), pop, lag=int(op.lags[i]))
+
+
+def _resonator(name: str, alpha: np.ndarray) -> Population:
+    h = alpha.size
+    params = {"a_re": alpha.copy(), "a_im": np.zeros(h), "b_re": np.ones(h), "b_im": np.zeros(h)}
+    return Population(name, "ssm", h, params=params)
+
+
+def _graded_neuron(b: Any, node: Node, has_current: bool) -> None:
+    low = _lower_module()
+    op: nir_ops.EulerNeuron = node.op
+    h = op.theta.size
+    eye = sparse.identity(h, format="csr")
+    if not has_current:
+        pop = b.add_pop(_resonator(node.name, op.alpha_v))
+        _connect_inputs(b, node, pop, eye, op.v_bias)
+        rec_target = pop
+    else:
+        # The current and the voltage are two resonators in series: one more hop, which
+        # the latency absorbs (a recurrent loop into the current cannot close in time).
+        current = b.add_pop(_resonator(f"{node.name}.current", op.alpha_u))
+        _connect_inputs(b, node, current, eye, np.zeros(h))
+        pop = b.add_pop(_resonator(node.name, op.alpha_v))
+        b.connect(low.View(current.name, eye, op.v_bias.copy()), pop)
+        rec_target = current
+    if op.rec_weight.nnz:
+        b._add(pop.name, rec_target.name, op.rec_weight, lag=int(op.rec_lag))
+    b.views[node.name] = low._identity_view(pop)
+
+
+NIR_LOWERINGS: dict[type, Callable[[Any, Node], None]] = {
+    nir_ops.SparseLinear: _sparse_linear,
+    nir_ops.EulerNeuron: _euler_neuron,
+}
