@@ -265,8 +265,13 @@ def export_model(
     overwrite: bool = False,
     on_step: Any = None,
     target_config: str | Path | None = None,
+    dt: float | None = None,
+    reset: str = "zero",
 ) -> ExportResult:
     """Compile `source` and write the artifact to `out_dir` (nothing when stop_after).
+
+    A .nir source is imported at `dt` seconds (required unless its metadata states dt)
+    with `reset` "zero" or "subtract" (docs/nir.md).
 
     target "loihi2" maps the network on cores and runs the design-rule check before
     writing anything (HardwareRuleError, exit 5, lists every violation); target_config
@@ -297,6 +302,8 @@ def export_model(
         config=config,
         stop_after=stop_after,
         on_step=on_step,
+        dt=dt,
+        reset=reset,
     )
     if stop_after is not None:
         return ExportResult(compiled)

@@ -141,7 +141,8 @@ def _manifest(
     else:
         tools["torch"] = str(torch.__version__)
     meta = compiled.meta
-    source = {key: meta.get(key) for key in ("checkpoint", "entry", "family", "task")}
+    keys = ("checkpoint", "entry", "family", "task", "nir_file", "dt_s", "reset")
+    source = {key: meta.get(key) for key in keys}
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,

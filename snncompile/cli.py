@@ -339,6 +339,19 @@ def _progress():
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at OUT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--dt",
+    type=float,
+    metavar="SECONDS",
+    help="NIR sources: the forward-Euler time step (required unless the file states dt).",
+)
+@click.option(
+    "--reset",
+    type=click.Choice(["zero", "subtract"]),
+    default="zero",
+    show_default=True,
+    help="NIR sources: spiking neurons reset to zero or subtract the threshold (docs/nir.md).",
+)
 @_quant_options
 def export(
     model: str,
@@ -348,9 +361,12 @@ def export(
     stop_after: str | None,
     overwrite: bool,
     as_json: bool,
+    dt: float | None,
+    reset: str,
     **kw,
 ) -> None:
-    """Compile MODEL (a checkpoint, or a state_dict with --entry) and write an artifact."""
+    """Compile MODEL (a checkpoint, a state_dict with --entry, or a .nir graph) and write
+    an artifact."""
     import json
 
     from snncompile.api import export_model
@@ -370,7 +386,11 @@ def export(
             overwrite=overwrite,
             on_step=on_step,
             target_config=target_config,
+            dt=dt,
+            reset=reset,
         )
+    for warning in result.compiled.meta.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     if stop_after is not None:
         summary = _stopped_summary(result.compiled)
         if as_json:
@@ -382,6 +402,8 @@ def export(
         click.echo(json.dumps(result.report, indent=2))
         return
     _print_export(model, str(result.path), target, result.report)
+    if calibration is None and "calibration_default" in result.compiled.meta:
+        click.echo(f"  calibration   {result.compiled.meta['calibration_default']}")
     if result.target_summary is not None:
         _print_loihi2(result.target_summary)
 

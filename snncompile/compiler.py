@@ -34,7 +34,7 @@ STEPS = ("trace", "passes", "lower", "quantize")
 class Compiled:
     """Every stage the pipeline reached (None for those after `stop_after`)."""
 
-    model: nn.Module
+    model: nn.Module | None  # None for a NIR graph
     graph: Graph
     float_netlist: Netlist | None = None
     netlist: Netlist | None = None
@@ -122,12 +122,15 @@ def compile_model(
     config: QuantConfig | None = None,
     stop_after: str | None = None,
     on_step: Callable[[str], None] | None = None,
+    dt: float | None = None,
+    reset: str = "zero",
 ) -> Compiled:
-    """Run the pipeline on a checkpoint path, a user module (entry + state dict) or a model.
+    """Run the pipeline on a checkpoint path, a user module (entry + state dict), a model,
+    or a NIR graph (a .nir path: step "trace" is the import at `dt` seconds with `reset`;
+    calibration defaults to Bernoulli spikes, see snncompile.frontend.nir_compile).
 
     on_step(name) is called as each step starts (the CLI shows it as progress).
     """
-    from snncompile.frontend.torch_trace import trace
     from snncompile.lower.lower import lower
     from snncompile.passes import DEFAULT_ORDER, run_passes
     from snncompile.quantize.quantize import QuantConfig, quantize
@@ -137,9 +140,22 @@ def compile_model(
         raise UsageError(f"unknown step {stop_after!r}; steps: {', '.join(names)}")
     step = on_step or (lambda name: None)
     step("load")
-    model, width, embedded, meta = load_model(source, entry=entry)
-    step("trace")
-    graph = trace(model, width)
+    from snncompile.frontend.nir_compile import is_nir_source, load_nir_source
+
+    if is_nir_source(source):
+        if entry is not None:
+            raise UsageError("--entry applies to PyTorch models, not to a .nir graph")
+        step("trace")
+        model = None
+        graph, width, embedded, meta = load_nir_source(source, dt=dt, reset=reset)
+    else:
+        if dt is not None or reset != "zero":
+            raise UsageError("--dt and --reset apply to .nir sources only")
+        from snncompile.frontend.torch_trace import trace
+
+        model, width, embedded, meta = load_model(source, entry=entry)
+        step("trace")
+        graph = trace(model, width)
     done = Compiled(model=model, graph=graph, meta=meta, stopped_after="trace")
     if stop_after == "trace":
         return done

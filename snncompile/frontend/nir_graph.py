@@ -159,7 +159,10 @@ def load_flat(source: Any) -> FlatNir:
     """A path to a .nir file or an in-memory nir.NIRGraph -> FlatNir."""
     if isinstance(source, (str, os.PathLike)):
         graph, warnings = read_nir(source)
-        return flatten(graph, warnings)
+        try:
+            return flatten(graph, warnings)
+        except CorruptInputError as exc:
+            raise CorruptInputError(f"{Path(source).name}: {exc}") from None
     return flatten(source)
 
 

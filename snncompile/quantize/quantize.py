@@ -283,7 +283,7 @@ class _Quantizer:
             "relative_rms_error": error,
             "delay": syn.delay,
         }
-        return Synapse(syn.name, syn.src, syn.dst, weight, int(exp), syn.delay)
+        return Synapse(syn.name, syn.src, syn.dst, weight, int(exp), syn.delay, syn.lag)
 
     def build(self) -> Netlist:
         pops = tuple(self.population(p) for p in self.net.populations)

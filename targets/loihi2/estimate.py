@@ -108,6 +108,10 @@ def dense_model_macs(graph: Graph) -> dict[str, Any]:
             once.add(node.name)
         if kind == "linear":
             macs = int(node.op.weight.size)
+        elif kind == "sparse_linear":  # NIR import: convolutions etc. as stored weights
+            macs = int(node.op.weight.nnz)
+        elif kind == "euler_neuron":  # current and voltage decays
+            macs = 2 * graph.size(node.name)
         elif kind in ("ssm", "s4d"):
             channels, modes = node.op.c.shape
             macs = channels * modes * 8 + channels

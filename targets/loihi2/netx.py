@@ -19,9 +19,10 @@ Our networks are not chains (residual adds, two-part GLU inputs, a bias source),
   its attrs as HDF5 attributes under `attrs`.
 - Every layer with inputs has `inputs/<j>/` per incoming synapse: `src` (layer index),
   `weight` (int16 mantissas, dense (dst input width, src size), or a group `data`,
-  `indices`, `indptr` + attribute `shape` for a CSR matrix), `weight_exp`, `delay`, and
-  the synapse's `name` as an attribute. In a dense layer, `inputs/0/weight` is the
-  layer's `weight` (an HDF5 hard link, stored once).
+  `indices`, `indptr` + attribute `shape` for a CSR matrix), `weight_exp`, `delay`,
+  `lag` (Synapse.lag; absent in older files: 0), and the synapse's `name` as an
+  attribute. In a dense layer, `inputs/0/weight` is the layer's `weight` (an HDF5 hard
+  link, stored once).
 
 Every layer has attribute `name` (the population). The root holds the format name and
 version, `numeric`, the bit widths, `input_scale`, `output_scale`, `dt_s` and
@@ -83,6 +84,7 @@ def _write_inputs(layer: Any, net: Netlist, pop: Population, index: dict[str, in
         g.create_dataset("src", data=np.int64(index[syn.src]))
         g.create_dataset("weight_exp", data=np.int64(syn.weight_exp))
         g.create_dataset("delay", data=np.int64(syn.delay))
+        g.create_dataset("lag", data=np.int64(syn.lag))
         if is_netx_dense(net, pop):
             g["weight"] = layer["weight"]  # hard link: the netx field is the one copy
         else:
@@ -209,6 +211,7 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
                             weight=_read_weight(g["weight"]),
                             weight_exp=int(g["weight_exp"][()]),
                             delay=int(g["delay"][()]),
+                            lag=int(g["lag"][()]) if "lag" in g else 0,
                         )
                     )
             dt = float(f.attrs["dt_s"])
