@@ -1,0 +1,556 @@
+"""NIR import: every node mapping against the float NIR simulator, recurrent cycles, the
+real graphs of peer frameworks (float exact, quantized measured, Lava exact), bad files."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+from trace_compare import assert_traces_equal
+
+from snncompile.cli import main
+from snncompile.compiler import compile_model
+from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
+from snncompile.frontend.nir_compile import default_calibration, spike_agreement
+from snncompile.frontend.nir_import import conv_matrix, import_nir
+from snncompile.frontend.nir_sim import simulate_nir
+from snncompile.ir.netlist import Netlist, Population, Synapse
+from snncompile.ir.ops import InvalidGraphError
+from snncompile.ir.serialize import load_graph, load_netlist, save_graph, save_netlist
+from snncompile.lower.lower import lower
+from snncompile.quantize.quantize import quantize
+from snncompile.reference.simulator import simulate
+
+EXAMPLES = Path("/work/shared/nir-examples")
+
+
+def spikes(shape: tuple[int, ...], rate: float, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) < rate).astype(np.float64)
+
+
+def graph(nodes: dict, edges: list) -> nir.NIRGraph:
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def chain(in_shape: tuple[int, ...], *middle: tuple[str, object]) -> nir.NIRGraph:
+    """input -> middle nodes in order -> output."""
+    nodes = {"input": nir.Input(input_type=np.array(in_shape))}
+    names = ["input"]
+    for name, node in middle:
+        nodes[name] = node
+        names.append(name)
+    nodes["output"] = nir.Output(output_type=np.array([1]))
+    names.append("output")
+    return graph(nodes, list(itertools.pairwise(names)))
+
+
+def compare_float(g, x: np.ndarray, dt: float, reset: str = "zero", rtol: float = 1e-9):
+    """Float NIR simulation vs the float64 netlist: spikes equal, graded values close."""
+    net = lower(import_nir(g, dt=dt, reset=reset).graph)
+    oracle = simulate_nir(g, x, dt=dt, reset=reset)
+    result = simulate(net, x, record=True)
+    checked = {}
+    for pop in net.populations:
+        if pop.name not in oracle or pop.kind in ("input", "readout"):
+            continue
+        want, got = oracle[pop.name], result.traces[pop.name]
+        if pop.compartment.spiking:
+            np.testing.assert_array_equal(got, want, err_msg=pop.name)
+        else:
+            scale = max(np.abs(want).max(), 1e-300)
+            np.testing.assert_allclose(got, want, rtol=0, atol=rtol * scale, err_msg=pop.name)
+        checked[pop.name] = float(np.mean(want))
+    assert checked, "no population was compared"
+    return net, oracle, checked
+
+
+def lif(n: int, tau=0.01, thr=1.0, v_leak=0.0, r=1.0) -> nir.LIF:
+    full = lambda v: np.full(n, v, dtype=float)  # noqa: E731
+    return nir.LIF(tau=full(tau), r=full(r), v_leak=full(v_leak), v_threshold=full(thr),
+                   v_reset=full(0.0))  # fmt: skip
+
+
+def cuba_lif(n: int, tau_syn=0.002, tau_mem=0.004, thr=1.0, w_in=1.0, r=1.0) -> nir.CubaLIF:
+    full = lambda v: np.full(n, v, dtype=float)  # noqa: E731
+    return nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(r),
+                       v_leak=full(0.0), v_threshold=full(thr), v_reset=full(0.0),
+                       w_in=full(w_in))  # fmt: skip
+
+
+RNG = np.random.default_rng(7)
+
+
+# ---- one test per node mapping ----------------------------------------------------------
+
+
+def test_affine_lif_with_leak_and_per_neuron_thresholds():
+    w = RNG.normal(1.0, 1.0, (5, 4))
+    node = lif(5, tau=0.005, v_leak=0.3, r=3.0)
+    node.v_threshold = np.linspace(0.5, 1.5, 5)
+    g = chain((4,), ("fc", nir.Affine(weight=w, bias=RNG.normal(0, 0.3, 5))), ("lif", node))
+    _, _, rates = compare_float(g, spikes((3, 80, 4), 0.4), dt=1e-3)
+    assert 0.02 < rates["lif"] < 0.9
+
+
+def test_linear_scale_if():
+    w = RNG.normal(0.3, 0.5, (6, 3))
+    node = nir.IF(r=np.full(6, 2.0), v_threshold=np.full(6, 1.0), v_reset=np.zeros(6))
+    g = chain((3,), ("fc", nir.Linear(weight=w)), ("s", nir.Scale(scale=np.linspace(0.5, 2, 6))),
+              ("if", node))  # fmt: skip
+    _, _, rates = compare_float(g, spikes((2, 60, 3), 0.5), dt=0.5)
+    assert rates["if"] > 0.05
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_if_reset_modes_differ_and_match(reset):
+    node = nir.IF(r=np.ones(3), v_threshold=np.full(3, 1.0), v_reset=np.zeros(3))
+    g = chain((3,), ("fc", nir.Affine(weight=np.diag([0.7, 0.9, 1.3]), bias=np.zeros(3))),
+              ("if", node))  # fmt: skip
+    x = np.ones((1, 12, 3))
+    net, oracle, _ = compare_float(g, x, dt=1.0, reset=reset)
+    kind = {"zero": "cuba_lif", "subtract": "reset_refractory"}[reset]
+    assert net.population("if").kind == kind
+    # 0.7 per step: zero reset spikes every 2nd step, subtract reset keeps the remainder.
+    count = oracle["if"][0, :, 0].sum()
+    assert count == (6 if reset == "zero" else 8)
+
+
+def test_spiking_is_strict_in_every_stage():
+    """v reaching the threshold exactly does not spike (NIR, netlist float and int)."""
+    node = nir.IF(r=np.ones(1), v_threshold=np.ones(1), v_reset=np.zeros(1))
+    g = chain((1,), ("fc", nir.Linear(weight=np.full((1, 1), 0.5))), ("if", node))
+    x = np.ones((1, 9, 1))
+    net, oracle, _ = compare_float(g, x, dt=1.0)
+    assert np.flatnonzero(oracle["if"][0, :, 0]).tolist() == [2, 5, 8]
+    qnet, _ = quantize(net, x)
+    assert np.array_equal(simulate(qnet, x, record=True).traces["if"], oracle["if"])
+
+
+def test_cuba_lif_current_then_voltage():
+    g = chain((4,), ("fc", nir.Affine(weight=RNG.normal(0.2, 1, (5, 4)), bias=np.zeros(5))),
+              ("lif", cuba_lif(5, w_in=2.0, r=1.0)))  # fmt: skip
+    net, _, rates = compare_float(g, spikes((3, 60, 4), 0.5), dt=1e-3)
+    assert float(net.population("lif").params["alpha_u"]) == pytest.approx(0.5)
+    assert 0.05 < rates["lif"] < 0.9
+
+
+@pytest.mark.parametrize("kind", ["I", "LI", "CubaLI"])
+def test_graded_neurons(kind):
+    n = 4
+    node = {
+        "I": nir.I(r=np.full(n, 0.5)),
+        "LI": nir.LI(tau=np.full(n, 0.004), r=np.full(n, 2.0), v_leak=np.full(n, 0.2)),
+        "CubaLI": nir.CubaLI(tau_syn=np.full(n, 0.003), tau_mem=np.full(n, 0.005),
+                             r=np.ones(n), v_leak=np.full(n, 0.1), w_in=np.full(n, 1.5)),
+    }[kind]  # fmt: skip
+    g = chain((3,), ("fc", nir.Affine(weight=RNG.normal(0, 1, (n, 3)), bias=RNG.normal(0, 1, n))),
+              ("neuron", node))  # fmt: skip
+    net, _, _ = compare_float(g, spikes((2, 40, 3), 0.5), dt=1e-3)
+    assert net.population("neuron").kind == "ssm"
+    assert ("neuron.current" in {p.name for p in net.populations}) == (kind == "CubaLI")
+
+
+def test_threshold_node():
+    g = chain((3,), ("fc", nir.Affine(weight=RNG.normal(0, 1, (4, 3)), bias=np.zeros(4))),
+              ("thr", nir.Threshold(threshold=np.array([0.1, 0.3, -0.2, 0.0]))))  # fmt: skip
+    net, _, rates = compare_float(g, spikes((2, 30, 3), 0.5), dt=1.0)
+    assert net.population("thr").kind == "heaviside"
+    assert 0.1 < rates["thr"] < 0.9
+
+
+CONVS = [
+    # (in shape, weight shape, stride, padding, dilation, groups)
+    ((2, 7, 6), (3, 2, 3, 3), 1, 0, 1, 1),
+    ((2, 9, 8), (4, 2, 3, 2), (2, 1), (1, 2), 1, 1),
+    ((4, 8, 8), (4, 2, 3, 3), 1, 1, (2, 1), 2),
+    ((2, 6, 6), (2, 2, 3, 3), 1, "same", 1, 1),
+]
+
+
+@pytest.mark.parametrize("spec", CONVS)
+def test_conv2d_layout(spec):
+    in_shape, w_shape, stride, padding, dilation, groups = spec
+    conv = nir.Conv2d(input_shape=in_shape[1:], weight=RNG.normal(0, 1, w_shape), stride=stride,
+                      padding=padding, dilation=dilation, groups=groups,
+                      bias=RNG.normal(0, 1, w_shape[0]))  # fmt: skip
+    out = import_nir(chain(in_shape, ("conv", conv), ("li", _li_like(conv, in_shape))), dt=1e-3)
+    assert out.shapes["li"] == out.shapes["conv"]
+    compare_float(
+        chain(in_shape, ("conv", conv), ("li", _li_like(conv, in_shape))),
+        spikes((2, 5, int(np.prod(in_shape))), 0.5),
+        dt=1e-3,
+    )
+
+
+def _li_like(conv, in_shape) -> nir.LI:
+    """An LI over the conv's output shape (computed by the test from the torch formula)."""
+    import torch
+
+    y = torch.nn.functional.conv2d(
+        torch.zeros(1, *in_shape, dtype=torch.float64),
+        torch.from_numpy(conv.weight),
+        None,
+        tuple(conv.stride),
+        conv.padding if isinstance(conv.padding, str) else tuple(conv.padding),
+        tuple(conv.dilation),
+        conv.groups,
+    )
+    shape = tuple(y.shape[1:])
+    return nir.LI(tau=np.full(shape, 0.002), r=np.ones(shape), v_leak=np.zeros(shape))
+
+
+def test_conv_matrix_against_direct_sum():
+    w = RNG.normal(0, 1, (2, 1, 2, 2))
+    x = RNG.normal(0, 1, (1, 3, 3))
+    m, out = conv_matrix(w, (1, 3, 3), (1, 1), (0, 0), (1, 1), 1)
+    assert out == (2, 2, 2)
+    y = (m @ x.ravel()).reshape(out)
+    assert y[1, 1, 0] == pytest.approx(np.sum(w[1, 0] * x[0, 1:3, 0:2]))
+
+
+def test_conv1d_pools_flatten_fan_in():
+    conv1 = nir.Conv1d(input_shape=8, weight=RNG.normal(0, 1, (3, 2, 3)), stride=1, padding=1,
+                       dilation=1, groups=1, bias=np.zeros(3))  # fmt: skip
+    li = nir.LI(tau=np.full((3, 8), 0.002), r=np.ones((3, 8)), v_leak=np.zeros((3, 8)))
+    compare_float(chain((2, 8), ("conv", conv1), ("li", li)), spikes((2, 6, 16), 0.5), dt=1e-3)
+
+    pool_args = dict(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                     padding=np.array([0, 0]))  # fmt: skip
+    nodes = {
+        "input": nir.Input(input_type=np.array([2, 4, 4])),
+        "sum": nir.SumPool2d(**pool_args),
+        "avg": nir.AvgPool2d(**pool_args),
+        "flat_s": nir.Flatten(input_type={"input": np.array([2, 2, 2])}, start_dim=0),
+        "flat_a": nir.Flatten(input_type={"input": np.array([2, 2, 2])}, start_dim=0),
+        "fc": nir.Affine(weight=RNG.normal(0, 1, (5, 8)), bias=np.zeros(5)),
+        "lif": lif(5, tau=0.002),
+        "output": nir.Output(output_type=np.array([5])),
+    }
+    edges = [("input", "sum"), ("input", "avg"), ("sum", "flat_s"), ("avg", "flat_a"),
+             ("flat_s", "fc"), ("flat_a", "fc"), ("fc", "lif"), ("lif", "output")]  # fmt: skip
+    _, _, rates = compare_float(graph(nodes, edges), spikes((3, 40, 32), 0.5), dt=1e-3)
+    assert rates["lif"] > 0.05
+
+
+def test_delay_node_shifts_by_whole_steps():
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "fc": nir.Affine(weight=np.eye(3) * 3.0, bias=np.full(3, 0.1)),
+        "delay": nir.Delay(delay=np.array([0.0, 2e-3, 3e-3])),
+        "if": nir.IF(r=np.ones(3), v_threshold=np.full(3, 2.0), v_reset=np.zeros(3)),
+        "direct": nir.Linear(weight=np.eye(3)),
+        "output": nir.Output(output_type=np.array([3])),
+    }
+    edges = [("input", "fc"), ("fc", "delay"), ("delay", "if"), ("input", "direct"),
+             ("direct", "if"), ("if", "output")]  # fmt: skip
+    net, _, _ = compare_float(graph(nodes, edges), spikes((2, 30, 3), 0.5), dt=1e-3)
+    lags = sorted(s.lag for s in net.incoming("if") if s.src == "input")
+    assert lags == [0, 2, 3]
+    with pytest.raises(UnsupportedError, match="whole"):
+        import_nir(graph(nodes, edges), dt=0.7e-3)
+
+
+def test_nested_subgraph_is_flattened():
+    inner = graph(
+        {"input": nir.Input(input_type=np.array([4])), "w": nir.Linear(weight=np.eye(4) * 0.8),
+         "lif": lif(4, tau=0.003), "output": nir.Output(output_type=np.array([4]))},
+        [("input", "w"), ("w", "lif"), ("lif", "output")],
+    )  # fmt: skip
+    g = chain((3,), ("fc", nir.Affine(weight=RNG.normal(1, 0.5, (4, 3)), bias=np.zeros(4))),
+              ("block", inner))  # fmt: skip
+    net, _, rates = compare_float(g, spikes((2, 50, 3), 0.6), dt=1e-3)
+    assert "block.lif" in {p.name for p in net.populations}
+    assert rates["block.lif"] > 0.05
+
+
+# ---- recurrent cycles -------------------------------------------------------------------
+
+
+def recurrent_graph(n: int = 6, neuron=None, loop_delay: float | None = None) -> nir.NIRGraph:
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "fc": nir.Affine(weight=RNG.normal(1.0, 1.0, (n, 3)), bias=np.full(n, 0.05)),
+        "lif": neuron if neuron is not None else cuba_lif(n, w_in=2.0, r=2.0),
+        "w_rec": nir.Affine(weight=RNG.normal(-0.3, 1.0, (n, n)), bias=np.full(n, 0.1)),
+        "output": nir.Output(output_type=np.array([n])),
+    }
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")]
+    if loop_delay is not None:
+        nodes["d"] = nir.Delay(delay=np.full(n, loop_delay))
+        edges = [e for e in edges if e != ("w_rec", "lif")] + [("w_rec", "d"), ("d", "lif")]
+    return graph(nodes, edges)
+
+
+def test_self_loop_is_a_lag_one_synapse_with_delay_zero():
+    g = recurrent_graph()
+    net, _, rates = compare_float(g, spikes((3, 60, 3), 0.4), dt=1e-3)
+    (rec,) = [s for s in net.synapses if s.src == s.dst == "lif"]
+    assert (rec.lag, rec.delay) == (1, 0)
+    assert net.latency()["lif"] == 1
+    assert 0.02 < rates["lif"] < 0.9
+
+
+def test_loop_through_a_delay_gets_the_extra_steps():
+    g = recurrent_graph(loop_delay=2e-3)
+    net, _, _ = compare_float(g, spikes((2, 40, 3), 0.4), dt=1e-3)
+    (rec,) = [s for s in net.synapses if s.src == s.dst == "lif"]
+    assert (rec.lag, rec.delay) == (3, 2)
+
+
+def test_recurrence_changes_the_answer():
+    """The recurrent synapse must matter (a test that could not fail otherwise)."""
+    g = recurrent_graph()
+    x = spikes((2, 60, 3), 0.4)
+    with_rec = simulate_nir(g, x, dt=1e-3)["lif"]
+    g.nodes["w_rec"].weight = np.zeros_like(g.nodes["w_rec"].weight)
+    assert np.any(simulate_nir(g, x, dt=1e-3)["lif"] != with_rec)
+
+
+def test_loop_through_two_neurons_is_refused():
+    nodes = {
+        "input": nir.Input(input_type=np.array([2])),
+        "a": lif(2, tau=0.003),
+        "b": lif(2, tau=0.003),
+        "wb": nir.Linear(weight=np.eye(2)),
+        "output": nir.Output(output_type=np.array([2])),
+    }
+    edges = [("input", "a"), ("a", "b"), ("b", "wb"), ("wb", "a"), ("b", "output")]
+    with pytest.raises(UnsupportedError, match="loop through several neuron nodes"):
+        import_nir(graph(nodes, edges), dt=1e-3)
+
+
+def test_netlist_checks_and_saves_lags(tmp_path):
+    def make(lag: int, delay: int) -> Netlist:
+        pops = (
+            Population("x", "input", 1),
+            Population(
+                "n",
+                "cuba_lif",
+                1,
+                params={"alpha_u": np.array(0.0), "alpha_v": np.array(0.5), "vth": np.array(1.0)},
+            ),
+            Population("r", "readout", 1, attrs={"mode": "mean"}),
+        )
+        syns = (
+            Synapse("x->n", "x", "n", np.ones((1, 1))),
+            Synapse("n->n", "n", "n", np.full((1, 1), -0.5), delay=delay, lag=lag),
+            Synapse("n->r", "n", "r", np.ones((1, 1))),
+        )
+        return Netlist(pops, syns, numeric="float64")
+
+    with pytest.raises(InvalidGraphError, match="cycle"):
+        make(0, 0)
+    with pytest.raises(InvalidGraphError, match="lag 1 needs"):
+        make(1, 1)
+    net = make(2, 1)
+    save_netlist(net, tmp_path)
+    assert [s.lag for s in load_netlist(tmp_path).synapses] == [0, 2, 0]
+
+
+def test_graph_with_nir_ops_round_trips(tmp_path):
+    g = import_nir(recurrent_graph(), dt=1e-3).graph
+    save_graph(g, tmp_path)
+    back = load_graph(tmp_path)
+    assert [n.op.kind for n in back] == [n.op.kind for n in g]
+    assert (back.node("lif").op.rec_weight != g.node("lif").op.rec_weight).nnz == 0
+
+
+def run_lava_or_skip():
+    pytest.importorskip("lava.magma.core.run_configs")
+    from snncompile.targets.lava import run_lava
+
+    return run_lava
+
+
+def test_recurrent_mixed_network_reference_vs_lava_exact():
+    run_lava = run_lava_or_skip()
+    n = 5
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "fc": nir.Affine(weight=RNG.normal(1.0, 1.0, (n, 3)), bias=np.full(n, 0.05)),
+        "lif": cuba_lif(n, w_in=2.0, r=2.0),
+        "w_rec": nir.Linear(weight=RNG.normal(-0.3, 1.0, (n, n))),
+        "fc2": nir.Linear(weight=RNG.normal(0.5, 1.0, (2, n))),
+        "li": nir.LI(tau=np.full(2, 0.004), r=np.ones(2), v_leak=np.zeros(2)),
+        "output": nir.Output(output_type=np.array([2])),
+    }
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
+             ("lif", "fc2"), ("fc2", "li"), ("li", "output")]  # fmt: skip
+    g = graph(nodes, edges)
+    compare_float(g, spikes((2, 30, 3), 0.4), dt=1e-3)
+    qnet, _ = quantize(lower(import_nir(g, dt=1e-3).graph), spikes((4, 30, 3), 0.4, seed=3))
+    x = spikes((2, 12, 3), 0.4, seed=5)
+    ref = simulate(qnet, x, record=True)
+    assert ref.spike_rates["lif"] > 0.05
+    assert_traces_equal(ref, run_lava(qnet, x), order=[p.name for p in qnet.populations])
+
+
+# ---- the real graphs --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Example:
+    file: str
+    dt: float
+    rate: float
+    floor: float  # declared minimum float-vs-quantized spike agreement per population
+    reset: str = "zero"
+
+
+EXAMPLE_CASES = [
+    Example("braille_noDelay_bias_zero.nir", 1e-4, 0.3, 0.80),
+    Example("braille_noDelay_noBias_subtract.nir", 1e-4, 0.3, 0.95),
+    Example("lif_norse.nir", 1e-3, 0.3, 0.99),
+    Example("two_lif_neurons.nir", 1e-3, 0.3, 0.97),
+    Example("lif_rockpool.nir", 1e-3, 0.3, 0.99),
+    Example("two_lif_neurons.nir", 1e-3, 0.3, 0.97, reset="subtract"),
+]
+
+
+@pytest.mark.parametrize("case", EXAMPLE_CASES, ids=lambda c: f"{c.file}-{c.reset}")
+def test_example_graph_float_exact_quantized_measured_lava_exact(case):
+    path = EXAMPLES / case.file
+    compiled = compile_model(path, dt=case.dt, reset=case.reset)
+    n = compiled.graph.input.op.size
+    x = spikes((8, 60, n), case.rate, seed=1)
+    exact = spike_agreement(path, compiled.float_netlist, x, dt=case.dt, reset=case.reset)
+    assert all(v["agreement"] == 1.0 for v in exact.values()), exact
+    measured = spike_agreement(path, compiled.netlist, x, dt=case.dt, reset=case.reset)
+    for name, value in measured.items():
+        assert value["agreement"] >= case.floor, (name, value)
+    run_lava = run_lava_or_skip()
+    short = x[:2, :10]
+    ref = simulate(compiled.netlist, short, record=True)
+    assert_traces_equal(
+        ref, run_lava(compiled.netlist, short), order=[p.name for p in compiled.netlist.populations]
+    )
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    path = EXAMPLES / "cnn_sinabs.nir"
+    # A small calibration batch keeps the test fast; the CLI default is 8 x 32.
+    calib = default_calibration(2 * 34 * 34)[:2, :12]
+    return path, compile_model(path, dt=1.0, calibration=calib)
+
+
+def test_cnn_sinabs_float_exact_and_quantized_measured(cnn):
+    path, compiled = cnn
+    assert compiled.graph.input.op.size == 2 * 34 * 34
+    x = spikes((2, 15, 2 * 34 * 34), 0.2, seed=2)
+    exact = spike_agreement(path, compiled.float_netlist, x, dt=1.0)
+    assert set(exact) == {"1", "3", "6", "10", "12"}
+    assert all(v["agreement"] == 1.0 and v["rate_float"] > 0 for v in exact.values()), exact
+    measured = spike_agreement(path, compiled.netlist, x, dt=1.0)
+    assert all(v["agreement"] >= 0.85 for v in measured.values()), measured
+
+
+def test_cnn_sinabs_reference_vs_lava_two_steps(cnn):
+    run_lava = run_lava_or_skip()
+    _, compiled = cnn
+    x = spikes((1, 2, 2 * 34 * 34), 0.2, seed=4)
+    ref = simulate(compiled.netlist, x, record=True)
+    assert ref.traces["1"].sum() > 0
+    assert_traces_equal(
+        ref, run_lava(compiled.netlist, x), order=[p.name for p in compiled.netlist.populations]
+    )
+
+
+# ---- errors -----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI entry point in-process: (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> Run:
+        with pytest.raises(SystemExit) as info:
+            main(list(args))
+        out, err = capsys.readouterr()
+        return Run(int(info.value.code or 0), out, err)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["braille_noDelay_bias_zero_subgraph.nir", "braille_legacy_cf1c59a.nir",
+     "scnn_mnist_legacy_8a7172f.nir"],
+)  # fmt: skip
+def test_unreadable_files_exit_6_in_one_line(name, tmp_path, cli):
+    out = cli("export", str(EXAMPLES / name), "--dt", "1e-4", "-o", str(tmp_path / "a"))
+    assert out.returncode == 6, out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert not (tmp_path / "a").exists()
+
+
+def test_missing_dt_exits_2_and_rockpool_warns(tmp_path, cli):
+    out = cli("export", str(EXAMPLES / "lif_norse.nir"), "-o", str(tmp_path / "a"))
+    assert out.returncode == 2 and "--dt" in out.stderr and out.stderr.count("\n") == 1
+    out = cli("export", str(EXAMPLES / "lif_rockpool.nir"), "--dt", "1e-3", "-o",
+              str(tmp_path / "b"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "declares input shape (1, 1, 1)" in out.stderr
+    assert "Bernoulli" in out.stdout
+
+
+def test_cubalif_subtract_is_refused_with_exit_4(tmp_path, cli):
+    out = cli("export", str(EXAMPLES / "braille_noDelay_noBias_subtract.nir"), "--dt", "1e-4",
+              "--reset", "subtract", "-o", str(tmp_path / "a"))  # fmt: skip
+    assert out.returncode == 4 and "subtractive reset" in out.stderr
+
+
+def test_dt_from_metadata_and_bad_inputs():
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", lif(2)))
+    with pytest.raises(UsageError, match="--dt"):
+        import_nir(g)
+    g.metadata = {"dt": 1e-3}
+    assert import_nir(g).dt == 1e-3
+    with pytest.raises(UsageError, match="reset"):
+        import_nir(g, reset="soft")
+    with pytest.raises(CorruptInputError, match="does not exist"):
+        import_nir("/nonexistent/x.nir", dt=1e-3)
+
+
+def test_every_unsupported_node_is_listed():
+    @dataclass(eq=False)
+    class Mystery(nir.NIRNode):
+        gain: np.ndarray
+
+        def __post_init__(self):
+            self.input_type = {"input": np.array(self.gain.shape)}
+            self.output_type = {"output": np.array(self.gain.shape)}
+
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("odd1", Mystery(np.ones(2))),
+              ("odd2", Mystery(np.ones(2))))  # fmt: skip
+    with pytest.raises(UnsupportedError) as info:
+        import_nir(g, dt=1e-3)
+    assert "odd1 (Mystery)" in str(info.value) and "odd2 (Mystery)" in str(info.value)
+
+
+def test_shape_mismatch_is_corrupt():
+    g = chain((3,), ("fc", nir.Linear(weight=np.ones((4, 3)))), ("lif", lif(5)))
+    with pytest.raises(CorruptInputError, match="5 neurons"):
+        import_nir(g, dt=1e-3)
+
+
+def test_unsupported_neuron_parameters_are_all_named():
+    bad = lif(2)
+    bad.v_reset = np.full(2, 0.5)
+    slow = lif(2, tau=1e-4)
+    nodes = {"input": nir.Input(input_type=np.array([2])), "a": bad, "b": slow,
+             "output": nir.Output(output_type=np.array([2]))}  # fmt: skip
+    with pytest.raises(UnsupportedError) as info:
+        import_nir(graph(nodes, [("input", "a"), ("a", "b"), ("b", "output")]), dt=1e-3)
+    assert "'a'" in str(info.value) and "'b'" in str(info.value)
