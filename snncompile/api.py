@@ -231,7 +231,14 @@ def verify_model(
     `report.failures` into exit code 3).
     """
     from snncompile.compiler import compile_model
+    from snncompile.frontend.nir_compile import is_nir_source
     from snncompile.verify.quantized import verify_quantized
+
+    if is_nir_source(source):
+        raise UsageError(
+            "verify compares against a PyTorch model; a .nir graph is checked by "
+            "snncompile.frontend.nir_compile.spike_agreement (docs/nir.md)"
+        )
 
     if target != "reference":
         raise UsageError(f"verify --target {target!r} is not available yet; use reference")

@@ -168,9 +168,12 @@ CONVS = [
     ((2, 9, 8), (4, 2, 3, 2), (2, 1), (1, 2), 1, 1),
     ((4, 8, 8), (4, 2, 3, 3), 1, 1, (2, 1), 2),
     ((2, 6, 6), (2, 2, 3, 3), 1, "same", 1, 1),
+    ((2, 6, 5), (3, 2, 2, 4), 1, "same", (1, 2), 1),
+    ((2, 6, 6), (3, 2, 3, 3), 2, "valid", 1, 1),
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("spec", CONVS)
 def test_conv2d_layout(spec):
     in_shape, w_shape, stride, padding, dilation, groups = spec
@@ -509,6 +512,11 @@ def test_cubalif_subtract_is_refused_with_exit_4(tmp_path, cli):
     out = cli("export", str(EXAMPLES / "braille_noDelay_noBias_subtract.nir"), "--dt", "1e-4",
               "--reset", "subtract", "-o", str(tmp_path / "a"))  # fmt: skip
     assert out.returncode == 4 and "subtractive reset" in out.stderr
+
+
+def test_verify_refuses_a_nir_source(cli):
+    out = cli("verify", str(EXAMPLES / "lif_norse.nir"))
+    assert out.returncode == 2 and "spike_agreement" in out.stderr
 
 
 def test_dt_from_metadata_and_bad_inputs():

@@ -131,10 +131,13 @@ def conv_matrix(
     padding: tuple[int, int],
     dilation: tuple[int, int],
     groups: int,
+    pad_after: tuple[int, int] | None = None,
 ) -> tuple[sparse.csr_matrix, tuple[int, int, int]]:
     """The matrix of a 2-d convolution (cross-correlation, as torch and NIR) on a
     row-major (C, H, W) input: out[o, y, x] = sum_{c, ky, kx} w[o, c, ky, kx]
-    in[g(o) Cg + c, y sy - py + ky dy, x sx - px + kx dx] (zero outside the input)."""
+    in[g(o) Cg + c, y sy - py + ky dy, x sx - px + kx dx] (zero outside the input).
+    `padding` pads before, `pad_after` after (default: the same; torch's 'same' pads
+    one less before than after for even kernels)."""
     c_in, h, w = in_shape
     n_out, cg, kh, kw = weight.shape
     if c_in != cg * groups or n_out % groups:
@@ -142,8 +145,9 @@ def conv_matrix(
             f"convolution weight {weight.shape} with groups {groups} does not fit input "
             f"channels {c_in}"
         )
-    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    after = padding if pad_after is None else pad_after
+    oh = (h + padding[0] + after[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w + padding[1] + after[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     if oh <= 0 or ow <= 0:
         raise CorruptInputError(f"convolution output would be empty for input {in_shape}")
     o, c, ky, kx, y, x = np.meshgrid(
@@ -163,8 +167,13 @@ def conv_matrix(
     return matrix, (n_out, oh, ow)
 
 
-def _same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
-    return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))  # type: ignore[return-value]
+def _same_padding(
+    kernel: tuple[int, ...], dilation: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(before, after) padding of torch's 'same': total d (k - 1), the smaller half before."""
+    total = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    before = (total[0] // 2, total[1] // 2)
+    return before, (total[0] - before[0], total[1] - before[1])
 
 
 def _conv_node(node: Any, in_shape: tuple[int, ...]) -> tuple[sparse.csr_matrix, tuple, np.ndarray]:
@@ -180,13 +189,18 @@ def _conv_node(node: Any, in_shape: tuple[int, ...]) -> tuple[sparse.csr_matrix,
     if shape3 is None:
         raise CorruptInputError(f"convolution input has shape {in_shape}")
     kernel = weight.shape[2:]
+    after = None
     if isinstance(node.padding, str):
         if node.padding == "same" and stride != (1, 1):
             raise UnsupportedError("padding 'same' with a stride other than 1")
-        padding = _same_padding(kernel, dilation) if node.padding == "same" else (0, 0)
+        padding = (0, 0)
+        if node.padding == "same":
+            padding, after = _same_padding(kernel, dilation)
     else:
         padding = (0, _pair(node.padding)[0]) if one_d else _pair(node.padding)
-    matrix, out = conv_matrix(weight, shape3, stride, padding, dilation, int(node.groups))
+    matrix, out = conv_matrix(
+        weight, shape3, stride, padding, dilation, int(node.groups), pad_after=after
+    )
     bias = np.repeat(np.broadcast_to(_arr(node, "bias"), (out[0],)), out[1] * out[2])
     return matrix, ((out[0], out[2]) if one_d else out), bias
 
