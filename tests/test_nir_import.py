@@ -257,6 +257,26 @@ def test_delay_node_shifts_by_whole_steps():
         import_nir(graph(nodes, edges), dt=0.7e-3)
 
 
+def test_neuron_fed_only_through_delays_reference_and_lava():
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "delay": nir.Delay(delay=np.array([1e-3, 2e-3, 2e-3])),
+        "fc": nir.Affine(weight=np.eye(3) * 3.0, bias=np.full(3, 0.1)),
+        "if": nir.IF(r=np.ones(3), v_threshold=np.full(3, 2.0), v_reset=np.zeros(3)),
+        "output": nir.Output(output_type=np.array([3])),
+    }
+    edges = [("input", "delay"), ("delay", "fc"), ("fc", "if"), ("if", "output")]
+    g = graph(nodes, edges)
+    x = spikes((2, 20, 3), 0.5)
+    net, oracle, _ = compare_float(g, x, dt=1e-3)
+    assert net.latency()["if"] == 1  # anchored one hop after the input, not at 0
+    run_lava = run_lava_or_skip()
+    qnet, _ = quantize(net, x)
+    ref = simulate(qnet, x, record=True)
+    np.testing.assert_array_equal(ref.traces["if"], oracle["if"])
+    assert_traces_equal(ref, run_lava(qnet, x), order=[p.name for p in qnet.populations])
+
+
 def test_nested_subgraph_is_flattened():
     inner = graph(
         {"input": nir.Input(input_type=np.array([4])), "w": nir.Linear(weight=np.eye(4) * 0.8),
@@ -506,6 +526,20 @@ def test_missing_dt_exits_2_and_rockpool_warns(tmp_path, cli):
     assert out.returncode == 0, out.stderr
     assert "declares input shape (1, 1, 1)" in out.stderr
     assert "Bernoulli" in out.stdout
+
+
+def test_nir_artifact_with_calib_file_then_inspect_and_simulate(tmp_path, cli):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, spikes((4, 20, 12), 0.3))
+    art = tmp_path / "braille"
+    out = cli("export", str(EXAMPLES / "braille_noDelay_bias_zero.nir"), "--dt", "1e-4",
+              "--calib", str(calib), "-o", str(art))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "4 x 20 x 12" in out.stdout and "Bernoulli" not in out.stdout
+    assert cli("inspect", str(art)).returncode == 0
+    x = tmp_path / "x.npy"
+    np.save(x, spikes((2, 15, 12), 0.3, seed=9))
+    assert cli("simulate", str(art), "--input", str(x)).returncode == 0
 
 
 def test_cubalif_subtract_is_refused_with_exit_4(tmp_path, cli):

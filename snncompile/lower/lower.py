@@ -167,6 +167,7 @@ def _assign_delays(builder: _Builder) -> None:
     delay: a loop through several populations cannot close within one model step)."""
     pops = {p.name: p for p in builder.pops}
     order = [p.name for p in builder.pops]  # construction order is topological for lag 0
+    _anchor_lagged_only(builder, order)
     latency: dict[str, int] = {}
     for name in order:
         data_in = [
@@ -190,6 +191,23 @@ def _assign_delays(builder: _Builder) -> None:
             Synapse(syn.name, syn.src, syn.dst, syn.weight, syn.weight_exp, delay, syn.lag)
         )
     builder.synapses = synapses
+
+
+def _anchor_lagged_only(builder: _Builder, order: list[str]) -> None:
+    """A population fed only through lagged synapses from earlier populations (a NIR
+    Delay on every input path) would get latency 0, too early for its bias; a zero-weight
+    lag-0 synapse from its earliest lagged source places it one hop after that source."""
+    position = {name: i for i, name in enumerate(order)}
+    sizes = {p.name: p.size for p in builder.pops}
+    for name in order:
+        data_in = [
+            s for s in builder.synapses if s.dst == name and s.name not in builder.bias_synapses
+        ]
+        forward = [s for s in data_in if s.lag and position[s.src] < position[name]]
+        if forward and not any(s.lag == 0 for s in data_in):
+            first = min(forward, key=lambda s: position[s.src])
+            empty = sparse.csr_matrix((first.shape[0], sizes[first.src]))
+            builder._add(first.src, name, empty)
 
 
 # ---- one function per op ------------------------------------------------------------

@@ -17,6 +17,12 @@ delayed synapses gets a DelayLine (our process) straight on its out-port, whose 
 re-sends its messages d steps later; either way the synapse itself is an ordinary
 Dense or Sparse with its latency of one step.
 
+Cycles: a lagged synapse (Synapse.lag, a recurrent connection) is built like any other,
+an ordinary Dense or Sparse (after a DelayLine when its delay is positive) whose source
+may be its own destination; Lava runs cycles of processes, and since each Dense takes
+its one step exactly as numerics.md says, the runner's alignment (model step = Lava
+step - 1 - latency) holds for them unchanged.
+
 Exponents: Lava's Dense wraps the weighted sum to int32 before the exponent shift, as
 numerics.md says, but for weight_exp > 0 it also shifts in int32 (and for spikes it
 sums in int64 and wraps after the shift). Where the worst case of a synapse can reach
