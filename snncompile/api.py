@@ -274,18 +274,22 @@ def export_model(
     """
     import json
 
-    from snncompile.artifact import TARGETS, check_output_dir, write_artifact
+    from snncompile.artifact import check_output_dir, write_artifact
     from snncompile.compiler import compile_model
+    from snncompile.targets import TARGETS, get_target
 
-    if target not in TARGETS:
-        raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
-    loihi2_config = None
-    if target == "loihi2":
-        from snncompile.targets.loihi2 import load_config
-
-        loihi2_config = load_config(target_config)  # a bad file fails before compiling
-    elif target_config is not None:
-        raise UsageError(f"--target-config applies to --target loihi2, not {target!r}")
+    spec = get_target(target)
+    module = spec.load()
+    options = {"target_config": target_config} if target_config is not None else {}
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        takers = [t.name for t in TARGETS.values() if set(unknown) <= set(t.options)]
+        flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+        raise UsageError(
+            f"{flags} does not apply to --target {target}; it applies to --target "
+            + " or ".join(takers)
+        )
+    parsed = module.check_options(options) if module is not None else None  # fail early
     if stop_after is None:
         if out_dir is None:
             raise UsageError("export needs an output directory (-o OUT)")
@@ -301,12 +305,10 @@ def export_model(
     if stop_after is not None:
         return ExportResult(compiled)
     extra_files = extra_manifest = None
-    if loihi2_config is not None:
-        from snncompile.targets.loihi2 import prepare
-
+    if module is not None:
         if on_step is not None:
-            on_step("loihi2")
-        build = prepare(compiled, loihi2_config)  # the DRC raises before anything is written
+            on_step(target)
+        build = module.prepare(compiled, parsed)  # target checks raise before any writing
         extra_files, extra_manifest = build.files(), build.manifest()
     if on_step is not None:
         on_step("write")
@@ -319,11 +321,7 @@ def export_model(
         overwrite=overwrite,
     )
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
-    summary = None
-    if loihi2_config is not None:
-        from snncompile.targets.loihi2 import summarize_artifact
-
-        summary = summarize_artifact(path)
+    summary = module.summarize_artifact(path) if module is not None else None
     return ExportResult(compiled, path, report, summary)
 
 
@@ -335,6 +333,7 @@ def inspect_path(path: str | Path) -> dict[str, Any]:
 def inspect_artifact(path: str | Path) -> dict[str, Any]:
     """Populations, synapses, counts and manifest of an artifact (does not import torch)."""
     from snncompile.artifact import read_artifact
+    from snncompile.targets import TARGETS
 
     art = read_artifact(path)
     net, report, manifest = art.netlist, art.report, art.manifest
@@ -369,10 +368,9 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
         "populations": populations,
         "synapses": synapses,
     }
-    if manifest.get("target") == "loihi2":
-        from snncompile.targets.loihi2 import summarize_artifact
-
-        info["loihi2"] = summarize_artifact(art.path)  # files already hash-checked
+    spec = TARGETS.get(manifest.get("target"))  # type: ignore[arg-type]
+    if spec is not None and spec.module is not None:
+        info[spec.name] = spec.load().summarize_artifact(art.path)  # hash-checked already
     return info
 
 

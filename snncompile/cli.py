@@ -9,6 +9,7 @@ import click
 
 from snncompile import __version__
 from snncompile.errors import EquivalenceError, SnnCompileError, UsageError
+from snncompile.targets import TARGETS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -317,10 +318,10 @@ def _progress():
     "--target",
     default="reference",
     show_default=True,
-    type=click.Choice(["reference", "loihi2"]),
-    help="What to compile for: reference (the integer netlist) or loihi2 (adds network.net, "
-    "the core mapping and the energy estimate; fails with exit 5 if a design rule is "
-    "violated). lava, onnx, nir: not available yet.",
+    type=click.Choice(list(TARGETS)),
+    help="What to compile for (`snncompile targets` lists what each takes): "
+    + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values())
+    + ".",
 )
 @click.option(
     "-o", "--output", metavar="OUT", type=click.Path(), help="Artifact directory to write."
@@ -383,7 +384,7 @@ def export(
         return
     _print_export(model, str(result.path), target, result.report)
     if result.target_summary is not None:
-        _print_loihi2(result.target_summary)
+        _TARGET_PRINTERS[target](result.target_summary)
 
 
 def _stopped_summary(compiled) -> dict:
@@ -498,8 +499,9 @@ def _print_artifact(info: dict) -> None:
     click.echo(f"  numeric      {info['numeric']}, formats {info['formats']}")
     click.echo(f"  latency      {info['output_latency']} steps from input to readout")
     click.echo(f"  counts       {_format_counts(info['counts'])}")
-    if "loihi2" in info:
-        _print_loihi2(info["loihi2"])
+    for name, printer in _TARGET_PRINTERS.items():
+        if name in info:
+            printer(info[name])
     click.echo("populations:")
     columns = ["name", "kind", "size", "latency", "in_log2", "out_log2", "spike_rate"]
     _print_table(
@@ -567,6 +569,10 @@ def _print_loihi2(s: dict) -> None:
             f"  dense model    {dense['macs_per_inference']:.4g} MACs, "
             f"{_uj(dense['energy_pj_per_inference'])}"
         )
+
+
+# Targets whose export and inspect print a section of their own.
+_TARGET_PRINTERS = {"loihi2": _print_loihi2}
 
 
 def _uj(pj: float) -> str:
