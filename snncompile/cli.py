@@ -9,6 +9,7 @@ import click
 
 from snncompile import __version__
 from snncompile.errors import EquivalenceError, SnnCompileError, UsageError
+from snncompile.simulate import BACKENDS
 from snncompile.targets import TARGETS
 
 
@@ -194,7 +195,14 @@ def _calibration(path: str | None):
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--target", default="reference", show_default=True, type=click.Choice(["reference"]))
+@click.option(
+    "--target",
+    default="reference",
+    show_default=True,
+    type=click.Choice(list(BACKENDS)),
+    help="reference: float vs quantized reference. Any other: also runs the integer "
+    "netlist on that target and requires it to equal the reference in every value.",
+)
 @click.option(
     "--data",
     type=click.Path(dir_okay=False),
@@ -222,7 +230,10 @@ def verify(
 ) -> int:
     """Compile MODEL and check it against the float PyTorch model on real inputs.
 
-    Exit code 3 when a declared tolerance fails; the failed criterion is printed.
+    Three rungs: the float64 netlist reproduces PyTorch (lowering exact); the quantized
+    reference vs PyTorch within the declared tolerances; with --target lava, Lava's run
+    equals the reference's in every population at every step. Exit code 3 when a check
+    fails; the failed criterion is printed.
     """
     import json
 
@@ -285,7 +296,26 @@ def _print_verify(model: str, r) -> None:
             f"  first spike divergence: {d['population']} at step {d['step']} (input {d['sample']})"
         )
     click.echo(f"  saturation events: {sum(r.events.values()) if r.events else 0}")
+    if r.target_check is not None:
+        _print_target_check(r.target_check)
     click.echo("  PASSED" if r.passed else "  FAILED: " + "; ".join(r.failures))
+
+
+def _print_target_check(c: dict) -> None:
+    click.echo(
+        f"quantized reference vs {c['backend']} on the same {c['n']} inputs, "
+        f"{c['simulated_steps']} steps each (output latency {c['output_latency']})"
+    )
+    click.echo(f"  alignment: {c['alignment']}")
+    verdict = "exact" if c["exact"] else f"NOT exact: {c['divergence']}"
+    click.echo(
+        f"  {c['values_compared']:,} values of {c['populations']} populations and the readout "
+        f"compared, {c['values_differing']:,} differ: {verdict}"
+    )
+    click.echo(
+        f"  time: reference {c['reference_seconds']:.2f} s, {c['backend']} "
+        f"{c['backend_seconds']:.2f} s"
+    )
 
 
 _STEP_LABELS = {
@@ -607,7 +637,7 @@ def _format_events(events: dict[str, int]) -> str:
     help=".npy (batch, steps, inputs) or (steps, inputs), or .npz with x [and y].",
 )
 @click.option(
-    "--backend", default="reference", show_default=True, type=click.Choice(["reference", "lava"])
+    "--backend", default="reference", show_default=True, type=click.Choice(list(BACKENDS))
 )
 @click.option("--steps", type=int, help="Use only the first N input steps.")
 @click.option(
