@@ -72,7 +72,13 @@ def _run_lava(net: Any, x: np.ndarray, record: bool) -> Any:
         from snncompile.targets.lava.runner import run_lava
     except ImportError as exc:
         raise MissingDependencyError(f"the lava backend is not available ({exc})") from None
-    return run_lava(net, x, record=record)
+    if record:
+        return run_lava(net, x, record=True)
+    # Record the spiking populations only: what the summary's spike rates need.
+    spiking = [p.name for p in net.populations if p.compartment.spiking]
+    result = run_lava(net, x, record=spiking)
+    result.traces = {}
+    return result
 
 
 # Backend name -> run(netlist, x, record) -> SimResult; record=True traces every

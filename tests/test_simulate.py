@@ -129,3 +129,4 @@ def test_simulate_on_lava_equals_the_reference(tmp_path, capsys):
     assert np.array_equal(lava["predictions"], ref["predictions"])
     want = simulate(compile_model(CHECKPOINT).netlist, x.astype(np.float64))
     assert np.array_equal(ref["readout"], want.readout)
+    assert "spike rates      blocks.0.act" in text  # Lava reports them like the reference
