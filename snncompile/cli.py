@@ -690,6 +690,42 @@ def _format_rates(rates: dict[str, float]) -> str:
     return ", ".join(f"{name} {rate:.3f}" for name, rate in rates.items())
 
 
+@cli.command(name="targets")
+@click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
+def targets_command(as_json: bool) -> None:
+    """Which graph op and which model family each target takes (from the registries)."""
+    import json
+
+    from snncompile.support import support_matrix
+
+    matrix = support_matrix()
+    if as_json:
+        click.echo(json.dumps(matrix, indent=2))
+        return
+    click.echo(support_table(matrix))
+
+
+def support_table(matrix: dict) -> str:
+    """The matrix as Markdown tables (the README carries this output)."""
+    names = list(matrix["targets"])
+    head = "| {} | " + " | ".join(names) + " |"
+    rule = "|---|" + "|".join(":---:" for _ in names) + "|"
+    lines = ["| target | what it is |", "|---|---|"]
+    lines += [f"| {name} | {summary} |" for name, summary in matrix["targets"].items()]
+    lines += ["", head.format("graph op (as traced)"), rule]
+    for label, row in matrix["ops"].items():
+        lines.append(f"| {label} | " + " | ".join(_mark(row[n]) for n in names) + " |")
+    lines += ["", head.format("model family"), rule]
+    for family, row in matrix["families"].items():
+        cells = [_mark(row[n]["ok"]) for n in names]
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mark(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: maps SnnCompileError to its one-line message and exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])

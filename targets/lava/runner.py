@@ -128,9 +128,7 @@ def _run_once(net: Netlist, x: np.ndarray, recorded: list[str]) -> SimResult:
         steps=lava.steps,
         # As the reference defines them, from whichever spiking populations were recorded.
         spike_rates={
-            name: float(trace.mean())
-            for name, trace in traces.items()
-            if name in spiking
+            name: float(trace.mean()) for name, trace in traces.items() if name in spiking
         },
     )
 
