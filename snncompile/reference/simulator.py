@@ -76,7 +76,8 @@ _ROW_ABS_SUMS: weakref.WeakKeyDictionary[Synapse, float] = weakref.WeakKeyDictio
 def _row_abs_sum(syn: Synapse) -> float:
     """The largest sum of |weight| over one destination (so |W @ m| <= this * max|m|)."""
     if syn not in _ROW_ABS_SUMS:
-        _ROW_ABS_SUMS[syn] = float(np.max(abs(syn.weight).sum(axis=1), initial=0))
+        sums = np.asarray(abs(syn.weight).sum(axis=1)).ravel()  # sparse gives a matrix
+        _ROW_ABS_SUMS[syn] = float(sums.max(initial=0))
     return _ROW_ABS_SUMS[syn]
 
 
