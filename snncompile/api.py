@@ -225,28 +225,37 @@ def verify_model(
     entry: str | None = None,
     limit: int | None = None,
 ) -> Any:
-    """Compile `source` and verify it against the float model (rungs 1 and 2).
+    """Compile `source` and verify it: rung 1 (lowering exact) and rung 2 (float vs
+    quantized reference, against tolerances); for a target other than the reference also
+    rung 3, the target's run of the integer netlist vs the reference's, which must be
+    equal in every value.
 
-    Returns a VerifyReport; it does not raise when a tolerance fails (the CLI turns
+    Returns a VerifyReport; it does not raise when a check fails (the CLI turns
     `report.failures` into exit code 3).
     """
     from snncompile.compiler import compile_model
     from snncompile.frontend.nir_compile import is_nir_source
+    from snncompile.simulate import BACKENDS
     from snncompile.verify.quantized import verify_quantized
+    from snncompile.verify.targets import check_backend
 
     if is_nir_source(source):
         raise UsageError(
             "verify compares against a PyTorch model; a .nir graph is checked by "
             "snncompile.frontend.nir_compile.spike_agreement (docs/nir.md)"
         )
-
-    if target != "reference":
-        raise UsageError(f"verify --target {target!r} is not available yet; use reference")
+    if target not in BACKENDS:
+        raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
     compiled = compile_model(source, entry=entry, calibration=calibration, config=config)
     width = compiled.netlist.input.size
     x, labels, origin = verification_data(data, compiled.meta, compiled.calibration, width, limit)
     report = verify_quantized(compiled, x, labels, tolerances)
     report.data = origin
+    if target != "reference":
+        check = check_backend(compiled.netlist, x, target)
+        report.target_check = check.to_dict()
+        if not check.exact:
+            report.failures.append(f"reference vs {target} not exact: {check.divergence}")
     return report
 
 
@@ -286,18 +295,22 @@ def export_model(
     """
     import json
 
-    from snncompile.artifact import TARGETS, check_output_dir, write_artifact
+    from snncompile.artifact import check_output_dir, write_artifact
     from snncompile.compiler import compile_model
+    from snncompile.targets import TARGETS, get_target
 
-    if target not in TARGETS:
-        raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
-    loihi2_config = None
-    if target == "loihi2":
-        from snncompile.targets.loihi2 import load_config
-
-        loihi2_config = load_config(target_config)  # a bad file fails before compiling
-    elif target_config is not None:
-        raise UsageError(f"--target-config applies to --target loihi2, not {target!r}")
+    spec = get_target(target)
+    module = spec.load()
+    options = {"target_config": target_config} if target_config is not None else {}
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        takers = [t.name for t in TARGETS.values() if set(unknown) <= set(t.options)]
+        flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+        raise UsageError(
+            f"{flags} does not apply to --target {target}; it applies to --target "
+            + " or ".join(takers)
+        )
+    parsed = module.check_options(options) if module is not None else None  # fail early
     if stop_after is None:
         if out_dir is None:
             raise UsageError("export needs an output directory (-o OUT)")
@@ -315,12 +328,10 @@ def export_model(
     if stop_after is not None:
         return ExportResult(compiled)
     extra_files = extra_manifest = None
-    if loihi2_config is not None:
-        from snncompile.targets.loihi2 import prepare
-
+    if module is not None:
         if on_step is not None:
-            on_step("loihi2")
-        build = prepare(compiled, loihi2_config)  # the DRC raises before anything is written
+            on_step(target)
+        build = module.prepare(compiled, parsed)  # target checks raise before any writing
         extra_files, extra_manifest = build.files(), build.manifest()
     if on_step is not None:
         on_step("write")
@@ -333,11 +344,7 @@ def export_model(
         overwrite=overwrite,
     )
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
-    summary = None
-    if loihi2_config is not None:
-        from snncompile.targets.loihi2 import summarize_artifact
-
-        summary = summarize_artifact(path)
+    summary = module.summarize_artifact(path) if module is not None else None
     return ExportResult(compiled, path, report, summary)
 
 
@@ -349,6 +356,7 @@ def inspect_path(path: str | Path) -> dict[str, Any]:
 def inspect_artifact(path: str | Path) -> dict[str, Any]:
     """Populations, synapses, counts and manifest of an artifact (does not import torch)."""
     from snncompile.artifact import read_artifact
+    from snncompile.targets import TARGETS
 
     art = read_artifact(path)
     net, report, manifest = art.netlist, art.report, art.manifest
@@ -383,10 +391,9 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
         "populations": populations,
         "synapses": synapses,
     }
-    if manifest.get("target") == "loihi2":
-        from snncompile.targets.loihi2 import summarize_artifact
-
-        info["loihi2"] = summarize_artifact(art.path)  # files already hash-checked
+    spec = TARGETS.get(manifest.get("target"))  # type: ignore[arg-type]
+    if spec is not None and spec.module is not None:
+        info[spec.name] = spec.load().summarize_artifact(art.path)  # hash-checked already
     return info
 
 

@@ -46,6 +46,7 @@ from snncompile.ir.serialize import (
     save_graph,
     save_netlist,
 )
+from snncompile.targets import TARGETS, get_target
 
 if TYPE_CHECKING:
     from snncompile.compiler import Compiled
@@ -54,12 +55,8 @@ if TYPE_CHECKING:
 
 FORMAT_NAME = "snncompile-artifact"
 FORMAT_VERSION = 1
-TARGETS = ("reference", "loihi2")
 # Files every version-1 artifact has (besides manifest.json, which lists their hashes).
 FILES = ("netlist.json", "netlist.npz", "graph.json", "graph.npz", "report.json")
-# Files a target adds (written by the target through write_artifact's extra_files); a
-# target not listed adds none.
-TARGET_FILES = {"reference": (), "loihi2": ("network.net", "resources.json", "estimate.json")}
 
 
 @dataclass(frozen=True)
@@ -222,8 +219,7 @@ def write_artifact(
     directory under construction and hashed into the manifest like the others.
     extra_manifest: a target's additional manifest entries (may not replace built-in ones).
     """
-    if target not in TARGETS:
-        raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    get_target(target)
     extra_files = dict(extra_files or {})
     _check_extra_names(target, extra_files)
     out = check_output_dir(out_dir, overwrite)
@@ -261,7 +257,7 @@ def write_artifact(
 
 def _check_extra_names(target: str, extra: dict[str, Any]) -> None:
     """A target writes exactly its declared files, plain names beside the built-in ones."""
-    expected = TARGET_FILES.get(target, ())
+    expected = TARGETS[target].files
     if set(extra) != set(expected):
         raise UsageError(f"target {target!r} writes {sorted(expected)}, got {sorted(extra)}")
     for name in extra:
@@ -300,7 +296,8 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise CorruptInputError(f"{path / 'manifest.json'}: no valid 'files' table")
-    target_files = TARGET_FILES.get(manifest.get("target"), ())  # type: ignore[arg-type]
+    target = TARGETS.get(manifest.get("target"))  # type: ignore[arg-type]
+    target_files = target.files if target is not None else ()
     unlisted = [name for name in (*FILES, *target_files) if name not in files]
     if unlisted:
         raise CorruptInputError(f"{path / 'manifest.json'}: does not list {', '.join(unlisted)}")
@@ -328,8 +325,6 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
-    "TARGETS",
-    "TARGET_FILES",
     "Artifact",
     "build_report",
     "check_output_dir",

@@ -9,6 +9,8 @@ import click
 
 from snncompile import __version__
 from snncompile.errors import EquivalenceError, SnnCompileError, UsageError
+from snncompile.simulate import BACKENDS
+from snncompile.targets import TARGETS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -193,7 +195,14 @@ def _calibration(path: str | None):
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--target", default="reference", show_default=True, type=click.Choice(["reference"]))
+@click.option(
+    "--target",
+    default="reference",
+    show_default=True,
+    type=click.Choice(list(BACKENDS)),
+    help="reference: float vs quantized reference. Any other: also runs the integer "
+    "netlist on that target and requires it to equal the reference in every value.",
+)
 @click.option(
     "--data",
     type=click.Path(dir_okay=False),
@@ -221,7 +230,10 @@ def verify(
 ) -> int:
     """Compile MODEL and check it against the float PyTorch model on real inputs.
 
-    Exit code 3 when a declared tolerance fails; the failed criterion is printed.
+    Three rungs: the float64 netlist reproduces PyTorch (lowering exact); the quantized
+    reference vs PyTorch within the declared tolerances; with --target lava, Lava's run
+    equals the reference's in every population at every step. Exit code 3 when a check
+    fails; the failed criterion is printed.
     """
     import json
 
@@ -284,7 +296,26 @@ def _print_verify(model: str, r) -> None:
             f"  first spike divergence: {d['population']} at step {d['step']} (input {d['sample']})"
         )
     click.echo(f"  saturation events: {sum(r.events.values()) if r.events else 0}")
+    if r.target_check is not None:
+        _print_target_check(r.target_check)
     click.echo("  PASSED" if r.passed else "  FAILED: " + "; ".join(r.failures))
+
+
+def _print_target_check(c: dict) -> None:
+    click.echo(
+        f"quantized reference vs {c['backend']} on the same {c['n']} inputs, "
+        f"{c['simulated_steps']} steps each (output latency {c['output_latency']})"
+    )
+    click.echo(f"  alignment: {c['alignment']}")
+    verdict = "exact" if c["exact"] else f"NOT exact: {c['divergence']}"
+    click.echo(
+        f"  {c['values_compared']:,} values of {c['populations']} populations and the readout "
+        f"compared, {c['values_differing']:,} differ: {verdict}"
+    )
+    click.echo(
+        f"  time: reference {c['reference_seconds']:.2f} s, {c['backend']} "
+        f"{c['backend_seconds']:.2f} s"
+    )
 
 
 _STEP_LABELS = {
@@ -317,10 +348,10 @@ def _progress():
     "--target",
     default="reference",
     show_default=True,
-    type=click.Choice(["reference", "loihi2"]),
-    help="What to compile for: reference (the integer netlist) or loihi2 (adds network.net, "
-    "the core mapping and the energy estimate; fails with exit 5 if a design rule is "
-    "violated). lava, onnx, nir: not available yet.",
+    type=click.Choice(list(TARGETS)),
+    help="What to compile for (`snncompile targets` lists what each takes): "
+    + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values())
+    + ".",
 )
 @click.option(
     "-o", "--output", metavar="OUT", type=click.Path(), help="Artifact directory to write."
@@ -405,7 +436,7 @@ def export(
     if calibration is None and "calibration_default" in result.compiled.meta:
         click.echo(f"  calibration   {result.compiled.meta['calibration_default']}")
     if result.target_summary is not None:
-        _print_loihi2(result.target_summary)
+        _TARGET_PRINTERS[target](result.target_summary)
 
 
 def _stopped_summary(compiled) -> dict:
@@ -520,8 +551,9 @@ def _print_artifact(info: dict) -> None:
     click.echo(f"  numeric      {info['numeric']}, formats {info['formats']}")
     click.echo(f"  latency      {info['output_latency']} steps from input to readout")
     click.echo(f"  counts       {_format_counts(info['counts'])}")
-    if "loihi2" in info:
-        _print_loihi2(info["loihi2"])
+    for name, printer in _TARGET_PRINTERS.items():
+        if name in info:
+            printer(info[name])
     click.echo("populations:")
     columns = ["name", "kind", "size", "latency", "in_log2", "out_log2", "spike_rate"]
     _print_table(
@@ -591,6 +623,10 @@ def _print_loihi2(s: dict) -> None:
         )
 
 
+# Targets whose export and inspect print a section of their own.
+_TARGET_PRINTERS = {"loihi2": _print_loihi2}
+
+
 def _uj(pj: float) -> str:
     return f"{pj / 1e6:.3g} uJ"
 
@@ -623,7 +659,7 @@ def _format_events(events: dict[str, int]) -> str:
     help=".npy (batch, steps, inputs) or (steps, inputs), or .npz with x [and y].",
 )
 @click.option(
-    "--backend", default="reference", show_default=True, type=click.Choice(["reference", "lava"])
+    "--backend", default="reference", show_default=True, type=click.Choice(list(BACKENDS))
 )
 @click.option("--steps", type=int, help="Use only the first N input steps.")
 @click.option(
@@ -674,6 +710,42 @@ def _format_rates(rates: dict[str, float]) -> str:
     if not rates:
         return "n/a (non-spiking)"
     return ", ".join(f"{name} {rate:.3f}" for name, rate in rates.items())
+
+
+@cli.command(name="targets")
+@click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
+def targets_command(as_json: bool) -> None:
+    """Which graph op and which model family each target takes (from the registries)."""
+    import json
+
+    from snncompile.support import support_matrix
+
+    matrix = support_matrix()
+    if as_json:
+        click.echo(json.dumps(matrix, indent=2))
+        return
+    click.echo(support_table(matrix))
+
+
+def support_table(matrix: dict) -> str:
+    """The matrix as Markdown tables (the README carries this output)."""
+    names = list(matrix["targets"])
+    head = "| {} | " + " | ".join(names) + " |"
+    rule = "|---|" + "|".join(":---:" for _ in names) + "|"
+    lines = ["| target | what it is |", "|---|---|"]
+    lines += [f"| {name} | {summary} |" for name, summary in matrix["targets"].items()]
+    lines += ["", head.format("graph op (as traced)"), rule]
+    for label, row in matrix["ops"].items():
+        lines.append(f"| {label} | " + " | ".join(_mark(row[n]) for n in names) + " |")
+    lines += ["", head.format("model family"), rule]
+    for family, row in matrix["families"].items():
+        cells = [_mark(row[n]["ok"]) for n in names]
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mark(ok: bool) -> str:
+    return "yes" if ok else "no"
 
 
 def main(argv: list[str] | None = None) -> None:

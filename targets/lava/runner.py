@@ -114,6 +114,7 @@ def _run_once(net: Netlist, x: np.ndarray, recorded: list[str]) -> SimResult:
 
     dtype = np.int64 if net.numeric == "int" else np.float64
     traces = _traces(lava, readers, received, dtype)
+    spiking = {p.name for p in net.populations if p.compartment.spiking}
     readout = np.asarray(readout, dtype=dtype).reshape(lava.batch, net.readout.size)
     logits = readout.astype(np.float64) * net.output_scale
     if net.readout.attrs["mode"] == "mean":
@@ -125,6 +126,10 @@ def _run_once(net: Netlist, x: np.ndarray, recorded: list[str]) -> SimResult:
         events=dict(events.counts),
         latency=net.latency(),
         steps=lava.steps,
+        # As the reference defines them, from whichever spiking populations were recorded.
+        spike_rates={
+            name: float(trace.mean()) for name, trace in traces.items() if name in spiking
+        },
     )
 
 

@@ -81,6 +81,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
+def check_options(options: dict[str, Any]) -> TargetConfig:
+    """The target description with `options["target_config"]` (a TOML path) applied."""
+    unknown = sorted(set(options) - {"target_config"})
+    if unknown:
+        raise UsageError(f"the loihi2 target does not take {', '.join(unknown)}")
+    return load_config(options.get("target_config"))
+
+
 def prepare(compiled: Compiled, config: TargetConfig | None = None) -> Build:
     """Map, check (HardwareRuleError listing every violation) and estimate `compiled`.
 
@@ -146,6 +154,7 @@ __all__ = [
     "TargetConfig",
     "activity_rates",
     "check",
+    "check_options",
     "dense_model_macs",
     "enforce",
     "estimate",
