@@ -528,18 +528,24 @@ def test_missing_dt_exits_2_and_rockpool_warns(tmp_path, cli):
     assert "Bernoulli" in out.stdout
 
 
-def test_nir_artifact_with_calib_file_then_inspect_and_simulate(tmp_path, cli):
+def test_nir_lava_artifact_with_calib_file_inspect_simulate_both_backends(tmp_path, cli):
     calib = tmp_path / "calib.npy"
     np.save(calib, spikes((4, 20, 12), 0.3))
     art = tmp_path / "braille"
     out = cli("export", str(EXAMPLES / "braille_noDelay_bias_zero.nir"), "--dt", "1e-4",
-              "--calib", str(calib), "-o", str(art))  # fmt: skip
+              "--calib", str(calib), "--target", "lava", "-o", str(art))  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "4 x 20 x 12" in out.stdout and "Bernoulli" not in out.stdout
     assert cli("inspect", str(art)).returncode == 0
     x = tmp_path / "x.npy"
     np.save(x, spikes((2, 15, 12), 0.3, seed=9))
-    assert cli("simulate", str(art), "--input", str(x)).returncode == 0
+    ref = cli("simulate", str(art), "--input", str(x))
+    assert ref.returncode == 0, ref.stderr
+    run_lava_or_skip()
+    on_lava = cli("simulate", str(art), "--input", str(x), "--backend", "lava")
+    assert on_lava.returncode == 0, on_lava.stderr
+    rates = [line for line in ref.stdout.splitlines() if "spike rates" in line]
+    assert rates == [line for line in on_lava.stdout.splitlines() if "spike rates" in line]
 
 
 def test_cubalif_subtract_is_refused_with_exit_4(tmp_path, cli):
