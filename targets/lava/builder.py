@@ -2,7 +2,8 @@
 
     population kind      Lava process
     input, bias          one io.source.RingBuffer, the "source bank" (below)
-    lif                  lava.proc.lif.process.LIF (bit-accurate model; bias 0)
+    lif                  lava.proc.lif.process.LIF (bit-accurate model; bias 0), or
+                         our StateLif (the same plus a states port) for internals
     ssm, reset_refractory, glu, accumulator, heaviside, readout
                          our Processes in processes/compartments.py
     synapse              lava Dense (dense weights) or Sparse (sparse or batched)
