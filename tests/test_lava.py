@@ -611,3 +611,6 @@ def test_a_failing_process_ends_the_run_and_its_processes(monkeypatch):
     with pytest.raises(RuntimeError, match="Exception"):
         run_lava(net, np.ones((1, 4, 1)))
     assert multiprocessing.active_children() == []
+    with pytest.raises(RuntimeError, match="Exception"):  # its states' Extractor waits too
+        run_lava(net, np.ones((1, 4, 1)), record_internals=True)
+    assert multiprocessing.active_children() == []

@@ -58,15 +58,18 @@ def _step_and_send(model, a: np.ndarray) -> None:
     service waits for every process to finish the step, and a process waiting for this
     one's message would never finish, so the error would hang the run instead of ending it.
     """
+    recording = model.proc_params["record_states"]
     try:
         out = model.step(a)
     except Exception:
         if hasattr(model, "s_out") and model.s_out is not None:
             model.s_out.send(np.zeros(model.s_out.shape))
+        if recording:
+            model.states_out.send(np.zeros(model.states_out.shape))
         raise
     if out is not None:
         model.s_out.send(out)
-    if model.proc_params["record_states"]:
+    if recording:
         names = model.proc_params["states"]
         model.states_out.send(np.concatenate([*(getattr(model, n) for n in names), a]))
 
