@@ -4,7 +4,7 @@
 ("<pop>.<state>") and summed input ("<pop>.in") of every population at every step.
 
 Every Lava run starts one OS process per Lava Process, so the networks here are small
-and each test runs Lava once or twice; the whole file takes about a minute on 2 cores.
+and each test runs Lava once or twice; the whole file took 2-3 minutes on 2 shared cores.
 """
 
 from __future__ import annotations
