@@ -309,8 +309,9 @@ def _print_target_check(c: dict) -> None:
     click.echo(f"  alignment: {c['alignment']}")
     verdict = "exact" if c["exact"] else f"NOT exact: {c['divergence']}"
     click.echo(
-        f"  {c['values_compared']:,} values of {c['populations']} populations and the readout "
-        f"compared, {c['values_differing']:,} differ: {verdict}"
+        f"  {c['values_compared']:,} values compared (messages, states and inputs of "
+        f"{c['populations']} populations in {c['traces']} traces, and the readout), "
+        f"{c['values_differing']:,} differ: {verdict}"
     )
     click.echo(
         f"  time: reference {c['reference_seconds']:.2f} s, {c['backend']} "

@@ -61,19 +61,19 @@ def load_inputs(path: str | os.PathLike[str], width: int) -> tuple[np.ndarray, n
     return x, labels
 
 
-def _run_reference(net: Any, x: np.ndarray, record: bool) -> Any:
+def _run_reference(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
     from snncompile.reference.simulator import simulate
 
-    return simulate(net, x, record=record)
+    return simulate(net, x, record=record, record_internals=internals)
 
 
-def _run_lava(net: Any, x: np.ndarray, record: bool) -> Any:
+def _run_lava(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
     try:
         from snncompile.targets.lava.runner import run_lava
     except ImportError as exc:
         raise MissingDependencyError(f"the lava backend is not available ({exc})") from None
     if record:
-        return run_lava(net, x, record=True)
+        return run_lava(net, x, record=True, record_internals=internals)
     # Record the spiking populations only: what the summary's spike rates need.
     spiking = [p.name for p in net.populations if p.compartment.spiking]
     result = run_lava(net, x, record=spiking)
@@ -81,19 +81,22 @@ def _run_lava(net: Any, x: np.ndarray, record: bool) -> Any:
     return result
 
 
-# Backend name -> run(netlist, x, record) -> SimResult; record=True traces every
-# population that sends (aligned to model time), as the reference simulator does.
-BACKENDS: dict[str, Callable[[Any, np.ndarray, bool], Any]] = {
+# Backend name -> run(netlist, x, record, internals) -> SimResult; record=True traces
+# every population that sends (aligned to model time), as the reference simulator does;
+# internals adds every population's states and summed input (reference's record_internals).
+BACKENDS: dict[str, Callable[[Any, np.ndarray, bool, bool], Any]] = {
     "reference": _run_reference,
     "lava": _run_lava,
 }
 
 
-def run_backend(backend: str, net: Any, x: np.ndarray, *, record: bool = False) -> Any:
+def run_backend(
+    backend: str, net: Any, x: np.ndarray, *, record: bool = False, internals: bool = False
+) -> Any:
     """Run the integer netlist on float inputs x (B, L, d_in) with `backend`."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    return BACKENDS[backend](net, x, record)
+    return BACKENDS[backend](net, x, record, internals and record)
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -102,21 +102,21 @@ def test_verify_target_lava_runs_the_third_rung(capsys: pytest.CaptureFixture[st
     assert code == 0 and report["failures"] == []
     assert check["backend"] == "lava" and check["exact"] and check["values_differing"] == 0
     assert check["n"] == 12 and check["simulated_steps"] == 64 + check["output_latency"]
-    # messages of every sending population over 12 x 64 model steps, plus the readout
-    assert check["values_compared"] > 12 * 64 * 100
+    # messages, states and inputs of every population over 12 x 64 model steps
+    assert check["values_compared"] > 12 * 64 * 10000 and check["traces"] > 20
 
 
 def test_a_target_that_differs_fails_verify_with_exit_3(monkeypatch, capsys) -> None:
     """Rung 3 is exact: one changed message fails it and names where."""
     import snncompile.simulate as simulate_module
 
-    def off_by_one(net, x, record):
-        result = simulate(net, x, record=record)
-        result.traces["blocks.1.act"][3, 17, 5] = 1 - result.traces["blocks.1.act"][3, 17, 5]
+    def off_by_one(net, x, record, internals):
+        result = simulate(net, x, record=record, record_internals=internals)
+        result.traces["blocks.1.act.v"][3, 17, 5] += 1  # a state, its messages unchanged
         return result
 
     monkeypatch.setitem(simulate_module.BACKENDS, "lava", off_by_one)
     code, out, err = _run(capsys, "verify", SPIKE_SSM, "--limit", "8", "--target", "lava")
     assert code == 3
     assert "1 differ: NOT exact" in out
-    assert "population 'blocks.1.act' at model step 17 (sample 3, compartment 5)" in err
+    assert "population 'blocks.1.act.v' at model step 17 (sample 3, compartment 5)" in err

@@ -2,7 +2,8 @@
 
     check = check_backend(net, x, "lava")   # every population, every model step
 
-Both runs record the messages of every population that sends, aligned to model time
+Both runs record the messages of every population that sends, every population's
+states and summed input (record_internals), and the readout, aligned to model time
 (docs/numerics.md: a population at latency k works on model step t at simulation step
 t + k; Lava's first step is simulation step 0 + 1, which its runner undoes), and the
 readout state. Exact means equal: there is no tolerance to declare.
@@ -36,7 +37,8 @@ class BackendCheck:
     simulated_steps: int  # steps run per input, input window plus the output latency
     output_latency: int
     alignment: str
-    populations: int  # traces compared
+    populations: int  # populations whose traces were compared
+    traces: int  # traces compared: messages, states and summed inputs
     values_compared: int
     values_differing: int
     divergence: str | None  # the first difference, described; None when exact
@@ -57,12 +59,14 @@ def check_backend(net: Netlist, x: np.ndarray, backend: str) -> BackendCheck:
     from snncompile.simulate import run_backend
 
     start = time.perf_counter()
-    expected = simulate(net, x, record=True)
+    expected = simulate(net, x, record=True, record_internals=True)
     reference_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    actual = run_backend(backend, net, x, record=True)
+    actual = run_backend(backend, net, x, record=True, internals=True)
     backend_seconds = time.perf_counter() - start
     order = [p.name for p in net.populations]
+    # Population names hold dots; a state trace is "<population>.<state>".
+    traced = {name.rsplit(".", 1)[0] for name in expected.traces} | set(expected.traces)
     divergence = compare_runs(expected, actual, order)
     compared = sum(int(np.size(t)) for t in expected.traces.values())
     compared += int(np.size(expected.readout))
@@ -80,7 +84,8 @@ def check_backend(net: Netlist, x: np.ndarray, backend: str) -> BackendCheck:
         simulated_steps=int(expected.steps),
         output_latency=net.output_latency,
         alignment=ALIGNMENT.get(backend, "same steps as the reference"),
-        populations=len(expected.traces),
+        populations=sum(1 for p in net.populations if p.name in traced),
+        traces=len(expected.traces),
         values_compared=compared,
         values_differing=differing,
         divergence=divergence,
