@@ -571,8 +571,15 @@ def _print_loihi2(s: dict) -> None:
         )
 
 
+def _print_nir(s: dict) -> None:
+    nodes = ", ".join(f"{n} {kind}" for kind, n in sorted(s["nir_nodes"].items()))
+    click.echo(f"nir: {s['file']} (NIR {s['nir_version']}, dt {s['dt_s']:g} s): {nodes}")
+    for op, lost in s["lossy_without_metadata"].items():
+        click.echo(f"  without snncompile metadata, {op}: {lost}")
+
+
 # Targets whose export and inspect print a section of their own.
-_TARGET_PRINTERS = {"loihi2": _print_loihi2}
+_TARGET_PRINTERS = {"loihi2": _print_loihi2, "nir": _print_nir}
 
 
 def _uj(pj: float) -> str:
