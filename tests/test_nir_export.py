@@ -355,3 +355,57 @@ def test_a_model_nir_cannot_express_is_refused_in_one_line(capsys) -> None:
         ["export", CHECKPOINTS / "s4d-sdigits.pt", "--target", "nir", "-o", "x"], capsys
     )
     assert code == 4 and "Activation" in err and len(err.strip().splitlines()) == 1
+
+
+def test_every_op_the_encoder_takes_round_trips_through_a_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    h = 4
+    nodes = [
+        Node("in", ops.Input(3)),
+        Node(
+            "enc",
+            ops.Linear(weight=rng.normal(size=(h, 3)), bias=np.array([0.0, -0.0, 1, 2])),
+            ("in",),
+        ),
+        Node(
+            "bn",
+            ops.BatchNorm(
+                mean=rng.normal(size=h),
+                var=rng.uniform(0.5, 2, h),
+                weight=rng.normal(size=h),
+                bias=rng.normal(size=h),
+                eps=1e-5,
+            ),
+            ("enc",),
+        ),
+        Node("aff", ops.ChannelAffine(scale=rng.normal(size=h), shift=rng.normal(size=h)), ("bn",)),
+        Node("s4d", _random_s4d(h, 3, "bilinear", seed=9), ("aff",)),
+        Node("lif", ops.LIF(tau=0.0, threshold=rng.uniform(0.5, 2, h)), ("s4d",)),
+        Node("drop", ops.Dropout(p=0.25), ("lif",)),
+        Node("id", ops.Identity(), ("drop",)),
+        Node(
+            "rr", ops.ResetRefractory(beta=np.zeros(h), theta=np.ones(h), rho=np.zeros(h)), ("id",)
+        ),
+        Node("hv", ops.Heaviside(), ("aff",)),
+        Node("sum", ops.Add(), ("hv", "rr", "hv")),  # input order, and one input twice
+        Node(
+            "proj",
+            ops.Linear(weight=rng.normal(size=(2 * h, h)), bias=rng.normal(size=2 * h)),
+            ("sum",),
+        ),
+        Node("glu", ops.GLU(gate="hard-sigmoid"), ("proj",)),
+        Node("pool", ops.Pool(mode="last"), ("glu",)),
+        Node("out", ops.Output(), ("pool",)),
+    ]
+    graph = Graph(tuple(nodes), dt_s=2.5e-4, meta={"source": "test", "passes": []})
+    nir.write(tmp_path / "all.nir", encode_graph(graph))
+    back = read_snncompile_nir(tmp_path / "all.nir")
+    assert graph_difference(graph, back) is None
+    assert float(nir.read(tmp_path / "all.nir").metadata["snncompile_dt_s"]) == 2.5e-4
+    meta = nir.read(tmp_path / "all.nir").nodes["rr"].metadata["snncompile"]
+    assert meta["reset"] == "subtract" and meta["spike_test"] == ">"
+    np.testing.assert_array_equal(meta["refractory_rho"], np.zeros(h))
+    lost = nir.read(tmp_path / "all.nir").nodes["sum"].metadata["snncompile"]
+    assert lost["lost_without_metadata"] == "an input read more than once counts once"
+    x = rng.normal(size=(2, 12, 3))
+    np.testing.assert_array_equal(run_graph(back, x), run_graph(graph, x))

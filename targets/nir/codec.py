@@ -370,6 +370,9 @@ def encode_node(node: Node, n_in: int, dt: float, extra: dict[str, Any] | None =
     if encoder is None:
         raise UnsupportedError(f"no NIR encoding for {node.name} ({node.op.kind})")
     nir_node, store_arrays, more = encoder(node.op, n_in, dt)
+    if len(set(node.inputs)) < len(node.inputs):
+        # NIR edges are a set: an input read twice is one edge, summed once.
+        more = {**more, "lost_without_metadata": "an input read more than once counts once"}
     nir_node.metadata = _node_meta(node, store_arrays=store_arrays, extra={**more, **(extra or {})})
     return nir_node
 
