@@ -160,6 +160,25 @@ def test_an_edited_linear_weight_is_read_as_edited(exported, tmp_path: Path) -> 
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("snncompile_version", 2, "version 2 is not supported"),
+        ("snncompile_dt_s", -1.0, "snncompile_dt_s is missing or not positive"),
+        ("snncompile_node_order", "[", "snncompile_node_order' is missing or not JSON"),
+    ],
+)
+def test_damaged_graph_metadata_is_one_corrupt_input_line(
+    key: str, value: object, message: str, tmp_path: Path
+) -> None:
+    graph = _one_op_graph(ops.Heaviside(), 3)
+    nir_graph = encode_graph(graph)
+    nir_graph.metadata[key] = value
+    nir.write(tmp_path / "bad.nir", nir_graph)
+    with pytest.raises(CorruptInputError, match=message):
+        read_snncompile_nir(tmp_path / "bad.nir")
+
+
 def test_stripped_file_is_still_valid_nir_and_no_longer_ours(exported, tmp_path: Path) -> None:
     _, out = exported
     stripped = strip_metadata(nir.read(out / "model.nir"))

@@ -500,8 +500,18 @@ def decode_graph(nir_graph: Any) -> Graph:
     from snncompile.ir.ops import InvalidGraphError
 
     meta = nir_graph.metadata
+    version = meta.get("snncompile_version")
+    if not isinstance(version, (int, np.integer)) or int(version) != VERSION:
+        raise CorruptInputError(
+            f"{FORMAT} version {version} is not supported (this snncompile reads {VERSION})"
+        )
+    try:
+        dt = float(np.asarray(meta["snncompile_dt_s"]))
+    except (KeyError, TypeError, ValueError):
+        dt = math.nan
+    if not (math.isfinite(dt) and dt > 0):
+        raise CorruptInputError("graph metadata snncompile_dt_s is missing or not positive")
     order = _json(meta, "snncompile_node_order", "graph")
-    dt = float(np.asarray(meta.get("snncompile_dt_s", np.nan)))
     graph_dt = _json(meta, "snncompile_graph_dt_s", "graph")
     graph_meta = _json(meta, "snncompile_graph_meta", "graph")
     if not isinstance(order, list) or not isinstance(graph_meta, dict):
