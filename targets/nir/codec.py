@@ -257,7 +257,7 @@ def _s4d(op: ops.S4D, n_in: int, dt: float) -> Any:
     # r = tau, so tau dv/dt = -v + r I is dv/dt = A'_re v + I); the rotation is two Scale
     # nodes on the cycle between them; B' is two Linear maps from the input. The output
     # y = 2 Re(sum_n C z) + D u is Linear 2 C_re from x_re, Linear -2 C_im from x_im and a
-    # Scale D from the input, summed into the Output.
+    # Scale D from the input, summed by a Scale of ones ("y") before the Output.
     h, m = op.a.shape
     a_c, b_c = s4d_continuous(op, dt)
     rows = np.arange(h * m)
@@ -285,6 +285,9 @@ def _s4d(op: ops.S4D, n_in: int, dt: float) -> Any:
         "c_re": nir.Linear(weight=expand_out(2.0 * op.c.real)),
         "c_im": nir.Linear(weight=expand_out(-2.0 * op.c.imag)),
         "d": nir.Scale(scale=np.array(op.d)),
+        # The three terms are summed in a Scale by ones, not in the Output: nirtorch 2.6
+        # sums fan-in into ordinary nodes but hands an Output its inputs as a tuple.
+        "y": nir.Scale(scale=_ones(h)),
         "output": nir.Output(output_type={"output": np.array([h])}),
     }
     edges = [
@@ -299,9 +302,10 @@ def _s4d(op: ops.S4D, n_in: int, dt: float) -> Any:
         ("rot_im_to_re", "x_re"),
         ("x_re", "c_re"),
         ("x_im", "c_im"),
-        ("c_re", "output"),
-        ("c_im", "output"),
-        ("d", "output"),
+        ("c_re", "y"),
+        ("c_im", "y"),
+        ("d", "y"),
+        ("y", "output"),
     ]
     extra = {
         "discretization": op.discretization,

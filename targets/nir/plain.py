@@ -5,10 +5,10 @@ simulator of standard NIR 1.0.8 nodes, integrated with forward Euler at a given 
 
 It reads NIR parameters only, never metadata, and follows the conventions other
 frameworks use (FACTS.md): each neuron's ODE advances by one Euler step per time step
-with the input of that step; the edges into a node are summed; an edge that closes a
-cycle carries the previous step's value (a recurrent connection). Which edge of a cycle
-is the delayed one is found by a depth-first walk from the Input along the edges in the
-order the file lists them, as a consumer building a network in that order would do.
+with the input of that step; the edges into a node are summed; in a cycle (a recurrent
+connection) the edges into its neurons/integrators carry the previous step's value, so
+every state in the loop advances from the previous step's states (forward Euler), as
+nirtorch 2.6's graph executor does.
 Nested NIRGraph nodes are flattened: edges into one enter its Input, edges out leave its
 Output. Used to measure what is lost without metadata (docs/targets.md, "## nir").
 """
@@ -46,32 +46,56 @@ def _flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[s
     return nodes, edges
 
 
+_STATEFUL = ("I", "LI", "IF", "LIF", "CubaLI", "CubaLIF")
+
+
+def _reaches(edges: list[tuple[str, str]], start: str) -> set[str]:
+    out: dict[str, list[str]] = {}
+    for src, dst in edges:
+        out.setdefault(src, []).append(dst)
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in out.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
 def _order(
     nodes: dict[str, Any], edges: list[tuple[str, str]], start: str
-) -> tuple[list[str], set]:
-    """Topological order of the nodes reachable from `start`, and the back edges."""
-    out: dict[str, list[str]] = {name: [] for name in nodes}
-    for src, dst in edges:
-        out[src].append(dst)
-    state: dict[str, int] = {}  # 1 on the stack, 2 done
-    post: list[str] = []
-    back: set[tuple[str, str]] = set()
-    stack: list[tuple[str, int]] = [(start, 0)]
-    state[start] = 1
-    while stack:  # iterative DFS: graphs may be deeper than the recursion limit
-        name, i = stack.pop()
-        if i < len(out[name]):
-            stack.append((name, i + 1))
-            nxt = out[name][i]
-            if state.get(nxt) == 1:
-                back.add((name, nxt))
-            elif nxt not in state:
-                state[nxt] = 1
-                stack.append((nxt, 0))
-        else:
-            state[name] = 2
-            post.append(name)
-    return post[::-1], back
+) -> tuple[list[str], set[tuple[str, str]]]:
+    """(topological order of the nodes reachable from `start`, the delayed edges).
+
+    An edge is delayed when it lies on a cycle (its destination reaches its source) and
+    its destination is a neuron or integrator: that node's Euler step then uses the
+    previous step's value of the loop, which is forward Euler for the loop's states.
+    nirtorch 2.6's executor does the same on our subgraphs (tests/test_nir_export.py).
+    """
+    reach = {name: _reaches(edges, name) for name in nodes}
+    delayed = {
+        (src, dst)
+        for src, dst in edges
+        if src in reach[dst] and type(nodes[dst]).__name__ in _STATEFUL
+    }
+    live = [e for e in edges if e not in delayed]
+    wanted = _reaches(live, start) | {start}
+    indegree = {name: 0 for name in wanted}
+    for src, dst in live:
+        if src in wanted and dst in wanted:
+            indegree[dst] += 1
+    order, ready = [], [name for name in wanted if indegree[name] == 0]
+    while ready:
+        name = ready.pop()
+        order.append(name)
+        for src, dst in live:
+            if src == name and dst in indegree:
+                indegree[dst] -= 1
+                if indegree[dst] == 0:
+                    ready.append(dst)
+    if len(order) != len(wanted):
+        raise UnsupportedError("the NIR graph has a loop through no neuron (an algebraic loop)")
+    return order, delayed
 
 
 def _step(node: Any, x: np.ndarray, state: dict[str, np.ndarray], dt: float) -> np.ndarray:
@@ -119,7 +143,7 @@ def run_plain(
     outputs = [k for k, n in nir_graph.nodes.items() if isinstance(n, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
         raise UnsupportedError("the plain NIR simulator takes one Input and one Output node")
-    order, back = _order(nodes, edges, inputs[0])
+    order, back = _order(nodes, edges, inputs[0])  # back: the delayed edges
     if outputs[0] not in order:
         raise UnsupportedError("the Output is not reachable from the Input")
     incoming: dict[str, list[tuple[str, bool]]] = {name: [] for name in order}
