@@ -96,5 +96,6 @@ register_target(
         "its metadata for the round trip back to snncompile",
         files=("model.nir",),
         module="nir",
+        options=("nir_ssm",),
     )
 )

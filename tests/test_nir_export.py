@@ -27,6 +27,7 @@ from snncompile.passes import run_passes
 from snncompile.quantize.quantize import QuantConfig, quantize
 from snncompile.targets.nir import (
     DEFAULT_DT_S,
+    SSM_FORMS,
     encode_graph,
     graph_difference,
     prepare,
@@ -190,7 +191,7 @@ def test_stripped_file_is_still_valid_nir_and_no_longer_ours(exported, tmp_path:
 def test_cli_inspect_shows_the_nir_section(exported, capsys) -> None:
     _, out = exported
     code, text, _ = run(["inspect", out], capsys)
-    assert code == 0 and "nir: model.nir (NIR 1.0.8, dt 0.001 s)" in text
+    assert code == 0 and "nir: model.nir (NIR 1.0.8, dt 0.001 s, SSM form continuous)" in text
 
 
 # -- per-op encodings ----------------------------------------------------------------------
@@ -540,3 +541,41 @@ def test_plain_simulator_and_nirtorch_agree_on_a_whole_stripped_bundled_model(ex
     np.testing.assert_allclose(
         _nirtorch_run(stripped, x, DEFAULT_DT_S), plain, rtol=1e-9, atol=1e-9
     )
+
+
+# -- the Euler form of the SSM (--nir-ssm euler) ---------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["zoh", "bilinear"])
+def test_euler_form_ssm_run_by_a_plain_euler_consumer_is_our_ssm(rule: str, tmp_path: Path) -> None:
+    op = _random_s4d(6, 5, rule, seed=11)
+    graph = _one_op_graph(op, 6)
+    nir.write(tmp_path / "e.nir", encode_graph(graph, ssm_form="euler"))
+    written = nir.read(tmp_path / "e.nir", type_check=True)
+    assert written.nodes["op"].metadata["snncompile"]["ssm_form"] == "euler"
+    assert graph_difference(graph, read_snncompile_nir(tmp_path / "e.nir")) is None
+    u = np.random.default_rng(12).normal(size=(3, 60, 6))
+    plain = run_plain(strip_metadata(written), u, DEFAULT_DT_S)
+    ours = run_graph(_one_op_graph(discretize_s4d(op), 6), u)
+    np.testing.assert_allclose(plain, ours, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        _nirtorch_run(strip_metadata(written), u, DEFAULT_DT_S), ours, atol=1e-9
+    )
+
+
+def test_cli_euler_form_and_its_flag_on_other_targets(tmp_path: Path, capsys) -> None:
+    source = CHECKPOINTS / "binary-s4d-sdigits.pt"
+    out = tmp_path / "e"
+    code, text, err = run(
+        ["export", source, "--target", "nir", "--nir-ssm", "euler", "-o", out], capsys
+    )
+    assert code == 0, err
+    assert "SSM form euler" in text
+    assert json.loads((out / "manifest.json").read_text())["nir"]["ssm_form"] == "euler"
+    graph = read_snncompile_nir(out / "model.nir")
+    traced = compile_model(source, stop_after="trace").graph
+    assert graph_difference(traced, graph) is None
+    code, _, err = run(["export", source, "--nir-ssm", "euler", "-o", tmp_path / "r"], capsys)
+    assert code == 2 and "--nir-ssm does not apply to --target reference" in err
+    assert not (tmp_path / "r").exists()
+    assert SSM_FORMS == ("continuous", "euler")

@@ -24,6 +24,7 @@ from snncompile.errors import CorruptInputError, MissingDependencyError, UsageEr
 from .codec import (
     DEFAULT_DT_S,
     FORMAT,
+    SSM_FORMS,
     check_exportable,
     decode_graph,
     encode_graph,
@@ -31,6 +32,7 @@ from .codec import (
     is_ours,
     nir_name,
     s4d_continuous,
+    s4d_euler,
     supported_ops,
 )
 
@@ -66,6 +68,7 @@ class Build:
     nir_graph: Any
     graph: Graph
     dt_s: float
+    ssm_form: str = "continuous"
 
     def files(self) -> dict[str, Callable[[Path], None]]:
         return {"model.nir": lambda path: _nir().write(path, self.nir_graph)}
@@ -77,15 +80,29 @@ class Build:
                 "file": "model.nir",
                 "nir_version": _nir().version,
                 "dt_s": self.dt_s,
+                "ssm_form": self.ssm_form,
                 "nodes": len(self.nir_graph.nodes),
-                "lossy_without_metadata": {k: LOSSY[k] for k in kinds if k in LOSSY},
+                "lossy_without_metadata": _lossy(kinds, self.ssm_form),
             }
         }
 
 
-def check_options(options: dict[str, Any]) -> None:
-    if options:
-        raise UsageError(f"the nir target does not take {', '.join(sorted(options))}")
+def _lossy(kinds: list[str], ssm_form: str) -> dict[str, str]:
+    lossy = {k: LOSSY[k] for k in kinds if k in LOSSY}
+    if ssm_form == "euler" and "s4d" in lossy:
+        lossy["s4d"] = "a consumer discretizing exactly (ZOH) instead of Euler gets exp(dt A')"
+    return lossy
+
+
+def check_options(options: dict[str, Any]) -> str:
+    """The SSM form (`options["nir_ssm"]`, default "continuous"; see SSM_FORMS)."""
+    unknown = sorted(set(options) - {"nir_ssm"})
+    if unknown:
+        raise UsageError(f"the nir target does not take {', '.join(unknown)}")
+    form = options.get("nir_ssm") or "continuous"
+    if form not in SSM_FORMS:
+        raise UsageError(f"unknown NIR SSM form {form!r}; forms: {', '.join(SSM_FORMS)}")
+    return form
 
 
 def _quantization_meta(compiled: Compiled) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -115,19 +132,26 @@ def _quantization_meta(compiled: Compiled) -> tuple[dict[str, dict[str, Any]], d
     return per_node, graph
 
 
-def prepare(compiled: Compiled, parsed: Any = None) -> Build:
+def prepare(compiled: Compiled, parsed: str | None = None) -> Build:
     """Encode the graph before the passes (the trained ops: S4D with its continuous A, B
-    and dt; thresholds unfolded) and check that it decodes to itself. Writes nothing."""
+    and dt; thresholds unfolded) and check that it decodes to itself. Writes nothing.
+    parsed: the SSM form from check_options (default "continuous")."""
     _nir()
     graph = compiled.traced if compiled.traced is not None else compiled.graph
     check_exportable(graph)
     per_node, graph_meta = _quantization_meta(compiled)
     dt = graph.dt_s or DEFAULT_DT_S
-    nir_graph = encode_graph(graph, dt_s=dt, node_extra=per_node, graph_extra=graph_meta)
+    nir_graph = encode_graph(
+        graph,
+        dt_s=dt,
+        node_extra=per_node,
+        graph_extra=graph_meta,
+        ssm_form=parsed or "continuous",
+    )
     difference = graph_difference(graph, decode_graph(nir_graph))
     if difference is not None:  # a bug in the codec, not in the user's model
         raise RuntimeError(f"NIR encoding does not round-trip: {difference}")
-    return Build(nir_graph=nir_graph, graph=graph, dt_s=dt)
+    return Build(nir_graph=nir_graph, graph=graph, dt_s=dt, ssm_form=parsed or "continuous")
 
 
 def summarize_artifact(path: str | Path) -> dict[str, Any]:
@@ -154,7 +178,8 @@ def summarize_artifact(path: str | Path) -> dict[str, Any]:
         "dt_s": float(meta.get("snncompile_dt_s", float("nan"))),
         "written_by_snncompile": is_ours(nir_graph),
         "nir_nodes": kinds,
-        "lossy_without_metadata": {k: LOSSY[k] for k in sorted(set(ops)) if k in LOSSY},
+        "ssm_form": str(meta.get("snncompile_ssm_form", "continuous")),
+        "lossy_without_metadata": _lossy(sorted(set(ops)), str(meta.get("snncompile_ssm_form"))),
     }
 
 
@@ -163,6 +188,7 @@ __all__ = [
     "FILES",
     "FORMAT",
     "LOSSY",
+    "SSM_FORMS",
     "TARGET",
     "Build",
     "check_exportable",
@@ -174,6 +200,7 @@ __all__ = [
     "nir_name",
     "prepare",
     "s4d_continuous",
+    "s4d_euler",
     "summarize_artifact",
     "supported_ops",
 ]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from snncompile.errors import CorruptInputError, UnsupportedError
+from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
 from snncompile.ir import ops
 from snncompile.ir.graph import Graph, Node
 
@@ -30,6 +30,10 @@ FORMAT = "snncompile-nir"
 VERSION = 1
 META = "snncompile"  # the node metadata group holding the exact op
 DEFAULT_DT_S = 1e-3  # stated in the file; a trained sequence model's steps have no duration
+# How an S4D's (A, B) are written: "continuous" = the trained continuous system (a consumer
+# discretizing it by the metadata's rule gets our A_bar, B_bar); "euler" = the system whose
+# forward Euler step at dt is our A_bar, B_bar (what Euler-integrating frameworks need).
+SSM_FORMS = ("continuous", "euler")
 
 # What each encoded op tells a consumer that reads the metadata (and docs/targets.md).
 _SEMANTICS = {
@@ -246,7 +250,17 @@ def s4d_continuous(op: ops.S4D, dt: float) -> tuple[np.ndarray, np.ndarray]:
     return op.a * dt_h / dt, op.b * dt_h / dt
 
 
-def _s4d(op: ops.S4D, n_in: int, dt: float) -> Any:
+def s4d_euler(op: ops.S4D, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """(A', B') whose forward Euler step at dt is our discretized SSM: z + dt (A' z + B' u)
+    = A_bar z + B_bar u, i.e. A' = (A_bar - 1) / dt, B' = B_bar / dt (A_bar, B_bar by the
+    op's own rule). Re A' < 0 because |A_bar| < 1."""
+    from snncompile.ir.discretize import discretize_s4d
+
+    ssm = discretize_s4d(op)
+    return (ssm.a_bar - 1.0) / dt, ssm.b_bar / dt
+
+
+def _s4d(op: ops.S4D, n_in: int, dt: float, ssm_form: str = "continuous") -> Any:
     import nir
 
     # The complex diagonal system as real states: for mode (h, n) at index k = h M + n,
@@ -259,7 +273,7 @@ def _s4d(op: ops.S4D, n_in: int, dt: float) -> Any:
     # y = 2 Re(sum_n C z) + D u is Linear 2 C_re from x_re, Linear -2 C_im from x_im and a
     # Scale D from the input, summed by a Scale of ones ("y") before the Output.
     h, m = op.a.shape
-    a_c, b_c = s4d_continuous(op, dt)
+    a_c, b_c = s4d_continuous(op, dt) if ssm_form == "continuous" else s4d_euler(op, dt)
     rows = np.arange(h * m)
     chan = np.repeat(np.arange(h), m)
 
@@ -309,10 +323,19 @@ def _s4d(op: ops.S4D, n_in: int, dt: float) -> Any:
     ]
     extra = {
         "discretization": op.discretization,
+        "ssm_form": ssm_form,
         "state_layout": "x_re, x_im: index h * M + n for channel h, mode n",
-        "lost_without_metadata": "the discretization rule: a consumer integrating with "
-        "forward Euler at dt gets A_bar = 1 + dt_h a instead of the rule's",
     }
+    if ssm_form == "continuous":
+        extra["lost_without_metadata"] = (
+            "the discretization rule: a consumer integrating with forward Euler at dt gets "
+            "A_bar = 1 + dt_h a instead of the rule's"
+        )
+    else:
+        extra["semantics_euler"] = (
+            "A' = (A_bar - 1)/dt, B' = B_bar/dt: forward Euler at dt is our SSM; the "
+            "continuous system this was trained as is in the metadata arrays"
+        )
     return nir.NIRGraph(nodes=nodes, edges=edges), True, extra
 
 
@@ -368,12 +391,21 @@ def _detail(op: ops.Op) -> str:
     return ""
 
 
-def encode_node(node: Node, n_in: int, dt: float, extra: dict[str, Any] | None = None) -> Any:
+def encode_node(
+    node: Node,
+    n_in: int,
+    dt: float,
+    extra: dict[str, Any] | None = None,
+    ssm_form: str = "continuous",
+) -> Any:
     """One Graph node as a NIR node (or NIRGraph) with its snncompile metadata."""
     encoder = _ENCODERS.get(type(node.op))
     if encoder is None:
         raise UnsupportedError(f"no NIR encoding for {node.name} ({node.op.kind})")
-    nir_node, store_arrays, more = encoder(node.op, n_in, dt)
+    if isinstance(node.op, ops.S4D):
+        nir_node, store_arrays, more = _s4d(node.op, n_in, dt, ssm_form)
+    else:
+        nir_node, store_arrays, more = encoder(node.op, n_in, dt)
     if len(set(node.inputs)) < len(node.inputs):
         # NIR edges are a set: an input read twice is one edge, summed once.
         more = {**more, "lost_without_metadata": "an input read more than once counts once"}
@@ -387,12 +419,15 @@ def encode_graph(
     dt_s: float | None = None,
     node_extra: dict[str, dict[str, Any]] | None = None,
     graph_extra: dict[str, Any] | None = None,
+    ssm_form: str = "continuous",
 ) -> Any:
     """`graph` as a nir.NIRGraph (type-checked). dt_s: the step duration stated in the
     file (default: graph.dt_s, else DEFAULT_DT_S); node_extra/graph_extra: more metadata
-    (e.g. quantization scales) by node name / for the graph."""
+    (e.g. quantization scales) by node name / for the graph; ssm_form: see SSM_FORMS."""
     import nir
 
+    if ssm_form not in SSM_FORMS:
+        raise UsageError(f"unknown NIR SSM form {ssm_form!r}; forms: {', '.join(SSM_FORMS)}")
     check_exportable(graph)
     dt = float(dt_s if dt_s is not None else (graph.dt_s or DEFAULT_DT_S))
     if not (math.isfinite(dt) and dt > 0):
@@ -408,13 +443,14 @@ def encode_graph(
     for node in graph:
         n_in = graph.size(node.inputs[0]) if node.inputs else 0
         extra = (node_extra or {}).get(node.name)
-        nodes[names[node.name]] = encode_node(node, n_in, dt, extra)
+        nodes[names[node.name]] = encode_node(node, n_in, dt, extra, ssm_form)
         for src in dict.fromkeys(node.inputs):  # an input read twice is one NIR edge
             edges.append((names[src], names[node.name]))
     metadata = {
         "snncompile_format": FORMAT,
         "snncompile_version": VERSION,
         "snncompile_dt_s": dt,
+        "snncompile_ssm_form": ssm_form,
         "snncompile_graph_dt_s": json.dumps(graph.dt_s),
         "snncompile_graph_meta": json.dumps(graph.meta, default=_json_default),
         "snncompile_node_order": json.dumps([node.name for node in graph]),
@@ -539,8 +575,11 @@ def _check_consistent(graph: Graph, nir_graph: Any, dt: float) -> None:
         raise CorruptInputError("the NIR edges do not match the snncompile metadata")
     for node in graph:
         n_in = graph.size(node.inputs[0]) if node.inputs else 0
-        fresh = encode_node(node, n_in, dt)
         stored = nir_graph.nodes[nir_name(node.name)]
+        form = _text(getattr(stored, "metadata", {}).get(META, {}).get("ssm_form", "continuous"))
+        if form not in SSM_FORMS:
+            raise CorruptInputError(f"NIR node {nir_name(node.name)!r}: unknown ssm_form {form!r}")
+        fresh = encode_node(node, n_in, dt, ssm_form=form)
         problem = _differs(fresh, stored)
         if problem:
             raise CorruptInputError(
