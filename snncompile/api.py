@@ -283,6 +283,7 @@ def export_model(
     target_config: str | Path | None = None,
     dt: float | None = None,
     reset: str = "zero",
+    target_options: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Compile `source` and write the artifact to `out_dir` (nothing when stop_after).
 
@@ -291,7 +292,8 @@ def export_model(
 
     target "loihi2" maps the network on cores and runs the design-rule check before
     writing anything (HardwareRuleError, exit 5, lists every violation); target_config
-    is a TOML file overriding entries of its target description.
+    is a TOML file overriding entries of its target description. target_options: more
+    options of the target by name (e.g. {"nir_ssm": "euler"} for nir).
     """
     import json
 
@@ -302,6 +304,7 @@ def export_model(
     spec = get_target(target)
     module = spec.load()
     options = {"target_config": target_config} if target_config is not None else {}
+    options.update({k: v for k, v in (target_options or {}).items() if v is not None})
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         takers = [t.name for t in TARGETS.values() if set(unknown) <= set(t.options)]

@@ -364,6 +364,14 @@ def _progress():
     help="Override entries of the target description (loihi2 only; see docs/targets.md).",
 )
 @click.option(
+    "--nir-ssm",
+    "ssm_form",
+    type=click.Choice(["continuous", "euler"]),
+    help="nir only: write each S4D as its trained continuous system (default; a consumer "
+    "discretizes it by the rule in the metadata) or as the system whose forward Euler step "
+    "is our SSM (for frameworks that integrate with Euler). See docs/targets.md.",
+)
+@click.option(
     "--stop-after",
     metavar="STEP",
     help="Stop after a step (trace, a pass name, passes, lower, quantize), print what it "
@@ -390,6 +398,7 @@ def export(
     target: str,
     output: str | None,
     target_config: str | None,
+    ssm_form: str | None,
     stop_after: str | None,
     overwrite: bool,
     as_json: bool,
@@ -420,6 +429,7 @@ def export(
             target_config=target_config,
             dt=dt,
             reset=reset,
+            target_options={"nir_ssm": ssm_form},
         )
     for warning in result.compiled.meta.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
@@ -624,8 +634,18 @@ def _print_loihi2(s: dict) -> None:
         )
 
 
+def _print_nir(s: dict) -> None:
+    nodes = ", ".join(f"{n} {kind}" for kind, n in sorted(s["nir_nodes"].items()))
+    click.echo(
+        f"nir: {s['file']} (NIR {s['nir_version']}, dt {s['dt_s']:g} s, SSM form "
+        f"{s['ssm_form']}): {nodes}"
+    )
+    for op, lost in s["lossy_without_metadata"].items():
+        click.echo(f"  without snncompile metadata, {op}: {lost}")
+
+
 # Targets whose export and inspect print a section of their own.
-_TARGET_PRINTERS = {"loihi2": _print_loihi2}
+_TARGET_PRINTERS = {"loihi2": _print_loihi2, "nir": _print_nir}
 
 
 def _uj(pj: float) -> str:

@@ -42,6 +42,7 @@ class Compiled:
     calibration: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     stopped_after: str = "quantize"
+    traced: Graph | None = None  # the graph before the passes (the nir target exports it)
 
 
 def step_names() -> list[str]:
@@ -156,7 +157,7 @@ def compile_model(
         model, width, embedded, meta = load_model(source, entry=entry)
         step("trace")
         graph = trace(model, width)
-    done = Compiled(model=model, graph=graph, meta=meta, stopped_after="trace")
+    done = Compiled(model=model, graph=graph, meta=meta, stopped_after="trace", traced=graph)
     if stop_after == "trace":
         return done
     pass_stop = stop_after if stop_after in DEFAULT_ORDER else None

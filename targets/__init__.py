@@ -98,3 +98,13 @@ register_target(
         options=("target_config",),
     )
 )
+register_target(
+    Target(
+        "nir",
+        "a NIR 1.0.8 graph (model.nir) for other SNN frameworks, with the exact ops in "
+        "its metadata for the round trip back to snncompile",
+        files=("model.nir",),
+        module="nir",
+        options=("nir_ssm",),
+    )
+)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from snncompile.errors import UsageError
 from snncompile.frontend.nir_import import import_nir
 
 # Default calibration when no --calib is given: NIR files carry no data, so the network is
@@ -44,7 +45,30 @@ def calibration_note() -> str:
 def load_nir_source(
     source: str | os.PathLike[str], *, dt: float | None, reset: str
 ) -> tuple[Any, int, np.ndarray, dict[str, Any]]:
-    """(Graph, input width, default calibration, meta) for compile_model."""
+    """(Graph, input width, default calibration, meta) for compile_model.
+
+    A file snncompile wrote (`--target nir`) is read back exactly from its metadata, with
+    the dt it states; any other goes through the generic importer at `dt`.
+    """
+    from snncompile.frontend.nir_snncompile import read_snncompile_nir
+
+    own = read_snncompile_nir(source)
+    if own is not None:
+        if dt is not None and dt != own.dt_s:
+            raise UsageError(
+                f"--dt {dt}: {source} was written by snncompile and states dt = {own.dt_s} s"
+            )
+        if reset != "zero":
+            raise UsageError(f"--reset: {source} was written by snncompile and states its resets")
+        width = own.input.op.size
+        meta = {
+            "nir_file": str(source),
+            "written_by": "snncompile (read back exactly from its metadata)",
+            "dt_s": own.dt_s,
+            "warnings": [],
+            "calibration_default": calibration_note(),
+        }
+        return own, width, default_calibration(width), meta
     result = import_nir(source, dt=dt, reset=reset)
     width = result.graph.input.op.size
     meta = {

@@ -1,0 +1,206 @@
+"""The NIR target: the network as a NIR 1.0.8 graph (model.nir) for other SNN frameworks,
+plus snncompile's usual artifact files, so `simulate` and `inspect` work on it too.
+
+    from snncompile.targets.nir import encode_graph, prepare
+    nir_graph = encode_graph(compiled.traced)         # a nir.NIRGraph
+    build = prepare(compiled)                          # what export --target nir writes
+
+`snncompile export model.pt --target nir -o OUT` writes OUT/model.nir beside the netlist,
+graph, report and manifest (sha256 of every file). What each op becomes, the metadata
+keys, and what a consumer that ignores the metadata computes: docs/targets.md, "## nir".
+Reading a snncompile-written file back: snncompile.frontend.nir_snncompile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from snncompile.errors import CorruptInputError, MissingDependencyError, UsageError
+
+from .codec import (
+    DEFAULT_DT_S,
+    FORMAT,
+    SSM_FORMS,
+    check_exportable,
+    decode_graph,
+    encode_graph,
+    graph_difference,
+    is_ours,
+    nir_name,
+    s4d_continuous,
+    s4d_euler,
+    supported_ops,
+)
+
+if TYPE_CHECKING:
+    from snncompile.compiler import Compiled
+    from snncompile.ir.graph import Graph
+
+TARGET = "nir"
+FILES = ("model.nir",)
+# Ops a consumer without our metadata computes differently (docs/targets.md says how).
+LOSSY = {
+    "s4d": "forward Euler instead of the ZOH/bilinear rule",
+    "glu": "y = a (the gate is metadata only)",
+    "pool": "mean: a running sum to divide by the number of steps",
+    "lif": "spike test v > threshold instead of >=",
+}
+
+
+def _nir() -> Any:
+    try:
+        import nir
+    except ImportError:
+        raise MissingDependencyError(
+            "the nir target needs the `nir` package (pip install nir)"
+        ) from None
+    return nir
+
+
+@dataclass
+class Build:
+    """The NIR graph of one compiled network, ready to be written."""
+
+    nir_graph: Any
+    graph: Graph
+    dt_s: float
+    ssm_form: str = "continuous"
+
+    def files(self) -> dict[str, Callable[[Path], None]]:
+        return {"model.nir": lambda path: _nir().write(path, self.nir_graph)}
+
+    def manifest(self) -> dict[str, Any]:
+        kinds = sorted({node.op.kind for node in self.graph})
+        return {
+            "nir": {
+                "file": "model.nir",
+                "nir_version": _nir().version,
+                "dt_s": self.dt_s,
+                "ssm_form": self.ssm_form,
+                "nodes": len(self.nir_graph.nodes),
+                "lossy_without_metadata": _lossy(kinds, self.ssm_form),
+            }
+        }
+
+
+def _lossy(kinds: list[str], ssm_form: str) -> dict[str, str]:
+    lossy = {k: LOSSY[k] for k in kinds if k in LOSSY}
+    if ssm_form == "euler" and "s4d" in lossy:
+        lossy["s4d"] = "a consumer discretizing exactly (ZOH) instead of Euler gets exp(dt A')"
+    return lossy
+
+
+def check_options(options: dict[str, Any]) -> str:
+    """The SSM form (`options["nir_ssm"]`, default "continuous"; see SSM_FORMS)."""
+    unknown = sorted(set(options) - {"nir_ssm"})
+    if unknown:
+        raise UsageError(f"the nir target does not take {', '.join(unknown)}")
+    form = options.get("nir_ssm") or "continuous"
+    if form not in SSM_FORMS:
+        raise UsageError(f"unknown NIR SSM form {form!r}; forms: {', '.join(SSM_FORMS)}")
+    return form
+
+
+def _quantization_meta(compiled: Compiled) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Per-node and graph metadata with the quantization the compiled netlist chose."""
+    net, report = compiled.netlist, compiled.report
+    if net is None or report is None:
+        return {}, {}
+    per_node = {
+        name: {"quantization": json.dumps(entry, default=float)}
+        for name, entry in report.populations.items()
+    }
+    graph = {
+        "snncompile_quantization": json.dumps(
+            {
+                "numeric": net.numeric,
+                "formats": net.formats.to_dict(),
+                "input_scale": net.input_scale,
+                "output_scale": net.output_scale,
+                "config": report.config,
+                "synapses": report.synapses,
+                "note": "scales of the integer netlist compiled from this graph; per node "
+                "under metadata snncompile.quantization (population of the same name)",
+            },
+            default=float,
+        )
+    }
+    return per_node, graph
+
+
+def prepare(compiled: Compiled, parsed: str | None = None) -> Build:
+    """Encode the graph before the passes (the trained ops: S4D with its continuous A, B
+    and dt; thresholds unfolded) and check that it decodes to itself. Writes nothing.
+    parsed: the SSM form from check_options (default "continuous")."""
+    _nir()
+    graph = compiled.traced if compiled.traced is not None else compiled.graph
+    check_exportable(graph)
+    per_node, graph_meta = _quantization_meta(compiled)
+    dt = graph.dt_s or DEFAULT_DT_S
+    nir_graph = encode_graph(
+        graph,
+        dt_s=dt,
+        node_extra=per_node,
+        graph_extra=graph_meta,
+        ssm_form=parsed or "continuous",
+    )
+    difference = graph_difference(graph, decode_graph(nir_graph))
+    if difference is not None:  # a bug in the codec, not in the user's model
+        raise RuntimeError(f"NIR encoding does not round-trip: {difference}")
+    return Build(nir_graph=nir_graph, graph=graph, dt_s=dt, ssm_form=parsed or "continuous")
+
+
+def summarize_artifact(path: str | Path) -> dict[str, Any]:
+    """Nodes, dt and lossy ops of the artifact's model.nir (read with type checking)."""
+    nir = _nir()
+    from nir.serialization import read_version
+
+    file = Path(path) / "model.nir"
+    try:
+        nir_graph = nir.read(file, type_check=True)
+    except Exception as exc:  # nir raises bare ValueError/KeyError/OSError on bad files
+        raise CorruptInputError(f"{file}: not a readable NIR graph ({exc})") from None
+    meta = nir_graph.metadata
+    kinds: dict[str, int] = {}
+    for node in nir_graph.nodes.values():
+        kind = type(node).__name__
+        kinds[kind] = kinds.get(kind, 0) + 1
+    ops = [
+        str(node.metadata.get("snncompile", {}).get("op", "?")) for node in nir_graph.nodes.values()
+    ]
+    return {
+        "file": "model.nir",
+        "nir_version": read_version(file),
+        "dt_s": float(meta.get("snncompile_dt_s", float("nan"))),
+        "written_by_snncompile": is_ours(nir_graph),
+        "nir_nodes": kinds,
+        "ssm_form": str(meta.get("snncompile_ssm_form", "continuous")),
+        "lossy_without_metadata": _lossy(sorted(set(ops)), str(meta.get("snncompile_ssm_form"))),
+    }
+
+
+__all__ = [
+    "DEFAULT_DT_S",
+    "FILES",
+    "FORMAT",
+    "LOSSY",
+    "SSM_FORMS",
+    "TARGET",
+    "Build",
+    "check_exportable",
+    "check_options",
+    "decode_graph",
+    "encode_graph",
+    "graph_difference",
+    "is_ours",
+    "nir_name",
+    "prepare",
+    "s4d_continuous",
+    "s4d_euler",
+    "summarize_artifact",
+    "supported_ops",
+]
