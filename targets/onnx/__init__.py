@@ -1,0 +1,15 @@
+"""The ONNX target: one time step of the integer netlist as an ONNX graph (streaming).
+
+    from snncompile.targets.onnx import build_step_model, run_onnx
+    model = build_step_model(net)       # onnx.ModelProto, state in -> state out
+    result = run_onnx(net, x)           # onnxruntime over whole sequences: a SimResult
+
+`snncompile export model.pt --target onnx -o OUT` writes the artifact with model.onnx;
+`snncompile simulate OUT --input x.npy --backend onnx` runs it. docs/targets.md, "## onnx",
+gives the graph's interface and how each rounding maps to ONNX ops.
+"""
+
+from snncompile.targets.onnx.graph import StepInterface, build_step_model, read_interface
+from snncompile.targets.onnx.runner import StepSession, run_onnx
+
+__all__ = ["StepInterface", "StepSession", "build_step_model", "read_interface", "run_onnx"]
