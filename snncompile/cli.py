@@ -607,7 +607,11 @@ def _format_events(events: dict[str, int]) -> str:
     help=".npy (batch, steps, inputs) or (steps, inputs), or .npz with x [and y].",
 )
 @click.option(
-    "--backend", default="reference", show_default=True, type=click.Choice(["reference", "lava"])
+    "--backend",
+    default="reference",
+    show_default=True,
+    type=click.Choice(["reference", "lava", "onnx"]),
+    help="onnx: the artifact's model.onnx in onnxruntime (also a --target onnx --float export).",
 )
 @click.option("--steps", type=int, help="Use only the first N input steps.")
 @click.option(

@@ -89,3 +89,13 @@ register_target(
         options=("target_config",),
     )
 )
+register_target(
+    Target(
+        "onnx",
+        "one time step of the integer netlist as an ONNX graph with state in/out "
+        "(onnxruntime, simulate --backend onnx); with --float the float PyTorch model",
+        files=("model.onnx",),
+        module="onnx",
+        options=("float",),
+    )
+)

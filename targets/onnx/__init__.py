@@ -11,5 +11,17 @@ gives the graph's interface and how each rounding maps to ONNX ops.
 
 from snncompile.targets.onnx.graph import StepInterface, build_step_model, read_interface
 from snncompile.targets.onnx.runner import StepSession, run_onnx
+from snncompile.targets.onnx.target import FILES, Build, check_options, prepare, summarize_artifact
 
-__all__ = ["StepInterface", "StepSession", "build_step_model", "read_interface", "run_onnx"]
+__all__ = [
+    "FILES",
+    "Build",
+    "StepInterface",
+    "StepSession",
+    "build_step_model",
+    "check_options",
+    "prepare",
+    "read_interface",
+    "run_onnx",
+    "summarize_artifact",
+]

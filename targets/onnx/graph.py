@@ -12,7 +12,9 @@ not depend on a runtime's choice of integer-division rounding:
                                                           so the Div is exact)
     x << n, x * 2^n        Mul(x, 2^n)                    (int64 wraps as numpy's int64 does)
     wrap32(x)              Mod(x + 2^31, 2^32) - 2^31
-    sat_b(x)               Clip(x, -(2^(b-1) - 1), 2^(b-1) - 1)
+    sat_b(x)               Where(x > hi, hi, x), then Where(x < lo, lo, x)  (not Clip,
+                                                          Max, Min: wrong on int64 in
+                                                          onnxruntime 1.23, measured)
     round_half_even        Round (float64; ONNX Round is half-to-even)
     W @ msg                MatMul in int64 (exact: the netlist bounds every sum below 2^53)
 
@@ -131,8 +133,16 @@ class _Builder:
         remainder = self.op("Mod", [x, d], "mod", fmod=0)  # in [0, 2^-e): floor remainder
         return self.op("Div", [self.op("Sub", [x, remainder], "sub"), d], "sra")
 
-    def clip(self, x: str, limit: int) -> str:
-        return self.op("Clip", [x, self.const(-limit), self.const(limit)], "clip")
+    def clip(self, x: str, low: Any, high: Any, dtype=np.int64) -> str:
+        """Clip x to [low, high] by comparisons.
+
+        Not Clip/Max/Min: onnxruntime 1.23's int64 Clip, Max and Min leave some values
+        outside int32 unclipped (measured: Clip(-3355442800, -8388607, 8388607) and
+        Clip(2^31, ...) return their input), while Greater, Less and Where are exact.
+        """
+        lo, hi = self.const(low, dtype), self.const(high, dtype)
+        above = self.op("Where", [self.op("Greater", [x, hi], "gt"), hi, x], "min")
+        return self.op("Where", [self.op("Less", [above, lo], "lt"), lo, above], "clip")
 
     def changed(self, before: str, after: str) -> str:
         """How many elements differ (an int64 scalar): the saturation events of a clip."""
@@ -149,7 +159,8 @@ class _Events:
         self.sites: dict[str, list[str]] = {}
 
     def saturate(self, x: str, bits: int, where: str) -> str:
-        clipped = self.b.clip(x, (1 << (bits - 1)) - 1)
+        limit = (1 << (bits - 1)) - 1
+        clipped = self.b.clip(x, -limit, limit)
         self.sites.setdefault(where, []).append(self.b.changed(x, clipped))
         return clipped
 
@@ -231,9 +242,9 @@ def _glu(b, ev, pop, st, a, fmt):
     first = b.op("Slice", [a, b.const([0]), b.const([n]), b.const([1])], "a0")
     second = b.op("Slice", [a, b.const([n]), b.const([2 * n]), b.const([1])], "a1")
     offset = b.op("Sub", [second, b.const(_int(pop, "pwl_x0"))], "x")
-    index = b.op("Clip", [b.floor_shift(offset, -shift), b.const(0), b.const(table.size - 2)], "i")
+    index = b.clip(b.floor_shift(offset, -shift), 0, table.size - 2)
     start = b.op("Mul", [index, b.const(1 << shift)], "shl")
-    frac = b.op("Clip", [b.op("Sub", [offset, start], "sub"), b.const(0), b.const(1 << shift)], "f")
+    frac = b.clip(b.op("Sub", [offset, start], "sub"), 0, 1 << shift)
     t = b.const(table)
     low = b.op("Gather", [t, index], "lo")
     high = b.op("Gather", [t, b.op("Add", [index, b.const(1)], "add")], "hi")
@@ -332,11 +343,7 @@ def build_step_model(net: Netlist) -> onnx.ModelProto:
             rounded = b.op("Round", [scaled], "round")
             # Clip in float before the cast (a cast of a huge float is undefined), then
             # count the events on the clipped integers like the reference's saturate.
-            clipped = b.op(
-                "Clip",
-                [rounded, b.const(-limit, np.float64), b.const(limit, np.float64)],
-                "clip",
-            )
+            clipped = b.clip(rounded, -limit, limit, np.float64)
             ev.count(rounded, clipped, pop.name)
             sent[pop.name] = b.op("Cast", [clipped], "xq", to=TensorProto.INT64)
             continue
