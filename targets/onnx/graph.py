@@ -16,7 +16,8 @@ not depend on a runtime's choice of integer-division rounding:
                                                           Max, Min: wrong on int64 in
                                                           onnxruntime 1.23, measured)
     round_half_even        Round (float64; ONNX Round is half-to-even)
-    W @ msg                MatMul in int64 (exact: the netlist bounds every sum below 2^53)
+    W @ msg                MatMul in float64 (exact: the netlist bounds every sum below 2^53),
+                           or Gather * mantissa for fan-out synapses (one weight per row)
 
 State layout: see `StepInterface`. Zero is the initial value of every state tensor.
 """
@@ -33,7 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 from scipy import sparse
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir.netlist import Netlist, Population, Synapse
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 
 OPSET = 17
 IR_VERSION = 8  # onnxruntime >= 1.14 reads it; newer IRs add nothing this graph uses
@@ -57,9 +58,9 @@ class StepInterface:
              input width), for tracing;
              "events" int64 (n_sites,): saturation / wrap events this step, summed over
              the batch, one entry per name in `event_sites`.
-    states:  "state:<pop>.<state>" (size,) compartment states, and "delay:<pop>"
-             (depth, size) the population's last `depth` messages, newest first (slot k
-             holds what it sent k + 1 steps ago; a synapse with delay d reads slot d).
+    states:  "state:<pop>.<state>" (size,) compartment states, and "delay<k>:<pop>"
+             (size,) for k < depth: the message `pop` sent k + 1 steps ago (depth = its
+             largest outgoing delay + 1; a synapse with delay d reads "delay<d>:<src>").
     """
 
     input_size: int
@@ -133,7 +134,7 @@ class _Builder:
         remainder = self.op("Mod", [x, d], "mod", fmod=0)  # in [0, 2^-e): floor remainder
         return self.op("Div", [self.op("Sub", [x, remainder], "sub"), d], "sra")
 
-    def clip(self, x: str, low: Any, high: Any, dtype=np.int64) -> str:
+    def clip(self, x: str, low: Any, high: Any, dtype=np.int64, events: list | None = None):
         """Clip x to [low, high] by comparisons.
 
         Not Clip/Max/Min: onnxruntime 1.23's int64 Clip, Max and Min leave some values
@@ -141,8 +142,13 @@ class _Builder:
         Clip(2^31, ...) return their input), while Greater, Less and Where are exact.
         """
         lo, hi = self.const(low, dtype), self.const(high, dtype)
-        above = self.op("Where", [self.op("Greater", [x, hi], "gt"), hi, x], "min")
-        return self.op("Where", [self.op("Less", [above, lo], "lt"), lo, above], "clip")
+        too_high, too_low = self.op("Greater", [x, hi], "gt"), self.op("Less", [x, lo], "lt")
+        if events is not None:  # count the clipped values (reusing the comparisons)
+            clipped = self.op("Or", [too_high, too_low], "or")
+            as_int = self.op("Cast", [clipped], "cnt", to=TensorProto.INT64)
+            events.append(self.op("ReduceSum", [as_int], "events", keepdims=0))
+        above = self.op("Where", [too_high, hi, x], "min")
+        return self.op("Where", [too_low, lo, above], "clip")
 
     def changed(self, before: str, after: str) -> str:
         """How many elements differ (an int64 scalar): the saturation events of a clip."""
@@ -160,9 +166,7 @@ class _Events:
 
     def saturate(self, x: str, bits: int, where: str) -> str:
         limit = (1 << (bits - 1)) - 1
-        clipped = self.b.clip(x, -limit, limit)
-        self.sites.setdefault(where, []).append(self.b.changed(x, clipped))
-        return clipped
+        return self.b.clip(x, -limit, limit, events=self.sites.setdefault(where, []))
 
     def count(self, before: str, after: str, where: str) -> None:
         self.sites.setdefault(where, []).append(self.b.changed(before, after))
@@ -196,6 +200,8 @@ def _ssm(b, ev, pop, st, a, fmt):
     sum_im = b.op("Add", [b.op("Add", [mul(ai, re), mul(ar, im)], "add"), mul(bi, a)], "add")
     new_re = ev.saturate(b.tz(sum_re, fmt.ssm_frac_bits), fmt.state_bits, pop.name)
     new_im = ev.saturate(b.tz(sum_im, fmt.ssm_frac_bits), fmt.state_bits, pop.name)
+    if fmt.message_bits >= fmt.state_bits:  # re is within the message range already
+        return new_re, {"re": new_re, "im": new_im}
     return ev.saturate(new_re, fmt.message_bits, pop.name), {"re": new_re, "im": new_im}
 
 
@@ -271,20 +277,43 @@ KINDS = {
 }
 
 
-def _synapse(b: _Builder, ev: _Events, syn: Synapse, msg: str) -> str:
-    """floor_shift(wrap32(W @ msg), e) for msg (batch, src size) int64."""
+def _synapse(b: _Builder, ev: _Events, syn: Synapse, msg: str, msg_limit: int) -> str:
+    """floor_shift(wrap32(W @ msg), e) for msg (batch, src size) int64, |msg| <= msg_limit.
+
+    A fan-out synapse (at most one weight per destination row, e.g. a channel fanned out
+    to its SSM modes) is a Gather of the sources times the mantissas. Any other is a
+    float64 MatMul: exact, since the netlist validator bounds every sum of products below
+    2^53 (EXACT_FLOAT_BITS), and several times faster in onnxruntime than int64 MatMul.
+    """
     weight = syn.weight.toarray() if sparse.issparse(syn.weight) else np.asarray(syn.weight)
-    w_t = b.const(weight.T.astype(np.int64), hint=f"W:{syn.name}")
-    acc = b.op("MatMul", [msg, w_t], "matmul")
-    # Lava sums in int32; the netlist keeps sums far below, but a wrap must match exactly.
-    shifted = b.op("Add", [acc, b.const(INT32_LIMIT)], "add")
-    wrapped = b.op(
-        "Sub",
-        [b.op("Mod", [shifted, b.const(2 * INT32_LIMIT)], "mod", fmod=0), b.const(INT32_LIMIT)],
-        "wrap32",
-    )
-    ev.count(acc, wrapped, syn.name)
-    return b.floor_shift(wrapped, syn.weight_exp)
+    nonzero = weight != 0
+    if nonzero.sum(axis=1).max(initial=0) <= 1:
+        cols = nonzero.argmax(axis=1)
+        values = weight[np.arange(weight.shape[0]), cols].astype(np.int64)
+        picked = b.op("Gather", [msg, b.const(cols)], "fanout", axis=1)
+        acc = b.op("Mul", [picked, b.const(values[None, :], hint=f"W:{syn.name}")], "mul")
+    else:
+        w_t = b.const(weight.T.astype(np.float64), np.float64, hint=f"W:{syn.name}")
+        as_float = b.op("Cast", [msg], "f64", to=TensorProto.DOUBLE)
+        product = b.op("MatMul", [as_float, w_t], "matmul")
+        acc = b.op("Cast", [product], "i64", to=TensorProto.INT64)
+    # Lava sums in int32: where a sum can leave int32, wrap it exactly (and count it).
+    if float(np.abs(weight).sum(axis=1).max(initial=0)) * msg_limit >= INT32_LIMIT:
+        shifted = b.op("Add", [acc, b.const(INT32_LIMIT)], "add")
+        remainder = b.op("Mod", [shifted, b.const(2 * INT32_LIMIT)], "mod", fmod=0)
+        wrapped = b.op("Sub", [remainder, b.const(INT32_LIMIT)], "wrap32")
+        ev.count(acc, wrapped, syn.name)
+        acc = wrapped
+    return b.floor_shift(acc, syn.weight_exp)
+
+
+def _message_limit(pop: Population, fmt: Formats) -> int:
+    """The largest magnitude `pop` can send."""
+    if pop.compartment.spiking:
+        return 1
+    if pop.kind == "bias":
+        return abs(_int(pop, "value"))
+    return (1 << (fmt.message_bits - 1)) - 1
 
 
 def interface_of(net: Netlist) -> StepInterface:
@@ -302,7 +331,8 @@ def interface_of(net: Netlist) -> StepInterface:
             states[f"state:{pop.name}.{state}"] = [pop.size]
     for pop in net.populations:
         if pop.name in depth:
-            states[f"delay:{pop.name}"] = [depth[pop.name], pop.size]
+            for k in range(depth[pop.name]):
+                states[f"delay{k}:{pop.name}"] = [pop.size]
     sites = [p.name for p in net.populations if p.kind not in ("bias", "heaviside")]
     sites += [s.name for s in net.synapses]
     return StepInterface(
@@ -343,8 +373,8 @@ def build_step_model(net: Netlist) -> onnx.ModelProto:
             rounded = b.op("Round", [scaled], "round")
             # Clip in float before the cast (a cast of a huge float is undefined), then
             # count the events on the clipped integers like the reference's saturate.
-            clipped = b.clip(rounded, -limit, limit, np.float64)
-            ev.count(rounded, clipped, pop.name)
+            sites = ev.sites.setdefault(pop.name, [])
+            clipped = b.clip(rounded, -limit, limit, np.float64, events=sites)
             sent[pop.name] = b.op("Cast", [clipped], "xq", to=TensorProto.INT64)
             continue
         if pop.kind == "bias":
@@ -353,9 +383,9 @@ def build_step_model(net: Netlist) -> onnx.ModelProto:
             continue
         a = None
         for syn in net.incoming(pop.name):
-            slots = f"delay:{syn.src}"
-            msg = b.op("Gather", [slots, b.const(syn.delay)], "slot", axis=1)
-            part = _synapse(b, ev, syn, msg)
+            msg = f"delay{syn.delay}:{syn.src}"
+            src = net.population(syn.src)
+            part = _synapse(b, ev, syn, msg, _message_limit(src, fmt))
             a = part if a is None else b.op("Add", [a, part], "sum")
         if a is None:  # no incoming synapse: zeros as wide as the input, batch-sized
             a = b.op("Mul", [window, b.const(np.zeros((1, pop.input_width), np.int64))], "zeros")
@@ -369,17 +399,12 @@ def build_step_model(net: Netlist) -> onnx.ModelProto:
 
     outputs: list[onnx.ValueInfoProto] = []
     nodes_out: list[tuple[str, str]] = []  # (graph output name, tensor)
-    for name, shape in iface.states.items():
-        if name.startswith("delay:"):
-            pop_name = name[len("delay:") :]
-            newest = b.op("Unsqueeze", [sent[pop_name], b.const([1])], "newest")
-            if shape[0] == 1:
-                tensor = newest
-            else:
-                older = b.op(
-                    "Slice", [name, b.const([0]), b.const([shape[0] - 1]), b.const([1])], "older"
-                )
-                tensor = b.op("Concat", [newest, older], "shift", axis=1)
+    for name in iface.states:
+        if name.startswith("delay"):
+            slot, pop_name = name.split(":", 1)
+            k = int(slot[len("delay") :])
+            # The line shifts by one: slot 0 takes this step's message, slot k slot k - 1.
+            tensor = sent[pop_name] if k == 0 else f"delay{k - 1}:{pop_name}"
         else:
             tensor = next_states[name]
         nodes_out.append((f"next:{name}", tensor))
@@ -400,10 +425,17 @@ def build_step_model(net: Netlist) -> onnx.ModelProto:
         per_site.append(b.op("Unsqueeze", [total, b.const([0])], "ev"))
     nodes_out.append(("events", b.op("Concat", per_site, "events", axis=0)))
 
+    produced = {out for node in b.nodes for out in node.output}
+    renamed: dict[str, str] = {}
     for out_name, tensor in nodes_out:
-        # Graph outputs need their own names; Identity gives them one (also when a
-        # tensor is both a state and an output, e.g. the readout).
-        b.op("Identity", [tensor], out_name, out=out_name)
+        if tensor in produced and tensor not in renamed:
+            renamed[tensor] = out_name  # the producing node writes the output directly
+        else:  # a graph input or a tensor already given to another output: a copy
+            b.op("Identity", [renamed.get(tensor, tensor)], out_name, out=out_name)
+    for node in b.nodes:
+        node.input[:] = [renamed.get(n, n) for n in node.input]
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+    for out_name, _ in nodes_out:
         if out_name == "events":
             shape = [len(iface.event_sites)]
         elif out_name == "readout":

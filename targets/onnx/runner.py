@@ -119,7 +119,10 @@ def run_onnx(
     total = length + iface.output_latency
     latency = iface.latency
 
-    pops = set(iface.sending) | {n.split(":", 1)[1].rsplit(".", 1)[0] for n in iface.states}
+    stateful = {
+        n[len("state:") :].rsplit(".", 1)[0] for n in iface.states if n.startswith("state:")
+    }
+    pops = set(iface.sending) | set(iface.receiving) | stateful
     recorded = set(iface.sending) | pops if record is True else set(record or ())
     unknown = recorded - pops
     if unknown:
