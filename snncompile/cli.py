@@ -338,6 +338,13 @@ def _progress():
     help="Stop after a step (trace, a pass name, passes, lower, quantize), print what it "
     "reached and write nothing.",
 )
+@click.option(
+    "--float",
+    "float_export",
+    is_flag=True,
+    help="onnx only: export the float PyTorch model one step at a time (no integer "
+    "netlist; for models the netlist cannot express), checked against PyTorch to 1e-5.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at OUT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_quant_options
@@ -347,6 +354,7 @@ def export(
     output: str | None,
     target_config: str | None,
     stop_after: str | None,
+    float_export: bool,
     overwrite: bool,
     as_json: bool,
     **kw,
@@ -371,7 +379,11 @@ def export(
             overwrite=overwrite,
             on_step=on_step,
             target_config=target_config,
+            float_export=float_export,
         )
+    if float_export:
+        _print_float_export(model, str(result.path), result.report, as_json)
+        return
     if stop_after is not None:
         summary = _stopped_summary(result.compiled)
         if as_json:
@@ -385,6 +397,22 @@ def export(
     _print_export(model, str(result.path), target, result.report)
     if result.target_summary is not None:
         _TARGET_PRINTERS[target](result.target_summary)
+
+
+def _print_float_export(model: str, path: str, manifest: dict, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    check = manifest["check"]
+    click.echo(f"wrote {path} (target onnx, {manifest['numeric']}) from {model}")
+    click.echo(f"  states        {len(manifest['interface']['states'])} tensors, no latency")
+    click.echo(
+        f"  check         onnxruntime vs PyTorch forward on {check['sequences']} x "
+        f"{check['steps']} steps: max relative logit error {check['max_relative_error']:.2e} "
+        f"(tolerance {check['tolerance']:g})"
+    )
 
 
 def _stopped_summary(compiled) -> dict:

@@ -38,6 +38,7 @@ def session_for(model_bytes: bytes, threads: int | None = None) -> Any:
     """An onnxruntime CPU session for a serialized model."""
     ort = _ort()
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: no constant-folding notes on stderr
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -105,6 +106,10 @@ def run_onnx(
     record_internals: also the recorded populations' states ("<name>.<state>") and
     summed synaptic inputs ("<name>.in"), as the reference records them.
     """
+    from .float_model import FloatSession, run_float
+
+    if isinstance(source, FloatSession):  # a --float export: logits only
+        return run_float(source, x)
     step = _resolve(source)
     iface = step.interface
     x = np.asarray(x)
