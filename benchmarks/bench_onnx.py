@@ -1,14 +1,15 @@
 """Reference simulator vs the ONNX step graph in onnxruntime, side by side.
 
     python benchmarks/bench_onnx.py [--model examples/checkpoints/spike-ssm-sdigits.pt]
-                                    [--batches 1 64] [--repeats 3] [--threads N]
+                                    [--batches 1 64] [--repeats 3]
 
 Both run the compiled (int) netlist of the model on sdigits test inputs in this one
 process, alternating, after a warm-up; the table reports medians. Steps are network
 steps (L + output latency per run); a batched step advances B samples. "onnx" is
 run_onnx (onnxruntime session.run once per step, state fed back as numpy arrays, no
-traces recorded); "onnx graph only" times the same session.run calls on prepared
-inputs, without the runner's bookkeeping. The two results are checked equal first.
+traces recorded) with onnxruntime's default thread pool, "onnx, 1 thread" the same with
+intra_op_num_threads=1 (on a loaded machine a spinning pool loses). The reference and
+onnxruntime readouts are checked equal before timing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -35,29 +35,13 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default=str(ROOT / "examples/checkpoints/spike-ssm-sdigits.pt"))
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     return parser.parse_args()
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _graph_only(step: StepSession, x: np.ndarray) -> None:
-    iface = step.interface
-    batch, length, _ = x.shape
-    feeds = step.zero_state(batch)
-    feeds["in_window"] = np.ones((batch, 1), bool)
-    names = [f"next:{n}" for n in step.state_names]
-    for t in range(length + iface.output_latency):
-        feeds["x"] = x[:, t] if t < length else np.zeros_like(x[:, 0])
-        values = step.session.run(names, feeds)
-        feeds.update(zip(step.state_names, values, strict=True))
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -67,21 +51,25 @@ def main() -> None:
 
     net = compile_model(args.model).netlist
     test = load_task("sdigits").test.inputs
-    step = StepSession.from_netlist(net, threads=args.threads)
+    sessions = {
+        "onnx": StepSession.from_netlist(net),
+        "onnx, 1 thread": StepSession.from_netlist(net, threads=1),
+    }
     rows = []
     for batch in args.batches:
         x = np.asarray(test[:batch], dtype=np.float64)
         if x.shape[0] < batch:
             x = np.concatenate([x] * (batch // x.shape[0] + 1))[:batch]
         steps = x.shape[1] + net.output_latency
-        ref, ort = simulate(net, x), run_onnx(step, x, record=False)  # warm-up and check
-        if not np.array_equal(ref.readout, ort.readout):
-            sys.exit("onnxruntime and the reference disagree; not timing")
-        timings = {"reference": 0.0, "onnx": 0.0, "onnx graph only": 0.0}
+        ref = simulate(net, x)  # warm-up and check
+        for step in sessions.values():
+            if not np.array_equal(ref.readout, run_onnx(step, x, record=False).readout):
+                sys.exit("onnxruntime and the reference disagree; not timing")
+        timings = dict.fromkeys(["reference", *sessions], 0.0)
         for _ in range(args.repeats):  # alternate so that machine load hits all alike
-            timings["reference"] += _median_seconds(lambda x=x: simulate(net, x), 1)
-            timings["onnx"] += _median_seconds(lambda x=x: run_onnx(step, x, record=False), 1)
-            timings["onnx graph only"] += _median_seconds(lambda x=x: _graph_only(step, x), 1)
+            timings["reference"] += _seconds(lambda x=x: simulate(net, x))
+            for name, step in sessions.items():
+                timings[name] += _seconds(lambda x=x, s=step: run_onnx(s, x, record=False))
         for name, total in timings.items():
             seconds = total / args.repeats
             rows.append((name, batch, steps, seconds, steps / seconds, batch * steps / seconds))
@@ -91,7 +79,7 @@ def main() -> None:
     print(
         f"model {Path(args.model).name}: {sum(p.size for p in net.populations)} compartments, "
         f"output latency {net.output_latency}; onnxruntime {onnxruntime.__version__}, "
-        f"threads {args.threads or 'default'}, {os.cpu_count()} cpus, "
+        f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}, "
         f"python {platform.python_version()}; mean of {args.repeats} alternating runs"
     )
     header = ("backend", "batch", "steps", "seconds", "steps/s", "sample-steps/s")

@@ -600,7 +600,15 @@ def _print_loihi2(s: dict) -> None:
 
 
 # Targets whose export and inspect print a section of their own.
-_TARGET_PRINTERS = {"loihi2": _print_loihi2}
+def _print_onnx(s: dict) -> None:
+    click.echo(
+        f"  onnx          {s['file']}: one step, opset {s['opset']}, {s['nodes']} nodes, "
+        f"{s['states']} state tensors ({s['state_values']} values per sample), "
+        f"{s['bytes']} bytes; run {s['output_latency']} extra steps after the input"
+    )
+
+
+_TARGET_PRINTERS = {"loihi2": _print_loihi2, "onnx": _print_onnx}
 
 
 def _uj(pj: float) -> str:

@@ -148,18 +148,23 @@ def run_onnx(
                 traces[f"{name}.in"] = np.zeros((batch, length, width), np.int64)
                 state_traces[f"{name}.in"] = f"in:{name}"
 
+    # Fetch only what this run uses: onnxruntime then skips the nodes nothing fetched needs.
+    wanted = {f"next:{n}" for n in step.state_names} | {"readout", "events"}
+    wanted |= {f"msg:{name}" for name in iface.spiking}
+    wanted |= {state_traces.get(name, f"msg:{name}") for name in traces}
+    fetch = [name for name in step.outputs if name in wanted]
     feeds: dict[str, np.ndarray] = step.zero_state(batch)
     zeros = np.zeros((batch, iface.input_size), np.float64)
     inside = np.ones((batch, 1), bool)
     outside = np.zeros((batch, 1), bool)
     events = np.zeros(len(iface.event_sites), np.int64)
     spike_sums = dict.fromkeys(iface.spiking, 0)
-    index = {name: i for i, name in enumerate(step.outputs)}
+    index = {name: i for i, name in enumerate(fetch)}
     readout = np.zeros((batch, iface.output_size), np.int64)
     for t in range(total):
         feeds["x"] = x[:, t] if t < length else zeros
         feeds["in_window"] = inside if t < length else outside
-        values = step.session.run(step.outputs, feeds)
+        values = step.session.run(fetch, feeds)
         for name in step.state_names:
             feeds[name] = values[index[f"next:{name}"]]
         readout = values[index["readout"]]
