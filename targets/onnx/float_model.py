@@ -23,7 +23,7 @@ import platform
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,8 @@ class FloatInterface:
 
     inputs:  "u" (batch, input_size) in `dtype`; every name in `states` (batch, *shape).
     outputs: "logits" (batch, output_size): the model's output for the steps seen so far
-             (mean pooling: the mean over them; last: this step's); "next:" + each state.
+             (mean pooling: the mean over them; last: this step's); "next:" + each state;
+             "spikes:" + each name in `spiking` (batch, H): that neuron layer's output.
     """
 
     input_size: int
@@ -61,6 +62,7 @@ class FloatInterface:
     dtype: str
     pooling: str
     states: dict[str, list[int]]
+    spiking: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -69,7 +71,7 @@ class FloatInterface:
 # ---- the export (torch) ----------------------------------------------------------------
 
 
-def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]]]:
+def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]], list[str]]:
     """A torch module for one step with flat state tensors, and the state shapes.
 
     The SSM's complex state is kept as two real tensors (ONNX has no complex type):
@@ -102,6 +104,8 @@ def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]]]:
         act_counts.append(len(act_state))
         for k, tensor in enumerate(act_state):
             states[f"state:blocks.{i}.act.{k}"] = list(tensor.shape[1:])
+    # Neuron layers (their own step()): their spikes are outputs too, for spike rates.
+    spiking = [f"blocks.{i}.act" for i, b in enumerate(blocks) if hasattr(b.act, "step")]
     pooling = model.config.pooling
     if pooling == "mean":
         states["state:pool.sum"] = [h]
@@ -126,6 +130,7 @@ def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]]]:
             it = iter(flat)
             x = self.model.encoder(u)
             new: list[torch.Tensor] = []
+            spikes: list[torch.Tensor] = []
             for i, block in enumerate(blocks):
                 p = {k: getattr(self, f"b{i}_{k}") for k in ("ar", "ai", "br", "bi", "cr", "ci")}
                 re, im = next(it), next(it)
@@ -135,8 +140,9 @@ def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]]]:
                 re2 = p["ar"] * re - p["ai"] * im + p["br"] * drive
                 im2 = p["ai"] * re + p["ar"] * im + p["bi"] * drive
                 y = 2 * (p["cr"] * re2 - p["ci"] * im2).sum(-1) + block.ssm.D * v
-                if act_counts[i] or hasattr(block.act, "init_state"):
+                if f"blocks.{i}.act" in spiking:
                     a, act_state = block.act.step(y, act_state)
+                    spikes.append(a)
                 else:
                     a = block.act(y)
                 x = x + block.mix(a)
@@ -147,12 +153,12 @@ def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]]]:
                 pooled = total / count
             else:
                 pooled = x
-            return (self.model.decoder(pooled), *new)
+            return (self.model.decoder(pooled), *new, *spikes)
 
     # eval(): a fresh Module is in training mode, and torch.onnx.export restores the
     # exported module's mode afterwards, recursively, which would switch `model` (e.g. the
     # LIF's SDN training path) into training mode for the check below.
-    return Step().eval(), states
+    return Step().eval(), states, spiking
 
 
 def export_float(
@@ -179,19 +185,22 @@ def export_float(
     out = check_float_output(out_dir, overwrite)
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
     model = model.eval().to(torch_dtype)
-    step, states = _step_module(model, torch_dtype)
+    step, states, spiking = _step_module(model, torch_dtype)
     iface = FloatInterface(
         input_size=int(model.config.d_input),
         output_size=int(model.config.d_output),
         dtype=dtype,
         pooling=str(model.config.pooling),
         states=states,
+        spiking=spiking,
     )
     names = list(states)
+    spike_outputs = [f"spikes:{name}" for name in spiking]
     example_u = torch.zeros(2, iface.input_size, dtype=torch_dtype)
     example_states = [torch.zeros(2, *shape, dtype=torch_dtype) for shape in states.values()]
     buffer = io.BytesIO()
-    dynamic = {name: {0: "batch"} for name in ["u", *names, "logits", *_next(names)]}
+    outputs = ["logits", *_next(names), *spike_outputs]
+    dynamic = {name: {0: "batch"} for name in ["u", *names, *outputs]}
     with torch.no_grad(), warnings.catch_warnings():
         # The tracer warns about Python-side checks and the GSU's activity statistic;
         # whatever it froze, the equivalence check below is what decides.
@@ -201,7 +210,7 @@ def export_float(
             (example_u, *example_states),
             buffer,
             input_names=["u", *names],
-            output_names=["logits", *_next(names)],
+            output_names=outputs,
             dynamic_axes=dynamic,
             opset_version=OPSET,
             dynamo=False,  # the dynamo exporter needs onnxscript, which is not installed
@@ -339,8 +348,9 @@ class FloatSession:
 def run_float(session: FloatSession, x: np.ndarray) -> SimResult:
     """Stream x (B, L, d_in) through the float step graph; logits after the last step.
 
-    readout holds the same logits (a float export has no integer readout), no traces,
-    events or spike rates; latency is 0 (no synapse hops in the float model).
+    readout holds the same logits (a float export has no integer readout); spike rates
+    per neuron layer (fraction of nonzero outputs); no traces or events; latency is 0
+    (no synapse hops in the float model).
     """
     iface = session.interface
     x = np.asarray(x)
@@ -353,15 +363,21 @@ def run_float(session: FloatSession, x: np.ndarray) -> SimResult:
     batch = x.shape[0]
     names = list(iface.states)
     feeds = {n: np.zeros((batch, *s), dtype) for n, s in iface.states.items()}
-    outputs = ["logits", *_next(names)]
+    outputs = ["logits", *_next(names), *(f"spikes:{n}" for n in iface.spiking)]
     logits = np.zeros((batch, iface.output_size))
+    active = dict.fromkeys(iface.spiking, 0)
+    seen = dict.fromkeys(iface.spiking, 0)
     for t in range(x.shape[1]):
         feeds["u"] = x[:, t]
         values = session.session.run(outputs, feeds)
         logits = values[0]
-        feeds.update(zip(names, values[1:], strict=True))
+        feeds.update(zip(names, values[1 : 1 + len(names)], strict=True))
+        for name, spikes in zip(iface.spiking, values[1 + len(names) :], strict=True):
+            active[name] += int(np.count_nonzero(spikes))
+            seen[name] += spikes.size
     logits = np.asarray(logits, dtype=np.float64)
-    return SimResult(logits=logits, readout=logits.copy(), steps=int(x.shape[1]))
+    rates = {name: n / seen[name] for name, n in active.items()}
+    return SimResult(logits=logits, readout=logits.copy(), steps=int(x.shape[1]), spike_rates=rates)
 
 
 # ---- opening an artifact for simulate --backend onnx ----------------------------------
