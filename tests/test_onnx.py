@@ -378,6 +378,32 @@ def _net(path: Path) -> Netlist:
     return read_artifact(path).netlist
 
 
+def test_inspect_and_other_targets_artifacts(onnx_artifact, tmp_path):
+    from snncompile.api import inspect_artifact
+    from snncompile.artifact import write_artifact
+
+    info = inspect_artifact(onnx_artifact)
+    assert info["onnx"]["file"] == "model.onnx" and info["onnx"]["states"] > 0
+    # A reference artifact has no model.onnx: the onnx backend builds the graph.
+    ref = write_artifact(compiled("spike-ssm-sdigits"), tmp_path / "ref")
+    x = sdigits(2)
+    check(compiled("spike-ssm-sdigits").netlist, x, source=ref)
+
+
+def test_recording_a_subset():
+    net = side_by_side([pop("a", "accumulator", 2), pop("h", "heaviside", 1)], mode="mean")
+    x = np.array([[[1.0, -2.0, 3.0], [4.0, 0.0, -1.0]]])
+    for record in (["h"], ["out"], []):
+        want = simulate(net, x, record=record, record_internals=True)
+        got = run_onnx(net, x, record=record, record_internals=True)
+        assert sorted(got.traces) == sorted(want.traces)
+        assert_traces_equal(want, got)
+    model = build_step_model(net)
+    model.metadata_props.pop()
+    with pytest.raises(CorruptInputError, match="interface"):
+        StepSession(model.SerializeToString())
+
+
 def test_changed_model_file_is_refused(onnx_artifact, tmp_path):
     import shutil
 

@@ -33,7 +33,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from scipy import sparse
 
-from snncompile.errors import UnsupportedError
+from snncompile.errors import CorruptInputError, UnsupportedError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 
 OPSET = 17
@@ -474,4 +474,4 @@ def read_interface(model: onnx.ModelProto) -> StepInterface:
     for prop in model.metadata_props:
         if prop.key == INTERFACE_KEY:
             return StepInterface.from_json(prop.value)
-    raise UnsupportedError("this ONNX model has no snncompile step interface in its metadata")
+    raise CorruptInputError("this ONNX model has no snncompile step interface in its metadata")
