@@ -151,6 +151,55 @@ def test_delays_bias_window_and_unconnected_population():
     assert expected.steps == 4 + net.output_latency
 
 
+# ---- a second ONNX runtime: the onnx package's reference evaluator --------------------
+
+
+def evaluator_outputs(net: Netlist, x: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Every step's outputs of the step graph in onnx.reference.ReferenceEvaluator (numpy,
+    independent of onnxruntime), streamed like run_onnx."""
+    from onnx.reference import ReferenceEvaluator
+
+    x = np.asarray(x, dtype=np.float64)  # the graph's x is float64
+    model = build_step_model(net)
+    evaluator = ReferenceEvaluator(model)
+    names = [o.name for o in model.graph.output]
+    step = StepSession(model.SerializeToString())
+    feeds = step.zero_state(x.shape[0])
+    length, steps = x.shape[1], []
+    for t in range(length + net.output_latency):
+        feeds["x"] = x[:, t] if t < length else np.zeros_like(x[:, 0])
+        feeds["in_window"] = np.full((x.shape[0], 1), t < length)
+        values = dict(zip(names, evaluator.run(None, feeds), strict=True))
+        feeds.update({n: values[f"next:{n}"] for n in step.state_names})
+        steps.append(values)
+    return steps
+
+
+def test_the_graph_means_the_same_in_onnx_reference_evaluator():
+    """The graph's semantics do not hang on onnxruntime: the onnx package's own evaluator
+    gives the same readout on the rounding edge cases and a bundled model."""
+    ssm = pop(
+        "ssm", "ssm", 2, a_re_q=[2**16, -(2**16)], a_im_q=[-(2**16), 7],
+        b_re_q=[2**31 - 1, -(2**31) + 1], b_im_q=[12345, -1],
+    )  # fmt: skip
+    rr = pop("rr", "reset_refractory", 2, decay=[0, 1000], theta=[5, 64], rho=[0, 3])
+    glu = pop(
+        "glu", "glu", 1, {"gate": "sigmoid"}, pwl_x0=-5, pwl_shift=2,
+        pwl_table_q12=[0, 100, 2048, 4000, 4096], out_shift=-3,
+    )  # fmt: skip
+    net = side_by_side([ssm, rr, glu, pop("lif", "lif", 1, du=4095, dv=100, vth=1)], mode="mean")
+    rng = np.random.default_rng(1)
+    x = rng.choice(
+        [0, 1, -1, 63, 64, -65, 2**23 - 1, -(2**23) + 1, 3, -3], size=(2, 6, net.input.size)
+    ).astype(float)
+    want = simulate(net, x).readout
+    np.testing.assert_array_equal(evaluator_outputs(net, x)[-1]["readout"], want)
+    bundled = compiled("spike-ssm-sdigits").netlist
+    x = sdigits(2)
+    last = evaluator_outputs(bundled, x)[-1]
+    np.testing.assert_array_equal(last["readout"], simulate(bundled, x).readout)
+
+
 # ---- hypothesis: random netlists ------------------------------------------------------
 
 KINDS = ("accumulator", "ssm", "reset_refractory", "lif", "heaviside", "glu")
