@@ -40,7 +40,6 @@ OPSET = 17
 IR_VERSION = 8  # onnxruntime >= 1.14 reads it; newer IRs add nothing this graph uses
 LIF_STATE_BITS = 24  # Lava's bit-accurate LIF has 24-bit u and v whatever the formats say
 INT32_LIMIT = 1 << 31
-DOMAIN = "snncompile"
 INTERFACE_KEY = "snncompile.interface"
 
 
