@@ -35,6 +35,7 @@ bench: setup
 	$(PY) benchmarks/bench_pmbc.py
 	$(PY) benchmarks/bench_sdn.py
 	$(PY) benchmarks/bench_compile.py
+	$(PY) benchmarks/bench_lava.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

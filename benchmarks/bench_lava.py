@@ -159,18 +159,30 @@ def main() -> None:
         total = statistics.median(r[1] for r in runs)
         wall = _median_time(lambda x=x: run_lava(net, x, record=False), args.repeats)
         traced = _median_time(lambda x=x: run_lava(net, x), args.repeats)
+        internals = _median_time(lambda x=x: run_lava(net, x, record_internals=True), args.repeats)
         rows.append(
-            (batch, steps / reference, steps / stepping, steps / total, wall, traced, runs[0][2])
+            (
+                batch,
+                steps / reference,
+                steps / stepping,
+                steps / total,
+                wall,
+                traced,
+                internals,
+                runs[0][2],
+            )
         )
     print(
         "| batch | reference steps/s | Lava steps/s (stepping) | Lava steps/s (end to end) "
-        "| run_lava s | run_lava s, all traces | Lava processes | reference / Lava |"
+        "| run_lava s | run_lava s, all traces | run_lava s, all traces and internals "
+        "| Lava processes | reference / Lava |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for batch, ref, lava, e2e, wall, traced, count in rows:
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for batch, ref, lava, e2e, wall, traced, internals, count in rows:
         print(
             f"| {batch} | {ref:,.0f} | {lava:,.1f} | {e2e:,.1f} | {wall:.2f} | {traced:.2f} "
-            f"| {count} | {ref / lava:,.0f}x stepping, {ref / e2e:,.0f}x end to end |"
+            f"| {internals:.2f} | {count} "
+            f"| {ref / lava:,.0f}x stepping, {ref / e2e:,.0f}x end to end |"
         )
 
     batch = min(max(args.batches), 8)

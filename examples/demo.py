@@ -1,56 +1,58 @@
-"""The main job on the bundled models: evaluate, compile to the reference target, verify.
+"""The main job on the bundled models, as a user types it: `make demo`.
 
-Run with `make demo`. For each bundled spiking checkpoint: its test accuracy and spike
-rates in PyTorch; then `export --target reference` into a temporary directory and
-`verify` (PyTorch float vs the quantized integer network on the full test split).
-Later stages (Lava, Loihi 2) extend this script.
+For each bundled spiking checkpoint:
+
+    snncompile evaluate MODEL.pt                              # PyTorch accuracy, spike rates
+    snncompile export MODEL.pt --target loihi2 -o OUT.loihi2  # compile, map, DRC, estimate
+    snncompile simulate OUT.loihi2 --input test.npz --backend lava -o out.npz
+    snncompile verify MODEL.pt --target lava                  # the three rungs
+
+Each command runs as its own process and its real output is printed under it. The
+artifacts stay in build/demo/ for `snncompile inspect`. Exits with the first failing
+command's exit code.
 """
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 import sys
-import tempfile
+import time
 from pathlib import Path
 
-from snncompile.api import evaluate_checkpoint, verify_model
-from snncompile.artifact import read_artifact, write_artifact
-from snncompile.compiler import compile_model
-from snncompile.errors import SnnCompileError
+import numpy as np
 
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
-MODELS = ("spike-ssm-sdigits.pt", "spiking-ssm-sdigits.pt")
+from snncompile.data import load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = Path("examples") / "checkpoints"
+OUT = Path("build") / "demo"
+MODELS = ("spike-ssm-sdigits", "spiking-ssm-sdigits")
 
 
-def run(name: str, workdir: Path) -> None:
-    path = CHECKPOINTS / name
-    report = evaluate_checkpoint(path)
-    rates = ", ".join(f"{k} {v:.3f}" for k, v in report.spike_rates.items())
-    print(f"{name}: {report.family} on {report.task}, {report.n} test inputs")
-    print(f"  PyTorch test accuracy {report.accuracy:.2%}   spike rates: {rates}")
-    artifact = write_artifact(compile_model(path), workdir / f"{path.stem}.ref")
-    net = read_artifact(artifact).netlist
-    counts = net.counts()
-    print(
-        f"  export --target reference: {sum(p.size for p in net.populations)} compartments, "
-        f"{counts['synapses']} weights, output latency {net.output_latency} steps"
-    )
-    check = verify_model(path)
-    print(
-        f"  verify: quantized accuracy {check.quantized_accuracy:.2%} "
-        f"(float {check.float_accuracy:.2%}), argmax agreement {check.argmax_agreement:.2%}, "
-        f"lowering error {check.lowering_relative_error:.1e}, "
-        + ("PASSED" if check.passed else "FAILED: " + "; ".join(check.failures))
-    )
+def sh(*argv: str) -> None:
+    """Run `snncompile argv...` in the repository root, echoing the command line first."""
+    print(f"\n$ snncompile {shlex.join(argv)}", flush=True)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "snncompile", *argv], cwd=ROOT, check=False)
+    print(f"[{time.perf_counter() - start:.1f} s]", flush=True)
+    if done.returncode != 0:
+        raise SystemExit(done.returncode)
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in MODELS:
-            try:
-                run(name, Path(tmp))
-            except SnnCompileError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return exc.exit_code
+    (ROOT / OUT).mkdir(parents=True, exist_ok=True)
+    inputs = OUT / "sdigits-test.npz"
+    test = load_task("sdigits").test
+    np.savez(ROOT / inputs, x=test.inputs, y=test.labels)
+    print(f"wrote {inputs}: the sdigits test split, x {test.inputs.shape}, labels y")
+    for name in MODELS:
+        model = str(CHECKPOINTS / f"{name}.pt")
+        artifact = str(OUT / f"{name}.loihi2")
+        sh("evaluate", model)
+        sh("export", model, "--target", "loihi2", "-o", artifact, "--overwrite")
+        sh("simulate", artifact, "--input", str(inputs), "--backend", "lava")
+        sh("verify", model, "--target", "lava")
     return 0
 
 

@@ -225,21 +225,31 @@ def verify_model(
     entry: str | None = None,
     limit: int | None = None,
 ) -> Any:
-    """Compile `source` and verify it against the float model (rungs 1 and 2).
+    """Compile `source` and verify it: rung 1 (lowering exact) and rung 2 (float vs
+    quantized reference, against tolerances); for a target other than the reference also
+    rung 3, the target's run of the integer netlist vs the reference's, which must be
+    equal in every value.
 
-    Returns a VerifyReport; it does not raise when a tolerance fails (the CLI turns
+    Returns a VerifyReport; it does not raise when a check fails (the CLI turns
     `report.failures` into exit code 3).
     """
     from snncompile.compiler import compile_model
+    from snncompile.simulate import BACKENDS
     from snncompile.verify.quantized import verify_quantized
+    from snncompile.verify.targets import check_backend
 
-    if target != "reference":
-        raise UsageError(f"verify --target {target!r} is not available yet; use reference")
+    if target not in BACKENDS:
+        raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
     compiled = compile_model(source, entry=entry, calibration=calibration, config=config)
     width = compiled.netlist.input.size
     x, labels, origin = verification_data(data, compiled.meta, compiled.calibration, width, limit)
     report = verify_quantized(compiled, x, labels, tolerances)
     report.data = origin
+    if target != "reference":
+        check = check_backend(compiled.netlist, x, target)
+        report.target_check = check.to_dict()
+        if not check.exact:
+            report.failures.append(f"reference vs {target} not exact: {check.divergence}")
     return report
 
 

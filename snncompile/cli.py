@@ -9,6 +9,7 @@ import click
 
 from snncompile import __version__
 from snncompile.errors import EquivalenceError, SnnCompileError, UsageError
+from snncompile.simulate import BACKENDS
 from snncompile.targets import TARGETS
 
 
@@ -194,7 +195,14 @@ def _calibration(path: str | None):
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--target", default="reference", show_default=True, type=click.Choice(["reference"]))
+@click.option(
+    "--target",
+    default="reference",
+    show_default=True,
+    type=click.Choice(list(BACKENDS)),
+    help="reference: float vs quantized reference. Any other: also runs the integer "
+    "netlist on that target and requires it to equal the reference in every value.",
+)
 @click.option(
     "--data",
     type=click.Path(dir_okay=False),
@@ -222,7 +230,10 @@ def verify(
 ) -> int:
     """Compile MODEL and check it against the float PyTorch model on real inputs.
 
-    Exit code 3 when a declared tolerance fails; the failed criterion is printed.
+    Three rungs: the float64 netlist reproduces PyTorch (lowering exact); the quantized
+    reference vs PyTorch within the declared tolerances; with --target lava, Lava's run
+    equals the reference's in every population at every step. Exit code 3 when a check
+    fails; the failed criterion is printed.
     """
     import json
 
@@ -285,7 +296,27 @@ def _print_verify(model: str, r) -> None:
             f"  first spike divergence: {d['population']} at step {d['step']} (input {d['sample']})"
         )
     click.echo(f"  saturation events: {sum(r.events.values()) if r.events else 0}")
+    if r.target_check is not None:
+        _print_target_check(r.target_check)
     click.echo("  PASSED" if r.passed else "  FAILED: " + "; ".join(r.failures))
+
+
+def _print_target_check(c: dict) -> None:
+    click.echo(
+        f"quantized reference vs {c['backend']} on the same {c['n']} inputs, "
+        f"{c['simulated_steps']} steps each (output latency {c['output_latency']})"
+    )
+    click.echo(f"  alignment: {c['alignment']}")
+    verdict = "exact" if c["exact"] else f"NOT exact: {c['divergence']}"
+    click.echo(
+        f"  {c['values_compared']:,} values compared (messages, states and inputs of "
+        f"{c['populations']} populations in {c['traces']} traces, and the readout), "
+        f"{c['values_differing']:,} differ: {verdict}"
+    )
+    click.echo(
+        f"  time: reference {c['reference_seconds']:.2f} s, {c['backend']} "
+        f"{c['backend_seconds']:.2f} s"
+    )
 
 
 _STEP_LABELS = {
@@ -646,7 +677,7 @@ def _format_events(events: dict[str, int]) -> str:
     "--backend",
     default="reference",
     show_default=True,
-    type=click.Choice(["reference", "lava", "onnx"]),
+    type=click.Choice(list(BACKENDS)),
     help="onnx: the artifact's model.onnx in onnxruntime (also a --target onnx --float export).",
 )
 @click.option("--steps", type=int, help="Use only the first N input steps.")
@@ -698,6 +729,42 @@ def _format_rates(rates: dict[str, float]) -> str:
     if not rates:
         return "n/a (non-spiking)"
     return ", ".join(f"{name} {rate:.3f}" for name, rate in rates.items())
+
+
+@cli.command(name="targets")
+@click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
+def targets_command(as_json: bool) -> None:
+    """Which graph op and which model family each target takes (from the registries)."""
+    import json
+
+    from snncompile.support import support_matrix
+
+    matrix = support_matrix()
+    if as_json:
+        click.echo(json.dumps(matrix, indent=2))
+        return
+    click.echo(support_table(matrix))
+
+
+def support_table(matrix: dict) -> str:
+    """The matrix as Markdown tables (the README carries this output)."""
+    names = list(matrix["targets"])
+    head = "| {} | " + " | ".join(names) + " |"
+    rule = "|---|" + "|".join(":---:" for _ in names) + "|"
+    lines = ["| target | what it is |", "|---|---|"]
+    lines += [f"| {name} | {summary} |" for name, summary in matrix["targets"].items()]
+    lines += ["", head.format("graph op (as traced)"), rule]
+    for label, row in matrix["ops"].items():
+        lines.append(f"| {label} | " + " | ".join(_mark(row[n]) for n in names) + " |")
+    lines += ["", head.format("model family"), rule]
+    for family, row in matrix["families"].items():
+        cells = [_mark(row[n]["ok"]) for n in names]
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mark(ok: bool) -> str:
+    return "yes" if ok else "no"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,6 @@ from typing import Any
 import numpy as np
 
 from snncompile.errors import MissingDependencyError, UsageError
-
-BACKENDS = ("reference", "lava", "onnx")
 
 
 @dataclass
@@ -62,20 +61,53 @@ def load_inputs(path: str | os.PathLike[str], width: int) -> tuple[np.ndarray, n
     return x, labels
 
 
-def _run(net: Any, x: np.ndarray, backend: str) -> Any:
-    if backend == "reference":
-        from snncompile.reference.simulator import simulate
+def _run_reference(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
+    from snncompile.reference.simulator import simulate
 
-        return simulate(net, x)
-    if backend == "onnx":
+    return simulate(net, x, record=record, record_internals=internals)
+
+
+def _run_onnx(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
+    """onnxruntime: a Netlist (its step graph is built), an artifact's StepSession, or a
+    float export's FloatSession (logits and spike rates only)."""
+    try:
         from snncompile.targets.onnx.runner import run_onnx
+    except ImportError as exc:
+        raise MissingDependencyError(f"the onnx backend is not available ({exc})") from None
+    return run_onnx(net, x, record=record, record_internals=internals)
 
-        return run_onnx(net, x, record=False)
+
+def _run_lava(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
     try:
         from snncompile.targets.lava.runner import run_lava
     except ImportError as exc:
         raise MissingDependencyError(f"the lava backend is not available ({exc})") from None
-    return run_lava(net, x, record=False)
+    if record:
+        return run_lava(net, x, record=True, record_internals=internals)
+    # Record the spiking populations only: what the summary's spike rates need.
+    spiking = [p.name for p in net.populations if p.compartment.spiking]
+    result = run_lava(net, x, record=spiking)
+    result.traces = {}
+    return result
+
+
+# Backend name -> run(netlist, x, record, internals) -> SimResult; record=True traces
+# every population that sends (aligned to model time), as the reference simulator does;
+# internals adds every population's states and summed input (reference's record_internals).
+BACKENDS: dict[str, Callable[[Any, np.ndarray, bool, bool], Any]] = {
+    "reference": _run_reference,
+    "lava": _run_lava,
+    "onnx": _run_onnx,
+}
+
+
+def run_backend(
+    backend: str, net: Any, x: np.ndarray, *, record: bool = False, internals: bool = False
+) -> Any:
+    """Run the integer netlist on float inputs x (B, L, d_in) with `backend`."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    return BACKENDS[backend](net, x, record, internals and record)
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -130,7 +162,7 @@ def simulate_artifact(
             raise UsageError(f"--steps must be in [1, {x.shape[1]}], got {steps}")
         x = x[:, :steps]
     start = time.perf_counter()
-    result = _run(source, x, backend)
+    result = run_backend(backend, source, x)
     seconds = time.perf_counter() - start
     predictions = result.logits.argmax(axis=1)
     summary = SimulationSummary(

@@ -33,6 +33,9 @@ class Target:
     module:  submodule of snncompile.targets with the functions above, or None
              when the artifact is the plain netlist (the target runs it as it is).
     options: the export options it accepts besides the common ones (e.g. target_config).
+    takes:   what it can express: "netlist" (every op the lowering turns into compartments,
+             after the graph passes), "float-model" (any model the tracer reads), or "ops"
+             (exactly the graph op kinds in `op_kinds`, as the passes leave them).
     """
 
     name: str
@@ -40,6 +43,12 @@ class Target:
     files: tuple[str, ...] = ()
     module: str | None = None
     options: tuple[str, ...] = field(default_factory=tuple)
+    takes: str = "netlist"
+    op_kinds: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.takes not in ("netlist", "float-model", "ops"):
+            raise UsageError(f"target {self.name!r}: takes must be netlist, float-model or ops")
 
     def load(self) -> ModuleType | None:
         """The target's module (imported on first use: Lava and h5py are slow to load)."""

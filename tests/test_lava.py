@@ -1,11 +1,15 @@
 """The Lava target against the reference simulator: every trace, every step, bit for bit.
 
+`check` compares messages and, unless told otherwise, internals too: every state
+("<pop>.<state>") and summed input ("<pop>.in") of every population at every step.
+
 Every Lava run starts one OS process per Lava Process, so the networks here are small
-and each test runs Lava once or twice; the whole file takes about a minute on 2 cores.
+and each test runs Lava once or twice; the whole file took 2-3 minutes on 2 shared cores.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import multiprocessing
 
@@ -25,11 +29,15 @@ MAX24 = 2**23 - 1
 FMT = Formats()
 
 
-def check(net: Netlist, x: np.ndarray, **kw) -> tuple:
-    """Run the reference and Lava on x (B, L, d_in); assert they agree everywhere."""
+def check(net: Netlist, x: np.ndarray, *, internals: bool = True, **kw) -> tuple:
+    """Run the reference and Lava on x (B, L, d_in); assert they agree everywhere: every
+    message and (internals) every state and summed input of every population."""
     x = np.asarray(x, dtype=np.float64)
-    expected = simulate(net, x, record=True)
-    actual = run_lava(net, x, **kw)
+    expected = simulate(net, x, record=True, record_internals=internals)
+    actual = run_lava(net, x, record_internals=internals, **kw)
+    if internals:  # the states are really there, not just absent from both runs
+        states = {f"{p.name}.{s}" for p in net.populations for s in p.compartment.states}
+        assert states <= set(actual.traces)
     assert_traces_equal(expected, actual, order=[p.name for p in net.populations])
     # Event counts: Lava's LIF and Dense count nothing, our processes count like the reference.
     counted = {p.name for p in net.populations if p.kind != "lif"}
@@ -90,6 +98,63 @@ def test_trace_compare_names_earliest_step_then_netlist_order():
     same = simulate(net, x, record=True)
     same.readout[0, 0] += 1
     assert "readout differs" in first_divergence(expected, same)
+
+
+def test_internals_of_chosen_populations_and_a_perturbed_state_is_caught():
+    """record_internals with a list: the same traces as the reference's; one state value
+    (or summed input) off by one is reported at its step, under its population."""
+    rr = pop("rr", "reset_refractory", 2, decay=[100, 0], theta=[50, 7], rho=[3, 0])
+    lif = pop("lif", "lif", 1, du=2000, dv=300, vth=20)
+    net = side_by_side([rr, lif])
+    x = np.array([[[40, 3, 900], [20, 4, -50], [0, 1, 700], [-9, 0, 0]]], dtype=float)
+    record = ["rr", "lif", "out"]
+    expected = simulate(net, x, record=record, record_internals=True)
+    actual = run_lava(net, x, record=record, record_internals=True)
+    assert set(actual.traces) == {
+        "rr",
+        "rr.v",
+        "rr.in",
+        "lif",
+        "lif.u",
+        "lif.v",
+        "lif.in",
+        "out.acc",
+        "out.in",
+    }
+    order = [p.name for p in net.populations]
+    assert_traces_equal(expected, actual, order=order)
+    # v: 40; 39 + 20 = 59 > 50 spikes, 59 - 53 = 6; 5 + 0; 4 - 9 (decay 100: x 3996 / 4096).
+    assert expected.traces["rr.v"][0, :, 0].tolist() == [40, 6, 5, -5]
+    for name, (b, t, i) in [("rr.v", (0, 2, 1)), ("lif.u", (0, 1, 0)), ("out.in", (0, 3, 2))]:
+        perturbed = copy.deepcopy(actual)
+        perturbed.traces[name][b, t, i] += 1
+        message = first_divergence(expected, perturbed, order=order)
+        assert f"population {name!r} at model step {t} (sample {b}, compartment {i})" in message
+
+
+def test_states_catch_a_fault_the_messages_hide(monkeypatch):
+    """A reset_refractory model whose v is off by one but never spikes (theta out of
+    reach) sends the right messages: only the state traces show the fault."""
+    from snncompile.targets.lava.processes import compartments
+
+    step = compartments.PyResetRefractoryFixed.step
+
+    def faulty(self, a):
+        out = step(self, a)
+        self.v[:] += self.time_step == 3
+        return out
+
+    monkeypatch.setattr(compartments.PyResetRefractoryFixed, "step", faulty)
+    rr = pop("rr", "reset_refractory", 2, decay=[100, 4000], theta=[MAX24, MAX24], rho=[0, 0])
+    net = side_by_side([rr])
+    x = np.array([[[1000, -1000], [5, 7], [0, 0], [3, 3]]], dtype=float)
+    expected = simulate(net, x, record=True, record_internals=True)
+    actual = run_lava(net, x, record_internals=True)
+    messages = [p.name for p in net.populations if p.compartment.sends]
+    assert all(np.array_equal(expected.traces[k], actual.traces[k]) for k in messages)
+    message = first_divergence(expected, actual, order=[p.name for p in net.populations])
+    # rr's latency is 1: Lava step 3 is model step 3 - 1 - 1 = 1.
+    assert "population 'rr.v' at model step 1 (sample 0, compartment 0)" in message
 
 
 # ---- time alignment and synapse arithmetic -------------------------------------------
@@ -288,7 +353,7 @@ def test_heaviside_accumulator_and_readout_saturation():
     assert expected.traces["heav"][0, 0].tolist() == [0, 0, 1]
     assert expected.events["acc"] == 6 and expected.events["out"] > 0
     last = side_by_side([pop("acc", "accumulator", 1)], mode="last")
-    check(last, np.array([[[3.0], [-MAX24], [4.0]]]))
+    check(last, np.array([[[3.0], [-MAX24], [4.0]]]), internals=False)  # the default path
     # 6-bit weights (Lava's num_weight_bits): the mixed-sign grid steps by 8.
     six = Formats(weight_bits=6)
     pops = (Population("in", "input", 2), pop("acc", "accumulator", 2), *last.populations[-1:])
@@ -296,7 +361,11 @@ def test_heaviside_accumulator_and_readout_saturation():
         Synapse("in->acc", "in", "acc", np.array([[248.0, -256.0], [-8.0, 16.0]]), weight_exp=-2),
         Synapse("acc->out", "acc", "out", np.array([[4.0, 4.0]]), weight_exp=-2),
     )
-    check(Netlist(pops, syns, numeric="int", formats=six), np.array([[[MAX24, 5], [-7, 3]]]))
+    check(
+        Netlist(pops, syns, numeric="int", formats=six),
+        np.array([[[MAX24, 5], [-7, 3]]]),
+        internals=False,
+    )
 
 
 def test_glu_table_knots_and_saturation():
@@ -459,6 +528,10 @@ def test_bundled_model_matches_reference(name):
     assert {"lif", "reset_refractory"} & {p.kind for p in net.populations}
     expected, actual = check(net, load_task("sdigits").test.inputs[:8])
     np.testing.assert_array_equal(expected.logits, actual.logits)
+    # Every population's states were compared, and they move (not all-zero traces).
+    for p in net.populations:
+        for state in p.compartment.states:
+            assert np.any(actual.traces[f"{p.name}.{state}"]), f"{p.name}.{state}"
 
 
 @pytest.mark.slow
@@ -506,8 +579,9 @@ def test_float64_netlist_runs_floating_pt_models():
     ]
     net = side_by_side(pops, numeric="float64")
     x = np.random.default_rng(0).normal(size=(2, 6, net.input.size)).round(3)
-    expected = simulate(net, x, record=True)
-    actual = run_lava(net, x)
+    expected = simulate(net, x, record=True, record_internals=True)
+    actual = run_lava(net, x, record_internals=True)
+    assert {"ssm.re", "ssm.im", "rr.v", "lif.u", "lif.v", "glu.in", "out.acc"} <= set(actual.traces)
     assert_traces_equal(expected, actual, order=[p.name for p in net.populations], atol=1e-12)
 
 
@@ -536,4 +610,7 @@ def test_a_failing_process_ends_the_run_and_its_processes(monkeypatch):
     net = side_by_side([pop("acc", "accumulator", 1)])
     with pytest.raises(RuntimeError, match="Exception"):
         run_lava(net, np.ones((1, 4, 1)))
+    assert multiprocessing.active_children() == []
+    with pytest.raises(RuntimeError, match="Exception"):  # its states' Extractor waits too
+        run_lava(net, np.ones((1, 4, 1)), record_internals=True)
     assert multiprocessing.active_children() == []

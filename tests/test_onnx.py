@@ -9,6 +9,7 @@ test_onnx_float.py.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -478,3 +479,18 @@ def test_errors():
     )
     with pytest.raises(UnsupportedError, match="int netlist"):
         build_step_model(floats)
+
+
+def test_verify_target_onnx_runs_the_third_rung(capsys):
+    """verify --target onnx: every message, state and summed input of every population of
+    onnxruntime's run equals the reference's (rung 3)."""
+    from snncompile.cli import main
+
+    checkpoint = str(ROOT / "examples/checkpoints/spike-ssm-sdigits.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", checkpoint, "--limit", "6", "--target", "onnx", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    check = report["target_check"]
+    assert exit_info.value.code == 0 and report["failures"] == []
+    assert check["backend"] == "onnx" and check["exact"] and check["values_differing"] == 0
+    assert check["n"] == 6 and check["traces"] > 20

@@ -172,3 +172,27 @@ def test_simulate_rejects_bad_input_shape():
         simulate(net, np.zeros((1, 4, 2)))
     with pytest.raises(UsageError, match="NaN"):
         simulate(net, np.full((1, 4, 3), np.nan))
+
+
+@pytest.mark.parametrize("value", [2**23 - 1, 2**30, -(2**30) - 7])
+def test_synapse_fan_out_wraps_to_int32_exactly(value: int) -> None:
+    """One message into three sums (the path that bounds the sums by the message): with
+    32-bit messages the sums leave int32 and wrap; with 24-bit ones they stay inside."""
+    fmt = Formats(message_bits=32, state_bits=32)
+    weight = np.array([[254.0], [-256.0], [2.0]])  # on the mixed-sign grid
+    net = Netlist(
+        (
+            Population("in", "input", 1),
+            Population("p", "accumulator", 3),
+            Population("out", "readout", 3, attrs={"mode": "last"}),
+        ),
+        (Synapse("in->p", "in", "p", weight), Synapse("p->out", "p", "out", np.eye(3))),
+        numeric="int",
+        formats=fmt,
+    )
+    result = simulate(net, np.full((1, 2, 1), float(value)), record=True)
+    exact = weight[:, 0].astype(np.int64) * value
+    wrapped = (exact + 2**31) % 2**32 - 2**31
+    sent = np.clip(wrapped, -(2**31) + 1, 2**31 - 1)  # the accumulator's 32-bit message
+    assert result.traces["p"][0, 0].tolist() == sent.tolist()
+    assert result.events.get("in->p", 0) == 2 * int(np.count_nonzero(wrapped != exact))

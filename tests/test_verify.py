@@ -1,7 +1,9 @@
-"""Rung 2: the quantized reference against PyTorch on real data, and the verify command."""
+"""Rungs 2 and 3: the quantized reference against PyTorch on real data, a target against
+the reference, and the verify command."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,8 @@ import pytest
 
 from snncompile.api import verify_model
 from snncompile.cli import main
-from snncompile.verify.quantized import first_divergence
+from snncompile.reference.simulator import simulate
+from snncompile.verify.traces import first_divergence
 
 CHECKPOINTS = Path(__file__).parents[1] / "examples" / "checkpoints"
 SPIKE_SSM = str(CHECKPOINTS / "spike-ssm-sdigits.pt")
@@ -36,7 +39,8 @@ def test_first_divergence_names_population_and_step() -> None:
     expected = {"x": a, "y": a}
     assert first_divergence(expected, {"x": a, "y": a}, ["x", "y"]) is None
     got = first_divergence(expected, {"x": late, "y": early}, ["x", "y"])
-    assert got == {"population": "y", "step": 2, "sample": 0}
+    assert (got.population, got.step, got.sample, got.compartment) == ("y", 2, 0, 2)
+    assert (got.expected, got.actual, got.differing) == (0.0, 1.0, {"x": 1, "y": 1})
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -89,3 +93,30 @@ def test_data_file_with_labels(tmp_path: Path, capsys) -> None:
 
     report = json.loads(out)
     assert report["n"] == 30 and report["float_accuracy"] is not None
+
+
+def test_verify_target_lava_runs_the_third_rung(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "verify", SPIKE_SSM, "--limit", "12", "--target", "lava", "--json")
+    report = json.loads(out)
+    check = report["target_check"]
+    assert code == 0 and report["failures"] == []
+    assert check["backend"] == "lava" and check["exact"] and check["values_differing"] == 0
+    assert check["n"] == 12 and check["simulated_steps"] == 64 + check["output_latency"]
+    # messages, states and inputs of every population over 12 x 64 model steps
+    assert check["values_compared"] > 12 * 64 * 10000 and check["traces"] > 20
+
+
+def test_a_target_that_differs_fails_verify_with_exit_3(monkeypatch, capsys) -> None:
+    """Rung 3 is exact: one changed message fails it and names where."""
+    import snncompile.simulate as simulate_module
+
+    def off_by_one(net, x, record, internals):
+        result = simulate(net, x, record=record, record_internals=internals)
+        result.traces["blocks.1.act.v"][3, 17, 5] += 1  # a state, its messages unchanged
+        return result
+
+    monkeypatch.setitem(simulate_module.BACKENDS, "lava", off_by_one)
+    code, out, err = _run(capsys, "verify", SPIKE_SSM, "--limit", "8", "--target", "lava")
+    assert code == 3
+    assert "1 differ: NOT exact" in out
+    assert "population 'blocks.1.act.v' at model step 17 (sample 3, compartment 5)" in err

@@ -111,18 +111,30 @@ class _Builder:
         return name
 
 
+def lowers(op: ops.Op) -> bool:
+    """Whether the lowering turns `op` into compartments (or passes it through)."""
+    return type(op) in _LOWERINGS or isinstance(op, _TRANSPARENT)
+
+
 def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
     """Lower `graph` to a float64 Netlist; UnsupportedError lists every op it cannot take."""
-    unsupported = [
-        f"{node.name} ({type(node.op).__name__})"
-        for node in graph
-        if type(node.op) not in _LOWERINGS and not isinstance(node.op, _TRANSPARENT)
-    ]
-    if unsupported:
+    from snncompile.support import targets_taking
+
+    refused = [node for node in graph if not lowers(node.op)]
+    if refused:
+        netlist_targets = targets_taking("input")  # every netlist target takes an input
+        others = sorted(
+            set.intersection(*(set(targets_taking(n.op.kind)) for n in refused))
+            - set(netlist_targets)
+        )
+        elsewhere = [f"`{name}`" for name in others] + [f"`{FLOAT_ONLY_TARGETS}`"]
         raise UnsupportedError(
-            "no compartment for " + ", ".join(unsupported) + "; the reference, lava and "
-            f"loihi2 targets take {', '.join(sorted(c.__name__ for c in _LOWERINGS))}; "
-            f"a float model with these ops can still go to `{FLOAT_ONLY_TARGETS}`"
+            "no compartment for "
+            + ", ".join(f"{node.name} ({type(node.op).__name__})" for node in refused)
+            + f"; the {', '.join(netlist_targets)} targets take "
+            + ", ".join(sorted(c.__name__ for c in _LOWERINGS))
+            + "; a float model with these ops can still go to "
+            + " or ".join(elsewhere)
         )
     builder = _Builder(graph)
     for node in graph:
@@ -271,7 +283,7 @@ def _output(b: _Builder, node: Node) -> None:
     b.connect(view, pop)
 
 
-_LOWERINGS: dict[type, Callable[[_Builder, Node], None]] = {
+_LOWERINGS: dict[type[ops.Op], Callable[[_Builder, Node], None]] = {
     ops.Input: _input,
     ops.Linear: _linear,
     ops.BatchNorm: _affine,
@@ -285,3 +297,6 @@ _LOWERINGS: dict[type, Callable[[_Builder, Node], None]] = {
     ops.Pool: _pool,
     ops.Output: _output,
 }
+
+# Graph op kinds (as the passes leave them) that become compartments.
+LOWERED_KINDS = frozenset(op.kind for op in (*_LOWERINGS, *_TRANSPARENT))

@@ -17,6 +17,7 @@ import numpy as np
 
 from snncompile.errors import UsageError
 from snncompile.reference.simulator import simulate
+from snncompile.verify.traces import first_divergence
 
 if TYPE_CHECKING:
     from snncompile.compiler import Compiled
@@ -47,6 +48,7 @@ class VerifyReport:
     spike_agreement: dict[str, float] = field(default_factory=dict)
     spike_rates: dict[str, dict[str, float]] = field(default_factory=dict)
     first_divergence: dict[str, Any] | None = None
+    target_check: dict[str, Any] | None = None  # rung 3 (verify.targets.BackendCheck)
     events: dict[str, int] = field(default_factory=dict)
     tolerances: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
@@ -86,23 +88,6 @@ def torch_reference(model: Any, x: np.ndarray, names: list[str]) -> tuple[np.nda
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
     scale = float(np.abs(b).max(initial=0.0))
     return float(np.abs(a - b).max(initial=0.0)) / scale if scale else 0.0
-
-
-def first_divergence(
-    expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], order: list[str]
-) -> dict[str, Any] | None:
-    """The earliest model step where a population's trace differs (ties: network order)."""
-    best: dict[str, Any] | None = None
-    for name in order:
-        diff = np.any(expected[name] != actual[name], axis=2)  # (B, L)
-        if not diff.any():
-            continue
-        steps = np.where(diff.any(axis=0))[0]
-        step = int(steps[0])
-        if best is None or step < best["step"]:
-            sample = int(np.where(diff[:, step])[0][0])
-            best = {"population": name, "step": step, "sample": sample}
-    return best
 
 
 def verify_quantized(
@@ -148,7 +133,9 @@ def verify_quantized(
             "float": float(expected.mean()),
             "quantized": float(actual.mean()),
         }
-    report.first_divergence = first_divergence(ref_spikes, quant.traces, spiking)
+    spikes = {name: quant.traces[name] for name in spiking}
+    divergence = first_divergence(ref_spikes, spikes, spiking)
+    report.first_divergence = None if divergence is None else divergence.to_dict()
     report.failures = _failures(report, tol)
     return report
 

@@ -2,7 +2,8 @@
 
     population kind      Lava process
     input, bias          one io.source.RingBuffer, the "source bank" (below)
-    lif                  lava.proc.lif.process.LIF (bit-accurate model; bias 0)
+    lif                  lava.proc.lif.process.LIF (bit-accurate model; bias 0), or
+                         our StateLif (the same plus a states port) for internals
     ssm, reset_refractory, glu, accumulator, heaviside, readout
                          our Processes in processes/compartments.py
     synapse              lava Dense (dense weights) or Sparse (sparse or batched)
@@ -25,6 +26,7 @@ that, the Dense gets weight_exp 0 and a Shift process applies the exponent in in
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,9 +90,10 @@ class LavaNetwork:
         return len(find_processes(self.bank))
 
 
-def build_network(net: Netlist, data: np.ndarray) -> LavaNetwork:
+def build_network(net: Netlist, data: np.ndarray, internals: Collection[str] = ()) -> LavaNetwork:
     """Lava processes computing `net` on encoded input data (B, L, d_in), unconnected to
-    any reader: the runner adds Extractors for what it records."""
+    any reader: the runner adds Extractors for what it records. The populations named in
+    `internals` also send their states and summed input on `states_out`."""
     require_lava()
     unsupported = sorted({p.kind for p in net.populations} - set(_BUILDERS) - set(SOURCE_KINDS))
     if unsupported:
@@ -106,7 +109,7 @@ def build_network(net: Netlist, data: np.ndarray) -> LavaNetwork:
 
     for pop in net.populations:
         if pop.kind not in SOURCE_KINDS:
-            proc = _BUILDERS[pop.kind](pop, net, batch)
+            proc = _BUILDERS[pop.kind](pop, net, batch, states=pop.name in internals)
             lava.compartments[pop.name] = proc
             if hasattr(proc, "events"):
                 lava.counters[pop.name] = proc
@@ -281,27 +284,35 @@ def _widths(net: Netlist) -> dict[str, int]:
     return {"state_bits": net.formats.state_bits, "message_bits": net.formats.message_bits}
 
 
-def _accumulator(pop: Population, net: Netlist, batch: int) -> Any:
-    return _processes().Accumulator(size=batch * pop.size, name=pop.name, **_widths(net))
+# Each builder: (population, netlist, batch, states: send states_out) -> the process.
 
 
-def _heaviside(pop: Population, net: Netlist, batch: int) -> Any:
-    return _processes().Heaviside(size=batch * pop.size, name=pop.name, **_widths(net))
+def _accumulator(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
+    return _processes().Accumulator(
+        size=batch * pop.size, name=pop.name, record_states=states, **_widths(net)
+    )
 
 
-def _ssm(pop: Population, net: Netlist, batch: int) -> Any:
+def _heaviside(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
+    return _processes().Heaviside(
+        size=batch * pop.size, name=pop.name, record_states=states, **_widths(net)
+    )
+
+
+def _ssm(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
     suffix = "_q" if net.numeric == "int" else ""
     coeffs = {k: _tile(pop, k + suffix, batch) for k in ("a_re", "a_im", "b_re", "b_im")}
     return _processes().Ssm(
         size=batch * pop.size,
         frac_bits=net.formats.ssm_frac_bits,
         name=pop.name,
+        record_states=states,
         **coeffs,
         **_widths(net),
     )
 
 
-def _reset_refractory(pop: Population, net: Netlist, batch: int) -> Any:
+def _reset_refractory(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
     decay = _tile(pop, "decay", batch) if net.numeric == "int" else 1.0 - _tile(pop, "beta", batch)
     return _processes().ResetRefractory(
         size=batch * pop.size,
@@ -309,14 +320,16 @@ def _reset_refractory(pop: Population, net: Netlist, batch: int) -> Any:
         theta=_tile(pop, "theta", batch),
         rho=_tile(pop, "rho", batch),
         name=pop.name,
+        record_states=states,
         **_widths(net),
     )
 
 
-def _glu(pop: Population, net: Netlist, batch: int) -> Any:
+def _glu(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
     gate = pop.attrs.get("gate", "sigmoid")
+    common = dict(name=pop.name, record_states=states, **_widths(net))
     if net.numeric != "int":
-        return _processes().Glu(size=batch * pop.size, gate=gate, name=pop.name, **_widths(net))
+        return _processes().Glu(size=batch * pop.size, gate=gate, **common)
     p = pop.params
     return _processes().Glu(
         size=batch * pop.size,
@@ -325,26 +338,35 @@ def _glu(pop: Population, net: Netlist, batch: int) -> Any:
         table=np.asarray(p["pwl_table_q12"]),
         out_shift=int(p["out_shift"]),
         gate=gate,
-        name=pop.name,
-        **_widths(net),
+        **common,
     )
 
 
-def _lif(pop: Population, net: Netlist, batch: int) -> Any:
+def _lif(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
     if net.numeric != "int":
         p = pop.params
         return _processes().FloatLif(
-            size=batch * pop.size, tau=float(p["tau"]), vth=float(p["vth"]), name=pop.name
+            size=batch * pop.size,
+            tau=float(p["tau"]),
+            vth=float(p["vth"]),
+            name=pop.name,
+            record_states=states,
         )
     from lava.proc.lif.process import LIF
 
+    # StateLif: Lava's LIF and its model, plus a port that sends u, v and the input.
+    lif = _processes().StateLif if states else LIF
     du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
-    return LIF(shape=(batch * pop.size,), du=du, dv=dv, vth=vth, bias_mant=0, name=pop.name)
+    return lif(shape=(batch * pop.size,), du=du, dv=dv, vth=vth, bias_mant=0, name=pop.name)
 
 
-def _readout(pop: Population, net: Netlist, batch: int) -> Any:
+def _readout(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
     return _processes().Readout(
-        size=batch * pop.size, mode=pop.attrs["mode"], name=pop.name, **_widths(net)
+        size=batch * pop.size,
+        mode=pop.attrs["mode"],
+        name=pop.name,
+        record_states=states,
+        **_widths(net),
     )
 
 

@@ -8,6 +8,12 @@ numerics.md, so every population at Lava step s works on model step s - 1 - late
 Each recorded population's out-port feeds an Extractor that is read once per step while
 Lava runs (non-blocking), so traces cost milliseconds, not Var.get's 22 us per value;
 the readout state and the event counters are read once with Var.get at the end.
+
+record_internals: each recorded population with states or an input also sends, on its
+`states_out` port, its states after the step and the summed input it received (Lava's
+LIF through StateLif, our processes behind a flag); one more Extractor per population
+reads them each step, aligned like its messages, as the reference's "<pop>.<state>"
+and "<pop>.in" traces.
 """
 
 from __future__ import annotations
@@ -39,11 +45,14 @@ def run_lava(
     x: np.ndarray,
     *,
     record: bool | Iterable[str] = True,
+    record_internals: bool = False,
     batch_size: int | None = None,
 ) -> SimResult:
     """Run `net` on float inputs x (B, L, d_in) in Lava; see SimResult.
 
     record: True for traces of every population that sends, or an iterable of names;
+    record_internals: also trace the recorded populations' states ("<pop>.<state>") and
+    summed inputs ("<pop>.in"), named and aligned as reference.simulate's;
     batch_size: samples per Lava run (all B at once by default, as copies of the
     network side by side; smaller values bound memory at the cost of more runs).
     """
@@ -51,10 +60,13 @@ def run_lava(
     x = np.asarray(x, dtype=np.float64)
     _check_input(net, x)
     recorded = _recorded(net, record)
+    internals = _internals(net, record) if record_internals else []
     chunk = batch_size or x.shape[0]
     if chunk < 1:
         raise UsageError(f"batch_size must be positive, got {batch_size}")
-    parts = [_run_once(net, x[i : i + chunk], recorded) for i in range(0, x.shape[0], chunk)]
+    parts = [
+        _run_once(net, x[i : i + chunk], recorded, internals) for i in range(0, x.shape[0], chunk)
+    ]
     return _concatenate(parts) if len(parts) > 1 else parts[0]
 
 
@@ -79,26 +91,45 @@ def _recorded(net: Netlist, record: bool | Iterable[str]) -> list[str]:
     return [name for name in senders if name in names]
 
 
-def _run_once(net: Netlist, x: np.ndarray, recorded: list[str]) -> SimResult:
+def _internals(net: Netlist, record: bool | Iterable[str]) -> list[str]:
+    """Recorded populations that have states or an input (the readout included)."""
+    names = None if record is True else set(record or ())
+    return [
+        p.name
+        for p in net.populations
+        if (names is None or p.name in names)
+        and (p.compartment.states or p.compartment.input_factor)
+    ]
+
+
+def _run_once(net: Netlist, x: np.ndarray, recorded: list[str], internals: list[str]) -> SimResult:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 
     events = Events()
     data = encode_input(net, x, events)
-    lava = build_network(net, data)
+    lava = build_network(net, data, internals)
     readers = _attach_extractors(lava, recorded, Extractor)
+    state_readers = {
+        name: _attach(lava.compartments[name].states_out, f"{name}.states", Extractor)
+        for name in internals
+    }
+    ports = [port for port, _ in readers.values()] + [p for p, _ in state_readers.values()]
     tag = "fixed_pt" if net.numeric == "int" else "floating_pt"
     config = Loihi2SimCfg(
         select_tag=tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel}
     )
-    received = {id(port): np.zeros((lava.steps, port.shape[0])) for port, _ in readers.values()}
+    received = {id(port): np.zeros((lava.steps, port.shape[0])) for port in ports}
     root, failed = lava.root, False
     try:
         root.run(RunSteps(num_steps=lava.steps, blocking=False), run_cfg=config)
         runtime = root.runtime
         # Sources share one extractor: read each extractor once per step.
-        extractors = {id(port): (ex, received[id(port)]) for port, ex in readers.values()}
+        extractors = {
+            id(port): (ex, received[id(port)])
+            for port, ex in [*readers.values(), *state_readers.values()]
+        }
         for step in range(lava.steps):
             for extractor, store in extractors.values():
                 store[step] = _receive(extractor, runtime)
@@ -114,6 +145,9 @@ def _run_once(net: Netlist, x: np.ndarray, recorded: list[str]) -> SimResult:
 
     dtype = np.int64 if net.numeric == "int" else np.float64
     traces = _traces(lava, readers, received, dtype)
+    for name, (port, _) in state_readers.items():
+        traces.update(_state_traces(lava, name, received[id(port)], dtype))
+    spiking = {p.name for p in net.populations if p.compartment.spiking}
     readout = np.asarray(readout, dtype=dtype).reshape(lava.batch, net.readout.size)
     logits = readout.astype(np.float64) * net.output_scale
     if net.readout.attrs["mode"] == "mean":
@@ -125,6 +159,10 @@ def _run_once(net: Netlist, x: np.ndarray, recorded: list[str]) -> SimResult:
         events=dict(events.counts),
         latency=net.latency(),
         steps=lava.steps,
+        # As the reference defines them, from whichever spiking populations were recorded.
+        spike_rates={
+            name: float(trace.mean()) for name, trace in traces.items() if name in spiking
+        },
     )
 
 
@@ -140,6 +178,12 @@ def _attach_extractors(lava: LavaNetwork, recorded: list[str], extractor_cls: An
             port.connect(by_port[id(port)].in_port)
         readers[name] = (port, by_port[id(port)])
     return readers
+
+
+def _attach(port: Any, name: str, extractor_cls: Any) -> tuple[Any, Any]:
+    extractor = extractor_cls(shape=port.shape, name=f"{name}.extractor")
+    port.connect(extractor.in_port)
+    return port, extractor
 
 
 def _receive(extractor: Any, runtime: Any) -> np.ndarray:
@@ -205,7 +249,6 @@ def _stop(root: Any, failed: bool) -> None:
 
 def _traces(lava: LavaNetwork, readers: dict, received: dict, dtype: type) -> dict:
     """Model-time traces (B, L, size): Lava step s (row s - 1) is model step s - 1 - latency."""
-    latency = lava.net.latency()
     traces = {}
     for name, (port, _) in readers.items():
         pop = lava.net.population(name)
@@ -213,14 +256,46 @@ def _traces(lava: LavaNetwork, readers: dict, received: dict, dtype: type) -> di
             columns = lava.bank_columns[(name, 0)]
         else:
             columns = slice(None)
-        # A population later than the readout is cut off at the last step, as in the
-        # reference: its remaining model steps stay zero.
-        rows = np.zeros((lava.length, lava.batch * pop.size))
-        available = received[id(port)][latency[name] : latency[name] + lava.length, columns]
-        rows[: len(available)] = available
+        rows = _model_time(lava, name, received[id(port)][:, columns])
         trace = rows.reshape(lava.length, lava.batch, pop.size).transpose(1, 0, 2)
         traces[name] = trace.astype(dtype)
     return traces
+
+
+def _model_time(lava: LavaNetwork, name: str, received: np.ndarray) -> np.ndarray:
+    """Rows of Lava steps (row s - 1 = step s) -> (L, width) in model time. A population
+    later than the readout is cut off at the last step, as in the reference: its
+    remaining model steps stay zero."""
+    start = lava.net.latency()[name]
+    rows = np.zeros((lava.length, received.shape[1]))
+    available = received[start : start + lava.length]
+    rows[: len(available)] = available
+    return rows
+
+
+def _state_traces(lava: LavaNetwork, name: str, received: np.ndarray, dtype: type) -> dict:
+    """Split a states_out record [state_1; ...; state_k; a] into "<name>.<state>" traces
+    (B, L, size) and "<name>.in" (B, L, input width).
+
+    Every block is batch-major (compartment b * size + i); the input of a multi-part
+    kind (glu) is [part 0 of every sample; part 1 of every sample], as the builder
+    wires it, so it is regrouped per sample.
+    """
+    pop = lava.net.population(name)
+    proc = lava.compartments[name]
+    rows = _model_time(lava, name, received)
+    batch, size, length = lava.batch, pop.size, lava.length
+    traces = {}
+    names = tuple(proc.proc_params["states"])
+    for k, state in enumerate(names):
+        block = rows[:, k * batch * size : (k + 1) * batch * size]
+        traces[f"{name}.{state}"] = block.reshape(length, batch, size).transpose(1, 0, 2)
+    factor = pop.compartment.input_factor
+    if factor:
+        block = rows[:, len(names) * batch * size :]
+        block = block.reshape(length, factor, batch, size).transpose(2, 0, 1, 3)
+        traces[f"{name}.in"] = block.reshape(batch, length, factor * size)
+    return {key: value.astype(dtype) for key, value in traces.items()}
 
 
 def _concatenate(parts: list[SimResult]) -> SimResult:

@@ -12,6 +12,12 @@ connections into one in-port with numpy promotion starting from the in-port's dt
 messages leave on int32 out-ports, the width of Lava's Dense. Every clip that changes
 a value adds one to the process's `events` Var, which the runner reads at the end.
 
+States: with `record_states=True` a process also sends, every step on `states_out`
+(int64, or float), its states after the step, then the summed input it received:
+[state_1; ...; state_k; a], each block in the process's compartment order, the names in
+proc_params["states"] (the reference's state names). `StateLif` is Lava's LIF with
+such a port (u, v, a). Without the flag the port stays unconnected and nothing is sent.
+
 Parameters are Vars named as in the netlist (without the `_q` suffix); in float mode a
 Var holds the float parameter of the same role, as noted per Process (like Lava's LIF,
 whose du and dv mean different things in its float and fixed-point models).
@@ -27,6 +33,8 @@ from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.lif.models import PyLifModelBitAcc
+from lava.proc.lif.process import LIF
 
 # ---- integer helpers (docs/numerics.md notation) ----------------------------------
 
@@ -43,20 +51,27 @@ def _floor_shift(x: np.ndarray, e: int) -> np.ndarray:
 
 
 def _step_and_send(model, a: np.ndarray) -> None:
-    """model.step(a), sent on s_out if the kind sends.
+    """model.step(a), sent on s_out if the kind sends, then the states and `a` on
+    states_out if the process records them.
 
     If step raises, zeros still go out before the error propagates: Lava's runtime
     service waits for every process to finish the step, and a process waiting for this
     one's message would never finish, so the error would hang the run instead of ending it.
     """
+    recording = model.proc_params["record_states"]
     try:
         out = model.step(a)
     except Exception:
         if hasattr(model, "s_out") and model.s_out is not None:
             model.s_out.send(np.zeros(model.s_out.shape))
+        if recording:
+            model.states_out.send(np.zeros(model.states_out.shape))
         raise
     if out is not None:
         model.s_out.send(out)
+    if recording:
+        names = model.proc_params["states"]
+        model.states_out.send(np.concatenate([*(getattr(model, n) for n in names), a]))
 
 
 class _Counting:
@@ -75,7 +90,10 @@ class _Counting:
 
 
 class _Compartment(AbstractProcess):
-    """`size` compartments; a_in has input_factor * size entries; s_out has size."""
+    """`size` compartments; a_in has input_factor * size entries; s_out has size;
+    states_out has (len(STATES) + input_factor) * size (sent if record_states)."""
+
+    STATES: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -85,15 +103,23 @@ class _Compartment(AbstractProcess):
         sends: bool = True,
         state_bits: int = 24,
         message_bits: int = 24,
+        record_states: bool = False,
         name: str | None = None,
         **params,
     ) -> None:
         super().__init__(
-            size=size, state_bits=state_bits, message_bits=message_bits, name=name, **params
+            size=size,
+            state_bits=state_bits,
+            message_bits=message_bits,
+            record_states=record_states,
+            states=self.STATES,
+            name=name,
+            **params,
         )
         self.a_in = InPort(shape=(input_factor * size,))
         if sends:
             self.s_out = OutPort(shape=(size,))
+        self.states_out = OutPort(shape=((len(self.STATES) + input_factor) * size,))
         self.events = Var(shape=(1,), init=0)
 
 
@@ -108,6 +134,8 @@ class Heaviside(_Compartment):
 class Ssm(_Compartment):
     """Complex resonator z' = a z + b x, out = Re z'. a_*, b_*: Q(frac_bits) ints, or floats."""
 
+    STATES = ("re", "im")
+
     def __init__(self, *, size: int, a_re, a_im, b_re, b_im, frac_bits: int = 16, **kw) -> None:
         super().__init__(size=size, frac_bits=frac_bits, **kw)
         self.a_re = Var(shape=(size,), init=a_re)
@@ -120,6 +148,8 @@ class Ssm(_Compartment):
 
 class ResetRefractory(_Compartment):
     """SPikE-SSM neuron. `decay`: in 1/4096 units (fixed_pt), or the float 1 - beta."""
+
+    STATES = ("v",)
 
     def __init__(self, *, size: int, decay, theta, rho, **kw) -> None:
         super().__init__(size=size, **kw)
@@ -154,6 +184,8 @@ class Glu(_Compartment):
 class Readout(_Compartment):
     """acc' = sat_S(acc + a) (mode "mean") or sat_S(a) (mode "last"); sends nothing."""
 
+    STATES = ("acc",)
+
     def __init__(self, *, size: int, mode: str, **kw) -> None:
         super().__init__(size=size, sends=False, mode=mode, **kw)
         self.acc = Var(shape=(size,), init=0)
@@ -163,13 +195,26 @@ class FloatLif(_Compartment):
     """The float64 lif of numerics.md: v' = tau v + a, spike where v' >= vth, reset to 0.
 
     Lava's own LIF float model tests `v > vth`; the integer netlist uses Lava's LIF.
+    The float lif has no current: `u` stays 0, as in the reference.
     """
+
+    STATES = ("u", "v")
 
     def __init__(self, *, size: int, tau: float, vth: float, **kw) -> None:
         super().__init__(size=size, **kw)
         self.tau = Var(shape=(1,), init=tau)
         self.vth = Var(shape=(1,), init=vth)
+        self.u = Var(shape=(size,), init=0)
         self.v = Var(shape=(size,), init=0)
+
+
+class StateLif(LIF):
+    """Lava's LIF (its bit-accurate model, unchanged) that also sends [u; v; a] on
+    states_out after every step: used for a lif population whose states are recorded."""
+
+    def __init__(self, *, shape: tuple[int, ...], **kw) -> None:
+        super().__init__(shape=shape, record_states=True, states=("u", "v"), **kw)
+        self.states_out = OutPort(shape=(3 * shape[0],))
 
 
 class DelayLine(AbstractProcess):
@@ -203,6 +248,7 @@ class Shift(AbstractProcess):
 class _FixedModel(PyLoihiProcessModel, _Counting):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
+    states_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=64)
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def run_spk(self) -> None:
@@ -298,6 +344,26 @@ class PyReadoutFixed(_FixedModel):
         return None
 
 
+@implements(proc=StateLif, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyStateLifFixed(PyLifModelBitAcc):
+    """PyLifModelBitAcc's step, then [u; v; a] on states_out (a: what Lava's LIF received)."""
+
+    # Lava's @implements refuses a subclass of a model of another Process; this model
+    # implements StateLif only, so the inherited LIF is cleared before decorating.
+    implements_process = None
+    states_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=64)
+
+    def subthr_dynamics(self, activation_in: np.ndarray) -> None:
+        self.received = activation_in
+        super().subthr_dynamics(activation_in)
+
+    def run_spk(self) -> None:
+        super().run_spk()
+        self.states_out.send(np.concatenate([self.u, self.v, self.received]).astype(np.int64))
+
+
 class _DelayLineModel(PyLoihiProcessModel):
     """Undecorated: Lava's tags add up over inheritance, so each mode subclasses this."""
 
@@ -335,6 +401,7 @@ class PyShiftFixed(PyLoihiProcessModel):
 class _FloatModel(PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    states_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def run_spk(self) -> None:
@@ -431,6 +498,7 @@ class PyReadoutFloat(_FloatModel):
 class PyFloatLif(_FloatModel):
     tau: np.ndarray = LavaPyType(np.ndarray, float)
     vth: np.ndarray = LavaPyType(np.ndarray, float)
+    u: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
 
     def step(self, a):

@@ -1,0 +1,94 @@
+"""Rung 3 of verification: a target runs the integer netlist exactly as the reference does.
+
+    check = check_backend(net, x, "lava")   # every population, every model step
+
+Both runs record the messages of every population that sends, every population's
+states and summed input (record_internals), and the readout, aligned to model time
+(docs/numerics.md: a population at latency k works on model step t at simulation step
+t + k; Lava's first step is simulation step 0 + 1, which its runner undoes), and the
+readout state. Exact means equal: there is no tolerance to declare.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from snncompile.ir.netlist import Netlist
+from snncompile.verify.traces import compare_runs
+
+# How each backend's simulation steps line up with the reference's (docs/targets.md).
+ALIGNMENT = {
+    "lava": "Lava step s = reference step s - 1 (Lava counts from 1); then the same "
+    "per-population latency as the reference",
+}
+
+
+@dataclass
+class BackendCheck:
+    """The outcome of one reference-vs-backend comparison."""
+
+    backend: str
+    n: int
+    steps: int  # model steps per input
+    simulated_steps: int  # steps run per input, input window plus the output latency
+    output_latency: int
+    alignment: str
+    populations: int  # populations whose traces were compared
+    traces: int  # traces compared: messages, states and summed inputs
+    values_compared: int
+    values_differing: int
+    divergence: str | None  # the first difference, described; None when exact
+    reference_seconds: float
+    backend_seconds: float
+
+    @property
+    def exact(self) -> bool:
+        return self.divergence is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "exact": self.exact}
+
+
+def check_backend(net: Netlist, x: np.ndarray, backend: str) -> BackendCheck:
+    """Run x (B, L, d_in) on the reference and on `backend`; compare every value."""
+    from snncompile.reference.simulator import simulate
+    from snncompile.simulate import run_backend
+
+    start = time.perf_counter()
+    expected = simulate(net, x, record=True, record_internals=True)
+    reference_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    actual = run_backend(backend, net, x, record=True, internals=True)
+    backend_seconds = time.perf_counter() - start
+    order = [p.name for p in net.populations]
+    # Population names hold dots; a state trace is "<population>.<state>".
+    traced = {name.rsplit(".", 1)[0] for name in expected.traces} | set(expected.traces)
+    divergence = compare_runs(expected, actual, order)
+    compared = sum(int(np.size(t)) for t in expected.traces.values())
+    compared += int(np.size(expected.readout))
+    differing = sum(
+        int(np.count_nonzero(np.asarray(t) != np.asarray(actual.traces[name])))
+        for name, t in expected.traces.items()
+        if name in actual.traces and np.shape(t) == np.shape(actual.traces[name])
+    )
+    if np.shape(expected.readout) == np.shape(actual.readout):
+        differing += int(np.count_nonzero(expected.readout != actual.readout))
+    return BackendCheck(
+        backend=backend,
+        n=int(x.shape[0]),
+        steps=int(x.shape[1]),
+        simulated_steps=int(expected.steps),
+        output_latency=net.output_latency,
+        alignment=ALIGNMENT.get(backend, "same steps as the reference"),
+        populations=sum(1 for p in net.populations if p.name in traced),
+        traces=len(expected.traces),
+        values_compared=compared,
+        values_differing=differing,
+        divergence=divergence,
+        reference_seconds=reference_seconds,
+        backend_seconds=backend_seconds,
+    )
