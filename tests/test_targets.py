@@ -82,5 +82,5 @@ def test_a_target_asked_for_what_it_cannot_take_exits_4(tmp_path: Path, capsys) 
     assert code == 4
     assert err.count("\n") == 1
     assert "blocks.0.act (Opaque)" in err and "blocks.1.act (Opaque)" in err
-    assert "the reference, lava, loihi2 targets take" in err and "onnx --float" in err
+    assert "the reference, lava, loihi2, onnx targets take" in err and "onnx --float" in err
     assert not out_dir.exists()
