@@ -284,6 +284,7 @@ def export_model(
     dt: float | None = None,
     reset: str = "zero",
     target_options: dict[str, Any] | None = None,
+    float_export: bool = False,
 ) -> ExportResult:
     """Compile `source` and write the artifact to `out_dir` (nothing when stop_after).
 
@@ -293,7 +294,9 @@ def export_model(
     target "loihi2" maps the network on cores and runs the design-rule check before
     writing anything (HardwareRuleError, exit 5, lists every violation); target_config
     is a TOML file overriding entries of its target description. target_options: more
-    options of the target by name (e.g. {"nir_ssm": "euler"} for nir).
+    options of the target by name (e.g. {"nir_ssm": "euler"} for nir). float_export (target
+    "onnx" only) exports the float PyTorch model one step at a time instead of the integer
+    netlist, checked against PyTorch (EquivalenceError, exit 3, writes nothing).
     """
     import json
 
@@ -303,8 +306,10 @@ def export_model(
 
     spec = get_target(target)
     module = spec.load()
-    options = {"target_config": target_config} if target_config is not None else {}
+    options: dict[str, Any] = {"target_config": target_config} if target_config else {}
     options.update({k: v for k, v in (target_options or {}).items() if v is not None})
+    if float_export:
+        options["float"] = True
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         takers = [t.name for t in TARGETS.values() if set(unknown) <= set(t.options)]
@@ -314,6 +319,8 @@ def export_model(
             + " or ".join(takers)
         )
     parsed = module.check_options(options) if module is not None else None  # fail early
+    if float_export:
+        return _export_float(source, out_dir, module, entry, calibration, stop_after, overwrite)
     if stop_after is None:
         if out_dir is None:
             raise UsageError("export needs an output directory (-o OUT)")
@@ -349,6 +356,42 @@ def export_model(
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
     summary = module.summarize_artifact(path) if module is not None else None
     return ExportResult(compiled, path, report, summary)
+
+
+def _export_float(
+    source: Any,
+    out_dir: str | Path | None,
+    module: Any,
+    entry: str | None,
+    calibration: Any,
+    stop_after: str | None,
+    overwrite: bool,
+) -> ExportResult:
+    """`export --target onnx --float`: the float model's step graph (no netlist)."""
+    import json
+
+    import numpy as np
+
+    from snncompile.compiler import check_inputs, load_model
+
+    if stop_after is not None:
+        raise UsageError("--stop-after does not apply to --float (it stops the integer pipeline)")
+    if out_dir is None:
+        raise UsageError("export needs an output directory (-o OUT)")
+    module.check_float_output(out_dir, overwrite)  # fail before the slow part
+    model, width, embedded, meta = load_model(source, entry=entry)
+    x = embedded if calibration is None else calibration
+    if x is None:
+        raise UsageError(
+            "the float export is checked on inputs: the checkpoint has none embedded; "
+            "pass --calib FILE (.npy of shape (batch, steps, inputs))"
+        )
+    x = check_inputs(np.asarray(x), width, what="calibration data")
+    path = module.export_float(
+        model, x[: module.FLOAT_CHECK_SEQUENCES], out_dir, overwrite=overwrite, meta=meta
+    )
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    return ExportResult(None, path, manifest, None)
 
 
 def inspect_path(path: str | Path) -> dict[str, Any]:

@@ -377,6 +377,13 @@ def _progress():
     help="Stop after a step (trace, a pass name, passes, lower, quantize), print what it "
     "reached and write nothing.",
 )
+@click.option(
+    "--float",
+    "float_export",
+    is_flag=True,
+    help="onnx only: export the float PyTorch model one step at a time (no integer "
+    "netlist; for models the netlist cannot express), checked against PyTorch to 1e-5.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at OUT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
@@ -400,6 +407,7 @@ def export(
     target_config: str | None,
     ssm_form: str | None,
     stop_after: str | None,
+    float_export: bool,
     overwrite: bool,
     as_json: bool,
     dt: float | None,
@@ -430,9 +438,13 @@ def export(
             dt=dt,
             reset=reset,
             target_options={"nir_ssm": ssm_form},
+            float_export=float_export,
         )
     for warning in result.compiled.meta.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
+    if float_export:
+        _print_float_export(model, str(result.path), result.report, as_json)
+        return
     if stop_after is not None:
         summary = _stopped_summary(result.compiled)
         if as_json:
@@ -448,6 +460,22 @@ def export(
         click.echo(f"  calibration   {result.compiled.meta['calibration_default']}")
     if result.target_summary is not None:
         _TARGET_PRINTERS[target](result.target_summary)
+
+
+def _print_float_export(model: str, path: str, manifest: dict, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    check = manifest["check"]
+    click.echo(f"wrote {path} (target onnx, {manifest['numeric']}) from {model}")
+    click.echo(f"  states        {len(manifest['interface']['states'])} tensors, no latency")
+    click.echo(
+        f"  check         onnxruntime vs PyTorch forward on {check['sequences']} x "
+        f"{check['steps']} steps: max relative logit error {check['max_relative_error']:.2e} "
+        f"(tolerance {check['tolerance']:g})"
+    )
 
 
 def _stopped_summary(compiled) -> dict:
@@ -645,7 +673,15 @@ def _print_nir(s: dict) -> None:
 
 
 # Targets whose export and inspect print a section of their own.
-_TARGET_PRINTERS = {"loihi2": _print_loihi2, "nir": _print_nir}
+def _print_onnx(s: dict) -> None:
+    click.echo(
+        f"  onnx          {s['file']}: one step, opset {s['opset']}, {s['nodes']} nodes, "
+        f"{s['states']} state tensors ({s['state_values']} values per sample), "
+        f"{s['bytes']} bytes; run {s['output_latency']} extra steps after the input"
+    )
+
+
+_TARGET_PRINTERS = {"loihi2": _print_loihi2, "nir": _print_nir, "onnx": _print_onnx}
 
 
 def _uj(pj: float) -> str:
@@ -680,7 +716,11 @@ def _format_events(events: dict[str, int]) -> str:
     help=".npy (batch, steps, inputs) or (steps, inputs), or .npz with x [and y].",
 )
 @click.option(
-    "--backend", default="reference", show_default=True, type=click.Choice(list(BACKENDS))
+    "--backend",
+    default="reference",
+    show_default=True,
+    type=click.Choice(list(BACKENDS)),
+    help="onnx: the artifact's model.onnx in onnxruntime (also a --target onnx --float export).",
 )
 @click.option("--steps", type=int, help="Use only the first N input steps.")
 @click.option(

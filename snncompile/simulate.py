@@ -67,6 +67,16 @@ def _run_reference(net: Any, x: np.ndarray, record: bool, internals: bool) -> An
     return simulate(net, x, record=record, record_internals=internals)
 
 
+def _run_onnx(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
+    """onnxruntime: a Netlist (its step graph is built), an artifact's StepSession, or a
+    float export's FloatSession (logits and spike rates only)."""
+    try:
+        from snncompile.targets.onnx.runner import run_onnx
+    except ImportError as exc:
+        raise MissingDependencyError(f"the onnx backend is not available ({exc})") from None
+    return run_onnx(net, x, record=record, record_internals=internals)
+
+
 def _run_lava(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
     try:
         from snncompile.targets.lava.runner import run_lava
@@ -87,6 +97,7 @@ def _run_lava(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
 BACKENDS: dict[str, Callable[[Any, np.ndarray, bool, bool], Any]] = {
     "reference": _run_reference,
     "lava": _run_lava,
+    "onnx": _run_onnx,
 }
 
 
@@ -120,27 +131,38 @@ def simulate_artifact(
     steps: int | None = None,
     output: str | os.PathLike[str] | None = None,
 ) -> SimulationSummary:
-    """Run the artifact's integer netlist on the inputs; optionally write OUT.npz."""
+    """Run the artifact's integer netlist on the inputs; optionally write OUT.npz.
+
+    backend "onnx" runs the artifact's model.onnx with onnxruntime: the integer step graph
+    of an `--target onnx` export, or the float step graph of an `--target onnx --float` one.
+    """
     from snncompile.artifact import read_artifact
 
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if output is not None and Path(output).suffix != ".npz":
         raise UsageError(f"-o must name an .npz file, got {output}")
-    art = read_artifact(artifact)
-    net = art.netlist
+    source: Any
+    if backend == "onnx":
+        # An onnx artifact runs its own model.onnx (a float export has no netlist at all).
+        from snncompile.targets.onnx.float_model import open_onnx_artifact
+
+        source, width, latency = open_onnx_artifact(artifact)
+    else:
+        source = read_artifact(artifact).netlist
+        width, latency = source.input.size, source.output_latency
     if isinstance(inputs, np.ndarray):
         from snncompile.compiler import check_inputs
 
-        x, labels = check_inputs(inputs, net.input.size, what="inputs"), None
+        x, labels = check_inputs(inputs, width, what="inputs"), None
     else:
-        x, labels = load_inputs(inputs, net.input.size)
+        x, labels = load_inputs(inputs, width)
     if steps is not None:
         if not 0 < steps <= x.shape[1]:
             raise UsageError(f"--steps must be in [1, {x.shape[1]}], got {steps}")
         x = x[:, :steps]
     start = time.perf_counter()
-    result = run_backend(backend, net, x)
+    result = run_backend(backend, source, x)
     seconds = time.perf_counter() - start
     predictions = result.logits.argmax(axis=1)
     summary = SimulationSummary(
@@ -148,7 +170,7 @@ def simulate_artifact(
         backend=backend,
         n=int(x.shape[0]),
         steps=int(x.shape[1]),
-        latency=net.output_latency,
+        latency=latency,
         predictions=[int(p) for p in predictions],
         spike_rates=dict(result.spike_rates),
         saturation_events=dict(result.events),

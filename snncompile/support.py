@@ -51,54 +51,74 @@ def traced_family_ops() -> list[TracedOp]:
     return found
 
 
-def takes(target: Target, op: TracedOp) -> bool:
-    """Whether `target` can express this traced op."""
-    if target.takes == "float-model":
+def _op_kinds(target: Target) -> frozenset[str]:
+    return frozenset(target.load().supported_ops())  # type: ignore[union-attr]
+
+
+def takes(target: Target, op: TracedOp, *, float_model: bool = False) -> bool:
+    """Whether `target` (with --float when float_model) can express this traced op."""
+    if target.takes == "float-model" or float_model:
         return True
+    if target.takes == "ops":  # these targets write the traced graph, before the passes
+        return op.kind in _op_kinds(target)
     if op.after_passes is None:
-        return True  # folded into a neighbour by a pass: costs nothing anywhere
-    if target.takes == "ops":
-        return op.after_passes.kind in target.op_kinds
+        return True  # folded into a neighbour by a pass: costs nothing in a netlist
     from snncompile.lower.lower import lowers
 
     return lowers(op.after_passes)
 
 
+def columns() -> list[tuple[str, Target, bool]]:
+    """(label, target, float_model): one per target, plus "<name> --float" for a target
+    that takes the float option."""
+    cols = []
+    for name, target in TARGETS.items():
+        cols.append((name, target, False))
+        if "float" in target.options:
+            cols.append((f"{name} --float", target, True))
+    return cols
+
+
 def support_matrix() -> dict[str, Any]:
-    """{"targets": name -> summary, "ops": label -> {target: bool},
-    "families": family -> {target: {"ok": bool, "missing": [op labels]}}}."""
+    """{"targets": label -> summary, "ops": op label -> {label: bool},
+    "families": family -> {label: {"ok": bool, "missing": [op labels]}}}."""
     traced = traced_family_ops()
+    cols = columns()
     ops: dict[str, dict[str, bool]] = {}
     families: dict[str, dict[str, dict[str, Any]]] = {}
     for op in traced:
-        row = ops.setdefault(op.label, dict.fromkeys(TARGETS, True))
+        row = ops.setdefault(op.label, {label: True for label, _, _ in cols})
         fam = families.setdefault(
-            op.family, {name: {"ok": True, "missing": []} for name in TARGETS}
+            op.family, {label: {"ok": True, "missing": []} for label, _, _ in cols}
         )
-        for name, target in TARGETS.items():
-            if takes(target, op):
+        for label, target, float_model in cols:
+            if takes(target, op, float_model=float_model):
                 continue
-            row[name] = False
-            fam[name]["ok"] = False
-            if op.label not in fam[name]["missing"]:
-                fam[name]["missing"].append(op.label)
-    return {
-        "targets": {name: target.summary for name, target in TARGETS.items()},
-        "ops": ops,
-        "families": families,
-    }
+            row[label] = False
+            fam[label]["ok"] = False
+            if op.label not in fam[label]["missing"]:
+                fam[label]["missing"].append(op.label)
+    summaries = {}
+    for label, target, float_model in cols:
+        summaries[label] = (
+            "the float PyTorch model, one step at a time (any model the tracer reads)"
+            if float_model
+            else target.summary
+        )
+    return {"targets": summaries, "ops": ops, "families": families}
 
 
 def targets_taking(kind: str) -> list[str]:
-    """The registered targets that take a graph op of `kind` as the passes leave it."""
+    """The target labels (as in the matrix) that take a graph op of `kind`."""
     from snncompile.lower.lower import LOWERED_KINDS
 
     names = []
-    for name, target in TARGETS.items():
+    for label, target, float_model in columns():
         if (
-            target.takes == "float-model"
+            float_model
+            or target.takes == "float-model"
             or (target.takes == "netlist" and kind in LOWERED_KINDS)
-            or (target.takes == "ops" and kind in target.op_kinds)
+            or (target.takes == "ops" and kind in _op_kinds(target))
         ):
-            names.append(name)
+            names.append(label)
     return names

@@ -35,7 +35,8 @@ class Target:
     options: the export options it accepts besides the common ones (e.g. target_config).
     takes:   what it can express: "netlist" (every op the lowering turns into compartments,
              after the graph passes), "float-model" (any model the tracer reads), or "ops"
-             (exactly the graph op kinds in `op_kinds`, as the passes leave them).
+             (the traced graph op kinds its module's supported_ops() lists).
+             A target with the option "float" takes any traced model with --float.
     """
 
     name: str
@@ -44,7 +45,6 @@ class Target:
     module: str | None = None
     options: tuple[str, ...] = field(default_factory=tuple)
     takes: str = "netlist"
-    op_kinds: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.takes not in ("netlist", "float-model", "ops"):
@@ -106,5 +106,16 @@ register_target(
         files=("model.nir",),
         module="nir",
         options=("nir_ssm",),
+        takes="ops",
+    )
+)
+register_target(
+    Target(
+        "onnx",
+        "one time step of the integer netlist as an ONNX graph with state in/out "
+        "(onnxruntime, simulate --backend onnx); with --float the float PyTorch model",
+        files=("model.onnx",),
+        module="onnx",
+        options=("float",),
     )
 )

@@ -51,8 +51,6 @@ _FUSES_LINEAR = (
     ops.Pool,
     nir_ops.EulerNeuron,
 )
-# What can take an op the compartments cannot express (reported in UnsupportedError).
-FLOAT_ONLY_TARGETS = "onnx --float"
 
 
 @dataclass(frozen=True)
@@ -139,19 +137,23 @@ def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
 
     refused = [node for node in graph if not lowers(node.op)]
     if refused:
-        netlist_targets = targets_taking("input")  # every netlist target takes an input
-        others = sorted(
-            set.intersection(*(set(targets_taking(n.op.kind)) for n in refused))
-            - set(netlist_targets)
-        )
-        elsewhere = [f"`{name}`" for name in others] + [f"`{FLOAT_ONLY_TARGETS}`"]
+        from snncompile.targets import TARGETS
+
+        netlist_targets = [name for name, t in TARGETS.items() if t.takes == "netlist"]
+        others = [
+            name
+            for name in targets_taking(refused[0].op.kind)
+            if name not in netlist_targets
+            and all(name in targets_taking(n.op.kind) for n in refused)
+        ]
+        elsewhere = [f"`{name}`" for name in others]
         raise UnsupportedError(
             "no compartment for "
             + ", ".join(f"{node.name} ({type(node.op).__name__})" for node in refused)
             + f"; the {', '.join(netlist_targets)} targets take "
             + ", ".join(sorted(c.__name__ for c in _LOWERINGS))
             + "; a float model with these ops can still go to "
-            + " or ".join(elsewhere)
+            + (" or ".join(elsewhere) or "no other target")
         )
     builder = _Builder(graph)
     for node in graph:

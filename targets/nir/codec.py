@@ -361,7 +361,7 @@ _TAKEN_ELSEWHERE = {
     "ssm": "the reference, lava and loihi2 targets (a discrete SSM; export the traced "
     "graph, whose S4D keeps the continuous A, B and dt NIR needs)",
     "activation": "no spiking target; `onnx --float` only",
-    "opaque": "no target (the IR keeps it by name only)",
+    "opaque": "no spiking target; `onnx --float` only (the IR keeps it by name only)",
 }
 
 

@@ -1,0 +1,425 @@
+"""The float ONNX export (`--target onnx --float`) and opening ONNX artifacts of both kinds.
+
+The float export is the way out for models the integer netlist cannot express (e.g. the
+GSU family): the PyTorch model itself, one time step with explicit state, exported with
+torch.onnx (TorchScript exporter) and checked against the model's own forward over whole
+sequences before anything is written.
+
+    export_float(model, x_check, "out.onnx-float")     # EquivalenceError: nothing written
+    run_float(FloatSession.from_file("out/model.onnx"), x)
+
+Only export_float imports torch, and only when called; it takes the model as an object
+(duck-typed: encoder, blocks with ssm/norm/act/mix, decoder, config.pooling), so this
+target does not import snncompile's models or frontend. Artifact layout: docs/formats.md,
+"ONNX float artifact".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snncompile import __version__
+from snncompile.errors import CorruptInputError, EquivalenceError, UnsupportedError, UsageError
+from snncompile.reference.simulator import SimResult
+
+FLOAT_FORMAT = "snncompile-onnx-float"
+FLOAT_VERSION = 1
+FLOAT_FILES = ("model.onnx", "check.npz")
+FLOAT_INTERFACE_KEY = "snncompile.float_interface"
+RELATIVE_TOLERANCE = 1e-5
+CHECK_SEQUENCES = 32  # calibration sequences streamed through onnxruntime at export
+OPSET = 17
+# float64 exports are exact to ~1e-16 where onnxruntime 1.23 has the kernels, but its CPU
+# provider lacks float64 Softplus, Conv and Erf (measured), so only float32 is offered on
+# the command line; the API takes dtype="float64" for models without those ops.
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+@dataclass(frozen=True)
+class FloatInterface:
+    """The float step graph's tensors.
+
+    inputs:  "u" (batch, input_size) in `dtype`; every name in `states` (batch, *shape).
+    outputs: "logits" (batch, output_size): the model's output for the steps seen so far
+             (mean pooling: the mean over them; last: this step's); "next:" + each state;
+             "spikes:" + each name in `spiking` (batch, H): that neuron layer's output.
+    """
+
+    input_size: int
+    output_size: int
+    dtype: str
+    pooling: str
+    states: dict[str, list[int]]
+    spiking: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+# ---- the export (torch) ----------------------------------------------------------------
+
+
+def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]], list[str]]:
+    """A torch module for one step with flat state tensors, and the state shapes.
+
+    The SSM's complex state is kept as two real tensors (ONNX has no complex type):
+    re' = ar re - ai im + br u, im' = ai re + ar im + bi u, y = 2 sum(cr re' - ci im') + D u,
+    which is S4D.step written out in real arithmetic.
+    """
+    import torch
+    from torch import nn
+
+    missing = [a for a in ("encoder", "blocks", "decoder", "config") if not hasattr(model, a)]
+    if missing:
+        raise UnsupportedError(
+            f"--float exports snncompile sequence models (encoder, blocks, decoder, config); "
+            f"{type(model).__name__} has no {', '.join(missing)}"
+        )
+    blocks = list(model.blocks)
+    for i, block in enumerate(blocks):
+        if getattr(block.ssm, "bidirectional", False):
+            raise UnsupportedError(
+                f"blocks.{i}.ssm is bidirectional (non-causal): it has no step mode to export"
+            )
+    h = model.config.d_model
+    states: dict[str, list[int]] = {}
+    act_counts = []
+    for i, block in enumerate(blocks):
+        modes = int(block.ssm.n_modes)
+        states[f"state:blocks.{i}.ssm.re"] = [h, modes]
+        states[f"state:blocks.{i}.ssm.im"] = [h, modes]
+        act_state = block.init_state(1, dtype=dtype, device=None)[1]
+        act_counts.append(len(act_state))
+        for k, tensor in enumerate(act_state):
+            states[f"state:blocks.{i}.act.{k}"] = list(tensor.shape[1:])
+    # Neuron layers (their own step()): their spikes are outputs too, for spike rates.
+    spiking = [f"blocks.{i}.act" for i, b in enumerate(blocks) if hasattr(b.act, "step")]
+    pooling = model.config.pooling
+    if pooling == "mean":
+        states["state:pool.sum"] = [h]
+        states["state:pool.count"] = [1]
+
+    class Step(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            with torch.no_grad():
+                for i, block in enumerate(blocks):
+                    a_bar, b_bar, c = block.ssm.discretize()
+                    c0 = c[0] if c.dim() == 3 else c
+                    parts = {
+                        "ar": a_bar.real, "ai": a_bar.imag, "br": b_bar.real,
+                        "bi": b_bar.imag, "cr": c0.real, "ci": c0.imag,
+                    }  # fmt: skip
+                    for name, value in parts.items():
+                        self.register_buffer(f"b{i}_{name}", value.to(dtype).contiguous())
+
+        def forward(self, u: torch.Tensor, *flat: torch.Tensor):
+            it = iter(flat)
+            x = self.model.encoder(u)
+            new: list[torch.Tensor] = []
+            spikes: list[torch.Tensor] = []
+            for i, block in enumerate(blocks):
+                p = {k: getattr(self, f"b{i}_{k}") for k in ("ar", "ai", "br", "bi", "cr", "ci")}
+                re, im = next(it), next(it)
+                act_state = tuple(next(it) for _ in range(act_counts[i]))
+                v = block.norm(x)
+                drive = v.unsqueeze(-1)
+                re2 = p["ar"] * re - p["ai"] * im + p["br"] * drive
+                im2 = p["ai"] * re + p["ar"] * im + p["bi"] * drive
+                y = 2 * (p["cr"] * re2 - p["ci"] * im2).sum(-1) + block.ssm.D * v
+                if f"blocks.{i}.act" in spiking:
+                    a, act_state = block.act.step(y, act_state)
+                    spikes.append(a)
+                else:
+                    a = block.act(y)
+                x = x + block.mix(a)
+                new += [re2, im2, *act_state]
+            if pooling == "mean":
+                total, count = next(it) + x, next(it) + 1
+                new += [total, count]
+                pooled = total / count
+            else:
+                pooled = x
+            return (self.model.decoder(pooled), *new, *spikes)
+
+    # eval(): a fresh Module is in training mode, and torch.onnx.export restores the
+    # exported module's mode afterwards, recursively, which would switch `model` (e.g. the
+    # LIF's SDN training path) into training mode for the check below.
+    return Step().eval(), states, spiking
+
+
+def export_float(
+    model: Any,
+    x_check: np.ndarray,
+    out_dir: str | os.PathLike[str],
+    *,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Export `model` (eval mode) one step at a time as ONNX and check it, then write.
+
+    x_check (B, L, d_in): inputs for the check; onnxruntime streams them step by step and
+    its final logits must equal model(x) (the PyTorch forward over the whole sequence) to
+    RELATIVE_TOLERANCE of the largest logit, else EquivalenceError and nothing is written.
+    """
+    import io
+
+    import torch
+
+    if dtype not in DTYPES:
+        raise UsageError(f"float export dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    out = check_float_output(out_dir, overwrite)
+    torch_dtype = torch.float32 if dtype == "float32" else torch.float64
+    model = model.eval().to(torch_dtype)
+    step, states, spiking = _step_module(model, torch_dtype)
+    iface = FloatInterface(
+        input_size=int(model.config.d_input),
+        output_size=int(model.config.d_output),
+        dtype=dtype,
+        pooling=str(model.config.pooling),
+        states=states,
+        spiking=spiking,
+    )
+    names = list(states)
+    spike_outputs = [f"spikes:{name}" for name in spiking]
+    example_u = torch.zeros(2, iface.input_size, dtype=torch_dtype)
+    example_states = [torch.zeros(2, *shape, dtype=torch_dtype) for shape in states.values()]
+    buffer = io.BytesIO()
+    outputs = ["logits", *_next(names), *spike_outputs]
+    dynamic = {name: {0: "batch"} for name in ["u", *names, *outputs]}
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns about Python-side checks and the GSU's activity statistic;
+        # whatever it froze, the equivalence check below is what decides.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            step,
+            (example_u, *example_states),
+            buffer,
+            input_names=["u", *names],
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,  # the dynamo exporter needs onnxscript, which is not installed
+        )
+    import onnx
+
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(proto, {FLOAT_INTERFACE_KEY: iface.to_json()})
+    onnx.checker.check_model(proto)
+    model_bytes = proto.SerializeToString()
+
+    x = np.asarray(x_check, dtype=DTYPES[dtype])
+    model.eval()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).double().numpy()
+    actual = run_float(FloatSession(model_bytes), x).logits
+    scale = float(np.abs(expected).max())
+    error = float(np.abs(actual - expected).max()) / max(scale, np.finfo(np.float64).tiny)
+    check = {
+        "reference": "the PyTorch model's forward over each whole sequence",
+        "sequences": int(x.shape[0]),
+        "steps": int(x.shape[1]),
+        "max_relative_error": error,
+        "tolerance": RELATIVE_TOLERANCE,
+        "criterion": "max |onnx - torch| / max |torch| over the final logits",
+    }
+    if not error <= RELATIVE_TOLERANCE:
+        raise EquivalenceError(
+            f"float ONNX export differs from PyTorch: max relative logit error {error:.3g} > "
+            f"{RELATIVE_TOLERANCE:g} on {x.shape[0]} sequence(s) of {x.shape[1]} steps"
+        )
+    manifest = {
+        "format": FLOAT_FORMAT,
+        "version": FLOAT_VERSION,
+        "target": "onnx",
+        "numeric": dtype,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tools": {
+            "snncompile": __version__,
+            "numpy": np.__version__,
+            "torch": str(torch.__version__),
+            "onnx": onnx.__version__,
+            "python": platform.python_version(),
+        },
+        "source": {k: v for k, v in (meta or {}).items() if k in ("checkpoint", "family", "task")},
+        "input_size": iface.input_size,
+        "output_size": iface.output_size,
+        "output_latency": 0,
+        "interface": json.loads(iface.to_json()),
+        "check": check,
+    }
+    writers = {
+        "model.onnx": lambda path: path.write_bytes(model_bytes),
+        "check.npz": lambda path: _save_npz(path, x=x, logits=expected),
+    }
+    return _write_dir(out, writers, manifest, overwrite)
+
+
+def check_float_output(out_dir: str | os.PathLike[str], overwrite: bool) -> Path:
+    """As artifact.check_output_dir, and a float export may replace an earlier one."""
+    from snncompile.artifact import check_output_dir
+
+    out = Path(out_dir)
+    if overwrite and out.is_dir() and not out.is_symlink():
+        try:
+            data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            data = None
+        if isinstance(data, dict) and data.get("format") == FLOAT_FORMAT:
+            return out
+    return check_output_dir(out, overwrite)
+
+
+def _next(names: list[str]) -> list[str]:
+    return [f"next:{name}" for name in names]
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_dir(out: Path, writers: dict, manifest: dict[str, Any], overwrite: bool) -> Path:
+    """Write the files and the manifest (with their sha256) atomically into `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for name, writer in writers.items():
+            writer(tmp / name)
+        manifest["files"] = {name: _sha256(tmp / name) for name in writers}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        if overwrite and out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.rename(out, old / "artifact")
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+# ---- running (no torch) ----------------------------------------------------------------
+
+
+class FloatSession:
+    """A float step model in onnxruntime, with its interface."""
+
+    def __init__(self, model_bytes: bytes, threads: int | None = None) -> None:
+        import onnx
+
+        from .runner import session_for
+
+        proto = onnx.load_from_string(model_bytes)
+        props = {p.key: p.value for p in proto.metadata_props}
+        if FLOAT_INTERFACE_KEY not in props:
+            raise CorruptInputError("the ONNX model has no snncompile float interface")
+        self.interface = FloatInterface(**json.loads(props[FLOAT_INTERFACE_KEY]))
+        self.session = session_for(model_bytes, threads)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> FloatSession:
+        return cls(Path(path).read_bytes())
+
+
+def run_float(session: FloatSession, x: np.ndarray) -> SimResult:
+    """Stream x (B, L, d_in) through the float step graph; logits after the last step.
+
+    readout holds the same logits (a float export has no integer readout); spike rates
+    per neuron layer (fraction of nonzero outputs); no traces or events; latency is 0
+    (no synapse hops in the float model).
+    """
+    iface = session.interface
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[2] != iface.input_size or x.shape[1] == 0:
+        raise UsageError(f"input must have shape (batch, steps, {iface.input_size}), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise UsageError("input holds NaN or inf")
+    dtype = DTYPES[iface.dtype]
+    x = np.ascontiguousarray(x, dtype=dtype)
+    batch = x.shape[0]
+    names = list(iface.states)
+    feeds = {n: np.zeros((batch, *s), dtype) for n, s in iface.states.items()}
+    outputs = ["logits", *_next(names), *(f"spikes:{n}" for n in iface.spiking)]
+    logits = np.zeros((batch, iface.output_size))
+    active = dict.fromkeys(iface.spiking, 0)
+    seen = dict.fromkeys(iface.spiking, 0)
+    for t in range(x.shape[1]):
+        feeds["u"] = x[:, t]
+        values = session.session.run(outputs, feeds)
+        logits = values[0]
+        feeds.update(zip(names, values[1 : 1 + len(names)], strict=True))
+        for name, spikes in zip(iface.spiking, values[1 + len(names) :], strict=True):
+            active[name] += int(np.count_nonzero(spikes))
+            seen[name] += spikes.size
+    logits = np.asarray(logits, dtype=np.float64)
+    rates = {name: n / seen[name] for name, n in active.items()}
+    return SimResult(logits=logits, readout=logits.copy(), steps=int(x.shape[1]), spike_rates=rates)
+
+
+# ---- opening an artifact for simulate --backend onnx ----------------------------------
+
+
+def open_onnx_artifact(path: str | os.PathLike[str]) -> tuple[Any, int, int]:
+    """(runnable source for run_onnx, input width, output latency) of an artifact.
+
+    A float export (manifest format snncompile-onnx-float) gives a FloatSession after its
+    hashes are checked; any other artifact goes through read_artifact and gives the
+    integer step graph (its model.onnx, or one built from its netlist).
+    """
+    from .runner import _resolve
+
+    path = Path(path)
+    manifest = path / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = None  # read_artifact below reports what is wrong
+    if isinstance(data, dict) and data.get("format") == FLOAT_FORMAT:
+        session = FloatSession.from_file(_checked_float_file(path, data))
+        return session, session.interface.input_size, 0
+    session = _resolve(path)
+    return session, session.interface.input_size, session.interface.output_latency
+
+
+def _checked_float_file(path: Path, manifest: dict[str, Any]) -> Path:
+    if manifest.get("version") != FLOAT_VERSION:
+        raise CorruptInputError(
+            f"{path / 'manifest.json'}: {FLOAT_FORMAT} version {manifest.get('version')!r} is "
+            f"not supported (this snncompile reads version {FLOAT_VERSION})"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(FLOAT_FILES) - set(files):
+        raise CorruptInputError(f"{path / 'manifest.json'}: does not list {', '.join(FLOAT_FILES)}")
+    for name in FLOAT_FILES:
+        file = path / name
+        if not file.is_file():
+            raise CorruptInputError(f"{file}: missing (the manifest lists it)")
+        if _sha256(file) != files[name]:
+            raise CorruptInputError(
+                f"{file}: sha256 does not match the manifest (changed after export)"
+            )
+    return path / "model.onnx"

@@ -1,0 +1,197 @@
+"""Stream whole sequences through the ONNX step graph with onnxruntime.
+
+    from snncompile.targets.onnx import run_onnx
+    result = run_onnx(net, x)              # x (B, L, d_in) floats; a reference SimResult
+    result = run_onnx("model.onnx-art", x) # an artifact directory (uses its model.onnx)
+
+The sequence takes L + output_latency steps (the input window, then a tail with zero
+input and in_window false), exactly like snncompile.reference.simulate, and the result
+has the same structure: traces of every population aligned to model time, readout,
+logits, saturation events, spike rates. No torch import.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snncompile.errors import MissingDependencyError, UsageError
+from snncompile.ir.netlist import Netlist
+from snncompile.reference.simulator import SimResult
+
+from .graph import StepInterface, build_step_model, read_interface
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingDependencyError(f"the onnx backend needs onnxruntime ({exc})") from None
+    return onnxruntime
+
+
+def session_for(model_bytes: bytes, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session for a serialized model."""
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: no constant-folding notes on stderr
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+class StepSession:
+    """A loaded step model: its interface and an onnxruntime session."""
+
+    def __init__(self, model_bytes: bytes, threads: int | None = None) -> None:
+        import onnx
+
+        model = onnx.load_from_string(model_bytes)
+        self.interface: StepInterface = read_interface(model)
+        self.session = session_for(model_bytes, threads)
+        self.state_names = list(self.interface.states)
+        self.msg_names = [f"msg:{name}" for name in self.interface.sending]
+        self.in_names = [f"in:{name}" for name in self.interface.receiving]
+        self.outputs = [
+            *(f"next:{n}" for n in self.state_names),
+            "readout",
+            "events",
+            *self.msg_names,
+            *self.in_names,
+        ]
+
+    @classmethod
+    def from_netlist(cls, net: Netlist, threads: int | None = None) -> StepSession:
+        return cls(build_step_model(net).SerializeToString(), threads)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], threads: int | None = None) -> StepSession:
+        return cls(Path(path).read_bytes(), threads)
+
+    def zero_state(self, batch: int) -> dict[str, np.ndarray]:
+        return {n: np.zeros((batch, *s), np.int64) for n, s in self.interface.states.items()}
+
+
+def _resolve(source: Netlist | str | os.PathLike[str] | StepSession) -> StepSession:
+    if isinstance(source, StepSession):
+        return source
+    if isinstance(source, Netlist):
+        return StepSession.from_netlist(source)
+    from snncompile.artifact import read_artifact
+
+    art = read_artifact(source)  # hash-checked, including model.onnx when listed
+    onnx_file = Path(art.path) / "model.onnx"
+    if onnx_file.is_file() and "model.onnx" in art.manifest.get("files", {}):
+        return StepSession.from_file(onnx_file)
+    return StepSession.from_netlist(art.netlist)
+
+
+def run_onnx(
+    source: Netlist | str | os.PathLike[str] | StepSession,
+    x: np.ndarray,
+    *,
+    record: bool | Iterable[str] = True,
+    record_internals: bool = False,
+) -> SimResult:
+    """Run x (B, L, d_in) floats step by step through onnxruntime; see SimResult.
+
+    source: an int Netlist (its step graph is built in memory), an artifact directory
+    (its model.onnx if it has one, else a graph built from its netlist), or a StepSession.
+    record: traces of every sending population (True), of the named ones, or none;
+    record_internals: also the recorded populations' states ("<name>.<state>") and
+    summed synaptic inputs ("<name>.in"), as the reference records them.
+    """
+    from .float_model import FloatSession, run_float
+
+    if isinstance(source, FloatSession):  # a --float export: logits only
+        return run_float(source, x)
+    step = _resolve(source)
+    iface = step.interface
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[2] != iface.input_size:
+        raise UsageError(f"input must have shape (batch, steps, {iface.input_size}), got {x.shape}")
+    if x.shape[1] == 0:
+        raise UsageError("input has no time steps")
+    if not np.all(np.isfinite(x)):
+        raise UsageError("input holds NaN or inf")
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    batch, length, _ = x.shape
+    total = length + iface.output_latency
+    latency = iface.latency
+
+    stateful = {
+        n[len("state:") :].rsplit(".", 1)[0] for n in iface.states if n.startswith("state:")
+    }
+    pops = set(iface.sending) | set(iface.receiving) | stateful
+    recorded = set(iface.sending) | pops if record is True else set(record or ())
+    unknown = recorded - pops
+    if unknown:
+        raise UsageError(f"cannot record unknown populations: {', '.join(sorted(unknown))}")
+    traces: dict[str, np.ndarray] = {}
+    for name in recorded & set(iface.sending):
+        traces[name] = np.zeros((batch, length, iface.sending[name]), np.int64)
+    state_traces: dict[str, str] = {}  # trace name -> graph output
+    if record_internals:
+        for state, shape in iface.states.items():
+            if state.startswith("state:"):
+                pop_state = state[len("state:") :]
+                if pop_state.rsplit(".", 1)[0] in recorded:
+                    traces[pop_state] = np.zeros((batch, length, *shape), np.int64)
+                    state_traces[pop_state] = f"next:{state}"
+        for name, width in iface.receiving.items():
+            if name in recorded:
+                traces[f"{name}.in"] = np.zeros((batch, length, width), np.int64)
+                state_traces[f"{name}.in"] = f"in:{name}"
+
+    # Fetch only what this run uses: onnxruntime then skips the nodes nothing fetched needs.
+    wanted = {f"next:{n}" for n in step.state_names} | {"readout", "events"}
+    wanted |= {f"msg:{name}" for name in iface.spiking}
+    wanted |= {state_traces.get(name, f"msg:{name}") for name in traces}
+    fetch = [name for name in step.outputs if name in wanted]
+    feeds: dict[str, np.ndarray] = step.zero_state(batch)
+    zeros = np.zeros((batch, iface.input_size), np.float64)
+    inside = np.ones((batch, 1), bool)
+    outside = np.zeros((batch, 1), bool)
+    events = np.zeros(len(iface.event_sites), np.int64)
+    spike_sums = dict.fromkeys(iface.spiking, 0)
+    index = {name: i for i, name in enumerate(fetch)}
+    readout = np.zeros((batch, iface.output_size), np.int64)
+    for t in range(total):
+        feeds["x"] = x[:, t] if t < length else zeros
+        feeds["in_window"] = inside if t < length else outside
+        values = step.session.run(fetch, feeds)
+        for name in step.state_names:
+            feeds[name] = values[index[f"next:{name}"]]
+        readout = values[index["readout"]]
+        events += values[index["events"]]
+        for name in spike_sums:
+            if 0 <= t - latency[name] < length:
+                spike_sums[name] += int(values[index[f"msg:{name}"]].sum())
+        for name, trace in traces.items():
+            pop = name.rsplit(".", 1)[0] if name in state_traces else name
+            model_t = t - latency[pop]
+            if 0 <= model_t < length:
+                out = state_traces.get(name, f"msg:{name}")
+                trace[:, model_t] = values[index[out]]
+
+    logits = readout.astype(np.float64) * iface.output_scale
+    if iface.readout_mode == "mean":
+        logits = logits / length
+    sizes = iface.sending
+    return SimResult(
+        logits=logits,
+        readout=readout.copy(),
+        traces=traces,
+        events={site: int(n) for site, n in zip(iface.event_sites, events, strict=True) if n},
+        latency=dict(latency),
+        steps=total,
+        spike_rates={
+            name: total_spikes / (batch * length * sizes[name])
+            for name, total_spikes in spike_sums.items()
+        },
+    )

@@ -1,0 +1,120 @@
+"""The registry side of the ONNX target: options, prepare (build + check), summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from snncompile.errors import CorruptInputError, EquivalenceError, UsageError
+
+from .graph import OPSET, build_step_model, read_interface
+
+if TYPE_CHECKING:
+    import onnx
+
+    from snncompile.compiler import Compiled
+
+FILES = ("model.onnx",)
+# Calibration sequences run through onnxruntime at export to check the written graph.
+EXPORT_CHECK_SEQUENCES = 4
+
+
+@dataclass
+class Build:
+    """The step model of one compiled network, checked, ready to be written."""
+
+    model: onnx.ModelProto
+    checked_sequences: int
+
+    def files(self) -> dict[str, Callable[[Path], None]]:
+        data = self.model.SerializeToString()
+        return {"model.onnx": lambda path: path.write_bytes(data)}
+
+    def manifest(self) -> dict[str, Any]:
+        iface = read_interface(self.model)
+        return {
+            "onnx": {
+                "opset": OPSET,
+                "numeric": "int64",
+                "states": len(iface.states),
+                "event_sites": len(iface.event_sites),
+                "export_check": {
+                    "sequences": self.checked_sequences,
+                    "criterion": "readout, every message and state equal to the reference",
+                },
+            }
+        }
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The onnx target takes `float` (export the float PyTorch model instead)."""
+    unknown = sorted(set(options) - {"float"})
+    if unknown:
+        raise UsageError(f"the onnx target does not take {', '.join(unknown)}")
+    return {"float": bool(options.get("float", False))}
+
+
+def prepare(compiled: Compiled, parsed: dict[str, Any] | None = None) -> Build:
+    """Build the step graph and check it against the reference on calibration inputs.
+
+    EquivalenceError (exit 3, nothing written) names the first diverging population.
+    """
+    from snncompile.reference.simulator import simulate
+
+    from .runner import StepSession, run_onnx
+
+    net = compiled.netlist
+    if net is None:
+        raise UsageError("the onnx target needs the quantized netlist (pipeline stopped early)")
+    model = build_step_model(net)
+    calib = compiled.calibration
+    n = 0
+    if calib is not None:
+        x = np.asarray(calib)[:EXPORT_CHECK_SEQUENCES]
+        n = int(x.shape[0])
+        expected = simulate(net, x, record=True)
+        actual = run_onnx(StepSession(model.SerializeToString()), x, record=True)
+        _compare(expected, actual, [p.name for p in net.populations])
+    return Build(model=model, checked_sequences=n)
+
+
+def _compare(expected: Any, actual: Any, order: list[str]) -> None:
+    for name in order:
+        if name not in expected.traces:
+            continue
+        bad = np.argwhere(expected.traces[name] != actual.traces[name])
+        if len(bad):
+            b, t, i = min(bad.tolist(), key=lambda idx: (idx[1], idx[0], idx[2]))
+            raise EquivalenceError(
+                f"onnx step graph differs from the reference: population {name!r} at model "
+                f"step {t} (sample {b}, compartment {i})"
+            )
+    if not np.array_equal(expected.readout, actual.readout):
+        raise EquivalenceError("onnx step graph differs from the reference in the readout")
+
+
+def summarize_artifact(path: str | Path) -> dict[str, Any]:
+    """Interface summary of the artifact's model.onnx (for inspect and export)."""
+    import onnx
+
+    file = Path(path) / "model.onnx"
+    try:
+        model = onnx.load(str(file))
+    except Exception as exc:  # onnx raises DecodeError and others: all mean unreadable
+        raise CorruptInputError(f"{file}: unreadable ONNX model ({exc})") from None
+    iface = read_interface(model)
+    return {
+        "file": "model.onnx",
+        "opset": OPSET,
+        "inputs": ["x", "in_window", *iface.states],
+        "outputs": ["readout", "events", "next:<state>", "msg:<population>", "in:<population>"],
+        "states": len(iface.states),
+        "state_values": int(sum(int(np.prod(s)) for s in iface.states.values())),
+        "output_latency": iface.output_latency,
+        "nodes": len(model.graph.node),
+        "bytes": file.stat().st_size,
+    }

@@ -1,0 +1,496 @@
+"""The ONNX target against the reference simulator: every trace, every step, bit for bit.
+
+onnxruntime runs the one-step graph over whole sequences (run_onnx streams the state);
+the reference runs the same netlist; assert_traces_equal names the first population and
+model step where they part. The float export (--target onnx --float) is in
+test_onnx_float.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import numpy_helper
+from trace_compare import assert_traces_equal, first_divergence
+
+from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.reference.simulator import simulate
+from snncompile.targets.onnx import StepSession, build_step_model, read_interface, run_onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX24 = 2**23 - 1
+FMT = Formats()
+
+
+def check(net: Netlist, x: np.ndarray, source=None) -> tuple:
+    """Reference vs onnxruntime on x (B, L, d_in): every message, state and input sum,
+    the readout, logits, saturation events and spike rates must be equal."""
+    x = np.asarray(x, dtype=np.float64)
+    expected = simulate(net, x, record=True, record_internals=True)
+    actual = run_onnx(net if source is None else source, x, record_internals=True)
+    assert_traces_equal(expected, actual, order=[p.name for p in net.populations])
+    assert actual.events == expected.events
+    assert actual.spike_rates == expected.spike_rates
+    assert actual.steps == expected.steps
+    np.testing.assert_array_equal(actual.logits, expected.logits)
+    return expected, actual
+
+
+def pop(name: str, kind: str, size: int, attrs: dict | None = None, **params) -> Population:
+    return Population(
+        name, kind, size, {k: np.asarray(v, float) for k, v in params.items()}, attrs or {}
+    )
+
+
+def side_by_side(pops: list[Population], *, fmt: Formats = FMT, mode="last") -> Netlist:
+    """input -> each population (identity on its slice of the input) -> one readout."""
+    widths = [p.input_width for p in pops]
+    sizes = [p.size for p in pops]
+    syns, start = [], 0
+    for p, width in zip(pops, widths, strict=True):
+        weight = np.zeros((width, sum(widths)))
+        weight[:, start : start + width] = np.eye(width)
+        syns.append(Synapse(f"in->{p.name}", "in", p.name, weight))
+        start += width
+    start = 0
+    for p, size in zip(pops, sizes, strict=True):
+        weight = np.zeros((sum(sizes), size))
+        weight[start : start + size] = np.eye(size)
+        syns.append(Synapse(f"{p.name}->out", p.name, "out", weight))
+        start += size
+    readout = Population("out", "readout", sum(sizes), attrs={"mode": mode})
+    return Netlist((Population("in", "input", sum(widths)), *pops, readout), syns, "int", fmt)
+
+
+# ---- the arithmetic, kind by kind, at its edges ---------------------------------------
+
+
+def test_roundings_at_int32_and_beyond():
+    """tz on sums of 2^31 and more (onnxruntime's int64 Sign is wrong there), floor shifts
+    of negative odd sums, the int32 wrap of a synapse and the input's half-even rounding."""
+    ssm = pop(
+        "ssm", "ssm", 3, a_re_q=[0, 2**16, -(2**16)], a_im_q=[0, -(2**16), 7],
+        b_re_q=[2**31 - 1, -(2**31) + 1, 3], b_im_q=[-(2**31) + 1, 12345, -1],
+    )  # fmt: skip
+    acc = pop("acc", "accumulator", 2)
+    net = side_by_side([ssm, acc])
+    x = np.array([[[MAX24, -MAX24, 1, 3, -3], [-1, 1, MAX24, -5, 5], [0, 0, 0, 0, 0]]])
+    check(net, x)
+    # An exponent of -2 on negative sums that are not multiples of 4 (a floor, not a
+    # truncation), and a sum past int32.
+    pops = (
+        pop("in", "input", 2),
+        pop("a", "accumulator", 2),
+        pop("o", "readout", 2, {"mode": "mean"}),
+    )
+    syns = (
+        Synapse("in->a", "in", "a", np.array([[254.0, 254.0], [-2.0, 2.0]]), weight_exp=-2),
+        Synapse("a->o", "a", "o", np.eye(2)),
+    )
+    net = Netlist(pops, syns, "int", formats=Formats(message_bits=32))
+    x = np.array([[[2.0**31 - 1, 2.0**31 - 1], [-3.0, 1.0], [5.0, 0.0]]])
+    expected, _ = check(net, x)
+    assert expected.events["in->a"] > 0  # the int32 wrap really happened
+    # Half-even rounding of the input with a non-unit scale.
+    net = Netlist(pops, syns, "int", formats=Formats(message_bits=32), input_scale=0.5)
+    check(net, np.array([[[0.25, -0.25], [0.75, -0.75], [1.25, 2.5]]]))
+
+
+def test_each_kind_at_thresholds_and_saturation():
+    rr = pop(
+        "rr", "reset_refractory", 3, decay=[0, 4096, 1000], theta=[5, 1, MAX24], rho=[0, MAX24, 3]
+    )
+    lif = pop("lif", "lif", 2, du=4095, dv=0, vth=1)
+    lif2 = pop("lif2", "lif", 2, du=0, dv=4095, vth=2**17 - 1)
+    hv = pop("hv", "heaviside", 2)
+    glu = pop(
+        "glu", "glu", 2, {"gate": "sigmoid"}, pwl_x0=-5, pwl_shift=2,
+        pwl_table_q12=[0, 100, 2048, 4000, 4096], out_shift=-3,
+    )  # fmt: skip
+    net = side_by_side([rr, lif, lif2, hv, glu], mode="mean")
+    rng = np.random.default_rng(0)
+    edges = np.array([0, 1, -1, 5, 6, 64, 65, MAX24, -MAX24, 2**16, -(2**16), 3, -3])
+    x = rng.choice(edges, size=(3, 7, net.input.size)).astype(float)
+    check(net, x)
+
+
+def test_delays_bias_window_and_unconnected_population():
+    """Delays on the input, the bias and computed populations (the delay line is state),
+    the bias switched off in the latency tail, a population with no input synapse."""
+    pops = (
+        Population("in", "input", 1),
+        Population("bias", "bias", 1, {"value": np.asarray(7.0)}),
+        Population("relay", "accumulator", 1),
+        Population("sum", "accumulator", 1),
+        Population("late", "accumulator", 2),
+        Population("idle", "reset_refractory", 1, {k: np.asarray([v]) for k, v in
+                   {"decay": 10.0, "theta": 1.0, "rho": 0.0}.items()}),
+        Population("out", "readout", 2, attrs={"mode": "mean"}),
+    )  # fmt: skip
+    syns = (
+        Synapse("in->relay", "in", "relay", np.array([[1.0]])),
+        Synapse("relay->sum", "relay", "sum", np.array([[3.0]]), weight_exp=-1),
+        Synapse("in->sum", "in", "sum", np.array([[1.0]]), delay=1),
+        Synapse("bias->sum", "bias", "sum", np.array([[2.0]]), delay=1),
+        Synapse("relay->late", "relay", "late", np.array([[1.0], [0.0]]), delay=3),
+        Synapse("sum->late", "sum", "late", np.array([[0.0], [1.0]]), delay=2),
+        Synapse("relay->late.1", "relay", "late", np.array([[0.0], [5.0]]), delay=1),
+        Synapse("late->out", "late", "out", np.eye(2)),
+        Synapse("idle->out", "idle", "out", np.array([[2.0], [0.0]])),
+    )
+    net = Netlist(pops, syns, numeric="int")
+    x = np.array([[[-3.0], [5.0], [0.0], [9.0]], [[1.0], [2.0], [3.0], [4.0]]])
+    expected, _ = check(net, x)
+    assert expected.steps == 4 + net.output_latency
+
+
+# ---- a second ONNX runtime: the onnx package's reference evaluator --------------------
+
+
+def evaluator_outputs(net: Netlist, x: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Every step's outputs of the step graph in onnx.reference.ReferenceEvaluator (numpy,
+    independent of onnxruntime), streamed like run_onnx."""
+    from onnx.reference import ReferenceEvaluator
+
+    x = np.asarray(x, dtype=np.float64)  # the graph's x is float64
+    model = build_step_model(net)
+    evaluator = ReferenceEvaluator(model)
+    names = [o.name for o in model.graph.output]
+    step = StepSession(model.SerializeToString())
+    feeds = step.zero_state(x.shape[0])
+    length, steps = x.shape[1], []
+    for t in range(length + net.output_latency):
+        feeds["x"] = x[:, t] if t < length else np.zeros_like(x[:, 0])
+        feeds["in_window"] = np.full((x.shape[0], 1), t < length)
+        values = dict(zip(names, evaluator.run(None, feeds), strict=True))
+        feeds.update({n: values[f"next:{n}"] for n in step.state_names})
+        steps.append(values)
+    return steps
+
+
+def test_the_graph_means_the_same_in_onnx_reference_evaluator():
+    """The graph's semantics do not hang on onnxruntime: the onnx package's own evaluator
+    gives the same readout on the rounding edge cases and a bundled model."""
+    ssm = pop(
+        "ssm", "ssm", 2, a_re_q=[2**16, -(2**16)], a_im_q=[-(2**16), 7],
+        b_re_q=[2**31 - 1, -(2**31) + 1], b_im_q=[12345, -1],
+    )  # fmt: skip
+    rr = pop("rr", "reset_refractory", 2, decay=[0, 1000], theta=[5, 64], rho=[0, 3])
+    glu = pop(
+        "glu", "glu", 1, {"gate": "sigmoid"}, pwl_x0=-5, pwl_shift=2,
+        pwl_table_q12=[0, 100, 2048, 4000, 4096], out_shift=-3,
+    )  # fmt: skip
+    net = side_by_side([ssm, rr, glu, pop("lif", "lif", 1, du=4095, dv=100, vth=1)], mode="mean")
+    rng = np.random.default_rng(1)
+    x = rng.choice(
+        [0, 1, -1, 63, 64, -65, 2**23 - 1, -(2**23) + 1, 3, -3], size=(2, 6, net.input.size)
+    ).astype(float)
+    want = simulate(net, x).readout
+    np.testing.assert_array_equal(evaluator_outputs(net, x)[-1]["readout"], want)
+    bundled = compiled("spike-ssm-sdigits").netlist
+    x = sdigits(2)
+    last = evaluator_outputs(bundled, x)[-1]
+    np.testing.assert_array_equal(last["readout"], simulate(bundled, x).readout)
+
+
+# ---- hypothesis: random netlists ------------------------------------------------------
+
+KINDS = ("accumulator", "ssm", "reset_refractory", "lif", "heaviside", "glu")
+int24 = st.integers(-MAX24, MAX24)
+inputs = st.one_of(int24, st.sampled_from([MAX24, -MAX24, 0, 1, -1, 2**16, -(2**16), 63, 64]))
+
+
+def _edge(low: int, high: int):
+    return st.one_of(st.integers(low, high), st.sampled_from([low, high]))
+
+
+def _params(draw, kind: str, size: int, fmt: Formats) -> dict:
+    def vec(strategy):
+        return np.array(draw(st.lists(strategy, min_size=size, max_size=size)), dtype=float)
+
+    if kind == "ssm":
+        a = _edge(-(2**fmt.ssm_frac_bits), 2**fmt.ssm_frac_bits)
+        b = _edge(-(2**31) + 1, 2**31 - 1)
+        return {"a_re_q": vec(a), "a_im_q": vec(a), "b_re_q": vec(b), "b_im_q": vec(b)}
+    if kind == "reset_refractory":
+        return {
+            "decay": vec(_edge(0, 4096)),
+            "theta": vec(st.one_of(_edge(1, MAX24), st.integers(1, 64))),
+            "rho": vec(_edge(0, MAX24)),
+        }
+    if kind == "lif":
+        return {k: np.asarray(float(draw(_edge(0, 4095)))) for k in ("du", "dv")} | {
+            "vth": np.asarray(float(draw(_edge(0, 2**17 - 1))))
+        }
+    if kind == "glu":
+        limit = 2 ** (fmt.message_bits - 1) - 1
+        table = draw(st.lists(st.integers(0, 4096), min_size=2, max_size=9))
+        return {
+            "pwl_x0": np.asarray(float(draw(_edge(-limit, limit)))),
+            "pwl_shift": np.asarray(float(draw(st.integers(0, 23)))),
+            "pwl_table_q12": np.array(table, dtype=float),
+            "out_shift": np.asarray(float(draw(st.integers(-23, 40)))),
+        }
+    return {}
+
+
+def _synapse(draw, name: str, src: Population, dst: Population) -> Synapse:
+    shape = (dst.input_width, src.size)
+    sign = draw(st.sampled_from(["pos", "neg", "mixed"]))
+    entry = {
+        "pos": st.integers(0, 255),
+        "neg": st.integers(-255, 0),
+        "mixed": st.integers(-128, 127).map(lambda v: 2 * v),
+    }[sign]
+    weight = np.array(
+        draw(st.lists(entry, min_size=shape[0] * shape[1], max_size=shape[0] * shape[1]))
+    )
+    if weight.max() <= 0:
+        weight = np.maximum(weight, -255)  # -256 exists on the mixed-sign grid only
+    exp = draw(st.integers(-12, 8))
+    delay = draw(st.integers(0, 3))
+    dense = weight.reshape(shape).astype(float)
+    return Synapse(name, src.name, dst.name, dense, exp, delay)
+
+
+@st.composite
+def random_netlists(draw) -> tuple[Netlist, np.ndarray]:
+    """1-4 populations of random kinds in a DAG with skips and repeated edges, weights on
+    the 8-bit grid, exponents both signs, delays, parameters and inputs at their limits,
+    random formats."""
+    fmt = Formats(
+        state_bits=draw(st.sampled_from([16, 24, 32])),
+        message_bits=draw(st.sampled_from([8, 16, 24])),
+        ssm_frac_bits=draw(st.sampled_from([12, 16])),
+        weight_bits=draw(st.sampled_from([8, 6])),
+    )
+    n_in = draw(st.integers(1, 3))
+    pops = [Population("in", "input", n_in)]
+    if draw(st.booleans()):
+        limit = 2 ** (fmt.message_bits - 1) - 1
+        value = draw(st.integers(-limit, limit))
+        pops.append(Population("bias", "bias", 1, {"value": np.asarray(float(value))}))
+    syns = []
+    for k in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(KINDS))
+        size = draw(st.integers(1, 3))
+        params = _params(draw, kind, size, fmt)
+        new = Population(f"p{k}", kind, size, params, {"gate": "sigmoid"})
+        sources = draw(st.lists(st.sampled_from(pops), min_size=1, max_size=3))
+        for i, src in enumerate(sources):
+            syns.append(_synapse(draw, f"{src.name}->{new.name}.{i}", src, new))
+        pops.append(new)
+    mode = draw(st.sampled_from(["mean", "last"]))
+    out = Population("out", "readout", draw(st.integers(1, 2)), attrs={"mode": mode})
+    computed = [p for p in pops if p.kind not in ("input", "bias")]
+    others = draw(st.lists(st.sampled_from(computed[:-1]), unique=True)) if computed[1:] else []
+    for src in [computed[-1], *others]:
+        syns.append(_synapse(draw, f"{src.name}->out", src, out))
+    syns = [_fit_grid(s, fmt) for s in syns]
+    net = Netlist((*pops, out), syns, numeric="int", formats=fmt)
+    batch, length = draw(st.integers(1, 3)), draw(st.integers(1, 6))
+    values = draw(st.lists(inputs, min_size=batch * length * n_in, max_size=batch * length * n_in))
+    scale = draw(st.sampled_from([1.0, 0.5, 2.0**-10, 3.0]))
+    x = np.array(values, dtype=float).reshape(batch, length, n_in) * scale
+    return Netlist(net.populations, net.synapses, "int", fmt, input_scale=scale), x
+
+
+def _fit_grid(syn: Synapse, fmt: Formats) -> Synapse:
+    """Round the mantissas down onto the grid of fewer weight bits."""
+    w = syn.dense()
+    step = 1 << (8 - fmt.weight_bits) if (w >= 0).all() or (w <= 0).all() else 0
+    step = step or 1 << (9 - fmt.weight_bits)
+    w = np.trunc(w / step) * step
+    return Synapse(syn.name, syn.src, syn.dst, w, syn.weight_exp, syn.delay)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(random_netlists())
+def test_random_netlists_match_reference(case):
+    net, x = case
+    check(net, x)
+
+
+# ---- the tests can fail ---------------------------------------------------------------
+
+
+def _perturbed(net: Netlist, synapse: str, delta: int) -> StepSession:
+    """The step model of `net` with one weight of `synapse` changed by `delta`."""
+    model = build_step_model(net)
+    for init in model.graph.initializer:
+        if init.name.startswith(f"W:{synapse}#"):
+            w = numpy_helper.to_array(init).copy()
+            w.flat[int(np.flatnonzero(w)[0])] += delta
+            init.CopyFrom(numpy_helper.from_array(w, init.name))
+            return StepSession(model.SerializeToString())
+    raise AssertionError(f"no weight initializer for {synapse}")
+
+
+def test_a_perturbed_weight_is_detected_and_located():
+    net = compiled("spike-ssm-sdigits").netlist
+    x = sdigits(2)
+    expected = simulate(net, x, record=True)
+    actual = run_onnx(_perturbed(net, "blocks.1.act->blocks.1.mix", 2), x)
+    message = first_divergence(expected, actual, order=[p.name for p in net.populations])
+    assert message is not None and "population 'blocks.1.mix'" in message
+    with pytest.raises(pytest.fail.Exception, match=r"blocks\.1\.mix"):
+        assert_traces_equal(expected, actual, order=[p.name for p in net.populations])
+
+
+# ---- the bundled models ---------------------------------------------------------------
+
+
+@functools.cache
+def compiled(name: str):
+    from snncompile.compiler import compile_model
+
+    return compile_model(ROOT / "examples/checkpoints" / f"{name}.pt")
+
+
+@functools.cache
+def sdigits(n: int) -> np.ndarray:
+    from snncompile.data import load_task
+
+    return load_task("sdigits").test.inputs[:n]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["spike-ssm-sdigits", "spiking-ssm-sdigits", "binary-s4d-sdigits"])
+def test_bundled_model_matches_reference(name):
+    pytest.importorskip("torch")
+    net = compiled(name).netlist
+    x = sdigits(6)
+    expected, _ = check(net, x)
+    assert any(rate > 0 for rate in expected.spike_rates.values())
+
+
+# ---- the artifact, simulate --backend onnx, errors ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_artifact(tmp_path_factory):
+    pytest.importorskip("torch")
+    from snncompile.api import export_model
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx-art"
+    export_model(ROOT / "examples/checkpoints/spike-ssm-sdigits.pt", out, target="onnx")
+    return out
+
+
+def test_export_writes_a_checked_model_that_runs_from_the_artifact(onnx_artifact):
+    from snncompile.artifact import read_artifact
+
+    art = read_artifact(onnx_artifact)
+    assert art.manifest["target"] == "onnx" and "model.onnx" in art.manifest["files"]
+    assert art.manifest["onnx"]["export_check"]["sequences"] > 0
+    model = onnx.load(str(onnx_artifact / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    iface = read_interface(model)
+    assert [i.name for i in model.graph.input][:2] == ["x", "in_window"]
+    assert iface.output_latency == art.netlist.output_latency
+    x = sdigits(3)
+    check(art.netlist, x, source=onnx_artifact)  # the file in the artifact, not a rebuild
+
+
+def test_simulate_backend_onnx_equals_reference(onnx_artifact, tmp_path):
+    from snncompile.cli import main
+    from snncompile.simulate import simulate_artifact
+
+    x = sdigits(4)
+    ref = simulate_artifact(onnx_artifact, x, backend="reference")
+    ort = simulate_artifact(onnx_artifact, x, backend="onnx")
+    assert ort.predictions == ref.predictions and ort.backend == "onnx"
+    assert ort.spike_rates == ref.spike_rates and ort.saturation_events == ref.saturation_events
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", str(onnx_artifact), "--input", str(tmp_path / "x.npy"), "--backend",
+              "onnx", "-o", str(tmp_path / "out.npz")])  # fmt: skip
+    assert exit_info.value.code == 0
+    with np.load(tmp_path / "out.npz") as out:
+        np.testing.assert_array_equal(out["readout"], simulate(_net(onnx_artifact), x).readout)
+
+
+def _net(path: Path) -> Netlist:
+    from snncompile.artifact import read_artifact
+
+    return read_artifact(path).netlist
+
+
+def test_inspect_and_other_targets_artifacts(onnx_artifact, tmp_path):
+    from snncompile.api import inspect_artifact
+    from snncompile.artifact import write_artifact
+
+    info = inspect_artifact(onnx_artifact)
+    assert info["onnx"]["file"] == "model.onnx" and info["onnx"]["states"] > 0
+    # A reference artifact has no model.onnx: the onnx backend builds the graph.
+    ref = write_artifact(compiled("spike-ssm-sdigits"), tmp_path / "ref")
+    x = sdigits(2)
+    check(compiled("spike-ssm-sdigits").netlist, x, source=ref)
+
+
+def test_recording_a_subset():
+    net = side_by_side([pop("a", "accumulator", 2), pop("h", "heaviside", 1)], mode="mean")
+    x = np.array([[[1.0, -2.0, 3.0], [4.0, 0.0, -1.0]]])
+    for record in (["h"], ["out"], []):
+        want = simulate(net, x, record=record, record_internals=True)
+        got = run_onnx(net, x, record=record, record_internals=True)
+        assert sorted(got.traces) == sorted(want.traces)
+        assert_traces_equal(want, got)
+    model = build_step_model(net)
+    model.metadata_props.pop()
+    with pytest.raises(CorruptInputError, match="interface"):
+        StepSession(model.SerializeToString())
+
+
+def test_changed_model_file_is_refused(onnx_artifact, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(onnx_artifact, copy)
+    (copy / "model.onnx").write_bytes((copy / "model.onnx").read_bytes() + b"\0")
+    with pytest.raises(CorruptInputError, match=r"model\.onnx"):
+        run_onnx(copy, sdigits(1))
+
+
+def test_errors():
+    net = side_by_side([pop("a", "accumulator", 1)])
+    with pytest.raises(UsageError, match="shape"):
+        run_onnx(net, np.zeros((1, 3, 5)))
+    with pytest.raises(UsageError, match="no time steps"):
+        run_onnx(net, np.zeros((1, 0, 1)))
+    with pytest.raises(UsageError, match="unknown populations"):
+        run_onnx(net, np.zeros((1, 2, 1)), record=["nope"])
+    floats = Netlist(
+        (Population("in", "input", 1), Population("out", "readout", 1, attrs={"mode": "last"})),
+        (Synapse("s", "in", "out", np.array([[0.5]])),),
+        "float64",
+    )
+    with pytest.raises(UnsupportedError, match="int netlist"):
+        build_step_model(floats)
+
+
+def test_verify_target_onnx_runs_the_third_rung(capsys):
+    """verify --target onnx: every message, state and summed input of every population of
+    onnxruntime's run equals the reference's (rung 3)."""
+    from snncompile.cli import main
+
+    checkpoint = str(ROOT / "examples/checkpoints/spike-ssm-sdigits.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", checkpoint, "--limit", "6", "--target", "onnx", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    check = report["target_check"]
+    assert exit_info.value.code == 0 and report["failures"] == []
+    assert check["backend"] == "onnx" and check["exact"] and check["values_differing"] == 0
+    assert check["n"] == 6 and check["traces"] > 20

@@ -1,0 +1,124 @@
+"""`export --target onnx --float`: the float PyTorch model as a one-step ONNX graph.
+
+Every family (including binary-s4d-gsu, which the integer netlist cannot express) is
+exported from a small untrained model, then onnxruntime streams whole sequences through
+the step graph and its logits are compared with the model's own forward (parallel mode)
+to 1e-5 of the largest logit: independently here, and by the export's own check.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from snncompile.api import export_model  # noqa: E402
+from snncompile.checkpoint import save  # noqa: E402
+from snncompile.cli import main  # noqa: E402
+from snncompile.errors import CorruptInputError, EquivalenceError, UsageError  # noqa: E402
+from snncompile.models.backbone import FAMILIES, ModelConfig, build_model  # noqa: E402
+from snncompile.simulate import simulate_artifact  # noqa: E402
+from snncompile.targets.onnx import FloatSession, run_float  # noqa: E402
+from snncompile.targets.onnx import float_model as float_module  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_checkpoint(tmp_path: Path, family: str, pooling: str = "mean") -> tuple[Path, np.ndarray]:
+    torch.manual_seed(1)
+    config = ModelConfig(
+        family=family, d_input=3, d_output=4, d_model=8, n_layers=2, d_state=8, pooling=pooling
+    )
+    model = build_model(config).eval()
+    x = np.random.default_rng(2).standard_normal((5, 40, 3)).astype(np.float32)
+    path = save(model, tmp_path / f"{family}.pt", calibration=torch.from_numpy(x))
+    return path, x
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_matches_pytorch(tmp_path, family):
+    ckpt, _ = tiny_checkpoint(tmp_path, family, pooling="last" if family == "s4d" else "mean")
+    out = tmp_path / "out"
+    result = export_model(ckpt, out, target="onnx", float_export=True)
+    assert sorted(p.name for p in out.iterdir()) == ["check.npz", "manifest.json", "model.onnx"]
+    assert result.report["check"]["max_relative_error"] <= 1e-5
+    # Independently of the export's check: new inputs, longer sequences, other batch size.
+    from snncompile.checkpoint import load_checkpoint
+
+    model = load_checkpoint(ckpt).model.eval()
+    x_new = np.random.default_rng(3).standard_normal((3, 70, 3)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x_new)).double().numpy()
+    actual = run_float(FloatSession.from_file(out / "model.onnx"), x_new).logits
+    assert relative_error(actual, expected) <= 1e-5
+    summary = simulate_artifact(out, x_new, backend="onnx")
+    assert summary.predictions == expected.argmax(axis=1).tolist()
+    # Spike rates of the neuron layers, as the model's step mode counts them.
+    with torch.no_grad():
+        model.forward_steps(torch.from_numpy(x_new))
+    if family != "binary-s4d-gsu":  # the GSU's activity is inside its mixer, not an output
+        assert summary.spike_rates.keys() == model.spike_rates().keys()
+        for name, rate in model.spike_rates().items():
+            assert summary.spike_rates[name] == pytest.approx(rate, abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["spike-ssm-sdigits", "spiking-ssm-sdigits", "s4d-sdigits"])
+def test_bundled_checkpoint_cli(tmp_path, name):
+    out = tmp_path / "float"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(ROOT / "examples/checkpoints" / f"{name}.pt"), "--target", "onnx",
+              "--float", "-o", str(out)])  # fmt: skip
+    assert exit_info.value.code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "snncompile-onnx-float" and manifest["target"] == "onnx"
+    assert manifest["check"]["sequences"] > 1 and manifest["check"]["max_relative_error"] <= 1e-5
+    with np.load(out / "check.npz") as check:
+        actual = run_float(FloatSession.from_file(out / "model.onnx"), check["x"]).logits
+        assert relative_error(actual, check["logits"]) <= 1e-5
+
+
+def test_a_failed_check_writes_nothing_and_exits_3(tmp_path, monkeypatch, capsys):
+    ckpt, _ = tiny_checkpoint(tmp_path, "spike-ssm")
+    real = float_module.run_float
+
+    def off_by_a_little(session, x):
+        result = real(session, x)
+        result.logits = result.logits * (1 + 1e-4)
+        return result
+
+    monkeypatch.setattr(float_module, "run_float", off_by_a_little)
+    out = tmp_path / "out"
+    with pytest.raises(EquivalenceError, match="relative logit error"):
+        export_model(ckpt, out, target="onnx", float_export=True)
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(ckpt), "--target", "onnx", "--float", "-o", str(out)])
+    assert exit_info.value.code == 3 and not out.exists()
+    assert "differs from PyTorch" in capsys.readouterr().err
+
+
+def test_usage_and_tampering(tmp_path):
+    ckpt, x = tiny_checkpoint(tmp_path, "binary-s4d-gsu")
+    with pytest.raises(UsageError, match="--target onnx"):
+        export_model(ckpt, tmp_path / "ref", target="reference", float_export=True)
+    with pytest.raises(UsageError, match="stop-after"):
+        export_model(ckpt, tmp_path / "o", target="onnx", float_export=True, stop_after="lower")
+    out = tmp_path / "gsu"
+    export_model(ckpt, out, target="onnx", float_export=True)
+    with pytest.raises(UsageError, match="already exists"):
+        export_model(ckpt, out, target="onnx", float_export=True)
+    export_model(ckpt, out, target="onnx", float_export=True, overwrite=True)
+    (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes() + b"\0")
+    with pytest.raises(CorruptInputError, match="sha256"):
+        simulate_artifact(out, x, backend="onnx")
+    with pytest.raises(CorruptInputError):
+        simulate_artifact(out, x, backend="reference")  # no netlist in a float export
