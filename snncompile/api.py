@@ -449,23 +449,17 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     from snncompile.checkpoint import load_checkpoint
     from snncompile.errors import UnsupportedError
     from snncompile.frontend.torch_trace import trace
-    from snncompile.lower.lower import lower
-    from snncompile.passes import run_passes
+    from snncompile.support import columns
 
     ckpt = load_checkpoint(path)
     layers: list[dict[str, Any]] = []
     try:
         graph = trace(ckpt.model, ckpt.config.d_input)
-        layers = graph.summary()
-        net = lower(run_passes(graph))
     except UnsupportedError as exc:
-        reference = {"ok": False, "why": str(exc)}
+        targets = {label: {"ok": False, "why": str(exc)} for label, _, _ in columns()}
     else:
-        n = sum(count for kind, count in net.counts().items() if kind != "synapses")
-        why = f"every layer lowers to compartments ({n} compartments)"
-        if ckpt.calibration is None:
-            why += "; no calibration data embedded: export needs --calib FILE"
-        reference = {"ok": True, "why": why}
+        layers = graph.summary()
+        targets = _target_verdicts(ckpt, graph)
     accuracy = ckpt.meta.get("test_accuracy")
     calibration = None if ckpt.calibration is None else list(ckpt.calibration.shape)
     return {
@@ -478,5 +472,40 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
         "calibration_shape": calibration,
         "config": ckpt.config.to_dict(),
         "layers": layers,
-        "targets": {"reference": reference},
+        "targets": targets,
     }
+
+
+def _target_verdicts(ckpt: Any, graph: Any) -> dict[str, dict[str, Any]]:
+    """Whether each target (support.columns) takes the traced model, and why (not)."""
+    from snncompile.lower.lower import lower
+    from snncompile.passes import run_passes
+    from snncompile.support import columns, verdicts
+
+    compartments = None
+    targets: dict[str, dict[str, Any]] = {}
+    found = verdicts(ckpt.config.family, graph)
+    takers = [label for label, verdict in found.items() if verdict["ok"]]
+    for label, verdict in found.items():
+        target = next(t for name, t, _ in columns() if name == label)
+        if not verdict["ok"]:
+            why = "no " + ("NIR encoding" if target.takes == "ops" else "compartment")
+            why += f" for {', '.join(verdict['nodes'])} ({', '.join(verdict['missing'])})"
+            why += "; " + (f"it goes to {', '.join(takers)}" if takers else "no target takes it")
+            targets[label] = {"ok": False, "why": why}
+            continue
+        if label.endswith("--float"):
+            why = "the float model, one step at a time"
+        elif target.takes == "ops":
+            why = "every op has a NIR encoding"
+        else:
+            if compartments is None:
+                counts = lower(run_passes(graph)).counts()
+                compartments = sum(n for kind, n in counts.items() if kind != "synapses")
+            why = f"every layer lowers to compartments ({compartments} compartments)"
+            if label == "loihi2":
+                why += "; the design-rule check runs at export"
+            if ckpt.calibration is None:
+                why += "; no calibration data embedded: export needs --calib FILE"
+        targets[label] = {"ok": True, "why": why}
+    return targets

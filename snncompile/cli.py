@@ -571,11 +571,7 @@ def _print_checkpoint(info: dict) -> None:
         )
     click.echo("targets:")
     for target, verdict in info["targets"].items():
-        click.echo(f"  {target:<10} {'yes' if verdict['ok'] else 'no'}: {verdict['why']}")
-    click.echo(
-        "  (loihi2 takes what reference takes, if it passes the design-rule check at export;"
-    )
-    click.echo("   lava, onnx and nir are not available yet)")
+        click.echo(f"  {target:<13} {'yes' if verdict['ok'] else 'no'}: {verdict['why']}")
 
 
 def _print_artifact(info: dict) -> None:

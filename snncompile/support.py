@@ -28,26 +28,48 @@ class TracedOp:
     after_passes: Any  # the Op the passes left in its place, or None
 
 
+def graph_ops(family: str, graph: Any) -> list[TracedOp]:
+    """The TracedOps of one traced graph (what the passes make of each node)."""
+    from snncompile.passes import run_passes
+
+    after = {node.name: node.op for node in run_passes(graph)}
+    found = []
+    for node in graph:
+        label = node.op.kind
+        if node.op.kind == "opaque":
+            label = f"opaque ({node.op.module.rsplit('.', 1)[-1]})"
+        elif node.op.kind == "activation":
+            label = f"activation ({node.op.function})"
+        found.append(TracedOp(family, node.name, node.op.kind, label, after.get(node.name)))
+    return found
+
+
+def verdicts(family: str, graph: Any) -> dict[str, dict[str, Any]]:
+    """label -> {"ok": bool, "missing": [op labels], "nodes": [node names]} for every
+    target column."""
+    traced = graph_ops(family, graph)
+    out = {}
+    for label, target, float_model in columns():
+        refused = [op for op in traced if not takes(target, op, float_model=float_model)]
+        out[label] = {
+            "ok": not refused,
+            "missing": sorted({op.label for op in refused}),
+            "nodes": [op.node for op in refused],
+        }
+    return out
+
+
 def traced_family_ops() -> list[TracedOp]:
     """Trace a minimal model of every family (with prenorm, so BatchNorm appears)."""
     from snncompile.frontend.torch_trace import trace
     from snncompile.models.backbone import FAMILIES, ModelConfig, build_model
-    from snncompile.passes import run_passes
 
     found = []
     for family in FAMILIES:
         config = ModelConfig(
             family=family, d_input=1, d_output=2, d_model=4, d_state=4, n_layers=1, prenorm=True
         )
-        graph = trace(build_model(config).eval(), 1)
-        after = {node.name: node.op for node in run_passes(graph)}
-        for node in graph:
-            label = node.op.kind
-            if node.op.kind == "opaque":
-                label = f"opaque ({node.op.module.rsplit('.', 1)[-1]})"
-            elif node.op.kind == "activation":
-                label = f"activation ({node.op.function})"
-            found.append(TracedOp(family, node.name, node.op.kind, label, after.get(node.name)))
+        found += graph_ops(family, trace(build_model(config).eval(), 1))
     return found
 
 

@@ -122,7 +122,7 @@ def test_inspect_checkpoint_table_and_json(capsys) -> None:  # type: ignore[no-u
     code, out, _ = run(["inspect", path], capsys)
     assert code == 0
     assert "spike-ssm" in out and "sdigits" in out and "32 x 64 x 1" in out
-    assert "blocks.0.ssm" in out and "reference  yes" in out
+    assert "blocks.0.ssm" in out and "reference     yes" in out
     info = json.loads(run(["inspect", path, "--json"], capsys)[1])
     assert info["kind"] == "checkpoint" and info["family"] == "spike-ssm"
     assert info["accuracy"] == pytest.approx(0.9667, abs=1e-4)
@@ -138,7 +138,8 @@ def test_inspect_says_why_a_float_model_cannot_go_to_reference(tmp_path: Path, c
     info = json.loads(run(["inspect", ckpt, "--json"], capsys)[1])
     verdict = info["targets"]["reference"]
     assert verdict["ok"] is False and "blocks.0.act" in verdict["why"]
-    assert "onnx --float" in verdict["why"]
+    assert "it goes to onnx --float" in verdict["why"]
+    assert info["targets"]["onnx --float"]["ok"] and not info["targets"]["loihi2"]["ok"]
 
 
 def test_stop_after_prints_the_stage_and_writes_nothing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
