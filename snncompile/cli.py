@@ -440,7 +440,8 @@ def export(
             target_options={"nir_ssm": ssm_form},
             float_export=float_export,
         )
-    for warning in result.compiled.meta.get("warnings", []):
+    compiled_meta = result.compiled.meta if result.compiled is not None else {}
+    for warning in compiled_meta.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
     if float_export:
         _print_float_export(model, str(result.path), result.report, as_json)
