@@ -39,7 +39,11 @@ CASES = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=Path, default=Path("/work/shared/nir-examples"))
+    parser.add_argument(
+        "--examples",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "tests" / "data" / "nir-examples",
+    )
     parser.add_argument("--lava", action="store_true")
     args = parser.parse_args()
     for name, dt, rate, reset in CASES:

@@ -224,11 +224,14 @@ def verify_model(
     calibration: Any = None,
     entry: str | None = None,
     limit: int | None = None,
+    dt: float | None = None,
+    reset: str = "zero",
 ) -> Any:
     """Compile `source` and verify it: rung 1 (lowering exact) and rung 2 (float vs
     quantized reference, against tolerances); for a target other than the reference also
     rung 3, the target's run of the integer netlist vs the reference's, which must be
-    equal in every value.
+    equal in every value. A .nir source (imported at `dt` with `reset`) is checked against
+    snncompile's float simulation of the NIR graph instead of PyTorch (verify.nir).
 
     Returns a VerifyReport; it does not raise when a check fails (the CLI turns
     `report.failures` into exit code 3).
@@ -239,24 +242,53 @@ def verify_model(
     from snncompile.verify.quantized import verify_quantized
     from snncompile.verify.targets import check_backend
 
-    if is_nir_source(source):
-        raise UsageError(
-            "verify compares against a PyTorch model; a .nir graph is checked by "
-            "snncompile.frontend.nir_compile.spike_agreement (docs/nir.md)"
-        )
     if target not in BACKENDS:
         raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
-    compiled = compile_model(source, entry=entry, calibration=calibration, config=config)
-    width = compiled.netlist.input.size
-    x, labels, origin = verification_data(data, compiled.meta, compiled.calibration, width, limit)
-    report = verify_quantized(compiled, x, labels, tolerances)
-    report.data = origin
+    if is_nir_source(source):
+        report, x, compiled = _verify_nir(
+            source, data, tolerances, config, calibration, limit, dt, reset
+        )
+    else:
+        if dt is not None or reset != "zero":
+            raise UsageError("--dt and --reset apply to .nir sources only")
+        compiled = compile_model(source, entry=entry, calibration=calibration, config=config)
+        width = compiled.netlist.input.size
+        x, labels, origin = verification_data(
+            data, compiled.meta, compiled.calibration, width, limit
+        )
+        report = verify_quantized(compiled, x, labels, tolerances)
+        report.data = origin
     if target != "reference":
         check = check_backend(compiled.netlist, x, target)
         report.target_check = check.to_dict()
         if not check.exact:
             report.failures.append(f"reference vs {target} not exact: {check.divergence}")
     return report
+
+
+def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset) -> tuple:
+    """Rungs 1-2 for a .nir source: (report, the inputs, the compiled network)."""
+    from snncompile.compiler import check_inputs, compile_model, read_array_file
+    from snncompile.frontend.nir_compile import DEFAULT_CALIB_RATE
+    from snncompile.verify.nir import default_inputs, verify_nir
+
+    compiled = compile_model(source, calibration=calibration, config=config, dt=dt, reset=reset)
+    if "written_by" in compiled.meta:
+        raise UsageError(
+            f"{source} was written by snncompile: verify the model it was exported from"
+        )
+    width = compiled.netlist.input.size
+    if data is not None:
+        arrays = read_array_file(data, what="--data")
+        if "x" not in arrays:
+            raise UsageError(f"--data {data}: an .npz needs an array named x")
+        x, origin = check_inputs(arrays["x"], width, what="--data inputs"), str(data)
+    else:
+        x, origin = default_inputs(width, DEFAULT_CALIB_RATE)
+    if limit is not None:
+        x, origin = x[:limit], f"{origin}, first {limit}"
+    spike_tol = getattr(tolerances, "min_spike_agreement", None)
+    return verify_nir(compiled, x, origin, min_spike_agreement=spike_tol), x, compiled
 
 
 @dataclass

@@ -180,6 +180,23 @@ def _quant_config(kw: dict):
     return QuantConfig(**{name: kw.pop(name) for name in names})
 
 
+def _nir_options(fn):
+    """--dt and --reset: how a .nir source is imported (docs/nir.md)."""
+    fn = click.option(
+        "--reset",
+        type=click.Choice(["zero", "subtract"]),
+        default="zero",
+        show_default=True,
+        help="NIR sources: spiking neurons reset to zero or subtract the threshold.",
+    )(fn)
+    return click.option(
+        "--dt",
+        type=float,
+        metavar="SECONDS",
+        help="NIR sources: the forward-Euler time step (required unless the file states dt).",
+    )(fn)
+
+
 def _calibration(path: str | None):
     if path is None:
         return None
@@ -216,6 +233,7 @@ def _calibration(path: str | None):
 )
 @click.option("--min-spike-agreement", type=float, help="Per spiking layer (off by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_nir_options
 @_quant_options
 def verify(
     model: str,
@@ -226,14 +244,18 @@ def verify(
     max_accuracy_drop: float,
     min_spike_agreement: float | None,
     as_json: bool,
+    dt: float | None,
+    reset: str,
     **kw,
 ) -> int:
     """Compile MODEL and check it against the float PyTorch model on real inputs.
 
     Three rungs: the float64 netlist reproduces PyTorch (lowering exact); the quantized
-    reference vs PyTorch within the declared tolerances; with --target lava, Lava's run
-    equals the reference's in every population at every step. Exit code 3 when a check
-    fails; the failed criterion is printed.
+    reference vs PyTorch within the declared tolerances; with --target lava or onnx, that
+    target's run equals the reference's in every population at every step. A .nir MODEL
+    is checked against snncompile's float simulation of the NIR graph (spike agreement;
+    inputs from --data, else Bernoulli spikes). Exit code 3 when a check fails; the
+    failed criterion is printed.
     """
     import json
 
@@ -256,9 +278,13 @@ def verify(
         calibration=calibration,
         entry=entry,
         limit=limit,
+        dt=dt,
+        reset=reset,
     )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
+    elif hasattr(report, "lowering_agreement"):
+        _print_verify_nir(model, report)
     else:
         _print_verify(model, report)
     if report.failures:
@@ -284,6 +310,30 @@ def _print_verify(model: str, r) -> None:
         f"  logit error max abs / relative         {r.logit_max_abs_error:.4g} / "
         f"{r.logit_relative_error:.4g}"
     )
+    for name, value in r.spike_agreement.items():
+        rates = r.spike_rates[name]
+        click.echo(
+            f"  spike agreement {name:<22} {value:.2%}   rate float {rates['float']:.4f}"
+            f" quantized {rates['quantized']:.4f}"
+        )
+    if r.first_divergence:
+        d = r.first_divergence
+        click.echo(
+            f"  first spike divergence: {d['population']} at step {d['step']} (input {d['sample']})"
+        )
+    click.echo(f"  saturation events: {sum(r.events.values()) if r.events else 0}")
+    if r.target_check is not None:
+        _print_target_check(r.target_check)
+    click.echo("  PASSED" if r.passed else "  FAILED: " + "; ".join(r.failures))
+
+
+def _print_verify_nir(model: str, r) -> None:
+    click.echo(
+        f"{model}: float NIR simulation (dt {r.dt_s:g} s, reset {r.reset}) vs the compiled "
+        f"network on {r.n} inputs ({r.data}), {r.steps} steps, output latency {r.latency}"
+    )
+    exact = all(value == 1.0 for value in r.lowering_agreement.values())
+    click.echo(f"  lowering (float64 netlist spikes)      {'exact' if exact else 'NOT exact'}")
     for name, value in r.spike_agreement.items():
         rates = r.spike_rates[name]
         click.echo(
@@ -386,19 +436,7 @@ def _progress():
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at OUT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option(
-    "--dt",
-    type=float,
-    metavar="SECONDS",
-    help="NIR sources: the forward-Euler time step (required unless the file states dt).",
-)
-@click.option(
-    "--reset",
-    type=click.Choice(["zero", "subtract"]),
-    default="zero",
-    show_default=True,
-    help="NIR sources: spiking neurons reset to zero or subtract the threshold (docs/nir.md).",
-)
+@_nir_options
 @_quant_options
 def export(
     model: str,

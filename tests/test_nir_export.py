@@ -38,7 +38,7 @@ from snncompile.targets.nir.plain import run_plain, strip_metadata
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "examples" / "checkpoints"
 BUNDLED = ("spike-ssm", "spiking-ssm", "binary-s4d")
-EXAMPLES = Path("/work/shared/nir-examples")
+EXAMPLES = Path(__file__).parent / "data" / "nir-examples"
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

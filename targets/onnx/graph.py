@@ -270,6 +270,7 @@ KINDS = {
     "ssm": _ssm,
     "reset_refractory": _reset_refractory,
     "lif": _lif,
+    "cuba_lif": _lif,  # the same integer model as lif (docs/numerics.md, cuba_lif)
     "heaviside": _heaviside,
     "glu": _glu,
     "readout": _readout,

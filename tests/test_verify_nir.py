@@ -1,0 +1,62 @@
+"""`verify` of a NIR source: the float NIR simulation is the oracle of rungs 1 and 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snncompile.cli import main
+
+EXAMPLES = Path(__file__).parent / "data" / "nir-examples"
+BRAILLE = EXAMPLES / "braille_noDelay_bias_zero.nir"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def test_verify_nir_three_rungs(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(
+        capsys, "verify", BRAILLE, "--dt", "1e-4", "--target", "lava", "--limit", "3", "--json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report["lowering_agreement"]) == {"lif1.lif", "lif2"}
+    assert all(v == 1.0 for v in report["lowering_agreement"].values())
+    assert all(0.5 < v <= 1.0 for v in report["spike_agreement"].values())
+    assert report["n"] == 3 and "seed 1" in report["data"]
+    assert report["target_check"]["exact"] and report["target_check"]["values_differing"] == 0
+
+
+def test_verify_nir_tolerance_and_data(tmp_path: Path, capsys) -> None:
+    x = (np.random.default_rng(5).random((2, 30, 12)) < 0.3).astype(np.float64)
+    np.save(tmp_path / "x.npy", x)
+    argv = ["verify", BRAILLE, "--dt", "1e-4", "--data", tmp_path / "x.npy"]
+    code, out, err = _run(capsys, *argv, "--min-spike-agreement", "1.0")
+    assert code == 3 and "spike agreement of lif2" in err
+    assert "lowering (float64 netlist spikes)      exact" in out
+    code, out, _ = _run(capsys, *argv)
+    assert code == 0 and "2 inputs" in out and "PASSED" in out
+
+
+def test_verify_nir_usage_errors(tmp_path: Path, capsys) -> None:
+    code, _, err = _run(capsys, "verify", BRAILLE)
+    assert code == 2 and "dt" in err  # the file does not state dt
+    ckpt = Path(__file__).parents[1] / "examples" / "checkpoints" / "spike-ssm-sdigits.pt"
+    code, _, err = _run(capsys, "verify", ckpt, "--dt", "1e-3")
+    assert code == 2 and "--dt and --reset apply to .nir sources only" in err
+
+
+def test_verify_nir_on_onnx_is_exact_with_a_recurrent_layer(capsys) -> None:
+    """The Braille RNN's lagged self-loop and cuba_lif compartments in the ONNX step graph."""
+    argv = ["verify", BRAILLE, "--dt", "1e-4", "--target", "onnx", "--limit", "3", "--json"]
+    code, out, err = _run(capsys, *argv)
+    assert code == 0, err
+    check = json.loads(out)["target_check"]
+    assert check["backend"] == "onnx" and check["exact"] and check["values_compared"] > 10_000
