@@ -310,6 +310,11 @@ def _print_verify(model: str, r) -> None:
         f"  logit error max abs / relative         {r.logit_max_abs_error:.4g} / "
         f"{r.logit_relative_error:.4g}"
     )
+    _print_spikes_and_verdict(r)
+
+
+def _print_spikes_and_verdict(r) -> None:
+    """Per-layer spike agreement, first divergence, events, rung 3 and the verdict."""
     for name, value in r.spike_agreement.items():
         rates = r.spike_rates[name]
         click.echo(
@@ -334,21 +339,7 @@ def _print_verify_nir(model: str, r) -> None:
     )
     exact = all(value == 1.0 for value in r.lowering_agreement.values())
     click.echo(f"  lowering (float64 netlist spikes)      {'exact' if exact else 'NOT exact'}")
-    for name, value in r.spike_agreement.items():
-        rates = r.spike_rates[name]
-        click.echo(
-            f"  spike agreement {name:<22} {value:.2%}   rate float {rates['float']:.4f}"
-            f" quantized {rates['quantized']:.4f}"
-        )
-    if r.first_divergence:
-        d = r.first_divergence
-        click.echo(
-            f"  first spike divergence: {d['population']} at step {d['step']} (input {d['sample']})"
-        )
-    click.echo(f"  saturation events: {sum(r.events.values()) if r.events else 0}")
-    if r.target_check is not None:
-        _print_target_check(r.target_check)
-    click.echo("  PASSED" if r.passed else "  FAILED: " + "; ".join(r.failures))
+    _print_spikes_and_verdict(r)
 
 
 def _print_target_check(c: dict) -> None:

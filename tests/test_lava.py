@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from netlists import pop, side_by_side
 from trace_compare import assert_traces_equal, first_divergence
 
 from snncompile.errors import MissingDependencyError, UnsupportedError
@@ -26,7 +27,6 @@ from snncompile.targets.lava import builder, run_lava
 from snncompile.targets.lava.builder import needs_shift_stage
 
 MAX24 = 2**23 - 1
-FMT = Formats()
 
 
 def check(net: Netlist, x: np.ndarray, *, internals: bool = True, **kw) -> tuple:
@@ -43,36 +43,6 @@ def check(net: Netlist, x: np.ndarray, *, internals: bool = True, **kw) -> tuple
     counted = {p.name for p in net.populations if p.kind != "lif"}
     assert {k: v for k, v in expected.events.items() if k in counted} == actual.events
     return expected, actual
-
-
-def side_by_side(
-    pops: list[Population], *, fmt: Formats = FMT, mode: str = "last", numeric: str = "int"
-) -> Netlist:
-    """input -> each population (identity on its slice of the input) -> one readout."""
-    widths = [p.input_width for p in pops]
-    sizes = [p.size for p in pops]
-    syns, start = [], 0
-    for pop, width in zip(pops, widths, strict=True):
-        weight = np.zeros((width, sum(widths)))
-        weight[:, start : start + width] = np.eye(width)
-        syns.append(Synapse(f"in->{pop.name}", "in", pop.name, weight))
-        start += width
-    start = 0
-    for pop, size in zip(pops, sizes, strict=True):
-        weight = np.zeros((sum(sizes), size))
-        weight[start : start + size] = np.eye(size)
-        syns.append(Synapse(f"{pop.name}->out", pop.name, "out", weight))
-        start += size
-    readout = Population("out", "readout", sum(sizes), attrs={"mode": mode})
-    return Netlist(
-        (Population("in", "input", sum(widths)), *pops, readout), syns, numeric, formats=fmt
-    )
-
-
-def pop(name: str, kind: str, size: int, attrs: dict | None = None, **params) -> Population:
-    return Population(
-        name, kind, size, {k: np.asarray(v, float) for k, v in params.items()}, attrs or {}
-    )
 
 
 # ---- the comparison helper -----------------------------------------------------------

@@ -17,6 +17,7 @@ import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from netlists import pop, side_by_side
 from onnx import numpy_helper
 from trace_compare import assert_traces_equal, first_divergence
 
@@ -27,7 +28,6 @@ from snncompile.targets.onnx import StepSession, build_step_model, read_interfac
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX24 = 2**23 - 1
-FMT = Formats()
 
 
 def check(net: Netlist, x: np.ndarray, source=None) -> tuple:
@@ -42,32 +42,6 @@ def check(net: Netlist, x: np.ndarray, source=None) -> tuple:
     assert actual.steps == expected.steps
     np.testing.assert_array_equal(actual.logits, expected.logits)
     return expected, actual
-
-
-def pop(name: str, kind: str, size: int, attrs: dict | None = None, **params) -> Population:
-    return Population(
-        name, kind, size, {k: np.asarray(v, float) for k, v in params.items()}, attrs or {}
-    )
-
-
-def side_by_side(pops: list[Population], *, fmt: Formats = FMT, mode="last") -> Netlist:
-    """input -> each population (identity on its slice of the input) -> one readout."""
-    widths = [p.input_width for p in pops]
-    sizes = [p.size for p in pops]
-    syns, start = [], 0
-    for p, width in zip(pops, widths, strict=True):
-        weight = np.zeros((width, sum(widths)))
-        weight[:, start : start + width] = np.eye(width)
-        syns.append(Synapse(f"in->{p.name}", "in", p.name, weight))
-        start += width
-    start = 0
-    for p, size in zip(pops, sizes, strict=True):
-        weight = np.zeros((sum(sizes), size))
-        weight[start : start + size] = np.eye(size)
-        syns.append(Synapse(f"{p.name}->out", p.name, "out", weight))
-        start += size
-    readout = Population("out", "readout", sum(sizes), attrs={"mode": mode})
-    return Netlist((Population("in", "input", sum(widths)), *pops, readout), syns, "int", fmt)
 
 
 # ---- the arithmetic, kind by kind, at its edges ---------------------------------------
