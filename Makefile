@@ -36,6 +36,8 @@ bench: setup
 	$(PY) benchmarks/bench_sdn.py
 	$(PY) benchmarks/bench_compile.py
 	$(PY) benchmarks/bench_lava.py
+	$(PY) benchmarks/bench_onnx.py
+	$(PY) benchmarks/bench_nir.py --lava
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
