@@ -332,6 +332,9 @@ def _fit_grid(syn: Synapse, fmt: Formats) -> Synapse:
     step = 1 << (8 - fmt.weight_bits) if (w >= 0).all() or (w <= 0).all() else 0
     step = step or 1 << (9 - fmt.weight_bits)
     w = np.trunc(w / step) * step
+    if (w <= 0).all():  # a mixed matrix may have lost its positive entries: -256 is off
+        single = 1 << (8 - fmt.weight_bits)  # the single-signed grid [-255, 0]
+        w = np.maximum(w, -(255 // single) * single)
     return Synapse(syn.name, syn.src, syn.dst, w, syn.weight_exp, syn.delay)
 
 
