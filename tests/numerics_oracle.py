@@ -48,6 +48,22 @@ def lif(params: dict, state: dict, a: int, fmt) -> int:
     return s
 
 
+def cuba_lif_sub(params: dict, state: dict, a: int, fmt) -> int:
+    """lif's current and voltage, then v - vth * 64 (not 0) where it spikes."""
+    u1 = tz(state["u"] * (4096 - (params["du"] + 1)), 12) + a * 64
+    if u1 > 2**23:
+        u = u1 - 2**24
+    elif u1 <= -(2**23):
+        u = u1 + 2**24
+    else:
+        u = u1
+    state["u"] = u
+    v1 = sat(tz(state["v"] * (4096 - params["dv"]), 12) + u, 24)
+    s = int(v1 > params["vth"] * 64)
+    state["v"] = v1 - params["vth"] * 64 if s else v1
+    return s
+
+
 def heaviside(params: dict, state: dict, a: int, fmt) -> int:
     return int(a > 0)
 
@@ -69,6 +85,7 @@ KINDS = {
     "ssm": ssm,
     "reset_refractory": reset_refractory,
     "lif": lif,
+    "cuba_lif_sub": cuba_lif_sub,
     "heaviside": heaviside,
     "accumulator": accumulator,
 }

@@ -309,6 +309,35 @@ def test_lif_thresholds_and_24_bit_limits():
     assert expected.events.get("limit", 0) > 0  # u wrapped or v saturated
 
 
+def test_cuba_lif_sub_thresholds_remainders_and_24_bit_limits():
+    """Our CubaLifSub process: v exactly at vth << 6 (no spike), the remainder kept after
+    a spike (several spikes from one input), u at and past its 24-bit wrap, v saturated."""
+    exact = pop("exact", "cuba_lif_sub", 3, du=4095, dv=4095, vth=10)
+    keep = pop("keep", "cuba_lif_sub", 2, du=4095, dv=0, vth=4)
+    limit = pop("limit", "cuba_lif_sub", 4, du=4095, dv=0, vth=2**17 - 1)
+    leaky = pop("leaky", "cuba_lif_sub", 2, du=0, dv=0, vth=0)
+    mid = pop("mid", "cuba_lif_sub", 2, du=2000, dv=300, vth=1000)
+    x = np.array(
+        [
+            [10, 11, 9, 10, 0, 2**17, 2**17 + 1, -(2**17), -(2**17) - 1, 2**16, -(2**16), 1000,
+             1001],
+            [10, 0, 11, 0, 10, 2**17, 2**17 + 1, -(2**17), -(2**17) - 1, 2**16, 2**16, 0, 2000],
+            [11, 10, 10, 2**17, 2**17, 0, 1, -(2**17), 2**17, 7, -(2**17), -1000, 5],
+            [0, 0, 0, -5, 5, 7, 2**16, -(2**16), 3, 0, 0, 1000, 1000],
+        ],
+        dtype=float,
+    )[None]  # fmt: skip
+    expected, _ = check(side_by_side([exact, keep, limit, leaky, mid]), x)
+    # dv = 4095 keeps 1/4096 of v: 640 twice (no spike at vth << 6 = 640), then 704 spikes
+    # and leaves 64.
+    assert expected.traces["exact"][0, :, 0].tolist() == [0, 0, 1, 0]
+    assert expected.traces["exact.v"][0, :, 0].tolist() == [640, 640, 64, 0]
+    # 640 - 256 = 384, 384 - 256 = 128, then 128 + 2^23 saturates at 2^23 - 1 and spikes.
+    assert expected.traces["keep.v"][0, :, 0].tolist() == [384, 128, MAX24 - 256, 8387775]
+    assert expected.events.get("limit", 0) > 0  # u wrapped or v saturated
+    assert expected.events.get("leaky", 0) > 0
+
+
 def test_heaviside_accumulator_and_readout_saturation():
     heav = pop("heav", "heaviside", 3)
     acc = pop("acc", "accumulator", 2)
@@ -371,7 +400,7 @@ def test_glu_table_knots_and_saturation():
 
 # ---- random netlists -----------------------------------------------------------------
 
-KINDS = ("accumulator", "ssm", "reset_refractory", "lif", "heaviside", "glu")
+KINDS = ("accumulator", "ssm", "reset_refractory", "lif", "cuba_lif_sub", "heaviside", "glu")
 
 
 @st.composite
@@ -423,7 +452,7 @@ def _params(draw, kind: str, size: int) -> dict:
             "theta": vec(st.one_of(edge(1, MAX24), st.integers(1, 64))),
             "rho": vec(edge(0, MAX24)),
         }
-    if kind == "lif":
+    if kind in ("lif", "cuba_lif_sub"):
         return {k: np.asarray(float(draw(edge(0, 4095)))) for k in ("du", "dv")} | {
             "vth": np.asarray(float(draw(edge(0, 2**17 - 1))))
         }
@@ -544,6 +573,12 @@ def test_float64_netlist_runs_floating_pt_models():
             },
         ),
         Population("lif", "lif", 2, {"tau": np.asarray(0.875), "vth": np.asarray(0.5)}),
+        Population(
+            "sub",
+            "cuba_lif_sub",
+            2,
+            {"alpha_u": np.asarray(0.5), "alpha_v": np.asarray(0.75), "vth": np.asarray(0.4)},
+        ),
         Population("glu", "glu", 1, {}, {"gate": "hard-sigmoid"}),
         Population("heav", "heaviside", 1),
     ]
@@ -551,7 +586,9 @@ def test_float64_netlist_runs_floating_pt_models():
     x = np.random.default_rng(0).normal(size=(2, 6, net.input.size)).round(3)
     expected = simulate(net, x, record=True, record_internals=True)
     actual = run_lava(net, x, record_internals=True)
-    assert {"ssm.re", "ssm.im", "rr.v", "lif.u", "lif.v", "glu.in", "out.acc"} <= set(actual.traces)
+    assert {"ssm.re", "ssm.im", "rr.v", "lif.u", "lif.v", "sub.u", "sub.v", "glu.in",
+            "out.acc"} <= set(actual.traces)  # fmt: skip
+    assert expected.spike_rates["sub"] > 0
     assert_traces_equal(expected, actual, order=[p.name for p in net.populations], atol=1e-12)
 
 

@@ -382,6 +382,23 @@ def test_graph_with_nir_ops_round_trips(tmp_path):
     assert (back.node("lif").op.rec_weight != g.node("lif").op.rec_weight).nnz == 0
 
 
+def test_cuba_lif_subtract_keeps_the_remainder_and_matches():
+    """CubaLIF with reset subtract: cuba_lif_sub, float NIR == float64 netlist, and
+    a strong constant drive spikes more often than with reset zero."""
+    g = chain((4,), ("fc", nir.Affine(weight=RNG.normal(0.2, 1, (5, 4)), bias=np.zeros(5))),
+              ("lif", cuba_lif(5, w_in=2.0, r=1.0)))  # fmt: skip
+    x = spikes((3, 60, 4), 0.5)
+    counts = {}
+    for reset in ("zero", "subtract"):
+        net, oracle, _ = compare_float(g, x, dt=1e-3, reset=reset)
+        assert net.population("lif").kind == {"zero": "cuba_lif", "subtract": "cuba_lif_sub"}[reset]
+        counts[reset] = oracle["lif"].sum()
+    assert counts["subtract"] > counts["zero"]
+    qnet, _ = quantize(net, x)
+    assert qnet.population("lif").kind == "cuba_lif_sub"
+    assert int(qnet.population("lif").params["vth"]) > 0
+
+
 def run_lava_or_skip():
     pytest.importorskip("lava.magma.core.run_configs")
     from snncompile.targets.lava import run_lava
@@ -429,6 +446,7 @@ class Example:
 EXAMPLE_CASES = [
     Example("braille_noDelay_bias_zero.nir", 1e-4, 0.3, 0.80),
     Example("braille_noDelay_noBias_subtract.nir", 1e-4, 0.3, 0.95),
+    Example("braille_noDelay_noBias_subtract.nir", 1e-4, 0.3, 0.95, reset="subtract"),
     Example("lif_norse.nir", 1e-3, 0.3, 0.99),
     Example("two_lif_neurons.nir", 1e-3, 0.3, 0.97),
     Example("lif_rockpool.nir", 1e-3, 0.3, 0.99),
@@ -550,10 +568,37 @@ def test_nir_lava_artifact_with_calib_file_inspect_simulate_both_backends(tmp_pa
     assert rates == [line for line in on_lava.stdout.splitlines() if "spike rates" in line]
 
 
-def test_cubalif_subtract_is_refused_with_exit_4(tmp_path, cli):
-    out = cli("export", str(EXAMPLES / "braille_noDelay_noBias_subtract.nir"), "--dt", "1e-4",
-              "--reset", "subtract", "-o", str(tmp_path / "a"))  # fmt: skip
-    assert out.returncode == 4 and "subtractive reset" in out.stderr
+def test_cubalif_subtract_exports_and_simulates_alike_on_every_backend(tmp_path, cli):
+    """The subtract-trained Braille graph with its own reset: lava, loihi2 and onnx
+    artifacts; simulate on the reference, Lava and onnxruntime prints the same rates."""
+    source = str(EXAMPLES / "braille_noDelay_noBias_subtract.nir")
+    x = tmp_path / "x.npy"
+    np.save(x, spikes((2, 15, 12), 0.3, seed=9))
+    rates = {}
+    for target in ("loihi2", "onnx", "lava"):
+        art = tmp_path / target
+        out = cli("export", source, "--dt", "1e-4", "--reset", "subtract", "--target", target,
+                  "-o", str(art))  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        net = load_netlist(art)
+        assert net.population("lif2").kind == "cuba_lif_sub"
+        if target == "loihi2":  # network.net holds the kind and its integer parameters
+            from snncompile.targets.loihi2.netx import read_network
+
+            back = read_network(art / "network.net").population("lif2")
+            assert back.kind == "cuba_lif_sub"
+            assert {k: int(v) for k, v in back.params.items()} == {
+                k: int(v) for k, v in net.population("lif2").params.items()
+            }
+            continue
+        backends = ["reference", target] if target == "onnx" else ["lava"]
+        for backend in backends:
+            if backend == "lava":
+                run_lava_or_skip()
+            run = cli("simulate", str(art), "--input", str(x), "--backend", backend)
+            assert run.returncode == 0, run.stderr
+            rates[backend] = [line for line in run.stdout.splitlines() if "spike rates" in line]
+    assert rates["reference"] and all(r == rates["reference"] for r in rates.values()), rates
 
 
 def test_verify_of_a_nir_source_needs_its_dt(cli):

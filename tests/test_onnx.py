@@ -84,16 +84,39 @@ def test_each_kind_at_thresholds_and_saturation():
     )
     lif = pop("lif", "lif", 2, du=4095, dv=0, vth=1)
     lif2 = pop("lif2", "lif", 2, du=0, dv=4095, vth=2**17 - 1)
+    sub = pop("sub", "cuba_lif_sub", 2, du=4095, dv=0, vth=1)
+    sub2 = pop("sub2", "cuba_lif_sub", 2, du=0, dv=4095, vth=2**17 - 1)
+    sub3 = pop("sub3", "cuba_lif_sub", 1, du=2000, dv=300, vth=0)
     hv = pop("hv", "heaviside", 2)
     glu = pop(
         "glu", "glu", 2, {"gate": "sigmoid"}, pwl_x0=-5, pwl_shift=2,
         pwl_table_q12=[0, 100, 2048, 4000, 4096], out_shift=-3,
     )  # fmt: skip
-    net = side_by_side([rr, lif, lif2, hv, glu], mode="mean")
+    net = side_by_side([rr, lif, lif2, sub, sub2, sub3, hv, glu], mode="mean")
     rng = np.random.default_rng(0)
     edges = np.array([0, 1, -1, 5, 6, 64, 65, MAX24, -MAX24, 2**16, -(2**16), 3, -3])
     x = rng.choice(edges, size=(3, 7, net.input.size)).astype(float)
     check(net, x)
+
+
+def test_cuba_lif_sub_threshold_remainder_wrap_and_saturation():
+    exact = pop("exact", "cuba_lif_sub", 2, du=4095, dv=4095, vth=10)
+    keep = pop("keep", "cuba_lif_sub", 2, du=4095, dv=0, vth=4)
+    mid = pop("mid", "cuba_lif_sub", 2, du=2000, dv=300, vth=1000)
+    x = np.array(
+        [
+            [10, 11, 10, 2**17 + 1, 1000, 1001],
+            [10, 0, 0, -(2**17) - 1, 0, 2000],
+            [11, 10, 2**17, 0, -1000, 5],
+            [0, 0, -5, 0, 1000, 1000],
+        ],
+        dtype=float,
+    )[None]
+    expected, _ = check(side_by_side([exact, keep, mid]), x)
+    assert expected.traces["exact"][0, :, 0].tolist() == [0, 0, 1, 0]
+    assert expected.traces["exact.v"][0, :, 0].tolist() == [640, 640, 64, 0]
+    assert expected.traces["keep.v"][0, :, 0].tolist() == [384, 128, MAX24 - 256, 8387775]
+    assert expected.events["keep"] > 0  # the wraps of u and the saturation of v
 
 
 def test_delays_bias_window_and_unconnected_population():
@@ -177,7 +200,7 @@ def test_the_graph_means_the_same_in_onnx_reference_evaluator():
 
 # ---- hypothesis: random netlists ------------------------------------------------------
 
-KINDS = ("accumulator", "ssm", "reset_refractory", "lif", "heaviside", "glu")
+KINDS = ("accumulator", "ssm", "reset_refractory", "lif", "cuba_lif_sub", "heaviside", "glu")
 int24 = st.integers(-MAX24, MAX24)
 inputs = st.one_of(int24, st.sampled_from([MAX24, -MAX24, 0, 1, -1, 2**16, -(2**16), 63, 64]))
 
@@ -200,7 +223,7 @@ def _params(draw, kind: str, size: int, fmt: Formats) -> dict:
             "theta": vec(st.one_of(_edge(1, MAX24), st.integers(1, 64))),
             "rho": vec(_edge(0, MAX24)),
         }
-    if kind == "lif":
+    if kind in ("lif", "cuba_lif_sub"):
         return {k: np.asarray(float(draw(_edge(0, 4095)))) for k in ("du", "dv")} | {
             "vth": np.asarray(float(draw(_edge(0, 2**17 - 1))))
         }
@@ -283,6 +306,9 @@ def _fit_grid(syn: Synapse, fmt: Formats) -> Synapse:
     step = 1 << (8 - fmt.weight_bits) if (w >= 0).all() or (w <= 0).all() else 0
     step = step or 1 << (9 - fmt.weight_bits)
     w = np.trunc(w / step) * step
+    if (w <= 0).all():  # a mixed matrix may have lost its positive entries: -256 is off
+        single = 1 << (8 - fmt.weight_bits)  # the single-signed grid [-255, 0]
+        w = np.maximum(w, -(255 // single) * single)
     return Synapse(syn.name, syn.src, syn.dst, w, syn.weight_exp, syn.delay)
 
 

@@ -97,6 +97,48 @@ def test_lif_matches_oracle(du, dv, vth, inputs):
     _check_against_oracle(net, np.array(inputs).reshape(STEPS, 1), oracle.lif, params)
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 4095),
+    st.integers(0, 4095),
+    st.integers(0, 2**17 - 1),
+    st.lists(st.integers(-(2**17), 2**17), min_size=STEPS, max_size=STEPS),
+)
+def test_cuba_lif_sub_matches_oracle(du, dv, vth, inputs):
+    # Inputs exactly at vth and one above, as well as random ones.
+    inputs = [*inputs[:-2], vth, vth + 1]
+    params = {"du": np.array(du), "dv": np.array(dv), "vth": np.array(vth)}
+    net = _single("cuba_lif_sub", 1, params)
+    _check_against_oracle(net, np.array(inputs).reshape(STEPS, 1), oracle.cuba_lif_sub, params)
+
+
+def test_cuba_lif_sub_threshold_remainder_and_limits():
+    """Strict threshold, the remainder kept after a spike, the 24-bit wrap of u and
+    saturation of v, each against the oracle and by value."""
+    cases = [
+        # v lands exactly on vth << 6: no spike; one unit more: spike, remainder 64
+        # (dv = 4095 keeps 1/4096 of v: the 64 left is gone a step later).
+        ({"du": 4095, "dv": 4095, "vth": 10}, [10, 11, 0], [0, 1, 0], [640, 64, 0]),
+        # 2.5 thresholds at once: one spike per step while the remainder stays above.
+        ({"du": 4095, "dv": 0, "vth": 4}, [10, 0, 0, 0], [1, 1, 0, 0], [384, 128, 128, 128]),
+        # u at 2^23 exactly does not wrap; 2^17 + 1 wraps; v saturates at 2^23 - 1.
+        ({"du": 4095, "dv": 0, "vth": 2**17 - 1}, [2**17, 2**17 + 1, -(2**17) - 1, 0],
+         None, None),
+        ({"du": 0, "dv": 0, "vth": 0}, [2**16, 2**16, 2**16, -(2**17)], None, None),
+    ]  # fmt: skip
+    for params, inputs, spikes, voltages in cases:
+        arrays = {k: np.array(v) for k, v in params.items()}
+        net = _single("cuba_lif_sub", 1, arrays)
+        x = np.array(inputs).reshape(-1, 1)
+        _check_against_oracle(net, x, oracle.cuba_lif_sub, arrays)
+        result = simulate(net, x[None].astype(float), record=True, record_internals=True)
+        if spikes is not None:
+            assert result.traces["p"][0, :, 0].tolist() == spikes
+            assert result.traces["p.v"][0, :, 0].tolist() == voltages
+        else:
+            assert result.events.get("p", 0) > 0  # a wrap or a saturation happened
+
+
 def test_lif_threshold_is_strict_and_current_wraps():
     params = {"du": np.array(4095), "dv": np.array(0), "vth": np.array(10)}
     net = _single("lif", 1, params)

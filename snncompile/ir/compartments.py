@@ -210,6 +210,27 @@ _register(
 )
 _register(
     Compartment(
+        "cuba_lif_sub",
+        input_factor=1,
+        sends=True,
+        spiking=True,
+        int_params={
+            "du": Param("scalar", _range(0, 4095)),
+            "dv": Param("scalar", _range(0, 4095)),
+            "vth": Param("scalar", _range(0, 2**17 - 1)),
+        },
+        float_params={
+            "alpha_u": Param("scalar"),
+            "alpha_v": Param("scalar"),
+            "vth": Param("scalar"),
+        },
+        states=("u", "v"),
+        doc="cuba_lif with a subtractive reset: the same current and voltage decays, "
+        "s = [v > vth] (strict), then v -= vth where s instead of v = 0",
+    )
+)
+_register(
+    Compartment(
         "heaviside",
         input_factor=1,
         sends=True,

@@ -4,9 +4,12 @@
     EulerNeuron   reset "zero"      -> one "cuba_lif" population (Lava's LIF: current u,
                                        voltage v, hard reset; needs one alpha_u and one
                                        alpha_v per node, as Lava's LIF shares du and dv)
-                  reset "subtract"  -> one "reset_refractory" population with rho = 0
-                                       (m = beta v + a, s = [m > 1], v = m - s: subtractive
-                                       reset); only for neurons without a current (IF, LIF)
+                  reset "subtract"  -> without a current (IF, LIF): one "reset_refractory"
+                                       population with rho = 0 (m = beta v + a,
+                                       s = [m > 1], v = m - s: subtractive reset);
+                                       with a current (CubaLIF): one "cuba_lif_sub"
+                                       population (cuba_lif's decays, v -= vth on a
+                                       spike; one alpha_u and alpha_v per node)
                   reset "none"      -> graded: one real "ssm" resonator per element
                                        (a = alpha_v, b = 1) for I and LI; CubaLI adds one
                                        in front for its current (a = alpha_u)
@@ -66,20 +69,18 @@ def _euler_neuron(b: Any, node: Node) -> None:
             "Lava LIF form (a constant input reaches v through the decaying current)"
         )
     scale = 1.0 / op.theta
-    if op.reset == "zero":
-        why = "Lava's LIF shares du and dv over a population"
+    if op.reset == "zero" or has_current:
+        kind, why = {
+            "zero": ("cuba_lif", "Lava's LIF shares du and dv over a population"),
+            "subtract": ("cuba_lif_sub", "cuba_lif_sub shares du and dv over a population"),
+        }[op.reset]
         params = {
             "alpha_u": np.array(_uniform(node, "tau_syn", op.alpha_u, why)),
             "alpha_v": np.array(_uniform(node, "tau_mem", op.alpha_v, why)),
             "vth": np.array(1.0),
         }
-        pop = b.add_pop(Population(node.name, "cuba_lif", h, params=params))
+        pop = b.add_pop(Population(node.name, kind, h, params=params))
     else:
-        if has_current:
-            raise UnsupportedError(
-                f"{node.name}: subtractive reset of a neuron with a synaptic current "
-                "(CubaLIF) has no compartment; use --reset zero"
-            )
         params = {"beta": op.alpha_v.copy(), "theta": np.ones(h), "rho": np.zeros(h)}
         pop = b.add_pop(Population(node.name, "reset_refractory", h, params=params))
     _connect_inputs(b, node, pop, sparse.diags(scale), op.v_bias * scale)

@@ -235,6 +235,11 @@ class _Quantizer:
                                 "dv": int(params["dv"])}  # fmt: skip
         return Population(pop.name, pop.kind, pop.size, params=params)
 
+    def _cuba_lif_sub(self, pop: Population) -> Population:
+        # The same states, decays, threshold and limits as cuba_lif; only the reset
+        # differs (v - vth stays inside [0, v) and needs no more room).
+        return self._cuba_lif(pop)
+
     def _heaviside(self, pop: Population) -> Population:
         k = self.graded_log2(pop.name, self.range_of(f"{pop.name}.in"), self.cfg.state_bits)
         self.scales[pop.name] = Scales(k, 0)

@@ -82,7 +82,7 @@ def _reset_refractory_int(pop, state, a, fmt, ev):
     return spikes
 
 
-def _lif_int(pop, state, a, fmt, ev):
+def _lava_lif_int(pop: Population, state: dict, a: np.ndarray, ev: Events, subtract: bool):
     du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
     half = 1 << (LIF_STATE_BITS - 1)
     # Current: Lava keeps du + 1 (so du = 4095 clears it) and wraps once at 24 bits;
@@ -95,8 +95,19 @@ def _lif_int(pop, state, a, fmt, ev):
     voltage = tz_shift(state["v"] * (4096 - dv), 12) + wrapped
     voltage = saturate(voltage, LIF_STATE_BITS, ev, pop.name)
     spikes = voltage > (vth << 6)
-    state["v"] = np.where(spikes, 0, voltage)
+    # Subtractive reset: voltage > vth << 6 >= 0 where it applies, so the result lies in
+    # [0, voltage) and needs no saturation.
+    reset = voltage - (vth << 6) if subtract else 0
+    state["v"] = np.where(spikes, reset, voltage)
     return spikes.astype(np.int64)
+
+
+def _lif_int(pop, state, a, fmt, ev):
+    return _lava_lif_int(pop, state, a, ev, subtract=False)
+
+
+def _cuba_lif_sub_int(pop, state, a, fmt, ev):
+    return _lava_lif_int(pop, state, a, ev, subtract=True)
 
 
 def _cuba_lif_float(pop, state, a, fmt, ev):
@@ -105,6 +116,15 @@ def _cuba_lif_float(pop, state, a, fmt, ev):
     voltage = float(pop.params["alpha_v"]) * state["v"] + state["u"]
     spikes = voltage > float(pop.params["vth"])
     state["v"] = np.where(spikes, 0.0, voltage)
+    return spikes.astype(np.float64)
+
+
+def _cuba_lif_sub_float(pop, state, a, fmt, ev):
+    state["u"] = float(pop.params["alpha_u"]) * state["u"] + a
+    voltage = float(pop.params["alpha_v"]) * state["v"] + state["u"]
+    vth = float(pop.params["vth"])
+    spikes = voltage > vth
+    state["v"] = np.where(spikes, voltage - vth, voltage)
     return spikes.astype(np.float64)
 
 
@@ -183,6 +203,7 @@ STEPS: dict[str, dict[str, Step]] = {
         "reset_refractory": _reset_refractory_int,
         "lif": _lif_int,
         "cuba_lif": _lif_int,  # the same integer model as lif (Lava's bit-accurate LIF)
+        "cuba_lif_sub": _cuba_lif_sub_int,
         "heaviside": _heaviside,
         "glu": _glu_int,
         "readout": _readout_int,
@@ -193,6 +214,7 @@ STEPS: dict[str, dict[str, Step]] = {
         "reset_refractory": _reset_refractory_float,
         "lif": _lif_float,
         "cuba_lif": _cuba_lif_float,
+        "cuba_lif_sub": _cuba_lif_sub_float,
         "heaviside": _heaviside,
         "glu": _glu_float,
         "readout": _readout_float,

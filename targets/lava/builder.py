@@ -4,7 +4,7 @@
     input, bias          one io.source.RingBuffer, the "source bank" (below)
     lif, cuba_lif        lava.proc.lif.process.LIF (bit-accurate model; bias 0), or
                          our StateLif (the same plus a states port) for internals
-    ssm, reset_refractory, glu, accumulator, heaviside, readout
+    cuba_lif_sub, ssm, reset_refractory, glu, accumulator, heaviside, readout
                          our Processes in processes/compartments.py
     synapse              lava Dense (dense weights) or Sparse (sparse or batched)
 
@@ -380,6 +380,24 @@ def _cuba_lif(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
     return lif(shape=(batch * pop.size,), du=du, dv=dv, vth=vth, bias_mant=0, name=pop.name)
 
 
+def _cuba_lif_sub(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
+    # Our process (Lava's LIF only hard-resets); its floating_pt model takes the float
+    # alpha_u, alpha_v and vth in the du, dv and vth Vars.
+    names = ("du", "dv", "vth") if net.numeric == "int" else ("alpha_u", "alpha_v", "vth")
+    du, dv, vth = (float(pop.params[k]) for k in names)
+    if net.numeric == "int":
+        du, dv, vth = int(du), int(dv), int(vth)
+    return _processes().CubaLifSub(
+        size=batch * pop.size,
+        du=du,
+        dv=dv,
+        vth=vth,
+        name=pop.name,
+        record_states=states,
+        **_widths(net),
+    )
+
+
 def _readout(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
     return _processes().Readout(
         size=batch * pop.size,
@@ -398,5 +416,6 @@ _BUILDERS = {
     "glu": _glu,
     "lif": _lif,
     "cuba_lif": _cuba_lif,
+    "cuba_lif_sub": _cuba_lif_sub,
     "readout": _readout,
 }

@@ -17,8 +17,9 @@ Nothing here is measured on Loihi 2; every number is an estimate under these ass
   multiply-accumulate (4.6 pJ): the 45 nm CMOS figures the seed papers use (Horowitz,
   ISSCC 2014), not Loihi measurements. Configurable in loihi2.toml [energy].
 - Compartment updates are counted separately as multiply-accumulates per compartment
-  and step: ssm 6 (complex a z and b x), lif 2 (u and v decays), reset_refractory 1
-  (decay), glu 2 (interpolation and gating); relays, spikes and the readout 0.
+  and step: ssm 6 (complex a z and b x), lif, cuba_lif and cuba_lif_sub 2 (u and v
+  decays), reset_refractory 1 (decay), glu 2 (interpolation and gating); relays, spikes
+  and the readout 0.
 - Per inference = per step x the sequence length L (the input window). The latency
   tail (steps after the last input while the pipeline drains), static power, routing
   and host I/O are not counted.
@@ -43,7 +44,14 @@ from snncompile.reference.simulator import simulate
 from .config import TargetConfig
 
 # Multiplies per compartment and step (see the module docstring).
-COMPARTMENT_MACS = {"ssm": 6, "lif": 2, "cuba_lif": 2, "reset_refractory": 1, "glu": 2}
+COMPARTMENT_MACS = {
+    "ssm": 6,
+    "lif": 2,
+    "cuba_lif": 2,
+    "cuba_lif_sub": 2,
+    "reset_refractory": 1,
+    "glu": 2,
+}
 # Dense float model: multiply-accumulates per channel (x channels) for elementwise ops.
 _ELEMENTWISE_MACS = {"batchnorm": 1, "affine": 1, "lif": 1, "reset_refractory": 1, "glu": 1}
 _FREE_OPS = {"input", "output", "dropout", "identity", "add", "pool", "heaviside"}

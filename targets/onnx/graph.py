@@ -218,6 +218,15 @@ def _reset_refractory(b, ev, pop, st, a, fmt):
 
 
 def _lif(b, ev, pop, st, a, fmt):
+    return _lava_lif(b, ev, pop, st, a, subtract=False)
+
+
+def _cuba_lif_sub(b, ev, pop, st, a, fmt):
+    return _lava_lif(b, ev, pop, st, a, subtract=True)
+
+
+def _lava_lif(b, ev, pop, st, a, subtract: bool):
+    """lif (reset to 0) and cuba_lif_sub (v - (vth << 6) where it spikes)."""
     du, dv, vth = _int(pop, "du"), _int(pop, "dv"), _int(pop, "vth")
     half = 1 << (LIF_STATE_BITS - 1)
     decayed_u = b.tz(b.op("Mul", [st["u"], b.const(4096 - (du + 1))], "mul"), 12)
@@ -232,7 +241,9 @@ def _lif(b, ev, pop, st, a, fmt):
     decayed_v = b.tz(b.op("Mul", [st["v"], b.const(4096 - dv)], "mul"), 12)
     voltage = ev.saturate(b.op("Add", [decayed_v, u], "add"), LIF_STATE_BITS, pop.name)
     spikes = b.op("Greater", [voltage, b.const(vth << 6)], "gt")
-    v = b.op("Where", [spikes, b.const(0), voltage], "reset")
+    # The subtracted value lies in [0, voltage) where it applies: no saturation.
+    reset = b.op("Sub", [voltage, b.const(vth << 6)], "sub") if subtract else b.const(0)
+    v = b.op("Where", [spikes, reset, voltage], "reset")
     return b.op("Cast", [spikes], "spk", to=TensorProto.INT64), {"u": u, "v": v}
 
 
@@ -271,6 +282,7 @@ KINDS = {
     "reset_refractory": _reset_refractory,
     "lif": _lif,
     "cuba_lif": _lif,  # the same integer model as lif (docs/numerics.md, cuba_lif)
+    "cuba_lif_sub": _cuba_lif_sub,
     "heaviside": _heaviside,
     "glu": _glu,
     "readout": _readout,

@@ -208,6 +208,22 @@ class FloatLif(_Compartment):
         self.v = Var(shape=(size,), init=0)
 
 
+class CubaLifSub(_Compartment):
+    """cuba_lif with a subtractive reset (v -= vth << 6 where it spikes). fixed_pt: du,
+    dv (1/4096) and vth (threshold vth << 6) as in Lava's bit-accurate LIF, 24-bit u and
+    v; floating_pt: du = alpha_u, dv = alpha_v, vth the float threshold."""
+
+    STATES = ("u", "v")
+
+    def __init__(self, *, size: int, du, dv, vth, **kw) -> None:
+        super().__init__(size=size, **kw)
+        self.du = Var(shape=(1,), init=du)
+        self.dv = Var(shape=(1,), init=dv)
+        self.vth = Var(shape=(1,), init=vth)
+        self.u = Var(shape=(size,), init=0)
+        self.v = Var(shape=(size,), init=0)
+
+
 class StateLif(LIF):
     """Lava's LIF (its bit-accurate model, unchanged) that also sends [u; v; a] on
     states_out after every step: used for a lif population whose states are recorded."""
@@ -342,6 +358,31 @@ class PyReadoutFixed(_FixedModel):
         total = self.acc + a if self.proc_params["mode"] == "mean" else a
         self.acc[:] = self._sat(total, self.proc_params["state_bits"])
         return None
+
+
+@implements(proc=CubaLifSub, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyCubaLifSubFixed(_FixedModel):
+    du: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    dv: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    u: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def step(self, a):
+        # 24-bit states whatever state_bits is (as Lava's LIF); the current wraps once.
+        half = 1 << 23
+        u1 = _tz(self.u * (4096 - (self.du[0] + 1)), 12) + a * 64
+        u = np.where(u1 > half, u1 - 2 * half, u1)
+        u = np.where(u <= -half, u1 + 2 * half, u)
+        self.events[0] += np.count_nonzero(u != u1)
+        v1 = self._sat(_tz(self.v * (4096 - self.dv[0]), 12) + u, 24)
+        threshold = self.vth[0] * 64
+        spikes = v1 > threshold
+        self.u[:] = u
+        self.v[:] = v1 - threshold * spikes
+        return spikes.astype(np.int32)
 
 
 @implements(proc=StateLif, protocol=LoihiProtocol)
@@ -505,6 +546,24 @@ class PyFloatLif(_FloatModel):
         v = self.tau[0] * self.v + a
         spikes = v >= self.vth[0]
         self.v[:] = np.where(spikes, 0.0, v)
+        return spikes.astype(np.float64)
+
+
+@implements(proc=CubaLifSub, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyCubaLifSubFloat(_FloatModel):
+    du: np.ndarray = LavaPyType(np.ndarray, float)
+    dv: np.ndarray = LavaPyType(np.ndarray, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+    u: np.ndarray = LavaPyType(np.ndarray, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def step(self, a):
+        self.u[:] = self.du[0] * self.u + a
+        v = self.dv[0] * self.v + self.u
+        spikes = v > self.vth[0]
+        self.v[:] = np.where(spikes, v - self.vth[0], v)
         return spikes.astype(np.float64)
 
 
