@@ -268,7 +268,7 @@ def verify_model(
 
 def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset) -> tuple:
     """Rungs 1-2 for a .nir source: (report, the inputs, the compiled network)."""
-    from snncompile.compiler import check_inputs, compile_model, read_array_file
+    from snncompile.compiler import compile_model
     from snncompile.frontend.nir_compile import DEFAULT_CALIB_RATE
     from snncompile.verify.nir import default_inputs, verify_nir
 
@@ -279,14 +279,13 @@ def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset)
         )
     width = compiled.netlist.input.size
     if data is not None:
-        arrays = read_array_file(data, what="--data")
-        if "x" not in arrays:
-            raise UsageError(f"--data {data}: an .npz needs an array named x")
-        x, origin = check_inputs(arrays["x"], width, what="--data inputs"), str(data)
+        x, _, origin = verification_data(data, {}, None, width, limit)
     else:
         x, origin = default_inputs(width, DEFAULT_CALIB_RATE)
+        if limit is not None:
+            x = x[:limit]
     if limit is not None:
-        x, origin = x[:limit], f"{origin}, first {limit}"
+        origin = f"{origin}, first {limit}"
     spike_tol = getattr(tolerances, "min_spike_agreement", None)
     return verify_nir(compiled, x, origin, min_spike_agreement=spike_tol), x, compiled
 

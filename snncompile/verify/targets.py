@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from snncompile.ir.netlist import Netlist
-from snncompile.verify.traces import compare_runs
+from snncompile.verify.traces import diff_runs
 
 # How each backend's simulation steps line up with the reference's (docs/targets.md).
 ALIGNMENT = {
@@ -40,7 +40,7 @@ class BackendCheck:
     populations: int  # populations whose traces were compared
     traces: int  # traces compared: messages, states and summed inputs
     values_compared: int
-    values_differing: int
+    values_differing: int  # -1 when the runs could not be compared (names or shapes)
     divergence: str | None  # the first difference, described; None when exact
     reference_seconds: float
     backend_seconds: float
@@ -67,16 +67,9 @@ def check_backend(net: Netlist, x: np.ndarray, backend: str) -> BackendCheck:
     order = [p.name for p in net.populations]
     # Population names hold dots; a state trace is "<population>.<state>".
     traced = {name.rsplit(".", 1)[0] for name in expected.traces} | set(expected.traces)
-    divergence = compare_runs(expected, actual, order)
+    diff = diff_runs(expected, actual, order)
     compared = sum(int(np.size(t)) for t in expected.traces.values())
     compared += int(np.size(expected.readout))
-    differing = sum(
-        int(np.count_nonzero(np.asarray(t) != np.asarray(actual.traces[name])))
-        for name, t in expected.traces.items()
-        if name in actual.traces and np.shape(t) == np.shape(actual.traces[name])
-    )
-    if np.shape(expected.readout) == np.shape(actual.readout):
-        differing += int(np.count_nonzero(expected.readout != actual.readout))
     return BackendCheck(
         backend=backend,
         n=int(x.shape[0]),
@@ -87,8 +80,8 @@ def check_backend(net: Netlist, x: np.ndarray, backend: str) -> BackendCheck:
         populations=sum(1 for p in net.populations if p.name in traced),
         traces=len(expected.traces),
         values_compared=compared,
-        values_differing=differing,
-        divergence=divergence,
+        values_differing=diff.differing,
+        divergence=diff.message,
         reference_seconds=reference_seconds,
         backend_seconds=backend_seconds,
     )

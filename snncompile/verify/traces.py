@@ -86,23 +86,44 @@ def first_divergence(
     return Divergence(name, int(t), int(b), int(i), float(want), float(got), counts)
 
 
+@dataclass(frozen=True)
+class RunDiff:
+    """How two simulator runs differ: a description of the first difference (None when
+    they agree) and how many values differ in all traces and the readout."""
+
+    message: str | None
+    differing: int
+
+
+def diff_runs(
+    expected: SimResult, actual: SimResult, order: Sequence[str] = (), *, atol: float = 0.0
+) -> RunDiff:
+    """Every trace, then the readout state and the logits, compared in one pass."""
+    missing = sorted(set(expected.traces) ^ set(actual.traces))
+    if missing:
+        return RunDiff(f"traces present in only one result: {missing}", -1)
+    for name, want in expected.traces.items():
+        got = actual.traces[name]
+        if np.shape(want) != np.shape(got):
+            return RunDiff(f"trace {name!r}: shape {np.shape(got)}, expected {np.shape(want)}", -1)
+    divergence = first_divergence(expected.traces, actual.traces, order, atol=atol)
+    differing = sum(divergence.differing.values()) if divergence is not None else 0
+    message = divergence.describe() if divergence is not None else None
+    for field in ("readout", "logits"):
+        want, got = np.asarray(getattr(expected, field)), np.asarray(getattr(actual, field))
+        if want.shape != got.shape:
+            return RunDiff(message or f"{field}: shape {got.shape}, expected {want.shape}", -1)
+        bad = _differs(want, got, atol)
+        if field == "readout":
+            differing += int(np.count_nonzero(bad))
+        if message is None and np.any(bad):
+            message = f"{field} differs: expected {want.tolist()}, got {got.tolist()}"
+    return RunDiff(message, differing)
+
+
 def compare_runs(
     expected: SimResult, actual: SimResult, order: Sequence[str] = (), *, atol: float = 0.0
 ) -> str | None:
     """One paragraph on the first difference of two simulator runs, or None if they agree:
     every trace, then the readout state and the logits."""
-    missing = sorted(set(expected.traces) ^ set(actual.traces))
-    if missing:
-        return f"traces present in only one result: {missing}"
-    for name, want in expected.traces.items():
-        got = actual.traces[name]
-        if np.shape(want) != np.shape(got):
-            return f"trace {name!r}: shape {np.shape(got)}, expected {np.shape(want)}"
-    divergence = first_divergence(expected.traces, actual.traces, order, atol=atol)
-    if divergence is not None:
-        return divergence.describe()
-    for field in ("readout", "logits"):
-        want, got = np.asarray(getattr(expected, field)), np.asarray(getattr(actual, field))
-        if want.shape != got.shape or np.any(_differs(want, got, atol)):
-            return f"{field} differs: expected {want.tolist()}, got {got.tolist()}"
-    return None
+    return diff_runs(expected, actual, order, atol=atol).message
