@@ -401,9 +401,7 @@ def _export_float(
     """`export --target onnx --float`: the float model's step graph (no netlist)."""
     import json
 
-    import numpy as np
-
-    from snncompile.compiler import check_inputs, load_model
+    from snncompile.compiler import calibration_inputs, load_model
 
     if stop_after is not None:
         raise UsageError("--stop-after does not apply to --float (it stops the integer pipeline)")
@@ -411,13 +409,7 @@ def _export_float(
         raise UsageError("export needs an output directory (-o OUT)")
     module.check_float_output(out_dir, overwrite)  # fail before the slow part
     model, width, embedded, meta = load_model(source, entry=entry)
-    x = embedded if calibration is None else calibration
-    if x is None:
-        raise UsageError(
-            "the float export is checked on inputs: the checkpoint has none embedded; "
-            "pass --calib FILE (.npy of shape (batch, steps, inputs))"
-        )
-    x = check_inputs(np.asarray(x), width, what="calibration data")
+    x = calibration_inputs(embedded, calibration, width, purpose="the float export is checked on")
     path = module.export_float(
         model, x[: module.FLOAT_CHECK_SEQUENCES], out_dir, overwrite=overwrite, meta=meta
     )

@@ -115,6 +115,20 @@ def check_inputs(x: np.ndarray, width: int, *, what: str) -> np.ndarray:
     return x.astype(np.float64)
 
 
+def calibration_inputs(
+    embedded: np.ndarray | None, given: Any, width: int, *, purpose: str
+) -> np.ndarray:
+    """The inputs to calibrate or check on: `given` (--calib) if any, else the embedded
+    batch, validated as (batch, steps, width); UsageError saying `purpose` if neither."""
+    x = embedded if given is None else given
+    if x is None:
+        raise UsageError(
+            f"{purpose} calibration inputs: the checkpoint has none embedded; "
+            "pass --calib FILE (.npy of shape (batch, steps, inputs))"
+        )
+    return check_inputs(np.asarray(x), width, what="calibration data")
+
+
 def compile_model(
     source: str | os.PathLike[str] | nn.Module,
     *,
@@ -172,13 +186,7 @@ def compile_model(
     done.stopped_after = "lower"
     if stop_after == "lower":
         return done
-    calib = embedded if calibration is None else calibration
-    if calib is None:
-        raise UsageError(
-            "quantization needs calibration inputs: the checkpoint has none embedded; "
-            "pass --calib FILE (.npy of shape (batch, steps, inputs))"
-        )
-    calib = check_inputs(np.asarray(calib), width, what="calibration data")
+    calib = calibration_inputs(embedded, calibration, width, purpose="quantization needs")
     done.calibration = calib
     step("quantize")
     done.netlist, done.report = quantize(done.float_netlist, calib, cfg)
