@@ -33,7 +33,7 @@ def reset_refractory(params: dict, state: dict, a: int, fmt) -> int:
     return s
 
 
-def lif(params: dict, state: dict, a: int, fmt) -> int:
+def _lava_lif(params: dict, state: dict, a: int, subtract: bool) -> int:
     u1 = tz(state["u"] * (4096 - (params["du"] + 1)), 12) + a * 64
     if u1 > 2**23:
         u = u1 - 2**24
@@ -44,24 +44,19 @@ def lif(params: dict, state: dict, a: int, fmt) -> int:
     state["u"] = u
     v1 = sat(tz(state["v"] * (4096 - params["dv"]), 12) + u, 24)
     s = int(v1 > params["vth"] * 64)
-    state["v"] = 0 if s else v1
+    if s:
+        v1 = v1 - params["vth"] * 64 if subtract else 0
+    state["v"] = v1
     return s
+
+
+def lif(params: dict, state: dict, a: int, fmt) -> int:
+    return _lava_lif(params, state, a, subtract=False)
 
 
 def cuba_lif_sub(params: dict, state: dict, a: int, fmt) -> int:
     """lif's current and voltage, then v - vth * 64 (not 0) where it spikes."""
-    u1 = tz(state["u"] * (4096 - (params["du"] + 1)), 12) + a * 64
-    if u1 > 2**23:
-        u = u1 - 2**24
-    elif u1 <= -(2**23):
-        u = u1 + 2**24
-    else:
-        u = u1
-    state["u"] = u
-    v1 = sat(tz(state["v"] * (4096 - params["dv"]), 12) + u, 24)
-    s = int(v1 > params["vth"] * 64)
-    state["v"] = v1 - params["vth"] * 64 if s else v1
-    return s
+    return _lava_lif(params, state, a, subtract=True)
 
 
 def heaviside(params: dict, state: dict, a: int, fmt) -> int:

@@ -171,17 +171,29 @@ _register(
         doc="m = beta v + a; s = [m > theta]; v = m - (theta + rho) s",
     )
 )
+
+
+def _lava_lif_params() -> dict[str, Param]:
+    """Lava's bit-accurate LIF: decays du, dv in 1/4096, threshold vth << 6."""
+    return {
+        "du": Param("scalar", _range(0, 4095)),
+        "dv": Param("scalar", _range(0, 4095)),
+        "vth": Param("scalar", _range(0, 2**17 - 1)),
+    }
+
+
+def _cuba_float_params() -> dict[str, Param]:
+    """Float mode of the NIR current-based neurons: u and v decay factors, threshold."""
+    return {"alpha_u": Param("scalar"), "alpha_v": Param("scalar"), "vth": Param("scalar")}
+
+
 _register(
     Compartment(
         "lif",
         input_factor=1,
         sends=True,
         spiking=True,
-        int_params={
-            "du": Param("scalar", _range(0, 4095)),
-            "dv": Param("scalar", _range(0, 4095)),
-            "vth": Param("scalar", _range(0, 2**17 - 1)),
-        },
+        int_params=_lava_lif_params(),
         float_params={"tau": Param("scalar"), "vth": Param("scalar")},
         states=("u", "v"),
         doc="Lava's bit-accurate LIF (reset to 0); float mode: v = tau v + a, s = [v >= vth]",
@@ -193,16 +205,8 @@ _register(
         input_factor=1,
         sends=True,
         spiking=True,
-        int_params={
-            "du": Param("scalar", _range(0, 4095)),
-            "dv": Param("scalar", _range(0, 4095)),
-            "vth": Param("scalar", _range(0, 2**17 - 1)),
-        },
-        float_params={
-            "alpha_u": Param("scalar"),
-            "alpha_v": Param("scalar"),
-            "vth": Param("scalar"),
-        },
+        int_params=_lava_lif_params(),
+        float_params=_cuba_float_params(),
         states=("u", "v"),
         doc="Lava's bit-accurate LIF with a current (du < 4095 allowed); float mode: "
         "u = alpha_u u + a, v = alpha_v v + u, s = [v > vth] (strict, as NIR), reset to 0",
@@ -214,16 +218,8 @@ _register(
         input_factor=1,
         sends=True,
         spiking=True,
-        int_params={
-            "du": Param("scalar", _range(0, 4095)),
-            "dv": Param("scalar", _range(0, 4095)),
-            "vth": Param("scalar", _range(0, 2**17 - 1)),
-        },
-        float_params={
-            "alpha_u": Param("scalar"),
-            "alpha_v": Param("scalar"),
-            "vth": Param("scalar"),
-        },
+        int_params=_lava_lif_params(),
+        float_params=_cuba_float_params(),
         states=("u", "v"),
         doc="cuba_lif with a subtractive reset: the same current and voltage decays, "
         "s = [v > vth] (strict), then v -= vth where s instead of v = 0",
