@@ -333,17 +333,64 @@ def test_recurrence_changes_the_answer():
     assert np.any(simulate_nir(g, x, dt=1e-3)["lif"] != with_rec)
 
 
-def test_loop_through_two_neurons_is_refused():
+def neuron_loop(n_loop: int, n: int = 4, self_loop: bool = False, feedback: float = 1.0):
+    """input -> fc -> n0 -> n1 -> ... -> n{k-1} -> back to n0 (a loop through n_loop
+    neurons, alternating LIF and CubaLIF); the last neuron feeds the output."""
+    rng = np.random.default_rng(11)
+    names = [f"n{i}" for i in range(n_loop)]
     nodes = {
-        "input": nir.Input(input_type=np.array([2])),
-        "a": lif(2, tau=0.003),
-        "b": lif(2, tau=0.003),
-        "wb": nir.Linear(weight=np.eye(2)),
-        "output": nir.Output(output_type=np.array([2])),
+        "input": nir.Input(input_type=np.array([3])),
+        "fc": nir.Affine(weight=rng.normal(1.0, 1.0, (n, 3)), bias=np.full(n, 0.05)),
+        "output": nir.Output(output_type=np.array([n])),
     }
-    edges = [("input", "a"), ("a", "b"), ("b", "wb"), ("wb", "a"), ("b", "output")]
-    with pytest.raises(UnsupportedError, match="loop through several neuron nodes"):
-        import_nir(graph(nodes, edges), dt=1e-3)
+    edges = [("input", "fc"), ("fc", names[0]), (names[-1], "output")]
+    for i, name in enumerate(names):
+        nodes[name] = lif(n, tau=0.004) if i % 2 == 0 else cuba_lif(n, w_in=2.0, r=2.0)
+        nxt = names[(i + 1) % n_loop]
+        nodes[f"w{i}"] = nir.Linear(weight=rng.normal(0.6, 1.0, (n, n)) * (
+            feedback if nxt == names[0] else 1.0))  # fmt: skip
+        edges += [(name, f"w{i}"), (f"w{i}", nxt)]
+    if self_loop:
+        nodes["w_self"] = nir.Linear(weight=rng.normal(-0.3, 0.5, (n, n)))
+        edges += [(names[0], "w_self"), ("w_self", names[0])]
+    return graph(nodes, edges)
+
+
+@pytest.mark.parametrize("n_loop", [2, 3])
+def test_loop_through_several_neurons_time_multiplexes(n_loop):
+    """A -> B (-> C) -> A with NIR's one-step feedback: the netlist runs n_loop ticks
+    per model step, the loop's synapse has lag 1, and the float netlist equals the float
+    NIR simulation at every model step."""
+    g = neuron_loop(n_loop, self_loop=True)
+    imported = import_nir(g, dt=1e-3).graph
+    assert [n.op.kind for n in imported].count("feedback") == 1
+    net, _, rates = compare_float(g, spikes((3, 60, 3), 0.4), dt=1e-3)
+    assert net.ticks_per_step == n_loop
+    (back,) = [s for s in net.synapses if s.src == f"n{n_loop - 1}" and s.dst == "n0"]
+    assert (back.lag, back.delay) == (1, 0)
+    (own,) = [s for s in net.synapses if s.src == s.dst == "n0"]
+    assert (own.lag, own.delay) == (1, n_loop - 1)
+    assert all(0.02 < rates[f"n{i}"] < 0.95 for i in range(n_loop)), rates
+
+
+def test_loop_feedback_changes_the_answer():
+    """The loop's feedback must matter (otherwise the test above could not fail)."""
+    x = spikes((2, 60, 3), 0.4)
+    with_loop = simulate_nir(neuron_loop(2), x, dt=1e-3)["n0"]
+    without = simulate_nir(neuron_loop(2, feedback=0.0), x, dt=1e-3)["n0"]
+    assert np.any(with_loop != without)
+
+
+def test_time_multiplexed_netlist_quantizes_and_round_trips(tmp_path):
+    g = neuron_loop(2)
+    x = spikes((2, 40, 3), 0.4)
+    net = lower(import_nir(g, dt=1e-3).graph)
+    qnet, _ = quantize(net, x)
+    assert qnet.ticks_per_step == 2
+    save_netlist(qnet, tmp_path)
+    back = load_netlist(tmp_path)
+    assert back.ticks_per_step == 2
+    assert_traces_equal(simulate(back, x, record=True), simulate(qnet, x, record=True))
 
 
 def test_netlist_checks_and_saves_lags(tmp_path):

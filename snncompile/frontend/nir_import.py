@@ -30,8 +30,9 @@ depth-first search from the Input) carries the previous step's value, so a loop 
 returns to the same neuron through linear nodes becomes its recurrent matrix with a lag
 of one step. A constant on any path (a bias) is present from step 0, including on
 recurrent and delayed paths: they start from the value their input has at rest. A loop
-through two or more neurons is refused: every neuron population adds one step of latency
-in the netlist, so its feedback could not arrive one model step later.
+through two or more neurons (A -> B -> A) closes with a Feedback node (A reads B's output
+of the previous step); the lowering then runs the netlist with as many ticks per model
+step as the loop has populations, since every population hop costs one tick.
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ import numpy as np
 from scipy import sparse
 
 from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
-from snncompile.frontend.nir_graph import FlatNir, _nir, load_flat
+from snncompile.frontend.nir_graph import FlatNir, _nir, forward_order, load_flat
 from snncompile.ir import ops
 from snncompile.ir.graph import Graph, Node
-from snncompile.ir.nir_ops import EulerNeuron, SparseLinear
+from snncompile.ir.nir_ops import EulerNeuron, Feedback, SparseLinear
 
 RESET_MODES = ("zero", "subtract")
 NEURONS = ("I", "LI", "CubaLI", "IF", "LIF", "CubaLIF")
@@ -74,6 +75,10 @@ class Expr:
         for key, m in other.terms.items():
             terms[key] = terms[key] + m if key in terms else m
         return Expr(terms, self.const + other.const)
+
+    def delayed(self, steps: int) -> Expr:
+        """The same sum `steps` steps later (a constant is the value at rest: unchanged)."""
+        return Expr({(src, lag + steps): m for (src, lag), m in self.terms.items()}, self.const)
 
 
 @dataclass
@@ -346,6 +351,7 @@ class _Importer:
         self.exprs: dict[str, Expr] = {}
         self.visiting: set[str] = set()
         self.preds = {name: flat.preds(name) for name in flat.nodes}
+        self.back = forward_order(flat)[1]  # the edges that carry the previous step
 
     def kind(self, name: str) -> str:
         return type(self.flat.nodes[name]).__name__
@@ -399,6 +405,8 @@ class _Importer:
         total, shape = None, None
         for pred in preds:
             expr, pshape = self.output_of(pred)
+            if (pred, name) in self.back:
+                expr = expr.delayed(1)
             if total is None:
                 total, shape = expr, pshape
             elif expr.width != total.width:
@@ -484,10 +492,12 @@ def import_nir(
             )
     order = _source_order(flat, sources, inputs)
     nodes = [Node(flat.input, ops.Input(int(np.prod(imp.shapes[flat.input]))))]
+    later = {name: int(np.prod(imp.shapes[name])) for name in order}
     for name in order:
+        del later[name]
         nodes.extend(
             _neuron_nodes(name, imp.kind(name), flat.nodes[name], inputs[name], params.get(name),
-                          reset)
+                          reset, later)
         )  # fmt: skip
     nodes.extend(_output_nodes(flat.output, out_expr))
     warnings = list(flat.warnings)
@@ -508,9 +518,18 @@ def import_nir(
 
 
 def _source_order(flat: FlatNir, sources: list[str], inputs: dict[str, Expr]) -> list[str]:
-    """Neurons in dependency order; a dependency cycle between neurons is refused."""
+    """Neurons in dependency order. Only same-step (lag 0) inputs must come first; a
+    delayed or recurrent input from a neuron later in the order becomes a Feedback node.
+    Among the neurons whose same-step inputs are ready, those with every input ready go
+    first, so Feedback nodes are made only where a loop needs them."""
     deps = {
         name: {src for src, _ in inputs[name].terms if src != name and src != flat.input}
+        for name in sources
+    }
+    same_step = {
+        name: {
+            src for src, lag in inputs[name].terms if not lag and src not in (name, flat.input)
+        }
         for name in sources
     }
     for name in sources:
@@ -520,13 +539,12 @@ def _source_order(flat: FlatNir, sources: list[str], inputs: dict[str, Expr]) ->
     done: set[str] = set()
     remaining = list(sources)
     while remaining:
-        ready = [n for n in remaining if deps[n] <= done]
-        if not ready:
-            loop = ", ".join(sorted(remaining))
+        ready = [n for n in remaining if deps[n] <= done] or [
+            n for n in remaining if same_step[n] <= done
+        ][:1]
+        if not ready:  # not reached for a file nir reads: its DFS lags every loop
             raise UnsupportedError(
-                f"recurrent loop through several neuron nodes ({loop}): each neuron "
-                "population adds one step of latency, so the feedback cannot arrive one model "
-                "step later; loops must return to the same neuron through linear nodes"
+                f"neuron nodes {', '.join(sorted(remaining))} feed each other within one step"
             )
         for n in ready:
             order.append(n)
@@ -536,9 +554,17 @@ def _source_order(flat: FlatNir, sources: list[str], inputs: dict[str, Expr]) ->
 
 
 def _neuron_nodes(
-    name: str, kind: str, node: Any, expr: Expr, p: NeuronParams | None, reset: str
+    name: str,
+    kind: str,
+    node: Any,
+    expr: Expr,
+    p: NeuronParams | None,
+    reset: str,
+    later: dict[str, int],
 ) -> list[Node]:
-    """SparseLinear nodes (one per source and lag) and the neuron (or Heaviside) node."""
+    """SparseLinear nodes (one per source and lag) and the neuron (or Heaviside) node;
+    an input from a source in `later` (name -> width: not yet emitted) comes through a
+    Feedback node carrying its lag."""
     size = expr.width
     self_terms = {lag: m for (src, lag), m in expr.terms.items() if src == name}
     terms = sorted(((k, m) for k, m in expr.terms.items() if k[0] != name), key=lambda t: t[0][1])
@@ -555,7 +581,12 @@ def _neuron_nodes(
         bias = gain * const if i == 0 else np.zeros(size)
         suffix = f"@{lag}" if lag else ""
         lin = f"{name}<{src}{suffix}"
-        out.append(Node(lin, SparseLinear(weight, bias), (src,)))
+        feed = src
+        if src in later:
+            feed = f"{lin}.feedback"
+            out.append(Node(feed, Feedback(src, later[src], lag)))
+            lag = 0  # the Feedback node carries it
+        out.append(Node(lin, SparseLinear(weight, bias), (feed,)))
         names.append(lin)
         lags.append(lag)
     if kind == "Threshold":
@@ -566,7 +597,7 @@ def _neuron_nodes(
         return out
     if len(self_terms) > 1:
         raise UnsupportedError(f"node {name!r}: recurrent paths with different delays")
-    rec_lag, rec = next(iter(self_terms.items()), (0, sparse.csr_matrix((size, size))))
+    rec_lag, rec = next(iter(self_terms.items()), (1, sparse.csr_matrix((size, size))))
     op = EulerNeuron(
         alpha_u=p.alpha_u,  # type: ignore[union-attr]
         alpha_v=p.alpha_v,  # type: ignore[union-attr]
@@ -574,7 +605,7 @@ def _neuron_nodes(
         v_bias=p.v_bias,  # type: ignore[union-attr]
         lags=np.array(lags, dtype=np.int64),
         rec_weight=sparse.csr_matrix(sparse.diags(gain) @ rec),
-        rec_lag=rec_lag + 1,  # the edge closing the cycle carries the previous step
+        rec_lag=rec_lag,  # >= 1: the edge closing the loop carries the previous step
         reset=reset if p.spiking else "none",  # type: ignore[union-attr]
     )
     out.append(Node(name, op, tuple(names)))

@@ -7,6 +7,10 @@ Output node; every node's op checks its input widths. `dt_s` is the duration of 
 step in seconds when known (NIR imports), else None (a trained sequence model's steps
 are abstract).
 
+A recurrent loop through several nodes is a DAG too: the edge that closes it is a
+Feedback node (snncompile.ir.nir_ops) with no inputs, naming the later node whose earlier
+output it carries (Op.references).
+
 Graphs are immutable; passes build new ones with `replace_nodes`.
 """
 
@@ -57,6 +61,13 @@ class Graph:
                 sizes[node.name] = node.op.validate(tuple(sizes[i] for i in node.inputs))
             except InvalidGraphError as exc:
                 raise InvalidGraphError(f"node {node.name!r}: {exc}") from None
+        for node in self.nodes:
+            for name, width in node.op.references().items():
+                if sizes.get(name) != width:
+                    raise InvalidGraphError(
+                        f"node {node.name!r} reads node {name!r} of width {width}, which "
+                        + ("does not exist" if name not in sizes else f"has width {sizes[name]}")
+                    )
         for kind in (Input, Output):
             count = sum(isinstance(node.op, kind) for node in self.nodes)
             if count != 1:

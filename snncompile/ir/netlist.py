@@ -11,6 +11,12 @@ the exact arithmetic of each kind in both numeric modes).
     numeric "float64": the same structure with float weights (weight_exp 0) and float
                        parameters (the float model, for checking lowering exactly).
 
+`ticks_per_step` is the number of simulation steps (ticks) one model step takes. It is 1
+for every feed-forward network and for self-loops; a recurrent loop through n
+populations with lag 1 needs n ticks per model step (time-multiplexing): a population at
+latency k (in ticks) works on model step t at tick ticks_per_step * t + k and is idle at
+every other tick (it keeps its state and sends zero), see docs/numerics.md.
+
 `input_scale` maps the float input to the input population's integers
 (x_int = round(x / input_scale)); `output_scale` maps the readout state back
 (logits = state * output_scale, divided by the sequence length for mean pooling).
@@ -93,7 +99,8 @@ class Synapse:
     ordinary (feed-forward) synapse, which defines the latency of its destination; a
     synapse with lag k >= 1 delivers the source's message of k model steps earlier (a
     recurrent connection has lag 1). Lagged synapses are left out of the latency DAG, so
-    they may close cycles, and must satisfy latency(src) + 1 + delay = latency(dst) + lag.
+    they may close cycles, and must satisfy (latency and delay in ticks)
+    latency(src) + 1 + delay = latency(dst) + lag * ticks_per_step.
     """
 
     name: str
@@ -134,6 +141,7 @@ class Netlist:
     output_scale: float = 1.0
     dt_s: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    ticks_per_step: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "populations", tuple(self.populations))
@@ -185,7 +193,13 @@ class Netlist:
 
     @property
     def output_latency(self) -> int:
+        """Ticks from the input to the readout."""
         return self.latency()[self.readout.name]
+
+    def total_ticks(self, length: int) -> int:
+        """Ticks that run a sequence of `length` model steps: the readout's last active
+        tick is ticks_per_step * (length - 1) + output_latency."""
+        return self.ticks_per_step * (length - 1) + self.output_latency + 1
 
     def counts(self) -> dict[str, int]:
         """Compartments per kind and the number of stored synaptic weights."""
@@ -216,6 +230,8 @@ def validate_netlist(net: Netlist) -> None:
     """Raise InvalidGraphError naming the first broken rule."""
     if net.numeric not in NUMERICS:
         raise InvalidGraphError(f"numeric must be one of {NUMERICS}, got {net.numeric!r}")
+    if not isinstance(net.ticks_per_step, int) or net.ticks_per_step < 1:
+        raise InvalidGraphError(f"ticks_per_step must be an integer >= 1, got {net.ticks_per_step}")
     names = [p.name for p in net.populations]
     if len(set(names)) != len(names):
         raise InvalidGraphError("population names must be unique")
@@ -236,12 +252,17 @@ def validate_netlist(net: Netlist) -> None:
     for syn in net.synapses:
         _validate_synapse(net, syn)
     latency = net.latency()  # raises on cycles of lag-0 synapses
+    ticks = net.ticks_per_step
     for syn in net.synapses:
-        if syn.lag and latency[syn.src] + 1 + syn.delay != latency[syn.dst] + syn.lag:
+        # With idle ticks every message must arrive at its destination's active tick.
+        if not syn.lag and ticks == 1:
+            continue
+        arrives, due = latency[syn.src] + 1 + syn.delay, latency[syn.dst] + syn.lag * ticks
+        if arrives != due:
             raise InvalidGraphError(
                 f"synapse {syn.name!r}: lag {syn.lag} needs latency(src) + 1 + delay = "
-                f"latency(dst) + lag, got {latency[syn.src]} + 1 + {syn.delay} != "
-                f"{latency[syn.dst]} + {syn.lag}"
+                f"latency(dst) + lag * ticks_per_step, got {latency[syn.src]} + 1 + "
+                f"{syn.delay} != {latency[syn.dst]} + {syn.lag} * {ticks}"
             )
 
 

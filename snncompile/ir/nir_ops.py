@@ -3,7 +3,8 @@
 The importer discretizes every NIR node at the chosen dt and composes the NIR linear
 nodes (Affine, Linear, Scale, Conv, pooling, Flatten, Delay) into one sparse affine map
 per (neuron, source) pair, so an imported Graph is Input, SparseLinear and EulerNeuron
-nodes (plus Heaviside for NIR Threshold, Add, Pool and Output). Both ops are registered
+nodes (plus Heaviside for NIR Threshold, Add, Pool and Output), and a Feedback node for
+each edge that closes a loop through several neurons. The ops are registered
 in snncompile.ir.ops.OPS, so graphs holding them save and load like any other.
 """
 
@@ -95,4 +96,31 @@ class EulerNeuron(Op):
         return h
 
 
-OPS.update({cls.kind: cls for cls in (SparseLinear, EulerNeuron)})
+@dataclass(frozen=True, eq=False)
+class Feedback(Op):
+    """y_t = y_source(t - lag): the output of a later node `source` (width `size`), `lag`
+    >= 1 steps late; y_t = 0 for t < lag.
+
+    The edge that closes a recurrent loop through several neurons (A -> B -> A): the
+    Graph stays a topologically ordered DAG because this node has no inputs and names
+    its source instead (checked by the Graph through `references`).
+    """
+
+    kind: ClassVar[str] = "feedback"
+    source: str
+    size: int
+    lag: int = 1
+
+    def validate(self, sizes: tuple[int, ...]) -> int:
+        _arity(self, sizes, 0)
+        if self.size <= 0:
+            raise InvalidGraphError(f"feedback size must be positive, got {self.size}")
+        if self.lag < 1:
+            raise InvalidGraphError(f"feedback lag must be >= 1, got {self.lag}")
+        return self.size
+
+    def references(self) -> dict[str, int]:
+        return {self.source: self.size}
+
+
+OPS.update({cls.kind: cls for cls in (SparseLinear, EulerNeuron, Feedback)})

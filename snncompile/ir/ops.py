@@ -54,6 +54,11 @@ class Op:
     def attributes(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self) if not _is_array(self, f.name)}
 
+    def references(self) -> dict[str, int]:
+        """Nodes this op reads other than through its inputs, with the width it expects
+        of each (a Feedback's later node; the Graph checks them)."""
+        return {}
+
 
 def _is_array(op: Op, name: str) -> bool:
     value = getattr(op, name)

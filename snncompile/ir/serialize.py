@@ -165,6 +165,7 @@ def save_netlist(net: Netlist, directory: str | os.PathLike[str]) -> Path:
         "input_scale": float(net.input_scale),
         "output_scale": float(net.output_scale),
         "dt_s": None if net.dt_s is None else float(net.dt_s),
+        "ticks_per_step": int(net.ticks_per_step),
         "meta": _plain(net.meta, "netlist meta"),
         "populations": populations,
         "synapses": synapses,
@@ -367,6 +368,13 @@ def load_netlist(directory: str | os.PathLike[str]) -> Netlist:
                 output_scale=float(doc.get(data, "output_scale", _NUMBER, "netlist")),
                 dt_s=_optional_float(doc, data, "dt_s", "netlist"),
                 meta=doc.get(data, "meta", dict, "netlist"),
+                # Came after version 1 was first written: absent means 1. (An older reader
+                # that ignores it refuses such a netlist: its lagged synapses fail the check.)
+                ticks_per_step=(
+                    doc.get(data, "ticks_per_step", int, "netlist")
+                    if "ticks_per_step" in data
+                    else 1
+                ),
             ),
         )
     finally:

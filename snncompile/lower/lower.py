@@ -20,15 +20,16 @@ ChannelAffine (an unfolded BatchNorm) rescales the view. Compartments:
                   two consumers); otherwise fused into its consumer's synapse
     Pool + Output -> the "readout" (mean: it integrates; last: it holds the last input)
 
-Every synapse hop takes one step. After building, each population's latency is the
-longest path from the input, and each synapse gets the delay that makes all of a
-population's inputs arrive from the same model step (residual paths get delays).
+Every synapse hop takes one step (tick). After building, each population's latency is
+the longest path from the input, and each synapse gets the delay that makes all of a
+population's inputs arrive from the same model step (residual paths get delays). A
+recurrent loop through n populations makes the netlist take n ticks per model step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import sparse
@@ -37,7 +38,7 @@ from snncompile.errors import UnsupportedError
 from snncompile.ir import nir_ops, ops
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
-from snncompile.lower.nir_rules import NIR_LOWERINGS
+from snncompile.lower.nir_rules import NIR_LOWERINGS, check_feedback
 
 # Ops the lowering passes through unchanged (normally removed by the passes already).
 _TRANSPARENT = (ops.Dropout, ops.Identity)
@@ -55,12 +56,14 @@ _FUSES_LINEAR = (
 
 @dataclass(frozen=True)
 class View:
-    """value = matrix @ msg(pop) + offset; matrix is (width, pop size) CSR."""
+    """value = matrix @ msg(pop) + offset; matrix is (width, pop size) CSR. With lag k the
+    messages are those of k model steps earlier (a Feedback op's view)."""
 
     pop: str
     matrix: sparse.csr_matrix
     offset: np.ndarray
     pooled: str | None = None
+    lag: int = 0
 
     @property
     def width(self) -> int:
@@ -69,7 +72,7 @@ class View:
     def then(self, weight: np.ndarray | sparse.spmatrix, bias: np.ndarray) -> View:
         """The view of weight @ value + bias."""
         matrix = sparse.csr_matrix(weight @ self.matrix)
-        return View(self.pop, matrix, weight @ self.offset + bias, self.pooled)
+        return replace(self, matrix=matrix, offset=weight @ self.offset + bias)
 
 
 def _identity_view(pop: Population) -> View:
@@ -109,7 +112,7 @@ class _Builder:
         `lag` model steps late (Synapse.lag; the constant part always arrives on time)."""
         in_map = in_map if in_map is not None else sparse.identity(view.width, format="csr")
         weight = sparse.csr_matrix(in_map @ view.matrix)
-        self._add(view.pop, dst.name, weight, lag=lag)
+        self._add(view.pop, dst.name, weight, lag=lag + view.lag)
         constant = np.asarray(in_map @ view.offset).ravel()
         if np.any(constant != 0):
             name = self._add("bias", dst.name, sparse.csr_matrix(constant.reshape(-1, 1)))
@@ -161,9 +164,12 @@ def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
             builder.views[node.name] = builder.views[node.inputs[0]]
             continue
         _LOWERINGS[type(node.op)](builder, node)
+    for node in graph:
+        if isinstance(node.op, nir_ops.Feedback):
+            check_feedback(builder, node)
     if not any(s.src == "bias" for s in builder.synapses):
         builder.pops = [p for p in builder.pops if p.kind != "bias"]
-    _assign_delays(builder)
+    ticks = _assign_delays(builder)
     return Netlist(
         tuple(builder.pops),
         tuple(builder.synapses),
@@ -171,14 +177,15 @@ def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
         formats=formats or Formats(),
         dt_s=graph.dt_s,
         meta={"source": dict(graph.meta)},
+        ticks_per_step=ticks,
     )
 
 
-def _assign_delays(builder: _Builder) -> None:
-    """Latency = longest path from the input over lag-0 synapses; delays align every
-    population's inputs, and a lagged (recurrent) synapse gets the delay that makes it
-    arrive exactly `lag` model steps late (UnsupportedError when that needs a negative
-    delay: a loop through several populations cannot close within one model step)."""
+def _assign_delays(builder: _Builder) -> int:
+    """Latency = longest path from the input over lag-0 synapses (in ticks); delays align
+    every population's inputs, and a lagged (recurrent) synapse gets the delay that makes
+    it arrive exactly `lag` model steps late. Returns the ticks per model step: 1 unless a
+    loop through several populations needs more (time-multiplexing, docs/numerics.md)."""
     pops = {p.name: p for p in builder.pops}
     order = [p.name for p in builder.pops]  # construction order is topological for lag 0
     _anchor_lagged_only(builder, order)
@@ -190,21 +197,26 @@ def _assign_delays(builder: _Builder) -> None:
             if s.dst == name and s.name not in builder.bias_synapses and s.lag == 0
         ]
         latency[name] = max((latency[s.src] + 1 for s in data_in), default=0)
+    # A lagged synapse must arrive lag * ticks after its destination's tick of the same
+    # model step: a loop through n populations with lag 1 needs n ticks per step.
+    ticks = max(
+        (
+            -(-(latency[s.src] + 1 - latency[s.dst]) // s.lag)
+            for s in builder.synapses
+            if s.lag
+        ),
+        default=1,
+    )
+    ticks = max(ticks, 1)
     synapses = []
     for syn in builder.synapses:
         source_latency = 0 if pops[syn.src].kind == "bias" else latency[syn.src]
-        delay = latency[syn.dst] + syn.lag - source_latency - 1
-        if delay < 0:
-            raise UnsupportedError(
-                f"synapse {syn.name}: its message must arrive {syn.lag} model step(s) after "
-                f"it is sent, but {syn.src} runs {source_latency - latency[syn.dst]} hop(s) "
-                f"after {syn.dst} (a loop through {source_latency - latency[syn.dst] + 1} "
-                "populations); only loops whose lag covers their hops can be compiled"
-            )
+        delay = latency[syn.dst] + syn.lag * ticks - source_latency - 1
         synapses.append(
             Synapse(syn.name, syn.src, syn.dst, syn.weight, syn.weight_exp, delay, syn.lag)
         )
     builder.synapses = synapses
+    return ticks
 
 
 def _anchor_lagged_only(builder: _Builder, order: list[str]) -> None:
@@ -265,7 +277,7 @@ def _ssm(b: _Builder, node: Node) -> None:
     # the compartment (fixed point, not an 8-bit synaptic weight).
     fan_out = sparse.csr_matrix((np.ones(h * per), (rows, channel)), shape=(h * per, h))
     view = b.views[node.inputs[0]]
-    b.connect(View(view.pop, view.matrix, view.offset + op.u_shift), pop, fan_out)
+    b.connect(replace(view, offset=view.offset + op.u_shift), pop, fan_out)
     summing = sparse.csr_matrix((np.ones(h * per), (channel, rows)), shape=(h, h * per))
     b.views[node.name] = View(pop.name, summing, np.zeros(h))
 
@@ -320,7 +332,7 @@ def _pool(b: _Builder, node: Node) -> None:
     view = b.views[node.inputs[0]]
     if view.pooled:
         raise UnsupportedError(f"{node.name}: pooling twice over time")
-    b.views[node.name] = View(view.pop, view.matrix, view.offset, pooled=node.op.mode)
+    b.views[node.name] = replace(view, pooled=node.op.mode)
 
 
 def _output(b: _Builder, node: Node) -> None:

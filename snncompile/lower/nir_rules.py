@@ -18,6 +18,9 @@
     matrix a synapse from the population to itself with lag rec_lag (delay rec_lag - 1).
     A constant drive v_bias enters from the bias population; it reaches v unchanged only
     when the neuron keeps no current (alpha_u = 0), otherwise it is refused.
+    Feedback      -> no compartment: the view of its source population, `lag` model steps
+                     late, so the loop closes with a lagged synapse (the lowering then
+                     gives the netlist the ticks per model step the loop needs)
 
 This module is imported by snncompile.lower.lower, whose builder it uses at call time.
 """
@@ -129,7 +132,35 @@ def _graded_neuron(b: Any, node: Node, has_current: bool) -> None:
     b.views[node.name] = low._identity_view(pop)
 
 
+def _feedback(b: Any, node: Node) -> None:
+    """The view of the source population's messages `lag` model steps late; the source
+    is lowered later, and check_feedback then makes sure it is that population."""
+    op: nir_ops.Feedback = node.op
+    eye = sparse.identity(op.size, format="csr")
+    b.views[node.name] = _lower_module().View(op.source, eye, np.zeros(op.size), lag=op.lag)
+
+
+def check_feedback(b: Any, node: Node) -> None:
+    """A Feedback's source must have become one population of its name, read as is."""
+    op: nir_ops.Feedback = node.op
+    view = b.views[op.source]
+    eye = sparse.identity(op.size, format="csr")
+    if (
+        view.pop != op.source
+        or view.lag
+        or view.pooled
+        or view.matrix.shape != eye.shape
+        or (view.matrix != eye).nnz
+        or np.any(view.offset)
+    ):
+        raise UnsupportedError(
+            f"{node.name}: a loop closes on {op.source!r}, which is not a population of its "
+            "own (only neuron outputs can close a loop through several nodes)"
+        )
+
+
 NIR_LOWERINGS: dict[type, Callable[[Any, Node], None]] = {
     nir_ops.SparseLinear: _sparse_linear,
     nir_ops.EulerNeuron: _euler_neuron,
+    nir_ops.Feedback: _feedback,
 }

@@ -304,6 +304,7 @@ class _Quantizer:
                 output_scale=2.0**readout.in_log2,
                 dt_s=self.net.dt_s,
                 meta=dict(self.net.meta),
+                ticks_per_step=self.net.ticks_per_step,
             )
         except InvalidGraphError as exc:
             raise HardwareRuleError(f"quantized network does not fit: {exc}") from None

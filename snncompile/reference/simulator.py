@@ -4,9 +4,10 @@ Vectorized over the batch and over the compartments of a population; a Python lo
 time steps, populations and synapses. Integer products are summed with float64 BLAS,
 which is exact because the netlist validator bounds every sum below 2**53.
 
-A sequence of L inputs takes L + latency(readout) steps: a population at latency k
-sees model step t at simulation step t + k. Traces are returned aligned to model time,
-so the trace of every population has L steps whatever its latency.
+A sequence of L inputs takes net.total_ticks(L) simulation steps (ticks): a population
+at latency k works on model step t at tick ticks_per_step * t + k and is idle (keeps its
+state, sends zero) at every other tick. Traces are returned aligned to model time, so
+the trace of every population has L steps whatever its latency.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def simulate(
     data = encode_input(net, x, events)
     batch, length, _ = data.shape
     latency = net.latency()
-    total_steps = length + latency[net.readout.name]
+    ticks = net.ticks_per_step
+    total_steps = net.total_ticks(length)
     numeric = net.numeric
     dtype = np.int64 if numeric == "int" else np.float64
 
@@ -177,10 +179,15 @@ def simulate(
     for t in range(total_steps):
         sent: dict[str, np.ndarray] = {}
         for pop in net.populations:
+            model_t, phase = divmod(t - latency[pop.name], ticks)
+            if phase:  # idle tick (time-multiplexing): state kept, nothing sent
+                if pop.name in history:
+                    sent[pop.name] = np.zeros((batch, pop.size), dtype)
+                continue
             if pop.kind == "input":
-                out = data[:, t] if t < length else np.zeros((batch, pop.size), dtype)
+                out = data[:, model_t] if model_t < length else np.zeros((batch, pop.size), dtype)
             elif pop.kind == "bias":
-                value = pop.params["value"] if t < length else 0
+                value = pop.params["value"] if model_t < length else 0
                 out = np.full((batch, pop.size), value, dtype)
             else:
                 a = np.zeros((batch, pop.input_width), dtype)
@@ -192,13 +199,12 @@ def simulate(
                     a += _apply(syn, ring[step % ring.shape[0]], numeric, events)
                 out = steps[pop.kind](pop, states[pop.name], a, fmt, events)
             sent[pop.name] = out
-            model_t = t - latency[pop.name]
             in_window = 0 <= model_t < length
             if pop.name in spike_sums and in_window:
                 spike_sums[pop.name] += float(out.sum())
             if peaks and in_window:
                 _track_population(track, pop, out, states[pop.name], a if pop.input_width else None)
-            if pop.name in recorded and 0 <= model_t < length:
+            if pop.name in recorded and in_window:
                 if pop.name in traces:
                     traces[pop.name][:, model_t] = out
                 if record_internals:

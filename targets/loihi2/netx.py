@@ -25,8 +25,10 @@ Our networks are not chains (residual adds, two-part GLU inputs, a bias source),
   link, stored once).
 
 Every layer has attribute `name` (the population). The root holds the format name and
-version, `numeric`, the bit widths, `input_scale`, `output_scale`, `dt_s` and
-`output_latency` as attributes. Layers are in the netlist's (topological) order. netx
+version, `numeric`, the bit widths, `input_scale`, `output_scale`, `dt_s`,
+`output_latency` (ticks) and `ticks_per_step` (absent in older files: 1) as attributes.
+A time-multiplexed network (ticks_per_step > 1) has no netx dense layers: netx's CUBA
+neuron cannot idle between a population's ticks. Layers are in the netlist's (topological) order. netx
 itself cannot run the file (its loader has no case for `ext`); `read_network` can.
 """
 
@@ -62,8 +64,9 @@ def _type(name: str) -> np.ndarray:
 
 
 def is_netx_dense(net: Netlist, pop: Population) -> bool:
-    """A LIF population fed by one synapse: the part netx's dense + CUBA layer expresses."""
-    return pop.kind == "lif" and len(net.incoming(pop.name)) == 1
+    """A LIF population fed by one synapse: the part netx's dense + CUBA layer expresses
+    (not in a time-multiplexed netlist: netx's CUBA neuron updates at every tick)."""
+    return pop.kind == "lif" and len(net.incoming(pop.name)) == 1 and net.ticks_per_step == 1
 
 
 def _write_weight(group: Any, syn: Synapse) -> None:
@@ -136,6 +139,7 @@ def write_network(net: Netlist, path: str | os.PathLike[str]) -> None:
         f.attrs["output_scale"] = net.output_scale
         f.attrs["dt_s"] = np.nan if net.dt_s is None else net.dt_s
         f.attrs["output_latency"] = net.output_latency
+        f.attrs["ticks_per_step"] = net.ticks_per_step
         for pop in net.populations:
             layer = f.create_group(f"layer/{index[pop.name]}")
             layer.attrs["name"] = pop.name
@@ -223,6 +227,7 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
                 input_scale=float(f.attrs["input_scale"]),
                 output_scale=float(f.attrs["output_scale"]),
                 dt_s=None if np.isnan(dt) else dt,
+                ticks_per_step=int(f.attrs.get("ticks_per_step", 1)),
             )
     except (OSError, KeyError, ValueError, IndexError, TypeError, InvalidGraphError) as exc:
         raise CorruptInputError(f"{path}: not a readable network.net ({exc})") from None
