@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
@@ -38,3 +40,46 @@ def side_by_side(
     return Netlist(
         (Population("in", "input", sum(widths)), *pops, readout), syns, numeric, formats=fmt
     )
+
+
+def loop_netlist(
+    pops: list[Population],
+    *,
+    seed: int = 0,
+    self_loop: bool = True,
+    ticks: int | None = None,
+    fmt: Formats = FMT,
+    mode: str = "mean",
+) -> Netlist:
+    """A time-multiplexed int netlist: input -> p0 -> p1 -> ... -> p(n-1), the loop closed
+    by a lag-1 synapse p(n-1) -> p0, a lag-1 self-loop on p0, a residual input -> p(n-1)
+    and a bias into p0, the last population into a readout; random weights on the 8-bit
+    mixed-sign grid. It needs n ticks per model step; `ticks` may ask for more."""
+    rng = np.random.default_rng(seed)
+    n = len(pops)
+    ticks = ticks or n
+    names = [p.name for p in pops]
+    latency = {"in": 0, **{name: i + 1 for i, name in enumerate(names)}, "out": n + 1}
+
+    def weight(dst: Population, src_size: int) -> np.ndarray:
+        return 2.0 * rng.integers(-40, 41, (dst.input_width, src_size))
+
+    def syn(src: str, dst: Population, src_size: int, lag: int = 0) -> Synapse:
+        delay = latency[dst.name] + lag * ticks - latency[src] - 1
+        return Synapse(f"{src}->{dst.name}@{lag}", src, dst.name, weight(dst, src_size),
+                       delay=delay, lag=lag)  # fmt: skip
+
+    width = 3
+    syns = [syn("in", pops[0], width)]
+    syns += [syn(a.name, b, a.size) for a, b in itertools.pairwise(pops)]
+    syns.append(syn(names[-1], pops[0], pops[-1].size, lag=1))
+    if self_loop:
+        syns.append(syn(names[0], pops[0], pops[0].size, lag=1))
+    if n > 1:
+        syns.append(syn("in", pops[-1], width))
+    bias = np.full((pops[0].input_width, 1), 6.0)
+    syns.append(Synapse("bias->p0", "bias", names[0], bias, delay=latency[names[0]] - 1))
+    readout = Population("out", "readout", pops[-1].size, attrs={"mode": mode})
+    syns.append(Synapse("last->out", names[-1], "out", np.eye(pops[-1].size)))
+    inputs = (Population("in", "input", width), pop("bias", "bias", 1, value=8.0))
+    return Netlist((*inputs, *pops, readout), tuple(syns), "int", formats=fmt, ticks_per_step=ticks)

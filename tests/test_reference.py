@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from snncompile.errors import UsageError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.ir.ops import InvalidGraphError
 from snncompile.reference.kinds import tz_shift
 from snncompile.reference.simulator import simulate
 
@@ -238,3 +239,81 @@ def test_synapse_fan_out_wraps_to_int32_exactly(value: int) -> None:
     sent = np.clip(wrapped, -(2**31) + 1, 2**31 - 1)  # the accumulator's 32-bit message
     assert result.traces["p"][0, 0].tolist() == sent.tolist()
     assert result.events.get("in->p", 0) == 2 * int(np.count_nonzero(wrapped != exact))
+
+
+# ---- time-multiplexing (ticks_per_step > 1) ---------------------------------------------
+
+
+def _loop_pops() -> list[Population]:
+    from netlists import pop
+
+    return [
+        pop("p0", "lif", 4, du=1024, dv=512, vth=600),
+        pop("p1", "reset_refractory", 4, decay=[500] * 4, theta=[40] * 4, rho=[20] * 4),
+        pop("p2", "accumulator", 4),
+    ]
+
+
+def _model_step_oracle(net: Netlist, x_int: np.ndarray) -> dict[str, np.ndarray]:
+    """What a loop netlist computes, evaluated one model step at a time in population
+    order with the scalar oracle: lag-0 synapses read this step's message, lag-1 the
+    previous one's, the bias its value. No ticks, delays or idle steps involved."""
+    kinds = {"lif": oracle.lif, "reset_refractory": oracle.reset_refractory,
+             "accumulator": oracle.accumulator}  # fmt: skip
+    length = x_int.shape[0]
+    msgs = {p.name: np.zeros((length + 1, p.size), np.int64) for p in net.populations}
+    states = {p.name: [{s: 0 for s in p.compartment.states} for _ in range(p.size)]
+              for p in net.populations}  # fmt: skip
+    for t in range(length):
+        msgs["in"][t + 1] = x_int[t]
+        msgs["bias"][t + 1] = int(net.population("bias").params["value"])
+        for p in net.populations:
+            if p.kind in ("input", "bias", "readout"):
+                continue
+            a = np.zeros(p.size, np.int64)
+            for s in net.incoming(p.name):
+                a += (s.weight @ msgs[s.src][t + 1 - s.lag]).astype(np.int64)
+            for ch in range(p.size):
+                scalar = {k: int(np.ravel(v)[ch] if np.ndim(v) else v) for k, v in p.params.items()}
+                msgs[p.name][t + 1, ch] = kinds[p.kind](scalar, states[p.name][ch], int(a[ch]), FMT)
+    return {name: m[1:] for name, m in msgs.items()}
+
+
+@pytest.mark.parametrize("n_loop", [2, 3])
+def test_time_multiplexed_loop_equals_model_step_evaluation(n_loop):
+    from netlists import loop_netlist
+
+    net = loop_netlist(_loop_pops()[:n_loop], seed=n_loop)
+    rng = np.random.default_rng(0)
+    x_int = rng.integers(-30, 31, (20, 3))
+    result = simulate(net, x_int[None].astype(float), record=True)
+    want = _model_step_oracle(net, x_int)
+    for p in net.populations[2:-1]:
+        np.testing.assert_array_equal(result.traces[p.name][0], want[p.name], err_msg=p.name)
+    assert result.steps == net.total_ticks(20) == n_loop * 19 + n_loop + 2
+    assert all(np.any(want[p.name]) for p in net.populations[2:-1])
+
+
+def test_extra_idle_ticks_change_nothing():
+    from netlists import loop_netlist
+    from trace_compare import assert_traces_equal
+
+    x = np.random.default_rng(1).integers(-30, 31, (2, 15, 3)).astype(float)
+    tight = simulate(loop_netlist(_loop_pops(), seed=5), x, record=True, record_internals=True)
+    loose = simulate(
+        loop_netlist(_loop_pops(), seed=5, ticks=5), x, record=True, record_internals=True
+    )
+    assert_traces_equal(tight, loose)
+
+
+def test_misaligned_synapse_in_a_time_multiplexed_netlist_is_refused():
+    from netlists import loop_netlist
+
+    net = loop_netlist(_loop_pops()[:2])
+    bad = [
+        Synapse(s.name, s.src, s.dst, s.weight, s.weight_exp, s.delay + 1, s.lag)
+        if s.name.startswith("in->p1") else s
+        for s in net.synapses
+    ]  # fmt: skip
+    with pytest.raises(InvalidGraphError, match="ticks_per_step"):
+        Netlist(net.populations, tuple(bad), "int", ticks_per_step=2)

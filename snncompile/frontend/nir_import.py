@@ -527,9 +527,7 @@ def _source_order(flat: FlatNir, sources: list[str], inputs: dict[str, Expr]) ->
         for name in sources
     }
     same_step = {
-        name: {
-            src for src, lag in inputs[name].terms if not lag and src not in (name, flat.input)
-        }
+        name: {src for src, lag in inputs[name].terms if not lag and src not in (name, flat.input)}
         for name in sources
     }
     for name in sources:

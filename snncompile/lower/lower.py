@@ -200,11 +200,7 @@ def _assign_delays(builder: _Builder) -> int:
     # A lagged synapse must arrive lag * ticks after its destination's tick of the same
     # model step: a loop through n populations with lag 1 needs n ticks per step.
     ticks = max(
-        (
-            -(-(latency[s.src] + 1 - latency[s.dst]) // s.lag)
-            for s in builder.synapses
-            if s.lag
-        ),
+        (-(-(latency[s.src] + 1 - latency[s.dst]) // s.lag) for s in builder.synapses if s.lag),
         default=1,
     )
     ticks = max(ticks, 1)

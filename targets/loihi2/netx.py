@@ -28,8 +28,9 @@ Every layer has attribute `name` (the population). The root holds the format nam
 version, `numeric`, the bit widths, `input_scale`, `output_scale`, `dt_s`,
 `output_latency` (ticks) and `ticks_per_step` (absent in older files: 1) as attributes.
 A time-multiplexed network (ticks_per_step > 1) has no netx dense layers: netx's CUBA
-neuron cannot idle between a population's ticks. Layers are in the netlist's (topological) order. netx
-itself cannot run the file (its loader has no case for `ext`); `read_network` can.
+neuron cannot idle between a population's ticks. Layers are in the netlist's
+(topological) order. netx itself cannot run the file (its loader has no case for
+`ext`); `read_network` can.
 """
 
 from __future__ import annotations
