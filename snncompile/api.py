@@ -456,6 +456,7 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
         "numeric": net.numeric,
         "formats": net.formats.to_dict(),
         "output_latency": net.output_latency,
+        "ticks_per_step": net.ticks_per_step,
         "counts": net.counts(),
         "populations": populations,
         "synapses": synapses,

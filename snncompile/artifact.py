@@ -103,6 +103,7 @@ def build_report(compiled: Compiled, extra: dict[str, Any] | None = None) -> dic
     }
     report: dict[str, Any] = {
         "output_latency": net.output_latency,
+        "ticks_per_step": net.ticks_per_step,
         "input_scale": net.input_scale,
         "output_scale": net.output_scale,
         "formats": net.formats.to_dict(),
@@ -150,6 +151,7 @@ def _manifest(
         "input_size": net.input.size,
         "output_size": net.readout.size,
         "output_latency": net.output_latency,
+        "ticks_per_step": net.ticks_per_step,
         "compartments": {k: v for k, v in net.counts().items() if k != "synapses"},
         "message_bits": net.formats.message_bits,
         "files": files,

@@ -519,6 +519,7 @@ def _stopped_summary(compiled) -> dict:
         "populations": len(net.populations),
         "counts": net.counts(),
         "output_latency": net.output_latency,
+        "ticks_per_step": net.ticks_per_step,
     }
     if compiled.report is not None:
         summary["calibration_events"] = compiled.report.calibration_events
@@ -537,7 +538,7 @@ def _print_stopped(summary: dict) -> None:
     net = summary["netlist"]
     click.echo(
         f"stopped after {step}: {net['numeric']} netlist, {net['populations']} populations, "
-        f"output latency {net['output_latency']} steps"
+        f"output latency {_latency_text(net)}"
     )
     click.echo(f"  {_format_counts(net['counts'])}")
     if "calibration_events" in summary:
@@ -545,6 +546,14 @@ def _print_stopped(summary: dict) -> None:
             f"  calibration saturation events: {_format_events(summary['calibration_events'])}"
         )
     click.echo("nothing written")
+
+
+def _latency_text(info: dict) -> str:
+    """'3 steps', or '7 ticks (3 ticks per model step)' for a time-multiplexed network."""
+    ticks = info.get("ticks_per_step", 1)
+    if ticks == 1:
+        return f"{info['output_latency']} steps"
+    return f"{info['output_latency']} ticks ({ticks} ticks per model step)"
 
 
 def _print_export(model: str, path: str, target: str, report: dict) -> None:
@@ -559,7 +568,7 @@ def _print_export(model: str, path: str, target: str, report: dict) -> None:
     click.echo(f"wrote {path} (target {target}) from {model}")
     click.echo(f"  populations   {len(report['populations'])}: {_format_counts(counts)}")
     click.echo(f"  compartments  {sum(counts.values())}, synaptic weights {weights}")
-    click.echo(f"  latency       {report['output_latency']} steps from input to readout")
+    click.echo(f"  latency       {_latency_text(report)} from input to readout")
     click.echo(
         f"  calibration   {' x '.join(map(str, calib['shape']))}: saturation events "
         f"{_format_events(calib['saturation_events'])}"
@@ -614,7 +623,7 @@ def _print_artifact(info: dict) -> None:
     click.echo(f"  source       {origin}" + (f" ({details})" if details else ""))
     click.echo(f"  exported     {m.get('created', '?')} with {tools}")
     click.echo(f"  numeric      {info['numeric']}, formats {info['formats']}")
-    click.echo(f"  latency      {info['output_latency']} steps from input to readout")
+    click.echo(f"  latency      {_latency_text(info)} from input to readout")
     click.echo(f"  counts       {_format_counts(info['counts'])}")
     for name, printer in _TARGET_PRINTERS.items():
         if name in info:

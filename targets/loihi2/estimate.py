@@ -54,7 +54,7 @@ COMPARTMENT_MACS = {
 }
 # Dense float model: multiply-accumulates per channel (x channels) for elementwise ops.
 _ELEMENTWISE_MACS = {"batchnorm": 1, "affine": 1, "lif": 1, "reset_refractory": 1, "glu": 1}
-_FREE_OPS = {"input", "output", "dropout", "identity", "add", "pool", "heaviside"}
+_FREE_OPS = {"input", "output", "dropout", "identity", "add", "pool", "heaviside", "feedback"}
 # Bytes of traces one chunk of the activity run may hold.
 TRACE_BUDGET = 64 << 20
 
