@@ -42,6 +42,7 @@ class Build:
                 "numeric": "int64",
                 "states": len(iface.states),
                 "event_sites": len(iface.event_sites),
+                "ticks_per_step": iface.ticks_per_step,
                 "export_check": {
                     "sequences": self.checked_sequences,
                     "criterion": "readout, every message and state equal to the reference",
