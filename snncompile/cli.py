@@ -343,10 +343,14 @@ def _print_verify_nir(model: str, r) -> None:
 
 
 def _print_target_check(c: dict) -> None:
-    click.echo(
-        f"quantized reference vs {c['backend']} on the same {c['n']} inputs, "
+    ticks = c.get("ticks_per_step", 1)
+    run = (
         f"{c['simulated_steps']} steps each (output latency {c['output_latency']})"
+        if ticks == 1
+        else f"{c['steps']} model steps of {ticks} ticks, {c['simulated_steps']} ticks each "
+        f"(output latency {c['output_latency']} ticks)"
     )
+    click.echo(f"quantized reference vs {c['backend']} on the same {c['n']} inputs, {run}")
     click.echo(f"  alignment: {c['alignment']}")
     verdict = "exact" if c["exact"] else f"NOT exact: {c['divergence']}"
     click.echo(
@@ -709,10 +713,14 @@ def _print_nir(s: dict) -> None:
 
 # Targets whose export and inspect print a section of their own.
 def _print_onnx(s: dict) -> None:
+    ticks = s.get("ticks_per_step", 1)
+    step = "one step" if ticks == 1 else f"one model step ({ticks} ticks) per call"
+    extra = s.get("extra_calls", s["output_latency"])
+    tail = f"{extra} extra steps" if ticks == 1 else f"{extra} extra calls"
     click.echo(
-        f"  onnx          {s['file']}: one step, opset {s['opset']}, {s['nodes']} nodes, "
+        f"  onnx          {s['file']}: {step}, opset {s['opset']}, {s['nodes']} nodes, "
         f"{s['states']} state tensors ({s['state_values']} values per sample), "
-        f"{s['bytes']} bytes; run {s['output_latency']} extra steps after the input"
+        f"{s['bytes']} bytes; run {tail} after the input"
     )
 
 

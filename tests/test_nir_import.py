@@ -393,6 +393,54 @@ def test_time_multiplexed_netlist_quantizes_and_round_trips(tmp_path):
     assert_traces_equal(simulate(back, x, record=True), simulate(qnet, x, record=True))
 
 
+@pytest.mark.parametrize("n_loop", [2, 3])
+def test_time_multiplexed_loop_reference_vs_onnx_exact(n_loop):
+    """A loop through 2 or 3 NIR neurons, quantized (T = n_loop ticks per model step):
+    onnxruntime's step graph, one call per model step, equals the reference in every
+    message, state and summed input, the readout, events and spike rates."""
+    from snncompile.targets.onnx import run_onnx
+
+    g = neuron_loop(n_loop, self_loop=True)
+    qnet, _ = quantize(lower(import_nir(g, dt=1e-3).graph), spikes((4, 30, 3), 0.4, seed=3))
+    assert qnet.ticks_per_step == n_loop
+    x = spikes((2, 16, 3), 0.4, seed=5)
+    ref = simulate(qnet, x, record=True, record_internals=True)
+    got = run_onnx(qnet, x, record_internals=True)
+    assert_traces_equal(ref, got, order=[p.name for p in qnet.populations])
+    assert (got.events, got.spike_rates, got.steps) == (ref.events, ref.spike_rates, ref.steps)
+    assert all(ref.spike_rates[f"n{i}"] > 0.02 for i in range(n_loop)), ref.spike_rates
+
+
+def test_time_multiplexed_loop_exports_simulates_and_verifies_on_onnx(tmp_path, capsys):
+    """The same loop from a .nir file through the command line: export --target onnx
+    (its own check against the reference), simulate --backend onnx, verify --target onnx."""
+    import json
+
+    from snncompile.api import inspect_artifact
+    from snncompile.simulate import simulate_artifact
+
+    path = tmp_path / "loop.nir"
+    nir.write(path, neuron_loop(3, self_loop=True))
+    art = tmp_path / "loop.onnx-art"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(path), "--dt", "1e-3", "--target", "onnx", "-o", str(art)])
+    assert exit_info.value.code == 0
+    summary = inspect_artifact(art)["onnx"]
+    assert (summary["ticks_per_step"], summary["extra_calls"]) == (3, 1)  # latency 4 ticks
+    x = spikes((3, 20, 3), 0.4, seed=7)
+    ref = simulate_artifact(art, x, backend="reference")
+    ort = simulate_artifact(art, x, backend="onnx")
+    assert ort.predictions == ref.predictions and ort.spike_rates == ref.spike_rates
+    assert ort.saturation_events == ref.saturation_events
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", str(path), "--dt", "1e-3", "--target", "onnx", "--limit", "3", "--json"])
+    check = json.loads(capsys.readouterr().out)["target_check"]
+    assert exit_info.value.code == 0 and check["exact"] and check["values_differing"] == 0
+    assert check["ticks_per_step"] == 3 and "ticks 3c .. 3c + 2" in check["alignment"]
+    assert check["simulated_steps"] == 3 * (check["steps"] - 1) + check["output_latency"] + 1
+
+
 def test_netlist_checks_and_saves_lags(tmp_path):
     def make(lag: int, delay: int) -> Netlist:
         pops = (

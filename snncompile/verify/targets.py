@@ -4,9 +4,10 @@
 
 Both runs record the messages of every population that sends, every population's
 states and summed input (record_internals), and the readout, aligned to model time
-(docs/numerics.md: a population at latency k works on model step t at simulation step
-t + k; Lava's first step is simulation step 0 + 1, which its runner undoes), and the
-readout state. Exact means equal: there is no tolerance to declare.
+(docs/numerics.md: a population at latency k works on model step t at simulation step,
+or tick, T t + k, with T = ticks_per_step; Lava's first step is simulation step 0 + 1,
+which its runner undoes; one ONNX call is one model step of T ticks), and the readout
+state. Exact means equal: there is no tolerance to declare.
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ ALIGNMENT = {
 }
 
 
+def alignment(backend: str, ticks_per_step: int) -> str:
+    """How `backend`'s steps line up with the reference's ticks."""
+    if backend == "onnx" and ticks_per_step > 1:
+        t = ticks_per_step
+        return (
+            f"onnx call c = reference ticks {t}c .. {t}c + {t - 1} (one call per model step; "
+            f"a population at latency k works in call c on model step c - k // {t})"
+        )
+    return ALIGNMENT.get(backend, "same steps as the reference")
+
+
 @dataclass
 class BackendCheck:
     """The outcome of one reference-vs-backend comparison."""
@@ -34,8 +46,8 @@ class BackendCheck:
     backend: str
     n: int
     steps: int  # model steps per input
-    simulated_steps: int  # steps run per input, input window plus the output latency
-    output_latency: int
+    simulated_steps: int  # ticks run per input: ticks_per_step (steps - 1) + output_latency + 1
+    output_latency: int  # ticks
     alignment: str
     populations: int  # populations whose traces were compared
     traces: int  # traces compared: messages, states and summed inputs
@@ -44,6 +56,7 @@ class BackendCheck:
     divergence: str | None  # the first difference, described; None when exact
     reference_seconds: float
     backend_seconds: float
+    ticks_per_step: int = 1  # simulation steps (ticks) per model step
 
     @property
     def exact(self) -> bool:
@@ -76,7 +89,7 @@ def check_backend(net: Netlist, x: np.ndarray, backend: str) -> BackendCheck:
         steps=int(x.shape[1]),
         simulated_steps=int(expected.steps),
         output_latency=net.output_latency,
-        alignment=ALIGNMENT.get(backend, "same steps as the reference"),
+        alignment=alignment(backend, net.ticks_per_step),
         populations=sum(1 for p in net.populations if p.name in traced),
         traces=len(expected.traces),
         values_compared=compared,
@@ -84,4 +97,5 @@ def check_backend(net: Netlist, x: np.ndarray, backend: str) -> BackendCheck:
         divergence=diff.message,
         reference_seconds=reference_seconds,
         backend_seconds=backend_seconds,
+        ticks_per_step=net.ticks_per_step,
     )

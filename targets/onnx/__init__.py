@@ -4,6 +4,9 @@
     model = build_step_model(net)       # onnx.ModelProto, state in -> state out
     result = run_onnx(net, x)           # onnxruntime over whole sequences: a SimResult
 
+One call is one model step (one token); for a time-multiplexed netlist (ticks_per_step
+T > 1) the graph unrolls the call's T ticks (graph.py).
+
 `snncompile export model.pt --target onnx -o OUT` writes the artifact with model.onnx;
 `snncompile simulate OUT --input x.npy --backend onnx` runs it. `--target onnx --float`
 exports the float PyTorch model instead (export_float; only that function imports

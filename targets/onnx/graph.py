@@ -1,8 +1,19 @@
-"""One time step of an integer Netlist as an ONNX graph, with the state as explicit tensors.
+"""One model step of an integer Netlist as an ONNX graph, with the state as explicit tensors.
 
     model = build_step_model(net)          # onnx.ModelProto; docs/targets.md "## onnx"
 
-The graph computes exactly what snncompile.reference computes at one simulation step
+One call of the graph is one model step (one token): the ticks_per_step = T simulation
+steps (ticks) T c .. T c + T - 1 of call c, unrolled (with T = 1, one simulation step).
+Calls start at multiples of T, so within a call every population is active at one static
+tick, offset latency mod T, and is computed once, on model step c - latency // T; at the
+other offsets it is idle and needs no ops. Populations are built in order of offset. A
+synapse into a population at offset j reads its source's message of tick j - 1 - delay
+of this call: from the same call (an earlier offset) when that is >= 0, else from the
+`delay` state of earlier calls. For T > 1 every such tick is an active tick of the
+source (the netlist validator checks latency(src) + 1 + delay = latency(dst) + lag T),
+so the delay state keeps one message per call, not per tick.
+
+The graph computes exactly what snncompile.reference computes over those ticks
 (docs/numerics.md), in int64 tensors. Every rounding maps to ONNX ops whose result does
 not depend on a runtime's choice of integer-division rounding:
 
@@ -47,19 +58,28 @@ INTERFACE_KEY = "snncompile.interface"
 class StepInterface:
     """Names and shapes of the step graph's tensors (also stored in the model's metadata).
 
-    inputs:  "x" float64 (batch, n_in): the float input of this step (quantized inside);
-             "in_window" bool (batch, 1): true while t < L, false in the latency tail;
+    One call is one model step c, the ticks T c .. T c + T - 1 (T = ticks_per_step; an
+    interface stored without it reads as 1). A population at latency k is active once
+    per call, at tick T c + k mod T, working on model step c - k // T.
+
+    inputs:  "x" float64 (batch, n_in): the float input of model step c (quantized inside);
+             "in_window" bool (batch, 1): true while c < L, false in the latency tail;
              every name in `states` (int64, shape `states[name]` after the batch axis).
-    outputs: "next:" + each state name (the state for the next step);
-             "readout" int64 (batch, d_out): the readout state after this step;
-             "msg:" + each sending population: what it sent this step (batch, size);
-             "in:" + each population with inputs: its summed synaptic input (batch,
-             input width), for tracing;
-             "events" int64 (n_sites,): saturation / wrap events this step, summed over
-             the batch, one entry per name in `event_sites`.
+    outputs: "next:" + each state name (the state for the next call);
+             "readout" int64 (batch, d_out): the readout state after this call;
+             "msg:" + each sending population: what it sent at its active tick of this
+             call (batch, size);
+             "in:" + each population with inputs: its summed synaptic input at that
+             tick (batch, input width), for tracing;
+             "events" int64: saturation / wrap events, summed over the batch, one entry
+             per name in `event_sites`: shape (n_sites,) for T = 1, and (T, n_sites)
+             for T > 1, row j counting tick T c + j (a run of L model steps ends within
+             its last call, whose later ticks are not part of it).
     states:  "state:<pop>.<state>" (size,) compartment states, and "delay<k>:<pop>"
-             (size,) for k < depth: the message `pop` sent k + 1 steps ago (depth = its
-             largest outgoing delay + 1; a synapse with delay d reads "delay<d>:<src>").
+             (size,) for k < depth: the message `pop` sent k + 1 calls ago. A synapse
+             with delay d into a population at offset j reads "delay<m-1>:<src>" with
+             m = ceil((1 + d - j) / T) calls back, or this call's message when m = 0
+             (with T = 1: "delay<d>:<src>"); depth is the largest such m.
     """
 
     input_size: int
@@ -74,6 +94,16 @@ class StepInterface:
     output_latency: int
     latency: dict[str, int] = field(default_factory=dict)
     spiking: list[str] = field(default_factory=list)
+    ticks_per_step: int = 1
+
+    def calls(self, length: int) -> int:
+        """Calls that run a sequence of `length` model steps: the input window, then the
+        tail up to the readout's last active tick, T (length - 1) + output_latency."""
+        return length + self.output_latency // self.ticks_per_step
+
+    def total_ticks(self, length: int) -> int:
+        """Ticks of that run (as Netlist.total_ticks); the last call may hold more."""
+        return self.ticks_per_step * (length - 1) + self.output_latency + 1
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -328,13 +358,32 @@ def _message_limit(pop: Population, fmt: Formats) -> int:
     return (1 << (fmt.message_bits - 1)) - 1
 
 
+def calls_back(net: Netlist) -> dict[str, int]:
+    """Per synapse name: how many calls before the reading one its message was sent (0:
+    the same call, at an earlier tick offset). See StepInterface."""
+    ticks = net.ticks_per_step
+    latency = net.latency()
+    back: dict[str, int] = {}
+    for syn in net.synapses:
+        # The tick the synapse reads, relative to the first tick of the reading call.
+        calls, offset = divmod(latency[syn.dst] % ticks - 1 - syn.delay, ticks)
+        if offset != latency[syn.src] % ticks:  # the netlist validator rules this out
+            raise UnsupportedError(
+                f"synapse {syn.name!r} reads an idle tick of {syn.src!r} (misaligned delay)"
+            )
+        back[syn.name] = -calls
+    return back
+
+
 def interface_of(net: Netlist) -> StepInterface:
     """The tensor layout build_step_model gives `net` (without building it)."""
     if net.numeric != "int":
         raise UnsupportedError("the ONNX integer step graph needs an int netlist, not float64")
+    back = calls_back(net)
     depth: dict[str, int] = {}
     for syn in net.synapses:
-        depth[syn.src] = max(depth.get(syn.src, 0), syn.delay + 1)
+        if back[syn.name]:
+            depth[syn.src] = max(depth.get(syn.src, 0), back[syn.name])
     states: dict[str, list[int]] = {}
     for pop in net.populations:
         if pop.kind not in ("input", "bias") and pop.kind not in KINDS:
@@ -360,22 +409,30 @@ def interface_of(net: Netlist) -> StepInterface:
         output_latency=int(net.output_latency),
         latency={k: int(v) for k, v in net.latency().items()},
         spiking=[p.name for p in net.populations if p.compartment.spiking],
+        ticks_per_step=int(net.ticks_per_step),
     )
 
 
 def build_step_model(net: Netlist) -> onnx.ModelProto:
-    """The ONNX model of one step of the int netlist `net` (see StepInterface)."""
+    """The ONNX model of one model step (ticks_per_step ticks) of the int netlist `net`
+    (see StepInterface)."""
     iface = interface_of(net)
     fmt = net.formats
+    ticks = net.ticks_per_step
+    latency = net.latency()
+    back = calls_back(net)
     b = _Builder()
-    ev = _Events(b)
+    per_tick = [_Events(b) for _ in range(ticks)]  # events by the tick they happen at
     batch = "batch"
 
     window = b.op("Cast", ["in_window"], "window", to=TensorProto.INT64)
     sent: dict[str, str] = {}
     summed: dict[str, str] = {}
     next_states: dict[str, str] = {}
-    for pop in net.populations:
+    # Each population at its active tick of the call; a stable sort keeps netlist order
+    # within a tick (and the whole order when T = 1).
+    for pop in sorted(net.populations, key=lambda p: latency[p.name] % ticks):
+        ev = per_tick[latency[pop.name] % ticks]
         if pop.kind == "input":
             # x_int = sat_G(round_half_even(x / input_scale)), only inside the window.
             wf = b.op("Cast", ["in_window"], "wf", to=TensorProto.DOUBLE)
@@ -395,7 +452,8 @@ def build_step_model(net: Netlist) -> onnx.ModelProto:
             continue
         a = None
         for syn in net.incoming(pop.name):
-            msg = f"delay{syn.delay}:{syn.src}"
+            calls = back[syn.name]
+            msg = f"delay{calls - 1}:{syn.src}" if calls else sent[syn.src]
             src = net.population(syn.src)
             part = _synapse(b, ev, syn, msg, _message_limit(src, fmt))
             a = part if a is None else b.op("Add", [a, part], "sum")
@@ -425,17 +483,12 @@ def build_step_model(net: Netlist) -> onnx.ModelProto:
         nodes_out.append((f"msg:{name}", sent[name]))
     for name in iface.receiving:
         nodes_out.append((f"in:{name}", summed[name]))
-    per_site = []
-    for site in iface.event_sites:
-        counts = ev.sites.get(site, [])
-        if not counts:
-            per_site.append(b.const([0]))
-            continue
-        total = counts[0]
-        for c in counts[1:]:
-            total = b.op("Add", [total, c], "evsum")
-        per_site.append(b.op("Unsqueeze", [total, b.const([0])], "ev"))
-    nodes_out.append(("events", b.op("Concat", per_site, "events", axis=0)))
+    rows = [_event_row(b, ev, iface.event_sites) for ev in per_tick]
+    if ticks > 1:  # (T, n_sites): one row per tick of the call
+        rows = [b.op("Unsqueeze", [row, b.const([0])], "evtick") for row in rows]
+        nodes_out.append(("events", b.op("Concat", rows, "events", axis=0)))
+    else:
+        nodes_out.append(("events", rows[0]))
 
     produced = {out for node in b.nodes for out in node.output}
     renamed: dict[str, str] = {}
@@ -449,7 +502,7 @@ def build_step_model(net: Netlist) -> onnx.ModelProto:
         node.output[:] = [renamed.get(n, n) for n in node.output]
     for out_name, _ in nodes_out:
         if out_name == "events":
-            shape = [len(iface.event_sites)]
+            shape = [len(iface.event_sites)] if ticks == 1 else [ticks, len(iface.event_sites)]
         elif out_name == "readout":
             shape = [batch, iface.output_size]
         elif out_name.startswith("msg:"):
@@ -469,16 +522,32 @@ def build_step_model(net: Netlist) -> onnx.ModelProto:
         for name, shape in iface.states.items()
     ]
     graph = helper.make_graph(b.nodes, "snncompile_step", inputs, outputs, b.inits)
+    unit = "one time step" if ticks == 1 else f"one model step ({ticks} ticks)"
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="snncompile",
-        doc_string="one time step of an integer snncompile netlist (docs/targets.md, ## onnx)",
+        doc_string=f"{unit} of an integer snncompile netlist (docs/targets.md, ## onnx)",
     )
     model.ir_version = IR_VERSION
     helper.set_model_props(model, {INTERFACE_KEY: iface.to_json()})
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _event_row(b: _Builder, ev: _Events, sites: list[str]) -> str:
+    """The (n_sites,) event counts `ev` collected, zero for sites without any."""
+    per_site = []
+    for site in sites:
+        counts = ev.sites.get(site, [])
+        if not counts:
+            per_site.append(b.const([0]))
+            continue
+        total = counts[0]
+        for c in counts[1:]:
+            total = b.op("Add", [total, c], "evsum")
+        per_site.append(b.op("Unsqueeze", [total, b.const([0])], "ev"))
+    return b.op("Concat", per_site, "events", axis=0)
 
 
 def read_interface(model: onnx.ModelProto) -> StepInterface:

@@ -4,10 +4,13 @@
     result = run_onnx(net, x)              # x (B, L, d_in) floats; a reference SimResult
     result = run_onnx("model.onnx-art", x) # an artifact directory (uses its model.onnx)
 
-The sequence takes L + output_latency steps (the input window, then a tail with zero
-input and in_window false), exactly like snncompile.reference.simulate, and the result
-has the same structure: traces of every population aligned to model time, readout,
-logits, saturation events, spike rates. No torch import.
+One call of the graph is one model step of T = ticks_per_step ticks. The sequence takes
+L + output_latency // T calls (the input window, then a tail with zero input and
+in_window false): they cover the T (L - 1) + output_latency + 1 ticks that
+snncompile.reference.simulate runs, and whatever a population does at a later tick of
+the last call (traces, spikes, events) is left out, as the reference never runs it. The
+result has the reference's structure: traces of every population aligned to model time,
+readout, logits, saturation events, spike rates; `steps` counts ticks. No torch import.
 """
 
 from __future__ import annotations
@@ -98,7 +101,8 @@ def run_onnx(
     record: bool | Iterable[str] = True,
     record_internals: bool = False,
 ) -> SimResult:
-    """Run x (B, L, d_in) floats step by step through onnxruntime; see SimResult.
+    """Run x (B, L, d_in) floats model step by model step (one call each) through
+    onnxruntime; see SimResult.
 
     source: an int Netlist (its step graph is built in memory), an artifact directory
     (its model.onnx if it has one, else a graph built from its netlist), or a StepSession.
@@ -121,7 +125,8 @@ def run_onnx(
         raise UsageError("input holds NaN or inf")
     x = np.ascontiguousarray(x, dtype=np.float64)
     batch, length, _ = x.shape
-    total = length + iface.output_latency
+    ticks = iface.ticks_per_step
+    total = iface.total_ticks(length)
     latency = iface.latency
 
     stateful = {
@@ -161,21 +166,32 @@ def run_onnx(
     spike_sums = dict.fromkeys(iface.spiking, 0)
     index = {name: i for i, name in enumerate(fetch)}
     readout = np.zeros((batch, iface.output_size), np.int64)
-    for t in range(total):
-        feeds["x"] = x[:, t] if t < length else zeros
-        feeds["in_window"] = inside if t < length else outside
+
+    def model_step(call: int, pop: str) -> int | None:
+        """The model step `pop` works on in this call, if the run has it (its active tick
+        T call + latency mod T is within the run, the step within the window)."""
+        model_t = call - latency[pop] // ticks
+        inside_run = ticks * call + latency[pop] % ticks < total
+        return model_t if inside_run and 0 <= model_t < length else None
+
+    for c in range(iface.calls(length)):
+        feeds["x"] = x[:, c] if c < length else zeros
+        feeds["in_window"] = inside if c < length else outside
         values = step.session.run(fetch, feeds)
         for name in step.state_names:
             feeds[name] = values[index[f"next:{name}"]]
         readout = values[index["readout"]]
-        events += values[index["events"]]
+        if ticks == 1:
+            events += values[index["events"]]
+        else:  # (T, n_sites): only the ticks of the run
+            events += values[index["events"]][: total - ticks * c].sum(axis=0)
         for name in spike_sums:
-            if 0 <= t - latency[name] < length:
+            if model_step(c, name) is not None:
                 spike_sums[name] += int(values[index[f"msg:{name}"]].sum())
         for name, trace in traces.items():
             pop = name.rsplit(".", 1)[0] if name in state_traces else name
-            model_t = t - latency[pop]
-            if 0 <= model_t < length:
+            model_t = model_step(c, pop)
+            if model_t is not None:
                 out = state_traces.get(name, f"msg:{name}")
                 trace[:, model_t] = values[index[out]]
 

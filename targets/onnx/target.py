@@ -42,6 +42,7 @@ class Build:
                 "numeric": "int64",
                 "states": len(iface.states),
                 "event_sites": len(iface.event_sites),
+                "ticks_per_step": iface.ticks_per_step,
                 "export_check": {
                     "sequences": self.checked_sequences,
                     "criterion": "readout, every message and state equal to the reference",
@@ -115,6 +116,9 @@ def summarize_artifact(path: str | Path) -> dict[str, Any]:
         "states": len(iface.states),
         "state_values": int(sum(int(np.prod(s)) for s in iface.states.values())),
         "output_latency": iface.output_latency,
+        "ticks_per_step": iface.ticks_per_step,
+        # Calls after the input's L (one call per model step of ticks_per_step ticks).
+        "extra_calls": iface.output_latency // iface.ticks_per_step,
         "nodes": len(model.graph.node),
         "bytes": file.stat().st_size,
     }
