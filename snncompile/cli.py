@@ -335,7 +335,8 @@ def _print_spikes_and_verdict(r) -> None:
 def _print_verify_nir(model: str, r) -> None:
     click.echo(
         f"{model}: float NIR simulation (dt {r.dt_s:g} s, reset {r.reset}) vs the compiled "
-        f"network on {r.n} inputs ({r.data}), {r.steps} steps, output latency {r.latency}"
+        f"network on {r.n} inputs ({r.data}), {r.steps} steps, output latency "
+        + _latency_text({"output_latency": r.latency, "ticks_per_step": r.ticks_per_step})
     )
     exact = all(value == 1.0 for value in r.lowering_agreement.values())
     click.echo(f"  lowering (float64 netlist spikes)      {'exact' if exact else 'NOT exact'}")
@@ -793,8 +794,8 @@ def simulate(
     shown = " ".join(str(p) for p in s.predictions[:20])
     more = " ..." if len(s.predictions) > 20 else ""
     click.echo(
-        f"{artifact}: {s.n} input(s) x {s.steps} steps on {s.backend}, "
-        f"output latency {s.latency} steps"
+        f"{artifact}: {s.n} input(s) x {s.steps} steps on {s.backend}, output latency "
+        + _latency_text({"output_latency": s.latency, "ticks_per_step": s.ticks_per_step})
     )
     click.echo(f"  predictions      {shown}{more}")
     if s.accuracy is not None:
@@ -805,7 +806,8 @@ def simulate(
         f"  saturation       {events} event(s)"
         + (f" in {', '.join(s.saturation_events)}" if events else "")
     )
-    click.echo(f"  speed            {s.steps_per_second:.1f} steps/s ({s.seconds:.2f} s)")
+    unit = "steps/s" if s.ticks_per_step == 1 else "ticks/s"
+    click.echo(f"  speed            {s.steps_per_second:.1f} {unit} ({s.seconds:.2f} s)")
     if s.output:
         click.echo(f"  wrote            {s.output}")
 

@@ -39,6 +39,9 @@ class SimulationSummary:
     accuracy: float | None = None
     output: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Simulation steps (ticks) per model step: > 1 for a time-multiplexed netlist, whose
+    # latency and steps_per_second then count ticks.
+    ticks_per_step: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,9 +151,11 @@ def simulate_artifact(
         from snncompile.targets.onnx.float_model import open_onnx_artifact
 
         source, width, latency = open_onnx_artifact(artifact)
+        ticks = getattr(source.interface, "ticks_per_step", 1)
     else:
         source = read_artifact(artifact).netlist
         width, latency = source.input.size, source.output_latency
+        ticks = source.ticks_per_step
     if isinstance(inputs, np.ndarray):
         from snncompile.compiler import check_inputs
 
@@ -177,6 +182,7 @@ def simulate_artifact(
         steps_per_second=result.steps / seconds if seconds > 0 else float("inf"),
         seconds=seconds,
         accuracy=None if labels is None else float(np.mean(predictions == labels)),
+        ticks_per_step=ticks,
     )
     if output is not None:
         out = Path(output)

@@ -51,6 +51,7 @@ class NirVerifyReport:
     target_check: dict[str, Any] | None = None
     tolerances: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    ticks_per_step: int = 1  # latency counts ticks when > 1
 
     @property
     def passed(self) -> bool:
@@ -82,6 +83,7 @@ def verify_nir(
         n=int(x.shape[0]),
         steps=int(x.shape[1]),
         latency=net.output_latency,
+        ticks_per_step=net.ticks_per_step,
         dt_s=float(meta["dt_s"]),
         reset=reset,
         data=data,
