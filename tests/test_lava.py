@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from netlists import pop, side_by_side
+from netlists import loop_netlist, pop, side_by_side
 from trace_compare import assert_traces_equal, first_divergence
 
 from snncompile.errors import MissingDependencyError, UnsupportedError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
-from snncompile.reference.simulator import simulate
+from snncompile.reference.simulator import encode_input, simulate
 from snncompile.targets.lava import builder, run_lava
 from snncompile.targets.lava.builder import needs_shift_stage
 
@@ -39,8 +39,9 @@ def check(net: Netlist, x: np.ndarray, *, internals: bool = True, **kw) -> tuple
         states = {f"{p.name}.{s}" for p in net.populations for s in p.compartment.states}
         assert states <= set(actual.traces)
     assert_traces_equal(expected, actual, order=[p.name for p in net.populations])
-    # Event counts: Lava's LIF and Dense count nothing, our processes count like the reference.
-    counted = {p.name for p in net.populations if p.kind != "lif"}
+    # Event counts: Lava's LIF (lif, cuba_lif) and Dense count nothing, our processes count
+    # like the reference.
+    counted = {p.name for p in net.populations if p.kind not in ("lif", "cuba_lif")}
     assert {k: v for k, v in expected.events.items() if k in counted} == actual.events
     return expected, actual
 
@@ -396,6 +397,102 @@ def test_glu_table_knots_and_saturation():
         rows.append([a0, -a0, 7, MAX24, b, b + 1, b - 1, -b, MAX24, -MAX24, b, -1])
     expected, _ = check(side_by_side([interp, loud]), np.array([rows], dtype=float))
     assert expected.events["loud"] > 0
+
+
+# ---- time-multiplexed netlists (ticks_per_step > 1) ---------------------------------
+
+LIF = pop("lif", "lif", 4, du=1024, dv=512, vth=600)
+RR = pop("rr", "reset_refractory", 4, decay=[500] * 4, theta=[40] * 4, rho=[20] * 4)
+ACC = pop("acc", "accumulator", 4)
+SUB = pop("sub", "cuba_lif_sub", 3, du=3000, dv=400, vth=300)
+SSM = pop("ssm", "ssm", 3, a_re_q=[30000, -20000, 50000], a_im_q=[20000, 10000, -9000],
+          b_re_q=[9000, -4000, 2000], b_im_q=[100, 3000, -7000])  # fmt: skip
+CUBA = pop("cuba", "cuba_lif", 3, du=2000, dv=300, vth=500)
+GLU = pop("glu", "glu", 3, {"gate": "sigmoid"}, pwl_x0=-40, pwl_shift=4,
+          pwl_table_q12=[0, 100, 2048, 4000, 4096], out_shift=12)  # fmt: skip
+HEAV = pop("heav", "heaviside", 3)
+
+
+def _loop_case(pops: list[Population], ticks: int | None, mode: str = "mean") -> tuple:
+    """loop_netlist on these populations and 2 x 20 steps of input within +-30, keeping
+    Lava's LIF inputs inside its 16-bit in-port (the reference does not model it)."""
+    net = loop_netlist(pops, seed=0, ticks=ticks, mode=mode)
+    x = np.random.default_rng(0).integers(-30, 31, (2, 20, 3)).astype(float)
+    return net, x
+
+
+@pytest.mark.parametrize(
+    ("pops", "ticks", "mode"),
+    [
+        ([LIF, ACC, RR], None, "mean"),  # Lava's LIF at the loop's head: T = 3
+        ([LIF, ACC, RR], 5, "last"),  # two extra idle ticks per model step
+        ([ACC, RR, LIF], 4, "mean"),  # saturating: events from acc and rr
+        ([SUB, SSM], None, "mean"),  # T = 2
+        ([CUBA, GLU, HEAV], None, "last"),
+    ],
+    ids=["lif-acc-rr", "lif-acc-rr-ticks5", "acc-rr-lif-ticks4", "sub-ssm", "cuba-glu-heav"],
+)
+def test_time_multiplexed_loop_matches_reference(pops, ticks, mode):
+    """Every message, state and summed input of every population at every model step,
+    the readout and the event counts: idle ticks, the source bank's spacing, the run
+    length and the alignment of traces all as the reference."""
+    net, x = _loop_case(pops, ticks, mode)
+    assert net.ticks_per_step == (ticks or len(pops)) > 1
+    expected, actual = check(net, x)
+    assert actual.steps == expected.steps == net.total_ticks(20)
+    for p in pops:  # the loop is alive: every population sends and changes state
+        assert np.any(expected.traces[p.name]), p.name
+        assert all(np.any(expected.traces[f"{p.name}.{s}"]) for s in p.compartment.states)
+    lava_lif = [p.name for p in pops if p.kind in ("lif", "cuba_lif")]
+    assert all(np.abs(expected.traces[f"{n}.in"]).max() < 2**15 for n in lava_lif)
+    if pops[0] is ACC:
+        assert expected.events["acc"] > 0 and expected.events["rr"] > 0
+
+
+def test_time_multiplexed_lif_without_internals():
+    """Without record_internals a time-multiplexed lif still gets the idle ticks (our
+    StateLif, its states port unconnected); Lava's plain LIF when ticks_per_step is 1."""
+    net, x = _loop_case([LIF, ACC, RR], None)
+    check(net, x, internals=False)
+    data = encode_input(net, x)
+    assert type(builder.build_network(net, data).compartments["lif"]).__name__ == "StateLif"
+    flat = side_by_side([LIF])
+    assert (
+        type(builder.build_network(flat, np.zeros((1, 2, 4))).compartments["lif"]).__name__ == "LIF"
+    )
+
+
+def test_time_multiplexed_float64_loop():
+    """The floating_pt models idle too: the loop of lif-acc-rr as a float64 netlist."""
+    int_net = loop_netlist([LIF, ACC, RR], seed=0)
+    floats = {
+        "lif": Population("lif", "lif", 4, {"tau": np.asarray(0.75), "vth": np.asarray(30.0)}),
+        "rr": Population("rr", "reset_refractory", 4,
+                         {"beta": np.full(4, 0.875), "theta": np.full(4, 5.0),
+                          "rho": np.full(4, 2.0)}),
+    }  # fmt: skip
+    pops = tuple(floats.get(p.name, p) for p in int_net.populations)
+    syns = tuple(Synapse(s.name, s.src, s.dst, s.weight / 16, 0, s.delay, s.lag)
+                 for s in int_net.synapses)  # fmt: skip
+    net = Netlist(pops, syns, numeric="float64", ticks_per_step=3)
+    x = np.random.default_rng(0).normal(0, 2, (2, 20, 3))
+    expected = simulate(net, x, record=True, record_internals=True)
+    assert all(0.05 < expected.spike_rates[n] < 0.95 for n in ("lif", "rr")), expected.spike_rates
+    actual = run_lava(net, x, record_internals=True)
+    assert_traces_equal(expected, actual, order=[p.name for p in net.populations], atol=1e-9)
+
+
+def test_idle_ticks_are_what_makes_a_loop_exact(monkeypatch):
+    """Without the idle gating (every process updating at every tick) Lava's LIF and our
+    reset_refractory decay between their active ticks: the comparison must catch it."""
+    from snncompile.targets.lava.processes import compartments
+
+    net, x = _loop_case([LIF, ACC, RR], None)
+    expected = simulate(net, x, record=True, record_internals=True)
+    monkeypatch.setattr(compartments, "_idle", lambda model: False)
+    actual = run_lava(net, x, record_internals=True)
+    message = first_divergence(expected, actual, order=[p.name for p in net.populations])
+    assert message is not None and "'lif" in message
 
 
 # ---- random netlists -----------------------------------------------------------------

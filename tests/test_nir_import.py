@@ -526,6 +526,25 @@ def test_recurrent_mixed_network_reference_vs_lava_exact():
     assert_traces_equal(ref, got, order=[p.name for p in qnet.populations])
 
 
+@pytest.mark.parametrize("n_loop", [2, 3])
+def test_loop_through_several_neurons_reference_vs_lava_exact(n_loop):
+    """neuron_loop quantized: a time-multiplexed netlist (n_loop ticks per model step,
+    Lava's LIF for the LIF and CubaLIF neurons) equals the reference on Lava, every
+    message, state and summed input at every model step, and the readout."""
+    run_lava = run_lava_or_skip()
+    g = neuron_loop(n_loop, self_loop=True)
+    qnet, _ = quantize(lower(import_nir(g, dt=1e-3).graph), spikes((4, 30, 3), 0.4, seed=3))
+    assert qnet.ticks_per_step == n_loop
+    x = spikes((2, 24, 3), 0.4, seed=5)
+    ref = simulate(qnet, x, record=True, record_internals=True)
+    loop = [f"n{i}" for i in range(n_loop)]
+    assert {qnet.population(n).kind for n in loop} <= {"lif", "cuba_lif"}  # Lava's LIF
+    assert all(ref.spike_rates[n] > 0.02 for n in loop), ref.spike_rates
+    got = run_lava(qnet, x, record_internals=True)
+    assert_traces_equal(ref, got, order=[p.name for p in qnet.populations])
+    assert got.steps == ref.steps == qnet.total_ticks(24)
+
+
 # ---- the real graphs --------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
     population kind      Lava process
     input, bias          one io.source.RingBuffer, the "source bank" (below)
     lif, cuba_lif        lava.proc.lif.process.LIF (bit-accurate model; bias 0), or
-                         our StateLif (the same plus a states port) for internals
+                         our StateLif (the same plus a states port and idle ticks)
+                         for internals or a time-multiplexed netlist
     cuba_lif_sub, ssm, reset_refractory, glu, accumulator, heaviside, readout
                          our Processes in processes/compartments.py
     synapse              lava Dense (dense weights) or Sparse (sparse or batched)
@@ -12,8 +13,15 @@ Batch: Lava processes have no batch dimension, so B samples run at once as B cop
 every population in one process (compartment b * size + i) joined by block-diagonal
 weights; the samples never touch each other.
 
+Time: one Lava step is one tick of numerics.md; a netlist with ticks_per_step T runs
+net.total_ticks(L) = T (L - 1) + latency(readout) + 1 Lava steps. The source bank sends
+the input and the bias at ticks T m (m < L) and zeros at every other tick; every
+compartment process gets `ticks` = T and `phase` = latency mod T and idles at the
+ticks that are not its own (processes/compartments.py). With T = 1 nothing idles and
+Lava's plain LIF runs lif and cuba_lif.
+
 Delays: the input and bias send known data, so a delayed copy of them is just more
-columns of the source bank (the data shifted by d steps). A computed population with
+columns of the source bank (the data shifted by d ticks). A computed population with
 delayed synapses gets a DelayLine (our process) straight on its out-port, whose tap d
 re-sends its messages d steps later; either way the synapse itself is an ordinary
 Dense or Sparse with its latency of one step.
@@ -108,14 +116,18 @@ def build_network(net: Netlist, data: np.ndarray, internals: Collection[str] = (
             f"{sorted(set(_BUILDERS) | set(SOURCE_KINDS))}"
         )
     batch, length, _ = data.shape
-    steps = length + net.output_latency
+    steps = net.total_ticks(length)
     delays = _delays_by_source(net)
     bank, columns = _source_bank(net, data, steps, delays)
     lava = LavaNetwork(net, batch, length, steps, bank, columns)
 
+    latency = net.latency()
     for pop in net.populations:
         if pop.kind not in SOURCE_KINDS:
-            proc = _BUILDERS[pop.kind](pop, net, batch, states=pop.name in internals)
+            timing = Timing(states=pop.name in internals,
+                            ticks=net.ticks_per_step,
+                            phase=latency[pop.name] % net.ticks_per_step)  # fmt: skip
+            proc = _BUILDERS[pop.kind](pop, net, batch, timing)
             lava.compartments[pop.name] = proc
             if hasattr(proc, "events"):
                 lava.counters[pop.name] = proc
@@ -160,14 +172,15 @@ def _delays_by_source(net: Netlist) -> dict[str, list[int]]:
 def _source_bank(
     net: Netlist, data: np.ndarray, steps: int, delays: dict[str, list[int]]
 ) -> tuple[Any, dict[tuple[str, int], slice]]:
-    """One RingBuffer whose column s - 1 is sent at Lava step s, i.e. model step s - 1.
+    """One RingBuffer whose column s - 1 is sent at Lava step s, i.e. tick s - 1.
 
-    Block (pop, d) holds what `pop` sent d steps earlier, batch-major: the input sends
-    x[t] and the bias `value` for t < L, then 0.
+    Block (pop, d) holds what `pop` sent d ticks earlier, batch-major: the input sends
+    x[m] and the bias `value` at tick T m for m < L (T = ticks_per_step), else 0.
     """
     from lava.proc.io.source import RingBuffer
 
     batch, length, _ = data.shape
+    ticks = net.ticks_per_step
     blocks, columns, offset = [], {}, 0
     for pop in net.populations:
         if pop.kind not in SOURCE_KINDS:
@@ -178,7 +191,8 @@ def _source_bank(
             signal = np.full((batch * pop.size, length), pop.params["value"], dtype=data.dtype)
         for d in delays[pop.name]:
             block = np.zeros((signal.shape[0], steps), dtype=data.dtype)
-            block[:, d : d + length] = signal[:, : max(0, min(length, steps - d))]
+            sent = block[:, d : d + ticks * length : ticks]  # ticks T m + d, within the run
+            sent[:] = signal[:, : sent.shape[1]]
             blocks.append(block)
             columns[(pop.name, d)] = slice(offset, offset + signal.shape[0])
             offset += signal.shape[0]
@@ -286,54 +300,61 @@ def _tile(pop: Population, name: str, batch: int) -> np.ndarray:
     return np.tile(np.asarray(pop.params[name]), batch)
 
 
-def _widths(net: Netlist) -> dict[str, int]:
-    return {"state_bits": net.formats.state_bits, "message_bits": net.formats.message_bits}
+@dataclass(frozen=True)
+class Timing:
+    """What a compartment process needs besides its parameters: states (send states_out),
+    ticks (ticks_per_step) and phase (latency mod ticks), for its idle ticks."""
+
+    states: bool = False
+    ticks: int = 1
+    phase: int = 0
+
+    def options(self) -> dict[str, Any]:
+        return {"record_states": self.states, "ticks": self.ticks, "phase": self.phase}
 
 
-# Each builder: (population, netlist, batch, states: send states_out) -> the process.
+def _common(pop: Population, net: Netlist, timing: Timing) -> dict[str, Any]:
+    """Keyword arguments of every one of our compartment Processes."""
+    widths = {"state_bits": net.formats.state_bits, "message_bits": net.formats.message_bits}
+    return {"name": pop.name, **widths, **timing.options()}
 
 
-def _accumulator(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
-    return _processes().Accumulator(
-        size=batch * pop.size, name=pop.name, record_states=states, **_widths(net)
-    )
+# Each builder: (population, netlist, batch, timing) -> the process.
 
 
-def _heaviside(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
-    return _processes().Heaviside(
-        size=batch * pop.size, name=pop.name, record_states=states, **_widths(net)
-    )
+def _accumulator(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
+    return _processes().Accumulator(size=batch * pop.size, **_common(pop, net, timing))
 
 
-def _ssm(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
+def _heaviside(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
+    return _processes().Heaviside(size=batch * pop.size, **_common(pop, net, timing))
+
+
+def _ssm(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     suffix = "_q" if net.numeric == "int" else ""
     coeffs = {k: _tile(pop, k + suffix, batch) for k in ("a_re", "a_im", "b_re", "b_im")}
     return _processes().Ssm(
         size=batch * pop.size,
         frac_bits=net.formats.ssm_frac_bits,
-        name=pop.name,
-        record_states=states,
         **coeffs,
-        **_widths(net),
+        **_common(pop, net, timing),
     )
 
 
-def _reset_refractory(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
+def _reset_refractory(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     decay = _tile(pop, "decay", batch) if net.numeric == "int" else 1.0 - _tile(pop, "beta", batch)
     return _processes().ResetRefractory(
         size=batch * pop.size,
         decay=decay,
         theta=_tile(pop, "theta", batch),
         rho=_tile(pop, "rho", batch),
-        name=pop.name,
-        record_states=states,
-        **_widths(net),
+        **_common(pop, net, timing),
     )
 
 
-def _glu(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
+def _glu(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     gate = pop.attrs.get("gate", "sigmoid")
-    common = dict(name=pop.name, record_states=states, **_widths(net))
+    common = _common(pop, net, timing)
     if net.numeric != "int":
         return _processes().Glu(size=batch * pop.size, gate=gate, **common)
     p = pop.params
@@ -348,7 +369,7 @@ def _glu(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
     )
 
 
-def _lif(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
+def _lif(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     if net.numeric != "int":
         p = pop.params
         return _processes().FloatLif(
@@ -356,31 +377,34 @@ def _lif(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
             tau=float(p["tau"]),
             vth=float(p["vth"]),
             name=pop.name,
-            record_states=states,
+            **timing.options(),
         )
-    from lava.proc.lif.process import LIF
-
-    # StateLif: Lava's LIF and its model, plus a port that sends u, v and the input.
-    lif = _processes().StateLif if states else LIF
-    du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
-    return lif(shape=(batch * pop.size,), du=du, dv=dv, vth=vth, bias_mant=0, name=pop.name)
+    return _lava_lif(pop, batch, timing)
 
 
-def _cuba_lif(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
+def _cuba_lif(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     if net.numeric != "int":
         raise UnsupportedError(
             f"population {pop.name}: the lava target runs cuba_lif in int netlists only "
             "(float64 cuba_lif runs on the reference simulator)"
         )
+    # The integer model is lif's (states u, v): the same Lava process, du < 4095 allowed.
+    return _lava_lif(pop, batch, timing)
+
+
+def _lava_lif(pop: Population, batch: int, timing: Timing) -> Any:
+    """Lava's LIF with its bit-accurate model; StateLif (the same model plus a port that
+    sends u, v and the input, and idle ticks) where states are recorded or T > 1."""
+    du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
+    params = dict(shape=(batch * pop.size,), du=du, dv=dv, vth=vth, bias_mant=0, name=pop.name)
+    if timing.states or timing.ticks > 1:
+        return _processes().StateLif(**params, **timing.options())
     from lava.proc.lif.process import LIF
 
-    # The integer model is lif's (states u, v): the same Lava process, du < 4095 allowed.
-    lif = _processes().StateLif if states else LIF
-    du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
-    return lif(shape=(batch * pop.size,), du=du, dv=dv, vth=vth, bias_mant=0, name=pop.name)
+    return LIF(**params)
 
 
-def _cuba_lif_sub(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
+def _cuba_lif_sub(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     # Our process (Lava's LIF only hard-resets); its floating_pt model takes the float
     # alpha_u, alpha_v and vth in the du, dv and vth Vars.
     names = ("du", "dv", "vth") if net.numeric == "int" else ("alpha_u", "alpha_v", "vth")
@@ -392,19 +416,13 @@ def _cuba_lif_sub(pop: Population, net: Netlist, batch: int, states: bool) -> An
         du=du,
         dv=dv,
         vth=vth,
-        name=pop.name,
-        record_states=states,
-        **_widths(net),
+        **_common(pop, net, timing),
     )
 
 
-def _readout(pop: Population, net: Netlist, batch: int, states: bool) -> Any:
+def _readout(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     return _processes().Readout(
-        size=batch * pop.size,
-        mode=pop.attrs["mode"],
-        name=pop.name,
-        record_states=states,
-        **_widths(net),
+        size=batch * pop.size, mode=pop.attrs["mode"], **_common(pop, net, timing)
     )
 
 

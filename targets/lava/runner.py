@@ -3,8 +3,10 @@
     result = run_lava(net, x)            # SimResult, comparable with reference.simulate
 
 Time: Lava's steps start at 1 and the source bank sends column s - 1 at step s, so Lava
-step s is the reference's step t = s - 1; Lava's Dense takes one step like a synapse of
-numerics.md, so every population at Lava step s works on model step s - 1 - latency.
+step s is the reference's tick t = s - 1; Lava's Dense takes one step like a synapse of
+numerics.md. With T = ticks_per_step, a population at latency k works on model step m at
+tick T m + k (Lava step T m + k + 1) and idles at the other ticks; a run of L model steps
+takes net.total_ticks(L) Lava steps. With T = 1, Lava step s is model step s - 1 - k.
 Each recorded population's out-port feeds an Extractor that is read once per step while
 Lava runs (non-blocking), so traces cost milliseconds, not Var.get's 22 us per value;
 the readout state and the event counters are read once with Var.get at the end.
@@ -12,8 +14,8 @@ the readout state and the event counters are read once with Var.get at the end.
 record_internals: each recorded population with states or an input also sends, on its
 `states_out` port, its states after the step and the summed input it received (Lava's
 LIF through StateLif, our processes behind a flag); one more Extractor per population
-reads them each step, aligned like its messages, as the reference's "<pop>.<state>"
-and "<pop>.in" traces.
+reads them each step; like the messages, only the rows of the population's active ticks
+become the reference's "<pop>.<state>" and "<pop>.in" traces.
 """
 
 from __future__ import annotations
@@ -248,7 +250,8 @@ def _stop(root: Any, failed: bool) -> None:
 
 
 def _traces(lava: LavaNetwork, readers: dict, received: dict, dtype: type) -> dict:
-    """Model-time traces (B, L, size): Lava step s (row s - 1) is model step s - 1 - latency."""
+    """Model-time traces (B, L, size): row T m + latency (Lava step T m + latency + 1)
+    is model step m."""
     traces = {}
     for name, (port, _) in readers.items():
         pop = lava.net.population(name)
@@ -263,12 +266,13 @@ def _traces(lava: LavaNetwork, readers: dict, received: dict, dtype: type) -> di
 
 
 def _model_time(lava: LavaNetwork, name: str, received: np.ndarray) -> np.ndarray:
-    """Rows of Lava steps (row s - 1 = step s) -> (L, width) in model time. A population
-    later than the readout is cut off at the last step, as in the reference: its
-    remaining model steps stay zero."""
-    start = lava.net.latency()[name]
+    """Rows of Lava steps (row s - 1 = step s = tick s - 1) -> (L, width) in model time:
+    model step m is the population's active tick T m + latency (T = ticks_per_step); the
+    idle ticks between are dropped. A population later than the readout is cut off at
+    the last tick, as in the reference: its remaining model steps stay zero."""
+    start, ticks = lava.net.latency()[name], lava.net.ticks_per_step
     rows = np.zeros((lava.length, received.shape[1]))
-    available = received[start : start + lava.length]
+    available = received[start : start + ticks * lava.length : ticks]
     rows[: len(available)] = available
     return rows
 

@@ -16,7 +16,16 @@ States: with `record_states=True` a process also sends, every step on `states_ou
 (int64, or float), its states after the step, then the summed input it received:
 [state_1; ...; state_k; a], each block in the process's compartment order, the names in
 proc_params["states"] (the reference's state names). `StateLif` is Lava's LIF with
-such a port (u, v, a). Without the flag the port stays unconnected and nothing is sent.
+such a port (u, v, a) and idle ticks. Without the flag the port stays unconnected and
+nothing is sent.
+
+Idle ticks: a time-multiplexed netlist (ticks_per_step T > 1, docs/numerics.md) runs T
+Lava steps per model step. Every compartment process takes `ticks` (T) and `phase`
+(its latency mod T) and is active at Lava step s only when (s - 1 - phase) mod T == 0
+(Lava step s is the reference's tick s - 1); at an idle step it still receives its
+in-port (Lava's channels must be drained every step) but keeps its states, counts
+nothing and sends zeros (and, if recording, its unchanged states and the input). With
+T = 1 every step is active. DelayLine and Shift run every step, as synapses do.
 
 Parameters are Vars named as in the netlist (without the `_q` suffix); in float mode a
 Var holds the float parameter of the same role, as noted per Process (like Lava's LIF,
@@ -48,6 +57,22 @@ def _tz(x: np.ndarray, n: int) -> np.ndarray:
 
 def _floor_shift(x: np.ndarray, e: int) -> np.ndarray:
     return x << e if e >= 0 else x >> -e
+
+
+def _idle(model) -> bool:
+    """Whether this Lava step is an idle tick of the process (never when ticks == 1)."""
+    ticks = model.proc_params["ticks"]
+    return ticks > 1 and (model.time_step - 1 - model.proc_params["phase"]) % ticks != 0
+
+
+def _send_idle(model, a: np.ndarray) -> None:
+    """An idle tick: zeros on s_out; if recording, the unchanged states and `a` (zero in
+    a valid netlist) on states_out, which the runner skips at idle ticks."""
+    if getattr(model, "s_out", None) is not None:
+        model.s_out.send(np.zeros(model.s_out.shape))
+    if model.proc_params["record_states"]:
+        names = model.proc_params["states"]
+        model.states_out.send(np.concatenate([*(getattr(model, n) for n in names), a]))
 
 
 def _step_and_send(model, a: np.ndarray) -> None:
@@ -91,7 +116,8 @@ class _Counting:
 
 class _Compartment(AbstractProcess):
     """`size` compartments; a_in has input_factor * size entries; s_out has size;
-    states_out has (len(STATES) + input_factor) * size (sent if record_states)."""
+    states_out has (len(STATES) + input_factor) * size (sent if record_states);
+    ticks, phase: the idle ticks of a time-multiplexed netlist (module docstring)."""
 
     STATES: tuple[str, ...] = ()
 
@@ -104,6 +130,8 @@ class _Compartment(AbstractProcess):
         state_bits: int = 24,
         message_bits: int = 24,
         record_states: bool = False,
+        ticks: int = 1,
+        phase: int = 0,
         name: str | None = None,
         **params,
     ) -> None:
@@ -112,6 +140,8 @@ class _Compartment(AbstractProcess):
             state_bits=state_bits,
             message_bits=message_bits,
             record_states=record_states,
+            ticks=ticks,
+            phase=phase,
             states=self.STATES,
             name=name,
             **params,
@@ -225,11 +255,28 @@ class CubaLifSub(_Compartment):
 
 
 class StateLif(LIF):
-    """Lava's LIF (its bit-accurate model, unchanged) that also sends [u; v; a] on
-    states_out after every step: used for a lif population whose states are recorded."""
+    """Lava's LIF, run by its bit-accurate model, plus what the netlist may need: idle
+    ticks (`ticks`, `phase`, see the module docstring) and, with record_states, [u; v; a]
+    on states_out after every step. Used for a lif or cuba_lif population whose states
+    are recorded or whose netlist is time-multiplexed; Lava's plain LIF otherwise."""
 
-    def __init__(self, *, shape: tuple[int, ...], **kw) -> None:
-        super().__init__(shape=shape, record_states=True, states=("u", "v"), **kw)
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        record_states: bool = True,
+        ticks: int = 1,
+        phase: int = 0,
+        **kw,
+    ) -> None:
+        super().__init__(
+            shape=shape,
+            record_states=record_states,
+            ticks=ticks,
+            phase=phase,
+            states=("u", "v"),
+            **kw,
+        )
         self.states_out = OutPort(shape=(3 * shape[0],))
 
 
@@ -268,7 +315,11 @@ class _FixedModel(PyLoihiProcessModel, _Counting):
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def run_spk(self) -> None:
-        _step_and_send(self, self.a_in.recv().astype(np.int64))
+        a = self.a_in.recv().astype(np.int64)
+        if _idle(self):
+            _send_idle(self, a)
+        else:
+            _step_and_send(self, a)
 
     def step(self, a: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
@@ -389,7 +440,9 @@ class PyCubaLifSubFixed(_FixedModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyStateLifFixed(PyLifModelBitAcc):
-    """PyLifModelBitAcc's step, then [u; v; a] on states_out (a: what Lava's LIF received)."""
+    """PyLifModelBitAcc's step at active ticks; at idle ticks the input is received and
+    dropped, u and v are kept and zeros are sent. Then, if recording, [u; v; a] on
+    states_out (a: what Lava's LIF received)."""
 
     # Lava's @implements refuses a subclass of a model of another Process; this model
     # implements StateLif only, so the inherited LIF is cleared before decorating.
@@ -401,8 +454,14 @@ class PyStateLifFixed(PyLifModelBitAcc):
         super().subthr_dynamics(activation_in)
 
     def run_spk(self) -> None:
-        super().run_spk()
-        self.states_out.send(np.concatenate([self.u, self.v, self.received]).astype(np.int64))
+        if _idle(self):
+            self.received = self.a_in.recv()
+            self.s_out.send(np.zeros(self.s_out.shape))
+        else:
+            super().run_spk()
+        if self.proc_params["record_states"]:
+            states = np.concatenate([self.u, self.v, self.received])
+            self.states_out.send(states.astype(np.int64))
 
 
 class _DelayLineModel(PyLoihiProcessModel):
@@ -446,7 +505,11 @@ class _FloatModel(PyLoihiProcessModel):
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def run_spk(self) -> None:
-        _step_and_send(self, self.a_in.recv().astype(np.float64))
+        a = self.a_in.recv().astype(np.float64)
+        if _idle(self):
+            _send_idle(self, a)
+        else:
+            _step_and_send(self, a)
 
     def step(self, a: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
