@@ -36,7 +36,13 @@ def alignment(backend: str, ticks_per_step: int) -> str:
             f"onnx call c = reference ticks {t}c .. {t}c + {t - 1} (one call per model step; "
             f"a population at latency k works in call c on model step c - k // {t})"
         )
-    return ALIGNMENT.get(backend, "same steps as the reference")
+    text = ALIGNMENT.get(backend, "same steps as the reference")
+    if ticks_per_step > 1:
+        text += (
+            f"; a population at latency k works on model step t at tick {ticks_per_step} t + k "
+            "and is idle at the other ticks"
+        )
+    return text
 
 
 @dataclass
