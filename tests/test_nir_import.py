@@ -790,3 +790,14 @@ def test_loop_through_two_neurons_exports_inspects_and_simulates(tmp_path, cli):
     assert ran.returncode == 0, ran.stderr
     checked = cli("verify", str(source), "--dt", "1e-3")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_an_imported_graph_to_nir_names_the_targets_that_take_it(tmp_path, cli):
+    """NIR re-export of an imported graph is refused (exit 4, one line), naming the
+    targets that take its ops from the registry, not 'none'."""
+    source = tmp_path / "loop.nir"
+    nir.write(source, neuron_loop(2))
+    out = cli("export", str(source), "--dt", "1e-3", "--target", "nir", "-o", str(tmp_path / "a"))
+    assert out.returncode == 4 and out.stderr.count("\n") == 1
+    assert "feedback: reference, lava, loihi2, onnx" in out.stderr
+    assert "euler_neuron: reference, lava, loihi2, onnx" in out.stderr

@@ -365,6 +365,16 @@ _TAKEN_ELSEWHERE = {
 }
 
 
+def _taken_elsewhere(kind: str) -> str:
+    """Which other targets take an op kind: a note where one helps, else the registry."""
+    if kind in _TAKEN_ELSEWHERE:
+        return _TAKEN_ELSEWHERE[kind]
+    from snncompile.support import targets_taking
+
+    others = [label for label in targets_taking(kind) if label != "nir" and "--" not in label]
+    return ", ".join(others) or "none"
+
+
 def supported_ops() -> list[str]:
     return sorted(cls.kind for cls in _ENCODERS)
 
@@ -375,7 +385,7 @@ def check_exportable(graph: Graph) -> None:
     if not bad:
         return
     kinds = sorted({node.op.kind for node in bad})
-    where = "; ".join(f"{kind}: {_TAKEN_ELSEWHERE.get(kind, 'none')}" for kind in kinds)
+    where = "; ".join(f"{kind}: {_taken_elsewhere(kind)}" for kind in kinds)
     names = ", ".join(f"{node.name} ({node.op.kind}{_detail(node.op)})" for node in bad)
     raise UnsupportedError(
         f"no NIR encoding for {names}; the nir target takes {', '.join(supported_ops())}; "
