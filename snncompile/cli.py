@@ -579,6 +579,14 @@ def _print_export(model: str, path: str, target: str, report: dict) -> None:
         f"{_format_events(calib['saturation_events'])}"
     )
     click.echo(f"  spike rates   {_format_rates(rates)}")
+    silent = [
+        name for name, pop in report["populations"].items() if pop.get("silent_in_calibration")
+    ]
+    if silent:
+        click.echo(
+            f"  warning       no activity in calibration at {', '.join(silent)}: scaled for "
+            "|value| <= 1; calibrate with data that drives them (--calib)"
+        )
 
 
 @cli.command(name="inspect")

@@ -138,6 +138,7 @@ class _Quantizer:
         self.extra_headroom: dict[str, int] = {}
         self.scales: dict[str, Scales] = {}
         self.notes: dict[str, dict[str, Any]] = {}
+        self.silent: set[str] = set()
 
     def headroom(self, name: str) -> float:
         return 2.0 ** (self.cfg.headroom_bits + self.extra_headroom.get(name, 0))
@@ -146,7 +147,14 @@ class _Quantizer:
         return self.ranges.get(key, 0.0)
 
     def graded_log2(self, name: str, peak: float, bits: int) -> int:
-        return _log2_at_least(max(peak, 1e-30) * self.headroom(name) / _q(bits))
+        """The scale exponent that fits `peak` (with headroom) into `bits`. A value the
+        calibration never moved (peak 0) says nothing about its range: it is given the
+        scale of |value| <= 1 and reported, instead of a scale fit for 1e-30 that would
+        need shifts of 100 bits downstream."""
+        if not peak > 0:
+            self.silent.add(name)
+            peak = 1.0
+        return _log2_at_least(peak * self.headroom(name) / _q(bits))
 
     # -- scales and integer parameters per kind ---------------------------------------
 
@@ -348,6 +356,8 @@ def quantize(
             "calibration_peak": ranges.get(pop.name, ranges.get(f"{pop.name}.in", 0.0)),
             **quantizer.notes.get(pop.name, {}),
         }
+        if pop.name in quantizer.silent:
+            report.populations[pop.name]["silent_in_calibration"] = True
     for syn in qnet.synapses:
         report.synapses[syn.name] = quantizer.notes[syn.name]
     return qnet, report
