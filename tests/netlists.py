@@ -83,3 +83,23 @@ def loop_netlist(
     syns.append(Synapse("last->out", names[-1], "out", np.eye(pops[-1].size)))
     inputs = (Population("in", "input", width), pop("bias", "bias", 1, value=8.0))
     return Netlist((*inputs, *pops, readout), tuple(syns), "int", formats=fmt, ticks_per_step=ticks)
+
+
+def loop_pops(kinds: str) -> list[Population]:
+    """Populations p0, p1, ... for loop_netlist, by letter: l lif, r reset_refractory,
+    a accumulator, s ssm, g glu, c cuba_lif_sub, h heaviside."""
+    table = [0, 300, 1200, 2048, 2900, 3800, 4096]
+    make = {
+        "l": lambda n: pop(n, "lif", 4, du=1024, dv=512, vth=600),
+        "r": lambda n: pop(n, "reset_refractory", 4, decay=[500] * 4, theta=[40] * 4,
+                           rho=[20] * 4),
+        "a": lambda n: pop(n, "accumulator", 4),
+        "s": lambda n: pop(n, "ssm", 4, a_re_q=[50000, -30000, 0, 65536],
+                           a_im_q=[20000, 40000, -65536, 0], b_re_q=[65536, -40000, 9000, 3],
+                           b_im_q=[-7000, 65536, 100, -3]),
+        "g": lambda n: pop(n, "glu", 4, {"gate": "sigmoid"}, pwl_x0=-300, pwl_shift=7,
+                           pwl_table_q12=table, out_shift=10),
+        "c": lambda n: pop(n, "cuba_lif_sub", 4, du=2000, dv=300, vth=500),
+        "h": lambda n: pop(n, "heaviside", 4),
+    }  # fmt: skip
+    return [make[k](f"p{i}") for i, k in enumerate(kinds)]

@@ -17,7 +17,7 @@ import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from netlists import loop_netlist, pop, side_by_side
+from netlists import loop_netlist, loop_pops, pop, side_by_side
 from onnx import numpy_helper
 from trace_compare import assert_traces_equal, first_divergence
 
@@ -207,26 +207,6 @@ def test_the_graph_means_the_same_in_onnx_reference_evaluator():
 # ---- time-multiplexed netlists (ticks_per_step > 1) ----------------------------------
 
 
-def _tm_pops(kinds: str) -> list[Population]:
-    """Loop populations by letter: l lif, r reset_refractory, a accumulator, s ssm,
-    g glu, c cuba_lif_sub, h heaviside."""
-    table = [0, 300, 1200, 2048, 2900, 3800, 4096]
-    make = {
-        "l": lambda n: pop(n, "lif", 4, du=1024, dv=512, vth=600),
-        "r": lambda n: pop(n, "reset_refractory", 4, decay=[500] * 4, theta=[40] * 4,
-                           rho=[20] * 4),
-        "a": lambda n: pop(n, "accumulator", 4),
-        "s": lambda n: pop(n, "ssm", 4, a_re_q=[50000, -30000, 0, 65536],
-                           a_im_q=[20000, 40000, -65536, 0], b_re_q=[65536, -40000, 9000, 3],
-                           b_im_q=[-7000, 65536, 100, -3]),
-        "g": lambda n: pop(n, "glu", 4, {"gate": "sigmoid"}, pwl_x0=-300, pwl_shift=7,
-                           pwl_table_q12=table, out_shift=10),
-        "c": lambda n: pop(n, "cuba_lif_sub", 4, du=2000, dv=300, vth=500),
-        "h": lambda n: pop(n, "heaviside", 4),
-    }  # fmt: skip
-    return [make[k](f"p{i}") for i, k in enumerate(kinds)]
-
-
 @pytest.mark.parametrize(
     ("kinds", "ticks"),
     [("ls", None), ("rac", None), ("ghl", None), ("lra", 5), ("sc", 5), ("hgra", None)],
@@ -235,7 +215,7 @@ def test_time_multiplexed_loop_matches_reference(kinds, ticks):
     """A loop through 2-4 populations (T = 2, 3, 4, and T = 5 with idle ticks to spare),
     with a lagged self-loop, a residual and a bias: every message, state and summed
     input, the readout, events and spike rates equal the reference's."""
-    net = loop_netlist(_tm_pops(kinds), seed=len(kinds), ticks=ticks)
+    net = loop_netlist(loop_pops(kinds), seed=len(kinds), ticks=ticks)
     assert net.ticks_per_step == (ticks or len(kinds))
     x = np.random.default_rng(3).integers(-30, 31, (2, 9, 3)).astype(float)
     expected, _ = check(net, x)
@@ -259,7 +239,7 @@ def _with_late_branch(net: Netlist) -> Netlist:
 def test_ticks_after_the_run_in_the_last_call_are_left_out():
     """The last call runs ticks past the reference's last one (a population at a later
     offset than the readout): its traces, spikes and events there are not counted."""
-    net = _with_late_branch(loop_netlist(_tm_pops("lca"), seed=4))
+    net = _with_late_branch(loop_netlist(loop_pops("lca"), seed=4))
     latency = net.latency()
     assert latency["late"] % 3 > latency["out"] % 3  # the case under test
     x = np.random.default_rng(5).integers(-30, 31, (2, 6, 3)).astype(float)
@@ -268,7 +248,7 @@ def test_ticks_after_the_run_in_the_last_call_are_left_out():
 
 
 def test_one_call_per_model_step_with_ticks_per_step_in_the_interface():
-    net = loop_netlist(_tm_pops("lra"), seed=2)
+    net = loop_netlist(loop_pops("lra"), seed=2)
     model = build_step_model(net)
     iface = read_interface(model)
     assert iface.ticks_per_step == 3 and iface.output_latency == 4
@@ -297,7 +277,7 @@ def test_one_call_per_model_step_with_ticks_per_step_in_the_interface():
 
 
 def test_time_multiplexed_graph_means_the_same_in_onnx_reference_evaluator():
-    net = loop_netlist(_tm_pops("sgc"), seed=6)
+    net = loop_netlist(loop_pops("sgc"), seed=6)
     x = np.random.default_rng(2).integers(-30, 31, (2, 5, 3)).astype(float)
     last = evaluator_outputs(net, x)[-1]
     np.testing.assert_array_equal(last["readout"], simulate(net, x).readout)

@@ -244,16 +244,6 @@ def test_synapse_fan_out_wraps_to_int32_exactly(value: int) -> None:
 # ---- time-multiplexing (ticks_per_step > 1) ---------------------------------------------
 
 
-def _loop_pops() -> list[Population]:
-    from netlists import pop
-
-    return [
-        pop("p0", "lif", 4, du=1024, dv=512, vth=600),
-        pop("p1", "reset_refractory", 4, decay=[500] * 4, theta=[40] * 4, rho=[20] * 4),
-        pop("p2", "accumulator", 4),
-    ]
-
-
 def _model_step_oracle(net: Netlist, x_int: np.ndarray) -> dict[str, np.ndarray]:
     """What a loop netlist computes, evaluated one model step at a time in population
     order with the scalar oracle: lag-0 synapses read this step's message, lag-1 the
@@ -281,9 +271,9 @@ def _model_step_oracle(net: Netlist, x_int: np.ndarray) -> dict[str, np.ndarray]
 
 @pytest.mark.parametrize("n_loop", [2, 3])
 def test_time_multiplexed_loop_equals_model_step_evaluation(n_loop):
-    from netlists import loop_netlist
+    from netlists import loop_netlist, loop_pops
 
-    net = loop_netlist(_loop_pops()[:n_loop], seed=n_loop)
+    net = loop_netlist(loop_pops("lra"[:n_loop]), seed=n_loop)
     rng = np.random.default_rng(0)
     x_int = rng.integers(-30, 31, (20, 3))
     result = simulate(net, x_int[None].astype(float), record=True)
@@ -295,21 +285,21 @@ def test_time_multiplexed_loop_equals_model_step_evaluation(n_loop):
 
 
 def test_extra_idle_ticks_change_nothing():
-    from netlists import loop_netlist
+    from netlists import loop_netlist, loop_pops
     from trace_compare import assert_traces_equal
 
     x = np.random.default_rng(1).integers(-30, 31, (2, 15, 3)).astype(float)
-    tight = simulate(loop_netlist(_loop_pops(), seed=5), x, record=True, record_internals=True)
+    tight = simulate(loop_netlist(loop_pops("lra"), seed=5), x, record=True, record_internals=True)
     loose = simulate(
-        loop_netlist(_loop_pops(), seed=5, ticks=5), x, record=True, record_internals=True
+        loop_netlist(loop_pops("lra"), seed=5, ticks=5), x, record=True, record_internals=True
     )
     assert_traces_equal(tight, loose)
 
 
 def test_misaligned_synapse_in_a_time_multiplexed_netlist_is_refused():
-    from netlists import loop_netlist
+    from netlists import loop_netlist, loop_pops
 
-    net = loop_netlist(_loop_pops()[:2])
+    net = loop_netlist(loop_pops("lra")[:2])
     bad = [
         Synapse(s.name, s.src, s.dst, s.weight, s.weight_exp, s.delay + 1, s.lag)
         if s.name.startswith("in->p1") else s

@@ -199,11 +199,8 @@ def _assign_delays(builder: _Builder) -> int:
         latency[name] = max((latency[s.src] + 1 for s in data_in), default=0)
     # A lagged synapse must arrive lag * ticks after its destination's tick of the same
     # model step: a loop through n populations with lag 1 needs n ticks per step.
-    ticks = max(
-        (-(-(latency[s.src] + 1 - latency[s.dst]) // s.lag) for s in builder.synapses if s.lag),
-        default=1,
-    )
-    ticks = max(ticks, 1)
+    spans = [(latency[s.src] + 1 - latency[s.dst], s.lag) for s in builder.synapses if s.lag]
+    ticks = max([1, *(-(-span // lag) for span, lag in spans)])  # ceil(span / lag)
     synapses = []
     for syn in builder.synapses:
         source_latency = 0 if pops[syn.src].kind == "bias" else latency[syn.src]
