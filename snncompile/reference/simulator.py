@@ -22,6 +22,8 @@ from scipy import sparse
 from snncompile.errors import UsageError
 from snncompile.ir.netlist import Netlist, Synapse
 from snncompile.reference.kinds import STEPS, Events, saturate, zeros_state
+from snncompile.reference.plan import plan_for
+from snncompile.reference.sequences import run_sequence
 
 INT32_LIMIT = 1 << 31
 
@@ -98,7 +100,8 @@ def _may_wrap(syn: Synapse, msg: np.ndarray, acc: np.ndarray) -> bool:
 def _apply(syn: Synapse, msg: np.ndarray, numeric: str, events: Events) -> np.ndarray:
     """One synapse's contribution: shift(W @ msg, weight_exp), for msg (B, src size)."""
     if sparse.issparse(syn.weight):
-        product = np.asarray(syn.weight @ msg.T.astype(np.float64)).T
+        # CSR times a C-ordered (src size, rows) block runs row by row over contiguous memory.
+        product = (syn.weight @ np.ascontiguousarray(msg.T, dtype=np.float64)).T
     else:
         product = msg.astype(np.float64) @ syn.weight.T
     if numeric == "float64":
@@ -132,116 +135,218 @@ def simulate(
     """
     x = np.asarray(x)
     _check_input(net, x)
-    events = Events()
-    data = encode_input(net, x, events)
-    batch, length, _ = data.shape
-    latency = net.latency()
-    ticks = net.ticks_per_step
-    total_steps = net.total_ticks(length)
-    numeric = net.numeric
-    dtype = np.int64 if numeric == "int" else np.float64
-
     recorded = {p.name for p in net.populations} if record is True else set(record or ())
     unknown = recorded - {p.name for p in net.populations}
     if unknown:
         raise UsageError(f"cannot record unknown populations: {', '.join(sorted(unknown))}")
-    traces: dict[str, np.ndarray] = {}
-    for name in recorded:
-        pop = net.population(name)
-        if pop.compartment.sends:
-            traces[name] = np.zeros((batch, length, pop.size), dtype)
-        if record_internals:
-            for state in pop.compartment.states:
-                traces[f"{name}.{state}"] = np.zeros((batch, length, pop.size), dtype)
-            if pop.compartment.input_factor:
-                traces[f"{name}.in"] = np.zeros((batch, length, pop.input_width), dtype)
+    events = Events()
+    data = encode_input(net, x, events)
+    run = _Run(net, data, recorded, record_internals, peaks, events)
+    run.run()
+    return run.result()
 
-    # Each population keeps its last (max outgoing delay + 1) messages in a ring.
-    depth = {p.name: 1 for p in net.populations}
-    for syn in net.synapses:
-        depth[syn.src] = max(depth[syn.src], syn.delay + 1)
-    history = {
-        p.name: np.zeros((depth[p.name], batch, p.size), dtype)
-        for p in net.populations
-        if p.compartment.sends
-    }
-    states = {p.name: zeros_state(p, batch, numeric) for p in net.populations}
-    incoming = {p.name: net.incoming(p.name) for p in net.populations}
-    steps = STEPS[numeric]
-    fmt = net.formats
-    peak: dict[str, float] = {}
-    spike_sums = {p.name: 0.0 for p in net.populations if p.compartment.spiking}
 
-    def track(key: str, value: np.ndarray) -> None:
-        if value.size:
-            peak[key] = max(peak.get(key, 0.0), float(np.abs(value).max()))
+# Messages and inputs one tile of ticks may hold (all populations, the whole batch).
+# A small batch runs its whole sequence as one tile (few, long array operations); a
+# large one runs short tiles, whose arrays stay in cache.
+TILE_BUDGET_BYTES = 32 << 20
 
-    for t in range(total_steps):
-        sent: dict[str, np.ndarray] = {}
-        for pop in net.populations:
-            model_t, phase = divmod(t - latency[pop.name], ticks)
-            if phase:  # idle tick (time-multiplexing): state kept, nothing sent
-                if pop.name in history:
-                    sent[pop.name] = np.zeros((batch, pop.size), dtype)
+
+class _Run:
+    """One simulation, tile by tile of ticks. In a tile, the plan's components run one
+    after another, each over all the tile's ticks; a population's messages of the last
+    (longest outgoing delay + 1) ticks carry over to the next tile as its history."""
+
+    def __init__(self, net, data, recorded, record_internals, peaks, events):
+        self.net, self.data, self.events = net, data, events
+        self.batch, self.length = data.shape[:2]
+        self.plan = plan_for(net)
+        self.latency = net.latency()
+        self.ticks = net.ticks_per_step
+        self.total = net.total_ticks(self.length)
+        self.dtype = np.int64 if net.numeric == "int" else np.float64
+        self.recorded, self.record_internals, self.peaks = recorded, record_internals, peaks
+        self.traces: dict[str, np.ndarray] = {}
+        for name in recorded:
+            pop = net.population(name)
+            widths = {name: pop.size} if pop.compartment.sends else {}
+            if record_internals:
+                widths.update({f"{name}.{s}": pop.size for s in pop.compartment.states})
+                if pop.input_width:
+                    widths[f"{name}.in"] = pop.input_width
+            for key, width in widths.items():
+                self.traces[key] = np.zeros((self.batch, self.length, width), self.dtype)
+        self.peak: dict[str, float] = {}
+        self.spike_sums = {p.name: 0.0 for p in net.populations if p.compartment.spiking}
+        self.depth = {p.name: 1 for p in net.populations}
+        for syn in net.synapses:
+            self.depth[syn.src] = max(self.depth[syn.src], syn.delay + 1)
+        self.states = {p.name: zeros_state(p, self.batch, net.numeric) for p in net.populations}
+        self.history = {
+            p.name: np.zeros((self.depth[p.name], self.batch, p.size), self.dtype)
+            for p in net.populations
+            if p.compartment.sends
+        }
+
+    def tile_ticks(self) -> int:
+        per_tick = sum(p.size + p.input_width for p in self.net.populations) * self.batch * 8
+        tile = max(1, TILE_BUDGET_BYTES // per_tick) // self.ticks * self.ticks
+        return min(max(tile, self.ticks), self.total)
+
+    def run(self) -> None:
+        tile = self.tile_ticks()
+        for start in range(0, self.total, tile):
+            stop = min(self.total, start + tile)
+            # name -> messages of ticks start - depth .. stop - 1 (history, then this tile)
+            buffers: dict[str, np.ndarray] = {}
+            for comp in self.plan.components:
+                inputs = {
+                    p.name: self._summed_input(p, comp, buffers, start, stop)
+                    for p in comp.populations
+                }
+                if comp.cyclic:
+                    self._run_cycle(comp, inputs, buffers, start, stop)
+                else:
+                    pop = comp.populations[0]
+                    self._run_alone(pop, inputs[pop.name], buffers, start, stop)
+            for name, buffer in buffers.items():
+                self.history[name] = buffer[-self.depth[name] :].copy()
+
+    def _summed_input(self, pop, comp, buffers, start, stop) -> np.ndarray:
+        """(tile ticks, B, input width): the sum of every synapse from earlier components.
+        Tick t takes the message its source sent at tick t - 1 - delay."""
+        count = stop - start
+        a = np.zeros((count, self.batch, pop.input_width), self.dtype)
+        for syn in comp.incoming:
+            if syn.dst != pop.name:
                 continue
+            first = self.depth[syn.src] - 1 - syn.delay  # buffer index of tick start - 1 - delay
+            msg = buffers[syn.src][first : first + count].reshape(count * self.batch, -1)
+            a += _apply(syn, msg, self.net.numeric, self.events).reshape(count, self.batch, -1)
+        return a
+
+    def _active(self, pop, start: int) -> tuple[slice, int]:
+        """(the tile's ticks pop works at, as a slice of the tile; the model step of the
+        first). A tile starts at a multiple of ticks_per_step."""
+        lat = self.latency[pop.name]
+        return slice(lat % self.ticks, None, self.ticks), (
+            start + lat % self.ticks - lat
+        ) // self.ticks
+
+    def _send(self, pop, tile_messages: np.ndarray, buffers) -> None:
+        buffers[pop.name] = np.concatenate([self.history[pop.name], tile_messages])
+
+    def _run_alone(self, pop, a, buffers, start, stop) -> None:
+        active, first_step = self._active(pop, start)
+        a = a[active]
+        count = a.shape[0]
+        trajectory: dict[str, np.ndarray] = {}
+        if pop.kind in ("input", "bias"):
+            out = np.zeros((count, self.batch, pop.size), self.dtype)
+            steps = np.arange(first_step, first_step + count)
+            sending = (steps >= 0) & (steps < self.length)
             if pop.kind == "input":
-                out = data[:, model_t] if model_t < length else np.zeros((batch, pop.size), dtype)
-            elif pop.kind == "bias":
-                value = pop.params["value"] if model_t < length else 0
-                out = np.full((batch, pop.size), value, dtype)
-            else:
-                a = np.zeros((batch, pop.input_width), dtype)
-                for syn in incoming[pop.name]:
-                    step = t - 1 - syn.delay
-                    if step < 0:
-                        continue
-                    ring = history[syn.src]
-                    a += _apply(syn, ring[step % ring.shape[0]], numeric, events)
-                out = steps[pop.kind](pop, states[pop.name], a, fmt, events)
-            sent[pop.name] = out
-            in_window = 0 <= model_t < length
-            if pop.name in spike_sums and in_window:
-                spike_sums[pop.name] += float(out.sum())
-            if peaks and in_window:
-                _track_population(track, pop, out, states[pop.name], a if pop.input_width else None)
-            if pop.name in recorded and in_window:
-                if pop.name in traces:
-                    traces[pop.name][:, model_t] = out
-                if record_internals:
-                    for state_name, value in states[pop.name].items():
-                        traces[f"{pop.name}.{state_name}"][:, model_t] = value
-                    if pop.compartment.input_factor:
-                        traces[f"{pop.name}.in"][:, model_t] = a
-        for name, out in sent.items():
-            if name in history:
-                ring = history[name]
-                ring[t % ring.shape[0]] = out
+                out[sending] = self.data.transpose(1, 0, 2)[steps[sending]]
+            else:  # the bias sends its value until the last model step, from tick 0
+                out[steps < self.length] = pop.params["value"]
+        else:
+            numeric, fmt, keep = self.net.numeric, self.net.formats, self._keeps_states(pop)
+            state = self.states[pop.name]
+            out, trajectory = run_sequence(pop, a, state, fmt, numeric, self.events, keep)
+        if pop.compartment.sends:
+            if self.ticks == 1:
+                self._send(pop, out, buffers)
+            else:  # idle ticks send zero
+                tile = np.zeros((stop - start, *out.shape[1:]), self.dtype)
+                tile[active] = out
+                self._send(pop, tile, buffers)
+        self._observe(pop, out, trajectory, a if pop.input_width else None, first_step)
 
-    readout = states[net.readout.name]["acc"]
-    logits = readout.astype(np.float64) * net.output_scale
-    if net.readout.attrs["mode"] == "mean":
-        logits = logits / length
-    return SimResult(
-        logits=logits,
-        readout=readout.copy(),
-        traces=traces,
-        events=dict(events.counts),
-        latency=latency,
-        steps=total_steps,
-        peaks=peak,
-        spike_rates={
-            name: total / (batch * length * net.population(name).size)
-            for name, total in spike_sums.items()
-        },
-    )
+    def _run_cycle(self, comp, inputs, buffers, start, stop) -> None:
+        """The populations of a cycle tick by tick; a lagged synapse reads a message its
+        source sent at an earlier tick of this same loop."""
+        numeric, fmt, steps = self.net.numeric, self.net.formats, STEPS[self.net.numeric]
+        trajectories = {}
+        for pop in comp.populations:
+            self._send(pop, np.zeros((stop - start, self.batch, pop.size), self.dtype), buffers)
+            count = len(range(stop - start)[self._active(pop, start)[0]])
+            shape = (count, self.batch, pop.size)
+            states = self.states[pop.name] if self._keeps_states(pop) else {}
+            trajectories[pop.name] = {s: np.zeros(shape, self.dtype) for s in states}
+        inside = {p.name: [s for s in comp.inside if s.dst == p.name] for p in comp.populations}
+        for t in range(stop - start):
+            for pop in comp.populations:
+                index, phase = divmod(t - self.latency[pop.name] % self.ticks, self.ticks)
+                if phase:  # idle tick (time-multiplexing): state kept, nothing sent
+                    continue
+                a = inputs[pop.name][t]  # summed in place, so inputs end up complete
+                for syn in inside[pop.name]:
+                    msg = buffers[syn.src][t + self.depth[syn.src] - 1 - syn.delay]
+                    a += _apply(syn, msg, numeric, self.events)
+                out = steps[pop.kind](pop, self.states[pop.name], a, fmt, self.events)
+                buffers[pop.name][t + self.depth[pop.name]] = out
+                for name, values in trajectories[pop.name].items():
+                    values[index] = self.states[pop.name][name]
+        for pop in comp.populations:
+            active, first_step = self._active(pop, start)
+            out = buffers[pop.name][self.depth[pop.name] :][active]
+            self._observe(pop, out, trajectories[pop.name], inputs[pop.name][active], first_step)
 
+    def _keeps_states(self, pop) -> bool:
+        return self.peaks or (self.record_internals and pop.name in self.recorded)
 
-def _track_population(track, pop, out, state: dict, a: np.ndarray | None) -> None:
-    track(pop.name, out)
-    for name, value in state.items():
-        track(f"{pop.name}.{name}", value)
-    if a is not None:
-        track(f"{pop.name}.in", a)
-        if pop.compartment.input_factor == 2:
-            track(f"{pop.name}.in.0", a[:, : pop.size])
-            track(f"{pop.name}.in.1", a[:, pop.size :])
+    def _observe(self, pop, out, trajectory, a, first_step) -> None:
+        """Traces, peaks and spike counts of the model steps 0..L-1 among a tile's active
+        ticks; arrays are (active ticks, B, width), the first at model step first_step."""
+        lo, hi = max(0, -first_step), min(out.shape[0], self.length - first_step)
+        if hi <= lo:
+            return
+        window = slice(lo, hi)
+        out = out[window]
+        if pop.name in self.spike_sums:
+            self.spike_sums[pop.name] += float(out.sum())
+        states = {name: values[window] for name, values in trajectory.items()}
+        a = None if a is None else a[window]
+        if self.peaks:
+            self._track(pop, out, states, a)
+        if pop.name not in self.recorded:
+            return
+        series = {pop.name: out} if pop.compartment.sends else {}
+        if self.record_internals:
+            series.update({f"{pop.name}.{name}": v for name, v in states.items()})
+            if a is not None:
+                series[f"{pop.name}.in"] = a
+        steps = slice(first_step + lo, first_step + hi)
+        for key, values in series.items():
+            self.traces[key][:, steps] = values.transpose(1, 0, 2)
+
+    def _track(self, pop, out, states, a) -> None:
+        values = {pop.name: out, **{f"{pop.name}.{k}": v for k, v in states.items()}}
+        if a is not None:
+            values[f"{pop.name}.in"] = a
+            if pop.compartment.input_factor == 2:
+                values[f"{pop.name}.in.0"] = a[..., : pop.size]
+                values[f"{pop.name}.in.1"] = a[..., pop.size :]
+        for key, value in values.items():
+            if value.size:
+                self.peak[key] = max(self.peak.get(key, 0.0), float(np.abs(value).max()))
+
+    def result(self) -> SimResult:
+        net, length = self.net, self.length
+        readout = self.states[net.readout.name]["acc"]
+        logits = readout.astype(np.float64) * net.output_scale
+        if net.readout.attrs["mode"] == "mean":
+            logits = logits / length
+        return SimResult(
+            logits=logits,
+            readout=readout.copy(),
+            traces=self.traces,
+            events=dict(self.events.counts),
+            latency=self.latency,
+            steps=self.total,
+            peaks=self.peak,
+            spike_rates={
+                name: total / (self.batch * length * net.population(name).size)
+                for name, total in self.spike_sums.items()
+            },
+        )

@@ -1,0 +1,212 @@
+"""Whole sequences of one population: its inputs at every active tick -> its messages.
+
+`run_sequence` takes a population's summed input at each of its active ticks, (n, B,
+input width), and returns what it sends at each, (n, B, size), updating its state dict
+as n calls of its step function (reference.kinds) would, with the same event counts.
+
+A kind without state is one call of its step function on all n ticks at once. A kind
+with state loops over the ticks; for the integer kinds whose loop dominates a run (the
+SSM resonator, the reset-refractory neuron, Lava's LIF) and the readout there are
+faster kernels here. They compute in float64, which is exact while every intermediate
+value is an integer (or an integer times a power of two) below 2**53: each kernel checks
+that bound first, runs without saturation or wrap, and checks afterwards that no value
+left its range. If a check fails it returns None and the step function's loop runs
+instead, so clipping, wrapping and their counts stay those of reference.kinds.
+Truncation toward zero of x / 2**n is np.trunc(x * 2**-n), exactly tz_shift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from snncompile.ir.netlist import Formats, Population
+from snncompile.reference.kinds import LIF_STATE_BITS, STEPS, Events, saturate
+
+EXACT_LIMIT = 2.0**53
+
+# (messages (n, B, size), state trajectories name -> (n, B, size) when asked for them);
+# None: the kernel is not exact on these inputs.
+Result = tuple[np.ndarray, dict[str, np.ndarray]]
+Kernel = Callable[[Population, np.ndarray, dict, Formats, Events, bool], "Result | None"]
+
+
+def run_sequence(
+    pop: Population,
+    inputs: np.ndarray,
+    state: dict[str, np.ndarray],
+    fmt: Formats,
+    numeric: str,
+    events: Events,
+    keep_states: bool,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(messages (n, B, size), state trajectories when keep_states else {})."""
+    step = STEPS[numeric][pop.kind]
+    n, batch = inputs.shape[:2]
+    if n * batch == 0:  # e.g. a last tile without an active tick of this population
+        empty = np.zeros((n, batch, pop.size), inputs.dtype)
+        return empty, ({k: empty for k in state} if keep_states else {})
+    if not pop.compartment.states:
+        out = step(pop, state, inputs.reshape(n * batch, -1), fmt, events)
+        return out.reshape(n, batch, pop.size), {}
+    kernel = KERNELS.get((numeric, pop.kind))
+    result = kernel(pop, inputs, state, fmt, events, keep_states) if kernel else None
+    if result is not None:
+        return result
+    return _step_loop(step, pop, inputs, state, fmt, events, keep_states)
+
+
+def _step_loop(step, pop, inputs, state, fmt, events, keep_states):
+    n, batch = inputs.shape[:2]
+    dtype = inputs.dtype
+    out = np.zeros((n, batch, pop.size), dtype)
+    trajectory = {k: np.zeros((n, batch, pop.size), dtype) for k in state} if keep_states else {}
+    for i in range(n):
+        out[i] = step(pop, state, inputs[i], fmt, events)
+        for name, values in trajectory.items():
+            values[i] = state[name]
+    return out, trajectory
+
+
+def _limit(bits: int) -> int:
+    return (1 << (bits - 1)) - 1
+
+
+def _within(values: np.ndarray, low: float, high: float) -> bool:
+    return values.size == 0 or bool(values.min() >= low and values.max() <= high)
+
+
+def _peak(values: np.ndarray) -> float:
+    """The largest magnitude (two reductions, no temporary)."""
+    return 0.0 if values.size == 0 else float(max(-values.min(), values.max()))
+
+
+def _ssm_int(pop, inputs, state, fmt, events, keep):
+    """z = trunc((a z + b x) / 2**frac) in complex128: re and im are the two rounded sums."""
+    p = {k: p.astype(np.int64) for k, p in pop.params.items()}
+    limit = _limit(fmt.state_bits)
+    in_peak = _peak(inputs)
+    coef_peak = float((np.abs(p["a_re_q"]) + np.abs(p["a_im_q"])).max(initial=0))
+    b_peak = float(np.maximum(np.abs(p["b_re_q"]), np.abs(p["b_im_q"])).max(initial=0))
+    if coef_peak * limit + b_peak * in_peak >= EXACT_LIMIT:
+        return None
+    scale = 2.0**-fmt.ssm_frac_bits
+    a = (p["a_re_q"] + 1j * p["a_im_q"]) * scale
+    drive = inputs.astype(np.float64) * ((p["b_re_q"] + 1j * p["b_im_q"]) * scale)
+    z = np.empty_like(drive)
+    previous = state["re"] + 1j * state["im"]
+    for row, row_drive in zip(
+        z, drive, strict=True
+    ):  # iterating gives views: a few numpy calls a tick
+        np.multiply(a, previous, out=row)
+        np.add(row, row_drive, out=row)
+        parts = row.view(np.float64)
+        np.trunc(parts, out=parts)
+        previous = row
+    if not _within(z.view(np.float64), -limit, limit):
+        return None
+    re = z.real.astype(np.int64)
+    state["re"], state["im"] = re[-1].copy(), z[-1].imag.astype(np.int64)
+    trajectory = {"re": re, "im": z.imag.astype(np.int64)} if keep else {}
+    if fmt.message_bits < fmt.state_bits:
+        return saturate(re, fmt.message_bits, events, pop.name), trajectory
+    return re, trajectory
+
+
+def _reset_refractory_int(pop, inputs, state, fmt, events, keep):
+    limit = _limit(fmt.state_bits)
+    if _peak(inputs) + 4096.0 * limit >= EXACT_LIMIT:
+        return None
+    retain = (4096 - pop.params["decay"].astype(np.float64)) * 2.0**-12
+    theta = pop.params["theta"].astype(np.float64)
+    reset = theta + pop.params["rho"].astype(np.float64)
+    drive = inputs.astype(np.float64)
+    m = np.empty_like(drive)
+    v = np.empty_like(drive)
+    spikes = np.empty(drive.shape, bool)
+    previous = state["v"].astype(np.float64)
+    for m_row, v_row, spike_row, drive_row in zip(m, v, spikes, drive, strict=True):
+        np.multiply(previous, retain, out=m_row)
+        np.trunc(m_row, out=m_row)
+        np.add(m_row, drive_row, out=m_row)
+        np.greater(m_row, theta, out=spike_row)
+        np.multiply(spike_row, reset, out=v_row)
+        np.subtract(m_row, v_row, out=v_row)
+        previous = v_row
+    if not (_within(m, -limit, limit) and _within(v, -limit, limit)):
+        return None
+    state["v"] = v[-1].astype(np.int64)
+    return spikes.astype(np.int64), ({"v": v.astype(np.int64)} if keep else {})
+
+
+def _lava_lif_int(pop, inputs, state, fmt, events, keep, subtract: bool):
+    """Lava's bit-accurate LIF (kinds._lava_lif_int) while u never wraps and v never
+    saturates at 24 bits."""
+    half = 1 << (LIF_STATE_BITS - 1)
+    du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
+    if _peak(inputs) * 64 + 4096.0 * half * 2 >= EXACT_LIMIT:
+        return None
+    keep_u = (4096 - (du + 1)) * 2.0**-12
+    keep_v = (4096 - dv) * 2.0**-12
+    threshold = float(vth << 6)
+    drive = inputs.astype(np.float64) * 64
+    u = np.empty_like(drive)
+    voltage = np.empty_like(drive)
+    v = np.empty_like(drive)
+    spikes = np.empty(drive.shape, bool)
+    previous_u = state["u"].astype(np.float64)
+    previous_v = state["v"].astype(np.float64)
+    for u_row, voltage_row, v_row, spike_row, drive_row in zip(
+        u, voltage, v, spikes, drive, strict=True
+    ):
+        np.multiply(previous_u, keep_u, out=u_row)
+        np.trunc(u_row, out=u_row)
+        np.add(u_row, drive_row, out=u_row)
+        np.multiply(previous_v, keep_v, out=voltage_row)
+        np.trunc(voltage_row, out=voltage_row)
+        np.add(voltage_row, u_row, out=voltage_row)
+        np.greater(voltage_row, threshold, out=spike_row)
+        if subtract:
+            np.multiply(spike_row, threshold, out=v_row)
+            np.subtract(voltage_row, v_row, out=v_row)
+        else:
+            np.multiply(voltage_row, ~spike_row, out=v_row)
+        previous_u, previous_v = u_row, v_row
+    # Lava wraps u when it is > 2**23 or <= -2**23 and saturates v at +-(2**23 - 1).
+    if not (_within(u, -half + 1, half) and _within(voltage, -half + 1, half - 1)):
+        return None
+    state["u"], state["v"] = u[-1].astype(np.int64), v[-1].astype(np.int64)
+    trajectory = {"u": u.astype(np.int64), "v": v.astype(np.int64)} if keep else {}
+    return spikes.astype(np.int64), trajectory
+
+
+def _lif_int(pop, inputs, state, fmt, events, keep):
+    return _lava_lif_int(pop, inputs, state, fmt, events, keep, subtract=False)
+
+
+def _cuba_lif_sub_int(pop, inputs, state, fmt, events, keep):
+    return _lava_lif_int(pop, inputs, state, fmt, events, keep, subtract=True)
+
+
+def _readout_int(pop, inputs, state, fmt, events, keep):
+    """mean: acc = running sum (int64, exact); last: acc = a. Saturation is per step."""
+    if pop.attrs["mode"] != "mean":
+        acc = saturate(inputs, fmt.state_bits, events, pop.name)
+    else:
+        acc = state["acc"] + np.cumsum(inputs, axis=0)
+        limit = _limit(fmt.state_bits)
+        if not _within(acc, -limit, limit):
+            return None
+    state["acc"] = acc[-1].copy()
+    return acc, ({"acc": acc} if keep else {})
+
+
+KERNELS: dict[tuple[str, str], Kernel] = {
+    ("int", "ssm"): _ssm_int,
+    ("int", "reset_refractory"): _reset_refractory_int,
+    ("int", "lif"): _lif_int,
+    ("int", "cuba_lif"): _lif_int,
+    ("int", "cuba_lif_sub"): _cuba_lif_sub_int,
+    ("int", "readout"): _readout_int,
+}

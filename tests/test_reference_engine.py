@@ -1,0 +1,148 @@
+"""How the reference simulator runs a netlist: the plan (components in order, cycles
+together), whole-sequence kernels equal to the step functions of reference.kinds tick by
+tick (values, states, event counts), and tiles of any length giving the same run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from netlists import loop_netlist, loop_pops, pop, side_by_side
+from trace_compare import assert_traces_equal
+
+import snncompile.reference.simulator as simulator
+from snncompile.ir.netlist import Formats
+from snncompile.reference.kinds import STEPS, Events
+from snncompile.reference.plan import plan_for
+from snncompile.reference.sequences import KERNELS, _step_loop
+
+FMT = Formats()
+TICKS, BATCH, SIZE = 9, 2, 3
+
+
+def _ints(low: int, high: int, size: int) -> st.SearchStrategy:
+    return st.lists(st.integers(low, high), min_size=size, max_size=size)
+
+
+def _params(kind: str, draw) -> dict:
+    if kind == "ssm":
+        a, b = draw(_ints(-(2**16), 2**16, 4 * SIZE)), draw(_ints(-(2**20), 2**20, 2 * SIZE))
+        return {
+            "a_re_q": a[:SIZE], "a_im_q": a[SIZE : 2 * SIZE],
+            "b_re_q": b[:SIZE], "b_im_q": b[SIZE:],
+        }  # fmt: skip
+    if kind == "reset_refractory":
+        return {
+            "decay": draw(_ints(0, 4096, SIZE)),
+            "theta": draw(_ints(1, 2**20, SIZE)),
+            "rho": draw(_ints(0, 2**20, SIZE)),
+        }
+    if kind == "readout":
+        return {}
+    du, dv, vth = draw(_ints(0, 4095, 2)) + draw(_ints(0, 2**17 - 1, 1))
+    return {"du": du, "dv": dv, "vth": vth}
+
+
+# Input magnitude (bits) that usually stays in range, and one that often clips or wraps.
+INPUT_BITS = {
+    "ssm": (14, 22), "reset_refractory": (18, 23), "lif": (11, 17), "cuba_lif": (11, 17),
+    "cuba_lif_sub": (11, 17), "readout": (18, 23),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(k for n, k in KERNELS if n == "int"))
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_kernel_equals_the_step_function_tick_by_tick(data, kind):
+    """Messages, final states, state trajectories and event counts as TICKS calls of the
+    step function, from a random starting state; the kernel declines exactly when the
+    steps clip or wrap something, and then the step loop runs."""
+    draw = data.draw
+    attrs = {"mode": draw(st.sampled_from(["mean", "last"]))} if kind == "readout" else {}
+    population = pop("p", kind, SIZE, attrs, **_params(kind, draw))
+    at_limits = draw(st.booleans())
+    bits = INPUT_BITS[kind][at_limits]
+    inputs = np.array(draw(_ints(-(2**bits), 2**bits, TICKS * BATCH * SIZE)), np.int64)
+    inputs = inputs.reshape(TICKS, BATCH, SIZE)
+    limit = ((1 << 22) if kind in ("lif", "cuba_lif", "cuba_lif_sub") else (1 << 23) - 1) // (
+        1 if at_limits else 64
+    )
+    start = {
+        name: np.array(draw(_ints(-limit, limit, BATCH * SIZE))).reshape(BATCH, SIZE)
+        for name in population.compartment.states
+    }
+
+    spec_state, spec_events = {k: v.copy() for k, v in start.items()}, Events()
+    step = STEPS["int"][kind]
+    want, want_states = _step_loop(step, population, inputs, spec_state, FMT, spec_events, True)
+    state, events = {k: v.copy() for k, v in start.items()}, Events()
+    got = KERNELS[("int", kind)](population, inputs, state, FMT, events, True)
+    clipped = bool(spec_events.counts) and not (kind == "readout" and attrs["mode"] == "last")
+    assert (got is None) == clipped, (got is None, spec_events.counts)
+    if got is None:
+        return
+    np.testing.assert_array_equal(got[0], want)
+    for name in start:
+        np.testing.assert_array_equal(got[1][name], want_states[name], err_msg=name)
+        np.testing.assert_array_equal(state[name], spec_state[name], err_msg=name)
+    assert events.counts == spec_events.counts
+
+
+def test_ssm_kernel_declines_sums_beyond_exact_float64():
+    """b * input above 2**53 cannot be summed exactly in float64: the step loop runs."""
+    population = pop("p", "ssm", 1, a_re_q=[1], a_im_q=[0], b_re_q=[2**31], b_im_q=[0])
+    inputs = np.full((2, 1, 1), 2**23, np.int64)
+    state = {"re": np.zeros((1, 1), np.int64), "im": np.zeros((1, 1), np.int64)}
+    assert KERNELS[("int", "ssm")](population, inputs, state, FMT, Events(), False) is None
+
+
+NETS = {
+    "loop of lif, reset-refractory, accumulator (3 ticks per step)": lambda: loop_netlist(
+        loop_pops("lra"), seed=3
+    ),
+    "loop of ssm, glu, cuba_lif_sub, heaviside, 5 ticks per step": lambda: loop_netlist(
+        loop_pops("sgch"), seed=4, ticks=5
+    ),
+    "every kind side by side": lambda: side_by_side(loop_pops("lrasgch"), mode="mean"),
+}
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_tiles_of_any_length_give_the_same_run(name, monkeypatch):
+    net = NETS[name]()
+    x = np.random.default_rng(0).integers(-60, 61, (3, 11, net.input.size)).astype(float)
+    kwargs = {"record": True, "record_internals": True, "peaks": True}
+    whole = simulator.simulate(net, x, **kwargs)
+    data = simulator.encode_input(net, x)
+    assert whole.steps <= simulator._Run(net, data, set(), False, False, Events()).tile_ticks()
+    for steps in (1, 2, 3):  # tiles of one model step and of a few (the last one shorter)
+        tile = steps * net.ticks_per_step
+        monkeypatch.setattr(simulator._Run, "tile_ticks", lambda self, tile=tile: tile)
+        tiled = simulator.simulate(net, x, **kwargs)
+        assert_traces_equal(whole, tiled)
+        assert (tiled.events, tiled.peaks) == (whole.events, whole.peaks)
+        assert tiled.spike_rates == pytest.approx(whole.spike_rates, abs=0)
+    assert any(np.any(t) for t in whole.traces.values())
+
+
+def test_plan_runs_a_loop_together_after_what_feeds_it():
+    net = loop_netlist(loop_pops("lra"), seed=1)
+    plan = plan_for(net)
+    names = [[p.name for p in c.populations] for c in plan.components]
+    assert ["p0", "p1", "p2"] in names
+    loop = next(c for c in plan.components if len(c.populations) == 3)
+    assert loop.cyclic and {s.name for s in loop.inside} == {
+        "p0->p1@0", "p1->p2@0", "p2->p0@1", "p0->p0@1"
+    }  # fmt: skip
+    position = {n: i for i, group in enumerate(names) for n in group}
+    for i, comp in enumerate(plan.components):
+        assert all(position[s.src] < i for s in comp.incoming)
+    assert position["out"] == len(names) - 1 and plan.last_use["p2"] == position["out"]
+
+
+def test_plan_of_a_feed_forward_netlist_is_one_population_at_a_time():
+    net = side_by_side(loop_pops("lrs"))
+    plan = plan_for(net)
+    assert all(len(c.populations) == 1 and not c.cyclic for c in plan.components)
+    assert [c.populations[0].name for c in plan.components][-1] == "out"
