@@ -25,6 +25,9 @@ from snncompile.ir.netlist import Formats, Population
 from snncompile.reference.kinds import LIF_STATE_BITS, STEPS, Events, saturate
 
 EXACT_LIMIT = 2.0**53
+# A kernel's checks and conversions cost a few passes over its arrays: worth it when they
+# replace many ticks of step calls (a small batch's long tiles), not one or two.
+MIN_KERNEL_TICKS = 8
 
 # (messages (n, B, size), state trajectories name -> (n, B, size) when asked for them);
 # None: the kernel is not exact on these inputs.
@@ -51,13 +54,17 @@ def run_sequence(
         out = step(pop, state, inputs.reshape(n * batch, -1), fmt, events)
         return out.reshape(n, batch, pop.size), {}
     kernel = KERNELS.get((numeric, pop.kind))
-    result = kernel(pop, inputs, state, fmt, events, keep_states) if kernel else None
+    use_kernel = kernel is not None and n >= MIN_KERNEL_TICKS
+    result = kernel(pop, inputs, state, fmt, events, keep_states) if use_kernel else None
     if result is not None:
         return result
     return _step_loop(step, pop, inputs, state, fmt, events, keep_states)
 
 
 def _step_loop(step, pop, inputs, state, fmt, events, keep_states):
+    if inputs.shape[0] == 1:  # step functions replace state arrays, never write into them
+        out = step(pop, state, inputs[0], fmt, events)[None]
+        return out, ({k: v[None] for k, v in state.items()} if keep_states else {})
     n, batch = inputs.shape[:2]
     dtype = inputs.dtype
     out = np.zeros((n, batch, pop.size), dtype)
@@ -93,7 +100,9 @@ def _ssm_int(pop, inputs, state, fmt, events, keep):
         return None
     scale = 2.0**-fmt.ssm_frac_bits
     a = (p["a_re_q"] + 1j * p["a_im_q"]) * scale
-    drive = inputs.astype(np.float64) * ((p["b_re_q"] + 1j * p["b_im_q"]) * scale)
+    drive = np.empty(inputs.shape, np.complex128)
+    np.multiply(inputs, p["b_re_q"] * scale, out=drive.real)
+    np.multiply(inputs, p["b_im_q"] * scale, out=drive.imag)
     z = np.empty_like(drive)
     previous = state["re"] + 1j * state["im"]
     for row, row_drive in zip(

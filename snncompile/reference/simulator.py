@@ -1,8 +1,11 @@
 """The reference simulator: runs a Netlist exactly as docs/numerics.md specifies.
 
-Vectorized over the batch and over the compartments of a population; a Python loop over
-time steps, populations and synapses. Integer products are summed with float64 BLAS,
-which is exact because the netlist validator bounds every sum below 2**53.
+The run goes tile by tile of ticks and, in a tile, component by component of the plan
+(reference.plan): a synapse is one product over the tile's ticks, a population's state
+recursion a loop over them (reference.sequences; docs/compiler.md, "Reference
+simulator"). The arithmetic of one tick is reference.kinds. Integer products are summed
+with float64 BLAS, which is exact because the netlist validator bounds every sum below
+2**53.
 
 A sequence of L inputs takes net.total_ticks(L) simulation steps (ticks): a population
 at latency k works on model step t at tick ticks_per_step * t + k and is idle (keeps its
@@ -149,7 +152,7 @@ def simulate(
 # Messages and inputs one tile of ticks may hold (all populations, the whole batch).
 # A small batch runs its whole sequence as one tile (few, long array operations); a
 # large one runs short tiles, whose arrays stay in cache.
-TILE_BUDGET_BYTES = 32 << 20
+TILE_BUDGET_BYTES = 16 << 20
 
 
 class _Run:
@@ -197,32 +200,44 @@ class _Run:
         tile = self.tile_ticks()
         for start in range(0, self.total, tile):
             stop = min(self.total, start + tile)
-            # name -> messages of ticks start - depth .. stop - 1 (history, then this tile)
-            buffers: dict[str, np.ndarray] = {}
+            sent: dict[str, np.ndarray] = {}  # name -> messages of this tile's ticks
             for comp in self.plan.components:
                 inputs = {
-                    p.name: self._summed_input(p, comp, buffers, start, stop)
+                    p.name: self._summed_input(p, comp, sent, stop - start)
                     for p in comp.populations
                 }
                 if comp.cyclic:
-                    self._run_cycle(comp, inputs, buffers, start, stop)
+                    self._run_cycle(comp, inputs, sent, start, stop)
                 else:
                     pop = comp.populations[0]
-                    self._run_alone(pop, inputs[pop.name], buffers, start, stop)
-            for name, buffer in buffers.items():
-                self.history[name] = buffer[-self.depth[name] :].copy()
+                    self._run_alone(pop, inputs[pop.name], sent, start, stop)
+            for name, messages in sent.items():
+                self.history[name] = self._last(name, messages)
 
-    def _summed_input(self, pop, comp, buffers, start, stop) -> np.ndarray:
+    def _last(self, name: str, messages: np.ndarray) -> np.ndarray:
+        """The messages of the last `depth` ticks, the tile's after the history's."""
+        depth = self.depth[name]
+        if messages.shape[0] >= depth:
+            return messages[messages.shape[0] - depth :]
+        return np.concatenate([self.history[name][messages.shape[0] :], messages])
+
+    def _summed_input(self, pop, comp, sent, count) -> np.ndarray:
         """(tile ticks, B, input width): the sum of every synapse from earlier components.
-        Tick t takes the message its source sent at tick t - 1 - delay."""
-        count = stop - start
+        Tick i of the tile takes the message of its tick i - 1 - delay: from the source's
+        history for i <= delay, from its messages of this tile after that."""
         a = np.zeros((count, self.batch, pop.input_width), self.dtype)
         for syn in comp.incoming:
             if syn.dst != pop.name:
                 continue
-            first = self.depth[syn.src] - 1 - syn.delay  # buffer index of tick start - 1 - delay
-            msg = buffers[syn.src][first : first + count].reshape(count * self.batch, -1)
-            a += _apply(syn, msg, self.net.numeric, self.events).reshape(count, self.batch, -1)
+            early = min(count, syn.delay + 1)
+            first = self.depth[syn.src] - 1 - syn.delay
+            parts = [(a[:early], self.history[syn.src][first : first + early])]
+            if count > early:
+                parts.append((a[early:], sent[syn.src][: count - early]))
+            for target, msg in parts:
+                rows = msg.shape[0] * self.batch
+                product = _apply(syn, msg.reshape(rows, -1), self.net.numeric, self.events)
+                target += product.reshape(msg.shape[0], self.batch, -1)
         return a
 
     def _active(self, pop, start: int) -> tuple[slice, int]:
@@ -233,10 +248,7 @@ class _Run:
             start + lat % self.ticks - lat
         ) // self.ticks
 
-    def _send(self, pop, tile_messages: np.ndarray, buffers) -> None:
-        buffers[pop.name] = np.concatenate([self.history[pop.name], tile_messages])
-
-    def _run_alone(self, pop, a, buffers, start, stop) -> None:
+    def _run_alone(self, pop, a, sent, start, stop) -> None:
         active, first_step = self._active(pop, start)
         a = a[active]
         count = a.shape[0]
@@ -255,20 +267,21 @@ class _Run:
             out, trajectory = run_sequence(pop, a, state, fmt, numeric, self.events, keep)
         if pop.compartment.sends:
             if self.ticks == 1:
-                self._send(pop, out, buffers)
+                sent[pop.name] = out
             else:  # idle ticks send zero
-                tile = np.zeros((stop - start, *out.shape[1:]), self.dtype)
-                tile[active] = out
-                self._send(pop, tile, buffers)
+                sent[pop.name] = np.zeros((stop - start, *out.shape[1:]), self.dtype)
+                sent[pop.name][active] = out
         self._observe(pop, out, trajectory, a if pop.input_width else None, first_step)
 
-    def _run_cycle(self, comp, inputs, buffers, start, stop) -> None:
+    def _run_cycle(self, comp, inputs, sent, start, stop) -> None:
         """The populations of a cycle tick by tick; a lagged synapse reads a message its
         source sent at an earlier tick of this same loop."""
         numeric, fmt, steps = self.net.numeric, self.net.formats, STEPS[self.net.numeric]
-        trajectories = {}
+        # name -> messages of ticks start - depth .. stop - 1 (history, then this tile)
+        buffers, trajectories = {}, {}
         for pop in comp.populations:
-            self._send(pop, np.zeros((stop - start, self.batch, pop.size), self.dtype), buffers)
+            tile = np.zeros((stop - start, self.batch, pop.size), self.dtype)
+            buffers[pop.name] = np.concatenate([self.history[pop.name], tile])
             count = len(range(stop - start)[self._active(pop, start)[0]])
             shape = (count, self.batch, pop.size)
             states = self.states[pop.name] if self._keeps_states(pop) else {}
@@ -289,7 +302,8 @@ class _Run:
                     values[index] = self.states[pop.name][name]
         for pop in comp.populations:
             active, first_step = self._active(pop, start)
-            out = buffers[pop.name][self.depth[pop.name] :][active]
+            sent[pop.name] = buffers[pop.name][self.depth[pop.name] :]
+            out = sent[pop.name][active]
             self._observe(pop, out, trajectories[pop.name], inputs[pop.name][active], first_step)
 
     def _keeps_states(self, pop) -> bool:
