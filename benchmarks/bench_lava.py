@@ -4,9 +4,10 @@
                                     [--batches 1 8 32] [--repeats 3]
 
 All runs use the compiled (int) netlist of the model on sdigits test inputs, in this one
-process, alternating, after a warm-up; tables report medians. Steps are network steps
-(ticks: net.total_ticks(L) per run, L + latency for a model with ticks_per_step 1); a
-batched step advances B samples. For Lava, "stepping" is the
+process, alternating, after a warm-up; tables report medians (the reference's of at
+least 20 runs, timed after the previous Lava run's worker processes have exited).
+Steps are network steps (ticks: net.total_ticks(L) per run, L + latency for a model
+with ticks_per_step 1); a batched step advances B samples. For Lava, "stepping" is the
 time of RunSteps alone and "end to end" adds building, compiling, starting and stopping
 the processes (what run_lava costs). The hand-built network is what a Lava user would
 write for the same sizes: the same RingBuffer and Dense/Sparse matrices, a Lava LIF for
@@ -47,6 +48,16 @@ def _median_time(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _settle(timeout_s: float = 10.0) -> None:
+    """Wait until the Lava runs' worker processes have exited, so that their shutdown
+    does not share the cores with the reference's (10 ms) runs."""
+    import multiprocessing
+
+    deadline = time.monotonic() + timeout_s
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _timed_lava(build: Callable[[], object], steps: int, tag: str) -> tuple[float, float, int]:
@@ -155,7 +166,8 @@ def main() -> None:
     rows = []
     for batch in args.batches:
         x = inputs[:batch]
-        reference = _median_time(lambda x=x: simulate(net, x), args.repeats)
+        _settle()
+        reference = _median_time(lambda x=x: simulate(net, x), max(args.repeats, 20))
         runs = [_timed_lava(_ours(net, x), steps, "fixed_pt") for _ in range(args.repeats)]
         stepping = statistics.median(r[0] for r in runs)
         total = statistics.median(r[1] for r in runs)
