@@ -215,6 +215,10 @@ def test_simulate_rejects_bad_input_shape():
         simulate(net, np.zeros((1, 4, 2)))
     with pytest.raises(UsageError, match="NaN"):
         simulate(net, np.full((1, 4, 3), np.nan))
+    with pytest.raises(UsageError, match="no samples"):
+        simulate(net, np.zeros((0, 4, 3)))
+    with pytest.raises(UsageError, match="no time steps"):
+        simulate(net, np.zeros((1, 0, 3)))
 
 
 @pytest.mark.parametrize("value", [2**23 - 1, 2**30, -(2**30) - 7])

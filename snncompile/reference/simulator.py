@@ -70,6 +70,8 @@ def _check_input(net: Netlist, x: np.ndarray) -> None:
     width = net.input.size
     if x.ndim != 3 or x.shape[2] != width:
         raise UsageError(f"input must have shape (batch, steps, {width}), got {x.shape}")
+    if x.shape[0] == 0:
+        raise UsageError("input has no samples (batch size 0)")
     if x.shape[1] == 0:
         raise UsageError("input has no time steps")
     if not np.all(np.isfinite(x)):
