@@ -12,7 +12,7 @@ from netlists import loop_netlist, loop_pops, pop, side_by_side
 from trace_compare import assert_traces_equal
 
 import snncompile.reference.simulator as simulator
-from snncompile.ir.netlist import Formats
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.reference.kinds import STEPS, Events
 from snncompile.reference.plan import plan_for
 from snncompile.reference.sequences import KERNELS, _step_loop
@@ -138,7 +138,7 @@ def test_plan_runs_a_loop_together_after_what_feeds_it():
     position = {n: i for i, group in enumerate(names) for n in group}
     for i, comp in enumerate(plan.components):
         assert all(position[s.src] < i for s in comp.incoming)
-    assert position["out"] == len(names) - 1 and plan.last_use["p2"] == position["out"]
+    assert position["out"] == len(names) - 1
 
 
 def test_plan_of_a_feed_forward_netlist_is_one_population_at_a_time():
@@ -146,3 +146,50 @@ def test_plan_of_a_feed_forward_netlist_is_one_population_at_a_time():
     plan = plan_for(net)
     assert all(len(c.populations) == 1 and not c.cyclic for c in plan.components)
     assert [c.populations[0].name for c in plan.components][-1] == "out"
+
+
+def test_kernel_starting_beyond_24_bits_matches_the_step_function():
+    """Lava wraps u once, so a tile can start with |u| near 2**50 (after a huge input in
+    the tile before); u * (4096 - du - 1) is then not exact in float64, and the kernel
+    must leave that tile to the step loop."""
+    population = pop("p", "lif", 1, du=0, dv=0, vth=1)
+    u_start = 2**50 + 12345
+    decayed = (u_start * 4095) >> 12  # u's decay (du = 0 keeps 4095 / 4096), exactly
+    inputs = np.zeros((TICKS, 1, 1), np.int64)
+    inputs[0] = -(decayed // 64)  # brings u back within 24 bits on the first tick
+    start = {"u": np.array([[u_start]]), "v": np.zeros((1, 1), np.int64)}
+    spec_state = {k: v.copy() for k, v in start.items()}
+    step = STEPS["int"]["lif"]
+    want, _ = _step_loop(step, population, inputs, spec_state, FMT, Events(), False)
+    state = {k: v.copy() for k, v in start.items()}
+    got = KERNELS[("int", "lif")](population, inputs, state, FMT, Events(), False)
+    assert abs(spec_state["u"][0, 0]) < 2**23
+    assert got is None or (np.array_equal(got[0], want) and state["u"] == spec_state["u"])
+
+
+def test_a_cycle_sums_its_float_inputs_in_netlist_order():
+    """p0 (accumulator with a lag-1 self-loop) sums in, self, bias in that order, as one
+    tick at a time does: 1 + 2**-54 rounds to 1 before the bias cancels it. Sizes 1, so
+    every product is one multiplication and only the order of the sum matters."""
+    w = lambda value: np.array([[value]])  # noqa: E731
+    pops = (
+        Population("in", "input", 1),
+        Population("bias", "bias", 1, {"value": np.asarray(1.0)}),
+        Population("p0", "accumulator", 1),
+        Population("out", "readout", 1, attrs={"mode": "last"}),
+    )
+    syns = (
+        Synapse("in->p0", "in", "p0", w(1.0)),
+        Synapse("p0->p0", "p0", "p0", w(0.25), lag=1),
+        Synapse("bias->p0", "bias", "p0", w(-1.0)),
+        Synapse("p0->out", "p0", "out", w(1.0)),
+    )
+    net = Netlist(pops, syns, "float64")
+    x = np.array([1 + 2**-52, 1.0, 1.0])
+    result = simulator.simulate(net, np.tile(x[None, :, None], (2, 1, 1)), record=["p0"])
+    want, previous = [], 0.0
+    for value in x:
+        previous = (value + 0.25 * previous) + -1.0
+        want.append(previous)
+    assert want == [2**-52, 0.0, 0.0]
+    np.testing.assert_array_equal(result.traces["p0"][:, :, 0], [want, want])

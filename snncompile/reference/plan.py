@@ -35,11 +35,9 @@ class Component:
 
 @dataclass(frozen=True, eq=False)
 class Plan:
-    """components in run order; last_use: population name -> index of the last component
-    that reads its messages (its sequence can be dropped after that one)."""
+    """The components in run order."""
 
     components: tuple[Component, ...]
-    last_use: dict[str, int]
 
 
 _PLANS: weakref.WeakKeyDictionary[Netlist, Plan] = weakref.WeakKeyDictionary()
@@ -53,10 +51,8 @@ def plan_for(net: Netlist) -> Plan:
 
 def _make_plan(net: Netlist) -> Plan:
     order = {p.name: i for i, p in enumerate(net.populations)}
-    groups = _strong_components(net)
-    component_of = {name: i for i, group in enumerate(groups) for name in group}
     components = []
-    for group in groups:
+    for group in _strong_components(net):
         members = set(group)
         into = [s for s in net.synapses if s.dst in members]
         components.append(
@@ -66,10 +62,7 @@ def _make_plan(net: Netlist) -> Plan:
                 incoming=tuple(s for s in into if s.src not in members),
             )
         )
-    last_use: dict[str, int] = {}
-    for syn in net.synapses:
-        last_use[syn.src] = max(last_use.get(syn.src, -1), component_of[syn.dst])
-    return Plan(tuple(components), last_use)
+    return Plan(tuple(components))
 
 
 def _strong_components(net: Netlist) -> list[list[str]]:

@@ -9,9 +9,10 @@ with state loops over the ticks; for the integer kinds whose loop dominates a ru
 SSM resonator, the reset-refractory neuron, Lava's LIF) and the readout there are
 faster kernels here. They compute in float64, which is exact while every intermediate
 value is an integer (or an integer times a power of two) below 2**53: each kernel checks
-that bound first, runs without saturation or wrap, and checks afterwards that no value
-left its range. If a check fails it returns None and the step function's loop runs
-instead, so clipping, wrapping and their counts stay those of reference.kinds.
+that bound on its inputs and starting state first, runs without saturation or wrap, and
+checks afterwards that no value left its range. If a check fails it returns None and
+the step function's loop runs instead, so clipping, wrapping and their counts stay those
+of reference.kinds.
 Truncation toward zero of x / 2**n is np.trunc(x * 2**-n), exactly tz_shift.
 """
 
@@ -154,7 +155,9 @@ def _lava_lif_int(pop, inputs, state, fmt, events, keep, subtract: bool):
     saturates at 24 bits."""
     half = 1 << (LIF_STATE_BITS - 1)
     du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
-    if _peak(inputs) * 64 + 4096.0 * half * 2 >= EXACT_LIMIT:
+    # Lava wraps u only once, so a tile may start with |u| far beyond 24 bits.
+    state_peak = max(float(half), _peak(state["u"]), _peak(state["v"]))
+    if _peak(inputs) * 64 + 2 * 4096.0 * state_peak >= EXACT_LIMIT:
         return None
     keep_u = (4096 - (du + 1)) * 2.0**-12
     keep_v = (4096 - dv) * 2.0**-12

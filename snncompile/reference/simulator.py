@@ -204,15 +204,14 @@ class _Run:
             stop = min(self.total, start + tile)
             sent: dict[str, np.ndarray] = {}  # name -> messages of this tile's ticks
             for comp in self.plan.components:
-                inputs = {
-                    p.name: self._summed_input(p, comp, sent, stop - start)
-                    for p in comp.populations
-                }
                 if comp.cyclic:
-                    self._run_cycle(comp, inputs, sent, start, stop)
+                    self._run_cycle(comp, sent, start, stop)
                 else:
                     pop = comp.populations[0]
-                    self._run_alone(pop, inputs[pop.name], sent, start, stop)
+                    a = np.zeros((stop - start, self.batch, pop.input_width), self.dtype)
+                    for syn in comp.incoming:  # netlist order, as a tick sums them
+                        self._add_synapse(a, syn, sent)
+                    self._run_alone(pop, a, sent, start, stop)
             for name, messages in sent.items():
                 self.history[name] = self._last(name, messages)
 
@@ -223,24 +222,21 @@ class _Run:
             return messages[messages.shape[0] - depth :]
         return np.concatenate([self.history[name][messages.shape[0] :], messages])
 
-    def _summed_input(self, pop, comp, sent, count) -> np.ndarray:
-        """(tile ticks, B, input width): the sum of every synapse from earlier components.
-        Tick i of the tile takes the message of its tick i - 1 - delay: from the source's
-        history for i <= delay, from its messages of this tile after that."""
-        a = np.zeros((count, self.batch, pop.input_width), self.dtype)
-        for syn in comp.incoming:
-            if syn.dst != pop.name:
-                continue
-            early = min(count, syn.delay + 1)
-            first = self.depth[syn.src] - 1 - syn.delay
-            parts = [(a[:early], self.history[syn.src][first : first + early])]
-            if count > early:
-                parts.append((a[early:], sent[syn.src][: count - early]))
-            for target, msg in parts:
-                rows = msg.shape[0] * self.batch
-                product = _apply(syn, msg.reshape(rows, -1), self.net.numeric, self.events)
-                target += product.reshape(msg.shape[0], self.batch, -1)
-        return a
+    def _add_synapse(self, a: np.ndarray, syn, sent) -> None:
+        """a (tile ticks, B, input width) += what syn delivers: tick i of the tile takes
+        the message of its tick i - 1 - delay, from the source's history for i <= delay,
+        from its messages of this tile after that. Rows are independent, so the products
+        over the tile are those of one tick at a time (exactly, in int netlists)."""
+        count = a.shape[0]
+        early = min(count, syn.delay + 1)
+        first = self.depth[syn.src] - 1 - syn.delay
+        parts = [(a[:early], self.history[syn.src][first : first + early])]
+        if count > early:
+            parts.append((a[early:], sent[syn.src][: count - early]))
+        for target, msg in parts:
+            rows = msg.shape[0] * self.batch
+            product = _apply(syn, msg.reshape(rows, -1), self.net.numeric, self.events)
+            target += product.reshape(msg.shape[0], self.batch, -1)
 
     def _active(self, pop, start: int) -> tuple[slice, int]:
         """(the tile's ticks pop works at, as a slice of the tile; the model step of the
@@ -275,29 +271,41 @@ class _Run:
                 sent[pop.name][active] = out
         self._observe(pop, out, trajectory, a if pop.input_width else None, first_step)
 
-    def _run_cycle(self, comp, inputs, sent, start, stop) -> None:
+    def _run_cycle(self, comp, sent, start, stop) -> None:
         """The populations of a cycle tick by tick; a lagged synapse reads a message its
-        source sent at an earlier tick of this same loop."""
+        source sent at an earlier tick of this same loop. A tick sums a population's
+        synapses in netlist order (float64 sums depend on it): those from earlier
+        components are computed for the whole tile first, one array each."""
         numeric, fmt, steps = self.net.numeric, self.net.formats, STEPS[self.net.numeric]
+        count = stop - start
         # name -> messages of ticks start - depth .. stop - 1 (history, then this tile)
-        buffers, trajectories = {}, {}
+        buffers, trajectories, inputs, delivered = {}, {}, {}, {}
         for pop in comp.populations:
-            tile = np.zeros((stop - start, self.batch, pop.size), self.dtype)
+            tile = np.zeros((count, self.batch, pop.size), self.dtype)
             buffers[pop.name] = np.concatenate([self.history[pop.name], tile])
-            count = len(range(stop - start)[self._active(pop, start)[0]])
-            shape = (count, self.batch, pop.size)
+            active_count = len(range(count)[self._active(pop, start)[0]])
+            shape = (active_count, self.batch, pop.size)
             states = self.states[pop.name] if self._keeps_states(pop) else {}
             trajectories[pop.name] = {s: np.zeros(shape, self.dtype) for s in states}
-        inside = {p.name: [s for s in comp.inside if s.dst == p.name] for p in comp.populations}
-        for t in range(stop - start):
+            inputs[pop.name] = np.zeros((count, self.batch, pop.input_width), self.dtype)
+        for syn in comp.incoming:
+            delivered[syn.name] = np.zeros_like(inputs[syn.dst])
+            self._add_synapse(delivered[syn.name], syn, sent)
+        incoming = {
+            p.name: [s for s in self.net.synapses if s.dst == p.name] for p in comp.populations
+        }
+        for t in range(count):
             for pop in comp.populations:
                 index, phase = divmod(t - self.latency[pop.name] % self.ticks, self.ticks)
                 if phase:  # idle tick (time-multiplexing): state kept, nothing sent
                     continue
-                a = inputs[pop.name][t]  # summed in place, so inputs end up complete
-                for syn in inside[pop.name]:
-                    msg = buffers[syn.src][t + self.depth[syn.src] - 1 - syn.delay]
-                    a += _apply(syn, msg, numeric, self.events)
+                a = inputs[pop.name][t]
+                for syn in incoming[pop.name]:
+                    if syn.name in delivered:
+                        a += delivered[syn.name][t]
+                    else:
+                        msg = buffers[syn.src][t + self.depth[syn.src] - 1 - syn.delay]
+                        a += _apply(syn, msg, numeric, self.events)
                 out = steps[pop.kind](pop, self.states[pop.name], a, fmt, self.events)
                 buffers[pop.name][t + self.depth[pop.name]] = out
                 for name, values in trajectories[pop.name].items():
