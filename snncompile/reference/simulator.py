@@ -194,6 +194,9 @@ class _Run:
         }
 
     def tile_ticks(self) -> int:
+        """Ticks per tile: a multiple of ticks_per_step whose messages and inputs of every
+        population fit TILE_BUDGET_BYTES (kernels add a few state-sized temporaries of one
+        population, so the peak is a small multiple of it)."""
         per_tick = sum(p.size + p.input_width for p in self.net.populations) * self.batch * 8
         tile = max(1, TILE_BUDGET_BYTES // per_tick) // self.ticks * self.ticks
         return min(max(tile, self.ticks), self.total)
@@ -280,11 +283,11 @@ class _Run:
         count = stop - start
         # name -> messages of ticks start - depth .. stop - 1 (history, then this tile)
         buffers, trajectories, inputs, delivered = {}, {}, {}, {}
+        actives = {p.name: self._active(p, start) for p in comp.populations}
         for pop in comp.populations:
             tile = np.zeros((count, self.batch, pop.size), self.dtype)
             buffers[pop.name] = np.concatenate([self.history[pop.name], tile])
-            active_count = len(range(count)[self._active(pop, start)[0]])
-            shape = (active_count, self.batch, pop.size)
+            shape = (len(range(count)[actives[pop.name][0]]), self.batch, pop.size)
             states = self.states[pop.name] if self._keeps_states(pop) else {}
             trajectories[pop.name] = {s: np.zeros(shape, self.dtype) for s in states}
             inputs[pop.name] = np.zeros((count, self.batch, pop.input_width), self.dtype)
@@ -296,7 +299,7 @@ class _Run:
         }
         for t in range(count):
             for pop in comp.populations:
-                index, phase = divmod(t - self.latency[pop.name] % self.ticks, self.ticks)
+                index, phase = divmod(t - actives[pop.name][0].start, self.ticks)
                 if phase:  # idle tick (time-multiplexing): state kept, nothing sent
                     continue
                 a = inputs[pop.name][t]
@@ -311,7 +314,7 @@ class _Run:
                 for name, values in trajectories[pop.name].items():
                     values[index] = self.states[pop.name][name]
         for pop in comp.populations:
-            active, first_step = self._active(pop, start)
+            active, first_step = actives[pop.name]
             sent[pop.name] = buffers[pop.name][self.depth[pop.name] :]
             out = sent[pop.name][active]
             self._observe(pop, out, trajectories[pop.name], inputs[pop.name][active], first_step)
