@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netlists import loop_netlist, loop_pops, pop, side_by_side
+from random_netlists import random_netlists
 from trace_compare import assert_traces_equal
 
+import snncompile.reference.sequences as sequences
 import snncompile.reference.simulator as simulator
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.reference.kinds import STEPS, Events
@@ -193,3 +195,26 @@ def test_a_cycle_sums_its_float_inputs_in_netlist_order():
         want.append(previous)
     assert want == [2**-52, 0.0, 0.0]
     np.testing.assert_array_equal(result.traces["p0"][:, :, 0], [want, want])
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(random_netlists())
+def test_random_netlists_run_alike_with_kernels_and_tick_by_tick(case):
+    """The schedule on random formats, delays, exponents and inputs at their limits: one
+    tile per run, with the kernels wherever they accept (they decline often here, at
+    the limits; the test above checks each one), gives the run of one tick at a time
+    with the step functions only (traces, states, inputs, events, peaks)."""
+    net, x = case
+    kwargs = {"record": True, "record_internals": True, "peaks": True}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sequences, "MIN_KERNEL_TICKS", 1)
+        with_kernels = simulator.simulate(net, x, **kwargs)
+        patch.setattr(sequences, "MIN_KERNEL_TICKS", 10**9)
+        patch.setattr(simulator._Run, "tile_ticks", lambda self: self.ticks)
+        tick_by_tick = simulator.simulate(net, x, **kwargs)
+    assert_traces_equal(tick_by_tick, with_kernels)
+    assert (with_kernels.events, with_kernels.peaks) == (tick_by_tick.events, tick_by_tick.peaks)
