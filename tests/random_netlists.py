@@ -51,8 +51,8 @@ def params(draw, kind: str, size: int, fmt: Formats) -> dict:
     return {}
 
 
-def synapse(draw, name: str, src: Population, dst: Population) -> Synapse:
-    shape = (dst.input_width, src.size)
+def grid_weights(draw, shape: tuple[int, int]) -> np.ndarray:
+    """A (dst, src) float matrix on Lava's 8-bit grid, all positive, negative or mixed."""
     sign = draw(st.sampled_from(["pos", "neg", "mixed"]))
     entry = {
         "pos": st.integers(0, 255),
@@ -64,9 +64,13 @@ def synapse(draw, name: str, src: Population, dst: Population) -> Synapse:
     )
     if weight.max() <= 0:
         weight = np.maximum(weight, -255)  # -256 exists on the mixed-sign grid only
+    return weight.reshape(shape).astype(float)
+
+
+def synapse(draw, name: str, src: Population, dst: Population) -> Synapse:
+    dense = grid_weights(draw, (dst.input_width, src.size))
     exp = draw(st.integers(-12, 8))
     delay = draw(st.integers(0, 3))
-    dense = weight.reshape(shape).astype(float)
     return Synapse(name, src.name, dst.name, dense, exp, delay)
 
 

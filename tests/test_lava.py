@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netlists import loop_netlist, pop, side_by_side
+from random_netlists import grid_weights, params
 from trace_compare import assert_traces_equal, first_divergence
 
 from snncompile.errors import MissingDependencyError, UnsupportedError
@@ -512,7 +513,9 @@ def random_netlists(draw) -> tuple[Netlist, np.ndarray]:
     for k in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(KINDS))
         size = draw(st.integers(1, 3))
-        new = Population(f"p{k}", kind, size, _params(draw, kind, size), {"gate": "sigmoid"})
+        new = Population(
+            f"p{k}", kind, size, params(draw, kind, size, Formats()), {"gate": "sigmoid"}
+        )
         sources = draw(st.lists(st.sampled_from(pops), min_size=1, max_size=2, unique=True))
         for i, src in enumerate(sources):
             syns.append(_synapse(draw, f"{src.name}->{new.name}.{i}", src, new, len(sources)))
@@ -532,61 +535,18 @@ int24 = st.integers(-MAX24, MAX24)
 inputs = st.one_of(int24, st.sampled_from([MAX24, -MAX24, 0, 1, -1, 2**16, -(2**16)]))
 
 
-def _params(draw, kind: str, size: int) -> dict:
-    def vec(strategy):
-        return np.array(draw(st.lists(strategy, min_size=size, max_size=size)), dtype=float)
-
-    def edge(low, high):
-        return st.one_of(st.integers(low, high), st.sampled_from([low, high]))
-
-    if kind == "ssm":
-        a = edge(-(2**16), 2**16)
-        b = edge(-(2**31) + 1, 2**31 - 1)
-        return {"a_re_q": vec(a), "a_im_q": vec(a), "b_re_q": vec(b), "b_im_q": vec(b)}
-    if kind == "reset_refractory":
-        return {
-            "decay": vec(edge(0, 4096)),
-            "theta": vec(st.one_of(edge(1, MAX24), st.integers(1, 64))),
-            "rho": vec(edge(0, MAX24)),
-        }
-    if kind in ("lif", "cuba_lif_sub"):
-        return {k: np.asarray(float(draw(edge(0, 4095)))) for k in ("du", "dv")} | {
-            "vth": np.asarray(float(draw(edge(0, 2**17 - 1))))
-        }
-    if kind == "glu":
-        table = draw(st.lists(st.integers(0, 4096), min_size=2, max_size=9))
-        return {
-            "pwl_x0": np.asarray(float(draw(int24))),
-            "pwl_shift": np.asarray(float(draw(st.integers(0, 23)))),
-            "pwl_table_q12": np.array(table, dtype=float),
-            "out_shift": np.asarray(float(draw(st.integers(-4, 16)))),
-        }
-    return {}
-
-
 def _synapse(draw, name: str, src: Population, dst: Population, fan: int) -> Synapse:
-    shape = (dst.input_width, src.size)
-    sign = draw(st.sampled_from(["pos", "neg", "mixed"]))
-    entry = {
-        "pos": st.integers(0, 255),
-        "neg": st.integers(-255, 0),
-        "mixed": st.integers(-128, 127).map(lambda v: 2 * v),
-    }[sign]
-    weight = np.array(
-        draw(st.lists(entry, min_size=shape[0] * shape[1], max_size=shape[0] * shape[1]))
-    )
-    if weight.max() <= 0:
-        weight = np.maximum(weight, -255)  # -256 exists on the mixed-sign grid only
+    weight = grid_weights(draw, (dst.input_width, src.size))
     exp = draw(st.integers(-8, 3))
     if dst.kind == "lif":
         # Lava's LIF adds its input in int32 (docs/targets.md); with |a| <= 2^17 nothing
         # leaves int32 whatever du is. The +1: a floor shift can round away from zero.
         message = 1 if src.compartment.spiking else MAX24
-        worst = min(np.abs(weight).reshape(shape).sum(axis=1).max() * message, 2**31)
+        worst = min(np.abs(weight).sum(axis=1).max() * message, 2**31)
         while fan * (worst * 2.0**exp + 1) > 2**17:
             exp -= 1
     delay = draw(st.integers(0, 2))
-    return Synapse(name, src.name, dst.name, weight.reshape(shape).astype(float), exp, delay)
+    return Synapse(name, src.name, dst.name, weight, exp, delay)
 
 
 @settings(
