@@ -522,14 +522,12 @@ def _source_order(flat: FlatNir, sources: list[str], inputs: dict[str, Expr]) ->
     delayed or recurrent input from a neuron later in the order becomes a Feedback node.
     Among the neurons whose same-step inputs are ready, those with every input ready go
     first, so Feedback nodes are made only where a loop needs them."""
-    deps = {
-        name: {src for src, _ in inputs[name].terms if src != name and src != flat.input}
+    other = {  # name -> (other neuron it reads, lag)
+        name: {(src, lag) for src, lag in inputs[name].terms if src not in (name, flat.input)}
         for name in sources
     }
-    same_step = {
-        name: {src for src, lag in inputs[name].terms if not lag and src not in (name, flat.input)}
-        for name in sources
-    }
+    deps = {name: {src for src, _ in other[name]} for name in sources}
+    same_step = {name: {src for src, lag in other[name] if not lag} for name in sources}
     for name in sources:
         if not any(src != name for src, _ in inputs[name].terms):
             raise UnsupportedError(f"node {name!r} is driven only by itself, not by the input")

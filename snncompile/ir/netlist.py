@@ -197,9 +197,8 @@ class Netlist:
         return self.latency()[self.readout.name]
 
     def total_ticks(self, length: int) -> int:
-        """Ticks that run a sequence of `length` model steps: the readout's last active
-        tick is ticks_per_step * (length - 1) + output_latency."""
-        return self.ticks_per_step * (length - 1) + self.output_latency + 1
+        """Ticks that run a sequence of `length` model steps (see `total_ticks`)."""
+        return total_ticks(length, self.ticks_per_step, self.output_latency)
 
     def counts(self) -> dict[str, int]:
         """Compartments per kind and the number of stored synaptic weights."""
@@ -210,6 +209,12 @@ class Netlist:
             sum(s.weight.nnz if sparse.issparse(s.weight) else s.weight.size for s in self.synapses)
         )
         return out
+
+
+def total_ticks(length: int, ticks_per_step: int, output_latency: int) -> int:
+    """Ticks that run `length` model steps: the readout's last active tick is
+    ticks_per_step * (length - 1) + output_latency."""
+    return ticks_per_step * (length - 1) + output_latency + 1
 
 
 def weight_grid(values: np.ndarray, bits: int) -> tuple[int, int, int]:

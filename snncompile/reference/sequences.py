@@ -87,7 +87,7 @@ def _within(values: np.ndarray, low: float, high: float) -> bool:
 
 def _peak(values: np.ndarray) -> float:
     """The largest magnitude (two reductions, no temporary)."""
-    return 0.0 if values.size == 0 else float(max(-values.min(), values.max()))
+    return 0.0 if values.size == 0 else max(-float(values.min()), float(values.max()))
 
 
 def _ssm_int(pop, inputs, state, fmt, events, keep):

@@ -45,7 +45,7 @@ from onnx import TensorProto, helper, numpy_helper
 from scipy import sparse
 
 from snncompile.errors import CorruptInputError, UnsupportedError
-from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, total_ticks
 
 OPSET = 17
 IR_VERSION = 8  # onnxruntime >= 1.14 reads it; newer IRs add nothing this graph uses
@@ -103,7 +103,7 @@ class StepInterface:
 
     def total_ticks(self, length: int) -> int:
         """Ticks of that run (as Netlist.total_ticks); the last call may hold more."""
-        return self.ticks_per_step * (length - 1) + self.output_latency + 1
+        return total_ticks(length, self.ticks_per_step, self.output_latency)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
