@@ -1,12 +1,13 @@
 """A hypothesis strategy for random integer netlists: 1-4 populations of random kinds in a
-DAG with skips, repeated edges and delays, weights on the grid of random weight bits,
-exponents of both signs, parameters and inputs at their limits, random formats. The ONNX
-and reference tests draw from it."""
+DAG with skips, repeated edges and delays, weights on the grid of random weight bits
+(stored dense or sparse), exponents of both signs, parameters and inputs at their
+limits, random formats. The ONNX and reference tests draw from it."""
 
 from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
+from scipy import sparse
 
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 
@@ -108,12 +109,21 @@ def random_netlists(draw) -> tuple[Netlist, np.ndarray]:
     for src in [computed[-1], *others]:
         syns.append(synapse(draw, f"{src.name}->out", src, out))
     syns = [fit_grid(s, fmt) for s in syns]
+    # Some synapses stored sparse, as the compiler stores an SSM's fan-out and readout
+    # (the reference runs those through its compiled int64 loop).
+    stored_sparse = draw(st.lists(st.booleans(), min_size=len(syns), max_size=len(syns)))
+    syns = [as_sparse(s) if flag else s for s, flag in zip(syns, stored_sparse, strict=True)]
     net = Netlist((*pops, out), syns, numeric="int", formats=fmt)
     batch, length = draw(st.integers(1, 3)), draw(st.integers(1, 6))
     values = draw(st.lists(inputs, min_size=batch * length * n_in, max_size=batch * length * n_in))
     scale = draw(st.sampled_from([1.0, 0.5, 2.0**-10, 3.0]))
     x = np.array(values, dtype=float).reshape(batch, length, n_in) * scale
     return Netlist(net.populations, net.synapses, "int", fmt, input_scale=scale), x
+
+
+def as_sparse(syn: Synapse) -> Synapse:
+    weight = sparse.csr_matrix(syn.dense())
+    return Synapse(syn.name, syn.src, syn.dst, weight, syn.weight_exp, syn.delay)
 
 
 def fit_grid(syn: Synapse, fmt: Formats) -> Synapse:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import sparse
 
 from snncompile.errors import UsageError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
@@ -221,19 +222,22 @@ def test_simulate_rejects_bad_input_shape():
         simulate(net, np.zeros((1, 0, 3)))
 
 
+@pytest.mark.parametrize("stored", ["dense", "sparse"])
 @pytest.mark.parametrize("value", [2**23 - 1, 2**30, -(2**30) - 7])
-def test_synapse_fan_out_wraps_to_int32_exactly(value: int) -> None:
+def test_synapse_fan_out_wraps_to_int32_exactly(value: int, stored: str) -> None:
     """One message into three sums (the path that bounds the sums by the message): with
-    32-bit messages the sums leave int32 and wrap; with 24-bit ones they stay inside."""
+    32-bit messages the sums leave int32 and wrap; with 24-bit ones they stay inside.
+    A sparse weight runs the compiled int64 loop, a dense one BLAS."""
     fmt = Formats(message_bits=32, state_bits=32)
     weight = np.array([[254.0], [-256.0], [2.0]])  # on the mixed-sign grid
+    stored_weight = weight if stored == "dense" else sparse.csr_matrix(weight)
     net = Netlist(
         (
             Population("in", "input", 1),
             Population("p", "accumulator", 3),
             Population("out", "readout", 3, attrs={"mode": "last"}),
         ),
-        (Synapse("in->p", "in", "p", weight), Synapse("p->out", "p", "out", np.eye(3))),
+        (Synapse("in->p", "in", "p", stored_weight), Synapse("p->out", "p", "out", np.eye(3))),
         numeric="int",
         formats=fmt,
     )

@@ -7,7 +7,8 @@ as n calls of its step function (reference.kinds) would, with the same event cou
 A kind without state is one call of its step function on all n ticks at once. A kind
 with state loops over the ticks; for the integer kinds whose loop dominates a run (the
 SSM resonator, the reset-refractory neuron, Lava's LIF) and the readout there are
-faster kernels here. They compute in float64, which is exact while every intermediate
+faster kernels here, whose tick loops are compiled (reference.loops). They compute in
+float64, which is exact while every intermediate
 value is an integer (or an integer times a power of two) below 2**53: each kernel checks
 that bound on its inputs and starting state first, runs without saturation or wrap, and
 checks afterwards that no value left its range. If a check fails it returns None and
@@ -23,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from snncompile.ir.netlist import Formats, Population
+from snncompile.reference import loops
 from snncompile.reference.kinds import LIF_STATE_BITS, STEPS, Events, saturate
 
 EXACT_LIMIT = 2.0**53
@@ -91,7 +93,7 @@ def _peak(values: np.ndarray) -> float:
 
 
 def _ssm_int(pop, inputs, state, fmt, events, keep):
-    """z = trunc((a z + b x) / 2**frac) in complex128: re and im are the two rounded sums."""
+    """z = trunc((a z + b x) / 2**frac) in float64: re and im are the two rounded sums."""
     p = {k: p.astype(np.int64) for k, p in pop.params.items()}
     limit = _limit(fmt.state_bits)
     in_peak = _peak(inputs)
@@ -100,25 +102,20 @@ def _ssm_int(pop, inputs, state, fmt, events, keep):
     if coef_peak * limit + b_peak * in_peak >= EXACT_LIMIT:
         return None
     scale = 2.0**-fmt.ssm_frac_bits
-    a = (p["a_re_q"] + 1j * p["a_im_q"]) * scale
-    drive = np.empty(inputs.shape, np.complex128)
-    np.multiply(inputs, p["b_re_q"] * scale, out=drive.real)
-    np.multiply(inputs, p["b_im_q"] * scale, out=drive.imag)
-    z = np.empty_like(drive)
-    previous = state["re"] + 1j * state["im"]
-    for row, row_drive in zip(
-        z, drive, strict=True
-    ):  # iterating gives views: a few numpy calls a tick
-        np.multiply(a, previous, out=row)
-        np.add(row, row_drive, out=row)
-        parts = row.view(np.float64)
-        np.trunc(parts, out=parts)
-        previous = row
-    if not _within(z.view(np.float64), -limit, limit):
+    z_re, z_im = np.empty(inputs.shape), np.empty(inputs.shape)
+    loops.ssm_sequence(
+        np.ascontiguousarray(inputs, dtype=np.int64),
+        *(p[k] * scale for k in ("b_re_q", "b_im_q", "a_re_q", "a_im_q")),
+        state["re"].astype(np.float64),
+        state["im"].astype(np.float64),
+        z_re,
+        z_im,
+    )
+    if not (_within(z_re, -limit, limit) and _within(z_im, -limit, limit)):
         return None
-    re = z.real.astype(np.int64)
-    state["re"], state["im"] = re[-1].copy(), z[-1].imag.astype(np.int64)
-    trajectory = {"re": re, "im": z.imag.astype(np.int64)} if keep else {}
+    re = z_re.astype(np.int64)
+    state["re"], state["im"] = re[-1].copy(), z_im[-1].astype(np.int64)
+    trajectory = {"re": re, "im": z_im.astype(np.int64)} if keep else {}
     if fmt.message_bits < fmt.state_bits:
         return saturate(re, fmt.message_bits, events, pop.name), trajectory
     return re, trajectory
@@ -128,22 +125,19 @@ def _reset_refractory_int(pop, inputs, state, fmt, events, keep):
     limit = _limit(fmt.state_bits)
     if _peak(inputs) + 4096.0 * limit >= EXACT_LIMIT:
         return None
-    retain = (4096 - pop.params["decay"].astype(np.float64)) * 2.0**-12
     theta = pop.params["theta"].astype(np.float64)
-    reset = theta + pop.params["rho"].astype(np.float64)
-    drive = inputs.astype(np.float64)
-    m = np.empty_like(drive)
-    v = np.empty_like(drive)
-    spikes = np.empty(drive.shape, bool)
-    previous = state["v"].astype(np.float64)
-    for m_row, v_row, spike_row, drive_row in zip(m, v, spikes, drive, strict=True):
-        np.multiply(previous, retain, out=m_row)
-        np.trunc(m_row, out=m_row)
-        np.add(m_row, drive_row, out=m_row)
-        np.greater(m_row, theta, out=spike_row)
-        np.multiply(spike_row, reset, out=v_row)
-        np.subtract(m_row, v_row, out=v_row)
-        previous = v_row
+    m, v = np.empty(inputs.shape), np.empty(inputs.shape)
+    spikes = np.empty(inputs.shape, bool)
+    loops.reset_refractory_sequence(
+        np.ascontiguousarray(inputs, dtype=np.int64),
+        (4096 - pop.params["decay"].astype(np.float64)) * 2.0**-12,
+        theta,
+        theta + pop.params["rho"].astype(np.float64),
+        state["v"].astype(np.float64),
+        m,
+        v,
+        spikes,
+    )
     if not (_within(m, -limit, limit) and _within(v, -limit, limit)):
         return None
     state["v"] = v[-1].astype(np.int64)
@@ -159,32 +153,21 @@ def _lava_lif_int(pop, inputs, state, fmt, events, keep, subtract: bool):
     state_peak = max(float(half), _peak(state["u"]), _peak(state["v"]))
     if _peak(inputs) * 64 + 2 * 4096.0 * state_peak >= EXACT_LIMIT:
         return None
-    keep_u = (4096 - (du + 1)) * 2.0**-12
-    keep_v = (4096 - dv) * 2.0**-12
-    threshold = float(vth << 6)
-    drive = inputs.astype(np.float64) * 64
-    u = np.empty_like(drive)
-    voltage = np.empty_like(drive)
-    v = np.empty_like(drive)
-    spikes = np.empty(drive.shape, bool)
-    previous_u = state["u"].astype(np.float64)
-    previous_v = state["v"].astype(np.float64)
-    for u_row, voltage_row, v_row, spike_row, drive_row in zip(
-        u, voltage, v, spikes, drive, strict=True
-    ):
-        np.multiply(previous_u, keep_u, out=u_row)
-        np.trunc(u_row, out=u_row)
-        np.add(u_row, drive_row, out=u_row)
-        np.multiply(previous_v, keep_v, out=voltage_row)
-        np.trunc(voltage_row, out=voltage_row)
-        np.add(voltage_row, u_row, out=voltage_row)
-        np.greater(voltage_row, threshold, out=spike_row)
-        if subtract:
-            np.multiply(spike_row, threshold, out=v_row)
-            np.subtract(voltage_row, v_row, out=v_row)
-        else:
-            np.multiply(voltage_row, ~spike_row, out=v_row)
-        previous_u, previous_v = u_row, v_row
+    u, voltage, v = np.empty(inputs.shape), np.empty(inputs.shape), np.empty(inputs.shape)
+    spikes = np.empty(inputs.shape, bool)
+    loops.lava_lif_sequence(
+        np.ascontiguousarray(inputs, dtype=np.int64),
+        (4096 - (du + 1)) * 2.0**-12,
+        (4096 - dv) * 2.0**-12,
+        float(vth << 6),
+        subtract,
+        state["u"].astype(np.float64),
+        state["v"].astype(np.float64),
+        u,
+        voltage,
+        v,
+        spikes,
+    )
     # Lava wraps u when it is > 2**23 or <= -2**23 and saturates v at +-(2**23 - 1).
     if not (_within(u, -half + 1, half) and _within(voltage, -half + 1, half - 1)):
         return None

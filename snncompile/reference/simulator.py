@@ -24,6 +24,7 @@ from scipy import sparse
 
 from snncompile.errors import UsageError
 from snncompile.ir.netlist import Netlist, Synapse
+from snncompile.reference import loops
 from snncompile.reference.kinds import STEPS, Events, saturate, zeros_state
 from snncompile.reference.plan import plan_for
 from snncompile.reference.sequences import run_sequence
@@ -102,8 +103,28 @@ def _may_wrap(syn: Synapse, msg: np.ndarray, acc: np.ndarray) -> bool:
     return bool(acc.max() >= INT32_LIMIT or acc.min() < -INT32_LIMIT)
 
 
+_CSR_INT: weakref.WeakKeyDictionary[Synapse, tuple] = weakref.WeakKeyDictionary()
+
+
+def _csr_int(syn: Synapse) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sparse synapse's (indptr, indices, weights) as int64 arrays, for loops.csr_synapse_int."""
+    if syn not in _CSR_INT:
+        weight = sparse.csr_matrix(syn.weight)
+        _CSR_INT[syn] = tuple(
+            a.astype(np.int64) for a in (weight.indptr, weight.indices, weight.data)
+        )
+    return _CSR_INT[syn]
+
+
 def _apply(syn: Synapse, msg: np.ndarray, numeric: str, events: Events) -> np.ndarray:
     """One synapse's contribution: shift(W @ msg, weight_exp), for msg (B, src size)."""
+    if numeric == "int" and sparse.issparse(syn.weight):
+        # Sparse int synapses (an SSM's fan-out and readout): one compiled loop does the
+        # exact int64 product, Lava's int32 wrap and the shift, with no float copies.
+        out = np.empty((msg.shape[0], syn.weight.shape[0]), np.int64)
+        messages = np.ascontiguousarray(msg, dtype=np.int64)
+        events.add(syn.name, loops.csr_synapse_int(*_csr_int(syn), syn.weight_exp, messages, out))
+        return out
     if sparse.issparse(syn.weight):
         # CSR times a C-ordered (src size, rows) block runs row by row over contiguous memory.
         product = (syn.weight @ np.ascontiguousarray(msg.T, dtype=np.float64)).T
