@@ -39,7 +39,7 @@ def _params(kind: str, draw) -> dict:
         return {
             "decay": draw(_ints(0, 4096, SIZE)),
             "theta": draw(_ints(1, 2**20, SIZE)),
-            "rho": draw(_ints(0, 2**20, SIZE)),
+            "rho": draw(_ints(0, 2**24, SIZE)),  # beyond the state range: v saturates
         }
     if kind == "readout":
         return {}
@@ -60,10 +60,12 @@ INPUT_BITS = {
 def test_kernel_equals_the_step_function_tick_by_tick(data, kind):
     """Messages, final states, state trajectories and event counts as TICKS calls of the
     step function, from a random starting state; the kernel declines exactly when the
-    steps clip or wrap something, and then the step loop runs."""
+    steps clip or wrap a state, and then the step loop runs. Messages narrower than the
+    state (the SSM sends its state) are clipped and counted by the kernel itself."""
     draw = data.draw
     attrs = {"mode": draw(st.sampled_from(["mean", "last"]))} if kind == "readout" else {}
     population = pop("p", kind, SIZE, attrs, **_params(kind, draw))
+    fmt = Formats(message_bits=draw(st.sampled_from([16, 24])))
     at_limits = draw(st.booleans())
     bits = INPUT_BITS[kind][at_limits]
     inputs = np.array(draw(_ints(-(2**bits), 2**bits, TICKS * BATCH * SIZE)), np.int64)
@@ -76,12 +78,16 @@ def test_kernel_equals_the_step_function_tick_by_tick(data, kind):
         for name in population.compartment.states
     }
 
-    spec_state, spec_events = {k: v.copy() for k, v in start.items()}, Events()
-    step = STEPS["int"][kind]
-    want, want_states = _step_loop(step, population, inputs, spec_state, FMT, spec_events, True)
+    def spec(fmt: Formats):
+        states, events = {k: v.copy() for k, v in start.items()}, Events()
+        step = STEPS["int"][kind]
+        return *_step_loop(step, population, inputs, states, fmt, events, True), states, events
+
+    want, want_states, spec_state, spec_events = spec(fmt)
     state, events = {k: v.copy() for k, v in start.items()}, Events()
-    got = KERNELS[("int", kind)](population, inputs, state, FMT, events, True)
-    clipped = bool(spec_events.counts) and not (kind == "readout" and attrs["mode"] == "last")
+    got = KERNELS[("int", kind)](population, inputs, state, fmt, events, True)
+    states_clipped = bool(spec(FMT)[3].counts)  # messages as wide as the state
+    clipped = states_clipped and not (kind == "readout" and attrs["mode"] == "last")
     assert (got is None) == clipped, (got is None, spec_events.counts)
     if got is None:
         return
@@ -98,6 +104,43 @@ def test_ssm_kernel_declines_sums_beyond_exact_float64():
     inputs = np.full((2, 1, 1), 2**23, np.int64)
     state = {"re": np.zeros((1, 1), np.int64), "im": np.zeros((1, 1), np.int64)}
     assert KERNELS[("int", "ssm")](population, inputs, state, FMT, Events(), False) is None
+
+
+EDGES = {
+    "reset_refractory: m beyond the state range for one tick": (
+        pop("p", "reset_refractory", 1, decay=[0], theta=[10], rho=[2**10]),
+        [2**23 + 5],
+        {"v": 0},
+    ),
+    "reset_refractory: v beyond the state range after the last tick's spike": (
+        pop("p", "reset_refractory", 1, decay=[4096], theta=[10], rho=[2**24]),
+        [0, 0, 100],
+        {"v": 0},
+    ),
+    "lif: u wraps below while the voltage stays inside": (
+        pop("p", "lif", 1, du=4095, dv=0, vth=2**17 - 1),
+        [-(2**17)],
+        {"u": 0, "v": 2**22},
+    ),
+    "lif: u wraps above while the voltage stays inside": (
+        pop("p", "lif", 1, du=4095, dv=0, vth=2**17 - 1),
+        [2**17 + 1],
+        {"u": 0, "v": -(2**22)},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", EDGES)
+def test_kernel_declines_a_state_leaving_its_range_once(name):
+    """A single out-of-range value, one that later ticks would not reveal: the kernel
+    declines (the step functions clip or wrap it and count an event)."""
+    population, values, start = EDGES[name]
+    inputs = np.array(values, np.int64).reshape(-1, 1, 1)
+    state = {k: np.full((1, 1), v, np.int64) for k, v in start.items()}
+    step, kernel, events = STEPS["int"][population.kind], KERNELS["int", population.kind], Events()
+    _step_loop(step, population, inputs, {k: v.copy() for k, v in state.items()}, FMT, events, 0)
+    assert events.counts  # the case is real: the steps clip or wrap
+    assert kernel(population, inputs, state, FMT, Events(), False) is None
 
 
 NETS = {
@@ -212,9 +255,8 @@ def test_random_netlists_run_alike_with_kernels_and_tick_by_tick(case):
     net, x = case
     kwargs = {"record": True, "record_internals": True, "peaks": True}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sequences, "MIN_KERNEL_TICKS", 1)
         with_kernels = simulator.simulate(net, x, **kwargs)
-        patch.setattr(sequences, "MIN_KERNEL_TICKS", 10**9)
+        patch.setattr(sequences, "KERNELS", {})
         patch.setattr(simulator._Run, "tile_ticks", lambda self: self.ticks)
         tick_by_tick = simulator.simulate(net, x, **kwargs)
     assert_traces_equal(tick_by_tick, with_kernels)
@@ -224,12 +266,16 @@ def test_random_netlists_run_alike_with_kernels_and_tick_by_tick(case):
 @settings(max_examples=80, deadline=None)
 @given(data=st.data())
 def test_sparse_int_synapse_equals_the_dense_product(data):
-    """The compiled loop of a sparse int synapse (exact int64 sum, Lava's int32 wrap,
-    the shift) gives what the dense path gives, values and wrap counts, on random
-    shapes, zeros, exponents of both signs and messages up to 32 bits."""
+    """The compiled loops of a sparse int synapse (exact int64 sum, Lava's int32 wrap,
+    the shift; a CSR, or a gather when each destination has at most one weight) give
+    what the dense path gives, values and wrap counts, added into what the target held,
+    on random shapes, zeros, exponents of both signs and messages up to 32 bits."""
     rows, dst, src = (data.draw(st.integers(1, 5)) for _ in range(3))
     cells = st.one_of(st.just(0), st.integers(-256, 255))
     weight = np.array(data.draw(_ints_of(cells, dst * src)), float).reshape(dst, src)
+    if data.draw(st.booleans()):  # at most one weight per destination: the gather
+        keep = np.array(data.draw(_ints_of(st.integers(0, src - 1), dst)))
+        weight = np.where(np.arange(src) == keep[:, None], weight, 0.0)
     message_limit = 2 ** data.draw(st.sampled_from([8, 24, 32])) // 2 - 1
     messages = np.array(
         data.draw(_ints_of(st.integers(-message_limit, message_limit), rows * src)), np.int64
@@ -237,10 +283,11 @@ def test_sparse_int_synapse_equals_the_dense_product(data):
     exp = data.draw(st.integers(-14, 8))
     dense = Synapse("d", "a", "b", weight, exp)
     stored_sparse = Synapse("s", "a", "b", sparse.csr_matrix(weight), exp)
+    start = np.array(data.draw(_ints_of(st.integers(-(2**40), 2**40), rows * dst)))
     dense_events, sparse_events = Events(), Events()
-    want = simulator._apply(dense, messages, "int", dense_events)
-    got = simulator._apply(stored_sparse, messages, "int", sparse_events)
-    assert got.dtype == np.int64
+    want, got = start.reshape(rows, dst), start.reshape(rows, dst).copy()
+    want = want + simulator._apply(dense, messages, "int", dense_events)
+    simulator._accumulate(stored_sparse, messages, got, "int", sparse_events)
     np.testing.assert_array_equal(got, want)
     assert sparse_events.counts.get("s", 0) == dense_events.counts.get("d", 0)
 

@@ -27,10 +27,7 @@ from snncompile.ir.netlist import Formats, Population
 from snncompile.reference import loops
 from snncompile.reference.kinds import LIF_STATE_BITS, STEPS, Events, saturate
 
-EXACT_LIMIT = 2.0**53
-# A kernel's checks and conversions cost a few passes over its arrays: worth it when they
-# replace many ticks of step calls (a small batch's long tiles), not one or two.
-MIN_KERNEL_TICKS = 8
+EXACT = 2**53
 
 # (messages (n, B, size), state trajectories name -> (n, B, size) when asked for them);
 # None: the kernel is not exact on these inputs.
@@ -57,8 +54,7 @@ def run_sequence(
         out = step(pop, state, inputs.reshape(n * batch, -1), fmt, events)
         return out.reshape(n, batch, pop.size), {}
     kernel = KERNELS.get((numeric, pop.kind))
-    use_kernel = kernel is not None and n >= MIN_KERNEL_TICKS
-    result = kernel(pop, inputs, state, fmt, events, keep_states) if use_kernel else None
+    result = None if kernel is None else kernel(pop, inputs, state, fmt, events, keep_states)
     if result is not None:
         return result
     return _step_loop(step, pop, inputs, state, fmt, events, keep_states)
@@ -87,61 +83,74 @@ def _within(values: np.ndarray, low: float, high: float) -> bool:
     return values.size == 0 or bool(values.min() >= low and values.max() <= high)
 
 
-def _peak(values: np.ndarray) -> float:
-    """The largest magnitude (two reductions, no temporary)."""
-    return 0.0 if values.size == 0 else max(-float(values.min()), float(values.max()))
+def _int_peak(values: np.ndarray) -> int:
+    """The largest magnitude of an int64 array, as a Python int (exact)."""
+    return 0 if values.size == 0 else max(-int(values.min()), int(values.max()))
+
+
+def _input_max(fixed: int, per_input: int) -> int:
+    """The largest |x| for which fixed + per_input * |x| < 2**53 (exact integers): the
+    kernels' float64 sums are exact below it."""
+    return (EXACT - 1 - fixed) // per_input if per_input else EXACT
+
+
+def _traces(keep: bool, shape: tuple[int, ...], count: int) -> list[np.ndarray]:
+    """count int64 trajectory arrays to fill, or empty ones when they are not kept."""
+    return [np.empty(shape if keep else (0, 0, 0), np.int64) for _ in range(count)]
 
 
 def _ssm_int(pop, inputs, state, fmt, events, keep):
     """z = trunc((a z + b x) / 2**frac) in float64: re and im are the two rounded sums."""
     p = {k: p.astype(np.int64) for k, p in pop.params.items()}
     limit = _limit(fmt.state_bits)
-    in_peak = _peak(inputs)
-    coef_peak = float((np.abs(p["a_re_q"]) + np.abs(p["a_im_q"])).max(initial=0))
-    b_peak = float(np.maximum(np.abs(p["b_re_q"]), np.abs(p["b_im_q"])).max(initial=0))
-    if coef_peak * limit + b_peak * in_peak >= EXACT_LIMIT:
-        return None
+    coef_peak = _int_peak(np.abs(p["a_re_q"]) + np.abs(p["a_im_q"]))
+    b_peak = max(_int_peak(p["b_re_q"]), _int_peak(p["b_im_q"]))
     scale = 2.0**-fmt.ssm_frac_bits
-    z_re, z_im = np.empty(inputs.shape), np.empty(inputs.shape)
-    loops.ssm_sequence(
+    re, im = state["re"].astype(np.float64), state["im"].astype(np.float64)
+    messages = np.empty(inputs.shape, np.int64)
+    re_trace, im_trace = _traces(keep, inputs.shape, 2)
+    exact, clipped = loops.ssm_sequence(
         np.ascontiguousarray(inputs, dtype=np.int64),
+        _input_max(coef_peak * limit, b_peak),
         *(p[k] * scale for k in ("b_re_q", "b_im_q", "a_re_q", "a_im_q")),
-        state["re"].astype(np.float64),
-        state["im"].astype(np.float64),
-        z_re,
-        z_im,
+        re,
+        im,
+        limit,
+        _limit(min(fmt.message_bits, fmt.state_bits)),
+        messages,
+        re_trace,
+        im_trace,
+        keep,
     )
-    if not (_within(z_re, -limit, limit) and _within(z_im, -limit, limit)):
+    if not exact:
         return None
-    re = z_re.astype(np.int64)
-    state["re"], state["im"] = re[-1].copy(), z_im[-1].astype(np.int64)
-    trajectory = {"re": re, "im": z_im.astype(np.int64)} if keep else {}
-    if fmt.message_bits < fmt.state_bits:
-        return saturate(re, fmt.message_bits, events, pop.name), trajectory
-    return re, trajectory
+    events.add(pop.name, clipped)
+    state["re"], state["im"] = re.astype(np.int64), im.astype(np.int64)
+    return messages, ({"re": re_trace, "im": im_trace} if keep else {})
 
 
 def _reset_refractory_int(pop, inputs, state, fmt, events, keep):
     limit = _limit(fmt.state_bits)
-    if _peak(inputs) + 4096.0 * limit >= EXACT_LIMIT:
-        return None
     theta = pop.params["theta"].astype(np.float64)
-    m, v = np.empty(inputs.shape), np.empty(inputs.shape)
-    spikes = np.empty(inputs.shape, bool)
-    loops.reset_refractory_sequence(
+    v = state["v"].astype(np.float64)
+    spikes = np.empty(inputs.shape, np.int64)
+    (v_trace,) = _traces(keep, inputs.shape, 1)
+    exact = loops.reset_refractory_sequence(
         np.ascontiguousarray(inputs, dtype=np.int64),
+        _input_max(4096 * limit, 1),
         (4096 - pop.params["decay"].astype(np.float64)) * 2.0**-12,
         theta,
         theta + pop.params["rho"].astype(np.float64),
-        state["v"].astype(np.float64),
-        m,
         v,
+        limit,
         spikes,
+        v_trace,
+        keep,
     )
-    if not (_within(m, -limit, limit) and _within(v, -limit, limit)):
+    if not exact:
         return None
-    state["v"] = v[-1].astype(np.int64)
-    return spikes.astype(np.int64), ({"v": v.astype(np.int64)} if keep else {})
+    state["v"] = v.astype(np.int64)
+    return spikes, ({"v": v_trace} if keep else {})
 
 
 def _lava_lif_int(pop, inputs, state, fmt, events, keep, subtract: bool):
@@ -150,30 +159,29 @@ def _lava_lif_int(pop, inputs, state, fmt, events, keep, subtract: bool):
     half = 1 << (LIF_STATE_BITS - 1)
     du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
     # Lava wraps u only once, so a tile may start with |u| far beyond 24 bits.
-    state_peak = max(float(half), _peak(state["u"]), _peak(state["v"]))
-    if _peak(inputs) * 64 + 2 * 4096.0 * state_peak >= EXACT_LIMIT:
-        return None
-    u, voltage, v = np.empty(inputs.shape), np.empty(inputs.shape), np.empty(inputs.shape)
-    spikes = np.empty(inputs.shape, bool)
-    loops.lava_lif_sequence(
+    state_peak = max(half, _int_peak(state["u"]), _int_peak(state["v"]))
+    u, v = state["u"].astype(np.float64), state["v"].astype(np.float64)
+    spikes = np.empty(inputs.shape, np.int64)
+    u_trace, v_trace = _traces(keep, inputs.shape, 2)
+    exact = loops.lava_lif_sequence(
         np.ascontiguousarray(inputs, dtype=np.int64),
+        _input_max(2 * 4096 * state_peak, 64),
         (4096 - (du + 1)) * 2.0**-12,
         (4096 - dv) * 2.0**-12,
         float(vth << 6),
         subtract,
-        state["u"].astype(np.float64),
-        state["v"].astype(np.float64),
         u,
-        voltage,
         v,
+        half,
         spikes,
+        u_trace,
+        v_trace,
+        keep,
     )
-    # Lava wraps u when it is > 2**23 or <= -2**23 and saturates v at +-(2**23 - 1).
-    if not (_within(u, -half + 1, half) and _within(voltage, -half + 1, half - 1)):
+    if not exact:
         return None
-    state["u"], state["v"] = u[-1].astype(np.int64), v[-1].astype(np.int64)
-    trajectory = {"u": u.astype(np.int64), "v": v.astype(np.int64)} if keep else {}
-    return spikes.astype(np.int64), trajectory
+    state["u"], state["v"] = u.astype(np.int64), v.astype(np.int64)
+    return spikes, ({"u": u_trace, "v": v_trace} if keep else {})
 
 
 def _lif_int(pop, inputs, state, fmt, events, keep):

@@ -103,28 +103,42 @@ def _may_wrap(syn: Synapse, msg: np.ndarray, acc: np.ndarray) -> bool:
     return bool(acc.max() >= INT32_LIMIT or acc.min() < -INT32_LIMIT)
 
 
-_CSR_INT: weakref.WeakKeyDictionary[Synapse, tuple] = weakref.WeakKeyDictionary()
+_SPARSE_INT: weakref.WeakKeyDictionary[Synapse, tuple] = weakref.WeakKeyDictionary()
 
 
-def _csr_int(syn: Synapse) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A sparse synapse's (indptr, indices, weights) as int64 arrays, for loops.csr_synapse_int."""
-    if syn not in _CSR_INT:
+def _sparse_int(syn: Synapse) -> tuple:
+    """A sparse synapse's compiled loop and its weight arrays (int64): a gather when every
+    destination has at most one weight, else the CSR (indptr, indices, weights)."""
+    if syn not in _SPARSE_INT:
         weight = sparse.csr_matrix(syn.weight)
-        _CSR_INT[syn] = tuple(
-            a.astype(np.int64) for a in (weight.indptr, weight.indices, weight.data)
-        )
-    return _CSR_INT[syn]
+        if syn.max_row_nnz <= 1:
+            rows = np.repeat(np.arange(weight.shape[0]), np.diff(weight.indptr))
+            indices, values = np.zeros((2, weight.shape[0]), np.int64)
+            indices[rows], values[rows] = weight.indices, weight.data
+            _SPARSE_INT[syn] = (loops.gather_synapse_int, indices, values)
+        else:
+            arrays = (weight.indptr, weight.indices, weight.data)
+            _SPARSE_INT[syn] = (loops.csr_synapse_int, *(a.astype(np.int64) for a in arrays))
+    return _SPARSE_INT[syn]
+
+
+def _accumulate(
+    syn: Synapse, msg: np.ndarray, target: np.ndarray, numeric: str, events: Events
+) -> None:
+    """target (rows, dst size) += shift(W @ msg, weight_exp), for msg (rows, src size)."""
+    if numeric == "int" and sparse.issparse(syn.weight):
+        # Sparse int synapses (an SSM's fan-out and readout): one compiled loop does the
+        # exact int64 product, Lava's int32 wrap and the shift and adds into the target,
+        # with no float copies. Int sums do not depend on the order of the synapses.
+        loop, *weights = _sparse_int(syn)
+        messages = np.ascontiguousarray(msg, dtype=np.int64)
+        events.add(syn.name, loop(*weights, syn.weight_exp, messages, target))
+    else:
+        target += _apply(syn, msg, numeric, events)
 
 
 def _apply(syn: Synapse, msg: np.ndarray, numeric: str, events: Events) -> np.ndarray:
     """One synapse's contribution: shift(W @ msg, weight_exp), for msg (B, src size)."""
-    if numeric == "int" and sparse.issparse(syn.weight):
-        # Sparse int synapses (an SSM's fan-out and readout): one compiled loop does the
-        # exact int64 product, Lava's int32 wrap and the shift, with no float copies.
-        out = np.empty((msg.shape[0], syn.weight.shape[0]), np.int64)
-        messages = np.ascontiguousarray(msg, dtype=np.int64)
-        events.add(syn.name, loops.csr_synapse_int(*_csr_int(syn), syn.weight_exp, messages, out))
-        return out
     if sparse.issparse(syn.weight):
         # CSR times a C-ordered (src size, rows) block runs row by row over contiguous memory.
         product = (syn.weight @ np.ascontiguousarray(msg.T, dtype=np.float64)).T
@@ -259,8 +273,9 @@ class _Run:
             parts.append((a[early:], sent[syn.src][: count - early]))
         for target, msg in parts:
             rows = msg.shape[0] * self.batch
-            product = _apply(syn, msg.reshape(rows, -1), self.net.numeric, self.events)
-            target += product.reshape(msg.shape[0], self.batch, -1)
+            flat = target.view()
+            flat.shape = (rows, -1)  # raises rather than copy: the sums must land in a
+            _accumulate(syn, msg.reshape(rows, -1), flat, self.net.numeric, self.events)
 
     def _active(self, pop, start: int) -> tuple[slice, int]:
         """(the tile's ticks pop works at, as a slice of the tile; the model step of the
@@ -329,7 +344,7 @@ class _Run:
                         a += delivered[syn.name][t]
                     else:
                         msg = buffers[syn.src][t + self.depth[syn.src] - 1 - syn.delay]
-                        a += _apply(syn, msg, numeric, self.events)
+                        _accumulate(syn, msg, a, numeric, self.events)
                 out = steps[pop.kind](pop, self.states[pop.name], a, fmt, self.events)
                 buffers[pop.name][t + self.depth[pop.name]] = out
                 for name, values in trajectories[pop.name].items():
