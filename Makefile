@@ -35,6 +35,7 @@ bench: setup
 	$(PY) benchmarks/bench_pmbc.py
 	$(PY) benchmarks/bench_sdn.py
 	$(PY) benchmarks/bench_compile.py
+	$(PY) benchmarks/bench_reference.py
 	$(PY) benchmarks/bench_lava.py
 	$(PY) benchmarks/bench_onnx.py
 	$(PY) benchmarks/bench_nir.py --lava

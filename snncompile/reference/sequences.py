@@ -8,13 +8,13 @@ A kind without state is one call of its step function on all n ticks at once. A 
 with state loops over the ticks; for the integer kinds whose loop dominates a run (the
 SSM resonator, the reset-refractory neuron, Lava's LIF) and the readout there are
 faster kernels here, whose tick loops are compiled (reference.loops). They compute in
-float64, which is exact while every intermediate
-value is an integer (or an integer times a power of two) below 2**53: each kernel checks
-that bound on its inputs and starting state first, runs without saturation or wrap, and
-checks afterwards that no value left its range. If a check fails it returns None and
-the step function's loop runs instead, so clipping, wrapping and their counts stay those
-of reference.kinds.
-Truncation toward zero of x / 2**n is np.trunc(x * 2**-n), exactly tz_shift.
+float64, which is exact while every intermediate value is an integer (or an integer
+times a power of two) below 2**53: each kernel derives from its coefficients and
+starting state the largest input that keeps it there, and its loop runs without
+saturation or wrap and reports whether an input exceeded that or a state left its
+range. Then the kernel returns None and the step function's loop runs instead, so
+clipping, wrapping and their counts stay those of reference.kinds. Truncation toward
+zero of x / 2**n is trunc(x * 2**-n), exactly tz_shift.
 """
 
 from __future__ import annotations
