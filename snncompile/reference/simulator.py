@@ -110,9 +110,10 @@ def _sparse_int(syn: Synapse) -> tuple:
     """A sparse synapse's compiled loop and its weight arrays (int64): a gather when every
     destination has at most one weight, else the CSR (indptr, indices, weights)."""
     if syn not in _SPARSE_INT:
-        weight = sparse.csr_matrix(syn.weight)
-        if syn.max_row_nnz <= 1:
-            rows = np.repeat(np.arange(weight.shape[0]), np.diff(weight.indptr))
+        weight = sparse.csr_matrix(syn.weight)  # whatever sparse format it came in
+        per_row = np.diff(weight.indptr)
+        if per_row.max(initial=0) <= 1:
+            rows = np.repeat(np.arange(weight.shape[0]), per_row)
             indices, values = np.zeros((2, weight.shape[0]), np.int64)
             indices[rows], values[rows] = weight.indices, weight.data
             _SPARSE_INT[syn] = (loops.gather_synapse_int, indices, values)
