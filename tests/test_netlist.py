@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, weight_grid
 from snncompile.ir.ops import InvalidGraphError
@@ -86,3 +87,10 @@ def test_negative_delay_and_cycles_refused():
 def test_float_netlist_accepts_real_weights():
     net = _net([[0.3, -1.7], [2.5, 0.0]], numeric="float64")
     assert net.numeric == "float64"
+
+
+@pytest.mark.parametrize("stored", [np.asarray, sparse.csr_matrix, sparse.csc_matrix])
+def test_max_row_nnz_counts_per_destination_in_any_format(stored):
+    """The validator's sum bound uses the largest fan-in; a CSC's indptr counts columns."""
+    weight = np.array([[1.0, 2.0, 4.0], [0.0, 0.0, 3.0]])
+    assert Synapse("s", "a", "b", stored(weight)).max_row_nnz == 3

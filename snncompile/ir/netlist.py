@@ -124,8 +124,8 @@ class Synapse:
 
     @property
     def max_row_nnz(self) -> int:
-        if sparse.issparse(self.weight):
-            return int(np.diff(self.weight.indptr).max(initial=0))
+        if sparse.issparse(self.weight):  # stored entries per row, in any sparse format
+            return int(self.weight.getnnz(axis=1).max(initial=0))
         return int(np.count_nonzero(self.weight, axis=1).max(initial=0))
 
 
