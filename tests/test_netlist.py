@@ -89,8 +89,36 @@ def test_float_netlist_accepts_real_weights():
     assert net.numeric == "float64"
 
 
-@pytest.mark.parametrize("stored", [np.asarray, sparse.csr_matrix, sparse.csc_matrix])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        np.asarray,
+        sparse.csr_matrix,
+        sparse.csc_matrix,
+        sparse.coo_matrix,
+        sparse.csr_array,
+        sparse.csc_array,
+        lambda w: sparse.bsr_matrix(w, blocksize=(2, 1)),
+    ],
+)
 def test_max_row_nnz_counts_per_destination_in_any_format(stored):
     """The validator's sum bound uses the largest fan-in; a CSC's indptr counts columns."""
     weight = np.array([[1.0, 2.0, 4.0], [0.0, 0.0, 3.0]])
     assert Synapse("s", "a", "b", stored(weight)).max_row_nnz == 3
+
+
+@pytest.mark.parametrize("exp", [-33, 33, 64, -64])
+def test_weight_exponent_beyond_32_refused(exp):
+    """Shifts of 64 or more differ between numpy and compiled code; an int32 sum shifted
+    by 32 still fits int64, so [-32, 32] is the range."""
+    with pytest.raises(InvalidGraphError, match=f"weight_exp must be in \\[-32, 32\\], got {exp}"):
+        _net_with_exp(exp)
+    _net_with_exp(32 if exp > 0 else -32)  # the limits themselves are fine
+
+
+def _net_with_exp(exp: int) -> Netlist:
+    pops = (
+        Population("in", "input", 2),
+        Population("out", "readout", 2, attrs={"mode": "last"}),
+    )
+    return Netlist(pops, (Synapse("in->out", "in", "out", np.eye(2), exp),), numeric="int")

@@ -4,6 +4,8 @@ tick (values, states, event counts), and tiles of any length giving the same run
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -60,7 +62,9 @@ INPUT_BITS = {
 def test_kernel_equals_the_step_function_tick_by_tick(data, kind):
     """Messages, final states, state trajectories and event counts as TICKS calls of the
     step function, from a random starting state; the kernel declines exactly when the
-    steps clip or wrap a state, and then the step loop runs. Messages narrower than the
+    steps clip or wrap a state (in these ranges: its exactness bounds are conservative,
+    so larger coefficients can make it decline with nothing clipped), and then the step
+    loop runs. Messages narrower than the
     state (the SSM sends its state) are clipped and counted by the kernel itself."""
     draw = data.draw
     attrs = {"mode": draw(st.sampled_from(["mean", "last"]))} if kind == "readout" else {}
@@ -141,6 +145,23 @@ def test_kernel_declines_a_state_leaving_its_range_once(name):
     _step_loop(step, population, inputs, {k: v.copy() for k, v in state.items()}, FMT, events, 0)
     assert events.counts  # the case is real: the steps clip or wrap
     assert kernel(population, inputs, state, FMT, Events(), False) is None
+
+
+def test_lif_kernel_declines_a_current_beyond_int64_bounds():
+    """Lava wraps u once, so a tile can start with |u| near 2**57; the kernel's bound is
+    then past int64 and it declines (it raised once) and the step loop runs."""
+    population = pop("p", "lif", 1, du=4095, dv=0, vth=1)
+    inputs = np.zeros((3, 1, 1), np.int64)
+    start = {"u": np.full((1, 1), 2**56, np.int64), "v": np.zeros((1, 1), np.int64)}
+    state = {k: v.copy() for k, v in start.items()}
+    assert KERNELS["int", "lif"](population, inputs, state, FMT, Events(), False) is None
+    np.testing.assert_array_equal(state["u"], start["u"])  # left untouched
+    want_state, got_state = {k: v.copy() for k, v in start.items()}, state
+    want = _step_loop(STEPS["int"]["lif"], population, inputs, want_state, FMT, Events(), 0)
+    got = sequences.run_sequence(population, inputs, got_state, FMT, "int", Events(), False)
+    np.testing.assert_array_equal(got[0], want[0])
+    for name in start:
+        np.testing.assert_array_equal(got_state[name], want_state[name])
 
 
 NETS = {
@@ -250,15 +271,17 @@ def test_a_cycle_sums_its_float_inputs_in_netlist_order():
 def test_random_netlists_run_alike_with_kernels_and_tick_by_tick(case):
     """The schedule on random formats, delays, exponents and inputs at their limits: one
     tile per run, with the kernels wherever they accept (they decline often here, at
-    the limits; the test above checks each one), gives the run of one tick at a time
-    with the step functions only (traces, states, inputs, events, peaks)."""
+    the limits; the test above checks each one) and the compiled sparse synapses, gives
+    the run of one tick at a time with the step functions only and every synapse dense
+    (traces, states, inputs, events, peaks)."""
     net, x = case
     kwargs = {"record": True, "record_internals": True, "peaks": True}
+    dense = [replace(syn, weight=syn.dense()) for syn in net.synapses]
     with pytest.MonkeyPatch.context() as patch:
         with_kernels = simulator.simulate(net, x, **kwargs)
         patch.setattr(sequences, "KERNELS", {})
         patch.setattr(simulator._Run, "tile_ticks", lambda self: self.ticks)
-        tick_by_tick = simulator.simulate(net, x, **kwargs)
+        tick_by_tick = simulator.simulate(replace(net, synapses=tuple(dense)), x, **kwargs)
     assert_traces_equal(tick_by_tick, with_kernels)
     assert (with_kernels.events, with_kernels.peaks) == (tick_by_tick.events, tick_by_tick.peaks)
 

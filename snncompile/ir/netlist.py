@@ -36,6 +36,9 @@ from snncompile.ir.ops import InvalidGraphError
 NUMERICS = ("int", "float64")
 # Integer sums run on float64 BLAS: exact while every partial sum stays below 2**53.
 EXACT_FLOAT_BITS = 53
+# An int32 sum shifted by at most 32 fits int64 (and by more, right, is 0 or -1 anyway);
+# beyond it numpy's and compiled shifts disagree (x86 takes the count mod 64).
+WEIGHT_EXP_LIMIT = 32
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,8 @@ class Synapse:
 
     @property
     def max_row_nnz(self) -> int:
-        if sparse.issparse(self.weight):  # stored entries per row, in any sparse format
-            return int(self.weight.getnnz(axis=1).max(initial=0))
+        if sparse.issparse(self.weight):  # stored entries per row, any sparse format or array
+            return int(np.diff(self.weight.tocsr().indptr).max(initial=0))
         return int(np.count_nonzero(self.weight, axis=1).max(initial=0))
 
 
@@ -298,6 +301,11 @@ def _validate_synapse(net: Netlist, syn: Synapse) -> None:
         return
     if np.any(values != np.round(values)):
         raise InvalidGraphError(f"{where}: int netlist weights must be integers")
+    if not -WEIGHT_EXP_LIMIT <= syn.weight_exp <= WEIGHT_EXP_LIMIT:
+        raise InvalidGraphError(
+            f"{where}: weight_exp must be in [-{WEIGHT_EXP_LIMIT}, {WEIGHT_EXP_LIMIT}], "
+            f"got {syn.weight_exp}"
+        )
     low, high, step = weight_grid(values, net.formats.weight_bits)
     bad = (values < low) | (values > high) | (values % step != 0)
     if np.any(bad):

@@ -6,13 +6,13 @@ as n calls of its step function (reference.kinds) would, with the same event cou
 
 A kind without state is one call of its step function on all n ticks at once. A kind
 with state loops over the ticks; for the integer kinds whose loop dominates a run (the
-SSM resonator, the reset-refractory neuron, Lava's LIF) and the readout there are
-faster kernels here, whose tick loops are compiled (reference.loops). They compute in
-float64, which is exact while every intermediate value is an integer (or an integer
-times a power of two) below 2**53: each kernel derives from its coefficients and
-starting state the largest input that keeps it there, and its loop runs without
-saturation or wrap and reports whether an input exceeded that or a state left its
-range. Then the kernel returns None and the step function's loop runs instead, so
+SSM resonator, the reset-refractory neuron, Lava's LIF) there are faster kernels here,
+whose tick loops are compiled (reference.loops), and the readout's is a numpy cumsum.
+The compiled ones compute in float64, which is exact while every intermediate value is
+an integer (or an integer times a power of two) below 2**53: each kernel derives from
+its coefficients and starting state the largest input that keeps it there, and its loop
+runs without saturation or wrap and reports whether an input exceeded that or a state
+left its range. Then the kernel returns None and the step function's loop runs instead, so
 clipping, wrapping and their counts stay those of reference.kinds. Truncation toward
 zero of x / 2**n is trunc(x * 2**-n), exactly tz_shift.
 """
@@ -90,7 +90,10 @@ def _int_peak(values: np.ndarray) -> int:
 
 def _input_max(fixed: int, per_input: int) -> int:
     """The largest |x| for which fixed + per_input * |x| < 2**53 (exact integers): the
-    kernels' float64 sums are exact below it."""
+    kernels' float64 sums are exact below it; -1 (every input declines) when fixed alone
+    reaches 2**53 (a LIF's u can start far beyond it, past int64 for the loop)."""
+    if fixed >= EXACT:
+        return -1
     return (EXACT - 1 - fixed) // per_input if per_input else EXACT
 
 

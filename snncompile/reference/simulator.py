@@ -3,9 +3,9 @@
 The run goes tile by tile of ticks and, in a tile, component by component of the plan
 (reference.plan): a synapse is one product over the tile's ticks, a population's state
 recursion a loop over them (reference.sequences; docs/compiler.md, "Reference
-simulator"). The arithmetic of one tick is reference.kinds. Integer products are summed
-with float64 BLAS, which is exact because the netlist validator bounds every sum below
-2**53.
+simulator"). The arithmetic of one tick is reference.kinds. Dense integer products are
+summed with float64 BLAS, which is exact because the netlist validator bounds every sum
+below 2**53; sparse ones in int64 by a compiled loop (reference.loops).
 
 A sequence of L inputs takes net.total_ticks(L) simulation steps (ticks): a population
 at latency k works on model step t at tick ticks_per_step * t + k and is idle (keeps its
@@ -108,7 +108,8 @@ _SPARSE_INT: weakref.WeakKeyDictionary[Synapse, tuple] = weakref.WeakKeyDictiona
 
 def _sparse_int(syn: Synapse) -> tuple:
     """A sparse synapse's compiled loop and its weight arrays (int64): a gather when every
-    destination has at most one weight, else the CSR (indptr, indices, weights)."""
+    destination has at most one stored entry, else the CSR (indptr, indices, weights).
+    Cached per Synapse object, like _ROW_ABS_SUMS: a netlist's weights never change."""
     if syn not in _SPARSE_INT:
         weight = sparse.csr_matrix(syn.weight)  # whatever sparse format it came in
         per_row = np.diff(weight.indptr)
@@ -275,7 +276,7 @@ class _Run:
         for target, msg in parts:
             rows = msg.shape[0] * self.batch
             flat = target.view()
-            flat.shape = (rows, -1)  # raises rather than copy: the sums must land in a
+            flat.shape = (rows, -1)  # raises rather than copy: the sums must land in `a`
             _accumulate(syn, msg.reshape(rows, -1), flat, self.net.numeric, self.events)
 
     def _active(self, pop, start: int) -> tuple[slice, int]:
