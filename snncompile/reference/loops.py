@@ -27,10 +27,10 @@ _jit = numba.njit(cache=True, nogil=True)
 # Loops run sample by sample, then tick by tick, then over a row's values: a tick's row
 # is contiguous and the sample's state row is updated in place, so the innermost loop
 # vectorizes and the state row stays in cache over the ticks (a batch's whole state
-# would not). Each loop writes
-# int64 messages (and int64 state trajectories when `keep`) directly and returns whether
-# every value stayed inside the bounds that make float64 exact; when it returns False the
-# caller discards everything it wrote (states included: it passes copies).
+# would not). Each loop writes int64 messages (and int64 state trajectories when `keep`)
+# directly and returns whether every value stayed inside the bounds that make float64
+# exact; when it returns False the caller discards everything it wrote (states included:
+# it passes copies).
 
 
 @_jit
@@ -130,25 +130,34 @@ def lava_lif_sequence(
     return not outside
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _wrap32_shift(total, weight_exp):  # pragma: no cover
+    """(floor_shift(wrap32(total), weight_exp), 1 if it wrapped else 0): a synapse's sum
+    as docs/numerics.md delivers it, wrapped as Lava's int32 accumulator does."""
+    limit = np.int64(1) << 31
+    wraps = 0
+    if total >= limit or total < -limit:
+        total = (total + limit) % (2 * limit) - limit
+        wraps = 1
+    return (total << weight_exp if weight_exp >= 0 else total >> -weight_exp), wraps
+
+
 @_jit
 def csr_synapse_int(indptr, indices, weights, weight_exp, messages, out):  # pragma: no cover
     """out[r] += shift(wrap32(W @ messages[r]), weight_exp) for a CSR W (int64 data):
     the int64 sum is exact; a sum outside int32 wraps as Lava's int32 accumulator does
     (docs/numerics.md). Returns the number of wrapped sums."""
-    limit = np.int64(1) << 31
     wrapped = 0
-    rows = messages.shape[0]
-    for r in range(rows):
+    for r in range(messages.shape[0]):
         message = messages[r]
         target = out[r]
         for i in range(indptr.shape[0] - 1):
             total = np.int64(0)
             for k in range(indptr[i], indptr[i + 1]):
                 total += weights[k] * message[indices[k]]
-            if total >= limit or total < -limit:
-                total = (total + limit) % (2 * limit) - limit
-                wrapped += 1
-            target[i] += total << weight_exp if weight_exp >= 0 else total >> -weight_exp
+            value, wraps = _wrap32_shift(total, weight_exp)
+            target[i] += value
+            wrapped += wraps
     return wrapped
 
 
@@ -158,15 +167,12 @@ def gather_synapse_int(indices, weights, weight_exp, messages, out):  # pragma: 
     of each channel to its modes): out[r, i] += shift(wrap32(weights[i] *
     messages[r, indices[i]]), weight_exp), with weights[i] = 0 for an empty row. Without
     the per-row loop of a CSR the compiler vectorizes the gather."""
-    limit = np.int64(1) << 31
     wrapped = 0
     for r in range(messages.shape[0]):
         message = messages[r]
         target = out[r]
         for i in range(indices.shape[0]):
-            total = weights[i] * message[indices[i]]
-            if total >= limit or total < -limit:
-                total = (total + limit) % (2 * limit) - limit
-                wrapped += 1
-            target[i] += total << weight_exp if weight_exp >= 0 else total >> -weight_exp
+            value, wraps = _wrap32_shift(weights[i] * message[indices[i]], weight_exp)
+            target[i] += value
+            wrapped += wraps
     return wrapped
