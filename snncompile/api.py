@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,6 +227,7 @@ def verify_model(
     limit: int | None = None,
     dt: float | None = None,
     reset: str = "zero",
+    on_step: Callable[[str], None] | None = None,
 ) -> Any:
     """Compile `source` and verify it: rung 1 (lowering exact) and rung 2 (float vs
     quantized reference, against tolerances); for a target other than the reference also
@@ -233,6 +235,8 @@ def verify_model(
     equal in every value. A .nir source (imported at `dt` with `reset`) is checked against
     snncompile's float simulation of the NIR graph instead of PyTorch (verify.nir).
 
+    on_step(name) is called as each step starts: the compiler's steps, then "verify"
+    (rungs 1-2) and "verify-target" (rung 3).
     Returns a VerifyReport; it does not raise when a check fails (the CLI turns
     `report.failures` into exit code 3).
     """
@@ -244,21 +248,26 @@ def verify_model(
 
     if target not in BACKENDS:
         raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
+    step = on_step or (lambda name: None)
     if is_nir_source(source):
         report, x, compiled = _verify_nir(
-            source, data, tolerances, config, calibration, limit, dt, reset
+            source, data, tolerances, config, calibration, limit, dt, reset, step
         )
     else:
         if dt is not None or reset != "zero":
             raise UsageError("--dt and --reset apply to .nir sources only")
-        compiled = compile_model(source, entry=entry, calibration=calibration, config=config)
+        compiled = compile_model(
+            source, entry=entry, calibration=calibration, config=config, on_step=step
+        )
         width = compiled.netlist.input.size
         x, labels, origin = verification_data(
             data, compiled.meta, compiled.calibration, width, limit
         )
+        step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
         report.data = origin
     if target != "reference":
+        step("verify-target")
         check = check_backend(compiled.netlist, x, target)
         report.target_check = check.to_dict()
         if not check.exact:
@@ -266,13 +275,15 @@ def verify_model(
     return report
 
 
-def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset) -> tuple:
+def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset, step) -> tuple:
     """Rungs 1-2 for a .nir source: (report, the inputs, the compiled network)."""
     from snncompile.compiler import compile_model
     from snncompile.frontend.nir_compile import DEFAULT_CALIB_RATE
     from snncompile.verify.nir import default_inputs, verify_nir
 
-    compiled = compile_model(source, calibration=calibration, config=config, dt=dt, reset=reset)
+    compiled = compile_model(
+        source, calibration=calibration, config=config, dt=dt, reset=reset, on_step=step
+    )
     if "written_by" in compiled.meta:
         raise UsageError(
             f"{source} was written by snncompile: verify the model it was exported from"
@@ -287,6 +298,7 @@ def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset)
     if limit is not None:
         origin = f"{origin}, first {limit}"
     spike_tol = getattr(tolerances, "min_spike_agreement", None)
+    step("verify")
     return verify_nir(compiled, x, origin, min_spike_agreement=spike_tol), x, compiled
 
 

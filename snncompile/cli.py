@@ -269,18 +269,21 @@ def verify(
     )
     calibration = _calibration(kw.pop("calib"))
     entry = kw.pop("entry")
-    report = verify_model(
-        model,
-        data=data,
-        target=target,
-        tolerances=tolerances,
-        config=_quant_config(kw),
-        calibration=calibration,
-        entry=entry,
-        limit=limit,
-        dt=dt,
-        reset=reset,
-    )
+    rung3 = f"running the network on {target} and the reference, comparing every value"
+    with _progress({"verify-target": rung3}) as on_step:
+        report = verify_model(
+            model,
+            data=data,
+            target=target,
+            tolerances=tolerances,
+            config=_quant_config(kw),
+            calibration=calibration,
+            entry=entry,
+            limit=limit,
+            dt=dt,
+            reset=reset,
+            on_step=on_step,
+        )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     elif hasattr(report, "lowering_agreement"):
@@ -373,20 +376,24 @@ _STEP_LABELS = {
     "quantize": "quantizing (calibration runs of the integer network)",
     "loihi2": "mapping on Loihi 2 cores, design-rule check, activity run for the estimate",
     "write": "writing the artifact (one more calibration run for the report)",
+    "verify": "checking the quantized network against the source model (rungs 1 and 2)",
+    "read": "reading the artifact and the inputs",
 }
 
 
 @contextlib.contextmanager
-def _progress():
+def _progress(labels: dict[str, str] | None = None):
     """A spinner naming the current step, on a terminal only: piped stderr stays clean
-    (one line per error), so scripts and tests see no progress output."""
+    (one line per error), so scripts and tests see no progress output. `labels` adds or
+    overrides step labels for one command."""
     if not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
 
+    names = {**_STEP_LABELS, **(labels or {})}
     with Console(stderr=True).status("starting") as status:
-        yield lambda step: status.update(_STEP_LABELS.get(step, step))
+        yield lambda step: status.update(names.get(step, step))
 
 
 @cli.command()
@@ -795,7 +802,10 @@ def simulate(
 
     from snncompile.simulate import simulate_artifact
 
-    s = simulate_artifact(artifact, input_path, backend=backend, steps=steps, output=output)
+    with _progress({"simulate": f"simulating on {backend}"}) as on_step:
+        s = simulate_artifact(
+            artifact, input_path, backend=backend, steps=steps, output=output, on_step=on_step
+        )
     if as_json:
         click.echo(json.dumps(s.to_dict(), indent=2))
         return

@@ -133,11 +133,13 @@ def simulate_artifact(
     backend: str = "reference",
     steps: int | None = None,
     output: str | os.PathLike[str] | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> SimulationSummary:
     """Run the artifact's integer netlist on the inputs; optionally write OUT.npz.
 
     backend "onnx" runs the artifact's model.onnx with onnxruntime: the integer step graph
     of an `--target onnx` export, or the float step graph of an `--target onnx --float` one.
+    on_step(name) is called as each step starts: "read" (artifact and inputs), "simulate".
     """
     from snncompile.artifact import read_artifact
 
@@ -145,6 +147,8 @@ def simulate_artifact(
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if output is not None and Path(output).suffix != ".npz":
         raise UsageError(f"-o must name an .npz file, got {output}")
+    step = on_step or (lambda name: None)
+    step("read")
     source: Any
     if backend == "onnx":
         # An onnx artifact runs its own model.onnx (a float export has no netlist at all).
@@ -166,6 +170,7 @@ def simulate_artifact(
         if not 0 < steps <= x.shape[1]:
             raise UsageError(f"--steps must be in [1, {x.shape[1]}], got {steps}")
         x = x[:, :steps]
+    step("simulate")
     start = time.perf_counter()
     result = run_backend(backend, source, x)
     seconds = time.perf_counter() - start

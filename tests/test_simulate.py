@@ -130,3 +130,21 @@ def test_simulate_on_lava_equals_the_reference(tmp_path, capsys):
     want = simulate(compile_model(CHECKPOINT).netlist, x.astype(np.float64))
     assert np.array_equal(ref["readout"], want.readout)
     assert "spike rates      blocks.0.act" in text  # Lava reports them like the reference
+
+
+def test_simulate_reports_its_steps(artifact, inputs):
+    from snncompile.simulate import simulate_artifact
+
+    steps: list[str] = []
+    simulate_artifact(artifact, inputs, on_step=steps.append)
+    assert steps == ["read", "simulate"]
+
+
+def test_simulate_shows_progress_on_a_terminal_only(artifact, inputs, capsys, monkeypatch):
+    argv = ("simulate", str(artifact), "--input", str(inputs))
+    code, _, err = _run(capsys, *argv)
+    assert code == 0 and err == ""  # piped: nothing but errors on stderr
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, text, err = _run(capsys, *argv)
+    assert code == 0 and "predictions" in text
+    assert "simulating on reference" in err

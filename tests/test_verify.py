@@ -31,6 +31,14 @@ def test_bundled_model_meets_the_quantization_targets(family: str) -> None:
     assert report.passed and not report.events
 
 
+def test_verify_reports_its_steps_in_order() -> None:
+    steps: list[str] = []
+    report = verify_model(SPIKE_SSM, target="onnx", limit=4, on_step=steps.append)
+    assert report.passed
+    assert steps[0] == "load" and "quantize" in steps
+    assert steps[-2:] == ["verify", "verify-target"]
+
+
 def test_first_divergence_names_population_and_step() -> None:
     a = np.zeros((2, 5, 3))
     late, early = a.copy(), a.copy()
