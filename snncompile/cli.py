@@ -354,7 +354,9 @@ def _print_target_check(c: dict) -> None:
         else f"{c['steps']} model steps of {ticks} ticks, {c['simulated_steps']} ticks each "
         f"(output latency {c['output_latency']} ticks)"
     )
-    click.echo(f"quantized reference vs {c['backend']} on the same {c['n']} inputs, {run}")
+    runs = c.get("runs", 1)
+    parts = f", in {runs} runs of up to {-(-c['n'] // runs)} inputs" if runs > 1 else ""
+    click.echo(f"quantized reference vs {c['backend']} on the same {c['n']} inputs, {run}{parts}")
     click.echo(f"  alignment: {c['alignment']}")
     verdict = "exact" if c["exact"] else f"NOT exact: {c['divergence']}"
     click.echo(

@@ -12,7 +12,8 @@ import pytest
 from snncompile.api import verify_model
 from snncompile.cli import main
 from snncompile.reference.simulator import simulate
-from snncompile.verify.traces import first_divergence
+from snncompile.verify.targets import check_backend
+from snncompile.verify.traces import Divergence, earliest_divergence, first_divergence
 
 CHECKPOINTS = Path(__file__).parents[1] / "examples" / "checkpoints"
 SPIKE_SSM = str(CHECKPOINTS / "spike-ssm-sdigits.pt")
@@ -49,6 +50,72 @@ def test_first_divergence_names_population_and_step() -> None:
     got = first_divergence(expected, {"x": late, "y": early}, ["x", "y"])
     assert (got.population, got.step, got.sample, got.compartment) == ("y", 2, 0, 2)
     assert (got.expected, got.actual, got.differing) == (0.0, 1.0, {"x": 1, "y": 1})
+
+
+def test_earliest_divergence_of_parts_uses_whole_batch_samples() -> None:
+    def at(population: str, step: int, sample: int, count: int) -> Divergence:
+        return Divergence(population, step, sample, 0, 1.0, 2.0, {population: count})
+
+    order = ["a", "b"]
+    assert earliest_divergence([], order) is None
+    got = earliest_divergence([(at("b", 3, 1, 2), 0), (at("a", 3, 0, 5), 40)], order)
+    assert (got.population, got.step, got.sample) == ("a", 3, 40)  # population order
+    assert got.differing == {"b": 2, "a": 5}
+    got = earliest_divergence([(at("b", 3, 1, 1), 0), (at("b.v", 2, 4, 1), 40)], order)
+    assert (got.population, got.step, got.sample) == ("b.v", 2, 44)  # earlier step
+    assert got.differing == {"b": 1, "b.v": 1}
+    got = earliest_divergence([(at("a", 3, 7, 1), 0), (at("a", 3, 0, 1), 8)], order)
+    assert got.sample == 7  # same step and trace: the lower sample of the whole batch
+
+
+@pytest.fixture(scope="module")
+def compiled_spike_ssm():
+    from snncompile.compiler import compile_model
+
+    return compile_model(SPIKE_SSM)
+
+
+def _sdigits(n: int) -> np.ndarray:
+    from snncompile.data import load_task
+
+    return load_task("sdigits").test.inputs[:n].astype(np.float64)
+
+
+def test_check_backend_in_parts_compares_every_value(compiled_spike_ssm) -> None:
+    net, x = compiled_spike_ssm.netlist, _sdigits(5)
+    whole = check_backend(net, x, "onnx")
+    one_input = 8 * whole.values_compared // 5  # bytes of one input's traces
+    parts = check_backend(net, x, "onnx", budget_bytes=2 * one_input)
+    assert (whole.runs, parts.runs) == (1, 3)  # parts of 2, 2, 1 inputs
+    assert whole.exact and parts.exact
+    assert parts.values_compared == whole.values_compared
+    assert (parts.traces, parts.populations) == (whole.traces, whole.populations)
+
+
+def test_check_backend_in_parts_finds_the_first_divergence(compiled_spike_ssm, monkeypatch):
+    """A backend that differs in two samples of two parts: the earlier model step wins
+    (from the later part), named with its sample index in the whole batch, and both
+    differences are counted."""
+    import snncompile.simulate as sim
+
+    net, x = compiled_spike_ssm.netlist, _sdigits(6)
+    wrong = {1: ("blocks.1.act.v", 9), 4: ("blocks.0.ssm.re", 7)}  # sample -> trace, step
+    done = []  # inputs of the parts run so far
+
+    def faulty(backend, net, xs, **kw):
+        result = simulate(net, xs, record=True, record_internals=True)
+        for sample, (trace, step) in wrong.items():
+            if 0 <= sample - sum(done) < len(xs):
+                result.traces[trace][sample - sum(done), step, 3] += 1
+        done.append(len(xs))
+        return result
+
+    monkeypatch.setattr(sim, "run_backend", faulty)
+    one_input = 8 * check_backend(net, x[:1], "reference").values_compared
+    done.clear()
+    check = check_backend(net, x, "reference", budget_bytes=2 * one_input)
+    assert check.runs == 3 and done == [2, 2, 2] and check.values_differing == 2
+    assert "'blocks.0.ssm.re' at model step 7 (sample 4, compartment 3)" in check.divergence
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -9,7 +9,7 @@ Traces are (batch, model step, compartment) arrays keyed by population name, or 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -66,7 +66,7 @@ def first_divergence(
     """
     if set(expected) != set(actual):
         raise ValueError(f"traces present in only one run: {sorted(set(expected) ^ set(actual))}")
-    rank = {name: i for i, name in enumerate(order)}
+    rank = _ranks(order)
     candidates = []  # (model step, rank, name, sample, compartment, expected, actual)
     counts: dict[str, int] = {}
     for name in expected:
@@ -78,21 +78,54 @@ def first_divergence(
             continue
         counts[name] = len(bad)
         b, t, i = min(bad.tolist(), key=lambda idx: (idx[1], idx[0], idx[2]))
-        position = rank.get(name, rank.get(name.rsplit(".", 1)[0], len(rank)))
-        candidates.append((t, position, name, b, i, want[b, t, i], got[b, t, i]))
+        candidates.append((t, _position(name, rank), name, b, i, want[b, t, i], got[b, t, i]))
     if not candidates:
         return None
     t, _, name, b, i, want, got = min(candidates, key=lambda c: c[:3])
     return Divergence(name, int(t), int(b), int(i), float(want), float(got), counts)
 
 
+def _ranks(order: Sequence[str]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(order)}
+
+
+def _position(name: str, rank: Mapping[str, int]) -> int:
+    """Where a trace ranks: its population's place in the order ("<pop>.<state>" too)."""
+    return rank.get(name, rank.get(name.rsplit(".", 1)[0], len(rank)))
+
+
+def earliest_divergence(
+    parts: Sequence[tuple[Divergence, int]], order: Sequence[str] = ()
+) -> Divergence | None:
+    """The first divergence of one run compared in parts of its batch: each part's
+    divergence with the index of the part's first sample. The same order as
+    `first_divergence` (model step, population order, sample, compartment), with
+    sample indices of the whole batch and the differing values summed over the parts."""
+    if not parts:
+        return None
+    rank = _ranks(order)
+
+    def key(part: tuple[Divergence, int]) -> tuple:
+        d, offset = part
+        return (d.step, _position(d.population, rank), d.population, d.sample + offset)
+
+    first, offset = min(parts, key=key)
+    counts: dict[str, int] = {}
+    for d, _ in parts:
+        for name, count in d.differing.items():
+            counts[name] = counts.get(name, 0) + count
+    return replace(first, sample=first.sample + offset, differing=counts)
+
+
 @dataclass(frozen=True)
 class RunDiff:
     """How two simulator runs differ: a description of the first difference (None when
-    they agree) and how many values differ in all traces and the readout."""
+    they agree), how many values differ in all traces and the readout, and the first
+    differing trace value when there is one."""
 
     message: str | None
     differing: int
+    divergence: Divergence | None = None
 
 
 def diff_runs(
@@ -118,7 +151,7 @@ def diff_runs(
             differing += int(np.count_nonzero(bad))
         if message is None and np.any(bad):
             message = f"{field} differs: expected {want.tolist()}, got {got.tolist()}"
-    return RunDiff(message, differing)
+    return RunDiff(message, differing, divergence)
 
 
 def compare_runs(
