@@ -248,6 +248,8 @@ def verify_model(
 
     if target not in BACKENDS:
         raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UsageError(f"--limit must be a positive number of inputs, got {limit!r}")
     step = on_step or (lambda name: None)
     if is_nir_source(source):
         report, x, compiled = _verify_nir(

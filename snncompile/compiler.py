@@ -11,6 +11,7 @@ intermediate so inspect, verify and the targets can use the stage they need.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,14 +94,15 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
         raise CorruptInputError(f"{what} file {path} does not exist")
     try:
         loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return {"x": loaded}
+        with loaded:  # members load lazily: their errors surface here
+            return {key: loaded[key] for key in loaded.files}
     except ValueError as exc:
         raise CorruptInputError(f"{what} file {path} is not a plain numpy array ({exc})") from None
-    except OSError as exc:
-        raise CorruptInputError(f"{what} file {path} is unreadable ({exc})") from None
-    if isinstance(loaded, np.ndarray):
-        return {"x": loaded}
-    with loaded:
-        return {key: loaded[key] for key in loaded.files}
+    except (OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise CorruptInputError(f"{what} file {path} is unreadable ({reason})") from None
 
 
 def check_inputs(x: np.ndarray, width: int, *, what: str) -> np.ndarray:

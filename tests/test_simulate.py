@@ -148,3 +148,29 @@ def test_simulate_shows_progress_on_a_terminal_only(artifact, inputs, capsys, mo
     code, text, err = _run(capsys, *argv)
     assert code == 0 and "predictions" in text
     assert "simulating on reference" in err
+
+
+def test_huge_inputs_saturate_with_their_sign(artifact) -> None:
+    """Beyond 2**63 the int64 cast used to wrap: 1e300 was sent as the negative limit."""
+    from snncompile.artifact import read_artifact
+    from snncompile.reference.kinds import Events
+    from snncompile.reference.simulator import encode_input
+
+    net = read_artifact(artifact).netlist
+    limit = (1 << (net.formats.message_bits - 1)) - 1
+    x = np.array([1e300, -1e300, 1e18, 0.0]).reshape(1, 4, 1)
+    events = Events()
+    sent = encode_input(net, x, events)
+    assert sent.ravel().tolist() == [limit, -limit, limit, 0]
+    assert events.counts[net.input.name] == 3
+
+
+@pytest.mark.parametrize("kind", ["empty.npy", "empty.npz", "truncated.npz"])
+def test_empty_or_truncated_input_file_is_exit_6(artifact, inputs, tmp_path, capsys, kind):
+    path = tmp_path / kind
+    if kind == "truncated.npz":
+        path.write_bytes(inputs.read_bytes()[:200])
+    else:
+        path.write_bytes(b"")
+    code, _, err = _run(capsys, "simulate", str(artifact), "--input", str(path))
+    assert code == 6 and len(err.strip().splitlines()) == 1 and kind in err

@@ -195,3 +195,19 @@ def test_a_target_that_differs_fails_verify_with_exit_3(monkeypatch, capsys) -> 
     assert code == 3
     assert "1 differ: NOT exact" in out
     assert "population 'blocks.1.act.v' at model step 17 (sample 3, compartment 5)" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--limit", "0"),
+        ("--limit", "-1"),
+        ("--min-argmax-agreement", "nan"),
+        ("--max-accuracy-drop", "nan"),
+        ("--min-spike-agreement", "2"),
+    ],
+)
+def test_verify_refuses_meaningless_limits_and_tolerances(capsys, argv) -> None:
+    """A NaN tolerance compares False both ways and passed every check."""
+    code, out, err = _run(capsys, "verify", SPIKE_SSM, *argv)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1

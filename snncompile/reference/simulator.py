@@ -63,7 +63,11 @@ def encode_input(net: Netlist, x: np.ndarray, events: Events | None = None) -> n
     x = np.asarray(x, dtype=np.float64)
     if net.numeric == "float64":
         return x
-    ints = np.rint(x / net.input_scale).astype(np.int64)
+    # Bounded in float first: beyond 2**63 the int64 cast wraps (1e300 became negative).
+    # One past the limit still counts as a saturation event below.
+    edge = float(1 << (net.formats.message_bits - 1))
+    scaled = np.clip(np.rint(x / net.input_scale), -edge, edge)
+    ints = scaled.astype(np.int64)
     return saturate(ints, net.formats.message_bits, events or Events(), net.input.name)
 
 

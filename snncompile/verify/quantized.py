@@ -10,6 +10,7 @@ the first (population, step) where a spike differs. Tolerances are declared up f
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,18 @@ class Tolerances:
     max_accuracy_drop: float | None = 0.01
     min_spike_agreement: float | None = None
     max_lowering_error: float | None = 1e-9
+
+    def __post_init__(self) -> None:
+        # A NaN criterion compares False both ways and would pass every check.
+        for name, high in (
+            ("min_argmax_agreement", 1.0),
+            ("max_accuracy_drop", 1.0),
+            ("min_spike_agreement", 1.0),
+            ("max_lowering_error", math.inf),
+        ):
+            value = getattr(self, name)
+            if value is not None and not (0.0 <= value <= high):
+                raise UsageError(f"tolerance {name} must be in [0, {high}], got {value}")
 
 
 @dataclass
