@@ -68,13 +68,20 @@ def train_checkpoint(
     from snncompile.checkpoint import save
     from snncompile.data import load_task
     from snncompile.models.backbone import ModelConfig, build_model
+    from snncompile.outputs import check_writable
     from snncompile.train import TrainSettings, calibration_batch, evaluate
 
-    task_args = {"length": listops_length, "depth": listops_depth} if task_name == "listops" else {}
-    task = load_task(task_name, **task_args)
+    # Everything that can be refused is refused before the minutes of training.
+    check_writable(output)
+    if calib_size < 1:
+        raise UsageError(
+            f"--calib-size must be at least 1 (export calibrates on it), got {calib_size}"
+        )
     settings = TrainSettings(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
     )
+    task_args = {"length": listops_length, "depth": listops_depth} if task_name == "listops" else {}
+    task = load_task(task_name, **task_args)
     torch.manual_seed(seed)
     config = ModelConfig(
         family=family,
@@ -182,11 +189,12 @@ def verification_data(
     """(inputs, labels or None, where they came from) for `verify`.
 
     --data FILE (.npy of inputs, or .npz with `x` and optional `y`) wins; else the test
-    split of the task the checkpoint was trained on; else its calibration batch.
+    split of the bundled task the checkpoint was trained on; else its calibration batch.
     """
     import numpy as np
 
     from snncompile.compiler import check_inputs, read_array_file
+    from snncompile.data import TASKS, load_task
 
     labels = None
     if data is not None:
@@ -194,9 +202,7 @@ def verification_data(
         if "x" not in arrays:
             raise UsageError(f"--data {data}: an .npz needs an array named x (and optionally y)")
         x, labels, source = arrays["x"], arrays.get("y"), str(data)
-    elif meta.get("task"):
-        from snncompile.data import load_task
-
+    elif meta.get("task") in TASKS:  # another name is a task of the user's own
         task = load_task(meta["task"], **_task_args(meta))
         x = task.featurize(task.test.inputs)
         labels, source = task.test.labels, f"{meta['task']} test split"

@@ -27,8 +27,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,6 +44,7 @@ from snncompile.ir.serialize import (
     save_graph,
     save_netlist,
 )
+from snncompile.outputs import check_writable, write_directory
 from snncompile.targets import TARGETS, get_target
 
 if TYPE_CHECKING:
@@ -167,7 +166,7 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
     Overwriting is limited to artifacts (or empty directories) so that a mistyped -o
     never deletes an unrelated directory.
     """
-    out = Path(out_dir)
+    out = check_writable(out_dir)
     if not (out.exists() or out.is_symlink()):
         return out
     if not overwrite:
@@ -199,12 +198,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_artifact(
     compiled: Compiled,
     out_dir: str | os.PathLike[str],
@@ -226,11 +219,8 @@ def write_artifact(
     _check_extra_names(target, extra_files)
     out = check_output_dir(out_dir, overwrite)
     report = build_report(compiled, extra_report)  # the slow part, before touching the disk
-    missing_parents = [p for p in reversed(out.absolute().parents) if not p.exists()]
-    tmp: Path | None = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+
+    def fill(tmp: Path) -> None:
         save_netlist(compiled.netlist, tmp)  # type: ignore[arg-type]
         save_graph(compiled.graph, tmp)
         _write_json(tmp / "report.json", report)
@@ -243,18 +233,8 @@ def write_artifact(
                 raise UsageError(f"extra_manifest key {key!r} would replace a built-in entry")
             manifest[key] = value
         _write_json(tmp / "manifest.json", manifest)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an artifact is shareable
-        _move_into_place(tmp, out, overwrite)
-    except BaseException:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for parent in reversed(missing_parents):
-            try:
-                parent.rmdir()
-            except OSError:
-                pass
-        raise
-    return out
+
+    return write_directory(out, fill, overwrite=overwrite)
 
 
 def _check_extra_names(target: str, extra: dict[str, Any]) -> None:
@@ -265,22 +245,6 @@ def _check_extra_names(target: str, extra: dict[str, Any]) -> None:
     for name in extra:
         if Path(name).name != name or name in (*FILES, "manifest.json"):
             raise UsageError(f"extra artifact file name {name!r} is not allowed")
-
-
-def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Rename tmp to out; an existing out (checked replaceable) is swapped out first."""
-    if not (overwrite and out.exists()):
-        os.rename(tmp, out)  # fails rather than merge if out appeared meanwhile (non-empty)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.rename(out, old / "artifact")
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        os.rename(old / "artifact", out)
-        shutil.rmtree(old, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # -- reading ----------------------------------------------------------------------------

@@ -16,18 +16,18 @@ tensors and primitive containers is refused before anything from it runs.
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from snncompile.data import TASKS, check_task_args
 from snncompile.errors import CorruptInputError, UsageError
 from snncompile.models.backbone import ModelConfig, SequenceModel, build_model
+from snncompile.outputs import write_file
 
 FORMAT_NAME = "snncompile-checkpoint"
 FORMAT_VERSION = 1
@@ -94,24 +94,7 @@ def save(
         "calibration": calibration,
         "meta": meta,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a checkpoint is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return write_file(path, lambda f: torch.save(payload, f))
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
@@ -142,40 +125,90 @@ def _read_payload(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _check_finite(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+def _check_state_dict(path: Path, state_dict: Any, config: ModelConfig) -> None:
+    """Tensors only, real and finite, and enough of them for the config (so a corrupt
+    d_model cannot make the rebuild allocate gigabytes before the shapes are compared)."""
+    if not isinstance(state_dict, dict):
+        raise CorruptInputError(f"{path}: missing state_dict")
     for name, tensor in state_dict.items():
         if not isinstance(tensor, torch.Tensor):
             raise CorruptInputError(f"{path}: state_dict entry {name!r} is not a tensor")
+        if tensor.is_complex():
+            raise CorruptInputError(f"{path}: parameter {name!r} is complex; parameters are real")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = tensor[~torch.isfinite(tensor)].flatten()[0].item()
             raise CorruptInputError(f"{path}: parameter {name!r} holds a non-finite value ({bad})")
+    stored = sum(t.numel() for t in state_dict.values())
+    # Every family has the encoder, the decoder and, per block, an S4D with A (H, N/2).
+    needed = config.d_model * (
+        config.d_input + config.d_output + config.n_layers * max(config.d_state // 2, 1)
+    )
+    if needed > stored:
+        raise CorruptInputError(
+            f"{path}: the model config needs at least {needed} parameters, the file holds {stored}"
+        )
+
+
+def _check_calibration(path: Path, calibration: Any, d_input: int) -> torch.Tensor | None:
+    if calibration is None:
+        return None
+    if not isinstance(calibration, torch.Tensor) or not calibration.is_floating_point():
+        what = calibration.dtype if isinstance(calibration, torch.Tensor) else type(calibration)
+        raise CorruptInputError(f"{path}: calibration batch is not a real float tensor ({what})")
+    if calibration.dim() != 3 or calibration.shape[0] < 1 or calibration.shape[-1] != d_input:
+        raise CorruptInputError(
+            f"{path}: calibration batch must be (n, L, {d_input}), got {tuple(calibration.shape)}"
+        )
+    if not bool(torch.isfinite(calibration).all()):
+        raise CorruptInputError(f"{path}: calibration batch holds non-finite values")
+    return calibration
+
+
+def _check_meta_on_load(path: Path, meta: Any) -> dict[str, Any]:
+    """meta is a dict; a bundled task's task_args (verify and evaluate load it) are valid."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise CorruptInputError(f"{path}: meta is a {type(meta).__name__}, not a dict")
+    args = meta.get("task_args")
+    if meta.get("task") in TASKS and args is not None:  # other tasks are the user's own
+        if not isinstance(args, dict) or not set(args) <= {"length", "depth", "seed"}:
+            raise CorruptInputError(f"{path}: meta task_args {args!r} are not valid")
+        try:
+            check_task_args(**args)
+        except UsageError as exc:
+            raise CorruptInputError(f"{path}: meta task_args: {exc}") from None
+    return meta
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint safely and rebuild its model (eval mode)."""
+    """Read a checkpoint safely and rebuild its model (eval mode).
+
+    Anything in the file that is not what `save` writes is CorruptInputError naming the
+    file, before the model is built.
+    """
     path = Path(path)
     payload = _read_payload(path)
+    if not isinstance(payload.get("config"), dict):
+        raise CorruptInputError(f"{path}: invalid model config (not a dict)")
     try:
         config = ModelConfig.from_dict(dict(payload["config"]))
-    except (KeyError, TypeError, UsageError) as exc:
+    except (TypeError, UsageError) as exc:
         raise CorruptInputError(f"{path}: invalid model config ({exc})") from None
     state_dict = payload.get("state_dict")
-    if not isinstance(state_dict, dict):
-        raise CorruptInputError(f"{path}: missing state_dict")
-    _check_finite(path, state_dict)
-    model = build_model(config)
+    _check_state_dict(path, state_dict, config)
+    calibration = _check_calibration(path, payload.get("calibration"), config.d_input)
+    meta = _check_meta_on_load(path, payload.get("meta"))
+    try:
+        model = build_model(config)
+    except UsageError as exc:  # a combination of valid values the model refuses
+        raise CorruptInputError(f"{path}: invalid model config ({exc})") from None
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:200]
         raise CorruptInputError(f"{path}: weights do not fit the model config ({detail})") from None
     model.eval()
-    calibration = payload.get("calibration")
-    if calibration is not None and not isinstance(calibration, torch.Tensor):
-        raise CorruptInputError(f"{path}: calibration batch is not a tensor")
-    if calibration is not None and not math.isfinite(float(calibration.abs().sum())):
-        raise CorruptInputError(f"{path}: calibration batch holds non-finite values")
-    meta = payload.get("meta") or {}
     return Checkpoint(model=model, config=config, calibration=calibration, meta=meta, path=path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import traceback
 
 import click
 
@@ -886,8 +887,8 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
     except SnnCompileError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, and still the documented exit code
+            traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     # standalone_mode=False returns ctx.exit()'s code (e.g. 0 after --help), else the result.

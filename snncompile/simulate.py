@@ -10,7 +10,6 @@ optionally labels `y`, which add an accuracy to the summary).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from snncompile.errors import MissingDependencyError, UsageError
+from snncompile.outputs import check_writable, write_file
 
 
 @dataclass
@@ -113,19 +113,6 @@ def run_backend(
     return BACKENDS[backend](net, x, record, internals and record)
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically: a temporary file beside the target, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def simulate_artifact(
     artifact: str | os.PathLike[str],
     inputs: str | os.PathLike[str] | np.ndarray,
@@ -147,6 +134,8 @@ def simulate_artifact(
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if output is not None and Path(output).suffix != ".npz":
         raise UsageError(f"-o must name an .npz file, got {output}")
+    if output is not None:
+        check_writable(output)  # before the run, not after it
     step = on_step or (lambda name: None)
     step("read")
     source: Any
@@ -191,13 +180,7 @@ def simulate_artifact(
     )
     if output is not None:
         out = Path(output)
-        _write_npz(
-            out,
-            {
-                "logits": result.logits,
-                "predictions": predictions,
-                "readout": result.readout,
-            },
-        )
+        arrays = {"logits": result.logits, "predictions": predictions, "readout": result.readout}
+        write_file(out, lambda f: np.savez(f, **arrays))
         summary.output = str(out)
     return summary

@@ -35,7 +35,13 @@ class TrainSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0 or self.weight_decay < 0:
+        # Written so that NaN fails too (every comparison with NaN is False).
+        if not (
+            self.epochs > 0
+            and self.batch_size > 0
+            and 0 < self.lr < math.inf
+            and 0 <= self.weight_decay < math.inf
+        ):
             raise UsageError(
                 "epochs, batch size and lr must be positive and weight decay non-negative; "
                 f"got {self.epochs}, {self.batch_size}, {self.lr}, {self.weight_decay}"

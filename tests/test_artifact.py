@@ -333,7 +333,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path, small: Compiled, monkeypatc
         raise OSError("disk full")
 
     monkeypatch.setattr(artifact, "save_graph", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UsageError, match=r"deeper/a: cannot write: disk full"):
         write_artifact(small, tmp_path / "new" / "deeper" / "a")
     assert os.listdir(tmp_path) == []  # neither the temporary nor the parents it made
 

@@ -139,3 +139,67 @@ def test_unknown_config_key(tmp_path: Path) -> None:
 def test_calibration_shape_checked_on_save(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="calibration"):
         save(_model(), tmp_path / "m.pt", calibration=torch.randn(4, 10, 5))
+
+
+def _first_weight(payload: dict) -> tuple[str, torch.Tensor]:
+    return next(iter(payload["state_dict"].items()))
+
+
+# Each edit makes a file save() would never write; load must name the file and the fault
+# (exit 6 on the command line) before building anything from it.
+DAMAGED = {
+    "config not a dict": (lambda p: p.update(config="spike-ssm"), "config .not a dict"),
+    "d_model a float": (lambda p: p["config"].update(d_model=8.0), "d_model must be an integer"),
+    "d_model a bool": (lambda p: p["config"].update(d_model=True), "d_model must be an integer"),
+    "beta NaN": (lambda p: p["config"].update(beta=float("nan")), "beta must be finite"),
+    "prenorm a string": (
+        lambda p: p["config"].update(prenorm="yes"),
+        "prenorm must be true or false",
+    ),
+    "d_model huge": (
+        lambda p: p["config"].update(d_model=10**9),
+        r"needs at least \d+ parameters, the file holds \d+",
+    ),
+    "complex weight": (
+        lambda p: p["state_dict"].update({_first_weight(p)[0]: _first_weight(p)[1] * 1j}),
+        "is complex",
+    ),
+    "calibration bool": (lambda p: p.update(calibration=torch.ones(2, 4, 2) > 0), "torch.bool"),
+    "calibration complex": (
+        lambda p: p.update(calibration=torch.ones(2, 4, 2, dtype=torch.complex64)),
+        "complex64",
+    ),
+    "calibration 2-D": (lambda p: p.update(calibration=torch.ones(4, 2)), r"must be \(n, L, 2\)"),
+    "calibration NaN": (
+        lambda p: p.update(calibration=torch.full((2, 4, 2), float("nan"))),
+        "non-finite",
+    ),
+    "meta a list": (lambda p: p.update(meta=[1, 2]), "meta is a list"),
+    "task args not a dict": (
+        lambda p: p["meta"].update(task="listops", task_args=[128]),
+        "task_args .* are not valid",
+    ),
+    "task length a string": (
+        lambda p: p["meta"].update(task="listops", task_args={"length": "long"}),
+        "length must be a non-negative integer",
+    ),
+    "task length huge": (
+        lambda p: p["meta"].update(task="listops", task_args={"length": 10**9}),
+        "length must be at most",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED, ids=list(DAMAGED))
+def test_structurally_damaged_checkpoint_is_refused(tmp_path: Path, case: str) -> None:
+    edit, message = DAMAGED[case]
+    path = save(
+        _model("spike-ssm"), tmp_path / "m.pt", calibration=torch.ones(2, 4, 2), meta={"task": "x"}
+    )
+    payload = torch.load(path, weights_only=True)
+    payload["meta"] = {"task": "sdigits"}
+    edit(payload)
+    torch.save(payload, path)
+    with pytest.raises(CorruptInputError, match=message) as err:
+        load_checkpoint(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)

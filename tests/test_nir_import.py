@@ -756,6 +756,18 @@ def test_shape_mismatch_is_corrupt():
         import_nir(g, dt=1e-3)
 
 
+@pytest.mark.parametrize(("node", "field"), [("lif", "tau"), ("fc", "weight")])
+def test_nan_parameter_is_a_corrupt_file_naming_node_and_field(node, field, tmp_path, cli):
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", lif(2)))
+    getattr(g.nodes[node], field).flat[0] = np.nan
+    nir.write(tmp_path / "nan.nir", g)
+    out = cli("export", str(tmp_path / "nan.nir"), "--dt", "1e-3", "-o", str(tmp_path / "a"))
+    assert out.returncode == 6, out.stderr
+    assert out.stderr == f"error: nan.nir: node {node!r} ({type(g.nodes[node]).__name__}) " \
+        f"has a NaN or infinite {field}\n"  # fmt: skip
+    assert not (tmp_path / "a").exists()
+
+
 def test_unsupported_neuron_parameters_are_all_named():
     bad = lif(2)
     bad.v_reset = np.full(2, 0.5)

@@ -31,8 +31,21 @@ def _identity(x: np.ndarray) -> np.ndarray:
     return x
 
 
+MAX_LISTOPS_LENGTH = 1 << 14  # the 9000 expressions load_task makes then hold 1.2 GB of ids
+
+
+def check_task_args(*, length: int = 128, depth: int = 4, seed: int = 0) -> None:
+    """UsageError unless the task arguments are integers in range."""
+    for arg, value in (("length", length), ("depth", depth), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"task {arg} must be a non-negative integer, got {value!r}")
+    if length > MAX_LISTOPS_LENGTH:
+        raise UsageError(f"task length must be at most {MAX_LISTOPS_LENGTH}, got {length}")
+
+
 def load_task(name: str, *, length: int = 128, depth: int = 4, seed: int = 0) -> Task:
     """Load a bundled task by name. `length`, `depth` and `seed` apply to listops."""
+    check_task_args(length=length, depth=depth, seed=seed)
     if name == "sdigits":
         from snncompile.data.sdigits import N_CLASSES, load_sdigits
 

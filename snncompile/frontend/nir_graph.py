@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from snncompile.errors import CorruptInputError, MissingDependencyError, UnsupportedError
 
 
@@ -96,6 +98,17 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
     return graph, [warning]
 
 
+def _check_finite(name: str, node: Any) -> None:
+    """A NaN or inf parameter is a damaged file (it would surface later, folded into some
+    other value, as a confusing error about that value)."""
+    for key, value in vars(node).items():
+        array = np.asarray(value) if isinstance(value, (np.ndarray, float)) else None
+        if array is not None and array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise CorruptInputError(
+                f"node {name!r} ({type(node).__name__}) has a NaN or infinite {key}"
+            )
+
+
 def flatten(graph: Any, warnings: list[str] | None = None) -> FlatNir:
     """Flatten nested subgraphs (see the module docstring); CorruptInputError on dangling
     edges, UnsupportedError unless there is exactly one top-level Input and Output."""
@@ -121,6 +134,7 @@ def flatten(graph: Any, warnings: list[str] | None = None) -> FlatNir:
                 entry[full], exit_[full] = f"{full}.{ins[0]}", f"{full}.{outs[0]}"
                 relays.update((entry[full], exit_[full]))
             else:
+                _check_finite(full, node)
                 nodes[full] = node
         for src, dst in g.edges:
             s = exit_.get(prefix + str(src), prefix + str(src))

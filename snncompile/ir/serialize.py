@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import fields
@@ -37,6 +36,7 @@ from snncompile.errors import CorruptInputError, UsageError
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.ir.ops import OPS, InvalidGraphError
+from snncompile.outputs import write_file
 
 VERSION = 1
 NETLIST_FORMAT = "snncompile-netlist"
@@ -103,32 +103,14 @@ def _plain(value: Any, where: str) -> Any:
     raise UsageError(f"{where} holds a {type(value).__name__}, which cannot be saved as JSON")
 
 
-def _write_atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; these are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _save(directory: str | os.PathLike[str], stem: str, doc: dict, arrays: _ArrayWriter) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     doc["arrays"] = f"{stem}.npz"
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
     # The .npz goes first: a JSON file on disk always names arrays that exist.
-    _write_atomic(directory / f"{stem}.npz", lambda f: np.savez(f, **arrays.arrays), "wb")
-    _write_atomic(directory / f"{stem}.json", lambda f: f.write(text), "w")
+    write_file(directory / f"{stem}.npz", lambda f: np.savez(f, **arrays.arrays))
+    write_file(directory / f"{stem}.json", lambda f: f.write(text), "w")
     return directory / f"{stem}.json"
 
 

@@ -16,6 +16,7 @@ Act and Mix per family (PAPERS.md):
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from snncompile.models.norm import SequenceBatchNorm
 from snncompile.models.s4d import DISCRETIZATIONS, INITS, S4D
 
 POOLINGS = ("mean", "last")
+_FIELD_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,14 @@ class ModelConfig:
     lif_mode: str = "sdn"
 
     def __post_init__(self) -> None:
+        # Types first: a config read from a file may hold anything plain data can.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            allowed = _FIELD_TYPES[str(f.type)]
+            if not isinstance(value, allowed) or (f.type != "bool" and isinstance(value, bool)):
+                raise UsageError(f"{f.name} must be {_TYPE_NAMES[str(f.type)]}, got {value!r}")
+            if f.type == "float" and not math.isfinite(value):
+                raise UsageError(f"{f.name} must be finite, got {value!r}")
         if self.family not in FAMILIES:
             raise UsageError(f"unknown model family {self.family!r}; known: {', '.join(FAMILIES)}")
         for name in ("d_input", "d_output", "d_model", "n_layers", "d_state"):

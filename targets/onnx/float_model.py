@@ -20,8 +20,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +30,7 @@ import numpy as np
 
 from snncompile import __version__
 from snncompile.errors import CorruptInputError, EquivalenceError, UnsupportedError, UsageError
+from snncompile.outputs import check_writable, write_directory
 from snncompile.reference.simulator import SimResult
 
 FLOAT_FORMAT = "snncompile-onnx-float"
@@ -273,7 +272,7 @@ def check_float_output(out_dir: str | os.PathLike[str], overwrite: bool) -> Path
     """As artifact.check_output_dir, and a float export may replace an earlier one."""
     from snncompile.artifact import check_output_dir
 
-    out = Path(out_dir)
+    out = check_writable(out_dir)
     if overwrite and out.is_dir() and not out.is_symlink():
         try:
             data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
@@ -299,27 +298,14 @@ def _sha256(path: Path) -> str:
 
 def _write_dir(out: Path, writers: dict, manifest: dict[str, Any], overwrite: bool) -> Path:
     """Write the files and the manifest (with their sha256) atomically into `out`."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         for name, writer in writers.items():
             writer(tmp / name)
         manifest["files"] = {name: _sha256(tmp / name) for name in writers}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)
-        if overwrite and out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.rename(out, old / "artifact")
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write_directory(out, fill, overwrite=overwrite)
 
 
 # ---- running (no torch) ----------------------------------------------------------------

@@ -1,0 +1,153 @@
+"""Writing what a command produces: checked before the slow work, then written atomically.
+
+    check_writable(path, what="-o")           # before compiling or training: UsageError
+    write_file(path, lambda f: f.write(b), "wb")   # a temporary file beside it, renamed
+    write_directory(out, fill, overwrite=False)     # a temporary directory beside it, renamed
+
+A destination that cannot be written (a read-only directory, a parent that is a file)
+is a usage error (exit 2, OutputError) naming the path, never a traceback after minutes of work, and
+a failed write leaves nothing behind: no partial file, no half-filled directory, no
+parent directories created for it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from snncompile.errors import UsageError
+
+
+def umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(path: str | os.PathLike[str], *, what: str = "-o") -> Path:
+    """Raise UsageError unless `path` can be created or replaced by this process.
+
+    Walks up to the nearest existing ancestor: it must be a directory this process may
+    create entries in (parents that do not exist yet are made when writing).
+    """
+    path = Path(path)
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        if ancestor.is_symlink():  # a dangling link: mkdir would fail on it
+            raise UsageError(f"{what} {path}: {ancestor} is a broken symbolic link")
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{what} {path}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: no permission to write in {ancestor}")
+    return path
+
+
+class OutputError(UsageError):
+    """A destination could not be written (exit 2, as any other bad -o)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: cannot write: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _reason(exc: BaseException) -> str | None:
+    """What went wrong, if `exc` is a failed write (else None: not ours to rename)."""
+    if isinstance(exc, OutputError):
+        return exc.reason
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    return None
+
+
+def write_file(
+    path: str | os.PathLike[str], write: Callable[[IO[Any]], None], mode: str = "wb"
+) -> Path:
+    """Write `path` atomically: `write(f)` fills a temporary file beside it, then a rename.
+
+    The file gets the usual permissions (0666 less the umask; mkstemp makes 0600).
+    """
+    path = Path(path)
+    created = _missing_parents(path)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~umask())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        _remove_empty(created)
+        reason = _reason(exc)
+        if reason is not None:
+            raise OutputError(path, reason) from None
+        raise
+    return path
+
+
+def write_directory(
+    out: str | os.PathLike[str], fill: Callable[[Path], None], *, overwrite: bool = False
+) -> Path:
+    """Create directory `out` atomically: `fill(tmp)` writes into a temporary directory
+    beside it, which is then renamed into place.
+
+    With `overwrite`, an existing `out` (the caller has checked it may be replaced) is
+    moved aside first and restored if the rename fails. Permissions: 0777 less the umask.
+    """
+    out = Path(out)
+    created = _missing_parents(out)
+    tmp: Path | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        fill(tmp)
+        os.chmod(tmp, 0o777 & ~umask())
+        _move_into_place(tmp, out, overwrite)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        reason = _reason(exc)  # a file inside failing is the directory failing
+        if reason is not None:
+            raise OutputError(out, reason) from None
+        raise
+    return out
+
+
+def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename tmp to out; an existing out (checked replaceable) is swapped out first."""
+    if not (overwrite and out.exists()):
+        os.rename(tmp, out)  # fails rather than merge if out appeared meanwhile (non-empty)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.rename(out, old / "artifact")
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old / "artifact", out)
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The parents of `path` that do not exist yet, outermost first."""
+    return [p for p in reversed(path.absolute().parents) if not p.exists()]
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove directories this write created (innermost first) if they are still empty."""
+    for parent in reversed(created):
+        try:
+            parent.rmdir()
+        except OSError:
+            pass

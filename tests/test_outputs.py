@@ -1,0 +1,171 @@
+"""Outputs: refused up front when they cannot be written, written atomically, and a failed
+write is one usage error naming the destination, with nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snncompile.cli import main
+from snncompile.errors import UsageError
+from snncompile.outputs import OutputError, check_writable, umask, write_directory, write_file
+
+CHECKPOINT = Path(__file__).parent.parent / "examples" / "checkpoints" / "spike-ssm-sdigits.pt"
+
+
+def test_write_file_is_atomic_with_ordinary_permissions(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "a" / "b" / "f.bin", lambda f: f.write(b"payload"))
+    assert path.read_bytes() == b"payload"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask()
+    assert os.listdir(path.parent) == ["f.bin"]
+
+
+def test_failed_write_file_leaves_nothing_not_even_its_parents(tmp_path: Path) -> None:
+    def half_then_full(f) -> None:  # type: ignore[no-untyped-def]
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"f\.bin: cannot write: No space left on device"):
+        write_file(tmp_path / "new" / "f.bin", half_then_full)
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_write_file_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+
+    def broken(f) -> None:  # type: ignore[no-untyped-def]
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OutputError):
+        write_file(path, broken)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_a_file_failing_inside_a_directory_names_the_directory(tmp_path: Path) -> None:
+    def fill(tmp: Path) -> None:
+        write_file(tmp / "inner.npz", lambda f: f.write(b"x"))
+        write_file(tmp / "broken.npz", lambda f: (_ for _ in ()).throw(OSError(28, "disk full")))
+
+    out = tmp_path / "deep" / "art"
+    with pytest.raises(OutputError) as err:
+        write_directory(out, fill)
+    assert err.value.path == out and str(err.value) == f"{out}: cannot write: disk full"
+    assert os.listdir(tmp_path) == []
+
+
+def test_non_write_errors_pass_through_unchanged(tmp_path: Path) -> None:
+    def fill(tmp: Path) -> None:
+        raise UsageError("a bad option found late")
+
+    with pytest.raises(UsageError, match="a bad option found late"):
+        write_directory(tmp_path / "art", fill)
+    assert os.listdir(tmp_path) == []
+
+
+def test_overwrite_swaps_the_directory_whole(tmp_path: Path) -> None:
+    out = write_directory(tmp_path / "art", lambda d: (d / "v").write_text("1"))
+    write_directory(out, lambda d: (d / "w").write_text("2"), overwrite=True)
+    assert os.listdir(out) == ["w"] and os.listdir(tmp_path) == ["art"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask()
+
+
+def test_check_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert check_writable(tmp_path / "not" / "yet" / "there.npz") == tmp_path / "not/yet/there.npz"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match=r"-o .*file/out: .*file is not a directory"):
+        check_writable(tmp_path / "file" / "out")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    with pytest.raises(UsageError, match="broken symbolic link"):
+        check_writable(tmp_path / "dangling" / "out")
+    # Permission bits do not stop root (CI runs as root), so the verdict is faked here.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != tmp_path and real_access(p, mode))
+    with pytest.raises(UsageError, match=f"no permission to write in {tmp_path}$"):
+        check_writable(tmp_path / "sub" / "out.npz", what="--output")
+
+
+def _run(argv: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in argv])
+    return int(done.value.code), capsys.readouterr().err
+
+
+@pytest.fixture
+def blocked(tmp_path: Path) -> Path:
+    """An output path whose parent is a file: unwritable even for root."""
+    (tmp_path / "afile").write_text("not a directory")
+    return tmp_path / "afile" / "out"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", CHECKPOINT],
+        ["export", CHECKPOINT, "--target", "onnx", "--float"],
+        ["train", "--family", "spike-ssm", "--epochs", "1", "--quiet"],
+    ],
+    ids=["export", "export-float", "train"],
+)
+def test_unwritable_output_is_refused_before_the_work(  # type: ignore[no-untyped-def]
+    blocked: Path, capsys, monkeypatch, argv
+) -> None:
+    import snncompile.api as api
+    import snncompile.compiler as compiler
+
+    def too_late(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the slow part ran before the output was checked")
+
+    monkeypatch.setattr(api, "_train_with_progress", too_late)
+    monkeypatch.setattr(compiler, "load_model", too_late)
+    code, err = _run([*argv, "-o", blocked], capsys)
+    assert code == 2 and err == f"error: -o {blocked}: {blocked.parent} is not a directory\n"
+    assert os.listdir(blocked.parent.parent) == ["afile"]
+
+
+def test_unwritable_simulate_output_is_refused_before_the_run(  # type: ignore[no-untyped-def]
+    tmp_path: Path, blocked: Path, capsys, monkeypatch
+) -> None:
+    import snncompile.simulate as simulate
+
+    art = tmp_path / "m.ref"
+    assert _run(["export", CHECKPOINT, "-o", art], capsys)[0] == 0
+    np.save(tmp_path / "x.npy", np.zeros((1, 8, 1), np.float32))
+    monkeypatch.setattr(simulate, "run_backend", lambda *a, **k: pytest.fail("ran"))
+    code, err = _run(
+        ["simulate", art, "--input", tmp_path / "x.npy", "-o", f"{blocked}.npz"], capsys
+    )
+    assert code == 2 and "is not a directory" in err and err.count("\n") == 1
+
+
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(blocked: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, err = _run(["--debug", "export", CHECKPOINT, "-o", blocked], capsys)
+    assert code == 2
+    assert "Traceback (most recent call last)" in err and "check_writable" in err
+    assert err.endswith(f"error: -o {blocked}: {blocked.parent} is not a directory\n")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--lr", "nan", "lr must be positive"),
+        ("--lr", "inf", "lr must be positive"),
+        ("--weight-decay", "nan", "weight decay non-negative"),
+        ("--calib-size", "0", "--calib-size must be at least 1"),
+    ],
+)
+def test_train_refuses_bad_settings_before_training(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys, monkeypatch, option, value, message
+) -> None:
+    import snncompile.api as api
+
+    monkeypatch.setattr(api, "_train_with_progress", lambda *a, **k: pytest.fail("trained"))
+    code, err = _run(
+        ["train", "--family", "spike-ssm", option, value, "-o", tmp_path / "m.pt"], capsys
+    )
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert os.listdir(tmp_path) == []
