@@ -371,7 +371,8 @@ def export_model(
         )
     parsed = module.check_options(options) if module is not None else None  # fail early
     if float_export:
-        return _export_float(source, out_dir, module, entry, calibration, stop_after, overwrite)
+        _check_float_options(source, config, stop_after, dt, reset)
+        return _export_float(source, out_dir, module, entry, calibration, overwrite)
     if stop_after is None:
         if out_dir is None:
             raise UsageError("export needs an output directory (-o OUT)")
@@ -409,13 +410,42 @@ def export_model(
     return ExportResult(compiled, path, report, summary)
 
 
+def _check_float_options(
+    source: Any, config: Any, stop_after: str | None, dt: float | None, reset: str
+) -> None:
+    """--float exports a PyTorch model as it is: options of the integer pipeline or of a
+    NIR import are refused rather than silently ignored."""
+    from snncompile.frontend.nir_compile import is_nir_source
+    from snncompile.quantize.quantize import QuantConfig
+
+    if is_nir_source(source):
+        raise UsageError(
+            "--float exports a PyTorch model; a .nir graph goes to the netlist targets "
+            "(drop --float)"
+        )
+    ignored = [
+        flag
+        for flag, given in (
+            ("--stop-after", stop_after is not None),
+            ("the bit-width options", config is not None and config != QuantConfig()),
+            ("--dt", dt is not None),
+            ("--reset", reset != "zero"),
+        )
+        if given
+    ]
+    if ignored:
+        raise UsageError(
+            f"--float takes the model as it is, without the integer pipeline: "
+            f"{', '.join(ignored)} cannot be used with it"
+        )
+
+
 def _export_float(
     source: Any,
     out_dir: str | Path | None,
     module: Any,
     entry: str | None,
     calibration: Any,
-    stop_after: str | None,
     overwrite: bool,
 ) -> ExportResult:
     """`export --target onnx --float`: the float model's step graph (no netlist)."""
@@ -423,8 +453,6 @@ def _export_float(
 
     from snncompile.compiler import calibration_inputs, load_model
 
-    if stop_after is not None:
-        raise UsageError("--stop-after does not apply to --float (it stops the integer pipeline)")
     if out_dir is None:
         raise UsageError("export needs an output directory (-o OUT)")
     module.check_float_output(out_dir, overwrite)  # fail before the slow part
@@ -438,8 +466,25 @@ def _export_float(
 
 
 def inspect_path(path: str | Path) -> dict[str, Any]:
-    """Describe an artifact directory or a checkpoint file (see the two functions below)."""
-    return inspect_artifact(path) if Path(path).is_dir() else inspect_checkpoint(path)
+    """Describe an artifact directory or a checkpoint file (see the functions below)."""
+    if not Path(path).is_dir():
+        return inspect_checkpoint(path)
+    from snncompile.targets.onnx.float_model import is_float_artifact
+
+    return inspect_float_artifact(path) if is_float_artifact(path) else inspect_artifact(path)
+
+
+def inspect_float_artifact(path: str | Path) -> dict[str, Any]:
+    """The manifest of an `--target onnx --float` export (it has no netlist to describe)."""
+    from snncompile.targets.onnx.float_model import read_float_manifest
+
+    manifest = read_float_manifest(path)
+    return {
+        "kind": "float-artifact",
+        "path": str(path),
+        "manifest": {k: v for k, v in manifest.items() if k != "files"},
+        "files": sorted(manifest["files"]),
+    }
 
 
 def inspect_artifact(path: str | Path) -> dict[str, Any]:

@@ -613,6 +613,8 @@ def inspect_command(path: str, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2))
     elif info["kind"] == "artifact":
         _print_artifact(info)
+    elif info["kind"] == "float-artifact":
+        _print_float_artifact(info)
     else:
         _print_checkpoint(info)
 
@@ -636,15 +638,37 @@ def _print_checkpoint(info: dict) -> None:
         click.echo(f"  {target:<13} {'yes' if verdict['ok'] else 'no'}: {verdict['why']}")
 
 
-def _print_artifact(info: dict) -> None:
+def _print_header(info: dict) -> None:
+    """The lines every artifact kind shares: what it is, where from, made when and with what."""
     m = info["manifest"]
     source = m.get("source", {})
-    origin = source.get("checkpoint") or source.get("entry") or "unknown source"
+    origin = source.get("checkpoint") or source.get("entry") or source.get("nir_file") or "unknown"
     details = ", ".join(f"{k} {source[k]}" for k in ("family", "task") if k in source)
     tools = ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items())
     click.echo(f"artifact {info['path']} ({m['format']} v{m['version']}, target {m['target']})")
     click.echo(f"  source       {origin}" + (f" ({details})" if details else ""))
     click.echo(f"  exported     {m.get('created', '?')} with {tools}")
+
+
+def _print_float_artifact(info: dict) -> None:
+    m = info["manifest"]
+    interface, check = m.get("interface", {}), m.get("check", {})
+    _print_header(info)
+    click.echo(f"  numeric      {m.get('numeric')} (the float model's step graph, no netlist)")
+    click.echo(
+        f"  interface    {m.get('input_size')} inputs -> {m.get('output_size')} outputs, "
+        f"{len(interface.get('states', {}))} state tensors, pooling {interface.get('pooling')}"
+    )
+    click.echo(
+        f"  checked      max relative error {check.get('max_relative_error', float('nan')):.2e} "
+        f"(tolerance {check.get('tolerance')}) against {check.get('reference')}, "
+        f"{check.get('sequences')} x {check.get('steps')} steps"
+    )
+    click.echo(f"  files        {', '.join(info['files'])}")
+
+
+def _print_artifact(info: dict) -> None:
+    _print_header(info)
     click.echo(f"  numeric      {info['numeric']}, formats {info['formats']}")
     click.echo(f"  latency      {_latency_text(info)} from input to readout")
     click.echo(f"  counts       {_format_counts(info['counts'])}")

@@ -84,6 +84,23 @@ def test_negative_delay_and_cycles_refused():
         Netlist(pops, syns, numeric="int")
 
 
+def test_damaged_sizes_and_scales_refused():
+    """Values a damaged file could carry: refused before any buffer is sized from them."""
+    with pytest.raises(InvalidGraphError, match=r"delay must be in \[0, 65536\], got 1000000000"):
+        _net(np.eye(2), delay=10**9)
+    _net(np.eye(2), delay=1 << 16)  # the bound itself is allowed
+    net = _net(np.eye(2))
+    for change, message in (
+        ({"ticks_per_step": 10**9}, "ticks_per_step must be an integer in"),
+        ({"input_scale": 0.0}, "input_scale must be a positive finite number, got 0.0"),
+        ({"input_scale": float("nan")}, "input_scale must be a positive finite number"),
+        ({"output_scale": float("inf")}, "output_scale must be a positive finite number"),
+    ):
+        fields = {"formats": net.formats, "input_scale": 1.0, "output_scale": 1.0, **change}
+        with pytest.raises(InvalidGraphError, match=message):
+            Netlist(net.populations, net.synapses, numeric="int", **fields)
+
+
 def test_float_netlist_accepts_real_weights():
     net = _net([[0.3, -1.7], [2.5, 0.0]], numeric="float64")
     assert net.numeric == "float64"

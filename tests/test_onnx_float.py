@@ -122,3 +122,49 @@ def test_usage_and_tampering(tmp_path):
         simulate_artifact(out, x, backend="onnx")
     with pytest.raises(CorruptInputError):
         simulate_artifact(out, x, backend="reference")  # no netlist in a float export
+
+
+def test_inspect_describes_a_float_export_and_refuses_a_tampered_one(tmp_path, capsys):
+    ckpt, _ = tiny_checkpoint(tmp_path, "binary-s4d-gsu")
+    out = tmp_path / "gsu"
+    export_model(ckpt, out, target="onnx", float_export=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", str(out)])
+    text = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert f"artifact {out} (snncompile-onnx-float v1, target onnx)" in text
+    assert "3 inputs -> 4 outputs" in text and "files        check.npz, model.onnx" in text
+    with pytest.raises(SystemExit):
+        main(["inspect", str(out), "--json"])
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "float-artifact" and info["manifest"]["check"]["sequences"] > 1
+    (out / "check.npz").write_bytes(b"changed")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", str(out)])
+    assert exit_info.value.code == 6 and "check.npz: sha256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"config": "weight_bits=4"}, "the bit-width options cannot be used"),
+        ({"dt": 1e-3}, "--dt cannot be used"),
+        ({"reset": "subtract"}, "--reset cannot be used"),
+        ({"source": "graph.nir"}, "a .nir graph goes to the netlist targets"),
+    ],
+)
+def test_float_export_refuses_options_it_would_ignore(tmp_path, extra, message):
+    from snncompile.quantize.quantize import QuantConfig
+
+    ckpt, _ = tiny_checkpoint(tmp_path, "spike-ssm")
+    kwargs = dict(extra)
+    if kwargs.get("config"):
+        kwargs["config"] = QuantConfig(weight_bits=4)
+    source = tmp_path / kwargs.pop("source") if "source" in kwargs else ckpt
+    if source != ckpt:
+        source.write_bytes(b"")
+    with pytest.raises(UsageError, match=message):
+        export_model(source, tmp_path / "o", target="onnx", float_export=True, **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [ckpt.name] + ([source.name] if source != ckpt else [])
+    )

@@ -24,6 +24,7 @@ every other tick (it keeps its state and sends zero), see docs/numerics.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,12 +235,24 @@ def weight_grid(values: np.ndarray, bits: int) -> tuple[int, int, int]:
     return -256, 254, 1 << (9 - bits)
 
 
+# Delays, lags and ticks per step in ticks. No network we build comes near (Loihi 2's
+# synaptic delays are far shorter); the bound keeps a damaged file from sizing the
+# simulators' delay buffers in gigabytes.
+MAX_TICKS = 1 << 16
+
+
 def validate_netlist(net: Netlist) -> None:
     """Raise InvalidGraphError naming the first broken rule."""
     if net.numeric not in NUMERICS:
         raise InvalidGraphError(f"numeric must be one of {NUMERICS}, got {net.numeric!r}")
-    if not isinstance(net.ticks_per_step, int) or net.ticks_per_step < 1:
-        raise InvalidGraphError(f"ticks_per_step must be an integer >= 1, got {net.ticks_per_step}")
+    if not isinstance(net.ticks_per_step, int) or not 1 <= net.ticks_per_step <= MAX_TICKS:
+        raise InvalidGraphError(
+            f"ticks_per_step must be an integer in [1, {MAX_TICKS}], got {net.ticks_per_step}"
+        )
+    for name in ("input_scale", "output_scale"):
+        scale = getattr(net, name)
+        if not (isinstance(scale, (int, float)) and 0 < scale < math.inf):
+            raise InvalidGraphError(f"{name} must be a positive finite number, got {scale!r}")
     names = [p.name for p in net.populations]
     if len(set(names)) != len(names):
         raise InvalidGraphError("population names must be unique")
@@ -288,10 +301,10 @@ def _validate_synapse(net: Netlist, syn: Synapse) -> None:
         raise InvalidGraphError(
             f"{where}: weight shape {syn.shape}, expected {(dst.input_width, src.size)}"
         )
-    if syn.delay < 0:
-        raise InvalidGraphError(f"{where}: delay must be >= 0, got {syn.delay}")
-    if syn.lag < 0:
-        raise InvalidGraphError(f"{where}: lag must be >= 0, got {syn.lag}")
+    if not 0 <= syn.delay <= MAX_TICKS:
+        raise InvalidGraphError(f"{where}: delay must be in [0, {MAX_TICKS}], got {syn.delay}")
+    if not 0 <= syn.lag <= MAX_TICKS:
+        raise InvalidGraphError(f"{where}: lag must be in [0, {MAX_TICKS}], got {syn.lag}")
     if syn.lag and src.kind == "bias":
         raise InvalidGraphError(f"{where}: a synapse from the bias cannot have a lag")
     values = syn.values()

@@ -21,7 +21,9 @@ from snncompile.targets.onnx.float_model import (
     FloatSession,
     check_float_output,
     export_float,
+    is_float_artifact,
     open_onnx_artifact,
+    read_float_manifest,
     run_float,
 )
 from snncompile.targets.onnx.graph import StepInterface, build_step_model, read_interface
@@ -39,8 +41,10 @@ __all__ = [
     "check_float_output",
     "check_options",
     "export_float",
+    "is_float_artifact",
     "open_onnx_artifact",
     "prepare",
+    "read_float_manifest",
     "read_interface",
     "run_float",
     "run_onnx",

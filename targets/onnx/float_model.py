@@ -379,19 +379,37 @@ def open_onnx_artifact(path: str | os.PathLike[str]) -> tuple[Any, int, int]:
     from .runner import _resolve
 
     path = Path(path)
-    manifest = path / "manifest.json"
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        data = None  # read_artifact below reports what is wrong
-    if isinstance(data, dict) and data.get("format") == FLOAT_FORMAT:
-        session = FloatSession.from_file(_checked_float_file(path, data))
+    if is_float_artifact(path):
+        read_float_manifest(path)  # hash-checked before onnxruntime reads anything
+        session = FloatSession.from_file(path / "model.onnx")
         return session, session.interface.input_size, 0
     session = _resolve(path)
     return session, session.interface.input_size, session.interface.output_latency
 
 
-def _checked_float_file(path: Path, manifest: dict[str, Any]) -> Path:
+def is_float_artifact(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a directory whose manifest says it is a float export."""
+    try:
+        data = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FLOAT_FORMAT
+
+
+def read_float_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of a float export, after its version and every file's sha256 are checked."""
+    path = Path(path)
+    try:
+        data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptInputError(f"{path / 'manifest.json'}: unreadable ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FLOAT_FORMAT:
+        raise CorruptInputError(f"{path / 'manifest.json'}: not a {FLOAT_FORMAT} manifest")
+    _check_float_files(path, data)
+    return data
+
+
+def _check_float_files(path: Path, manifest: dict[str, Any]) -> None:
     if manifest.get("version") != FLOAT_VERSION:
         raise CorruptInputError(
             f"{path / 'manifest.json'}: {FLOAT_FORMAT} version {manifest.get('version')!r} is "
@@ -408,4 +426,3 @@ def _checked_float_file(path: Path, manifest: dict[str, Any]) -> Path:
             raise CorruptInputError(
                 f"{file}: sha256 does not match the manifest (changed after export)"
             )
-    return path / "model.onnx"
