@@ -4,7 +4,7 @@ For each bundled spiking checkpoint:
 
     snncompile evaluate MODEL.pt                              # PyTorch accuracy, spike rates
     snncompile export MODEL.pt --target loihi2 -o OUT.loihi2  # compile, map, DRC, estimate
-    snncompile simulate OUT.loihi2 --input test.npz --backend lava -o out.npz
+    snncompile simulate OUT.loihi2 --input test.npz --backend lava     # Lava, fixed_pt
     snncompile verify MODEL.pt --target lava                  # the three rungs
 
 Each command runs as its own process and its real output is printed under it. The
