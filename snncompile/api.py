@@ -29,7 +29,7 @@ class EvaluationReport:
     spike_rates: dict[str, float]
     n: int
     recorded_accuracy: float | None = None
-    seconds: float = 0.0
+    train_seconds: float | None = None  # set by train; evaluate trains nothing
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,7 +120,7 @@ def train_checkpoint(
         spike_rates=result.spike_rates,
         n=result.n,
         recorded_accuracy=result.accuracy,
-        seconds=history.seconds,
+        train_seconds=history.seconds,
     )
 
 
@@ -188,33 +188,29 @@ def verification_data(
 ) -> tuple[Any, Any, str]:
     """(inputs, labels or None, where they came from) for `verify`.
 
-    --data FILE (.npy of inputs, or .npz with `x` and optional `y`) wins; else the test
+    --data FILE (as simulate's --input: a .npy of inputs (batch, steps, width) or one
+    sequence (steps, width), or an .npz with `x` and optional labels `y`) wins; else the test
     split of the bundled task the checkpoint was trained on; else its calibration batch.
     """
     import numpy as np
 
-    from snncompile.compiler import check_inputs, read_array_file
+    from snncompile.compiler import check_inputs
     from snncompile.data import TASKS, load_task
+    from snncompile.simulate import load_inputs
 
-    labels = None
     if data is not None:
-        arrays = read_array_file(data, what="--data")
-        if "x" not in arrays:
-            raise UsageError(f"--data {data}: an .npz needs an array named x (and optionally y)")
-        x, labels, source = arrays["x"], arrays.get("y"), str(data)
-    elif meta.get("task") in TASKS:  # another name is a task of the user's own
-        task = load_task(meta["task"], **_task_args(meta))
-        x = task.featurize(task.test.inputs)
-        labels, source = task.test.labels, f"{meta['task']} test split"
-    elif calibration is not None:
-        x, source = calibration, "the embedded calibration batch"
+        x, labels = load_inputs(data, width, what="--data")
+        source = str(data)
     else:
-        raise UsageError("no data to verify on: pass --data FILE")
-    x = check_inputs(np.asarray(x), width, what="--data inputs")
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu":
-            raise UsageError(f"--data labels y must be integers of shape ({x.shape[0]},)")
+        if meta.get("task") in TASKS:  # another name is a task of the user's own
+            task = load_task(meta["task"], **_task_args(meta))
+            x, labels = task.featurize(task.test.inputs), np.asarray(task.test.labels)
+            source = f"{meta['task']} test split"
+        elif calibration is not None:
+            x, labels, source = calibration, None, "the embedded calibration batch"
+        else:
+            raise UsageError("no data to verify on: pass --data FILE")
+        x = check_inputs(np.asarray(x), width, what="the verification inputs")
     if limit is not None:
         x = x[:limit]
         labels = None if labels is None else labels[:limit]

@@ -112,7 +112,7 @@ def train(
     )
     click.echo(
         f"saved {output}: test accuracy {result.accuracy:.2%}, "
-        f"spike rates {_format_rates(result.spike_rates)}, {result.seconds:.0f} s"
+        f"spike rates {_format_rates(result.spike_rates)}, {result.train_seconds:.0f} s"
     )
 
 

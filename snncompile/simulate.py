@@ -47,20 +47,23 @@ class SimulationSummary:
         return asdict(self)
 
 
-def load_inputs(path: str | os.PathLike[str], width: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(inputs (B, L, width) float64, labels or None) from a .npy/.npz file."""
+def load_inputs(
+    path: str | os.PathLike[str], width: int, *, what: str = "--input"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(inputs (B, L, width) float64, labels or None) from a .npy/.npz file: x is
+    (batch, steps, width) or one sequence (steps, width); an .npz may add labels y."""
     from snncompile.compiler import check_inputs, read_array_file
 
-    arrays = read_array_file(path, what="--input")
+    arrays = read_array_file(path, what=what)
     if "x" not in arrays:
-        raise UsageError(f"--input {path}: an .npz needs an array named x (and optionally y)")
+        raise UsageError(f"{what} {path}: an .npz needs an array named x (and optionally y)")
     x = arrays["x"]
     if isinstance(x, np.ndarray) and x.ndim == 2:
         x = x[None]  # one sequence
-    x = check_inputs(x, width, what="--input")
+    x = check_inputs(x, width, what=what)
     labels = arrays.get("y")
     if labels is not None and (labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu"):
-        raise UsageError(f"--input labels y must be integers of shape ({x.shape[0]},)")
+        raise UsageError(f"{what} labels y must be integers of shape ({x.shape[0]},)")
     return x, labels
 
 

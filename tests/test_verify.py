@@ -170,6 +170,16 @@ def test_data_file_with_labels(tmp_path: Path, capsys) -> None:
     assert report["n"] == 30 and report["float_accuracy"] is not None
 
 
+def test_data_file_of_one_sequence_as_simulate_takes_it(tmp_path: Path, capsys) -> None:
+    from snncompile.data import load_task
+
+    one = tmp_path / "one.npy"
+    np.save(one, load_task("sdigits").test.inputs[0])  # (64, 1): steps, inputs
+    code, out, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(one), "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 1
+
+
 def test_verify_target_lava_runs_the_third_rung(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "verify", SPIKE_SSM, "--limit", "12", "--target", "lava", "--json")
     report = json.loads(out)
