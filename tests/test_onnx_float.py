@@ -168,3 +168,31 @@ def test_float_export_refuses_options_it_would_ignore(tmp_path, extra, message):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [ckpt.name] + ([source.name] if source != ckpt else [])
     )
+
+
+def test_an_unusable_model_onnx_with_a_matching_hash_is_corrupt_input(tmp_path):
+    """The hash only says the file is the one exported; a garbage or foreign ONNX file
+    (rehashed into the manifest) must still be one line, exit 6, not a decoder traceback."""
+    import hashlib
+
+    import onnx
+
+    from snncompile.targets.onnx import StepSession
+
+    ckpt, x = tiny_checkpoint(tmp_path, "spike-ssm")
+    out = tmp_path / "f"
+    export_model(ckpt, out, target="onnx", float_export=True)
+    foreign = onnx.helper.make_model(onnx.helper.make_graph([], "empty", [], []))
+    for content, message in (
+        (b"\x08garbage", "not a usable ONNX step model"),
+        (foreign.SerializeToString(), "no snncompile float interface"),
+    ):
+        (out / "model.onnx").write_bytes(content)
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["files"]["model.onnx"] = hashlib.sha256(content).hexdigest()
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(CorruptInputError, match=f"model.onnx: .*{message}"):
+            simulate_artifact(out, x, backend="onnx")
+        with pytest.raises(CorruptInputError, match=r"model\.onnx: ") as err:
+            StepSession.from_file(out / "model.onnx")  # the integer step graph's loader
+        assert "\n" not in str(err.value)

@@ -328,7 +328,9 @@ class FloatSession:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> FloatSession:
-        return cls(Path(path).read_bytes())
+        from .runner import load_session
+
+        return load_session(cls, path)
 
 
 def run_float(session: FloatSession, x: np.ndarray) -> SimResult:

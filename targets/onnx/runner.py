@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from snncompile.errors import MissingDependencyError, UsageError
+from snncompile.errors import CorruptInputError, MissingDependencyError, SnnCompileError, UsageError
 from snncompile.ir.netlist import Netlist
 from snncompile.reference.simulator import SimResult
 
@@ -46,6 +46,20 @@ def session_for(model_bytes: bytes, threads: int | None = None) -> Any:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def load_session(kind: Any, path: str | os.PathLike[str], threads: int | None = None) -> Any:
+    """kind(model bytes, threads) for the ONNX file at `path`; a file onnx or onnxruntime
+    cannot take (truncated, not ONNX, without our interface) is CorruptInputError."""
+    try:
+        return kind(Path(path).read_bytes(), threads)
+    except CorruptInputError as exc:
+        raise CorruptInputError(f"{path}: {exc}") from None
+    except SnnCompileError:
+        raise
+    except Exception as exc:  # DecodeError, onnxruntime's Fail/InvalidGraph, KeyError, ...
+        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise CorruptInputError(f"{path}: not a usable ONNX step model ({detail})") from None
 
 
 class StepSession:
@@ -74,7 +88,7 @@ class StepSession:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], threads: int | None = None) -> StepSession:
-        return cls(Path(path).read_bytes(), threads)
+        return load_session(cls, path, threads)
 
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         return {n: np.zeros((batch, *s), np.int64) for n, s in self.interface.states.items()}
