@@ -485,19 +485,18 @@ def inspect_float_artifact(path: str | Path) -> dict[str, Any]:
 
 def inspect_artifact(path: str | Path) -> dict[str, Any]:
     """Populations, synapses, counts and manifest of an artifact (does not import torch)."""
-    from snncompile.artifact import read_artifact
+    from snncompile.artifact import POPULATION_NUMBERS, read_artifact
     from snncompile.targets import TARGETS
 
     art = read_artifact(path)
     net, report, manifest = art.netlist, art.report, art.manifest
     pop_report = report.get("populations", {})
     latency = net.latency()
-    keys = ("in_scale_log2", "out_scale_log2", "threshold_int", "vth", "spike_rate")
     populations = []
     for pop in net.populations:
         noted = pop_report.get(pop.name, {})
         row = {"name": pop.name, "kind": pop.kind, "size": pop.size, "latency": latency[pop.name]}
-        populations.append({**row, **{k: noted[k] for k in keys if k in noted}})
+        populations.append({**row, **{k: noted[k] for k in POPULATION_NUMBERS if k in noted}})
     synapses = [
         {
             "name": syn.name,

@@ -285,7 +285,35 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
         raise CorruptInputError(f"{path / 'report.json'}: not valid JSON ({exc})") from None
     if not isinstance(report, dict):
         raise CorruptInputError(f"{path / 'report.json'}: not a JSON object")
+    _check_fields(path, manifest, report)
     return Artifact(path=path, netlist=netlist, manifest=manifest, report=report)
+
+
+# Per-population numbers of report.json that inspect shows.
+POPULATION_NUMBERS = ("in_scale_log2", "out_scale_log2", "threshold_int", "vth", "spike_rate")
+
+
+def _check_fields(path: Path, manifest: dict[str, Any], report: dict[str, Any]) -> None:
+    """The entries readers (inspect, the targets' summaries) use have the types export
+    writes: a file edited and rehashed by hand is refused here, not in a traceback later."""
+    where = path / "manifest.json"
+    if not isinstance(manifest.get("target"), str):
+        raise CorruptInputError(f"{where}: 'target' is not a name")
+    for key in ("tools", "source", "compartments"):
+        if not isinstance(manifest.get(key, {}), dict):
+            raise CorruptInputError(f"{where}: {key!r} is not an object")
+    populations = report.get("populations", {})
+    if not isinstance(populations, dict) or not all(
+        isinstance(entry, dict) for entry in populations.values()
+    ):
+        raise CorruptInputError(f"{path / 'report.json'}: 'populations' holds a non-object")
+    for name, entry in populations.items():
+        for key in POPULATION_NUMBERS:
+            value = entry.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise CorruptInputError(
+                    f"{path / 'report.json'}: population {name!r} {key} is not a number"
+                )
 
 
 __all__ = [

@@ -326,6 +326,39 @@ def test_damaged_artifact_is_refused(tmp_path: Path, small: Compiled, damage, me
         read_artifact(out)
 
 
+def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-untyped-def]
+    """Edit a file and write its new sha256 into the manifest, as a hand edit would."""
+    _edit_json(directory / name, edit)
+    digest = hashlib.sha256((directory / name).read_bytes()).hexdigest()
+    _edit_json(directory / "manifest.json", lambda j: j["files"].update({name: digest}))
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        ("report.json", lambda j: j.update(populations=[1, 2]), "'populations' holds a non"),
+        (
+            "report.json",
+            lambda j: next(iter(j["populations"].values())).update(spike_rate="high"),
+            "spike_rate is not a number",
+        ),
+        ("manifest.json", lambda j: j.update(source="a.pt"), "'source' is not an object"),
+        ("manifest.json", lambda j: j.update(target=3), "'target' is not a name"),
+    ],
+    ids=["populations a list", "rate a string", "source a string", "target a number"],
+)
+def test_rehashed_hand_edits_are_refused_on_read(  # type: ignore[no-untyped-def]
+    tmp_path: Path, small: Compiled, name, edit, message
+) -> None:
+    out = write_artifact(small, tmp_path / "a")
+    if name == "manifest.json":
+        _edit_json(out / name, edit)
+    else:
+        _rehashed(out, name, edit)
+    with pytest.raises(CorruptInputError, match=message):
+        read_artifact(out)
+
+
 def test_failed_write_leaves_nothing(tmp_path: Path, small: Compiled, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import snncompile.artifact as artifact
 
