@@ -73,6 +73,14 @@ def train_checkpoint(
 
     # Everything that can be refused is refused before the minutes of training.
     check_writable(output)
+    for name, value, high in (
+        ("--width", width, 1 << 14),
+        ("--depth", depth, 256),
+        ("--state-size", state_size, 1 << 14),
+        ("--seed", seed, 2**32 - 1),
+    ):
+        if not 0 <= value <= high:  # beyond these a model exhausts memory before training
+            raise UsageError(f"{name} must be in [0, {high}], got {value}")
     if calib_size < 1:
         raise UsageError(
             f"--calib-size must be at least 1 (export calibrates on it), got {calib_size}"

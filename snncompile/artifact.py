@@ -262,7 +262,9 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise CorruptInputError(f"{path / 'manifest.json'}: no valid 'files' table")
-    target = TARGETS.get(manifest.get("target"))  # type: ignore[arg-type]
+    if not isinstance(manifest.get("target"), str):
+        raise CorruptInputError(f"{path / 'manifest.json'}: 'target' is not a name")
+    target = TARGETS.get(manifest["target"])
     target_files = target.files if target is not None else ()
     unlisted = [name for name in (*FILES, *target_files) if name not in files]
     if unlisted:
@@ -297,8 +299,6 @@ def _check_fields(path: Path, manifest: dict[str, Any], report: dict[str, Any]) 
     """The entries readers (inspect, the targets' summaries) use have the types export
     writes: a file edited and rehashed by hand is refused here, not in a traceback later."""
     where = path / "manifest.json"
-    if not isinstance(manifest.get("target"), str):
-        raise CorruptInputError(f"{where}: 'target' is not a name")
     for key in ("tools", "source", "compartments"):
         if not isinstance(manifest.get(key, {}), dict):
             raise CorruptInputError(f"{where}: {key!r} is not an object")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 import traceback
 
 import click
@@ -899,9 +901,17 @@ def _mark(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
+def _terminated(signum: int, frame: object) -> None:
+    click.echo("terminated", err=True)
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: maps SnnCompileError to its one-line message and exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (timeout, CI cancellation) unwinds like Ctrl-C, so writers clean up.
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         rv = cli.main(args=argv, prog_name="snncompile", standalone_mode=False)
     except click.exceptions.Abort:

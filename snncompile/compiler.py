@@ -87,12 +87,29 @@ def _input_width(model: nn.Module) -> int:
     raise UsageError("cannot tell the model's input width; pass input_size")
 
 
+# Input files are read whole; past this (unpacked) size a file is refused before reading
+# rather than exhausting memory (a small .npz of zeros can unpack to gigabytes).
+MAX_ARRAY_FILE_BYTES = 1 << 31
+
+
 def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.ndarray]:
-    """Arrays from .npy (key "x") or .npz, never unpickling; CorruptInputError otherwise."""
+    """Arrays from .npy (key "x") or .npz, never unpickling; CorruptInputError otherwise,
+    UsageError for a file that unpacks to more than MAX_ARRAY_FILE_BYTES."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CorruptInputError(f"{what} file {path} does not exist")
+    if not path.is_file():
+        raise CorruptInputError(f"{what} file {path} is not a regular file")
     try:
+        unpacked = path.stat().st_size
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                unpacked = sum(info.file_size for info in archive.infolist())
+        if unpacked > MAX_ARRAY_FILE_BYTES:
+            raise UsageError(
+                f"{what} file {path} holds {unpacked / 2**30:.1f} GiB of arrays; the limit "
+                f"is {MAX_ARRAY_FILE_BYTES / 2**30:.0f} GiB: split the inputs into files"
+            )
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return {"x": loaded}

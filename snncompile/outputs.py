@@ -12,12 +12,15 @@ parent directories created for it.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 from snncompile.errors import UsageError
 
@@ -92,6 +95,14 @@ def write_file(
             raise OutputError(path, reason) from None
         raise
     return path
+
+
+def write_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> Path:
+    """write_file of an .npz of `arrays`, packed in memory first: numpy's zip writer left
+    open on a failed disk write prints "Exception ignored" noise after our error line."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return write_file(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def write_directory(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from snncompile.errors import MissingDependencyError, UsageError
-from snncompile.outputs import check_writable, write_file
+from snncompile.outputs import check_writable, write_npz
 
 
 @dataclass
@@ -116,6 +116,50 @@ def run_backend(
     return BACKENDS[backend](net, x, record, internals and record)
 
 
+# The simulators hold every message of a run (reference: (ticks, batch, size) int64 per
+# population); a large batch runs in parts that keep this under the budget.
+RUN_BUDGET_BYTES = 1 << 30
+
+
+def run_in_parts(backend: str, source: Any, x: np.ndarray) -> Any:
+    """run_backend over equal parts of the batch x, each within RUN_BUDGET_BYTES of
+    messages, merged into one result: logits and readout concatenated, saturation events
+    summed, spike rates averaged over all inputs, steps summed (the network steps run).
+    No traces (simulate records none)."""
+    n = int(x.shape[0])
+    per_input = _bytes_per_input(source, int(x.shape[1]))
+    parts = max(1, -(-n * per_input // RUN_BUDGET_BYTES))
+    size = -(-n // parts)
+    results = [run_backend(backend, source, x[i : i + size]) for i in range(0, n, size)]
+    if len(results) == 1:
+        return results[0]
+    merged = results[0]
+    weights = [r.logits.shape[0] / n for r in results]
+    merged.logits = np.concatenate([r.logits for r in results])
+    merged.readout = np.concatenate([r.readout for r in results])
+    merged.steps = sum(r.steps for r in results)  # network steps run, over all parts
+    merged.events = {
+        key: sum(int(r.events.get(key, 0)) for r in results)
+        for key in dict.fromkeys(k for r in results for k in r.events)
+    }
+    merged.spike_rates = {
+        key: float(sum(w * r.spike_rates[key] for w, r in zip(weights, results, strict=True)))
+        for key in merged.spike_rates
+    }
+    return merged
+
+
+def _bytes_per_input(source: Any, steps: int) -> int:
+    """Bytes one input's run holds: every population's messages and summed input over
+    every tick, in int64 (0 for onnx sessions, which stream one step at a time)."""
+    from snncompile.ir.netlist import Netlist
+
+    if not isinstance(source, Netlist):
+        return 0
+    ticks = source.total_ticks(steps)
+    return 8 * ticks * sum(p.size + p.input_width for p in source.populations)
+
+
 def simulate_artifact(
     artifact: str | os.PathLike[str],
     inputs: str | os.PathLike[str] | np.ndarray,
@@ -149,6 +193,13 @@ def simulate_artifact(
         source, width, latency = open_onnx_artifact(artifact)
         ticks = getattr(source.interface, "ticks_per_step", 1)
     else:
+        from snncompile.targets.onnx.float_model import is_float_artifact
+
+        if is_float_artifact(artifact):
+            raise UsageError(
+                f"{artifact} is an `export --float` (no integer netlist): "
+                "simulate it with --backend onnx"
+            )
         source = read_artifact(artifact).netlist
         width, latency = source.input.size, source.output_latency
         ticks = source.ticks_per_step
@@ -164,7 +215,7 @@ def simulate_artifact(
         x = x[:, :steps]
     step("simulate")
     start = time.perf_counter()
-    result = run_backend(backend, source, x)
+    result = run_in_parts(backend, source, x)
     seconds = time.perf_counter() - start
     predictions = result.logits.argmax(axis=1)
     summary = SimulationSummary(
@@ -184,6 +235,6 @@ def simulate_artifact(
     if output is not None:
         out = Path(output)
         arrays = {"logits": result.logits, "predictions": predictions, "readout": result.readout}
-        write_file(out, lambda f: np.savez(f, **arrays))
+        write_npz(out, arrays)
         summary.output = str(out)
     return summary

@@ -273,6 +273,8 @@ def test_bad_target_configs(tmp_path: Path, capsys) -> None:  # type: ignore[no-
         "[limits]\ncore_per_chip = 2\n": (2, "unknown entry limits.core_per_chip"),
         "[limits]\ncores_per_chip = 0\n": (2, "cores_per_chip must be >= 1"),
         "[limits\n": (6, "not valid TOML"),
+        "[energy]\npj_per_mac = nan\n": (2, "must be a finite number"),
+        "[energy]\npj_per_mac = inf\n": (2, "must be a finite number"),
     }
     for text, (code, message) in cases.items():
         (tmp_path / "c.toml").write_text(text)

@@ -768,6 +768,18 @@ def test_nan_parameter_is_a_corrupt_file_naming_node_and_field(node, field, tmp_
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("shape", [(0,), (-3,), (10**9,), (100000, 100000)])
+def test_absurd_input_shapes_are_corrupt_before_anything_is_allocated(shape):
+    g = chain(shape, ("fc", nir.Linear(weight=np.eye(2))))
+    with pytest.raises(CorruptInputError, match=r"node 'input' has shape .* at most \d+ neurons"):
+        import_nir(g, dt=1e-3)
+
+
+def test_a_convolution_padded_past_any_real_size_is_refused():
+    with pytest.raises(CorruptInputError, match=r"too large .* padding \(100000, 100000\)"):
+        conv_matrix(np.ones((2, 1, 3, 3)), (1, 4, 4), (1, 1), (100000, 100000), (1, 1), 1)
+
+
 def test_unsupported_neuron_parameters_are_all_named():
     bad = lif(2)
     bad.v_reset = np.full(2, 0.5)

@@ -120,7 +120,7 @@ def test_usage_and_tampering(tmp_path):
     (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes() + b"\0")
     with pytest.raises(CorruptInputError, match="sha256"):
         simulate_artifact(out, x, backend="onnx")
-    with pytest.raises(CorruptInputError):
+    with pytest.raises(UsageError, match="simulate it with --backend onnx"):
         simulate_artifact(out, x, backend="reference")  # no netlist in a float export
 
 

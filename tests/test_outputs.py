@@ -156,6 +156,9 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(blocked: Path, capsys
         ("--lr", "inf", "lr must be positive"),
         ("--weight-decay", "nan", "weight decay non-negative"),
         ("--calib-size", "0", "--calib-size must be at least 1"),
+        ("--width", "100000000", "--width must be in [0, 16384]"),
+        ("--depth", "100000000", "--depth must be in [0, 256]"),
+        ("--seed", "-1", "--seed must be in [0, 4294967295]"),
     ],
 )
 def test_train_refuses_bad_settings_before_training(  # type: ignore[no-untyped-def]
@@ -169,3 +172,58 @@ def test_train_refuses_bad_settings_before_training(  # type: ignore[no-untyped-
     )
     assert code == 2 and message in err and err.count("\n") == 1
     assert os.listdir(tmp_path) == []
+
+
+def test_sigterm_mid_write_exits_143_and_leaves_nothing(tmp_path: Path) -> None:
+    """timeout(1) and CI cancellation send SIGTERM: the writers unwind as for Ctrl-C."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, signal
+import snncompile.artifact as artifact
+from snncompile.cli import main
+real = artifact.save_graph
+def save_then_terminated(*args):
+    real(*args)
+    os.kill(os.getpid(), signal.SIGTERM)
+artifact.save_graph = save_then_terminated
+main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "art")!r}])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.endswith("terminated\n")
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_npz_round_trips_and_a_failed_write_says_one_thing(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capfd, monkeypatch
+) -> None:
+    import gc
+
+    from snncompile.outputs import write_npz
+
+    path = write_npz(tmp_path / "a.npz", {"x": np.arange(5)})
+    with np.load(path) as loaded:
+        assert loaded["x"].tolist() == [0, 1, 2, 3, 4]
+
+    class FullDisk:
+        def __init__(self, f) -> None:  # type: ignore[no-untyped-def]
+            self.f = f
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
+            self.f.close()
+
+        def write(self, data) -> None:  # type: ignore[no-untyped-def]
+            raise OSError(28, "No space left on device")
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    with pytest.raises(OutputError, match="No space left on device"):
+        write_npz(tmp_path / "b.npz", {"x": np.zeros(1000)})
+    gc.collect()  # numpy's zip writer, had it been left open, complains when collected
+    assert capfd.readouterr().err == ""
+    assert sorted(os.listdir(tmp_path)) == ["a.npz"]

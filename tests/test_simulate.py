@@ -174,3 +174,34 @@ def test_empty_or_truncated_input_file_is_exit_6(artifact, inputs, tmp_path, cap
         path.write_bytes(b"")
     code, _, err = _run(capsys, "simulate", str(artifact), "--input", str(path))
     assert code == 6 and len(err.strip().splitlines()) == 1 and kind in err
+
+
+def test_a_large_batch_runs_in_parts_with_the_same_results(artifact, inputs, monkeypatch):
+    """Parts bound the memory of a run; predictions, readout, events and spike rates are
+    those of one whole-batch run."""
+    import snncompile.simulate as sim
+
+    x = np.load(inputs)["x"][:7]
+    whole = sim.simulate_artifact(artifact, x)
+    calls = []
+    real = sim.run_backend
+    monkeypatch.setattr(sim, "RUN_BUDGET_BYTES", 1)  # one input per part
+    monkeypatch.setattr(sim, "run_backend", lambda *a, **k: calls.append(1) or real(*a, **k))
+    parts = sim.simulate_artifact(artifact, x)
+    assert len(calls) == 7
+    assert parts.predictions == whole.predictions
+    assert parts.saturation_events == whole.saturation_events
+    for name, rate in whole.spike_rates.items():
+        assert parts.spike_rates[name] == pytest.approx(rate, rel=1e-12)
+
+
+def test_an_input_file_that_unpacks_past_the_limit_is_refused_unread(tmp_path, monkeypatch):
+    import snncompile.compiler as compiler
+    from snncompile.errors import UsageError
+
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, x=np.zeros((4096, 64, 1)))  # 2 MiB unpacked, a few KB packed
+    monkeypatch.setattr(compiler, "MAX_ARRAY_FILE_BYTES", 1 << 20)
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("read before the size check"))
+    with pytest.raises(UsageError, match=r"holds 0\.0 GiB of arrays; the limit is 0 GiB"):
+        compiler.read_array_file(bomb, what="--input")

@@ -155,6 +155,11 @@ def conv_matrix(
     ow = (w + padding[1] + after[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     if oh <= 0 or ow <= 0:
         raise CorruptInputError(f"convolution output would be empty for input {in_shape}")
+    if n_out * cg * kh * kw * oh * ow > MAX_NODE_NEURONS * 4:  # six int64 index grids below
+        raise CorruptInputError(
+            f"convolution of {n_out}x{cg}x{kh}x{kw} weights over a {oh}x{ow} output is too "
+            f"large (check its padding {padding} and stride {stride})"
+        )
     o, c, ky, kx, y, x = np.meshgrid(
         np.arange(n_out), np.arange(cg), np.arange(kh), np.arange(kw), np.arange(oh),
         np.arange(ow), indexing="ij",
@@ -343,6 +348,25 @@ def neuron_params(name: str, node: Any, dt: float) -> NeuronParams:
 # ---- the import --------------------------------------------------------------------------
 
 
+# Neurons of one NIR node. Far beyond any graph we have seen (the Sinabs CNN's largest
+# layer has 8,192); above it a damaged shape would allocate gigabytes before failing.
+MAX_NODE_NEURONS = 1 << 22
+
+
+def _checked_shape(name: str, shape: Any) -> tuple[int, ...]:
+    """A node's shape as positive ints with at most MAX_NODE_NEURONS elements."""
+    try:
+        dims = tuple(int(n) for n in np.atleast_1d(shape))
+    except (TypeError, ValueError):
+        raise CorruptInputError(f"node {name!r} declares the shape {shape!r}") from None
+    if not dims or min(dims) < 1 or math.prod(dims) > MAX_NODE_NEURONS:
+        raise CorruptInputError(
+            f"node {name!r} has shape {dims}: each size must be positive and the node "
+            f"at most {MAX_NODE_NEURONS} neurons"
+        )
+    return dims
+
+
 class _Importer:
     def __init__(self, flat: FlatNir, dt: float) -> None:
         self.flat = flat
@@ -364,8 +388,8 @@ class _Importer:
             shape = self.flat.nodes[name].input_type.get("input")
             if shape is None:
                 raise CorruptInputError(f"Input node {name!r} declares no shape")
-            return tuple(int(n) for n in np.atleast_1d(shape))
-        return _neuron_shape(self.flat.nodes[name])
+            return _checked_shape(name, shape)
+        return _checked_shape(name, _neuron_shape(self.flat.nodes[name]))
 
     def output_of(self, name: str) -> tuple[Expr, tuple[int, ...]]:
         """A node's output as an Expr over sources, and its shape."""

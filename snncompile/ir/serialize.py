@@ -36,7 +36,7 @@ from snncompile.errors import CorruptInputError, UsageError
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.ir.ops import OPS, InvalidGraphError
-from snncompile.outputs import write_file
+from snncompile.outputs import write_file, write_npz
 
 VERSION = 1
 NETLIST_FORMAT = "snncompile-netlist"
@@ -109,7 +109,7 @@ def _save(directory: str | os.PathLike[str], stem: str, doc: dict, arrays: _Arra
     doc["arrays"] = f"{stem}.npz"
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
     # The .npz goes first: a JSON file on disk always names arrays that exist.
-    write_file(directory / f"{stem}.npz", lambda f: np.savez(f, **arrays.arrays))
+    write_npz(directory / f"{stem}.npz", arrays.arrays)
     write_file(directory / f"{stem}.json", lambda f: f.write(text), "w")
     return directory / f"{stem}.json"
 

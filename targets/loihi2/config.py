@@ -100,6 +100,8 @@ def _entry(raw: Any, where: str, default: Entry | None, origin: str | None) -> E
         value = float(value)
     if not isinstance(value, (int, float, bool)):
         raise UsageError(f"{where}: value must be a number or boolean, got {value!r}")
+    if isinstance(value, float) and not abs(value) < 1e100:  # NaN, inf: the report is JSON
+        raise UsageError(f"{where}: value must be a finite number below 1e100, got {value!r}")
     if not isinstance(verified, bool):
         raise UsageError(f"{where}: 'verified' must be true or false")
     if source is None:

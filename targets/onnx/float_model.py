@@ -30,7 +30,7 @@ import numpy as np
 
 from snncompile import __version__
 from snncompile.errors import CorruptInputError, EquivalenceError, UnsupportedError, UsageError
-from snncompile.outputs import check_writable, write_directory
+from snncompile.outputs import check_writable, write_directory, write_npz
 from snncompile.reference.simulator import SimResult
 
 FLOAT_FORMAT = "snncompile-onnx-float"
@@ -263,7 +263,7 @@ def export_float(
     }
     writers = {
         "model.onnx": lambda path: path.write_bytes(model_bytes),
-        "check.npz": lambda path: _save_npz(path, x=x, logits=expected),
+        "check.npz": lambda path: write_npz(path, {"x": x, "logits": expected}),
     }
     return _write_dir(out, writers, manifest, overwrite)
 
@@ -285,11 +285,6 @@ def check_float_output(out_dir: str | os.PathLike[str], overwrite: bool) -> Path
 
 def _next(names: list[str]) -> list[str]:
     return [f"next:{name}" for name in names]
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
 
 
 def _sha256(path: Path) -> str:
