@@ -257,6 +257,9 @@ def test_delay_node_shifts_by_whole_steps():
     assert lags == [0, 2, 3]
     with pytest.raises(UnsupportedError, match="whole"):
         import_nir(graph(nodes, edges), dt=0.7e-3)
+    nodes["delay"] = nir.Delay(delay=np.array([0.0, 2e-3, 10.0]))  # 10 s: 100,000 steps at 1e-4 s
+    with pytest.raises(UnsupportedError, match=r"delay of 100000 steps .* beyond the 65536"):
+        import_nir(graph(nodes, edges), dt=1e-4)
 
 
 def test_neuron_fed_only_through_delays_reference_and_lava():

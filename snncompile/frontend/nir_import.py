@@ -49,6 +49,7 @@ from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
 from snncompile.frontend.nir_graph import FlatNir, _nir, forward_order, load_flat
 from snncompile.ir import ops
 from snncompile.ir.graph import Graph, Node
+from snncompile.ir.netlist import MAX_TICKS
 from snncompile.ir.nir_ops import EulerNeuron, Feedback, SparseLinear
 
 RESET_MODES = ("zero", "subtract")
@@ -278,6 +279,11 @@ def linear_parts(
             raise UnsupportedError(
                 f"node {name!r} (Delay): delays {np.unique(delay * dt)} s are not whole "
                 f"multiples of dt = {dt} s"
+            )
+        if steps.max(initial=0) > MAX_TICKS:
+            raise UnsupportedError(
+                f"node {name!r} (Delay): a delay of {int(steps.max())} steps at dt = {dt} s "
+                f"is beyond the {MAX_TICKS} steps a netlist holds"
             )
         parts = [
             (int(d), sparse.diags((steps == d).astype(float)).tocsr()) for d in np.unique(steps)
