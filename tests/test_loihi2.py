@@ -203,6 +203,21 @@ def test_manifest_must_list_the_target_files(spike_ssm: Path, tmp_path: Path) ->
         read_artifact(copy)
 
 
+@pytest.mark.parametrize("name", ["resources.json", "estimate.json"])
+def test_inspect_refuses_a_rehashed_hand_edit_of_the_loihi2_files(  # type: ignore[no-untyped-def]
+    spike_ssm: Path, tmp_path: Path, capsys, name: str
+) -> None:
+    copy = tmp_path / "copy.loihi2"
+    shutil.copytree(spike_ssm, copy)
+    (copy / name).write_text("{}")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][name] = hashlib.sha256((copy / name).read_bytes()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run(["inspect", copy], capsys)
+    assert code == 6 and out == "" and err.count("\n") == 1
+    assert "resources.json or estimate.json lacks what export writes" in err
+
+
 def test_inspect_shows_cores_chips_and_the_estimate(spike_ssm: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = run(["inspect", spike_ssm], capsys)
     assert code == 0 and "target loihi2" in out

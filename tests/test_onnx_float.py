@@ -138,6 +138,12 @@ def test_inspect_describes_a_float_export_and_refuses_a_tampered_one(tmp_path, c
         main(["inspect", str(out), "--json"])
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "float-artifact" and info["manifest"]["check"]["sequences"] > 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "check": "fine"}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", str(out)])
+    assert exit_info.value.code == 6 and "'check' is not an object" in capsys.readouterr().err
+    (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "check.npz").write_bytes(b"changed")
     with pytest.raises(SystemExit) as exit_info:
         main(["inspect", str(out)])

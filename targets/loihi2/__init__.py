@@ -117,6 +117,16 @@ def summarize_artifact(path: str | Path) -> dict[str, Any]:
         est = json.loads((path / "estimate.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptInputError(f"{path}: unreadable Loihi 2 files ({exc})") from None
+    try:
+        return _summary(resources, est)
+    except (KeyError, TypeError, AttributeError) as exc:  # an edited (rehashed) file
+        what = f"{type(exc).__name__} {exc}"
+        raise CorruptInputError(
+            f"{path}: resources.json or estimate.json lacks what export writes ({what})"
+        ) from None
+
+
+def _summary(resources: Any, est: Any) -> dict[str, Any]:
     limits = resources["target"]["limits"]
     return {
         "cores": resources["cores"],

@@ -403,6 +403,9 @@ def read_float_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FLOAT_FORMAT:
         raise CorruptInputError(f"{path / 'manifest.json'}: not a {FLOAT_FORMAT} manifest")
     _check_float_files(path, data)
+    for key in ("interface", "check", "source", "tools"):
+        if not isinstance(data.get(key, {}), dict):
+            raise CorruptInputError(f"{path / 'manifest.json'}: {key!r} is not an object")
     return data
 
 
