@@ -123,13 +123,12 @@ def train(
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(model: str, as_json: bool) -> None:
     """Evaluate a checkpoint on the test split of the task it was trained on."""
-    import json
 
     from snncompile.api import evaluate_checkpoint
 
     result = evaluate_checkpoint(model)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(_json(result.to_dict()))
         return
     click.echo(f"{model}: {result.family} on {result.task} ({result.n} test inputs)")
     click.echo(f"  test accuracy  {result.accuracy:.2%}")
@@ -260,7 +259,6 @@ def verify(
     inputs from --data, else Bernoulli spikes). Exit code 3 when a check fails; the
     failed criterion is printed.
     """
-    import json
 
     from snncompile.api import verify_model
     from snncompile.verify.quantized import Tolerances
@@ -288,7 +286,7 @@ def verify(
             on_step=on_step,
         )
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(_json(report.to_dict()))
     elif hasattr(report, "lowering_agreement"):
         _print_verify_nir(model, report)
     else:
@@ -462,7 +460,6 @@ def export(
 ) -> None:
     """Compile MODEL (a checkpoint, a state_dict with --entry, or a .nir graph) and write
     an artifact."""
-    import json
 
     from snncompile.api import export_model
 
@@ -495,12 +492,12 @@ def export(
     if stop_after is not None:
         summary = _stopped_summary(result.compiled)
         if as_json:
-            click.echo(json.dumps(summary, indent=2))
+            click.echo(_json(summary))
         else:
             _print_stopped(summary)
         return
     if as_json:
-        click.echo(json.dumps(result.report, indent=2))
+        click.echo(_json(result.report))
         return
     _print_export(model, str(result.path), target, result.report)
     if calibration is None and "calibration_default" in result.compiled.meta:
@@ -510,10 +507,9 @@ def export(
 
 
 def _print_float_export(model: str, path: str, manifest: dict, as_json: bool) -> None:
-    import json
 
     if as_json:
-        click.echo(json.dumps(manifest, indent=2))
+        click.echo(_json(manifest))
         return
     check = manifest["check"]
     click.echo(f"wrote {path} (target onnx, {manifest['numeric']}) from {model}")
@@ -606,13 +602,12 @@ def _print_export(model: str, path: str, target: str, report: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect_command(path: str, as_json: bool) -> None:
     """Describe a checkpoint (layers, task, what each target can take) or an artifact."""
-    import json
 
     from snncompile.api import inspect_path
 
     info = inspect_path(path)
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(_json(info))
     elif info["kind"] == "artifact":
         _print_artifact(info)
     elif info["kind"] == "float-artifact":
@@ -827,7 +822,6 @@ def simulate(
     as_json: bool,
 ) -> None:
     """Run a compiled artifact on inputs (no torch needed)."""
-    import json
 
     from snncompile.simulate import simulate_artifact
 
@@ -836,7 +830,7 @@ def simulate(
             artifact, input_path, backend=backend, steps=steps, output=output, on_step=on_step
         )
     if as_json:
-        click.echo(json.dumps(s.to_dict(), indent=2))
+        click.echo(_json(s.to_dict()))
         return
     shown = " ".join(str(p) for p in s.predictions[:20])
     more = " ..." if len(s.predictions) > 20 else ""
@@ -869,13 +863,12 @@ def _format_rates(rates: dict[str, float]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
 def targets_command(as_json: bool) -> None:
     """Which graph op and which model family each target takes (from the registries)."""
-    import json
 
     from snncompile.support import support_matrix
 
     matrix = support_matrix()
     if as_json:
-        click.echo(json.dumps(matrix, indent=2))
+        click.echo(_json(matrix))
         return
     click.echo(support_table(matrix))
 
@@ -899,6 +892,24 @@ def support_table(matrix: dict) -> str:
 
 def _mark(ok: bool) -> str:
     return "yes" if ok else "no"
+
+
+def _json(data: object) -> str:
+    """Strict JSON for --json: a NaN or inf (from a metadata value, say) becomes null
+    instead of the bare NaN that JSON parsers reject."""
+    import json
+    import math
+
+    def strict(value: object) -> object:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: strict(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(item) for item in value]
+        return value
+
+    return json.dumps(strict(data), indent=2, allow_nan=False)
 
 
 def _terminated(signum: int, frame: object) -> None:

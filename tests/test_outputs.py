@@ -227,3 +227,19 @@ def test_write_npz_round_trips_and_a_failed_write_says_one_thing(  # type: ignor
     gc.collect()  # numpy's zip writer, had it been left open, complains when collected
     assert capfd.readouterr().err == ""
     assert sorted(os.listdir(tmp_path)) == ["a.npz"]
+
+
+def test_json_output_is_strict_json_even_with_nan_metadata(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import torch
+
+    payload = torch.load(CHECKPOINT, weights_only=True)
+    payload["meta"]["test_accuracy"] = float("nan")
+    torch.save(payload, tmp_path / "nan.pt")
+    with pytest.raises(SystemExit) as done:
+        main(["inspect", str(tmp_path / "nan.pt"), "--json"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    info = json.loads(out, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
+    assert info["accuracy"] is None
