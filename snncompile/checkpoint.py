@@ -172,10 +172,12 @@ def _check_meta_on_load(path: Path, meta: Any) -> dict[str, Any]:
         raise CorruptInputError(f"{path}: meta is a {type(meta).__name__}, not a dict")
     args = meta.get("task_args")
     if meta.get("task") in TASKS and args is not None:  # other tasks are the user's own
-        if not isinstance(args, dict) or not set(args) <= {"length", "depth", "seed"}:
+        if not isinstance(args, dict):
             raise CorruptInputError(f"{path}: meta task_args {args!r} are not valid")
         try:
             check_task_args(**args)
+        except TypeError:  # a keyword check_task_args does not take
+            raise CorruptInputError(f"{path}: meta task_args {args!r} are not valid") from None
         except UsageError as exc:
             raise CorruptInputError(f"{path}: meta task_args: {exc}") from None
     return meta

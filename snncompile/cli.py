@@ -123,7 +123,6 @@ def train(
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(model: str, as_json: bool) -> None:
     """Evaluate a checkpoint on the test split of the task it was trained on."""
-
     from snncompile.api import evaluate_checkpoint
 
     result = evaluate_checkpoint(model)
@@ -259,7 +258,6 @@ def verify(
     inputs from --data, else Bernoulli spikes). Exit code 3 when a check fails; the
     failed criterion is printed.
     """
-
     from snncompile.api import verify_model
     from snncompile.verify.quantized import Tolerances
 
@@ -460,7 +458,6 @@ def export(
 ) -> None:
     """Compile MODEL (a checkpoint, a state_dict with --entry, or a .nir graph) and write
     an artifact."""
-
     from snncompile.api import export_model
 
     calibration = _calibration(kw.pop("calib"))
@@ -507,7 +504,6 @@ def export(
 
 
 def _print_float_export(model: str, path: str, manifest: dict, as_json: bool) -> None:
-
     if as_json:
         click.echo(_json(manifest))
         return
@@ -602,7 +598,6 @@ def _print_export(model: str, path: str, target: str, report: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect_command(path: str, as_json: bool) -> None:
     """Describe a checkpoint (layers, task, what each target can take) or an artifact."""
-
     from snncompile.api import inspect_path
 
     info = inspect_path(path)
@@ -822,7 +817,6 @@ def simulate(
     as_json: bool,
 ) -> None:
     """Run a compiled artifact on inputs (no torch needed)."""
-
     from snncompile.simulate import simulate_artifact
 
     with _progress({"simulate": f"simulating on {backend}"}) as on_step:
@@ -863,7 +857,6 @@ def _format_rates(rates: dict[str, float]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
 def targets_command(as_json: bool) -> None:
     """Which graph op and which model family each target takes (from the registries)."""
-
     from snncompile.support import support_matrix
 
     matrix = support_matrix()
@@ -920,9 +913,18 @@ def _terminated(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: maps SnnCompileError to its one-line message and exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM (timeout, CI cancellation) unwinds like Ctrl-C, so writers clean up.
-        signal.signal(signal.SIGTERM, _terminated)
+    # SIGTERM (timeout, CI cancellation) unwinds like Ctrl-C, so writers clean up; the
+    # caller's handler comes back afterwards (tests and scripts call main in-process).
+    handles_sigterm = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if handles_sigterm else None
+    try:
+        _main(argv, debug)
+    finally:
+        if previous is not None:  # None: not ours to restore (set outside Python)
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None, debug: bool) -> None:
     try:
         rv = cli.main(args=argv, prog_name="snncompile", standalone_mode=False)
     except click.exceptions.Abort:

@@ -1,13 +1,14 @@
 """Writing what a command produces: checked before the slow work, then written atomically.
 
-    check_writable(path, what="-o")           # before compiling or training: UsageError
+    check_writable(path, what="-o")                # before compiling or training: UsageError
     write_file(path, lambda f: f.write(b), "wb")   # a temporary file beside it, renamed
-    write_directory(out, fill, overwrite=False)     # a temporary directory beside it, renamed
+    write_npz(path, {"x": x})                      # the same, for an .npz
+    write_directory(out, fill, overwrite=False)    # a temporary directory beside it, renamed
 
 A destination that cannot be written (a read-only directory, a parent that is a file)
-is a usage error (exit 2, OutputError) naming the path, never a traceback after minutes of work, and
-a failed write leaves nothing behind: no partial file, no half-filled directory, no
-parent directories created for it.
+is a usage error (exit 2, OutputError) naming the path, never a traceback after minutes
+of work, and a failed write leaves nothing behind: no partial file, no half-filled
+directory, no parent directories created for it.
 """
 
 from __future__ import annotations

@@ -273,13 +273,8 @@ def check_float_output(out_dir: str | os.PathLike[str], overwrite: bool) -> Path
     from snncompile.artifact import check_output_dir
 
     out = check_writable(out_dir)
-    if overwrite and out.is_dir() and not out.is_symlink():
-        try:
-            data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            data = None
-        if isinstance(data, dict) and data.get("format") == FLOAT_FORMAT:
-            return out
+    if overwrite and out.is_dir() and not out.is_symlink() and is_float_artifact(out):
+        return out
     return check_output_dir(out, overwrite)
 
 
