@@ -65,7 +65,7 @@ def train_checkpoint(
     import torch
 
     from snncompile import __version__
-    from snncompile.checkpoint import save
+    from snncompile.checkpoint import is_checkpoint, save
     from snncompile.data import load_task
     from snncompile.models.backbone import ModelConfig, build_model
     from snncompile.outputs import check_writable
@@ -73,6 +73,10 @@ def train_checkpoint(
 
     # Everything that can be refused is refused before the minutes of training.
     check_writable(output)
+    if Path(output).exists() and not is_checkpoint(output):  # a checkpoint is re-made
+        raise UsageError(
+            f"-o {output} exists and is not an snncompile checkpoint; not replacing it"
+        )
     for name, value, high in (
         ("--width", width, 1 << 14),
         ("--depth", depth, 256),
@@ -192,7 +196,12 @@ def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
 
 
 def verification_data(
-    data: str | Path | None, meta: dict[str, Any], calibration: Any, width: int, limit: int | None
+    data: str | Path | None,
+    meta: dict[str, Any],
+    calibration: Any,
+    width: int,
+    classes: int,
+    limit: int | None,
 ) -> tuple[Any, Any, str]:
     """(inputs, labels or None, where they came from) for `verify`.
 
@@ -207,7 +216,7 @@ def verification_data(
     from snncompile.simulate import load_inputs
 
     if data is not None:
-        x, labels = load_inputs(data, width, what="--data")
+        x, labels = load_inputs(data, width, classes, what="--data")
         source = str(data)
     else:
         if meta.get("task") in TASKS:  # another name is a task of the user's own
@@ -273,7 +282,7 @@ def verify_model(
         )
         width = compiled.netlist.input.size
         x, labels, origin = verification_data(
-            data, compiled.meta, compiled.calibration, width, limit
+            data, compiled.meta, compiled.calibration, width, compiled.netlist.readout.size, limit
         )
         step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
@@ -302,7 +311,8 @@ def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset,
         )
     width = compiled.netlist.input.size
     if data is not None:
-        x, _, origin = verification_data(data, {}, None, width, limit)
+        classes = compiled.netlist.readout.size
+        x, _, origin = verification_data(data, {}, None, width, classes, limit)
     else:
         x, origin = default_inputs(width, DEFAULT_CALIB_RATE)
         if limit is not None:
@@ -539,19 +549,23 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     """Layers (traced graph nodes), family, task, accuracy, calibration, and whether each
     target can take the model (and why not)."""
     from snncompile.checkpoint import load_checkpoint
-    from snncompile.errors import UnsupportedError
+    from snncompile.errors import UnsupportedError, invalid_model
     from snncompile.frontend.torch_trace import trace
+    from snncompile.ir.ops import InvalidGraphError
     from snncompile.support import columns
 
     ckpt = load_checkpoint(path)
     layers: list[dict[str, Any]] = []
     try:
-        graph = trace(ckpt.model, ckpt.config.d_input)
+        graph = trace(ckpt.model, ckpt.config.d_input, source=str(path))
     except UnsupportedError as exc:
         targets = {label: {"ok": False, "why": str(exc)} for label, _, _ in columns()}
     else:
         layers = graph.summary()
-        targets = _target_verdicts(ckpt, graph)
+        try:
+            targets = _target_verdicts(ckpt, graph)
+        except InvalidGraphError as exc:  # the passes or lowering, from the file's values
+            raise invalid_model(str(exc), path) from None
     accuracy = ckpt.meta.get("test_accuracy")
     calibration = None if ckpt.calibration is None else list(ckpt.calibration.shape)
     return {

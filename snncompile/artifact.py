@@ -163,8 +163,9 @@ def _manifest(
 def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Refuse (UsageError) an existing destination, unless overwrite and it is an artifact.
 
-    Overwriting is limited to artifacts (or empty directories) so that a mistyped -o
-    never deletes an unrelated directory.
+    Overwriting is limited to empty directories and snncompile exports (of any target)
+    holding only the files their manifest lists, so that a mistyped -o never deletes an
+    unrelated directory, nor a user's own files kept inside an artifact.
     """
     out = check_writable(out_dir)
     if not (out.exists() or out.is_symlink()):
@@ -173,17 +174,34 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
         raise UsageError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
     if not out.is_dir() or out.is_symlink():
         raise UsageError(f"refusing to replace {out}: it is not a directory")
-    if any(out.iterdir()) and not _is_artifact(out):
-        raise UsageError(f"refusing to replace {out}: it is not an snncompile artifact")
+    if any(out.iterdir()):
+        why = _not_replaceable(out)
+        if why is not None:
+            raise UsageError(f"refusing to replace {out}: {why}")
     return out
 
 
-def _is_artifact(path: Path) -> bool:
+def _not_replaceable(path: Path) -> str | None:
+    """Why the non-empty directory `path` is not an export --overwrite may delete, or None."""
     try:
-        read_versioned_json(path / "manifest.json", FORMAT_NAME)
-    except CorruptInputError:
-        return False
-    return True
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "it is not an snncompile artifact (no readable manifest.json)"
+    tag = manifest.get("format") if isinstance(manifest, dict) else None
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    # Every export's format tag starts so (snncompile-artifact, snncompile-onnx-float).
+    if not (isinstance(tag, str) and tag.startswith("snncompile-") and isinstance(listed, dict)):
+        return "it is not an snncompile artifact"
+    present = {
+        str(entry.relative_to(path))
+        for entry in path.rglob("*")
+        if entry.is_symlink() or not entry.is_dir()
+    }
+    extra = sorted(present - set(listed) - {"manifest.json"})
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        return f"it holds files its manifest does not list ({shown}); move them first"
+    return None
 
 
 def _sha256(path: Path) -> str:

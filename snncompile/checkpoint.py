@@ -17,7 +17,10 @@ tensors and primitive containers is refused before anything from it runs.
 from __future__ import annotations
 
 import os
+import pickletools
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,12 +106,15 @@ def _read_payload(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CorruptInputError(f"{path}: not a file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a bare pickle's protocol first
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        unsafe = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        unsafe = found.group(1) if found else _first_unsafe_global(path)
         if unsafe:
             raise CorruptInputError(
-                f"{path}: refused, it contains a pickled Python object ({unsafe.group(1)}) "
+                f"{path}: refused, it contains a pickled Python object ({unsafe}) "
                 "that could run code on load; snncompile reads tensors and plain data only"
             ) from None
         raise CorruptInputError(
@@ -125,14 +131,67 @@ def _read_payload(path: Path) -> dict[str, Any]:
     return payload
 
 
+# Globals torch.save writes for tensors and plain containers; anything else in a pickle is
+# an object whose loading would import (and may call) code.
+_SAFE_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "builtins.set")
+_MAX_SCANNED_PICKLE_BYTES = 64 << 20
+
+
+def _first_unsafe_global(path: Path) -> str | None:
+    """The first non-tensor global a pickle (bare, or torch's zip form) names, read with
+    pickletools (which parses opcodes and executes nothing); None if there is none or the
+    file cannot be parsed. Names the refusal when torch only says "Unsupported operand"."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                if member is None or archive.getinfo(member).file_size > _MAX_SCANNED_PICKLE_BYTES:
+                    return None
+                data = archive.read(member)
+        else:
+            if path.stat().st_size > _MAX_SCANNED_PICKLE_BYTES:
+                return None
+            data = path.read_bytes()
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            name = None
+            if opcode.name == "GLOBAL":
+                name = str(arg).replace(" ", ".")
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                name = f"{strings[-2]}.{strings[-1]}"
+            if name is not None and not name.startswith(_SAFE_GLOBAL_PREFIXES):
+                return name
+    except Exception:  # unparseable: the caller reports the file as corrupt
+        return None
+    return None
+
+
+def is_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a file carrying the checkpoint format tag (read safely)."""
+    try:
+        _read_payload(Path(path))
+    except CorruptInputError:
+        return False
+    return True
+
+
 def _check_state_dict(path: Path, state_dict: Any, config: ModelConfig) -> None:
     """Tensors only, real and finite, and enough of them for the config (so a corrupt
     d_model cannot make the rebuild allocate gigabytes before the shapes are compared)."""
     if not isinstance(state_dict, dict):
         raise CorruptInputError(f"{path}: missing state_dict")
     for name, tensor in state_dict.items():
+        if not isinstance(name, str):
+            raise CorruptInputError(f"{path}: state_dict key {name!r} is not a string")
         if not isinstance(tensor, torch.Tensor):
             raise CorruptInputError(f"{path}: state_dict entry {name!r} is not a tensor")
+        if tensor.layout != torch.strided or tensor.device.type != "cpu":
+            raise CorruptInputError(
+                f"{path}: parameter {name!r} is a {tensor.layout}/{tensor.device.type} tensor; "
+                "parameters are dense CPU tensors"
+            )
         if tensor.is_complex():
             raise CorruptInputError(f"{path}: parameter {name!r} is complex; parameters are real")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -183,6 +242,16 @@ def _check_meta_on_load(path: Path, meta: Any) -> dict[str, Any]:
     return meta
 
 
+def _check_forward(path: Path, model: SequenceModel, d_input: int) -> None:
+    """A two-step forward on zeros: values a module checks only when it runs (a fixed
+    neuron decay beta >= 1) are the file's fault, named here rather than mid-evaluation."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 2, d_input))
+    except UsageError as exc:
+        raise CorruptInputError(f"{path}: holds values the model refuses ({exc})") from None
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint safely and rebuild its model (eval mode).
 
@@ -197,6 +266,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         config = ModelConfig.from_dict(dict(payload["config"]))
     except (TypeError, UsageError) as exc:
         raise CorruptInputError(f"{path}: invalid model config ({exc})") from None
+    if payload.get("family") != config.family:
+        raise CorruptInputError(
+            f"{path}: family {payload.get('family')!r} disagrees with the config's "
+            f"{config.family!r}"
+        )
     state_dict = payload.get("state_dict")
     _check_state_dict(path, state_dict, config)
     calibration = _check_calibration(path, payload.get("calibration"), config.d_input)
@@ -211,6 +285,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         detail = " ".join(str(exc).split())[:200]
         raise CorruptInputError(f"{path}: weights do not fit the model config ({detail})") from None
     model.eval()
+    _check_forward(path, model, config.d_input)
     return Checkpoint(model=model, config=config, calibration=calibration, meta=meta, path=path)
 
 

@@ -298,6 +298,7 @@ def _print_verify(model: str, r) -> None:
     click.echo(
         f"{model}: float PyTorch vs quantized reference on {r.n} inputs ({r.data}), "
         f"{r.steps} steps, output latency {r.latency} steps"
+        + (f", in {r.parts} parts of the batch" if r.parts > 1 else "")
     )
     click.echo(
         f"  lowering (float64 netlist vs PyTorch)  relative error {r.lowering_relative_error:.2e}"

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from snncompile.errors import CorruptInputError, UsageError
+from snncompile.errors import CorruptInputError, UsageError, invalid_model
+from snncompile.ir.ops import InvalidGraphError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -148,6 +150,22 @@ def calibration_inputs(
     return check_inputs(np.asarray(x), width, what="calibration data")
 
 
+def _source_name(source: object) -> str | None:
+    """The file a model came from (named in errors about its values), None in memory."""
+    return str(source) if isinstance(source, (str, os.PathLike)) else None
+
+
+@contextmanager
+def _blame_values(source: object) -> Iterator[None]:
+    """A pass or lowering that builds an invalid graph from a valid trace does so because
+    of the model's values (a dt so small the discretized pole rounds to 1): say so, naming
+    the file, instead of exit 1 as if it were our bug."""
+    try:
+        yield
+    except InvalidGraphError as exc:
+        raise invalid_model(str(exc), _source_name(source)) from None
+
+
 def compile_model(
     source: str | os.PathLike[str] | nn.Module,
     *,
@@ -189,19 +207,21 @@ def compile_model(
 
         model, width, embedded, meta = load_model(source, entry=entry)
         step("trace")
-        graph = trace(model, width)
+        graph = trace(model, width, source=_source_name(source))
     done = Compiled(model=model, graph=graph, meta=meta, stopped_after="trace", traced=graph)
     if stop_after == "trace":
         return done
     pass_stop = stop_after if stop_after in DEFAULT_ORDER else None
     step("passes")
-    done.graph = run_passes(graph, stop_after=pass_stop)
+    with _blame_values(source):
+        done.graph = run_passes(graph, stop_after=pass_stop)
     done.stopped_after = pass_stop or "passes"
     if stop_after in (*DEFAULT_ORDER, "passes"):
         return done
     cfg = config or QuantConfig()
     step("lower")
-    done.float_netlist = lower(done.graph, formats=cfg.formats())
+    with _blame_values(source):
+        done.float_netlist = lower(done.graph, formats=cfg.formats())
     done.stopped_after = "lower"
     if stop_after == "lower":
         return done

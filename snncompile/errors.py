@@ -49,3 +49,13 @@ class MissingDependencyError(SnnCompileError):
     """An optional dependency needed for the requested action is not installed."""
 
     exit_code = 7
+
+
+def invalid_model(detail: str, source: object = None) -> SnnCompileError:
+    """The error for a model whose values make an invalid graph (a pole that rounds to 1,
+    a neuron decay >= 1): the file they came from is corrupt input (exit 6), an in-memory
+    model (or a wrong input_size given with it) a usage error. `detail` is the graph's
+    own message, naming node and rule."""
+    if source is not None:
+        return CorruptInputError(f"{source}: holds a model the compiler cannot take: {detail}")
+    return UsageError(f"the traced graph is invalid: {detail}")

@@ -48,10 +48,11 @@ class SimulationSummary:
 
 
 def load_inputs(
-    path: str | os.PathLike[str], width: int, *, what: str = "--input"
+    path: str | os.PathLike[str], width: int, classes: int, *, what: str = "--input"
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(inputs (B, L, width) float64, labels or None) from a .npy/.npz file: x is
-    (batch, steps, width) or one sequence (steps, width); an .npz may add labels y."""
+    (batch, steps, width) or one sequence (steps, width); an .npz may add labels y, class
+    indices in [0, classes)."""
     from snncompile.compiler import check_inputs, read_array_file
 
     arrays = read_array_file(path, what=what)
@@ -64,6 +65,11 @@ def load_inputs(
     labels = arrays.get("y")
     if labels is not None and (labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu"):
         raise UsageError(f"{what} labels y must be integers of shape ({x.shape[0]},)")
+    if labels is not None and labels.size and not 0 <= labels.min() <= labels.max() < classes:
+        bad = labels[(labels < 0) | (labels >= classes)][0]
+        raise UsageError(
+            f"{what} label {bad} is not a class of this model (classes 0 to {classes - 1})"
+        )
     return x, labels
 
 
@@ -127,9 +133,7 @@ def run_in_parts(backend: str, source: Any, x: np.ndarray) -> Any:
     summed, spike rates averaged over all inputs, steps summed (the network steps run).
     No traces (simulate records none)."""
     n = int(x.shape[0])
-    per_input = _bytes_per_input(source, int(x.shape[1]))
-    parts = max(1, -(-n * per_input // RUN_BUDGET_BYTES))
-    size = -(-n // parts)
+    size = part_size(source, n, int(x.shape[1]))
     results = [run_backend(backend, source, x[i : i + size]) for i in range(0, n, size)]
     if len(results) == 1:
         return results[0]
@@ -149,6 +153,13 @@ def run_in_parts(backend: str, source: Any, x: np.ndarray) -> Any:
     return merged
 
 
+def part_size(source: Any, n: int, steps: int) -> int:
+    """Inputs per part when n inputs of `steps` steps run in equal parts, each within
+    RUN_BUDGET_BYTES of messages (n when the whole batch fits; at least 1)."""
+    parts = max(1, -(-n * _bytes_per_input(source, steps) // RUN_BUDGET_BYTES))
+    return max(1, -(-n // parts))
+
+
 def _bytes_per_input(source: Any, steps: int) -> int:
     """Bytes one input's run holds: every population's messages and summed input over
     every tick, in int64 (0 for onnx sessions, which stream one step at a time)."""
@@ -158,6 +169,15 @@ def _bytes_per_input(source: Any, steps: int) -> int:
         return 0
     ticks = source.total_ticks(steps)
     return 8 * ticks * sum(p.size + p.input_width for p in source.populations)
+
+
+def _check_not_an_input(output: Path, artifact: Path, inputs: Any) -> None:
+    """-o must not replace the input file, nor a file of the artifact being run."""
+    out = output.resolve()
+    if isinstance(inputs, (str, os.PathLike)) and out == Path(inputs).resolve():
+        raise UsageError(f"-o {output} is the --input file; write the outputs elsewhere")
+    if out.is_relative_to(artifact.resolve()):
+        raise UsageError(f"-o {output} is inside the artifact {artifact}; write it elsewhere")
 
 
 def simulate_artifact(
@@ -183,6 +203,7 @@ def simulate_artifact(
         raise UsageError(f"-o must name an .npz file, got {output}")
     if output is not None:
         check_writable(output)  # before the run, not after it
+        _check_not_an_input(Path(output), Path(artifact), inputs)
     step = on_step or (lambda name: None)
     step("read")
     source: Any
@@ -192,6 +213,7 @@ def simulate_artifact(
 
         source, width, latency = open_onnx_artifact(artifact)
         ticks = getattr(source.interface, "ticks_per_step", 1)
+        classes = source.interface.output_size
     else:
         from snncompile.targets.onnx.float_model import is_float_artifact
 
@@ -203,12 +225,13 @@ def simulate_artifact(
         source = read_artifact(artifact).netlist
         width, latency = source.input.size, source.output_latency
         ticks = source.ticks_per_step
+        classes = source.readout.size
     if isinstance(inputs, np.ndarray):
         from snncompile.compiler import check_inputs
 
         x, labels = check_inputs(inputs, width, what="inputs"), None
     else:
-        x, labels = load_inputs(inputs, width)
+        x, labels = load_inputs(inputs, width, classes)
     if steps is not None:
         if not 0 < steps <= x.shape[1]:
             raise UsageError(f"--steps must be in [1, {x.shape[1]}], got {steps}")

@@ -384,6 +384,19 @@ def test_existing_destination(tmp_path: Path, small: Compiled) -> None:
     with pytest.raises(UsageError, match="not an snncompile artifact"):
         write_artifact(small, keep, overwrite=True)
     assert (keep / "thesis.tex").read_text() == "years of work"
+    # An artifact the user keeps files in is not ours to delete either.
+    (out / "notes").mkdir()
+    (out / "notes" / "run-3.txt").write_text("observations")
+    with pytest.raises(UsageError, match=r"files its manifest does not list \(notes/run-3\.txt\)"):
+        write_artifact(small, out, overwrite=True)
+    assert (out / "notes" / "run-3.txt").read_text() == "observations"
+    # A directory that only copies the artifact's tag is not an artifact.
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "manifest.json").write_text('{"format": "snncompile-artifact"}')
+    (fake / "data.csv").write_text("1,2")
+    with pytest.raises(UsageError, match="not an snncompile artifact"):
+        write_artifact(small, fake, overwrite=True)
 
 
 def test_unfinished_pipeline_and_unknown_target_are_refused(tmp_path: Path) -> None:

@@ -214,6 +214,11 @@ BAD_INPUTS = {
         5,
         r"'blocks\.0\.act': dv = 4096 is outside \[0, 4095\]",
     ),
+    "dt so small the pole rounds to 1": (
+        lambda t: [_edited(t, lambda p: p["state_dict"]["blocks.0.ssm.log_dt"].fill_(-100.0))],
+        6,
+        r"m\.pt: holds a model the compiler cannot take: node 'blocks\.0\.ssm': ssm \|a_bar\|",
+    ),
     "calib wrong shape": (lambda t: _calib(t, np.zeros((4, 16, 2))), 2, r"\(batch, steps, 1\)"),
     "calib wrong dtype": (
         lambda t: _calib(t, np.zeros((4, 16, 1), complex)),

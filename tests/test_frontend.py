@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from snncompile.checkpoint import load_checkpoint
+from snncompile.compiler import compile_model
 from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
 from snncompile.frontend import load_user_model, trace, trace_checkpoint
 from snncompile.ir import ops
@@ -151,10 +152,22 @@ def test_bidirectional_s4d_is_refused_naming_every_layer() -> None:
 
 
 def test_bad_input_size_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="input_size"):
+    with pytest.raises(UsageError, match=r"linear weight has shape .*, input width is 5"):
         trace(_model("s4d"), 5)
     with pytest.raises(UsageError, match="positive int"):
         trace(_model("s4d"), 0)
+
+
+def test_values_that_make_an_invalid_graph_name_their_source() -> None:
+    model = _model("spike-ssm")
+    with torch.no_grad():
+        model.blocks[0].ssm.log_dt.fill_(-100.0)  # dt = e^-100: the pole rounds to 1
+    with pytest.raises(UsageError, match=r"invalid: node 'blocks\.0\.ssm': ssm \|a_bar\|"):
+        compile_model(model, stop_after="passes")
+    with torch.no_grad():
+        model.blocks[0].act.beta_fixed.fill_(2.0)
+    with pytest.raises(CorruptInputError, match=r"^m\.pt: holds a model .* beta must be in"):
+        trace(model, 3, source="m.pt")
 
 
 # ---- the graph computes what the model computes

@@ -93,11 +93,20 @@ def test_tampered_artifact_is_refused(artifact, inputs, tmp_path, capsys):
         (np.zeros((2, 8, 3)), 2, "shape (batch, steps, 1)"),
         (np.array([["a", "b"]]), 2, "real numeric"),
         (np.full((1, 8, 1), np.nan), 2, "NaN"),
+        (
+            {"x": np.zeros((2, 8, 1)), "y": np.array([3, 10])},
+            2,
+            "label 10 is not a class of this model (classes 0 to 9)",
+        ),
+        ({"x": np.zeros((2, 8, 1)), "y": np.array([-1, 0])}, 2, "label -1 is not a class"),
     ],
 )
 def test_bad_inputs_are_refused(artifact, tmp_path, capsys, content, code, message):
-    path = tmp_path / "bad.npy"
-    np.save(path, content)
+    path = tmp_path / ("bad.npz" if isinstance(content, dict) else "bad.npy")
+    if isinstance(content, dict):
+        np.savez(path, **content)
+    else:
+        np.save(path, content)
     out = tmp_path / "out.npz"
     got, _, err = _run(capsys, "simulate", str(artifact), "--input", str(path), "-o", str(out))
     assert got == code and message in err and err.count("\n") == 1
@@ -109,6 +118,16 @@ def test_bad_steps_and_output_name(artifact, inputs, capsys):
     assert code == 2 and "--steps" in err
     code, _, err = _run(capsys, "simulate", str(artifact), "--input", str(inputs), "-o", "x.txt")
     assert code == 2 and ".npz" in err
+
+
+def test_output_may_not_replace_the_input_or_a_file_of_the_artifact(artifact, inputs, capsys):
+    before = inputs.read_bytes(), (artifact / "netlist.npz").read_bytes()
+    argv = ["simulate", str(artifact), "--input", str(inputs), "-o"]
+    code, _, err = _run(capsys, *argv, str(inputs))
+    assert code == 2 and "is the --input file" in err
+    code, _, err = _run(capsys, *argv, str(artifact / "netlist.npz"))
+    assert code == 2 and "is inside the artifact" in err
+    assert (inputs.read_bytes(), (artifact / "netlist.npz").read_bytes()) == before
 
 
 def test_simulate_on_lava_equals_the_reference(tmp_path, capsys):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from snncompile.checkpoint import load_checkpoint
@@ -73,3 +74,14 @@ def test_cli_reports_bad_checkpoint_in_one_line_with_exit_6(tmp_path: Path) -> N
     )
     assert done.returncode == 6
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+
+
+def test_train_does_not_replace_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    from snncompile.api import train_checkpoint
+    from snncompile.errors import UsageError
+
+    notes = tmp_path / "notes.pt"
+    notes.write_text("not a model")
+    with pytest.raises(UsageError, match="exists and is not an snncompile checkpoint"):
+        train_checkpoint(family="s4d", task_name="sdigits", output=notes, epochs=1)
+    assert notes.read_text() == "not a model"

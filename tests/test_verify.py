@@ -81,6 +81,33 @@ def _sdigits(n: int) -> np.ndarray:
     return load_task("sdigits").test.inputs[:n].astype(np.float64)
 
 
+def test_rungs_one_and_two_in_parts_report_what_the_whole_batch_reports(
+    compiled_spike_ssm, monkeypatch
+) -> None:
+    """verify --data of a large file runs rungs 1 and 2 in parts; every statistic (maxima,
+    agreements, rates, events, the first divergence with its whole-batch sample) is the
+    whole batch's, exactly, except where float64 PyTorch itself rounds differently for
+    another batch size (BLAS blocking): the logit errors, to within a few ulps."""
+    import snncompile.simulate as sim
+    from snncompile.data import load_task
+    from snncompile.verify.quantized import verify_quantized
+
+    test = load_task("sdigits").test
+    x, labels = test.inputs[:7].astype(np.float64), test.labels[:7]
+    whole = verify_quantized(compiled_spike_ssm, x, labels).to_dict()
+    one_input = sim.part_size(compiled_spike_ssm.netlist, 1, x.shape[1])
+    assert one_input == 1  # (sanity: one input fits the default budget)
+    budget = 2 * sim._bytes_per_input(compiled_spike_ssm.netlist, x.shape[1])
+    monkeypatch.setattr(sim, "RUN_BUDGET_BYTES", budget)
+    parts = verify_quantized(compiled_spike_ssm, x, labels).to_dict()
+    assert (whole.pop("parts"), parts.pop("parts")) == (1, 4)  # parts of 2, 2, 2, 1
+    assert whole["first_divergence"] is not None  # so its merge is exercised
+    for key in ("logit_max_abs_error", "logit_relative_error"):
+        assert parts.pop(key) == pytest.approx(whole.pop(key), rel=1e-12)
+    assert max(parts.pop("lowering_relative_error"), whole.pop("lowering_relative_error")) < 1e-14
+    assert parts == whole
+
+
 def test_check_backend_in_parts_compares_every_value(compiled_spike_ssm) -> None:
     net, x = compiled_spike_ssm.netlist, _sdigits(5)
     whole = check_backend(net, x, "onnx")
@@ -154,6 +181,10 @@ def test_data_of_the_wrong_shape_or_dtype_is_a_usage_error(tmp_path: Path, capsy
     not_numpy.write_text("hello")
     code, _, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(not_numpy))
     assert code == 6 and "junk.npy" in err
+    labels_out_of_range = tmp_path / "labels.npz"
+    np.savez(labels_out_of_range, x=np.zeros((2, 64, 1)), y=np.array([1, 12]))
+    code, _, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(labels_out_of_range))
+    assert code == 2 and "--data label 12 is not a class of this model" in err
 
 
 def test_data_file_with_labels(tmp_path: Path, capsys) -> None:

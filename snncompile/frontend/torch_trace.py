@@ -27,7 +27,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from snncompile.errors import UnsupportedError, UsageError
+from snncompile.errors import UnsupportedError, UsageError, invalid_model
 from snncompile.ir import ops
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.ops import InvalidGraphError
@@ -723,17 +723,21 @@ def _function_handler(node: fx.Node) -> Callable[[_Translator, fx.Node], _Value]
 # ---- public API
 
 
-def trace(model: nn.Module, input_size: int) -> Graph:
+def trace(model: nn.Module, input_size: int, *, source: str | None = None) -> Graph:
     """Trace `model`, (B, L, input_size) -> (B, d_output), into a float IR Graph.
 
     The model itself is not touched: a deep copy is put in eval mode and float64, so every
     parameter reaches the IR as the float64 value a `model.double()` forward uses.
-    Raises UnsupportedError listing every module or function the IR cannot express.
+    Raises UnsupportedError listing every module or function the IR cannot express; a
+    model whose values make an invalid graph is errors.invalid_model, naming `source`
+    (the file the model came from) when given.
     """
-    return _trace(model, input_size, {})
+    return _trace(model, input_size, {}, source)
 
 
-def _trace(model: nn.Module, input_size: int, meta: dict[str, Any]) -> Graph:
+def _trace(
+    model: nn.Module, input_size: int, meta: dict[str, Any], source: str | None = None
+) -> Graph:
     if not isinstance(model, nn.Module):
         raise UsageError(f"trace() takes a torch.nn.Module, got {type(model).__name__}")
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0:
@@ -761,9 +765,7 @@ def _trace(model: nn.Module, input_size: int, meta: dict[str, Any]) -> Graph:
     try:
         return Graph(tuple(translator.nodes.values()), meta=graph_meta)
     except InvalidGraphError as exc:
-        raise UsageError(
-            f"the traced graph is invalid (is input_size={input_size} right?): {exc}"
-        ) from None
+        raise invalid_model(str(exc), source) from None
 
 
 def trace_checkpoint(path: str | os.PathLike[str]) -> Graph:
@@ -772,4 +774,4 @@ def trace_checkpoint(path: str | os.PathLike[str]) -> Graph:
 
     checkpoint = load_checkpoint(path)
     meta = {"family": checkpoint.config.family, "checkpoint": str(path)}
-    return _trace(checkpoint.model, checkpoint.config.d_input, meta)
+    return _trace(checkpoint.model, checkpoint.config.d_input, meta, str(path))

@@ -18,7 +18,7 @@ import numpy as np
 
 from snncompile.errors import UsageError
 from snncompile.reference.simulator import simulate
-from snncompile.verify.traces import first_divergence
+from snncompile.verify.traces import earliest_divergence, first_divergence
 
 if TYPE_CHECKING:
     from snncompile.compiler import Compiled
@@ -66,6 +66,7 @@ class VerifyReport:
     tolerances: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     data: str = ""
+    parts: int = 1  # parts of the batch run one after the other (rungs 1 and 2)
 
     @property
     def passed(self) -> bool:
@@ -98,59 +99,109 @@ def torch_reference(model: Any, x: np.ndarray, names: list[str]) -> tuple[np.nda
     return logits, spikes
 
 
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    scale = float(np.abs(b).max(initial=0.0))
-    return float(np.abs(a - b).max(initial=0.0)) / scale if scale else 0.0
-
-
 def verify_quantized(
     compiled: Compiled,
     x: np.ndarray,
     labels: np.ndarray | None = None,
     tolerances: Tolerances | None = None,
 ) -> VerifyReport:
-    """Compare PyTorch (float64) with the float64 and integer netlists on inputs x."""
+    """Compare PyTorch (float64) with the float64 and integer netlists on inputs x.
+
+    The batch runs in equal parts (simulate.part_size: each part's messages within
+    RUN_BUDGET_BYTES), so a large --data file needs the memory of one part; every
+    statistic is of the whole batch (maxima, counts and means merged exactly)."""
+    from snncompile.simulate import part_size
+
     tol = tolerances or Tolerances()
     net, float_net = compiled.netlist, compiled.float_netlist
     if net is None or float_net is None:
         raise UsageError("verify needs a model compiled through quantization")
     spiking = [p.name for p in net.populations if p.compartment.spiking]
-    ref_logits, ref_spikes = torch_reference(compiled.model, x, spiking)
-    lowered = simulate(float_net, x)
-    quant = simulate(net, x, record=spiking)
-
-    agree = float(np.mean(ref_logits.argmax(1) == quant.logits.argmax(1)))
-    float_acc = quant_acc = delta = None
-    if labels is not None:
-        float_acc = float(np.mean(ref_logits.argmax(1) == labels))
-        quant_acc = float(np.mean(quant.logits.argmax(1) == labels))
-        delta = quant_acc - float_acc
-    report = VerifyReport(
-        n=int(x.shape[0]),
-        steps=int(x.shape[1]),
-        latency=net.output_latency,
-        argmax_agreement=agree,
-        float_accuracy=float_acc,
-        quantized_accuracy=quant_acc,
-        accuracy_delta=delta,
-        logit_max_abs_error=float(np.abs(quant.logits - ref_logits).max()),
-        logit_relative_error=_relative(quant.logits, ref_logits),
-        lowering_relative_error=_relative(lowered.logits, ref_logits),
-        events=quant.events,
-        tolerances=asdict(tol),
-    )
-    for name in spiking:
-        expected, actual = ref_spikes[name], quant.traces[name]
-        report.spike_agreement[name] = float(np.mean(expected == actual))
-        report.spike_rates[name] = {
-            "float": float(expected.mean()),
-            "quantized": float(actual.mean()),
-        }
-    spikes = {name: quant.traces[name] for name in spiking}
-    divergence = first_divergence(ref_spikes, spikes, spiking)
-    report.first_divergence = None if divergence is None else divergence.to_dict()
+    n = int(x.shape[0])
+    size = part_size(net, n, int(x.shape[1]))
+    tally = _Tally(spiking)
+    for first in range(0, n, size):
+        part = slice(first, first + size)
+        tally.add(compiled, x[part], None if labels is None else labels[part], first)
+    report = tally.report(n, int(x.shape[1]), net.output_latency, labels is not None)
+    report.tolerances = asdict(tol)
     report.failures = _failures(report, tol)
     return report
+
+
+class _Tally:
+    """Rungs 1 and 2 over parts of a batch: counts, sums and maxima that merge exactly."""
+
+    def __init__(self, spiking: list[str]) -> None:
+        self.spiking = spiking
+        self.agree = self.float_correct = self.quant_correct = 0
+        self.max_error = self.max_lowering_error = self.max_logit = 0.0
+        self.events: dict[str, int] = {}
+        self.equal = dict.fromkeys(spiking, 0)  # spike values equal, per population
+        self.values = dict.fromkeys(spiking, 0)
+        self.float_spikes = dict.fromkeys(spiking, 0.0)
+        self.quant_spikes = dict.fromkeys(spiking, 0.0)
+        self.divergences: list[tuple[Any, int]] = []
+        self.parts = 0
+
+    def add(self, compiled: Compiled, x: np.ndarray, labels: np.ndarray | None, first: int) -> None:
+        ref_logits, ref_spikes = torch_reference(compiled.model, x, self.spiking)
+        lowered = simulate(compiled.float_netlist, x)  # type: ignore[arg-type]
+        quant = simulate(compiled.netlist, x, record=self.spiking)  # type: ignore[arg-type]
+        self.parts += 1
+        self.agree += int(np.sum(ref_logits.argmax(1) == quant.logits.argmax(1)))
+        if labels is not None:
+            self.float_correct += int(np.sum(ref_logits.argmax(1) == labels))
+            self.quant_correct += int(np.sum(quant.logits.argmax(1) == labels))
+        # ndarray.max, not max(): a NaN logit (a float model overflowing) must propagate.
+        self.max_error = float(np.abs(quant.logits - ref_logits).max(initial=self.max_error))
+        self.max_lowering_error = float(
+            np.abs(lowered.logits - ref_logits).max(initial=self.max_lowering_error)
+        )
+        self.max_logit = float(np.abs(ref_logits).max(initial=self.max_logit))
+        for key, count in quant.events.items():
+            self.events[key] = self.events.get(key, 0) + int(count)
+        for name in self.spiking:
+            expected, actual = ref_spikes[name], quant.traces[name]
+            self.equal[name] += int(np.count_nonzero(expected == actual))
+            self.values[name] += int(expected.size)
+            self.float_spikes[name] += float(expected.sum())
+            self.quant_spikes[name] += float(actual.sum())
+        spikes = {name: quant.traces[name] for name in self.spiking}
+        divergence = first_divergence(ref_spikes, spikes, self.spiking)
+        if divergence is not None:
+            self.divergences.append((divergence, first))
+
+    def report(self, n: int, steps: int, latency: int, labelled: bool) -> VerifyReport:
+        float_acc = quant_acc = delta = None
+        if labelled:
+            float_acc, quant_acc = self.float_correct / n, self.quant_correct / n
+            delta = quant_acc - float_acc
+        divergence = earliest_divergence(self.divergences, self.spiking)
+        scale = self.max_logit
+        return VerifyReport(
+            n=n,
+            steps=steps,
+            latency=latency,
+            argmax_agreement=self.agree / n,
+            float_accuracy=float_acc,
+            quantized_accuracy=quant_acc,
+            accuracy_delta=delta,
+            logit_max_abs_error=self.max_error,
+            logit_relative_error=self.max_error / scale if scale else 0.0,
+            lowering_relative_error=self.max_lowering_error / scale if scale else 0.0,
+            events=self.events,
+            spike_agreement={k: self.equal[k] / self.values[k] for k in self.spiking},
+            spike_rates={
+                k: {
+                    "float": self.float_spikes[k] / self.values[k],
+                    "quantized": self.quant_spikes[k] / self.values[k],
+                }
+                for k in self.spiking
+            },
+            first_divergence=None if divergence is None else divergence.to_dict(),
+            parts=self.parts,
+        )
 
 
 def _failures(report: VerifyReport, tol: Tolerances) -> list[str]:
