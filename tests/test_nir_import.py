@@ -4,6 +4,7 @@ real graphs of peer frameworks (float exact, quantized measured, Lava exact), ba
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -735,6 +736,84 @@ def test_dt_from_metadata_and_bad_inputs():
         import_nir(g, reset="soft")
     with pytest.raises(CorruptInputError, match="does not exist"):
         import_nir("/nonexistent/x.nir", dt=1e-3)
+    g.metadata = {"dt": 0.0}
+    with pytest.raises(CorruptInputError, match=r"metadata dt 0\.0 is not a positive number"):
+        import_nir(g)
+
+
+def _conv(**overrides: object) -> nir.Conv2d:
+    fields = dict(input_shape=(4, 4), weight=np.ones((2, 1, 3, 3)), stride=1, padding=0,
+                  dilation=1, groups=1, bias=np.zeros(2))  # fmt: skip
+    fields.update(overrides)
+    return nir.Conv2d(**fields)
+
+
+def _pool(**overrides: object) -> nir.SumPool2d:
+    fields = dict(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
+    fields.update(overrides)
+    return nir.SumPool2d(**fields)
+
+
+# Fields nir itself accepts but no network has: each must be exit 6 naming the file, the
+# node and the field, not a numpy traceback or a silent cast.
+MALFORMED = {
+    "conv bias of 5 for 2 channels": (
+        lambda: chain((1, 4, 4), ("c", _conv(bias=np.zeros(5)))),
+        r"node 'c' \(Conv2d\): malformed parameters \(.*\(5,\).*\(2,\)\)",
+    ),
+    "conv dilation -1": (
+        lambda: chain((1, 4, 4), ("c", _conv(dilation=-1))),
+        r"node 'c' \(Conv2d\): dilation \(-1, -1\) is below 1",
+    ),
+    "conv padding -5": (
+        lambda: chain((1, 4, 4), ("c", _conv(padding=-5))),
+        r"node 'c' \(Conv2d\): padding \(-5, -5\) is below 0",
+    ),
+    "pool kernel -2": (
+        lambda: chain((1, 4, 4), ("p", _pool(kernel_size=np.array([-2, -2])))),
+        r"node 'p' \(SumPool2d\): kernel_size \(-2, -2\) is below 1",
+    ),
+    "pool stride 0": (
+        lambda: chain((1, 4, 4), ("p", _pool(stride=np.array([0, 0])))),
+        r"node 'p' \(SumPool2d\): stride \(0, 0\) is below 1",
+    ),
+    "affine bias of 3 for 2 outputs": (
+        lambda: chain((2,), ("fc", nir.Affine(weight=np.eye(2), bias=np.zeros(3)))),
+        r"node 'fc' \(Affine\): malformed parameters \(.*\)",
+    ),
+    "complex weight": (
+        lambda: chain((2,), ("fc", nir.Linear(weight=np.eye(2) * (1 + 1j))), ("lif", lif(2))),
+        r"node 'fc' \(Linear\) has complex weight; NIR parameters are real",
+    ),
+    "string tau": (
+        lambda: chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", _string_tau())),
+        r"node 'lif' \(LIF\) has tau of <U1 values, not numbers",
+    ),
+}
+
+
+def _string_tau() -> nir.LIF:
+    node = lif(2)
+    node.tau = np.array(["a", "b"])
+    return node
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=list(MALFORMED))
+def test_malformed_fields_are_corrupt_naming_node_and_field(case):
+    make, message = MALFORMED[case]
+    with pytest.raises(CorruptInputError) as info:
+        import_nir(make(), dt=1e-3)
+    assert re.fullmatch(message, str(info.value)), info.value
+
+
+def test_a_malformed_file_is_one_line_naming_file_node_and_field(tmp_path, cli):
+    make, message = MALFORMED["conv bias of 5 for 2 channels"]
+    path = tmp_path / "bad.nir"
+    nir.write(path, make())
+    out = cli("export", str(path), "--dt", "1e-3", "-o", str(tmp_path / "a"))
+    assert out.returncode == 6, out.stderr
+    assert re.fullmatch(f"error: bad\\.nir: {message}\n", out.stderr), out.stderr
+    assert not (tmp_path / "a").exists()
 
 
 def test_every_unsupported_node_is_listed():

@@ -414,6 +414,48 @@ def test_inspect_and_other_targets_artifacts(onnx_artifact, tmp_path):
     check(compiled("spike-ssm-sdigits").netlist, x, source=ref)
 
 
+INTERFACE_EDITS = {
+    "not JSON": (lambda d: "{oops", "is not valid JSON"),
+    "a list": (lambda d: "[1, 2]", "is not a JSON object"),
+    "a field missing": (lambda d: {k: v for k, v in d.items() if k != "output_size"}, "lacks"),
+    "an unknown field": (lambda d: {**d, "bogus": 1}, r"unknown fields \['bogus'\]"),
+    "a count a string": (lambda d: {**d, "output_size": "ten"}, 'output_size "ten" is not a pos'),
+    "a count a bool": (lambda d: {**d, "input_size": True}, "input_size true is not a positive"),
+    "ticks negative": (lambda d: {**d, "ticks_per_step": -1}, "ticks_per_step -1 is not a pos"),
+    "names a number": (lambda d: {**d, "event_sites": 5}, "event_sites 5 is not a list of str"),
+    "a scale zero": (lambda d: {**d, "input_scale": 0}, "input_scale 0 is not a positive finite"),
+    "a shape negative": (lambda d: {**d, "states": {"s": [-1]}}, "states .* is not an object of"),
+}
+
+
+@pytest.mark.parametrize("case", INTERFACE_EDITS, ids=list(INTERFACE_EDITS))
+def test_an_edited_interface_is_refused_by_inspect_and_simulate(onnx_artifact, tmp_path, case):
+    """model.onnx's interface metadata edited and the file rehashed into the manifest:
+    both readers refuse it in one line naming the file and the field."""
+    import hashlib
+    import shutil
+
+    from snncompile.api import inspect_artifact
+    from snncompile.simulate import simulate_artifact
+    from snncompile.targets.onnx.graph import INTERFACE_KEY
+
+    edit, message = INTERFACE_EDITS[case]
+    art = tmp_path / "a"
+    shutil.copytree(onnx_artifact, art)
+    model = onnx.load(str(art / "model.onnx"))
+    prop = next(p for p in model.metadata_props if p.key == INTERFACE_KEY)
+    edited = edit(json.loads(prop.value))
+    prop.value = edited if isinstance(edited, str) else json.dumps(edited)
+    onnx.save(model, str(art / "model.onnx"))
+    manifest = json.loads((art / "manifest.json").read_text())
+    digest = hashlib.sha256((art / "model.onnx").read_bytes()).hexdigest()
+    manifest["files"]["model.onnx"] = digest
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    for read in (inspect_artifact, lambda a: simulate_artifact(a, sdigits(1), backend="onnx")):
+        with pytest.raises(CorruptInputError, match=f"model.onnx: StepInterface .*{message}"):
+            read(art)
+
+
 def test_recording_a_subset():
     net = side_by_side([pop("a", "accumulator", 2), pop("h", "heaviside", 1)], mode="mean")
     x = np.array([[[1.0, -2.0, 3.0], [4.0, 0.0, -1.0]]])

@@ -117,6 +117,9 @@ def test_usage_and_tampering(tmp_path):
     with pytest.raises(UsageError, match="already exists"):
         export_model(ckpt, out, target="onnx", float_export=True)
     export_model(ckpt, out, target="onnx", float_export=True, overwrite=True)
+    spiking, _ = tiny_checkpoint(tmp_path, "binary-s4d")
+    export_model(spiking, out, target="reference", overwrite=True)  # a float export is ours
+    export_model(ckpt, out, target="onnx", float_export=True, overwrite=True)  # and back
     (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes() + b"\0")
     with pytest.raises(CorruptInputError, match="sha256"):
         simulate_artifact(out, x, backend="onnx")
@@ -184,14 +187,20 @@ def test_an_unusable_model_onnx_with_a_matching_hash_is_corrupt_input(tmp_path):
     import onnx
 
     from snncompile.targets.onnx import StepSession
+    from snncompile.targets.onnx.float_model import FLOAT_INTERFACE_KEY
 
     ckpt, x = tiny_checkpoint(tmp_path, "spike-ssm")
     out = tmp_path / "f"
     export_model(ckpt, out, target="onnx", float_export=True)
     foreign = onnx.helper.make_model(onnx.helper.make_graph([], "empty", [], []))
+    edited = onnx.load(str(out / "model.onnx"))
+    for prop in edited.metadata_props:
+        if prop.key == FLOAT_INTERFACE_KEY:
+            prop.value = json.dumps({**json.loads(prop.value), "output_size": 0})
     for content, message in (
         (b"\x08garbage", "not a usable ONNX step model"),
         (foreign.SerializeToString(), "no snncompile float interface"),
+        (edited.SerializeToString(), "FloatInterface metadata: output_size 0 is not a positive"),
     ):
         (out / "model.onnx").write_bytes(content)
         manifest = json.loads((out / "manifest.json").read_text())

@@ -98,15 +98,21 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
     return graph, [warning]
 
 
-def _check_finite(name: str, node: Any) -> None:
-    """A NaN or inf parameter is a damaged file (it would surface later, folded into some
-    other value, as a confusing error about that value)."""
+def _check_values(name: str, node: Any) -> None:
+    """Parameters are finite real numbers. A NaN or inf is a damaged file (it would
+    surface later, folded into some other value, as a confusing error about that value);
+    complex values would lose their imaginary part in silence, strings fail deep inside."""
     for key, value in vars(node).items():
-        array = np.asarray(value) if isinstance(value, (np.ndarray, float)) else None
-        if array is not None and array.dtype.kind in "fc" and not np.isfinite(array).all():
-            raise CorruptInputError(
-                f"node {name!r} ({type(node).__name__}) has a NaN or infinite {key}"
-            )
+        if not isinstance(value, (np.ndarray, float, complex)):
+            continue
+        array = np.asarray(value)
+        where = f"node {name!r} ({type(node).__name__})"
+        if array.dtype.kind == "c":
+            raise CorruptInputError(f"{where} has complex {key}; NIR parameters are real")
+        if array.dtype.kind not in "biuf":
+            raise CorruptInputError(f"{where} has {key} of {array.dtype} values, not numbers")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise CorruptInputError(f"{where} has a NaN or infinite {key}")
 
 
 def flatten(graph: Any, warnings: list[str] | None = None) -> FlatNir:
@@ -134,7 +140,7 @@ def flatten(graph: Any, warnings: list[str] | None = None) -> FlatNir:
                 entry[full], exit_[full] = f"{full}.{ins[0]}", f"{full}.{outs[0]}"
                 relays.update((entry[full], exit_[full]))
             else:
-                _check_finite(full, node)
+                _check_values(full, node)
                 nodes[full] = node
         for src, dst in g.edges:
             s = exit_.get(prefix + str(src), prefix + str(src))

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,11 +99,13 @@ class NirImport:
 def resolve_dt(dt: float | None, metadata: dict[str, Any], where: str) -> float:
     """The dt argument, else the graph metadata's `dt`; UsageError if neither is usable."""
     if dt is None and "dt" in metadata:
+        bad = metadata["dt"]
         try:
-            dt = float(np.asarray(metadata["dt"]).item())
+            dt = float(np.asarray(bad).item())
         except (TypeError, ValueError):
-            bad = metadata["dt"]
             raise CorruptInputError(f"{where}: metadata dt {bad!r} is not a number") from None
+        if not (math.isfinite(dt) and dt > 0):
+            raise CorruptInputError(f"{where}: metadata dt {bad!r} is not a positive number")
     if dt is None:
         raise UsageError(
             f"{where} states no dt: NIR neurons are continuous-time, pass --dt SECONDS "
@@ -119,6 +123,30 @@ def _arr(node: Any, name: str) -> np.ndarray:
 def _pair(value: Any) -> tuple[int, int]:
     v = np.atleast_1d(np.asarray(value)).astype(int)
     return (int(v[0]), int(v[-1])) if v.size in (1, 2) else (int(v[0]), int(v[1]))
+
+
+def _check_geometry(lowest: int, **fields: tuple[int, int]) -> None:
+    """Kernel sizes, strides, dilations or groups (lowest 1) or paddings (lowest 0) that
+    no convolution has: a damaged file (they would divide by zero or allocate nonsense)."""
+    for field_name, value in fields.items():
+        if min(value) < lowest:
+            raise CorruptInputError(f"{field_name} {value} is below {lowest}")
+
+
+@contextmanager
+def _node_fields(name: str, kind: str) -> Iterator[None]:
+    """Errors while reading one node's fields name the node: numpy's and nir's own
+    complaints about a malformed field (a bias that does not broadcast, a kernel of the
+    wrong rank) become CorruptInputError, as do our geometry checks."""
+    prefix = f"node {name!r} ({kind}): "
+    try:
+        yield
+    except CorruptInputError as exc:
+        text = str(exc)
+        raise CorruptInputError(text if text.startswith("node ") else prefix + text) from None
+    except (ValueError, TypeError, IndexError, ArithmeticError, AssertionError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise CorruptInputError(f"{prefix}malformed parameters ({detail})") from None
 
 
 def _neuron_shape(node: Any) -> tuple[int, ...]:
@@ -199,7 +227,10 @@ def _conv_node(node: Any, in_shape: tuple[int, ...]) -> tuple[sparse.csr_matrix,
         stride, dilation = _pair(node.stride), _pair(node.dilation)
     if shape3 is None:
         raise CorruptInputError(f"convolution input has shape {in_shape}")
+    if weight.ndim != 4:
+        raise CorruptInputError(f"convolution weight has shape {weight.shape}")
     kernel = weight.shape[2:]
+    _check_geometry(1, stride=stride, dilation=dilation, groups=(int(node.groups),) * 2)
     after = None
     if isinstance(node.padding, str):
         if node.padding == "same" and stride != (1, 1):
@@ -209,6 +240,7 @@ def _conv_node(node: Any, in_shape: tuple[int, ...]) -> tuple[sparse.csr_matrix,
             padding, after = _same_padding(kernel, dilation)
     else:
         padding = (0, _pair(node.padding)[0]) if one_d else _pair(node.padding)
+    _check_geometry(0, padding=padding)
     matrix, out = conv_matrix(
         weight, shape3, stride, padding, dilation, int(node.groups), pad_after=after
     )
@@ -219,13 +251,13 @@ def _conv_node(node: Any, in_shape: tuple[int, ...]) -> tuple[sparse.csr_matrix,
 def _pool_node(node: Any, in_shape: tuple[int, ...], average: bool) -> tuple:
     if len(in_shape) != 3:
         raise CorruptInputError(f"pooling input has shape {in_shape}, expected (C, H, W)")
-    kernel = _pair(node.kernel_size)
+    kernel, stride, padding = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+    _check_geometry(1, kernel_size=kernel, stride=stride)
+    _check_geometry(0, padding=padding)
     weight = np.ones((in_shape[0], 1, *kernel))
     if average:  # torch's default: padded zeros count in the average
         weight /= kernel[0] * kernel[1]
-    matrix, out = conv_matrix(
-        weight, in_shape, _pair(node.stride), _pair(node.padding), (1, 1), in_shape[0]
-    )
+    matrix, out = conv_matrix(weight, in_shape, stride, padding, (1, 1), in_shape[0])
     return matrix, out, np.zeros(matrix.shape[0])
 
 
@@ -395,7 +427,8 @@ class _Importer:
             if shape is None:
                 raise CorruptInputError(f"Input node {name!r} declares no shape")
             return _checked_shape(name, shape)
-        return _checked_shape(name, _neuron_shape(self.flat.nodes[name]))
+        with _node_fields(name, self.kind(name)):
+            return _checked_shape(name, _neuron_shape(self.flat.nodes[name]))
 
     def output_of(self, name: str) -> tuple[Expr, tuple[int, ...]]:
         """A node's output as an Expr over sources, and its shape."""
@@ -413,7 +446,10 @@ class _Importer:
         self.visiting.add(name)
         total, in_shape = self.input_of(name)
         relay = name in self.flat.relays or self.kind(name) == "Output"
-        parts, bias, out_shape = linear_parts(name, self.flat.nodes[name], in_shape, self.dt, relay)
+        with _node_fields(name, self.kind(name)):
+            parts, bias, out_shape = linear_parts(
+                name, self.flat.nodes[name], in_shape, self.dt, relay
+            )
         terms: dict[Key, sparse.csr_matrix] = {}
         const = bias.copy()
         for lag, matrix in parts:
@@ -499,6 +535,16 @@ def import_nir(
     where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the NIR graph"
     _check_supported(flat)
     dt = resolve_dt(dt, flat.metadata, where)
+    if not isinstance(source, (str, os.PathLike)):
+        return _import(flat, dt, reset, where)
+    try:
+        return _import(flat, dt, reset, where)
+    except CorruptInputError as exc:  # name the file, as load_flat does
+        raise CorruptInputError(f"{os.path.basename(where)}: {exc}") from None
+
+
+def _import(flat: FlatNir, dt: float, reset: str, where: str) -> NirImport:
+    """import_nir after the file is read and flattened and dt is known."""
     imp = _Importer(flat, dt)
     sources = [n for n in flat.nodes if n != flat.input and imp.is_source(n)]
     params: dict[str, NeuronParams] = {}
@@ -507,7 +553,8 @@ def import_nir(
         if imp.kind(name) == "Threshold":
             continue
         try:
-            params[name] = neuron_params(name, flat.nodes[name], dt)
+            with _node_fields(name, imp.kind(name)):
+                params[name] = neuron_params(name, flat.nodes[name], dt)
         except UnsupportedError as exc:
             problems.append(str(exc))
     if problems:

@@ -30,8 +30,10 @@ import numpy as np
 
 from snncompile import __version__
 from snncompile.errors import CorruptInputError, EquivalenceError, UnsupportedError, UsageError
-from snncompile.outputs import check_writable, write_directory, write_npz
+from snncompile.outputs import write_directory, write_npz
 from snncompile.reference.simulator import SimResult
+
+from .interface_json import interface_from_json
 
 FLOAT_FORMAT = "snncompile-onnx-float"
 FLOAT_VERSION = 1
@@ -65,6 +67,17 @@ class FloatInterface:
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
+
+
+# How interface_json checks each FloatInterface field.
+_FLOAT_FIELD_KINDS = {
+    "input_size": "count",
+    "output_size": "count",
+    "dtype": "name",
+    "pooling": "name",
+    "states": "shapes",
+    "spiking": "names",
+}
 
 
 # ---- the export (torch) ----------------------------------------------------------------
@@ -269,13 +282,11 @@ def export_float(
 
 
 def check_float_output(out_dir: str | os.PathLike[str], overwrite: bool) -> Path:
-    """As artifact.check_output_dir, and a float export may replace an earlier one."""
+    """artifact.check_output_dir: --overwrite replaces any export (float or not) that
+    holds only the files its manifest lists."""
     from snncompile.artifact import check_output_dir
 
-    out = check_writable(out_dir)
-    if overwrite and out.is_dir() and not out.is_symlink() and is_float_artifact(out):
-        return out
-    return check_output_dir(out, overwrite)
+    return check_output_dir(out_dir, overwrite)
 
 
 def _next(names: list[str]) -> list[str]:
@@ -313,7 +324,9 @@ class FloatSession:
         props = {p.key: p.value for p in proto.metadata_props}
         if FLOAT_INTERFACE_KEY not in props:
             raise CorruptInputError("the ONNX model has no snncompile float interface")
-        self.interface = FloatInterface(**json.loads(props[FLOAT_INTERFACE_KEY]))
+        self.interface = interface_from_json(
+            FloatInterface, props[FLOAT_INTERFACE_KEY], _FLOAT_FIELD_KINDS
+        )
         self.session = session_for(model_bytes, threads)
 
     @classmethod

@@ -47,6 +47,8 @@ from scipy import sparse
 from snncompile.errors import CorruptInputError, UnsupportedError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, total_ticks
 
+from .interface_json import interface_from_json
+
 OPSET = 17
 IR_VERSION = 8  # onnxruntime >= 1.14 reads it; newer IRs add nothing this graph uses
 LIF_STATE_BITS = 24  # Lava's bit-accurate LIF has 24-bit u and v whatever the formats say
@@ -110,7 +112,26 @@ class StepInterface:
 
     @classmethod
     def from_json(cls, text: str) -> StepInterface:
-        return cls(**json.loads(text))
+        """The interface to_json wrote; CorruptInputError naming a field that is not."""
+        return interface_from_json(cls, text, _STEP_FIELD_KINDS)
+
+
+# How interface_json checks each StepInterface field.
+_STEP_FIELD_KINDS = {
+    "input_size": "count",
+    "output_size": "count",
+    "states": "shapes",
+    "sending": "sizes",
+    "receiving": "sizes",
+    "event_sites": "names",
+    "input_scale": "scale",
+    "output_scale": "scale",
+    "readout_mode": "name",
+    "output_latency": "steps",
+    "latency": "sizes",
+    "spiking": "names",
+    "ticks_per_step": "count",
+}
 
 
 class _Builder:

@@ -107,7 +107,10 @@ def summarize_artifact(path: str | Path) -> dict[str, Any]:
         model = onnx.load(str(file))
     except Exception as exc:  # onnx raises DecodeError and others: all mean unreadable
         raise CorruptInputError(f"{file}: unreadable ONNX model ({exc})") from None
-    iface = read_interface(model)
+    try:
+        iface = read_interface(model)
+    except CorruptInputError as exc:
+        raise CorruptInputError(f"{file}: {exc}") from None
     return {
         "file": "model.onnx",
         "opset": OPSET,
