@@ -283,7 +283,12 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
     if not isinstance(manifest.get("target"), str):
         raise CorruptInputError(f"{path / 'manifest.json'}: 'target' is not a name")
     target = TARGETS.get(manifest["target"])
-    target_files = target.files if target is not None else ()
+    if target is None:  # from a newer snncompile, or edited: its files mean nothing to us
+        raise CorruptInputError(
+            f"{path / 'manifest.json'}: target {manifest['target']!r} is not one this "
+            f"snncompile knows ({', '.join(TARGETS)})"
+        )
+    target_files = target.files
     unlisted = [name for name in (*FILES, *target_files) if name not in files]
     if unlisted:
         raise CorruptInputError(f"{path / 'manifest.json'}: does not list {', '.join(unlisted)}")
@@ -299,6 +304,10 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
                 f"{file}: sha256 does not match the manifest (changed after export)"
             )
     netlist = load_netlist(path)
+    module = target.load()
+    check = getattr(module, "check_artifact", None)
+    if check is not None:  # e.g. loihi2's network.net must hold this very netlist
+        check(path, netlist)
     try:
         report = json.loads((path / "report.json").read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

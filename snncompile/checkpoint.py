@@ -123,7 +123,7 @@ def _read_payload(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise CorruptInputError(f"{path}: not an snncompile checkpoint (no '{FORMAT_NAME}' tag)")
     version = payload.get("version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:  # True == 1 in Python
         raise CorruptInputError(
             f"{path}: checkpoint format version {version!r} is not supported "
             f"(this snncompile reads version {FORMAT_VERSION})"

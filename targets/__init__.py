@@ -9,6 +9,8 @@ A target with a `module` provides in that module:
     check_options(options) -> parsed      # reads and checks its options before compiling
     prepare(compiled, parsed) -> Build    # checks and computes, writes nothing
     summarize_artifact(path) -> dict      # what inspect and export print
+    check_artifact(path, netlist)         # optional: its files compute what the netlist
+                                          # does (read_artifact calls it; CorruptInputError)
 
 and Build has `files()` (name -> writer(path)) and `manifest()` (extra manifest
 entries), which write_artifact puts into the artifact atomically with the rest.

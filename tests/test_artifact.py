@@ -188,6 +188,8 @@ NETLIST_DAMAGE = {
     "bad formats": (lambda d: _edit_json(d / "netlist.json",
                                          lambda j: j["formats"].update(weight_bits=9)),
                     r"weight_bits must be in \[2, 8\]"),
+    "dt NaN": (lambda d: _edit_json(d / "netlist.json", lambda j: j.update(dt_s=float("nan"))),
+               "dt_s must be a positive finite number of seconds, got nan"),
 }  # fmt: skip
 
 
@@ -201,6 +203,18 @@ def test_damaged_netlist_is_refused_with_one_line(
     with pytest.raises(CorruptInputError, match=message) as info:
         load_netlist(tmp_path)
     assert "\n" not in str(info.value)
+
+
+def test_an_npz_unpacking_past_the_limit_is_refused_before_reading(
+    tmp_path: Path, small: Compiled, monkeypatch
+) -> None:
+    from snncompile.ir import serialize
+
+    save_netlist(small.netlist, tmp_path)
+    monkeypatch.setattr(serialize, "MAX_NPZ_UNPACKED_BYTES", 100)
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("read before the size check"))
+    with pytest.raises(CorruptInputError, match=r"netlist\.npz: its arrays unpack to"):
+        load_netlist(tmp_path)
 
 
 def test_non_integer_weight_in_int_netlist_is_refused(tmp_path: Path, small: Compiled) -> None:
@@ -316,8 +330,25 @@ def test_read_artifact_does_not_import_torch(tmp_path: Path, small: Compiled) ->
             "bad file name",
         ),
         (lambda d: (d / "manifest.json").unlink(), r"manifest\.json: no such file"),
+        (
+            lambda d: _edit_json(d / "manifest.json", lambda j: j.update(version=True)),
+            "version True is not supported",
+        ),
+        (
+            lambda d: _edit_json(d / "manifest.json", lambda j: j.update(target="tpu")),
+            "target 'tpu' is not one this snncompile knows",
+        ),
     ],
-    ids=["tampered", "missing file", "version", "unlisted", "escaping name", "no manifest"],
+    ids=[
+        "tampered",
+        "missing file",
+        "version",
+        "unlisted",
+        "escaping name",
+        "no manifest",
+        "version true",
+        "unknown target",
+    ],
 )
 def test_damaged_artifact_is_refused(tmp_path: Path, small: Compiled, damage, message) -> None:  # type: ignore[no-untyped-def]
     out = write_artifact(small, tmp_path / "a")

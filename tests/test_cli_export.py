@@ -236,6 +236,11 @@ BAD_INPUTS = {
         6,
         "does not exist",
     ),
+    "message bits 1": (
+        lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "1"],
+        2,
+        r"message_bits must be in \[2, 32\], got 1",
+    ),
     "bad bit width": (
         lambda t: [small_checkpoint(t / "m.pt"), "--weight-bits", "9"],
         2,

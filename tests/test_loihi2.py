@@ -203,13 +203,65 @@ def test_manifest_must_list_the_target_files(spike_ssm: Path, tmp_path: Path) ->
         read_artifact(copy)
 
 
-@pytest.mark.parametrize("name", ["resources.json", "estimate.json"])
-def test_inspect_refuses_a_rehashed_hand_edit_of_the_loihi2_files(  # type: ignore[no-untyped-def]
-    spike_ssm: Path, tmp_path: Path, capsys, name: str
+def test_a_network_net_that_differs_from_the_netlist_is_refused(
+    spike_ssm: Path, tmp_path: Path
 ) -> None:
+    """network.net is what a host deploys; simulate and verify run netlist.npz. A valid
+    edit of one weight (on its grid), rehashed into the manifest, must not pass."""
+    import h5py
+
     copy = tmp_path / "copy.loihi2"
     shutil.copytree(spike_ssm, copy)
-    (copy / name).write_text("{}")
+    with h5py.File(copy / "network.net", "r+") as f:
+        weight = f["layer"]["2"]["inputs"]["0"]["weight"]
+        name = f["layer"]["2"]["inputs"]["0"].attrs["name"]
+        values = weight[()]
+        values.flat[0] += 2 if values.flat[0] < 0 else -2  # stays on the 8-bit grid
+        weight[...] = values
+    manifest = json.loads((copy / "manifest.json").read_text())
+    digest = hashlib.sha256((copy / "network.net").read_bytes()).hexdigest()
+    manifest["files"]["network.net"] = digest
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    message = rf"network\.net: differs from netlist\.npz \(synapse '{name}': weights differ\)"
+    with pytest.raises(CorruptInputError, match=message):
+        read_artifact(copy)
+
+
+def _with_value(path: Path, keys: tuple[str, ...], value: object) -> str:
+    data = json.loads(path.read_text())
+    inner = data
+    for key in keys[:-1]:
+        inner = inner[key]
+    inner[keys[-1]] = value
+    return json.dumps(data)
+
+
+# name -> (file, its edited content): each lacks or mistypes what inspect prints.
+EDITS = {
+    "resources empty": ("resources.json", lambda p: "{}"),
+    "estimate empty": ("estimate.json", lambda p: "{}"),
+    "cores a string": ("resources.json", lambda p: _with_value(p, ("cores",), "twelve")),
+    "peak a bool": (
+        "resources.json",
+        lambda p: _with_value(p, ("peak_per_core", "compartments"), True),
+    ),
+    "energy a list": (
+        "estimate.json",
+        lambda p: _with_value(p, ("energy_estimate_pj", "total_per_inference"), [1]),
+    ),
+    "steps null": ("estimate.json", lambda p: _with_value(p, ("steps_per_inference",), None)),
+    "assumptions numbers": ("estimate.json", lambda p: _with_value(p, ("assumptions",), [1, 2])),
+}
+
+
+@pytest.mark.parametrize("case", EDITS, ids=list(EDITS))
+def test_inspect_refuses_a_rehashed_hand_edit_of_the_loihi2_files(  # type: ignore[no-untyped-def]
+    spike_ssm: Path, tmp_path: Path, capsys, case: str
+) -> None:
+    name, edit = EDITS[case]
+    copy = tmp_path / "copy.loihi2"
+    shutil.copytree(spike_ssm, copy)
+    (copy / name).write_text(edit(copy / name))
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["files"][name] = hashlib.sha256((copy / name).read_bytes()).hexdigest()
     (copy / "manifest.json").write_text(json.dumps(manifest))

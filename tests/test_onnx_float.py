@@ -120,6 +120,12 @@ def test_usage_and_tampering(tmp_path):
     spiking, _ = tiny_checkpoint(tmp_path, "binary-s4d")
     export_model(spiking, out, target="reference", overwrite=True)  # a float export is ours
     export_model(ckpt, out, target="onnx", float_export=True, overwrite=True)  # and back
+    with pytest.raises(UsageError, match="input value 1e\\+300 is beyond the model's float32"):
+        simulate_artifact(out, np.full((1, 4, 3), 1e300), backend="onnx")
+    with pytest.raises(
+        UsageError, match=r"float32 model overflowed on 2 input\(s\) \(first: input 1"
+    ):
+        simulate_artifact(out, np.stack([x[0], *[np.full_like(x[0], 3e38)] * 2]), backend="onnx")
     (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes() + b"\0")
     with pytest.raises(CorruptInputError, match="sha256"):
         simulate_artifact(out, x, backend="onnx")

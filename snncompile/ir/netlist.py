@@ -215,6 +215,36 @@ class Netlist:
         return out
 
 
+def first_difference(a: Netlist, b: Netlist) -> str | None:
+    """Where two netlists compute differently (None when they are the same network):
+    any population's kind, size, parameter or setting, any synapse's ends, weights,
+    exponent, delay or lag, the formats, scales, dt or ticks per step. `meta` is not
+    compared (it describes, it does not compute)."""
+    for field_name in ("numeric", "formats", "input_scale", "output_scale", "ticks_per_step"):
+        if getattr(a, field_name) != getattr(b, field_name):
+            return f"{field_name} {getattr(a, field_name)!r} != {getattr(b, field_name)!r}"
+    if a.dt_s != b.dt_s:
+        return f"dt_s {a.dt_s!r} != {b.dt_s!r}"
+    if [p.name for p in a.populations] != [p.name for p in b.populations]:
+        return "the populations differ"
+    for pa, pb in zip(a.populations, b.populations, strict=True):
+        if (pa.kind, pa.size, pa.attrs) != (pb.kind, pb.size, pb.attrs):
+            return f"population {pa.name!r}: kind, size or settings differ"
+        if set(pa.params) != set(pb.params) or not all(
+            np.array_equal(pa.params[k], pb.params[k]) for k in pa.params
+        ):
+            return f"population {pa.name!r}: parameters differ"
+    if [s.name for s in a.synapses] != [s.name for s in b.synapses]:
+        return "the synapses differ"
+    for sa, sb in zip(a.synapses, b.synapses, strict=True):
+        ends = (sa.src, sa.dst, sa.weight_exp, sa.delay, sa.lag)
+        if ends != (sb.src, sb.dst, sb.weight_exp, sb.delay, sb.lag):
+            return f"synapse {sa.name!r}: ends, exponent, delay or lag differ"
+        if sa.shape != sb.shape or not np.array_equal(sa.dense(), sb.dense()):
+            return f"synapse {sa.name!r}: weights differ"
+    return None
+
+
 def total_ticks(length: int, ticks_per_step: int, output_latency: int) -> int:
     """Ticks that run `length` model steps: the readout's last active tick is
     ticks_per_step * (length - 1) + output_latency."""
@@ -253,6 +283,9 @@ def validate_netlist(net: Netlist) -> None:
         scale = getattr(net, name)
         if not (isinstance(scale, (int, float)) and 0 < scale < math.inf):
             raise InvalidGraphError(f"{name} must be a positive finite number, got {scale!r}")
+    dt = net.dt_s
+    if dt is not None and not (isinstance(dt, (int, float)) and 0 < dt < math.inf):
+        raise InvalidGraphError(f"dt_s must be a positive finite number of seconds, got {dt!r}")
     names = [p.name for p in net.populations]
     if len(set(names)) != len(names):
         raise InvalidGraphError("population names must be unique")

@@ -227,12 +227,18 @@ def _read_json(path: Path, format_name: str) -> tuple[_Doc, dict[str, Any]]:
     if not isinstance(data, dict) or data.get("format") != format_name:
         raise doc.fail(f"not a {format_name} file (no format tag {format_name!r})")
     version = data.get("version")
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:  # `true` == 1 in Python
         raise doc.fail(
             f"{format_name} version {version!r} is not supported (this snncompile reads "
             f"version {VERSION})"
         )
     return doc, data
+
+
+# An .npz whose members unpack past this is refused before any is read: the bundled
+# networks hold about 1.5 MB, a full Loihi 2 chip's synapse memory is far below it, and a
+# damaged (rehashed) member of 10**9 values would otherwise be allocated first.
+MAX_NPZ_UNPACKED_BYTES = 1 << 31
 
 
 class _ArrayReader:
@@ -244,6 +250,14 @@ class _ArrayReader:
         if not path.is_file():
             raise CorruptInputError(f"{path}: no such file")
         try:
+            if zipfile.is_zipfile(path):
+                with zipfile.ZipFile(path) as archive:
+                    unpacked = sum(info.file_size for info in archive.infolist())
+                if unpacked > MAX_NPZ_UNPACKED_BYTES:
+                    raise CorruptInputError(
+                        f"{path}: its arrays unpack to {unpacked / 2**30:.1f} GiB, more than "
+                        f"any network holds ({MAX_NPZ_UNPACKED_BYTES / 2**30:.0f} GiB)"
+                    )
             self.npz = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise CorruptInputError(f"{path}: not a readable .npz ({exc})") from None

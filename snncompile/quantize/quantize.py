@@ -56,14 +56,16 @@ class QuantConfig:
     max_rounds: int = 4
 
     def __post_init__(self) -> None:
-        if not 2 <= self.act_bits <= self.message_bits:
-            raise UsageError(f"act_bits must be in [2, message_bits], got {self.act_bits}")
-        if not 0 <= self.headroom_bits <= 8:
-            raise UsageError(f"headroom_bits must be in [0, 8], got {self.headroom_bits}")
-        try:
+        try:  # the formats first: act_bits is bounded by a message_bits known to be valid
             self.formats()
         except InvalidGraphError as exc:
             raise UsageError(str(exc)) from None
+        if not 2 <= self.act_bits <= self.message_bits:
+            raise UsageError(
+                f"act_bits must be in [2, message_bits = {self.message_bits}], got {self.act_bits}"
+            )
+        if not 0 <= self.headroom_bits <= 8:
+            raise UsageError(f"headroom_bits must be in [0, 8], got {self.headroom_bits}")
 
     def formats(self) -> Formats:
         return Formats(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from snncompile.errors import CorruptInputError, UsageError
+from snncompile.ir.netlist import first_difference
 
 from .config import TargetConfig, load_config
 from .drc import check, enforce
@@ -109,6 +110,15 @@ def prepare(compiled: Compiled, config: TargetConfig | None = None) -> Build:
     return Build(netlist=net, config=config, mapping=mapping, estimate=est)
 
 
+def check_artifact(path: str | Path, netlist: Netlist) -> None:
+    """network.net (what a Loihi 2 host deploys) holds the netlist that simulate and verify
+    run: a file edited and rehashed into the manifest must not deploy something else."""
+    file = Path(path) / "network.net"
+    difference = first_difference(netlist, read_network(file))
+    if difference is not None:
+        raise CorruptInputError(f"{file}: differs from netlist.npz ({difference})")
+
+
 def summarize_artifact(path: str | Path) -> dict[str, Any]:
     """Cores, chips, per-core peaks and the energy estimate of a read-checked artifact."""
     path = Path(path)
@@ -118,12 +128,41 @@ def summarize_artifact(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptInputError(f"{path}: unreadable Loihi 2 files ({exc})") from None
     try:
-        return _summary(resources, est)
+        return _checked(_summary(resources, est))
     except (KeyError, TypeError, AttributeError) as exc:  # an edited (rehashed) file
         what = f"{type(exc).__name__} {exc}"
         raise CorruptInputError(
             f"{path}: resources.json or estimate.json lacks what export writes ({what})"
         ) from None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _checked(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary's values have the types export writes (inspect formats them as
+    numbers); TypeError naming the first that does not."""
+    est = summary["estimate"]
+    numbers = {
+        "cores": summary["cores"],
+        "chips": summary["chips"],
+        "cores_per_chip": summary["cores_per_chip"],
+        "steps_per_inference": est["steps_per_inference"],
+        "compartment_macs_per_inference": est["compartment_macs_per_inference"],
+    }
+    for group in ("peak_per_core", "limits_per_core"):
+        numbers.update({f"{group}.{k}": v for k, v in summary[group].items()})
+    for group in ("synaptic_ops", "energy_pj", "dense_model"):
+        numbers.update({f"{group}.{k}": v for k, v in est[group].items()})
+    for name, value in numbers.items():
+        if not _number(value):
+            raise TypeError(f"{name} is {value!r}, not a number")
+    if not isinstance(est["label"], str) or not all(isinstance(a, str) for a in est["assumptions"]):
+        raise TypeError("the estimate's label and assumptions are not text")
+    if not all(isinstance(name, str) for name in summary["overrides"]):
+        raise TypeError("the target overrides are not names")
+    return summary
 
 
 def _summary(resources: Any, est: Any) -> dict[str, Any]:

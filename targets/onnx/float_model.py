@@ -327,6 +327,11 @@ class FloatSession:
         self.interface = interface_from_json(
             FloatInterface, props[FLOAT_INTERFACE_KEY], _FLOAT_FIELD_KINDS
         )
+        if self.interface.dtype not in DTYPES:
+            raise CorruptInputError(
+                f"FloatInterface metadata: dtype {self.interface.dtype!r} is not one of "
+                f"{', '.join(DTYPES)}"
+            )
         self.session = session_for(model_bytes, threads)
 
     @classmethod
@@ -350,6 +355,9 @@ def run_float(session: FloatSession, x: np.ndarray) -> SimResult:
     if not np.all(np.isfinite(x)):
         raise UsageError("input holds NaN or inf")
     dtype = DTYPES[iface.dtype]
+    largest = float(np.abs(x).max())
+    if largest > np.finfo(dtype).max:  # the cast would make it inf, the logits NaN
+        raise UsageError(f"input value {largest:.3g} is beyond the model's {iface.dtype} range")
     x = np.ascontiguousarray(x, dtype=dtype)
     batch = x.shape[0]
     names = list(iface.states)
@@ -367,6 +375,12 @@ def run_float(session: FloatSession, x: np.ndarray) -> SimResult:
             active[name] += int(np.count_nonzero(spikes))
             seen[name] += spikes.size
     logits = np.asarray(logits, dtype=np.float64)
+    overflowed = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+    if overflowed.size:  # the float model's arithmetic overflowed: no answer to report
+        raise UsageError(
+            f"the {iface.dtype} model overflowed on {overflowed.size} input(s) (first: input "
+            f"{overflowed[0]}, largest input magnitude {largest:.3g}): its logits are NaN or inf"
+        )
     rates = {name: n / seen[name] for name, n in active.items()}
     return SimResult(logits=logits, readout=logits.copy(), steps=int(x.shape[1]), spike_rates=rates)
 
@@ -418,7 +432,8 @@ def read_float_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _check_float_files(path: Path, manifest: dict[str, Any]) -> None:
-    if manifest.get("version") != FLOAT_VERSION:
+    version = manifest.get("version")
+    if type(version) is not int or version != FLOAT_VERSION:  # `true` == 1 in Python
         raise CorruptInputError(
             f"{path / 'manifest.json'}: {FLOAT_FORMAT} version {manifest.get('version')!r} is "
             f"not supported (this snncompile reads version {FLOAT_VERSION})"
