@@ -22,6 +22,7 @@ import numpy as np
 
 from snncompile.errors import CorruptInputError, UsageError, invalid_model
 from snncompile.ir.ops import InvalidGraphError
+from snncompile.ir.serialize import unpacked_bytes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -103,10 +104,7 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
     if not path.is_file():
         raise CorruptInputError(f"{what} file {path} is not a regular file")
     try:
-        unpacked = path.stat().st_size
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                unpacked = sum(info.file_size for info in archive.infolist())
+        unpacked = unpacked_bytes(path)
         if unpacked > MAX_ARRAY_FILE_BYTES:
             raise UsageError(
                 f"{what} file {path} holds {unpacked / 2**30:.1f} GiB of arrays; the limit "

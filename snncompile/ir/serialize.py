@@ -235,6 +235,15 @@ def _read_json(path: Path, format_name: str) -> tuple[_Doc, dict[str, Any]]:
     return doc, data
 
 
+def unpacked_bytes(path: Path) -> int:
+    """What the arrays of an .npy/.npz file occupy once read: the file's size, or for a
+    zip archive its members' unpacked sizes (from its directory, nothing inflated)."""
+    if not zipfile.is_zipfile(path):
+        return path.stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        return sum(info.file_size for info in archive.infolist())
+
+
 # An .npz whose members unpack past this is refused before any is read: the bundled
 # networks hold about 1.5 MB, a full Loihi 2 chip's synapse memory is far below it, and a
 # damaged (rehashed) member of 10**9 values would otherwise be allocated first.
@@ -250,14 +259,12 @@ class _ArrayReader:
         if not path.is_file():
             raise CorruptInputError(f"{path}: no such file")
         try:
-            if zipfile.is_zipfile(path):
-                with zipfile.ZipFile(path) as archive:
-                    unpacked = sum(info.file_size for info in archive.infolist())
-                if unpacked > MAX_NPZ_UNPACKED_BYTES:
-                    raise CorruptInputError(
-                        f"{path}: its arrays unpack to {unpacked / 2**30:.1f} GiB, more than "
-                        f"any network holds ({MAX_NPZ_UNPACKED_BYTES / 2**30:.0f} GiB)"
-                    )
+            unpacked = unpacked_bytes(path)
+            if unpacked > MAX_NPZ_UNPACKED_BYTES:
+                raise CorruptInputError(
+                    f"{path}: its arrays unpack to {unpacked / 2**30:.1f} GiB, more than "
+                    f"any network holds ({MAX_NPZ_UNPACKED_BYTES / 2**30:.0f} GiB)"
+                )
             self.npz = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise CorruptInputError(f"{path}: not a readable .npz ({exc})") from None
