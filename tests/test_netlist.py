@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, weight_grid
+from snncompile.ir.netlist import (
+    Formats,
+    Netlist,
+    Population,
+    Synapse,
+    first_difference,
+    weight_grid,
+)
 from snncompile.ir.ops import InvalidGraphError
 
 
@@ -139,3 +146,32 @@ def _net_with_exp(exp: int) -> Netlist:
         Population("out", "readout", 2, attrs={"mode": "last"}),
     )
     return Netlist(pops, (Synapse("in->out", "in", "out", np.eye(2), exp),), numeric="int")
+
+
+def test_first_difference_names_what_differs_and_ignores_meta():
+    from dataclasses import replace
+
+    net = _net([[2, -4], [254, -256]], delay=1)
+    same = replace(_net([[2, -4], [254, -256]], delay=1), meta={"note": "described only"})
+    assert first_difference(net, same) is None
+    sparse_twin = replace(
+        net, synapses=(replace(net.synapses[0], weight=sparse.csr_matrix(net.synapses[0].weight)),
+                       net.synapses[1]),
+    )  # fmt: skip
+    assert first_difference(net, sparse_twin) is None  # the same weights, stored sparse
+    changes = {
+        "weights differ": _net([[2, -4], [254, -254]], delay=1),
+        "ends, exponent, delay or lag differ": _net([[2, -4], [254, -256]], delay=2),
+        "input_scale 1.0 != 2.0": replace(net, input_scale=2.0),
+        "dt_s None != 0.001": replace(net, dt_s=1e-3),
+        "kind, size or settings differ": _net([[2, -4], [254, -256]], delay=1, kind="heaviside"),
+    }
+    for message, other in changes.items():
+        found = first_difference(net, other)
+        assert found is not None and message in found, (message, found)
+    rr = {"decay": np.array([2048, 0]), "theta": np.array([5, 5]), "rho": np.array([1, 1])}
+    a = _net([[2, -4], [254, -256]], kind="reset_refractory", params=rr)
+    b = _net(
+        [[2, -4], [254, -256]], kind="reset_refractory", params={**rr, "rho": np.array([1, 2])}
+    )
+    assert first_difference(a, b) == "population 'p': parameters differ"
