@@ -939,5 +939,19 @@ def _main(argv: list[str] | None, debug: bool) -> None:
             traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # not an error we raise on purpose: a bug, or out of memory
+        if debug:
+            traceback.print_exc()
+        detail = " ".join(str(exc).split())[:200]
+        what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        if isinstance(exc, MemoryError):
+            click.echo(f"error: out of memory ({what}); try fewer inputs at once", err=True)
+        else:
+            click.echo(
+                f"error: internal error ({what}); this is a bug in snncompile: please "
+                "report it with the traceback --debug prints",
+                err=True,
+            )
+        sys.exit(1)
     # standalone_mode=False returns ctx.exit()'s code (e.g. 0 after --help), else the result.
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -150,6 +150,33 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(blocked: Path, capsys
 
 
 @pytest.mark.parametrize(
+    ("raised", "message"),
+    [
+        (
+            KeyError("blocks"),
+            "internal error (KeyError: 'blocks'); this is a bug in snncompile: please report "
+            "it with the traceback --debug prints",
+        ),
+        (MemoryError(), "out of memory (MemoryError); try fewer inputs at once"),
+    ],
+)
+def test_an_unexpected_exception_is_one_line_exit_1(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys, monkeypatch, raised: Exception, message: str
+) -> None:
+    import snncompile.compiler
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise raised
+
+    monkeypatch.setattr(snncompile.compiler, "load_model", broken)
+    code, err = _run(["export", CHECKPOINT, "-o", tmp_path / "a"], capsys)
+    assert (code, err) == (1, f"error: {message}\n")
+    assert not (tmp_path / "a").exists()
+    code, err = _run(["--debug", "export", CHECKPOINT, "-o", tmp_path / "a"], capsys)
+    assert code == 1 and "Traceback (most recent call last)" in err and "in broken" in err
+
+
+@pytest.mark.parametrize(
     ("option", "value", "message"),
     [
         ("--lr", "nan", "lr must be positive"),
