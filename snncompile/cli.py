@@ -11,7 +11,7 @@ import traceback
 import click
 
 from snncompile import __version__
-from snncompile.errors import EquivalenceError, SnnCompileError, UsageError
+from snncompile.errors import CorruptInputError, EquivalenceError, SnnCompileError, UsageError
 from snncompile.simulate import BACKENDS
 from snncompile.targets import TARGETS
 
@@ -939,6 +939,14 @@ def _main(argv: list[str] | None, debug: bool) -> None:
             traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except RecursionError:  # only inputs nest without bound: JSON/TOML, NIR subgraphs
+        click.echo("error: an input is nested too deeply to read (RecursionError)", err=True)
+        sys.exit(CorruptInputError.exit_code)
+    except OSError as exc:  # a path the system refuses (a name too long, ...); writes are
+        # OutputError (a SnnCompileError) already
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(CorruptInputError.exit_code)
     except Exception as exc:  # not an error we raise on purpose: a bug, or out of memory
         if debug:
             traceback.print_exc()

@@ -197,7 +197,8 @@ def compile_model(
             raise UsageError("--entry applies to PyTorch models, not to a .nir graph")
         step("trace")
         model = None
-        graph, width, embedded, meta = load_nir_source(source, dt=dt, reset=reset)
+        with _blame_values(source):  # e.g. Scale nodes multiplying past float64's range
+            graph, width, embedded, meta = load_nir_source(source, dt=dt, reset=reset)
     else:
         if dt is not None or reset != "zero":
             raise UsageError("--dt and --reset apply to .nir sources only")

@@ -202,6 +202,10 @@ DAMAGED = {
         lambda p: p["meta"].update(task="listops", task_args={"length": "long"}),
         "length must be a non-negative integer",
     ),
+    "task depth 30 (hours to generate)": (
+        lambda p: p["meta"].update(task="listops", task_args={"depth": 30}),
+        "depth must be at most 10",
+    ),
     "task length huge": (
         lambda p: p["meta"].update(task="listops", task_args={"length": 10**9}),
         "length must be at most",

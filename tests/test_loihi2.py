@@ -249,6 +249,10 @@ EDITS = {
         "estimate.json",
         lambda p: _with_value(p, ("energy_estimate_pj", "total_per_inference"), [1]),
     ),
+    "a printed key missing": (
+        "estimate.json",
+        lambda p: _with_value(p, ("synaptic_ops_estimate",), {"per_inference": 1.0}),
+    ),
     "steps null": ("estimate.json", lambda p: _with_value(p, ("steps_per_inference",), None)),
     "assumptions numbers": ("estimate.json", lambda p: _with_value(p, ("assumptions",), [1, 2])),
 }

@@ -175,3 +175,19 @@ def test_first_difference_names_what_differs_and_ignores_meta():
         [[2, -4], [254, -256]], kind="reset_refractory", params={**rr, "rho": np.array([1, 2])}
     )
     assert first_difference(a, b) == "population 'p': parameters differ"
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+@pytest.mark.parametrize("sign", ["mixed", "positive", "negative"])
+def test_quantized_weights_stay_on_the_grid_at_every_width(bits: int, sign: str) -> None:
+    """At 2 bits the mixed-sign grid is multiples of 128 in [-256, 254]: the largest
+    weight must land on 128, not be clipped to 254 (off the grid: the netlist's validation
+    refuses exactly what this asserts against)."""
+    from snncompile.quantize.quantize import quantize_weights
+
+    values = np.random.default_rng(bits).normal(size=(6, 5))
+    values = {"mixed": values, "positive": np.abs(values), "negative": -np.abs(values)}[sign]
+    mant, exp = quantize_weights(values, bits)
+    low, high, step = weight_grid(values, bits)
+    assert np.all(mant % step == 0) and low <= mant.min() and mant.max() <= high
+    assert np.abs(mant).max() > 0 and np.abs(mant * 2.0**exp - values).max() <= 2.0**exp * step

@@ -579,3 +579,43 @@ def test_cli_euler_form_and_its_flag_on_other_targets(tmp_path: Path, capsys) ->
     assert code == 2 and "--nir-ssm does not apply to --target reference" in err
     assert not (tmp_path / "r").exists()
     assert SSM_FORMS == ("continuous", "euler")
+
+
+def _edit_metadata(nir_graph, case: str) -> None:  # type: ignore[no-untyped-def]
+    if case == "dt a string":
+        nir_graph.metadata["snncompile_dt_s"] = "abc"
+    elif case == "graph dt a string":
+        nir_graph.metadata["snncompile_graph_dt_s"] = '"abc"'
+    else:  # a node's snncompile metadata not an object
+        next(iter(nir_graph.nodes.values())).metadata = {"snncompile": "text"}
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("dt a string", "snncompile_dt_s is missing or not positive"),
+        ("graph dt a string", "snncompile_graph_dt_s 'abc' is not a positive dt"),
+        ("node metadata text", "no 'snncompile' metadata"),
+    ],
+)
+def test_inspect_refuses_edited_snncompile_metadata(  # type: ignore[no-untyped-def]
+    exported, tmp_path, capsys, case, message
+) -> None:
+    """model.nir edited and rehashed into the manifest: inspect checks the metadata as a
+    re-import does, in one line (it was a ValueError or AttributeError traceback)."""
+    import hashlib
+    import shutil
+
+    _, artifact = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(artifact, copy)
+    nir_graph = nir.read(copy / "model.nir")
+    _edit_metadata(nir_graph, case)
+    nir.write(copy / "model.nir", nir_graph)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["model.nir"] = hashlib.sha256((copy / "model.nir").read_bytes()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit) as info:
+        main(["inspect", str(copy)])
+    err = capsys.readouterr().err
+    assert info.value.code == 6 and err.count("\n") == 1 and message in err, err

@@ -201,6 +201,12 @@ def test_train_refuses_bad_settings_before_training(  # type: ignore[no-untyped-
     assert os.listdir(tmp_path) == []
 
 
+def test_train_refuses_a_listops_depth_that_would_take_hours(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    argv = ["train", "--family", "s4d", "--task", "listops", "--listops-depth", "30"]
+    code, err = _run([*argv, "-o", tmp_path / "m.pt"], capsys)
+    assert (code, err) == (2, "error: task depth must be at most 10, got 30\n")
+
+
 def test_sigterm_mid_write_exits_143_and_leaves_nothing(tmp_path: Path) -> None:
     """timeout(1) and CI cancellation send SIGTERM: the writers unwind as for Ctrl-C."""
     import subprocess
@@ -270,3 +276,16 @@ def test_json_output_is_strict_json_even_with_nan_metadata(tmp_path: Path, capsy
     out = capsys.readouterr().out
     info = json.loads(out, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
     assert info["accuracy"] is None
+
+
+def test_a_path_the_system_refuses_and_a_deeply_nested_file_are_corrupt_input(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys
+) -> None:
+    too_long = tmp_path / ("x" * 300)
+    code, err = _run(["inspect", too_long], capsys)
+    assert (code, err) == (6, f"error: {too_long}: File name too long\n")
+    nested = tmp_path / "nested"
+    nested.mkdir()
+    (nested / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    code, err = _run(["inspect", nested], capsys)
+    assert (code, err) == (6, "error: an input is nested too deeply to read (RecursionError)\n")

@@ -32,6 +32,9 @@ def _identity(x: np.ndarray) -> np.ndarray:
 
 
 MAX_LISTOPS_LENGTH = 1 << 14  # the 9000 expressions load_task makes then hold 1.2 GB of ids
+# LRA's ListOps uses depth 10. Generation grows about 1.7x per level: load_task's 9000
+# expressions take about a minute at depth 10 and would take hours at 20 (measured here).
+MAX_LISTOPS_DEPTH = 10
 
 
 def check_task_args(*, length: int = 128, depth: int = 4, seed: int = 0) -> None:
@@ -41,6 +44,8 @@ def check_task_args(*, length: int = 128, depth: int = 4, seed: int = 0) -> None
             raise UsageError(f"task {arg} must be a non-negative integer, got {value!r}")
     if length > MAX_LISTOPS_LENGTH:
         raise UsageError(f"task length must be at most {MAX_LISTOPS_LENGTH}, got {length}")
+    if depth > MAX_LISTOPS_DEPTH:
+        raise UsageError(f"task depth must be at most {MAX_LISTOPS_DEPTH}, got {depth}")
 
 
 def load_task(name: str, *, length: int = 128, depth: int = 4, seed: int = 0) -> Task:

@@ -269,6 +269,9 @@ def weight_grid(values: np.ndarray, bits: int) -> tuple[int, int, int]:
 # synaptic delays are far shorter); the bound keeps a damaged file from sizing the
 # simulators' delay buffers in gigabytes.
 MAX_TICKS = 1 << 16
+# Compartments of one population: as the NIR import's node limit (far beyond a Loihi 2
+# chip's 128 cores x 8192); a damaged size of 10**10 would size simulator arrays.
+MAX_POPULATION_SIZE = 1 << 22
 
 
 def validate_netlist(net: Netlist) -> None:
@@ -295,6 +298,10 @@ def validate_netlist(net: Netlist) -> None:
     for pop in net.populations:
         if pop.kind not in COMPARTMENTS:
             raise InvalidGraphError(f"population {pop.name!r}: unknown kind {pop.kind!r}")
+        if pop.size > MAX_POPULATION_SIZE:
+            raise InvalidGraphError(
+                f"population {pop.name!r}: size {pop.size} is beyond {MAX_POPULATION_SIZE}"
+            )
         if pop.size <= 0:
             raise InvalidGraphError(f"population {pop.name!r}: size must be positive")
         try:

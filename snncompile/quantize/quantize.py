@@ -125,6 +125,8 @@ def quantize_weights(weight: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     if not np.any(values):
         return np.zeros_like(values), 0
     low, high, step = weight_grid(values, bits)
+    # The outermost values on the grid (254 is not a multiple of 128 at 2 bits).
+    high, low = high - high % step, low + (-low) % step
     pos, neg = values.max(initial=0.0), -values.min(initial=0.0)
     need = max(pos / high if high > 0 else 0.0, neg / -low if low < 0 else 0.0)
     exp = _log2_at_least(need)

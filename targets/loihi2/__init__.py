@@ -151,10 +151,21 @@ def _checked(summary: dict[str, Any]) -> dict[str, Any]:
         "steps_per_inference": est["steps_per_inference"],
         "compartment_macs_per_inference": est["compartment_macs_per_inference"],
     }
-    for group in ("peak_per_core", "limits_per_core"):
-        numbers.update({f"{group}.{k}": v for k, v in summary[group].items()})
-    for group in ("synaptic_ops", "energy_pj", "dense_model"):
-        numbers.update({f"{group}.{k}": v for k, v in est[group].items()})
+    printed = {  # the keys inspect's text output reads (the dense model is optional)
+        "peak_per_core": ("compartments", "synapse_bytes", "input_axons", "output_axons"),
+        "limits_per_core": ("compartments", "synapse_bytes", "input_axons", "output_axons"),
+        "synaptic_ops": ("per_inference", "accumulates_per_inference", "macs_per_inference"),
+        "energy_pj": ("synaptic_per_inference", "total_per_inference"),
+        "dense_model": ("macs_per_inference", "energy_pj_per_inference")
+        if est["dense_model"]
+        else (),
+    }
+    for group, keys in printed.items():
+        values = summary[group] if group in summary else est[group]
+        numbers.update({f"{group}.{k}": v for k, v in values.items()})
+        missing = [k for k in keys if k not in values]
+        if missing:
+            raise KeyError(f"{group}.{missing[0]}")
     for name, value in numbers.items():
         if not _number(value):
             raise TypeError(f"{name} is {value!r}, not a number")

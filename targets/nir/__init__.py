@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from snncompile.errors import CorruptInputError, MissingDependencyError, UsageError
 
 from .codec import (
@@ -154,6 +156,20 @@ def prepare(compiled: Compiled, parsed: str | None = None) -> Build:
     return Build(nir_graph=nir_graph, graph=graph, dt_s=dt, ssm_form=parsed or "continuous")
 
 
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(np.asarray(value))
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _op_of(node: Any) -> str:
+    """The snncompile op a NIR node's metadata names, "?" if none."""
+    meta = getattr(node, "metadata", None)
+    ours = meta.get("snncompile") if isinstance(meta, dict) else None
+    return str(ours.get("op", "?")) if isinstance(ours, dict) else "?"
+
+
 def summarize_artifact(path: str | Path) -> dict[str, Any]:
     """Nodes, dt and lossy ops of the artifact's model.nir (read with type checking)."""
     nir = _nir()
@@ -164,18 +180,24 @@ def summarize_artifact(path: str | Path) -> dict[str, Any]:
         nir_graph = nir.read(file, type_check=True)
     except Exception as exc:  # nir raises bare ValueError/KeyError/OSError on bad files
         raise CorruptInputError(f"{file}: not a readable NIR graph ({exc})") from None
+    if is_ours(nir_graph):  # its metadata (read below) is checked as a re-import checks it
+        try:
+            decode_graph(nir_graph)
+        except CorruptInputError as exc:
+            raise CorruptInputError(f"{file}: {exc}") from None
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            raise CorruptInputError(f"{file}: malformed snncompile metadata ({detail})") from None
     meta = nir_graph.metadata
     kinds: dict[str, int] = {}
     for node in nir_graph.nodes.values():
         kind = type(node).__name__
         kinds[kind] = kinds.get(kind, 0) + 1
-    ops = [
-        str(node.metadata.get("snncompile", {}).get("op", "?")) for node in nir_graph.nodes.values()
-    ]
+    ops = [_op_of(node) for node in nir_graph.nodes.values()]
     return {
         "file": "model.nir",
         "nir_version": read_version(file),
-        "dt_s": float(meta.get("snncompile_dt_s", float("nan"))),
+        "dt_s": _float_or_nan(meta.get("snncompile_dt_s")),
         "written_by_snncompile": is_ours(nir_graph),
         "nir_nodes": kinds,
         "ssm_form": str(meta.get("snncompile_ssm_form", "continuous")),

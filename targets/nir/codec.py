@@ -516,7 +516,8 @@ def _json(meta: dict[str, Any], key: str, where: str) -> Any:
 
 
 def _decode_node(nir_node: Any, where: str) -> Node:
-    meta = getattr(nir_node, "metadata", {}).get(META)
+    node_meta = getattr(nir_node, "metadata", None)
+    meta = node_meta.get(META) if isinstance(node_meta, dict) else None
     if not isinstance(meta, dict):
         raise CorruptInputError(f"{where}: no {META!r} metadata")
     kind = _text(meta.get("op"))
@@ -553,7 +554,7 @@ def decode_graph(nir_graph: Any) -> Graph:
     version = meta.get("snncompile_version")
     if not isinstance(version, (int, np.integer)) or int(version) != VERSION:
         raise CorruptInputError(
-            f"{FORMAT} version {version} is not supported (this snncompile reads {VERSION})"
+            f"{FORMAT} version {version!r} is not supported (this snncompile reads {VERSION})"
         )
     try:
         dt = float(np.asarray(meta["snncompile_dt_s"]))
@@ -566,6 +567,13 @@ def decode_graph(nir_graph: Any) -> Graph:
     graph_meta = _json(meta, "snncompile_graph_meta", "graph")
     if not isinstance(order, list) or not isinstance(graph_meta, dict):
         raise CorruptInputError("graph: malformed snncompile metadata")
+    if graph_dt is not None and not (
+        isinstance(graph_dt, (int, float))
+        and not isinstance(graph_dt, bool)
+        and math.isfinite(graph_dt)
+        and graph_dt > 0
+    ):
+        raise CorruptInputError(f"graph: snncompile_graph_dt_s {graph_dt!r} is not a positive dt")
     by_name = {nir_name(name): name for name in order}
     if set(by_name) != set(nir_graph.nodes) or len(by_name) != len(order):
         raise CorruptInputError("the NIR nodes are not the nodes the snncompile metadata lists")
