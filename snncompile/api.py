@@ -221,6 +221,12 @@ def verification_data(
     else:
         if meta.get("task") in TASKS:  # another name is a task of the user's own
             task = load_task(meta["task"], **_task_args(meta))
+            if (task.d_input, task.n_classes) != (width, classes):
+                raise CorruptInputError(
+                    f"{meta.get('checkpoint', 'the checkpoint')}: its task {meta['task']!r} has "
+                    f"{task.d_input} input(s) and {task.n_classes} classes, the model "
+                    f"{width} and {classes}"
+                )
             x, labels = task.featurize(task.test.inputs), np.asarray(task.test.labels)
             source = f"{meta['task']} test split"
         elif calibration is not None:

@@ -141,12 +141,16 @@ def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
         os.rename(tmp, out)  # fails rather than merge if out appeared meanwhile (non-empty)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.rename(out, old / "artifact")
+    try:
+        os.rename(out, old / "artifact")  # fails if a concurrent writer moved `out` first
+    except BaseException:
+        old.rmdir()
+        raise
     try:
         os.rename(tmp, out)
     except BaseException:
-        os.rename(old / "artifact", out)
-        shutil.rmtree(old, ignore_errors=True)
+        os.rename(old / "artifact", out)  # if even this fails, the old artifact stays in old
+        old.rmdir()
         raise
     shutil.rmtree(old, ignore_errors=True)
 

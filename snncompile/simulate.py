@@ -156,7 +156,13 @@ def run_in_parts(backend: str, source: Any, x: np.ndarray) -> Any:
 def part_size(source: Any, n: int, steps: int) -> int:
     """Inputs per part when n inputs of `steps` steps run in equal parts, each within
     RUN_BUDGET_BYTES of messages (n when the whole batch fits; at least 1)."""
-    parts = max(1, -(-n * _bytes_per_input(source, steps) // RUN_BUDGET_BYTES))
+    per_input = _bytes_per_input(source, steps)
+    if per_input > RUN_BUDGET_BYTES:  # parts split the batch, never one sequence
+        raise UsageError(
+            f"one input of {steps} steps needs {per_input / 2**30:.1f} GiB of messages; the "
+            f"limit is {RUN_BUDGET_BYTES / 2**30:.0f} GiB: run shorter sequences"
+        )
+    parts = max(1, -(-n * per_input // RUN_BUDGET_BYTES))
     return max(1, -(-n // parts))
 
 

@@ -975,3 +975,20 @@ def test_a_population_silent_in_calibration_gets_a_usable_scale(tmp_path, cli):
     out = cli("export", str(source), "--dt", "1e-3", "-o", str(tmp_path / "a"))
     assert out.returncode == 0, out.stderr
     assert "no activity in calibration at output" in out.stdout
+
+
+def test_a_dataset_declared_far_larger_than_stored_is_refused_before_reading(tmp_path, cli):
+    """A 21 KB .nir can declare a 30000x30000 weight it never stored: nir would allocate
+    7 GB reading it. The declared size is checked first (exit 6)."""
+    import h5py
+
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))))
+    path = tmp_path / "big.nir"
+    nir.write(path, g)
+    with h5py.File(path, "r+") as f:
+        del f["node/nodes/fc/weight"]
+        f["node/nodes/fc"].create_dataset(
+            "weight", shape=(30000, 30000), dtype="f8", chunks=(64, 64)
+        )
+    out = cli("export", str(path), "--dt", "1e-3", "-o", str(tmp_path / "a"))
+    assert out.returncode == 6 and "its datasets unpack to 6.7 GiB" in out.stderr, out.stderr

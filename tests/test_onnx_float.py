@@ -199,14 +199,24 @@ def test_an_unusable_model_onnx_with_a_matching_hash_is_corrupt_input(tmp_path):
     out = tmp_path / "f"
     export_model(ckpt, out, target="onnx", float_export=True)
     foreign = onnx.helper.make_model(onnx.helper.make_graph([], "empty", [], []))
-    edited = onnx.load(str(out / "model.onnx"))
-    for prop in edited.metadata_props:
-        if prop.key == FLOAT_INTERFACE_KEY:
-            prop.value = json.dumps({**json.loads(prop.value), "output_size": 0})
+    original = (out / "model.onnx").read_bytes()
+
+    def edited(**fields: object) -> bytes:
+        model = onnx.load_from_string(original)
+        for prop in model.metadata_props:
+            if prop.key == FLOAT_INTERFACE_KEY:
+                prop.value = json.dumps({**json.loads(prop.value), **fields})
+        return model.SerializeToString()
+
     for content, message in (
         (b"\x08garbage", "not a usable ONNX step model"),
         (foreign.SerializeToString(), "no snncompile float interface"),
-        (edited.SerializeToString(), "FloatInterface metadata: output_size 0 is not a positive"),
+        (edited(output_size=0), "FloatInterface metadata: output_size 0 is not a positive"),
+        (edited(output_size=5), "output_size is not the graph's"),
+        (edited(dtype="float64"), "dtype float64 is not the graph's"),
+        (edited(pooling="median"), "pooling 'median' is not mean or last"),
+        (edited(spiking=["nope"]), "its spiking layers are not the graph's"),
+        (edited(states={"extra": [3]}), "its states or outputs are not the graph's"),
     ):
         (out / "model.onnx").write_bytes(content)
         manifest = json.loads((out / "manifest.json").read_text())

@@ -204,7 +204,11 @@ def test_a_large_batch_runs_in_parts_with_the_same_results(artifact, inputs, mon
     whole = sim.simulate_artifact(artifact, x)
     calls = []
     real = sim.run_backend
-    monkeypatch.setattr(sim, "RUN_BUDGET_BYTES", 1)  # one input per part
+    from snncompile.artifact import read_artifact
+
+    net = read_artifact(artifact).netlist
+    one_input = sim._bytes_per_input(net, x.shape[1])
+    monkeypatch.setattr(sim, "RUN_BUDGET_BYTES", one_input)  # one input per part
     monkeypatch.setattr(sim, "run_backend", lambda *a, **k: calls.append(1) or real(*a, **k))
     parts = sim.simulate_artifact(artifact, x)
     assert len(calls) == 7

@@ -252,3 +252,32 @@ def test_verify_refuses_meaningless_limits_and_tolerances(capsys, argv) -> None:
     """A NaN tolerance compares False both ways and passed every check."""
     code, out, err = _run(capsys, "verify", SPIKE_SSM, *argv)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_whose_task_does_not_fit_its_model_is_corrupt(tmp_path: Path, capsys) -> None:
+    """meta says sdigits (10 classes) but the model has 3 outputs: verify must not score
+    it on labels the model cannot produce (it passed with exit 0; evaluate said exit 6)."""
+    import torch
+
+    from snncompile.checkpoint import save
+    from snncompile.models.backbone import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(family="spike-ssm", d_input=1, d_output=3, d_model=8, d_state=4, n_layers=1)
+    path = save(build_model(cfg), tmp_path / "m.pt", calibration=torch.rand(4, 16, 1),
+                meta={"task": "sdigits"})  # fmt: skip
+    code, _, err = _run(capsys, "verify", str(path))
+    assert code == 6 and err.count("\n") == 1
+    assert "its task 'sdigits' has 1 input(s) and 10 classes, the model 1 and 3" in err
+
+
+def test_one_input_beyond_the_run_budget_is_refused(monkeypatch, tmp_path: Path, capsys) -> None:
+    """Parts split the batch, never a sequence: a single input too long for the budget
+    is exit 2 before any run (a 100,000-step sequence took 7 GB)."""
+    import snncompile.simulate as sim
+
+    monkeypatch.setattr(sim, "RUN_BUDGET_BYTES", 1 << 10)
+    data = tmp_path / "one.npy"
+    np.save(data, np.zeros((1, 64, 1)))
+    code, _, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(data))
+    assert code == 2 and "one input of 64 steps needs" in err and err.count("\n") == 1

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from snncompile.errors import CorruptInputError, MissingDependencyError, UnsupportedError
+from snncompile.ir.serialize import check_hdf5_size
 
 
 def _nir() -> Any:
@@ -74,6 +75,7 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise CorruptInputError(f"NIR file {path} does not exist")
+    check_hdf5_size(path)
     try:
         return nir.read(path), []
     # nir's reader raises whatever the malformed content triggers (KeyError, TypeError,

@@ -244,6 +244,38 @@ def unpacked_bytes(path: Path) -> int:
         return sum(info.file_size for info in archive.infolist())
 
 
+def hdf5_data_bytes(path: Path) -> int:
+    """What the datasets of an HDF5 file (a .nir, a network.net) occupy once read, from
+    their shapes and dtypes (nothing read: a 21 KB file can declare a 30000x30000
+    dataset it never stored). 0 if the file is not HDF5 (its reader reports that)."""
+    import h5py
+
+    total = 0
+
+    def add(_name: str, item: object) -> None:
+        nonlocal total
+        if isinstance(item, h5py.Dataset):
+            total += int(np.prod(item.shape, dtype=np.float64)) * item.dtype.itemsize
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(add)
+    except (OSError, ValueError, TypeError):
+        return 0
+    return total
+
+
+def check_hdf5_size(path: Path) -> None:
+    """CorruptInputError for an HDF5 file whose datasets would unpack past
+    MAX_NPZ_UNPACKED_BYTES (the same bound as an artifact's .npz)."""
+    declared = hdf5_data_bytes(path)
+    if declared > MAX_NPZ_UNPACKED_BYTES:
+        raise CorruptInputError(
+            f"{path}: its datasets unpack to {declared / 2**30:.1f} GiB, more than any "
+            f"network holds ({MAX_NPZ_UNPACKED_BYTES / 2**30:.0f} GiB)"
+        )
+
+
 # An .npz whose members unpack past this is refused before any is read: the bundled
 # networks hold about 1.5 MB, a full Loihi 2 chip's synapse memory is far below it, and a
 # damaged (rehashed) member of 10**9 values would otherwise be allocated first.

@@ -46,6 +46,7 @@ from scipy import sparse
 from snncompile.errors import CorruptInputError, MissingDependencyError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.ir.ops import InvalidGraphError
+from snncompile.ir.serialize import check_hdf5_size
 
 FORMAT_NAME = "snncompile-loihi2-net"
 FORMAT_VERSION = 1
@@ -194,6 +195,7 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
     """Rebuild the Netlist from network.net; CorruptInputError for anything invalid."""
     h5py = _h5py()
     path = Path(path)
+    check_hdf5_size(path)
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT_NAME or f.attrs.get("version") != FORMAT_VERSION:

@@ -28,7 +28,14 @@ from snncompile.targets.onnx.float_model import (
 )
 from snncompile.targets.onnx.graph import StepInterface, build_step_model, read_interface
 from snncompile.targets.onnx.runner import StepSession, run_onnx
-from snncompile.targets.onnx.target import FILES, Build, check_options, prepare, summarize_artifact
+from snncompile.targets.onnx.target import (
+    FILES,
+    Build,
+    check_artifact,
+    check_options,
+    prepare,
+    summarize_artifact,
+)
 
 __all__ = [
     "FILES",
@@ -38,6 +45,7 @@ __all__ = [
     "StepInterface",
     "StepSession",
     "build_step_model",
+    "check_artifact",
     "check_float_output",
     "check_options",
     "export_float",

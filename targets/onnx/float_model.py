@@ -312,6 +312,41 @@ def _write_dir(out: Path, writers: dict, manifest: dict[str, Any], overwrite: bo
 # ---- running (no torch) ----------------------------------------------------------------
 
 
+def _check_against_graph(iface: FloatInterface, proto: Any) -> None:
+    """The interface describes the graph it is stored in (a float export has no netlist
+    to compare with): tensor names, shapes and dtype; CorruptInputError naming the first
+    disagreement (an edited interface gave onnxruntime errors, exit 1)."""
+    from onnx import TensorProto
+
+    where = "FloatInterface metadata"
+    if iface.dtype not in DTYPES:
+        raise CorruptInputError(f"{where}: dtype {iface.dtype!r} is not one of {', '.join(DTYPES)}")
+    if iface.pooling not in ("mean", "last"):
+        raise CorruptInputError(f"{where}: pooling {iface.pooling!r} is not mean or last")
+
+    def dims(value: Any) -> list[int]:
+        return [d.dim_value for d in value.type.tensor_type.shape.dim[1:]]
+
+    inputs = {v.name: v for v in proto.graph.input}
+    outputs = {v.name: v for v in proto.graph.output}
+    want_in = {"u": [iface.input_size], **iface.states}
+    want_out = {"logits": [iface.output_size], **{f"next:{n}": s for n, s in iface.states.items()}}
+    if set(inputs) != set(want_in) or not set(want_out) <= set(outputs):
+        raise CorruptInputError(f"{where}: its states or outputs are not the graph's")
+    if set(outputs) - set(want_out) != {f"spikes:{n}" for n in iface.spiking}:
+        raise CorruptInputError(f"{where}: its spiking layers are not the graph's")
+    for name, shape in want_in.items():
+        if dims(inputs[name]) != list(shape):
+            raise CorruptInputError(
+                f"{where}: {name} has shape {shape}, the graph's {dims(inputs[name])}"
+            )
+    if dims(outputs["logits"]) != [iface.output_size]:
+        raise CorruptInputError(f"{where}: output_size is not the graph's")
+    elem = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[iface.dtype]
+    if inputs["u"].type.tensor_type.elem_type != elem:
+        raise CorruptInputError(f"{where}: dtype {iface.dtype} is not the graph's")
+
+
 class FloatSession:
     """A float step model in onnxruntime, with its interface."""
 
@@ -327,11 +362,7 @@ class FloatSession:
         self.interface = interface_from_json(
             FloatInterface, props[FLOAT_INTERFACE_KEY], _FLOAT_FIELD_KINDS
         )
-        if self.interface.dtype not in DTYPES:
-            raise CorruptInputError(
-                f"FloatInterface metadata: dtype {self.interface.dtype!r} is not one of "
-                f"{', '.join(DTYPES)}"
-            )
+        _check_against_graph(self.interface, proto)
         self.session = session_for(model_bytes, threads)
 
     @classmethod

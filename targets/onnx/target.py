@@ -98,6 +98,18 @@ def _compare(expected: Any, actual: Any, order: list[str]) -> None:
         raise EquivalenceError("onnx step graph differs from the reference in the readout")
 
 
+def check_artifact(path: str | Path, netlist: Any) -> None:
+    """model.onnx is exactly the step graph of netlist.npz (the build is deterministic and
+    takes milliseconds): its interface metadata, edited and rehashed, changed logits with
+    exit 0, and a graph edit would run something verify never checked."""
+    file = Path(path) / "model.onnx"
+    if file.read_bytes() != build_step_model(netlist).SerializeToString():
+        raise CorruptInputError(
+            f"{file}: is not the step graph of netlist.npz (edited after export, or written "
+            "by another snncompile version: export again)"
+        )
+
+
 def summarize_artifact(path: str | Path) -> dict[str, Any]:
     """Interface summary of the artifact's model.onnx (for inspect and export)."""
     import onnx
