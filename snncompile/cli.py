@@ -261,6 +261,8 @@ def verify(
     from snncompile.api import verify_model
     from snncompile.verify.quantized import Tolerances
 
+    if not 0.0 <= max_accuracy_drop <= 100.0:  # NaN fails this too
+        raise UsageError(f"--max-accuracy-drop must be in [0, 100] points, got {max_accuracy_drop}")
     tolerances = Tolerances(
         min_argmax_agreement=min_argmax_agreement,
         max_accuracy_drop=max_accuracy_drop / 100.0,
@@ -907,7 +909,7 @@ def _json(data: object) -> str:
 
 
 def _terminated(signum: int, frame: object) -> None:
-    click.echo("terminated", err=True)
+    click.echo("error: terminated (SIGTERM)", err=True)
     raise SystemExit(128 + signum)
 
 
@@ -929,7 +931,7 @@ def _main(argv: list[str] | None, debug: bool) -> None:
     try:
         rv = cli.main(args=argv, prog_name="snncompile", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        click.echo("error: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:  # usage errors: exit 2
         exc.show()

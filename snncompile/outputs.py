@@ -39,6 +39,8 @@ def check_writable(path: str | os.PathLike[str], *, what: str = "-o") -> Path:
     Walks up to the nearest existing ancestor: it must be a directory this process may
     create entries in (parents that do not exist yet are made when writing).
     """
+    if not os.fspath(path):  # Path("") is ".", which would then "already exist"
+        raise UsageError(f"{what} is empty: name the file or directory to write")
     path = Path(path)
     ancestor = path.absolute().parent
     while not ancestor.exists():

@@ -781,6 +781,10 @@ MALFORMED = {
         lambda: chain((2,), ("fc", nir.Affine(weight=np.eye(2), bias=np.zeros(3)))),
         r"node 'fc' \(Affine\): malformed parameters \(.*\)",
     ),
+    "negative delay": (
+        lambda: chain((2,), ("d", nir.Delay(delay=np.array([-1.0, 0.0])))),
+        r"node 'd' \(Delay\): a delay is negative",
+    ),
     "complex weight": (
         lambda: chain((2,), ("fc", nir.Linear(weight=np.eye(2) * (1 + 1j))), ("lif", lif(2))),
         r"node 'fc' \(Linear\) has complex weight; NIR parameters are real",

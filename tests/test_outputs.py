@@ -225,7 +225,7 @@ main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "art")!r}])
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 143, done.stderr
-    assert done.stderr.endswith("terminated\n")
+    assert done.stderr.endswith("error: terminated (SIGTERM)\n")
     assert os.listdir(tmp_path) == []
 
 
@@ -289,3 +289,8 @@ def test_a_path_the_system_refuses_and_a_deeply_nested_file_are_corrupt_input(  
     (nested / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
     code, err = _run(["inspect", nested], capsys)
     assert (code, err) == (6, "error: an input is nested too deeply to read (RecursionError)\n")
+
+
+def test_an_empty_output_name_is_named_as_such(capsys) -> None:  # type: ignore[no-untyped-def]
+    code, err = _run(["export", CHECKPOINT, "-o", ""], capsys)
+    assert (code, err) == (2, "error: -o is empty: name the file or directory to write\n")

@@ -246,12 +246,15 @@ def test_a_target_that_differs_fails_verify_with_exit_3(monkeypatch, capsys) -> 
         ("--min-argmax-agreement", "nan"),
         ("--max-accuracy-drop", "nan"),
         ("--min-spike-agreement", "2"),
+        ("--max-accuracy-drop", "-5"),
     ],
 )
 def test_verify_refuses_meaningless_limits_and_tolerances(capsys, argv) -> None:
     """A NaN tolerance compares False both ways and passed every check."""
     code, out, err = _run(capsys, "verify", SPIKE_SSM, *argv)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    if argv[0] == "--max-accuracy-drop":  # named in the option's own units (points)
+        assert f"--max-accuracy-drop must be in [0, 100] points, got {float(argv[1])}" in err
 
 
 def test_a_checkpoint_whose_task_does_not_fit_its_model_is_corrupt(tmp_path: Path, capsys) -> None:
@@ -281,3 +284,23 @@ def test_one_input_beyond_the_run_budget_is_refused(monkeypatch, tmp_path: Path,
     np.save(data, np.zeros((1, 64, 1)))
     code, _, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(data))
     assert code == 2 and "one input of 64 steps needs" in err and err.count("\n") == 1
+
+
+def test_calibration_in_parts_quantizes_exactly_as_in_one_run(compiled_spike_ssm, monkeypatch):
+    """A checkpoint may embed a large calibration batch: it is run in parts, and the peaks
+    (maxima) merge to the same quantized network bit for bit."""
+    import snncompile.simulate as sim
+    from snncompile.compiler import compile_model
+    from snncompile.ir.netlist import first_difference
+
+    float_net = compiled_spike_ssm.float_netlist
+    one_input = sim._bytes_per_input(float_net, compiled_spike_ssm.calibration.shape[1])
+    monkeypatch.setattr(sim, "RUN_BUDGET_BYTES", 3 * one_input)  # 11 parts of the 32 inputs
+    import snncompile.quantize.quantize as quantize
+
+    runs = []
+    real = quantize.simulate
+    monkeypatch.setattr(quantize, "simulate", lambda *a, **k: runs.append(1) or real(*a, **k))
+    parts = compile_model(SPIKE_SSM)
+    assert len(runs) == 11  # the calibration peaks ran in parts
+    assert first_difference(parts.netlist, compiled_spike_ssm.netlist) is None

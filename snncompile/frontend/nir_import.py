@@ -306,6 +306,8 @@ def linear_parts(
         return [(0, matrix)], bias, out
     if kind == "Delay":
         delay = np.broadcast_to(_arr(node, "delay").ravel(), (n,)) / dt
+        if np.any(delay < 0):
+            raise CorruptInputError(f"node {name!r} (Delay): a delay is negative")
         steps = np.rint(delay)
         if np.any(np.abs(delay - steps) > 1e-6 * np.maximum(1.0, delay)) or np.any(steps < 0):
             raise UnsupportedError(

@@ -113,9 +113,17 @@ def _q(bits: int) -> int:
 
 
 def calibration_ranges(net: Netlist, x: np.ndarray) -> dict[str, float]:
-    """Largest magnitude of every message, state and input on the calibration data."""
-    ranges = dict(simulate(net, x, peaks=True).peaks)
-    ranges["input"] = float(np.abs(np.asarray(x)).max(initial=0))
+    """Largest magnitude of every message, state and input on the calibration data, run
+    in parts of the batch as simulate runs them (maxima merge exactly)."""
+    from snncompile.simulate import part_size
+
+    x = np.asarray(x)
+    size = part_size(net, int(x.shape[0]), int(x.shape[1]))
+    ranges: dict[str, float] = {}
+    for first in range(0, int(x.shape[0]), size):
+        for name, peak in simulate(net, x[first : first + size], peaks=True).peaks.items():
+            ranges[name] = max(ranges.get(name, 0.0), float(peak))
+    ranges["input"] = float(np.abs(x).max(initial=0))
     return ranges
 
 
@@ -326,6 +334,8 @@ def quantize(
     net: Netlist, calibration: np.ndarray, config: QuantConfig | None = None
 ) -> tuple[Netlist, QuantReport]:
     """Float64 netlist + calibration inputs (B, L, d_in) -> (int netlist, report)."""
+    from snncompile.simulate import run_in_parts
+
     if net.numeric != "float64":
         raise UsageError("quantize() takes a float64 netlist")
     cfg = config or QuantConfig()
@@ -335,7 +345,7 @@ def quantize(
     while True:
         rounds += 1
         qnet = quantizer.build()
-        check = simulate(qnet, calibration)
+        check = run_in_parts("reference", qnet, calibration)  # events summed, rates merged
         events = check.events
         if not events or rounds >= cfg.max_rounds:
             break
