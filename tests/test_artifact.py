@@ -187,7 +187,10 @@ NETLIST_DAMAGE = {
                         "invalid content: synapse .* unknown population 'nowhere'"),
     "bad formats": (lambda d: _edit_json(d / "netlist.json",
                                          lambda j: j["formats"].update(weight_bits=9)),
-                    r"weight_bits must be in \[2, 8\]"),
+                    r"weight_bits must be an integer in \[2, 8\]"),
+    "float bit width": (lambda d: _edit_json(d / "netlist.json",
+                                             lambda j: j["formats"].update(weight_bits=8.0)),
+                        r"weight_bits must be an integer in \[2, 8\], got 8.0"),
     "dt NaN": (lambda d: _edit_json(d / "netlist.json", lambda j: j.update(dt_s=float("nan"))),
                "dt_s must be a positive finite number of seconds, got nan"),
 }  # fmt: skip

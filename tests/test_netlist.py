@@ -99,9 +99,14 @@ def test_damaged_sizes_and_scales_refused():
     net = _net(np.eye(2))
     for change, message in (
         ({"ticks_per_step": 10**9}, "ticks_per_step must be an integer in"),
-        ({"input_scale": 0.0}, "input_scale must be a positive finite number, got 0.0"),
-        ({"input_scale": float("nan")}, "input_scale must be a positive finite number"),
-        ({"output_scale": float("inf")}, "output_scale must be a positive finite number"),
+        (
+            {"input_scale": 0.0},
+            r"input_scale must be a positive number within 2\*\*\+-200, got 0.0",
+        ),
+        ({"input_scale": float("nan")}, "input_scale must be a positive number within"),
+        ({"output_scale": float("inf")}, "output_scale must be a positive number within"),
+        ({"output_scale": 1e308}, "output_scale must be a positive number within"),
+        ({"input_scale": 5e-324}, "input_scale must be a positive number within"),
     ):
         fields = {"formats": net.formats, "input_scale": 1.0, "output_scale": 1.0, **change}
         with pytest.raises(InvalidGraphError, match=message):

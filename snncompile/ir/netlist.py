@@ -62,8 +62,10 @@ class Formats:
         }
         for name, (low, high) in limits.items():
             value = getattr(self, name)
-            if not low <= value <= high:
-                raise InvalidGraphError(f"{name} must be in [{low}, {high}], got {value}")
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise InvalidGraphError(
+                    f"{name} must be an integer in [{low}, {high}], got {value!r}"
+                )
 
     def to_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -269,6 +271,9 @@ def weight_grid(values: np.ndarray, bits: int) -> tuple[int, int, int]:
 # synaptic delays are far shorter); the bound keeps a damaged file from sizing the
 # simulators' delay buffers in gigabytes.
 MAX_TICKS = 1 << 16
+# Input and output scales are powers of two the quantizer picks from weight exponents
+# (within +-32) and bit widths; far beyond, a (damaged) scale of 1e308 made inf logits.
+MAX_SCALE_LOG2 = 200
 # Compartments of one population: as the NIR import's node limit (far beyond a Loihi 2
 # chip's 128 cores x 8192); a damaged size of 10**10 would size simulator arrays.
 MAX_POPULATION_SIZE = 1 << 22
@@ -284,8 +289,12 @@ def validate_netlist(net: Netlist) -> None:
         )
     for name in ("input_scale", "output_scale"):
         scale = getattr(net, name)
-        if not (isinstance(scale, (int, float)) and 0 < scale < math.inf):
-            raise InvalidGraphError(f"{name} must be a positive finite number, got {scale!r}")
+        if not (
+            isinstance(scale, (int, float)) and 2.0**-MAX_SCALE_LOG2 <= scale <= 2.0**MAX_SCALE_LOG2
+        ):
+            raise InvalidGraphError(
+                f"{name} must be a positive number within 2**+-{MAX_SCALE_LOG2}, got {scale!r}"
+            )
     dt = net.dt_s
     if dt is not None and not (isinstance(dt, (int, float)) and 0 < dt < math.inf):
         raise InvalidGraphError(f"dt_s must be a positive finite number of seconds, got {dt!r}")
