@@ -517,3 +517,19 @@ def test_verify_target_onnx_runs_the_third_rung(capsys):
     assert exit_info.value.code == 0 and report["failures"] == []
     assert check["backend"] == "onnx" and check["exact"] and check["values_differing"] == 0
     assert check["n"] == 6 and check["traces"] > 20
+
+
+def test_onnxruntime_refusing_a_model_is_corrupt_input(onnx_artifact):
+    """Through the API a StepSession can be built on any file: an interface that does not
+    describe its graph is onnxruntime's InvalidArgument, reported as CorruptInputError."""
+    from snncompile.targets.onnx.graph import INTERFACE_KEY
+
+    model = onnx.load(str(onnx_artifact / "model.onnx"))
+    prop = next(p for p in model.metadata_props if p.key == INTERFACE_KEY)
+    interface = json.loads(prop.value)
+    name = next(iter(interface["states"]))
+    interface["states"][name] = [*interface["states"][name], 2]  # one rank too many
+    prop.value = json.dumps(interface)
+    session = StepSession(model.SerializeToString())
+    with pytest.raises(CorruptInputError, match=r"onnxruntime cannot run the model .*rank"):
+        run_onnx(session, sdigits(1))

@@ -379,6 +379,8 @@ def run_float(session: FloatSession, x: np.ndarray) -> SimResult:
     per neuron layer (fraction of nonzero outputs); no traces or events; latency is 0
     (no synapse hops in the float model).
     """
+    from .runner import run_session
+
     iface = session.interface
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[2] != iface.input_size or x.shape[1] == 0:
@@ -399,7 +401,7 @@ def run_float(session: FloatSession, x: np.ndarray) -> SimResult:
     seen = dict.fromkeys(iface.spiking, 0)
     for t in range(x.shape[1]):
         feeds["u"] = x[:, t]
-        values = session.session.run(outputs, feeds)
+        values = run_session(session.session, outputs, feeds)
         logits = values[0]
         feeds.update(zip(names, values[1 : 1 + len(names)], strict=True))
         for name, spikes in zip(iface.spiking, values[1 + len(names) :], strict=True):

@@ -48,6 +48,18 @@ def session_for(model_bytes: bytes, threads: int | None = None) -> Any:
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
+def run_session(session: Any, fetch: list[str], feeds: dict[str, Any]) -> list[Any]:
+    """session.run, with onnxruntime's refusal (a tensor name, rank or type the graph does
+    not have: a model whose interface does not describe it) as CorruptInputError."""
+    try:
+        return session.run(fetch, feeds)
+    except Exception as exc:  # onnxruntime's InvalidArgument, Fail, ...: pybind classes
+        if type(exc).__module__.startswith("onnxruntime"):
+            detail = " ".join(str(exc).split())[:200]
+            raise CorruptInputError(f"onnxruntime cannot run the model ({detail})") from None
+        raise
+
+
 def load_session(kind: Any, path: str | os.PathLike[str], threads: int | None = None) -> Any:
     """kind(model bytes, threads) for the ONNX file at `path`; a file onnx or onnxruntime
     cannot take (truncated, not ONNX, without our interface) is CorruptInputError."""
@@ -191,7 +203,7 @@ def run_onnx(
     for c in range(iface.calls(length)):
         feeds["x"] = x[:, c] if c < length else zeros
         feeds["in_window"] = inside if c < length else outside
-        values = step.session.run(fetch, feeds)
+        values = run_session(step.session, fetch, feeds)
         for name in step.state_names:
             feeds[name] = values[index[f"next:{name}"]]
         readout = values[index["readout"]]
