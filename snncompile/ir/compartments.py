@@ -40,8 +40,10 @@ class Param:
             raise InvalidGraphError(f"{name} holds NaN or inf")
         if numeric != "int" or self.limit is None:
             return
-        if np.any(value != np.round(value)):
-            raise InvalidGraphError(f"{name} must hold integers in an int netlist")
+        fractional = value != np.round(value)
+        if np.any(fractional):
+            first = np.asarray(value)[fractional].flat[0]
+            raise InvalidGraphError(f"{name} must hold integers in an int netlist, got {first:.4g}")
         low, high = self.limit(fmt)  # type: ignore[operator]
         bad = (value < low) | (value > high)
         if np.any(bad):
