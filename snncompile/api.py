@@ -555,9 +555,9 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     """Layers (traced graph nodes), family, task, accuracy, calibration, and whether each
     target can take the model (and why not)."""
     from snncompile.checkpoint import load_checkpoint
-    from snncompile.errors import UnsupportedError, invalid_model
+    from snncompile.errors import UnsupportedError
     from snncompile.frontend.torch_trace import trace
-    from snncompile.ir.ops import InvalidGraphError
+    from snncompile.ir.ops import blame_model_values
     from snncompile.support import columns
 
     ckpt = load_checkpoint(path)
@@ -568,10 +568,8 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
         targets = {label: {"ok": False, "why": str(exc)} for label, _, _ in columns()}
     else:
         layers = graph.summary()
-        try:
+        with blame_model_values(path):  # the passes and lowering run on the file's values
             targets = _target_verdicts(ckpt, graph)
-        except InvalidGraphError as exc:  # the passes or lowering, from the file's values
-            raise invalid_model(str(exc), path) from None
     accuracy = ckpt.meta.get("test_accuracy")
     calibration = None if ckpt.calibration is None else list(ckpt.calibration.shape)
     return {

@@ -29,6 +29,7 @@ import torch
 
 from snncompile.data import TASKS, check_task_args
 from snncompile.errors import CorruptInputError, UsageError
+from snncompile.ir.serialize import is_version
 from snncompile.models.backbone import ModelConfig, SequenceModel, build_model
 from snncompile.outputs import write_file
 
@@ -123,7 +124,7 @@ def _read_payload(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise CorruptInputError(f"{path}: not an snncompile checkpoint (no '{FORMAT_NAME}' tag)")
     version = payload.get("version")
-    if type(version) is not int or version != FORMAT_VERSION:  # True == 1 in Python
+    if not is_version(version, FORMAT_VERSION):
         raise CorruptInputError(
             f"{path}: checkpoint format version {version!r} is not supported "
             f"(this snncompile reads version {FORMAT_VERSION})"

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from snncompile.errors import CorruptInputError, UsageError, invalid_model
-from snncompile.ir.ops import InvalidGraphError
+from snncompile.errors import CorruptInputError, UsageError
+from snncompile.ir.ops import blame_model_values
 from snncompile.ir.serialize import unpacked_bytes
 
 if TYPE_CHECKING:
@@ -153,17 +152,6 @@ def _source_name(source: object) -> str | None:
     return str(source) if isinstance(source, (str, os.PathLike)) else None
 
 
-@contextmanager
-def _blame_values(source: object) -> Iterator[None]:
-    """A pass or lowering that builds an invalid graph from a valid trace does so because
-    of the model's values (a dt so small the discretized pole rounds to 1): say so, naming
-    the file, instead of exit 1 as if it were our bug."""
-    try:
-        yield
-    except InvalidGraphError as exc:
-        raise invalid_model(str(exc), _source_name(source)) from None
-
-
 def compile_model(
     source: str | os.PathLike[str] | nn.Module,
     *,
@@ -197,7 +185,9 @@ def compile_model(
             raise UsageError("--entry applies to PyTorch models, not to a .nir graph")
         step("trace")
         model = None
-        with _blame_values(source):  # e.g. Scale nodes multiplying past float64's range
+        with blame_model_values(
+            _source_name(source)
+        ):  # e.g. Scale nodes multiplying past float64's range
             graph, width, embedded, meta = load_nir_source(source, dt=dt, reset=reset)
     else:
         if dt is not None or reset != "zero":
@@ -212,14 +202,14 @@ def compile_model(
         return done
     pass_stop = stop_after if stop_after in DEFAULT_ORDER else None
     step("passes")
-    with _blame_values(source):
+    with blame_model_values(_source_name(source)):
         done.graph = run_passes(graph, stop_after=pass_stop)
     done.stopped_after = pass_stop or "passes"
     if stop_after in (*DEFAULT_ORDER, "passes"):
         return done
     cfg = config or QuantConfig()
     step("lower")
-    with _blame_values(source):
+    with blame_model_values(_source_name(source)):
         done.float_netlist = lower(done.graph, formats=cfg.formats())
     done.stopped_after = "lower"
     if stop_after == "lower":

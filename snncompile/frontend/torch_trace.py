@@ -27,10 +27,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from snncompile.errors import UnsupportedError, UsageError, invalid_model
+from snncompile.errors import UnsupportedError, UsageError
 from snncompile.ir import ops
 from snncompile.ir.graph import Graph, Node
-from snncompile.ir.ops import InvalidGraphError
+from snncompile.ir.ops import blame_model_values
 from snncompile.models.mixing import GLUMixer, GSUMixer
 from snncompile.models.neurons.base import SpikingNeuron
 from snncompile.models.neurons.heaviside import HeavisideNeuron
@@ -729,7 +729,7 @@ def trace(model: nn.Module, input_size: int, *, source: str | None = None) -> Gr
     The model itself is not touched: a deep copy is put in eval mode and float64, so every
     parameter reaches the IR as the float64 value a `model.double()` forward uses.
     Raises UnsupportedError listing every module or function the IR cannot express; a
-    model whose values make an invalid graph is errors.invalid_model, naming `source`
+    model whose values make an invalid graph is ops.blame_model_values's error, naming `source`
     (the file the model came from) when given.
     """
     return _trace(model, input_size, {}, source)
@@ -762,10 +762,8 @@ def _trace(
         exc.offenders = list(translator.offenders)  # type: ignore[attr-defined]
         raise exc
     graph_meta = {"source": "torch", "model": type(model).__name__, **meta}
-    try:
+    with blame_model_values(source):
         return Graph(tuple(translator.nodes.values()), meta=graph_meta)
-    except InvalidGraphError as exc:
-        raise invalid_model(str(exc), source) from None
 
 
 def trace_checkpoint(path: str | os.PathLike[str]) -> Graph:

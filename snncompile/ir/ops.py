@@ -11,17 +11,31 @@ output width; it raises InvalidGraphError naming what is wrong (never `assert`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import numpy as np
 from scipy import sparse
 
-from snncompile.errors import SnnCompileError
+from snncompile.errors import SnnCompileError, invalid_model
 
 
 class InvalidGraphError(SnnCompileError):
     """A Graph or Netlist breaks its own rules (wrong shape, dangling edge, bad value)."""
+
+
+@contextmanager
+def blame_model_values(source: object = None) -> Iterator[None]:
+    """Building a graph from a model (tracing, passes, lowering): an InvalidGraphError
+    raised inside is the model's values' fault (a dt so small the discretized pole rounds
+    to 1, a neuron decay >= 1), not ours. errors.invalid_model names the file `source`
+    they came from (exit 6), or, for None, says the in-memory model is invalid (exit 2)."""
+    try:
+        yield
+    except InvalidGraphError as exc:
+        raise invalid_model(str(exc), None if source is None else str(source)) from None
 
 
 def _vector(name: str, value: np.ndarray, size: int) -> None:

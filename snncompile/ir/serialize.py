@@ -227,7 +227,7 @@ def _read_json(path: Path, format_name: str) -> tuple[_Doc, dict[str, Any]]:
     if not isinstance(data, dict) or data.get("format") != format_name:
         raise doc.fail(f"not a {format_name} file (no format tag {format_name!r})")
     version = data.get("version")
-    if type(version) is not int or version != VERSION:  # `true` == 1 in Python
+    if not is_version(version, VERSION):
         raise doc.fail(
             f"{format_name} version {version!r} is not supported (this snncompile reads "
             f"version {VERSION})"
@@ -268,12 +268,20 @@ def hdf5_data_bytes(path: Path) -> int:
 def check_hdf5_size(path: Path) -> None:
     """CorruptInputError for an HDF5 file whose datasets would unpack past
     MAX_NPZ_UNPACKED_BYTES (the same bound as an artifact's .npz)."""
-    declared = hdf5_data_bytes(path)
-    if declared > MAX_NPZ_UNPACKED_BYTES:
+    _refuse_past_limit(path, hdf5_data_bytes(path), "datasets")
+
+
+def _refuse_past_limit(path: Path, unpacked: int, what: str) -> None:
+    if unpacked > MAX_NPZ_UNPACKED_BYTES:
         raise CorruptInputError(
-            f"{path}: its datasets unpack to {declared / 2**30:.1f} GiB, more than any "
+            f"{path}: its {what} unpack to {unpacked / 2**30:.1f} GiB, more than any "
             f"network holds ({MAX_NPZ_UNPACKED_BYTES / 2**30:.0f} GiB)"
         )
+
+
+def is_version(value: object, expected: int) -> bool:
+    """A format version field equal to `expected` (an int: `true` == 1 in Python)."""
+    return type(value) is int and value == expected
 
 
 # An .npz whose members unpack past this is refused before any is read: the bundled
@@ -291,12 +299,7 @@ class _ArrayReader:
         if not path.is_file():
             raise CorruptInputError(f"{path}: no such file")
         try:
-            unpacked = unpacked_bytes(path)
-            if unpacked > MAX_NPZ_UNPACKED_BYTES:
-                raise CorruptInputError(
-                    f"{path}: its arrays unpack to {unpacked / 2**30:.1f} GiB, more than "
-                    f"any network holds ({MAX_NPZ_UNPACKED_BYTES / 2**30:.0f} GiB)"
-                )
+            _refuse_past_limit(path, unpacked_bytes(path), "arrays")
             self.npz = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise CorruptInputError(f"{path}: not a readable .npz ({exc})") from None

@@ -30,6 +30,7 @@ import numpy as np
 
 from snncompile import __version__
 from snncompile.errors import CorruptInputError, EquivalenceError, UnsupportedError, UsageError
+from snncompile.ir.serialize import is_version
 from snncompile.outputs import write_directory, write_npz
 from snncompile.reference.simulator import SimResult
 
@@ -466,7 +467,7 @@ def read_float_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _check_float_files(path: Path, manifest: dict[str, Any]) -> None:
     version = manifest.get("version")
-    if type(version) is not int or version != FLOAT_VERSION:  # `true` == 1 in Python
+    if not is_version(version, FLOAT_VERSION):
         raise CorruptInputError(
             f"{path / 'manifest.json'}: {FLOAT_FORMAT} version {manifest.get('version')!r} is "
             f"not supported (this snncompile reads version {FLOAT_VERSION})"
