@@ -122,59 +122,16 @@ def run_backend(
     return BACKENDS[backend](net, x, record, internals and record)
 
 
-# The simulators hold every message of a run (reference: (ticks, batch, size) int64 per
-# population); a large batch runs in parts that keep this under the budget.
-RUN_BUDGET_BYTES = 1 << 30
-
-
 def run_in_parts(backend: str, source: Any, x: np.ndarray) -> Any:
-    """run_backend over equal parts of the batch x, each within RUN_BUDGET_BYTES of
-    messages, merged into one result: logits and readout concatenated, saturation events
-    summed, spike rates averaged over all inputs, steps summed (the network steps run).
-    No traces (simulate records none)."""
-    n = int(x.shape[0])
-    size = part_size(source, n, int(x.shape[1]))
-    results = [run_backend(backend, source, x[i : i + size]) for i in range(0, n, size)]
-    if len(results) == 1:
-        return results[0]
-    merged = results[0]
-    weights = [r.logits.shape[0] / n for r in results]
-    merged.logits = np.concatenate([r.logits for r in results])
-    merged.readout = np.concatenate([r.readout for r in results])
-    merged.steps = sum(r.steps for r in results)  # network steps run, over all parts
-    merged.events = {
-        key: sum(int(r.events.get(key, 0)) for r in results)
-        for key in dict.fromkeys(k for r in results for k in r.events)
-    }
-    merged.spike_rates = {
-        key: float(sum(w * r.spike_rates[key] for w, r in zip(weights, results, strict=True)))
-        for key in merged.spike_rates
-    }
-    return merged
-
-
-def part_size(source: Any, n: int, steps: int) -> int:
-    """Inputs per part when n inputs of `steps` steps run in equal parts, each within
-    RUN_BUDGET_BYTES of messages (n when the whole batch fits; at least 1)."""
-    per_input = _bytes_per_input(source, steps)
-    if per_input > RUN_BUDGET_BYTES:  # parts split the batch, never one sequence
-        raise UsageError(
-            f"one input of {steps} steps needs {per_input / 2**30:.1f} GiB of messages; the "
-            f"limit is {RUN_BUDGET_BYTES / 2**30:.0f} GiB: run shorter sequences"
-        )
-    parts = max(1, -(-n * per_input // RUN_BUDGET_BYTES))
-    return max(1, -(-n // parts))
-
-
-def _bytes_per_input(source: Any, steps: int) -> int:
-    """Bytes one input's run holds: every population's messages and summed input over
-    every tick, in int64 (0 for onnx sessions, which stream one step at a time)."""
+    """run_backend over equal parts of the batch x (reference.parts.part_size), merged
+    into one result (reference.parts.merge_runs). No traces (simulate records none)."""
     from snncompile.ir.netlist import Netlist
+    from snncompile.reference.parts import merge_runs, part_size
 
-    if not isinstance(source, Netlist):
-        return 0
-    ticks = source.total_ticks(steps)
-    return 8 * ticks * sum(p.size + p.input_width for p in source.populations)
+    n = int(x.shape[0])
+    # An onnx session streams one step at a time: it holds no run's messages.
+    size = part_size(source, n, int(x.shape[1])) if isinstance(source, Netlist) else n
+    return merge_runs([run_backend(backend, source, x[i : i + size]) for i in range(0, n, size)])
 
 
 def _check_not_an_input(output: Path, artifact: Path, inputs: Any) -> None:

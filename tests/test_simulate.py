@@ -198,6 +198,7 @@ def test_empty_or_truncated_input_file_is_exit_6(artifact, inputs, tmp_path, cap
 def test_a_large_batch_runs_in_parts_with_the_same_results(artifact, inputs, monkeypatch):
     """Parts bound the memory of a run; predictions, readout, events and spike rates are
     those of one whole-batch run."""
+    import snncompile.reference.parts as parts
     import snncompile.simulate as sim
 
     x = np.load(inputs)["x"][:7]
@@ -207,8 +208,8 @@ def test_a_large_batch_runs_in_parts_with_the_same_results(artifact, inputs, mon
     from snncompile.artifact import read_artifact
 
     net = read_artifact(artifact).netlist
-    one_input = sim._bytes_per_input(net, x.shape[1])
-    monkeypatch.setattr(sim, "RUN_BUDGET_BYTES", one_input)  # one input per part
+    one_input = parts.bytes_per_input(net, x.shape[1])
+    monkeypatch.setattr(parts, "RUN_BUDGET_BYTES", one_input)  # one input per part
     monkeypatch.setattr(sim, "run_backend", lambda *a, **k: calls.append(1) or real(*a, **k))
     parts = sim.simulate_artifact(artifact, x)
     assert len(calls) == 7

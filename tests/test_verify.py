@@ -88,17 +88,17 @@ def test_rungs_one_and_two_in_parts_report_what_the_whole_batch_reports(
     agreements, rates, events, the first divergence with its whole-batch sample) is the
     whole batch's, exactly, except where float64 PyTorch itself rounds differently for
     another batch size (BLAS blocking): the logit errors, to within a few ulps."""
-    import snncompile.simulate as sim
+    import snncompile.reference.parts as reference_parts
     from snncompile.data import load_task
     from snncompile.verify.quantized import verify_quantized
 
     test = load_task("sdigits").test
     x, labels = test.inputs[:7].astype(np.float64), test.labels[:7]
     whole = verify_quantized(compiled_spike_ssm, x, labels).to_dict()
-    one_input = sim.part_size(compiled_spike_ssm.netlist, 1, x.shape[1])
+    one_input = reference_parts.part_size(compiled_spike_ssm.netlist, 1, x.shape[1])
     assert one_input == 1  # (sanity: one input fits the default budget)
-    budget = 2 * sim._bytes_per_input(compiled_spike_ssm.netlist, x.shape[1])
-    monkeypatch.setattr(sim, "RUN_BUDGET_BYTES", budget)
+    budget = 2 * reference_parts.bytes_per_input(compiled_spike_ssm.netlist, x.shape[1])
+    monkeypatch.setattr(reference_parts, "RUN_BUDGET_BYTES", budget)
     parts = verify_quantized(compiled_spike_ssm, x, labels).to_dict()
     assert (whole.pop("parts"), parts.pop("parts")) == (1, 4)  # parts of 2, 2, 2, 1
     assert whole["first_divergence"] is not None  # so its merge is exercised
@@ -277,9 +277,9 @@ def test_a_checkpoint_whose_task_does_not_fit_its_model_is_corrupt(tmp_path: Pat
 def test_one_input_beyond_the_run_budget_is_refused(monkeypatch, tmp_path: Path, capsys) -> None:
     """Parts split the batch, never a sequence: a single input too long for the budget
     is exit 2 before any run (a 100,000-step sequence took 7 GB)."""
-    import snncompile.simulate as sim
+    import snncompile.reference.parts as parts
 
-    monkeypatch.setattr(sim, "RUN_BUDGET_BYTES", 1 << 10)
+    monkeypatch.setattr(parts, "RUN_BUDGET_BYTES", 1 << 10)
     data = tmp_path / "one.npy"
     np.save(data, np.zeros((1, 64, 1)))
     code, _, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(data))
@@ -289,13 +289,13 @@ def test_one_input_beyond_the_run_budget_is_refused(monkeypatch, tmp_path: Path,
 def test_calibration_in_parts_quantizes_exactly_as_in_one_run(compiled_spike_ssm, monkeypatch):
     """A checkpoint may embed a large calibration batch: it is run in parts, and the peaks
     (maxima) merge to the same quantized network bit for bit."""
-    import snncompile.simulate as sim
+    import snncompile.reference.parts as parts
     from snncompile.compiler import compile_model
     from snncompile.ir.netlist import first_difference
 
     float_net = compiled_spike_ssm.float_netlist
-    one_input = sim._bytes_per_input(float_net, compiled_spike_ssm.calibration.shape[1])
-    monkeypatch.setattr(sim, "RUN_BUDGET_BYTES", 3 * one_input)  # 11 parts of the 32 inputs
+    one_input = parts.bytes_per_input(float_net, compiled_spike_ssm.calibration.shape[1])
+    monkeypatch.setattr(parts, "RUN_BUDGET_BYTES", 3 * one_input)  # 11 parts of the 32 inputs
     import snncompile.quantize.quantize as quantize
 
     runs = []

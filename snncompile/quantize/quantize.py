@@ -36,6 +36,7 @@ from snncompile.errors import HardwareRuleError, UsageError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, weight_grid
 from snncompile.ir.ops import InvalidGraphError
 from snncompile.reference.kinds import gate_float
+from snncompile.reference.parts import part_size, simulate_in_parts
 from snncompile.reference.simulator import simulate
 
 LIF_INPUT_BITS = 16  # Lava's LIF in-port is int16
@@ -115,8 +116,6 @@ def _q(bits: int) -> int:
 def calibration_ranges(net: Netlist, x: np.ndarray) -> dict[str, float]:
     """Largest magnitude of every message, state and input on the calibration data, run
     in parts of the batch as simulate runs them (maxima merge exactly)."""
-    from snncompile.simulate import part_size
-
     x = np.asarray(x)
     size = part_size(net, int(x.shape[0]), int(x.shape[1]))
     ranges: dict[str, float] = {}
@@ -334,8 +333,6 @@ def quantize(
     net: Netlist, calibration: np.ndarray, config: QuantConfig | None = None
 ) -> tuple[Netlist, QuantReport]:
     """Float64 netlist + calibration inputs (B, L, d_in) -> (int netlist, report)."""
-    from snncompile.simulate import run_in_parts
-
     if net.numeric != "float64":
         raise UsageError("quantize() takes a float64 netlist")
     cfg = config or QuantConfig()
@@ -345,7 +342,7 @@ def quantize(
     while True:
         rounds += 1
         qnet = quantizer.build()
-        check = run_in_parts("reference", qnet, calibration)  # events summed, rates merged
+        check = simulate_in_parts(qnet, calibration)  # events summed, rates merged
         events = check.events
         if not events or rounds >= cfg.max_rounds:
             break

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from snncompile.errors import UsageError
+from snncompile.reference.parts import part_size
 from snncompile.reference.simulator import simulate
 from snncompile.verify.traces import earliest_divergence, first_divergence
 
@@ -107,11 +108,9 @@ def verify_quantized(
 ) -> VerifyReport:
     """Compare PyTorch (float64) with the float64 and integer netlists on inputs x.
 
-    The batch runs in equal parts (simulate.part_size: each part's messages within
+    The batch runs in equal parts (reference.parts.part_size: each part's messages within
     RUN_BUDGET_BYTES), so a large --data file needs the memory of one part; every
     statistic is of the whole batch (maxima, counts and means merged exactly)."""
-    from snncompile.simulate import part_size
-
     tol = tolerances or Tolerances()
     net, float_net = compiled.netlist, compiled.float_netlist
     if net is None or float_net is None:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from snncompile.ir.netlist import Netlist
+from snncompile.reference.parts import equal_parts
 from snncompile.verify.traces import diff_runs, earliest_divergence
 
 # One side's recorded traces of one part of the batch (int64 or float64 values).
@@ -147,6 +148,4 @@ def _part_size(net: Netlist, n: int, steps: int, budget_bytes: int) -> int:
         width = pop.size if pop.compartment.sends else 0
         width += len(pop.compartment.states) * pop.size + pop.input_width
         values += steps * width
-    per_part = max(1, budget_bytes // (8 * values))
-    parts = -(-n // per_part)
-    return -(-n // parts)
+    return equal_parts(n, 8 * values, budget_bytes)

@@ -1,0 +1,76 @@
+"""Running a batch in equal parts, so that memory is bounded by one part.
+
+    size = part_size(net, n, steps)         # inputs per part within RUN_BUDGET_BYTES
+    size = equal_parts(n, per_input, budget)
+    result = simulate_in_parts(net, x)      # the reference on x, in parts, merged
+
+The reference simulator holds every message of a run ((ticks, batch, size) int64 per
+population), so simulate, verify (rungs 1-2) and quantization's calibration run a large
+batch in parts of at most RUN_BUDGET_BYTES and merge the results (verify.targets uses
+equal_parts with its own, larger, per-input count: every trace of both runs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from snncompile.errors import UsageError
+from snncompile.ir.netlist import Netlist
+from snncompile.reference.simulator import SimResult, simulate
+
+RUN_BUDGET_BYTES = 1 << 30
+
+
+def equal_parts(n: int, per_input_bytes: int, budget_bytes: int) -> int:
+    """Inputs per part: n inputs in equal parts, each within the budget (at least 1)."""
+    parts = max(1, -(-n * per_input_bytes // budget_bytes))
+    return max(1, -(-n // parts))
+
+
+def bytes_per_input(net: Netlist, steps: int) -> int:
+    """Bytes one input's run holds: every population's messages and summed input over
+    every tick, in int64."""
+    return 8 * net.total_ticks(steps) * sum(p.size + p.input_width for p in net.populations)
+
+
+def part_size(net: Netlist, n: int, steps: int) -> int:
+    """Inputs per part for n inputs of `steps` steps within RUN_BUDGET_BYTES; UsageError
+    when one input alone is beyond it (parts split the batch, never a sequence)."""
+    per_input = bytes_per_input(net, steps)
+    if per_input > RUN_BUDGET_BYTES:
+        raise UsageError(
+            f"one input of {steps} steps needs {per_input / 2**30:.1f} GiB of messages; the "
+            f"limit is {RUN_BUDGET_BYTES / 2**30:.0f} GiB: run shorter sequences"
+        )
+    return equal_parts(n, per_input, RUN_BUDGET_BYTES)
+
+
+def merge_runs(results: list[Any]) -> Any:
+    """One result from runs of consecutive parts of a batch: logits and readout
+    concatenated, saturation events summed, spike rates averaged over all inputs, steps
+    summed (the network steps run). Traces are not merged (part runs record none)."""
+    if len(results) == 1:
+        return results[0]
+    n = sum(r.logits.shape[0] for r in results)
+    weights = [r.logits.shape[0] / n for r in results]
+    merged = results[0]
+    merged.logits = np.concatenate([r.logits for r in results])
+    merged.readout = np.concatenate([r.readout for r in results])
+    merged.steps = sum(r.steps for r in results)
+    merged.events = {
+        key: sum(int(r.events.get(key, 0)) for r in results)
+        for key in dict.fromkeys(k for r in results for k in r.events)
+    }
+    merged.spike_rates = {
+        key: float(sum(w * r.spike_rates[key] for w, r in zip(weights, results, strict=True)))
+        for key in merged.spike_rates
+    }
+    return merged
+
+
+def simulate_in_parts(net: Netlist, x: np.ndarray) -> SimResult:
+    """The reference simulator on x (B, L, d_in) in parts within RUN_BUDGET_BYTES, merged."""
+    size = part_size(net, int(x.shape[0]), int(x.shape[1]))
+    return merge_runs([simulate(net, x[i : i + size]) for i in range(0, int(x.shape[0]), size)])
