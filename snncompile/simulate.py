@@ -129,8 +129,10 @@ def run_in_parts(backend: str, source: Any, x: np.ndarray) -> Any:
     from snncompile.reference.parts import merge_runs, part_size
 
     n = int(x.shape[0])
-    # An onnx session streams one step at a time: it holds no run's messages.
-    size = part_size(source, n, int(x.shape[1])) if isinstance(source, Netlist) else n
+    size = n  # an onnx session streams one step at a time: it holds no run's messages
+    if isinstance(source, Netlist):  # the lava backend records the spiking populations
+        spiking = [p.name for p in source.populations if p.compartment.spiking]
+        size = part_size(source, n, int(x.shape[1]), recorded=spiking)
     return merge_runs([run_backend(backend, source, x[i : i + size]) for i in range(0, n, size)])
 
 

@@ -90,6 +90,7 @@ def test_rungs_one_and_two_in_parts_report_what_the_whole_batch_reports(
     another batch size (BLAS blocking): the logit errors, to within a few ulps."""
     import snncompile.reference.parts as reference_parts
     from snncompile.data import load_task
+    from snncompile.verify import quantized
     from snncompile.verify.quantized import verify_quantized
 
     test = load_task("sdigits").test
@@ -97,7 +98,7 @@ def test_rungs_one_and_two_in_parts_report_what_the_whole_batch_reports(
     whole = verify_quantized(compiled_spike_ssm, x, labels).to_dict()
     one_input = reference_parts.part_size(compiled_spike_ssm.netlist, 1, x.shape[1])
     assert one_input == 1  # (sanity: one input fits the default budget)
-    budget = 2 * reference_parts.bytes_per_input(compiled_spike_ssm.netlist, x.shape[1])
+    budget = 2 * quantized.bytes_per_input(compiled_spike_ssm.netlist, x.shape[1])
     monkeypatch.setattr(reference_parts, "RUN_BUDGET_BYTES", budget)
     parts = verify_quantized(compiled_spike_ssm, x, labels).to_dict()
     assert (whole.pop("parts"), parts.pop("parts")) == (1, 4)  # parts of 2, 2, 2, 1

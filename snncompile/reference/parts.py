@@ -4,14 +4,17 @@
     size = equal_parts(n, per_input, budget)
     result = simulate_in_parts(net, x)      # the reference on x, in parts, merged
 
-The reference simulator holds every message of a run ((ticks, batch, size) int64 per
-population), so simulate, verify (rungs 1-2) and quantization's calibration run a large
-batch in parts of at most RUN_BUDGET_BYTES and merge the results (verify.targets uses
-equal_parts with its own, larger, per-input count: every trace of both runs).
+A reference run holds, per input, its encoded input and the traces it records over every
+step; messages live only for a tile of ticks (simulator.TILE_BUDGET_BYTES across the
+batch). So simulate, verify (rungs 1-2) and quantization's calibration run a large batch
+in parts whose per-input bytes sum to at most RUN_BUDGET_BYTES and merge the results;
+verify (verify.quantized, verify.targets) counts its own, larger, per-input bytes: the
+PyTorch side's, and every trace of both runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -29,22 +32,31 @@ def equal_parts(n: int, per_input_bytes: int, budget_bytes: int) -> int:
     return max(1, -(-n // parts))
 
 
-def bytes_per_input(net: Netlist, steps: int) -> int:
-    """Bytes one input's run holds: every population's messages and summed input over
-    every tick, in int64."""
-    return 8 * net.total_ticks(steps) * sum(p.size + p.input_width for p in net.populations)
+def bytes_per_input(net: Netlist, steps: int, recorded: Iterable[str] = ()) -> int:
+    """Bytes a reference run of one input of `steps` steps holds: the input as float64
+    and encoded (the encoding makes four arrays of it), the messages of the `recorded`
+    populations over every step, and every population's messages and inputs over two
+    model steps (the shortest tile, with room for the kernels' temporaries)."""
+    names = set(recorded)
+    traced = sum(p.size for p in net.populations if p.name in names and p.compartment.sends)
+    per_tick = sum(p.size + p.input_width for p in net.populations)
+    return 8 * (steps * (4 * net.input.size + traced) + 2 * net.ticks_per_step * per_tick)
 
 
-def part_size(net: Netlist, n: int, steps: int) -> int:
-    """Inputs per part for n inputs of `steps` steps within RUN_BUDGET_BYTES; UsageError
-    when one input alone is beyond it (parts split the batch, never a sequence)."""
-    per_input = bytes_per_input(net, steps)
-    if per_input > RUN_BUDGET_BYTES:
+def parts_within_budget(n: int, per_input_bytes: int, steps: int) -> int:
+    """Inputs per part for n inputs within RUN_BUDGET_BYTES; UsageError when one input
+    alone is beyond it (parts split the batch, never a sequence)."""
+    if per_input_bytes > RUN_BUDGET_BYTES:
         raise UsageError(
-            f"one input of {steps} steps needs {per_input / 2**30:.1f} GiB of messages; the "
+            f"one input of {steps} steps needs {per_input_bytes / 2**30:.1f} GiB; the "
             f"limit is {RUN_BUDGET_BYTES / 2**30:.0f} GiB: run shorter sequences"
         )
-    return equal_parts(n, per_input, RUN_BUDGET_BYTES)
+    return equal_parts(n, per_input_bytes, RUN_BUDGET_BYTES)
+
+
+def part_size(net: Netlist, n: int, steps: int, recorded: Iterable[str] = ()) -> int:
+    """Inputs per part for n reference runs of `steps` steps recording `recorded`."""
+    return parts_within_budget(n, bytes_per_input(net, steps, recorded), steps)
 
 
 def merge_runs(results: list[Any]) -> Any:

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from snncompile.errors import UsageError
-from snncompile.reference.parts import part_size
+from snncompile.reference.parts import parts_within_budget
 from snncompile.reference.simulator import simulate
 from snncompile.verify.traces import earliest_divergence, first_divergence
 
 if TYPE_CHECKING:
     from snncompile.compiler import Compiled
+    from snncompile.ir.netlist import Netlist
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,16 @@ def torch_reference(model: Any, x: np.ndarray, names: list[str]) -> tuple[np.nda
     return logits, spikes
 
 
+def bytes_per_input(net: Netlist, steps: int) -> int:
+    """Bytes rungs 1-2 hold per input, counted as every population's messages and inputs
+    over every tick in int64. PyTorch's side dominates: its convolution mode builds the
+    SSM kernel per mode and step, as many values as the netlist's SSM populations over
+    the run (the bundled spike-ssm at 16,384 and 65,536 steps, batch 1: a peak of 67 KB
+    per step measured, 76 KB counted)."""
+    per_tick = sum(p.size + p.input_width for p in net.populations)
+    return 8 * net.total_ticks(steps) * per_tick
+
+
 def verify_quantized(
     compiled: Compiled,
     x: np.ndarray,
@@ -108,16 +119,16 @@ def verify_quantized(
 ) -> VerifyReport:
     """Compare PyTorch (float64) with the float64 and integer netlists on inputs x.
 
-    The batch runs in equal parts (reference.parts.part_size: each part's messages within
-    RUN_BUDGET_BYTES), so a large --data file needs the memory of one part; every
-    statistic is of the whole batch (maxima, counts and means merged exactly)."""
+    The batch runs in equal parts within reference.parts.RUN_BUDGET_BYTES (bytes_per_input
+    below), so a large --data file needs the memory of one part; every statistic is of
+    the whole batch (maxima, counts and means merged exactly)."""
     tol = tolerances or Tolerances()
     net, float_net = compiled.netlist, compiled.float_netlist
     if net is None or float_net is None:
         raise UsageError("verify needs a model compiled through quantization")
     spiking = [p.name for p in net.populations if p.compartment.spiking]
     n = int(x.shape[0])
-    size = part_size(net, n, int(x.shape[1]))
+    size = parts_within_budget(n, bytes_per_input(net, int(x.shape[1])), int(x.shape[1]))
     tally = _Tally(spiking)
     for first in range(0, n, size):
         part = slice(first, first + size)
