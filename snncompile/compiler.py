@@ -109,6 +109,13 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
                 f"{what} file {path} holds {unpacked / 2**30:.1f} GiB of arrays; the limit "
                 f"is {MAX_ARRAY_FILE_BYTES / 2**30:.0f} GiB: split the inputs into files"
             )
+        with path.open("rb") as file:
+            head = file.read(6)
+        # numpy takes any other file for a pickle and says so ("pickled data"), text too.
+        if head != b"\x93NUMPY" and not zipfile.is_zipfile(path):
+            raise CorruptInputError(
+                f"{what} file {path} is neither .npy nor .npz (it starts with {head!r})"
+            )
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return {"x": loaded}

@@ -225,7 +225,11 @@ BAD_INPUTS = {
         2,
         "real numeric array",
     ),
-    "calib not an array": (lambda t: _calib(t, b"hello"), 6, "--calib file .* not a plain"),
+    "calib not an array": (
+        lambda t: _calib(t, b"hello"),
+        6,
+        r"--calib file .* is neither \.npy nor \.npz \(it starts with b'hello'\)",
+    ),
     "calib pickled objects": (
         lambda t: _calib(t, np.array([{"a": 1}], dtype=object)),
         6,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -851,6 +852,47 @@ def test_nan_parameter_is_a_corrupt_file_naming_node_and_field(node, field, tmp_
     assert out.returncode == 6, out.stderr
     assert out.stderr == f"error: nan.nir: node {node!r} ({type(g.nodes[node]).__name__}) " \
         f"has a NaN or infinite {field}\n"  # fmt: skip
+    assert not (tmp_path / "a").exists()
+
+
+OUT_OF_SCALE = {
+    # (graph, dt, exit code, the error after "error: big.nir: ")
+    "gain overflows float64": (
+        lambda: chain(
+            (2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", cuba_lif(2, r=1e300, w_in=1e300))
+        ),
+        1e-3,
+        6,
+        r"big\.nir: node 'lif' \(CubaLIF\): its input gain or leak overflows float64 at "
+        r"dt = 0\.001 s \(r, w_in or v_leak out of scale\)",
+    ),
+    "dt far past the time constants": (
+        lambda: chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", cuba_lif(2))),
+        1e300,
+        4,
+        r"node 'lif' \(CubaLIF\): dt = 1e\+300 s exceeds a time constant; .*",
+    ),
+    "weights far past the threshold": (
+        lambda: chain((2,), ("fc", nir.Linear(weight=np.full((2, 2), 1e300))), ("lif", lif(2))),
+        1e-3,
+        5,
+        r"population 'lif': its input reaches \S+ against a threshold of 1, beyond what a "
+        r"16-bit input holds with the threshold at one unit or more: .*",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OUT_OF_SCALE, ids=list(OUT_OF_SCALE))
+def test_values_out_of_scale_are_one_line_naming_the_cause(case, tmp_path, cli):
+    """Not a numpy overflow warning, and not the value it leads to downstream (a
+    threshold of 4.9e-296 'must hold integers')."""
+    make, dt, code, message = OUT_OF_SCALE[case]
+    nir.write(tmp_path / "big.nir", make())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy warning becomes exit 1
+        out = cli("export", str(tmp_path / "big.nir"), "--dt", str(dt), "-o", str(tmp_path / "a"))
+    assert out.returncode == code, out.stderr
+    assert re.fullmatch(f"error: {message}\n", out.stderr), out.stderr
     assert not (tmp_path / "a").exists()
 
 

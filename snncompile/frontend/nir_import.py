@@ -357,23 +357,32 @@ def neuron_params(name: str, node: Any, dt: float) -> NeuronParams:
     r = get("r", 1.0)
     tau_field = {"LI": "tau", "LIF": "tau", "CubaLI": "tau_mem", "CubaLIF": "tau_mem"}
     if kind in ("I", "IF"):
-        alpha_u, alpha_v, gain, v_bias = zero, one, dt * r, zero
+        with np.errstate(over="ignore"):  # checked below
+            alpha_u, alpha_v, gain, v_bias = zero, one, dt * r, zero
     else:
         tau = get(tau_field[kind])
         if np.any(tau <= 0):
             raise UnsupportedError(f"node {name!r} ({kind}): time constants must be positive")
         alpha_u, alpha_v = zero, 1.0 - dt / tau
-        gain, v_bias = dt * r / tau, dt * get("v_leak", 0.0) / tau
-        if kind.startswith("Cuba"):
-            tau_syn = get("tau_syn")
+        tau_syn = get("tau_syn") if kind.startswith("Cuba") else None
+        if tau_syn is not None:
             if np.any(tau_syn <= 0):
                 raise UnsupportedError(f"node {name!r} ({kind}): tau_syn must be positive")
             alpha_u = 1.0 - dt / tau_syn
-            gain = gain * (dt / tau_syn) * get("w_in", 1.0)
-    if np.any(alpha_u < 0) or np.any(alpha_v < 0):
-        raise UnsupportedError(
-            f"node {name!r} ({kind}): dt = {dt} s exceeds a time constant; forward Euler "
-            "at this dt would flip the sign of the state every step"
+        # Before the gains: a dt that large overflows them (numpy would warn first).
+        if np.any(alpha_u < 0) or np.any(alpha_v < 0):
+            raise UnsupportedError(
+                f"node {name!r} ({kind}): dt = {dt} s exceeds a time constant; forward "
+                "Euler at this dt would flip the sign of the state every step"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            gain, v_bias = dt * r / tau, dt * get("v_leak", 0.0) / tau
+            if tau_syn is not None:
+                gain = gain * (dt / tau_syn) * get("w_in", 1.0)
+    if not (np.isfinite(gain).all() and np.isfinite(v_bias).all()):
+        raise CorruptInputError(
+            f"node {name!r} ({kind}): its input gain or leak overflows float64 at dt = {dt} s "
+            "(r, w_in or v_leak out of scale)"
         )
     spiking = kind in ("IF", "LIF", "CubaLIF")
     theta = get("v_threshold") if spiking else one

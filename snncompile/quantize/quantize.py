@@ -229,10 +229,25 @@ class _Quantizer:
         params = {
             "du": np.array(4095.0),
             "dv": np.array(float(4096 - round(tau * 4096))),
-            "vth": np.array(float(2**k) * float(pop.params["vth"])),
+            "vth": self._vth(pop, k),
         }
         self.notes[pop.name] = {"vth": int(params["vth"])}
         return Population(pop.name, pop.kind, pop.size, params=params)
+
+    def _vth(self, pop: Population, k: int) -> np.ndarray:
+        """The threshold on the input's scale 2**k. The lowering makes it an integer
+        (weights carry the float threshold); a negative k, from an input range far above
+        the threshold (a NIR weight or gain of 1e300), would put it below one unit."""
+        vth = float(2**k) * float(pop.params["vth"])
+        if not vth.is_integer():
+            peak = self.range_of(f"{pop.name}.in")
+            raise HardwareRuleError(
+                f"population {pop.name!r}: its input reaches {peak:.3g} against a threshold "
+                f"of {float(pop.params['vth']):g}, beyond what a {LIF_INPUT_BITS}-bit input "
+                "holds with the threshold at one unit or more: the model's weights, gains "
+                "or dt are out of scale"
+            )
+        return np.array(vth)
 
     def _cuba_lif(self, pop: Population) -> Population:
         # Lava's LIF with a current: u holds (a << 6) sums and must stay inside its 24-bit
@@ -248,7 +263,7 @@ class _Quantizer:
             # Lava keeps 4096 - (du + 1) of u per step, and 4096 - dv of v.
             "du": np.array(float(min(max(4095 - round(alpha_u * 4096), 0), 4095))),
             "dv": np.array(float(min(max(4096 - round(alpha_v * 4096), 0), 4095))),
-            "vth": np.array(float(2**k) * float(pop.params["vth"])),
+            "vth": self._vth(pop, k),
         }
         self.notes[pop.name] = {"vth": int(params["vth"]), "du": int(params["du"]),
                                 "dv": int(params["dv"])}  # fmt: skip
