@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 
 import click
 
@@ -398,6 +399,22 @@ def _progress(labels: dict[str, str] | None = None):
     names = {**_STEP_LABELS, **(labels or {})}
     with Console(stderr=True).status("starting") as status:
         yield lambda step: status.update(names.get(step, step))
+
+
+def _percent(on_step: Callable[[str], None] | None, label: str) -> Callable[[float], None] | None:
+    """A progress callback showing `label: N%` on the spinner, updated when N changes
+    (a run reports every tile or step: thousands of times); None without a spinner."""
+    if on_step is None:
+        return None
+    shown = [-1]
+
+    def show(fraction: float) -> None:
+        percent = int(100 * fraction)
+        if percent != shown[0]:
+            shown[0] = percent
+            on_step(f"{label}: {percent}%")
+
+    return show
 
 
 @cli.command()
@@ -822,10 +839,12 @@ def simulate(
     """Run a compiled artifact on inputs (no torch needed)."""
     from snncompile.simulate import simulate_artifact
 
-    with _progress({"simulate": f"simulating on {backend}"}) as on_step:
+    label = f"simulating on {backend}"
+    with _progress({"simulate": label}) as on_step:
         s = simulate_artifact(
-            artifact, input_path, backend=backend, steps=steps, output=output, on_step=on_step
-        )
+            artifact, input_path, backend=backend, steps=steps, output=output,
+            on_step=on_step, on_progress=_percent(on_step, label),
+        )  # fmt: skip
     if as_json:
         click.echo(_json(s.to_dict()))
         return

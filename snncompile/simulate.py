@@ -73,40 +73,46 @@ def load_inputs(
     return x, labels
 
 
-def _run_reference(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
+Progress = Callable[[float], None] | None
+
+
+def _run_reference(
+    net: Any, x: np.ndarray, record: bool, internals: bool, progress: Progress
+) -> Any:
     from snncompile.reference.simulator import simulate
 
-    return simulate(net, x, record=record, record_internals=internals)
+    return simulate(net, x, record=record, record_internals=internals, progress=progress)
 
 
-def _run_onnx(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
+def _run_onnx(net: Any, x: np.ndarray, record: bool, internals: bool, progress: Progress) -> Any:
     """onnxruntime: a Netlist (its step graph is built), an artifact's StepSession, or a
     float export's FloatSession (logits and spike rates only)."""
     try:
         from snncompile.targets.onnx.runner import run_onnx
     except ImportError as exc:
         raise MissingDependencyError(f"the onnx backend is not available ({exc})") from None
-    return run_onnx(net, x, record=record, record_internals=internals)
+    return run_onnx(net, x, record=record, record_internals=internals, progress=progress)
 
 
-def _run_lava(net: Any, x: np.ndarray, record: bool, internals: bool) -> Any:
+def _run_lava(net: Any, x: np.ndarray, record: bool, internals: bool, progress: Progress) -> Any:
     try:
         from snncompile.targets.lava.runner import run_lava
     except ImportError as exc:
         raise MissingDependencyError(f"the lava backend is not available ({exc})") from None
     if record:
-        return run_lava(net, x, record=True, record_internals=internals)
+        return run_lava(net, x, record=True, record_internals=internals, progress=progress)
     # Record the spiking populations only: what the summary's spike rates need.
     spiking = [p.name for p in net.populations if p.compartment.spiking]
-    result = run_lava(net, x, record=spiking)
+    result = run_lava(net, x, record=spiking, progress=progress)
     result.traces = {}
     return result
 
 
-# Backend name -> run(netlist, x, record, internals) -> SimResult; record=True traces
-# every population that sends (aligned to model time), as the reference simulator does;
-# internals adds every population's states and summed input (reference's record_internals).
-BACKENDS: dict[str, Callable[[Any, np.ndarray, bool, bool], Any]] = {
+# Backend name -> run(netlist, x, record, internals, progress) -> SimResult; record=True
+# traces every population that sends (aligned to model time), as the reference simulator
+# does; internals adds every population's states and summed input (reference's
+# record_internals); progress, if not None, is called with the fraction of the run done.
+BACKENDS: dict[str, Callable[[Any, np.ndarray, bool, bool, Progress], Any]] = {
     "reference": _run_reference,
     "lava": _run_lava,
     "onnx": _run_onnx,
@@ -114,26 +120,41 @@ BACKENDS: dict[str, Callable[[Any, np.ndarray, bool, bool], Any]] = {
 
 
 def run_backend(
-    backend: str, net: Any, x: np.ndarray, *, record: bool = False, internals: bool = False
+    backend: str,
+    net: Any,
+    x: np.ndarray,
+    *,
+    record: bool = False,
+    internals: bool = False,
+    progress: Progress = None,
 ) -> Any:
     """Run the integer netlist on float inputs x (B, L, d_in) with `backend`."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    return BACKENDS[backend](net, x, record, internals and record)
+    return BACKENDS[backend](net, x, record, internals and record, progress)
 
 
-def run_in_parts(backend: str, source: Any, x: np.ndarray) -> Any:
+def run_in_parts(backend: str, source: Any, x: np.ndarray, progress: Progress = None) -> Any:
     """run_backend over equal parts of the batch x (reference.parts.part_size), merged
-    into one result (reference.parts.merge_runs). No traces (simulate records none)."""
+    into one result (reference.parts.merge_runs). No traces (simulate records none);
+    progress gets the fraction of the whole batch's run done."""
     from snncompile.ir.netlist import Netlist
-    from snncompile.reference.parts import merge_runs, part_size
+    from snncompile.reference.parts import merge_runs, part_progress, part_size
 
     n = int(x.shape[0])
     size = n  # an onnx session streams one step at a time: it holds no run's messages
     if isinstance(source, Netlist):  # the lava backend records the spiking populations
         spiking = [p.name for p in source.populations if p.compartment.spiking]
         size = part_size(source, n, int(x.shape[1]), recorded=spiking)
-    return merge_runs([run_backend(backend, source, x[i : i + size]) for i in range(0, n, size)])
+    starts = range(0, n, size)
+    return merge_runs(
+        [
+            run_backend(
+                backend, source, x[i : i + size], progress=part_progress(progress, k, len(starts))
+            )
+            for k, i in enumerate(starts)
+        ]
+    )
 
 
 def _check_not_an_input(output: Path, artifact: Path, inputs: Any) -> None:
@@ -153,12 +174,14 @@ def simulate_artifact(
     steps: int | None = None,
     output: str | os.PathLike[str] | None = None,
     on_step: Callable[[str], None] | None = None,
+    on_progress: Progress = None,
 ) -> SimulationSummary:
     """Run the artifact's integer netlist on the inputs; optionally write OUT.npz.
 
     backend "onnx" runs the artifact's model.onnx with onnxruntime: the integer step graph
     of an `--target onnx` export, or the float step graph of an `--target onnx --float` one.
-    on_step(name) is called as each step starts: "read" (artifact and inputs), "simulate".
+    on_step(name) is called as each step starts: "read" (artifact and inputs), "simulate";
+    on_progress(fraction) as the simulation advances (every tile, step or Lava step).
     """
     from snncompile.artifact import read_artifact
 
@@ -203,7 +226,7 @@ def simulate_artifact(
         x = x[:, :steps]
     step("simulate")
     start = time.perf_counter()
-    result = run_in_parts(backend, source, x)
+    result = run_in_parts(backend, source, x, on_progress)
     seconds = time.perf_counter() - start
     predictions = result.logits.argmax(axis=1)
     summary = SimulationSummary(

@@ -220,6 +220,44 @@ def test_a_large_batch_runs_in_parts_with_the_same_results(artifact, inputs, mon
         assert parts.spike_rates[name] == pytest.approx(rate, rel=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["reference", "onnx", "lava"])
+def test_progress_rises_to_the_whole_run_over_parts(artifact, inputs, backend, monkeypatch):
+    """on_progress sees fractions of the whole batch's run that only grow and end at 1,
+    also when the batch runs in parts (one input each here; onnx streams in one part)."""
+    import snncompile.reference.parts as parts
+    import snncompile.simulate as sim
+    from snncompile.artifact import read_artifact
+
+    net = read_artifact(artifact).netlist
+    x = np.load(inputs)["x"][:3, :20]
+    spiking = [p.name for p in net.populations if p.compartment.spiking]
+    monkeypatch.setattr(parts, "RUN_BUDGET_BYTES", parts.bytes_per_input(net, 20, spiking))
+    seen: list[float] = []
+    summary = sim.simulate_artifact(artifact, x, backend=backend, on_progress=seen.append)
+    assert summary.n == 3
+    assert seen == sorted(seen) and 0 < seen[0] < 1 and seen[-1] == 1.0
+    if backend != "onnx":  # each part ends at its share of the batch
+        for boundary in (1 / 3, 2 / 3):
+            assert min(abs(f - boundary) for f in seen) < 1e-12
+    # The reference reports each tile (one per input here), the others each step.
+    assert len(seen) >= (3 if backend == "reference" else net.total_ticks(20))
+
+
+def test_the_spinner_shows_a_percentage_only_when_it_changes():
+    from snncompile.cli import _percent
+
+    shown: list[str] = []
+    progress = _percent(shown.append, "simulating on lava")
+    for fraction in (0.001, 0.004, 0.5, 0.503, 1.0):
+        progress(fraction)
+    assert shown == [
+        "simulating on lava: 0%",
+        "simulating on lava: 50%",
+        "simulating on lava: 100%",
+    ]
+    assert _percent(None, "simulating") is None  # no terminal, no spinner
+
+
 def test_a_long_sequence_runs_in_the_memory_of_a_tile(artifact):
     """Messages live only for a tile of ticks: 20,000 steps of the bundled model (1.4 GiB
     if every message were kept, which the part budget once counted and refused past

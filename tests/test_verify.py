@@ -227,7 +227,7 @@ def test_a_target_that_differs_fails_verify_with_exit_3(monkeypatch, capsys) -> 
     """Rung 3 is exact: one changed message fails it and names where."""
     import snncompile.simulate as simulate_module
 
-    def off_by_one(net, x, record, internals):
+    def off_by_one(net, x, record, internals, progress):
         result = simulate(net, x, record=record, record_internals=internals)
         result.traces["blocks.1.act.v"][3, 17, 5] += 1  # a state, its messages unchanged
         return result

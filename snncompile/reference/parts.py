@@ -14,7 +14,7 @@ PyTorch side's, and every trace of both runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,16 @@ def parts_within_budget(n: int, per_input_bytes: int, steps: int) -> int:
 def part_size(net: Netlist, n: int, steps: int, recorded: Iterable[str] = ()) -> int:
     """Inputs per part for n reference runs of `steps` steps recording `recorded`."""
     return parts_within_budget(n, bytes_per_input(net, steps, recorded), steps)
+
+
+def part_progress(
+    progress: Callable[[float], None] | None, index: int, count: int
+) -> Callable[[float], None] | None:
+    """The progress callback for part `index` of `count` equal parts of a run: a part's
+    fraction f is the run's (index + f) / count."""
+    if progress is None:
+        return None
+    return lambda fraction: progress((index + fraction) / count)
 
 
 def merge_runs(results: list[Any]) -> Any:

@@ -16,7 +16,7 @@ the trace of every population has L steps whatever its latency.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -171,13 +171,15 @@ def simulate(
     record: bool | Iterable[str] = False,
     record_internals: bool = False,
     peaks: bool = False,
+    progress: Callable[[float], None] | None = None,
 ) -> SimResult:
     """Run `net` on float inputs x (B, L, d_in); see SimResult.
 
     record: True for traces of every population, or an iterable of population names;
     record_internals: also trace the recorded populations' states and inputs;
     peaks: track the largest magnitude of every message, state and input (calibration)
-    without storing traces.
+    without storing traces;
+    progress: called with the fraction of the run done (in (0, 1]) after each tile.
     """
     x = np.asarray(x)
     _check_input(net, x)
@@ -188,7 +190,7 @@ def simulate(
     events = Events()
     data = encode_input(net, x, events)
     run = _Run(net, data, recorded, record_internals, peaks, events)
-    run.run()
+    run.run(progress)
     return run.result()
 
 
@@ -242,7 +244,7 @@ class _Run:
         tile = max(1, TILE_BUDGET_BYTES // per_tick) // self.ticks * self.ticks
         return min(max(tile, self.ticks), self.total)
 
-    def run(self) -> None:
+    def run(self, progress: Callable[[float], None] | None = None) -> None:
         tile = self.tile_ticks()
         for start in range(0, self.total, tile):
             stop = min(self.total, start + tile)
@@ -258,6 +260,8 @@ class _Run:
                     self._run_alone(pop, a, sent, start, stop)
             for name, messages in sent.items():
                 self.history[name] = self._last(name, messages)
+            if progress is not None:
+                progress(stop / self.total)
 
     def _last(self, name: str, messages: np.ndarray) -> np.ndarray:
         """The messages of the last `depth` ticks, the tile's after the history's."""

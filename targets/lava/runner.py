@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ import numpy as np
 from snncompile.errors import SnnCompileError, UsageError
 from snncompile.ir.netlist import Netlist
 from snncompile.reference.kinds import Events
+from snncompile.reference.parts import part_progress
 from snncompile.reference.simulator import SimResult, encode_input
 from snncompile.targets.lava.builder import SOURCE_KINDS, LavaNetwork, build_network, require_lava
 
@@ -49,6 +50,7 @@ def run_lava(
     record: bool | Iterable[str] = True,
     record_internals: bool = False,
     batch_size: int | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> SimResult:
     """Run `net` on float inputs x (B, L, d_in) in Lava; see SimResult.
 
@@ -56,7 +58,9 @@ def run_lava(
     record_internals: also trace the recorded populations' states ("<pop>.<state>") and
     summed inputs ("<pop>.in"), named and aligned as reference.simulate's;
     batch_size: samples per Lava run (all B at once by default, as copies of the
-    network side by side; smaller values bound memory at the cost of more runs).
+    network side by side; smaller values bound memory at the cost of more runs);
+    progress: called with the fraction done as each step's messages arrive (runs that
+    record nothing report only their end).
     """
     require_lava()
     x = np.asarray(x, dtype=np.float64)
@@ -66,8 +70,12 @@ def run_lava(
     chunk = batch_size or x.shape[0]
     if chunk < 1:
         raise UsageError(f"batch_size must be positive, got {batch_size}")
+    starts = range(0, x.shape[0], chunk)
     parts = [
-        _run_once(net, x[i : i + chunk], recorded, internals) for i in range(0, x.shape[0], chunk)
+        _run_once(
+            net, x[i : i + chunk], recorded, internals, part_progress(progress, k, len(starts))
+        )
+        for k, i in enumerate(starts)
     ]
     return _concatenate(parts) if len(parts) > 1 else parts[0]
 
@@ -104,7 +112,13 @@ def _internals(net: Netlist, record: bool | Iterable[str]) -> list[str]:
     ]
 
 
-def _run_once(net: Netlist, x: np.ndarray, recorded: list[str], internals: list[str]) -> SimResult:
+def _run_once(
+    net: Netlist,
+    x: np.ndarray,
+    recorded: list[str],
+    internals: list[str],
+    progress: Callable[[float], None] | None,
+) -> SimResult:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
@@ -135,7 +149,11 @@ def _run_once(net: Netlist, x: np.ndarray, recorded: list[str], internals: list[
         for step in range(lava.steps):
             for extractor, store in extractors.values():
                 store[step] = _receive(extractor, runtime)
+            if progress is not None and extractors:
+                progress((step + 1) / lava.steps)
         root.wait()
+        if progress is not None:
+            progress(1.0)
         readout = lava.compartments[net.readout.name].acc.get()
         for name, proc in lava.counters.items():
             events.add(name, int(proc.events.get()[0]))

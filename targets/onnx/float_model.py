@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -373,8 +374,11 @@ class FloatSession:
         return load_session(cls, path)
 
 
-def run_float(session: FloatSession, x: np.ndarray) -> SimResult:
-    """Stream x (B, L, d_in) through the float step graph; logits after the last step.
+def run_float(
+    session: FloatSession, x: np.ndarray, progress: Callable[[float], None] | None = None
+) -> SimResult:
+    """Stream x (B, L, d_in) through the float step graph; logits after the last step
+    (progress: called with the fraction done after each step).
 
     readout holds the same logits (a float export has no integer readout); spike rates
     per neuron layer (fraction of nonzero outputs); no traces or events; latency is 0
@@ -408,6 +412,8 @@ def run_float(session: FloatSession, x: np.ndarray) -> SimResult:
         for name, spikes in zip(iface.spiking, values[1 + len(names) :], strict=True):
             active[name] += int(np.count_nonzero(spikes))
             seen[name] += spikes.size
+        if progress is not None:
+            progress((t + 1) / x.shape[1])
     logits = np.asarray(logits, dtype=np.float64)
     overflowed = np.flatnonzero(~np.isfinite(logits).all(axis=1))
     if overflowed.size:  # the float model's arithmetic overflowed: no answer to report

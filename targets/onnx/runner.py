@@ -16,7 +16,7 @@ readout, logits, saturation events, spike rates; `steps` counts ticks. No torch 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +126,10 @@ def run_onnx(
     *,
     record: bool | Iterable[str] = True,
     record_internals: bool = False,
+    progress: Callable[[float], None] | None = None,
 ) -> SimResult:
     """Run x (B, L, d_in) floats model step by model step (one call each) through
-    onnxruntime; see SimResult.
+    onnxruntime; see SimResult. progress: called with the fraction done after each call.
 
     source: an int Netlist (its step graph is built in memory), an artifact directory
     (its model.onnx if it has one, else a graph built from its netlist), or a StepSession.
@@ -139,7 +140,7 @@ def run_onnx(
     from .float_model import FloatSession, run_float
 
     if isinstance(source, FloatSession):  # a --float export: logits only
-        return run_float(source, x)
+        return run_float(source, x, progress)
     step = _resolve(source)
     iface = step.interface
     x = np.asarray(x)
@@ -200,7 +201,8 @@ def run_onnx(
         inside_run = ticks * call + latency[pop] % ticks < total
         return model_t if inside_run and 0 <= model_t < length else None
 
-    for c in range(iface.calls(length)):
+    calls = iface.calls(length)
+    for c in range(calls):
         feeds["x"] = x[:, c] if c < length else zeros
         feeds["in_window"] = inside if c < length else outside
         values = run_session(step.session, fetch, feeds)
@@ -220,6 +222,8 @@ def run_onnx(
             if model_t is not None:
                 out = state_traces.get(name, f"msg:{name}")
                 trace[:, model_t] = values[index[out]]
+        if progress is not None:
+            progress((c + 1) / calls)
 
     logits = readout.astype(np.float64) * iface.output_scale
     if iface.readout_mode == "mean":
