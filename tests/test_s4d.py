@@ -40,6 +40,36 @@ def test_conv_mode_equals_step_mode_float64_tightly() -> None:
     assert (conv - step).abs().max() / step.abs().max() < 1e-12
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_kernel_in_parts_equals_the_kernel_at_once_with_its_gradients(monkeypatch, bidirectional):
+    """The powers are built a part of the steps at a time (memory); each kernel value is
+    the same sum over modes, so values and gradients are equal, not just close."""
+    import snncompile.models.s4d as s4d
+
+    torch.manual_seed(6)
+    layer = S4D(5, 16, trainable_B=True, bidirectional=bidirectional)
+    u = torch.randn(2, 101, 5)
+
+    def run() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        layer.zero_grad()
+        y = layer(u)
+        y.pow(2).mean().backward()
+        return y.detach(), {n: p.grad.clone() for n, p in layer.named_parameters()}
+
+    monkeypatch.setattr(s4d, "KERNEL_PART_BYTES", 1 << 30)
+    whole, whole_grads = run()
+    part_steps = 7  # 15 parts, the last of 3 steps
+    monkeypatch.setattr(s4d, "KERNEL_PART_BYTES", 16 * 5 * 8 * part_steps)
+    calls = []
+    einsum = torch.einsum
+    monkeypatch.setattr(torch, "einsum", lambda *a: calls.append(1) or einsum(*a))
+    parts, parts_grads = run()
+    assert len(calls) == 15  # the kernel was built in parts
+    assert torch.equal(parts, whole)
+    for name, grad in whole_grads.items():
+        assert torch.equal(parts_grads[name], grad), name
+
+
 def test_causal_output_ignores_the_future() -> None:
     torch.manual_seed(3)
     layer = S4D(4, 8)

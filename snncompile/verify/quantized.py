@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from snncompile.errors import UsageError
+from snncompile.reference.parts import bytes_per_input as run_bytes_per_input
 from snncompile.reference.parts import parts_within_budget
 from snncompile.reference.simulator import simulate
 from snncompile.verify.traces import earliest_divergence, first_divergence
@@ -102,13 +103,17 @@ def torch_reference(model: Any, x: np.ndarray, names: list[str]) -> tuple[np.nda
 
 
 def bytes_per_input(net: Netlist, steps: int) -> int:
-    """Bytes rungs 1-2 hold per input, counted as every population's messages and inputs
-    over every tick in int64. PyTorch's side dominates: its convolution mode builds the
-    SSM kernel per mode and step, as many values as the netlist's SSM populations over
-    the run (the bundled spike-ssm at 16,384 and 65,536 steps, batch 1: a peak of 67 KB
-    per step measured, 76 KB counted)."""
-    per_tick = sum(p.size + p.input_width for p in net.populations)
-    return 8 * net.total_ticks(steps) * per_tick
+    """Bytes rungs 1-2 hold per input: the integer run's (its spike traces) and PyTorch's
+    float64 forward, which dominates. That forward holds a few values per channel and
+    step in each layer (FFT buffers, neuron states, gates; the SSM kernel is built in
+    parts, models.s4d.KERNEL_PART_BYTES), about as many as the netlist's populations
+    other than the SSM modes have messages and inputs: counted twice. Measured peaks per
+    input and step at batch 1 against this count: 6.2-10.8 KB vs 16.7 KB (the bundled
+    spike-ssm, 65,536 and 16,384 steps), 73 KB vs 181 KB (spike-ssm H=256, 6 blocks,
+    4,096 steps), 16 KB vs 62 KB (spiking-ssm H=128, 4 blocks, 8,192 steps)."""
+    spiking = [p.name for p in net.populations if p.compartment.spiking]
+    per_tick = sum(p.size + p.input_width for p in net.populations if p.kind != "ssm")
+    return 16 * net.total_ticks(steps) * per_tick + run_bytes_per_input(net, steps, spiking)
 
 
 def verify_quantized(
