@@ -253,6 +253,7 @@ def verify_model(
     dt: float | None = None,
     reset: str = "zero",
     on_step: Callable[[str], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> Any:
     """Compile `source` and verify it: rung 1 (lowering exact) and rung 2 (float vs
     quantized reference, against tolerances); for a target other than the reference also
@@ -261,7 +262,8 @@ def verify_model(
     snncompile's float simulation of the NIR graph instead of PyTorch (verify.nir).
 
     on_step(name) is called as each step starts: the compiler's steps, then "verify"
-    (rungs 1-2) and "verify-target" (rung 3).
+    (rungs 1-2) and "verify-target" (rung 3); on_progress(fraction) as rung 3's target
+    runs advance.
     Returns a VerifyReport; it does not raise when a check fails (the CLI turns
     `report.failures` into exit code 3).
     """
@@ -295,7 +297,7 @@ def verify_model(
         report.data = origin
     if target != "reference":
         step("verify-target")
-        check = check_backend(compiled.netlist, x, target)
+        check = check_backend(compiled.netlist, x, target, progress=on_progress)
         report.target_check = check.to_dict()
         if not check.exact:
             report.failures.append(f"reference vs {target} not exact: {check.divergence}")

@@ -285,6 +285,7 @@ def verify(
             dt=dt,
             reset=reset,
             on_step=on_step,
+            on_progress=_percent(on_step, rung3),
         )
     if as_json:
         click.echo(_json(report.to_dict()))

@@ -113,8 +113,12 @@ def test_check_backend_in_parts_compares_every_value(compiled_spike_ssm) -> None
     net, x = compiled_spike_ssm.netlist, _sdigits(5)
     whole = check_backend(net, x, "onnx")
     one_input = 8 * whole.values_compared // 5  # bytes of one input's traces
-    parts = check_backend(net, x, "onnx", budget_bytes=2 * one_input)
+    seen: list[float] = []
+    parts = check_backend(net, x, "onnx", budget_bytes=2 * one_input, progress=seen.append)
     assert (whole.runs, parts.runs) == (1, 3)  # parts of 2, 2, 1 inputs
+    assert seen == sorted(seen) and seen[-1] == 1.0  # the backend's runs, over all parts
+    for boundary in (1 / 3, 2 / 3):
+        assert min(abs(f - boundary) for f in seen) < 1e-12
     assert whole.exact and parts.exact
     assert parts.values_compared == whole.values_compared
     assert (parts.traces, parts.populations) == (whole.traces, whole.populations)

@@ -20,13 +20,14 @@ one part, 4.8 GB in four, which take about 10% longer).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from snncompile.ir.netlist import Netlist
-from snncompile.reference.parts import equal_parts
+from snncompile.reference.parts import equal_parts, part_progress
 from snncompile.verify.traces import diff_runs, earliest_divergence
 
 # One side's recorded traces of one part of the batch (int64 or float64 values).
@@ -85,10 +86,16 @@ class BackendCheck:
 
 
 def check_backend(
-    net: Netlist, x: np.ndarray, backend: str, *, budget_bytes: int = TRACE_BUDGET_BYTES
+    net: Netlist,
+    x: np.ndarray,
+    backend: str,
+    *,
+    budget_bytes: int = TRACE_BUDGET_BYTES,
+    progress: Callable[[float], None] | None = None,
 ) -> BackendCheck:
     """Run x (B, L, d_in) on the reference and on `backend`; compare every value, in
-    parts of the batch whose traces fit `budget_bytes` per side."""
+    parts of the batch whose traces fit `budget_bytes` per side. progress: the fraction
+    of the backend's runs done (they take most of the time)."""
     from snncompile.reference.simulator import simulate
     from snncompile.simulate import run_backend
 
@@ -99,13 +106,17 @@ def check_backend(
     compared = differing = runs = 0
     traced: set[str] = set()
     divergences, other = [], None  # trace divergences per part; the first other difference
-    for first in range(0, n, part):
+    starts = range(0, n, part)
+    for index, first in enumerate(starts):
         xs = x[first : first + part]
         start = time.perf_counter()
         expected = simulate(net, xs, record=True, record_internals=True)
         reference_seconds += time.perf_counter() - start
         start = time.perf_counter()
-        actual = run_backend(backend, net, xs, record=True, internals=True)
+        actual = run_backend(
+            backend, net, xs, record=True, internals=True,
+            progress=part_progress(progress, index, len(starts)),
+        )  # fmt: skip
         backend_seconds += time.perf_counter() - start
         runs += 1
         # Population names hold dots; a state trace is "<population>.<state>".
