@@ -271,7 +271,7 @@ def verify_model(
     from snncompile.frontend.nir_compile import is_nir_source
     from snncompile.simulate import BACKENDS
     from snncompile.verify.quantized import verify_quantized
-    from snncompile.verify.targets import check_backend
+    from snncompile.verify.targets import check_backend, traced_part_size
 
     if target not in BACKENDS:
         raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
@@ -292,6 +292,8 @@ def verify_model(
         x, labels, origin = verification_data(
             data, compiled.meta, compiled.calibration, width, compiled.netlist.readout.size, limit
         )
+        if target != "reference":  # refuse an input too long for rung 3 before rungs 1-2
+            traced_part_size(compiled.netlist, int(x.shape[0]), int(x.shape[1]))
         step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
         report.data = origin

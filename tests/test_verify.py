@@ -291,6 +291,23 @@ def test_one_input_beyond_the_run_budget_is_refused(monkeypatch, tmp_path: Path,
     assert code == 2 and "one input of 64 steps needs" in err and err.count("\n") == 1
 
 
+def test_one_input_beyond_the_trace_budget_is_refused_before_any_run(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
+    """Rung 3 keeps every value of both runs: an input whose traces alone pass the budget
+    is exit 2 before rungs 1-2 run (it was run anyway, into many GB)."""
+    import snncompile.verify.quantized as quantized
+    import snncompile.verify.targets as targets
+
+    monkeypatch.setattr(targets, "TRACE_BUDGET_BYTES", 1 << 20)
+    monkeypatch.setattr(quantized, "verify_quantized", lambda *a: pytest.fail("rungs 1-2 ran"))
+    data = tmp_path / "one.npy"
+    np.save(data, np.zeros((1, 64, 1)))
+    code, _, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(data), "--target", "onnx")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "comparing every value of one input of 64 steps needs" in err
+
+
 def test_calibration_in_parts_quantizes_exactly_as_in_one_run(compiled_spike_ssm, monkeypatch):
     """A checkpoint may embed a large calibration batch: it is run in parts, and the peaks
     (maxima) merge to the same quantized network bit for bit."""

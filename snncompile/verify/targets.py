@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from snncompile.errors import UsageError
 from snncompile.ir.netlist import Netlist
 from snncompile.reference.parts import equal_parts, part_progress
 from snncompile.verify.traces import diff_runs, earliest_divergence
@@ -100,7 +101,7 @@ def check_backend(
     from snncompile.simulate import run_backend
 
     n = int(x.shape[0])
-    part = _part_size(net, n, int(x.shape[1]), budget_bytes)
+    part = traced_part_size(net, n, int(x.shape[1]), budget_bytes)
     order = [p.name for p in net.populations]
     reference_seconds = backend_seconds = 0.0
     compared = differing = runs = 0
@@ -152,11 +153,20 @@ def check_backend(
     )
 
 
-def _part_size(net: Netlist, n: int, steps: int, budget_bytes: int) -> int:
-    """Inputs per part: equal parts, each within the budget (at least one input)."""
+def traced_part_size(net: Netlist, n: int, steps: int, budget_bytes: int | None = None) -> int:
+    """Inputs per part: equal parts, each within the budget; UsageError when one input's
+    traces alone are beyond it (parts split the batch, never a sequence)."""
+    budget_bytes = TRACE_BUDGET_BYTES if budget_bytes is None else budget_bytes
     values = net.readout.size  # per input: the readout, and per model step every trace
     for pop in net.populations:
         width = pop.size if pop.compartment.sends else 0
         width += len(pop.compartment.states) * pop.size + pop.input_width
         values += steps * width
+    if 8 * values > budget_bytes:
+        raise UsageError(
+            f"comparing every value of one input of {steps} steps needs "
+            f"{8 * values / 2**30:.1f} GiB of traces per side; the limit is "
+            f"{budget_bytes / 2**30:.0f} GiB: verify --target on shorter sequences "
+            "(simulate and verify's rungs 1-2 take longer ones)"
+        )
     return equal_parts(n, 8 * values, budget_bytes)
