@@ -591,6 +591,32 @@ def test_bundled_model_matches_reference(name):
 
 
 @pytest.mark.slow
+def test_a_large_batch_runs_as_equal_runs_of_copies_within_the_budget(monkeypatch):
+    """Each copy of the network costs a Lava run megabytes (6 GB for 1,440 sdigits
+    inputs in one run): by default a batch runs in equal runs of as many copies as fit
+    COPIES_BUDGET_BYTES, with every value as in one run, and progress over all runs."""
+    pytest.importorskip("torch")
+    import snncompile.targets.lava.runner as runner
+    from snncompile.data import load_task
+
+    net = compiled("spike-ssm-sdigits").netlist
+    x = load_task("sdigits").test.inputs[:5, :12]
+    monkeypatch.setattr(runner, "COPIES_BUDGET_BYTES", 2 * runner.bytes_per_copy(net))
+    sizes = []
+    real = runner._run_once
+    monkeypatch.setattr(
+        runner, "_run_once", lambda net, xs, *a: sizes.append(len(xs)) or real(net, xs, *a)
+    )
+    seen: list[float] = []
+    expected = simulate(net, x, record=True, record_internals=True)
+    actual = run_lava(net, x, record_internals=True, progress=seen.append)
+    assert sizes == [2, 2, 1]
+    assert_traces_equal(expected, actual, order=[p.name for p in net.populations])
+    np.testing.assert_array_equal(expected.readout, actual.readout)
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+@pytest.mark.slow
 def test_bundled_float64_netlist_matches_reference():
     pytest.importorskip("torch")
     from snncompile.data import load_task
