@@ -157,7 +157,7 @@ def test_latency_alignment_and_delays():
     x = np.array([[[-3.0], [5.0], [0.0], [9.0]], [[1.0], [2.0], [3.0], [4.0]]])
     _, actual = check(net, x, batch_size=1)  # two Lava runs of one sample, concatenated
     assert actual.traces["sum"][0, :, 0].tolist() == [-5 - 3 + 14, 7 + 5 + 14, 14, 13 + 9 + 14]
-    assert actual.steps == 4 + net.output_latency
+    assert actual.steps == 2 * (4 + net.output_latency)  # the network steps of both runs
 
 
 def test_unconnected_population_and_one_later_than_the_readout():
@@ -613,6 +613,10 @@ def test_a_large_batch_runs_as_equal_runs_of_copies_within_the_budget(monkeypatc
     assert sizes == [2, 2, 1]
     assert_traces_equal(expected, actual, order=[p.name for p in net.populations])
     np.testing.assert_array_equal(expected.readout, actual.readout)
+    assert actual.spike_rates.keys() == expected.spike_rates.keys()  # rates of all runs
+    for name, rate in expected.spike_rates.items():
+        assert actual.spike_rates[name] == pytest.approx(rate, rel=1e-12), name
+    assert actual.steps == 3 * net.total_ticks(12)  # the network steps of the three runs
     assert seen == sorted(seen) and seen[-1] == 1.0
 
 

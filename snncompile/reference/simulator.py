@@ -43,6 +43,7 @@ class SimResult:
             width) summed synaptic input when internals were recorded;
     events: saturation / wrap / overflow counts by population or synapse name;
     latency: steps from the input to each population;
+    steps: the network steps (ticks) run, summed when a batch ran as several runs;
     peaks: when asked for, the largest magnitude over the run of every message
            ("<name>"), state ("<name>.<state>") and input half ("<name>.in.0", ".in.1");
     spike_rates: mean message of every spiking population over the input window.

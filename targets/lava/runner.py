@@ -30,7 +30,7 @@ import numpy as np
 from snncompile.errors import SnnCompileError, UsageError
 from snncompile.ir.netlist import Netlist
 from snncompile.reference.kinds import Events
-from snncompile.reference.parts import equal_parts, part_progress
+from snncompile.reference.parts import equal_parts, merge_runs, part_progress
 from snncompile.reference.simulator import SimResult, encode_input
 from snncompile.targets.lava.builder import SOURCE_KINDS, LavaNetwork, build_network, require_lava
 
@@ -335,15 +335,9 @@ def _state_traces(lava: LavaNetwork, name: str, received: np.ndarray, dtype: typ
 
 
 def _concatenate(parts: list[SimResult]) -> SimResult:
-    events: dict[str, int] = {}
-    for part in parts:
-        for name, count in part.events.items():
-            events[name] = events.get(name, 0) + count
-    return SimResult(
-        logits=np.concatenate([p.logits for p in parts]),
-        readout=np.concatenate([p.readout for p in parts]),
-        traces={k: np.concatenate([p.traces[k] for p in parts]) for k in parts[0].traces},
-        events=events,
-        latency=parts[0].latency,
-        steps=parts[0].steps,
-    )
+    """One result from runs of consecutive parts of a batch, as the reference's parts
+    merge (spike rates over all inputs, steps summed), with the traces concatenated."""
+    traces = {k: np.concatenate([p.traces[k] for p in parts]) for k in parts[0].traces}
+    merged = merge_runs(parts)
+    merged.traces = traces
+    return merged
