@@ -269,7 +269,7 @@ def verify_model(
     """
     from snncompile.compiler import compile_model
     from snncompile.frontend.nir_compile import is_nir_source
-    from snncompile.simulate import BACKENDS
+    from snncompile.simulate import BACKENDS, saturation_warning
     from snncompile.verify.quantized import verify_quantized
     from snncompile.verify.targets import check_backend, traced_part_size
 
@@ -297,6 +297,10 @@ def verify_model(
         step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
         report.data = origin
+        calibration_steps = None if compiled.calibration is None else compiled.calibration.shape[1]
+        warning = saturation_warning(report.events, int(x.shape[1]), calibration_steps)
+        if warning is not None:
+            report.warnings.append(warning)
     if target != "reference":
         step("verify-target")
         check = check_backend(compiled.netlist, x, target, progress=on_progress)

@@ -293,6 +293,9 @@ def verify(
         _print_verify_nir(model, report)
     else:
         _print_verify(model, report)
+    for warning in getattr(report, "warnings", []):
+        if not as_json:
+            click.echo(f"warning: {warning}", err=True)
     if report.failures:
         raise EquivalenceError("; ".join(report.failures))
     return 0
@@ -868,6 +871,8 @@ def simulate(
     click.echo(f"  speed            {s.steps_per_second:.1f} {unit} ({s.seconds:.2f} s)")
     if s.output:
         click.echo(f"  wrote            {s.output}")
+    for warning in s.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _format_rates(rates: dict[str, float]) -> str:

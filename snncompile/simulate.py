@@ -42,6 +42,7 @@ class SimulationSummary:
     # Simulation steps (ticks) per model step: > 1 for a time-multiplexed netlist, whose
     # latency and steps_per_second then count ticks.
     ticks_per_step: int = 1
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +75,35 @@ def load_inputs(
 
 
 Progress = Callable[[float], None] | None
+
+
+def saturation_warning(
+    events: dict[str, int], steps: int, calibration_steps: int | None
+) -> str | None:
+    """What saturation events mean for the outputs, or None without any. A mean readout
+    sums every step: calibrated on C-step inputs, it clips on much longer ones."""
+    total = sum(int(count) for count in events.values())
+    if not total:
+        return None
+    where = ", ".join(name for name, count in events.items() if count)
+    if calibration_steps is not None and steps > calibration_steps:
+        return (
+            f"{total} saturation event(s) in {where}: the network was calibrated on "
+            f"{calibration_steps}-step inputs and these have {steps}; clipped values make "
+            "the outputs unreliable: calibrate on inputs this long (--calib)"
+        )
+    return (
+        f"{total} saturation event(s) in {where}: values left the range calibrated at "
+        "export and were clipped; the outputs may differ from the model's"
+    )
+
+
+def _calibration_steps(report: dict[str, Any]) -> int | None:
+    """The length of the calibration inputs an artifact's report records, if it does."""
+    shape = report.get("calibration", {}).get("shape") if isinstance(report, dict) else None
+    if isinstance(shape, list) and len(shape) == 3 and isinstance(shape[1], int):
+        return shape[1]
+    return None
 
 
 def _run_reference(
@@ -195,6 +225,7 @@ def simulate_artifact(
     step = on_step or (lambda name: None)
     step("read")
     source: Any
+    calibration_steps = None  # (onnx artifacts: not read; the warning is then generic)
     if backend == "onnx":
         # An onnx artifact runs its own model.onnx (a float export has no netlist at all).
         from snncompile.targets.onnx.float_model import open_onnx_artifact
@@ -210,7 +241,8 @@ def simulate_artifact(
                 f"{artifact} is an `export --float` (no integer netlist): "
                 "simulate it with --backend onnx"
             )
-        source = read_artifact(artifact).netlist
+        read = read_artifact(artifact)
+        source, calibration_steps = read.netlist, _calibration_steps(read.report)
         width, latency = source.input.size, source.output_latency
         ticks = source.ticks_per_step
         classes = source.readout.size
@@ -243,6 +275,9 @@ def simulate_artifact(
         accuracy=None if labels is None else float(np.mean(predictions == labels)),
         ticks_per_step=ticks,
     )
+    warning = saturation_warning(result.events, int(x.shape[1]), calibration_steps)
+    if warning is not None:
+        summary.warnings.append(warning)
     if output is not None:
         out = Path(output)
         arrays = {"logits": result.logits, "predictions": predictions, "readout": result.readout}

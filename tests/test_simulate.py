@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -256,6 +257,25 @@ def test_the_spinner_shows_a_percentage_only_when_it_changes():
         "simulating on lava: 100%",
     ]
     assert _percent(None, "simulating") is None  # no terminal, no spinner
+
+
+def test_saturation_past_the_calibrated_length_is_a_warning_naming_the_cure(
+    artifact, inputs, tmp_path, capsys
+):
+    """A mean readout sums every step: calibrated on 64-step inputs, it clips on 1,000
+    steps. The run completes (exit 0) and says why its outputs are unreliable."""
+    long_input = tmp_path / "long.npy"
+    np.save(long_input, np.random.default_rng(0).random((1, 1000, 1)))
+    code, out, err = _run(capsys, "simulate", str(artifact), "--input", str(long_input))
+    assert code == 0 and "event(s) in output" in out
+    assert re.fullmatch(
+        r"warning: \d+ saturation event\(s\) in output: the network was calibrated on "
+        r"64-step inputs and these have 1000; clipped values make the outputs unreliable: "
+        r"calibrate on inputs this long \(--calib\)\n",
+        err,
+    ), err
+    code, _, err = _run(capsys, "simulate", str(artifact), "--input", str(inputs))
+    assert code == 0 and err == ""  # no saturation, no warning
 
 
 def test_a_long_sequence_runs_in_the_memory_of_a_tile(artifact):

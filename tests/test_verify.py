@@ -291,6 +291,15 @@ def test_one_input_beyond_the_run_budget_is_refused(monkeypatch, tmp_path: Path,
     assert code == 2 and "one input of 64 steps needs" in err and err.count("\n") == 1
 
 
+def test_verify_past_the_calibrated_length_warns_why_it_fails(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "long.npy"
+    np.save(data, np.random.default_rng(0).random((1, 1000, 1)))
+    code, out, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(data))
+    assert code == 3 and "saturation events: 0" not in out
+    assert "the network was calibrated on 64-step inputs and these have 1000" in err
+    assert err.splitlines()[-1].startswith("error: argmax agreement")
+
+
 def test_one_input_beyond_the_trace_budget_is_refused_before_any_run(
     monkeypatch, tmp_path: Path, capsys
 ) -> None:

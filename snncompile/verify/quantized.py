@@ -70,6 +70,7 @@ class VerifyReport:
     failures: list[str] = field(default_factory=list)
     data: str = ""
     parts: int = 1  # parts of the batch run one after the other (rungs 1 and 2)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
