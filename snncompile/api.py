@@ -487,7 +487,11 @@ def _export_float(
     model, width, embedded, meta = load_model(source, entry=entry)
     x = calibration_inputs(embedded, calibration, width, purpose="the float export is checked on")
     path = module.export_float(
-        model, x[: module.FLOAT_CHECK_SEQUENCES], out_dir, overwrite=overwrite, meta=meta
+        model,
+        x[: module.FLOAT_CHECK_SEQUENCES, : module.FLOAT_CHECK_STEPS],
+        out_dir,
+        overwrite=overwrite,
+        meta=meta,
     )
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     return ExportResult(None, path, manifest, None)

@@ -454,6 +454,32 @@ def test_measured_graded_rates_count_nonzero_messages() -> None:
     assert rates["acc"] == (16 + 16 + 4) / 48
 
 
+def test_measured_graded_rates_in_parts_keep_no_traces(monkeypatch) -> None:
+    """The activity run counts messages as it goes (a long calibration's traces took 7 GB)
+    and splits a large batch into parts: the rates are those of one run."""
+    import snncompile.reference.parts as parts
+    import snncompile.reference.simulator as simulator
+
+    net = tiny_netlist()
+    x = np.random.default_rng(3).integers(-1, 2, (5, 8, 2)).astype(float)
+    whole = measure_graded_rates(net, x)
+    recorded = simulate(net, x, record=True)
+    for name, rate in whole.items():
+        assert rate == np.count_nonzero(recorded.traces[name]) / recorded.traces[name].size
+    monkeypatch.setattr(parts, "RUN_BUDGET_BYTES", 2 * parts.bytes_per_input(net, 8))
+    runs = []
+    real = simulator._Run.__init__
+
+    def spy(self, net, data, recorded, *args):
+        runs.append((len(data), set(recorded)))
+        real(self, net, data, recorded, *args)
+
+    monkeypatch.setattr(simulator._Run, "__init__", spy)
+    in_parts = measure_graded_rates(net, x)
+    assert runs == [(2, set()), (2, set()), (1, set())]  # three parts, nothing recorded
+    assert in_parts == pytest.approx(whole, rel=1e-12)
+
+
 def test_mapping_by_hand() -> None:
     m = map_netlist(tiny_netlist(), load_config())
     # one population per core; synapse bits = min(dense, sparse) per synapse:

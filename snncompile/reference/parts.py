@@ -43,13 +43,15 @@ def bytes_per_input(net: Netlist, steps: int, recorded: Iterable[str] = ()) -> i
     return 8 * (steps * (4 * net.input.size + traced) + 2 * net.ticks_per_step * per_tick)
 
 
-def parts_within_budget(n: int, per_input_bytes: int, steps: int) -> int:
-    """Inputs per part for n inputs within RUN_BUDGET_BYTES; UsageError when one input
-    alone is beyond it (parts split the batch, never a sequence)."""
+def parts_within_budget(
+    n: int, per_input_bytes: int, steps: int, advice: str = "run shorter sequences"
+) -> int:
+    """Inputs per part for n inputs within RUN_BUDGET_BYTES; UsageError ending in `advice`
+    when one input alone is beyond it (parts split the batch, never a sequence)."""
     if per_input_bytes > RUN_BUDGET_BYTES:
         raise UsageError(
             f"one input of {steps} steps needs {per_input_bytes / 2**30:.1f} GiB; the "
-            f"limit is {RUN_BUDGET_BYTES / 2**30:.0f} GiB: run shorter sequences"
+            f"limit is {RUN_BUDGET_BYTES / 2**30:.0f} GiB: {advice}"
         )
     return equal_parts(n, per_input_bytes, RUN_BUDGET_BYTES)
 

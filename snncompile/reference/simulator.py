@@ -46,7 +46,9 @@ class SimResult:
     steps: the network steps (ticks) run, summed when a batch ran as several runs;
     peaks: when asked for, the largest magnitude over the run of every message
            ("<name>"), state ("<name>.<state>") and input half ("<name>.in.0", ".in.1");
-    spike_rates: mean message of every spiking population over the input window.
+    spike_rates: mean message of every spiking population over the input window;
+    activity: when asked for, the fraction of nonzero messages of every population that
+              sends, over the input window (the Loihi 2 estimate's graded rates).
     """
 
     logits: np.ndarray
@@ -57,6 +59,7 @@ class SimResult:
     steps: int = 0
     peaks: dict[str, float] = field(default_factory=dict)
     spike_rates: dict[str, float] = field(default_factory=dict)
+    activity: dict[str, float] = field(default_factory=dict)
 
 
 def encode_input(net: Netlist, x: np.ndarray, events: Events | None = None) -> np.ndarray:
@@ -173,6 +176,7 @@ def simulate(
     record_internals: bool = False,
     peaks: bool = False,
     progress: Callable[[float], None] | None = None,
+    activity: bool = False,
 ) -> SimResult:
     """Run `net` on float inputs x (B, L, d_in); see SimResult.
 
@@ -180,7 +184,9 @@ def simulate(
     record_internals: also trace the recorded populations' states and inputs;
     peaks: track the largest magnitude of every message, state and input (calibration)
     without storing traces;
-    progress: called with the fraction of the run done (in (0, 1]) after each tile.
+    progress: called with the fraction of the run done (in (0, 1]) after each tile;
+    activity: count the nonzero messages of every sending population (SimResult.activity)
+    without storing traces.
     """
     x = np.asarray(x)
     _check_input(net, x)
@@ -190,7 +196,7 @@ def simulate(
         raise UsageError(f"cannot record unknown populations: {', '.join(sorted(unknown))}")
     events = Events()
     data = encode_input(net, x, events)
-    run = _Run(net, data, recorded, record_internals, peaks, events)
+    run = _Run(net, data, recorded, record_internals, peaks, events, activity)
     run.run(progress)
     return run.result()
 
@@ -206,7 +212,7 @@ class _Run:
     after another, each over all the tile's ticks; a population's messages of the last
     (longest outgoing delay + 1) ticks carry over to the next tile as its history."""
 
-    def __init__(self, net, data, recorded, record_internals, peaks, events):
+    def __init__(self, net, data, recorded, record_internals, peaks, events, activity=False):
         self.net, self.data, self.events = net, data, events
         self.batch, self.length = data.shape[:2]
         self.plan = plan_for(net)
@@ -227,6 +233,8 @@ class _Run:
                 self.traces[key] = np.zeros((self.batch, self.length, width), self.dtype)
         self.peak: dict[str, float] = {}
         self.spike_sums = {p.name: 0.0 for p in net.populations if p.compartment.spiking}
+        senders = [p.name for p in net.populations if p.compartment.sends]
+        self.nonzero: dict[str, int] | None = dict.fromkeys(senders, 0) if activity else None
         self.depth = {p.name: 1 for p in net.populations}
         for syn in net.synapses:
             self.depth[syn.src] = max(self.depth[syn.src], syn.delay + 1)
@@ -379,6 +387,8 @@ class _Run:
         out = out[window]
         if pop.name in self.spike_sums:
             self.spike_sums[pop.name] += float(out.sum())
+        if self.nonzero is not None and pop.name in self.nonzero:
+            self.nonzero[pop.name] += int(np.count_nonzero(out))
         states = {name: values[window] for name, values in trajectory.items()}
         a = None if a is None else a[window]
         if self.peaks:
@@ -422,5 +432,9 @@ class _Run:
             spike_rates={
                 name: total / (self.batch * length * net.population(name).size)
                 for name, total in self.spike_sums.items()
+            },
+            activity={
+                name: count / (self.batch * length * net.population(name).size)
+                for name, count in (self.nonzero or {}).items()
             },
         )

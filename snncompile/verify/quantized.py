@@ -134,7 +134,9 @@ def verify_quantized(
         raise UsageError("verify needs a model compiled through quantization")
     spiking = [p.name for p in net.populations if p.compartment.spiking]
     n = int(x.shape[0])
-    size = parts_within_budget(n, bytes_per_input(net, int(x.shape[1])), int(x.shape[1]))
+    steps = int(x.shape[1])
+    advice = "verify shorter sequences (simulate takes longer ones)"
+    size = parts_within_budget(n, bytes_per_input(net, steps), steps, advice)
     tally = _Tally(spiking)
     for first in range(0, n, size):
         part = slice(first, first + size)

@@ -18,6 +18,9 @@ from snncompile.targets.onnx.float_model import (
     CHECK_SEQUENCES as FLOAT_CHECK_SEQUENCES,
 )
 from snncompile.targets.onnx.float_model import (
+    CHECK_STEPS as FLOAT_CHECK_STEPS,
+)
+from snncompile.targets.onnx.float_model import (
     FloatSession,
     check_float_output,
     export_float,
@@ -40,6 +43,7 @@ from snncompile.targets.onnx.target import (
 __all__ = [
     "FILES",
     "FLOAT_CHECK_SEQUENCES",
+    "FLOAT_CHECK_STEPS",
     "Build",
     "FloatSession",
     "StepInterface",

@@ -42,7 +42,8 @@ FLOAT_VERSION = 1
 FLOAT_FILES = ("model.onnx", "check.npz")
 FLOAT_INTERFACE_KEY = "snncompile.float_interface"
 RELATIVE_TOLERANCE = 1e-5
-CHECK_SEQUENCES = 32  # calibration sequences streamed through onnxruntime at export
+CHECK_SEQUENCES = 32  # calibration sequences streamed through onnxruntime at export,
+CHECK_STEPS = 256  # their first steps at most (a one-step graph: the same at every step)
 OPSET = 17
 # float64 exports are exact to ~1e-16 where onnxruntime 1.23 has the kernels, but its CPU
 # provider lacks float64 Softplus, Conv and Erf (measured), so only float32 is offered on
