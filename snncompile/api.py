@@ -271,7 +271,7 @@ def verify_model(
     from snncompile.frontend.nir_compile import is_nir_source
     from snncompile.simulate import BACKENDS, saturation_warning
     from snncompile.verify.quantized import verify_quantized
-    from snncompile.verify.targets import check_backend, traced_part_size
+    from snncompile.verify.targets import check_backend
 
     if target not in BACKENDS:
         raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
@@ -280,7 +280,7 @@ def verify_model(
     step = on_step or (lambda name: None)
     if is_nir_source(source):
         report, x, compiled = _verify_nir(
-            source, data, tolerances, config, calibration, limit, dt, reset, step
+            source, data, tolerances, config, calibration, limit, dt, reset, step, target
         )
     else:
         if dt is not None or reset != "zero":
@@ -292,15 +292,14 @@ def verify_model(
         x, labels, origin = verification_data(
             data, compiled.meta, compiled.calibration, width, compiled.netlist.readout.size, limit
         )
-        if target != "reference":  # refuse an input too long for rung 3 before rungs 1-2
-            traced_part_size(compiled.netlist, int(x.shape[0]), int(x.shape[1]))
+        _refuse_too_long_for_rung3(compiled.netlist, x, target)
         step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
         report.data = origin
-        calibration_steps = None if compiled.calibration is None else compiled.calibration.shape[1]
-        warning = saturation_warning(report.events, int(x.shape[1]), calibration_steps)
-        if warning is not None:
-            report.warnings.append(warning)
+    calibration_steps = None if compiled.calibration is None else compiled.calibration.shape[1]
+    warning = saturation_warning(report.events, int(x.shape[1]), calibration_steps)
+    if warning is not None:
+        report.warnings.append(warning)
     if target != "reference":
         step("verify-target")
         check = check_backend(compiled.netlist, x, target, progress=on_progress)
@@ -310,7 +309,18 @@ def verify_model(
     return report
 
 
-def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset, step) -> tuple:
+def _refuse_too_long_for_rung3(net: Any, x: Any, target: str) -> None:
+    """UsageError, before rungs 1-2 spend their time, when rung 3 on `target` could not
+    hold the traces of one input of x (verify.targets.traced_part_size)."""
+    from snncompile.verify.targets import traced_part_size
+
+    if target != "reference":
+        traced_part_size(net, int(x.shape[0]), int(x.shape[1]))
+
+
+def _verify_nir(
+    source, data, tolerances, config, calibration, limit, dt, reset, step, target
+) -> tuple:
     """Rungs 1-2 for a .nir source: (report, the inputs, the compiled network)."""
     from snncompile.compiler import compile_model
     from snncompile.frontend.nir_compile import DEFAULT_CALIB_RATE
@@ -334,6 +344,7 @@ def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset,
     if limit is not None:
         origin = f"{origin}, first {limit}"
     spike_tol = getattr(tolerances, "min_spike_agreement", None)
+    _refuse_too_long_for_rung3(compiled.netlist, x, target)
     step("verify")
     return verify_nir(compiled, x, origin, min_spike_agreement=spike_tol), x, compiled
 

@@ -93,8 +93,8 @@ def saturation_warning(
             "the outputs unreliable: calibrate on inputs this long (--calib)"
         )
     return (
-        f"{total} saturation event(s) in {where}: values left the range calibrated at "
-        "export and were clipped; the outputs may differ from the model's"
+        f"{total} saturation event(s) in {where}: values left the range found at "
+        "calibration and were clipped; the outputs may differ from the model's"
     )
 
 
@@ -173,9 +173,12 @@ def run_in_parts(backend: str, source: Any, x: np.ndarray, progress: Progress = 
 
     n = int(x.shape[0])
     size = n  # an onnx session streams one step at a time: it holds no run's messages
-    if isinstance(source, Netlist):  # the lava backend records the spiking populations
+    if isinstance(source, Netlist):
+        # Lava records the spiking populations for the spike rates; the reference counts
+        # spikes per tile and holds no trace, so its one sequence can be of any length.
         spiking = [p.name for p in source.populations if p.compartment.spiking]
-        size = part_size(source, n, int(x.shape[1]), recorded=spiking)
+        recorded = spiking if backend == "lava" else []
+        size = part_size(source, n, int(x.shape[1]), recorded=recorded)
     starts = range(0, n, size)
     return merge_runs(
         [
@@ -225,27 +228,30 @@ def simulate_artifact(
     step = on_step or (lambda name: None)
     step("read")
     source: Any
-    calibration_steps = None  # (onnx artifacts: not read; the warning is then generic)
-    if backend == "onnx":
-        # An onnx artifact runs its own model.onnx (a float export has no netlist at all).
+    calibration_steps = None  # (a float export has no report: it computes in float)
+    from snncompile.targets.onnx.float_model import is_float_artifact
+
+    if backend == "onnx" and is_float_artifact(artifact):
         from snncompile.targets.onnx.float_model import open_onnx_artifact
 
         source, width, latency = open_onnx_artifact(artifact)
-        ticks = getattr(source.interface, "ticks_per_step", 1)
-        classes = source.interface.output_size
+        ticks, classes = 1, source.interface.output_size
+    elif is_float_artifact(artifact):
+        raise UsageError(
+            f"{artifact} is an `export --float` (no integer netlist): "
+            "simulate it with --backend onnx"
+        )
     else:
-        from snncompile.targets.onnx.float_model import is_float_artifact
-
-        if is_float_artifact(artifact):
-            raise UsageError(
-                f"{artifact} is an `export --float` (no integer netlist): "
-                "simulate it with --backend onnx"
-            )
         read = read_artifact(artifact)
-        source, calibration_steps = read.netlist, _calibration_steps(read.report)
-        width, latency = source.input.size, source.output_latency
-        ticks = source.ticks_per_step
-        classes = source.readout.size
+        calibration_steps = _calibration_steps(read.report)
+        net = read.netlist
+        source = net
+        if backend == "onnx":  # the artifact's own model.onnx when it has one
+            from snncompile.targets.onnx.runner import artifact_session
+
+            source = artifact_session(read)
+        width, latency = net.input.size, net.output_latency
+        ticks, classes = net.ticks_per_step, net.readout.size
     if isinstance(inputs, np.ndarray):
         from snncompile.compiler import check_inputs
 

@@ -209,8 +209,7 @@ def test_a_large_batch_runs_in_parts_with_the_same_results(artifact, inputs, mon
     from snncompile.artifact import read_artifact
 
     net = read_artifact(artifact).netlist
-    spiking = [p.name for p in net.populations if p.compartment.spiking]
-    one_input = parts.bytes_per_input(net, x.shape[1], spiking)
+    one_input = parts.bytes_per_input(net, x.shape[1])  # the reference records no trace
     monkeypatch.setattr(parts, "RUN_BUDGET_BYTES", one_input)  # one input per part
     monkeypatch.setattr(sim, "run_backend", lambda *a, **k: calls.append(1) or real(*a, **k))
     parts = sim.simulate_artifact(artifact, x)
@@ -232,7 +231,8 @@ def test_progress_rises_to_the_whole_run_over_parts(artifact, inputs, backend, m
     net = read_artifact(artifact).netlist
     x = np.load(inputs)["x"][:3, :20]
     spiking = [p.name for p in net.populations if p.compartment.spiking]
-    monkeypatch.setattr(parts, "RUN_BUDGET_BYTES", parts.bytes_per_input(net, 20, spiking))
+    recorded = spiking if backend == "lava" else []  # what each backend's part holds
+    monkeypatch.setattr(parts, "RUN_BUDGET_BYTES", parts.bytes_per_input(net, 20, recorded))
     seen: list[float] = []
     summary = sim.simulate_artifact(artifact, x, backend=backend, on_progress=seen.append)
     assert summary.n == 3
@@ -259,14 +259,16 @@ def test_the_spinner_shows_a_percentage_only_when_it_changes():
     assert _percent(None, "simulating") is None  # no terminal, no spinner
 
 
+@pytest.mark.parametrize("backend", ["reference", "onnx"])
 def test_saturation_past_the_calibrated_length_is_a_warning_naming_the_cure(
-    artifact, inputs, tmp_path, capsys
+    artifact, inputs, tmp_path, capsys, backend
 ):
     """A mean readout sums every step: calibrated on 64-step inputs, it clips on 1,000
     steps. The run completes (exit 0) and says why its outputs are unreliable."""
     long_input = tmp_path / "long.npy"
     np.save(long_input, np.random.default_rng(0).random((1, 1000, 1)))
-    code, out, err = _run(capsys, "simulate", str(artifact), "--input", str(long_input))
+    args = ("simulate", str(artifact), "--backend", backend, "--input", str(long_input))
+    code, out, err = _run(capsys, *args)
     assert code == 0 and "event(s) in output" in out
     assert re.fullmatch(
         r"warning: \d+ saturation event\(s\) in output: the network was calibrated on "
@@ -274,7 +276,7 @@ def test_saturation_past_the_calibrated_length_is_a_warning_naming_the_cure(
         r"calibrate on inputs this long \(--calib\)\n",
         err,
     ), err
-    code, _, err = _run(capsys, "simulate", str(artifact), "--input", str(inputs))
+    code, _, err = _run(capsys, *args[:-1], str(inputs))
     assert code == 0 and err == ""  # no saturation, no warning
 
 
@@ -293,14 +295,40 @@ def test_a_long_sequence_runs_in_the_memory_of_a_tile(artifact):
     assert all_messages > parts.RUN_BUDGET_BYTES
     x = np.random.default_rng(0).random((1, steps, 1))
     assert parts.part_size(net, 1, steps) == 1
+    fractions: list[float] = []  # one call per tile
     tracemalloc.start()
     try:
-        result = simulate(net, x)
+        result = simulate(net, x, progress=fractions.append)
         peak_bytes = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert result.steps == net.total_ticks(steps)
     assert peak_bytes < 3 * simulator.TILE_BUDGET_BYTES + parts.bytes_per_input(net, steps)
+    # tracemalloc does not see the numba kernels' arrays: the tiles show they stay small
+    assert len(fractions) >= all_messages / simulator.TILE_BUDGET_BYTES
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_simulate_charges_the_reference_no_traces(artifact, monkeypatch):
+    """simulate's reference run records no trace, so its budget counts none: a sequence
+    whose spiking traces alone would pass the budget runs; Lava, which records the
+    spiking populations for the spike rates, is refused."""
+    from snncompile.artifact import read_artifact
+    from snncompile.errors import UsageError
+    from snncompile.reference import parts
+    from snncompile.simulate import run_in_parts
+
+    net = read_artifact(artifact).netlist
+    steps = 2_000
+    spiking = [p.name for p in net.populations if p.compartment.spiking]
+    untraced = parts.bytes_per_input(net, steps)
+    assert parts.bytes_per_input(net, steps, spiking) > 2 * untraced
+    monkeypatch.setattr(parts, "RUN_BUDGET_BYTES", 2 * untraced)
+    x = np.random.default_rng(1).random((2, steps, 1))
+    result = run_in_parts("reference", net, x)
+    assert result.logits.shape[0] == 2 and set(result.spike_rates) == set(spiking)
+    with pytest.raises(UsageError, match="one input of 2000 steps needs"):
+        run_in_parts("lava", net, x)
 
 
 def test_an_input_file_that_unpacks_past_the_limit_is_refused_unread(tmp_path, monkeypatch):
@@ -313,3 +341,23 @@ def test_an_input_file_that_unpacks_past_the_limit_is_refused_unread(tmp_path, m
     monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("read before the size check"))
     with pytest.raises(UsageError, match=r"holds 0\.0 GiB of arrays; the limit is 0 GiB"):
         compiler.read_array_file(bomb, what="--input")
+
+
+def test_runs_of_parts_merge_to_the_whole_runs_statistics(artifact, inputs):
+    """merge_runs: peaks are the whole run's maxima, activity and spike rates its means."""
+    from snncompile.artifact import read_artifact
+    from snncompile.reference.parts import merge_runs
+
+    net = read_artifact(artifact).netlist
+    x = np.load(inputs)["x"][:5]
+    whole = simulate(net, x, peaks=True, activity=True)
+    runs = [simulate(net, x[i : i + 2], peaks=True, activity=True) for i in range(0, 5, 2)]
+    assert any(run.peaks != runs[0].peaks for run in runs[1:])  # so the merge matters
+    merged = merge_runs(runs)
+    assert merged.peaks == whole.peaks and merged.events == whole.events
+    for stat in ("activity", "spike_rates"):
+        expected = getattr(whole, stat)
+        assert expected and set(getattr(merged, stat)) == set(expected)
+        for key, value in expected.items():
+            assert getattr(merged, stat)[key] == pytest.approx(value, rel=1e-12), (stat, key)
+    assert np.array_equal(merged.readout, whole.readout)

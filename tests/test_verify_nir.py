@@ -60,3 +60,28 @@ def test_verify_nir_on_onnx_is_exact_with_a_recurrent_layer(capsys) -> None:
     assert code == 0, err
     check = json.loads(out)["target_check"]
     assert check["backend"] == "onnx" and check["exact"] and check["values_compared"] > 10_000
+
+
+def test_verify_nir_warns_of_saturation_past_the_calibrated_length(tmp_path: Path, capsys):
+    """The default calibration has 32 steps; 2,000 steps of constant input saturate the
+    readout, and a NIR source is told so as a PyTorch one is."""
+    np.save(tmp_path / "long.npy", np.ones((2, 2000, 12)))
+    argv = ["verify", BRAILLE, "--dt", "1e-4", "--data", tmp_path / "long.npy"]
+    code, out, err = _run(capsys, *argv)
+    assert code == 0 and "saturation events: 0" not in out  # a warning, not a failure
+    assert "the network was calibrated on 32-step inputs and these have 2000" in err, err
+
+
+def test_verify_nir_refuses_an_input_too_long_for_rung_3_before_any_run(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import snncompile.verify.nir as verify_nir
+    import snncompile.verify.targets as targets
+
+    monkeypatch.setattr(targets, "TRACE_BUDGET_BYTES", 1 << 16)
+    monkeypatch.setattr(verify_nir, "verify_nir", lambda *a, **k: pytest.fail("rungs 1-2 ran"))
+    np.save(tmp_path / "x.npy", np.zeros((1, 200, 12)))
+    argv = ["verify", BRAILLE, "--dt", "1e-4", "--data", tmp_path / "x.npy", "--target", "onnx"]
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "comparing every value of one input of 200 steps needs" in err

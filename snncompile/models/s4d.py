@@ -32,7 +32,8 @@ DISCRETIZATIONS = ("zoh", "bilinear")
 
 # The kernel's powers A_bar^k are built this many bytes at a time (complex128, H x N/2 x
 # steps): all at once they were 32 KB per step for H=64, N=64, and twice that at the peak,
-# the most of a long sequence's memory (1.1 GB at 16,384 steps against 0.17 GB in parts).
+# the most of a long sequence's memory in a forward without gradients (1.1 GB at 16,384
+# steps against 0.17 GB in parts; training keeps autograd's saved tensors either way).
 # Each kernel value is the same sum over modes in parts or not: the results are equal.
 KERNEL_PART_BYTES = 16 << 20
 

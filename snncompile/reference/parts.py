@@ -73,8 +73,9 @@ def part_progress(
 
 def merge_runs(results: list[Any]) -> Any:
     """One result from runs of consecutive parts of a batch: logits and readout
-    concatenated, saturation events summed, spike rates averaged over all inputs, steps
-    summed (the network steps run). Traces are not merged (part runs record none)."""
+    concatenated, saturation events summed, spike rates and activity averaged over all
+    inputs, peaks the largest of any part, steps summed (the network steps run). Traces
+    are not merged (part runs record none)."""
     if len(results) == 1:
         return results[0]
     n = sum(r.logits.shape[0] for r in results)
@@ -87,11 +88,18 @@ def merge_runs(results: list[Any]) -> Any:
         key: sum(int(r.events.get(key, 0)) for r in results)
         for key in dict.fromkeys(k for r in results for k in r.events)
     }
-    merged.spike_rates = {
-        key: float(sum(w * r.spike_rates[key] for w, r in zip(weights, results, strict=True)))
-        for key in merged.spike_rates
-    }
+    merged.spike_rates = _weighted_mean([r.spike_rates for r in results], weights)
+    merged.activity = _weighted_mean([r.activity for r in results], weights)
+    merged.peaks = {key: max(r.peaks[key] for r in results) for key in merged.peaks}
     return merged
+
+
+def _weighted_mean(rates: list[dict[str, float]], weights: list[float]) -> dict[str, float]:
+    """Per-input means of parts, weighted by their share of the inputs: the whole's mean."""
+    return {
+        key: float(sum(w * part[key] for w, part in zip(weights, rates, strict=True)))
+        for key in rates[0]
+    }
 
 
 def simulate_in_parts(net: Netlist, x: np.ndarray) -> SimResult:

@@ -52,6 +52,7 @@ class NirVerifyReport:
     tolerances: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     ticks_per_step: int = 1  # latency counts ticks when > 1
+    warnings: list[str] = field(default_factory=list)  # e.g. saturation past the calibration
 
     @property
     def passed(self) -> bool:

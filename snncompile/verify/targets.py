@@ -91,12 +91,14 @@ def check_backend(
     x: np.ndarray,
     backend: str,
     *,
-    budget_bytes: int = TRACE_BUDGET_BYTES,
+    budget_bytes: int | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> BackendCheck:
     """Run x (B, L, d_in) on the reference and on `backend`; compare every value, in
-    parts of the batch whose traces fit `budget_bytes` per side. progress: the fraction
-    of the backend's runs done (they take most of the time)."""
+    parts of the batch whose traces fit `budget_bytes` per side (default:
+    TRACE_BUDGET_BYTES as it is at the call). progress: the fraction of the backend's
+    runs done (they take most of the time). UsageError when one input's traces alone
+    pass the budget (traced_part_size)."""
     from snncompile.reference.simulator import simulate
     from snncompile.simulate import run_backend
 

@@ -113,7 +113,12 @@ def _resolve(source: Netlist | str | os.PathLike[str] | StepSession) -> StepSess
         return StepSession.from_netlist(source)
     from snncompile.artifact import read_artifact
 
-    art = read_artifact(source)  # hash-checked, including model.onnx when listed
+    return artifact_session(read_artifact(source))  # hash-checked, model.onnx included
+
+
+def artifact_session(art: Any) -> StepSession:
+    """The integer step graph of a read artifact (snncompile.artifact.Artifact): its
+    model.onnx when the manifest lists one, else a graph built from its netlist."""
     onnx_file = Path(art.path) / "model.onnx"
     if onnx_file.is_file() and "model.onnx" in art.manifest.get("files", {}):
         return StepSession.from_file(onnx_file)
