@@ -347,6 +347,7 @@ def _print_verify_nir(model: str, r) -> None:
         f"{model}: float NIR simulation (dt {r.dt_s:g} s, reset {r.reset}) vs the compiled "
         f"network on {r.n} inputs ({r.data}), {r.steps} steps, output latency "
         + _latency_text({"output_latency": r.latency, "ticks_per_step": r.ticks_per_step})
+        + (f", in {r.parts} parts of the batch" if r.parts > 1 else "")
     )
     exact = all(value == 1.0 for value in r.lowering_agreement.values())
     click.echo(f"  lowering (float64 netlist spikes)      {'exact' if exact else 'NOT exact'}")

@@ -85,3 +85,25 @@ def test_verify_nir_refuses_an_input_too_long_for_rung_3_before_any_run(
     code, _, err = _run(capsys, *argv)
     assert code == 2 and err.count("\n") == 1, err
     assert "comparing every value of one input of 200 steps needs" in err
+
+
+def test_verify_nir_in_parts_reports_the_whole_batch(tmp_path: Path, monkeypatch) -> None:
+    """A large --data file runs in equal parts of the batch; agreements, rates, events
+    and the first divergence (with its whole-batch sample) are those of one run."""
+    import snncompile.reference.parts as parts
+    from snncompile.compiler import compile_model
+    from snncompile.verify.nir import bytes_per_input, verify_nir
+
+    compiled = compile_model(BRAILLE, dt=1e-4)
+    x = (np.random.default_rng(7).random((5, 40, 12)) < 0.4).astype(np.float64)
+    whole = verify_nir(compiled, x, "random").to_dict()
+    assert whole["first_divergence"] is not None  # so its merge is exercised
+    monkeypatch.setattr(parts, "RUN_BUDGET_BYTES", 2 * bytes_per_input(compiled.netlist, 40))
+    in_parts = verify_nir(compiled, x, "random").to_dict()
+    assert (whole.pop("parts"), in_parts.pop("parts")) == (1, 3)  # parts of 2, 2, 1
+    for stat in ("lowering_agreement", "spike_agreement", "spike_rates"):
+        expected, got = whole.pop(stat), in_parts.pop(stat)
+        assert expected and set(got) == set(expected)
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, rel=1e-12), (stat, name)
+    assert in_parts == whole  # events, first divergence, failures, the rest

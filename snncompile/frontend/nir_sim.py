@@ -18,6 +18,7 @@ holds at rest, is there from step 0.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -143,9 +144,11 @@ def simulate_nir(
     *,
     dt: float | None = None,
     reset: str = "zero",
+    record: Iterable[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the NIR graph on x (B, L, n_in) (flattened row-major input); every node's
-    output per step, flattened: name -> (B, L, size)."""
+    output per step, flattened: name -> (B, L, size); only the nodes named in `record`
+    (those of the graph) when it is given."""
     if reset not in RESET_MODES:
         raise UsageError(f"reset must be one of {RESET_MODES}, got {reset!r}")
     flat = load_flat(source)
@@ -187,12 +190,13 @@ def simulate_nir(
     # The rest pass: zero input, neurons silent, back edges zero; it gives each node's
     # value at rest, which back edges deliver at step 0.
     previous = run_step(np.zeros((batch, x.shape[2])), {}, rest=True)
-    traces = {name: np.zeros((batch, length, 0)) for name in order}
-    steps: dict[str, list[np.ndarray]] = {name: [] for name in order}
+    kept = order if record is None else [name for name in order if name in set(record)]
+    traces: dict[str, np.ndarray] = {}
     for t in range(length):
         previous = run_step(x[:, t], previous, rest=False)
-        for name, value in previous.items():
-            steps[name].append(value.reshape(batch, -1))
-    for name in order:
-        traces[name] = np.stack(steps[name], axis=1)
-    return traces
+        for name in kept:
+            value = previous[name].reshape(batch, -1)
+            if t == 0:  # sizes are known once a step ran: one array per node, written into
+                traces[name] = np.empty((batch, length, value.shape[1]))
+            traces[name][:, t] = value
+    return {name: traces.get(name, np.zeros((batch, 0, 0))) for name in kept}

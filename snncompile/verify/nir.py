@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from snncompile.verify.traces import first_divergence
+from snncompile.reference.parts import bytes_per_input as run_bytes_per_input
+from snncompile.reference.parts import parts_within_budget
+from snncompile.verify.traces import earliest_divergence, first_divergence
 
 # Default verification inputs: Bernoulli spikes on every input at the calibration's rate,
 # from another seed than the calibration's, so verify does not test on calibration data.
@@ -52,6 +54,7 @@ class NirVerifyReport:
     tolerances: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     ticks_per_step: int = 1  # latency counts ticks when > 1
+    parts: int = 1  # runs of equal parts of the batch (bytes_per_input)
     warnings: list[str] = field(default_factory=list)  # e.g. saturation past the calibration
 
     @property
@@ -62,6 +65,14 @@ class NirVerifyReport:
         return {**asdict(self), "passed": self.passed}
 
 
+def bytes_per_input(net: Any, steps: int) -> int:
+    """Bytes a part holds per input: the spike traces of the NIR simulation and the two
+    reference runs (reference.parts.bytes_per_input, with what each run holds besides)."""
+    spiking = [p.name for p in net.populations if p.compartment.spiking]
+    oracle = 8 * steps * sum(p.size for p in net.populations if p.name in set(spiking))
+    return oracle + 2 * run_bytes_per_input(net, steps, spiking)
+
+
 def verify_nir(
     compiled: Any,
     x: np.ndarray,
@@ -69,39 +80,41 @@ def verify_nir(
     *,
     min_spike_agreement: float | None = None,
 ) -> NirVerifyReport:
-    """Rungs 1 and 2 for a compiled NIR source on inputs x (B, L, n_in)."""
-    from snncompile.frontend.nir_sim import simulate_nir
-    from snncompile.reference.simulator import simulate
-
-    net, float_net, meta = compiled.netlist, compiled.float_netlist, compiled.meta
+    """Rungs 1 and 2 for a compiled NIR source on inputs x (B, L, n_in), in equal parts
+    of the batch within reference.parts.RUN_BUDGET_BYTES (bytes_per_input); every
+    statistic is the whole batch's (counts and sums merge exactly)."""
+    net, meta = compiled.netlist, compiled.meta
     reset = meta.get("reset", "zero")
-    oracle = simulate_nir(meta["nir_file"], x, dt=meta["dt_s"], reset=reset)
-    spiking = [p.name for p in net.populations if p.compartment.spiking and p.name in oracle]
-    lowered = simulate(float_net, x, record=spiking)
-    quant = simulate(net, x, record=spiking)
+    n, steps = int(x.shape[0]), int(x.shape[1])
+    advice = "verify shorter sequences (simulate takes longer ones)"
+    size = parts_within_budget(n, bytes_per_input(net, steps), steps, advice)
+    tally = _Tally([p.name for p in net.populations if p.compartment.spiking])
+    for first in range(0, n, size):
+        tally.add(compiled, x[first : first + size], first, reset)
     report = NirVerifyReport(
         source=meta["nir_file"],
-        n=int(x.shape[0]),
-        steps=int(x.shape[1]),
+        n=n,
+        steps=steps,
         latency=net.output_latency,
         ticks_per_step=net.ticks_per_step,
         dt_s=float(meta["dt_s"]),
         reset=reset,
         data=data,
-        events=quant.events,
+        events=tally.events,
         tolerances={"min_spike_agreement": min_spike_agreement},
+        parts=tally.parts,
     )
-    expected = {name: oracle[name] for name in spiking}
-    for name in spiking:
-        report.lowering_agreement[name] = float(np.mean(lowered.traces[name] == oracle[name]))
-        report.spike_agreement[name] = float(np.mean(quant.traces[name] == oracle[name]))
+    for name in tally.names:
+        values = tally.values[name]
+        report.lowering_agreement[name] = tally.lowered_equal[name] / values
+        report.spike_agreement[name] = tally.quant_equal[name] / values
         report.spike_rates[name] = {
-            "float": float(oracle[name].mean()),
-            "quantized": float(quant.traces[name].mean()),
+            "float": tally.float_spikes[name] / values,
+            "quantized": tally.quant_spikes[name] / values,
         }
-    divergence = first_divergence(expected, {n: quant.traces[n] for n in spiking}, spiking)
+    divergence = earliest_divergence(tally.divergences, tally.names)
     report.first_divergence = None if divergence is None else divergence.to_dict()
-    lowering = first_divergence(expected, {n: lowered.traces[n] for n in spiking}, spiking)
+    lowering = earliest_divergence(tally.lowering_divergences, tally.names)
     if lowering is not None:
         report.failures.append(f"lowering not exact: {lowering.describe()}")
     if min_spike_agreement is not None:
@@ -111,3 +124,54 @@ def verify_nir(
                     f"spike agreement of {name} {value:.4f} < {min_spike_agreement}"
                 )
     return report
+
+
+class _Tally:
+    """Rungs 1 and 2 over parts of a batch: counts and sums that merge exactly."""
+
+    def __init__(self, spiking: list[str]) -> None:
+        self.spiking = spiking
+        self.names: list[str] = []  # the spiking populations the NIR simulation has
+        self.events: dict[str, int] = {}
+        self.values: dict[str, int] = {}
+        self.lowered_equal: dict[str, int] = {}
+        self.quant_equal: dict[str, int] = {}
+        self.float_spikes: dict[str, float] = {}
+        self.quant_spikes: dict[str, float] = {}
+        self.divergences: list[tuple[Any, int]] = []
+        self.lowering_divergences: list[tuple[Any, int]] = []
+        self.parts = 0
+
+    def add(self, compiled: Any, x: np.ndarray, first: int, reset: str) -> None:
+        from snncompile.frontend.nir_sim import simulate_nir
+        from snncompile.reference.simulator import simulate
+
+        meta = compiled.meta
+        oracle = simulate_nir(
+            meta["nir_file"], x, dt=meta["dt_s"], reset=reset, record=self.spiking
+        )
+        names = [name for name in self.spiking if name in oracle]
+        if not self.parts:
+            self.names = names
+            for counts in (self.values, self.lowered_equal, self.quant_equal):
+                counts.update(dict.fromkeys(names, 0))
+            for sums in (self.float_spikes, self.quant_spikes):
+                sums.update(dict.fromkeys(names, 0.0))
+        lowered = simulate(compiled.float_netlist, x, record=names)
+        quant = simulate(compiled.netlist, x, record=names)
+        self.parts += 1
+        for key, count in quant.events.items():
+            self.events[key] = self.events.get(key, 0) + int(count)
+        expected = {name: oracle[name] for name in names}
+        for name in names:
+            self.values[name] += int(expected[name].size)
+            self.lowered_equal[name] += int(
+                np.count_nonzero(lowered.traces[name] == expected[name])
+            )
+            self.quant_equal[name] += int(np.count_nonzero(quant.traces[name] == expected[name]))
+            self.float_spikes[name] += float(expected[name].sum())
+            self.quant_spikes[name] += float(quant.traces[name].sum())
+        for runs, found in ((quant, self.divergences), (lowered, self.lowering_divergences)):
+            divergence = first_divergence(expected, {k: runs.traces[k] for k in names}, names)
+            if divergence is not None:
+                found.append((divergence, first))
