@@ -165,6 +165,7 @@ def _run_once(
                 store[step] = _receive(extractor, runtime)
             if progress is not None and extractors:
                 progress((step + 1) / lava.steps)
+        del extractors  # it holds the records too: _traces frees each once converted
         root.wait()
         if progress is not None:
             progress(1.0)
@@ -178,9 +179,7 @@ def _run_once(
         _stop(root, failed)
 
     dtype = np.int64 if net.numeric == "int" else np.float64
-    traces = _traces(lava, readers, received, dtype)
-    for name, (port, _) in state_readers.items():
-        traces.update(_state_traces(lava, name, received[id(port)], dtype))
+    traces = _traces(lava, readers, state_readers, received, dtype)
     spiking = {p.name for p in net.populations if p.compartment.spiking}
     readout = np.asarray(readout, dtype=dtype).reshape(lava.batch, net.readout.size)
     logits = readout.astype(np.float64) * net.output_scale
@@ -281,29 +280,37 @@ def _stop(root: Any, failed: bool) -> None:
     root.stop()
 
 
-def _traces(lava: LavaNetwork, readers: dict, received: dict, dtype: type) -> dict:
-    """Model-time traces (B, L, size): row T m + latency (Lava step T m + latency + 1)
-    is model step m."""
-    traces = {}
+def _traces(
+    lava: LavaNetwork, readers: dict, state_readers: dict, received: dict, dtype: type
+) -> dict:
+    """Model-time traces (B, L, size) of every reader: row T m + latency (Lava step
+    T m + latency + 1) is model step m. Port by port, each record is dropped from
+    `received` once read, so the conversion holds little more than the records."""
+    by_port: dict[int, list[str]] = {}
     for name, (port, _) in readers.items():
-        pop = lava.net.population(name)
-        if pop.kind in SOURCE_KINDS:
-            columns = lava.bank_columns[(name, 0)]
-        else:
-            columns = slice(None)
-        rows = _model_time(lava, name, received[id(port)][:, columns])
-        trace = rows.reshape(lava.length, lava.batch, pop.size).transpose(1, 0, 2)
-        traces[name] = trace.astype(dtype)
+        by_port.setdefault(id(port), []).append(name)
+    traces = {}
+    for key, names in by_port.items():
+        record = received.pop(key)
+        for name in names:
+            pop = lava.net.population(name)
+            columns = lava.bank_columns[(name, 0)] if pop.kind in SOURCE_KINDS else slice(None)
+            rows = _model_time(lava, name, record[:, columns], dtype)
+            traces[name] = rows.reshape(lava.length, lava.batch, pop.size).transpose(1, 0, 2)
+        del record
+    for name, (port, _) in state_readers.items():
+        traces.update(_state_traces(lava, name, received.pop(id(port)), dtype))
     return traces
 
 
-def _model_time(lava: LavaNetwork, name: str, received: np.ndarray) -> np.ndarray:
-    """Rows of Lava steps (row s - 1 = step s = tick s - 1) -> (L, width) in model time:
-    model step m is the population's active tick T m + latency (T = ticks_per_step); the
-    idle ticks between are dropped. A population later than the readout is cut off at
-    the last tick, as in the reference: its remaining model steps stay zero."""
+def _model_time(lava: LavaNetwork, name: str, received: np.ndarray, dtype: type) -> np.ndarray:
+    """Rows of Lava steps (row s - 1 = step s = tick s - 1) -> (L, width) of dtype in
+    model time: model step m is the population's active tick T m + latency (T =
+    ticks_per_step); the idle ticks between are dropped. A population later than the
+    readout is cut off at the last tick, as in the reference: its remaining model steps
+    stay zero. (Lava's messages are integers in float64, so the cast to int64 is exact.)"""
     start, ticks = lava.net.latency()[name], lava.net.ticks_per_step
-    rows = np.zeros((lava.length, received.shape[1]))
+    rows = np.zeros((lava.length, received.shape[1]), dtype)
     available = received[start : start + ticks * lava.length : ticks]
     rows[: len(available)] = available
     return rows
@@ -319,7 +326,8 @@ def _state_traces(lava: LavaNetwork, name: str, received: np.ndarray, dtype: typ
     """
     pop = lava.net.population(name)
     proc = lava.compartments[name]
-    rows = _model_time(lava, name, received)
+    rows = _model_time(lava, name, received, dtype)
+    del received  # (the caller's reference is gone too: the record can be freed)
     batch, size, length = lava.batch, pop.size, lava.length
     traces = {}
     names = tuple(proc.proc_params["states"])
@@ -331,7 +339,7 @@ def _state_traces(lava: LavaNetwork, name: str, received: np.ndarray, dtype: typ
         block = rows[:, len(names) * batch * size :]
         block = block.reshape(length, factor, batch, size).transpose(2, 0, 1, 3)
         traces[f"{name}.in"] = block.reshape(batch, length, factor * size)
-    return {key: value.astype(dtype) for key, value in traces.items()}
+    return traces
 
 
 def _concatenate(parts: list[SimResult]) -> SimResult:
