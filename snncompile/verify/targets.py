@@ -10,11 +10,11 @@ which its runner undoes; one ONNX call is one model step of T ticks), and the re
 state. Exact means equal: there is no tolerance to declare.
 
 Recording everything costs memory: about 9 MB per input for the bundled sdigits models
-on each side, and Lava's runner holds two to three times its traces while it converts
-them. So the batch is compared in parts of equal size, each run and compared on both
-sides and then dropped, such that one side's traces of a part stay within
-TRACE_BUDGET_BYTES (verify of the 360 sdigits test inputs with Lava: 12.5 GB peak in
-one part, 4.8 GB in four, which take about 10% longer).
+on each side, and Lava's side peaks at about 1.9 times its traces (its records, then
+Lava's own buffers). So the batch is compared in parts of equal size, each run and
+compared on both sides and then dropped, such that one side's traces of a part stay
+within TRACE_BUDGET_BYTES (verify of the 360 sdigits test inputs with Lava: 12.5 GB
+peak in one part, 4.1 GB in four, which take about 10% longer).
 """
 
 from __future__ import annotations
