@@ -280,7 +280,7 @@ def verify_model(
     step = on_step or (lambda name: None)
     if is_nir_source(source):
         report, x, compiled = _verify_nir(
-            source, data, tolerances, config, calibration, limit, dt, reset, step, target
+            source, data, tolerances, config, calibration, limit, dt, reset, step
         )
     else:
         if dt is not None or reset != "zero":
@@ -292,7 +292,6 @@ def verify_model(
         x, labels, origin = verification_data(
             data, compiled.meta, compiled.calibration, width, compiled.netlist.readout.size, limit
         )
-        _refuse_too_long_for_rung3(compiled.netlist, x, target)
         step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
         report.data = origin
@@ -309,18 +308,7 @@ def verify_model(
     return report
 
 
-def _refuse_too_long_for_rung3(net: Any, x: Any, target: str) -> None:
-    """UsageError, before rungs 1-2 spend their time, when rung 3 on `target` could not
-    hold the traces of one input of x (verify.targets.traced_part_size)."""
-    from snncompile.verify.targets import traced_part_size
-
-    if target != "reference":
-        traced_part_size(net, int(x.shape[0]), int(x.shape[1]))
-
-
-def _verify_nir(
-    source, data, tolerances, config, calibration, limit, dt, reset, step, target
-) -> tuple:
+def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset, step) -> tuple:
     """Rungs 1-2 for a .nir source: (report, the inputs, the compiled network)."""
     from snncompile.compiler import compile_model
     from snncompile.frontend.nir_compile import DEFAULT_CALIB_RATE
@@ -344,7 +332,6 @@ def _verify_nir(
     if limit is not None:
         origin = f"{origin}, first {limit}"
     spike_tol = getattr(tolerances, "min_spike_agreement", None)
-    _refuse_too_long_for_rung3(compiled.netlist, x, target)
     step("verify")
     return verify_nir(compiled, x, origin, min_spike_agreement=spike_tol), x, compiled
 

@@ -107,30 +107,42 @@ def _calibration_steps(report: dict[str, Any]) -> int | None:
 
 
 def _run_reference(
-    net: Any, x: np.ndarray, record: bool, internals: bool, progress: Progress
+    net: Any, x: np.ndarray, record: bool, internals: bool, progress: Progress, sink: Any = None
 ) -> Any:
-    from snncompile.reference.simulator import simulate
+    from snncompile.reference.simulator import simulate, simulate_into
 
-    return simulate(net, x, record=record, record_internals=internals, progress=progress)
+    if sink is None:
+        return simulate(net, x, record=record, record_internals=internals, progress=progress)
+    tiles, result = simulate_into(net, x, sink)
+    for fraction in tiles:
+        if progress is not None:
+            progress(fraction)
+    return result()
 
 
-def _run_onnx(net: Any, x: np.ndarray, record: bool, internals: bool, progress: Progress) -> Any:
+def _run_onnx(
+    net: Any, x: np.ndarray, record: bool, internals: bool, progress: Progress, sink: Any = None
+) -> Any:
     """onnxruntime: a Netlist (its step graph is built), an artifact's StepSession, or a
     float export's FloatSession (logits and spike rates only)."""
     try:
         from snncompile.targets.onnx.runner import run_onnx
     except ImportError as exc:
         raise MissingDependencyError(f"the onnx backend is not available ({exc})") from None
-    return run_onnx(net, x, record=record, record_internals=internals, progress=progress)
+    return run_onnx(net, x, record=record, record_internals=internals, progress=progress, sink=sink)
 
 
-def _run_lava(net: Any, x: np.ndarray, record: bool, internals: bool, progress: Progress) -> Any:
+def _run_lava(
+    net: Any, x: np.ndarray, record: bool, internals: bool, progress: Progress, sink: Any = None
+) -> Any:
     try:
         from snncompile.targets.lava.runner import run_lava
     except ImportError as exc:
         raise MissingDependencyError(f"the lava backend is not available ({exc})") from None
     if record:
-        return run_lava(net, x, record=True, record_internals=internals, progress=progress)
+        return run_lava(
+            net, x, record=True, record_internals=internals, progress=progress, sink=sink
+        )
     # Record the spiking populations only: what the summary's spike rates need.
     spiking = [p.name for p in net.populations if p.compartment.spiking]
     result = run_lava(net, x, record=spiking, progress=progress)
@@ -138,11 +150,13 @@ def _run_lava(net: Any, x: np.ndarray, record: bool, internals: bool, progress: 
     return result
 
 
-# Backend name -> run(netlist, x, record, internals, progress) -> SimResult; record=True
-# traces every population that sends (aligned to model time), as the reference simulator
-# does; internals adds every population's states and summed input (reference's
-# record_internals); progress, if not None, is called with the fraction of the run done.
-BACKENDS: dict[str, Callable[[Any, np.ndarray, bool, bool, Progress], Any]] = {
+# Backend name -> run(netlist, x, record, internals, progress, sink) -> SimResult;
+# record=True traces every population that sends (aligned to model time), as the
+# reference simulator does; internals adds every population's states and summed input
+# (reference's record_internals); progress, if not None, is called with the fraction of
+# the run done; sink (a verify.stream.TraceSink, with record=True and internals) gets
+# the traces as they are made instead of the result.
+BACKENDS: dict[str, Callable[..., Any]] = {
     "reference": _run_reference,
     "lava": _run_lava,
     "onnx": _run_onnx,
@@ -157,11 +171,15 @@ def run_backend(
     record: bool = False,
     internals: bool = False,
     progress: Progress = None,
+    sink: Any = None,
 ) -> Any:
-    """Run the integer netlist on float inputs x (B, L, d_in) with `backend`."""
+    """Run the integer netlist on float inputs x (B, L, d_in) with `backend`; with a
+    sink (record and internals), its traces go there as they are made (BACKENDS)."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    return BACKENDS[backend](net, x, record, internals and record, progress)
+    if sink is not None and not (record is True and internals):
+        raise UsageError("a sink takes every trace: record=True, internals=True")
+    return BACKENDS[backend](net, x, record, internals and record, progress, sink)
 
 
 def run_in_parts(backend: str, source: Any, x: np.ndarray, progress: Progress = None) -> Any:

@@ -4,6 +4,7 @@ the reference, and the verify command."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -231,7 +232,7 @@ def test_a_target_that_differs_fails_verify_with_exit_3(monkeypatch, capsys) -> 
     """Rung 3 is exact: one changed message fails it and names where."""
     import snncompile.simulate as simulate_module
 
-    def off_by_one(net, x, record, internals, progress):
+    def off_by_one(net, x, record, internals, progress, sink=None):
         result = simulate(net, x, record=record, record_internals=internals)
         result.traces["blocks.1.act.v"][3, 17, 5] += 1  # a state, its messages unchanged
         return result
@@ -300,21 +301,115 @@ def test_verify_past_the_calibrated_length_warns_why_it_fails(tmp_path: Path, ca
     assert err.splitlines()[-1].startswith("error: argmax agreement")
 
 
-def test_one_input_beyond_the_trace_budget_is_refused_before_any_run(
+def test_an_input_beyond_the_trace_budget_is_compared_while_running(
     monkeypatch, tmp_path: Path, capsys
 ) -> None:
-    """Rung 3 keeps every value of both runs: an input whose traces alone pass the budget
-    is exit 2 before rungs 1-2 run (it was run anyway, into many GB)."""
-    import snncompile.verify.quantized as quantized
+    """Rung 3 on one input whose traces alone pass the budget: both runs are compared as
+    they go (it was refused, exit 2; before that it ran into many GB)."""
     import snncompile.verify.targets as targets
 
     monkeypatch.setattr(targets, "TRACE_BUDGET_BYTES", 1 << 20)
-    monkeypatch.setattr(quantized, "verify_quantized", lambda *a: pytest.fail("rungs 1-2 ran"))
     data = tmp_path / "one.npy"
-    np.save(data, np.zeros((1, 64, 1)))
-    code, _, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(data), "--target", "onnx")
-    assert code == 2 and err.count("\n") == 1, err
-    assert "comparing every value of one input of 64 steps needs" in err
+    np.save(data, _sdigits(2))
+    argv = ["verify", SPIKE_SSM, "--data", str(data), "--target", "onnx"]
+    code, out, err = _run(capsys, *argv)
+    assert code == 0, err
+    assert "compared while running (too long to record whole)" in out
+    assert re.search(r"[\d,]+ values compared .*, 0 differ: exact", out), out
+
+
+@pytest.mark.parametrize("backend", ["onnx", "lava"])
+def test_streamed_rung_3_compares_what_the_whole_traces_compare(
+    compiled_spike_ssm, backend, monkeypatch
+) -> None:
+    """Compared while running (reference tiles of 7 ticks against the target's single
+    steps), every value is compared: the counts equal those of the recorded check."""
+    import snncompile.reference.simulator as simulator
+    from snncompile.verify.targets import traced_bytes_per_input
+
+    net, x = compiled_spike_ssm.netlist, _sdigits(3)
+    whole = check_backend(net, x, backend)
+    per_tick = 8 * 3 * sum(p.size + p.input_width for p in net.populations)
+    monkeypatch.setattr(simulator, "TILE_BUDGET_BYTES", 7 * per_tick)
+    seen: list[float] = []
+    budget = traced_bytes_per_input(net, x.shape[1]) - 1
+    streamed = check_backend(net, x, backend, budget_bytes=budget, progress=seen.append)
+    assert streamed.streamed and not whole.streamed
+    assert streamed.exact and whole.exact
+    for field in ("values_compared", "values_differing", "traces", "populations", "runs"):
+        assert getattr(streamed, field) == getattr(whole, field), field
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_streamed_rung_3_finds_the_first_divergence(compiled_spike_ssm, monkeypatch):
+    """A target whose traces differ in two places, handed over step by step: the earlier
+    model step is named, as the recorded check names it, and both values counted."""
+    import snncompile.simulate as sim
+    from snncompile.verify.targets import traced_bytes_per_input
+
+    net, x = compiled_spike_ssm.netlist, _sdigits(3)
+    wrong = {("blocks.1.act.v", 9): 1, ("blocks.0.ssm.re", 7): 2}  # (trace, step) -> sample
+    real = sim.run_backend
+
+    class Faulty:
+        def __init__(self, sink) -> None:
+            self.sink = sink
+
+        def declare(self, key: str, width: int) -> None:
+            self.sink.declare(key, width)
+
+        def put(self, key: str, first: int, values: np.ndarray) -> None:
+            for (trace, step), sample in wrong.items():
+                if key == trace and first <= step < first + values.shape[1]:
+                    values = values.copy()
+                    values[sample, step - first, 3] += 1
+            self.sink.put(key, first, values)
+
+    def faulty(backend, net, xs, sink=None, **kw):
+        if sink is not None:
+            return real("onnx", net, xs, sink=Faulty(sink), **kw)
+        result = real("onnx", net, xs, **kw)
+        for (trace, step), sample in wrong.items():
+            result.traces[trace][sample, step, 3] += 1
+        return result
+
+    monkeypatch.setattr(sim, "run_backend", faulty)
+    whole = check_backend(net, x, "onnx")
+    budget = traced_bytes_per_input(net, x.shape[1]) - 1
+    streamed = check_backend(net, x, "onnx", budget_bytes=budget)
+    assert streamed.streamed and whole.values_differing == streamed.values_differing == 2
+    assert "'blocks.0.ssm.re' at model step 7 (sample 2, compartment 3)" in whole.divergence
+    assert streamed.divergence == whole.divergence
+
+
+def test_stream_comparison_holds_about_one_reference_tile(compiled_spike_ssm, monkeypatch):
+    """What a streamed check holds: the reference runs a tile only when the target needs
+    it, so at most about a tile of its traces waits (here tiles of 7 ticks)."""
+    import snncompile.reference.simulator as simulator
+    from snncompile.simulate import run_backend
+    from snncompile.verify.stream import StreamComparison
+
+    net, x = compiled_spike_ssm.netlist, _sdigits(2)
+    per_tick = 8 * 2 * sum(p.size + p.input_width for p in net.populations)
+    monkeypatch.setattr(simulator, "TILE_BUDGET_BYTES", 7 * per_tick)
+    tiles_run, held = [], []
+
+    class Comparison(StreamComparison):
+        def _match(self, key: str) -> None:
+            super()._match(key)
+            held.append(sum(c.shape[1] for q in self.pending[0].values() for c in q))
+
+    def need() -> bool:
+        tiles_run.append(1)
+        return next(tiles, None) is not None
+
+    comparison = Comparison(2, x.shape[1], [p.name for p in net.populations], need)
+    tiles, _ = simulator.simulate_into(net, x, comparison.reference)
+    run_backend("onnx", net, x, record=True, internals=True, sink=comparison.target)
+    assert comparison.finish() is None and comparison.differing == 0
+    assert len(tiles_run) > net.total_ticks(x.shape[1]) // 7  # tiles on demand
+    traces = len(comparison.widths[0])
+    assert max(held) <= 2 * 7 * traces  # model steps of all traces waiting: ~one tile
 
 
 def test_calibration_in_parts_quantizes_exactly_as_in_one_run(compiled_spike_ssm, monkeypatch):

@@ -16,8 +16,9 @@ the trace of every population has L steps whatever its latency.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -201,6 +202,20 @@ def simulate(
     return run.result()
 
 
+def simulate_into(net: Netlist, x: np.ndarray, sink: Any) -> tuple[Iterator[float], Callable]:
+    """simulate(net, x, record=True, record_internals=True) whose traces go to `sink` (a
+    verify.stream.TraceSink) tile by tile instead of into arrays: (the run's tiles, to
+    advance one at a time, each yielding the fraction done; a function giving the
+    SimResult, without traces, once they are exhausted)."""
+    x = np.asarray(x)
+    _check_input(net, x)
+    events = Events()
+    data = encode_input(net, x, events)
+    names = {p.name for p in net.populations}
+    run = _Run(net, data, names, True, False, events, sink=sink)
+    return run.tiles(), run.result
+
+
 # Messages and inputs one tile of ticks may hold (all populations, the whole batch).
 # A small batch runs its whole sequence as one tile (few, long array operations); a
 # large one runs short tiles, whose arrays stay in cache.
@@ -212,7 +227,9 @@ class _Run:
     after another, each over all the tile's ticks; a population's messages of the last
     (longest outgoing delay + 1) ticks carry over to the next tile as its history."""
 
-    def __init__(self, net, data, recorded, record_internals, peaks, events, activity=False):
+    def __init__(
+        self, net, data, recorded, record_internals, peaks, events, activity=False, sink=None
+    ):
         self.net, self.data, self.events = net, data, events
         self.batch, self.length = data.shape[:2]
         self.plan = plan_for(net)
@@ -230,7 +247,11 @@ class _Run:
                 if pop.input_width:
                     widths[f"{name}.in"] = pop.input_width
             for key, width in widths.items():
-                self.traces[key] = np.zeros((self.batch, self.length, width), self.dtype)
+                if sink is not None:
+                    sink.declare(key, width)
+                else:
+                    self.traces[key] = np.zeros((self.batch, self.length, width), self.dtype)
+        self.sink = sink  # verify.stream.TraceSink: traces go there, tile by tile
         self.peak: dict[str, float] = {}
         self.spike_sums = {p.name: 0.0 for p in net.populations if p.compartment.spiking}
         senders = [p.name for p in net.populations if p.compartment.sends]
@@ -254,6 +275,12 @@ class _Run:
         return min(max(tile, self.ticks), self.total)
 
     def run(self, progress: Callable[[float], None] | None = None) -> None:
+        for fraction in self.tiles():
+            if progress is not None:
+                progress(fraction)
+
+    def tiles(self) -> Iterator[float]:
+        """Run tile by tile, yielding the fraction of the run done after each."""
         tile = self.tile_ticks()
         for start in range(0, self.total, tile):
             stop = min(self.total, start + tile)
@@ -269,8 +296,7 @@ class _Run:
                     self._run_alone(pop, a, sent, start, stop)
             for name, messages in sent.items():
                 self.history[name] = self._last(name, messages)
-            if progress is not None:
-                progress(stop / self.total)
+            yield stop / self.total
 
     def _last(self, name: str, messages: np.ndarray) -> np.ndarray:
         """The messages of the last `depth` ticks, the tile's after the history's."""
@@ -402,7 +428,10 @@ class _Run:
                 series[f"{pop.name}.in"] = a
         steps = slice(first_step + lo, first_step + hi)
         for key, values in series.items():
-            self.traces[key][:, steps] = values.transpose(1, 0, 2)
+            if self.sink is not None:
+                self.sink.put(key, steps.start, values.transpose(1, 0, 2))
+            else:
+                self.traces[key][:, steps] = values.transpose(1, 0, 2)
 
     def _track(self, pop, out, states, a) -> None:
         values = {pop.name: out, **{f"{pop.name}.{k}": v for k, v in states.items()}}

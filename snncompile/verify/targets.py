@@ -20,7 +20,7 @@ peak in one part, 4.1 GB in four, which take about 10% longer).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -77,6 +77,7 @@ class BackendCheck:
     backend_seconds: float
     ticks_per_step: int = 1  # simulation steps (ticks) per model step
     runs: int = 1  # parts of the batch run and compared one after the other
+    streamed: bool = False  # compared while running (inputs too long to record whole)
 
     @property
     def exact(self) -> bool:
@@ -97,12 +98,15 @@ def check_backend(
     """Run x (B, L, d_in) on the reference and on `backend`; compare every value, in
     parts of the batch whose traces fit `budget_bytes` per side (default:
     TRACE_BUDGET_BYTES as it is at the call). progress: the fraction of the backend's
-    runs done (they take most of the time). UsageError when one input's traces alone
-    pass the budget (traced_part_size)."""
+    runs done (they take most of the time). Inputs whose traces alone pass the budget
+    are compared while both run, holding about a tile of traces (_check_streaming)."""
     from snncompile.reference.simulator import simulate
     from snncompile.simulate import run_backend
 
     n = int(x.shape[0])
+    budget_bytes = TRACE_BUDGET_BYTES if budget_bytes is None else budget_bytes
+    if traced_bytes_per_input(net, int(x.shape[1])) > budget_bytes:
+        return _check_streaming(net, x, backend, progress)
     part = traced_part_size(net, n, int(x.shape[1]), budget_bytes)
     order = [p.name for p in net.populations]
     reference_seconds = backend_seconds = 0.0
@@ -155,20 +159,111 @@ def check_backend(
     )
 
 
-def traced_part_size(net: Netlist, n: int, steps: int, budget_bytes: int | None = None) -> int:
-    """Inputs per part: equal parts, each within the budget; UsageError when one input's
-    traces alone are beyond it (parts split the batch, never a sequence)."""
-    budget_bytes = TRACE_BUDGET_BYTES if budget_bytes is None else budget_bytes
-    values = net.readout.size  # per input: the readout, and per model step every trace
+def traced_bytes_per_input(net: Netlist, steps: int) -> int:
+    """Bytes of one input's traces on one side: the readout, and per model step every
+    population's messages, states and summed input."""
+    values = net.readout.size
     for pop in net.populations:
         width = pop.size if pop.compartment.sends else 0
         width += len(pop.compartment.states) * pop.size + pop.input_width
         values += steps * width
-    if 8 * values > budget_bytes:
+    return 8 * values
+
+
+def traced_part_size(net: Netlist, n: int, steps: int, budget_bytes: int | None = None) -> int:
+    """Inputs per part: equal parts, each within the budget; UsageError when one input's
+    traces alone are beyond it (check_backend then compares as the runs go)."""
+    budget_bytes = TRACE_BUDGET_BYTES if budget_bytes is None else budget_bytes
+    per_input = traced_bytes_per_input(net, steps)
+    if per_input > budget_bytes:
         raise UsageError(
-            f"comparing every value of one input of {steps} steps needs "
-            f"{8 * values / 2**30:.1f} GiB of traces per side; the limit is "
-            f"{budget_bytes / 2**30:.0f} GiB: verify --target on shorter sequences "
-            "(simulate and verify's rungs 1-2 take longer ones)"
+            f"one input of {steps} steps has {per_input / 2**30:.1f} GiB of traces; "
+            f"parts hold at most {budget_bytes / 2**30:.0f} GiB"
         )
-    return equal_parts(n, 8 * values, budget_bytes)
+    return equal_parts(n, per_input, budget_bytes)
+
+
+def _check_streaming(
+    net: Netlist, x: np.ndarray, backend: str, progress: Callable[[float], None] | None
+) -> BackendCheck:
+    """check_backend for inputs whose traces do not fit the budget: both runs hand their
+    traces to a verify.stream.StreamComparison as they make them (the reference a tile
+    at a time, when the target needs it), in parts of the batch that fit one run of the
+    target. Every value is compared, as in the whole-trace check."""
+    from snncompile.reference.simulator import simulate_into
+    from snncompile.simulate import run_backend
+    from snncompile.verify.stream import StreamComparison
+
+    n, steps = int(x.shape[0]), int(x.shape[1])
+    part = n
+    if backend == "lava":
+        from snncompile.targets.lava.runner import copies_per_run
+
+        part = copies_per_run(net, n)
+    order = [p.name for p in net.populations]
+    reference_seconds = backend_seconds = 0.0
+    compared = differing = runs = 0
+    divergences, other, keys = [], None, {}
+    starts = range(0, n, part)
+    for index, first in enumerate(starts):
+        xs = x[first : first + part]
+        reference = _OnDemand()
+        comparison = StreamComparison(len(xs), steps, order, reference)
+        reference.tiles, result = simulate_into(net, xs, comparison.reference)
+        start = time.perf_counter()
+        actual = run_backend(
+            backend, net, xs, record=True, internals=True,
+            progress=part_progress(progress, index, len(starts)), sink=comparison.target,
+        )  # fmt: skip
+        mismatch = comparison.finish()
+        backend_seconds += time.perf_counter() - start - reference.seconds
+        reference_seconds += reference.seconds
+        runs += 1
+        if mismatch is not None:  # names or widths: the runs cannot be compared at all
+            differing, divergences, other = -1, [], mismatch
+            break
+        expected = result()
+        keys = comparison.widths[0]
+        compared += comparison.compared + int(np.size(expected.readout))
+        diff = diff_runs(expected, actual, order)  # no traces: the readout and logits
+        differing += comparison.differing + max(diff.differing, 0)
+        found = comparison.divergence()
+        if found is not None:
+            divergences.append((found, first))
+        elif other is None:
+            other = diff.message
+    divergence = earliest_divergence(divergences, order)
+    traced = {key.rsplit(".", 1)[0] for key in keys} | set(keys)
+    return BackendCheck(
+        backend=backend,
+        n=n,
+        steps=steps,
+        simulated_steps=net.total_ticks(steps),
+        output_latency=net.output_latency,
+        alignment=alignment(backend, net.ticks_per_step),
+        populations=sum(1 for p in net.populations if p.name in traced),
+        traces=len(keys),
+        values_compared=compared,
+        values_differing=differing,
+        divergence=divergence.describe() if divergence is not None else other,
+        reference_seconds=reference_seconds,
+        backend_seconds=backend_seconds,
+        ticks_per_step=net.ticks_per_step,
+        runs=runs,
+        streamed=True,
+    )
+
+
+class _OnDemand:
+    """The reference's tiles, run one per call when the comparison needs them (False
+    once there are none left), and the seconds they took."""
+
+    def __init__(self) -> None:
+        self.tiles: Iterator[float] = iter(())
+        self.seconds = 0.0
+
+    def __call__(self) -> bool:
+        start = time.perf_counter()
+        more = next(self.tiles, None) is not None
+        self.seconds += time.perf_counter() - start
+        return more

@@ -51,6 +51,7 @@ def run_lava(
     record_internals: bool = False,
     batch_size: int | None = None,
     progress: Callable[[float], None] | None = None,
+    sink: Any = None,
 ) -> SimResult:
     """Run `net` on float inputs x (B, L, d_in) in Lava; see SimResult.
 
@@ -61,7 +62,9 @@ def run_lava(
     as many as fit COPIES_BUDGET_BYTES, in equal runs; fewer bound memory at the cost of
     more runs);
     progress: called with the fraction done as each step's messages arrive (runs that
-    record nothing report only their end).
+    record nothing report only their end);
+    sink: a verify.stream.TraceSink that gets the traces step by step instead of the
+    result (whose traces are then empty); the batch must then fit one run.
     """
     require_lava()
     x = np.asarray(x, dtype=np.float64)
@@ -70,14 +73,17 @@ def run_lava(
     internals = _internals(net, record) if record_internals else []
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"batch_size must be positive, got {batch_size}")
-    chunk = batch_size or equal_parts(x.shape[0], bytes_per_copy(net), COPIES_BUDGET_BYTES)
+    chunk = batch_size or copies_per_run(net, x.shape[0])
     starts = range(0, x.shape[0], chunk)
+    if sink is not None and len(starts) > 1:
+        raise UsageError(f"a run into a sink takes at most {chunk} inputs, got {x.shape[0]}")
     parts = [
         _run_once(
-            net, x[i : i + chunk], recorded, internals, part_progress(progress, k, len(starts))
+            net, x[i : i + chunk], recorded, internals,
+            part_progress(progress, k, len(starts)), sink,
         )
         for k, i in enumerate(starts)
-    ]
+    ]  # fmt: skip
     return _concatenate(parts) if len(parts) > 1 else parts[0]
 
 
@@ -92,6 +98,11 @@ def bytes_per_copy(net: Netlist) -> int:
     such values, so 4.9 MB counted): 2.8 MB per copy from 90 to 360 copies, 4.3 MB from
     360 to 1,440 (6 GB in all, where one run had no part limit)."""
     return 64 * 8 * sum(p.size + p.input_width for p in net.populations)
+
+
+def copies_per_run(net: Netlist, n: int) -> int:
+    """Copies of the network per Lava run for n inputs: equal runs within the budget."""
+    return equal_parts(n, bytes_per_copy(net), COPIES_BUDGET_BYTES)
 
 
 def _check_input(net: Netlist, x: np.ndarray) -> None:
@@ -132,6 +143,7 @@ def _run_once(
     recorded: list[str],
     internals: list[str],
     progress: Callable[[float], None] | None,
+    sink: Any = None,
 ) -> SimResult:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -150,7 +162,12 @@ def _run_once(
     config = Loihi2SimCfg(
         select_tag=tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel}
     )
-    received = {id(port): np.zeros((lava.steps, port.shape[0])) for port in ports}
+    dtype = np.int64 if net.numeric == "int" else np.float64
+    if sink is None:
+        received = {id(port): np.zeros((lava.steps, port.shape[0])) for port in ports}
+    else:  # one row per port, handed to the sink step by step
+        received = {id(port): np.zeros((1, port.shape[0])) for port in ports}
+        streams = _Streams(lava, readers, state_readers, sink, dtype)
     root, failed = lava.root, False
     try:
         root.run(RunSteps(num_steps=lava.steps, blocking=False), run_cfg=config)
@@ -161,8 +178,11 @@ def _run_once(
             for port, ex in [*readers.values(), *state_readers.values()]
         }
         for step in range(lava.steps):
+            row = step if sink is None else 0
             for extractor, store in extractors.values():
-                store[step] = _receive(extractor, runtime)
+                store[row] = _receive(extractor, runtime)
+            if sink is not None:
+                streams.put(step, received)
             if progress is not None and extractors:
                 progress((step + 1) / lava.steps)
         del extractors  # it holds the records too: _traces frees each once converted
@@ -178,8 +198,7 @@ def _run_once(
     finally:
         _stop(root, failed)
 
-    dtype = np.int64 if net.numeric == "int" else np.float64
-    traces = _traces(lava, readers, state_readers, received, dtype)
+    traces = {} if sink is not None else _traces(lava, readers, state_readers, received, dtype)
     spiking = {p.name for p in net.populations if p.compartment.spiking}
     readout = np.asarray(readout, dtype=dtype).reshape(lava.batch, net.readout.size)
     logits = readout.astype(np.float64) * net.output_scale
@@ -324,11 +343,16 @@ def _state_traces(lava: LavaNetwork, name: str, received: np.ndarray, dtype: typ
     kind (glu) is [part 0 of every sample; part 1 of every sample], as the builder
     wires it, so it is regrouped per sample.
     """
-    pop = lava.net.population(name)
-    proc = lava.compartments[name]
     rows = _model_time(lava, name, received, dtype)
     del received  # (the caller's reference is gone too: the record can be freed)
-    batch, size, length = lava.batch, pop.size, lava.length
+    return _split_states(lava, name, rows)
+
+
+def _split_states(lava: LavaNetwork, name: str, rows: np.ndarray) -> dict:
+    """_state_traces of rows already in model time, (n model steps, record width)."""
+    pop = lava.net.population(name)
+    proc = lava.compartments[name]
+    batch, size, length = lava.batch, pop.size, rows.shape[0]
     traces = {}
     names = tuple(proc.proc_params["states"])
     for k, state in enumerate(names):
@@ -340,6 +364,50 @@ def _state_traces(lava: LavaNetwork, name: str, received: np.ndarray, dtype: typ
         block = block.reshape(length, factor, batch, size).transpose(2, 0, 1, 3)
         traces[f"{name}.in"] = block.reshape(batch, length, factor * size)
     return traces
+
+
+class _Streams:
+    """Hands each Lava step's records to a sink, in model time: the row of tick t is
+    model step m of a population at latency k when t = T m + k (T = ticks_per_step),
+    as _model_time selects rows for whole traces."""
+
+    def __init__(self, lava: LavaNetwork, readers: dict, state_readers: dict, sink, dtype):
+        self.lava, self.readers, self.state_readers = lava, readers, state_readers
+        self.sink, self.dtype = sink, dtype
+        net = lava.net
+        self.latency, self.ticks = net.latency(), net.ticks_per_step
+        for name in readers:
+            sink.declare(name, net.population(name).size)
+        for name in state_readers:
+            pop, proc = net.population(name), lava.compartments[name]
+            for state in proc.proc_params["states"]:
+                sink.declare(f"{name}.{state}", pop.size)
+            if pop.compartment.input_factor:
+                sink.declare(f"{name}.in", pop.compartment.input_factor * pop.size)
+
+    def _model_step(self, name: str, tick: int) -> int | None:
+        offset = tick - self.latency[name]
+        if offset < 0 or offset % self.ticks:
+            return None
+        step = offset // self.ticks
+        return step if step < self.lava.length else None
+
+    def put(self, tick: int, received: dict) -> None:
+        lava = self.lava
+        for name, (port, _) in self.readers.items():
+            step = self._model_step(name, tick)
+            if step is None:
+                continue
+            pop = lava.net.population(name)
+            columns = lava.bank_columns[(name, 0)] if pop.kind in SOURCE_KINDS else slice(None)
+            row = received[id(port)][0, columns].astype(self.dtype)
+            self.sink.put(name, step, row.reshape(lava.batch, 1, pop.size))
+        for name, (port, _) in self.state_readers.items():
+            step = self._model_step(name, tick)
+            if step is not None:
+                rows = received[id(port)].astype(self.dtype)
+                for key, values in _split_states(lava, name, rows).items():
+                    self.sink.put(key, step, values)
 
 
 def _concatenate(parts: list[SimResult]) -> SimResult:

@@ -132,9 +132,12 @@ def run_onnx(
     record: bool | Iterable[str] = True,
     record_internals: bool = False,
     progress: Callable[[float], None] | None = None,
+    sink: Any = None,
 ) -> SimResult:
     """Run x (B, L, d_in) floats model step by model step (one call each) through
     onnxruntime; see SimResult. progress: called with the fraction done after each call.
+    sink: a verify.stream.TraceSink that gets the recorded traces step by step instead
+    of the result (whose traces are then empty).
 
     source: an int Netlist (its step graph is built in memory), an artifact directory
     (its model.onnx if it has one, else a graph built from its netlist), or a StepSession.
@@ -169,26 +172,32 @@ def run_onnx(
     unknown = recorded - pops
     if unknown:
         raise UsageError(f"cannot record unknown populations: {', '.join(sorted(unknown))}")
-    traces: dict[str, np.ndarray] = {}
+    shapes: dict[str, tuple[int, ...]] = {}  # trace name -> shape of one step's values
     for name in recorded & set(iface.sending):
-        traces[name] = np.zeros((batch, length, iface.sending[name]), np.int64)
+        shapes[name] = (iface.sending[name],)
     state_traces: dict[str, str] = {}  # trace name -> graph output
     if record_internals:
         for state, shape in iface.states.items():
             if state.startswith("state:"):
                 pop_state = state[len("state:") :]
                 if pop_state.rsplit(".", 1)[0] in recorded:
-                    traces[pop_state] = np.zeros((batch, length, *shape), np.int64)
+                    shapes[pop_state] = tuple(shape)
                     state_traces[pop_state] = f"next:{state}"
         for name, width in iface.receiving.items():
             if name in recorded:
-                traces[f"{name}.in"] = np.zeros((batch, length, width), np.int64)
+                shapes[f"{name}.in"] = (width,)
                 state_traces[f"{name}.in"] = f"in:{name}"
+    traces: dict[str, np.ndarray] = {}
+    for name, shape in shapes.items():
+        if sink is not None:
+            sink.declare(name, *shape)
+        else:
+            traces[name] = np.zeros((batch, length, *shape), np.int64)
 
     # Fetch only what this run uses: onnxruntime then skips the nodes nothing fetched needs.
     wanted = {f"next:{n}" for n in step.state_names} | {"readout", "events"}
     wanted |= {f"msg:{name}" for name in iface.spiking}
-    wanted |= {state_traces.get(name, f"msg:{name}") for name in traces}
+    wanted |= {state_traces.get(name, f"msg:{name}") for name in shapes}
     fetch = [name for name in step.outputs if name in wanted]
     feeds: dict[str, np.ndarray] = step.zero_state(batch)
     zeros = np.zeros((batch, iface.input_size), np.float64)
@@ -221,12 +230,15 @@ def run_onnx(
         for name in spike_sums:
             if model_step(c, name) is not None:
                 spike_sums[name] += int(values[index[f"msg:{name}"]].sum())
-        for name, trace in traces.items():
+        for name in shapes:
             pop = name.rsplit(".", 1)[0] if name in state_traces else name
             model_t = model_step(c, pop)
             if model_t is not None:
-                out = state_traces.get(name, f"msg:{name}")
-                trace[:, model_t] = values[index[out]]
+                out = values[index[state_traces.get(name, f"msg:{name}")]]
+                if sink is not None:
+                    sink.put(name, model_t, out.astype(np.int64)[:, None])
+                else:
+                    traces[name][:, model_t] = out
         if progress is not None:
             progress((c + 1) / calls)
 
