@@ -14,7 +14,8 @@ on each side, and Lava's side peaks at about 1.9 times its traces (its records, 
 Lava's own buffers). So the batch is compared in parts of equal size, each run and
 compared on both sides and then dropped, such that one side's traces of a part stay
 within TRACE_BUDGET_BYTES (verify of the 360 sdigits test inputs with Lava: 12.5 GB
-peak in one part, 4.1 GB in four, which take about 10% longer).
+peak in one part, 4.1 GB in four, which take about 10% longer). An input whose traces
+alone pass the budget is compared while both run instead (verify.stream).
 """
 
 from __future__ import annotations
