@@ -178,8 +178,17 @@ def test_unconnected_population_and_one_later_than_the_readout():
         Synapse("in->out", "in", "out", np.array([[1.0]])),
     )
     net = Netlist(pops, syns, numeric="int")
-    expected, _ = check(net, np.array([[[1.0], [2.0], [3.0]]]))
+    x = np.array([[[1.0], [2.0], [3.0]]])
+    expected, _ = check(net, x)
     assert expected.traces["c"][0, :, 0].tolist() == [0, 0, 0]
+    # Compared while running, the steps neither side sends count as zeros, as recorded.
+    from snncompile.verify.targets import check_backend
+
+    for backend in ("lava", "onnx"):
+        whole = check_backend(net, x, backend)
+        streamed = check_backend(net, x, backend, budget_bytes=8)
+        assert streamed.streamed and streamed.exact and whole.exact
+        assert streamed.values_compared == whole.values_compared
 
 
 def test_synapse_int32_wrap_exponent_and_fan_in():
@@ -720,4 +729,23 @@ def test_a_failing_process_ends_the_run_and_its_processes(monkeypatch):
     assert multiprocessing.active_children() == []
     with pytest.raises(RuntimeError, match="Exception"):  # its states' Extractor waits too
         run_lava(net, np.ones((1, 4, 1)), record_internals=True)
+    assert multiprocessing.active_children() == []
+
+
+def test_an_error_in_the_sink_ends_the_run_and_its_processes():
+    """A streamed comparison that raises while Lava is mid-run (a runner bug it caught)
+    ends the run: the error propagates and no Lava process is left."""
+    from snncompile.errors import SnnCompileError
+
+    class Failing:
+        def declare(self, key: str, width: int) -> None:
+            pass
+
+        def put(self, key: str, first: int, values: np.ndarray) -> None:
+            if first == 2:
+                raise SnnCompileError("deliberate")
+
+    net = side_by_side([pop("acc", "accumulator", 1)])
+    with pytest.raises(SnnCompileError, match="deliberate"):
+        run_lava(net, np.ones((1, 40, 1)), record_internals=True, sink=Failing())
     assert multiprocessing.active_children() == []
