@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import multiprocessing
+import time
 
 import numpy as np
 import pytest
@@ -472,6 +473,22 @@ def test_time_multiplexed_loop_compared_while_running(backend):
     assert (streamed.values_compared, streamed.traces) == (whole.values_compared, whole.traces)
 
 
+def test_streamed_check_runs_the_batch_in_parts_of_lava_runs(monkeypatch):
+    """Streamed, a batch larger than one Lava run is cut by copies_per_run and each part
+    runs as one run, for any batch size (5 inputs at 2.5 copies per run: parts of 3 and
+    2, which equal_parts would cut again, 3 into 2 and 1)."""
+    from snncompile.targets.lava import runner
+    from snncompile.verify.targets import check_backend, traced_bytes_per_input
+
+    net, x = _loop_case([LIF, ACC, RR], 5, "last")
+    x = np.concatenate([x, x[:1] - 3, x * 0.5, x[1:] + 2])[:5]
+    monkeypatch.setattr(runner, "COPIES_BUDGET_BYTES", int(2.5 * runner.bytes_per_copy(net)))
+    whole = check_backend(net, x, "lava")
+    streamed = check_backend(net, x, "lava", budget_bytes=traced_bytes_per_input(net, 19))
+    assert streamed.streamed and streamed.runs == 2 and streamed.exact and whole.exact
+    assert streamed.values_compared == whole.values_compared
+
+
 def test_time_multiplexed_lif_without_internals():
     """Without record_internals a time-multiplexed lif still gets the idle ticks (our
     StateLif, its states port unconnected); Lava's plain LIF when ticks_per_step is 1."""
@@ -743,9 +760,10 @@ def test_an_error_in_the_sink_ends_the_run_and_its_processes():
 
         def put(self, key: str, first: int, values: np.ndarray) -> None:
             if first == 2:
+                time.sleep(1.0)  # Lava runs ahead meanwhile and fills its channels
                 raise SnnCompileError("deliberate")
 
     net = side_by_side([pop("acc", "accumulator", 1)])
     with pytest.raises(SnnCompileError, match="deliberate"):
-        run_lava(net, np.ones((1, 40, 1)), record_internals=True, sink=Failing())
+        run_lava(net, np.ones((1, 3000, 1)), record_internals=True, sink=Failing())
     assert multiprocessing.active_children() == []

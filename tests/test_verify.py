@@ -430,3 +430,57 @@ def test_calibration_in_parts_quantizes_exactly_as_in_one_run(compiled_spike_ssm
     parts = compile_model(SPIKE_SSM)
     assert len(runs) == 11  # the calibration peaks ran in parts
     assert first_difference(parts.netlist, compiled_spike_ssm.netlist) is None
+
+
+def _synthetic_stream(tiles: list[dict[str, np.ndarray]], widths: dict[str, int]):
+    """A StreamComparison whose reference hands over the given tiles on demand."""
+    from snncompile.verify.stream import StreamComparison
+
+    ran: list[int] = []
+    length = sum(next(iter(t.values())).shape[1] for t in tiles)
+
+    def need() -> bool:
+        if len(ran) == len(tiles):
+            return False
+        start = sum(next(iter(t.values())).shape[1] for t in tiles[: len(ran)])
+        for key, values in tiles[len(ran)].items():
+            comparison.reference.put(key, start, values)
+        ran.append(1)
+        return True
+
+    comparison = StreamComparison(2, length, ["a", "b"], need)
+    for key, width in widths.items():
+        comparison.reference.declare(key, width)
+    return comparison, ran
+
+
+def test_stream_comparison_of_a_target_wrong_at_every_step():
+    """Every value differs from step 0 on: the first divergence is step 0 of the first
+    trace in population order, every value is counted, in order of declaration."""
+    rng = np.random.default_rng(0)
+    ref = {"a": rng.integers(0, 9, (2, 12, 3)), "b": rng.integers(0, 9, (2, 12, 2))}
+    tiles = [{k: v[:, i : i + 4] for k, v in ref.items()} for i in (0, 4, 8)]
+    comparison, ran = _synthetic_stream(tiles, {"a": 3, "b": 2})
+    for key in ("b", "a"):
+        comparison.target.declare(key, ref[key].shape[2])
+    for step in range(12):
+        for key in ("b", "a"):
+            comparison.target.put(key, step, ref[key][:, step : step + 1] + 1)
+        assert len(ran) == step // 4 + 1  # the reference runs a tile only when needed
+    assert comparison.finish() is None
+    found = comparison.divergence()
+    assert (found.population, found.step, found.sample, found.compartment) == ("a", 0, 0, 0)
+    assert found.differing == {"a": 2 * 12 * 3, "b": 2 * 12 * 2}
+    assert comparison.compared == comparison.differing == 2 * 12 * 5
+
+
+def test_stream_comparison_reports_a_width_mismatch_without_running_ahead():
+    ref = {"a": np.zeros((2, 12, 3), np.int64), "b": np.zeros((2, 12, 2), np.int64)}
+    tiles = [{k: v[:, i : i + 4] for k, v in ref.items()} for i in (0, 4, 8)]
+    comparison, ran = _synthetic_stream(tiles, {"a": 3, "b": 2})
+    comparison.target.declare("a", 3)
+    comparison.target.declare("b", 5)
+    for step in range(3):
+        comparison.target.put("b", step, np.zeros((2, 1, 5), np.int64))
+    assert ran == []  # nothing comparable: the reference was not run for the target
+    assert comparison.finish() == "trace widths differ: {'a': 3, 'b': 2} and {'a': 3, 'b': 5}"

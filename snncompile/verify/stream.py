@@ -49,7 +49,11 @@ class StreamComparison:
         self.sent: tuple[dict[str, int], dict[str, int]] = ({}, {})  # steps put, per key
         self.done: dict[str, int] = {}  # steps compared, per key
         self.compared = self.differing = 0
-        self.divergences: list[tuple[Divergence, int]] = []
+        # Only the earliest divergence so far and counts per trace: a target wrong from
+        # its first steps on must not cost memory per step.
+        self.first: Divergence | None = None
+        self.counts: dict[str, int] = {}
+        self.mismatch: str | None = None  # trace names or widths differ: not comparable
         self.reference, self.target = _Side(self, 0), _Side(self, 1)
 
     def _declare(self, side: int, key: str, width: int) -> None:
@@ -65,12 +69,24 @@ class StreamComparison:
             raise SnnCompileError(
                 f"trace {key!r}: model step {first_step} sent after {self.sent[side][key]}"
             )
+        if side == 1 and self.mismatch is None and not any(self.sent[1].values()):
+            self.mismatch = self._names_or_widths()  # both declared all by the first put
         self.sent[side][key] += values.shape[1]
+        if self.mismatch is not None:
+            return  # nothing is comparable: hold nothing, let the runs end
         self.pending[side][key].append(values)
         if side == 1:  # the target waits for the reference, which runs on demand
-            while self.sent[0].get(key, 0) < self.sent[1][key] and self.need():
+            while self.sent[0][key] < self.sent[1][key] and self.need():
                 pass
         self._match(key)
+
+    def _names_or_widths(self) -> str | None:
+        if self.widths[0] == self.widths[1]:
+            return None
+        only = sorted(set(self.widths[0]) ^ set(self.widths[1]))
+        if only:
+            return f"traces present in only one run: {only}"
+        return f"trace widths differ: {self.widths[0]} and {self.widths[1]}"
 
     def _match(self, key: str) -> None:
         ref, got = self.pending[0].get(key), self.pending[1].get(key)
@@ -85,15 +101,21 @@ class StreamComparison:
                     queue[0] = queue[0][:, n:]
 
     def _compare(self, key: str, first_step: int, want: np.ndarray, got: np.ndarray) -> None:
-        if want.shape != got.shape:
+        if want.shape != got.shape:  # widths were checked: a runner's bug
             raise SnnCompileError(f"trace {key!r}: chunks of shapes {want.shape} and {got.shape}")
         self.compared += want.size
         differing = int(np.count_nonzero(want != got))
-        if differing:
-            self.differing += differing
-            found = first_divergence({key: want}, {key: got}, self.order)
-            if found is not None:
-                self.divergences.append((replace(found, step=found.step + first_step), 0))
+        if not differing:
+            return
+        self.differing += differing
+        self.counts[key] = self.counts.get(key, 0) + differing
+        if self.first is not None and first_step > self.first.step:
+            return  # (it cannot be earlier)
+        found = first_divergence({key: want}, {key: got}, self.order)
+        if found is not None:
+            found = replace(found, step=found.step + first_step)
+            candidates = [(found, 0)] if self.first is None else [(self.first, 0), (found, 0)]
+            self.first = earliest_divergence(candidates, self.order)
 
     def finish(self) -> str | None:
         """Run the reference to its end, compare what remains (steps a side never sent
@@ -101,11 +123,9 @@ class StreamComparison:
         else None."""
         while self.need():
             pass
-        if self.widths[0] != self.widths[1]:
-            only = sorted(set(self.widths[0]) ^ set(self.widths[1]))
-            if only:
-                return f"traces present in only one run: {only}"
-            return f"trace widths differ: {self.widths[0]} and {self.widths[1]}"
+        self.mismatch = self.mismatch or self._names_or_widths()
+        if self.mismatch is not None:
+            return self.mismatch
         for key, width in self.widths[0].items():
             for side in (0, 1):
                 missing = self.length - self.sent[side][key]
@@ -118,12 +138,11 @@ class StreamComparison:
 
     def divergence(self) -> Divergence | None:
         """The first differing value, with the differing values counted per trace (in
-        the order the reference declared them, as its recorded traces are ordered)."""
-        found = earliest_divergence(self.divergences, self.order)
-        if found is None:
+        the order the reference declared them)."""
+        if self.first is None:
             return None
-        counts = {key: found.differing[key] for key in self.widths[0] if key in found.differing}
-        return replace(found, differing=counts)
+        counts = {key: self.counts[key] for key in self.widths[0] if key in self.counts}
+        return replace(self.first, differing=counts)
 
 
 class _Side(TraceSink):

@@ -75,7 +75,7 @@ class BackendCheck:
     values_differing: int  # -1 when the runs could not be compared (names or shapes)
     divergence: str | None  # the first difference, described; None when exact
     reference_seconds: float
-    backend_seconds: float
+    backend_seconds: float  # streamed: the wall time less the reference's tiles
     ticks_per_step: int = 1  # simulation steps (ticks) per model step
     runs: int = 1  # parts of the batch run and compared one after the other
     streamed: bool = False  # compared while running (inputs too long to record whole)
@@ -220,14 +220,17 @@ def _check_streaming(
         backend_seconds += time.perf_counter() - start - reference.seconds
         reference_seconds += reference.seconds
         runs += 1
+        keys = comparison.widths[0]
         if mismatch is not None:  # names or widths: the runs cannot be compared at all
             differing, divergences, other = -1, [], mismatch
             break
         expected = result()
-        keys = comparison.widths[0]
         compared += comparison.compared + int(np.size(expected.readout))
         diff = diff_runs(expected, actual, order)  # no traces: the readout and logits
-        differing += comparison.differing + max(diff.differing, 0)
+        if diff.differing < 0:  # the readout's shape
+            differing, divergences, other = -1, [], diff.message
+            break
+        differing += comparison.differing + diff.differing
         found = comparison.divergence()
         if found is not None:
             divergences.append((found, first))

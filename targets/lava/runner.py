@@ -64,7 +64,8 @@ def run_lava(
     progress: called with the fraction done as each step's messages arrive (runs that
     record nothing report only their end);
     sink: a verify.stream.TraceSink that gets the traces step by step instead of the
-    result (whose traces are then empty); the batch must then fit one run.
+    result (whose traces are then empty); the whole batch then runs as one run (the
+    caller sizes it, e.g. by copies_per_run).
     """
     require_lava()
     x = np.asarray(x, dtype=np.float64)
@@ -74,9 +75,9 @@ def run_lava(
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"batch_size must be positive, got {batch_size}")
     chunk = batch_size or copies_per_run(net, x.shape[0])
+    if sink is not None:  # sample numbers are the run's: the caller sizes the batch
+        chunk = x.shape[0]
     starts = range(0, x.shape[0], chunk)
-    if sink is not None and len(starts) > 1:
-        raise UsageError(f"a run into a sink takes at most {chunk} inputs, got {x.shape[0]}")
     parts = [
         _run_once(
             net, x[i : i + chunk], recorded, internals,
@@ -192,7 +193,10 @@ def _run_once(
         readout = lava.compartments[net.readout.name].acc.get()
         for name, proc in lava.counters.items():
             events.add(name, int(proc.events.get()[0]))
-    except (LavaStalledError, RuntimeError):
+    except BaseException:
+        # Lava's error or stall, or ours while it runs (a sink, an interrupt): Lava may
+        # have run ahead and filled its channels while we computed, and stop() would
+        # then wait for an answer forever (seen with a sink that raised after a pause).
         failed = True
         raise
     finally:
