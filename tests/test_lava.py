@@ -186,8 +186,8 @@ def test_unconnected_population_and_one_later_than_the_readout():
     from snncompile.verify.targets import check_backend
 
     for backend in ("lava", "onnx"):
-        whole = check_backend(net, x, backend)
-        streamed = check_backend(net, x, backend, budget_bytes=8)
+        whole = check_backend(net, x, backend, record=True)
+        streamed = check_backend(net, x, backend)
         assert streamed.streamed and streamed.exact and whole.exact
         assert streamed.values_compared == whole.values_compared
 
@@ -464,11 +464,11 @@ def test_time_multiplexed_loop_matches_reference(pops, ticks, mode):
 def test_time_multiplexed_loop_compared_while_running(backend):
     """Rung 3 streamed (each step's records handed over as they arrive, idle ticks
     dropped, populations at their latencies) compares what the recorded check compares."""
-    from snncompile.verify.targets import check_backend, traced_bytes_per_input
+    from snncompile.verify.targets import check_backend
 
     net, x = _loop_case([LIF, ACC, RR], 5, "last")
-    whole = check_backend(net, x, backend)
-    streamed = check_backend(net, x, backend, budget_bytes=traced_bytes_per_input(net, 19))
+    whole = check_backend(net, x, backend, record=True)
+    streamed = check_backend(net, x, backend)
     assert streamed.streamed and streamed.exact and whole.exact
     assert (streamed.values_compared, streamed.traces) == (whole.values_compared, whole.traces)
 
@@ -478,13 +478,13 @@ def test_streamed_check_runs_the_batch_in_parts_of_lava_runs(monkeypatch):
     runs as one run, for any batch size (5 inputs at 2.5 copies per run: parts of 3 and
     2, which equal_parts would cut again, 3 into 2 and 1)."""
     from snncompile.targets.lava import runner
-    from snncompile.verify.targets import check_backend, traced_bytes_per_input
+    from snncompile.verify.targets import check_backend
 
     net, x = _loop_case([LIF, ACC, RR], 5, "last")
     x = np.concatenate([x, x[:1] - 3, x * 0.5, x[1:] + 2])[:5]
     monkeypatch.setattr(runner, "COPIES_BUDGET_BYTES", int(2.5 * runner.bytes_per_copy(net)))
-    whole = check_backend(net, x, "lava")
-    streamed = check_backend(net, x, "lava", budget_bytes=traced_bytes_per_input(net, 19))
+    whole = check_backend(net, x, "lava", record=True)
+    streamed = check_backend(net, x, "lava")
     assert streamed.streamed and streamed.runs == 2 and streamed.exact and whole.exact
     assert streamed.values_compared == whole.values_compared
 

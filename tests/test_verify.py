@@ -112,10 +112,12 @@ def test_rungs_one_and_two_in_parts_report_what_the_whole_batch_reports(
 
 def test_check_backend_in_parts_compares_every_value(compiled_spike_ssm) -> None:
     net, x = compiled_spike_ssm.netlist, _sdigits(5)
-    whole = check_backend(net, x, "onnx")
+    whole = check_backend(net, x, "onnx", record=True)
     one_input = 8 * whole.values_compared // 5  # bytes of one input's traces
     seen: list[float] = []
-    parts = check_backend(net, x, "onnx", budget_bytes=2 * one_input, progress=seen.append)
+    parts = check_backend(
+        net, x, "onnx", record=True, budget_bytes=2 * one_input, progress=seen.append
+    )
     assert (whole.runs, parts.runs) == (1, 3)  # parts of 2, 2, 1 inputs
     assert seen == sorted(seen) and seen[-1] == 1.0  # the backend's runs, over all parts
     for boundary in (1 / 3, 2 / 3):
@@ -144,9 +146,9 @@ def test_check_backend_in_parts_finds_the_first_divergence(compiled_spike_ssm, m
         return result
 
     monkeypatch.setattr(sim, "run_backend", faulty)
-    one_input = 8 * check_backend(net, x[:1], "reference").values_compared
+    one_input = 8 * check_backend(net, x[:1], "reference", record=True).values_compared
     done.clear()
-    check = check_backend(net, x, "reference", budget_bytes=2 * one_input)
+    check = check_backend(net, x, "reference", record=True, budget_bytes=2 * one_input)
     assert check.runs == 3 and done == [2, 2, 2] and check.values_differing == 2
     assert "'blocks.0.ssm.re' at model step 7 (sample 4, compartment 3)" in check.divergence
 
@@ -232,10 +234,23 @@ def test_a_target_that_differs_fails_verify_with_exit_3(monkeypatch, capsys) -> 
     """Rung 3 is exact: one changed message fails it and names where."""
     import snncompile.simulate as simulate_module
 
+    reference = simulate_module.BACKENDS["reference"]
+
+    class OffByOne:  # a state, its messages unchanged
+        def __init__(self, sink) -> None:
+            self.sink = sink
+
+        def declare(self, key: str, width: int) -> None:
+            self.sink.declare(key, width)
+
+        def put(self, key: str, first: int, values: np.ndarray) -> None:
+            if key == "blocks.1.act.v" and first <= 17 < first + values.shape[1]:
+                values = values.copy()
+                values[3, 17 - first, 5] += 1
+            self.sink.put(key, first, values)
+
     def off_by_one(net, x, record, internals, progress, sink=None):
-        result = simulate(net, x, record=record, record_internals=internals)
-        result.traces["blocks.1.act.v"][3, 17, 5] += 1  # a state, its messages unchanged
-        return result
+        return reference(net, x, record, internals, progress, OffByOne(sink))
 
     monkeypatch.setitem(simulate_module.BACKENDS, "lava", off_by_one)
     code, out, err = _run(capsys, "verify", SPIKE_SSM, "--limit", "8", "--target", "lava")
@@ -301,12 +316,14 @@ def test_verify_past_the_calibrated_length_warns_why_it_fails(tmp_path: Path, ca
     assert err.splitlines()[-1].startswith("error: argmax agreement")
 
 
-def test_an_input_beyond_the_trace_budget_is_compared_while_running(
+def test_verify_target_compares_while_running_whatever_the_trace_budget(
     monkeypatch, tmp_path: Path, capsys
 ) -> None:
-    """Rung 3 on one input whose traces alone pass the budget: both runs are compared as
-    they go (it was refused, exit 2; before that it ran into many GB)."""
+    """verify --target compares both runs as they go, so inputs whose traces pass the
+    budget are no limit (they were refused, exit 2; before that they ran into many GB);
+    the recorded comparison keeps the budget and names the way out."""
     import snncompile.verify.targets as targets
+    from snncompile.errors import UsageError
 
     monkeypatch.setattr(targets, "TRACE_BUDGET_BYTES", 1 << 20)
     data = tmp_path / "one.npy"
@@ -314,8 +331,13 @@ def test_an_input_beyond_the_trace_budget_is_compared_while_running(
     argv = ["verify", SPIKE_SSM, "--data", str(data), "--target", "onnx"]
     code, out, err = _run(capsys, *argv)
     assert code == 0, err
-    assert "compared while running (too long to record whole)" in out
+    assert "compared while running" in out
     assert re.search(r"[\d,]+ values compared .*, 0 differ: exact", out), out
+    from snncompile.compiler import compile_model
+
+    compiled = compile_model(SPIKE_SSM)
+    with pytest.raises(UsageError, match="compare it while running"):
+        check_backend(compiled.netlist, _sdigits(1), "onnx", record=True)
 
 
 @pytest.mark.parametrize("backend", ["onnx", "lava"])
@@ -325,15 +347,13 @@ def test_streamed_rung_3_compares_what_the_whole_traces_compare(
     """Compared while running (reference tiles of 7 ticks against the target's single
     steps), every value is compared: the counts equal those of the recorded check."""
     import snncompile.reference.simulator as simulator
-    from snncompile.verify.targets import traced_bytes_per_input
 
     net, x = compiled_spike_ssm.netlist, _sdigits(3)
-    whole = check_backend(net, x, backend)
+    whole = check_backend(net, x, backend, record=True)
     per_tick = 8 * 3 * sum(p.size + p.input_width for p in net.populations)
     monkeypatch.setattr(simulator, "TILE_BUDGET_BYTES", 7 * per_tick)
     seen: list[float] = []
-    budget = traced_bytes_per_input(net, x.shape[1]) - 1
-    streamed = check_backend(net, x, backend, budget_bytes=budget, progress=seen.append)
+    streamed = check_backend(net, x, backend, progress=seen.append)
     assert streamed.streamed and not whole.streamed
     assert streamed.exact and whole.exact
     for field in ("values_compared", "values_differing", "traces", "populations", "runs"):
@@ -345,7 +365,6 @@ def test_streamed_rung_3_finds_the_first_divergence(compiled_spike_ssm, monkeypa
     """A target whose traces differ in two places, handed over step by step: the earlier
     model step is named, as the recorded check names it, and both values counted."""
     import snncompile.simulate as sim
-    from snncompile.verify.targets import traced_bytes_per_input
 
     net, x = compiled_spike_ssm.netlist, _sdigits(3)
     wrong = {("blocks.1.act.v", 9): 1, ("blocks.0.ssm.re", 7): 2}  # (trace, step) -> sample
@@ -374,9 +393,8 @@ def test_streamed_rung_3_finds_the_first_divergence(compiled_spike_ssm, monkeypa
         return result
 
     monkeypatch.setattr(sim, "run_backend", faulty)
-    whole = check_backend(net, x, "onnx")
-    budget = traced_bytes_per_input(net, x.shape[1]) - 1
-    streamed = check_backend(net, x, "onnx", budget_bytes=budget)
+    whole = check_backend(net, x, "onnx", record=True)
+    streamed = check_backend(net, x, "onnx")
     assert streamed.streamed and whole.values_differing == streamed.values_differing == 2
     assert "'blocks.0.ssm.re' at model step 7 (sample 2, compartment 3)" in whole.divergence
     assert streamed.divergence == whole.divergence

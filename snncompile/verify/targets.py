@@ -2,20 +2,19 @@
 
     check = check_backend(net, x, "lava")   # every population, every model step
 
-Both runs record the messages of every population that sends, every population's
-states and summed input (record_internals), and the readout, aligned to model time
+Both runs give the messages of every population that sends, every population's states
+and summed input (record_internals), and the readout, aligned to model time
 (docs/numerics.md: a population at latency k works on model step t at simulation step,
 or tick, T t + k, with T = ticks_per_step; Lava's first step is simulation step 0 + 1,
 which its runner undoes; one ONNX call is one model step of T ticks), and the readout
 state. Exact means equal: there is no tolerance to declare.
 
-Recording everything costs memory: about 9 MB per input for the bundled sdigits models
-on each side, and Lava's side peaks at about 1.9 times its traces (its records, then
-Lava's own buffers). So the batch is compared in parts of equal size, each run and
-compared on both sides and then dropped, such that one side's traces of a part stay
-within TRACE_BUDGET_BYTES (verify of the 360 sdigits test inputs with Lava: 12.5 GB
-peak in one part, 4.1 GB in four, which take about 10% longer). An input whose traces
-alone pass the budget is compared while both run instead (verify.stream).
+They are compared while they run (verify.stream): recording everything costs about 9 MB
+per input for the bundled sdigits models on each side (and Lava's side peaked at 1.9
+times its traces), so the 360 sdigits test inputs through Lava took 4.1 GB in four
+recorded parts (12.5 GB in one) and 53 s; compared while running, 2.3 GB and 30 s, in
+two Lava runs (measured side by side, 2026-12-04). check_backend(record=True) keeps the
+recorded comparison, in parts within TRACE_BUDGET_BYTES, as the tests' oracle.
 """
 
 from __future__ import annotations
@@ -78,7 +77,7 @@ class BackendCheck:
     backend_seconds: float  # streamed: the wall time less the reference's tiles
     ticks_per_step: int = 1  # simulation steps (ticks) per model step
     runs: int = 1  # parts of the batch run and compared one after the other
-    streamed: bool = False  # compared while running (inputs too long to record whole)
+    streamed: bool = False  # compared while running, not from recorded traces
 
     @property
     def exact(self) -> bool:
@@ -93,21 +92,24 @@ def check_backend(
     x: np.ndarray,
     backend: str,
     *,
+    record: bool = False,
     budget_bytes: int | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> BackendCheck:
-    """Run x (B, L, d_in) on the reference and on `backend`; compare every value, in
-    parts of the batch whose traces fit `budget_bytes` per side (default:
-    TRACE_BUDGET_BYTES as it is at the call). progress: the fraction of the backend's
-    runs done (they take most of the time). Inputs whose traces alone pass the budget
-    are compared while both run, holding about a tile of traces (_check_streaming)."""
+    """Run x (B, L, d_in) on the reference and on `backend` and compare every value.
+
+    By default both runs are compared while they go (_check_streaming: about one
+    reference tile of traces held, any sequence length). record=True records every
+    trace of both runs and compares them whole (diff_runs), in parts of the batch whose
+    traces fit `budget_bytes` per side (default: TRACE_BUDGET_BYTES as it is at the
+    call; one input beyond it is a UsageError): the plainest comparison, which the tests
+    hold the streamed one to. progress: the fraction of the backend's runs done."""
     from snncompile.reference.simulator import simulate
     from snncompile.simulate import run_backend
 
-    n = int(x.shape[0])
-    budget_bytes = TRACE_BUDGET_BYTES if budget_bytes is None else budget_bytes
-    if traced_bytes_per_input(net, int(x.shape[1])) > budget_bytes:
+    if not record:
         return _check_streaming(net, x, backend, progress)
+    n = int(x.shape[0])
     part = traced_part_size(net, n, int(x.shape[1]), budget_bytes)
     order = [p.name for p in net.populations]
     reference_seconds = backend_seconds = 0.0
@@ -173,13 +175,13 @@ def traced_bytes_per_input(net: Netlist, steps: int) -> int:
 
 def traced_part_size(net: Netlist, n: int, steps: int, budget_bytes: int | None = None) -> int:
     """Inputs per part: equal parts, each within the budget; UsageError when one input's
-    traces alone are beyond it (check_backend then compares as the runs go)."""
+    traces alone are beyond it (the streamed check takes any length)."""
     budget_bytes = TRACE_BUDGET_BYTES if budget_bytes is None else budget_bytes
     per_input = traced_bytes_per_input(net, steps)
     if per_input > budget_bytes:
         raise UsageError(
             f"one input of {steps} steps has {per_input / 2**30:.1f} GiB of traces; "
-            f"parts hold at most {budget_bytes / 2**30:.0f} GiB"
+            f"parts hold at most {budget_bytes / 2**30:.0f} GiB: compare it while running"
         )
     return equal_parts(n, per_input, budget_bytes)
 
@@ -187,10 +189,10 @@ def traced_part_size(net: Netlist, n: int, steps: int, budget_bytes: int | None 
 def _check_streaming(
     net: Netlist, x: np.ndarray, backend: str, progress: Callable[[float], None] | None
 ) -> BackendCheck:
-    """check_backend for inputs whose traces do not fit the budget: both runs hand their
-    traces to a verify.stream.StreamComparison as they make them (the reference a tile
-    at a time, when the target needs it), in parts of the batch that fit one run of the
-    target. Every value is compared, as in the whole-trace check."""
+    """check_backend compared while running: both runs hand their traces to a
+    verify.stream.StreamComparison as they make them (the reference a tile at a time,
+    when the target needs it), in parts of the batch that fit one run of the target.
+    Every value is compared, as in the recorded check."""
     from snncompile.reference.simulator import simulate_into
     from snncompile.simulate import run_backend
     from snncompile.verify.stream import StreamComparison
