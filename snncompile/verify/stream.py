@@ -1,10 +1,11 @@
 """Compare two runs' traces while they run, holding only what one side is ahead.
 
-Rung 3 on a sequence too long to record whole (verify.targets): both runs hand their
-traces over in chunks of model steps, in order, through a TraceSink each, instead of
-keeping (B, L, width) arrays. A chunk is compared as soon as the other side has the same
-steps of the same trace, then dropped; the reference runs tile by tile on demand
-(`need`), so what is held is about one reference tile of traces.
+Rung 3 (verify.targets.check_backend): both runs hand their traces over in chunks of
+model steps, in order, through a TraceSink each, instead of keeping (B, L, width)
+arrays, so neither the sequence length nor the batch is bounded by recording. A chunk
+is compared as soon as the other side has the same steps of the same trace, then
+dropped; the reference runs tile by tile on demand (`need`), so what is held is about
+one reference tile of traces.
 
 Every value is compared, as in the whole-trace comparison: a step a side never sends
 (a population later than the readout is cut off at the run's last tick) is zero on that
