@@ -164,11 +164,10 @@ def _run_once(
         select_tag=tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel}
     )
     dtype = np.int64 if net.numeric == "int" else np.float64
-    if sink is None:
-        received = {id(port): np.zeros((lava.steps, port.shape[0])) for port in ports}
-    else:  # one row per port, handed to the sink step by step
-        received = {id(port): np.zeros((1, port.shape[0])) for port in ports}
-        streams = _Streams(lava, readers, state_readers, sink, dtype)
+    # Each step's records go to a sink in model time: the caller's, or one keeping them.
+    recorder = _Recorder(lava.batch, lava.length, dtype) if sink is None else None
+    streams = _Streams(lava, readers, state_readers, sink or recorder, dtype)
+    received = {id(port): np.zeros((1, port.shape[0])) for port in ports}  # one step's
     root, failed = lava.root, False
     try:
         root.run(RunSteps(num_steps=lava.steps, blocking=False), run_cfg=config)
@@ -179,14 +178,11 @@ def _run_once(
             for port, ex in [*readers.values(), *state_readers.values()]
         }
         for step in range(lava.steps):
-            row = step if sink is None else 0
             for extractor, store in extractors.values():
-                store[row] = _receive(extractor, runtime)
-            if sink is not None:
-                streams.put(step, received)
+                store[0] = _receive(extractor, runtime)
+            streams.put(step, received)
             if progress is not None and extractors:
                 progress((step + 1) / lava.steps)
-        del extractors  # it holds the records too: _traces frees each once converted
         root.wait()
         if progress is not None:
             progress(1.0)
@@ -202,7 +198,7 @@ def _run_once(
     finally:
         _stop(root, failed)
 
-    traces = {} if sink is not None else _traces(lava, readers, state_readers, received, dtype)
+    traces = {} if recorder is None else recorder.traces
     spiking = {p.name for p in net.populations if p.compartment.spiking}
     readout = np.asarray(readout, dtype=dtype).reshape(lava.batch, net.readout.size)
     logits = readout.astype(np.float64) * net.output_scale
@@ -303,57 +299,12 @@ def _stop(root: Any, failed: bool) -> None:
     root.stop()
 
 
-def _traces(
-    lava: LavaNetwork, readers: dict, state_readers: dict, received: dict, dtype: type
-) -> dict:
-    """Model-time traces (B, L, size) of every reader: row T m + latency (Lava step
-    T m + latency + 1) is model step m. Port by port, each record is dropped from
-    `received` once read, so the conversion holds little more than the records."""
-    by_port: dict[int, list[str]] = {}
-    for name, (port, _) in readers.items():
-        by_port.setdefault(id(port), []).append(name)
-    traces = {}
-    for key, names in by_port.items():
-        record = received.pop(key)
-        for name in names:
-            pop = lava.net.population(name)
-            columns = lava.bank_columns[(name, 0)] if pop.kind in SOURCE_KINDS else slice(None)
-            rows = _model_time(lava, name, record[:, columns], dtype)
-            traces[name] = rows.reshape(lava.length, lava.batch, pop.size).transpose(1, 0, 2)
-        del record
-    for name, (port, _) in state_readers.items():
-        traces.update(_state_traces(lava, name, received.pop(id(port)), dtype))
-    return traces
-
-
-def _model_time(lava: LavaNetwork, name: str, received: np.ndarray, dtype: type) -> np.ndarray:
-    """Rows of Lava steps (row s - 1 = step s = tick s - 1) -> (L, width) of dtype in
-    model time: model step m is the population's active tick T m + latency (T =
-    ticks_per_step); the idle ticks between are dropped. A population later than the
-    readout is cut off at the last tick, as in the reference: its remaining model steps
-    stay zero. (Lava's messages are integers in float64, so the cast to int64 is exact.)"""
-    start, ticks = lava.net.latency()[name], lava.net.ticks_per_step
-    rows = np.zeros((lava.length, received.shape[1]), dtype)
-    available = received[start : start + ticks * lava.length : ticks]
-    rows[: len(available)] = available
-    return rows
-
-
-def _state_traces(lava: LavaNetwork, name: str, received: np.ndarray, dtype: type) -> dict:
-    """Split a states_out record [state_1; ...; state_k; a] into "<name>.<state>" traces
-    (B, L, size) and "<name>.in" (B, L, input width).
-
-    Every block is batch-major (compartment b * size + i); the input of a multi-part
-    kind (glu) is [part 0 of every sample; part 1 of every sample], as the builder
-    wires it, so it is regrouped per sample.
-    """
-    rows = _model_time(lava, name, received, dtype)
-    del received  # (the caller's reference is gone too: the record can be freed)
-    return _split_states(lava, name, rows)
-
-
 def _split_states(lava: LavaNetwork, name: str, rows: np.ndarray) -> dict:
-    """_state_traces of rows already in model time, (n model steps, record width)."""
+    """Split states_out records [state_1; ...; state_k; a] of n model steps, rows (n,
+    record width), into "<name>.<state>" (B, n, size) and "<name>.in" (B, n, input
+    width). Every block is batch-major (compartment b * size + i); the input of a
+    multi-part kind (glu) is [part 0 of every sample; part 1 of every sample], as the
+    builder wires it, so it is regrouped per sample."""
     pop = lava.net.population(name)
     proc = lava.compartments[name]
     batch, size, length = lava.batch, pop.size, rows.shape[0]
@@ -370,10 +321,27 @@ def _split_states(lava: LavaNetwork, name: str, rows: np.ndarray) -> dict:
     return traces
 
 
+class _Recorder:
+    """A sink that keeps the traces, (B, L, width) arrays of zeros written step by step:
+    a population later than the readout, cut off at the run's last tick as in the
+    reference, keeps zeros for the model steps it never reached."""
+
+    def __init__(self, batch: int, length: int, dtype: type) -> None:
+        self.batch, self.length, self.dtype = batch, length, dtype
+        self.traces: dict[str, np.ndarray] = {}
+
+    def declare(self, key: str, width: int) -> None:
+        self.traces[key] = np.zeros((self.batch, self.length, width), self.dtype)
+
+    def put(self, key: str, first_step: int, values: np.ndarray) -> None:
+        self.traces[key][:, first_step : first_step + values.shape[1]] = values
+
+
 class _Streams:
-    """Hands each Lava step's records to a sink, in model time: the row of tick t is
-    model step m of a population at latency k when t = T m + k (T = ticks_per_step),
-    as _model_time selects rows for whole traces."""
+    """Hands each Lava step's records to a sink in model time: Lava step s is tick
+    s - 1, and tick t is model step m of a population at latency k when t = T m + k
+    (T = ticks_per_step); the idle ticks between are dropped. Lava's messages are
+    integers in float64, so the cast to int64 is exact."""
 
     def __init__(self, lava: LavaNetwork, readers: dict, state_readers: dict, sink, dtype):
         self.lava, self.readers, self.state_readers = lava, readers, state_readers
