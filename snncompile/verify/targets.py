@@ -10,7 +10,7 @@ which its runner undoes; one ONNX call is one model step of T ticks), and the re
 state. Exact means equal: there is no tolerance to declare.
 
 They are compared while they run (verify.stream): recording everything costs about 9 MB
-per input for the bundled sdigits models on each side (and Lava's side peaked at 1.9
+per input for the bundled sdigits models on each side (and Lava's side peaks at about 1.8
 times its traces), so the 360 sdigits test inputs through Lava took 4.1 GB in four
 recorded parts (12.5 GB in one) and 53 s; compared while running, 2.3 GB and 30 s, in
 two Lava runs (measured side by side, 2026-12-04). check_backend(record=True) keeps the
