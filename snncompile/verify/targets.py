@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ import numpy as np
 from snncompile.errors import UsageError
 from snncompile.ir.netlist import Netlist
 from snncompile.reference.parts import equal_parts, part_progress
-from snncompile.verify.traces import diff_runs, earliest_divergence
+from snncompile.verify.traces import Divergence, RunDiff, diff_runs, earliest_divergence
 
 # One side's recorded traces of one part of the batch (int64 or float64 values).
 TRACE_BUDGET_BYTES = 1 << 30
@@ -111,55 +111,25 @@ def check_backend(
         return _check_streaming(net, x, backend, progress)
     n = int(x.shape[0])
     part = traced_part_size(net, n, int(x.shape[1]), budget_bytes)
-    order = [p.name for p in net.populations]
-    reference_seconds = backend_seconds = 0.0
-    compared = differing = runs = 0
-    traced: set[str] = set()
-    divergences, other = [], None  # trace divergences per part; the first other difference
+    tally = _Tally([p.name for p in net.populations])
     starts = range(0, n, part)
     for index, first in enumerate(starts):
         xs = x[first : first + part]
         start = time.perf_counter()
         expected = simulate(net, xs, record=True, record_internals=True)
-        reference_seconds += time.perf_counter() - start
+        tally.reference_seconds += time.perf_counter() - start
         start = time.perf_counter()
         actual = run_backend(
             backend, net, xs, record=True, internals=True,
             progress=part_progress(progress, index, len(starts)),
         )  # fmt: skip
-        backend_seconds += time.perf_counter() - start
-        runs += 1
-        # Population names hold dots; a state trace is "<population>.<state>".
-        traced |= {name.rsplit(".", 1)[0] for name in expected.traces} | set(expected.traces)
-        compared += sum(int(np.size(t)) for t in expected.traces.values())
-        compared += int(np.size(expected.readout))
-        diff = diff_runs(expected, actual, order)
-        if diff.differing < 0:  # names or shapes: the runs cannot be compared at all
-            differing, divergences, other = -1, [], diff.message
+        tally.backend_seconds += time.perf_counter() - start
+        tally.traces = tuple(expected.traces)
+        compared = sum(int(np.size(t)) for t in expected.traces.values())
+        diff = diff_runs(expected, actual, tally.order)
+        if not tally.add(first, compared + int(np.size(expected.readout)), diff):
             break
-        differing += diff.differing
-        if diff.divergence is not None:
-            divergences.append((diff.divergence, first))
-        elif other is None:
-            other = diff.message  # the readout or logits differ, or None
-    divergence = earliest_divergence(divergences, order)
-    return BackendCheck(
-        backend=backend,
-        n=n,
-        steps=int(x.shape[1]),
-        simulated_steps=int(expected.steps),
-        output_latency=net.output_latency,
-        alignment=alignment(backend, net.ticks_per_step),
-        populations=sum(1 for p in net.populations if p.name in traced),
-        traces=len(expected.traces),
-        values_compared=compared,
-        values_differing=differing,
-        divergence=divergence.describe() if divergence is not None else other,
-        reference_seconds=reference_seconds,
-        backend_seconds=backend_seconds,
-        ticks_per_step=net.ticks_per_step,
-        runs=runs,
-    )
+    return tally.check(net, x, backend, streamed=False)
 
 
 def traced_bytes_per_input(net: Netlist, steps: int) -> int:
@@ -203,15 +173,12 @@ def _check_streaming(
         from snncompile.targets.lava.runner import copies_per_run
 
         part = copies_per_run(net, n)
-    order = [p.name for p in net.populations]
-    reference_seconds = backend_seconds = 0.0
-    compared = differing = runs = 0
-    divergences, other, keys = [], None, {}
+    tally = _Tally([p.name for p in net.populations])
     starts = range(0, n, part)
     for index, first in enumerate(starts):
         xs = x[first : first + part]
         reference = _OnDemand()
-        comparison = StreamComparison(len(xs), steps, order, reference)
+        comparison = StreamComparison(len(xs), steps, tally.order, reference)
         reference.tiles, result = simulate_into(net, xs, comparison.reference)
         start = time.perf_counter()
         actual = run_backend(
@@ -219,45 +186,77 @@ def _check_streaming(
             progress=part_progress(progress, index, len(starts)), sink=comparison.target,
         )  # fmt: skip
         mismatch = comparison.finish()
-        backend_seconds += time.perf_counter() - start - reference.seconds
-        reference_seconds += reference.seconds
-        runs += 1
-        keys = comparison.widths[0]
-        if mismatch is not None:  # names or widths: the runs cannot be compared at all
-            differing, divergences, other = -1, [], mismatch
+        tally.backend_seconds += time.perf_counter() - start - reference.seconds
+        tally.reference_seconds += reference.seconds
+        tally.traces = tuple(comparison.widths[0])
+        if mismatch is not None:
+            tally.add(first, 0, RunDiff(mismatch, -1))
             break
         expected = result()
-        compared += comparison.compared + int(np.size(expected.readout))
-        diff = diff_runs(expected, actual, order)  # no traces: the readout and logits
-        if diff.differing < 0:  # the readout's shape
-            differing, divergences, other = -1, [], diff.message
+        readout = diff_runs(expected, actual, tally.order)  # no traces: readout and logits
+        diff = RunDiff(
+            readout.message,
+            readout.differing + comparison.differing if readout.differing >= 0 else -1,
+            comparison.divergence(),
+        )
+        if not tally.add(first, comparison.compared + int(np.size(expected.readout)), diff):
             break
-        differing += comparison.differing + diff.differing
-        found = comparison.divergence()
-        if found is not None:
-            divergences.append((found, first))
-        elif other is None:
-            other = diff.message
-    divergence = earliest_divergence(divergences, order)
-    traced = {key.rsplit(".", 1)[0] for key in keys} | set(keys)
-    return BackendCheck(
-        backend=backend,
-        n=n,
-        steps=steps,
-        simulated_steps=net.total_ticks(steps),
-        output_latency=net.output_latency,
-        alignment=alignment(backend, net.ticks_per_step),
-        populations=sum(1 for p in net.populations if p.name in traced),
-        traces=len(keys),
-        values_compared=compared,
-        values_differing=differing,
-        divergence=divergence.describe() if divergence is not None else other,
-        reference_seconds=reference_seconds,
-        backend_seconds=backend_seconds,
-        ticks_per_step=net.ticks_per_step,
-        runs=runs,
-        streamed=True,
-    )
+    return tally.check(net, x, backend, streamed=True)
+
+
+@dataclass
+class _Tally:
+    """A check over parts of the batch: counts summed, the earliest divergence of all
+    parts (sample numbers of the whole batch), or -1 once runs were not comparable."""
+
+    order: list[str]
+    compared: int = 0
+    differing: int = 0
+    runs: int = 0
+    reference_seconds: float = 0.0
+    backend_seconds: float = 0.0
+    traces: tuple[str, ...] = ()
+    divergences: list[tuple[Divergence, int]] = field(default_factory=list)
+    other: str | None = None  # the first difference that is not a trace value's
+
+    def add(self, first: int, compared: int, diff: RunDiff) -> bool:
+        """One part starting at sample `first`; False when the runs could not be
+        compared at all (names or shapes), which ends the check."""
+        self.runs += 1
+        self.compared += compared
+        if diff.differing < 0:
+            self.differing, self.divergences, self.other = -1, [], diff.message
+            return False
+        self.differing += diff.differing
+        if diff.divergence is not None:
+            self.divergences.append((diff.divergence, first))
+        elif self.other is None:
+            self.other = diff.message  # the readout or logits differ, or None
+        return True
+
+    def check(self, net: Netlist, x: np.ndarray, backend: str, streamed: bool) -> BackendCheck:
+        divergence = earliest_divergence(self.divergences, self.order)
+        # Population names hold dots; a state trace is "<population>.<state>".
+        traced = {name.rsplit(".", 1)[0] for name in self.traces} | set(self.traces)
+        steps = int(x.shape[1])
+        return BackendCheck(
+            backend=backend,
+            n=int(x.shape[0]),
+            steps=steps,
+            simulated_steps=net.total_ticks(steps),
+            output_latency=net.output_latency,
+            alignment=alignment(backend, net.ticks_per_step),
+            populations=sum(1 for p in net.populations if p.name in traced),
+            traces=len(self.traces),
+            values_compared=self.compared,
+            values_differing=self.differing,
+            divergence=divergence.describe() if divergence is not None else self.other,
+            reference_seconds=self.reference_seconds,
+            backend_seconds=self.backend_seconds,
+            ticks_per_step=net.ticks_per_step,
+            runs=self.runs,
+            streamed=streamed,
+        )
 
 
 class _OnDemand:
