@@ -249,12 +249,13 @@ def simulate_artifact(
     calibration_steps = None  # (a float export has no report: it computes in float)
     from snncompile.targets.onnx.float_model import is_float_artifact
 
-    if backend == "onnx" and is_float_artifact(artifact):
+    float_export = is_float_artifact(artifact)
+    if backend == "onnx" and float_export:
         from snncompile.targets.onnx.float_model import open_onnx_artifact
 
         source, width, latency = open_onnx_artifact(artifact)
         ticks, classes = 1, source.interface.output_size
-    elif is_float_artifact(artifact):
+    elif float_export:
         raise UsageError(
             f"{artifact} is an `export --float` (no integer netlist): "
             "simulate it with --backend onnx"

@@ -190,7 +190,8 @@ def simulate_nir(
     # The rest pass: zero input, neurons silent, back edges zero; it gives each node's
     # value at rest, which back edges deliver at step 0.
     previous = run_step(np.zeros((batch, x.shape[2])), {}, rest=True)
-    kept = order if record is None else [name for name in order if name in set(record)]
+    wanted = set(order if record is None else record)
+    kept = [name for name in order if name in wanted]
     traces: dict[str, np.ndarray] = {}
     for t in range(length):
         previous = run_step(x[:, t], previous, rest=False)

@@ -68,9 +68,9 @@ class NirVerifyReport:
 def bytes_per_input(net: Any, steps: int) -> int:
     """Bytes a part holds per input: the spike traces of the NIR simulation and the two
     reference runs (reference.parts.bytes_per_input, with what each run holds besides)."""
-    spiking = [p.name for p in net.populations if p.compartment.spiking]
-    oracle = 8 * steps * sum(p.size for p in net.populations if p.name in set(spiking))
-    return oracle + 2 * run_bytes_per_input(net, steps, spiking)
+    spiking = [p for p in net.populations if p.compartment.spiking]
+    oracle = 8 * steps * sum(p.size for p in spiking)
+    return oracle + 2 * run_bytes_per_input(net, steps, [p.name for p in spiking])
 
 
 def verify_nir(
