@@ -318,3 +318,14 @@ def test_sparse_int_synapse_equals_the_dense_product(data):
 
 def _ints_of(strategy, size: int) -> st.SearchStrategy:
     return st.lists(strategy, min_size=size, max_size=size)
+
+
+def test_traces_come_in_netlist_order_whatever_order_they_were_asked_in():
+    # A streamed comparison reports its per-trace counts in the order the reference
+    # declared them; a set's order changed from one process to the next.
+    net = side_by_side(loop_pops("lrasgch"), mode="mean")
+    x = np.ones((1, 3, net.input.size))
+    names = [p.name for p in net.populations]
+    result = simulator.simulate(net, x, record=names[::-1])
+    sending = [n for n in names if net.population(n).compartment.sends]
+    assert list(result.traces) == sending

@@ -239,8 +239,10 @@ class _Run:
         self.dtype = np.int64 if net.numeric == "int" else np.float64
         self.recorded, self.record_internals, self.peaks = recorded, record_internals, peaks
         self.traces: dict[str, np.ndarray] = {}
-        for name in recorded:
-            pop = net.population(name)
+        # Netlist order, not the set's: trace dicts and a streamed comparison's
+        # per-trace counts come out in the same order in every process.
+        for pop in (p for p in net.populations if p.name in recorded):
+            name = pop.name
             widths = {name: pop.size} if pop.compartment.sends else {}
             if record_internals:
                 widths.update({f"{name}.{s}": pop.size for s in pop.compartment.states})
