@@ -49,8 +49,15 @@ def check_writable(path: str | os.PathLike[str], *, what: str = "-o") -> Path:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise UsageError(f"{what} {path}: {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {path}: no permission to write in {ancestor}")
+    # A real probe, not os.access: for root, access() says yes to a read-only mount or
+    # /proc, and the failure came after the training or compiling it was meant to spare.
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".snncompile-probe-", dir=ancestor)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"{what} {path}: cannot write in {ancestor} ({reason})") from None
+    os.close(handle)
+    os.unlink(probe)
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -82,10 +83,18 @@ def test_check_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     with pytest.raises(UsageError, match="broken symbolic link"):
         check_writable(tmp_path / "dangling" / "out")
-    # Permission bits do not stop root (CI runs as root), so the verdict is faked here.
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != tmp_path and real_access(p, mode))
-    with pytest.raises(UsageError, match=f"no permission to write in {tmp_path}$"):
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "file"]  # no probe left
+    # The check tries to create a file: os.access says yes to root (CI runs as root) for
+    # /sys, where nothing can be created, and the failure came after the slow work.
+    if Path("/sys").is_dir():
+        with pytest.raises(UsageError, match=r"-o /sys/out\.pt: cannot write in /sys"):
+            check_writable("/sys/out.pt")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(UsageError, match=f"cannot write in {tmp_path} \\(Permission denied\\)$"):
         check_writable(tmp_path / "sub" / "out.npz", what="--output")
 
 
