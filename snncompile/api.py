@@ -121,6 +121,10 @@ def train_checkpoint(
         "snncompile_version": __version__,
         "torch_version": str(torch.__version__),
         "python": platform.python_version(),
+        # The weights are reproducible only with both: torch's float sums change order
+        # with its vector kernels (AVX2, AVX512, ...) and its thread count.
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
     }
     save(model, output, calibration=calibration_batch(task, calib_size, seed), meta=meta)
     return EvaluationReport(
@@ -202,12 +206,14 @@ def verification_data(
     width: int,
     classes: int,
     limit: int | None,
+    calibration_origin: str = "the embedded calibration batch",
 ) -> tuple[Any, Any, str]:
     """(inputs, labels or None, where they came from) for `verify`.
 
     --data FILE (as simulate's --input: a .npy of inputs (batch, steps, width) or one
     sequence (steps, width), or an .npz with `x` and optional labels `y`) wins; else the test
-    split of the bundled task the checkpoint was trained on; else its calibration batch.
+    split of the bundled task the checkpoint was trained on; else the calibration batch
+    (named `calibration_origin` in the report).
     """
     import numpy as np
 
@@ -230,7 +236,7 @@ def verification_data(
             x, labels = task.featurize(task.test.inputs), np.asarray(task.test.labels)
             source = f"{meta['task']} test split"
         elif calibration is not None:
-            x, labels, source = calibration, None, "the embedded calibration batch"
+            x, labels, source = calibration, None, calibration_origin
         else:
             raise UsageError("no data to verify on: pass --data FILE")
         x = check_inputs(np.asarray(x), width, what="the verification inputs")
@@ -290,7 +296,17 @@ def verify_model(
         )
         width = compiled.netlist.input.size
         x, labels, origin = verification_data(
-            data, compiled.meta, compiled.calibration, width, compiled.netlist.readout.size, limit
+            data,
+            compiled.meta,
+            compiled.calibration,
+            width,
+            compiled.netlist.readout.size,
+            limit,
+            calibration_origin=(
+                "the embedded calibration batch"
+                if calibration is None
+                else "the calibration inputs"
+            ),
         )
         step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
@@ -312,15 +328,25 @@ def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset,
     """Rungs 1-2 for a .nir source: (report, the inputs, the compiled network)."""
     from snncompile.compiler import compile_model
     from snncompile.frontend.nir_compile import DEFAULT_CALIB_RATE
+    from snncompile.frontend.nir_snncompile import is_snncompile_nir
     from snncompile.verify.nir import default_inputs, verify_nir
+    from snncompile.verify.quantized import Tolerances
 
-    compiled = compile_model(
-        source, calibration=calibration, config=config, dt=dt, reset=reset, on_step=step
-    )
-    if "written_by" in compiled.meta:
+    if is_snncompile_nir(source):  # its oracle would be our own encoding of itself
         raise UsageError(
             f"{source} was written by snncompile: verify the model it was exported from"
         )
+    defaults = Tolerances()
+    for name in ("min_argmax_agreement", "max_accuracy_drop"):
+        if tolerances is not None and getattr(tolerances, name) != getattr(defaults, name):
+            option = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"{option} applies to PyTorch sources: a .nir source is checked by spike "
+                "agreement (--min-spike-agreement)"
+            )
+    compiled = compile_model(
+        source, calibration=calibration, config=config, dt=dt, reset=reset, on_step=step
+    )
     width = compiled.netlist.input.size
     if data is not None:
         classes = compiled.netlist.readout.size
@@ -412,6 +438,7 @@ def export_model(
         on_step=on_step,
         dt=dt,
         reset=reset,
+        check_traced=getattr(module, "check_traced", None),
     )
     if stop_after is not None:
         return ExportResult(compiled)
@@ -496,12 +523,51 @@ def _export_float(
 
 
 def inspect_path(path: str | Path) -> dict[str, Any]:
-    """Describe an artifact directory or a checkpoint file (see the functions below)."""
+    """Describe an artifact directory, a .nir graph or a checkpoint (see the functions below)."""
+    from snncompile.frontend.nir_compile import is_nir_source
+
+    if is_nir_source(path):
+        return inspect_nir(path)
     if not Path(path).is_dir():
         return inspect_checkpoint(path)
     from snncompile.targets.onnx.float_model import is_float_artifact
 
     return inspect_float_artifact(path) if is_float_artifact(path) else inspect_artifact(path)
+
+
+def inspect_nir(path: str | Path) -> dict[str, Any]:
+    """The nodes of a .nir graph (flattened), the dt it states and whether snncompile
+    wrote it. (Every node type nir 1.0.8 can read is one the importer takes.)"""
+    import numpy as np
+
+    from snncompile.frontend.nir_graph import load_flat
+    from snncompile.frontend.nir_snncompile import read_snncompile_nir
+
+    flat = load_flat(path)
+    ours = read_snncompile_nir(path)  # also refuses an edited file of ours
+    nodes = [
+        {
+            "name": name,
+            "type": type(node).__name__,
+            "parameters": int(
+                sum(np.size(v) for v in vars(node).values() if isinstance(v, np.ndarray))
+            ),
+        }
+        for name, node in flat.nodes.items()
+    ]
+    # Ours states the step its NIR time constants assume (the model may be discrete-time).
+    dt = flat.metadata.get("snncompile_dt_s" if ours is not None else "dt")
+    return {
+        "kind": "nir",
+        "path": str(path),
+        "written_by_snncompile": ours is not None,
+        "dt_s": None if dt is None else float(np.asarray(dt).item()),
+        "input": flat.input,
+        "output": flat.output,
+        "edges": len(flat.edges),
+        "nodes": nodes,
+        "warnings": list(flat.warnings),
+    }
 
 
 def inspect_float_artifact(path: str | Path) -> dict[str, Any]:

@@ -112,6 +112,7 @@ def build_report(compiled: Compiled, extra: dict[str, Any] | None = None) -> dic
             "shape": list(calib.shape),
             "saturation_events": dict(quant.calibration_events),
             "rounds": quant.rounds,
+            "origin": compiled.meta.get("calibration_origin", "given"),
         },
         "populations": populations,
         "synapses": synapses,

@@ -156,7 +156,8 @@ def _quant_options(func):
         click.option(
             "--calib",
             type=click.Path(dir_okay=False),
-            help="Calibration inputs (.npy, (batch, steps, inputs)); default: embedded.",
+            help="Calibration inputs: .npy (batch, steps, inputs), or .npz with one array "
+            "or x; default: embedded.",
         ),
         click.option(
             "--entry",
@@ -225,8 +226,8 @@ def _calibration(path: str | None):
 @click.option(
     "--data",
     type=click.Path(dir_okay=False),
-    help="Inputs: .npy (batch, steps, inputs) or .npz with x and optional y "
-    "labels. Default: the checkpoint's task test split.",
+    help="Inputs: .npy (batch, steps, inputs) or one sequence (steps, inputs), or .npz "
+    "with x and optional y labels. Default: the checkpoint's task test split.",
 )
 @click.option("--limit", type=int, help="Use only the first N inputs.")
 @click.option("--min-argmax-agreement", default=0.98, show_default=True, type=float)
@@ -559,6 +560,7 @@ def _stopped_summary(compiled) -> dict:
     }
     if compiled.report is not None:
         summary["calibration_events"] = compiled.report.calibration_events
+        summary["calibration_origin"] = compiled.meta.get("calibration_origin", "given")
     return summary
 
 
@@ -581,6 +583,7 @@ def _print_stopped(summary: dict) -> None:
         click.echo(
             f"  calibration saturation events: {_format_events(summary['calibration_events'])}"
         )
+        click.echo(f"  calibration inputs: {summary['calibration_origin']}")
     click.echo("nothing written")
 
 
@@ -624,18 +627,44 @@ def _print_export(model: str, path: str, target: str, report: dict) -> None:
 @click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect_command(path: str, as_json: bool) -> None:
-    """Describe a checkpoint (layers, task, what each target can take) or an artifact."""
+    """Describe a checkpoint (layers, task, what each target can take), a .nir graph
+    (nodes, the dt it states, who wrote it) or an artifact."""
     from snncompile.api import inspect_path
 
     info = inspect_path(path)
     if as_json:
         click.echo(_json(info))
+    elif info["kind"] == "nir":
+        _print_nir_graph(info)
     elif info["kind"] == "artifact":
         _print_artifact(info)
     elif info["kind"] == "float-artifact":
         _print_float_artifact(info)
     else:
         _print_checkpoint(info)
+
+
+def _print_nir_graph(info: dict) -> None:
+    dt, ours = info["dt_s"], info["written_by_snncompile"]
+    if ours:
+        stated = f"{dt} s per step, as the file states (export reads it back without --dt)"
+    elif dt is not None:
+        stated = f"{dt} s (stated in the file)"
+    else:
+        stated = "not stated: export needs --dt"
+    click.echo(f"NIR graph {info['path']}")
+    click.echo(f"  written by   {'snncompile (read back exactly)' if ours else 'another tool'}")
+    click.echo(f"  dt           {stated}")
+    click.echo(
+        f"  graph        {len(info['nodes'])} nodes, {info['edges']} edges "
+        f"(input {info['input']}, output {info['output']})"
+    )
+    _print_table(
+        ["node", "type", "parameters"],
+        [[n["name"], n["type"], n["parameters"]] for n in info["nodes"]],
+    )
+    for warning in info["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _print_checkpoint(info: dict) -> None:

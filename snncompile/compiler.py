@@ -169,12 +169,14 @@ def compile_model(
     on_step: Callable[[str], None] | None = None,
     dt: float | None = None,
     reset: str = "zero",
+    check_traced: Callable[[Graph], None] | None = None,
 ) -> Compiled:
     """Run the pipeline on a checkpoint path, a user module (entry + state dict), a model,
     or a NIR graph (a .nir path: step "trace" is the import at `dt` seconds with `reset`;
     calibration defaults to Bernoulli spikes, see snncompile.frontend.nir_compile).
 
-    on_step(name) is called as each step starts (the CLI shows it as progress).
+    on_step(name) is called as each step starts (the CLI shows it as progress);
+    check_traced(graph) right after tracing (a target refusing ops before the slow steps).
     """
     from snncompile.lower.lower import lower
     from snncompile.passes import DEFAULT_ORDER, run_passes
@@ -204,6 +206,8 @@ def compile_model(
         model, width, embedded, meta = load_model(source, entry=entry)
         step("trace")
         graph = trace(model, width, source=_source_name(source))
+    if check_traced is not None:
+        check_traced(graph)
     done = Compiled(model=model, graph=graph, meta=meta, stopped_after="trace", traced=graph)
     if stop_after == "trace":
         return done
@@ -223,6 +227,10 @@ def compile_model(
         return done
     calib = calibration_inputs(embedded, calibration, width, purpose="quantization needs")
     done.calibration = calib
+    if calibration is not None:
+        done.meta["calibration_origin"] = "given (--calib)"
+    else:  # a .nir source's default batch says what it is; a checkpoint embeds its own
+        done.meta["calibration_origin"] = meta.get("calibration_default", "embedded")
     step("quantize")
     done.netlist, done.report = quantize(done.float_netlist, calib, cfg)
     done.stopped_after = "quantize"

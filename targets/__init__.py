@@ -7,6 +7,7 @@ what a target is and can do from here instead of naming targets themselves.
 A target with a `module` provides in that module:
 
     check_options(options) -> parsed      # reads and checks its options before compiling
+    check_traced(graph)                   # optional: refuses ops right after tracing
     prepare(compiled, parsed) -> Build    # checks and computes, writes nothing
     summarize_artifact(path) -> dict      # what inspect and export print
     check_artifact(path, netlist)         # optional: its files compute what the netlist

@@ -290,3 +290,17 @@ def test_unknown_target_and_missing_output_are_usage(tmp_path: Path, capsys) -> 
 def test_inspect_missing_path_is_corrupt_input(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     code, out, err = run(["inspect", tmp_path / "nothing"], capsys)
     assert (code, out) == (6, "") and err.startswith("error: ") and "no such file" in err
+
+
+def test_the_report_says_where_the_calibration_inputs_came_from(
+    exported: Path, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    report = json.loads((exported / "report.json").read_text())
+    assert report["calibration"]["origin"] == "embedded"
+    nir_file = Path(__file__).parent / "data" / "nir-examples" / "braille_noDelay_bias_zero.nir"
+    argv = ["export", nir_file, "--dt", "1e-4", "--stop-after", "quantize", "--json"]
+    code, out, _ = run(argv, capsys)
+    assert code == 0 and json.loads(out)["calibration_origin"].startswith("default: Bernoulli")
+    np.save(tmp_path / "c.npy", np.ones((2, 5, 12)))
+    code, out, _ = run([*argv, "--calib", tmp_path / "c.npy"], capsys)
+    assert code == 0 and json.loads(out)["calibration_origin"] == "given (--calib)"

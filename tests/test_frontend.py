@@ -512,3 +512,14 @@ def test_a_user_model_with_our_neurons_and_torch_layers_traces_bilinear() -> Non
     graph = trace(model, 3)
     assert graph.node("1").op.discretization == "bilinear"
     assert graph.output.inputs == ("2",)
+
+
+def test_verify_of_a_state_dict_names_the_calibration_inputs_it_ran_on(
+    user_weights: Path, tmp_path: Path
+) -> None:
+    # A state_dict embeds nothing: the report said "the embedded calibration batch".
+    from snncompile.api import verify_model
+
+    x = np.random.default_rng(0).standard_normal((4, 12, 3))
+    report = verify_model(user_weights, entry="tiny_user_model:build", calibration=x)
+    assert report.data == "the calibration inputs" and report.n == 4

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -1038,3 +1040,32 @@ def test_a_dataset_declared_far_larger_than_stored_is_refused_before_reading(tmp
         )
     out = cli("export", str(path), "--dt", "1e-3", "-o", str(tmp_path / "a"))
     assert out.returncode == 6 and "its datasets unpack to 6.7 GiB" in out.stderr, out.stderr
+
+
+def test_inspect_lists_the_nodes_of_another_tools_nir_file(capsys):
+    # It said "not a readable checkpoint (truncated or corrupt)" of a valid .nir file.
+    path = EXAMPLES / "braille_noDelay_bias_zero.nir"
+    with pytest.raises(SystemExit) as info:
+        main(["inspect", str(path)])
+    out = capsys.readouterr().out
+    assert info.value.code in (0, None), out
+    assert "written by   another tool" in out and "not stated: export needs --dt" in out
+    assert re.search(r"lif1\.w_rec\s+Affine\s+1482", out) and "7 nodes, 7 edges" in out
+
+
+def test_inspect_of_an_unreadable_nir_file_is_one_line_exit_6(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["inspect", str(EXAMPLES / "braille_legacy_cf1c59a.nir")])
+    err = capsys.readouterr().err
+    assert info.value.code == 6 and err.count("\n") == 1 and "0 Input and 0 Output" in err
+
+
+def test_inspecting_a_nir_file_needs_no_torch():
+    code = (
+        "import sys; from snncompile.api import inspect_path; "
+        "info = inspect_path(sys.argv[1]); print(len(info['nodes']), 'torch' in sys.modules)"
+    )
+    path = EXAMPLES / "two_lif_neurons.nir"
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[1] == "False"

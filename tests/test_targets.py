@@ -90,3 +90,9 @@ def test_a_target_asked_for_what_it_cannot_take_exits_4(tmp_path: Path, capsys) 
     assert "blocks.0.act (Opaque)" in err and "blocks.1.act (Opaque)" in err
     assert "the reference, lava, loihi2, onnx targets take" in err and "onnx --float" in err
     assert not out_dir.exists()
+    # nir encodes the traced graph: it refuses the ops itself, before the netlist steps.
+    out_dir = tmp_path / "gsu.nir-artifact"
+    code, _, err = _run(capsys, "export", str(path), "--target", "nir", "-o", str(out_dir))
+    assert code == 4 and err.count("\n") == 1
+    assert "no NIR encoding for blocks.0.act (opaque GSUMixer)" in err and "reference" not in err
+    assert not out_dir.exists()

@@ -54,6 +54,9 @@ def test_cli_train_then_evaluate(tmp_path: Path) -> None:
     ckpt = load_checkpoint(out)
     assert ckpt.meta["task"] == "sdigits"
     assert ckpt.meta["command"].startswith("snncompile train --family binary-s4d")
+    # What reproducing the weights needs besides the command (README, "Bundled checkpoints").
+    assert ckpt.meta["torch_threads"] == torch.get_num_threads() >= 1
+    assert ckpt.meta["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert ckpt.calibration.shape == (32, 64, 1)
     ev = subprocess.run(
         [sys.executable, "-m", "snncompile", "evaluate", str(out), "--json"],

@@ -51,6 +51,15 @@ def test_verify_nir_usage_errors(tmp_path: Path, capsys) -> None:
     ckpt = Path(__file__).parents[1] / "examples" / "checkpoints" / "spike-ssm-sdigits.pt"
     code, _, err = _run(capsys, "verify", ckpt, "--dt", "1e-3")
     assert code == 2 and "--dt and --reset apply to .nir sources only" in err
+    # Criteria a .nir source has no use for are refused, not ignored.
+    for option, value in (("--min-argmax-agreement", "0.5"), ("--max-accuracy-drop", "5")):
+        code, _, err = _run(capsys, "verify", BRAILLE, "--dt", "1e-4", option, value)
+        assert code == 2 and f"{option} applies to PyTorch sources" in err, err
+    # A .nir file snncompile wrote: its model is the oracle, not our encoding of it.
+    code, _, _ = _run(capsys, "export", ckpt, "--target", "nir", "-o", tmp_path / "art")
+    assert code in (0, None)
+    code, _, err = _run(capsys, "verify", tmp_path / "art" / "model.nir")
+    assert code == 2 and "written by snncompile: verify the model it was exported from" in err
 
 
 def test_verify_nir_on_onnx_is_exact_with_a_recurrent_layer(capsys) -> None:

@@ -55,9 +55,8 @@ def load_nir_source(
     own = read_snncompile_nir(source)
     if own is not None:
         if dt is not None and dt != own.dt_s:
-            raise UsageError(
-                f"--dt {dt}: {source} was written by snncompile and states dt = {own.dt_s} s"
-            )
+            states = "a discrete-time model" if own.dt_s is None else f"dt = {own.dt_s} s"
+            raise UsageError(f"--dt {dt}: {source} was written by snncompile and states {states}")
         if reset != "zero":
             raise UsageError(f"--reset: {source} was written by snncompile and states its resets")
         width = own.input.op.size

@@ -20,12 +20,15 @@ from snncompile.errors import CorruptInputError, MissingDependencyError
 from snncompile.ir.graph import Graph
 
 
-def _peek_ours(path: Path) -> bool:
-    """Whether the HDF5 file's graph metadata names our format (without building nodes)."""
+def is_snncompile_nir(path: str | os.PathLike[str]) -> bool:
+    """Whether the file is HDF5 whose graph metadata names our format (`export --target
+    nir` wrote it); reads only that tag, builds no nodes."""
     import h5py
 
     from snncompile.targets.nir.codec import FORMAT
 
+    if not Path(path).is_file():
+        return False
     try:
         with h5py.File(path, "r") as f:
             tag = f.get("node/metadata/snncompile_format")
@@ -54,7 +57,7 @@ def read_snncompile_nir(source: str | os.PathLike[str] | Any) -> Graph | None:
     path = Path(source)
     if not path.is_file():
         raise CorruptInputError(f"{path}: no such file")
-    if not _peek_ours(path):
+    if not is_snncompile_nir(path):
         return None
     try:
         nir_graph = nir.read(path, type_check=True)

@@ -134,6 +134,11 @@ def _quantization_meta(compiled: Compiled) -> tuple[dict[str, dict[str, Any]], d
     return per_node, graph
 
 
+# export asks before the passes, lowering and quantization: a GSU model would otherwise
+# fail at lowering, with a message about the netlist targets.
+check_traced = check_exportable
+
+
 def prepare(compiled: Compiled, parsed: str | None = None) -> Build:
     """Encode the graph before the passes (the trained ops: S4D with its continuous A, B
     and dt; thresholds unfolded) and check that it decodes to itself. Writes nothing.
@@ -215,6 +220,7 @@ __all__ = [
     "Build",
     "check_exportable",
     "check_options",
+    "check_traced",
     "decode_graph",
     "encode_graph",
     "graph_difference",
