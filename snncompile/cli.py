@@ -990,8 +990,15 @@ def _main(argv: list[str] | None, debug: bool) -> None:
     except click.exceptions.Abort:
         click.echo("error: interrupted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:  # usage errors: exit 2
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `snncompile`: the help
         exc.show()
+        sys.exit(2)
+    except click.ClickException as exc:  # usage errors: exit 2
+        # One line, as every other error (click's own show() adds its usage text).
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        click.echo(f"error: {message}{hint}", err=True)
         sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
     except SnnCompileError as exc:
         if debug:  # the traceback, and still the documented exit code

@@ -282,6 +282,11 @@ def test_unknown_target_and_missing_output_are_usage(tmp_path: Path, capsys) -> 
     ckpt = small_checkpoint(tmp_path / "m.pt")
     code, _, err = run(["export", ckpt, "--target", "loihi3", "-o", tmp_path / "a"], capsys)
     assert code == 2 and "Invalid value for '--target'" in err
+    # Errors click finds are one line like every other (it printed its usage text too).
+    assert err.count("\n") == 1 and err.endswith("(see snncompile export --help)\n")
+    for argv in (["export", tmp_path], ["export", ckpt, "--bogus"], ["bogus"], ["simulate"]):
+        code, _, err = run(argv, capsys)
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     code, _, err = run(["export", ckpt], capsys)
     assert code == 2 and err == "error: export needs an output directory (-o OUT)\n"
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
