@@ -168,7 +168,7 @@ def _train_with_progress(
 
 def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
     """Evaluate a checkpoint on the test split of the task recorded in its metadata."""
-    from snncompile.checkpoint import load_checkpoint
+    from snncompile.checkpoint import load_checkpoint, recorded_accuracy
     from snncompile.data import load_task
     from snncompile.train import evaluate
 
@@ -186,7 +186,6 @@ def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
             f"{ckpt.config.d_output}) does not match task {task_name!r}"
         )
     result = evaluate(ckpt.model, task.test, task.featurize)
-    recorded = ckpt.meta.get("test_accuracy")
     return EvaluationReport(
         path=str(path),
         family=ckpt.config.family,
@@ -195,7 +194,7 @@ def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
         loss=result.loss,
         spike_rates=result.spike_rates,
         n=result.n,
-        recorded_accuracy=float(recorded) if isinstance(recorded, (int, float)) else None,
+        recorded_accuracy=recorded_accuracy(ckpt.meta),
     )
 
 
@@ -541,6 +540,7 @@ def inspect_nir(path: str | Path) -> dict[str, Any]:
     import numpy as np
 
     from snncompile.frontend.nir_graph import load_flat
+    from snncompile.frontend.nir_import import resolve_dt
     from snncompile.frontend.nir_snncompile import read_snncompile_nir
 
     flat = load_flat(path)
@@ -555,8 +555,12 @@ def inspect_nir(path: str | Path) -> dict[str, Any]:
         }
         for name, node in flat.nodes.items()
     ]
-    # Ours states the step its NIR time constants assume (the model may be discrete-time).
-    dt = flat.metadata.get("snncompile_dt_s" if ours is not None else "dt")
+    # Ours states the step its NIR time constants assume (the model may be discrete-time;
+    # decoding checked it); another tool's dt is checked as export checks it.
+    if ours is not None:
+        dt = flat.metadata["snncompile_dt_s"]
+    else:
+        dt = resolve_dt(None, flat.metadata, str(path)) if "dt" in flat.metadata else None
     return {
         "kind": "nir",
         "path": str(path),
@@ -630,7 +634,7 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
 def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     """Layers (traced graph nodes), family, task, accuracy, calibration, and whether each
     target can take the model (and why not)."""
-    from snncompile.checkpoint import load_checkpoint
+    from snncompile.checkpoint import load_checkpoint, recorded_accuracy
     from snncompile.errors import UnsupportedError
     from snncompile.frontend.torch_trace import trace
     from snncompile.ir.ops import blame_model_values
@@ -646,14 +650,13 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
         layers = graph.summary()
         with blame_model_values(path):  # the passes and lowering run on the file's values
             targets = _target_verdicts(ckpt, graph)
-    accuracy = ckpt.meta.get("test_accuracy")
     calibration = None if ckpt.calibration is None else list(ckpt.calibration.shape)
     return {
         "kind": "checkpoint",
         "path": str(path),
         "family": ckpt.config.family,
         "task": ckpt.meta.get("task"),
-        "accuracy": accuracy if isinstance(accuracy, (int, float)) else None,
+        "accuracy": recorded_accuracy(ckpt.meta),
         "parameters": int(sum(p.numel() for p in ckpt.model.parameters())),
         "calibration_shape": calibration,
         "config": ckpt.config.to_dict(),

@@ -185,6 +185,8 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
 def _not_replaceable(path: Path) -> str | None:
     """Why the non-empty directory `path` is not an export --overwrite may delete, or None."""
     try:
+        if not (path / "manifest.json").is_file():  # a FIFO there would block the read
+            raise FileNotFoundError
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return "it is not an snncompile artifact (no readable manifest.json)"

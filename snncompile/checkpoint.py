@@ -16,6 +16,7 @@ tensors and primitive containers is refused before anything from it runs.
 
 from __future__ import annotations
 
+import io
 import os
 import pickletools
 import re
@@ -98,7 +99,11 @@ def save(
         "calibration": calibration,
         "meta": meta,
     }
-    return write_file(path, lambda f: torch.save(payload, f))
+    # Serialized in memory first: torch's writer turns a full disk into a RuntimeError
+    # ("unexpected pos"), a plain write gives the OSError that names it.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return write_file(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
@@ -224,12 +229,24 @@ def _check_calibration(path: Path, calibration: Any, d_input: int) -> torch.Tens
     return calibration
 
 
+def recorded_accuracy(meta: dict[str, Any]) -> float | None:
+    """meta's test_accuracy when it is one (a fraction in [0, 1]), else None: it is only
+    reported, so a NaN or 10**400 there means "not known", not a broken checkpoint."""
+    value = meta.get("test_accuracy")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0.0 <= value <= 1.0 else None
+
+
 def _check_meta_on_load(path: Path, meta: Any) -> dict[str, Any]:
     """meta is a dict; a bundled task's task_args (verify and evaluate load it) are valid."""
     if meta is None:
         return {}
     if not isinstance(meta, dict):
         raise CorruptInputError(f"{path}: meta is a {type(meta).__name__}, not a dict")
+    task = meta.get("task")
+    if task is not None and not isinstance(task, str):  # it picks verify's data
+        raise CorruptInputError(f"{path}: meta task {task!r} is not a name")
     args = meta.get("task_args")
     if meta.get("task") in TASKS and args is not None:  # other tasks are the user's own
         if not isinstance(args, dict):

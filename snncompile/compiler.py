@@ -73,7 +73,10 @@ def load_model(
 
     ckpt = load_checkpoint(path)
     calibration = None if ckpt.calibration is None else ckpt.calibration.double().numpy()
-    meta = {**ckpt.meta, "family": ckpt.config.family, "checkpoint": str(path)}
+    # Only what the pipeline reads: the rest of a checkpoint's meta is the user's (a
+    # "warnings" or "nir_file" key there must not become the compiler's own).
+    meta = {key: ckpt.meta[key] for key in ("task", "task_args") if key in ckpt.meta}
+    meta.update(family=ckpt.config.family, checkpoint=str(path))
     return ckpt.model.eval(), ckpt.config.d_input, calibration, meta
 
 

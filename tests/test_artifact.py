@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -445,3 +446,33 @@ def test_unfinished_pipeline_and_unknown_target_are_refused(tmp_path: Path) -> N
 
 def test_package_api_compile() -> None:
     assert snncompile.compile is compile_model
+
+
+def test_a_fifo_where_a_json_or_toml_file_belongs_is_refused_not_waited_on(
+    tmp_path: Path, small: Compiled
+) -> None:
+    # Opening a FIFO for reading blocks until a writer comes: simulate, inspect and
+    # export --overwrite waited forever on one as manifest.json, export on --target-config.
+    from snncompile.artifact import check_output_dir
+    from snncompile.targets.loihi2.config import load_config
+    from snncompile.targets.onnx.float_model import is_float_artifact
+
+    out = write_artifact(small, tmp_path / "a")
+    (out / "manifest.json").unlink()
+    os.mkfifo(out / "manifest.json")
+    os.mkfifo(tmp_path / "limits.toml")
+    for fifo in (out / "manifest.json", tmp_path / "limits.toml"):
+        # A writer that ends every read at once: a regression fails here instead of hanging.
+        threading.Thread(target=_keep_closing, args=(fifo,), daemon=True).start()
+    with pytest.raises(CorruptInputError, match=r"manifest\.json: not a regular file"):
+        read_artifact(out)
+    assert not is_float_artifact(out)
+    with pytest.raises(UsageError, match=r"no readable manifest\.json"):
+        check_output_dir(out, True)
+    with pytest.raises(CorruptInputError, match=r"limits\.toml is not a regular file"):
+        load_config(tmp_path / "limits.toml")
+
+
+def _keep_closing(fifo: Path) -> None:
+    while True:
+        open(fifo, "w").close()  # blocks until a reader opens it, which then reads nothing

@@ -226,3 +226,58 @@ def test_structurally_damaged_checkpoint_is_refused(tmp_path: Path, case: str) -
     with pytest.raises(CorruptInputError, match=message) as err:
         load_checkpoint(path)
     assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_a_task_that_is_not_a_name_is_refused(tmp_path: Path) -> None:
+    # A NaN task went into the manifest: a non-JSON file and exit 1 after compiling.
+    path = save(_model(), tmp_path / "m.pt", meta={"task": float("nan")})
+    with pytest.raises(CorruptInputError, match="meta task nan is not a name"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("value", [10**400, float("nan"), True, 1.5, "96%"])
+def test_a_recorded_accuracy_that_is_not_a_fraction_is_unknown(tmp_path: Path, value) -> None:
+    # inspect printed 10**400 as a percentage: OverflowError, exit 1.
+    from snncompile.api import inspect_checkpoint
+
+    path = save(_model(), tmp_path / "m.pt", meta={"test_accuracy": value})
+    assert inspect_checkpoint(path)["accuracy"] is None
+
+
+def test_the_users_meta_keys_stay_out_of_the_compilers_meta(tmp_path: Path) -> None:
+    from snncompile.compiler import load_model
+
+    meta = {"task": "sdigits", "warnings": 5, "nir_file": "fake.nir", "note": "mine"}
+    path = save(_model(), tmp_path / "m.pt", meta=meta)
+    *_, compiled_meta = load_model(path)
+    assert set(compiled_meta) == {"task", "family", "checkpoint"}
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 700 KiB tmpfs already holding 500 KB (needs root and mount, as in CI)."""
+    import subprocess
+
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        (mount / "filler").write_bytes(bytes(500_000))
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_an_output_error_leaving_the_old_checkpoint(full_disk: Path) -> None:
+    # torch's own writer made this RuntimeError "unexpected pos" (exit 1, "a bug").
+    path = save(_model(), full_disk / "m.pt")
+    before = path.read_bytes()
+    big = build_model(ModelConfig(family="s4d", d_input=2, d_output=3, d_model=128, d_state=64))
+    with pytest.raises(UsageError, match="No space left on device"):
+        save(big, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "m.pt"]

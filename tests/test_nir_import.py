@@ -1069,3 +1069,15 @@ def test_inspecting_a_nir_file_needs_no_torch():
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[1] == "False"
+
+
+@pytest.mark.parametrize("dt", ["abc", np.array([1.0, 2.0]), -1.0])
+def test_inspect_refuses_a_metadata_dt_export_would_refuse(dt, tmp_path, capsys):
+    # It was an internal error (ValueError) in inspect, exit 6 in export.
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))))
+    g.metadata = {"dt": dt}
+    nir.write(tmp_path / "dt.nir", g)
+    with pytest.raises(SystemExit) as info:
+        main(["inspect", str(tmp_path / "dt.nir")])
+    err = capsys.readouterr().err
+    assert info.value.code == 6 and "metadata dt" in err and err.count("\n") == 1

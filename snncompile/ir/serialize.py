@@ -217,7 +217,7 @@ def read_versioned_json(path: Path, format_name: str) -> dict[str, Any]:
 def _read_json(path: Path, format_name: str) -> tuple[_Doc, dict[str, Any]]:
     doc = _Doc(path)
     if not path.is_file():
-        raise doc.fail("no such file")
+        raise doc.fail("not a regular file" if path.exists() else "no such file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:

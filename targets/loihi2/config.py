@@ -72,6 +72,8 @@ class TargetConfig:
 
 
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    if path.exists() and not path.is_file():  # a FIFO would block the read
+        raise CorruptInputError(f"{what} {path} is not a regular file")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)

@@ -449,6 +449,8 @@ def open_onnx_artifact(path: str | os.PathLike[str]) -> tuple[Any, int, int]:
 
 def is_float_artifact(path: str | os.PathLike[str]) -> bool:
     """Whether `path` is a directory whose manifest says it is a float export."""
+    if not (Path(path) / "manifest.json").is_file():  # a FIFO there would block the read
+        return False
     try:
         data = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -459,6 +461,8 @@ def is_float_artifact(path: str | os.PathLike[str]) -> bool:
 def read_float_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of a float export, after its version and every file's sha256 are checked."""
     path = Path(path)
+    if not (path / "manifest.json").is_file():
+        raise CorruptInputError(f"{path / 'manifest.json'}: missing or not a regular file")
     try:
         data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
