@@ -169,6 +169,25 @@ def test_inspect_describes_a_float_export_and_refuses_a_tampered_one(tmp_path, c
     with pytest.raises(SystemExit) as exit_info:
         main(["inspect", str(out)])
     assert exit_info.value.code == 6 and "'check' is not an object" in capsys.readouterr().err
+    # The manifest is not hashed: edits of what inspect prints were exit 1 (TypeError, ...).
+    edits = [
+        ({"check": {**manifest["check"], "max_relative_error": "x"}}, "'max_relative_error'"),
+        ({"interface": {**manifest["interface"], "states": 5}}, "'states' is not an object"),
+        ({"target": ["x"]}, "target ['x'] is not 'onnx'"),
+        ({"input_size": "abc"}, "'input_size' is not a whole number"),
+        ({"files": {**manifest["files"], "../x": "0"}}, "does not list exactly"),
+    ]
+    for edit, message in edits:
+        (out / "manifest.json").write_text(json.dumps({**manifest, **edit}))
+        with pytest.raises(SystemExit) as exit_info:
+            main(["inspect", str(out)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 6 and message in err and err.count("\n") == 1, err
+    without_target = {k: v for k, v in manifest.items() if k != "target"}
+    (out / "manifest.json").write_text(json.dumps(without_target))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", str(out)])
+    assert exit_info.value.code == 6 and "target None" in capsys.readouterr().err
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "check.npz").write_bytes(b"changed")
     with pytest.raises(SystemExit) as exit_info:

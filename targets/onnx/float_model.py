@@ -470,10 +470,32 @@ def read_float_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FLOAT_FORMAT:
         raise CorruptInputError(f"{path / 'manifest.json'}: not a {FLOAT_FORMAT} manifest")
     _check_float_files(path, data)
+    _check_float_fields(path / "manifest.json", data)
+    return data
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_float_fields(where: Path, data: dict[str, Any]) -> None:
+    """The entries inspect prints have the types export writes. The manifest is not
+    hashed (it holds the hashes), so a hand edit is caught here, in one line, instead of
+    as a TypeError while printing."""
     for key in ("interface", "check", "source", "tools"):
         if not isinstance(data.get(key, {}), dict):
-            raise CorruptInputError(f"{path / 'manifest.json'}: {key!r} is not an object")
-    return data
+            raise CorruptInputError(f"{where}: {key!r} is not an object")
+    if data.get("target") != "onnx":
+        raise CorruptInputError(f"{where}: target {data.get('target')!r} is not 'onnx'")
+    for key in ("input_size", "output_size"):
+        if not (isinstance(data.get(key), int) and not isinstance(data.get(key), bool)):
+            raise CorruptInputError(f"{where}: {key!r} is not a whole number")
+    if not isinstance(data.get("interface", {}).get("states", {}), dict):
+        raise CorruptInputError(f"{where}: interface 'states' is not an object")
+    check = data.get("check", {})
+    for key in ("max_relative_error", "tolerance"):
+        if key in check and not _number(check[key]):
+            raise CorruptInputError(f"{where}: check {key!r} is not a number")
 
 
 def _check_float_files(path: Path, manifest: dict[str, Any]) -> None:
@@ -484,8 +506,10 @@ def _check_float_files(path: Path, manifest: dict[str, Any]) -> None:
             f"not supported (this snncompile reads version {FLOAT_VERSION})"
         )
     files = manifest.get("files")
-    if not isinstance(files, dict) or set(FLOAT_FILES) - set(files):
-        raise CorruptInputError(f"{path / 'manifest.json'}: does not list {', '.join(FLOAT_FILES)}")
+    if not isinstance(files, dict) or set(files) != set(FLOAT_FILES):
+        raise CorruptInputError(
+            f"{path / 'manifest.json'}: does not list exactly {', '.join(FLOAT_FILES)}"
+        )
     for name in FLOAT_FILES:
         file = path / name
         if not file.is_file():
