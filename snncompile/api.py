@@ -284,6 +284,8 @@ def verify_model(
         raise UsageError(f"--limit must be a positive number of inputs, got {limit!r}")
     step = on_step or (lambda name: None)
     if is_nir_source(source):
+        if entry is not None:  # as export refuses it (compile_model)
+            raise UsageError("--entry applies to PyTorch models, not to a .nir graph")
         report, x, compiled = _verify_nir(
             source, data, tolerances, config, calibration, limit, dt, reset, step
         )

@@ -51,6 +51,8 @@ def test_verify_nir_usage_errors(tmp_path: Path, capsys) -> None:
     ckpt = Path(__file__).parents[1] / "examples" / "checkpoints" / "spike-ssm-sdigits.pt"
     code, _, err = _run(capsys, "verify", ckpt, "--dt", "1e-3")
     assert code == 2 and "--dt and --reset apply to .nir sources only" in err
+    code, _, err = _run(capsys, "verify", BRAILLE, "--dt", "1e-4", "--entry", "a:b")
+    assert code == 2 and "--entry applies to PyTorch models" in err
     # Criteria a .nir source has no use for are refused, not ignored.
     for option, value in (("--min-argmax-agreement", "0.5"), ("--max-accuracy-drop", "5")):
         code, _, err = _run(capsys, "verify", BRAILLE, "--dt", "1e-4", option, value)
