@@ -214,6 +214,34 @@ def _check_state_dict(path: Path, state_dict: Any, config: ModelConfig) -> None:
         )
 
 
+def _check_shapes(path: Path, state_dict: dict[str, torch.Tensor], config: ModelConfig) -> None:
+    """Every tensor the config's model has, with its shape, and no other, compared on a
+    skeleton built on the meta device (shapes, no memory): a small file whose config asks
+    for a huge model is refused here instead of after allocating it (4.7 GB for d_model
+    8192 with a few stand-in tensors)."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(config)
+    except UsageError as exc:  # a combination of valid values the model refuses
+        raise CorruptInputError(f"{path}: invalid model config ({exc})") from None
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    stored = {name: tuple(t.shape) for name, t in state_dict.items()}
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
+    wrong = [n for n in expected if n in stored and expected[n] != stored[n]]
+    if missing or extra or wrong:
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing[:3])}" if missing else "",
+                f"unexpected {', '.join(extra[:3])}" if extra else "",
+                ", ".join(f"{n} is {stored[n]}, the config needs {expected[n]}" for n in wrong[:2]),
+            )
+            if part
+        )
+        raise CorruptInputError(f"{path}: weights do not fit the model config ({detail})")
+
+
 def _check_calibration(path: Path, calibration: Any, d_input: int) -> torch.Tensor | None:
     if calibration is None:
         return None
@@ -291,6 +319,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         )
     state_dict = payload.get("state_dict")
     _check_state_dict(path, state_dict, config)
+    _check_shapes(path, state_dict, config)
     calibration = _check_calibration(path, payload.get("calibration"), config.d_input)
     meta = _check_meta_on_load(path, payload.get("meta"))
     try:

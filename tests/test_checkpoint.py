@@ -281,3 +281,28 @@ def test_a_full_disk_is_an_output_error_leaving_the_old_checkpoint(full_disk: Pa
         save(big, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "m.pt"]
+
+
+def test_a_small_file_asking_for_a_huge_model_is_refused_before_building_it(
+    tmp_path: Path,
+) -> None:
+    # 8 blocks of width 8192: the parameter-count bound passes with one stand-in tensor,
+    # and building the model took 4.7 GB before its shapes were compared.
+    path = save(_model(), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"].update(d_model=8192, n_layers=8, d_state=2)
+    payload["state_dict"]["stand_in"] = torch.zeros(8192 * 20)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    path.write_bytes(buffer.getvalue())
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # The skeleton's comparison names the keys (torch's load_state_dict says "Unexpected
+    # key(s)"), which tells the two apart even when an earlier test set a higher peak.
+    with pytest.raises(
+        CorruptInputError, match=r"do not fit the model config .*unexpected stand_in"
+    ):
+        load_checkpoint(path)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 200_000, f"peak memory grew by {grown_kib} KiB"

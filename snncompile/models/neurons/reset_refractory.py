@@ -271,7 +271,9 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
 
 def _per_channel(name: str, value, channels: int) -> torch.Tensor:
     try:
-        vec = torch.as_tensor(value, dtype=torch.float32).detach().clone()
+        # On the CPU whatever the default device: these are checked values (the loader
+        # builds a shape-only skeleton on the meta device first).
+        vec = torch.as_tensor(value, dtype=torch.float32, device="cpu").detach().clone()
     except (TypeError, ValueError, RuntimeError) as exc:
         raise UsageError(f"{name} must be a number or a sequence of numbers: {exc}") from None
     if vec.dim() == 0:
