@@ -169,6 +169,9 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
     unrelated directory, nor a user's own files kept inside an artifact.
     """
     out = check_writable(out_dir)
+    holder = _artifact_above(out)
+    if holder is not None:  # it would hold a directory its manifest does not list
+        raise UsageError(f"{out} is inside the artifact {holder}; write it elsewhere")
     if not (out.exists() or out.is_symlink()):
         return out
     if not overwrite:
@@ -180,6 +183,20 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
         if why is not None:
             raise UsageError(f"refusing to replace {out}: {why}")
     return out
+
+
+def _artifact_above(out: Path) -> Path | None:
+    """The snncompile artifact directory that `out` would be created inside, if any."""
+    for parent in out.absolute().parents:
+        manifest = parent / "manifest.json"
+        if manifest.is_file():
+            try:
+                tag = json.loads(manifest.read_text(encoding="utf-8")).get("format")
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(tag, str) and tag.startswith("snncompile-"):
+                return parent
+    return None
 
 
 def _not_replaceable(path: Path) -> str | None:

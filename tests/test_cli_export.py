@@ -309,3 +309,11 @@ def test_the_report_says_where_the_calibration_inputs_came_from(
     np.save(tmp_path / "c.npy", np.ones((2, 5, 12)))
     code, out, _ = run([*argv, "--calib", tmp_path / "c.npy"], capsys)
     assert code == 0 and json.loads(out)["calibration_origin"] == "given (--calib)"
+
+
+def test_export_into_an_existing_artifact_is_refused(exported: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    # The artifact would hold a directory its manifest does not list, and a later
+    # --overwrite of it would be refused.
+    code, _, err = run(["export", BUNDLED, "-o", exported / "sub" / "x"], capsys)
+    assert code == 2 and f"is inside the artifact {exported}" in err
+    assert not (exported / "sub").exists()
