@@ -115,6 +115,8 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
         with path.open("rb") as file:
             head = file.read(6)
         # numpy takes any other file for a pickle and says so ("pickled data"), text too.
+        if head.startswith(b"PK") and not zipfile.is_zipfile(path):  # a cut-off .npz
+            raise CorruptInputError(f"{what} file {path} is a truncated or damaged .npz")
         if head != b"\x93NUMPY" and not zipfile.is_zipfile(path):
             raise CorruptInputError(
                 f"{what} file {path} is neither .npy nor .npz (it starts with {head!r})"

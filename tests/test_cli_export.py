@@ -4,6 +4,7 @@ bad input refused with one line, its exit code, and no output directory left beh
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -176,6 +177,12 @@ def _nan_weight(payload: dict) -> None:
     payload["state_dict"][name].view(-1)[0] = float("inf")
 
 
+def _npz_bytes(x: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, x=x)
+    return buffer.getvalue()
+
+
 def _calib(tmp: Path, value: object, name: str = "calib.npy") -> list[object]:
     path = tmp / name
     if isinstance(value, bytes):
@@ -229,6 +236,11 @@ BAD_INPUTS = {
         lambda t: _calib(t, b"hello"),
         6,
         r"--calib file .* is neither \.npy nor \.npz \(it starts with b'hello'\)",
+    ),
+    "calib a cut-off npz": (
+        lambda t: _calib(t, _npz_bytes(np.zeros((4, 16, 1)))[:200], "calib.npz"),
+        6,
+        r"--calib file .*calib\.npz is a truncated or damaged \.npz",
     ),
     "calib pickled objects": (
         lambda t: _calib(t, np.array([{"a": 1}], dtype=object)),
