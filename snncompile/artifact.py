@@ -176,7 +176,9 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
         return out
     if not overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
-    if not out.is_dir() or out.is_symlink():
+    if out.is_symlink():  # replacing would swap the link for a directory, not its target
+        raise UsageError(f"refusing to replace {out}: it is a symbolic link; name its target")
+    if not out.is_dir():
         raise UsageError(f"refusing to replace {out}: it is not a directory")
     if any(out.iterdir()):
         why = _not_replaceable(out)

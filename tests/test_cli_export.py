@@ -329,3 +329,14 @@ def test_export_into_an_existing_artifact_is_refused(exported: Path, capsys) -> 
     code, _, err = run(["export", BUNDLED, "-o", exported / "sub" / "x"], capsys)
     assert code == 2 and f"is inside the artifact {exported}" in err
     assert not (exported / "sub").exists()
+
+
+def test_overwrite_through_a_symbolic_link_names_the_link(
+    exported: Path, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    # It said "not a directory" of a link to an artifact directory.
+    link = tmp_path / "link"
+    link.symlink_to(exported)
+    code, _, err = run(["export", BUNDLED, "-o", link, "--overwrite"], capsys)
+    assert code == 2 and "it is a symbolic link; name its target" in err
+    assert link.is_symlink() and (exported / "manifest.json").is_file()
