@@ -40,6 +40,7 @@ from snncompile.errors import CorruptInputError, UsageError
 from snncompile.ir.serialize import (
     load_graph,
     load_netlist,
+    peek_json_object,
     read_versioned_json,
     save_graph,
     save_netlist,
@@ -112,7 +113,7 @@ def build_report(compiled: Compiled, extra: dict[str, Any] | None = None) -> dic
             "shape": list(calib.shape),
             "saturation_events": dict(quant.calibration_events),
             "rounds": quant.rounds,
-            "origin": compiled.meta.get("calibration_origin", "given"),
+            "origin": compiled.meta["calibration_origin"],
         },
         "populations": populations,
         "synapses": synapses,
@@ -190,29 +191,24 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
 def _artifact_above(out: Path) -> Path | None:
     """The snncompile artifact directory that `out` would be created inside, if any."""
     for parent in out.absolute().parents:
-        manifest = parent / "manifest.json"
-        if manifest.is_file():
-            try:
-                tag = json.loads(manifest.read_text(encoding="utf-8")).get("format")
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-                continue
-            if isinstance(tag, str) and tag.startswith("snncompile-"):
-                return parent
+        manifest = peek_json_object(parent / "manifest.json")
+        if manifest is not None and _is_export_tag(manifest.get("format")):
+            return parent
     return None
+
+
+def _is_export_tag(tag: Any) -> bool:
+    # Every export's format tag starts so (snncompile-artifact, snncompile-onnx-float).
+    return isinstance(tag, str) and tag.startswith("snncompile-")
 
 
 def _not_replaceable(path: Path) -> str | None:
     """Why the non-empty directory `path` is not an export --overwrite may delete, or None."""
-    try:
-        if not (path / "manifest.json").is_file():  # a FIFO there would block the read
-            raise FileNotFoundError
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    manifest = peek_json_object(path / "manifest.json")
+    if manifest is None:
         return "it is not an snncompile artifact (no readable manifest.json)"
-    tag = manifest.get("format") if isinstance(manifest, dict) else None
-    listed = manifest.get("files") if isinstance(manifest, dict) else None
-    # Every export's format tag starts so (snncompile-artifact, snncompile-onnx-float).
-    if not (isinstance(tag, str) and tag.startswith("snncompile-") and isinstance(listed, dict)):
+    listed = manifest.get("files")
+    if not (_is_export_tag(manifest.get("format")) and isinstance(listed, dict)):
         return "it is not an snncompile artifact"
     present = {
         str(entry.relative_to(path))

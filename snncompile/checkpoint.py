@@ -229,17 +229,11 @@ def _check_shapes(path: Path, state_dict: dict[str, torch.Tensor], config: Model
     missing = sorted(set(expected) - set(stored))
     extra = sorted(set(stored) - set(expected))
     wrong = [n for n in expected if n in stored and expected[n] != stored[n]]
-    if missing or extra or wrong:
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing {', '.join(missing[:3])}" if missing else "",
-                f"unexpected {', '.join(extra[:3])}" if extra else "",
-                ", ".join(f"{n} is {stored[n]}, the config needs {expected[n]}" for n in wrong[:2]),
-            )
-            if part
-        )
-        raise CorruptInputError(f"{path}: weights do not fit the model config ({detail})")
+    parts = [f"missing {', '.join(missing[:3])}"] if missing else []
+    parts += [f"unexpected {', '.join(extra[:3])}"] if extra else []
+    parts += [f"{n} is {stored[n]}, the config needs {expected[n]}" for n in wrong[:2]]
+    if parts:
+        raise CorruptInputError(f"{path}: weights do not fit the model config ({'; '.join(parts)})")
 
 
 def _check_calibration(path: Path, calibration: Any, d_input: int) -> torch.Tensor | None:

@@ -560,7 +560,7 @@ def _stopped_summary(compiled) -> dict:
     }
     if compiled.report is not None:
         summary["calibration_events"] = compiled.report.calibration_events
-        summary["calibration_origin"] = compiled.meta.get("calibration_origin", "given")
+        summary["calibration_origin"] = compiled.meta["calibration_origin"]
     return summary
 
 

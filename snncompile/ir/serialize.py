@@ -214,6 +214,19 @@ def read_versioned_json(path: Path, format_name: str) -> dict[str, Any]:
     return _read_json(path, format_name)[1]
 
 
+def peek_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when it is missing, not a regular file (opening
+    a FIFO would block), not UTF-8 JSON or not an object: for guesses about what a
+    directory is, which must never fail or wait."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _read_json(path: Path, format_name: str) -> tuple[_Doc, dict[str, Any]]:
     doc = _Doc(path)
     if not path.is_file():

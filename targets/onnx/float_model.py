@@ -31,7 +31,7 @@ import numpy as np
 
 from snncompile import __version__
 from snncompile.errors import CorruptInputError, EquivalenceError, UnsupportedError, UsageError
-from snncompile.ir.serialize import is_version
+from snncompile.ir.serialize import is_version, peek_json_object
 from snncompile.outputs import write_directory, write_npz
 from snncompile.reference.simulator import SimResult
 
@@ -449,13 +449,8 @@ def open_onnx_artifact(path: str | os.PathLike[str]) -> tuple[Any, int, int]:
 
 def is_float_artifact(path: str | os.PathLike[str]) -> bool:
     """Whether `path` is a directory whose manifest says it is a float export."""
-    if not (Path(path) / "manifest.json").is_file():  # a FIFO there would block the read
-        return False
-    try:
-        data = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and data.get("format") == FLOAT_FORMAT
+    data = peek_json_object(Path(path) / "manifest.json")
+    return data is not None and data.get("format") == FLOAT_FORMAT
 
 
 def read_float_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
