@@ -15,6 +15,7 @@ from random_netlists import random_netlists
 from scipy import sparse
 from trace_compare import assert_traces_equal
 
+import snncompile.reference.loops as loops
 import snncompile.reference.sequences as sequences
 import snncompile.reference.simulator as simulator
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
@@ -314,6 +315,32 @@ def test_sparse_int_synapse_equals_the_dense_product(data):
     simulator._accumulate(stored_sparse, messages, got, "int", sparse_events)
     np.testing.assert_array_equal(got, want)
     assert sparse_events.counts.get("s", 0) == dense_events.counts.get("d", 0)
+
+
+@pytest.mark.parametrize("structure", ["fan-out (gather)", "fan-in (csr)"])
+@pytest.mark.parametrize("exp", [-9, 0, 3])
+def test_wide_sparse_int_synapse_equals_the_dense_product(structure: str, exp: int) -> None:
+    """As above at an SSM's widths (64 channels, 33 modes each), so that the compiled
+    loops run their vectorized bodies (the hypothesis shapes are shorter than one
+    vector), with messages that make some sums wrap."""
+    rng = np.random.default_rng(exp + 20)
+    channels, modes = 64, 33
+    fan_out = np.kron(np.eye(channels), np.ones((modes, 1)))  # (2112, 64), one per row
+    mask = fan_out if structure.startswith("fan-out") else fan_out.T
+    weight = mask * rng.integers(-256, 256, mask.shape)
+    messages = rng.integers(-(2**31) + 1, 2**31, (7, weight.shape[1]))
+    messages[:, ::3] //= 2**20  # a mix of sums that wrap and sums that do not
+    dense = Synapse("d", "a", "b", weight, exp)
+    stored_sparse = Synapse("s", "a", "b", sparse.csr_matrix(weight), exp)
+    start = rng.integers(-(2**40), 2**40, (7, weight.shape[0]))
+    dense_events, sparse_events = Events(), Events()
+    want = start + simulator._apply(dense, messages, "int", dense_events)
+    got = start.copy()
+    simulator._accumulate(stored_sparse, messages, got, "int", sparse_events)
+    np.testing.assert_array_equal(got, want)
+    assert 0 < sparse_events.counts["s"] == dense_events.counts["d"] < got.size
+    loop = simulator._sparse_int(stored_sparse)[0]
+    assert loop is (loops.fan_out_synapse_int if mask is fan_out else loops.csr_synapse_int)
 
 
 def _ints_of(strategy, size: int) -> st.SearchStrategy:

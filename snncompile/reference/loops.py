@@ -31,67 +31,81 @@ _jit = numba.njit(cache=True, nogil=True)
 # directly and returns whether every value stayed inside the bounds that make float64
 # exact; when it returns False the caller discards everything it wrote (states included:
 # it passes copies).
+#
+# The innermost loops vectorize only if LLVM can prove, with at most 8 run-time overlap
+# checks, that the arrays written do not overlap those read (numba cannot declare them
+# distinct). A loop that reads and writes many separate arrays therefore stays scalar:
+# an SSM row with separate re, im, a_re, a_im, b_re and b_im arrays needs 9 checks, and
+# ran at a third of the speed. So per-value parameters and states are interleaved in one
+# flat array each and indexed with a constant stride (a 2-d array's row stride is known
+# only at run time, which defeats the same proof).
 
 
 @_jit
 def ssm_sequence(
-    inputs, input_max, b_re, b_im, a_re, a_im, re, im, state_limit, message_limit,
-    messages, re_trace, im_trace, keep,
+    inputs, input_max, coef, z, state_limit, message_limit, messages, re_trace, im_trace,
+    keep,
 ):  # pragma: no cover  # fmt: skip
     """z_t = trunc(a z_{t-1} + b x_t) in float64 (a, b already scaled by 2**-frac):
-    inputs (n, B, S) int64; re, im (B, S) float64, the state, advanced in place. Exact
-    while no |x| exceeds input_max and no |z| exceeds state_limit (the caller derives
-    input_max from the coefficients so that every sum stays below 2**53). messages
-    (n, B, S) get re clipped to +-message_limit. Returns (exact, clipped messages)."""
+    inputs (n, B, S) int64; coef (4 S,) float64, per mode a_re, a_im, b_re, b_im; z
+    (B, 2 S) float64, the state, per mode re, im, advanced in place. Exact while no |x|
+    exceeds input_max and no |z| exceeds state_limit (the caller derives input_max from
+    the coefficients so that every sum stays below 2**53). messages (n, B, S) get re
+    clipped to +-message_limit. Returns (exact, clipped messages)."""
     n, batch, size = inputs.shape
-    outside = False
+    outside = 0
     clipped = 0
     for b in range(batch):
+        z_row = z[b]
         for t in range(n):
-            x, r_row, i_row, sent = inputs[t, b], re[b], im[b], messages[t, b]
+            x, sent = inputs[t, b], messages[t, b]
             for j in range(size):
                 xj = np.float64(x[j])
-                r_old, i_old = r_row[j], i_row[j]
-                r = np.trunc(a_re[j] * r_old - a_im[j] * i_old + b_re[j] * xj)
-                i = np.trunc(a_im[j] * r_old + a_re[j] * i_old + b_im[j] * xj)
-                outside |= (abs(xj) > input_max) | (abs(r) > state_limit) | (abs(i) > state_limit)
-                r_row[j], i_row[j] = r, i
+                r_old, i_old = z_row[2 * j], z_row[2 * j + 1]
+                a_re, a_im = coef[4 * j], coef[4 * j + 1]
+                r = np.trunc(a_re * r_old - a_im * i_old + coef[4 * j + 2] * xj)
+                i = np.trunc(a_im * r_old + a_re * i_old + coef[4 * j + 3] * xj)
+                z_row[2 * j], z_row[2 * j + 1] = r, i
+                bad = (abs(xj) > input_max) | (abs(r) > state_limit) | (abs(i) > state_limit)
+                outside += np.int64(bad)
                 message = min(max(r, -message_limit), message_limit)
-                clipped += message != r
+                clipped += np.int64(message != r)
                 sent[j] = np.int64(message)
             if keep:
                 for j in range(size):
-                    re_trace[t, b, j] = np.int64(r_row[j])
-                    im_trace[t, b, j] = np.int64(i_row[j])
-    return not outside, clipped
+                    re_trace[t, b, j] = np.int64(z_row[2 * j])
+                    im_trace[t, b, j] = np.int64(z_row[2 * j + 1])
+    return outside == 0, clipped
 
 
 @_jit
 def reset_refractory_sequence(
-    inputs, input_max, retain, theta, reset, v, state_limit, spikes, v_trace, keep
+    inputs, input_max, params, v, state_limit, spikes, v_trace, keep
 ):  # pragma: no cover
     """m_t = trunc(v_{t-1} retain) + x_t; s_t = m_t > theta; v_t = m_t - reset s_t, in
-    float64 (retain = (4096 - decay) / 2**12): inputs (n, B, S) int64; v (B, S) float64,
-    the state, advanced in place; spikes (n, B, S) int64. Exact while no |x| exceeds
-    input_max and neither |m| nor |v| exceeds state_limit. Returns whether it was."""
+    float64 (retain = (4096 - decay) / 2**12): inputs (n, B, S) int64; params (3 S,)
+    float64, per neuron retain, theta, reset; v (B, S) float64, the state, advanced in
+    place; spikes (n, B, S) int64. Exact while no |x| exceeds input_max and neither |m|
+    nor |v| exceeds state_limit. Returns whether it was."""
     n, batch, size = inputs.shape
-    outside = False
+    outside = 0
     for b in range(batch):
+        v_row = v[b]
         for t in range(n):
-            x, v_row, fired = inputs[t, b], v[b], spikes[t, b]
+            x, fired = inputs[t, b], spikes[t, b]
             for j in range(size):
                 xj = np.float64(x[j])
-                m = np.trunc(v_row[j] * retain[j]) + xj
-                spike = m > theta[j]
-                v_new = m - reset[j] if spike else m
-                outside |= (abs(xj) > input_max) | (abs(m) > state_limit)
-                outside |= abs(v_new) > state_limit
+                m = np.trunc(v_row[j] * params[3 * j]) + xj
+                spike = m > params[3 * j + 1]
+                v_new = m - params[3 * j + 2] if spike else m
+                bad = (abs(xj) > input_max) | (abs(m) > state_limit) | (abs(v_new) > state_limit)
+                outside += np.int64(bad)
                 v_row[j] = v_new
                 fired[j] = spike
             if keep:
                 for j in range(size):
                     v_trace[t, b, j] = np.int64(v_row[j])
-    return not outside
+    return outside == 0
 
 
 @_jit
@@ -134,12 +148,12 @@ def lava_lif_sequence(
 def _wrap32_shift(total, weight_exp):  # pragma: no cover
     """(floor_shift(wrap32(total), weight_exp), 1 if it wrapped else 0): a synapse's sum
     as docs/numerics.md delivers it, wrapped as Lava's int32 accumulator does."""
+    # Without branches (the mask is the floor modulo 2**32 in two's complement; one of
+    # the two shifts is by zero), so the loops that call this vectorize.
     limit = np.int64(1) << 31
-    wraps = 0
-    if total >= limit or total < -limit:
-        total = (total + limit) % (2 * limit) - limit
-        wraps = 1
-    return (total << weight_exp if weight_exp >= 0 else total >> -weight_exp), wraps
+    wrapped = ((total + limit) & np.int64(0xFFFFFFFF)) - limit
+    left, right = max(weight_exp, 0), max(-weight_exp, 0)
+    return (wrapped << left) >> right, np.int64(wrapped != total)
 
 
 @_jit
@@ -152,9 +166,11 @@ def csr_synapse_int(indptr, indices, weights, weight_exp, messages, out):  # pra
         message = messages[r]
         target = out[r]
         for i in range(indptr.shape[0] - 1):
+            row = slice(indptr[i], indptr[i + 1])  # from 0, as in gather_synapse_int
+            row_indices, row_weights = indices[row], weights[row]
             total = np.int64(0)
-            for k in range(indptr[i], indptr[i + 1]):
-                total += weights[k] * message[indices[k]]
+            for k in range(row_indices.shape[0]):
+                total += row_weights[k] * message[row_indices[k]]
             value, wraps = _wrap32_shift(total, weight_exp)
             target[i] += value
             wrapped += wraps
@@ -163,10 +179,10 @@ def csr_synapse_int(indptr, indices, weights, weight_exp, messages, out):  # pra
 
 @_jit
 def gather_synapse_int(indices, weights, weight_exp, messages, out):  # pragma: no cover
-    """csr_synapse_int for a W with at most one weight per destination (an SSM's fan-out
-    of each channel to its modes): out[r, i] += shift(wrap32(weights[i] *
-    messages[r, indices[i]]), weight_exp), with weights[i] = 0 for an empty row. Without
-    the per-row loop of a CSR the compiler vectorizes the gather."""
+    """csr_synapse_int for a W with at most one weight per destination: out[r, i] +=
+    shift(wrap32(weights[i] * messages[r, indices[i]]), weight_exp), with weights[i] = 0
+    for an empty row. Scalar (the compiler cannot bound the indexed reads apart from the
+    writes), but without a CSR's per-row loop."""
     wrapped = 0
     for r in range(messages.shape[0]):
         message = messages[r]
@@ -175,4 +191,29 @@ def gather_synapse_int(indices, weights, weight_exp, messages, out):  # pragma: 
             value, wraps = _wrap32_shift(weights[i] * message[indices[i]], weight_exp)
             target[i] += value
             wrapped += wraps
+    return wrapped
+
+
+@_jit
+def fan_out_synapse_int(
+    run_starts, run_sources, weights, weight_exp, messages, out
+):  # pragma: no cover
+    """gather_synapse_int for a W whose destinations come in runs that read the same
+    source (an SSM's fan-out of each channel to its modes): destinations run_starts[k] ..
+    run_starts[k + 1] - 1 read source run_sources[k]. A run's loop reads one message
+    and contiguous weights, so it vectorizes; worth it when runs are long."""
+    wrapped = 0
+    for r in range(messages.shape[0]):
+        message = messages[r]
+        target = out[r]
+        for k in range(run_sources.shape[0]):
+            value_in = message[run_sources[k]]
+            # Slices, so the loop index starts at 0: an index numba cannot prove
+            # non-negative gets a wrap-around select that stops the vectorizer.
+            run = slice(run_starts[k], run_starts[k + 1])
+            run_target, run_weights = target[run], weights[run]
+            for i in range(run_target.shape[0]):
+                value, wraps = _wrap32_shift(run_weights[i] * value_in, weight_exp)
+                run_target[i] += value
+                wrapped += wraps
     return wrapped

@@ -109,15 +109,15 @@ def _ssm_int(pop, inputs, state, fmt, events, keep):
     coef_peak = _int_peak(np.abs(p["a_re_q"]) + np.abs(p["a_im_q"]))
     b_peak = max(_int_peak(p["b_re_q"]), _int_peak(p["b_im_q"]))
     scale = 2.0**-fmt.ssm_frac_bits
-    re, im = state["re"].astype(np.float64), state["im"].astype(np.float64)
+    coef = np.stack([p[k] * scale for k in ("a_re_q", "a_im_q", "b_re_q", "b_im_q")], axis=1)
+    z = np.stack([state["re"], state["im"]], axis=2).astype(np.float64)  # (B, S, 2)
     messages = np.empty(inputs.shape, np.int64)
     re_trace, im_trace = _traces(keep, inputs.shape, 2)
     exact, clipped = loops.ssm_sequence(
         np.ascontiguousarray(inputs, dtype=np.int64),
         _input_max(coef_peak * limit, b_peak),
-        *(p[k] * scale for k in ("b_re_q", "b_im_q", "a_re_q", "a_im_q")),
-        re,
-        im,
+        coef.ravel(),  # interleaved per mode (reference.loops says why)
+        z.reshape(z.shape[0], -1),
         limit,
         _limit(min(fmt.message_bits, fmt.state_bits)),
         messages,
@@ -128,7 +128,7 @@ def _ssm_int(pop, inputs, state, fmt, events, keep):
     if not exact:
         return None
     events.add(pop.name, clipped)
-    state["re"], state["im"] = re.astype(np.int64), im.astype(np.int64)
+    state["re"], state["im"] = z[..., 0].astype(np.int64), z[..., 1].astype(np.int64)
     return messages, ({"re": re_trace, "im": im_trace} if keep else {})
 
 
@@ -141,9 +141,14 @@ def _reset_refractory_int(pop, inputs, state, fmt, events, keep):
     exact = loops.reset_refractory_sequence(
         np.ascontiguousarray(inputs, dtype=np.int64),
         _input_max(4096 * limit, 1),
-        (4096 - pop.params["decay"].astype(np.float64)) * 2.0**-12,
-        theta,
-        theta + pop.params["rho"].astype(np.float64),
+        np.stack(  # interleaved per neuron (reference.loops says why)
+            [
+                (4096 - pop.params["decay"].astype(np.float64)) * 2.0**-12,
+                theta,
+                theta + pop.params["rho"].astype(np.float64),
+            ],
+            axis=1,
+        ).ravel(),
         v,
         limit,
         spikes,

@@ -113,11 +113,16 @@ def _may_wrap(syn: Synapse, msg: np.ndarray, acc: np.ndarray) -> bool:
 
 
 _SPARSE_INT: weakref.WeakKeyDictionary[Synapse, tuple] = weakref.WeakKeyDictionary()
+# Mean run length from which a fan-out loop beats the gather: measured on 224 rows, runs
+# of 33 (an SSM's modes per channel) took 0.4x the gather's time, runs of 1 took 4x.
+FAN_OUT_RUN = 8
 
 
 def _sparse_int(syn: Synapse) -> tuple:
-    """A sparse synapse's compiled loop and its weight arrays (int64): a gather when every
-    destination has at most one stored entry, else the CSR (indptr, indices, weights).
+    """A sparse synapse's compiled loop and its weight arrays (int64): when every
+    destination has at most one stored entry, a fan-out over runs of destinations that
+    read one source if the runs are long, else a gather; otherwise the CSR (indptr,
+    indices, weights).
     Cached per Synapse object, like _ROW_ABS_SUMS: a netlist's weights never change."""
     if syn not in _SPARSE_INT:
         weight = sparse.csr_matrix(syn.weight)  # whatever sparse format it came in
@@ -126,7 +131,12 @@ def _sparse_int(syn: Synapse) -> tuple:
             rows = np.repeat(np.arange(weight.shape[0]), per_row)
             indices, values = np.zeros((2, weight.shape[0]), np.int64)
             indices[rows], values[rows] = weight.indices, weight.data
-            _SPARSE_INT[syn] = (loops.gather_synapse_int, indices, values)
+            starts = np.flatnonzero(np.diff(indices, prepend=-1))  # runs of one source
+            if len(indices) >= FAN_OUT_RUN * len(starts):
+                runs = np.append(starts, len(indices)).astype(np.int64)
+                _SPARSE_INT[syn] = (loops.fan_out_synapse_int, runs, indices[starts], values)
+            else:
+                _SPARSE_INT[syn] = (loops.gather_synapse_int, indices, values)
         else:
             arrays = (weight.indptr, weight.indices, weight.data)
             _SPARSE_INT[syn] = (loops.csr_synapse_int, *(a.astype(np.int64) for a in arrays))
@@ -218,8 +228,11 @@ def simulate_into(net: Netlist, x: np.ndarray, sink: Any) -> tuple[Iterator[floa
 
 # Messages and inputs one tile of ticks may hold (all populations, the whole batch).
 # A small batch runs its whole sequence as one tile (few, long array operations); a
-# large one runs short tiles, whose arrays stay in cache.
-TILE_BUDGET_BYTES = 16 << 20
+# large one runs short tiles, whose arrays stay in cache. On this repository's machine
+# (bundled spike-ssm, 2026-12-04, /tmp sweeps of the tile length by hand) throughput
+# per sample peaked with tiles of about 100-250 rows (ticks x batch, 72 KB each here)
+# and fell 2-3x past 300 rows: 16 MiB sat at that edge, 8 MiB is below it.
+TILE_BUDGET_BYTES = 8 << 20
 
 
 class _Run:
