@@ -77,14 +77,14 @@ def train_checkpoint(
         raise UsageError(
             f"-o {output} exists and is not an snncompile checkpoint; not replacing it"
         )
-    for name, value, high in (
-        ("--width", width, 1 << 14),
-        ("--depth", depth, 256),
-        ("--state-size", state_size, 1 << 14),
-        ("--seed", seed, 2**32 - 1),
+    for name, value, low, high in (
+        ("--width", width, 1, 1 << 14),
+        ("--depth", depth, 1, 256),
+        ("--state-size", state_size, 1, 1 << 14),
+        ("--seed", seed, 0, 2**32 - 1),
     ):
-        if not 0 <= value <= high:  # beyond these a model exhausts memory before training
-            raise UsageError(f"{name} must be in [0, {high}], got {value}")
+        if not low <= value <= high:  # beyond these a model exhausts memory before training
+            raise UsageError(f"{name} must be in [{low}, {high}], got {value}")
     if calib_size < 1:
         raise UsageError(
             f"--calib-size must be at least 1 (export calibrates on it), got {calib_size}"

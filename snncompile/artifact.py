@@ -322,6 +322,7 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
                 f"{file}: sha256 does not match the manifest (changed after export)"
             )
     netlist = load_netlist(path)
+    load_graph(path)  # nothing here runs it, but an edited (rehashed) one is refused too
     module = target.load()
     check = getattr(module, "check_artifact", None)
     if check is not None:  # e.g. loihi2's network.net must hold this very netlist

@@ -86,9 +86,14 @@ def save(
     if calibration is not None:
         calibration = torch.as_tensor(calibration).detach().to("cpu", torch.float32).contiguous()
         expected = model.config.d_input
-        if calibration.dim() != 3 or calibration.shape[-1] != expected:
+        if (
+            calibration.dim() != 3
+            or min(calibration.shape) < 1
+            or calibration.shape[-1] != expected
+        ):
             raise UsageError(
-                f"calibration must be (n, L, {expected}), got {tuple(calibration.shape)}"
+                f"calibration must be (n, L, {expected}) with n, L >= 1, "
+                f"got {tuple(calibration.shape)}"
             )
     payload = {
         "format": FORMAT_NAME,
@@ -242,7 +247,7 @@ def _check_calibration(path: Path, calibration: Any, d_input: int) -> torch.Tens
     if not isinstance(calibration, torch.Tensor) or not calibration.is_floating_point():
         what = calibration.dtype if isinstance(calibration, torch.Tensor) else type(calibration)
         raise CorruptInputError(f"{path}: calibration batch is not a real float tensor ({what})")
-    if calibration.dim() != 3 or calibration.shape[0] < 1 or calibration.shape[-1] != d_input:
+    if calibration.dim() != 3 or min(calibration.shape[:2]) < 1 or calibration.shape[-1] != d_input:
         raise CorruptInputError(
             f"{path}: calibration batch must be (n, L, {d_input}), got {tuple(calibration.shape)}"
         )

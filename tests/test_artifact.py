@@ -379,8 +379,9 @@ def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-unty
         ),
         ("manifest.json", lambda j: j.update(source="a.pt"), "'source' is not an object"),
         ("manifest.json", lambda j: j.update(target=3), "'target' is not a name"),
+        ("graph.json", lambda j: j.clear(), "graph.json"),
     ],
-    ids=["populations a list", "rate a string", "source a string", "target a number"],
+    ids=["populations a list", "rate a string", "source a string", "target a number", "graph {}"],
 )
 def test_rehashed_hand_edits_are_refused_on_read(  # type: ignore[no-untyped-def]
     tmp_path: Path, small: Compiled, name, edit, message

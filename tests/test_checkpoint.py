@@ -139,9 +139,10 @@ def test_unknown_config_key(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_calibration_shape_checked_on_save(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="calibration"):
-        save(_model(), tmp_path / "m.pt", calibration=torch.randn(4, 10, 5))
+@pytest.mark.parametrize("shape", [(4, 10, 5), (4, 0, 2), (0, 10, 2)])
+def test_calibration_shape_checked_on_save(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    with pytest.raises(UsageError, match=r"calibration must be \(n, L, 2\) with n, L >= 1"):
+        save(_model(), tmp_path / "m.pt", calibration=torch.randn(*shape))
 
 
 def _first_weight(payload: dict) -> tuple[str, torch.Tensor]:
@@ -173,6 +174,10 @@ DAMAGED = {
         "complex64",
     ),
     "calibration 2-D": (lambda p: p.update(calibration=torch.ones(4, 2)), r"must be \(n, L, 2\)"),
+    "calibration of 0 steps": (
+        lambda p: p.update(calibration=torch.ones(2, 0, 2)),
+        r"must be \(n, L, 2\), got \(2, 0, 2\)",
+    ),
     "calibration NaN": (
         lambda p: p.update(calibration=torch.full((2, 4, 2), float("nan"))),
         "non-finite",

@@ -28,6 +28,7 @@ from snncompile.quantize.quantize import QuantConfig, quantize
 from snncompile.targets.nir import (
     DEFAULT_DT_S,
     SSM_FORMS,
+    decode_graph,
     encode_graph,
     graph_difference,
     prepare,
@@ -601,6 +602,49 @@ def _edit_metadata(nir_graph, case: str) -> None:  # type: ignore[no-untyped-def
         nir_graph.metadata["snncompile_graph_dt_s"] = '"abc"'
     else:  # a node's snncompile metadata not an object
         next(iter(nir_graph.nodes.values())).metadata = {"snncompile": "text"}
+
+
+def _rehash(directory: Path, name: str) -> None:
+    import hashlib
+
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["files"][name] = hashlib.sha256((directory / name).read_bytes()).hexdigest()
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_model_nir_swapped_for_another_graph_is_refused(exported, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """model.nir replaced by another well-formed graph (one weight doubled, written with
+    snncompile's metadata as export writes it) and rehashed into the manifest: inspect
+    and simulate refuse the artifact in one line naming the file (both accepted it, and
+    a consumer would have imported a network that verify never checked)."""
+    import dataclasses
+    import shutil
+
+    _, artifact = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(artifact, copy)
+    original = nir.read(copy / "model.nir")
+    graph = decode_graph(original)
+    name = next(n.name for n in graph if "weight" in n.op.arrays())
+    nodes = tuple(
+        Node(n.name, dataclasses.replace(n.op, weight=n.op.weight * 2), n.inputs)
+        if n.name == name
+        else n
+        for n in graph
+    )
+    other = Graph(nodes, dt_s=graph.dt_s, meta=graph.meta)
+    dt_s = float(np.asarray(original.metadata["snncompile_dt_s"]))
+    nir.write(copy / "model.nir", encode_graph(other, dt_s=dt_s))
+    _rehash(copy, "model.nir")
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 64, 1)))
+    out = tmp_path / "out.npz"
+    for args in (["inspect", copy], ["simulate", copy, "--input", x, "-o", out]):
+        code, _, err = run(args, capsys)
+        assert code == 6 and err.count("\n") == 1, err
+        assert f"{copy / 'model.nir'}: is not the graph of graph.json" in err, err
+        assert f"node {name!r}" in err, err  # names what differs
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

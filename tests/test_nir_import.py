@@ -857,6 +857,26 @@ def test_nan_parameter_is_a_corrupt_file_naming_node_and_field(node, field, tmp_
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize(
+    ("make", "field", "value"),
+    [(lambda: lif(2), "tau", 0.0), (lambda: cuba_lif(2), "tau_syn", -0.001)],
+    ids=["tau 0", "tau_syn negative"],
+)
+def test_a_time_constant_below_zero_is_a_corrupt_file(make, field, value, tmp_path, cli):
+    """As a NaN one is (exit 6): it was exit 4, 'unsupported', as if another compiler
+    could take it."""
+    node = make()
+    getattr(node, field).flat[0] = value
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", node))
+    nir.write(tmp_path / "tau.nir", g)
+    out = cli("export", str(tmp_path / "tau.nir"), "--dt", "1e-3", "-o", str(tmp_path / "a"))
+    kind = type(node).__name__
+    assert out.returncode == 6, out.stderr
+    want = f"error: tau.nir: node 'lif' ({kind}): {field} must be positive, got {value:g}\n"
+    assert out.stderr == want, out.stderr
+    assert not (tmp_path / "a").exists()
+
+
 OUT_OF_SCALE = {
     # (graph, dt, exit code, the error after "error: big.nir: ")
     "gain overflows float64": (

@@ -192,8 +192,10 @@ def test_an_unexpected_exception_is_one_line_exit_1(  # type: ignore[no-untyped-
         ("--lr", "inf", "lr must be positive"),
         ("--weight-decay", "nan", "weight decay non-negative"),
         ("--calib-size", "0", "--calib-size must be at least 1"),
-        ("--width", "100000000", "--width must be in [0, 16384]"),
-        ("--depth", "100000000", "--depth must be in [0, 256]"),
+        ("--width", "100000000", "--width must be in [1, 16384]"),
+        ("--width", "0", "--width must be in [1, 16384], got 0"),
+        ("--depth", "100000000", "--depth must be in [1, 256]"),
+        ("--state-size", "0", "--state-size must be in [1, 16384], got 0"),
         ("--seed", "-1", "--seed must be in [0, 4294967295]"),
     ],
 )

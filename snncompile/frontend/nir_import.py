@@ -341,6 +341,16 @@ class NeuronParams:
     spiking: bool
 
 
+def _time_constant(name: str, kind: str, field_name: str, tau: np.ndarray) -> np.ndarray:
+    """tau itself; a time constant of zero or below is no neuron at all, so the file is
+    wrong (exit 6, as for a NaN one), not a neuron we cannot compile."""
+    if np.any(tau <= 0):
+        raise CorruptInputError(
+            f"node {name!r} ({kind}): {field_name} must be positive, got {tau.min():g}"
+        )
+    return tau
+
+
 def neuron_params(name: str, node: Any, dt: float) -> NeuronParams:
     """Forward-Euler coefficients (module docstring); UnsupportedError names what the
     compartments cannot take (v_reset != 0, dt > tau)."""
@@ -360,15 +370,11 @@ def neuron_params(name: str, node: Any, dt: float) -> NeuronParams:
         with np.errstate(over="ignore"):  # checked below
             alpha_u, alpha_v, gain, v_bias = zero, one, dt * r, zero
     else:
-        tau = get(tau_field[kind])
-        if np.any(tau <= 0):
-            raise UnsupportedError(f"node {name!r} ({kind}): time constants must be positive")
+        tau = _time_constant(name, kind, tau_field[kind], get(tau_field[kind]))
         alpha_u, alpha_v = zero, 1.0 - dt / tau
         tau_syn = get("tau_syn") if kind.startswith("Cuba") else None
         if tau_syn is not None:
-            if np.any(tau_syn <= 0):
-                raise UnsupportedError(f"node {name!r} ({kind}): tau_syn must be positive")
-            alpha_u = 1.0 - dt / tau_syn
+            alpha_u = 1.0 - dt / _time_constant(name, kind, "tau_syn", tau_syn)
         # Before the gains: a dt that large overflows them (numpy would warn first).
         if np.any(alpha_u < 0) or np.any(alpha_v < 0):
             raise UnsupportedError(

@@ -175,24 +175,50 @@ def _op_of(node: Any) -> str:
     return str(ours.get("op", "?")) if isinstance(ours, dict) else "?"
 
 
+def _read_artifact_graph(file: Path) -> tuple[Any, Graph | None]:
+    """(the NIR graph in file, read with type checking; the Graph its snncompile metadata
+    holds, None if it has none), checked as a re-import checks it (CorruptInputError)."""
+    try:
+        nir_graph = _nir().read(file, type_check=True)
+    except Exception as exc:  # nir raises bare ValueError/KeyError/OSError on bad files
+        raise CorruptInputError(f"{file}: not a readable NIR graph ({exc})") from None
+    if not is_ours(nir_graph):
+        return nir_graph, None
+    try:
+        return nir_graph, decode_graph(nir_graph)
+    except CorruptInputError as exc:
+        raise CorruptInputError(f"{file}: {exc}") from None
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        raise CorruptInputError(f"{file}: malformed snncompile metadata ({detail})") from None
+
+
+def check_artifact(path: str | Path, netlist: Any) -> None:
+    """model.nir (what another framework imports) holds the graph the artifact was
+    compiled from: decoded and run through the passes it is graph.json exactly (what was
+    lowered to the netlist that simulate and verify run). A graph swapped in and rehashed
+    into the manifest would hand on something verify never checked."""
+    from snncompile.ir.serialize import load_graph
+    from snncompile.passes import run_passes
+
+    file = Path(path) / "model.nir"
+    _, traced = _read_artifact_graph(file)
+    if traced is None:
+        raise CorruptInputError(f"{file}: has no snncompile metadata (export writes it)")
+    difference = graph_difference(run_passes(traced), load_graph(path))
+    if difference is not None:
+        raise CorruptInputError(
+            f"{file}: is not the graph of graph.json ({difference}; edited after export, "
+            "or written by another snncompile version: export again)"
+        )
+
+
 def summarize_artifact(path: str | Path) -> dict[str, Any]:
     """Nodes, dt and lossy ops of the artifact's model.nir (read with type checking)."""
-    nir = _nir()
     from nir.serialization import read_version
 
     file = Path(path) / "model.nir"
-    try:
-        nir_graph = nir.read(file, type_check=True)
-    except Exception as exc:  # nir raises bare ValueError/KeyError/OSError on bad files
-        raise CorruptInputError(f"{file}: not a readable NIR graph ({exc})") from None
-    if is_ours(nir_graph):  # its metadata (read below) is checked as a re-import checks it
-        try:
-            decode_graph(nir_graph)
-        except CorruptInputError as exc:
-            raise CorruptInputError(f"{file}: {exc}") from None
-        except (TypeError, AttributeError, KeyError, ValueError) as exc:
-            detail = f"{type(exc).__name__}: {exc}"
-            raise CorruptInputError(f"{file}: malformed snncompile metadata ({detail})") from None
+    nir_graph, _ = _read_artifact_graph(file)
     meta = nir_graph.metadata
     kinds: dict[str, int] = {}
     for node in nir_graph.nodes.values():
@@ -218,6 +244,7 @@ __all__ = [
     "SSM_FORMS",
     "TARGET",
     "Build",
+    "check_artifact",
     "check_exportable",
     "check_options",
     "check_traced",
