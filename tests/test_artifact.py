@@ -163,6 +163,12 @@ def _drop_npz_member(path: Path, key: str) -> None:
     np.savez(path, **arrays)
 
 
+def _edit_npz_member(path: Path, key: str, edit) -> None:  # type: ignore[no-untyped-def]
+    with np.load(path) as npz:
+        arrays = {k: edit(npz[k]) if k == key else npz[k] for k in npz.files}
+    np.savez(path, **arrays)
+
+
 NETLIST_DAMAGE = {
     "wrong version": (lambda d: _edit_json(d / "netlist.json", lambda j: j.update(version=2)),
                       "version 2 is not supported"),
@@ -180,6 +186,9 @@ NETLIST_DAMAGE = {
                       "not a readable .npz"),
     "missing array": (lambda d: _drop_npz_member(d / "netlist.npz", "syn0.weight"),
                       "array 'syn0.weight'.*is missing"),
+    "npz weight not an integer": (
+        lambda d: _edit_npz_member(d / "netlist.npz", "syn0.weight", lambda w: w + 0.5),
+        r"netlist\.json or netlist\.npz: invalid content: "),
     "float exponent": (lambda d: _edit_json(d / "netlist.json",
                                              lambda j: j["synapses"][0].update(weight_exp=0.5)),
                         "weight_exp has the wrong type"),

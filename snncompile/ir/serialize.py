@@ -186,9 +186,17 @@ class _Doc:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.arrays_path: Path | None = None  # the .npz its arrays come from, once opened
 
     def fail(self, message: str) -> CorruptInputError:
         return CorruptInputError(f"{self.path}: {message}")
+
+    def fail_content(self, message: str) -> CorruptInputError:
+        """A value built from this file and its arrays is invalid: either may be at fault
+        (an edited .npz made the netlist's weights non-integer, not its JSON)."""
+        if self.arrays_path is None:
+            return self.fail(message)
+        return CorruptInputError(f"{self.path} or {self.arrays_path.name}: {message}")
 
     def get(self, obj: Any, key: str, types: type | tuple[type, ...], where: str) -> Any:
         if not isinstance(obj, dict):
@@ -309,6 +317,7 @@ class _ArrayReader:
     def __init__(self, doc: _Doc, path: Path) -> None:
         self.doc = doc
         self.path = path
+        doc.arrays_path = path
         if not path.is_file():
             raise CorruptInputError(f"{path}: no such file")
         try:
@@ -341,7 +350,7 @@ class _ArrayReader:
         if isinstance(desc, dict) and "complex" in desc and len(desc["complex"]) == 2:
             real, imag = (self._load(k, where) for k in desc["complex"])
             if real.shape != imag.shape or real.dtype != imag.dtype or real.dtype.kind != "f":
-                raise self.doc.fail(f"{where}: real and imaginary parts do not match")
+                raise self.doc.fail_content(f"{where}: real and imaginary parts do not match")
             # Assign the parts: re + 1j * im would lose the sign of a zero imaginary part.
             value = np.empty(real.shape, np.result_type(real.dtype, np.complex64))
             value.real, value.imag = real, imag
@@ -355,7 +364,7 @@ class _ArrayReader:
                 matrix = sparse.csr_matrix((data, indices, indptr), shape=tuple(shape))
                 matrix.check_format(full_check=True)
             except (ValueError, TypeError) as exc:
-                raise self.doc.fail(f"{where}: invalid sparse matrix ({exc})") from None
+                raise self.doc.fail_content(f"{where}: invalid sparse matrix ({exc})") from None
             return matrix
         raise self.doc.fail(f"{where}: unknown array description {desc!r}")
 
@@ -370,7 +379,7 @@ def _build(doc: _Doc, make: Callable[[], Any]) -> Any:
     try:
         return make()
     except (InvalidGraphError, TypeError, ValueError) as exc:
-        raise doc.fail(f"invalid content: {exc}") from None
+        raise doc.fail_content(f"invalid content: {exc}") from None
 
 
 def load_netlist(directory: str | os.PathLike[str]) -> Netlist:
