@@ -111,7 +111,10 @@ def save(
     return write_file(path, lambda f: f.write(buffer.getbuffer()))
 
 
-def _read_payload(path: Path) -> dict[str, Any]:
+def read_torch_file(path: Path, what: str) -> Any:
+    """torch.load(path, weights_only=True): tensors and plain data, never code. A missing
+    file, a pickled object that would run code, or a damaged file is one
+    CorruptInputError naming the file (`what` it should have been, e.g. "checkpoint")."""
     if not path.exists():
         raise CorruptInputError(f"{path}: no such file")
     if not path.is_file():
@@ -119,7 +122,7 @@ def _read_payload(path: Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # torch warns about a bare pickle's protocol first
             warnings.simplefilter("ignore", UserWarning)
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         unsafe = found.group(1) if found else _first_unsafe_global(path)
@@ -129,8 +132,12 @@ def _read_payload(path: Path) -> dict[str, Any]:
                 "that could run code on load; snncompile reads tensors and plain data only"
             ) from None
         raise CorruptInputError(
-            f"{path}: not a readable checkpoint (truncated or corrupt: {type(exc).__name__})"
+            f"{path}: not a readable {what} (truncated or corrupt: {type(exc).__name__})"
         ) from None
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    payload = read_torch_file(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise CorruptInputError(f"{path}: not an snncompile checkpoint (no '{FORMAT_NAME}' tag)")
     version = payload.get("version")

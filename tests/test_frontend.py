@@ -484,6 +484,24 @@ class _Payload:
         return (print, ("this must never run",))
 
 
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_bare_pickle_as_weights_is_refused_naming_it_without_a_warning(
+    user_weights: Path, tmp_path: Path, protocol: int
+) -> None:
+    """As a checkpoint is (one reader for both): torch warned in two lines about the
+    pickle protocol before our error, and a protocol-5 pickle was called 'truncated or
+    corrupt' instead of naming the object it would have called."""
+    import pickle
+    import warnings
+
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(pickle.dumps(_Payload(), protocol=protocol))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(CorruptInputError, match=r"refused.*\((builtins\.)?print\)"):
+            load_user_model("tiny_user_model:build", path)
+
+
 def test_bad_weights_are_corrupt_input(user_weights: Path, tmp_path: Path) -> None:
     with pytest.raises(CorruptInputError, match="no such file"):
         load_user_model("tiny_user_model:build", tmp_path / "missing.pt")

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from snncompile.checkpoint import read_torch_file
 from snncompile.errors import CorruptInputError, UsageError
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
@@ -55,22 +56,7 @@ def _import(module_name: str) -> Any:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CorruptInputError(
-            f"{path}: no such file" if not path.exists() else f"{path}: not a file"
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        unsafe = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if unsafe:
-            raise CorruptInputError(
-                f"{path}: refused, it contains a pickled Python object ({unsafe.group(1)}) "
-                "that could run code on load; snncompile reads tensors and plain data only"
-            ) from None
-        raise CorruptInputError(
-            f"{path}: not a readable weights file (truncated or corrupt: {type(exc).__name__})"
-        ) from None
+    payload = read_torch_file(path, "weights file")
     # Accept a bare state_dict or a dict holding one (as training scripts often save).
     if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
         payload = payload["state_dict"]
