@@ -29,8 +29,10 @@ _jit = numba.njit(cache=True, nogil=True)
 # vectorizes and the state row stays in cache over the ticks (a batch's whole state
 # would not). Each loop writes int64 messages (and int64 state trajectories when `keep`)
 # directly and returns whether every value stayed inside the bounds that make float64
-# exact; when it returns False the caller discards everything it wrote (states included:
-# it passes copies).
+# exact; when it returns False the caller discards everything it wrote. The SSM and
+# reset-refractory loops take the int64 state and write the new one into separate
+# arrays, converting one sample's row to float64 in a scratch row: with tiles of one
+# tick (a large batch) converting the whole state in numpy cost as much as the ticks.
 #
 # The innermost loops vectorize only if LLVM can prove, with at most 8 run-time overlap
 # checks, that the arrays written do not overlap those read (numba cannot declare them
@@ -43,20 +45,23 @@ _jit = numba.njit(cache=True, nogil=True)
 
 @_jit
 def ssm_sequence(
-    inputs, input_max, coef, z, state_limit, message_limit, messages, re_trace, im_trace,
-    keep,
+    inputs, input_max, coef, re, im, state_limit, message_limit, messages, re_out, im_out,
+    re_trace, im_trace, keep,
 ):  # pragma: no cover  # fmt: skip
     """z_t = trunc(a z_{t-1} + b x_t) in float64 (a, b already scaled by 2**-frac):
-    inputs (n, B, S) int64; coef (4 S,) float64, per mode a_re, a_im, b_re, b_im; z
-    (B, 2 S) float64, the state, per mode re, im, advanced in place. Exact while no |x|
-    exceeds input_max and no |z| exceeds state_limit (the caller derives input_max from
-    the coefficients so that every sum stays below 2**53). messages (n, B, S) get re
-    clipped to +-message_limit. Returns (exact, clipped messages)."""
+    inputs (n, B, S) int64; coef (4 S,) float64, per mode a_re, a_im, b_re, b_im; re, im
+    (B, S) int64, the state before the first tick; re_out, im_out (B, S) int64 get the
+    state after the last. Exact while no |x| exceeds input_max and no |z| exceeds
+    state_limit (the caller derives input_max from the coefficients so that every sum
+    stays below 2**53). messages (n, B, S) get re clipped to +-message_limit. Returns
+    (exact, clipped messages)."""
     n, batch, size = inputs.shape
     outside = 0
     clipped = 0
+    z_row = np.empty(2 * size)  # one sample's state, per mode re, im
     for b in range(batch):
-        z_row = z[b]
+        for j in range(size):
+            z_row[2 * j], z_row[2 * j + 1] = np.float64(re[b, j]), np.float64(im[b, j])
         for t in range(n):
             x, sent = inputs[t, b], messages[t, b]
             for j in range(size):
@@ -75,22 +80,27 @@ def ssm_sequence(
                 for j in range(size):
                     re_trace[t, b, j] = np.int64(z_row[2 * j])
                     im_trace[t, b, j] = np.int64(z_row[2 * j + 1])
+        for j in range(size):
+            re_out[b, j], im_out[b, j] = np.int64(z_row[2 * j]), np.int64(z_row[2 * j + 1])
     return outside == 0, clipped
 
 
 @_jit
 def reset_refractory_sequence(
-    inputs, input_max, params, v, state_limit, spikes, v_trace, keep
+    inputs, input_max, params, v, state_limit, spikes, v_out, v_trace, keep
 ):  # pragma: no cover
     """m_t = trunc(v_{t-1} retain) + x_t; s_t = m_t > theta; v_t = m_t - reset s_t, in
     float64 (retain = (4096 - decay) / 2**12): inputs (n, B, S) int64; params (3 S,)
-    float64, per neuron retain, theta, reset; v (B, S) float64, the state, advanced in
-    place; spikes (n, B, S) int64. Exact while no |x| exceeds input_max and neither |m|
-    nor |v| exceeds state_limit. Returns whether it was."""
+    float64, per neuron retain, theta, reset; v (B, S) int64, the state before the first
+    tick; v_out (B, S) int64 gets it after the last; spikes (n, B, S) int64. Exact while
+    no |x| exceeds input_max and neither |m| nor |v| exceeds state_limit. Returns whether
+    it was."""
     n, batch, size = inputs.shape
     outside = 0
+    v_row = np.empty(size)
     for b in range(batch):
-        v_row = v[b]
+        for j in range(size):
+            v_row[j] = np.float64(v[b, j])
         for t in range(n):
             x, fired = inputs[t, b], spikes[t, b]
             for j in range(size):
@@ -105,6 +115,8 @@ def reset_refractory_sequence(
             if keep:
                 for j in range(size):
                     v_trace[t, b, j] = np.int64(v_row[j])
+        for j in range(size):
+            v_out[b, j] = np.int64(v_row[j])
     return outside == 0
 
 

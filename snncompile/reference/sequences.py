@@ -19,7 +19,9 @@ zero of x / 2**n is trunc(x * 2**-n), exactly tz_shift.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -102,25 +104,46 @@ def _traces(keep: bool, shape: tuple[int, ...], count: int) -> list[np.ndarray]:
     return [np.empty(shape if keep else (0, 0, 0), np.int64) for _ in range(count)]
 
 
-def _ssm_int(pop, inputs, state, fmt, events, keep):
-    """z = trunc((a z + b x) / 2**frac) in float64: re and im are the two rounded sums."""
-    p = {k: p.astype(np.int64) for k, p in pop.params.items()}
-    limit = _limit(fmt.state_bits)
+# Per population, the parameters of its compiled loop (interleaved, reference.loops says
+# why) and the bounds derived from them: a run of many short tiles built them per tile.
+_LOOP_PARAMS: weakref.WeakKeyDictionary[Population, dict] = weakref.WeakKeyDictionary()
+
+
+def _loop_params(pop: Population, key: object, build: Callable[[], Any]) -> Any:
+    cached = _LOOP_PARAMS.setdefault(pop, {})
+    if key not in cached:
+        cached[key] = build()
+    return cached[key]
+
+
+def _ssm_coefficients(pop: Population, frac_bits: int) -> tuple[np.ndarray, int, int]:
+    """(a_re, a_im, b_re, b_im interleaved per mode, scaled by 2**-frac; the largest
+    |a_re| + |a_im|; the largest |b_re| or |b_im|), the latter two as exact ints."""
+    p = {k: v.astype(np.int64) for k, v in pop.params.items()}
     coef_peak = _int_peak(np.abs(p["a_re_q"]) + np.abs(p["a_im_q"]))
     b_peak = max(_int_peak(p["b_re_q"]), _int_peak(p["b_im_q"]))
-    scale = 2.0**-fmt.ssm_frac_bits
-    coef = np.stack([p[k] * scale for k in ("a_re_q", "a_im_q", "b_re_q", "b_im_q")], axis=1)
-    z = np.stack([state["re"], state["im"]], axis=2).astype(np.float64)  # (B, S, 2)
+    parts = [p[k] * 2.0**-frac_bits for k in ("a_re_q", "a_im_q", "b_re_q", "b_im_q")]
+    return np.stack(parts, axis=1).ravel(), coef_peak, b_peak
+
+
+def _ssm_int(pop, inputs, state, fmt, events, keep):
+    """z = trunc((a z + b x) / 2**frac) in float64: re and im are the two rounded sums."""
+    limit = _limit(fmt.state_bits)
+    frac = fmt.ssm_frac_bits
+    coef, coef_peak, b_peak = _loop_params(pop, frac, lambda: _ssm_coefficients(pop, frac))
     messages = np.empty(inputs.shape, np.int64)
+    re_out, im_out = np.empty(state["re"].shape, np.int64), np.empty(state["im"].shape, np.int64)
     re_trace, im_trace = _traces(keep, inputs.shape, 2)
     exact, clipped = loops.ssm_sequence(
         np.ascontiguousarray(inputs, dtype=np.int64),
         _input_max(coef_peak * limit, b_peak),
-        coef.ravel(),  # interleaved per mode (reference.loops says why)
-        z.reshape(z.shape[0], -1),
+        coef,
+        *(np.ascontiguousarray(state[k], dtype=np.int64) for k in ("re", "im")),
         limit,
         _limit(min(fmt.message_bits, fmt.state_bits)),
         messages,
+        re_out,
+        im_out,
         re_trace,
         im_trace,
         keep,
@@ -128,36 +151,37 @@ def _ssm_int(pop, inputs, state, fmt, events, keep):
     if not exact:
         return None
     events.add(pop.name, clipped)
-    state["re"], state["im"] = z[..., 0].astype(np.int64), z[..., 1].astype(np.int64)
+    state["re"], state["im"] = re_out, im_out
     return messages, ({"re": re_trace, "im": im_trace} if keep else {})
+
+
+def _reset_refractory_params(pop: Population) -> np.ndarray:
+    """retain, theta, reset (theta + rho) interleaved per neuron, float64."""
+    theta = pop.params["theta"].astype(np.float64)
+    retain = (4096 - pop.params["decay"].astype(np.float64)) * 2.0**-12
+    reset = theta + pop.params["rho"].astype(np.float64)
+    return np.stack([retain, theta, reset], axis=1).ravel()
 
 
 def _reset_refractory_int(pop, inputs, state, fmt, events, keep):
     limit = _limit(fmt.state_bits)
-    theta = pop.params["theta"].astype(np.float64)
-    v = state["v"].astype(np.float64)
     spikes = np.empty(inputs.shape, np.int64)
+    v_out = np.empty(state["v"].shape, np.int64)
     (v_trace,) = _traces(keep, inputs.shape, 1)
     exact = loops.reset_refractory_sequence(
         np.ascontiguousarray(inputs, dtype=np.int64),
         _input_max(4096 * limit, 1),
-        np.stack(  # interleaved per neuron (reference.loops says why)
-            [
-                (4096 - pop.params["decay"].astype(np.float64)) * 2.0**-12,
-                theta,
-                theta + pop.params["rho"].astype(np.float64),
-            ],
-            axis=1,
-        ).ravel(),
-        v,
+        _loop_params(pop, "reset_refractory", lambda: _reset_refractory_params(pop)),
+        np.ascontiguousarray(state["v"], dtype=np.int64),
         limit,
         spikes,
+        v_out,
         v_trace,
         keep,
     )
     if not exact:
         return None
-    state["v"] = v.astype(np.int64)
+    state["v"] = v_out
     return spikes, ({"v": v_trace} if keep else {})
 
 
