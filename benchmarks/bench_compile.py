@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from snncompile.reference.malloc import tune_malloc_for_tiles
+
 
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,6 +54,7 @@ def _throughput(net, x: np.ndarray) -> float:
 
 def main() -> None:
     args = _parse_args()
+    tune_malloc_for_tiles()  # as the CLI's process is (snncompile.reference.malloc)
     torch.set_num_threads(2)
     torch.manual_seed(0)
     import snncompile

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import sparse
 
 from snncompile.ir.netlist import Netlist
+from snncompile.reference.malloc import tune_malloc_for_tiles
 from snncompile.reference.simulator import encode_input, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +151,7 @@ def _hand_built(net: Netlist, x: np.ndarray, delays: bool = True) -> Callable[[]
 
 def main() -> None:
     args = _parse_args()
+    tune_malloc_for_tiles()  # as the CLI's process is (snncompile.reference.malloc)
     from snncompile.compiler import compile_model
     from snncompile.data import load_task
     from snncompile.targets.lava import run_lava

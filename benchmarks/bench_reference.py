@@ -5,7 +5,9 @@
 
 Prints the median steps/s (network steps, net.total_ticks(L) per run) of the integer
 netlist on sdigits test inputs, after one warm-up run per batch (which also loads or
-compiles the numba loops). To compare two versions of the simulator side by side, run
+compiles the numba loops), with glibc's malloc set as the CLI sets it
+(snncompile.reference.malloc; a version older than that module cannot be compared with
+this script). To compare two versions of the simulator side by side, run
 this script alternately against each, e.g. with a git worktree of the other on
 PYTHONPATH:
 
@@ -24,6 +26,7 @@ from pathlib import Path
 import snncompile
 from snncompile.compiler import compile_model
 from snncompile.data import load_task
+from snncompile.reference.malloc import tune_malloc_for_tiles
 from snncompile.reference.simulator import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +38,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--runs", type=int, default=60, help="runs at batch 1 (fewer when batched)")
     args = parser.parse_args()
+    tune_malloc_for_tiles()  # as the CLI's process is (snncompile.reference.malloc)
 
     net = compile_model(args.model).netlist
     inputs = load_task("sdigits").test.inputs

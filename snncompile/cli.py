@@ -13,6 +13,7 @@ import click
 
 from snncompile import __version__
 from snncompile.errors import CorruptInputError, EquivalenceError, SnnCompileError, UsageError
+from snncompile.reference.malloc import tune_malloc_for_tiles
 from snncompile.simulate import BACKENDS
 from snncompile.targets import TARGETS
 
@@ -973,6 +974,7 @@ def _terminated(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: maps SnnCompileError to its one-line message and exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    tune_malloc_for_tiles()  # the reference's tile arrays (snncompile.reference.malloc)
     # SIGTERM (timeout, CI cancellation) unwinds like Ctrl-C, so writers clean up; the
     # caller's handler comes back afterwards (tests and scripts call main in-process).
     handles_sigterm = threading.current_thread() is threading.main_thread()
