@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -26,8 +27,12 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(mode: str) -> int:
+    # glibc's defaults, whatever the environment sets (MALLOC_*_ variables or tunables).
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"
+    }
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True, env=env
     )
     return int(out.stdout)
 

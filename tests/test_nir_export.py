@@ -5,6 +5,7 @@ to the same integer netlist; each op's NIR encoding computes what the op compute
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import nir
@@ -612,6 +613,39 @@ def _rehash(directory: Path, name: str) -> None:
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
+@pytest.mark.parametrize("form", ["continuous", "euler"])
+def test_an_artifact_reads_where_numpy_rounds_exp_differently(form, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A NIR export read in a process whose numpy runs without its AVX-512 kernels (exp
+    then differs in the last bit for about a quarter of inputs, as on another CPU):
+    inspect and simulate accept it (they called it edited, exit 6), and re-importing the
+    .nir compiles."""
+    import os
+    import subprocess
+    import sys
+
+    from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    avx512 = [f for f in __cpu_dispatch__ if f.startswith("AVX512") and __cpu_features__.get(f)]
+    if not avx512:
+        pytest.skip("numpy runs no AVX-512 kernel here: there is no second rounding to try")
+    artifact = tmp_path / "a"
+    source = CHECKPOINTS / "spike-ssm-sdigits.pt"
+    argv = ["export", source, "--target", "nir", "--nir-ssm", form, "-o", artifact]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 64, 1)))
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(avx512)}
+    for args in (
+        ["inspect", artifact],
+        ["simulate", artifact, "--input", x, "-o", tmp_path / "out.npz"],
+        ["export", artifact / "model.nir", "--target", "onnx", "-o", tmp_path / "again"],
+    ):
+        cmd = [sys.executable, "-m", "snncompile", *map(str, args)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert out.returncode == 0, (args[0], out.stderr)
+
+
 def test_a_model_nir_swapped_for_another_graph_is_refused(exported, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     """model.nir replaced by another well-formed graph (one weight doubled, written with
     snncompile's metadata as export writes it) and rehashed into the manifest: inspect
@@ -645,6 +679,23 @@ def test_a_model_nir_swapped_for_another_graph_is_refused(exported, tmp_path, ca
         assert f"{copy / 'model.nir'}: is not the graph of graph.json" in err, err
         assert f"node {name!r}" in err, err  # names what differs
     assert not out.exists()
+    # A graph whose values the passes refuse (an S4D step so short its poles round to
+    # one): exit 6 naming the file, not an internal error after numpy's warnings.
+    nodes = tuple(
+        Node(n.name, dataclasses.replace(n.op, log_dt=np.full_like(n.op.log_dt, -800.0)), n.inputs)
+        if n.op.kind == "s4d"
+        else n
+        for n in graph
+    )
+    with np.errstate(all="ignore"):  # the pole's tau overflows, as intended
+        broken = encode_graph(Graph(nodes, graph.dt_s, graph.meta), dt_s=dt_s)
+    nir.write(copy / "model.nir", broken)
+    _rehash(copy, "model.nir")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warnings printed lines first
+        code, _, err = run(["inspect", copy], capsys)
+    assert code == 6 and err.count("\n") == 1, err
+    assert f"{copy / 'model.nir'}: holds a model the compiler cannot take" in err, err
 
 
 @pytest.mark.parametrize(

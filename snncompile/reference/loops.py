@@ -38,7 +38,7 @@ _jit = numba.njit(cache=True, nogil=True)
 # checks, that the arrays written do not overlap those read (numba cannot declare them
 # distinct). A loop that reads and writes many separate arrays therefore stays scalar:
 # an SSM row with separate re, im, a_re, a_im, b_re and b_im arrays needs 9 checks, and
-# ran at a third of the speed. So per-value parameters and states are interleaved in one
+# ran 2.2x slower (docs/compiler.md). So per-value parameters and states are interleaved in one
 # flat array each and indexed with a constant stride (a 2-d array's row stride is known
 # only at run time, which defeats the same proof).
 

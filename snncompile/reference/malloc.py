@@ -11,7 +11,7 @@ settings below (tests/test_malloc.py's probe, 2026-12-04). A Lava run in the sam
 process frees blocks of tens of MB and so raises both thresholds, which is why the same
 simulation ran twice as fast after a Lava run as in a fresh process (batch 8: 6,160
 against 3,180 steps/s).
-The settings give every process that speed: blocks up to 32 MiB come from the heap and
+The settings give every process that speed: blocks below 32 MiB come from the heap and
 up to 64 MiB of freed heap is kept for reuse.
 
 The CLI applies this to its own process (snncompile.cli.main); a library user running

@@ -228,10 +228,12 @@ def simulate_into(net: Netlist, x: np.ndarray, sink: Any) -> tuple[Iterator[floa
 
 # Messages and inputs one tile of ticks may hold (all populations, the whole batch).
 # A small batch runs its whole sequence as one tile (few, long array operations); a
-# large one runs short tiles, whose arrays stay in cache. On this repository's machine
-# (bundled spike-ssm, 2026-12-04, /tmp sweeps of the tile length by hand) throughput
-# per sample peaked with tiles of about 100-250 rows (ticks x batch, 72 KB each here)
-# and fell 2-3x past 300 rows: 16 MiB sat at that edge, 8 MiB is below it.
+# large one runs short tiles, whose arrays stay in cache. Measured by hand on this
+# repository's machine (bundled spike-ssm, 76 KB per row of ticks x batch, 2026-12-04):
+# with the CLI's malloc settings (reference/malloc.py) 8, 16 and 32 MiB ran within noise
+# of each other at batch 1-64, and throughput fell 2-4x only past about 700 rows; with
+# glibc's defaults (a library user's process) a batch of 8 ran 2-3x slower at 16 MiB
+# than at 8 MiB, its larger tiles crossing the trim threshold. 8 MiB suits both.
 TILE_BUDGET_BYTES = 8 << 20
 
 
