@@ -14,7 +14,7 @@ from pathlib import Path
 import nir
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from trace_compare import assert_traces_equal
 
@@ -1012,7 +1012,9 @@ def test_random_loop_structures_match_the_nir_simulation(n_neurons, extra, seed)
     except UnsupportedError as exc:  # the one refusal left for these graphs
         assert "recurrent paths with different delays" in str(exc)
         return
-    assert rates["n0"] > 0
+    # A draw whose input weights keep n0 silent compares nothing but zeros (seed 11395
+    # with two neurons did, and failed an assert here in CI): draw another.
+    assume(rates["n0"] > 0)
     latency = net.latency()
     hops = max(latency[n] for n in names) - min(latency[n] for n in names) + 1
     closing = any(p[0] > p[1] for p in pairs)  # an edge back to an earlier neuron
