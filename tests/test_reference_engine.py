@@ -103,6 +103,46 @@ def test_kernel_equals_the_step_function_tick_by_tick(data, kind):
     assert events.counts == spec_events.counts
 
 
+def _wide_params(kind: str, rng: np.random.Generator, size: int) -> dict:
+    """Parameters as _params draws them, for a row wide enough to run the compiled loops'
+    vector bodies (the hypothesis rows of SIZE values run only their scalar remainder)."""
+    ints = lambda low, high, n=size: rng.integers(low, high + 1, n).tolist()  # noqa: E731
+    if kind == "ssm":
+        return {"a_re_q": ints(-(2**14), 2**14), "a_im_q": ints(-(2**14), 2**14),
+                "b_re_q": ints(-(2**20), 2**20), "b_im_q": ints(-(2**20), 2**20)}  # fmt: skip
+    if kind == "reset_refractory":
+        return {"decay": ints(0, 4096), "theta": ints(1, 2**20), "rho": ints(0, 2**20)}
+    du, dv, vth = ints(0, 4095, 2) + ints(0, 2**17 - 1, 1)
+    return {"du": du, "dv": dv, "vth": vth}
+
+
+@pytest.mark.parametrize("kind", ["ssm", "reset_refractory", "lif", "cuba_lif", "cuba_lif_sub"])
+def test_kernel_equals_the_step_function_on_rows_that_vectorize(kind: str) -> None:
+    """test_kernel_equals_the_step_function_tick_by_tick on 70-value rows of 3 samples:
+    the loops' vectorized bodies (16 values a pass) run, not only their remainder."""
+    rng = np.random.default_rng(7)
+    size, batch = 70, 3
+    population = pop("p", kind, size, {}, **_wide_params(kind, rng, size))
+    bits = INPUT_BITS[kind][0]
+    inputs = rng.integers(-(2**bits), 2**bits + 1, (TICKS, batch, size))
+    start = {
+        name: rng.integers(-(2**16), 2**16 + 1, (batch, size))
+        for name in population.compartment.states
+    }
+    events, state = Events(), {k: v.copy() for k, v in start.items()}
+    spec_events, spec_state = Events(), {k: v.copy() for k, v in start.items()}
+    want, want_states = _step_loop(
+        STEPS["int"][kind], population, inputs, spec_state, FMT, spec_events, True
+    )
+    got = KERNELS[("int", kind)](population, inputs, state, FMT, events, True)
+    assert got is not None  # in range: the compiled loop ran
+    np.testing.assert_array_equal(got[0], want)
+    for name in start:
+        np.testing.assert_array_equal(got[1][name], want_states[name], err_msg=name)
+        np.testing.assert_array_equal(state[name], spec_state[name], err_msg=name)
+    assert events.counts == spec_events.counts
+
+
 def test_ssm_kernel_declines_sums_beyond_exact_float64():
     """b * input above 2**53 cannot be summed exactly in float64: the step loop runs."""
     population = pop("p", "ssm", 1, a_re_q=[1], a_im_q=[0], b_re_q=[2**31], b_im_q=[0])
