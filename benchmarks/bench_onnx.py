@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snncompile.reference.malloc import tune_malloc_for_tiles
 from snncompile.reference.simulator import simulate
 from snncompile.targets.onnx import StepSession, run_onnx
 
@@ -46,6 +47,7 @@ def _seconds(fn: Callable[[], object]) -> float:
 
 def main() -> None:
     args = _parse_args()
+    tune_malloc_for_tiles()  # as the CLI's process is (snncompile.reference.malloc)
     from snncompile.compiler import compile_model
     from snncompile.data import load_task
 
