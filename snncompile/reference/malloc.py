@@ -22,7 +22,6 @@ so the library does not apply it on import.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's own ceiling for its dynamic threshold
@@ -35,12 +34,9 @@ def tune_malloc_for_tiles() -> bool:
     glibc mallopt (macOS, Windows, musl), which changes nothing."""
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
+    try:  # the C library this process already loaded (find_library would run ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return False
-    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
