@@ -6,13 +6,13 @@ its mmap threshold with a fresh mmap; after a free it raises that threshold to t
 block's size (up to 32 MiB) and sets its trim threshold to twice that, returning free
 memory at the top of the heap to the system beyond it. A tile's arrays, freed together,
 pass the trim threshold, so the next tile faults all its pages in again: in a fresh
-process 20 rounds of four 2 MiB arrays cost 18,208 minor page faults, 2,036 with the
+process 20 rounds of four 2 MiB arrays cost 40,380 minor page faults, 2,043 with the
 settings below (tests/test_malloc.py's probe, 2026-12-04). A Lava run in the same
-process frees blocks of tens of MB and so raises both thresholds, which is why the same
-simulation ran twice as fast after a Lava run as in a fresh process (batch 8: 6,160
-against 3,180 steps/s).
-The settings give every process that speed: blocks below 32 MiB come from the heap and
-up to 64 MiB of freed heap is kept for reuse.
+process raises both thresholds too (freeing one 16 MiB array did the same in a probe),
+which is why the same simulation ran twice as fast after a Lava run as in a fresh
+process (batch 8: 6,160 against 3,180 steps/s). The settings give every process that
+speed: blocks below 32 MiB come from the heap and up to 64 MiB of freed heap is kept
+for reuse.
 
 The CLI applies this to its own process (snncompile.cli.main); a library user running
 long simulations may call it too. It changes allocator behaviour for the whole process,
