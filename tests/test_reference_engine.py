@@ -357,19 +357,34 @@ def test_sparse_int_synapse_equals_the_dense_product(data):
     assert sparse_events.counts.get("s", 0) == dense_events.counts.get("d", 0)
 
 
-@pytest.mark.parametrize("structure", ["fan-out (gather)", "fan-in (csr)"])
+WIDE_LOOPS = {
+    "fan-out": loops.fan_out_synapse_int,
+    "fan-in spans": loops.span_synapse_int,
+    "fan-in csr": loops.csr_synapse_int,
+}
+
+
+@pytest.mark.parametrize("structure", list(WIDE_LOOPS))
 @pytest.mark.parametrize("exp", [-9, 0, 3])
 def test_wide_sparse_int_synapse_equals_the_dense_product(structure: str, exp: int) -> None:
     """As above at an SSM's widths (64 channels, 33 modes each), so that the compiled
     loops run their vectorized bodies (the hypothesis shapes are shorter than one
-    vector), with messages that make some sums wrap."""
+    vector), with messages that make some sums wrap: an SSM's fan-out, its readout
+    (each channel reads its consecutive modes) and the readout with the modes shuffled
+    (indexed reads). Some weights are 0, so readout rows have gaps."""
     rng = np.random.default_rng(exp + 20)
     channels, modes = 64, 33
     fan_out = np.kron(np.eye(channels), np.ones((modes, 1)))  # (2112, 64), one per row
-    mask = fan_out if structure.startswith("fan-out") else fan_out.T
+    mask = {
+        "fan-out": fan_out,
+        "fan-in spans": fan_out.T,  # channel c reads modes 33 c .. 33 c + 32
+        "fan-in csr": np.kron(np.ones((1, modes)), np.eye(channels)),  # c, c + 64, ...
+    }[structure]
     weight = mask * rng.integers(-256, 256, mask.shape)
     messages = rng.integers(-(2**31) + 1, 2**31, (7, weight.shape[1]))
-    messages[:, ::3] //= 2**20  # a mix of sums that wrap and sums that do not
+    # A mix of sums that wrap and sums that do not: small messages into every third sum.
+    small = np.arange(channels) % 3 == 0 if structure == "fan-out" else mask[::3].any(axis=0)
+    messages[:, small] //= 2**20
     dense = Synapse("d", "a", "b", weight, exp)
     stored_sparse = Synapse("s", "a", "b", sparse.csr_matrix(weight), exp)
     start = rng.integers(-(2**40), 2**40, (7, weight.shape[0]))
@@ -379,8 +394,27 @@ def test_wide_sparse_int_synapse_equals_the_dense_product(structure: str, exp: i
     simulator._accumulate(stored_sparse, messages, got, "int", sparse_events)
     np.testing.assert_array_equal(got, want)
     assert 0 < sparse_events.counts["s"] == dense_events.counts["d"] < got.size
-    loop = simulator._sparse_int(stored_sparse)[0]
-    assert loop is (loops.fan_out_synapse_int if mask is fan_out else loops.csr_synapse_int)
+    assert simulator._sparse_int(stored_sparse)[0] is WIDE_LOOPS[structure]
+
+
+def test_spans_pad_gaps_with_zeros_and_give_up_on_scattered_rows():
+    # Row 0 reads sources 1-3 with a 0 weight at 2 (not stored), row 1 nothing, row 2
+    # reads 0-1, row 3 reads 3 (stored twice: the products add).
+    weight = sparse.csr_matrix(
+        (np.array([2, 3, 5, 6, 7, 1]), np.array([1, 3, 0, 1, 3, 3]), np.array([0, 2, 2, 4, 6])),
+        shape=(4, 4),
+    )
+    indptr, firsts, padded = simulator._spans(weight)
+    np.testing.assert_array_equal(indptr, [0, 3, 3, 5, 6])
+    np.testing.assert_array_equal(firsts, [1, 0, 0, 3])
+    np.testing.assert_array_equal(padded, [2, 0, 3, 5, 6, 8])
+    messages = np.arange(1, 9, dtype=np.int64).reshape(2, 4)
+    got = np.zeros((2, 4), np.int64)
+    loops.span_synapse_int(indptr, firsts, padded, 0, messages, got)
+    np.testing.assert_array_equal(got, messages @ weight.toarray().T)
+    # Row 0 reads sources 0 and 9: a range of 10 for 2 weights (5x), so indexed reads.
+    scattered = sparse.csr_matrix(np.eye(10)[[0, 9]].sum(axis=0, keepdims=True))
+    assert simulator._spans(scattered) is None
 
 
 def _ints_of(strategy, size: int) -> st.SearchStrategy:

@@ -190,6 +190,28 @@ def csr_synapse_int(indptr, indices, weights, weight_exp, messages, out):  # pra
 
 
 @_jit
+def span_synapse_int(indptr, firsts, weights, weight_exp, messages, out):  # pragma: no cover
+    """csr_synapse_int for a W whose row i reads the consecutive sources firsts[i] ..
+    firsts[i] + (indptr[i + 1] - indptr[i]) - 1 (an SSM's readout of a channel's modes,
+    gaps filled with zero weights): contiguous reads instead of indexed ones, 3x faster
+    per product on a readout of 33-mode runs."""
+    wrapped = 0
+    for r in range(messages.shape[0]):
+        message = messages[r]
+        target = out[r]
+        for i in range(indptr.shape[0] - 1):
+            row_weights = weights[indptr[i] : indptr[i + 1]]
+            span = message[firsts[i] : firsts[i] + row_weights.shape[0]]
+            total = np.int64(0)
+            for k in range(row_weights.shape[0]):
+                total += row_weights[k] * span[k]
+            value, wraps = _wrap32_shift(total, weight_exp)
+            target[i] += value
+            wrapped += wraps
+    return wrapped
+
+
+@_jit
 def gather_synapse_int(indices, weights, weight_exp, messages, out):  # pragma: no cover
     """csr_synapse_int for a W with at most one weight per destination: out[r, i] +=
     shift(wrap32(weights[i] * messages[r, indices[i]]), weight_exp), with weights[i] = 0
