@@ -941,6 +941,32 @@ def test_unsupported_neuron_parameters_are_all_named():
     assert "'a'" in str(info.value) and "'b'" in str(info.value)
 
 
+def test_neurons_the_lowering_refuses_are_all_named():
+    """Refusals found while lowering (a leak voltage with a current, time constants that
+    differ within a reset-zero node) name every offending node, not just the first; a
+    node fed by a refused one is skipped, not reported as a crash."""
+    leaky = [cuba_lif(2), cuba_lif(2)]
+    for node in leaky:
+        node.v_leak = np.full(2, 0.1)
+    mixed = cuba_lif(2)
+    mixed.tau_mem = np.array([0.004, 0.008])
+    ends = {"input": nir.Input(input_type=np.array([2])),
+            "output": nir.Output(output_type=np.array([2]))}  # fmt: skip
+    nodes = {**ends, "a": leaky[0], "b": leaky[1], "c": mixed, "d": cuba_lif(2)}
+    edges = [("input", "a"), ("input", "b"), ("input", "c"), ("c", "d"), ("a", "output"),
+             ("b", "output"), ("d", "output")]  # fmt: skip
+    with pytest.raises(UnsupportedError) as info:
+        lower(import_nir(graph(nodes, edges), dt=1e-3).graph)
+    message = str(info.value)
+    assert "\n" not in message
+    assert all(f"{name}:" in message for name in "abc"), message
+    assert "d:" not in message and "leak voltage" in message
+    assert (
+        "c: tau_mem differs between neurons (the decay 1 - dt/tau_mem ranges 0.75 .. 0.875)"
+        in message
+    )
+
+
 def test_loop_through_two_neurons_exports_inspects_and_simulates(tmp_path, cli):
     """A NIR loop A -> B -> A from a file: the loihi2 artifact states 2 ticks per model
     step (manifest, network.net, inspect), has no netx dense layer (netx's neuron cannot

@@ -159,11 +159,23 @@ def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
             + (" or ".join(elsewhere) or "no other target")
         )
     builder = _Builder(graph)
+    # A rule refuses a node it has no exact form for (UnsupportedError); the refusals of
+    # every node are reported together, the nodes fed by a refused one skipped.
+    problems: list[str] = []
+    skipped: set[str] = set()
     for node in graph:
-        if isinstance(node.op, _TRANSPARENT):
+        if skipped.intersection(node.inputs):
+            skipped.add(node.name)
+        elif isinstance(node.op, _TRANSPARENT):
             builder.views[node.name] = builder.views[node.inputs[0]]
-            continue
-        _LOWERINGS[type(node.op)](builder, node)
+        else:
+            try:
+                _LOWERINGS[type(node.op)](builder, node)
+            except UnsupportedError as exc:
+                problems.append(str(exc))
+                skipped.add(node.name)
+    if problems:
+        raise UnsupportedError("; ".join(problems))
     for node in graph:
         if isinstance(node.op, nir_ops.Feedback):
             check_feedback(builder, node)

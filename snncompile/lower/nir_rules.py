@@ -52,8 +52,8 @@ def _sparse_linear(b: Any, node: Node) -> None:
 def _uniform(node: Node, name: str, values: np.ndarray, why: str) -> float:
     if np.ptp(values) != 0:
         raise UnsupportedError(
-            f"{node.name}: {name} differs between neurons ({values.min():g} .. "
-            f"{values.max():g}); {why}"
+            f"{node.name}: {name} differs between neurons (the decay 1 - dt/{name} ranges "
+            f"{values.min():g} .. {values.max():g}); {why}"
         )
     return float(values[0])
 
