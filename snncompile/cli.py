@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -18,7 +19,20 @@ from snncompile.simulate import BACKENDS
 from snncompile.targets import TARGETS
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Interrupted(Exception):
+    """Ctrl-C inside a command, carried past click (whose own handling prints a blank line
+    before main's one-line message)."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="snncompile")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.pass_context
@@ -966,7 +980,16 @@ def _json(data: object) -> str:
     return json.dumps(strict(data), indent=2, allow_nan=False)
 
 
+_CLI_PID: int | None = None  # the process main() runs in (set there)
+
+
 def _terminated(signum: int, frame: object) -> None:
+    if os.getpid() != _CLI_PID:
+        # A worker forked while main() ran (Lava's) inherits this handler: it ends as a
+        # process without it would, silently, and the CLI's process reports once.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     click.echo("error: terminated (SIGTERM)", err=True)
     raise SystemExit(128 + signum)
 
@@ -978,6 +1001,8 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM (timeout, CI cancellation) unwinds like Ctrl-C, so writers clean up; the
     # caller's handler comes back afterwards (tests and scripts call main in-process).
     handles_sigterm = threading.current_thread() is threading.main_thread()
+    global _CLI_PID
+    _CLI_PID = os.getpid()
     previous = signal.signal(signal.SIGTERM, _terminated) if handles_sigterm else None
     try:
         _main(argv, debug)
@@ -989,7 +1014,7 @@ def main(argv: list[str] | None = None) -> None:
 def _main(argv: list[str] | None, debug: bool) -> None:
     try:
         rv = cli.main(args=argv, prog_name="snncompile", standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, _Interrupted):
         click.echo("error: interrupted", err=True)
         sys.exit(130)
     except click.exceptions.NoArgsIsHelpError as exc:  # bare `snncompile`: the help

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -361,3 +364,61 @@ def test_runs_of_parts_merge_to_the_whole_runs_statistics(artifact, inputs):
         for key, value in expected.items():
             assert getattr(merged, stat)[key] == pytest.approx(value, rel=1e-12), (stat, key)
     assert np.array_equal(merged.readout, whole.readout)
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Pids of the live (not zombie) processes of session `sid` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # not a process, or gone meanwhile
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_group_mid_lava_run_stops_every_process(
+    artifact: Path, inputs: Path, tmp_path: Path, signum: int
+) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) or a group SIGTERM while Lava steps:
+    exit 130 / 143 with the one-line message, no output, no process left. Lava's workers
+    each died with a traceback on Ctrl-C and the CLI then waited for them forever; a
+    worker blocked in a lock ignored the SIGTERM meant to end it."""
+    with np.load(inputs) as data:
+        np.save(tmp_path / "long.npy", np.tile(data["x"], (1, 40, 1)))  # ~15 s of Lava
+    out = tmp_path / "out.npz"
+    argv = ["simulate", str(artifact), "--input", str(tmp_path / "long.npy")]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "snncompile", *argv, "--backend", "lava", "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(_session_processes(run.pid)) < 10 and time.monotonic() < deadline:
+            time.sleep(0.1)  # until Lava's workers run (about 30 processes)
+        time.sleep(1.0)
+        os.killpg(run.pid, signum)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    expected = {signal.SIGINT: "error: interrupted", signal.SIGTERM: "error: terminated"}
+    assert run.returncode == 128 + signum, err
+    assert err.startswith(expected[signum]), err
+    if signum == signal.SIGINT:
+        assert err.count("\n") == 1, err
+    # A group SIGTERM also ends Lava's shared-memory manager; Python's resource tracker
+    # then removes the segments itself and says so (two lines of its own).
+    assert not out.exists()
+    deadline = time.monotonic() + 10
+    while _session_processes(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _session_processes(run.pid) == []

@@ -20,9 +20,11 @@ become the reference's "<pop>.<state>" and "<pop>.in" traces.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -170,7 +172,8 @@ def _run_once(
     received = {id(port): np.zeros((1, port.shape[0])) for port in ports}  # one step's
     root, failed = lava.root, False
     try:
-        root.run(RunSteps(num_steps=lava.steps, blocking=False), run_cfg=config)
+        with _workers_ignore_interrupts():
+            root.run(RunSteps(num_steps=lava.steps, blocking=False), run_cfg=config)
         runtime = root.runtime
         # Sources share one extractor: read each extractor once per step.
         extractors = {
@@ -216,6 +219,28 @@ def _run_once(
             name: float(trace.mean()) for name, trace in traces.items() if name in spiking
         },
     )
+
+
+@contextlib.contextmanager
+def _workers_ignore_interrupts() -> Iterator[None]:
+    """Hold SIGINT while Lava forks its processes, then deliver it.
+
+    The forked workers keep the holding handler, so a Ctrl-C sent to the terminal's
+    process group interrupts only this process, which then stops them (_stop). With
+    Python's default they each died with a traceback mid-step and stop() waited for them
+    forever; and an interrupt landing inside fork's own callbacks was dropped.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        signal.raise_signal(signal.SIGINT)  # as the restored handler takes it
 
 
 def _attach_extractors(lava: LavaNetwork, recorded: list[str], extractor_cls: Any) -> dict:
@@ -286,7 +311,10 @@ def _stop(root: Any, failed: bool) -> None:
 
     After an error Lava's runtime service has already exited (or hangs), and
     Runtime.stop() would wait forever for its answer: end the OS processes this run
-    started that are still alive, then let stop() release the shared memory.
+    started that are still alive, then let stop() release the shared memory (its
+    manager process is not among them, so the segments go whatever ended the workers).
+    SIGKILL, not SIGTERM: a worker blocked in a lock never ran its SIGTERM handler, and
+    stop() then waited for it forever (seen after Ctrl-C in mid-run).
     """
     runtime = root.runtime
     if runtime is None:
@@ -294,7 +322,7 @@ def _stop(root: Any, failed: bool) -> None:
     if failed:
         for actor in runtime._messaging_infrastructure.actors:
             if not actor._is_done and actor.is_alive():
-                actor.terminate()
+                actor.kill()
         runtime._is_started = False
     root.stop()
 
