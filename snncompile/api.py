@@ -72,7 +72,7 @@ def train_checkpoint(
     from snncompile.train import TrainSettings, calibration_batch, evaluate
 
     # Everything that can be refused is refused before the minutes of training.
-    check_writable(output)
+    check_writable(output, file=True)
     if Path(output).exists() and not is_checkpoint(output):  # a checkpoint is re-made
         raise UsageError(
             f"-o {output} exists and is not an snncompile checkpoint; not replacing it"

@@ -24,12 +24,19 @@ class _Interrupted(Exception):
     before main's one-line message)."""
 
 
+class _PipeClosed(Exception):
+    """stdout's reader went away (`snncompile inspect ... | head -1`), carried past click
+    (which exits 1, our code for a bug)."""
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise _Interrupted() from None
+        except BrokenPipeError:
+            raise _PipeClosed() from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -1017,6 +1024,11 @@ def _main(argv: list[str] | None, debug: bool) -> None:
     except (click.exceptions.Abort, _Interrupted):
         click.echo("error: interrupted", err=True)
         sys.exit(130)
+    except _PipeClosed:
+        # Silent, as a process killed by SIGPIPE; stdout goes nowhere so that the
+        # interpreter's final flush does not fail on the closed pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
     except click.exceptions.NoArgsIsHelpError as exc:  # bare `snncompile`: the help
         exc.show()
         sys.exit(2)

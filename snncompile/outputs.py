@@ -33,14 +33,18 @@ def umask() -> int:
     return mask
 
 
-def check_writable(path: str | os.PathLike[str], *, what: str = "-o") -> Path:
+def check_writable(path: str | os.PathLike[str], *, what: str = "-o", file: bool = False) -> Path:
     """Raise UsageError unless `path` can be created or replaced by this process.
 
     Walks up to the nearest existing ancestor: it must be a directory this process may
-    create entries in (parents that do not exist yet are made when writing).
+    create entries in (parents that do not exist yet are made when writing). file: the
+    path names a file, so a trailing separator (a directory) is refused (Path drops it).
     """
     if not os.fspath(path):  # Path("") is ".", which would then "already exist"
         raise UsageError(f"{what} is empty: name the file or directory to write")
+    separators = tuple(s for s in (os.sep, os.altsep) if s)
+    if file and os.fspath(path).endswith(separators):
+        raise UsageError(f"{what} {os.fspath(path)} names a directory; name the file to write")
     path = Path(path)
     ancestor = path.absolute().parent
     while not ancestor.exists():

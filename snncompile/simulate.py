@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -208,6 +209,29 @@ def run_in_parts(backend: str, source: Any, x: np.ndarray, progress: Progress = 
     )
 
 
+# What every simulate output holds (written below); -o replaces only such a file.
+OUTPUT_ARRAYS = ("logits", "predictions", "readout")
+
+
+def _check_replaceable(output: Path) -> None:
+    """-o may replace an earlier simulate output (a rerun), never any other file: an
+    existing x.npz of the user's data was silently replaced."""
+    if not output.exists():
+        return
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a directory; name the .npz file to write")
+    try:
+        with zipfile.ZipFile(output) as archive:  # the names only, no array is read
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        names = set()
+    if not {f"{key}.npy" for key in OUTPUT_ARRAYS} <= names:
+        raise UsageError(
+            f"-o {output} exists and is not a simulate output; not replacing it "
+            "(remove it or name another file)"
+        )
+
+
 def _check_not_an_input(output: Path, artifact: Path, inputs: Any) -> None:
     """-o must not replace the input file, nor a file of the artifact being run."""
     out = output.resolve()
@@ -241,8 +265,9 @@ def simulate_artifact(
     if output is not None and Path(output).suffix != ".npz":
         raise UsageError(f"-o must name an .npz file, got {output}")
     if output is not None:
-        check_writable(output)  # before the run, not after it
+        check_writable(output, file=True)  # before the run, not after it
         _check_not_an_input(Path(output), Path(artifact), inputs)
+        _check_replaceable(Path(output))
     step = on_step or (lambda name: None)
     step("read")
     source: Any
@@ -305,7 +330,7 @@ def simulate_artifact(
         summary.warnings.append(warning)
     if output is not None:
         out = Path(output)
-        arrays = {"logits": result.logits, "predictions": predictions, "readout": result.readout}
+        arrays = dict(zip(OUTPUT_ARRAYS, (result.logits, predictions, result.readout), strict=True))
         write_npz(out, arrays)
         summary.output = str(out)
     return summary

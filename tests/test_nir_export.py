@@ -5,6 +5,7 @@ to the same integer netlist; each op's NIR encoding computes what the op compute
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -194,6 +195,17 @@ def test_cli_inspect_shows_the_nir_section(exported, capsys) -> None:
     _, out = exported
     code, text, _ = run(["inspect", out], capsys)
     assert code == 0 and "nir: model.nir (NIR 1.0.8, dt 0.001 s, SSM form continuous)" in text
+
+
+def test_an_artifact_directory_named_dot_nir_is_inspected_as_an_artifact(
+    exported, tmp_path: Path, capsys
+) -> None:
+    _, out = exported
+    named = tmp_path / "model.nir"
+    shutil.copytree(out, named)
+    code, text, err = run(["inspect", named], capsys)
+    assert code == 0, err
+    assert "nir: model.nir (NIR 1.0.8" in text
 
 
 def test_inspect_of_our_model_nir_names_snncompile_and_its_dt(exported, capsys) -> None:

@@ -366,6 +366,31 @@ def test_runs_of_parts_merge_to_the_whole_runs_statistics(artifact, inputs):
     assert np.array_equal(merged.readout, whole.readout)
 
 
+def test_simulate_replaces_its_own_output_but_no_other_file(artifact, inputs, tmp_path, capsys):
+    out = tmp_path / "out.npz"
+    argv = ("simulate", str(artifact), "--input", str(inputs), "-o")
+    assert _run(capsys, *argv, str(out))[0] == 0
+    assert _run(capsys, *argv, str(out))[0] == 0  # a rerun replaces its own output
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.ones(3))
+    code, _, err = _run(capsys, *argv, str(data))
+    assert code == 2 and err == f"error: -o {data} exists and is not a simulate output; " \
+        "not replacing it (remove it or name another file)\n"  # fmt: skip
+    with np.load(data) as kept:
+        assert kept.files == ["x"]
+
+
+def test_a_file_output_ending_in_a_separator_is_refused(artifact, inputs, tmp_path, capsys):
+    """-o out.npz/ (or train's -o model/) means a directory: writing a file named so
+    instead surprised the user."""
+    slashed = f"{tmp_path / 'out.npz'}{os.sep}"
+    code, _, err = _run(capsys, "simulate", str(artifact), "--input", str(inputs), "-o", slashed)
+    assert code == 2 and "names a directory" in err and err.count("\n") == 1
+    code, _, err = _run(capsys, "train", "--family", "spike-ssm", "-o", f"{tmp_path / 'm'}{os.sep}")
+    assert code == 2 and "names a directory" in err
+    assert os.listdir(tmp_path) == []
+
+
 def _session_processes(sid: int) -> list[int]:
     """Pids of the live (not zombie) processes of session `sid` (Linux /proc)."""
     pids = []
@@ -422,3 +447,17 @@ def test_a_signal_to_the_process_group_mid_lava_run_stops_every_process(
     while _session_processes(run.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _session_processes(run.pid) == []
+
+
+def test_a_closed_stdout_ends_the_cli_silently_with_sigpipes_status() -> None:
+    """`snncompile inspect ... | head -1`: click exited 1 (our code for a bug) when the
+    reader had gone; now 141 and nothing on stderr, as a process ended by SIGPIPE."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "snncompile", "inspect", str(CHECKPOINT)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    run.stdout.close()  # before it writes anything (it imports for a second first)
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=120) == 141, err
+    assert err == ""

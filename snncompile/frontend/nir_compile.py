@@ -25,7 +25,10 @@ DEFAULT_CALIB_SEED = 0
 
 
 def is_nir_source(source: Any) -> bool:
-    return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() == ".nir"
+    """A path ending in .nir that is not a directory (an artifact may be named so)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    return Path(source).suffix.lower() == ".nir" and not Path(source).is_dir()
 
 
 def default_calibration(width: int) -> np.ndarray:
