@@ -175,8 +175,8 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
         raise UsageError(f"{out} is inside the artifact {holder}; write it elsewhere")
     if not (out.exists() or out.is_symlink()):
         return out
-    if not overwrite:
-        raise UsageError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
+    # What --overwrite would not replace is refused first, so the hint to pass it is
+    # given only where it helps (a file named as -o was told to pass it, then refused).
     if out.is_symlink():  # replacing would swap the link for a directory, not its target
         raise UsageError(f"refusing to replace {out}: it is a symbolic link; name its target")
     if not out.is_dir():
@@ -185,6 +185,8 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
         why = _not_replaceable(out)
         if why is not None:
             raise UsageError(f"refusing to replace {out}: {why}")
+    if not overwrite:
+        raise UsageError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
     return out
 
 

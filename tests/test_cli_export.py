@@ -282,12 +282,20 @@ def test_existing_output_without_overwrite_is_usage(tmp_path: Path, capsys) -> N
     ckpt = small_checkpoint(tmp_path / "m.pt")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "mine.txt").write_text("keep")
-    code, _, err = run(["export", ckpt, "-o", tmp_path / "out"], capsys)
-    assert code == 2 and err.startswith("error: ") and "already exists" in err
-    code, _, err = run(["export", ckpt, "-o", tmp_path / "out", "--overwrite"], capsys)
-    assert code == 2 and "not an snncompile artifact" in err
+    # A directory --overwrite would not replace either is refused without the hint.
+    for overwrite in ([], ["--overwrite"]):
+        code, _, err = run(["export", ckpt, "-o", tmp_path / "out", *overwrite], capsys)
+        assert code == 2 and err.startswith("error: ") and "not an snncompile artifact" in err
     assert os.listdir(tmp_path / "out") == ["mine.txt"]
-    assert sorted(os.listdir(tmp_path)) == ["m.pt", "out"]
+    (tmp_path / "mine.npz").write_text("data")
+    code, _, err = run(["export", ckpt, "-o", tmp_path / "mine.npz"], capsys)
+    assert code == 2 and "it is not a directory" in err and "--overwrite" not in err
+    # An earlier export is replaced only when asked to.
+    assert run(["export", ckpt, "-o", tmp_path / "art"], capsys)[0] == 0
+    code, _, err = run(["export", ckpt, "-o", tmp_path / "art"], capsys)
+    assert code == 2 and "already exists; pass --overwrite" in err
+    assert run(["export", ckpt, "-o", tmp_path / "art", "--overwrite"], capsys)[0] == 0
+    assert sorted(os.listdir(tmp_path)) == ["art", "m.pt", "mine.npz", "out"]
 
 
 def test_unknown_target_and_missing_output_are_usage(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
