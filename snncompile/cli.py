@@ -863,7 +863,7 @@ def _format_events(events: dict[str, int]) -> str:
 
 
 @cli.command()
-@click.argument("artifact", type=click.Path(file_okay=False))
+@click.argument("artifact", type=click.Path())
 @click.option(
     "--input",
     "input_path",

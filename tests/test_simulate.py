@@ -461,3 +461,10 @@ def test_a_closed_stdout_ends_the_cli_silently_with_sigpipes_status() -> None:
     err = run.stderr.read().decode()
     assert run.wait(timeout=120) == 141, err
     assert err == ""
+
+
+def test_a_checkpoint_given_as_the_artifact_is_named_a_file(inputs, capsys) -> None:
+    code, _, err = _run(capsys, "simulate", str(CHECKPOINT), "--input", str(inputs))
+    assert code == 6
+    assert err == f"error: {CHECKPOINT}: is a file, not an artifact directory " \
+        "(snncompile export writes one)\n"  # fmt: skip
