@@ -1003,7 +1003,10 @@ def _terminated(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: maps SnnCompileError to its one-line message and exit code."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = [str(a) for a in (argv if argv is not None else sys.argv[1:])]
+    debug = "--debug" in args
+    if debug:  # a group option, taken anywhere (`snncompile export ... --debug`)
+        argv = ["--debug", *(a for a in args if a != "--debug")]
     tune_malloc_for_tiles()  # the reference's tile arrays (snncompile.reference.malloc)
     # SIGTERM (timeout, CI cancellation) unwinds like Ctrl-C, so writers clean up; the
     # caller's handler comes back afterwards (tests and scripts call main in-process).

@@ -468,3 +468,11 @@ def test_a_checkpoint_given_as_the_artifact_is_named_a_file(inputs, capsys) -> N
     assert code == 6
     assert err == f"error: {CHECKPOINT}: is a file, not an artifact directory " \
         "(snncompile export writes one)\n"  # fmt: skip
+
+
+def test_debug_is_taken_after_the_subcommand_too(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "missing.pt"
+    for argv in (["--debug", "inspect", str(missing)], ["inspect", str(missing), "--debug"]):
+        code, _, err = _run(capsys, *argv)
+        assert code == 6 and "Traceback" in err, err
+        assert err.endswith(f"error: {missing}: no such file\n")
