@@ -869,7 +869,8 @@ def _format_events(events: dict[str, int]) -> str:
     "input_path",
     required=True,
     type=click.Path(dir_okay=False),
-    help=".npy (batch, steps, inputs) or (steps, inputs), or .npz with x [and y].",
+    help=".npy (batch, steps, inputs) or (steps, inputs), or .npz with x [and y]; "
+    "float, int or bool.",
 )
 @click.option(
     "--backend",

@@ -134,8 +134,9 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
 
 
 def check_inputs(x: np.ndarray, width: int, *, what: str) -> np.ndarray:
-    """Validate model inputs (B, L, width) of a real dtype; UsageError names the problem."""
-    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiu":
+    """Validate model inputs (B, L, width) of a real dtype, or bool spikes (0 and 1);
+    UsageError names the problem."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "bfiu":
         kind = getattr(x, "dtype", type(x))
         raise UsageError(f"{what} must be a real numeric array, got {kind}")
     if x.ndim != 3 or x.shape[2] != width or x.shape[0] == 0 or x.shape[1] == 0:

@@ -479,3 +479,18 @@ def test_debug_is_taken_after_the_subcommand_too(tmp_path: Path, capsys) -> None
         code, _, err = _run(capsys, *argv)
         assert code == 6 and "Traceback" in err, err
         assert err.endswith(f"error: {missing}: no such file\n")
+
+
+def test_bool_spikes_are_inputs_of_zeros_and_ones(artifact, tmp_path, capsys) -> None:
+    """Spike trains saved as bool (as a spiking framework keeps them) simulate as 0/1."""
+    spikes = np.random.default_rng(0).random((3, 16, 1)) < 0.3
+    outs = []
+    for name, data in (("bool", spikes), ("float", spikes.astype(np.float64))):
+        np.save(tmp_path / f"{name}.npy", data)
+        out = tmp_path / f"{name}-out.npz"
+        argv = ("simulate", str(artifact), "--input", str(tmp_path / f"{name}.npy"))
+        code, _, err = _run(capsys, *argv, "-o", str(out))
+        assert code == 0, err
+        with np.load(out) as result:
+            outs.append(result["readout"])
+    np.testing.assert_array_equal(outs[0], outs[1])
