@@ -294,11 +294,11 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
     Raises CorruptInputError naming the file for anything missing, changed or invalid.
     """
     path = Path(directory)
-    if path.exists() and not path.is_dir():
-        raise CorruptInputError(
-            f"{path}: is a file, not an artifact directory (snncompile export writes one)"
-        )
     if not path.is_dir():
+        if path.exists():
+            raise CorruptInputError(
+                f"{path}: is a file, not an artifact directory (snncompile export writes one)"
+            )
         raise CorruptInputError(f"{path}: no such artifact directory")
     manifest = read_versioned_json(path / "manifest.json", FORMAT_NAME)
     files = manifest.get("files")

@@ -157,16 +157,17 @@ def _spans(weight: sparse.csr_matrix) -> tuple[np.ndarray, ...] | None:
     a range at most SPAN_PADDING times its stored weights (an SSM's readout of a channel's
     modes; a weight quantized to 0 leaves a gap, filled with a 0), else None."""
     per_row = np.diff(weight.indptr)
-    rows = np.repeat(np.arange(len(per_row)), per_row)
+    nonempty = per_row > 0
+    starts = weight.indptr[:-1][nonempty]  # reduceat over the rows that hold weights
     firsts = np.zeros(len(per_row), np.int64)
     lasts = np.full(len(per_row), -1, np.int64)
-    nonempty = per_row > 0
-    firsts[nonempty] = np.minimum.reduceat(weight.indices, weight.indptr[:-1][nonempty])
-    lasts[nonempty] = np.maximum.reduceat(weight.indices, weight.indptr[:-1][nonempty])
+    firsts[nonempty] = np.minimum.reduceat(weight.indices, starts)
+    lasts[nonempty] = np.maximum.reduceat(weight.indices, starts)
     lengths = lasts - firsts + 1
     if lengths.sum() > SPAN_PADDING * weight.nnz:
         return None
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rows = np.repeat(np.arange(len(per_row)), per_row)
     padded = np.zeros(int(indptr[-1]), np.int64)
     # Summed, not assigned: a CSR may hold one entry twice, and the products add.
     np.add.at(padded, indptr[rows] + weight.indices - firsts[rows], weight.data.astype(np.int64))
