@@ -151,6 +151,28 @@ def test_ssm_kernel_declines_sums_beyond_exact_float64():
     assert KERNELS[("int", "ssm")](population, inputs, state, FMT, Events(), False) is None
 
 
+def test_ssm_loop_declines_inputs_beyond_its_conversion_range():
+    """The loop converts inputs to float64 through a bias that holds |x| < 2**51: past
+    that it declines, whatever input_max the caller allows (here b = 0, so the sums
+    themselves would be exact)."""
+    size = 20  # wide enough for the vectorized body
+
+    def run(value: int) -> tuple[bool, np.ndarray]:
+        inputs = np.zeros((1, 1, size), np.int64)
+        inputs[0, 0, 3] = value
+        zeros, messages = np.zeros((1, size), np.int64), np.empty((1, 1, size), np.int64)
+        states, no_trace = np.empty((2, 1, size), np.int64), np.empty((0, 0, 0), np.int64)
+        exact, _ = loops.ssm_sequence(
+            inputs, 2**62, np.zeros(4 * size), zeros, zeros, 2**23, 2**23 - 1, messages,
+            states[0], states[1], no_trace, no_trace, False,
+        )  # fmt: skip
+        return exact, messages
+
+    assert not run(2**60)[0]
+    exact, messages = run(2**51 - 1)  # the largest it converts
+    assert exact and not messages.any()
+
+
 EDGES = {
     "reset_refractory: m beyond the state range for one tick": (
         pop("p", "reset_refractory", 1, decay=[0], theta=[10], rho=[2**10]),
