@@ -44,3 +44,21 @@ def test_tuned_malloc_reuses_tile_sized_blocks_instead_of_faulting_them_in_again
     (2,043 measured)."""
     assert _faults("default") > 5 * 2048
     assert _faults("tuned") < 2048 + 512
+
+
+_BUDGET_PROBE = """
+from snncompile.reference import malloc, simulator
+before = simulator.tile_budget_bytes()
+malloc.tune_malloc_for_tiles()
+after = simulator.tile_budget_bytes()
+print(before == simulator.TILE_BUDGET_BYTES, after == simulator.TUNED_TILE_BUDGET_BYTES)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_the_simulator_runs_larger_tiles_only_once_malloc_keeps_them():
+    """Tiles of 32 MiB ran faster than 8 only with the tuned thresholds, slower without."""
+    out = subprocess.run(
+        [sys.executable, "-c", _BUDGET_PROBE], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", "True"]

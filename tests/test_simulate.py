@@ -309,9 +309,9 @@ def test_a_long_sequence_runs_in_the_memory_of_a_tile(artifact):
     finally:
         tracemalloc.stop()
     assert result.steps == net.total_ticks(steps)
-    assert peak_bytes < 3 * simulator.TILE_BUDGET_BYTES + parts.bytes_per_input(net, steps)
+    assert peak_bytes < 3 * simulator.tile_budget_bytes() + parts.bytes_per_input(net, steps)
     # tracemalloc does not see the numba kernels' arrays: the tiles show they stay small
-    assert len(fractions) >= all_messages / simulator.TILE_BUDGET_BYTES
+    assert len(fractions) >= all_messages / simulator.tile_budget_bytes()
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 

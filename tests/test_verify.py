@@ -351,7 +351,7 @@ def test_streamed_rung_3_compares_what_the_whole_traces_compare(
     net, x = compiled_spike_ssm.netlist, _sdigits(3)
     whole = check_backend(net, x, backend, record=True)
     per_tick = 8 * 3 * sum(p.size + p.input_width for p in net.populations)
-    monkeypatch.setattr(simulator, "TILE_BUDGET_BYTES", 7 * per_tick)
+    monkeypatch.setattr(simulator, "tile_budget_bytes", lambda: 7 * per_tick)
     seen: list[float] = []
     streamed = check_backend(net, x, backend, progress=seen.append)
     assert streamed.streamed and not whole.streamed
@@ -409,7 +409,7 @@ def test_stream_comparison_holds_about_one_reference_tile(compiled_spike_ssm, mo
 
     net, x = compiled_spike_ssm.netlist, _sdigits(2)
     per_tick = 8 * 2 * sum(p.size + p.input_width for p in net.populations)
-    monkeypatch.setattr(simulator, "TILE_BUDGET_BYTES", 7 * per_tick)
+    monkeypatch.setattr(simulator, "tile_budget_bytes", lambda: 7 * per_tick)
     tiles_run, held = [], []
 
     class Comparison(StreamComparison):

@@ -5,7 +5,7 @@
     result = simulate_in_parts(net, x)      # the reference on x, in parts, merged
 
 A reference run holds, per input, its encoded input and the traces it records over every
-step; messages live only for a tile of ticks (simulator.TILE_BUDGET_BYTES across the
+step; messages live only for a tile of ticks (simulator.tile_budget_bytes() across the
 batch). So simulate, verify (rungs 1-2) and quantization's calibration run a large batch
 in parts whose per-input bytes sum to at most RUN_BUDGET_BYTES and merge the results;
 verify (verify.quantized, verify.targets) counts its own, larger, per-input bytes: the

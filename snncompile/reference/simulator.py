@@ -25,7 +25,7 @@ from scipy import sparse
 
 from snncompile.errors import UsageError
 from snncompile.ir.netlist import Netlist, Synapse
-from snncompile.reference import loops
+from snncompile.reference import loops, malloc
 from snncompile.reference.kinds import STEPS, Events, saturate, zeros_state
 from snncompile.reference.plan import plan_for
 from snncompile.reference.sequences import run_sequence
@@ -259,13 +259,20 @@ def simulate_into(net: Netlist, x: np.ndarray, sink: Any) -> tuple[Iterator[floa
 
 # Messages and inputs one tile of ticks may hold (all populations, the whole batch).
 # A small batch runs its whole sequence as one tile (few, long array operations); a
-# large one runs short tiles, whose arrays stay in cache. Measured by hand on this
-# repository's machine (bundled spike-ssm, 76 KB per row of ticks x batch, 2026-12-04):
-# with the CLI's malloc settings (reference/malloc.py) 8, 16 and 32 MiB ran within noise
-# of each other at batch 1-64, and throughput fell 2-4x only past about 700 rows; with
-# glibc's defaults (a library user's process) a batch of 8 ran 2-3x slower at 16 MiB
-# than at 8 MiB, its larger tiles crossing the trim threshold. 8 MiB suits both.
-TILE_BUDGET_BYTES = 8 << 20
+# large one runs short tiles, fewer ticks each the larger the batch, and every tile
+# pays the Python calls of every population and synapse once. Larger tiles pay off only
+# if glibc keeps a freed tile's memory for the next (reference/malloc.py): measured on
+# the bundled spike-ssm (76 KB per row of ticks x batch; AMD EPYC, 2026-12-05), with the
+# CLI's malloc settings 32 MiB ran 1.12x / 1.22x / 1.36x faster than 8 MiB at batch 8 /
+# 32 / 128; with glibc's defaults (a library user's process) 32 MiB ran 1.6x / 1.3x
+# slower at batch 8 / 32 (its tiles crossing the trim threshold, faulted in again).
+TILE_BUDGET_BYTES = 8 << 20  # glibc's defaults
+TUNED_TILE_BUDGET_BYTES = 32 << 20  # after malloc.tune_malloc_for_tiles()
+
+
+def tile_budget_bytes() -> int:
+    """The tile budget this process's allocator settings suit (see above)."""
+    return TUNED_TILE_BUDGET_BYTES if malloc.tuned() else TILE_BUDGET_BYTES
 
 
 class _Run:
@@ -316,10 +323,10 @@ class _Run:
 
     def tile_ticks(self) -> int:
         """Ticks per tile: a multiple of ticks_per_step whose messages and inputs of every
-        population fit TILE_BUDGET_BYTES (kernels add a few state-sized temporaries of one
+        population fit tile_budget_bytes() (kernels add a few state-sized temporaries of one
         population, so the peak is a small multiple of it)."""
         per_tick = sum(p.size + p.input_width for p in self.net.populations) * self.batch * 8
-        tile = max(1, TILE_BUDGET_BYTES // per_tick) // self.ticks * self.ticks
+        tile = max(1, tile_budget_bytes() // per_tick) // self.ticks * self.ticks
         return min(max(tile, self.ticks), self.total)
 
     def run(self, progress: Callable[[float], None] | None = None) -> None:
