@@ -178,8 +178,8 @@ def _quant_options(func):
         click.option(
             "--calib",
             type=click.Path(dir_okay=False),
-            help="Calibration inputs: .npy (batch, steps, inputs), or .npz with one array "
-            "or x; default: embedded.",
+            help="Calibration inputs, as simulate --input takes them: .npy (batch, steps, "
+            "inputs) or (steps, inputs), or .npz with x; default: embedded.",
         ),
         click.option(
             "--entry",
@@ -225,14 +225,9 @@ def _nir_options(fn):
 def _calibration(path: str | None):
     if path is None:
         return None
-    from snncompile.compiler import read_array_file
+    from snncompile.compiler import read_sequences
 
-    arrays = read_array_file(path, what="--calib")
-    if "x" in arrays:
-        return arrays["x"]
-    if len(arrays) != 1:  # a readable file that holds no single array to use: usage, not corrupt
-        raise UsageError(f"--calib {path}: an .npz must hold one array, or one named x")
-    return next(iter(arrays.values()))
+    return read_sequences(path, what="--calib")[0]
 
 
 @cli.command()
@@ -869,8 +864,8 @@ def _format_events(events: dict[str, int]) -> str:
     "input_path",
     required=True,
     type=click.Path(dir_okay=False),
-    help=".npy (batch, steps, inputs) or (steps, inputs), or .npz with x [and y]; "
-    "float, int or bool.",
+    help=".npy (batch, steps, inputs) or (steps, inputs), or .npz with x (or a single "
+    "array) [and labels y]; float, int or bool.",
 )
 @click.option(
     "--backend",

@@ -133,6 +133,26 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
         raise CorruptInputError(f"{what} file {path} is unreadable ({reason})") from None
 
 
+def read_sequences(
+    path: str | os.PathLike[str], *, what: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(x, every array of the file) from the .npy/.npz inputs of --input, --data and
+    --calib alike: x is a .npy's array, an .npz's array named x or else its only array
+    besides labels y; one sequence (steps, width) is a batch of one. Not yet validated
+    (check_inputs)."""
+    arrays = read_array_file(path, what=what)
+    others = [name for name in arrays if name != "y"]
+    if "x" not in arrays and len(others) != 1:  # readable, but which array? usage, not corrupt
+        raise UsageError(
+            f"{what} {path}: an .npz needs an array named x, or a single array (and "
+            "optionally labels y)"
+        )
+    x = arrays["x"] if "x" in arrays else arrays[others[0]]
+    if isinstance(x, np.ndarray) and x.ndim == 2:
+        x = x[None]  # one sequence
+    return x, arrays
+
+
 def check_inputs(x: np.ndarray, width: int, *, what: str) -> np.ndarray:
     """Validate model inputs (B, L, width) of a real dtype, or bool spikes (0 and 1);
     UsageError names the problem."""
@@ -155,7 +175,7 @@ def calibration_inputs(
     if x is None:
         raise UsageError(
             f"{purpose} calibration inputs: the checkpoint has none embedded; "
-            "pass --calib FILE (.npy of shape (batch, steps, inputs))"
+            "pass --calib FILE (.npy of shape (batch, steps, inputs) or (steps, inputs))"
         )
     return check_inputs(np.asarray(x), width, what="calibration data")
 

@@ -52,17 +52,11 @@ class SimulationSummary:
 def load_inputs(
     path: str | os.PathLike[str], width: int, classes: int, *, what: str = "--input"
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(inputs (B, L, width) float64, labels or None) from a .npy/.npz file: x is
-    (batch, steps, width) or one sequence (steps, width); an .npz may add labels y, class
-    indices in [0, classes)."""
-    from snncompile.compiler import check_inputs, read_array_file
+    """(inputs (B, L, width) float64, labels or None) from a .npy/.npz file
+    (compiler.read_sequences); an .npz may add labels y, class indices in [0, classes)."""
+    from snncompile.compiler import check_inputs, read_sequences
 
-    arrays = read_array_file(path, what=what)
-    if "x" not in arrays:
-        raise UsageError(f"{what} {path}: an .npz needs an array named x (and optionally y)")
-    x = arrays["x"]
-    if isinstance(x, np.ndarray) and x.ndim == 2:
-        x = x[None]  # one sequence
+    x, arrays = read_sequences(path, what=what)
     x = check_inputs(x, width, what=what)
     labels = arrays.get("y")
     if labels is not None and (labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu"):

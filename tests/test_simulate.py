@@ -106,15 +106,54 @@ def test_tampered_artifact_is_refused(artifact, inputs, tmp_path, capsys):
     ],
 )
 def test_bad_inputs_are_refused(artifact, tmp_path, capsys, content, code, message):
-    path = tmp_path / ("bad.npz" if isinstance(content, dict) else "bad.npy")
-    if isinstance(content, dict):
-        np.savez(path, **content)
-    else:
-        np.save(path, content)
+    path = _save(tmp_path / ("bad.npz" if isinstance(content, dict) else "bad.npy"), content)
     out = tmp_path / "out.npz"
     got, _, err = _run(capsys, "simulate", str(artifact), "--input", str(path), "-o", str(out))
     assert got == code and message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def _save(path: Path, content: np.ndarray | dict) -> Path:
+    if isinstance(content, dict):
+        np.savez(path, **content)
+    else:
+        np.save(path, content)
+    return path
+
+
+SEQUENCES = np.random.default_rng(0).random((3, 8, 1))
+LAYOUTS = {
+    "batch.npy": (SEQUENCES, SEQUENCES),
+    "one sequence.npy": (SEQUENCES[0], SEQUENCES[:1]),
+    "x and labels.npz": ({"x": SEQUENCES, "y": np.arange(3)}, SEQUENCES),
+    "one array.npz": ({"inputs": SEQUENCES}, SEQUENCES),
+    "one array and labels.npz": ({"inputs": SEQUENCES, "y": np.arange(3)}, SEQUENCES),
+}
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_inputs_and_calibration_files_take_the_same_layouts(tmp_path, name):
+    """--input (simulate), --data (verify) and --calib (export, verify) read one format:
+    --calib took a one-array .npz of any name but no single sequence, --input the
+    reverse."""
+    from snncompile.cli import _calibration
+    from snncompile.simulate import load_inputs
+
+    content, want = LAYOUTS[name]
+    path = _save(tmp_path / name.replace(" ", "_"), content)
+    np.testing.assert_array_equal(load_inputs(path, 1, 10)[0], want)
+    np.testing.assert_array_equal(_calibration(str(path)), want)
+
+
+def test_an_npz_of_several_arrays_none_named_x_is_refused_alike(tmp_path):
+    from snncompile.cli import _calibration
+    from snncompile.errors import UsageError
+    from snncompile.simulate import load_inputs
+
+    path = _save(tmp_path / "two.npz", {"a": SEQUENCES, "b": SEQUENCES})
+    for read in (lambda: load_inputs(path, 1, 10), lambda: _calibration(str(path))):
+        with pytest.raises(UsageError, match="needs an array named x, or a single array"):
+            read()
 
 
 def test_bad_steps_and_output_name(artifact, inputs, capsys):
