@@ -46,6 +46,12 @@ def check_writable(path: str | os.PathLike[str], *, what: str = "-o", file: bool
     if file and os.fspath(path).endswith(separators):
         raise UsageError(f"{what} {os.fspath(path)} names a directory; name the file to write")
     path = Path(path)
+    try:  # a name the system refuses (too long, ...) here, not from a later exists()
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # not there yet, or under a file: the walk below says which
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {exc.strerror or type(exc).__name__}") from None
     ancestor = path.absolute().parent
     while not ancestor.exists():
         if ancestor.is_symlink():  # a dangling link: mkdir would fail on it
@@ -53,6 +59,7 @@ def check_writable(path: str | os.PathLike[str], *, what: str = "-o", file: bool
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise UsageError(f"{what} {path}: {ancestor} is not a directory")
+    _check_name_lengths(path, ancestor, what)
     # A real probe, not os.access: for root, access() says yes to a read-only mount or
     # /proc, and the failure came after the training or compiling it was meant to spare.
     try:
@@ -63,6 +70,19 @@ def check_writable(path: str | os.PathLike[str], *, what: str = "-o", file: bool
     os.close(handle)
     os.unlink(probe)
     return path
+
+
+def _check_name_lengths(path: Path, ancestor: Path, what: str) -> None:
+    """Refuse a name below `ancestor` (the nearest existing directory) longer than its
+    file system takes: under a directory still to be made, only mkdir would find out,
+    after the compile or training."""
+    try:
+        name_max = os.pathconf(ancestor, "PC_NAME_MAX")
+    except (OSError, ValueError):  # no such limit known here: the write will say
+        return
+    for name in path.absolute().relative_to(ancestor).parts:
+        if len(os.fsencode(name)) > name_max:
+            raise UsageError(f"{what} {path}: a name is longer than {name_max} bytes")
 
 
 class OutputError(UsageError):

@@ -111,7 +111,7 @@ def blocked(tmp_path: Path) -> Path:
     return tmp_path / "afile" / "out"
 
 
-@pytest.mark.parametrize(
+WRITERS = pytest.mark.parametrize(
     "argv",
     [
         ["export", CHECKPOINT],
@@ -120,9 +120,9 @@ def blocked(tmp_path: Path) -> Path:
     ],
     ids=["export", "export-float", "train"],
 )
-def test_unwritable_output_is_refused_before_the_work(  # type: ignore[no-untyped-def]
-    blocked: Path, capsys, monkeypatch, argv
-) -> None:
+
+
+def _no_slow_work(monkeypatch: pytest.MonkeyPatch) -> None:
     import snncompile.api as api
     import snncompile.compiler as compiler
 
@@ -131,9 +131,32 @@ def test_unwritable_output_is_refused_before_the_work(  # type: ignore[no-untype
 
     monkeypatch.setattr(api, "_train_with_progress", too_late)
     monkeypatch.setattr(compiler, "load_model", too_late)
+
+
+@WRITERS
+def test_unwritable_output_is_refused_before_the_work(  # type: ignore[no-untyped-def]
+    blocked: Path, capsys, monkeypatch, argv
+) -> None:
+    _no_slow_work(monkeypatch)
     code, err = _run([*argv, "-o", blocked], capsys)
     assert code == 2 and err == f"error: -o {blocked}: {blocked.parent} is not a directory\n"
     assert os.listdir(blocked.parent.parent) == ["afile"]
+
+
+@WRITERS
+@pytest.mark.parametrize("where", ["name", "directory to make"])
+def test_a_name_too_long_is_a_usage_error_before_the_work(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys, monkeypatch, argv, where
+) -> None:
+    """Exit 2 as any bad -o, before compiling or training: export said so only when it
+    looked (exit 6), and under a directory still to be made only mkdir found out."""
+    _no_slow_work(monkeypatch)
+    long_name = "x" * 300
+    out = tmp_path / long_name if where == "name" else tmp_path / "new" / long_name / "m"
+    code, err = _run([*argv, "-o", out], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"-o {out}: " in err and ("too long" in err or "longer than" in err)
+    assert os.listdir(tmp_path) == []
 
 
 def test_unwritable_simulate_output_is_refused_before_the_run(  # type: ignore[no-untyped-def]
