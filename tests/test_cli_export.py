@@ -252,6 +252,12 @@ BAD_INPUTS = {
         6,
         "does not exist",
     ),
+    "messages so wide their sums wrap int32": (
+        lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "32", "--act-bits", "28"],
+        5,
+        r"synaptic sums wrap Lava's 32-bit accumulator on the calibration data at .*"
+        r"lower --act-bits or --weight-bits",
+    ),
     "message bits 1": (
         lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "1"],
         2,

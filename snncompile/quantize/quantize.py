@@ -20,7 +20,8 @@ Thresholds are co-scaled with the weights feeding them (the lowering already mad
 threshold 1), so spiking is invariant to the scale. After quantizing, the integer
 network runs on the calibration data; a population that still saturates gets one more
 bit of headroom, up to `max_rounds` times. Values that cannot fit their bit width raise
-HardwareRuleError naming the parameter, its value and the limit.
+HardwareRuleError naming the parameter, its value and the limit; so does a synaptic sum
+that still wraps int32 on the calibration data (act_bits + weight_bits too wide).
 """
 
 from __future__ import annotations
@@ -365,6 +366,7 @@ def quantize(
             # An event names a population, or a synapse whose sum wrapped: widen its target.
             target = name if _is_population(net, name) else net_synapse_dst(net, name)
             quantizer.extra_headroom[target] = quantizer.extra_headroom.get(target, 0) + 1
+    _refuse_wrapped_sums(net, events, cfg)
     report = QuantReport(
         calibration_events=events,
         rounds=rounds,
@@ -387,6 +389,21 @@ def quantize(
     for syn in qnet.synapses:
         report.synapses[syn.name] = quantizer.notes[syn.name]
     return qnet, report
+
+
+def _refuse_wrapped_sums(net: Netlist, events: dict[str, int], cfg: QuantConfig) -> None:
+    """HardwareRuleError when a synapse's sum still wraps Lava's int32 accumulator on the
+    calibration data itself: the outputs would be garbage (a clipped population only
+    loses its peaks), and more headroom at the target cannot help, since the sum is of
+    the source's messages times the weight mantissas."""
+    wrapped = {n: int(c) for n, c in events.items() if c and not _is_population(net, n)}
+    if wrapped:
+        where = ", ".join(f"{name} ({count})" for name, count in wrapped.items())
+        raise HardwareRuleError(
+            f"synaptic sums wrap Lava's 32-bit accumulator on the calibration data at "
+            f"{where}: messages of act_bits = {cfg.act_bits} times weights of weight_bits "
+            f"= {cfg.weight_bits} are too wide; lower --act-bits or --weight-bits"
+        )
 
 
 def _is_population(net: Netlist, name: str) -> bool:
