@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -423,6 +424,8 @@ def export_model(
             + " or ".join(takers)
         )
     parsed = module.check_options(options) if module is not None else None  # fail early
+    if out_dir is not None and stop_after is None:
+        _check_source_outside(source, out_dir)
     if float_export:
         _check_float_options(source, config, stop_after, dt, reset)
         return _export_float(source, out_dir, module, entry, calibration, overwrite)
@@ -462,6 +465,17 @@ def export_model(
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
     summary = module.summarize_artifact(path) if module is not None else None
     return ExportResult(compiled, path, report, summary)
+
+
+def _check_source_outside(source: object, out_dir: str | os.PathLike[str]) -> None:
+    """UsageError when -o is, or holds, the model file being exported: --overwrite would
+    replace the directory, deleting the source (a re-export of an artifact's model.nir
+    into that artifact left a manifest naming a file that was gone)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return
+    model, out = Path(source).resolve(), Path(out_dir).resolve()
+    if model == out or out in model.parents:
+        raise UsageError(f"-o {out_dir} holds the model being exported ({source}); write elsewhere")
 
 
 def _check_float_options(

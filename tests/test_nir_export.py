@@ -689,6 +689,21 @@ def test_an_artifact_reads_where_numpy_rounds_exp_differently(form, tmp_path, ca
             assert out.returncode == 0, (way, args[0], out.stderr)
 
 
+def test_re_exporting_an_artifacts_model_nir_over_it_is_refused(exported, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """-o naming the artifact that holds the .nir being exported: refused, exit 2, the
+    artifact untouched (--overwrite deleted the source, and the new manifest named it)."""
+    import shutil
+
+    _, artifact = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(artifact, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    argv = ["export", copy / "model.nir", "--target", "onnx", "-o", copy, "--overwrite"]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "holds the model being exported" in err, err
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+
+
 def test_a_model_nir_swapped_for_another_graph_is_refused(exported, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     """model.nir replaced by another well-formed graph (one weight doubled, written with
     snncompile's metadata as export writes it) and rehashed into the manifest: inspect
