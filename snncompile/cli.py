@@ -1020,6 +1020,12 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _one_line(message: str) -> str:
+    """An error message on one line: a path holding a line break (a legal file name)
+    shows it escaped, as Python's repr would."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _main(argv: list[str] | None, debug: bool) -> None:
     try:
         rv = cli.main(args=argv, prog_name="snncompile", standalone_mode=False)
@@ -1044,7 +1050,7 @@ def _main(argv: list[str] | None, debug: bool) -> None:
     except SnnCompileError as exc:
         if debug:  # the traceback, and still the documented exit code
             traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except RecursionError:  # only inputs nest without bound: JSON/TOML, NIR subgraphs
         click.echo("error: an input is nested too deeply to read (RecursionError)", err=True)
@@ -1052,7 +1058,7 @@ def _main(argv: list[str] | None, debug: bool) -> None:
     except OSError as exc:  # a path the system refuses (a name too long, ...); writes are
         # OutputError (a SnnCompileError) already
         where = f"{exc.filename}: " if exc.filename else ""
-        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        click.echo(f"error: {_one_line(f'{where}{exc.strerror or exc}')}", err=True)
         sys.exit(CorruptInputError.exit_code)
     except Exception as exc:  # not an error we raise on purpose: a bug, or out of memory
         if debug:

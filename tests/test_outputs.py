@@ -328,3 +328,13 @@ def test_a_path_the_system_refuses_and_a_deeply_nested_file_are_corrupt_input(  
 def test_an_empty_output_name_is_named_as_such(capsys) -> None:  # type: ignore[no-untyped-def]
     code, err = _run(["export", CHECKPOINT, "-o", ""], capsys)
     assert (code, err) == (2, "error: -o is empty: name the file or directory to write\n")
+
+
+def test_a_path_with_a_line_break_is_named_on_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Every error is one line, even naming a file whose name holds a line break (it
+    printed on two)."""
+    bad = tmp_path / "x\ny.pt"
+    bad.write_bytes(b"not a checkpoint")
+    for path, shown in ((bad, "x\\ny.pt"), (tmp_path / "no\nfile.pt", "no\\nfile.pt")):
+        code, err = _run(["inspect", path], capsys)
+        assert code == 6 and err.count("\n") == 1 and shown in err, err
