@@ -502,3 +502,20 @@ def test_stream_comparison_reports_a_width_mismatch_without_running_ahead():
         comparison.target.put("b", step, np.zeros((2, 1, 5), np.int64))
     assert ran == []  # nothing comparable: the reference was not run for the target
     assert comparison.finish() == "trace widths differ: {'a': 3, 'b': 2} and {'a': 3, 'b': 5}"
+
+
+def test_an_accuracy_drop_is_reported_in_points_as_the_option_takes_it() -> None:
+    """--max-accuracy-drop is in points (1.0 by default); the failure said
+    'accuracy drop 0.8600 > 0.01', a fraction against a fraction."""
+    from types import SimpleNamespace
+
+    from snncompile.verify.quantized import Tolerances, _failures
+
+    report = SimpleNamespace(
+        argmax_agreement=1.0, accuracy_delta=-0.86, float_accuracy=0.96,
+        quantized_accuracy=0.10, spike_agreement={}, lowering_relative_error=0.0,
+    )  # fmt: skip
+    tolerances = Tolerances(min_argmax_agreement=None, max_accuracy_drop=0.01)
+    assert _failures(report, tolerances) == [
+        "accuracy drop 86.00 points > 1 (float 96.00%, quantized 10.00%)"
+    ]

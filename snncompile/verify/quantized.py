@@ -234,8 +234,10 @@ def _failures(report: VerifyReport, tol: Tolerances) -> list[str]:
         and -report.accuracy_delta > tol.max_accuracy_drop
     ):
         failures.append(
-            f"accuracy drop {-report.accuracy_delta:.4f} > {tol.max_accuracy_drop} "
-            f"(float {report.float_accuracy:.4f}, quantized {report.quantized_accuracy:.4f})"
+            # In points, as --max-accuracy-drop takes it (the report's own table too).
+            f"accuracy drop {-100 * report.accuracy_delta:.2f} points > "
+            f"{100 * tol.max_accuracy_drop:g} (float {report.float_accuracy:.2%}, "
+            f"quantized {report.quantized_accuracy:.2%})"
         )
     if tol.min_spike_agreement is not None:
         for name, value in report.spike_agreement.items():
