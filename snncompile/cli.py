@@ -690,12 +690,14 @@ def _print_checkpoint(info: dict) -> None:
     click.echo(f"checkpoint {info['path']}")
     click.echo(f"  family       {info['family']}")
     click.echo(f"  task         {info['task'] or 'unknown'}{accuracy}")
-    click.echo(f"  parameters   {info['parameters']}")
+    click.echo(f"  parameters   {info['parameters']} (trainable)")
     click.echo(f"  calibration  {' x '.join(map(str, calib)) if calib else 'none embedded'}")
     if info["layers"]:
-        click.echo("layers (traced graph):")
+        # A graph op holds fixed values too (a neuron's beta), complex ones as two: its
+        # count is not the trainable parameters' share, and the rows need not sum to it.
+        click.echo("layers (traced graph; values: the numbers each op holds, fixed ones too):")
         _print_table(
-            ["name", "op", "width", "parameters"],
+            ["name", "op", "width", "values"],
             [[r["name"], r["op"], r["width"], r["parameters"]] for r in info["layers"]],
         )
     click.echo("targets:")
