@@ -484,7 +484,6 @@ def _check_float_options(
     """--float exports a PyTorch model as it is: options of the integer pipeline or of a
     NIR import are refused rather than silently ignored."""
     from snncompile.frontend.nir_compile import is_nir_source
-    from snncompile.quantize.quantize import QuantConfig
 
     if is_nir_source(source):
         raise UsageError(
@@ -495,7 +494,7 @@ def _check_float_options(
         flag
         for flag, given in (
             ("--stop-after", stop_after is not None),
-            ("the bit-width options", config is not None and config != QuantConfig()),
+            ("the bit-width options", config is not None),
             ("--dt", dt is not None),
             ("--reset", reset != "zero"),
         )

@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 
 import click
+from click.core import ParameterSource
 
 from snncompile import __version__
 from snncompile.errors import CorruptInputError, EquivalenceError, SnnCompileError, UsageError
@@ -202,7 +203,12 @@ def _quant_config(kw: dict):
         "act_bits",
         "headroom_bits",
     )
-    return QuantConfig(**{name: kw.pop(name) for name in names})
+    values = {name: kw.pop(name) for name in names}
+    # None when every bit width is click's default: export --float refuses only widths
+    # the user gave (it accepted --weight-bits 8, the default, and refused 4).
+    ctx = click.get_current_context()
+    given = [ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE for name in names]
+    return QuantConfig(**values) if any(given) else None
 
 
 def _nir_options(fn):

@@ -221,6 +221,18 @@ def test_float_export_refuses_options_it_would_ignore(tmp_path, extra, message):
     )
 
 
+def test_float_export_refuses_a_bit_width_given_at_its_default(tmp_path, capsys):
+    """--weight-bits 8 (the default) was accepted silently with --float and 4 refused:
+    what the user typed is refused, whatever its value."""
+    ckpt, _ = tiny_checkpoint(tmp_path, "spike-ssm")
+    argv = ["export", str(ckpt), "--target", "onnx", "--float", "-o", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--weight-bits", "8"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "the bit-width options cannot be used" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_unusable_model_onnx_with_a_matching_hash_is_corrupt_input(tmp_path):
     """The hash only says the file is the one exported; a garbage or foreign ONNX file
     (rehashed into the manifest) must still be one line, exit 6, not a decoder traceback."""
