@@ -252,6 +252,12 @@ BAD_INPUTS = {
         6,
         "does not exist",
     ),
+    "state bits so wide a coefficient leaves int32": (
+        lambda t: [small_checkpoint(t / "m.pt"), "--state-bits", "32"],
+        5,
+        r"does not fit: .* is outside .* \(with --weight-bits 8, --state-bits 32, .*: these "
+        r"options set the scales",
+    ),
     "messages so wide their sums wrap int32": (
         lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "32", "--act-bits", "28"],
         5,

@@ -342,7 +342,20 @@ class _Quantizer:
                 ticks_per_step=self.net.ticks_per_step,
             )
         except InvalidGraphError as exc:
-            raise HardwareRuleError(f"quantized network does not fit: {exc}") from None
+            widths = ", ".join(
+                f"--{name.replace('_', '-')} {getattr(self.cfg, name)}"
+                for name in (
+                    "weight_bits",
+                    "state_bits",
+                    "message_bits",
+                    "ssm_frac_bits",
+                    "act_bits",
+                )
+            )
+            raise HardwareRuleError(
+                f"quantized network does not fit: {exc} (with {widths}: these options set the "
+                "scales, so other values may fit)"
+            ) from None
 
 
 def quantize(
