@@ -471,8 +471,8 @@ def _check_source_outside(source: object, out_dir: str | os.PathLike[str]) -> No
     """UsageError when -o is, or holds, the model file being exported: --overwrite would
     replace the directory, deleting the source (a re-export of an artifact's model.nir
     into that artifact left a manifest naming a file that was gone)."""
-    if not isinstance(source, (str, os.PathLike)):
-        return
+    if not isinstance(source, (str, os.PathLike)) or not os.fspath(out_dir):
+        return  # an empty -o is refused as such (outputs.check_writable), not as ".'s"
     model, out = Path(source).resolve(), Path(out_dir).resolve()
     if model == out or out in model.parents:
         raise UsageError(f"-o {out_dir} holds the model being exported ({source}); write elsewhere")
