@@ -354,8 +354,9 @@ def test_random_netlists_run_alike_with_kernels_and_tick_by_tick(case):
 def test_sparse_int_synapse_equals_the_dense_product(data):
     """The compiled loops of a sparse int synapse (exact int64 sum, Lava's int32 wrap,
     the shift; a CSR, or a gather when each destination has at most one weight) give
-    what the dense path gives, values and wrap counts, added into what the target held,
-    on random shapes, zeros, exponents of both signs and messages up to 32 bits."""
+    what the dense path gives, values and wrap counts, added into what the target held
+    or (add=False) written over it, on random shapes, zeros, exponents of both signs and
+    messages up to 32 bits."""
     rows, dst, src = (data.draw(st.integers(1, 5)) for _ in range(3))
     cells = st.one_of(st.just(0), st.integers(-256, 255))
     weight = np.array(data.draw(_ints_of(cells, dst * src)), float).reshape(dst, src)
@@ -371,11 +372,15 @@ def test_sparse_int_synapse_equals_the_dense_product(data):
     stored = data.draw(st.sampled_from([sparse.csr_matrix, sparse.csc_matrix]))
     stored_sparse = Synapse("s", "a", "b", stored(weight), exp)
     start = np.array(data.draw(_ints_of(st.integers(-(2**40), 2**40), rows * dst)))
+    start = start.reshape(rows, dst)
+    add = data.draw(st.booleans())
     dense_events, sparse_events = Events(), Events()
-    want, got = start.reshape(rows, dst), start.reshape(rows, dst).copy()
-    want = want + simulator._apply(dense, messages, "int", dense_events)
-    simulator._accumulate(stored_sparse, messages, got, "int", sparse_events)
+    want = simulator._apply(dense, messages, "int", Events()) + (start if add else 0)
+    got, got_dense = start.copy(), start.copy()
+    simulator._deliver(stored_sparse, messages, got, "int", sparse_events, add)
+    simulator._deliver(dense, messages, got_dense, "int", dense_events, add)
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_dense, want)
     assert sparse_events.counts.get("s", 0) == dense_events.counts.get("d", 0)
 
 
@@ -386,9 +391,12 @@ WIDE_LOOPS = {
 }
 
 
+@pytest.mark.parametrize("add", [True, False])
 @pytest.mark.parametrize("structure", list(WIDE_LOOPS))
 @pytest.mark.parametrize("exp", [-9, 0, 3])
-def test_wide_sparse_int_synapse_equals_the_dense_product(structure: str, exp: int) -> None:
+def test_wide_sparse_int_synapse_equals_the_dense_product(
+    structure: str, exp: int, add: bool
+) -> None:
     """As above at an SSM's widths (64 channels, 33 modes each), so that the compiled
     loops run their vectorized bodies (the hypothesis shapes are shorter than one
     vector), with messages that make some sums wrap: an SSM's fan-out, its readout
@@ -411,9 +419,9 @@ def test_wide_sparse_int_synapse_equals_the_dense_product(structure: str, exp: i
     stored_sparse = Synapse("s", "a", "b", sparse.csr_matrix(weight), exp)
     start = rng.integers(-(2**40), 2**40, (7, weight.shape[0]))
     dense_events, sparse_events = Events(), Events()
-    want = start + simulator._apply(dense, messages, "int", dense_events)
+    want = simulator._apply(dense, messages, "int", dense_events) + (start if add else 0)
     got = start.copy()
-    simulator._accumulate(stored_sparse, messages, got, "int", sparse_events)
+    simulator._deliver(stored_sparse, messages, got, "int", sparse_events, add)
     np.testing.assert_array_equal(got, want)
     assert 0 < sparse_events.counts["s"] == dense_events.counts["d"] < got.size
     assert simulator._sparse_int(stored_sparse)[0] is WIDE_LOOPS[structure]
@@ -432,7 +440,7 @@ def test_spans_pad_gaps_with_zeros_and_give_up_on_scattered_rows():
     np.testing.assert_array_equal(padded, [2, 0, 3, 5, 6, 8])
     messages = np.arange(1, 9, dtype=np.int64).reshape(2, 4)
     got = np.zeros((2, 4), np.int64)
-    loops.span_synapse_int(indptr, firsts, padded, 0, messages, got)
+    loops.span_synapse_int(indptr, firsts, padded, 0, messages, got, True)
     np.testing.assert_array_equal(got, messages @ weight.toarray().T)
     # Row 0 reads sources 0 and 9: a range of 10 for 2 weights (5x), so indexed reads.
     scattered = sparse.csr_matrix(np.eye(10)[[0, 9]].sum(axis=0, keepdims=True))

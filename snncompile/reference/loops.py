@@ -189,8 +189,11 @@ def _wrap32_shift(total, weight_exp):  # pragma: no cover
 
 
 @_jit
-def csr_synapse_int(indptr, indices, weights, weight_exp, messages, out):  # pragma: no cover
-    """out[r] += shift(wrap32(W @ messages[r]), weight_exp) for a CSR W (int64 data):
+def csr_synapse_int(
+    indptr, indices, weights, weight_exp, messages, out, accumulate
+):  # pragma: no cover
+    """out[r] += shift(wrap32(W @ messages[r]), weight_exp) for a CSR W (int64 data), or
+    out[r] = that if not accumulate (every destination is written, an empty row's as 0):
     the int64 sum is exact; a sum outside int32 wraps as Lava's int32 accumulator does
     (docs/numerics.md). Returns the number of wrapped sums."""
     wrapped = 0
@@ -204,13 +207,15 @@ def csr_synapse_int(indptr, indices, weights, weight_exp, messages, out):  # pra
             for k in range(row_indices.shape[0]):
                 total += row_weights[k] * message[row_indices[k]]
             value, wraps = _wrap32_shift(total, weight_exp)
-            target[i] += value
+            target[i] = target[i] + value if accumulate else value
             wrapped += wraps
     return wrapped
 
 
 @_jit
-def span_synapse_int(indptr, firsts, weights, weight_exp, messages, out):  # pragma: no cover
+def span_synapse_int(
+    indptr, firsts, weights, weight_exp, messages, out, accumulate
+):  # pragma: no cover
     """csr_synapse_int for a W whose row i reads the consecutive sources firsts[i] ..
     firsts[i] + (indptr[i + 1] - indptr[i]) - 1 (an SSM's readout of a channel's modes,
     gaps filled with zero weights): contiguous reads instead of indexed ones, 3x faster
@@ -226,14 +231,14 @@ def span_synapse_int(indptr, firsts, weights, weight_exp, messages, out):  # pra
             for k in range(row_weights.shape[0]):
                 total += row_weights[k] * span[k]
             value, wraps = _wrap32_shift(total, weight_exp)
-            target[i] += value
+            target[i] = target[i] + value if accumulate else value
             wrapped += wraps
     return wrapped
 
 
 @_jit
-def gather_synapse_int(indices, weights, weight_exp, messages, out):  # pragma: no cover
-    """csr_synapse_int for a W with at most one weight per destination: out[r, i] +=
+def gather_synapse_int(indices, weights, weight_exp, messages, out, accumulate):  # pragma: no cover
+    """csr_synapse_int for a W with at most one weight per destination: out[r, i] (+)=
     shift(wrap32(weights[i] * messages[r, indices[i]]), weight_exp), with weights[i] = 0
     for an empty row. Scalar (the compiler cannot bound the indexed reads apart from the
     writes), but without a CSR's per-row loop."""
@@ -243,14 +248,14 @@ def gather_synapse_int(indices, weights, weight_exp, messages, out):  # pragma: 
         target = out[r]
         for i in range(indices.shape[0]):
             value, wraps = _wrap32_shift(weights[i] * message[indices[i]], weight_exp)
-            target[i] += value
+            target[i] = target[i] + value if accumulate else value
             wrapped += wraps
     return wrapped
 
 
 @_jit
 def fan_out_synapse_int(
-    run_starts, run_sources, weights, weight_exp, messages, out
+    run_starts, run_sources, weights, weight_exp, messages, out, accumulate
 ):  # pragma: no cover
     """gather_synapse_int for a W whose destinations come in runs that read the same
     source (an SSM's fan-out of each channel to its modes): destinations run_starts[k] ..
@@ -268,6 +273,6 @@ def fan_out_synapse_int(
             run_target, run_weights = target[run], weights[run]
             for i in range(run_target.shape[0]):
                 value, wraps = _wrap32_shift(run_weights[i] * value_in, weight_exp)
-                run_target[i] += value
+                run_target[i] = run_target[i] + value if accumulate else value
                 wrapped += wraps
     return wrapped
