@@ -131,9 +131,48 @@ def read_torch_file(path: Path, what: str) -> Any:
                 f"{path}: refused, it contains a pickled Python object ({unsafe}) "
                 "that could run code on load; snncompile reads tensors and plain data only"
             ) from None
+        other = _other_kind_of_file(path)
+        if other is not None:
+            raise CorruptInputError(f"{path}: not a {what}: {other}") from None
         raise CorruptInputError(
             f"{path}: not a readable {what} (truncated or corrupt: {type(exc).__name__})"
         ) from None
+
+
+# A file's first bytes -> what it is, for files users pass by mistake where a checkpoint
+# goes (torch's own failures say "invalid load key" or "failed finding central directory").
+_MAGIC = {
+    b"\x89HDF\r\n\x1a\n": "an HDF5 file (a NIR graph is read as one when its name ends in .nir)",
+    b"\x93NUMPY": "a NumPy .npy array",
+    b"{": "a JSON file",
+}
+
+
+def _other_kind_of_file(path: Path) -> str | None:
+    """What `path` is when it is plainly not something torch.save wrote (a zip archive
+    holding a data.pkl, or a bare pickle, which starts with the PROTO opcode), with where
+    to pass it when it is part of an artifact; None when it could be a damaged one."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+        if head.startswith(b"PK\x03\x04"):
+            if not zipfile.is_zipfile(path):  # a zip cut short: a damaged checkpoint
+                return None
+            with zipfile.ZipFile(path) as archive:
+                if any(n.endswith("data.pkl") for n in archive.namelist()):
+                    return None
+            kind = "a zip archive without torch's data.pkl (an .npz?)"
+        elif head[:1] == b"\x80":
+            return None
+        else:
+            prefixes = (kind for magic, kind in _MAGIC.items() if head.startswith(magic))
+            kind = next(prefixes, f"a file starting with {head!r}")
+    except (OSError, zipfile.BadZipFile):
+        return None
+    where = ""
+    if (path.parent / "manifest.json").is_file():
+        where = f"; it is part of the artifact {path.parent}, pass the directory"
+    return f"torch.save writes a zip archive or a pickle, this is {kind}{where}"
 
 
 def _read_payload(path: Path) -> dict[str, Any]:

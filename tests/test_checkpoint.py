@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -311,3 +313,45 @@ def test_a_small_file_asking_for_a_huge_model_is_refused_before_building_it(
         load_checkpoint(path)
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 200_000, f"peak memory grew by {grown_kib} KiB"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kind"),
+    [
+        ("x.npz", None, r"a zip archive without torch's data\.pkl \(an \.npz\?\)"),
+        ("x.npy", np.zeros(3), r"a NumPy \.npy array"),
+        (
+            "graph.h5",
+            b"\x89HDF\r\n\x1a\n" + bytes(8),
+            r"an HDF5 file \(a NIR graph is read as one when its name ends in \.nir\)",
+        ),
+        ("notes.txt", b"hello", r"a file starting with b'hello'"),
+    ],
+)
+def test_a_file_of_another_kind_is_named_as_such(
+    tmp_path: Path, name: str, content: object, kind: str
+) -> None:
+    # It said "not a readable checkpoint (truncated or corrupt: UnpicklingError)" of
+    # an .npz, a .npy, a text file: as if a checkpoint had been damaged.
+    path = tmp_path / name
+    if content is None:
+        np.savez(path, x=np.zeros(3))
+    elif isinstance(content, np.ndarray):
+        np.save(path, content)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(
+        CorruptInputError, match=rf"^{re.escape(str(path))}: not a checkpoint: .*this is {kind}$"
+    ):
+        load_checkpoint(path)
+
+
+def test_a_file_inside_an_artifact_points_to_its_directory(tmp_path: Path) -> None:
+    artifact = tmp_path / "art"
+    artifact.mkdir()
+    (artifact / "manifest.json").write_text("{}")
+    path = artifact / "report.json"
+    path.write_text('{"populations": {}}')
+    where = re.escape(f"a JSON file; it is part of the artifact {artifact}, pass the directory")
+    with pytest.raises(CorruptInputError, match=rf"{where}$"):
+        load_checkpoint(path)

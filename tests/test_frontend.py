@@ -507,7 +507,9 @@ def test_bad_weights_are_corrupt_input(user_weights: Path, tmp_path: Path) -> No
         load_user_model("tiny_user_model:build", tmp_path / "missing.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a torch file")
-    with pytest.raises(CorruptInputError, match="not a readable"):
+    with pytest.raises(
+        CorruptInputError, match=r"not a weights file: .* starting with b'not a to'"
+    ):
         load_user_model("tiny_user_model:build", garbage)
     unsafe = tmp_path / "unsafe.pt"
     torch.save({"encoder.weight": _Payload()}, unsafe)
