@@ -313,6 +313,8 @@ def verify_model(
         step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
         report.data = origin
+        if data is None and labels is None:
+            report.warnings.append(_calibration_only_warning(compiled.meta.get("task"), origin))
     calibration_steps = None if compiled.calibration is None else compiled.calibration.shape[1]
     warning = saturation_warning(report.events, int(x.shape[1]), calibration_steps)
     if warning is not None:
@@ -324,6 +326,15 @@ def verify_model(
         if not check.exact:
             report.failures.append(f"reference vs {target} not exact: {check.divergence}")
     return report
+
+
+def _calibration_only_warning(task: Any, origin: str) -> str:
+    """Why verify ran on the inputs the scales were set from, and what to pass instead."""
+    why = f"its task {task!r} is not a bundled one" if task else "the model names no task"
+    return (
+        f"verified on {origin}, the inputs the quantization was calibrated on ({why}): "
+        "pass --data FILE to verify on held-out inputs"
+    )
 
 
 def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset, step) -> tuple:

@@ -543,3 +543,12 @@ def test_verify_of_a_state_dict_names_the_calibration_inputs_it_ran_on(
     x = np.random.default_rng(0).standard_normal((4, 12, 3))
     report = verify_model(user_weights, entry="tiny_user_model:build", calibration=x)
     assert report.data == "the calibration inputs" and report.n == 4
+    # and that these are no held-out data (it passed without a word)
+    assert report.warnings == [
+        "verified on the calibration inputs, the inputs the quantization was calibrated on "
+        "(the model names no task): pass --data FILE to verify on held-out inputs"
+    ]
+    held_out = tmp_path / "held_out.npy"
+    np.save(held_out, x[:2])
+    report = verify_model(user_weights, entry="tiny_user_model:build", calibration=x, data=held_out)
+    assert report.data == str(held_out) and report.warnings == []
