@@ -149,12 +149,7 @@ def _manifest(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tools": tools,
         "source": {key: value for key, value in source.items() if value is not None},
-        "input_size": net.input.size,
-        "output_size": net.readout.size,
-        "output_latency": net.output_latency,
-        "ticks_per_step": net.ticks_per_step,
-        "compartments": {k: v for k, v in net.counts().items() if k != "synapses"},
-        "message_bits": net.formats.message_bits,
+        **_summary(net),
         "files": files,
     }
 
@@ -186,7 +181,9 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
         if why is not None:
             raise UsageError(f"refusing to replace {out}: {why}")
     if not overwrite:
-        raise UsageError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
+        raise UsageError(
+            f"{out} already exists; pass --overwrite to replace it (overwrite=True from Python)"
+        )
     return out
 
 
@@ -340,7 +337,31 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
     if not isinstance(report, dict):
         raise CorruptInputError(f"{path / 'report.json'}: not a JSON object")
     _check_fields(path, manifest, report)
+    _check_summary(path, manifest, netlist)
     return Artifact(path=path, netlist=netlist, manifest=manifest, report=report)
+
+
+def _summary(net: Netlist) -> dict[str, Any]:
+    """What the manifest repeats of its netlist (for a reader that does not load it)."""
+    return {
+        "input_size": net.input.size,
+        "output_size": net.readout.size,
+        "output_latency": net.output_latency,
+        "ticks_per_step": net.ticks_per_step,
+        "compartments": {k: v for k, v in net.counts().items() if k != "synapses"},
+        "message_bits": net.formats.message_bits,
+    }
+
+
+def _check_summary(path: Path, manifest: dict[str, Any], net: Netlist) -> None:
+    """The manifest is the one file no hash covers: what it says of the netlist must be
+    what the (hashed) netlist says, or inspect would show an edited latency or size."""
+    for key, value in _summary(net).items():
+        if key in manifest and manifest[key] != value:
+            raise CorruptInputError(
+                f"{path / 'manifest.json'}: {key} is {manifest[key]!r}, the netlist's {value!r}"
+                " (edited after export)"
+            )
 
 
 # Per-population numbers of report.json that inspect shows.

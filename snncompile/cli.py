@@ -327,7 +327,7 @@ def verify(
 
 def _print_verify(model: str, r) -> None:
     click.echo(
-        f"{model}: float PyTorch vs quantized reference on {r.n} inputs ({r.data}), "
+        f"{model}: float PyTorch vs quantized reference on {_inputs(r.n)} ({r.data}), "
         f"{r.steps} steps, output latency {r.latency} steps"
         + (f", in {r.parts} parts of the batch" if r.parts > 1 else "")
     )
@@ -369,7 +369,7 @@ def _print_spikes_and_verdict(r) -> None:
 def _print_verify_nir(model: str, r) -> None:
     click.echo(
         f"{model}: float NIR simulation (dt {r.dt_s:g} s, reset {r.reset}) vs the compiled "
-        f"network on {r.n} inputs ({r.data}), {r.steps} steps, output latency "
+        f"network on {_inputs(r.n)} ({r.data}), {r.steps} steps, output latency "
         + _latency_text({"output_latency": r.latency, "ticks_per_step": r.ticks_per_step})
         + (f", in {r.parts} parts of the batch" if r.parts > 1 else "")
     )
@@ -387,10 +387,10 @@ def _print_target_check(c: dict) -> None:
         f"(output latency {c['output_latency']} ticks)"
     )
     runs = c.get("runs", 1)
-    parts = f", in {runs} runs of up to {-(-c['n'] // runs)} inputs" if runs > 1 else ""
+    parts = f", in {runs} runs of up to {_inputs(-(-c['n'] // runs))}" if runs > 1 else ""
     if c.get("streamed"):
         parts += ", compared while running"
-    click.echo(f"quantized reference vs {c['backend']} on the same {c['n']} inputs, {run}{parts}")
+    click.echo(f"quantized reference vs {c['backend']} on the same {_inputs(c['n'])}, {run}{parts}")
     click.echo(f"  alignment: {c['alignment']}")
     verdict = "exact" if c["exact"] else f"NOT exact: {c['divergence']}"
     click.echo(
@@ -742,7 +742,8 @@ def _print_float_artifact(info: dict) -> None:
 
 def _print_artifact(info: dict) -> None:
     _print_header(info)
-    click.echo(f"  numeric      {info['numeric']}, formats {info['formats']}")
+    bits = ", ".join(f"{k.removesuffix('_bits')} {v}" for k, v in info["formats"].items())
+    click.echo(f"  numeric      {info['numeric']}, bits: {bits}")
     click.echo(f"  latency      {_latency_text(info)} from input to readout")
     click.echo(f"  counts       {_format_counts(info['counts'])}")
     for name, printer in _TARGET_PRINTERS.items():
@@ -855,6 +856,11 @@ def _print_table(headers: list[str], rows: list[list]) -> None:
         click.echo("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _inputs(n: int) -> str:
+    """ "1 input", "2 inputs": a count of input sequences (samples) in a summary."""
+    return f"{n} input" if n == 1 else f"{n} inputs"
+
+
 def _format_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in counts.items())
 
@@ -913,7 +919,7 @@ def simulate(
     shown = " ".join(str(p) for p in s.predictions[:20])
     more = " ..." if len(s.predictions) > 20 else ""
     click.echo(
-        f"{artifact}: {s.n} input(s) x {s.steps} steps on {s.backend}, output latency "
+        f"{artifact}: {_inputs(s.n)} x {s.steps} steps on {s.backend}, output latency "
         + _latency_text({"output_latency": s.latency, "ticks_per_step": s.ticks_per_step})
     )
     click.echo(f"  predictions      {shown}{more}")

@@ -389,8 +389,29 @@ def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-unty
         ("manifest.json", lambda j: j.update(source="a.pt"), "'source' is not an object"),
         ("manifest.json", lambda j: j.update(target=3), "'target' is not a name"),
         ("graph.json", lambda j: j.clear(), "graph.json"),
+        # inspect echoed these (a latency of "ten"); nothing compared them to the netlist
+        (
+            "manifest.json",
+            lambda j: j.update(output_latency="ten"),
+            r"output_latency is 'ten', the netlist's \d+ \(edited after export\)",
+        ),
+        ("manifest.json", lambda j: j.update(message_bits=16), "message_bits is 16, the net"),
+        (
+            "manifest.json",
+            lambda j: j["compartments"].update(ssm=1),
+            "compartments is .*'ssm': 1.*, the netlist's",
+        ),
     ],
-    ids=["populations a list", "rate a string", "source a string", "target a number", "graph {}"],
+    ids=[
+        "populations a list",
+        "rate a string",
+        "source a string",
+        "target a number",
+        "graph {}",
+        "latency a string",
+        "message bits changed",
+        "compartments changed",
+    ],
 )
 def test_rehashed_hand_edits_are_refused_on_read(  # type: ignore[no-untyped-def]
     tmp_path: Path, small: Compiled, name, edit, message

@@ -63,6 +63,8 @@ def test_simulate_json_one_sequence_and_steps(artifact, tmp_path, capsys):
     summary = json.loads(text)
     assert code == 0 and summary["n"] == 1 and summary["steps"] == 32
     assert set(summary["spike_rates"]) == {"blocks.0.act", "blocks.1.act"}
+    code, text, _ = _run(capsys, "simulate", str(artifact), "--input", str(one), "--steps", "32")
+    assert code == 0 and f"{artifact}: 1 input x 32 steps on reference" in text  # "1 input(s)"
 
 
 def test_simulate_does_not_import_torch(artifact, inputs, tmp_path):
