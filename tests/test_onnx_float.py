@@ -150,6 +150,16 @@ def test_usage_and_tampering(tmp_path):
         simulate_artifact(out, x, backend="reference")  # no netlist in a float export
 
 
+def test_check_inputs_that_overflow_the_model_are_named_so(tmp_path):
+    # It failed naming an internal function: "pmbc_spikes: x contains inf or NaN".
+    ckpt, x = tiny_checkpoint(tmp_path, "spike-ssm")
+    huge = np.where(np.arange(x.shape[1]) % 2 == 0, 3e38, -3e38)[None, :, None] + 0 * x
+    message = r"float32 model overflowed on the check inputs \(largest input magnitude 3e\+38\)"
+    with pytest.raises(UsageError, match=message):
+        export_model(ckpt, tmp_path / "o", target="onnx", float_export=True, calibration=huge)
+    assert not (tmp_path / "o").exists()
+
+
 def test_inspect_describes_a_float_export_and_refuses_a_tampered_one(tmp_path, capsys):
     ckpt, _ = tiny_checkpoint(tmp_path, "binary-s4d-gsu")
     out = tmp_path / "gsu"

@@ -240,7 +240,13 @@ def export_float(
     x = np.asarray(x_check, dtype=DTYPES[dtype])
     model.eval()
     with torch.no_grad():
-        expected = model(torch.from_numpy(x)).double().numpy()
+        try:
+            expected = model(torch.from_numpy(x)).double().numpy()
+        except UsageError as exc:  # the inputs were checked: a neuron refusing inf or NaN
+            raise UsageError(
+                f"the {dtype} model overflowed on the check inputs (largest input magnitude "
+                f"{float(np.abs(x).max()):.3g}): {exc}"
+            ) from None
     actual = run_float(FloatSession(model_bytes), x).logits
     scale = float(np.abs(expected).max())
     error = float(np.abs(actual - expected).max()) / max(scale, np.finfo(np.float64).tiny)
