@@ -374,7 +374,16 @@ def _print_verify_nir(model: str, r) -> None:
         + (f", in {r.parts} parts of the batch" if r.parts > 1 else "")
     )
     exact = all(value == 1.0 for value in r.lowering_agreement.values())
-    click.echo(f"  lowering (float64 netlist spikes)      {'exact' if exact else 'NOT exact'}")
+    if r.lowering_agreement:
+        click.echo(f"  lowering (float64 netlist spikes)      {'exact' if exact else 'NOT exact'}")
+    else:
+        click.echo("  lowering (float64 netlist spikes)      no spiking population to compare")
+    click.echo(
+        f"  lowering (float64 netlist outputs)     relative error {r.output_lowering_error:.2e}"
+    )
+    click.echo(
+        f"  quantized outputs                      relative error {r.output_relative_error:.2e}"
+    )
     _print_spikes_and_verdict(r)
 
 

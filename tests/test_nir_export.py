@@ -219,6 +219,24 @@ def test_inspect_of_our_model_nir_names_snncompile_and_its_dt(exported, capsys) 
     assert len(info["nodes"]) > 3
 
 
+def test_export_of_our_model_nir_takes_the_dt_inspect_shows_and_no_other(
+    exported, tmp_path: Path, capsys
+) -> None:
+    """inspect says the file states 0.001 s per step: `--dt 1e-3` is that dt (the same
+    netlist as without it); any other dt is a one-line usage error naming the stated one."""
+    _, out = exported
+    code, _, err = run(["export", out / "model.nir", "--dt", "1e-3", "-o", tmp_path / "a"], capsys)
+    assert code == 0, err
+    code, _, err = run(["export", out / "model.nir", "--dt", "1e-4", "-o", tmp_path / "b"], capsys)
+    assert code == 2 and not (tmp_path / "b").exists()
+    assert "states dt = 0.001 s" in err and "leave --dt out" in err and err.count("\n") == 1
+    plain = compile_model(out / "model.nir")
+    assert (
+        _netlist_difference(compile_model(out / "model.nir", dt=1e-3).netlist, plain.netlist)
+        is None
+    )
+
+
 # -- per-op encodings ----------------------------------------------------------------------
 
 

@@ -967,6 +967,53 @@ def test_neurons_the_lowering_refuses_are_all_named():
     )
 
 
+def test_a_refused_neurons_successors_and_the_import_refusals_are_named_together():
+    """In a chain a -> b -> c the lowering cannot lower b or c once a is refused, yet
+    their own parameter problems are named; a v_reset refused by the importer comes in
+    the same line as the lowering's refusals of the other nodes."""
+    a, b, c = cuba_lif(2), cuba_lif(2), cuba_lif(2)
+    a.v_leak = b.v_leak = np.full(2, 0.1)
+    c.tau_syn = np.array([0.002, 0.004])
+    g = chain((2,), ("a", a), ("b", b), ("c", c))
+    with pytest.raises(UnsupportedError) as info:
+        lower(import_nir(g, dt=1e-3).graph)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "a: a leak voltage" in message and "b: a leak voltage" in message, message
+    assert "c: tau_syn differs between neurons" in message, message
+    b.v_leak = np.zeros(2)
+    b.v_reset = np.full(2, 0.5)
+    with pytest.raises(UnsupportedError) as info:
+        import_nir(chain((2,), ("a", a), ("b", b), ("c", c)), dt=1e-3)
+    message = str(info.value)
+    assert "a: a leak voltage" in message and "'b' (CubaLIF): v_reset != 0" in message
+    assert "c: tau_syn differs" in message, message
+
+
+def test_a_file_with_a_node_type_nir_does_not_know_is_unsupported_naming_it(tmp_path, cli):
+    """nir's reader stops at an unknown type with a bare AssertionError; the file is an
+    unsupported model (exit 4) naming every such node, nested ones dotted, not a corrupt
+    one (exit 6)."""
+    import h5py
+
+    inner = chain((2,), ("x", lif(2)))
+    g = graph({"input": nir.Input(input_type=np.array([2])), "sub": inner, "y": lif(2),
+               "output": nir.Output(output_type=np.array([2]))},
+              [("input", "sub"), ("sub", "y"), ("y", "output")])  # fmt: skip
+    path = tmp_path / "future.nir"
+    nir.write(path, g)
+    with h5py.File(path, "r+") as f:
+        for where, kind in (("node/nodes/y", b"Conv3d"), ("node/nodes/sub/nodes/x", b"Izhikevich")):
+            del f[f"{where}/type"]
+            f[f"{where}/type"] = kind
+    out = cli("export", str(path), "--dt", "1e-3", "-o", str(tmp_path / "a"))
+    assert out.returncode == 4, out.stderr
+    assert out.stderr.startswith("error: unsupported NIR node(s): ")
+    assert "sub.x (Izhikevich)" in out.stderr and "y (Conv3d)" in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1
+    assert not (tmp_path / "a").exists()
+
+
 def test_loop_through_two_neurons_exports_inspects_and_simulates(tmp_path, cli):
     """A NIR loop A -> B -> A from a file: the loihi2 artifact states 2 ticks per model
     step (manifest, network.net, inspect), has no netx dense layer (netx's neuron cannot

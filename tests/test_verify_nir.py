@@ -119,3 +119,51 @@ def test_verify_nir_in_parts_reports_the_whole_batch(tmp_path: Path, monkeypatch
         for name, value in expected.items():
             assert got[name] == pytest.approx(value, rel=1e-12), (stat, name)
     assert in_parts == whole  # events, first divergence, failures, the rest
+
+
+def _graded_graph(path: Path) -> None:
+    """Input (3) -> Affine -> LI (2) -> Output: no spiking population at all."""
+    import nir
+
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "fc": nir.Affine(weight=np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]),
+                         bias=np.array([0.1, -0.2])),
+        "li": nir.LI(tau=np.full(2, 0.01), r=np.ones(2), v_leak=np.zeros(2)),
+        "output": nir.Output(output_type=np.array([2])),
+    }  # fmt: skip
+    edges = [("input", "fc"), ("fc", "li"), ("li", "output")]
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges))
+
+
+def test_verify_of_a_graded_graph_compares_the_outputs(tmp_path: Path, capsys) -> None:
+    """Without a spiking population rung 1 still compares something: the pooled outputs
+    of the float64 netlist against the NIR simulation, and says there are no spikes."""
+    _graded_graph(tmp_path / "li.nir")
+    code, out, err = _run(capsys, "verify", tmp_path / "li.nir", "--dt", "1e-3")
+    assert code == 0, err
+    assert "no spiking population to compare" in out
+    code, out, _ = _run(capsys, "verify", tmp_path / "li.nir", "--dt", "1e-3", "--json")
+    report = json.loads(out)
+    assert report["lowering_agreement"] == {} and report["output_lowering_error"] < 1e-12
+    assert 0 < report["output_relative_error"] < 0.05  # 8-bit weights: close, not equal
+
+
+def test_verify_of_a_graded_graph_fails_when_the_lowered_outputs_differ(tmp_path: Path) -> None:
+    """A float64 netlist off by 0.1% in one weight is a failed rung 1, named as such."""
+    import dataclasses
+
+    from snncompile.compiler import compile_model
+    from snncompile.verify.nir import default_inputs, verify_nir
+
+    _graded_graph(tmp_path / "li.nir")
+    compiled = compile_model(tmp_path / "li.nir", dt=1e-3)
+    x, data = default_inputs(3, 0.2)
+    assert verify_nir(compiled, x, data).passed
+    net = compiled.float_netlist
+    first = net.synapses[0]
+    off = dataclasses.replace(first, weight=first.weight * 1.001)
+    compiled.float_netlist = dataclasses.replace(net, synapses=[off, *net.synapses[1:]])
+    report = verify_nir(compiled, x, data)
+    assert not report.passed
+    assert any("outputs' relative error" in f for f in report.failures), report.failures

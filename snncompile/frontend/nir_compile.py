@@ -53,13 +53,18 @@ def load_nir_source(
     A file snncompile wrote (`--target nir`) is read back exactly from its metadata, with
     the dt it states; any other goes through the generic importer at `dt`.
     """
-    from snncompile.frontend.nir_snncompile import read_snncompile_nir
+    from snncompile.frontend.nir_snncompile import read_snncompile_nir, stated_dt_s
 
     own = read_snncompile_nir(source)
     if own is not None:
-        if dt is not None and dt != own.dt_s:
-            states = "a discrete-time model" if own.dt_s is None else f"dt = {own.dt_s} s"
-            raise UsageError(f"--dt {dt}: {source} was written by snncompile and states {states}")
+        # The step its NIR time constants assume (what inspect shows); for a discrete-time
+        # model it changes nothing, so only that value is accepted.
+        stated = stated_dt_s(source)
+        if dt is not None and dt != stated:
+            raise UsageError(
+                f"--dt {dt}: {source} was written by snncompile and states dt = {stated} s "
+                "(it is read back exactly; leave --dt out)"
+            )
         if reset != "zero":
             raise UsageError(f"--reset: {source} was written by snncompile and states its resets")
         width = own.input.op.size

@@ -30,6 +30,18 @@ import numpy as np
 from snncompile.errors import CorruptInputError, MissingDependencyError, UnsupportedError
 from snncompile.ir.serialize import check_hdf5_size
 
+# Node types of nir 1.0.8, which the importer takes all of (nir's reader knows no others).
+NEURONS = ("I", "LI", "CubaLI", "IF", "LIF", "CubaLIF")
+LINEAR = ("Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten")
+SUPPORTED = ("Input", "Output", *LINEAR, "Delay", "Threshold", *NEURONS, "NIRGraph")
+
+
+def unsupported_nodes_error(bad: list[str]) -> UnsupportedError:
+    """One line naming every node ("name (type)") the importer cannot take."""
+    return UnsupportedError(
+        f"unsupported NIR node(s): {', '.join(bad)}; NIR import takes {', '.join(SUPPORTED)}"
+    )
+
 
 def _nir() -> Any:
     try:
@@ -82,6 +94,9 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
     # ValueError, OSError from h5py, ...): every one of them means "cannot read this file".
     except Exception as exc:
         strict_error = exc
+    unknown = _unknown_node_types(path)
+    if unknown:  # nir's reader fails on the first one with a bare AssertionError
+        raise unsupported_nodes_error(unknown) from None
     if not (isinstance(strict_error, ValueError) and "type" in str(strict_error).lower()):
         raise CorruptInputError(
             f"{path.name}: nir cannot read it ({type(strict_error).__name__}: "
@@ -98,6 +113,39 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
         "it, every shape is inferred from the node parameters"
     )
     return graph, [warning]
+
+
+def _unknown_node_types(path: Path) -> list[str]:
+    """Every node ("name (type)", nested names dotted) whose HDF5 `type` string is not a
+    node type of nir 1.0.8; [] when the file's layout is not NIR's (the caller then
+    reports the reader's own error)."""
+    import h5py
+
+    found: list[str] = []
+
+    def walk(group: Any, prefix: str) -> None:
+        nodes = group.get("nodes")
+        if not isinstance(nodes, h5py.Group):
+            return
+        for name, node in nodes.items():
+            kind = node.get("type") if isinstance(node, h5py.Group) else None
+            if not isinstance(kind, h5py.Dataset):
+                continue
+            value = kind[()]
+            text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            if text == "NIRGraph":
+                walk(node, f"{prefix}{name}.")
+            elif text not in SUPPORTED:
+                found.append(f"{prefix}{name} ({text})")
+
+    try:
+        with h5py.File(path, "r") as f:
+            top = f.get("node")
+            if isinstance(top, h5py.Group):
+                walk(top, "")
+    except (OSError, ValueError):  # not HDF5 at all: nir's error says so
+        return []
+    return found
 
 
 def _check_values(name: str, node: Any) -> None:

@@ -48,16 +48,22 @@ import numpy as np
 from scipy import sparse
 
 from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
-from snncompile.frontend.nir_graph import FlatNir, _nir, forward_order, load_flat
+from snncompile.frontend.nir_graph import (
+    NEURONS,
+    SUPPORTED,
+    FlatNir,
+    _nir,
+    forward_order,
+    load_flat,
+    unsupported_nodes_error,
+)
 from snncompile.ir import ops
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import MAX_TICKS
 from snncompile.ir.nir_ops import EulerNeuron, Feedback, SparseLinear
+from snncompile.lower.nir_rules import euler_neuron_problems
 
 RESET_MODES = ("zero", "subtract")
-NEURONS = ("I", "LI", "CubaLI", "IF", "LIF", "CubaLIF")
-LINEAR = ("Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten")
-SUPPORTED = ("Input", "Output", *LINEAR, "Delay", "Threshold", *NEURONS, "NIRGraph")
 
 Key = tuple[str, int]  # (source node, lag in steps)
 
@@ -509,9 +515,7 @@ def _check_supported(flat: FlatNir) -> None:
         if type(node).__name__ not in SUPPORTED
     ]
     if bad:
-        raise UnsupportedError(
-            f"unsupported NIR node(s): {', '.join(bad)}; NIR import takes {', '.join(SUPPORTED)}"
-        )
+        raise unsupported_nodes_error(bad)
 
 
 def _declared_shape_warnings(flat: FlatNir, shapes: dict[str, tuple[int, ...]]) -> list[str]:
@@ -566,15 +570,21 @@ def _import(flat: FlatNir, dt: float, reset: str, where: str) -> NirImport:
     sources = [n for n in flat.nodes if n != flat.input and imp.is_source(n)]
     params: dict[str, NeuronParams] = {}
     problems: list[str] = []
+    refused_here = False
     for name in sources:
         if imp.kind(name) == "Threshold":
             continue
         try:
             with _node_fields(name, imp.kind(name)):
-                params[name] = neuron_params(name, flat.nodes[name], dt)
+                p = params[name] = neuron_params(name, flat.nodes[name], dt)
         except UnsupportedError as exc:
             problems.append(str(exc))
-    if problems:
+            refused_here = True
+            continue
+        # What the lowering will refuse, so that one line names every offending node.
+        node_reset = reset if p.spiking else "none"
+        problems += euler_neuron_problems(name, p.alpha_u, p.alpha_v, p.v_bias, node_reset)
+    if refused_here:
         raise UnsupportedError("; ".join(problems))
     inputs = {name: imp.input_of(name)[0] for name in sources}
     out_expr, out_shape = imp.input_of(flat.output)

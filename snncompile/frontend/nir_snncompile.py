@@ -20,24 +20,40 @@ from snncompile.errors import CorruptInputError, MissingDependencyError
 from snncompile.ir.graph import Graph
 
 
-def is_snncompile_nir(path: str | os.PathLike[str]) -> bool:
-    """Whether the file is HDF5 whose graph metadata names our format (`export --target
-    nir` wrote it); reads only that tag, builds no nodes."""
+def _metadata_value(path: str | os.PathLike[str], key: str) -> Any:
+    """The top-level graph metadata `key` of an HDF5 file, None if absent or not HDF5;
+    builds no nodes."""
     import h5py
 
-    from snncompile.targets.nir.codec import FORMAT
-
     if not Path(path).is_file():
-        return False
+        return None
     try:
         with h5py.File(path, "r") as f:
-            tag = f.get("node/metadata/snncompile_format")
-            if tag is None or not isinstance(tag, h5py.Dataset):
-                return False
-            value = tag[()]
+            item = f.get(f"node/metadata/{key}")
+            if item is None or not isinstance(item, h5py.Dataset):
+                return None
+            value = item[()]
     except OSError:
-        return False  # not HDF5: not ours; the generic importer reports what it is
-    return (value.decode("utf-8") if isinstance(value, bytes) else value) == FORMAT
+        return None  # not HDF5: not ours; the generic importer reports what it is
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def is_snncompile_nir(path: str | os.PathLike[str]) -> bool:
+    """Whether the file is HDF5 whose graph metadata names our format (`export --target
+    nir` wrote it)."""
+    from snncompile.targets.nir.codec import FORMAT
+
+    return _metadata_value(path, "snncompile_format") == FORMAT
+
+
+def stated_dt_s(path: str | os.PathLike[str]) -> float | None:
+    """The step (s) a file of ours states its NIR time constants at (snncompile_dt_s:
+    what inspect shows, and the only --dt export accepts for it); None if not stated."""
+    value = _metadata_value(path, "snncompile_dt_s")
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def read_snncompile_nir(source: str | os.PathLike[str] | Any) -> Graph | None:

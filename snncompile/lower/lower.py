@@ -38,7 +38,7 @@ from snncompile.errors import UnsupportedError
 from snncompile.ir import nir_ops, ops
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
-from snncompile.lower.nir_rules import NIR_LOWERINGS, check_feedback
+from snncompile.lower.nir_rules import NIR_LOWERINGS, NIR_PARAMETER_CHECKS, check_feedback
 
 # Ops the lowering passes through unchanged (normally removed by the passes already).
 _TRANSPARENT = (ops.Dropout, ops.Identity)
@@ -160,12 +160,15 @@ def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
         )
     builder = _Builder(graph)
     # A rule refuses a node it has no exact form for (UnsupportedError); the refusals of
-    # every node are reported together, the nodes fed by a refused one skipped.
+    # every node are reported together; a node fed by a refused one is not lowered, only
+    # checked for what its parameters alone refuse.
     problems: list[str] = []
     skipped: set[str] = set()
     for node in graph:
         if skipped.intersection(node.inputs):
             skipped.add(node.name)
+            check = NIR_PARAMETER_CHECKS.get(type(node.op))
+            problems.extend(check(node) if check else [])
         elif isinstance(node.op, _TRANSPARENT):
             builder.views[node.name] = builder.views[node.inputs[0]]
         else:

@@ -49,13 +49,44 @@ def _sparse_linear(b: Any, node: Node) -> None:
     _lower_module()._linear(b, node)  # the Linear rule takes a sparse weight as it is
 
 
-def _uniform(node: Node, name: str, values: np.ndarray, why: str) -> float:
-    if np.ptp(values) != 0:
-        raise UnsupportedError(
-            f"{node.name}: {name} differs between neurons (the decay 1 - dt/{name} ranges "
-            f"{values.min():g} .. {values.max():g}); {why}"
+_SHARED_DECAYS = {
+    "zero": ("cuba_lif", "Lava's LIF shares du and dv over a population"),
+    "subtract": ("cuba_lif_sub", "cuba_lif_sub shares du and dv over a population"),
+}
+
+
+def euler_neuron_problems(
+    name: str, alpha_u: np.ndarray, alpha_v: np.ndarray, v_bias: np.ndarray, reset: str
+) -> list[str]:
+    """Why the compartments cannot take this neuron, one line per reason ([] if they can).
+    Parameters only, so a node fed by a refused one is still checked (and the importer
+    can add these to its own refusals: every offending node is named at once)."""
+    if reset == "none":
+        return []
+    problems = []
+    has_current = bool(np.any(alpha_u != 0))
+    if has_current and np.any(v_bias != 0):
+        problems.append(
+            f"{name}: a leak voltage (v_leak != 0) with a synaptic current has no exact "
+            "Lava LIF form (a constant input reaches v through the decaying current)"
         )
-    return float(values[0])
+    if reset == "zero" or has_current:
+        why = _SHARED_DECAYS[reset][1]
+        for field, values in (("tau_syn", alpha_u), ("tau_mem", alpha_v)):
+            if np.ptp(values) != 0:
+                problems.append(
+                    f"{name}: {field} differs between neurons (the decay 1 - dt/{field} "
+                    f"ranges {values.min():g} .. {values.max():g}); {why}"
+                )
+    return problems
+
+
+def _node_problems(node: Node) -> list[str]:
+    """euler_neuron_problems of an EulerNeuron node; [] for other ops."""
+    op = node.op
+    if not isinstance(op, nir_ops.EulerNeuron):
+        return []
+    return euler_neuron_problems(node.name, op.alpha_u, op.alpha_v, op.v_bias, op.reset)
 
 
 def _euler_neuron(b: Any, node: Node) -> None:
@@ -66,20 +97,15 @@ def _euler_neuron(b: Any, node: Node) -> None:
     if op.reset == "none":
         _graded_neuron(b, node, has_current)
         return
-    if has_current and np.any(op.v_bias != 0):
-        raise UnsupportedError(
-            f"{node.name}: a leak voltage (v_leak != 0) with a synaptic current has no exact "
-            "Lava LIF form (a constant input reaches v through the decaying current)"
-        )
+    problems = _node_problems(node)
+    if problems:
+        raise UnsupportedError("; ".join(problems))
     scale = 1.0 / op.theta
     if op.reset == "zero" or has_current:
-        kind, why = {
-            "zero": ("cuba_lif", "Lava's LIF shares du and dv over a population"),
-            "subtract": ("cuba_lif_sub", "cuba_lif_sub shares du and dv over a population"),
-        }[op.reset]
+        kind = _SHARED_DECAYS[op.reset][0]
         params = {
-            "alpha_u": np.array(_uniform(node, "tau_syn", op.alpha_u, why)),
-            "alpha_v": np.array(_uniform(node, "tau_mem", op.alpha_v, why)),
+            "alpha_u": np.array(float(op.alpha_u[0])),
+            "alpha_v": np.array(float(op.alpha_v[0])),
             "vth": np.array(1.0),
         }
         pop = b.add_pop(Population(node.name, kind, h, params=params))
@@ -158,6 +184,12 @@ def check_feedback(b: Any, node: Node) -> None:
             "own (only neuron outputs can close a loop through several nodes)"
         )
 
+
+# What the lowering can say about a node from its parameters alone (run on the nodes it
+# skips because an input was refused).
+NIR_PARAMETER_CHECKS: dict[type, Callable[[Node], list[str]]] = {
+    nir_ops.EulerNeuron: _node_problems,
+}
 
 NIR_LOWERINGS: dict[type, Callable[[Any, Node], None]] = {
     nir_ops.SparseLinear: _sparse_linear,
