@@ -215,10 +215,11 @@ def _nir_options(fn):
     """--dt and --reset: how a .nir source is imported (docs/nir.md)."""
     fn = click.option(
         "--reset",
-        type=click.Choice(["zero", "subtract"]),
+        type=click.Choice(["zero", "subtract", "subtract-delayed"]),
         default="zero",
         show_default=True,
-        help="NIR sources: spiking neurons reset to zero or subtract the threshold.",
+        help="NIR sources: spiking neurons reset to zero, subtract the threshold in the "
+        "step that spikes, or one step later undecayed (snnTorch's subtract).",
     )(fn)
     return click.option(
         "--dt",

@@ -4,6 +4,7 @@ real graphs of peer frameworks (float exact, quantized measured, Lava exact), ba
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import subprocess
 import sys
@@ -501,6 +502,91 @@ def test_cuba_lif_subtract_keeps_the_remainder_and_matches():
     qnet, _ = quantize(net, x)
     assert qnet.population("lif").kind == "cuba_lif_sub"
     assert int(qnet.population("lif").params["vth"]) > 0
+
+
+def _snntorch_leaky_graph(n: int = 6) -> tuple[nir.NIRGraph, dict]:
+    """Input (4) -> Affine -> LIF (per-neuron tau and threshold, r = tau / dt as
+    snnTorch's export writes it, so the LIF's input is W x + b) with a recurrent Linear."""
+    rng = np.random.default_rng(11)
+    p = {
+        "w": rng.normal(0.6, 1.0, (n, 4)),
+        "b": rng.normal(0.05, 0.1, n),
+        "rec": rng.normal(-0.2, 0.5, (n, n)),
+        "tau": np.linspace(0.002, 0.01, n),
+        "thr": np.linspace(0.5, 1.5, n),
+        "dt": 1e-3,
+    }
+    nodes = {
+        "input": nir.Input(input_type=np.array([4])),
+        "fc": nir.Affine(weight=p["w"], bias=p["b"]),
+        "lif": nir.LIF(tau=p["tau"], r=p["tau"] / p["dt"], v_leak=np.zeros(n),
+                       v_threshold=p["thr"]),
+        "w_rec": nir.Linear(weight=p["rec"]),
+        "output": nir.Output(output_type=np.array([n])),
+    }  # fmt: skip
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
+             ("lif", "output")]  # fmt: skip
+    return graph(nodes, edges), p
+
+
+def _snntorch_leaky(x: np.ndarray, p: dict) -> np.ndarray:
+    """snnTorch's Leaky with reset_mechanism="subtract" and its default reset_delay, as its
+    docstring states it: U[t] = beta U[t-1] + I[t] - thr S[t-1], S[t] = [U[t] > thr]."""
+    beta = 1.0 - p["dt"] / p["tau"]
+    mem = np.zeros((x.shape[0], p["b"].size))
+    spk = np.zeros_like(mem)
+    out = []
+    for t in range(x.shape[1]):
+        current = x[:, t] @ p["w"].T + p["b"] + spk @ p["rec"].T
+        mem = beta * mem + current - p["thr"] * spk
+        spk = (mem > p["thr"]).astype(np.float64)
+        out.append(spk)
+    return np.stack(out, axis=1)
+
+
+def test_subtract_delayed_is_snntorchs_subtract_spike_for_spike():
+    """--reset subtract-delayed reproduces snnTorch's Leaky (recurrent, per-neuron tau and
+    threshold): the NIR simulation, the float64 netlist (reset_refractory with
+    rho = 1/beta - 1) and the hand-written snnTorch update spike identically; plain
+    subtract does not."""
+    g, p = _snntorch_leaky_graph()
+    x = spikes((4, 80, 4), 0.5)
+    want = _snntorch_leaky(x, p)
+    assert 0.05 < want.mean() < 0.6
+    net, oracle, _ = compare_float(g, x, dt=p["dt"], reset="subtract-delayed")
+    np.testing.assert_array_equal(oracle["lif"], want)
+    lif_pop = net.population("lif")
+    assert lif_pop.kind == "reset_refractory"
+    beta = 1.0 - p["dt"] / p["tau"]
+    np.testing.assert_allclose(lif_pop.params["rho"], 1.0 / beta - 1.0, rtol=1e-12)
+    same_step = simulate_nir(g, x, dt=p["dt"], reset="subtract")["lif"]
+    assert (same_step != want).any()
+
+
+def test_subtract_delayed_refuses_a_current_and_dt_equal_to_tau():
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("c", cuba_lif(2)),
+              ("fc2", nir.Linear(weight=np.eye(2))), ("l", lif(2, tau=1e-3)))  # fmt: skip
+    with pytest.raises(UnsupportedError) as info:
+        lower(import_nir(g, dt=1e-3, reset="subtract-delayed").graph)
+    message = str(info.value)
+    assert "c: reset subtract-delayed with a synaptic current (CubaLIF)" in message
+    assert "l: reset subtract-delayed at dt = tau" in message, message
+
+
+def test_subtract_delayed_exports_simulates_and_verifies_from_the_cli(tmp_path, cli):
+    g, _ = _snntorch_leaky_graph()
+    source = tmp_path / "leaky.nir"
+    nir.write(source, g)
+    art = tmp_path / "leaky.ref"
+    argv = ["--dt", "1e-3", "--reset", "subtract-delayed"]
+    out = cli("export", str(source), *argv, "-o", str(art))
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert manifest["source"]["reset"] == "subtract-delayed"
+    out = cli("verify", str(source), *argv, "--json")
+    report = json.loads(out.stdout)
+    assert out.returncode == 0 and report["reset"] == "subtract-delayed", out.stderr
+    assert report["lowering_agreement"] == {"lif": 1.0}
 
 
 def run_lava_or_skip():

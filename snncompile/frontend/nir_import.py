@@ -13,6 +13,8 @@ With a = dt / tau (per element) and the summed input x_t of the node:
     IF, LIF, CubaLIF: as I, LI, CubaLI, then s_t = [v_t > v_threshold] (strict, as NIR)
              and v_t <- v_reset where s_t (reset "zero", the only reset NIR stores; v_reset
              must be 0) or v_t <- v_t - v_threshold (reset "subtract", chosen by the user)
+             or, snnTorch's reset, v_{t+1} gets - v_threshold s_t undecayed (reset
+             "subtract-delayed": v_t = beta v_{t-1} + ... - v_threshold s_{t-1})
     Threshold  s_t = [x_t > threshold]   (stateless)
 
 The current is updated first and the voltage uses the new current, as snnTorch and
@@ -63,7 +65,7 @@ from snncompile.ir.netlist import MAX_TICKS
 from snncompile.ir.nir_ops import EulerNeuron, Feedback, SparseLinear
 from snncompile.lower.nir_rules import euler_neuron_problems
 
-RESET_MODES = ("zero", "subtract")
+RESET_MODES = ("zero", "subtract", "subtract-delayed")
 
 Key = tuple[str, int]  # (source node, lag in steps)
 
@@ -544,10 +546,11 @@ def import_nir(
 ) -> NirImport:
     """Import a .nir file (or an in-memory nir.NIRGraph) as a float Graph at `dt` seconds.
 
-    reset: "zero" (NIR's reset to v_reset = 0) or "subtract" (v -= v_threshold; NIR files
-    cannot say so, snnTorch models often use it). Errors: CorruptInputError (unreadable
-    or inconsistent file), UnsupportedError (every unsupported node listed), UsageError
-    (no dt, bad reset).
+    reset: "zero" (NIR's reset to v_reset = 0), "subtract" (v -= v_threshold in the step
+    that spikes) or "subtract-delayed" (snnTorch's subtract: v_threshold comes off the
+    next step's v, undecayed); NIR files cannot say which. Errors: CorruptInputError
+    (unreadable or inconsistent file), UnsupportedError (every unsupported node listed),
+    UsageError (no dt, bad reset).
     """
     if reset not in RESET_MODES:
         raise UsageError(f"reset must be one of {RESET_MODES}, got {reset!r}")

@@ -124,13 +124,16 @@ class _Node:
             self.state["v"] = v
             return v
         theta = np.broadcast_to(_a(n, "v_threshold"), x.shape[1:])
+        if self.reset == "subtract-delayed":  # snnTorch: the last step's spike, undecayed
+            v = v - theta * self.state.get("s", 0.0)
         spikes = v > theta
         if self.reset == "zero":
             v = np.where(spikes, np.broadcast_to(_a(n, "v_reset", 0.0), x.shape[1:]), v)
-        else:
+        elif self.reset == "subtract":
             v = np.where(spikes, v - theta, v)
         self.state["v"] = v
-        return spikes.astype(np.float64)
+        self.state["s"] = spikes.astype(np.float64)
+        return self.state["s"]
 
 
 def _shape_of(node: Any) -> tuple[int, ...]:

@@ -18,7 +18,7 @@ from scipy import sparse
 
 from snncompile.ir.ops import OPS, InvalidGraphError, Op, _arity, _finite, _vector
 
-RESETS = ("zero", "subtract", "none")
+RESETS = ("zero", "subtract", "subtract-delayed", "none")
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +58,8 @@ class EulerNeuron(Op):
         v_t = alpha_v v_{t-1} + u_t + v_bias
         reset "zero":      s_t = [v_t > theta];  v_t <- 0 where s_t;          y = s
         reset "subtract":  s_t = [v_t > theta];  v_t <- v_t - theta where s_t; y = s
+        reset "subtract-delayed" (snnTorch's): v_t gets - theta s_{t-1} added, after
+                           the decay; s_t = [v_t > theta]; y = s
         reset "none":      y = v_t (a graded, non-spiking neuron: I, LI, CubaLI)
 
     The current u is updated first and the voltage uses the new current (the order of

@@ -10,6 +10,12 @@
                                        with a current (CubaLIF): one "cuba_lif_sub"
                                        population (cuba_lif's decays, v -= vth on a
                                        spike; one alpha_u and alpha_v per node)
+                  reset "subtract-delayed" (snnTorch's: the threshold comes off the
+                                       next step's v, after its decay) -> without a
+                                       current: "reset_refractory" with rho = 1/beta - 1,
+                                       since beta (1 + rho) = 1 makes m' = beta m + a' - s;
+                                       with a current: refused (cuba_lif_sub subtracts
+                                       its threshold, not threshold / beta)
                   reset "none"      -> graded: one real "ssm" resonator per element
                                        (a = alpha_v, b = 1) for I and LI; CubaLI adds one
                                        in front for its current (a = alpha_u)
@@ -70,6 +76,19 @@ def euler_neuron_problems(
             f"{name}: a leak voltage (v_leak != 0) with a synaptic current has no exact "
             "Lava LIF form (a constant input reaches v through the decaying current)"
         )
+    if reset == "subtract-delayed":
+        if has_current:
+            problems.append(
+                f"{name}: reset subtract-delayed with a synaptic current (CubaLIF) has no "
+                "compartment yet (cuba_lif_sub subtracts the threshold in the step that "
+                "spikes); use --reset subtract, or IF/LIF neurons"
+            )
+        elif np.any(alpha_v <= 0):
+            problems.append(
+                f"{name}: reset subtract-delayed at dt = tau (the voltage keeps nothing of "
+                "the last step, so the delayed subtraction has no decayed form)"
+            )
+        return problems
     if reset == "zero" or has_current:
         why = _SHARED_DECAYS[reset][1]
         for field, values in (("tau_syn", alpha_u), ("tau_mem", alpha_v)):
@@ -110,7 +129,10 @@ def _euler_neuron(b: Any, node: Node) -> None:
         }
         pop = b.add_pop(Population(node.name, kind, h, params=params))
     else:
-        params = {"beta": op.alpha_v.copy(), "theta": np.ones(h), "rho": np.zeros(h)}
+        # subtract: v = m - s. subtract-delayed: v = m - s / beta, which the next step's
+        # decay turns into m' = beta m + a' - s, snnTorch's update (problems: beta > 0).
+        rho = 1.0 / op.alpha_v - 1.0 if op.reset == "subtract-delayed" else np.zeros(h)
+        params = {"beta": op.alpha_v.copy(), "theta": np.ones(h), "rho": rho}
         pop = b.add_pop(Population(node.name, "reset_refractory", h, params=params))
     _connect_inputs(b, node, pop, sparse.diags(scale), op.v_bias * scale)
     if op.rec_weight.nnz:
