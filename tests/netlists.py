@@ -99,7 +99,7 @@ def loop_pops(kinds: str) -> list[Population]:
                            b_im_q=[-7000, 65536, 100, -3]),
         "g": lambda n: pop(n, "glu", 4, {"gate": "sigmoid"}, pwl_x0=-300, pwl_shift=7,
                            pwl_table_q12=table, out_shift=10),
-        "c": lambda n: pop(n, "cuba_lif_sub", 4, du=2000, dv=300, vth=500),
+        "c": lambda n: pop(n, "cuba_lif_sub", 4, du=2000, dv=300, vth=500, vsub=588),
         "h": lambda n: pop(n, "heaviside", 4),
     }  # fmt: skip
     return [make[k](f"p{i}") for i, k in enumerate(kinds)]

@@ -45,7 +45,7 @@ def _lava_lif(params: dict, state: dict, a: int, subtract: bool) -> int:
     v1 = sat(tz(state["v"] * (4096 - params["dv"]), 12) + u, 24)
     s = int(v1 > params["vth"] * 64)
     if s:
-        v1 = v1 - params["vth"] * 64 if subtract else 0
+        v1 = v1 - params["vsub"] * 64 if subtract else 0
     state["v"] = v1
     return s
 
@@ -55,7 +55,7 @@ def lif(params: dict, state: dict, a: int, fmt) -> int:
 
 
 def cuba_lif_sub(params: dict, state: dict, a: int, fmt) -> int:
-    """lif's current and voltage, then v - vth * 64 (not 0) where it spikes."""
+    """lif's current and voltage, then v - vsub * 64 (not 0) where it spikes."""
     return _lava_lif(params, state, a, subtract=True)
 
 

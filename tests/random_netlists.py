@@ -37,8 +37,9 @@ def params(draw, kind: str, size: int, fmt: Formats) -> dict:
             "rho": vec(edge(0, MAX24)),
         }
     if kind in ("lif", "cuba_lif_sub"):
+        constants = ("vth", "vsub") if kind == "cuba_lif_sub" else ("vth",)
         return {k: np.asarray(float(draw(edge(0, 4095)))) for k in ("du", "dv")} | {
-            "vth": np.asarray(float(draw(edge(0, 2**17 - 1))))
+            k: np.asarray(float(draw(edge(0, 2**17 - 1)))) for k in constants
         }
     if kind == "glu":
         limit = 2 ** (fmt.message_bits - 1) - 1

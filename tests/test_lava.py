@@ -324,22 +324,28 @@ def test_lif_thresholds_and_24_bit_limits():
 def test_cuba_lif_sub_thresholds_remainders_and_24_bit_limits():
     """Our CubaLifSub process: v exactly at vth << 6 (no spike), the remainder kept after
     a spike (several spikes from one input), u at and past its 24-bit wrap, v saturated."""
-    exact = pop("exact", "cuba_lif_sub", 3, du=4095, dv=4095, vth=10)
-    keep = pop("keep", "cuba_lif_sub", 2, du=4095, dv=0, vth=4)
-    limit = pop("limit", "cuba_lif_sub", 4, du=4095, dv=0, vth=2**17 - 1)
-    leaky = pop("leaky", "cuba_lif_sub", 2, du=0, dv=0, vth=0)
-    mid = pop("mid", "cuba_lif_sub", 2, du=2000, dv=300, vth=1000)
+    exact = pop("exact", "cuba_lif_sub", 3, du=4095, dv=4095, vth=10, vsub=10)
+    keep = pop("keep", "cuba_lif_sub", 2, du=4095, dv=0, vth=4, vsub=4)
+    limit = pop("limit", "cuba_lif_sub", 4, du=4095, dv=0, vth=2**17 - 1, vsub=2**17 - 1)
+    leaky = pop("leaky", "cuba_lif_sub", 2, du=0, dv=0, vth=0, vsub=0)
+    mid = pop("mid", "cuba_lif_sub", 2, du=2000, dv=300, vth=1000, vsub=1000)
+    # vsub apart from vth (snnTorch's delayed reset: vth / beta), and the largest
+    # subtrahend from the smallest threshold, which takes v to its most negative.
+    apart = pop("apart", "cuba_lif_sub", 2, du=2000, dv=614, vth=128, vsub=151)
+    deep = pop("deep", "cuba_lif_sub", 1, du=4095, dv=0, vth=1, vsub=2**17 - 1)
     x = np.array(
         [
             [10, 11, 9, 10, 0, 2**17, 2**17 + 1, -(2**17), -(2**17) - 1, 2**16, -(2**16), 1000,
-             1001],
-            [10, 0, 11, 0, 10, 2**17, 2**17 + 1, -(2**17), -(2**17) - 1, 2**16, 2**16, 0, 2000],
-            [11, 10, 10, 2**17, 2**17, 0, 1, -(2**17), 2**17, 7, -(2**17), -1000, 5],
-            [0, 0, 0, -5, 5, 7, 2**16, -(2**16), 3, 0, 0, 1000, 1000],
+             1001, 129, 300, 2],
+            [10, 0, 11, 0, 10, 2**17, 2**17 + 1, -(2**17), -(2**17) - 1, 2**16, 2**16, 0, 2000,
+             0, 128, 2**15],
+            [11, 10, 10, 2**17, 2**17, 0, 1, -(2**17), 2**17, 7, -(2**17), -1000, 5, 200,
+             -50, 0],
+            [0, 0, 0, -5, 5, 7, 2**16, -(2**16), 3, 0, 0, 1000, 1000, 151, 0, 1],
         ],
         dtype=float,
     )[None]  # fmt: skip
-    expected, _ = check(side_by_side([exact, keep, limit, leaky, mid]), x)
+    expected, _ = check(side_by_side([exact, keep, limit, leaky, mid, apart, deep]), x)
     # dv = 4095 keeps 1/4096 of v: 640 twice (no spike at vth << 6 = 640), then 704 spikes
     # and leaves 64.
     assert expected.traces["exact"][0, :, 0].tolist() == [0, 0, 1, 0]
@@ -415,7 +421,7 @@ def test_glu_table_knots_and_saturation():
 LIF = pop("lif", "lif", 4, du=1024, dv=512, vth=600)
 RR = pop("rr", "reset_refractory", 4, decay=[500] * 4, theta=[40] * 4, rho=[20] * 4)
 ACC = pop("acc", "accumulator", 4)
-SUB = pop("sub", "cuba_lif_sub", 3, du=3000, dv=400, vth=300)
+SUB = pop("sub", "cuba_lif_sub", 3, du=3000, dv=400, vth=300, vsub=353)
 SSM = pop("ssm", "ssm", 3, a_re_q=[30000, -20000, 50000], a_im_q=[20000, 10000, -9000],
           b_re_q=[9000, -4000, 2000], b_im_q=[100, 3000, -7000])  # fmt: skip
 CUBA = pop("cuba", "cuba_lif", 3, du=2000, dv=300, vth=500)
@@ -703,7 +709,12 @@ def test_float64_netlist_runs_floating_pt_models():
             "sub",
             "cuba_lif_sub",
             2,
-            {"alpha_u": np.asarray(0.5), "alpha_v": np.asarray(0.75), "vth": np.asarray(0.4)},
+            {
+                "alpha_u": np.asarray(0.5),
+                "alpha_v": np.asarray(0.75),
+                "vth": np.asarray(0.4),
+                "vsub": np.asarray(0.55),
+            },
         ),
         Population("glu", "glu", 1, {}, {"gate": "hard-sigmoid"}),
         Population("heav", "heaviside", 1),

@@ -571,6 +571,19 @@ def test_drc_names_each_rule(tmp_path: Path) -> None:
         enforce(net, cfg, map_netlist(net, cfg))
 
 
+def test_drc_checks_what_a_cuba_lif_sub_subtracts_against_the_threshold_bits(
+    tmp_path: Path,
+) -> None:
+    """vsub is a constant in vth's format: a threshold that fits with a subtrahend that
+    does not is one violation naming vsub."""
+    from netlists import pop, side_by_side
+
+    net = side_by_side([pop("sub", "cuba_lif_sub", 2, du=10, dv=20, vth=60, vsub=70)])
+    cfg = _config(tmp_path, "[limits]\nvth_bits = 6\n")
+    violations = check(net, cfg, map_netlist(net, cfg))
+    assert violations == ["population sub: vsub 70 outside [0, 63] (vth_bits 6)"]
+
+
 def test_reset_refractory_decay_of_4096_breaks_the_12_bit_rule() -> None:
     pops = (
         Population("in", "input", 1),

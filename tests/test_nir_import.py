@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import netlists
 import nir
 import numpy as np
 import pytest
@@ -563,13 +564,53 @@ def test_subtract_delayed_is_snntorchs_subtract_spike_for_spike():
     assert (same_step != want).any()
 
 
-def test_subtract_delayed_refuses_a_current_and_dt_equal_to_tau():
-    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("c", cuba_lif(2)),
+def test_subtract_delayed_is_snntorchs_synaptic_spike_for_spike():
+    """CubaLIF (snnTorch's Synaptic: syn = alpha syn + I, mem = beta mem + syn - thr
+    S[t-1]) on cuba_lif_sub with vsub = 1/beta: NIR simulation, float64 netlist and the
+    hand-written update spike identically; the quantized network keeps vsub > vth."""
+    n, dt = 5, 1e-3
+    rng = np.random.default_rng(12)
+    w, rec = rng.normal(0.8, 1.0, (n, 3)), rng.normal(-0.3, 0.5, (n, n))
+    tau_syn, tau_mem, thr = 0.004, 0.008, np.linspace(0.6, 1.4, n)
+    full = lambda v: np.full(n, v)  # noqa: E731
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "fc": nir.Linear(weight=w),
+        "lif": nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(tau_mem / dt),
+                           v_leak=full(0.0), v_threshold=thr, v_reset=full(0.0),
+                           w_in=full(tau_syn / dt)),
+        "w_rec": nir.Linear(weight=rec),
+        "output": nir.Output(output_type=np.array([n])),
+    }  # fmt: skip
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
+             ("lif", "output")]  # fmt: skip
+    g = graph(nodes, edges)
+    x = spikes((4, 80, 3), 0.4)
+    alpha, beta = 1 - dt / tau_syn, 1 - dt / tau_mem
+    syn, mem, spk, want = np.zeros((4, n)), np.zeros((4, n)), np.zeros((4, n)), []
+    for t in range(x.shape[1]):
+        syn = alpha * syn + x[:, t] @ w.T + spk @ rec.T
+        mem = beta * mem + syn - thr * spk
+        spk = (mem > thr).astype(np.float64)
+        want.append(spk)
+    want = np.stack(want, axis=1)
+    assert 0.05 < want.mean() < 0.6
+    net, oracle, _ = compare_float(g, x, dt=dt, reset="subtract-delayed")
+    np.testing.assert_array_equal(oracle["lif"], want)
+    lif_pop = net.population("lif")
+    assert lif_pop.kind == "cuba_lif_sub" and float(lif_pop.params["vsub"]) == 1.0 / beta
+    qnet, _ = quantize(net, x)
+    q = qnet.population("lif").params
+    assert int(q["vsub"]) == round(int(q["vth"]) / beta) and int(q["vsub"]) > int(q["vth"])
+
+
+def test_subtract_delayed_refuses_dt_equal_to_tau():
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("c", cuba_lif(2, tau_mem=1e-3)),
               ("fc2", nir.Linear(weight=np.eye(2))), ("l", lif(2, tau=1e-3)))  # fmt: skip
     with pytest.raises(UnsupportedError) as info:
         lower(import_nir(g, dt=1e-3, reset="subtract-delayed").graph)
     message = str(info.value)
-    assert "c: reset subtract-delayed with a synaptic current (CubaLIF)" in message
+    assert "c: reset subtract-delayed at dt = tau" in message
     assert "l: reset subtract-delayed at dt = tau" in message, message
 
 
@@ -777,16 +818,17 @@ def test_nir_lava_artifact_with_calib_file_inspect_simulate_both_backends(tmp_pa
     assert rates == [line for line in on_lava.stdout.splitlines() if "spike rates" in line]
 
 
-def test_cubalif_subtract_exports_and_simulates_alike_on_every_backend(tmp_path, cli):
-    """The subtract-trained Braille graph with its own reset: lava, loihi2 and onnx
-    artifacts; simulate on the reference, Lava and onnxruntime prints the same rates."""
+@pytest.mark.parametrize("reset", ["subtract", "subtract-delayed"])
+def test_cubalif_subtract_exports_and_simulates_alike_on_every_backend(reset, tmp_path, cli):
+    """The subtract-trained Braille graph with either subtract reset: lava, loihi2 and
+    onnx artifacts; simulate on the reference, Lava and onnxruntime prints the same rates."""
     source = str(EXAMPLES / "braille_noDelay_noBias_subtract.nir")
     x = tmp_path / "x.npy"
     np.save(x, spikes((2, 15, 12), 0.3, seed=9))
     rates = {}
     for target in ("loihi2", "onnx", "lava"):
         art = tmp_path / target
-        out = cli("export", source, "--dt", "1e-4", "--reset", "subtract", "--target", target,
+        out = cli("export", source, "--dt", "1e-4", "--reset", reset, "--target", target,
                   "-o", str(art))  # fmt: skip
         assert out.returncode == 0, out.stderr
         net = load_netlist(art)
@@ -808,6 +850,30 @@ def test_cubalif_subtract_exports_and_simulates_alike_on_every_backend(tmp_path,
             assert run.returncode == 0, run.stderr
             rates[backend] = [line for line in run.stdout.splitlines() if "spike rates" in line]
     assert rates["reference"] and all(r == rates["reference"] for r in rates.values()), rates
+    vsub, vth = (int(net.population("lif2").params[k]) for k in ("vsub", "vth"))
+    assert (vsub == vth) == (reset == "subtract"), (vsub, vth)
+
+
+def test_a_cuba_lif_sub_written_before_vsub_existed_reads_as_vsub_vth(tmp_path):
+    """netlist.json and network.net from before vsub: what they computed, v -= vth."""
+    import h5py
+
+    from snncompile.targets.loihi2.netx import read_network, write_network
+
+    sub = netlists.pop("sub", "cuba_lif_sub", 2, du=100, dv=200, vth=300, vsub=400)
+    net = netlists.side_by_side([sub])
+    save_netlist(net, tmp_path)
+    doc = json.loads((tmp_path / "netlist.json").read_text())
+    sub = next(p for p in doc["populations"] if p["name"] == "sub")
+    del sub["params"]["vsub"]
+    (tmp_path / "netlist.json").write_text(json.dumps(doc))
+    assert int(load_netlist(tmp_path).population("sub").params["vsub"]) == 300
+    write_network(net, tmp_path / "network.net")
+    with h5py.File(tmp_path / "network.net", "r+") as f:
+        layers = [f[f"layer/{i}"] for i in range(len(f["layer"]))]
+        (layer,) = [g for g in layers if g.attrs.get("name") == "sub"]
+        del layer["params/vsub"]
+    assert int(read_network(tmp_path / "network.net").population("sub").params["vsub"]) == 300
 
 
 def test_verify_of_a_nir_source_needs_its_dt(cli):

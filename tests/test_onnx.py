@@ -90,15 +90,17 @@ def test_each_kind_at_thresholds_and_saturation():
     )
     lif = pop("lif", "lif", 2, du=4095, dv=0, vth=1)
     lif2 = pop("lif2", "lif", 2, du=0, dv=4095, vth=2**17 - 1)
-    sub = pop("sub", "cuba_lif_sub", 2, du=4095, dv=0, vth=1)
-    sub2 = pop("sub2", "cuba_lif_sub", 2, du=0, dv=4095, vth=2**17 - 1)
-    sub3 = pop("sub3", "cuba_lif_sub", 1, du=2000, dv=300, vth=0)
+    sub = pop("sub", "cuba_lif_sub", 2, du=4095, dv=0, vth=1, vsub=1)
+    sub2 = pop("sub2", "cuba_lif_sub", 2, du=0, dv=4095, vth=2**17 - 1, vsub=2**17 - 1)
+    sub3 = pop("sub3", "cuba_lif_sub", 1, du=2000, dv=300, vth=0, vsub=0)
+    sub4 = pop("sub4", "cuba_lif_sub", 2, du=4095, dv=0, vth=1, vsub=2**17 - 1)
+    sub5 = pop("sub5", "cuba_lif_sub", 2, du=2000, dv=614, vth=128, vsub=151)
     hv = pop("hv", "heaviside", 2)
     glu = pop(
         "glu", "glu", 2, {"gate": "sigmoid"}, pwl_x0=-5, pwl_shift=2,
         pwl_table_q12=[0, 100, 2048, 4000, 4096], out_shift=-3,
     )  # fmt: skip
-    net = side_by_side([rr, lif, lif2, sub, sub2, sub3, hv, glu], mode="mean")
+    net = side_by_side([rr, lif, lif2, sub, sub2, sub3, sub4, sub5, hv, glu], mode="mean")
     rng = np.random.default_rng(0)
     edges = np.array([0, 1, -1, 5, 6, 64, 65, MAX24, -MAX24, 2**16, -(2**16), 3, -3])
     x = rng.choice(edges, size=(3, 7, net.input.size)).astype(float)
@@ -106,9 +108,9 @@ def test_each_kind_at_thresholds_and_saturation():
 
 
 def test_cuba_lif_sub_threshold_remainder_wrap_and_saturation():
-    exact = pop("exact", "cuba_lif_sub", 2, du=4095, dv=4095, vth=10)
-    keep = pop("keep", "cuba_lif_sub", 2, du=4095, dv=0, vth=4)
-    mid = pop("mid", "cuba_lif_sub", 2, du=2000, dv=300, vth=1000)
+    exact = pop("exact", "cuba_lif_sub", 2, du=4095, dv=4095, vth=10, vsub=10)
+    keep = pop("keep", "cuba_lif_sub", 2, du=4095, dv=0, vth=4, vsub=4)
+    mid = pop("mid", "cuba_lif_sub", 2, du=2000, dv=300, vth=1000, vsub=1000)
     x = np.array(
         [
             [10, 11, 10, 2**17 + 1, 1000, 1001],

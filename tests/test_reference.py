@@ -104,12 +104,15 @@ def test_lif_matches_oracle(du, dv, vth, inputs):
     st.integers(0, 4095),
     st.integers(0, 4095),
     st.integers(0, 2**17 - 1),
+    st.one_of(st.just(None), st.integers(0, 2**17 - 1)),
     st.lists(st.integers(-(2**17), 2**17), min_size=STEPS, max_size=STEPS),
 )
-def test_cuba_lif_sub_matches_oracle(du, dv, vth, inputs):
-    # Inputs exactly at vth and one above, as well as random ones.
+def test_cuba_lif_sub_matches_oracle(du, dv, vth, vsub, inputs):
+    # Inputs exactly at vth and one above, as well as random ones; vsub = vth (reset in
+    # the step that spikes) or any other (snnTorch's delayed reset subtracts vth / beta).
     inputs = [*inputs[:-2], vth, vth + 1]
-    params = {"du": np.array(du), "dv": np.array(dv), "vth": np.array(vth)}
+    vsub = vth if vsub is None else vsub
+    params = {"du": np.array(du), "dv": np.array(dv), "vth": np.array(vth), "vsub": np.array(vsub)}
     net = _single("cuba_lif_sub", 1, params)
     _check_against_oracle(net, np.array(inputs).reshape(STEPS, 1), oracle.cuba_lif_sub, params)
 
@@ -120,13 +123,21 @@ def test_cuba_lif_sub_threshold_remainder_and_limits():
     cases = [
         # v lands exactly on vth << 6: no spike; one unit more: spike, remainder 64
         # (dv = 4095 keeps 1/4096 of v: the 64 left is gone a step later).
-        ({"du": 4095, "dv": 4095, "vth": 10}, [10, 11, 0], [0, 1, 0], [640, 64, 0]),
+        ({"du": 4095, "dv": 4095, "vth": 10, "vsub": 10}, [10, 11, 0], [0, 1, 0],
+         [640, 64, 0]),
         # 2.5 thresholds at once: one spike per step while the remainder stays above.
-        ({"du": 4095, "dv": 0, "vth": 4}, [10, 0, 0, 0], [1, 1, 0, 0], [384, 128, 128, 128]),
+        ({"du": 4095, "dv": 0, "vth": 4, "vsub": 4}, [10, 0, 0, 0], [1, 1, 0, 0],
+         [384, 128, 128, 128]),
+        # vsub apart from vth: 320 > 256 spikes and leaves 320 - 384 = -64, kept (dv 0).
+        ({"du": 4095, "dv": 0, "vth": 4, "vsub": 6}, [5, 0, 0], [1, 0, 0], [-64, -64, -64]),
+        # the largest subtrahend from the smallest threshold: v = 65 - 8388544.
+        ({"du": 4095, "dv": 0, "vth": 1, "vsub": 2**17 - 1}, [1, 0], [0, 0], [64, 64]),
+        ({"du": 4095, "dv": 0, "vth": 1, "vsub": 2**17 - 1}, [2, 0], [1, 0],
+         [128 - 8388544, 128 - 8388544]),
         # u at 2^23 exactly does not wrap; 2^17 + 1 wraps; v saturates at 2^23 - 1.
-        ({"du": 4095, "dv": 0, "vth": 2**17 - 1}, [2**17, 2**17 + 1, -(2**17) - 1, 0],
-         None, None),
-        ({"du": 0, "dv": 0, "vth": 0}, [2**16, 2**16, 2**16, -(2**17)], None, None),
+        ({"du": 4095, "dv": 0, "vth": 2**17 - 1, "vsub": 2**17 - 1},
+         [2**17, 2**17 + 1, -(2**17) - 1, 0], None, None),
+        ({"du": 0, "dv": 0, "vth": 0, "vsub": 0}, [2**16, 2**16, 2**16, -(2**17)], None, None),
     ]  # fmt: skip
     for params, inputs, spikes, voltages in cases:
         arrays = {k: np.array(v) for k, v in params.items()}

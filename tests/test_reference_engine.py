@@ -46,8 +46,8 @@ def _params(kind: str, draw) -> dict:
         }
     if kind == "readout":
         return {}
-    du, dv, vth = draw(_ints(0, 4095, 2)) + draw(_ints(0, 2**17 - 1, 1))
-    return {"du": du, "dv": dv, "vth": vth}
+    du, dv, vth, vsub = draw(_ints(0, 4095, 2)) + draw(_ints(0, 2**17 - 1, 2))
+    return {"du": du, "dv": dv, "vth": vth} | ({"vsub": vsub} if kind == "cuba_lif_sub" else {})
 
 
 # Input magnitude (bits) that usually stays in range, and one that often clips or wraps.
@@ -112,8 +112,8 @@ def _wide_params(kind: str, rng: np.random.Generator, size: int) -> dict:
                 "b_re_q": ints(-(2**20), 2**20), "b_im_q": ints(-(2**20), 2**20)}  # fmt: skip
     if kind == "reset_refractory":
         return {"decay": ints(0, 4096), "theta": ints(1, 2**20), "rho": ints(0, 2**20)}
-    du, dv, vth = ints(0, 4095, 2) + ints(0, 2**17 - 1, 1)
-    return {"du": du, "dv": dv, "vth": vth}
+    du, dv, vth, vsub = ints(0, 4095, 2) + ints(0, 2**17 - 1, 2)
+    return {"du": du, "dv": dv, "vth": vth} | ({"vsub": vsub} if kind == "cuba_lif_sub" else {})
 
 
 @pytest.mark.parametrize("kind", ["ssm", "reset_refractory", "lif", "cuba_lif", "cuba_lif_sub"])

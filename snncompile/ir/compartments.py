@@ -101,6 +101,21 @@ class Compartment:
 
 COMPARTMENTS: dict[str, Compartment] = {}
 
+# Params added to a compartment after files with it were first written (format version
+# 1): kind -> {param: the param whose value it takes when a file lacks it}.
+_ADDED_PARAMS: dict[str, dict[str, str]] = {"cuba_lif_sub": {"vsub": "vth"}}
+
+
+def with_added_params(kind: str, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """params as read from a file, with any param added later filled in (a cuba_lif_sub
+    written before vsub existed subtracted vth); readers call this, writers never need to."""
+    added = {
+        name: params[source]
+        for name, source in _ADDED_PARAMS.get(kind, {}).items()
+        if name not in params and source in params
+    }
+    return {**params, **added}
+
 
 def _register(comp: Compartment) -> None:
     COMPARTMENTS[comp.kind] = comp
@@ -220,11 +235,13 @@ _register(
         input_factor=1,
         sends=True,
         spiking=True,
-        int_params=_lava_lif_params(),
-        float_params=_cuba_float_params(),
+        # vsub: what a spike subtracts (vth for a reset in the step that spikes, vth / beta
+        # for snnTorch's delayed one); int: in vth's format, subtracted as vsub << 6.
+        int_params={**_lava_lif_params(), "vsub": Param("scalar", _range(0, 2**17 - 1))},
+        float_params={**_cuba_float_params(), "vsub": Param("scalar")},
         states=("u", "v"),
         doc="cuba_lif with a subtractive reset: the same current and voltage decays, "
-        "s = [v > vth] (strict), then v -= vth where s instead of v = 0",
+        "s = [v > vth] (strict), then v -= vsub where s instead of v = 0",
     )
 )
 _register(

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import sparse
 
 from snncompile.errors import CorruptInputError, UsageError
+from snncompile.ir.compartments import with_added_params
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.ir.ops import OPS, InvalidGraphError
@@ -397,7 +398,10 @@ def load_netlist(directory: str | os.PathLike[str]) -> Netlist:
                     name=doc.get(p, "name", str, where),
                     kind=doc.get(p, "kind", str, where),
                     size=doc.get(p, "size", int, where),
-                    params={k: reader.get(v, f"{where}.params.{k}") for k, v in params.items()},
+                    params=with_added_params(
+                        doc.get(p, "kind", str, where),
+                        {k: reader.get(v, f"{where}.params.{k}") for k, v in params.items()},
+                    ),
                     attrs=doc.get(p, "attrs", dict, where),
                 )
             )

@@ -8,14 +8,14 @@
                                        population with rho = 0 (m = beta v + a,
                                        s = [m > 1], v = m - s: subtractive reset);
                                        with a current (CubaLIF): one "cuba_lif_sub"
-                                       population (cuba_lif's decays, v -= vth on a
-                                       spike; one alpha_u and alpha_v per node)
+                                       population (cuba_lif's decays, v -= vsub = 1 on
+                                       a spike; one alpha_u and alpha_v per node)
                   reset "subtract-delayed" (snnTorch's: the threshold comes off the
                                        next step's v, after its decay) -> without a
                                        current: "reset_refractory" with rho = 1/beta - 1,
                                        since beta (1 + rho) = 1 makes m' = beta m + a' - s;
-                                       with a current: refused (cuba_lif_sub subtracts
-                                       its threshold, not threshold / beta)
+                                       with a current: "cuba_lif_sub" with vsub = 1/beta
+                                       (v -= vsub on a spike) for the same reason
                   reset "none"      -> graded: one real "ssm" resonator per element
                                        (a = alpha_v, b = 1) for I and LI; CubaLI adds one
                                        in front for its current (a = alpha_u)
@@ -58,6 +58,7 @@ def _sparse_linear(b: Any, node: Node) -> None:
 _SHARED_DECAYS = {
     "zero": ("cuba_lif", "Lava's LIF shares du and dv over a population"),
     "subtract": ("cuba_lif_sub", "cuba_lif_sub shares du and dv over a population"),
+    "subtract-delayed": ("cuba_lif_sub", "cuba_lif_sub shares du and dv over a population"),
 }
 
 
@@ -76,19 +77,11 @@ def euler_neuron_problems(
             f"{name}: a leak voltage (v_leak != 0) with a synaptic current has no exact "
             "Lava LIF form (a constant input reaches v through the decaying current)"
         )
-    if reset == "subtract-delayed":
-        if has_current:
-            problems.append(
-                f"{name}: reset subtract-delayed with a synaptic current (CubaLIF) has no "
-                "compartment yet (cuba_lif_sub subtracts the threshold in the step that "
-                "spikes); use --reset subtract, or IF/LIF neurons"
-            )
-        elif np.any(alpha_v <= 0):
-            problems.append(
-                f"{name}: reset subtract-delayed at dt = tau (the voltage keeps nothing of "
-                "the last step, so the delayed subtraction has no decayed form)"
-            )
-        return problems
+    if reset == "subtract-delayed" and np.any(alpha_v <= 0):
+        problems.append(
+            f"{name}: reset subtract-delayed at dt = tau (the voltage keeps nothing of "
+            "the last step, so the delayed subtraction has no decayed form)"
+        )
     if reset == "zero" or has_current:
         why = _SHARED_DECAYS[reset][1]
         for field, values in (("tau_syn", alpha_u), ("tau_mem", alpha_v)):
@@ -122,11 +115,14 @@ def _euler_neuron(b: Any, node: Node) -> None:
     scale = 1.0 / op.theta
     if op.reset == "zero" or has_current:
         kind = _SHARED_DECAYS[op.reset][0]
+        alpha_v = float(op.alpha_v[0])
         params = {
             "alpha_u": np.array(float(op.alpha_u[0])),
-            "alpha_v": np.array(float(op.alpha_v[0])),
+            "alpha_v": np.array(alpha_v),
             "vth": np.array(1.0),
         }
+        if kind == "cuba_lif_sub":  # v - 1/beta s decays into snnTorch's v - s (above)
+            params["vsub"] = np.array(1.0 / alpha_v if op.reset == "subtract-delayed" else 1.0)
         pop = b.add_pop(Population(node.name, kind, h, params=params))
     else:
         # subtract: v = m - s. subtract-delayed: v = m - s / beta, which the next step's

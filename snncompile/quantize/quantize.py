@@ -250,14 +250,16 @@ class _Quantizer:
             )
         return np.array(vth)
 
-    def _cuba_lif(self, pop: Population) -> Population:
+    def _cuba_lif(self, pop: Population, largest_constant: float = 1.0) -> Population:
         # Lava's LIF with a current: u holds (a << 6) sums and must stay inside its 24-bit
-        # wrap, v inside its 24-bit saturation, one input inside Lava's int16 port.
+        # wrap, v inside its 24-bit saturation, one input inside Lava's int16 port; the
+        # largest constant in vth's 17-bit format (the threshold, 1, or a subtrahend).
         room = self.headroom(pop.name)
         by_input = _q(LIF_INPUT_BITS) / (max(self.range_of(f"{pop.name}.in"), 1e-30) * room)
         peak = max(self._membrane_peak(pop, "u"), self._membrane_peak(pop, "v"), 1.0)
         by_state = 2**17 / (peak * room)
-        k = min(_log2_at_most(by_input), _log2_at_most(by_state), 16)
+        by_constant = (2**17 - 1) / max(largest_constant, 1.0)
+        k = min(_log2_at_most(by_input), _log2_at_most(by_state), _log2_at_most(by_constant), 16)
         self.scales[pop.name] = Scales(-k, 0)
         alpha_u, alpha_v = float(pop.params["alpha_u"]), float(pop.params["alpha_v"])
         params = {
@@ -271,9 +273,14 @@ class _Quantizer:
         return Population(pop.name, pop.kind, pop.size, params=params)
 
     def _cuba_lif_sub(self, pop: Population) -> Population:
-        # The same states, decays, threshold and limits as cuba_lif; only the reset
-        # differs (v - vth stays inside [0, v) and needs no more room).
-        return self._cuba_lif(pop)
+        # The same states, decays, threshold and limits as cuba_lif; the subtrahend in
+        # the threshold's format (the calibration's v range includes what it leaves).
+        vsub = float(pop.params["vsub"])
+        out = self._cuba_lif(pop, largest_constant=vsub)
+        k = -self.scales[pop.name].in_log2  # vth is 2**k times the float threshold
+        out.params["vsub"] = np.array(float(round(vsub * 2.0**k)))
+        self.notes[pop.name]["vsub"] = int(out.params["vsub"])
+        return out
 
     def _heaviside(self, pop: Population) -> Population:
         k = self.graded_log2(pop.name, self.range_of(f"{pop.name}.in"), self.cfg.state_bits)

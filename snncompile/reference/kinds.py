@@ -95,9 +95,9 @@ def _lava_lif_int(pop: Population, state: dict, a: np.ndarray, ev: Events, subtr
     voltage = tz_shift(state["v"] * (4096 - dv), 12) + wrapped
     voltage = saturate(voltage, LIF_STATE_BITS, ev, pop.name)
     spikes = voltage > (vth << 6)
-    # Subtractive reset: voltage > vth << 6 >= 0 where it applies, so the result lies in
-    # [0, voltage) and needs no saturation.
-    reset = voltage - (vth << 6) if subtract else 0
+    # Subtractive reset: voltage > vth << 6 >= 0 where it applies and vsub < 2**17, so
+    # the result lies in (-2**23, voltage) and needs no saturation.
+    reset = voltage - (int(pop.params["vsub"]) << 6) if subtract else 0
     state["v"] = np.where(spikes, reset, voltage)
     return spikes.astype(np.int64)
 
@@ -122,9 +122,8 @@ def _cuba_lif_float(pop, state, a, fmt, ev):
 def _cuba_lif_sub_float(pop, state, a, fmt, ev):
     state["u"] = float(pop.params["alpha_u"]) * state["u"] + a
     voltage = float(pop.params["alpha_v"]) * state["v"] + state["u"]
-    vth = float(pop.params["vth"])
-    spikes = voltage > vth
-    state["v"] = np.where(spikes, voltage - vth, voltage)
+    spikes = voltage > float(pop.params["vth"])
+    state["v"] = np.where(spikes, voltage - float(pop.params["vsub"]), voltage)
     return spikes.astype(np.float64)
 
 

@@ -142,11 +142,11 @@ def reset_refractory_sequence(
 
 @_jit
 def lava_lif_sequence(
-    inputs, input_max, keep_u, keep_v, threshold, subtract, u, v, half,
+    inputs, input_max, keep_u, keep_v, threshold, subtract, subtrahend, u, v, half,
     spikes, u_trace, v_trace, keep,
 ):  # pragma: no cover  # fmt: skip
     """Lava's LIF scaled by 2**6, in float64: u_t = trunc(u_{t-1} keep_u) + 64 x_t;
-    V_t = trunc(v_{t-1} keep_v) + u_t; s_t = V_t > threshold; v_t = V_t - threshold s_t
+    V_t = trunc(v_{t-1} keep_v) + u_t; s_t = V_t > threshold; v_t = V_t - subtrahend s_t
     (subtract) or V_t (1 - s_t). u, v (B, S) float64, the state, advanced in place;
     spikes (n, B, S) int64. Exact (and free of Lava's wrap of u and saturation of V)
     while no |x| exceeds input_max, -half < u <= half and -half < V < half. Returns
@@ -165,7 +165,7 @@ def lava_lif_sequence(
                 outside |= (voltage <= -half) | (voltage >= half)
                 u_row[j] = u_new
                 if spike:
-                    v_row[j] = voltage - threshold if subtract else 0.0
+                    v_row[j] = voltage - subtrahend if subtract else 0.0
                 else:
                     v_row[j] = voltage
                 fired[j] = spike

@@ -202,6 +202,7 @@ def _lava_lif_int(pop, inputs, state, fmt, events, keep, subtract: bool):
         (4096 - dv) * 2.0**-12,
         float(vth << 6),
         subtract,
+        float(int(pop.params["vsub"]) << 6) if subtract else 0.0,
         u,
         v,
         half,

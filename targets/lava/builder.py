@@ -406,16 +406,17 @@ def _lava_lif(pop: Population, batch: int, timing: Timing) -> Any:
 
 def _cuba_lif_sub(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     # Our process (Lava's LIF only hard-resets); its floating_pt model takes the float
-    # alpha_u, alpha_v and vth in the du, dv and vth Vars.
-    names = ("du", "dv", "vth") if net.numeric == "int" else ("alpha_u", "alpha_v", "vth")
-    du, dv, vth = (float(pop.params[k]) for k in names)
+    # alpha_u, alpha_v, vth and vsub in the du, dv, vth and vsub Vars.
+    names = ("du", "dv") if net.numeric == "int" else ("alpha_u", "alpha_v")
+    du, dv, vth, vsub = (float(pop.params[k]) for k in (*names, "vth", "vsub"))
     if net.numeric == "int":
-        du, dv, vth = int(du), int(dv), int(vth)
+        du, dv, vth, vsub = int(du), int(dv), int(vth), int(vsub)
     return _processes().CubaLifSub(
         size=batch * pop.size,
         du=du,
         dv=dv,
         vth=vth,
+        vsub=vsub,
         **_common(pop, net, timing),
     )
 

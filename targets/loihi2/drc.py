@@ -87,7 +87,8 @@ def _neurons(net: Netlist, cfg: TargetConfig) -> list[str]:
                 ("dv", decay_max, "decay_bits")),
         "reset_refractory": (("decay", decay_max, "decay_bits"),),
     }  # fmt: skip
-    checks["cuba_lif"] = checks["cuba_lif_sub"] = checks["lif"]
+    checks["cuba_lif"] = checks["lif"]
+    checks["cuba_lif_sub"] = (*checks["lif"], ("vsub", vth_max, "vth_bits"))
     for pop in net.populations:
         for param, high, limit in checks.get(pop.kind, ()):
             value = np.asarray(pop.params[param])

@@ -44,6 +44,7 @@ import numpy as np
 from scipy import sparse
 
 from snncompile.errors import CorruptInputError, MissingDependencyError
+from snncompile.ir.compartments import with_added_params
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.ir.ops import InvalidGraphError
 from snncompile.ir.serialize import check_hdf5_size
@@ -178,9 +179,10 @@ def _read_population(layer: Any, kind: str) -> Population:
             "vth": np.float64(neuron["vThMant"][()]),
         }
         return Population(name, "lif", size, params)
+    compartment = str(layer.attrs["kind"])
     params = {k: v[()].astype(np.float64) for k, v in layer["params"].items()}
     attrs = {k: _plain(v) for k, v in layer["attrs"].attrs.items()}
-    return Population(name, str(layer.attrs["kind"]), size, params, attrs)
+    return Population(name, compartment, size, with_added_params(compartment, params), attrs)
 
 
 def _plain(value: Any) -> Any:

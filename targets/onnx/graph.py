@@ -277,7 +277,7 @@ def _cuba_lif_sub(b, ev, pop, st, a, fmt):
 
 
 def _lava_lif(b, ev, pop, st, a, subtract: bool):
-    """lif (reset to 0) and cuba_lif_sub (v - (vth << 6) where it spikes)."""
+    """lif (reset to 0) and cuba_lif_sub (v - (vsub << 6) where it spikes)."""
     du, dv, vth = _int(pop, "du"), _int(pop, "dv"), _int(pop, "vth")
     half = 1 << (LIF_STATE_BITS - 1)
     decayed_u = b.tz(b.op("Mul", [st["u"], b.const(4096 - (du + 1))], "mul"), 12)
@@ -292,8 +292,9 @@ def _lava_lif(b, ev, pop, st, a, subtract: bool):
     decayed_v = b.tz(b.op("Mul", [st["v"], b.const(4096 - dv)], "mul"), 12)
     voltage = ev.saturate(b.op("Add", [decayed_v, u], "add"), LIF_STATE_BITS, pop.name)
     spikes = b.op("Greater", [voltage, b.const(vth << 6)], "gt")
-    # The subtracted value lies in [0, voltage) where it applies: no saturation.
-    reset = b.op("Sub", [voltage, b.const(vth << 6)], "sub") if subtract else b.const(0)
+    # The result lies in (-2**23, voltage) where it applies (vsub < 2**17): no saturation.
+    vsub = _int(pop, "vsub") if subtract else 0
+    reset = b.op("Sub", [voltage, b.const(vsub << 6)], "sub") if subtract else b.const(0)
     v = b.op("Where", [spikes, reset, voltage], "reset")
     return b.op("Cast", [spikes], "spk", to=TensorProto.INT64), {"u": u, "v": v}
 

@@ -239,17 +239,18 @@ class FloatLif(_Compartment):
 
 
 class CubaLifSub(_Compartment):
-    """cuba_lif with a subtractive reset (v -= vth << 6 where it spikes). fixed_pt: du,
-    dv (1/4096) and vth (threshold vth << 6) as in Lava's bit-accurate LIF, 24-bit u and
-    v; floating_pt: du = alpha_u, dv = alpha_v, vth the float threshold."""
+    """cuba_lif with a subtractive reset (v -= vsub << 6 where it spikes). fixed_pt: du,
+    dv (1/4096) and vth (threshold vth << 6) as in Lava's bit-accurate LIF, vsub in vth's
+    format, 24-bit u and v; floating_pt: du = alpha_u, dv = alpha_v, vth and vsub floats."""
 
     STATES = ("u", "v")
 
-    def __init__(self, *, size: int, du, dv, vth, **kw) -> None:
+    def __init__(self, *, size: int, du, dv, vth, vsub, **kw) -> None:
         super().__init__(size=size, **kw)
         self.du = Var(shape=(1,), init=du)
         self.dv = Var(shape=(1,), init=dv)
         self.vth = Var(shape=(1,), init=vth)
+        self.vsub = Var(shape=(1,), init=vsub)
         self.u = Var(shape=(size,), init=0)
         self.v = Var(shape=(size,), init=0)
 
@@ -418,6 +419,7 @@ class PyCubaLifSubFixed(_FixedModel):
     du: np.ndarray = LavaPyType(np.ndarray, np.int64)
     dv: np.ndarray = LavaPyType(np.ndarray, np.int64)
     vth: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    vsub: np.ndarray = LavaPyType(np.ndarray, np.int64)
     u: np.ndarray = LavaPyType(np.ndarray, np.int64)
     v: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
@@ -429,10 +431,9 @@ class PyCubaLifSubFixed(_FixedModel):
         u = np.where(u <= -half, u1 + 2 * half, u)
         self.events[0] += np.count_nonzero(u != u1)
         v1 = self._sat(_tz(self.v * (4096 - self.dv[0]), 12) + u, 24)
-        threshold = self.vth[0] * 64
-        spikes = v1 > threshold
+        spikes = v1 > self.vth[0] * 64
         self.u[:] = u
-        self.v[:] = v1 - threshold * spikes
+        self.v[:] = v1 - self.vsub[0] * 64 * spikes
         return spikes.astype(np.int32)
 
 
@@ -619,6 +620,7 @@ class PyCubaLifSubFloat(_FloatModel):
     du: np.ndarray = LavaPyType(np.ndarray, float)
     dv: np.ndarray = LavaPyType(np.ndarray, float)
     vth: np.ndarray = LavaPyType(np.ndarray, float)
+    vsub: np.ndarray = LavaPyType(np.ndarray, float)
     u: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
 
@@ -626,7 +628,7 @@ class PyCubaLifSubFloat(_FloatModel):
         self.u[:] = self.du[0] * self.u + a
         v = self.dv[0] * self.v + self.u
         spikes = v > self.vth[0]
-        self.v[:] = np.where(spikes, v - self.vth[0], v)
+        self.v[:] = np.where(spikes, v - self.vsub[0], v)
         return spikes.astype(np.float64)
 
 
