@@ -604,6 +604,18 @@ def test_subtract_delayed_is_snntorchs_synaptic_spike_for_spike():
     assert int(q["vsub"]) == round(int(q["vth"]) / beta) and int(q["vsub"]) > int(q["vth"])
 
 
+def test_subtract_delayed_with_beta_near_zero_is_refused_when_quantized():
+    """vsub = vth / beta must fit vth's 17 bits: dt a hair under tau_mem leaves beta 1e-7
+    and a clear error, not one about the input range."""
+    from snncompile.errors import HardwareRuleError
+
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))),
+              ("c", cuba_lif(2, tau_mem=1e-3 * (1 + 1e-7))))  # fmt: skip
+    net = lower(import_nir(g, dt=1e-3, reset="subtract-delayed").graph)
+    with pytest.raises(HardwareRuleError, match="'c': a spike subtracts 1e\\+07 thresholds"):
+        quantize(net, spikes((2, 10, 2), 0.5))
+
+
 def test_subtract_delayed_refuses_dt_equal_to_tau():
     g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("c", cuba_lif(2, tau_mem=1e-3)),
               ("fc2", nir.Linear(weight=np.eye(2))), ("l", lif(2, tau=1e-3)))  # fmt: skip
