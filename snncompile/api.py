@@ -405,7 +405,7 @@ def export_model(
     """Compile `source` and write the artifact to `out_dir` (nothing when stop_after).
 
     A .nir source is imported at `dt` seconds (required unless its metadata states dt)
-    with `reset` "zero" or "subtract" (docs/nir.md).
+    with `reset` "zero", "subtract" or "subtract-delayed" (docs/nir.md).
 
     target "loihi2" maps the network on cores and runs the design-rule check before
     writing anything (HardwareRuleError, exit 5, lists every violation); target_config

@@ -604,16 +604,43 @@ def test_subtract_delayed_is_snntorchs_synaptic_spike_for_spike():
     assert int(q["vsub"]) == round(int(q["vth"]) / beta) and int(q["vsub"]) > int(q["vth"])
 
 
-def test_subtract_delayed_with_beta_near_zero_is_refused_when_quantized():
-    """vsub = vth / beta must fit vth's 17 bits: dt a hair under tau_mem leaves beta 1e-7
-    and a clear error, not one about the input range."""
+def test_subtract_delayed_with_beta_near_zero_is_refused():
+    """beta below 1/4096 (what the 12-bit decay holds) is refused at lowering for IF/LIF
+    and CubaLIF alike; a netlist built by hand with such a vsub still gets a clear error
+    from quantization (vsub = vth / beta must fit vth's 17 bits), not one about the input
+    range."""
+    from dataclasses import replace
+
     from snncompile.errors import HardwareRuleError
 
-    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))),
-              ("c", cuba_lif(2, tau_mem=1e-3 * (1 + 1e-7))))  # fmt: skip
-    net = lower(import_nir(g, dt=1e-3, reset="subtract-delayed").graph)
-    with pytest.raises(HardwareRuleError, match="'c': a spike subtracts 1e\\+07 thresholds"):
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("c", cuba_lif(2, tau_mem=1.0001e-3)),
+              ("fc2", nir.Linear(weight=np.eye(2))), ("l", lif(2, tau=1.0001e-3)))  # fmt: skip
+    with pytest.raises(UnsupportedError) as info:
+        lower(import_nir(g, dt=1e-3, reset="subtract-delayed").graph)
+    for name in "cl":
+        assert f"{name}: reset subtract-delayed with beta = 1 - dt/tau_mem = 0.0001," in str(
+            info.value
+        )
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("c", cuba_lif(2)))
+    net = lower(import_nir(g, dt=1e-3, reset="subtract").graph)
+    sub = net.population("c")
+    sub = replace(sub, params={**sub.params, "vsub": np.array(1e7)})
+    net = replace(net, populations=tuple(sub if p.name == "c" else p for p in net.populations))
+    with pytest.raises(HardwareRuleError, match="'c': a spike subtracts vsub = 1e\\+07 with"):
         quantize(net, spikes((2, 10, 2), 0.5))
+
+
+def test_the_subtract_resets_do_not_read_v_reset():
+    """v_reset != 0 is refused for reset zero only; a subtract reset replaces NIR's
+    reset, so the NIR simulation and the netlist agree without it."""
+    node = lif(3)
+    node.v_reset = np.full(3, 0.3)
+    g = chain((3,), ("fc", nir.Affine(weight=RNG.normal(1.0, 1.0, (3, 3)), bias=np.zeros(3))),
+              ("lif", node))  # fmt: skip
+    with pytest.raises(UnsupportedError, match="v_reset != 0"):
+        import_nir(g, dt=1e-3)
+    for reset in ("subtract", "subtract-delayed"):
+        compare_float(g, spikes((2, 40, 3), 0.5), dt=1e-3, reset=reset)
 
 
 def test_subtract_delayed_refuses_dt_equal_to_tau():

@@ -359,9 +359,10 @@ def _time_constant(name: str, kind: str, field_name: str, tau: np.ndarray) -> np
     return tau
 
 
-def neuron_params(name: str, node: Any, dt: float) -> NeuronParams:
+def neuron_params(name: str, node: Any, dt: float, reset: str = "zero") -> NeuronParams:
     """Forward-Euler coefficients (module docstring); UnsupportedError names what the
-    compartments cannot take (v_reset != 0, dt > tau)."""
+    compartments cannot take (v_reset != 0 with reset "zero", dt > tau). A subtract
+    reset replaces NIR's reset to v_reset, so v_reset is not read then."""
     kind = type(node).__name__
     size = int(np.prod(_neuron_shape(node)))
 
@@ -401,7 +402,7 @@ def neuron_params(name: str, node: Any, dt: float) -> NeuronParams:
     spiking = kind in ("IF", "LIF", "CubaLIF")
     theta = get("v_threshold") if spiking else one
     if spiking:
-        if np.any(get("v_reset", 0.0) != 0):
+        if reset == "zero" and np.any(get("v_reset", 0.0) != 0):
             raise UnsupportedError(f"node {name!r} ({kind}): v_reset != 0; Lava's LIF resets to 0")
         if np.any(theta <= 0):
             raise UnsupportedError(f"node {name!r} ({kind}): v_threshold must be positive")
@@ -579,7 +580,7 @@ def _import(flat: FlatNir, dt: float, reset: str, where: str) -> NirImport:
             continue
         try:
             with _node_fields(name, imp.kind(name)):
-                p = params[name] = neuron_params(name, flat.nodes[name], dt)
+                p = params[name] = neuron_params(name, flat.nodes[name], dt, reset)
         except UnsupportedError as exc:
             problems.append(str(exc))
             refused_here = True

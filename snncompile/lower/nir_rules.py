@@ -82,6 +82,14 @@ def euler_neuron_problems(
             f"{name}: reset subtract-delayed at dt = tau (the voltage keeps nothing of "
             "the last step, so the delayed subtraction has no decayed form)"
         )
+    elif reset == "subtract-delayed" and np.any(alpha_v < 1 / 4096):
+        # The 12-bit decay would hold beta as 0 (reset_refractory) or 1/4096 (cuba_lif_sub,
+        # clipped), so the threshold / beta subtracted would not decay back to threshold.
+        problems.append(
+            f"{name}: reset subtract-delayed with beta = 1 - dt/tau_mem = "
+            f"{float(alpha_v.min()):.3g}, below the 1/4096 a 12-bit decay holds (the "
+            "delayed subtraction would be lost in quantization)"
+        )
     if reset == "zero" or has_current:
         why = _SHARED_DECAYS[reset][1]
         for field, values in (("tau_syn", alpha_u), ("tau_mem", alpha_v)):

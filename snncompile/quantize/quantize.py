@@ -275,13 +275,12 @@ class _Quantizer:
     def _cuba_lif_sub(self, pop: Population) -> Population:
         # The same states, decays, threshold and limits as cuba_lif; the subtrahend in
         # the threshold's format (the calibration's v range includes what it leaves).
-        vsub = float(pop.params["vsub"])
-        thresholds = vsub / float(pop.params["vth"])
-        if thresholds > 2**17 - 1:  # even a threshold of one unit leaves vsub too large
+        vsub, vth = float(pop.params["vsub"]), float(pop.params["vth"])
+        if vsub > (2**17 - 1) * vth:  # even a threshold of one unit leaves vsub too large
             raise HardwareRuleError(
-                f"population {pop.name!r}: a spike subtracts {thresholds:.4g} thresholds, "
-                "more than vth's 17-bit format holds (snnTorch's delayed reset subtracts "
-                "1/beta of them: dt this close to tau_mem leaves beta too small)"
+                f"population {pop.name!r}: a spike subtracts vsub = {vsub:.4g} with a "
+                f"threshold of {vth:.4g}, more thresholds than vth's 17-bit format holds "
+                "(snnTorch's delayed reset subtracts 1/beta of them)"
             )
         out = self._cuba_lif(pop, largest_constant=vsub)
         k = -self.scales[pop.name].in_log2  # vth is 2**k times the float threshold
