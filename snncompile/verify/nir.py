@@ -99,7 +99,10 @@ def verify_nir(
     n, steps = int(x.shape[0]), int(x.shape[1])
     advice = "verify shorter sequences (simulate takes longer ones)"
     size = parts_within_budget(n, bytes_per_input(net, steps), steps, advice)
-    tally = _Tally([p.name for p in net.populations if p.compartment.spiking])
+    from snncompile.frontend.nir_graph import load_flat
+
+    output = load_flat(meta["nir_file"]).output  # the node whose pooled values are logits
+    tally = _Tally([p.name for p in net.populations if p.compartment.spiking], output)
     for first in range(0, n, size):
         tally.add(compiled, x[first : first + size], first, reset)
     report = NirVerifyReport(
@@ -147,8 +150,9 @@ def verify_nir(
 class _Tally:
     """Rungs 1 and 2 over parts of a batch: counts and sums that merge exactly."""
 
-    def __init__(self, spiking: list[str]) -> None:
+    def __init__(self, spiking: list[str], output: str) -> None:
         self.spiking = spiking
+        self.output = output
         self.names: list[str] = []  # the spiking populations the NIR simulation has
         self.events: dict[str, int] = {}
         self.values: dict[str, int] = {}
@@ -165,16 +169,13 @@ class _Tally:
         return error / self.max_output if self.max_output else error
 
     def add(self, compiled: Any, x: np.ndarray, first: int, reset: str) -> None:
-        from snncompile.frontend.nir_graph import load_flat
         from snncompile.frontend.nir_sim import simulate_nir
         from snncompile.reference.simulator import simulate
 
         meta = compiled.meta
-        output = load_flat(meta["nir_file"]).output
-        oracle = simulate_nir(
-            meta["nir_file"], x, dt=meta["dt_s"], reset=reset, record=[*self.spiking, output]
-        )
-        pooled = oracle.pop(output).mean(axis=1)
+        record = [*self.spiking, self.output]
+        oracle = simulate_nir(meta["nir_file"], x, dt=meta["dt_s"], reset=reset, record=record)
+        pooled = oracle.pop(self.output).mean(axis=1)
         names = [name for name in self.spiking if name in oracle]
         if not self.parts:
             self.names = names
