@@ -617,10 +617,9 @@ def test_subtract_delayed_with_beta_near_zero_is_refused():
               ("fc2", nir.Linear(weight=np.eye(2))), ("l", lif(2, tau=1.0001e-3)))  # fmt: skip
     with pytest.raises(UnsupportedError) as info:
         lower(import_nir(g, dt=1e-3, reset="subtract-delayed").graph)
-    for name in "cl":
-        assert f"{name}: reset subtract-delayed with beta = 1 - dt/tau_mem = 0.0001," in str(
-            info.value
-        )
+    for label in ("'c' (CubaLIF)", "'l' (LIF)"):
+        expected = f"node {label}: reset subtract-delayed with beta = 1 - dt/tau_mem = 0.0001,"
+        assert expected in str(info.value)
     g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("c", cuba_lif(2)))
     net = lower(import_nir(g, dt=1e-3, reset="subtract").graph)
     sub = net.population("c")
@@ -649,8 +648,8 @@ def test_subtract_delayed_refuses_dt_equal_to_tau():
     with pytest.raises(UnsupportedError) as info:
         lower(import_nir(g, dt=1e-3, reset="subtract-delayed").graph)
     message = str(info.value)
-    assert "c: reset subtract-delayed at dt = tau" in message
-    assert "l: reset subtract-delayed at dt = tau" in message, message
+    assert "node 'c' (CubaLIF): reset subtract-delayed at dt = tau" in message
+    assert "node 'l' (LIF): reset subtract-delayed at dt = tau" in message, message
 
 
 def test_subtract_delayed_exports_simulates_and_verifies_from_the_cli(tmp_path, cli):
@@ -1150,12 +1149,10 @@ def test_neurons_the_lowering_refuses_are_all_named():
         lower(import_nir(graph(nodes, edges), dt=1e-3).graph)
     message = str(info.value)
     assert "\n" not in message
-    assert all(f"{name}:" in message for name in "abc"), message
-    assert "d:" not in message and "leak voltage" in message
-    assert (
-        "c: tau_mem differs between neurons (the decay 1 - dt/tau_mem ranges 0.75 .. 0.875)"
-        in message
-    )
+    assert all(f"node '{name}' (CubaLIF):" in message for name in "abc"), message
+    assert "'d'" not in message and "leak voltage" in message
+    ranges = "(the decay 1 - dt/tau_mem ranges 0.75 .. 0.875)"
+    assert f"node 'c' (CubaLIF): tau_mem differs between neurons {ranges}" in message
 
 
 def test_a_refused_neurons_successors_and_the_import_refusals_are_named_together():
@@ -1170,15 +1167,17 @@ def test_a_refused_neurons_successors_and_the_import_refusals_are_named_together
         lower(import_nir(g, dt=1e-3).graph)
     message = str(info.value)
     assert "\n" not in message
-    assert "a: a leak voltage" in message and "b: a leak voltage" in message, message
-    assert "c: tau_syn differs between neurons" in message, message
+    assert "node 'a' (CubaLIF): a leak voltage" in message, message
+    assert "node 'b' (CubaLIF): a leak voltage" in message, message
+    assert "node 'c' (CubaLIF): tau_syn differs between neurons" in message, message
     b.v_leak = np.zeros(2)
     b.v_reset = np.full(2, 0.5)
     with pytest.raises(UnsupportedError) as info:
         import_nir(chain((2,), ("a", a), ("b", b), ("c", c)), dt=1e-3)
     message = str(info.value)
-    assert "a: a leak voltage" in message and "'b' (CubaLIF): v_reset != 0" in message
-    assert "c: tau_syn differs" in message, message
+    assert "node 'a' (CubaLIF): a leak voltage" in message, message
+    assert "node 'b' (CubaLIF): v_reset != 0" in message, message
+    assert "node 'c' (CubaLIF): tau_syn differs" in message, message
 
 
 def test_a_file_with_a_node_type_nir_does_not_know_is_unsupported_naming_it(tmp_path, cli):

@@ -587,7 +587,8 @@ def _import(flat: FlatNir, dt: float, reset: str, where: str) -> NirImport:
             continue
         # What the lowering will refuse, so that one line names every offending node.
         node_reset = reset if p.spiking else "none"
-        problems += euler_neuron_problems(name, p.alpha_u, p.alpha_v, p.v_bias, node_reset)
+        where = f"node {name!r} ({imp.kind(name)})"
+        problems += euler_neuron_problems(where, p.alpha_u, p.alpha_v, p.v_bias, node_reset)
     if refused_here:
         raise UnsupportedError("; ".join(problems))
     inputs = {name: imp.input_of(name)[0] for name in sources}
@@ -619,6 +620,8 @@ def _import(flat: FlatNir, dt: float, reset: str, where: str) -> NirImport:
         "dt_s": dt,
         "reset": reset,
         "nir_nodes": len(flat.nodes),
+        # So that the lowering's refusals name nodes as the importer's do.
+        "nir_kinds": {name: imp.kind(name) for name in sources},
         "warnings": warnings,
     }
     graph = Graph(tuple(nodes), dt_s=dt, meta=meta)

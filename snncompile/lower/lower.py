@@ -168,7 +168,7 @@ def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
         if skipped.intersection(node.inputs):
             skipped.add(node.name)
             check = NIR_PARAMETER_CHECKS.get(type(node.op))
-            problems.extend(check(node) if check else [])
+            problems.extend(check(builder, node) if check else [])
         elif isinstance(node.op, _TRANSPARENT):
             builder.views[node.name] = builder.views[node.inputs[0]]
         else:

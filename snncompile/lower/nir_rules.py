@@ -63,9 +63,10 @@ _SHARED_DECAYS = {
 
 
 def euler_neuron_problems(
-    name: str, alpha_u: np.ndarray, alpha_v: np.ndarray, v_bias: np.ndarray, reset: str
+    where: str, alpha_u: np.ndarray, alpha_v: np.ndarray, v_bias: np.ndarray, reset: str
 ) -> list[str]:
-    """Why the compartments cannot take this neuron, one line per reason ([] if they can).
+    """Why the compartments cannot take this neuron, one line per reason ([] if they can),
+    each starting with `where` ("node 'n1' (CubaLIF)", as the importer's own refusals do).
     Parameters only, so a node fed by a refused one is still checked (and the importer
     can add these to its own refusals: every offending node is named at once)."""
     if reset == "none":
@@ -74,19 +75,19 @@ def euler_neuron_problems(
     has_current = bool(np.any(alpha_u != 0))
     if has_current and np.any(v_bias != 0):
         problems.append(
-            f"{name}: a leak voltage (v_leak != 0) with a synaptic current has no exact "
+            f"{where}: a leak voltage (v_leak != 0) with a synaptic current has no exact "
             "Lava LIF form (a constant input reaches v through the decaying current)"
         )
     if reset == "subtract-delayed" and np.any(alpha_v <= 0):
         problems.append(
-            f"{name}: reset subtract-delayed at dt = tau (the voltage keeps nothing of "
+            f"{where}: reset subtract-delayed at dt = tau (the voltage keeps nothing of "
             "the last step, so the delayed subtraction has no decayed form)"
         )
     elif reset == "subtract-delayed" and np.any(alpha_v < 1 / 4096):
         # The 12-bit decay would hold beta as 0 (reset_refractory) or 1/4096 (cuba_lif_sub,
         # clipped), so the threshold / beta subtracted would not decay back to threshold.
         problems.append(
-            f"{name}: reset subtract-delayed with beta = 1 - dt/tau_mem = "
+            f"{where}: reset subtract-delayed with beta = 1 - dt/tau_mem = "
             f"{float(alpha_v.min()):.3g}, below the 1/4096 a 12-bit decay holds (the "
             "delayed subtraction would be lost in quantization)"
         )
@@ -95,18 +96,26 @@ def euler_neuron_problems(
         for field, values in (("tau_syn", alpha_u), ("tau_mem", alpha_v)):
             if np.ptp(values) != 0:
                 problems.append(
-                    f"{name}: {field} differs between neurons (the decay 1 - dt/{field} "
+                    f"{where}: {field} differs between neurons (the decay 1 - dt/{field} "
                     f"ranges {values.min():g} .. {values.max():g}); {why}"
                 )
     return problems
 
 
-def _node_problems(node: Node) -> list[str]:
+def node_label(b: Any, name: str) -> str:
+    """How errors name a node: "node 'n1' (CubaLIF)", with the NIR type the importer
+    recorded in the graph's meta, as the importer's own refusals read."""
+    kind = b.graph.meta.get("nir_kinds", {}).get(name)
+    return f"node {name!r}" + (f" ({kind})" if kind else "")
+
+
+def _node_problems(b: Any, node: Node) -> list[str]:
     """euler_neuron_problems of an EulerNeuron node; [] for other ops."""
     op = node.op
     if not isinstance(op, nir_ops.EulerNeuron):
         return []
-    return euler_neuron_problems(node.name, op.alpha_u, op.alpha_v, op.v_bias, op.reset)
+    where = node_label(b, node.name)
+    return euler_neuron_problems(where, op.alpha_u, op.alpha_v, op.v_bias, op.reset)
 
 
 def _euler_neuron(b: Any, node: Node) -> None:
@@ -117,7 +126,7 @@ def _euler_neuron(b: Any, node: Node) -> None:
     if op.reset == "none":
         _graded_neuron(b, node, has_current)
         return
-    problems = _node_problems(node)
+    problems = _node_problems(b, node)
     if problems:
         raise UnsupportedError("; ".join(problems))
     scale = 1.0 / op.theta
@@ -206,14 +215,14 @@ def check_feedback(b: Any, node: Node) -> None:
         or np.any(view.offset)
     ):
         raise UnsupportedError(
-            f"{node.name}: a loop closes on {op.source!r}, which is not a population of its "
-            "own (only neuron outputs can close a loop through several nodes)"
+            f"{node_label(b, node.name)}: a loop closes on {op.source!r}, which is not a "
+            "population of its own (only neuron outputs can close a loop through several nodes)"
         )
 
 
 # What the lowering can say about a node from its parameters alone (run on the nodes it
 # skips because an input was refused).
-NIR_PARAMETER_CHECKS: dict[type, Callable[[Node], list[str]]] = {
+NIR_PARAMETER_CHECKS: dict[type, Callable[[Any, Node], list[str]]] = {
     nir_ops.EulerNeuron: _node_problems,
 }
 
