@@ -1015,10 +1015,11 @@ _CLI_PID: int | None = None  # the process main() runs in (set there)
 
 def _terminated(signum: int, frame: object) -> None:
     if os.getpid() != _CLI_PID:
-        # A worker forked while main() ran (Lava's) inherits this handler: it ends as a
-        # process without it would, silently, and the CLI's process reports once.
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        # A process forked while main() ran (Lava's workers and its shared-memory
+        # manager) inherits this handler and ignores the signal, as they hold SIGINT: a
+        # SIGTERM to the process group reaches the CLI's process too, which stops them
+        # and releases the shared memory. Ended by the signal themselves, they left the
+        # segments to Python's resource tracker, which warned about them on stderr.
         return
     click.echo("error: terminated (SIGTERM)", err=True)
     raise SystemExit(128 + signum)
