@@ -140,7 +140,7 @@ def _manifest(
     else:
         tools["torch"] = str(torch.__version__)
     meta = compiled.meta
-    keys = ("checkpoint", "entry", "family", "task", "nir_file", "dt_s", "reset")
+    keys = ("checkpoint", "entry", "weights", "family", "task", "nir_file", "dt_s", "reset")
     source = {key: meta.get(key) for key in keys}
     return {
         "format": FORMAT_NAME,

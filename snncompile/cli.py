@@ -725,7 +725,8 @@ def _print_header(info: dict) -> None:
     """The lines every artifact kind shares: what it is, where from, made when and with what."""
     m = info["manifest"]
     source = m.get("source", {})
-    origin = source.get("checkpoint") or source.get("entry") or source.get("nir_file") or "unknown"
+    entry = source.get("entry") and f"{source['entry']} with weights {source.get('weights', '?')}"
+    origin = source.get("checkpoint") or entry or source.get("nir_file") or "unknown"
     details = ", ".join(f"{k} {source[k]}" for k in ("family", "task") if k in source)
     tools = ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items())
     click.echo(f"artifact {info['path']} ({m['format']} v{m['version']}, target {m['target']})")

@@ -68,7 +68,7 @@ def load_model(
         from snncompile.frontend.user_model import load_user_model
 
         model = load_user_model(entry, path)
-        return model.eval(), _input_width(model), None, {"entry": entry}
+        return model.eval(), _input_width(model), None, {"entry": entry, "weights": str(path)}
     from snncompile.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)

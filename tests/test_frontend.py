@@ -5,6 +5,7 @@ is refused in one error that names every offender."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -552,3 +553,21 @@ def test_verify_of_a_state_dict_names_the_calibration_inputs_it_ran_on(
     np.save(held_out, x[:2])
     report = verify_model(user_weights, entry="tiny_user_model:build", calibration=x, data=held_out)
     assert report.data == str(held_out) and report.warnings == []
+
+
+def test_an_entry_models_artifact_names_its_weights_file(
+    user_weights: Path, tmp_path: Path
+) -> None:
+    """An --entry artifact's manifest names the weights file beside the entry: it named
+    the entry alone, so the artifact could not be traced back to its weights."""
+    from snncompile.api import export_model, inspect_path
+
+    x = np.random.default_rng(0).standard_normal((4, 12, 3))
+    out = tmp_path / "user.ref"
+    export_model(
+        user_weights, out, target="reference", entry="tiny_user_model:build", calibration=x
+    )
+    source = json.loads((out / "manifest.json").read_text())["source"]
+    assert source["entry"] == "tiny_user_model:build"
+    assert source["weights"] == str(user_weights)
+    assert inspect_path(out)["manifest"]["source"] == source
