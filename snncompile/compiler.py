@@ -109,8 +109,8 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
         unpacked = unpacked_bytes(path)
         if unpacked > MAX_ARRAY_FILE_BYTES:
             raise UsageError(
-                f"{what} file {path} holds {unpacked / 2**30:.1f} GiB of arrays; the limit "
-                f"is {MAX_ARRAY_FILE_BYTES / 2**30:.0f} GiB: split the inputs into files"
+                f"{what} file {path} holds {unpacked:,} bytes of arrays, more than the "
+                f"limit of {MAX_ARRAY_FILE_BYTES:,}: split the inputs into files"
             )
         with path.open("rb") as file:
             head = file.read(6)
@@ -138,8 +138,7 @@ def read_sequences(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(x, every array of the file) from the .npy/.npz inputs of --input, --data and
     --calib alike: x is a .npy's array, an .npz's array named x or else its only array
-    besides labels y; one sequence (steps, width) is a batch of one. Not yet validated
-    (check_inputs)."""
+    besides labels y. Not yet validated (check_inputs)."""
     arrays = read_array_file(path, what=what)
     others = [name for name in arrays if name != "y"]
     if "x" not in arrays and len(others) != 1:  # readable, but which array? usage, not corrupt
@@ -147,20 +146,23 @@ def read_sequences(
             f"{what} {path}: an .npz needs an array named x, or a single array (and "
             "optionally labels y)"
         )
-    x = arrays["x"] if "x" in arrays else arrays[others[0]]
-    if isinstance(x, np.ndarray) and x.ndim == 2:
-        x = x[None]  # one sequence
-    return x, arrays
+    return arrays["x"] if "x" in arrays else arrays[others[0]], arrays
 
 
 def check_inputs(x: np.ndarray, width: int, *, what: str) -> np.ndarray:
-    """Validate model inputs (B, L, width) of a real dtype, or bool spikes (0 and 1);
-    UsageError names the problem."""
+    """Validate model inputs (B, L, width) of a real dtype, or bool spikes (0 and 1); one
+    sequence (L, width) is a batch of one. UsageError names the problem (and the shape
+    as given, not as a batch of one)."""
     if not isinstance(x, np.ndarray) or x.dtype.kind not in "bfiu":
         kind = getattr(x, "dtype", type(x))
         raise UsageError(f"{what} must be a real numeric array, got {kind}")
+    given = x.shape
+    if x.ndim == 2:
+        x = x[None]
     if x.ndim != 3 or x.shape[2] != width or x.shape[0] == 0 or x.shape[1] == 0:
-        raise UsageError(f"{what} must have shape (batch, steps, {width}), got {x.shape}")
+        raise UsageError(
+            f"{what} must have shape (batch, steps, {width}) or (steps, {width}), got {given}"
+        )
     if not np.all(np.isfinite(x)):
         raise UsageError(f"{what} holds NaN or inf")
     return x.astype(np.float64)
