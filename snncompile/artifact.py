@@ -40,6 +40,7 @@ from snncompile.errors import CorruptInputError, UsageError
 from snncompile.ir.serialize import (
     load_graph,
     load_netlist,
+    parse_json,
     peek_json_object,
     read_versioned_json,
     save_graph,
@@ -331,7 +332,7 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
     if check is not None:  # e.g. loihi2's network.net must hold this very netlist
         check(path, netlist)
     try:
-        report = json.loads((path / "report.json").read_text(encoding="utf-8"))
+        report = parse_json((path / "report.json").read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptInputError(f"{path / 'report.json'}: not valid JSON ({exc})") from None
     if not isinstance(report, dict):
@@ -375,6 +376,9 @@ def _check_fields(path: Path, manifest: dict[str, Any], report: dict[str, Any]) 
     for key in ("tools", "source", "compartments"):
         if not isinstance(manifest.get(key, {}), dict):
             raise CorruptInputError(f"{where}: {key!r} is not an object")
+    for key in ("formats", "quantization", "counts", "calibration", "synapses"):
+        if not isinstance(report.get(key, {}), dict):
+            raise CorruptInputError(f"{path / 'report.json'}: {key!r} is not an object")
     populations = report.get("populations", {})
     if not isinstance(populations, dict) or not all(
         isinstance(entry, dict) for entry in populations.values()

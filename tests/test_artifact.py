@@ -387,6 +387,8 @@ def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-unty
             "spike_rate is not a number",
         ),
         ("manifest.json", lambda j: j.update(source="a.pt"), "'source' is not an object"),
+        # simulate read its shape: AttributeError, exit 1
+        ("report.json", lambda j: j.update(calibration="x"), "'calibration' is not an object"),
         ("manifest.json", lambda j: j.update(target=3), "'target' is not a name"),
         ("graph.json", lambda j: j.clear(), "graph.json"),
         # inspect echoed these (a latency of "ten"); nothing compared them to the netlist
@@ -405,6 +407,7 @@ def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-unty
     ids=[
         "populations a list",
         "rate a string",
+        "calibration a string",
         "source a string",
         "target a number",
         "graph {}",
@@ -507,3 +510,27 @@ def test_a_fifo_where_a_json_or_toml_file_belongs_is_refused_not_waited_on(
 def _keep_closing(fifo: Path) -> None:
     while True:
         open(fifo, "w").close()  # blocks until a reader opens it, which then reads nothing
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "report.json", "netlist.json", "graph.json"])
+def test_a_json_integer_too_long_for_python_is_corrupt_input_naming_the_file(
+    tmp_path: Path, small: Compiled, name: str
+) -> None:
+    """Python refuses to parse an integer of more than 4300 digits with a bare ValueError
+    (and nesting past its recursion limit with RecursionError): an edited file of the
+    artifact was an internal error, exit 1."""
+    out = write_artifact(small, tmp_path / "a")
+    text = (out / name).read_text()
+
+    def write_rehashed(new_text: str) -> None:
+        (out / name).write_text(new_text)
+        if name != "manifest.json":
+            digest = hashlib.sha256((out / name).read_bytes()).hexdigest()
+            _edit_json(out / "manifest.json", lambda j: j["files"].update({name: digest}))
+
+    write_rehashed(text.replace("{", '{"huge": ' + "1" * 5000 + ", ", 1))
+    with pytest.raises(CorruptInputError, match=rf"{name}.*a number too long to read"):
+        read_artifact(out)
+    write_rehashed("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CorruptInputError, match=rf"{name}.*nested too deeply to read"):
+        read_artifact(out)

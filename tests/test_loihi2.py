@@ -344,6 +344,9 @@ def test_bad_target_configs(tmp_path: Path, capsys) -> None:  # type: ignore[no-
         "[limits]\ncore_per_chip = 2\n": (2, "unknown entry limits.core_per_chip"),
         "[limits]\ncores_per_chip = 0\n": (2, "cores_per_chip must be >= 1"),
         "[limits\n": (6, "not valid TOML"),
+        # Python's int guard (a bare ValueError, exit 1 before), without its advice
+        f"[limits]\ncores_per_chip = {'1' * 5000}\n": (6, "value has 5000 digits)"),
+        "a = " + "[" * 100_000 + "]" * 100_000: (6, "is nested too deeply to read"),
         "[energy]\npj_per_mac = nan\n": (2, "must be a finite number"),
         "[energy]\npj_per_mac = inf\n": (2, "must be a finite number"),
     }

@@ -223,6 +223,22 @@ def read_versioned_json(path: Path, format_name: str) -> dict[str, Any]:
     return _read_json(path, format_name)[1]
 
 
+def parse_json(text: str) -> Any:
+    """json.loads, raising json.JSONDecodeError (which every reader reports with its
+    file's name) also for the two ways JSON text fails beyond its syntax: nesting past
+    Python's recursion limit (RecursionError) and an integer of more than 4300 digits
+    (ValueError, Python's guard against quadratic int parsing)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", text, 0) from None
+    except ValueError as exc:  # not Python's advice to raise its limit: not ours to take
+        detail = " ".join(str(exc).split(";")[0].split())
+        raise json.JSONDecodeError(f"a number too long to read ({detail})", text, 0) from None
+
+
 def peek_json_object(path: Path) -> dict[str, Any] | None:
     """The JSON object in `path`, or None when it is missing, not a regular file (opening
     a FIFO would block), not UTF-8 JSON or not an object: for guesses about what a
@@ -230,7 +246,7 @@ def peek_json_object(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
@@ -241,11 +257,12 @@ def _read_json(path: Path, format_name: str) -> tuple[_Doc, dict[str, Any]]:
     if not path.is_file():
         raise doc.fail("not a regular file" if path.exists() else "no such file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise doc.fail("not a text file") from None
     except json.JSONDecodeError as exc:
-        raise doc.fail(f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        where = f"line {exc.lineno}: " if exc.pos else ""  # pos 0: parse_json's, no place
+        raise doc.fail(f"not valid JSON ({where}{exc.msg})") from None
     if not isinstance(data, dict) or data.get("format") != format_name:
         raise doc.fail(f"not a {format_name} file (no format tag {format_name!r})")
     version = data.get("version")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from snncompile.errors import CorruptInputError, UsageError
 from snncompile.ir.netlist import first_difference
+from snncompile.ir.serialize import parse_json
 
 from .config import TargetConfig, load_config
 from .drc import check, enforce
@@ -123,8 +124,8 @@ def summarize_artifact(path: str | Path) -> dict[str, Any]:
     """Cores, chips, per-core peaks and the energy estimate of a read-checked artifact."""
     path = Path(path)
     try:
-        resources = json.loads((path / "resources.json").read_text(encoding="utf-8"))
-        est = json.loads((path / "estimate.json").read_text(encoding="utf-8"))
+        resources = parse_json((path / "resources.json").read_text(encoding="utf-8"))
+        est = parse_json((path / "estimate.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptInputError(f"{path}: unreadable Loihi 2 files ({exc})") from None
     try:

@@ -81,8 +81,11 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise CorruptInputError(f"{what} {path} does not exist") from None
     except OSError as exc:
         raise CorruptInputError(f"{what} {path} is unreadable ({exc})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptInputError(f"{what} {path} is not valid TOML ({exc})") from None
+    except RecursionError:
+        raise CorruptInputError(f"{what} {path} is nested too deeply to read") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError, or an int too long
+        detail = " ".join(str(exc).split(";")[0].split())  # not Python's advice on its limit
+        raise CorruptInputError(f"{what} {path} is not valid TOML ({detail})") from None
 
 
 def _entry(raw: Any, where: str, default: Entry | None, origin: str | None) -> Entry:

@@ -47,7 +47,7 @@ from snncompile.errors import CorruptInputError, MissingDependencyError
 from snncompile.ir.compartments import with_added_params
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.ir.ops import InvalidGraphError
-from snncompile.ir.serialize import check_hdf5_size
+from snncompile.ir.serialize import check_hdf5_size, parse_json
 
 FORMAT_NAME = "snncompile-loihi2-net"
 FORMAT_VERSION = 1
@@ -228,7 +228,7 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
                 populations=tuple(pops),
                 synapses=tuple(syns),
                 numeric=str(f.attrs["numeric"]),
-                formats=Formats(**json.loads(f.attrs["formats"])),
+                formats=Formats(**parse_json(f.attrs["formats"])),
                 input_scale=float(f.attrs["input_scale"]),
                 output_scale=float(f.attrs["output_scale"]),
                 dt_s=None if np.isnan(dt) else dt,

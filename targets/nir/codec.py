@@ -25,6 +25,7 @@ import numpy as np
 from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
 from snncompile.ir import ops
 from snncompile.ir.graph import Graph, Node
+from snncompile.ir.serialize import parse_json
 
 FORMAT = "snncompile-nir"
 VERSION = 1
@@ -510,7 +511,7 @@ def _array(value: Any, where: str) -> np.ndarray:
 
 def _json(meta: dict[str, Any], key: str, where: str) -> Any:
     try:
-        return json.loads(_text(meta[key]))
+        return parse_json(_text(meta[key]))
     except (KeyError, TypeError, json.JSONDecodeError):
         raise CorruptInputError(f"{where}: metadata {key!r} is missing or not JSON") from None
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from snncompile import __version__
 from snncompile.errors import CorruptInputError, EquivalenceError, UnsupportedError, UsageError
-from snncompile.ir.serialize import is_version, peek_json_object
+from snncompile.ir.serialize import is_version, parse_json, peek_json_object
 from snncompile.outputs import write_directory, write_npz
 from snncompile.reference.simulator import SimResult
 
@@ -465,7 +465,7 @@ def read_float_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not (path / "manifest.json").is_file():
         raise CorruptInputError(f"{path / 'manifest.json'}: missing or not a regular file")
     try:
-        data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        data = parse_json((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptInputError(f"{path / 'manifest.json'}: unreadable ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FLOAT_FORMAT:

@@ -18,6 +18,7 @@ from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
 from snncompile.errors import CorruptInputError
+from snncompile.ir.serialize import parse_json
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ def interface_from_json(cls: type[T], text: str, kinds: dict[str, str]) -> T:
     for invalid JSON, a missing or unknown field, or a value not of its kind."""
     what = f"{cls.__name__} metadata"
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except json.JSONDecodeError as exc:
         raise CorruptInputError(f"{what} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
