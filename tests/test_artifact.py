@@ -534,3 +534,26 @@ def test_a_json_integer_too_long_for_python_is_corrupt_input_naming_the_file(
     write_rehashed("[" * 100_000 + "]" * 100_000)
     with pytest.raises(CorruptInputError, match=rf"{name}.*nested too deeply to read"):
         read_artifact(out)
+
+
+def test_sparse_weights_of_a_narrow_float_load_exactly_and_fractional_indices_are_refused(
+    tmp_path: Path, small: Compiled
+) -> None:
+    """A netlist.npz rewritten with float16 sparse data (values exact) loads as float64:
+    scipy's kernels lack float16, and the ONNX step graph failed on it with exit 1.
+    Fractional indices were truncated by scipy without a word; NaN ones warned on stderr."""
+    save_netlist(small.netlist, tmp_path)
+    sparse_keys = [
+        k[: -len(".data")] for k in np.load(tmp_path / "netlist.npz").files if k.endswith(".data")
+    ]
+    assert sparse_keys, "the small netlist has no sparse synapse to test"
+    key = sparse_keys[0]
+    _edit_npz_member(tmp_path / "netlist.npz", f"{key}.data", lambda d: d.astype(np.float16))
+    loaded = load_netlist(tmp_path)
+    for want, got in zip(small.netlist.synapses, loaded.synapses, strict=True):
+        if sparse.issparse(got.weight):
+            assert got.weight.dtype == np.float64
+            assert (got.weight != want.weight).nnz == 0
+    _edit_npz_member(tmp_path / "netlist.npz", f"{key}.indices", lambda i: i + 0.25)
+    with pytest.raises(CorruptInputError, match="sparse matrix indices are not integers"):
+        load_netlist(tmp_path)

@@ -378,6 +378,11 @@ class _ArrayReader:
             shape = desc.get("shape")
             if not (isinstance(shape, list) and len(shape) == 2):
                 raise self.doc.fail(f"{where}: sparse matrix has no shape")
+            if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
+                # scipy truncated fractional indices and warned (on stderr) about NaN ones
+                raise self.doc.fail_content(f"{where}: sparse matrix indices are not integers")
+            if data.dtype.kind == "f" and data.dtype.itemsize < 8:
+                data = data.astype(np.float64)  # exact; scipy's kernels lack float16
             try:
                 matrix = sparse.csr_matrix((data, indices, indptr), shape=tuple(shape))
                 matrix.check_format(full_check=True)
