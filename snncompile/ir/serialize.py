@@ -234,9 +234,15 @@ def parse_json(text: str) -> Any:
         raise
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply to read", text, 0) from None
-    except ValueError as exc:  # not Python's advice to raise its limit: not ours to take
-        detail = " ".join(str(exc).split(";")[0].split())
+    except ValueError as exc:
+        detail = without_python_advice(exc)
         raise json.JSONDecodeError(f"a number too long to read ({detail})", text, 0) from None
+
+
+def without_python_advice(exc: BaseException) -> str:
+    """A parser's message on one line, cut before Python's advice (its int-digit guard
+    ends "; use sys.set_int_max_str_digits() ...", which is not the user's fix)."""
+    return " ".join(str(exc).split(";")[0].split())
 
 
 def peek_json_object(path: Path) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from snncompile.errors import CorruptInputError, UsageError
+from snncompile.ir.serialize import without_python_advice
 
 try:  # Python 3.11+
     import tomllib
@@ -84,7 +85,7 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
     except RecursionError:
         raise CorruptInputError(f"{what} {path} is nested too deeply to read") from None
     except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError, or an int too long
-        detail = " ".join(str(exc).split(";")[0].split())  # not Python's advice on its limit
+        detail = without_python_advice(exc)
         raise CorruptInputError(f"{what} {path} is not valid TOML ({detail})") from None
 
 
