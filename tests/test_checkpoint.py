@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -354,4 +355,21 @@ def test_a_file_inside_an_artifact_points_to_its_directory(tmp_path: Path) -> No
     path.write_text('{"populations": {}}')
     where = re.escape(f"a JSON file; it is part of the artifact {artifact}, pass the directory")
     with pytest.raises(CorruptInputError, match=rf"{where}$"):
+        load_checkpoint(path)
+
+
+def test_a_flipped_byte_inside_a_tensor_is_refused(tmp_path: Path) -> None:
+    # torch.load does not check the zip's CRC-32s: the damaged weight loaded silently.
+    path = save(_model(), tmp_path / "m.pt")
+    with zipfile.ZipFile(path) as archive:
+        member = next(i for i in archive.infolist() if "/data/" in i.filename)
+    data = bytearray(path.read_bytes())
+    # the local header's extra field (its length at byte 28) may differ from the central one
+    local_extra = int.from_bytes(
+        data[member.header_offset + 28 : member.header_offset + 30], "little"
+    )
+    offset = member.header_offset + 30 + len(member.filename.encode()) + local_extra
+    data[offset + member.file_size // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptInputError, match=r"corrupt: .*/data/\d+ fails its CRC-32 check"):
         load_checkpoint(path)
