@@ -95,6 +95,11 @@ def train_checkpoint(
     )
     task_args = {"length": listops_length, "depth": listops_depth} if task_name == "listops" else {}
     task = load_task(task_name, **task_args)
+    if calib_size > len(task.train.labels):  # it was cut to the training set silently
+        raise UsageError(
+            f"--calib-size {calib_size} is more than the {len(task.train.labels)} training "
+            f"inputs of {task_name}"
+        )
     torch.manual_seed(seed)
     config = ModelConfig(
         family=family,

@@ -165,10 +165,7 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
     holding only the files their manifest lists, so that a mistyped -o never deletes an
     unrelated directory, nor a user's own files kept inside an artifact.
     """
-    out = check_writable(out_dir)
-    holder = _artifact_above(out)
-    if holder is not None:  # it would hold a directory its manifest does not list
-        raise UsageError(f"{out} is inside the artifact {holder}; write it elsewhere")
+    out = check_writable(out_dir)  # also refuses a destination inside an artifact
     if not (out.exists() or out.is_symlink()):
         return out
     # What --overwrite would not replace is refused first, so the hint to pass it is
@@ -188,7 +185,7 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
     return out
 
 
-def _artifact_above(out: Path) -> Path | None:
+def artifact_above(out: Path) -> Path | None:
     """The snncompile artifact directory that `out` would be created inside, if any."""
     for parent in out.absolute().parents:
         manifest = peek_json_object(parent / "manifest.json")

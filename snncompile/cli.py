@@ -115,6 +115,15 @@ def train(
     """Train a model on a bundled task and save a checkpoint (with a calibration batch)."""
     from snncompile.api import train_checkpoint
 
+    ctx = click.get_current_context()
+    listops_only = [
+        "--" + name.replace("_", "-")
+        for name in ("listops_length", "listops_depth")
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    ]
+    if listops_only and task_name != "listops":  # it was ignored without a word
+        raise UsageError(f"{' and '.join(listops_only)} apply to --task listops, not {task_name}")
+
     result = train_checkpoint(
         family=family,
         task_name=task_name,

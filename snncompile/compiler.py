@@ -216,8 +216,10 @@ def compile_model(
     step = on_step or (lambda name: None)
     step("load")
     from snncompile.frontend.nir_compile import is_nir_source, load_nir_source
+    from snncompile.frontend.nir_graph import naming_file
 
-    if is_nir_source(source):
+    nir_file = source if is_nir_source(source) else None  # named in each refusal below
+    if nir_file is not None:
         if entry is not None:
             raise UsageError("--entry applies to PyTorch models, not to a .nir graph")
         step("trace")
@@ -241,14 +243,14 @@ def compile_model(
         return done
     pass_stop = stop_after if stop_after in DEFAULT_ORDER else None
     step("passes")
-    with blame_model_values(_source_name(source)):
+    with naming_file(nir_file), blame_model_values(_source_name(source)):
         done.graph = run_passes(graph, stop_after=pass_stop)
     done.stopped_after = pass_stop or "passes"
     if stop_after in (*DEFAULT_ORDER, "passes"):
         return done
     cfg = config or QuantConfig()
     step("lower")
-    with blame_model_values(_source_name(source)):
+    with naming_file(nir_file), blame_model_values(_source_name(source)):
         done.float_netlist = lower(done.graph, formats=cfg.formats())
     done.stopped_after = "lower"
     if stop_after == "lower":

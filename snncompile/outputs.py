@@ -34,7 +34,8 @@ def umask() -> int:
 
 
 def check_writable(path: str | os.PathLike[str], *, what: str = "-o", file: bool = False) -> Path:
-    """Raise UsageError unless `path` can be created or replaced by this process.
+    """Raise UsageError unless `path` can be created or replaced by this process, and is
+    not inside an snncompile artifact (a file its manifest does not list).
 
     Walks up to the nearest existing ancestor: it must be a directory this process may
     create entries in (parents that do not exist yet are made when writing). file: the
@@ -60,6 +61,11 @@ def check_writable(path: str | os.PathLike[str], *, what: str = "-o", file: bool
     if not ancestor.is_dir():
         raise UsageError(f"{what} {path}: {ancestor} is not a directory")
     _check_name_lengths(path, ancestor, what)
+    from snncompile.artifact import artifact_above  # it imports this module
+
+    holder = artifact_above(path)
+    if holder is not None:  # its manifest would not list it; --overwrite would refuse
+        raise UsageError(f"{what} {path} is inside the artifact {holder}; write it elsewhere")
     # A real probe, not os.access: for root, access() says yes to a read-only mount or
     # /proc, and the failure came after the training or compiling it was meant to spare.
     try:

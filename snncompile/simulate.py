@@ -231,7 +231,7 @@ def _check_not_an_input(output: Path, artifact: Path, inputs: Any) -> None:
     out = output.resolve()
     if isinstance(inputs, (str, os.PathLike)) and out == Path(inputs).resolve():
         raise UsageError(f"-o {output} is the --input file; write the outputs elsewhere")
-    if out.is_relative_to(artifact.resolve()):
+    if out.is_relative_to(artifact.resolve()):  # also where its manifest is unreadable
         raise UsageError(f"-o {output} is inside the artifact {artifact}; write it elsewhere")
 
 

@@ -1067,6 +1067,62 @@ def test_a_time_constant_below_zero_is_a_corrupt_file(make, field, value, tmp_pa
     assert not (tmp_path / "a").exists()
 
 
+def _threshold_zero() -> nir.NIRGraph:
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", lif(2)))
+    g.nodes["lif"].v_threshold.flat[0] = 0.0
+    return g
+
+
+def _two_inputs() -> nir.NIRGraph:
+    nodes = {"a": nir.Input(input_type=np.array([2])), "b": nir.Input(input_type=np.array([2])),
+             "lif": lif(2), "out": nir.Output(output_type=np.array([2]))}  # fmt: skip
+    return graph(nodes, [("a", "lif"), ("b", "lif"), ("lif", "out")])
+
+
+def _unfed_neuron() -> nir.NIRGraph:
+    nodes = {
+        "in": nir.Input(input_type=np.array([2])),
+        "lif": lif(2),
+        "out": nir.Output(output_type=np.array([2])),
+    }
+    return graph(nodes, [("in", "out"), ("lif", "out")])
+
+
+def _dead_end() -> nir.NIRGraph:
+    nodes = {"in": nir.Input(input_type=np.array([2])), "lif": lif(2), "x": lif(2),
+             "out": nir.Output(output_type=np.array([2]))}  # fmt: skip
+    return graph(nodes, [("in", "lif"), ("lif", "out"), ("lif", "x")])
+
+
+def _no_edges() -> nir.NIRGraph:
+    nodes = {
+        "in": nir.Input(input_type=np.array([2])),
+        "lif": lif(2),
+        "out": nir.Output(output_type=np.array([2])),
+    }
+    return graph(nodes, [])
+
+
+# Exit 4: valid NIR that snncompile does not compile; exit 6: not a well-formed graph.
+STRUCTURE_REFUSALS = {
+    "v_threshold 0": (_threshold_zero, 4, "node 'lif' (LIF): v_threshold <= 0 is not compiled"),
+    "two Input nodes": (_two_inputs, 4, "snncompile compiles NIR graphs with one Input and"),
+    "a neuron nothing feeds": (_unfed_neuron, 4, "node 'lif' has no input edge (a node"),
+    "a neuron that feeds nothing": (_dead_end, 4, "node 'x' has no output edge (a node"),
+    "no edges": (_no_edges, 6, "the NIR graph has no edges"),
+}
+
+
+@pytest.mark.parametrize("case", STRUCTURE_REFUSALS, ids=list(STRUCTURE_REFUSALS))
+def test_structure_refusals_name_the_file_with_their_exit_code(case, tmp_path, cli):
+    make, code, text = STRUCTURE_REFUSALS[case]
+    nir.write(tmp_path / "g.nir", make())
+    out = cli("export", str(tmp_path / "g.nir"), "--dt", "1e-3", "-o", str(tmp_path / "a"))
+    assert (out.returncode, out.stderr.count("\n")) == (code, 1), out.stderr
+    assert out.stderr.startswith(f"error: g.nir: {text}"), out.stderr
+    assert not (tmp_path / "a").exists()
+
+
 OUT_OF_SCALE = {
     # (graph, dt, exit code, the error after "error: big.nir: ")
     "gain overflows float64": (
@@ -1082,7 +1138,7 @@ OUT_OF_SCALE = {
         lambda: chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", cuba_lif(2))),
         1e300,
         4,
-        r"node 'lif' \(CubaLIF\): dt = 1e\+300 s exceeds a time constant; .*",
+        r"big\.nir: node 'lif' \(CubaLIF\): dt = 1e\+300 s exceeds a time constant; .*",
     ),
     "weights far past the threshold": (
         lambda: chain((2,), ("fc", nir.Linear(weight=np.full((2, 2), 1e300))), ("lif", lif(2))),
@@ -1198,7 +1254,7 @@ def test_a_file_with_a_node_type_nir_does_not_know_is_unsupported_naming_it(tmp_
             f[f"{where}/type"] = kind
     out = cli("export", str(path), "--dt", "1e-3", "-o", str(tmp_path / "a"))
     assert out.returncode == 4, out.stderr
-    assert out.stderr.startswith("error: unsupported NIR node(s): ")
+    assert out.stderr.startswith("error: future.nir: unsupported NIR node(s): ")
     assert "sub.x (Izhikevich)" in out.stderr and "y (Conv3d)" in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1
     assert not (tmp_path / "a").exists()

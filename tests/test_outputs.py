@@ -220,6 +220,9 @@ def test_an_unexpected_exception_is_one_line_exit_1(  # type: ignore[no-untyped-
         ("--depth", "100000000", "--depth must be in [1, 256]"),
         ("--state-size", "0", "--state-size must be in [1, 16384], got 0"),
         ("--seed", "-1", "--seed must be in [0, 4294967295]"),
+        ("--calib-size", "1000000", "--calib-size 1000000 is more than the 1437 training"),
+        ("--listops-length", "5", "--listops-length apply to --task listops, not sdigits"),
+        ("--listops-depth", "3", "--listops-depth apply to --task listops, not sdigits"),
     ],
 )
 def test_train_refuses_bad_settings_before_training(  # type: ignore[no-untyped-def]
@@ -233,6 +236,20 @@ def test_train_refuses_bad_settings_before_training(  # type: ignore[no-untyped-
     )
     assert code == 2 and message in err and err.count("\n") == 1
     assert os.listdir(tmp_path) == []
+
+
+def test_train_refuses_an_output_inside_an_artifact(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    # It was accepted; the artifact then held a file its manifest does not list, and
+    # export --overwrite refused to replace it.
+    artifact = tmp_path / "a"
+    assert _run(["export", CHECKPOINT, "-o", artifact], capsys)[0] == 0
+    before = sorted(os.listdir(artifact))
+    code, err = _run(["train", "--family", "s4d", "-o", artifact / "m.pt"], capsys)
+    assert (code, err) == (
+        2,
+        f"error: -o {artifact / 'm.pt'} is inside the artifact {artifact}; write it elsewhere\n",
+    )
+    assert sorted(os.listdir(artifact)) == before
 
 
 def test_train_refuses_a_listops_depth_that_would_take_hours(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,9 @@ still refuses braille_legacy_cf1c59a.nir (its recurrent Affine does not fit its 
 Anything else nir cannot read (missing file, not HDF5, unknown fields, an edge naming a
 missing node) is CorruptInputError with one line.
 
-A graph without an Input or Output node (older exports) is CorruptInputError too.
+A graph without an Input or Output node (older exports), or without any edge, is
+CorruptInputError too; more than one Input or Output is valid NIR that snncompile does
+not compile (UnsupportedError). naming_file puts the file's name before either.
 
 Flattening: a nested NIRGraph `g` becomes its nodes named "g.<inner>"; an edge into `g`
 goes to its (one) Input node and an edge out of it leaves from its (one) Output node;
@@ -21,6 +23,8 @@ those inner Input/Output nodes stay as identity relays.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,12 +92,17 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
     if not path.is_file():
         raise CorruptInputError(f"NIR file {path} does not exist")
     check_hdf5_size(path)
+    if _has_no_edges(path):  # nir would invent an Input and an Output for every node
+        raise CorruptInputError(f"{path.name}: the NIR graph has no edges")
     try:
-        return nir.read(path), []
+        graph = nir.read(path)
     # nir's reader raises whatever the malformed content triggers (KeyError, TypeError,
     # ValueError, OSError from h5py, ...): every one of them means "cannot read this file".
     except Exception as exc:
         strict_error = exc
+    else:
+        _refuse_invented_ends(path, graph)
+        return graph, []
     unknown = _unknown_node_types(path)
     if unknown:  # nir's reader fails on the first one with a bare AssertionError
         raise unsupported_nodes_error(unknown) from None
@@ -113,6 +122,42 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
         "it, every shape is inferred from the node parameters"
     )
     return graph, [warning]
+
+
+def _refuse_invented_ends(path: Path, graph: Any) -> None:
+    """nir's type check gives every node without an incoming edge an Input node of its
+    own ("input_<name>") and every node without an outgoing one an Output: such a graph
+    then failed as "2 Input nodes (input, input_lif)", naming nodes the file lacks."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            in_file = set(f["node"]["nodes"].keys())
+    except Exception:  # h5py raises OSError, KeyError, TypeError, ...: nir read it anyway
+        return
+    invented = set(graph.nodes) - in_file
+    unfed = sorted(dst for src, dst in graph.edges if src in invented)
+    unread = sorted(src for src, dst in graph.edges if dst in invented)
+    ends = [f"node {name!r} has no input edge" for name in unfed]
+    ends += [f"node {name!r} has no output edge" for name in unread]
+    if ends:
+        raise UnsupportedError(
+            f"{path.name}: {', '.join(ends)} (a node nothing feeds or that feeds nothing is "
+            "not compiled)"
+        )
+
+
+def _has_no_edges(path: Path) -> bool:
+    """Whether the file's top-level graph holds nodes but an empty edge list (False when
+    its layout is not NIR's: nir's reader reports that)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            edges, nodes = f["node"]["edges"], f["node"]["nodes"]
+            return len(nodes) > 0 and edges.shape[0] == 0
+    except Exception:  # h5py raises OSError, KeyError, AttributeError, TypeError, ...
+        return False
 
 
 def _unknown_node_types(path: Path) -> list[str]:
@@ -167,7 +212,7 @@ def _check_values(name: str, node: Any) -> None:
 
 def flatten(graph: Any, warnings: list[str] | None = None) -> FlatNir:
     """Flatten nested subgraphs (see the module docstring); CorruptInputError on dangling
-    edges, UnsupportedError unless there is exactly one top-level Input and Output."""
+    edges or no Input/Output, UnsupportedError for more than one top-level of either."""
     nir = _nir()
     nodes: dict[str, Any] = {}
     edges: list[tuple[str, str]] = []
@@ -210,9 +255,9 @@ def flatten(graph: Any, warnings: list[str] | None = None) -> FlatNir:
         )
     if len(top_in) != 1 or len(top_out) != 1:
         raise UnsupportedError(
-            f"a NIR graph needs exactly one Input and one Output node, this one has "
-            f"{len(top_in)} ({', '.join(top_in) or 'none'}) and {len(top_out)} "
-            f"({', '.join(top_out) or 'none'})"
+            f"snncompile compiles NIR graphs with one Input and one Output node; this one "
+            f"has {len(top_in)} ({', '.join(top_in)}) and {len(top_out)} "
+            f"({', '.join(top_out)})"
         )
     return FlatNir(
         nodes,
@@ -225,14 +270,29 @@ def flatten(graph: Any, warnings: list[str] | None = None) -> FlatNir:
     )
 
 
+@contextmanager
+def naming_file(source: Any) -> Iterator[None]:
+    """A CorruptInputError or UnsupportedError raised inside starts with the .nir file's
+    name (unless it names the file already), so that every refusal of a NIR graph says
+    which file it is about. No-op for an in-memory graph (or None)."""
+    if not isinstance(source, (str, os.PathLike)):
+        yield
+        return
+    name = Path(source).name
+    try:
+        yield
+    except (CorruptInputError, UnsupportedError) as exc:
+        if name in str(exc):
+            raise
+        raise type(exc)(f"{name}: {exc}") from None
+
+
 def load_flat(source: Any) -> FlatNir:
     """A path to a .nir file or an in-memory nir.NIRGraph -> FlatNir."""
     if isinstance(source, (str, os.PathLike)):
-        graph, warnings = read_nir(source)
-        try:
+        with naming_file(source):
+            graph, warnings = read_nir(source)
             return flatten(graph, warnings)
-        except CorruptInputError as exc:
-            raise CorruptInputError(f"{Path(source).name}: {exc}") from None
     return flatten(source)
 
 

@@ -57,6 +57,7 @@ from snncompile.frontend.nir_graph import (
     _nir,
     forward_order,
     load_flat,
+    naming_file,
     unsupported_nodes_error,
 )
 from snncompile.ir import ops
@@ -405,7 +406,10 @@ def neuron_params(name: str, node: Any, dt: float, reset: str = "zero") -> Neuro
         if reset == "zero" and np.any(get("v_reset", 0.0) != 0):
             raise UnsupportedError(f"node {name!r} ({kind}): v_reset != 0; Lava's LIF resets to 0")
         if np.any(theta <= 0):
-            raise UnsupportedError(f"node {name!r} ({kind}): v_threshold must be positive")
+            raise UnsupportedError(
+                f"node {name!r} ({kind}): v_threshold <= 0 is not compiled (each threshold "
+                "is folded into the weights feeding it as a positive scale)"
+            )
     return NeuronParams(alpha_u, alpha_v, gain, v_bias, theta, spiking)
 
 
@@ -493,7 +497,9 @@ class _Importer:
         """The sum of everything the node's incoming edges carry (fan-in sums)."""
         preds = self.preds[name]
         if not preds:
-            raise UnsupportedError(f"node {name!r} has no input edge")
+            raise UnsupportedError(
+                f"node {name!r} has no input edge (a node nothing feeds is not compiled)"
+            )
         total, shape = None, None
         for pred in preds:
             expr, pshape = self.output_of(pred)
@@ -558,14 +564,10 @@ def import_nir(
     _nir()
     flat = load_flat(source)
     where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the NIR graph"
-    _check_supported(flat)
-    dt = resolve_dt(dt, flat.metadata, where)
-    if not isinstance(source, (str, os.PathLike)):
+    with naming_file(source):
+        _check_supported(flat)
+        dt = resolve_dt(dt, flat.metadata, where)
         return _import(flat, dt, reset, where)
-    try:
-        return _import(flat, dt, reset, where)
-    except CorruptInputError as exc:  # name the file, as load_flat does
-        raise CorruptInputError(f"{os.path.basename(where)}: {exc}") from None
 
 
 def _import(flat: FlatNir, dt: float, reset: str, where: str) -> NirImport:
