@@ -1,4 +1,4 @@
-"""NIR import, rungs 1-3 on the peer frameworks' graphs in ../shared/nir-examples/.
+"""NIR import, rungs 1-3 on the peer frameworks' graphs in tests/data/nir-examples/.
 
     python benchmarks/bench_nir.py [--examples DIR] [--lava]
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Re-make the bundled checkpoints in examples/checkpoints/ (about a minute each on 2 cores).
-# These exact commands made the files in the repository; README.md reports their results.
+# These commands made the files in the repository (two of them were run with --quiet,
+# which only hides the progress bar); README.md reports their results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SNN=${SNN:-.venv/bin/snncompile}

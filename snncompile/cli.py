@@ -566,9 +566,8 @@ def export(
     if as_json:
         click.echo(_json(result.report))
         return
-    _print_export(model, str(result.path), target, result.report)
-    if calibration is None and "calibration_default" in result.compiled.meta:
-        click.echo(f"  calibration   {result.compiled.meta['calibration_default']}")
+    default = result.compiled.meta.get("calibration_default") if calibration is None else None
+    _print_export(model, str(result.path), target, result.report, default)
     if result.target_summary is not None:
         _TARGET_PRINTERS[target](result.target_summary)
 
@@ -637,7 +636,9 @@ def _latency_text(info: dict) -> str:
     return f"{info['output_latency']} ticks ({ticks} ticks per model step)"
 
 
-def _print_export(model: str, path: str, target: str, report: dict) -> None:
+def _print_export(
+    model: str, path: str, target: str, report: dict, calib_default: str | None = None
+) -> None:
     counts = dict(report["counts"])
     weights = counts.pop("synapses")
     rates = {
@@ -654,6 +655,8 @@ def _print_export(model: str, path: str, target: str, report: dict) -> None:
         f"  calibration   {' x '.join(map(str, calib['shape']))}: saturation events "
         f"{_format_events(calib['saturation_events'])}"
     )
+    if calib_default is not None:  # what that batch is, when the user gave none
+        click.echo(f"                {calib_default}")
     click.echo(f"  spike rates   {_format_rates(rates)}")
     silent = [
         name for name, pop in report["populations"].items() if pop.get("silent_in_calibration")

@@ -123,7 +123,8 @@ def support_matrix() -> dict[str, Any]:
     summaries = {}
     for label, target, float_model in cols:
         summaries[label] = (
-            "the float PyTorch model, one step at a time (any model the tracer reads)"
+            "the float PyTorch model, one step at a time (any causal snncompile sequence model, "
+            "checked against its own forward)"
             if float_model
             else target.summary
         )

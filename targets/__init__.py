@@ -37,9 +37,10 @@ class Target:
              when the artifact is the plain netlist (the target runs it as it is).
     options: the export options it accepts besides the common ones (e.g. target_config).
     takes:   what it can express: "netlist" (every op the lowering turns into compartments,
-             after the graph passes), "float-model" (any model the tracer reads), or "ops"
+             after the graph passes), "float-model" (any causal sequence model
+             with encoder, blocks and decoder, its own modules included), or "ops"
              (the traced graph op kinds its module's supported_ops() lists).
-             A target with the option "float" takes any traced model with --float.
+             A target with the option "float" takes such models with --float.
     """
 
     name: str

@@ -34,6 +34,7 @@ from snncompile.targets.loihi2 import (
     measure_graded_rates,
     read_network,
 )
+from snncompile.targets.loihi2.config import DEFAULT_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "examples" / "checkpoints"
@@ -349,6 +350,11 @@ def test_bad_target_configs(tmp_path: Path, capsys) -> None:  # type: ignore[no-
         "a = " + "[" * 100_000 + "]" * 100_000: (6, "is nested too deeply to read"),
         "[energy]\npj_per_mac = nan\n": (2, "must be a finite number"),
         "[energy]\npj_per_mac = inf\n": (2, "must be a finite number"),
+        # [target] was skipped unread: any key and any value passed
+        "[target]\nfoo = 1\n": (2, "unknown entry target.foo (known: description, name)"),
+        "[target]\ndescription = 5\n": (2, "[target.description]: must be a non-empty string"),
+        "target = 3\n": (2, "[target] must be a table"),
+        "[limits.delay_max]\nvalue = 1\nsource = 5\n": (2, "'source' must be a string, got 5"),
     }
     for text, (code, message) in cases.items():
         (tmp_path / "c.toml").write_text(text)
@@ -360,6 +366,21 @@ def test_bad_target_configs(tmp_path: Path, capsys) -> None:  # type: ignore[no-
     )
     assert got == 2 and "applies to --target loihi2" in err
     assert sorted(os.listdir(tmp_path)) == ["c.toml"]
+
+
+def test_an_override_may_rename_the_target_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('[target]\nname = "loihi2-lab"\n')
+    config = load_config(tmp_path / "c.toml")
+    assert config.to_dict()["name"] == "loihi2-lab"
+    assert config.overrides == {"target.name": str(tmp_path / "c.toml")}
+    # a copy of the shipped file reads (its [target] table was the one it could not have)
+    (tmp_path / "copy.toml").write_bytes(DEFAULT_PATH.read_bytes())
+    copy, base = load_config(tmp_path / "copy.toml"), load_config()
+    assert copy.name == "loihi2" and "target.name" not in copy.overrides
+    for section, entries in base.sections.items():
+        assert {k: e.value for k, e in copy.sections[section].items()} == {
+            k: e.value for k, e in entries.items()
+        }
 
 
 def test_override_marks_the_source() -> None:

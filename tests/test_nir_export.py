@@ -146,7 +146,9 @@ def test_an_edited_file_is_refused_where_nir_holds_a_derived_parameter(
     b_re = nir_graph.nodes["blocks_0_ssm"].nodes["b_re"]
     b_re.weight = b_re.weight * 1.5  # retuned in NIR, but the exact S4D is in the metadata
     nir.write(tmp_path / "edited.nir", nir_graph)
-    with pytest.raises(CorruptInputError, match=r"blocks_0_ssm.*b_re.*edited after export"):
+    with pytest.raises(
+        CorruptInputError, match=r"blocks_0_ssm.*b_re.*edited after it was exported"
+    ):
         read_snncompile_nir(tmp_path / "edited.nir")
 
 

@@ -110,12 +110,12 @@ def _entry(raw: Any, where: str, default: Entry | None, origin: str | None) -> E
         raise UsageError(f"{where}: value must be a finite number below 1e100, got {value!r}")
     if not isinstance(verified, bool):
         raise UsageError(f"{where}: 'verified' must be true or false")
+    if source is not None and not isinstance(source, str):  # before the prefix made it one
+        raise UsageError(f"{where}: 'source' must be a string, got {source!r}")
     if source is None:
         source = f"set in {origin}"
     elif origin is not None:
         source = f"{origin}: {source}"
-    if not isinstance(source, str):
-        raise UsageError(f"{where}: 'source' must be a string")
     return Entry(value=value, source=source, verified=verified)
 
 
@@ -138,7 +138,10 @@ def load_config(override: str | os.PathLike[str] | None = None) -> TargetConfig:
         raise UsageError(f"--target-config {path}: unknown table(s) {', '.join(unknown)}")
     overrides: dict[str, str] = {}
     for section, entries in user.items():
-        if section == "target":
+        if section == "target":  # as in the shipped file, so that a copy of it reads
+            given = _target_name(user["target"], path, name)
+            if given != name:
+                name, overrides["target.name"] = given, str(path)
             continue
         if not isinstance(entries, dict):
             raise UsageError(f"--target-config {path}: [{section}] must be a table")
@@ -155,6 +158,25 @@ def load_config(override: str | os.PathLike[str] | None = None) -> TargetConfig:
     config = TargetConfig(name=name, sections=sections, overrides=overrides)
     _check_ranges(config, str(path))
     return config
+
+
+def _target_name(table: Any, path: Path, name: str) -> str:
+    """The name an override's [target] table gives (its `description` is only checked);
+    UsageError for anything else in it."""
+    if not isinstance(table, dict):
+        raise UsageError(f"--target-config {path}: [target] must be a table")
+    unknown = sorted(set(table) - {"name", "description"})
+    if unknown:
+        raise UsageError(
+            f"--target-config {path}: unknown entry target.{unknown[0]} (known: description, name)"
+        )
+    for key in ("name", "description"):
+        if key in table and not (isinstance(table[key], str) and table[key].strip()):
+            raise UsageError(
+                f"--target-config {path} [target.{key}]: must be a non-empty string, "
+                f"got {table[key]!r}"
+            )
+    return table.get("name", name)
 
 
 # Every other limit is a capacity or a width, so at least 1 (delay_max at least 0).

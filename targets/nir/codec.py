@@ -604,7 +604,7 @@ def _check_consistent(graph: Graph, nir_graph: Any, dt: float) -> None:
         if problem:
             raise CorruptInputError(
                 f"NIR node {nir_name(node.name)!r} ({problem}) no longer matches its snncompile "
-                "metadata: the file was edited after export; import it as a generic NIR graph"
+                "metadata: the file was edited after it was exported"
             )
 
 
