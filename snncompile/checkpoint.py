@@ -20,6 +20,7 @@ import io
 import os
 import pickletools
 import re
+import textwrap
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -267,6 +268,11 @@ def _check_state_dict(path: Path, state_dict: Any, config: ModelConfig) -> None:
                 f"{path}: parameter {name!r} is a {tensor.layout}/{tensor.device.type} tensor; "
                 "parameters are dense CPU tensors"
             )
+        if tensor.is_quantized:  # load_state_dict's message for it was cut mid-word
+            raise CorruptInputError(
+                f"{path}: parameter {name!r} is a quantized {tensor.dtype} tensor; parameters "
+                "are float"
+            )
         if tensor.is_complex():
             raise CorruptInputError(f"{path}: parameter {name!r} is complex; parameters are real")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -301,6 +307,12 @@ def _check_shapes(path: Path, state_dict: dict[str, torch.Tensor], config: Model
     parts = [f"missing {', '.join(missing[:3])}"] if missing else []
     parts += [f"unexpected {', '.join(extra[:3])}"] if extra else []
     parts += [f"{n} is {stored[n]}, the config needs {expected[n]}" for n in wrong[:2]]
+    floats = skeleton.state_dict()
+    parts += [
+        f"{n} holds {state_dict[n].dtype} values, the model float ones"
+        for n in expected
+        if n in stored and floats[n].is_floating_point() and not state_dict[n].is_floating_point()
+    ][:2]
     if parts:
         raise CorruptInputError(f"{path}: weights do not fit the model config ({'; '.join(parts)})")
 
@@ -392,7 +404,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[:200]
+        detail = textwrap.shorten(str(exc), 200, placeholder=" ...")
         raise CorruptInputError(f"{path}: weights do not fit the model config ({detail})") from None
     model.eval()
     _check_forward(path, model, config.d_input)

@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -152,6 +153,12 @@ def _first_weight(payload: dict) -> tuple[str, torch.Tensor]:
     return next(iter(payload["state_dict"].items()))
 
 
+def _qint8(tensor: torch.Tensor) -> torch.Tensor:
+    with warnings.catch_warnings():  # torch deprecates making them, not reading them
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.quantize_per_tensor(tensor, 0.1, 0, torch.qint8)
+
+
 # Each edit makes a file save() would never write; load must name the file and the fault
 # (exit 6 on the command line) before building anything from it.
 DAMAGED = {
@@ -170,6 +177,14 @@ DAMAGED = {
     "complex weight": (
         lambda p: p["state_dict"].update({_first_weight(p)[0]: _first_weight(p)[1] * 1j}),
         "is complex",
+    ),
+    "quantized weight": (
+        lambda p: p["state_dict"].update({_first_weight(p)[0]: _qint8(_first_weight(p)[1])}),
+        r"parameter '\S+' is a quantized torch.qint8 tensor; parameters are float",
+    ),
+    "integer weight": (
+        lambda p: p["state_dict"].update({_first_weight(p)[0]: _first_weight(p)[1].long()}),
+        r"\S+ holds torch.int64 values, the model float ones",
     ),
     "calibration bool": (lambda p: p.update(calibration=torch.ones(2, 4, 2) > 0), "torch.bool"),
     "calibration complex": (
