@@ -360,3 +360,13 @@ def test_overwrite_through_a_symbolic_link_names_the_link(
     code, _, err = run(["export", BUNDLED, "-o", link, "--overwrite"], capsys)
     assert code == 2 and "it is a symbolic link; name its target" in err
     assert link.is_symlink() and (exported / "manifest.json").is_file()
+
+
+def test_calibration_inputs_out_of_scale_are_named_with_their_size(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    # The refusal blamed only the model's weights, gains or dt, for a --calib of 1e300.
+    np.save(tmp_path / "big.npy", np.full((2, 64, 1), 1e300))
+    argv = ["export", BUNDLED, "--calib", tmp_path / "big.npy", "-o", tmp_path / "a"]
+    code, _, err = run(argv, capsys)
+    assert code == 5 and err.count("\n") == 1
+    assert "or the calibration inputs (largest magnitude 1e+300), are out of scale" in err
+    assert not (tmp_path / "a").exists()

@@ -143,9 +143,12 @@ def quantize_weights(weight: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
 
 
 class _Quantizer:
-    def __init__(self, net: Netlist, ranges: dict[str, float], cfg: QuantConfig) -> None:
+    def __init__(
+        self, net: Netlist, ranges: dict[str, float], cfg: QuantConfig, input_peak: float = 0.0
+    ) -> None:
         self.net = net
         self.ranges = ranges
+        self.input_peak = input_peak  # the calibration's largest |x|, named in range errors
         self.cfg = cfg
         self.extra_headroom: dict[str, int] = {}
         self.scales: dict[str, Scales] = {}
@@ -246,7 +249,8 @@ class _Quantizer:
                 f"population {pop.name!r}: its input reaches {peak:.3g} against a threshold "
                 f"of {float(pop.params['vth']):g}, beyond what a {LIF_INPUT_BITS}-bit input "
                 "holds with the threshold at one unit or more: the model's weights, gains "
-                "or dt are out of scale"
+                f"or dt, or the calibration inputs (largest magnitude {self.input_peak:.3g}), "
+                "are out of scale"
             )
         return np.array(vth)
 
@@ -379,7 +383,8 @@ def quantize(
         raise UsageError("quantize() takes a float64 netlist")
     cfg = config or QuantConfig()
     ranges = calibration_ranges(net, calibration)
-    quantizer = _Quantizer(net, ranges, cfg)
+    peak = float(np.abs(calibration).max(initial=0.0))
+    quantizer = _Quantizer(net, ranges, cfg, input_peak=peak)
     rounds = 0
     while True:
         rounds += 1
