@@ -1056,6 +1056,12 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if previous is not None:  # None: not ours to restore (set outside Python)
             signal.signal(signal.SIGTERM, previous)
+        if argv is None and handles_sigterm:  # the command itself, not a call in-process
+            # It has finished (its output in place, its message printed): a Ctrl-C in the
+            # interpreter's teardown (about 0.5 s with torch loaded) made it exit 130 in
+            # silence, which reads as "interrupted, nothing written".
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _one_line(message: str) -> str:

@@ -280,6 +280,31 @@ main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "art")!r}])
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_command_finished_does_not_undo_its_exit_code(
+    tmp_path: Path, signum: str
+) -> None:
+    """Ctrl-C in the ~0.5 s of interpreter teardown after an export had replaced its
+    artifact exited 130 in silence ("interrupted, nothing written"). The signal is sent
+    from an atexit hook, i.e. after main() has returned, as in that teardown."""
+    import subprocess
+    import sys
+
+    script = f"""
+import atexit, os, signal, sys, time
+from snncompile.cli import main
+def late():
+    os.kill(os.getpid(), signal.{signum})
+    time.sleep(0.1)
+atexit.register(late)
+sys.argv = ["snncompile", "export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "a")!r}]
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert (tmp_path / "a" / "manifest.json").is_file()
+
+
 def test_write_npz_round_trips_and_a_failed_write_says_one_thing(  # type: ignore[no-untyped-def]
     tmp_path: Path, capfd, monkeypatch
 ) -> None:
