@@ -2,6 +2,7 @@
 
 For each bundled spiking checkpoint:
 
+    snncompile data MODEL.pt -o test.npz                      # its task's test split (once)
     snncompile evaluate MODEL.pt                              # PyTorch accuracy, spike rates
     snncompile export MODEL.pt --target loihi2 -o OUT.loihi2  # compile, map, DRC, estimate
     snncompile simulate OUT.loihi2 --input test.npz --backend lava     # Lava, fixed_pt
@@ -19,10 +20,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
-
-from snncompile.data import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = Path("examples") / "checkpoints"
@@ -42,10 +39,8 @@ def sh(*argv: str) -> None:
 
 def main() -> int:
     (ROOT / OUT).mkdir(parents=True, exist_ok=True)
-    inputs = OUT / "sdigits-test.npz"
-    test = load_task("sdigits").test
-    np.savez(ROOT / inputs, x=test.inputs, y=test.labels)
-    print(f"wrote {inputs}: the sdigits test split, x {test.inputs.shape}, labels y")
+    inputs = str(OUT / "sdigits-test.npz")  # both models were trained on sdigits
+    sh("data", str(CHECKPOINTS / f"{MODELS[0]}.pt"), "-o", inputs)
     for name in MODELS:
         model = str(CHECKPOINTS / f"{name}.pt")
         artifact = str(OUT / f"{name}.loihi2")

@@ -172,16 +172,14 @@ def _train_with_progress(
         return train(model, task, settings, on_epoch=on_epoch, on_batch=lambda: bar.advance(job))
 
 
-def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
-    """Evaluate a checkpoint on the test split of the task recorded in its metadata."""
-    from snncompile.checkpoint import load_checkpoint, recorded_accuracy
+def _checkpoint_task(path: str | Path, ckpt: Any) -> Any:
+    """The bundled Task a loaded checkpoint was trained on (its metadata's task and
+    task_args); CorruptInputError if it names none or the model does not fit it."""
     from snncompile.data import load_task
-    from snncompile.train import evaluate
 
-    ckpt = load_checkpoint(path)
     task_name = ckpt.meta.get("task")
     if not isinstance(task_name, str):
-        raise CorruptInputError(f"{path}: checkpoint metadata names no task to evaluate on")
+        raise CorruptInputError(f"{path}: checkpoint metadata names no task")
     try:
         task = load_task(task_name, **_task_args(ckpt.meta))
     except (UsageError, TypeError) as exc:
@@ -191,17 +189,72 @@ def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
             f"{path}: model shape (d_input {ckpt.config.d_input}, d_output "
             f"{ckpt.config.d_output}) does not match task {task_name!r}"
         )
+    return task
+
+
+def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
+    """Evaluate a checkpoint on the test split of the task recorded in its metadata."""
+    from snncompile.checkpoint import load_checkpoint, recorded_accuracy
+    from snncompile.train import evaluate
+
+    ckpt = load_checkpoint(path)
+    task = _checkpoint_task(path, ckpt)
     result = evaluate(ckpt.model, task.test, task.featurize)
     return EvaluationReport(
         path=str(path),
         family=ckpt.config.family,
-        task=task_name,
+        task=task.name,
         accuracy=result.accuracy,
         loss=result.loss,
         spike_rates=result.spike_rates,
         n=result.n,
         recorded_accuracy=recorded_accuracy(ckpt.meta),
     )
+
+
+def write_task_data(
+    model: str | Path, output: str | Path, *, split: str = "test", limit: int | None = None
+) -> dict[str, Any]:
+    """Write the `split` of the bundled task `model` (a checkpoint) was trained on as an
+    .npz of inputs x (B, L, d_input) float32, as the model takes them, and labels y
+    (int64): the file simulate --input and verify --data read. Returns what was written."""
+    import numpy as np
+
+    from snncompile.checkpoint import load_checkpoint
+    from snncompile.outputs import check_writable, write_npz
+
+    if split not in ("test", "train"):
+        raise UsageError(f"--split must be test or train, got {split!r}")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
+    out = check_writable(output, file=True)
+    _check_data_replaceable(out)
+    ckpt = load_checkpoint(model)
+    task = _checkpoint_task(model, ckpt)
+    part = task.test if split == "test" else task.train
+    n = len(part.labels) if limit is None else min(limit, len(part.labels))
+    x = np.asarray(task.featurize(part.inputs[:n]), dtype=np.float32)
+    y = np.asarray(part.labels[:n], dtype=np.int64)
+    write_npz(out, {"x": x, "y": y})
+    return {"path": str(out), "task": task.name, "split": split, "x": list(x.shape), "y": [n]}
+
+
+def _check_data_replaceable(out: Path) -> None:
+    """-o may replace a file `data` wrote before (x and y only), never another file."""
+    import zipfile
+
+    if not out.exists():
+        return
+    try:
+        with zipfile.ZipFile(out) as archive:  # the names only, no array is read
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        names = set()
+    if names != {"x.npy", "y.npy"}:
+        raise UsageError(
+            f"-o {out} exists and is not a file snncompile data wrote; not replacing it "
+            "(remove it or name another file)"
+        )
 
 
 def verification_data(

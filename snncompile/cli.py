@@ -153,6 +153,23 @@ def train(
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npz to write."
+)
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--limit", type=int, default=None, help="At most this many sequences.")
+def data(model: str, output: str, split: str, limit: int | None) -> None:
+    """Write the inputs x and labels y of the task MODEL was trained on (an .npz, as
+    simulate --input and verify --data read)."""
+    from snncompile.api import write_task_data
+
+    done = write_task_data(model, output, split=split, limit=limit)
+    shape = tuple(done["x"])
+    click.echo(f"wrote {done['path']}: the {done['task']} {split} split, x {shape}, labels y")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(model: str, as_json: bool) -> None:
     """Evaluate a checkpoint on the test split of the task it was trained on."""

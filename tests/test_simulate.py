@@ -54,6 +54,38 @@ def test_simulate_writes_what_the_reference_computes(artifact, inputs, tmp_path,
     assert np.array_equal(got["predictions"], want.logits.argmax(1))
 
 
+def test_data_writes_the_models_task_split_for_simulate(artifact, tmp_path, capsys):
+    out = tmp_path / "test.npz"
+    code, text, _ = _run(capsys, "data", str(CHECKPOINT), "-o", str(out), "--limit", "12")
+    assert code == 0 and text == f"wrote {out}: the sdigits test split, x (12, 64, 1), labels y\n"
+    task = load_task("sdigits")
+    with np.load(out) as got:
+        assert sorted(got.files) == ["x", "y"]
+        assert np.array_equal(got["x"], task.featurize(task.test.inputs[:12]).astype(np.float32))
+        assert np.array_equal(got["y"], task.test.labels[:12])
+    code, text, _ = _run(capsys, "simulate", str(artifact), "--input", str(out))
+    assert code == 0 and "accuracy" in text
+    # a rerun replaces its own file; any other file is kept
+    assert _run(capsys, "data", str(CHECKPOINT), "-o", str(out), "--split", "train")[0] == 0
+    with np.load(out) as got:
+        assert len(got["y"]) == len(task.train.labels)
+    other = tmp_path / "mine.npz"
+    np.savez(other, x=np.zeros((1, 2, 1)))
+    code, _, err = _run(capsys, "data", str(CHECKPOINT), "-o", str(other))
+    assert code == 2 and "is not a file snncompile data wrote; not replacing it" in err
+    assert list(np.load(other).files) == ["x"]
+
+
+def test_data_of_a_checkpoint_without_a_bundled_task_is_exit_6(tmp_path, capsys):
+    import snncompile
+
+    model = snncompile.load(CHECKPOINT)
+    snncompile.save(model, tmp_path / "m.pt", meta={})
+    code, _, err = _run(capsys, "data", str(tmp_path / "m.pt"), "-o", str(tmp_path / "x.npz"))
+    assert (code, err) == (6, f"error: {tmp_path / 'm.pt'}: checkpoint metadata names no task\n")
+    assert sorted(os.listdir(tmp_path)) == ["m.pt"]
+
+
 def test_simulate_json_one_sequence_and_steps(artifact, tmp_path, capsys):
     one = tmp_path / "one.npy"
     np.save(one, load_task("sdigits").test.inputs[0])  # (steps, inputs): one sequence
