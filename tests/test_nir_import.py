@@ -1073,6 +1073,12 @@ def _threshold_zero() -> nir.NIRGraph:
     return g
 
 
+def _threshold_zero_and_reset_one() -> nir.NIRGraph:
+    g = _threshold_zero()
+    g.nodes["lif"].v_reset.flat[1] = 1.0
+    return g
+
+
 def _two_inputs() -> nir.NIRGraph:
     nodes = {"a": nir.Input(input_type=np.array([2])), "b": nir.Input(input_type=np.array([2])),
              "lif": lif(2), "out": nir.Output(output_type=np.array([2]))}  # fmt: skip
@@ -1106,6 +1112,11 @@ def _no_edges() -> nir.NIRGraph:
 # Exit 4: valid NIR that snncompile does not compile; exit 6: not a well-formed graph.
 STRUCTURE_REFUSALS = {
     "v_threshold 0": (_threshold_zero, 4, "node 'lif' (LIF): v_threshold <= 0 is not compiled"),
+    "v_reset 1 and v_threshold 0": (
+        _threshold_zero_and_reset_one,
+        4,
+        "node 'lif' (LIF): v_reset != 0; Lava's LIF resets to 0; v_threshold <= 0 is not",
+    ),
     "two Input nodes": (_two_inputs, 4, "snncompile compiles NIR graphs with one Input and"),
     "a neuron nothing feeds": (_unfed_neuron, 4, "node 'lif' has no input edge (a node"),
     "a neuron that feeds nothing": (_dead_end, 4, "node 'x' has no output edge (a node"),

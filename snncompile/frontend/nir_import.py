@@ -402,14 +402,16 @@ def neuron_params(name: str, node: Any, dt: float, reset: str = "zero") -> Neuro
         )
     spiking = kind in ("IF", "LIF", "CubaLIF")
     theta = get("v_threshold") if spiking else one
-    if spiking:
-        if reset == "zero" and np.any(get("v_reset", 0.0) != 0):
-            raise UnsupportedError(f"node {name!r} ({kind}): v_reset != 0; Lava's LIF resets to 0")
-        if np.any(theta <= 0):
-            raise UnsupportedError(
-                f"node {name!r} ({kind}): v_threshold <= 0 is not compiled (each threshold "
-                "is folded into the weights feeding it as a positive scale)"
-            )
+    problems = []  # both, when both hold (the first alone was named)
+    if spiking and reset == "zero" and np.any(get("v_reset", 0.0) != 0):
+        problems.append("v_reset != 0; Lava's LIF resets to 0")
+    if spiking and np.any(theta <= 0):
+        problems.append(
+            "v_threshold <= 0 is not compiled (each threshold is folded into the weights "
+            "feeding it as a positive scale)"
+        )
+    if problems:
+        raise UnsupportedError(f"node {name!r} ({kind}): {'; '.join(problems)}")
     return NeuronParams(alpha_u, alpha_v, gain, v_bias, theta, spiking)
 
 
