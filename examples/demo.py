@@ -2,7 +2,7 @@
 
 For each bundled spiking checkpoint:
 
-    snncompile data MODEL.pt -o test.npz                      # its task's test split (once)
+    snncompile data MODEL.pt -o test.npz --overwrite          # its task's test split (once)
     snncompile evaluate MODEL.pt                              # PyTorch accuracy, spike rates
     snncompile export MODEL.pt --target loihi2 -o OUT.loihi2  # compile, map, DRC, estimate
     snncompile simulate OUT.loihi2 --input test.npz --backend lava     # Lava, fixed_pt
@@ -40,7 +40,7 @@ def sh(*argv: str) -> None:
 def main() -> int:
     (ROOT / OUT).mkdir(parents=True, exist_ok=True)
     inputs = str(OUT / "sdigits-test.npz")  # both models were trained on sdigits
-    sh("data", str(CHECKPOINTS / f"{MODELS[0]}.pt"), "-o", inputs)
+    sh("data", str(CHECKPOINTS / f"{MODELS[0]}.pt"), "-o", inputs, "--overwrite")
     for name in MODELS:
         model = str(CHECKPOINTS / f"{name}.pt")
         artifact = str(OUT / f"{name}.loihi2")

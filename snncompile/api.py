@@ -213,11 +213,18 @@ def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
 
 
 def write_task_data(
-    model: str | Path, output: str | Path, *, split: str = "test", limit: int | None = None
+    model: str | Path,
+    output: str | Path,
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the `split` of the bundled task `model` (a checkpoint) was trained on as an
     .npz of inputs x (B, L, d_input) float32, as the model takes them, and labels y
-    (int64): the file simulate --input and verify --data read. Returns what was written."""
+    (int64): the file simulate --input and verify --data read. An existing `output` is
+    replaced only with `overwrite`, and only if it holds x and y alone. Returns what was
+    written."""
     import numpy as np
 
     from snncompile.checkpoint import load_checkpoint
@@ -228,7 +235,9 @@ def write_task_data(
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
     out = check_writable(output, file=True)
-    _check_data_replaceable(out)
+    if out.suffix != ".npz":
+        raise UsageError(f"-o {out}: name an .npz file (it holds two arrays, x and y)")
+    _check_data_replaceable(out, overwrite)
     ckpt = load_checkpoint(model)
     task = _checkpoint_task(model, ckpt)
     part = task.test if split == "test" else task.train
@@ -239,20 +248,23 @@ def write_task_data(
     return {"path": str(out), "task": task.name, "split": split, "x": list(x.shape), "y": [n]}
 
 
-def _check_data_replaceable(out: Path) -> None:
-    """-o may replace a file `data` wrote before (x and y only), never another file."""
+def _check_data_replaceable(out: Path, overwrite: bool) -> None:
+    """-o replaces an existing file only with --overwrite, and only an .npz of x and y
+    alone (what `data` writes): never a file of another kind."""
     import zipfile
 
-    if not out.exists():
+    if not (out.exists() or out.is_symlink()):
         return
+    if not overwrite:
+        raise UsageError(f"-o {out} exists; pass --overwrite to replace it")
     try:
         with zipfile.ZipFile(out) as archive:  # the names only, no array is read
             names = set(archive.namelist())
     except (OSError, zipfile.BadZipFile):
         names = set()
-    if names != {"x.npy", "y.npy"}:
+    if out.is_symlink() or names != {"x.npy", "y.npy"}:
         raise UsageError(
-            f"-o {out} exists and is not a file snncompile data wrote; not replacing it "
+            f"-o {out} is not an .npz of x and y alone (as data writes); not replacing it "
             "(remove it or name another file)"
         )
 

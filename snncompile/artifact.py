@@ -186,8 +186,9 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
 
 
 def artifact_above(out: Path) -> Path | None:
-    """The snncompile artifact directory that `out` would be created inside, if any."""
-    for parent in out.absolute().parents:
+    """The snncompile artifact directory that `out` would be created inside, if any
+    (after symbolic links and "..": "art/../x" is not inside art, a link into it is)."""
+    for parent in Path(os.path.realpath(out)).parents:
         manifest = peek_json_object(parent / "manifest.json")
         if manifest is not None and _is_export_tag(manifest.get("format")):
             return parent

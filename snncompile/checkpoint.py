@@ -122,9 +122,7 @@ def read_torch_file(path: Path, what: str) -> Any:
         raise CorruptInputError(f"{path}: not a file")
     damaged = _member_failing_crc(path)
     if damaged is not None:
-        raise CorruptInputError(
-            f"{path}: not a readable {what} (corrupt: {damaged} fails its CRC-32 check)"
-        )
+        raise CorruptInputError(f"{path}: not a readable {what} (corrupt: {damaged} is damaged)")
     try:
         with warnings.catch_warnings():  # torch warns about a bare pickle's protocol first
             warnings.simplefilter("ignore", UserWarning)
@@ -147,15 +145,18 @@ def read_torch_file(path: Path, what: str) -> Any:
 
 def _member_failing_crc(path: Path) -> str | None:
     """The first member of torch's zip form whose bytes do not match the CRC-32 the zip
-    records, or None (also for a bare pickle or a zip too damaged to list). torch.load
-    does not check CRCs: a flipped byte inside a tensor loaded as a different weight."""
+    records (or whose header zipfile rejects), or None (also for a bare pickle, or a zip
+    zipfile cannot check). torch.load does not check CRCs: a flipped byte inside a
+    tensor loaded as a different weight."""
     try:
         if not zipfile.is_zipfile(path):
             return None
         with zipfile.ZipFile(path) as archive:
             return archive.testzip()
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
-        return None  # torch.load names what is wrong with it
+    # zlib.error, NotImplementedError (a compression method), RuntimeError (encrypted),
+    # OSError, ...: torch.load then fails on the same member and is reported as corrupt.
+    except Exception:
+        return None
 
 
 # A file's first bytes -> what it is, for files users pass by mistake where a checkpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -122,7 +123,8 @@ def train(
         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
     ]
     if listops_only and task_name != "listops":  # it was ignored without a word
-        raise UsageError(f"{' and '.join(listops_only)} apply to --task listops, not {task_name}")
+        verb = "apply" if len(listops_only) > 1 else "applies"
+        raise UsageError(f"{' and '.join(listops_only)} {verb} to --task listops, not {task_name}")
 
     result = train_checkpoint(
         family=family,
@@ -158,12 +160,13 @@ def train(
 )
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--limit", type=int, default=None, help="At most this many sequences.")
-def data(model: str, output: str, split: str, limit: int | None) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an earlier output (x and y only).")
+def data(model: str, output: str, split: str, limit: int | None, overwrite: bool) -> None:
     """Write the inputs x and labels y of the task MODEL was trained on (an .npz, as
     simulate --input and verify --data read)."""
     from snncompile.api import write_task_data
 
-    done = write_task_data(model, output, split=split, limit=limit)
+    done = write_task_data(model, output, split=split, limit=limit, overwrite=overwrite)
     shape = tuple(done["x"])
     click.echo(f"wrote {done['path']}: the {done['task']} {split} split, x {shape}, labels y")
 
@@ -1057,6 +1060,8 @@ def _terminated(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: maps SnnCompileError to its one-line message and exit code."""
+    if argv is None and threading.current_thread() is threading.main_thread():
+        atexit.register(_ignore_signals_in_teardown)  # the command itself, not a call
     args = [str(a) for a in (argv if argv is not None else sys.argv[1:])]
     debug = "--debug" in args
     if debug:  # a group option, taken anywhere (`snncompile export ... --debug`)
@@ -1073,12 +1078,15 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if previous is not None:  # None: not ours to restore (set outside Python)
             signal.signal(signal.SIGTERM, previous)
-        if argv is None and handles_sigterm:  # the command itself, not a call in-process
-            # It has finished (its output in place, its message printed): a Ctrl-C in the
-            # interpreter's teardown (about 0.5 s with torch loaded) made it exit 130 in
-            # silence, which reads as "interrupted, nothing written".
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _ignore_signals_in_teardown() -> None:
+    """At the process's exit (atexit: a caller that catches SystemExit and goes on keeps
+    its handlers): the command has finished, its output in place and its message
+    printed. A Ctrl-C in the interpreter's teardown (about 0.5 s with torch loaded) made
+    it exit 130 in silence, which reads as "interrupted, nothing written"."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _one_line(message: str) -> str:

@@ -237,7 +237,8 @@ def compile_model(
         step("trace")
         graph = trace(model, width, source=_source_name(source))
     if check_traced is not None:
-        check_traced(graph)
+        with naming_file(nir_file):
+            check_traced(graph)
     done = Compiled(model=model, graph=graph, meta=meta, stopped_after="trace", traced=graph)
     if stop_after == "trace":
         return done

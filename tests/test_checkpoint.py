@@ -386,5 +386,21 @@ def test_a_flipped_byte_inside_a_tensor_is_refused(tmp_path: Path) -> None:
     offset = member.header_offset + 30 + len(member.filename.encode()) + local_extra
     data[offset + member.file_size // 2] ^= 0x40
     path.write_bytes(bytes(data))
-    with pytest.raises(CorruptInputError, match=r"corrupt: .*/data/\d+ fails its CRC-32 check"):
+    with pytest.raises(CorruptInputError, match=r"corrupt: .*/data/\d+ is damaged"):
+        load_checkpoint(path)
+
+
+def test_a_zip_the_crc_check_cannot_read_is_still_a_corrupt_file(tmp_path: Path) -> None:
+    # testzip raised RuntimeError on an encrypted member: exit 1, "this is a bug".
+    import struct
+
+    path = save(_model(), tmp_path / "m.pt")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")  # every central directory entry: set "encrypted"
+    while at != -1:
+        flags = struct.unpack("<H", data[at + 8 : at + 10])[0]
+        data[at + 8 : at + 10] = struct.pack("<H", flags | 1)
+        at = data.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptInputError, match="not a readable checkpoint"):
         load_checkpoint(path)

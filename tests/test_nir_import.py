@@ -1134,6 +1134,21 @@ def test_structure_refusals_name_the_file_with_their_exit_code(case, tmp_path, c
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("missing", ["Input", "Output", "both"])
+def test_a_chain_without_its_input_or_output_node_still_compiles(missing, tmp_path, cli):
+    """nir's reader completes such a chain with one Input / Output of its own; only an
+    extra one, beside the file's own or a second, is a node nothing feeds (or reads)."""
+    nodes = {"in": nir.Input(input_type=np.array([2])), "fc": nir.Linear(weight=np.eye(2)),
+             "lif": lif(2), "out": nir.Output(output_type=np.array([2]))}  # fmt: skip
+    edges = [("in", "fc"), ("fc", "lif"), ("lif", "out")]
+    drop = {"Input": ["in"], "Output": ["out"], "both": ["in", "out"]}[missing]
+    g = graph({k: v for k, v in nodes.items() if k not in drop},
+              [e for e in edges if not set(e) & set(drop)])  # fmt: skip
+    nir.write(tmp_path / "g.nir", g)
+    out = cli("export", str(tmp_path / "g.nir"), "--dt", "1e-3", "-o", str(tmp_path / "a"))
+    assert out.returncode == 0, out.stderr
+
+
 OUT_OF_SCALE = {
     # (graph, dt, exit code, the error after "error: big.nir: ")
     "gain overflows float64": (
@@ -1305,6 +1320,7 @@ def test_an_imported_graph_to_nir_names_the_targets_that_take_it(tmp_path, cli):
     nir.write(source, neuron_loop(2))
     out = cli("export", str(source), "--dt", "1e-3", "--target", "nir", "-o", str(tmp_path / "a"))
     assert out.returncode == 4 and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("error: loop.nir: no NIR encoding for ")
     assert "feedback: reference, lava, loihi2, onnx" in out.stderr
     assert "euler_neuron: reference, lava, loihi2, onnx" in out.stderr
 

@@ -221,8 +221,8 @@ def test_an_unexpected_exception_is_one_line_exit_1(  # type: ignore[no-untyped-
         ("--state-size", "0", "--state-size must be in [1, 16384], got 0"),
         ("--seed", "-1", "--seed must be in [0, 4294967295]"),
         ("--calib-size", "1000000", "--calib-size 1000000 is more than the 1437 training"),
-        ("--listops-length", "5", "--listops-length apply to --task listops, not sdigits"),
-        ("--listops-depth", "3", "--listops-depth apply to --task listops, not sdigits"),
+        ("--listops-length", "5", "--listops-length applies to --task listops, not sdigits"),
+        ("--listops-depth", "3", "--listops-depth applies to --task listops, not sdigits"),
     ],
 )
 def test_train_refuses_bad_settings_before_training(  # type: ignore[no-untyped-def]
@@ -250,6 +250,18 @@ def test_train_refuses_an_output_inside_an_artifact(tmp_path: Path, capsys) -> N
         f"error: -o {artifact / 'm.pt'} is inside the artifact {artifact}; write it elsewhere\n",
     )
     assert sorted(os.listdir(artifact)) == before
+
+
+def test_inside_an_artifact_is_judged_after_links_and_dot_dot(tmp_path: Path) -> None:
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "manifest.json").write_text('{"format": "snncompile-artifact"}')
+    (art / "notes").mkdir()
+    (tmp_path / "real").mkdir()
+    assert check_writable(art / ".." / "real" / "out.npz", file=True)  # refused before
+    (tmp_path / "link").symlink_to(art / "notes")  # passed before
+    with pytest.raises(UsageError, match=f"is inside the artifact {art}; write it elsewhere"):
+        check_writable(tmp_path / "link" / "out.npz", file=True)
 
 
 def test_train_refuses_a_listops_depth_that_would_take_hours(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -280,9 +292,11 @@ main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "art")!r}])
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("signum", "debug"), [("SIGINT", False), ("SIGTERM", False), ("SIGINT", True)]
+)
 def test_a_signal_after_the_command_finished_does_not_undo_its_exit_code(
-    tmp_path: Path, signum: str
+    tmp_path: Path, signum: str, debug: bool
 ) -> None:
     """Ctrl-C in the ~0.5 s of interpreter teardown after an export had replaced its
     artifact exited 130 in silence ("interrupted, nothing written"). The signal is sent
@@ -297,12 +311,37 @@ def late():
     os.kill(os.getpid(), signal.{signum})
     time.sleep(0.1)
 atexit.register(late)
-sys.argv = ["snncompile", "export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "a")!r}]
+sys.argv = ["snncompile", *{["--debug"] if debug else []!r}, "export", {str(CHECKPOINT)!r},
+            "-o", {str(tmp_path / "a")!r}]
 main()
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     assert (tmp_path / "a" / "manifest.json").is_file()
+
+
+def test_a_caller_that_goes_on_after_main_keeps_its_ctrl_c() -> None:
+    """The teardown's signal guard is for the process's exit only: a script or notebook
+    calling main() (sys.argv set) and catching SystemExit stays interruptible."""
+    import subprocess
+    import sys
+
+    script = """
+import os, signal, sys, time
+from snncompile.cli import main
+sys.argv = ["snncompile", "--version"]
+try:
+    main()
+except SystemExit:
+    pass
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.endswith("interrupted\n"), done.stdout + done.stderr
 
 
 def test_write_npz_round_trips_and_a_failed_write_says_one_thing(  # type: ignore[no-untyped-def]

@@ -65,15 +65,20 @@ def test_data_writes_the_models_task_split_for_simulate(artifact, tmp_path, caps
         assert np.array_equal(got["y"], task.test.labels[:12])
     code, text, _ = _run(capsys, "simulate", str(artifact), "--input", str(out))
     assert code == 0 and "accuracy" in text
-    # a rerun replaces its own file; any other file is kept
-    assert _run(capsys, "data", str(CHECKPOINT), "-o", str(out), "--split", "train")[0] == 0
+    # an existing file is replaced only with --overwrite, and only an .npz of x and y
+    code, _, err = _run(capsys, "data", str(CHECKPOINT), "-o", str(out), "--split", "train")
+    assert (code, err) == (2, f"error: -o {out} exists; pass --overwrite to replace it\n")
+    argv = ["data", str(CHECKPOINT), "--split", "train", "--overwrite", "-o"]
+    assert _run(capsys, *argv, str(out))[0] == 0
     with np.load(out) as got:
         assert len(got["y"]) == len(task.train.labels)
     other = tmp_path / "mine.npz"
     np.savez(other, x=np.zeros((1, 2, 1)))
-    code, _, err = _run(capsys, "data", str(CHECKPOINT), "-o", str(other))
-    assert code == 2 and "is not a file snncompile data wrote; not replacing it" in err
+    code, _, err = _run(capsys, *argv, str(other))
+    assert code == 2 and "is not an .npz of x and y alone (as data writes); not replacing" in err
     assert list(np.load(other).files) == ["x"]
+    code, _, err = _run(capsys, *argv, str(tmp_path / "x.npy"))
+    assert code == 2 and "name an .npz file" in err
 
 
 def test_data_of_a_checkpoint_without_a_bundled_task_is_exit_6(tmp_path, capsys):

@@ -11,9 +11,11 @@ still refuses braille_legacy_cf1c59a.nir (its recurrent Affine does not fit its 
 Anything else nir cannot read (missing file, not HDF5, unknown fields, an edge naming a
 missing node) is CorruptInputError with one line.
 
-A graph without an Input or Output node (older exports), or without any edge, is
-CorruptInputError too; more than one Input or Output is valid NIR that snncompile does
-not compile (UnsupportedError). naming_file puts the file's name before either.
+A graph that reaches flattening without an Input or Output node (older exports read
+without the type check, which would add them; see _refuse_invented_ends), or a file
+without any edge, is CorruptInputError too; more than one Input or Output is valid NIR
+that snncompile does not compile (UnsupportedError). naming_file puts the file's name
+before either.
 
 Flattening: a nested NIRGraph `g` becomes its nodes named "g.<inner>"; an edge into `g`
 goes to its (one) Input node and an edge out of it leaves from its (one) Output node;
@@ -126,20 +128,28 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
 
 def _refuse_invented_ends(path: Path, graph: Any) -> None:
     """nir's type check gives every node without an incoming edge an Input node of its
-    own ("input_<name>") and every node without an outgoing one an Output: such a graph
-    then failed as "2 Input nodes (input, input_lif)", naming nodes the file lacks."""
+    own ("input_<name>") and every node without an outgoing one an Output. Where the
+    file has no Input (Output) and nir made exactly one, that completes a plain chain
+    and is kept (such files compiled before); beside the file's own, or several, they
+    are nodes nothing feeds (that feed nothing), named as such: the graph then failed
+    as "2 Input nodes (input, input_lif)", naming nodes the file lacks."""
     import h5py
 
+    nir = _nir()
     try:
         with h5py.File(path, "r") as f:
             in_file = set(f["node"]["nodes"].keys())
     except Exception:  # h5py raises OSError, KeyError, TypeError, ...: nir read it anyway
         return
     invented = set(graph.nodes) - in_file
-    unfed = sorted(dst for src, dst in graph.edges if src in invented)
-    unread = sorted(src for src, dst in graph.edges if dst in invented)
-    ends = [f"node {name!r} has no input edge" for name in unfed]
-    ends += [f"node {name!r} has no output edge" for name in unread]
+    ends = []
+    for end, made, where in (
+        (nir.Input, [dst for src, dst in graph.edges if src in invented], "input"),
+        (nir.Output, [src for src, dst in graph.edges if dst in invented], "output"),
+    ):
+        own = any(isinstance(graph.nodes[n], end) for n in in_file if n in graph.nodes)
+        if own or len(made) > 1:
+            ends += [f"node {name!r} has no {where} edge" for name in sorted(made)]
     if ends:
         raise UnsupportedError(
             f"{path.name}: {', '.join(ends)} (a node nothing feeds or that feeds nothing is "

@@ -371,7 +371,8 @@ class _Quantizer:
             )
             raise HardwareRuleError(
                 f"quantized network does not fit: {exc} (with {widths}: these options set the "
-                "scales, so other values may fit)"
+                "scales, so other values may fit; the calibration inputs reach "
+                f"{self.input_peak:.3g})"
             ) from None
 
 
