@@ -122,7 +122,10 @@ def train(
         for name in ("listops_length", "listops_depth")
         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
     ]
-    if listops_only and task_name != "listops":  # it was ignored without a word
+    from snncompile.data import TASKS
+
+    # It was ignored without a word; an unknown task is named as such below.
+    if listops_only and task_name in TASKS and task_name != "listops":
         verb = "apply" if len(listops_only) > 1 else "applies"
         raise UsageError(f"{' and '.join(listops_only)} {verb} to --task listops, not {task_name}")
 
