@@ -94,7 +94,9 @@ def train_checkpoint(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
     )
     task_args = {"length": listops_length, "depth": listops_depth} if task_name == "listops" else {}
-    task = load_task(task_name, **task_args)
+    task = load_task(task_name, **task_args)  # an unknown task is named first
+    if task_name != "listops" and (listops_length, listops_depth) != (128, 4):
+        raise UsageError(f"listops_length and listops_depth apply to listops, not {task_name}")
     if calib_size > len(task.train.labels):  # it was cut to the training set silently
         raise UsageError(
             f"--calib-size {calib_size} is more than the {len(task.train.labels)} training "

@@ -238,6 +238,15 @@ def test_train_refuses_bad_settings_before_training(  # type: ignore[no-untyped-
     assert os.listdir(tmp_path) == []
 
 
+def test_train_checkpoint_refuses_listops_settings_for_another_task(tmp_path: Path) -> None:
+    from snncompile.api import train_checkpoint
+
+    with pytest.raises(UsageError, match="listops_length and listops_depth apply to listops"):
+        train_checkpoint(family="s4d", task_name="sdigits", output=tmp_path / "m.pt",
+                         listops_length=5)  # fmt: skip
+    assert os.listdir(tmp_path) == []
+
+
 def test_train_refuses_an_output_inside_an_artifact(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     # It was accepted; the artifact then held a file its manifest does not list, and
     # export --overwrite refused to replace it.
