@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "save": ("snncompile.checkpoint", "save"),
     "compile": ("snncompile.compiler", "compile_model"),
-    "verify": ("snncompile.api", "verify_model"),
+    # Not "verify": snncompile.verify is a subpackage, whose import replaces the name.
+    "verify_model": ("snncompile.api", "verify_model"),
     "load": ("snncompile.checkpoint", "load"),
     "ModelConfig": ("snncompile.models.backbone", "ModelConfig"),
     "SequenceModel": ("snncompile.models.backbone", "SequenceModel"),

@@ -85,7 +85,10 @@ def save(
     meta = dict(meta or {})
     _check_meta(meta)
     if calibration is not None:
-        calibration = torch.as_tensor(calibration).detach().to("cpu", torch.float32).contiguous()
+        calibration = torch.as_tensor(calibration).detach()
+        if calibration.is_complex():  # the float32 cast would drop the imaginary part
+            raise UsageError("calibration must be real, got a complex tensor")
+        calibration = calibration.to("cpu", torch.float32).contiguous()
         expected = model.config.d_input
         if (
             calibration.dim() != 3
@@ -105,11 +108,26 @@ def save(
         "calibration": calibration,
         "meta": meta,
     }
+    _check_loadable(payload, model.config)
     # Serialized in memory first: torch's writer turns a full disk into a RuntimeError
     # ("unexpected pos"), a plain write gives the OSError that names it.
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return write_file(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def _check_loadable(payload: dict[str, Any], config: ModelConfig) -> None:
+    """UsageError where load would refuse what save is about to write (NaN weights or
+    calibration, a task that is not a name, bad task_args): such a file could be
+    written but never read back."""
+    here = Path("<checkpoint>")
+    try:
+        _check_state_dict(here, payload["state_dict"], config)
+        _check_calibration(here, payload["calibration"], config.d_input)
+        _check_meta_on_load(here, payload["meta"])
+    except CorruptInputError as exc:
+        reason = str(exc).removeprefix(f"{here}: ")
+        raise UsageError(f"not saved, load would refuse it: {reason}") from None
 
 
 def read_torch_file(path: Path, what: str) -> Any:

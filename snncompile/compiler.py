@@ -56,19 +56,33 @@ def step_names() -> list[str]:
 
 
 def load_model(
-    source: str | os.PathLike[str] | nn.Module, *, entry: str | None = None
+    source: str | os.PathLike[str] | nn.Module,
+    *,
+    entry: str | None = None,
+    input_size: int | None = None,
 ) -> tuple[nn.Module, int, np.ndarray | None, dict[str, Any]]:
-    """(model in eval mode, input width, embedded calibration or None, checkpoint meta)."""
+    """(model in eval mode, input width, embedded calibration or None, checkpoint meta).
+    input_size: the width of an in-memory or --entry model's input (default: its
+    config.d_input, else the in_features of its first nn.Linear); a checkpoint says its own."""
     from torch import nn
 
+    if input_size is not None and (
+        isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0
+    ):
+        raise UsageError(f"input_size must be a positive int, got {input_size!r}")
     if isinstance(source, nn.Module):
-        return source.eval(), _input_width(source), None, {}
+        return source.eval(), input_size or _input_width(source), None, {}
     path = Path(source)
     if entry is not None:
         from snncompile.frontend.user_model import load_user_model
 
         model = load_user_model(entry, path)
-        return model.eval(), _input_width(model), None, {"entry": entry, "weights": str(path)}
+        width = input_size or _input_width(model)
+        return model.eval(), width, None, {"entry": entry, "weights": str(path)}
+    if input_size is not None:
+        raise UsageError(
+            "input_size applies to an in-memory or --entry model; a checkpoint has its own"
+        )
     from snncompile.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
@@ -89,7 +103,7 @@ def _input_width(model: nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, nn.Linear):
             return int(module.in_features)
-    raise UsageError("cannot tell the model's input width; pass input_size")
+    raise UsageError("cannot tell the model's input width; pass input_size to compile_model")
 
 
 # Input files are read whole; past this (unpacked) size a file is refused before reading
@@ -191,6 +205,7 @@ def compile_model(
     source: str | os.PathLike[str] | nn.Module,
     *,
     entry: str | None = None,
+    input_size: int | None = None,
     calibration: np.ndarray | None = None,
     config: QuantConfig | None = None,
     stop_after: str | None = None,
@@ -203,6 +218,7 @@ def compile_model(
     or a NIR graph (a .nir path: step "trace" is the import at `dt` seconds with `reset`;
     calibration defaults to Bernoulli spikes, see snncompile.frontend.nir_compile).
 
+    input_size: the input width of an in-memory or --entry model (see load_model);
     on_step(name) is called as each step starts (the CLI shows it as progress);
     check_traced(graph) right after tracing (a target refusing ops before the slow steps).
     """
@@ -220,6 +236,8 @@ def compile_model(
 
     nir_file = source if is_nir_source(source) else None  # named in each refusal below
     if nir_file is not None:
+        if input_size is not None:
+            raise UsageError("input_size applies to PyTorch models; a .nir graph has its own")
         if entry is not None:
             raise UsageError("--entry applies to PyTorch models, not to a .nir graph")
         step("trace")
@@ -233,7 +251,7 @@ def compile_model(
             raise UsageError("--dt and --reset apply to .nir sources only")
         from snncompile.frontend.torch_trace import trace
 
-        model, width, embedded, meta = load_model(source, entry=entry)
+        model, width, embedded, meta = load_model(source, entry=entry, input_size=input_size)
         step("trace")
         graph = trace(model, width, source=_source_name(source))
     if check_traced is not None:

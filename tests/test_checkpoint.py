@@ -119,10 +119,10 @@ def test_not_an_snncompile_checkpoint(tmp_path: Path) -> None:
 
 
 def test_non_finite_weights(tmp_path: Path) -> None:
-    model = _model()
-    with torch.no_grad():
-        model.decoder.weight[0, 0] = float("nan")
-    path = save(model, tmp_path / "m.pt")
+    path = save(_model(), tmp_path / "m.pt")  # save refuses NaN weights: write them here
+    state = torch.load(path, weights_only=True)["state_dict"]
+    state["decoder.weight"][0, 0] = float("nan")
+    _rewrite(path, state_dict=state)
     with pytest.raises(CorruptInputError, match=r"decoder\.weight.*non-finite"):
         load_checkpoint(path)
 
@@ -253,7 +253,8 @@ def test_structurally_damaged_checkpoint_is_refused(tmp_path: Path, case: str) -
 
 def test_a_task_that_is_not_a_name_is_refused(tmp_path: Path) -> None:
     # A NaN task went into the manifest: a non-JSON file and exit 1 after compiling.
-    path = save(_model(), tmp_path / "m.pt", meta={"task": float("nan")})
+    path = save(_model(), tmp_path / "m.pt")  # save refuses it: written here
+    _rewrite(path, meta={"task": float("nan")})
     with pytest.raises(CorruptInputError, match="meta task nan is not a name"):
         load_checkpoint(path)
 
@@ -404,3 +405,32 @@ def test_a_zip_the_crc_check_cannot_read_is_still_a_corrupt_file(tmp_path: Path)
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptInputError, match="not a readable checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"calibration": torch.full((2, 4, 2), float("nan"))}, "calibration batch holds non"),
+        ({"calibration": torch.ones(2, 4, 2) * 1j}, "calibration must be real"),
+        ({"meta": {"task": 3}}, "meta task 3 is not a name"),
+        ({"meta": {"task": "sdigits", "task_args": {"depth": -1}}}, "task depth must be"),
+        ({"nan_weight": True}, "holds a non-finite value"),
+    ],
+    ids=["NaN calibration", "complex calibration", "task not a name", "bad task_args", "NaN"],
+)
+def test_save_refuses_what_load_would_refuse(tmp_path: Path, edit: dict, message: str) -> None:
+    # Such files were written, then refused as corrupt by load (exit 6).
+    model = _model()
+    if edit.pop("nan_weight", False):
+        with torch.no_grad():
+            next(model.parameters()).flatten()[0] = float("nan")
+    with pytest.raises(UsageError, match=re.escape(message)):
+        save(model, tmp_path / "m.pt", **edit)
+    assert os.listdir(tmp_path) == []
+
+
+def test_verify_model_survives_the_import_of_the_verify_subpackage() -> None:
+    import importlib
+
+    importlib.import_module("snncompile.verify.quantized")  # sets snncompile.verify
+    assert callable(snncompile.verify_model)

@@ -571,3 +571,31 @@ def test_an_entry_models_artifact_names_its_weights_file(
     assert source["entry"] == "tiny_user_model:build"
     assert source["weights"] == str(user_weights)
     assert inspect_path(out)["manifest"]["source"] == source
+
+
+class DecoderFirst(nn.Module):
+    """Registers its decoder before its encoder: the first nn.Linear is not the input's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decoder = nn.Linear(4, 3)
+        self.encoder = nn.Linear(2, 4)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(u))[:, -1]
+
+
+def test_compile_model_takes_the_input_width_of_an_in_memory_model() -> None:
+    # The docs showed compile_model(model, input_size=...), which was a TypeError, and the
+    # width was guessed from the first nn.Linear (here the decoder: 4, not 2).
+    from snncompile.compiler import compile_model
+
+    torch.manual_seed(0)
+    model = DecoderFirst().double()
+    x = np.random.default_rng(0).random((2, 5, 2))
+    done = compile_model(model, input_size=2, calibration=x, stop_after="trace")
+    assert done.graph.input.op.size == 2
+    with pytest.raises(UsageError, match="input_size must be a positive int, got 0"):
+        compile_model(model, input_size=0, calibration=x)
+    with pytest.raises(UsageError, match="input_size applies to an in-memory or --entry model"):
+        compile_model(ROOT / "examples" / "checkpoints" / "spike-ssm-sdigits.pt", input_size=1)

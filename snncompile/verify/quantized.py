@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Tolerances:
-    """Declared pass criteria (None switches a criterion off)."""
+    """Declared pass criteria (None switches a criterion off). All are fractions:
+    max_accuracy_drop 0.01 is one point of accuracy (the CLI's --max-accuracy-drop
+    takes points and divides by 100)."""
 
     min_argmax_agreement: float | None = 0.98
     max_accuracy_drop: float | None = 0.01
