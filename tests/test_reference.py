@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numerics_oracle as oracle
 import numpy as np
 import pytest
@@ -231,6 +233,43 @@ def test_simulate_rejects_bad_input_shape():
         simulate(net, np.zeros((0, 4, 3)))
     with pytest.raises(UsageError, match="no time steps"):
         simulate(net, np.zeros((1, 0, 3)))
+
+
+def _backend(name: str):  # type: ignore[no-untyped-def]
+    if name == "lava":
+        from snncompile.targets.lava import run_lava
+
+        return run_lava
+    if name == "onnx":
+        from snncompile.targets.onnx import run_onnx
+
+        return run_onnx
+    return simulate
+
+
+BAD_INPUTS = {
+    "batch 0": (np.zeros((0, 4, 3)), "no samples (batch size 0)"),
+    "complex": (np.zeros((1, 4, 3), complex), "input must hold real numbers, got complex128"),
+    "objects": (np.zeros((1, 4, 3), object), "input must hold real numbers, got object"),
+    "no steps": (np.zeros((1, 0, 3)), "no time steps"),
+    "NaN": (np.full((1, 4, 3), np.nan), "NaN or inf"),
+}
+
+
+@pytest.mark.parametrize("backend", ["reference", "lava", "onnx"])
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_every_backend_refuses_the_same_bad_inputs_alike(backend: str, case: str) -> None:
+    # run_onnx divided by zero on a batch of 0; complex inputs lost their imaginary part.
+    net = _single("heaviside", 3, {})
+    x, message = BAD_INPUTS[case]
+    with pytest.raises(UsageError, match=re.escape(message)):
+        _backend(backend)(net, x)
+
+
+def test_record_names_one_population_by_its_name() -> None:
+    net = _single("heaviside", 3, {})
+    result = simulate(net, np.ones((1, 4, 3)), record="in")  # it was read as "i", "n"
+    assert list(result.traces) == ["in"]
 
 
 @pytest.mark.parametrize("stored", ["dense", "sparse"])

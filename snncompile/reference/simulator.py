@@ -76,8 +76,14 @@ def encode_input(net: Netlist, x: np.ndarray, events: Events | None = None) -> n
     return saturate(ints, net.formats.message_bits, events or Events(), net.input.name)
 
 
-def _check_input(net: Netlist, x: np.ndarray) -> None:
-    width = net.input.size
+def check_run_input(x: Any, width: int) -> np.ndarray:
+    """The inputs of one run, as every backend (reference, Lava, ONNX) takes them: real
+    numbers (bool, int or float) of shape (batch, steps, width), batch and steps at least
+    1, all finite; returned as float64. UsageError naming the first fault (a complex
+    input was cast with its imaginary part dropped, a batch of 0 divided by zero)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise UsageError(f"input must hold real numbers, got {x.dtype}")
     if x.ndim != 3 or x.shape[2] != width:
         raise UsageError(f"input must have shape (batch, steps, {width}), got {x.shape}")
     if x.shape[0] == 0:
@@ -86,6 +92,12 @@ def _check_input(net: Netlist, x: np.ndarray) -> None:
         raise UsageError("input has no time steps")
     if not np.all(np.isfinite(x)):
         raise UsageError("input holds NaN or inf")
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def recorded_names(record: bool | str | Iterable[str] | None) -> set[str]:
+    """The names a `record` argument that is not True asks for ("a" is one name)."""
+    return {record} if isinstance(record, str) else set(record or ())
 
 
 _ROW_ABS_SUMS: weakref.WeakKeyDictionary[Synapse, float] = weakref.WeakKeyDictionary()
@@ -234,9 +246,8 @@ def simulate(
     activity: count the nonzero messages of every sending population (SimResult.activity)
     without storing traces.
     """
-    x = np.asarray(x)
-    _check_input(net, x)
-    recorded = {p.name for p in net.populations} if record is True else set(record or ())
+    x = check_run_input(x, net.input.size)
+    recorded = {p.name for p in net.populations} if record is True else recorded_names(record)
     unknown = recorded - {p.name for p in net.populations}
     if unknown:
         raise UsageError(f"cannot record unknown populations: {', '.join(sorted(unknown))}")
@@ -252,8 +263,7 @@ def simulate_into(net: Netlist, x: np.ndarray, sink: Any) -> tuple[Iterator[floa
     verify.stream.TraceSink) tile by tile instead of into arrays: (the run's tiles, to
     advance one at a time, each yielding the fraction done; a function giving the
     SimResult, without traces, once they are exhausted)."""
-    x = np.asarray(x)
-    _check_input(net, x)
+    x = check_run_input(x, net.input.size)
     events = Events()
     data = encode_input(net, x, events)
     names = {p.name for p in net.populations}

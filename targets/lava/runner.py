@@ -33,7 +33,12 @@ from snncompile.errors import SnnCompileError, UsageError
 from snncompile.ir.netlist import Netlist
 from snncompile.reference.kinds import Events
 from snncompile.reference.parts import equal_parts, merge_runs, part_progress
-from snncompile.reference.simulator import SimResult, encode_input
+from snncompile.reference.simulator import (
+    SimResult,
+    check_run_input,
+    encode_input,
+    recorded_names,
+)
 from snncompile.targets.lava.builder import SOURCE_KINDS, LavaNetwork, build_network, require_lava
 
 # Seconds without any message from Lava after which a run counts as hung. A step of the
@@ -70,8 +75,7 @@ def run_lava(
     caller sizes it, e.g. by copies_per_run).
     """
     require_lava()
-    x = np.asarray(x, dtype=np.float64)
-    _check_input(net, x)
+    x = check_run_input(x, net.input.size)
     recorded = _recorded(net, record)
     internals = _internals(net, record) if record_internals else []
     if batch_size is not None and batch_size < 1:
@@ -108,21 +112,11 @@ def copies_per_run(net: Netlist, n: int) -> int:
     return equal_parts(n, bytes_per_copy(net), COPIES_BUDGET_BYTES)
 
 
-def _check_input(net: Netlist, x: np.ndarray) -> None:
-    width = net.input.size
-    if x.ndim != 3 or x.shape[2] != width:
-        raise UsageError(f"input must have shape (batch, steps, {width}), got {x.shape}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise UsageError("input has no samples or no time steps")
-    if not np.all(np.isfinite(x)):
-        raise UsageError("input holds NaN or inf")
-
-
 def _recorded(net: Netlist, record: bool | Iterable[str]) -> list[str]:
     senders = [p.name for p in net.populations if p.compartment.sends]
     if record is True:
         return senders
-    names = list(record or ())
+    names = list(recorded_names(record))
     unknown = sorted(set(names) - {p.name for p in net.populations})
     if unknown:
         raise UsageError(f"cannot record unknown populations: {', '.join(unknown)}")

@@ -33,7 +33,7 @@ from snncompile import __version__
 from snncompile.errors import CorruptInputError, EquivalenceError, UnsupportedError, UsageError
 from snncompile.ir.serialize import is_version, parse_json, peek_json_object
 from snncompile.outputs import write_directory, write_npz
-from snncompile.reference.simulator import SimResult
+from snncompile.reference.simulator import SimResult, check_run_input
 
 from .interface_json import interface_from_json
 
@@ -394,11 +394,7 @@ def run_float(
     from .runner import run_session
 
     iface = session.interface
-    x = np.asarray(x)
-    if x.ndim != 3 or x.shape[2] != iface.input_size or x.shape[1] == 0:
-        raise UsageError(f"input must have shape (batch, steps, {iface.input_size}), got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise UsageError("input holds NaN or inf")
+    x = check_run_input(x, iface.input_size)
     dtype = DTYPES[iface.dtype]
     largest = float(np.abs(x).max())
     if largest > np.finfo(dtype).max:  # the cast would make it inf, the logits NaN

@@ -24,7 +24,7 @@ import numpy as np
 
 from snncompile.errors import CorruptInputError, MissingDependencyError, SnnCompileError, UsageError
 from snncompile.ir.netlist import Netlist
-from snncompile.reference.simulator import SimResult
+from snncompile.reference.simulator import SimResult, check_run_input, recorded_names
 
 from .graph import StepInterface, build_step_model, read_interface
 
@@ -151,14 +151,7 @@ def run_onnx(
         return run_float(source, x, progress)
     step = _resolve(source)
     iface = step.interface
-    x = np.asarray(x)
-    if x.ndim != 3 or x.shape[2] != iface.input_size:
-        raise UsageError(f"input must have shape (batch, steps, {iface.input_size}), got {x.shape}")
-    if x.shape[1] == 0:
-        raise UsageError("input has no time steps")
-    if not np.all(np.isfinite(x)):
-        raise UsageError("input holds NaN or inf")
-    x = np.ascontiguousarray(x, dtype=np.float64)
+    x = check_run_input(x, iface.input_size)
     batch, length, _ = x.shape
     ticks = iface.ticks_per_step
     total = iface.total_ticks(length)
@@ -168,7 +161,7 @@ def run_onnx(
         n[len("state:") :].rsplit(".", 1)[0] for n in iface.states if n.startswith("state:")
     }
     pops = set(iface.sending) | set(iface.receiving) | stateful
-    recorded = set(iface.sending) | pops if record is True else set(record or ())
+    recorded = set(iface.sending) | pops if record is True else recorded_names(record)
     unknown = recorded - pops
     if unknown:
         raise UsageError(f"cannot record unknown populations: {', '.join(sorted(unknown))}")
