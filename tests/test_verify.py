@@ -127,6 +127,15 @@ def test_check_backend_in_parts_compares_every_value(compiled_spike_ssm) -> None
     assert (parts.traces, parts.populations) == (whole.traces, whole.populations)
 
 
+@pytest.mark.parametrize("record", [False, True])
+def test_check_backend_of_no_inputs_is_refused_not_exact(compiled_spike_ssm, record) -> None:
+    # record=True reported "exact" after comparing 0 values; streaming divided by zero.
+    from snncompile.errors import UsageError
+
+    with pytest.raises(UsageError, match="no samples"):
+        check_backend(compiled_spike_ssm.netlist, np.zeros((0, 8, 1)), "onnx", record=record)
+
+
 def test_check_backend_in_parts_finds_the_first_divergence(compiled_spike_ssm, monkeypatch):
     """A backend that differs in two samples of two parts: the earlier model step wins
     (from the later part), named with its sample index in the whole batch, and both

@@ -104,9 +104,10 @@ def check_backend(
     traces fit `budget_bytes` per side (default: TRACE_BUDGET_BYTES as it is at the
     call; one input beyond it is a UsageError): the plainest comparison, which the tests
     hold the streamed one to. progress: the fraction of the backend's runs done."""
-    from snncompile.reference.simulator import simulate
+    from snncompile.reference.simulator import check_run_input, simulate
     from snncompile.simulate import run_backend
 
+    x = check_run_input(x, net.input.size)  # a batch of 0 compared nothing, "exact"
     if not record:
         return _check_streaming(net, x, backend, progress)
     n = int(x.shape[0])
