@@ -46,3 +46,18 @@ def test_cli_version_and_help() -> None:
     helptext = subprocess.run([*exe, "--help"], capture_output=True, text=True)
     assert helptext.returncode == 0
     assert "Usage" in helptext.stdout
+
+
+def test_the_readmes_python_api_example_runs_as_written(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    after = readme.split("Every command has a Python form", 1)[1]
+    block = re.search(r"```python\n(.*?)```", after, re.S)
+    assert block is not None
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # "from the repository root"
+    done = subprocess.run(
+        [sys.executable, "-c", block.group(1)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    accuracy, failures = done.stdout.split(" ", 1)
+    assert 0.9 <= float(accuracy) <= 1.0 and failures.strip() == "[]"
+    assert (tmp_path / "model.ref" / "manifest.json").is_file()
