@@ -180,8 +180,8 @@ def _checkpoint_task(path: str | Path, ckpt: Any) -> Any:
     from snncompile.data import load_task
 
     task_name = ckpt.meta.get("task")
-    if not isinstance(task_name, str):
-        raise CorruptInputError(f"{path}: checkpoint metadata names no task")
+    if not isinstance(task_name, str):  # a valid file (save takes any meta): not exit 6
+        raise UsageError(f"{path}: its metadata names no bundled task to take data from")
     try:
         task = load_task(task_name, **_task_args(ckpt.meta))
     except (UsageError, TypeError) as exc:
@@ -502,10 +502,8 @@ def export_model(
     if unknown:
         takers = [t.name for t in TARGETS.values() if set(unknown) <= set(t.options)]
         flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
-        raise UsageError(
-            f"{flags} does not apply to --target {target}; it applies to --target "
-            + " or ".join(takers)
-        )
+        where = f"; it applies to --target {' or '.join(takers)}" if takers else ""
+        raise UsageError(f"{flags} does not apply to --target {target}{where}")
     parsed = module.check_options(options) if module is not None else None  # fail early
     if out_dir is not None and stop_after is None:
         _check_source_outside(source, out_dir)

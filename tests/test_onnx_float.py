@@ -285,3 +285,21 @@ def test_an_unusable_model_onnx_with_a_matching_hash_is_corrupt_input(tmp_path):
         with pytest.raises(CorruptInputError, match=r"model\.onnx: ") as err:
             StepSession.from_file(out / "model.onnx")  # the integer step graph's loader
         assert "\n" not in str(err.value)
+
+
+def test_a_float64_export_leaves_the_callers_model_as_it_was(tmp_path):
+    # export_float converted the caller's float32 model to float64 in place.
+    torch.manual_seed(1)
+    config = ModelConfig(
+        family="binary-s4d", d_input=3, d_output=4, d_model=8, n_layers=1, d_state=8
+    )
+    model = build_model(config).train()
+    x = np.random.default_rng(2).standard_normal((2, 6, 3))
+    float_module.export_float(model, x, tmp_path / "f", dtype="float64")
+    assert model.training and all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_an_option_no_target_takes_is_named_in_a_whole_sentence(tmp_path):
+    ckpt, _ = tiny_checkpoint(tmp_path, "s4d")
+    with pytest.raises(UsageError, match=r"^--foo does not apply to --target onnx$"):
+        export_model(ckpt, tmp_path / "o", target="onnx", target_options={"foo": 1})

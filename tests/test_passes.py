@@ -377,3 +377,14 @@ def test_thresholds_stay_when_the_producer_has_other_consumers() -> None:
     other = _neuron_graph(ops.Activation("gelu"), _lif(5))  # not a Linear/SSM producer
     assert not PASSES["fold_thresholds"].match(other)
     assert run_passes(graph).node("spike").op.theta is graph.node("spike").op.theta
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("max_rounds", 0), ("max_rounds", "x"), ("headroom_bits", 1.5)]
+)
+def test_quant_config_refuses_what_it_cannot_use(field: str, value: object) -> None:
+    from snncompile.errors import UsageError
+    from snncompile.quantize.quantize import QuantConfig
+
+    with pytest.raises(UsageError, match=f"{field} must be an integer in"):
+        QuantConfig(**{field: value})

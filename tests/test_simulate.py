@@ -81,13 +81,16 @@ def test_data_writes_the_models_task_split_for_simulate(artifact, tmp_path, caps
     assert code == 2 and "name an .npz file" in err
 
 
-def test_data_of_a_checkpoint_without_a_bundled_task_is_exit_6(tmp_path, capsys):
+def test_data_of_a_checkpoint_without_a_bundled_task_is_exit_2(tmp_path, capsys):
     import snncompile
 
     model = snncompile.load(CHECKPOINT)
     snncompile.save(model, tmp_path / "m.pt", meta={})
     code, _, err = _run(capsys, "data", str(tmp_path / "m.pt"), "-o", str(tmp_path / "x.npz"))
-    assert (code, err) == (6, f"error: {tmp_path / 'm.pt'}: checkpoint metadata names no task\n")
+    assert (code, err) == (
+        2,
+        f"error: {tmp_path / 'm.pt'}: its metadata names no bundled task to take data from\n",
+    )
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
 
 

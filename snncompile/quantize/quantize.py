@@ -66,8 +66,10 @@ class QuantConfig:
             raise UsageError(
                 f"act_bits must be in [2, message_bits = {self.message_bits}], got {self.act_bits}"
             )
-        if not 0 <= self.headroom_bits <= 8:
-            raise UsageError(f"headroom_bits must be in [0, 8], got {self.headroom_bits}")
+        for name, low, high in (("headroom_bits", 0, 8), ("max_rounds", 1, 64)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise UsageError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
 
     def formats(self) -> Formats:
         return Formats(

@@ -199,7 +199,9 @@ def export_float(
         raise UsageError(f"float export dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     out = check_float_output(out_dir, overwrite)
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
-    model = model.eval().to(torch_dtype)
+    import copy
+
+    model = copy.deepcopy(model).eval().to(torch_dtype)  # the caller's model stays as it was
     step, states, spiking = _step_module(model, torch_dtype)
     iface = FloatInterface(
         input_size=int(model.config.d_input),
