@@ -283,7 +283,8 @@ def verification_data(
     """(inputs, labels or None, where they came from) for `verify`.
 
     --data FILE (as simulate's --input: a .npy of inputs (batch, steps, width) or one
-    sequence (steps, width), or an .npz with `x` and optional labels `y`) wins; else the test
+    sequence (steps, width), or an .npz with `x` and optional labels `y`), or from Python
+    an array of inputs or a tuple (inputs, labels), wins; else the test
     split of the bundled task the checkpoint was trained on; else the calibration batch
     (named `calibration_origin` in the report).
     """
@@ -291,9 +292,15 @@ def verification_data(
 
     from snncompile.compiler import check_inputs
     from snncompile.data import TASKS, load_task
-    from snncompile.simulate import load_inputs
+    from snncompile.simulate import check_labeled_inputs, load_inputs
 
-    if data is not None:
+    if isinstance(data, tuple) and len(data) == 2:  # from Python: (inputs, labels)
+        x, labels = check_labeled_inputs(data[0], data[1], width, classes, what="data")
+        source = "the given inputs"
+    elif isinstance(data, np.ndarray):
+        x, labels = check_labeled_inputs(data, None, width, classes, what="data")
+        source = "the given inputs"
+    elif data is not None:
         x, labels = load_inputs(data, width, classes, what="--data")
         source = str(data)
     else:
@@ -321,7 +328,7 @@ def verification_data(
 def verify_model(
     source: Any,
     *,
-    data: str | Path | None = None,
+    data: Any = None,
     target: str = "reference",
     tolerances: Any = None,
     config: Any = None,
@@ -341,7 +348,8 @@ def verify_model(
 
     on_step(name) is called as each step starts: the compiler's steps, then "verify"
     (rungs 1-2) and "verify-target" (rung 3); on_progress(fraction) as rung 3's target
-    runs advance.
+    runs advance. data: a .npy/.npz file as --data takes it, or an array of inputs, or
+    a tuple (inputs, labels).
     Returns a VerifyReport; it does not raise when a check fails (the CLI turns
     `report.failures` into exit code 3).
     """

@@ -54,14 +54,26 @@ def load_inputs(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(inputs (B, L, width) float64, labels or None) from a .npy/.npz file
     (compiler.read_sequences); an .npz may add labels y, class indices in [0, classes)."""
-    from snncompile.compiler import check_inputs, read_sequences
+    from snncompile.compiler import read_sequences
 
     x, arrays = read_sequences(path, what=what)
-    x = check_inputs(x, width, what=what)
-    labels = arrays.get("y")
-    if labels is not None and (labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu"):
+    return check_labeled_inputs(x, arrays.get("y"), width, classes, what=what)
+
+
+def check_labeled_inputs(
+    x: Any, labels: Any, width: int, classes: int, *, what: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(inputs (B, L, width) float64, labels or None) from arrays: inputs as
+    compiler.check_inputs takes them, labels class indices in [0, classes), one each."""
+    from snncompile.compiler import check_inputs
+
+    x = check_inputs(np.asarray(x), width, what=what)
+    if labels is None:
+        return x, None
+    labels = np.asarray(labels)
+    if labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu":
         raise UsageError(f"{what} labels y must be integers of shape ({x.shape[0]},)")
-    if labels is not None and labels.size and not 0 <= labels.min() <= labels.max() < classes:
+    if labels.size and not 0 <= labels.min() <= labels.max() < classes:
         bad = labels[(labels < 0) | (labels >= classes)][0]
         raise UsageError(
             f"{what} label {bad} is not a class of this model (classes 0 to {classes - 1})"

@@ -528,3 +528,20 @@ def test_an_accuracy_drop_is_reported_in_points_as_the_option_takes_it() -> None
     assert _failures(report, tolerances) == [
         "accuracy drop 86.00 points > 1 (float 96.00%, quantized 10.00%)"
     ]
+
+
+def test_verify_model_takes_inputs_and_labels_in_memory(tmp_path: Path) -> None:
+    # data= took only a file: an array was a bare TypeError.
+    from snncompile.data import load_task
+    from snncompile.errors import UsageError
+
+    ckpt = Path(__file__).parents[1] / "examples" / "checkpoints" / "spike-ssm-sdigits.pt"
+    test = load_task("sdigits").test
+    x, y = test.inputs[:16], test.labels[:16]
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    from_file = verify_model(ckpt, data=tmp_path / "d.npz")
+    in_memory = verify_model(ckpt, data=(x, y))
+    assert in_memory.quantized_accuracy == from_file.quantized_accuracy is not None
+    assert verify_model(ckpt, data=x).quantized_accuracy is None  # no labels
+    with pytest.raises(UsageError, match="label 10 is not a class"):
+        verify_model(ckpt, data=(x, np.full(16, 10)))
