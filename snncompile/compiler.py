@@ -196,6 +196,29 @@ def calibration_inputs(
     return check_inputs(np.asarray(x), width, what="calibration data")
 
 
+def _refuse_nir_graph_object(source: object) -> None:
+    """A NIR graph reaches the compiler as a .nir path: an in-memory nir.NIRGraph (what
+    snnTorch's and Norse's exports return) was refused as "--dt applies to .nir sources
+    only", or without dt as a TypeError."""
+    if type(source).__name__ == "NIRGraph" and type(source).__module__.startswith("nir"):
+        raise UsageError(
+            "an in-memory NIR graph: write it with nir.write('net.nir', graph) and compile "
+            "the path (snncompile.frontend.nir_import.import_nir takes the graph itself)"
+        )
+
+
+def _refuse_nir_not_named_so(source: object) -> None:
+    """With --dt given, an HDF5 file of another name is a NIR graph the name hid (without
+    it, the checkpoint reader names the file's kind, exit 6)."""
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        with open(source, "rb") as f:
+            if f.read(8) == b"\x89HDF\r\n\x1a\n":
+                raise UsageError(
+                    f"{source} is an HDF5 file: a NIR graph is read as one when its name "
+                    "ends in .nir"
+                )
+
+
 def _source_name(source: object) -> str | None:
     """The file a model came from (named in errors about its values), None in memory."""
     return str(source) if isinstance(source, (str, os.PathLike)) else None
@@ -247,7 +270,9 @@ def compile_model(
         ):  # e.g. Scale nodes multiplying past float64's range
             graph, width, embedded, meta = load_nir_source(source, dt=dt, reset=reset)
     else:
+        _refuse_nir_graph_object(source)
         if dt is not None or reset != "zero":
+            _refuse_nir_not_named_so(source)
             raise UsageError("--dt and --reset apply to .nir sources only")
         from snncompile.frontend.torch_trace import trace
 

@@ -599,3 +599,19 @@ def test_compile_model_takes_the_input_width_of_an_in_memory_model() -> None:
         compile_model(model, input_size=0, calibration=x)
     with pytest.raises(UsageError, match="input_size applies to an in-memory or --entry model"):
         compile_model(ROOT / "examples" / "checkpoints" / "spike-ssm-sdigits.pt", input_size=1)
+
+
+def test_a_nir_graph_not_given_as_a_nir_path_is_told_how(tmp_path: Path) -> None:
+    # It was "--dt and --reset apply to .nir sources only" (with dt) or a TypeError.
+    import shutil
+
+    import nir
+
+    from snncompile.compiler import compile_model
+
+    source = ROOT / "tests" / "data" / "nir-examples" / "braille_noDelay_bias_zero.nir"
+    with pytest.raises(UsageError, match=r"in-memory NIR graph: write it with nir\.write"):
+        compile_model(nir.read(source), dt=1e-4)
+    shutil.copy(source, tmp_path / "braille.h5")
+    with pytest.raises(UsageError, match="is an HDF5 file: a NIR graph is read as one when"):
+        compile_model(tmp_path / "braille.h5", dt=1e-4)
