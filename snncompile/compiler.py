@@ -196,6 +196,21 @@ def calibration_inputs(
     return check_inputs(np.asarray(x), width, what="calibration data")
 
 
+def _check_source_and_config(source: object, config: object) -> None:
+    """UsageError for arguments of the wrong kind (they failed deep inside: a dict config
+    as "'dict' object has no attribute 'formats'", a source of 42 in pathlib)."""
+    from snncompile.quantize.quantize import QuantConfig
+
+    _refuse_nir_graph_object(source)
+    if not isinstance(source, (str, os.PathLike)):
+        from torch import nn  # only for a source that is not a path: a .nir needs no torch
+
+        if not isinstance(source, nn.Module):
+            raise UsageError(f"source must be a path or an nn.Module, got {type(source).__name__}")
+    if config is not None and not isinstance(config, QuantConfig):
+        raise UsageError(f"config must be a QuantConfig, got {type(config).__name__}")
+
+
 def _refuse_nir_graph_object(source: object) -> None:
     """A NIR graph reaches the compiler as a .nir path: an in-memory nir.NIRGraph (what
     snnTorch's and Norse's exports return) was refused as "--dt applies to .nir sources
@@ -249,6 +264,7 @@ def compile_model(
     from snncompile.passes import DEFAULT_ORDER, run_passes
     from snncompile.quantize.quantize import QuantConfig, quantize
 
+    _check_source_and_config(source, config)
     names = step_names()
     if stop_after is not None and stop_after not in names:
         raise UsageError(f"unknown step {stop_after!r}; steps: {', '.join(names)}")
@@ -270,7 +286,6 @@ def compile_model(
         ):  # e.g. Scale nodes multiplying past float64's range
             graph, width, embedded, meta = load_nir_source(source, dt=dt, reset=reset)
     else:
-        _refuse_nir_graph_object(source)
         if dt is not None or reset != "zero":
             _refuse_nir_not_named_so(source)
             raise UsageError("--dt and --reset apply to .nir sources only")

@@ -615,3 +615,17 @@ def test_a_nir_graph_not_given_as_a_nir_path_is_told_how(tmp_path: Path) -> None
     shutil.copy(source, tmp_path / "braille.h5")
     with pytest.raises(UsageError, match="is an HDF5 file: a NIR graph is read as one when"):
         compile_model(tmp_path / "braille.h5", dt=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("source", "config", "message"),
+    [(42, None, "source must be a path or an nn.Module, got int"),
+     (None, None, "source must be a path or an nn.Module, got NoneType"),
+     (ROOT / "examples" / "checkpoints" / "spike-ssm-sdigits.pt", {"weight_bits": 4},
+      "config must be a QuantConfig, got dict")],
+)  # fmt: skip
+def test_compile_model_names_arguments_of_the_wrong_kind(source, config, message) -> None:
+    from snncompile.compiler import compile_model
+
+    with pytest.raises(UsageError, match=message):
+        compile_model(source, config=config)
