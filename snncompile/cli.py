@@ -761,7 +761,9 @@ def _print_header(info: dict) -> None:
     m = info["manifest"]
     source = m.get("source", {})
     entry = source.get("entry") and f"{source['entry']} with weights {source.get('weights', '?')}"
-    origin = source.get("checkpoint") or entry or source.get("nir_file") or "unknown"
+    origin = (
+        source.get("checkpoint") or entry or source.get("nir_file") or "a model passed in memory"
+    )
     details = ", ".join(f"{k} {source[k]}" for k in ("family", "task") if k in source)
     tools = ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items())
     click.echo(f"artifact {info['path']} ({m['format']} v{m['version']}, target {m['target']})")

@@ -71,7 +71,9 @@ def load_model(
     ):
         raise UsageError(f"input_size must be a positive int, got {input_size!r}")
     if isinstance(source, nn.Module):
-        return source.eval(), input_size or _input_width(source), None, {}
+        family = getattr(getattr(source, "config", None), "family", None)
+        meta = {"family": family} if isinstance(family, str) else {}  # the manifest's source
+        return source.eval(), input_size or _input_width(source), None, meta
     path = Path(source)
     if entry is not None:
         from snncompile.frontend.user_model import load_user_model

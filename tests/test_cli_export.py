@@ -374,3 +374,15 @@ def test_calibration_inputs_out_of_scale_are_named_with_their_size(tmp_path: Pat
     spike_ssm = BUNDLED.with_name("spike-ssm-sdigits.pt")
     code, _, err = run(["export", spike_ssm, *argv[2:]], capsys)
     assert code == 5 and "the calibration inputs reach 1e+300)" in err
+
+
+def test_an_in_memory_models_artifact_names_its_family(tmp_path: Path) -> None:
+    # Its manifest's source was {}.
+    import snncompile
+    from snncompile.api import export_model
+
+    model = snncompile.load(BUNDLED)
+    x = np.random.default_rng(0).random((4, 64, 1))
+    export_model(model, tmp_path / "a", calibration=x)
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["source"] == {"family": "spiking-ssm"}
