@@ -85,6 +85,10 @@ def build_report(compiled: Compiled, extra: dict[str, Any] | None = None) -> dic
             f"the pipeline stopped after {compiled.stopped_after!r}; an artifact needs the "
             "quantized netlist"
         )
+    if net.numeric != "int":  # formats.md: an artifact holds the integer netlist
+        raise UsageError(
+            f"an artifact holds the int netlist that quantize makes, got a {net.numeric} one"
+        )
     latency = net.latency()
     populations = {}
     for pop in net.populations:

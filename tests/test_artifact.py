@@ -557,3 +557,15 @@ def test_sparse_weights_of_a_narrow_float_load_exactly_and_fractional_indices_ar
     _edit_npz_member(tmp_path / "netlist.npz", f"{key}.indices", lambda i: i + 0.25)
     with pytest.raises(CorruptInputError, match="sparse matrix indices are not integers"):
         load_netlist(tmp_path)
+
+
+def test_write_artifact_takes_the_int_netlist_only(tmp_path: Path, bundled: Compiled) -> None:
+    # A float64 netlist was written, and read back, as "the integer netlist".
+    import dataclasses
+
+    floated = dataclasses.replace(bundled, netlist=bundled.float_netlist)
+    with pytest.raises(
+        UsageError, match="holds the int netlist that quantize makes, got a float64 one"
+    ):
+        write_artifact(floated, tmp_path / "a")
+    assert not (tmp_path / "a").exists()
