@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from snncompile.data import Task
     from snncompile.models.backbone import SequenceModel
     from snncompile.train import History, TrainSettings
+    from snncompile.verify.nir import NirVerifyReport
+    from snncompile.verify.quantized import VerifyReport
 
 
 @dataclass(frozen=True)
@@ -339,7 +341,7 @@ def verify_model(
     reset: str = "zero",
     on_step: Callable[[str], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
-) -> Any:
+) -> VerifyReport | NirVerifyReport:
     """Compile `source` and verify it: rung 1 (lowering exact) and rung 2 (float vs
     quantized reference, against tolerances); for a target other than the reference also
     rung 3, the target's run of the integer netlist vs the reference's, which must be
@@ -350,8 +352,8 @@ def verify_model(
     (rungs 1-2) and "verify-target" (rung 3); on_progress(fraction) as rung 3's target
     runs advance. data: a .npy/.npz file as --data takes it, or an array of inputs, or
     a tuple (inputs, labels).
-    Returns a VerifyReport; it does not raise when a check fails (the CLI turns
-    `report.failures` into exit code 3).
+    Returns a VerifyReport (a NirVerifyReport for a .nir source); it does not raise when
+    a check fails (the CLI turns `report.failures` into exit code 3).
     """
     from snncompile.compiler import compile_model
     from snncompile.frontend.nir_compile import is_nir_source
