@@ -71,9 +71,12 @@ def load_model(
     ):
         raise UsageError(f"input_size must be a positive int, got {input_size!r}")
     if isinstance(source, nn.Module):
+        import copy
+
         family = getattr(getattr(source, "config", None), "family", None)
         meta = {"family": family} if isinstance(family, str) else {}  # the manifest's source
-        return source.eval(), input_size or _input_width(source), None, meta
+        model = copy.deepcopy(source).eval()  # the caller's model keeps its training mode
+        return model, input_size or _input_width(model), None, meta
     path = Path(source)
     if entry is not None:
         from snncompile.frontend.user_model import load_user_model

@@ -629,3 +629,13 @@ def test_compile_model_names_arguments_of_the_wrong_kind(source, config, message
 
     with pytest.raises(UsageError, match=message):
         compile_model(source, config=config)
+
+
+def test_compile_model_leaves_the_callers_model_in_its_mode() -> None:
+    # It called .eval() on the caller's object: a model in training stayed in eval.
+    from snncompile.compiler import compile_model
+
+    model = DecoderFirst().double().train()
+    x = np.random.default_rng(0).random((2, 5, 2))
+    compile_model(model, input_size=2, calibration=x, stop_after="trace")
+    assert model.training
