@@ -178,7 +178,8 @@ def _train_with_progress(
 
 def _checkpoint_task(path: str | Path, ckpt: Any) -> Any:
     """The bundled Task a loaded checkpoint was trained on (its metadata's task and
-    task_args); CorruptInputError if it names none or the model does not fit it."""
+    task_args); UsageError if it names none, CorruptInputError if the model does not
+    fit it or its task_args cannot rebuild it."""
     from snncompile.data import load_task
 
     task_name = ckpt.meta.get("task")
@@ -255,18 +256,13 @@ def write_task_data(
 def _check_data_replaceable(out: Path, overwrite: bool) -> None:
     """-o replaces an existing file only with --overwrite, and only an .npz of x and y
     alone (what `data` writes): never a file of another kind."""
-    import zipfile
+    from snncompile.outputs import npz_member_names
 
     if not (out.exists() or out.is_symlink()):
         return
     if not overwrite:
         raise UsageError(f"-o {out} exists; pass --overwrite to replace it")
-    try:
-        with zipfile.ZipFile(out) as archive:  # the names only, no array is read
-            names = set(archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        names = set()
-    if out.is_symlink() or names != {"x.npy", "y.npy"}:
+    if out.is_symlink() or npz_member_names(out) != {"x.npy", "y.npy"}:
         raise UsageError(
             f"-o {out} is not an .npz of x and y alone (as data writes); not replacing it "
             "(remove it or name another file)"

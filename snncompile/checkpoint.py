@@ -31,7 +31,7 @@ import torch
 
 from snncompile.data import TASKS, check_task_args
 from snncompile.errors import CorruptInputError, UsageError
-from snncompile.ir.serialize import is_version
+from snncompile.ir.serialize import HDF5_SIGNATURE, is_version
 from snncompile.models.backbone import ModelConfig, SequenceModel, build_model
 from snncompile.outputs import write_file
 
@@ -180,7 +180,7 @@ def _member_failing_crc(path: Path) -> str | None:
 # A file's first bytes -> what it is, for files users pass by mistake where a checkpoint
 # goes (torch's own failures say "invalid load key" or "failed finding central directory").
 _MAGIC = {
-    b"\x89HDF\r\n\x1a\n": "an HDF5 file (a NIR graph is read as one when its name ends in .nir)",
+    HDF5_SIGNATURE: "an HDF5 file (a NIR graph is read as one when its name ends in .nir)",
     b"\x93NUMPY": "a NumPy .npy array",
     b"{": "a JSON file",
 }

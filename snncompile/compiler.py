@@ -21,7 +21,7 @@ import numpy as np
 
 from snncompile.errors import CorruptInputError, UsageError
 from snncompile.ir.ops import blame_model_values
-from snncompile.ir.serialize import unpacked_bytes
+from snncompile.ir.serialize import HDF5_SIGNATURE, unpacked_bytes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -66,23 +66,20 @@ def load_model(
     config.d_input, else the in_features of its first nn.Linear); a checkpoint says its own."""
     from torch import nn
 
-    if input_size is not None and (
-        isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0
-    ):
-        raise UsageError(f"input_size must be a positive int, got {input_size!r}")
     if isinstance(source, nn.Module):
         import copy
 
         family = getattr(getattr(source, "config", None), "family", None)
         meta = {"family": family} if isinstance(family, str) else {}  # the manifest's source
         model = copy.deepcopy(source).eval()  # the caller's model keeps its training mode
-        return model, input_size or _input_width(model), None, meta
+        width = input_size if input_size is not None else _input_width(model)  # traced: checked
+        return model, width, None, meta
     path = Path(source)
     if entry is not None:
         from snncompile.frontend.user_model import load_user_model
 
         model = load_user_model(entry, path)
-        width = input_size or _input_width(model)
+        width = input_size if input_size is not None else _input_width(model)
         return model.eval(), width, None, {"entry": entry, "weights": str(path)}
     if input_size is not None:
         raise UsageError(
@@ -232,7 +229,7 @@ def _refuse_nir_not_named_so(source: object) -> None:
     it, the checkpoint reader names the file's kind, exit 6)."""
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
         with open(source, "rb") as f:
-            if f.read(8) == b"\x89HDF\r\n\x1a\n":
+            if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
                 raise UsageError(
                     f"{source} is an HDF5 file: a NIR graph is read as one when its name "
                     "ends in .nir"

@@ -137,6 +137,18 @@ def write_file(
     return path
 
 
+def npz_member_names(path: Path) -> set[str]:
+    """The member names of the zip (.npz) at `path`, no array read; empty for a file that
+    is not one. What the writers look at before replacing an output of their own."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return set(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return set()
+
+
 def write_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> Path:
     """write_file of an .npz of `arrays`, packed in memory first: numpy's zip writer left
     open on a failed disk write prints "Exception ignored" noise after our error line."""

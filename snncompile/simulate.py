@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from snncompile.errors import MissingDependencyError, UsageError
-from snncompile.outputs import check_writable, write_npz
+from snncompile.outputs import check_writable, npz_member_names, write_npz
 
 
 @dataclass
@@ -226,12 +225,7 @@ def _check_replaceable(output: Path) -> None:
         return
     if output.is_dir():
         raise UsageError(f"-o {output} is a directory; name the .npz file to write")
-    try:
-        with zipfile.ZipFile(output) as archive:  # the names only, no array is read
-            names = set(archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        names = set()
-    if not {f"{key}.npy" for key in OUTPUT_ARRAYS} <= names:
+    if not {f"{key}.npy" for key in OUTPUT_ARRAYS} <= npz_member_names(output):
         raise UsageError(
             f"-o {output} exists and is not a simulate output; not replacing it "
             "(remove it or name another file)"

@@ -310,6 +310,10 @@ def hdf5_data_bytes(path: Path) -> int:
     return total
 
 
+# The first 8 bytes of every HDF5 file (NIR graphs, netx network.net).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
 def check_hdf5_size(path: Path) -> None:
     """CorruptInputError for an HDF5 file whose datasets would unpack past
     MAX_NPZ_UNPACKED_BYTES (the same bound as an artifact's .npz)."""
