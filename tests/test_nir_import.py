@@ -1085,28 +1085,24 @@ def _two_inputs() -> nir.NIRGraph:
     return graph(nodes, [("a", "lif"), ("b", "lif"), ("lif", "out")])
 
 
+def _in_lif_out(edges: list, **more: object) -> nir.NIRGraph:
+    """Input "in", a LIF "lif" and Output "out" of width 2 (and `more` nodes), joined by
+    `edges`."""
+    nodes = {"in": nir.Input(input_type=np.array([2])), "lif": lif(2),
+             "out": nir.Output(output_type=np.array([2])), **more}  # fmt: skip
+    return graph(nodes, edges)
+
+
 def _unfed_neuron() -> nir.NIRGraph:
-    nodes = {
-        "in": nir.Input(input_type=np.array([2])),
-        "lif": lif(2),
-        "out": nir.Output(output_type=np.array([2])),
-    }
-    return graph(nodes, [("in", "out"), ("lif", "out")])
+    return _in_lif_out([("in", "out"), ("lif", "out")])
 
 
 def _dead_end() -> nir.NIRGraph:
-    nodes = {"in": nir.Input(input_type=np.array([2])), "lif": lif(2), "x": lif(2),
-             "out": nir.Output(output_type=np.array([2]))}  # fmt: skip
-    return graph(nodes, [("in", "lif"), ("lif", "out"), ("lif", "x")])
+    return _in_lif_out([("in", "lif"), ("lif", "out"), ("lif", "x")], x=lif(2))
 
 
 def _no_edges() -> nir.NIRGraph:
-    nodes = {
-        "in": nir.Input(input_type=np.array([2])),
-        "lif": lif(2),
-        "out": nir.Output(output_type=np.array([2])),
-    }
-    return graph(nodes, [])
+    return _in_lif_out([])
 
 
 # Exit 4: valid NIR that snncompile does not compile; exit 6: not a well-formed graph.
