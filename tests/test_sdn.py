@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from snncompile.errors import CorruptInputError
+from snncompile.models import sdn as sdn_module
 from snncompile.models.sdn import (
     WEIGHTS_PATH,
     _TrainableSDN,
@@ -44,6 +45,22 @@ def test_prediction_at_t_reads_only_steps_t_minus_8_to_t_minus_1() -> None:
         moved = set(np.flatnonzero(diff.numpy()).tolist())
         assert moved <= set(range(changed_step + 1, changed_step + 9))
         assert moved  # the change is seen by the steps after it
+
+
+@pytest.mark.parametrize("slice_elements", [1, 3 * 20 * 8, 2 * 7 * 20 * 8, 1 << 20])
+def test_predict_channels_is_forward_of_every_channel(monkeypatch, slice_elements) -> None:
+    # 1: one channel per slice; 3 * 20 * 8: three channels of 20 steps, which does not
+    # divide 7 channels; two batch rows per slice; 1 << 20: everything at once.
+    monkeypatch.setattr(sdn_module, "SLICE_ELEMENTS", slice_elements)
+    net = load_sdn(0.125)
+    y = torch.randn(3, 20, 7, generator=torch.Generator().manual_seed(5))
+    out = net.predict_channels(y)
+    assert out.shape == y.shape
+    for b in range(3):
+        for h in range(7):
+            # The convolution kernels may sum in another order for another batch size.
+            expected = net(y[b, :, h][None])[0]
+            torch.testing.assert_close(out[b, :, h], expected, rtol=1e-6, atol=1e-6)
 
 
 def test_missing_weights(tmp_path: Path) -> None:

@@ -75,12 +75,7 @@ class LIFNeuron(SpikingNeuron):
         # submodule: checkpoints neither carry it nor depend on it.
         from snncompile.models.sdn import load_sdn
 
-        sdn = load_sdn(self.tau)
-        batch, length, channels = y.shape
-        with torch.no_grad():
-            per_channel = y.detach().transpose(1, 2).reshape(batch * channels, length)
-            leak = sdn(per_channel.float()).to(y.dtype)
-            leak = leak.reshape(batch, channels, length).transpose(1, 2)
+        leak = load_sdn(self.tau).predict_channels(y).to(y.dtype)
         z = leak + y - 1.0
         return surrogate_spike(z, (z >= 0).to(y.dtype), kind="triangle")
 
