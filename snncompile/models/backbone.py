@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from snncompile.errors import UsageError
+from snncompile.models.checks import check_features
 from snncompile.models.mixing import GATES, GLUMixer, GSUMixer
 from snncompile.models.neurons.base import SpikingNeuron
 from snncompile.models.norm import SequenceBatchNorm
@@ -95,10 +96,16 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        if not isinstance(data, dict):
+            raise UsageError(f"a model config must be a dict, got {type(data).__name__}")
+        fields = dataclasses.fields(cls)
+        unknown = sorted(set(data) - {f.name for f in fields})
         if unknown:
             raise UsageError(f"unknown model config keys: {', '.join(unknown)}")
+        required = (f.name for f in fields if f.default is dataclasses.MISSING)
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise UsageError(f"model config lacks required keys: {', '.join(missing)}")
         return cls(**data)
 
 
@@ -220,6 +227,11 @@ class SequenceModel(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise UsageError(
+                f"SequenceModel needs a ModelConfig (or build_model(dict)), "
+                f"got {type(config).__name__}"
+            )
         self.config = config
         self.encoder = nn.Linear(config.d_input, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
@@ -239,6 +251,9 @@ class SequenceModel(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Parallel (training) mode: convolution-mode SSMs, parallel neurons."""
+        # Not checked while torch.fx traces (u is then a Proxy, whose tests cannot branch).
+        if isinstance(u, torch.Tensor):
+            check_features("SequenceModel", u, self.config.d_input)
         self._step_rates = {}
         h = self.encoder(u)
         for block in self.blocks:
@@ -251,6 +266,7 @@ class SequenceModel(nn.Module):
 
         Runs every layer step by step with explicit state, as the compiled network does.
         """
+        check_features("SequenceModel.forward_steps", u, self.config.d_input)
         batch, length, _ = u.shape
         states = [blk.init_state(batch, dtype=u.dtype, device=u.device) for blk in self.blocks]
         activity = torch.zeros(len(self.blocks))

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snncompile.errors import UsageError
+from snncompile.models.checks import check_features, positive_int
 
 GATES = ("sigmoid", "hard-sigmoid")
 PROJECTIONS = ("linear", "conv1d")
@@ -31,6 +32,7 @@ class GLUMixer(nn.Module):
 
     def __init__(self, d_model: int, *, gate: str = "sigmoid", projection: str = "linear") -> None:
         super().__init__()
+        self.d_model = positive_int("GLUMixer", "d_model", d_model)
         if gate not in GATES:
             raise UsageError(f"GLU gate must be one of {GATES}, got {gate!r}")
         if projection not in PROJECTIONS:
@@ -57,6 +59,7 @@ class GLUMixer(nn.Module):
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         """s (B, L, H) or one step (B, H)."""
+        check_features("GLUMixer", s, self.d_model, dims=(3, 2))
         a, b = self._project(s).chunk(2, dim=-1)
         return a * self.gate_fn(b)
 
@@ -79,12 +82,14 @@ class GSUMixer(nn.Module):
 
     def __init__(self, d_model: int) -> None:
         super().__init__()
+        self.d_model = positive_int("GSUMixer", "d_model", d_model)
         self.weight = nn.Parameter(torch.randn(d_model, d_model) / d_model**0.5)
         self.bias = nn.Parameter(torch.zeros(d_model))
         self.norm = nn.LayerNorm(d_model)
         self.last_spike_rate: float = float("nan")
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        check_features("GSUMixer", y, self.d_model, dims=(3, 2))
         y_ter = ternarize(y, dim=-1)
         w_ter = ternarize(self.weight, dim=None)
         # Activity of the ternary activations: the GSU's "spikes" (nonzero entries).

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from snncompile.errors import UnsupportedError, UsageError
+from snncompile.models.checks import check_features, finite_number, positive_int
 
 INITS = ("lin", "inv")
 DISCRETIZATIONS = ("zoh", "bilinear")
@@ -57,8 +58,8 @@ class S4D(nn.Module):
         bidirectional: bool = False,
     ) -> None:
         super().__init__()
-        if d_model <= 0:
-            raise UsageError(f"S4D d_model must be positive, got {d_model}")
+        positive_int("S4D", "d_model", d_model)
+        positive_int("S4D", "d_state", d_state)
         if d_state < 2 or d_state % 2:
             raise UsageError(f"S4D d_state must be an even number >= 2, got {d_state}")
         if init not in INITS:
@@ -67,6 +68,8 @@ class S4D(nn.Module):
             raise UsageError(
                 f"S4D discretization must be one of {DISCRETIZATIONS}, got {discretization!r}"
             )
+        dt_min = finite_number("S4D", "dt_min", dt_min)
+        dt_max = finite_number("S4D", "dt_max", dt_max)
         if not 0 < dt_min <= dt_max:
             raise UsageError(f"S4D needs 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
         self.d_model = d_model
@@ -138,6 +141,7 @@ class S4D(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Convolution mode: u (B, L, H) -> y (B, L, H)."""
+        check_features("S4D", u, self.d_model)
         length = u.shape[1]
         kernels = self.kernel(length)
         u_t = u.transpose(1, 2)  # (B, H, L)
@@ -165,6 +169,7 @@ class S4D(nn.Module):
                 "a bidirectional S4D layer is non-causal (it reads future inputs) "
                 "and cannot run step by step"
             )
+        check_features("S4D.step", u_t, self.d_model, dims=(2,))
         a_bar, b_bar, c = self.discretize()
         state = a_bar * state + b_bar * u_t.unsqueeze(-1)
         y_t = 2 * (c[0] * state).sum(-1).real + self.D * u_t

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from snncompile.errors import UsageError
+from snncompile.models.checks import positive_int
 
 
 class SpikingNeuron(nn.Module):
@@ -26,9 +26,7 @@ class SpikingNeuron(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        if channels <= 0:
-            raise UsageError(f"channels must be positive, got {channels}")
-        self.channels = channels
+        self.channels = positive_int(type(self).__name__, "channels", channels)
         self.last_spike_rate: float = float("nan")
 
     def record_rate(self, spikes: torch.Tensor) -> None:

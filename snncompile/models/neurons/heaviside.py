@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from snncompile.errors import UsageError
+from snncompile.models.checks import check_features, finite_number
 from snncompile.models.neurons.base import SpikingNeuron
 from snncompile.models.surrogate import surrogate_spike
 
@@ -16,9 +18,12 @@ class HeavisideNeuron(SpikingNeuron):
 
     def __init__(self, channels: int, slope: float = 25.0) -> None:
         super().__init__(channels)
-        self.slope = float(slope)
+        self.slope = finite_number("HeavisideNeuron", "slope", slope)
+        if self.slope <= 0:
+            raise UsageError(f"HeavisideNeuron slope must be positive, got {slope!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_features("HeavisideNeuron", x, self.channels)
         spikes = surrogate_spike(x, kind="fast_sigmoid", slope=self.slope)
         self.record_rate(spikes)
         return spikes
@@ -31,4 +36,5 @@ class HeavisideNeuron(SpikingNeuron):
     def step(
         self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        check_features("HeavisideNeuron.step", x_t, self.channels, dims=(2,))
         return (x_t > 0).to(x_t.dtype), ()

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from snncompile.errors import UsageError
+from snncompile.models.checks import check_features, finite_number, positive_int
 from snncompile.models.neurons.base import SpikingNeuron
 from snncompile.models.surrogate import surrogate_spike
 
@@ -38,8 +39,8 @@ class LIFNeuron(SpikingNeuron):
         mode: str = "sdn",
         trainable_threshold: bool = True,
     ) -> None:
-        if channels <= 0:
-            raise UsageError(f"LIF channels must be positive, got {channels}")
+        positive_int("LIFNeuron", "channels", channels)
+        tau = finite_number("LIFNeuron", "tau", tau)
         if not 0.0 <= tau < 1.0:
             raise UsageError(f"LIF tau must be in [0, 1), got {tau}")
         if mode not in MODES:
@@ -62,6 +63,7 @@ class LIFNeuron(SpikingNeuron):
         return x / torch.exp(self.ln_vth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_features("LIFNeuron", x, self.channels)
         y = self._scale(x)
         if self.training and self.mode == "sdn":
             spikes = self._forward_sdn(y)
@@ -98,6 +100,7 @@ class LIFNeuron(SpikingNeuron):
     def step(
         self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        check_features("LIFNeuron.step", x_t, self.channels, dims=(2,))
         (u,) = state
         m = self.tau * u + self._scale(x_t)
         s = (m >= 1.0).to(x_t.dtype)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from snncompile.errors import UsageError
+from snncompile.models.checks import check_features
 from snncompile.models.neurons import pmbc
 from snncompile.models.neurons.base import SpikingNeuron
 from snncompile.models.surrogate import SURROGATES, surrogate_derivative, surrogate_spike
@@ -58,8 +59,6 @@ class ResetRefractoryNeuron(SpikingNeuron):
         surrogate: str = "fast_sigmoid",
         slope: float = 25.0,
     ) -> None:
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
-            raise UsageError(f"channels must be a positive int, got {channels!r}")
         super().__init__(channels)
         _check_choice("method", method, METHODS)
         _check_choice("surrogate", surrogate, SURROGATES)
@@ -140,11 +139,7 @@ class ResetRefractoryNeuron(SpikingNeuron):
         return spikes
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[2] != self.channels:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise UsageError(f"expected x of shape (B, L, {self.channels}), got {shape}")
-        if not x.is_floating_point():
-            raise UsageError(f"expected a floating-point x, got {x.dtype}")
+        check_features("ResetRefractoryNeuron", x, self.channels)
         if self.method == "pmbc" and x.dtype not in (torch.float32, torch.float64):
             raise UsageError(f"method='pmbc' supports float32 and float64, got {x.dtype}")
 
@@ -161,9 +156,7 @@ class ResetRefractoryNeuron(SpikingNeuron):
         self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """One exact update: the same float operations as `pmbc.sequential_spikes`."""
-        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[1] != self.channels:
-            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
-            raise UsageError(f"expected x_t of shape (B, {self.channels}), got {shape}")
+        check_features("ResetRefractoryNeuron.step", x_t, self.channels, dims=(2,))
         if len(state) != 1 or state[0].shape != x_t.shape:
             raise UsageError("state must be the 1-tuple (v,) from init_state, shaped like x_t")
         beta, theta, rho = self._params(x_t.dtype)

@@ -1,0 +1,90 @@
+"""The model classes refuse wrong arguments and inputs with a one-line UsageError that
+names the class and the argument, not with an error from deep inside torch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from snncompile.errors import UsageError
+from snncompile.models.backbone import ModelConfig, SequenceModel, build_model
+from snncompile.models.mixing import GLUMixer, GSUMixer
+from snncompile.models.neurons.heaviside import HeavisideNeuron
+from snncompile.models.neurons.lif import LIFNeuron
+from snncompile.models.neurons.reset_refractory import ResetRefractoryNeuron
+from snncompile.models.s4d import S4D
+
+CONSTRUCTORS = [
+    (lambda: S4D("3", 4), "S4D d_model must be a positive int, got '3'"),
+    (lambda: S4D(3, 4.0), "S4D d_state must be a positive int, got 4.0"),
+    (lambda: S4D(3, 4, dt_min="0.1"), "S4D dt_min must be a finite number"),
+    (lambda: S4D(3, 4, dt_max=float("nan")), "S4D dt_max must be a finite number"),
+    (lambda: LIFNeuron("3"), "LIFNeuron channels must be a positive int"),
+    (lambda: LIFNeuron(3.0), "LIFNeuron channels must be a positive int, got 3.0"),
+    (lambda: LIFNeuron(True), "LIFNeuron channels must be a positive int, got True"),
+    (lambda: LIFNeuron(3, tau="x"), "LIFNeuron tau must be a finite number, got 'x'"),
+    (lambda: HeavisideNeuron("3"), "HeavisideNeuron channels must be a positive int"),
+    (lambda: HeavisideNeuron(3, slope=0), "HeavisideNeuron slope must be positive"),
+    (lambda: ResetRefractoryNeuron(2.5), "ResetRefractoryNeuron channels must be a positive"),
+    (lambda: GLUMixer("3"), "GLUMixer d_model must be a positive int"),
+    (lambda: GLUMixer(0), "GLUMixer d_model must be a positive int, got 0"),
+    (lambda: GSUMixer(None), "GSUMixer d_model must be a positive int, got None"),
+    (lambda: build_model({}), "model config lacks required keys: family, d_input, d_output"),
+    (lambda: build_model(["spike-ssm"]), "needs a ModelConfig"),
+    (lambda: SequenceModel({"family": "s4d"}), "SequenceModel needs a ModelConfig"),
+    (lambda: ModelConfig.from_dict("s4d"), "a model config must be a dict, got str"),
+]
+
+
+@pytest.mark.parametrize("make, message", CONSTRUCTORS)
+def test_wrong_constructor_arguments_are_named(make, message) -> None:
+    with pytest.raises(UsageError) as info:
+        make()
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def _model() -> SequenceModel:
+    return build_model(ModelConfig(family="s4d", d_input=2, d_output=3, d_model=4, d_state=4))
+
+
+INPUTS = [
+    (lambda: S4D(4, 4)(torch.zeros(2, 3)), "S4D expects x of shape (B, L, 4), got (2, 3)"),
+    (lambda: S4D(4, 4)(torch.zeros(2, 3, 5)), "S4D expects x of shape (B, L, 4), got (2, 3, 5)"),
+    (
+        lambda: S4D(4, 4).step(torch.zeros(2, 3, 4), S4D(4, 4).init_state(2)),
+        "S4D.step expects x of shape (B, 4), got (2, 3, 4)",
+    ),
+    (lambda: LIFNeuron(4)(torch.zeros(2, 3, 5)), "LIFNeuron expects x of shape (B, L, 4)"),
+    (
+        lambda: LIFNeuron(4).step(torch.zeros(2, 5), (torch.zeros(2, 4),)),
+        "LIFNeuron.step expects x of shape (B, 4), got (2, 5)",
+    ),
+    (lambda: HeavisideNeuron(4)(torch.zeros(2, 3, 5)), "HeavisideNeuron expects x of shape"),
+    (lambda: HeavisideNeuron(4)(torch.zeros(2, 3, 4, dtype=torch.int64)), "floating-point"),
+    (lambda: ResetRefractoryNeuron(4)([1.0]), "ResetRefractoryNeuron expects a tensor"),
+    (
+        lambda: GLUMixer(4)(torch.zeros(2, 3, 5)),
+        "GLUMixer expects x of shape (B, L, 4) or (B, 4), got (2, 3, 5)",
+    ),
+    (lambda: GSUMixer(4)(torch.zeros(5)), "GSUMixer expects x of shape (B, L, 4) or (B, 4)"),
+    (lambda: _model()(torch.zeros(2, 3, 5)), "SequenceModel expects x of shape (B, L, 2)"),
+    (lambda: _model().forward_steps(torch.zeros(2, 5)), "forward_steps expects x of shape"),
+]
+
+
+@pytest.mark.parametrize("run, message", INPUTS)
+def test_wrong_inputs_are_named(run, message) -> None:
+    with pytest.raises(UsageError) as info:
+        run()
+    assert message in str(info.value)
+
+
+def test_right_inputs_still_run_in_both_layouts() -> None:
+    # The checks accept what the layers are documented to take, sequences and steps.
+    assert GLUMixer(4)(torch.zeros(2, 3, 4)).shape == (2, 3, 4)
+    assert GLUMixer(4)(torch.zeros(2, 4)).shape == (2, 4)
+    assert GSUMixer(4)(torch.randn(2, 4)).shape == (2, 4)
+    model = _model().eval()
+    u = torch.randn(2, 5, 2)
+    torch.testing.assert_close(model(u), model.forward_steps(u), rtol=1e-4, atol=1e-5)
