@@ -335,6 +335,16 @@ def test_loop_through_a_delay_gets_the_extra_steps():
     assert (rec.lag, rec.delay) == (3, 2)
 
 
+@pytest.mark.parametrize(
+    "shape, message",
+    [((60, 3), r"shape \(batch, steps, 3\), got \(60, 3\)"), ((3,), "got \\(3,\\)")],
+)
+def test_simulate_nir_names_an_input_of_the_wrong_shape(shape, message):
+    # A 2-D or 1-D input failed unpacking its shape (ValueError) before it was checked.
+    with pytest.raises(UsageError, match=message):
+        simulate_nir(recurrent_graph(), np.zeros(shape), dt=1e-3)
+
+
 def test_recurrence_changes_the_answer():
     """The recurrent synapse must matter (a test that could not fail otherwise)."""
     g = recurrent_graph()

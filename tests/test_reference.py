@@ -266,6 +266,14 @@ def test_every_backend_refuses_the_same_bad_inputs_alike(backend: str, case: str
         _backend(backend)(net, x)
 
 
+@pytest.mark.parametrize("batch_size", [1.5, 0, True, "2"])
+def test_run_lava_refuses_a_batch_size_that_is_not_a_positive_int(batch_size) -> None:
+    # 1.5 reached range() as a TypeError; True ran as 1.
+    net = _single("heaviside", 3, {})
+    with pytest.raises(UsageError, match="batch_size must be a positive int"):
+        _backend("lava")(net, np.ones((1, 4, 3)), batch_size=batch_size)
+
+
 def test_record_names_one_population_by_its_name() -> None:
     net = _single("heaviside", 3, {})
     result = simulate(net, np.ones((1, 4, 3)), record="in")  # it was read as "i", "n"

@@ -26,6 +26,7 @@ import numpy as np
 from snncompile.errors import UsageError
 from snncompile.frontend.nir_graph import FlatNir, forward_order, load_flat
 from snncompile.frontend.nir_import import NEURONS, RESET_MODES, resolve_dt
+from snncompile.reference.simulator import check_run_input
 
 
 def _a(node: Any, name: str, default: float | None = None) -> np.ndarray:
@@ -156,11 +157,9 @@ def simulate_nir(
         raise UsageError(f"reset must be one of {RESET_MODES}, got {reset!r}")
     flat = load_flat(source)
     dt = resolve_dt(dt, flat.metadata, "the NIR graph")
-    x = np.asarray(x, dtype=np.float64)
     in_shape = tuple(int(n) for n in np.atleast_1d(flat.nodes[flat.input].input_type["input"]))
+    x = check_run_input(x, int(np.prod(in_shape)))
     batch, length = x.shape[:2]
-    if x.ndim != 3 or x.shape[2] != int(np.prod(in_shape)):
-        raise UsageError(f"input must have shape (batch, steps, {int(np.prod(in_shape))})")
     order, back = forward_order(flat)
     nodes = {name: _Node(name, flat.nodes[name], flat, dt, reset) for name in order}
     preds = {name: flat.preds(name) for name in order}

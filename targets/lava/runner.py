@@ -78,8 +78,10 @@ def run_lava(
     x = check_run_input(x, net.input.size)
     recorded = _recorded(net, record)
     internals = _internals(net, record) if record_internals else []
-    if batch_size is not None and batch_size < 1:
-        raise UsageError(f"batch_size must be positive, got {batch_size}")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise UsageError(f"batch_size must be a positive int, got {batch_size!r}")
     chunk = batch_size or copies_per_run(net, x.shape[0])
     if sink is not None:  # sample numbers are the run's: the caller sizes the batch
         chunk = x.shape[0]
