@@ -1115,6 +1115,13 @@ def _no_edges() -> nir.NIRGraph:
     return _in_lif_out([])
 
 
+def _unfed_neuron_in_a_subgraph() -> nir.NIRGraph:
+    inner = _in_lif_out([("in", "out"), ("lif", "out")])
+    outer = {"in": nir.Input(input_type=np.array([2])), "s": inner,
+             "out": nir.Output(output_type=np.array([2]))}  # fmt: skip
+    return graph(outer, [("in", "s"), ("s", "out")])
+
+
 # Exit 4: valid NIR that snncompile does not compile; exit 6: not a well-formed graph.
 STRUCTURE_REFUSALS = {
     "v_threshold 0": (_threshold_zero, 4, "node 'lif' (LIF): v_threshold <= 0 is not compiled"),
@@ -1127,6 +1134,12 @@ STRUCTURE_REFUSALS = {
     "a neuron nothing feeds": (_unfed_neuron, 4, "node 'lif' has no input edge (a node"),
     "a neuron that feeds nothing": (_dead_end, 4, "node 'x' has no output edge (a node"),
     "no edges": (_no_edges, 6, "the NIR graph has no edges"),
+    # It was "subgraph s: needs one Input and one Output node, has 2 and 1".
+    "a neuron nothing feeds, in a subgraph": (
+        _unfed_neuron_in_a_subgraph,
+        4,
+        "node 's.lif' has no input edge (a node",
+    ),
 }
 
 

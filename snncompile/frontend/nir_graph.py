@@ -119,6 +119,7 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
         raise CorruptInputError(
             f"{path.name}: nir cannot read it ({type(exc).__name__}: {_one_line(exc)})"
         ) from None
+    _refuse_invented_ends(path, graph)  # nir still types (and completes) subgraphs
     warning = (
         f"{path.name}: nir's type check failed ({_one_line(strict_error)}); read without "
         "it, every shape is inferred from the node parameters"
@@ -128,19 +129,30 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
 
 def _refuse_invented_ends(path: Path, graph: Any) -> None:
     """nir's type check gives every node without an incoming edge an Input node of its
-    own ("input_<name>") and every node without an outgoing one an Output. Where the
-    file has no Input (Output) and nir made exactly one, that completes a plain chain
-    and is kept (such files compiled before); beside the file's own, or several, they
-    are nodes nothing feeds (that feed nothing), named as such: the graph then failed
-    as "2 Input nodes (input, input_lif)", naming nodes the file lacks."""
+    own ("input_<name>") and every node without an outgoing one an Output, in nested
+    subgraphs too. Where a graph has no Input (Output) in the file and nir made exactly
+    one, that completes a plain chain and is kept (such files compiled before); beside
+    the file's own, or several, they are nodes nothing feeds (that feed nothing), named
+    as such (nested ones dotted): the graph then failed as "2 Input nodes (input,
+    input_lif)", or a subgraph as "has 2 and 1", naming nodes the file lacks."""
     import h5py
 
-    nir = _nir()
     try:
         with h5py.File(path, "r") as f:
-            in_file = set(f["node"]["nodes"].keys())
+            ends = _invented_ends(graph, f["node"], "")
     except Exception:  # h5py raises OSError, KeyError, TypeError, ...: nir read it anyway
         return
+    if ends:
+        raise UnsupportedError(
+            f"{path.name}: {', '.join(ends)} (a node nothing feeds or that feeds nothing is "
+            "not compiled)"
+        )
+
+
+def _invented_ends(graph: Any, group: Any, prefix: str) -> list[str]:
+    """What `_refuse_invented_ends` names in `graph` (HDF5 `group`) and its subgraphs."""
+    nir = _nir()
+    in_file = set(group["nodes"].keys())
     invented = set(graph.nodes) - in_file
     ends = []
     for end, made, where in (
@@ -149,12 +161,11 @@ def _refuse_invented_ends(path: Path, graph: Any) -> None:
     ):
         own = any(isinstance(graph.nodes[n], end) for n in in_file if n in graph.nodes)
         if own or len(made) > 1:
-            ends += [f"node {name!r} has no {where} edge" for name in sorted(made)]
-    if ends:
-        raise UnsupportedError(
-            f"{path.name}: {', '.join(ends)} (a node nothing feeds or that feeds nothing is "
-            "not compiled)"
-        )
+            ends += [f"node {prefix + name!r} has no {where} edge" for name in sorted(made)]
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph) and name in in_file:
+            ends += _invented_ends(node, group["nodes"][name], f"{prefix}{name}.")
+    return ends
 
 
 def _has_no_edges(path: Path) -> bool:
