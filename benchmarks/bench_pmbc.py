@@ -10,6 +10,10 @@ A third run, "no finish", is PMBC with its exact sequential finish (and the boun
 keeps for it) replaced by declaring every open step silent: its spikes are wrong, but
 its time is what the passes, the surrogate bookkeeping and the closed-form backward
 cost by themselves, so sequential / no-finish bounds the speedup any finish could give.
+
+A fourth, "compiled", is method="compiled": the same step loop as the sequential
+neuron compiled with numba, with PMBC's closed-form backward (also compiled); its spikes
+are checked bit for bit against the sequential ones too.
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def _measure(args, length: int, beta: float) -> dict:
     extra = {} if args.max_passes is None else {"max_passes": args.max_passes}
     neurons = {
         method: ResetRefractoryNeuron(args.channels, beta=beta, method=method, **extra)
-        for method in ("sequential", "pmbc")
+        for method in ("sequential", "pmbc", "compiled")
     }
     times: dict[str, list[float]] = {method: [] for method in (*neurons, "no finish")}
     spikes: dict[str, torch.Tensor] = {}
@@ -90,10 +94,12 @@ def _measure(args, length: int, beta: float) -> dict:
         if repeat:
             times["no finish"].append(seconds)
     grad_gap = (grads["pmbc"] - grads["sequential"]).abs().max().item()
+    compiled_gap = (grads["compiled"] - grads["sequential"]).abs().max().item()
     grad_scale = grads["sequential"].abs().max().item()
     seq = statistics.median(times["sequential"])
     par = statistics.median(times["pmbc"])
     bound = statistics.median(times["no finish"])
+    comp = statistics.median(times["compiled"])
     return {
         "length": length,
         "beta": beta,
@@ -106,6 +112,10 @@ def _measure(args, length: int, beta: float) -> dict:
         "finish": stats.finish_steps / stats.steps,
         "exact": bool(torch.equal(spikes["pmbc"], spikes["sequential"])),
         "grad_rel_gap": grad_gap / grad_scale if grad_scale else 0.0,
+        "compiled": comp,
+        "compiled_speedup": seq / comp,
+        "compiled_exact": bool(torch.equal(spikes["compiled"], spikes["sequential"])),
+        "compiled_grad_rel_gap": compiled_gap / grad_scale if grad_scale else 0.0,
     }
 
 
@@ -120,9 +130,10 @@ def main() -> None:
     print()
     print(
         "| L | beta | sequential s | PMBC s | speedup | passes | finish % | exact spikes "
-        "| max grad gap (rel) | PMBC, no finish s | speedup without finish |"
+        "| max grad gap (rel) | PMBC, no finish s | speedup without finish "
+        "| compiled s | compiled speedup | compiled exact | compiled grad gap (rel) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|:---:|---:|")
     for length in args.lengths:
         for beta in args.beta:
             row = _measure(args, length, beta)
@@ -131,7 +142,9 @@ def main() -> None:
                 f"| {row['pmbc']:.4f} | {row['speedup']:.1f}x | {row['passes']} "
                 f"| {100 * row['finish']:.2f} | {'yes' if row['exact'] else 'NO'} "
                 f"| {row['grad_rel_gap']:.1e} | {row['no_finish']:.4f} "
-                f"| {row['bound_speedup']:.1f}x |",
+                f"| {row['bound_speedup']:.1f}x | {row['compiled']:.4f} "
+                f"| {row['compiled_speedup']:.1f}x | {'yes' if row['compiled_exact'] else 'NO'} "
+                f"| {row['compiled_grad_rel_gap']:.1e} |",
                 flush=True,
             )
 

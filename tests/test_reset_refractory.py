@@ -349,8 +349,87 @@ def test_float32_gradients_close(dtype):
         torch.testing.assert_close(g_p[name], g_s[name], rtol=tol, atol=tol)
 
 
+def _compiled_spikes(x, beta, theta, rho):
+    """Spikes of method="compiled" and the parameters it ran with (in x's dtype)."""
+    neuron = ResetRefractoryNeuron(
+        x.shape[2], beta=beta, theta_init=theta, rho_init=rho, method="compiled"
+    ).to(x.dtype)
+    with torch.no_grad():
+        beta_v, theta_v, rho_v = (p.detach() for p in neuron._params(x.dtype))
+        return neuron(x), beta_v, theta_v, rho_v
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("method", ["pmbc", "sequential"])
+@pytest.mark.parametrize("beta", [0.5, 0.7, 0.95])
+def test_compiled_method_is_exact_on_and_next_to_threshold(dtype, beta):
+    # The compiled loop must round as the reference does: no fused multiply-add, no
+    # reordering. Membranes exactly on theta are where a contraction would show.
+    x = _threshold_sequence(dtype, 400, 12, seed=7, beta=beta)
+    spikes, beta_v, theta_v, rho_v = _compiled_spikes(x, beta, 1.0, 0.5)
+    assert int((_membranes(x, beta, 1.0, 0.5) == 1.0).sum()) > 500
+    assert torch.equal(spikes, sequential_spikes(x, beta_v, theta_v, rho_v))
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    length=st.integers(1, 120),
+    channels=st.integers(1, 9),
+    batch=st.integers(1, 5),
+    dyadic=st.booleans(),
+    double=st.booleans(),
+)
+@settings(max_examples=40, deadline=None)
+def test_compiled_method_equals_sequential_property(seed, length, channels, batch, dyadic, double):
+    dtype = torch.float64 if double else torch.float32
+    gen = _generator(seed)
+    if dyadic:  # coarse grid: many membranes exactly on theta
+        x = torch.randint(-8, 12, (batch, length, channels), generator=gen).to(dtype) / 4
+    else:
+        x = (torch.randn(batch, length, channels, generator=gen) * 2).to(dtype)
+    beta = torch.rand(channels, generator=gen) * 0.95
+    spikes, beta_v, theta_v, rho_v = _compiled_spikes(x, beta, 1.0, 0.5)
+    assert torch.equal(spikes, sequential_spikes(x, beta_v, theta_v, rho_v))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("trainable_beta", [False, True])
+@pytest.mark.parametrize("surrogate", ["fast_sigmoid", "triangle"])
+def test_compiled_gradients_equal_sequential_bptt(trainable_beta, surrogate, threads):
+    # Rows are split among threads: 2 split the batch of 3 unevenly, 3 take one row each.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        s_c, gx_c, g_c, neuron = _grads("compiled", torch.float64, trainable_beta, surrogate)
+    finally:
+        torch.set_num_threads(previous)
+    s_s, gx_s, g_s, _ = _grads("sequential", torch.float64, trainable_beta, surrogate)
+    assert torch.equal(s_c, s_s)
+    assert gx_s.abs().max() > 0
+    torch.testing.assert_close(gx_c, gx_s, rtol=1e-12, atol=1e-13)
+    assert set(g_c) == set(g_s)
+    for name in g_s:
+        assert g_s[name].abs().max() > 0
+        torch.testing.assert_close(g_c[name], g_s[name], rtol=1e-9, atol=1e-11)
+    assert 0.0 < neuron.last_spike_rate < 1.0
+
+
+def test_compiled_method_float32_gradients_close():
+    s_c, gx_c, g_c, _ = _grads("compiled", torch.float32, True, "fast_sigmoid", seed=3)
+    s_s, gx_s, g_s, _ = _grads("sequential", torch.float32, True, "fast_sigmoid", seed=3)
+    assert torch.equal(s_c, s_s)
+    torch.testing.assert_close(gx_c, gx_s, rtol=1e-5, atol=1e-5)
+    for name in g_s:
+        torch.testing.assert_close(g_c[name], g_s[name], rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_method_refuses_other_dtypes():
+    neuron = ResetRefractoryNeuron(3, method="compiled")
+    with pytest.raises(UsageError, match="method='compiled' supports float32 and float64"):
+        neuron(torch.zeros(1, 4, 3, dtype=torch.float16))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["pmbc", "sequential", "compiled"])
 def test_step_reproduces_forward(dtype, method):
     gen = _generator(2)
     neuron = ResetRefractoryNeuron(5, beta=[0.2, 0.5, 0.5, 0.8, 0.95], method=method)

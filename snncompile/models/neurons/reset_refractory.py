@@ -14,7 +14,9 @@ x, theta, rho, and beta when it is trainable.
 
 method="pmbc" computes the exact spikes in parallel (`pmbc.pmbc_spikes`) and the
 gradient in closed form with reverse filters; method="sequential" is plain BPTT through
-a Python loop over time. They give the same spikes and, to rounding, the same gradients.
+a Python loop over time; method="compiled" is that loop compiled with numba, with the
+closed-form backward (`compiled.py`; the fastest on a CPU). They give the same spikes
+and, to rounding, the same gradients.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from snncompile.models.neurons import pmbc
 from snncompile.models.neurons.base import SpikingNeuron
 from snncompile.models.surrogate import SURROGATES, surrogate_derivative, surrogate_spike
 
-METHODS = ("pmbc", "sequential")
+METHODS = ("pmbc", "sequential", "compiled")
 # A trainable beta is BETA_MAX * sigmoid(raw): strictly below 1 in every float format,
 # so the neuron can never turn into an integrator whose membrane grows without bound.
 BETA_MAX = 1.0 - 2.0**-12
@@ -116,7 +118,9 @@ class ResetRefractoryNeuron(SpikingNeuron):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         beta, theta, rho = self._params(x.dtype)
-        if self.method == "pmbc":
+        if self.method == "compiled":
+            spikes = self._forward_compiled(x, beta, theta, rho)
+        elif self.method == "pmbc":
             stats: list[pmbc.PmbcStats] = []
             needs_grad = any(t.requires_grad for t in (x, beta, theta, rho))
             if torch.is_grad_enabled() and needs_grad:
@@ -138,10 +142,17 @@ class ResetRefractoryNeuron(SpikingNeuron):
         self.record_rate(spikes)
         return spikes
 
+    def _forward_compiled(self, x, beta, theta, rho) -> torch.Tensor:
+        from snncompile.models.neurons import compiled
+
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, beta, theta, rho)):
+            return _CompiledNeuron.apply(x, beta, theta, rho, self.surrogate, self.slope)
+        return compiled.forward(x, beta, theta, rho, None, self.slope, keep_v=False)[0]
+
     def _check_input(self, x: torch.Tensor) -> None:
         check_features("ResetRefractoryNeuron", x, self.channels)
-        if self.method == "pmbc" and x.dtype not in (torch.float32, torch.float64):
-            raise UsageError(f"method='pmbc' supports float32 and float64, got {x.dtype}")
+        if self.method != "sequential" and x.dtype not in (torch.float32, torch.float64):
+            raise UsageError(f"method={self.method!r} supports float32 and float64, got {x.dtype}")
 
     # ---- single steps (deployment semantics)
 
@@ -242,6 +253,38 @@ class _PmbcNeuron(torch.autograd.Function):
             grad_c if need[3] else None,
             None,
             None,
+            None,
+            None,
+        )
+
+
+class _CompiledNeuron(torch.autograd.Function):
+    """method="compiled": the reference's step loop and `_PmbcNeuron`'s closed-form
+    backward, both compiled (snncompile.models.neurons.compiled). The surrogate is taken
+    at the loop's own membrane, which PMBC's filters match to rounding."""
+
+    @staticmethod
+    def forward(ctx, x, beta, theta, rho, kind, slope):  # type: ignore[override]
+        from snncompile.models.neurons import compiled
+
+        keep_v = ctx.needs_input_grad[1]
+        spikes, sd, v = compiled.forward(x, beta, theta, rho, kind, slope, keep_v)
+        ctx.save_for_backward(spikes, sd, v, beta.detach())
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        from snncompile.models.neurons import compiled
+
+        spikes, sd, v, beta = ctx.saved_tensors
+        grad_x, sum_g, sum_sr, sum_vr = compiled.backward(grad_out, sd, spikes, v, beta)
+        grad_c = -sum_sr
+        need = ctx.needs_input_grad
+        return (
+            grad_x if need[0] else None,
+            sum_vr if need[1] else None,
+            grad_c - sum_g if need[2] else None,
+            grad_c if need[3] else None,
             None,
             None,
         )
