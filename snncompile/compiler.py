@@ -192,8 +192,9 @@ def calibration_inputs(
     x = embedded if given is None else given
     if x is None:
         raise UsageError(
-            f"{purpose} calibration inputs: the checkpoint has none embedded; "
-            "pass --calib FILE (.npy of shape (batch, steps, inputs) or (steps, inputs))"
+            f"{purpose} calibration inputs and the model embeds none; "
+            "pass --calib FILE, or calibration= from Python (inputs of shape "
+            "(batch, steps, inputs) or (steps, inputs))"
         )
     return check_inputs(np.asarray(x), width, what="calibration data")
 

@@ -601,6 +601,18 @@ def test_compile_model_takes_the_input_width_of_an_in_memory_model() -> None:
         compile_model(ROOT / "examples" / "checkpoints" / "spike-ssm-sdigits.pt", input_size=1)
 
 
+def test_a_model_without_calibration_inputs_is_told_both_ways_to_give_them() -> None:
+    # It said "the checkpoint has none embedded; pass --calib FILE" to a Python caller
+    # whose model came from memory.
+    torch.manual_seed(0)
+    cfg = ModelConfig(family="binary-s4d", d_input=1, d_output=2, d_model=4, d_state=4)
+    with pytest.raises(UsageError) as info:
+        compile_model(build_model(cfg), input_size=1)
+    message = str(info.value)
+    assert message.startswith("quantization needs calibration inputs and the model embeds none")
+    assert "--calib FILE, or calibration= from Python" in message
+
+
 def test_a_nir_graph_not_given_as_a_nir_path_is_told_how(tmp_path: Path) -> None:
     # It was "--dt and --reset apply to .nir sources only" (with dt) or a TypeError.
     import shutil
