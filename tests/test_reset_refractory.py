@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snncompile.errors import UsageError
-from snncompile.models.neurons import pmbc
+from snncompile.models.neurons import compiled, pmbc
 from snncompile.models.neurons.pmbc import (
     filter_error_bound,
     linear_filter,
@@ -394,8 +394,10 @@ def test_compiled_method_equals_sequential_property(seed, length, channels, batc
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("trainable_beta", [False, True])
 @pytest.mark.parametrize("surrogate", ["fast_sigmoid", "triangle"])
-def test_compiled_gradients_equal_sequential_bptt(trainable_beta, surrogate, threads):
-    # Rows are split among threads: 2 split the batch of 3 unevenly, 3 take one row each.
+def test_compiled_gradients_equal_sequential_bptt(trainable_beta, surrogate, threads, monkeypatch):
+    # Rows are split among threads: 2 split the batch of 3 unevenly, 3 take one row each
+    # (this small batch would run on one thread without the patch).
+    monkeypatch.setattr(compiled, "THREAD_MIN_VALUES", 0)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
