@@ -3,6 +3,7 @@ names the class and the argument, not with an error from deep inside torch."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,7 +61,7 @@ INPUTS = [
         lambda: LIFNeuron(4).step(torch.zeros(2, 5), (torch.zeros(2, 4),)),
         "LIFNeuron.step expects x of shape (B, 4), got (2, 5)",
     ),
-    (lambda: HeavisideNeuron(4)(torch.zeros(2, 3, 5)), "HeavisideNeuron expects x of shape"),
+    (lambda: HeavisideNeuron(4)([0.5]), "HeavisideNeuron expects a tensor, got list"),
     (lambda: HeavisideNeuron(4)(torch.zeros(2, 3, 4, dtype=torch.int64)), "floating-point"),
     (lambda: ResetRefractoryNeuron(4)([1.0]), "ResetRefractoryNeuron expects a tensor"),
     (
@@ -78,6 +79,23 @@ def test_wrong_inputs_are_named(run, message) -> None:
     with pytest.raises(UsageError) as info:
         run()
     assert message in str(info.value)
+
+
+def test_numpy_numbers_are_numbers() -> None:
+    # The first checks took only Python's int and float: np.int64(4) was "not an int".
+    assert S4D(np.int64(4), np.int32(4), dt_min=np.float32(1e-3)).d_model == 4
+    assert LIFNeuron(np.int64(3), tau=np.float32(0.125)).tau == pytest.approx(0.125)
+    with pytest.raises(UsageError, match="LIFNeuron channels must be a positive int, got 0"):
+        LIFNeuron(np.int64(0))
+    with pytest.raises(UsageError, match="must be a positive int, got True"):
+        LIFNeuron(np.bool_(True))
+
+
+def test_heaviside_takes_any_layout() -> None:
+    # Stateless: a channels-first user model applies it to (B, H, L) (the tracer compiles
+    # that), so only the kind of input is checked.
+    x = torch.randn(2, 4, 7)
+    assert torch.equal(HeavisideNeuron(4)(x), (x > 0).float())
 
 
 def test_right_inputs_still_run_in_both_layouts() -> None:

@@ -266,7 +266,7 @@ def test_every_backend_refuses_the_same_bad_inputs_alike(backend: str, case: str
         _backend(backend)(net, x)
 
 
-@pytest.mark.parametrize("batch_size", [1.5, 0, True, "2"])
+@pytest.mark.parametrize("batch_size", [1.5, 0, True, "2", np.int64(0)])
 def test_run_lava_refuses_a_batch_size_that_is_not_a_positive_int(batch_size) -> None:
     # 1.5 reached range() as a TypeError; True ran as 1.
     net = _single("heaviside", 3, {})

@@ -424,6 +424,20 @@ def test_compiled_method_float32_gradients_close():
         torch.testing.assert_close(g_c[name], g_s[name], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("method", ["compiled", "pmbc"])
+def test_a_graph_kept_for_higher_derivatives_still_gives_the_first(method):
+    # create_graph=True made the compiled backward call .numpy() on tensors that then
+    # carry gradients ("Can't call numpy() on Tensor that requires grad").
+    gen = _generator(4)
+    neuron = ResetRefractoryNeuron(3, method=method).double()
+    x = torch.randn(2, 40, 3, generator=gen, dtype=torch.float64).requires_grad_()
+    weight = torch.randn(2, 40, 3, generator=gen, dtype=torch.float64)
+    (plain,) = torch.autograd.grad((neuron(x) * weight).sum(), x)
+    (kept,) = torch.autograd.grad((neuron(x) * weight).sum(), x, create_graph=True)
+    assert plain.abs().max() > 0
+    torch.testing.assert_close(kept.detach(), plain, rtol=0, atol=0)
+
+
 def test_compiled_method_refuses_other_dtypes():
     neuron = ResetRefractoryNeuron(3, method="compiled")
     with pytest.raises(UsageError, match="method='compiled' supports float32 and float64"):

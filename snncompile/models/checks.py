@@ -8,24 +8,38 @@ reported by a matmul) instead of saying which argument of which class is wrong.
 from __future__ import annotations
 
 import math
+import numbers
 
+import numpy as np
 import torch
 
 from snncompile.errors import UsageError
 
 
 def positive_int(owner: str, name: str, value: object) -> int:
-    """`value` as an int >= 1 (bools and floats refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """`value` as an int >= 1: any integral number, numpy's too (bools and floats refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise UsageError(f"{owner} {name} must be a positive int, got {value!r}")
-    return value
+    if value <= 0:
+        raise UsageError(f"{owner} {name} must be a positive int, got {int(value)}")
+    return int(value)
 
 
 def finite_number(owner: str, name: str, value: object) -> float:
-    """`value` as a finite float (bools and non-numbers refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """`value` as a finite float: any real number, numpy's too (bools refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise UsageError(f"{owner} {name} must be a finite number, got {value!r}")
+    if not math.isfinite(value):
+        raise UsageError(f"{owner} {name} must be a finite number, got {float(value)}")
     return float(value)
+
+
+def check_floating(owner: str, x: object) -> None:
+    """x must be a floating-point tensor, of any shape."""
+    if not isinstance(x, torch.Tensor):
+        raise UsageError(f"{owner} expects a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise UsageError(f"{owner} expects a floating-point x, got {x.dtype}")
 
 
 _LAYOUTS = {3: "(B, L, {w})", 2: "(B, {w})"}
@@ -34,10 +48,7 @@ _LAYOUTS = {3: "(B, L, {w})", 2: "(B, {w})"}
 def check_features(owner: str, x: object, width: int, *, dims: tuple[int, ...] = (3,)) -> None:
     """x must be a floating tensor whose last dimension is `width`: a sequence (B, L, width)
     with dims (3,), one step (B, width) with dims (2,), either with (3, 2)."""
-    expected = " or ".join(_LAYOUTS[d].format(w=width) for d in dims)
-    if not isinstance(x, torch.Tensor):
-        raise UsageError(f"{owner} expects a tensor {expected}, got {type(x).__name__}")
+    check_floating(owner, x)
     if x.dim() not in dims or x.shape[-1] != width:
+        expected = " or ".join(_LAYOUTS[d].format(w=width) for d in dims)
         raise UsageError(f"{owner} expects x of shape {expected}, got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise UsageError(f"{owner} expects a floating-point x, got {x.dtype}")

@@ -41,7 +41,8 @@ KERNEL = 8
 # Sequences per slice of `predict_channels`: every intermediate of the network is then
 # about 4 MB (CHANNELS x SLICE_ELEMENTS floats), which stays in cache and is reused by
 # the allocator. One call over a whole (16 x 128, 4096) batch makes 270 MB temporaries
-# and runs 4.5x slower on a 2-core CPU (measured 2026-12-05: 1.15 s against 0.25 s).
+# and ran 2-4.5x slower on a 2-core CPU (2026-12-05: 1.15 s against 0.25 s by hand;
+# about 2x in a review's run).
 SLICE_ELEMENTS = 1 << 20
 _LAYERS = ("lift", "window", "mix", "out")
 

@@ -21,6 +21,7 @@ become the reference's "<pop>.<state>" and "<pop>.in" traces.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import signal
 import threading
 import time
@@ -79,9 +80,12 @@ def run_lava(
     recorded = _recorded(net, record)
     internals = _internals(net, record) if record_internals else []
     if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        isinstance(batch_size, (bool, np.bool_))
+        or not isinstance(batch_size, numbers.Integral)
+        or batch_size < 1
     ):
         raise UsageError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = None if batch_size is None else int(batch_size)
     chunk = batch_size or copies_per_run(net, x.shape[0])
     if sink is not None:  # sample numbers are the run's: the caller sizes the batch
         chunk = x.shape[0]

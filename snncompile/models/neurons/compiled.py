@@ -9,12 +9,13 @@ potential v when beta is trainable). The backward is the closed form of
 parameter sums), as a second compiled loop.
 
 Why it exists beside PMBC: on a CPU the sequential recurrence itself is cheap once it is
-not a Python loop (a few ns per channel-step), while PMBC's parallel bounds cost full
+not a Python loop (under 1 ns per channel-step), while PMBC's parallel bounds cost full
 passes over the sequence; PMBC is the method for hardware where passes are cheap and
 loops are not (GPUs). README "Benchmarks" measures all three.
 
 Both loops run batch rows on `torch.get_num_threads()` Python threads (numba releases
-the GIL; no numba threading layer, so nothing changes for forked processes). Inner
+the GIL; no numba threading layer, so nothing changes for forked processes), except
+small batches, which run on the calling thread (`THREAD_MIN_VALUES`). Inner
 loops run over one contiguous row of channels with few arrays each, so LLVM can prove
 them apart and vectorize (docs/compiler.md, "Kernels").
 """

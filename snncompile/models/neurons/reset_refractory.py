@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from snncompile.errors import UsageError
 from snncompile.models.checks import check_features
@@ -273,6 +274,7 @@ class _CompiledNeuron(torch.autograd.Function):
         return spikes
 
     @staticmethod
+    @once_differentiable  # the compiled loops have no graph (create_graph gets grad 1)
     def backward(ctx, grad_out):  # type: ignore[override]
         from snncompile.models.neurons import compiled
 
