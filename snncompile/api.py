@@ -61,10 +61,15 @@ def train_checkpoint(
     listops_length: int = 128,
     listops_depth: int = 4,
     calib_size: int = 32,
+    neuron_method: str = "pmbc",
     progress: bool = True,
     command: str = "",
 ) -> EvaluationReport:
-    """Train a `family` model on a bundled task, evaluate it, save it with a calibration batch."""
+    """Train a `family` model on a bundled task, evaluate it, save it with a calibration batch.
+
+    neuron_method: how spike-ssm's reset-refractory neurons compute in training (one of
+    ResetRefractoryNeuron's methods; the same spikes, so the same kind of model; the
+    gradients agree to rounding, so the weights are not those of another method)."""
     import torch
 
     from snncompile import __version__
@@ -104,6 +109,14 @@ def train_checkpoint(
             f"--calib-size {calib_size} is more than the {len(task.train.labels)} training "
             f"inputs of {task_name}"
         )
+    from snncompile.models.neurons.reset_refractory import METHODS
+
+    if neuron_method not in METHODS:
+        raise UsageError(
+            f"--neuron-method must be one of {', '.join(METHODS)}, got {neuron_method!r}"
+        )
+    if neuron_method != "pmbc" and family != "spike-ssm":
+        raise UsageError(f"--neuron-method applies to --family spike-ssm, not {family}")
     torch.manual_seed(seed)
     config = ModelConfig(
         family=family,
@@ -117,6 +130,7 @@ def train_checkpoint(
         pooling=pooling,
     )
     model = build_model(config)
+    _set_neuron_method(model, neuron_method)
     history = _train_with_progress(model, task, settings, progress)
     result = evaluate(model, task.test, task.featurize)
     meta = {
@@ -126,6 +140,7 @@ def train_checkpoint(
         "test_n": result.n,
         "spike_rates": result.spike_rates,
         "train": asdict(settings),
+        "neuron_method": neuron_method,
         "train_seconds": round(history.seconds, 1),
         "command": command,
         "snncompile_version": __version__,
@@ -148,6 +163,14 @@ def train_checkpoint(
         recorded_accuracy=result.accuracy,
         train_seconds=history.seconds,
     )
+
+
+def _set_neuron_method(model: SequenceModel, method: str) -> None:
+    from snncompile.models.neurons.reset_refractory import ResetRefractoryNeuron
+
+    for module in model.modules():
+        if isinstance(module, ResetRefractoryNeuron):
+            module.method = method
 
 
 def _train_with_progress(

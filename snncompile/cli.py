@@ -92,6 +92,13 @@ def _argv_for_meta() -> str:
 @click.option(
     "--calib-size", default=32, show_default=True, type=int, help="Inputs embedded for calibration."
 )
+@click.option(
+    "--neuron-method",
+    default="pmbc",
+    show_default=True,
+    help="How spike-ssm's neurons compute in training: pmbc, compiled (fastest on a CPU) "
+    "or sequential; the same spikes, gradients equal to rounding.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(
     family: str,
@@ -111,6 +118,7 @@ def train(
     listops_length: int,
     listops_depth: int,
     calib_size: int,
+    neuron_method: str,
     quiet: bool,
 ) -> None:
     """Train a model on a bundled task and save a checkpoint (with a calibration batch)."""
@@ -147,6 +155,7 @@ def train(
         listops_length=listops_length,
         listops_depth=listops_depth,
         calib_size=calib_size,
+        neuron_method=neuron_method,
         progress=not quiet,
         command=_argv_for_meta(),
     )

@@ -88,3 +88,46 @@ def test_train_does_not_replace_a_file_that_is_not_a_checkpoint(tmp_path: Path) 
     with pytest.raises(UsageError, match="exists and is not an snncompile checkpoint"):
         train_checkpoint(family="s4d", task_name="sdigits", output=notes, epochs=1)
     assert notes.read_text() == "not a model"
+
+
+def test_train_with_the_compiled_neuron_method_uses_it_and_records_it(tmp_path, monkeypatch):
+    from snncompile.api import train_checkpoint
+    from snncompile.models.neurons import compiled
+
+    calls = []
+    real_forward = compiled.forward
+    monkeypatch.setattr(
+        compiled, "forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k)
+    )
+    out = tmp_path / "m.pt"
+    train_checkpoint(
+        family="spike-ssm", task_name="sdigits", output=out, epochs=1, width=8,
+        state_size=8, neuron_method="compiled", progress=False,
+    )  # fmt: skip
+    assert len(calls) > 20  # every training batch and the evaluation ran it
+    ckpt = load_checkpoint(out)
+    assert ckpt.meta["neuron_method"] == "compiled"
+    assert ckpt.model.blocks[0].act.method == "pmbc"  # a property of training, not the model
+
+
+@pytest.mark.parametrize(
+    "family, method, message",
+    [
+        ("binary-s4d", "compiled", "--neuron-method applies to --family spike-ssm, not binary-s4d"),
+        (
+            "spike-ssm",
+            "fast",
+            "--neuron-method must be one of pmbc, sequential, compiled, got 'fast'",
+        ),
+    ],
+)
+def test_train_refuses_a_neuron_method_that_does_not_apply(tmp_path, family, method, message):
+    from snncompile.api import train_checkpoint
+    from snncompile.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        train_checkpoint(
+            family=family, task_name="sdigits", output=tmp_path / "m.pt", epochs=1,
+            neuron_method=method, progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "m.pt").exists()
