@@ -19,7 +19,12 @@ torch = pytest.importorskip("torch")
 from snncompile.api import export_model  # noqa: E402
 from snncompile.checkpoint import save  # noqa: E402
 from snncompile.cli import main  # noqa: E402
-from snncompile.errors import CorruptInputError, EquivalenceError, UsageError  # noqa: E402
+from snncompile.errors import (  # noqa: E402
+    CorruptInputError,
+    EquivalenceError,
+    UnsupportedError,
+    UsageError,
+)
 from snncompile.models.backbone import FAMILIES, ModelConfig, build_model  # noqa: E402
 from snncompile.simulate import simulate_artifact  # noqa: E402
 from snncompile.targets.onnx import FloatSession, run_float  # noqa: E402
@@ -297,6 +302,19 @@ def test_a_float64_export_leaves_the_callers_model_as_it_was(tmp_path):
     x = np.random.default_rng(2).standard_normal((2, 6, 3))
     float_module.export_float(model, x, tmp_path / "f", dtype="float64")
     assert model.training and all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_a_float64_export_onnxruntime_cannot_run_is_refused_by_op(tmp_path):
+    # It was onnxruntime's bare "NotImplemented: Could not find an implementation for Erf".
+    torch.manual_seed(1)
+    config = ModelConfig(family="s4d", d_input=3, d_output=4, d_model=8, n_layers=1, d_state=8)
+    x = np.random.default_rng(2).standard_normal((2, 6, 3))
+    with pytest.raises(UnsupportedError) as err:
+        float_module.export_float(build_model(config), x, tmp_path / "f", dtype="float64")
+    message = str(err.value)
+    assert message.startswith("onnxruntime has no float64 kernel for ")
+    assert message.endswith("; export this model as float32")
+    assert not (tmp_path / "f").exists()
 
 
 def test_an_option_no_target_takes_is_named_in_a_whole_sentence(tmp_path):

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -249,7 +250,7 @@ def export_float(
                 f"the {dtype} model overflowed on the check inputs (largest input magnitude "
                 f"{float(np.abs(x).max()):.3g}): {exc}"
             ) from None
-    actual = run_float(FloatSession(model_bytes), x).logits
+    actual = run_float(_session_or_refusal(model_bytes, dtype), x).logits
     scale = float(np.abs(expected).max())
     error = float(np.abs(actual - expected).max()) / max(scale, np.finfo(np.float64).tiny)
     check = {
@@ -356,6 +357,22 @@ def _check_against_graph(iface: FloatInterface, proto: Any) -> None:
     elem = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[iface.dtype]
     if inputs["u"].type.tensor_type.elem_type != elem:
         raise CorruptInputError(f"{where}: dtype {iface.dtype} is not the graph's")
+
+
+def _session_or_refusal(model_bytes: bytes, dtype: str) -> FloatSession:
+    """FloatSession, with onnxruntime's missing kernel (its CPU provider has no float64
+    Softplus, Conv or Erf) as UnsupportedError naming the op, not a bare NotImplemented."""
+    try:
+        return FloatSession(model_bytes)
+    except Exception as exc:  # onnxruntime's pybind error classes
+        found = re.search(r"implementation for (\w+)\(\d+\) node with name '([^']*)'", str(exc))
+        if not found or not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        op, node = found.groups()
+        raise UnsupportedError(
+            f"onnxruntime has no {dtype} kernel for {op} (node {node}); export this model as "
+            "float32"
+        ) from None
 
 
 class FloatSession:
