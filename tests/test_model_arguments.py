@@ -34,18 +34,6 @@ CONSTRUCTORS = [
     (lambda: build_model(["spike-ssm"]), "needs a ModelConfig"),
     (lambda: SequenceModel({"family": "s4d"}), "SequenceModel needs a ModelConfig"),
     (lambda: ModelConfig.from_dict("s4d"), "a model config must be a dict, got str"),
-    (
-        lambda: ModelConfig(family="spike-ssm", d_input=1, d_output=2, tau=0.3),
-        "tau applies to spiking-ssm, not spike-ssm (it would be ignored); got tau=0.3",
-    ),
-    (
-        lambda: ModelConfig(family="s4d", d_input=1, d_output=2, beta=0.25),
-        "beta applies to spike-ssm, not s4d",
-    ),
-    (
-        lambda: ModelConfig(family="binary-s4d-gsu", d_input=1, d_output=2, gate="hard-sigmoid"),
-        "gate applies to spike-ssm, spiking-ssm, binary-s4d or s4d, not binary-s4d-gsu",
-    ),
 ]
 
 
@@ -101,14 +89,6 @@ def test_numpy_numbers_are_numbers() -> None:
         LIFNeuron(np.int64(0))
     with pytest.raises(UsageError, match="must be a positive int, got True"):
         LIFNeuron(np.bool_(True))
-
-
-def test_fields_of_the_family_itself_are_taken() -> None:
-    assert ModelConfig(family="spike-ssm", d_input=1, d_output=2, beta=0.25).beta == 0.25
-    assert ModelConfig(family="spiking-ssm", d_input=1, d_output=2, lif_mode="exact").lif_mode
-    # Defaults of other families' fields are stored in every config (checkpoints hold them).
-    full = ModelConfig(family="s4d", d_input=1, d_output=2).to_dict()
-    assert ModelConfig.from_dict(full).tau == 0.125
 
 
 def test_heaviside_takes_any_layout() -> None:

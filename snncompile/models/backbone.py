@@ -90,21 +90,6 @@ class ModelConfig:
                 raise UsageError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
-        self._check_fields_apply()
-
-    def _check_fields_apply(self) -> None:
-        """A field of another family's neuron or mixer, set off its default, would be
-        ignored without a word (ModelConfig(family="spike-ssm", tau=0.3) trains the same
-        model as without tau)."""
-        for f in dataclasses.fields(self):
-            families = _FAMILY_FIELDS.get(f.name)
-            value = getattr(self, f.name)
-            if families and self.family not in families and value != f.default:
-                listed = ", ".join(families[:-1]) + (" or " if len(families) > 1 else "")
-                raise UsageError(
-                    f"{f.name} applies to {listed}{families[-1]}, not {self.family} "
-                    f"(it would be ignored); got {f.name}={value!r}"
-                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,18 +107,6 @@ class ModelConfig:
         if missing:
             raise UsageError(f"model config lacks required keys: {', '.join(missing)}")
         return cls(**data)
-
-
-# Fields that only some families use (the rest ignore them).
-_FAMILY_FIELDS = {
-    "beta": ("spike-ssm",),
-    "trainable_beta": ("spike-ssm",),
-    "theta_init": ("spike-ssm",),
-    "rho_init": ("spike-ssm",),
-    "tau": ("spiking-ssm",),
-    "lif_mode": ("spiking-ssm",),
-    "gate": ("spike-ssm", "spiking-ssm", "binary-s4d", "s4d"),  # the GLU mixer's
-}
 
 
 def _reset_refractory(cfg: ModelConfig) -> nn.Module:
