@@ -109,14 +109,6 @@ def train_checkpoint(
             f"--calib-size {calib_size} is more than the {len(task.train.labels)} training "
             f"inputs of {task_name}"
         )
-    from snncompile.models.neurons.reset_refractory import METHODS
-
-    if neuron_method not in METHODS:
-        raise UsageError(
-            f"--neuron-method must be one of {', '.join(METHODS)}, got {neuron_method!r}"
-        )
-    if neuron_method != "pmbc" and family != "spike-ssm":
-        raise UsageError(f"--neuron-method applies to --family spike-ssm, not {family}")
     torch.manual_seed(seed)
     config = ModelConfig(
         family=family,
@@ -129,6 +121,7 @@ def train_checkpoint(
         prenorm=prenorm,
         pooling=pooling,
     )
+    _check_neuron_method(neuron_method, family)  # after ModelConfig named a wrong family
     model = build_model(config)
     _set_neuron_method(model, neuron_method)
     history = _train_with_progress(model, task, settings, progress)
@@ -140,7 +133,7 @@ def train_checkpoint(
         "test_n": result.n,
         "spike_rates": result.spike_rates,
         "train": asdict(settings),
-        "neuron_method": neuron_method,
+        "neuron_method": neuron_method if family == "spike-ssm" else None,
         "train_seconds": round(history.seconds, 1),
         "command": command,
         "snncompile_version": __version__,
@@ -163,6 +156,15 @@ def train_checkpoint(
         recorded_accuracy=result.accuracy,
         train_seconds=history.seconds,
     )
+
+
+def _check_neuron_method(method: str, family: str) -> None:
+    from snncompile.models.neurons.reset_refractory import METHODS
+
+    if method not in METHODS:
+        raise UsageError(f"--neuron-method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method != "pmbc" and family != "spike-ssm":
+        raise UsageError(f"--neuron-method applies to --family spike-ssm, not {family}")
 
 
 def _set_neuron_method(model: SequenceModel, method: str) -> None:

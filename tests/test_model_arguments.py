@@ -83,7 +83,11 @@ def test_wrong_inputs_are_named(run, message) -> None:
 
 def test_numpy_numbers_are_numbers() -> None:
     # The first checks took only Python's int and float: np.int64(4) was "not an int".
-    assert S4D(np.int64(4), np.int32(4), dt_min=np.float32(1e-3)).d_model == 4
+    ssm = S4D(np.int64(4), np.int32(4), dt_min=np.float32(1e-3))
+    assert (ssm.d_model, ssm.d_state) == (4, 4)
+    assert type(ssm.d_model) is int and type(ssm.d_state) is int  # json-able in configs
+    with pytest.raises(UsageError, match="LIFNeuron tau must be a finite number, got 1000"):
+        LIFNeuron(3, tau=10**400)  # past float64: was an OverflowError
     assert LIFNeuron(np.int64(3), tau=np.float32(0.125)).tau == pytest.approx(0.125)
     with pytest.raises(UsageError, match="LIFNeuron channels must be a positive int, got 0"):
         LIFNeuron(np.int64(0))

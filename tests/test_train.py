@@ -58,6 +58,7 @@ def test_cli_train_then_evaluate(tmp_path: Path) -> None:
     assert ckpt.meta["torch_threads"] == torch.get_num_threads() >= 1
     assert ckpt.meta["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert ckpt.calibration.shape == (32, 64, 1)
+    assert ckpt.meta["neuron_method"] is None  # binary-s4d has no reset-refractory neuron
     ev = subprocess.run(
         [sys.executable, "-m", "snncompile", "evaluate", str(out), "--json"],
         capture_output=True,
@@ -119,6 +120,8 @@ def test_train_with_the_compiled_neuron_method_uses_it_and_records_it(tmp_path, 
             "fast",
             "--neuron-method must be one of pmbc, sequential, compiled, got 'fast'",
         ),
+        # The family is named first (it was "--neuron-method applies to ..., not lstm").
+        ("lstm", "compiled", "unknown model family 'lstm'"),
     ],
 )
 def test_train_refuses_a_neuron_method_that_does_not_apply(tmp_path, family, method, message):

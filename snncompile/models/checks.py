@@ -29,9 +29,13 @@ def finite_number(owner: str, name: str, value: object) -> float:
     """`value` as a finite float: any real number, numpy's too (bools refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise UsageError(f"{owner} {name} must be a finite number, got {value!r}")
-    if not math.isfinite(value):
-        raise UsageError(f"{owner} {name} must be a finite number, got {float(value)}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float64's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise UsageError(f"{owner} {name} must be a finite number, got {value!r}")
+    return number
 
 
 def check_floating(owner: str, x: object) -> None:

@@ -58,8 +58,8 @@ class S4D(nn.Module):
         bidirectional: bool = False,
     ) -> None:
         super().__init__()
-        positive_int("S4D", "d_model", d_model)
-        positive_int("S4D", "d_state", d_state)
+        d_model = positive_int("S4D", "d_model", d_model)
+        d_state = positive_int("S4D", "d_state", d_state)
         if d_state < 2 or d_state % 2:
             raise UsageError(f"S4D d_state must be an even number >= 2, got {d_state}")
         if init not in INITS:
