@@ -242,6 +242,10 @@ def _source_name(source: object) -> str | None:
     return str(source) if isinstance(source, (str, os.PathLike)) else None
 
 
+# the calibration origin recorded when the caller passed inputs (CLI or Python)
+CALIBRATION_GIVEN = "given (--calib, or calibration= from Python)"
+
+
 def compile_model(
     source: str | os.PathLike[str] | nn.Module,
     *,
@@ -320,7 +324,7 @@ def compile_model(
     calib = calibration_inputs(embedded, calibration, width, purpose="quantization needs")
     done.calibration = calib
     if calibration is not None:
-        done.meta["calibration_origin"] = "given (--calib)"
+        done.meta["calibration_origin"] = CALIBRATION_GIVEN
     else:  # a .nir source's default batch says what it is; a checkpoint embeds its own
         done.meta["calibration_origin"] = meta.get("calibration_default", "embedded")
     step("quantize")

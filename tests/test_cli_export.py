@@ -19,7 +19,7 @@ import torch
 from snncompile.artifact import read_artifact
 from snncompile.checkpoint import save
 from snncompile.cli import main
-from snncompile.compiler import compile_model
+from snncompile.compiler import CALIBRATION_GIVEN, compile_model
 from snncompile.models.backbone import ModelConfig, build_model
 from snncompile.reference.simulator import simulate
 
@@ -340,7 +340,7 @@ def test_the_report_says_where_the_calibration_inputs_came_from(
     assert code == 0 and json.loads(out)["calibration_origin"].startswith("default: Bernoulli")
     np.save(tmp_path / "c.npy", np.ones((2, 5, 12)))
     code, out, _ = run([*argv, "--calib", tmp_path / "c.npy"], capsys)
-    assert code == 0 and json.loads(out)["calibration_origin"] == "given (--calib)"
+    assert code == 0 and json.loads(out)["calibration_origin"] == CALIBRATION_GIVEN
 
 
 def test_export_into_an_existing_artifact_is_refused(exported: Path, capsys) -> None:  # type: ignore[no-untyped-def]
