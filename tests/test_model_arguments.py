@@ -27,6 +27,19 @@ CONSTRUCTORS = [
     (lambda: HeavisideNeuron("3"), "HeavisideNeuron channels must be a positive int"),
     (lambda: HeavisideNeuron(3, slope=0), "HeavisideNeuron slope must be positive"),
     (lambda: ResetRefractoryNeuron(2.5), "ResetRefractoryNeuron channels must be a positive"),
+    (
+        lambda: ResetRefractoryNeuron(2, max_passes=0),
+        "ResetRefractoryNeuron max_passes must be a positive int, got 0",
+    ),
+    (
+        lambda: ResetRefractoryNeuron(2, max_passes=1.0),
+        "ResetRefractoryNeuron max_passes must be a positive int, got 1.0",
+    ),
+    (lambda: ResetRefractoryNeuron(2, slope=0), "ResetRefractoryNeuron slope must be positive"),
+    (
+        lambda: ResetRefractoryNeuron(2, slope=float("inf")),
+        "ResetRefractoryNeuron slope must be a finite number, got inf",
+    ),
     (lambda: GLUMixer("3"), "GLUMixer d_model must be a positive int"),
     (lambda: GLUMixer(0), "GLUMixer d_model must be a positive int, got 0"),
     (lambda: GSUMixer(None), "GSUMixer d_model must be a positive int, got None"),
@@ -93,6 +106,8 @@ def test_numpy_numbers_are_numbers() -> None:
         LIFNeuron(np.int64(0))
     with pytest.raises(UsageError, match="must be a positive int, got True"):
         LIFNeuron(np.bool_(True))
+    neuron = ResetRefractoryNeuron(np.int64(2), max_passes=np.int64(3), slope=np.float32(4))
+    assert (neuron.max_passes, neuron.slope) == (3, 4.0)  # np.int64 was "not an int"
 
 
 def test_heaviside_takes_any_layout() -> None:

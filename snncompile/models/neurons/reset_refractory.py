@@ -21,7 +21,6 @@ and, to rounding, the same gradients.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -29,12 +28,13 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from snncompile.errors import UsageError
-from snncompile.models.checks import check_features
+from snncompile.models.checks import check_features, finite_number, positive_int
 from snncompile.models.neurons import pmbc
 from snncompile.models.neurons.base import SpikingNeuron
 from snncompile.models.surrogate import SURROGATES, surrogate_derivative, surrogate_spike
 
 METHODS = ("pmbc", "sequential", "compiled")
+_OWNER = "ResetRefractoryNeuron"
 # A trainable beta is BETA_MAX * sigmoid(raw): strictly below 1 in every float format,
 # so the neuron can never turn into an integrator whose membrane grows without bound.
 BETA_MAX = 1.0 - 2.0**-12
@@ -65,14 +65,12 @@ class ResetRefractoryNeuron(SpikingNeuron):
         super().__init__(channels)
         _check_choice("method", method, METHODS)
         _check_choice("surrogate", surrogate, SURROGATES)
-        if isinstance(max_passes, bool) or not isinstance(max_passes, int) or max_passes < 1:
-            raise UsageError(f"max_passes must be an int >= 1, got {max_passes!r}")
-        if not isinstance(slope, (int, float)) or not math.isfinite(slope) or slope <= 0:
-            raise UsageError(f"slope must be a positive finite number, got {slope!r}")
+        self.max_passes = positive_int(_OWNER, "max_passes", max_passes)
+        self.slope = finite_number(_OWNER, "slope", slope)
+        if self.slope <= 0:
+            raise UsageError(f"{_OWNER} slope must be positive, got {slope!r}")
         self.method = method
-        self.max_passes = max_passes
         self.surrogate = surrogate
-        self.slope = float(slope)
         self.trainable_beta = bool(trainable_beta)
         self.last_pmbc_stats: pmbc.PmbcStats | None = None
 
@@ -304,7 +302,7 @@ def _surrogate_derivative_inplace(z: torch.Tensor, kind: str, slope: float) -> t
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise UsageError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise UsageError(f"{_OWNER} {name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 def _per_channel(name: str, value, channels: int) -> torch.Tensor:
