@@ -61,15 +61,16 @@ def train_checkpoint(
     listops_length: int = 128,
     listops_depth: int = 4,
     calib_size: int = 32,
-    neuron_method: str = "pmbc",
+    neuron_method: str | None = None,
     progress: bool = True,
     command: str = "",
 ) -> EvaluationReport:
     """Train a `family` model on a bundled task, evaluate it, save it with a calibration batch.
 
     neuron_method: how spike-ssm's reset-refractory neurons compute in training (one of
-    ResetRefractoryNeuron's methods; the same spikes, so the same kind of model; the
-    gradients agree to rounding, so the weights are not those of another method)."""
+    ResetRefractoryNeuron's methods, default "pmbc"; the same spikes, so the same kind of
+    model; the gradients agree to rounding, so the weights are not those of another
+    method). Given for another family it is refused: it would change nothing."""
     import torch
 
     from snncompile import __version__
@@ -121,7 +122,7 @@ def train_checkpoint(
         prenorm=prenorm,
         pooling=pooling,
     )
-    _check_neuron_method(neuron_method, family)  # after ModelConfig named a wrong family
+    neuron_method = _check_neuron_method(neuron_method, family)  # after ModelConfig's checks
     model = build_model(config)
     _set_neuron_method(model, neuron_method)
     history = _train_with_progress(model, task, settings, progress)
@@ -133,7 +134,7 @@ def train_checkpoint(
         "test_n": result.n,
         "spike_rates": result.spike_rates,
         "train": asdict(settings),
-        "neuron_method": neuron_method if family == "spike-ssm" else None,
+        "neuron_method": neuron_method,
         "train_seconds": round(history.seconds, 1),
         "command": command,
         "snncompile_version": __version__,
@@ -158,20 +159,24 @@ def train_checkpoint(
     )
 
 
-def _check_neuron_method(method: str, family: str) -> None:
+def _check_neuron_method(method: str | None, family: str) -> str | None:
+    """The method spike-ssm trains with (None for families without that neuron)."""
     from snncompile.models.neurons.reset_refractory import METHODS
 
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise UsageError(f"--neuron-method must be one of {', '.join(METHODS)}, got {method!r}")
-    if method != "pmbc" and family != "spike-ssm":
-        raise UsageError(f"--neuron-method applies to --family spike-ssm, not {family}")
+    if family != "spike-ssm":
+        if method is not None:  # even "pmbc": accepting it would say it did something
+            raise UsageError(f"--neuron-method applies to --family spike-ssm, not {family}")
+        return None
+    return method or "pmbc"
 
 
-def _set_neuron_method(model: SequenceModel, method: str) -> None:
+def _set_neuron_method(model: SequenceModel, method: str | None) -> None:
     from snncompile.models.neurons.reset_refractory import ResetRefractoryNeuron
 
     for module in model.modules():
-        if isinstance(module, ResetRefractoryNeuron):
+        if method is not None and isinstance(module, ResetRefractoryNeuron):
             module.method = method
 
 
@@ -440,6 +445,19 @@ def _calibration_only_warning(task: Any, origin: str) -> str:
     )
 
 
+# Tolerances fields that judge PyTorch logits; a .nir source has none to judge.
+LOGIT_CRITERIA = ("min_argmax_agreement", "max_accuracy_drop")
+
+
+def logit_criterion_refused(name: str) -> UsageError:
+    """The refusal of a LOGIT_CRITERIA tolerance for a .nir source."""
+    option = "--" + name.replace("_", "-")
+    return UsageError(
+        f"{option} applies to PyTorch sources: a .nir source is checked by spike "
+        "agreement (--min-spike-agreement)"
+    )
+
+
 def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset, step) -> tuple:
     """Rungs 1-2 for a .nir source: (report, the inputs, the compiled network)."""
     from snncompile.compiler import compile_model
@@ -453,13 +471,9 @@ def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset,
             f"{source} was written by snncompile: verify the model it was exported from"
         )
     defaults = Tolerances()
-    for name in ("min_argmax_agreement", "max_accuracy_drop"):
+    for name in LOGIT_CRITERIA:  # from Python a default value cannot be told from none
         if tolerances is not None and getattr(tolerances, name) != getattr(defaults, name):
-            option = "--" + name.replace("_", "-")
-            raise UsageError(
-                f"{option} applies to PyTorch sources: a .nir source is checked by spike "
-                "agreement (--min-spike-agreement)"
-            )
+            raise logit_criterion_refused(name)
     compiled = compile_model(
         source, calibration=calibration, config=config, dt=dt, reset=reset, on_step=step
     )

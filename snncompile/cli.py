@@ -94,10 +94,9 @@ def _argv_for_meta() -> str:
 )
 @click.option(
     "--neuron-method",
-    default="pmbc",
-    show_default=True,
-    help="How spike-ssm's neurons compute in training: pmbc, compiled (fastest on a CPU) "
-    "or sequential; the same spikes, gradients equal to rounding.",
+    metavar="[pmbc|compiled|sequential]",
+    help="How spike-ssm's neurons compute in training: pmbc (the default), compiled "
+    "(fastest on a CPU) or sequential; the same spikes, gradients equal to rounding.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(
@@ -118,7 +117,7 @@ def train(
     listops_length: int,
     listops_depth: int,
     calib_size: int,
-    neuron_method: str,
+    neuron_method: str | None,
     quiet: bool,
 ) -> None:
     """Train a model on a bundled task and save a checkpoint (with a calibration batch)."""
@@ -325,9 +324,14 @@ def verify(
     inputs from --data, else Bernoulli spikes). Exit code 3 when a check fails; the
     failed criterion is printed.
     """
-    from snncompile.api import verify_model
+    from snncompile.api import LOGIT_CRITERIA, logit_criterion_refused, verify_model
+    from snncompile.frontend.nir_compile import is_nir_source
     from snncompile.verify.quantized import Tolerances
 
+    ctx = click.get_current_context()
+    for name in LOGIT_CRITERIA:  # given at its default value it was accepted without a word
+        if is_nir_source(model) and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            raise logit_criterion_refused(name)
     if not 0.0 <= max_accuracy_drop <= 100.0:  # NaN fails this too
         raise UsageError(f"--max-accuracy-drop must be in [0, 100] points, got {max_accuracy_drop}")
     tolerances = Tolerances(

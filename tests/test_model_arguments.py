@@ -125,3 +125,13 @@ def test_right_inputs_still_run_in_both_layouts() -> None:
     model = _model().eval()
     u = torch.randn(2, 5, 2)
     torch.testing.assert_close(model(u), model.forward_steps(u), rtol=1e-4, atol=1e-5)
+
+
+def test_model_config_takes_numpy_numbers_as_plain_ones() -> None:
+    config = ModelConfig(
+        family="s4d", d_input=1, d_output=10, d_state=np.int64(8), beta=np.float32(0.25)
+    )
+    assert type(config.d_state) is int and config.d_state == 8  # json-able in checkpoints
+    assert type(config.beta) is float and config.beta == 0.25
+    with pytest.raises(UsageError, match=r"d_state must be an integer, got 8\.5"):
+        ModelConfig(family="s4d", d_input=1, d_output=10, d_state=np.float64(8.5))

@@ -115,6 +115,8 @@ def test_train_with_the_compiled_neuron_method_uses_it_and_records_it(tmp_path, 
     "family, method, message",
     [
         ("binary-s4d", "compiled", "--neuron-method applies to --family spike-ssm, not binary-s4d"),
+        # The default named explicitly changes nothing either (it was accepted).
+        ("s4d", "pmbc", "--neuron-method applies to --family spike-ssm, not s4d"),
         (
             "spike-ssm",
             "fast",
@@ -134,3 +136,11 @@ def test_train_refuses_a_neuron_method_that_does_not_apply(tmp_path, family, met
             neuron_method=method, progress=False,
         )  # fmt: skip
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_the_neuron_method_defaults_to_pmbc_for_spike_ssm_only() -> None:
+    from snncompile.api import _check_neuron_method
+
+    assert _check_neuron_method(None, "spike-ssm") == "pmbc"  # recorded in the metadata
+    assert _check_neuron_method("sequential", "spike-ssm") == "sequential"
+    assert _check_neuron_method(None, "spiking-ssm") is None  # no such neuron to set

@@ -54,7 +54,10 @@ def test_verify_nir_usage_errors(tmp_path: Path, capsys) -> None:
     code, _, err = _run(capsys, "verify", BRAILLE, "--dt", "1e-4", "--entry", "a:b")
     assert code == 2 and "--entry applies to PyTorch models" in err
     # Criteria a .nir source has no use for are refused, not ignored.
-    for option, value in (("--min-argmax-agreement", "0.5"), ("--max-accuracy-drop", "5")):
+    # At their default values too (those were accepted without a word).
+    given = (("--min-argmax-agreement", "0.5"), ("--max-accuracy-drop", "5"))
+    at_default = (("--min-argmax-agreement", "0.98"), ("--max-accuracy-drop", "1.0"))
+    for option, value in (*given, *at_default):
         code, _, err = _run(capsys, "verify", BRAILLE, "--dt", "1e-4", option, value)
         assert code == 2 and f"{option} applies to PyTorch sources" in err, err
     # A .nir file snncompile wrote: its model is the oracle, not our encoding of it.

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,6 +35,11 @@ from snncompile.models.s4d import DISCRETIZATIONS, INITS, S4D
 POOLINGS = ("mean", "last")
 _FIELD_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}
+
+
+def _plain(value: Any) -> Any:
+    """numpy's scalars as Python's (np.int64(8) was "must be an integer, got 8")."""
+    return value.item() if isinstance(value, (np.integer, np.floating, np.bool_)) else value
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         # Types first: a config read from a file may hold anything plain data can.
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+            value = _plain(getattr(self, f.name))
+            object.__setattr__(self, f.name, value)  # the config is stored as plain data
             allowed = _FIELD_TYPES[str(f.type)]
             if not isinstance(value, allowed) or (f.type != "bool" and isinstance(value, bool)):
                 raise UsageError(f"{f.name} must be {_TYPE_NAMES[str(f.type)]}, got {value!r}")

@@ -6,7 +6,7 @@ loop. With tau = 0.125, tau^8 ~ 6e-8, so the last 8 inputs determine tau * u_{t-
 almost exactly. The SDN learns that map once, on N(0, 1) inputs; training a spiking
 model then computes every step at once: s_t = [SDN(y)_t + y_t >= 1].
 
-Architecture (ours; about 150 parameters, BatchNorm folded away after training):
+Architecture (ours; 169 parameters, BatchNorm folded away after training):
 
     y (N, L) -> pointwise Conv1d(1 -> 8) -> ReLU
              -> depthwise causal Conv1d(8, kernel 8): output t reads inputs t-8 .. t-1
@@ -39,7 +39,7 @@ WEIGHTS_PATH = Path(__file__).with_name("sdn_weights.npz")
 CHANNELS = 8
 KERNEL = 8
 # Sequences per slice of `predict_channels`: every intermediate of the network is then
-# about 4 MB (CHANNELS x SLICE_ELEMENTS floats), which stays in cache and is reused by
+# about 4 MB (SLICE_ELEMENTS floats: rows x CHANNELS x L), which stays in cache and is reused by
 # the allocator. One call over a whole (16 x 128, 4096) batch makes 270 MB temporaries
 # and ran 2-4.5x slower on a 2-core CPU (2026-12-05: 1.15 s against 0.25 s by hand;
 # about 2x in a review's run).

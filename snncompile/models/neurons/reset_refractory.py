@@ -7,7 +7,7 @@ rho >= 0:
     s_t = [m_t > theta]                   strict, like Loihi and NIR
     v_t = m_t - (theta + rho) * s_t       soft reset by theta plus a decaying refractory drop
 
-Training gradient (both methods): the spike is surrogate_spike(m_t - theta, s_t), and
+Training gradient (every method): the spike is surrogate_spike(m_t - theta, s_t), and
 the reset term uses the spike detached, so m = F(x) - (theta + rho) F_ex(sg(s)) with
 F the filter y_t = beta y_{t-1} + x_t and F_ex its strict-past variant. Gradients reach
 x, theta, rho, and beta when it is trainable.
@@ -78,19 +78,19 @@ class ResetRefractoryNeuron(SpikingNeuron):
         theta_v = _per_channel("theta_init", theta_init, channels)
         rho_v = _per_channel("rho_init", rho_init, channels)
         if not bool((theta_v > 0).all()):
-            raise UsageError("theta_init must be > 0 for every channel")
+            raise UsageError(f"{_OWNER} theta_init must be > 0 for every channel")
         if not bool((rho_v >= 0).all()):
-            raise UsageError("rho_init must be >= 0 for every channel")
+            raise UsageError(f"{_OWNER} rho_init must be >= 0 for every channel")
         self.log_theta = nn.Parameter(theta_v.log())
         raw_rho = torch.where(rho_v > 0, torch.log(torch.expm1(rho_v)), _RHO_ZERO_RAW)
         self.raw_rho = nn.Parameter(raw_rho)
         if self.trainable_beta:
             if not bool(((beta_v > 0) & (beta_v < BETA_MAX)).all()):
-                raise UsageError(f"a trainable beta must lie in (0, {BETA_MAX}) per channel")
+                raise UsageError(f"{_OWNER} trainable beta must lie in (0, {BETA_MAX}) per channel")
             self.raw_beta = nn.Parameter(torch.logit(beta_v / BETA_MAX))
         else:
             if not bool(((beta_v >= 0) & (beta_v < 1)).all()):
-                raise UsageError("beta must lie in [0, 1) for every channel")
+                raise UsageError(f"{_OWNER} beta must lie in [0, 1) for every channel")
             self.register_buffer("beta_fixed", beta_v)
 
     # ---- parameters in their natural units
@@ -311,12 +311,16 @@ def _per_channel(name: str, value, channels: int) -> torch.Tensor:
         # builds a shape-only skeleton on the meta device first).
         vec = torch.as_tensor(value, dtype=torch.float32, device="cpu").detach().clone()
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise UsageError(f"{name} must be a number or a sequence of numbers: {exc}") from None
+        raise UsageError(
+            f"{_OWNER} {name} must be a number or a sequence of numbers: {exc}"
+        ) from None
     if vec.dim() == 0:
         vec = vec.expand(channels).clone()
     if vec.shape != (channels,):
         shape = tuple(vec.shape)
-        raise UsageError(f"{name} must be a scalar or have shape ({channels},), got {shape}")
+        raise UsageError(
+            f"{_OWNER} {name} must be a scalar or have shape ({channels},), got {shape}"
+        )
     if not bool(torch.isfinite(vec).all()):
-        raise UsageError(f"{name} must be finite")
+        raise UsageError(f"{_OWNER} {name} must be finite")
     return vec
