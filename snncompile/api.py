@@ -208,17 +208,22 @@ def _train_with_progress(
 
 def _checkpoint_task(path: str | Path, ckpt: Any) -> Any:
     """The bundled Task a loaded checkpoint was trained on (its metadata's task and
-    task_args); UsageError if it names none, CorruptInputError if the model does not
-    fit it or its task_args cannot rebuild it."""
-    from snncompile.data import load_task
+    task_args); UsageError if it names none or one of the user's own, or generating it
+    is refused; CorruptInputError if the model does not fit it."""
+    from snncompile.data import TASKS, load_task
 
     task_name = ckpt.meta.get("task")
     if not isinstance(task_name, str):  # a valid file (save takes any meta): not exit 6
         raise UsageError(f"{path}: its metadata names no bundled task to take data from")
-    try:
+    if task_name not in TASKS:  # a task of the user's own is valid too (docs/formats.md)
+        raise UsageError(
+            f"{path}: its task {task_name!r} is not a bundled one ({', '.join(TASKS)}); "
+            "there is no data to take from it"
+        )
+    try:  # load_checkpoint checked task_args already; generation may still refuse them
         task = load_task(task_name, **_task_args(ckpt.meta))
-    except (UsageError, TypeError) as exc:
-        raise CorruptInputError(f"{path}: cannot rebuild its task {task_name!r} ({exc})") from None
+    except UsageError as exc:
+        raise UsageError(f"{path}: cannot rebuild its task {task_name!r}: {exc}") from None
     if task.d_input != ckpt.config.d_input or task.n_classes != ckpt.config.d_output:
         raise CorruptInputError(
             f"{path}: model shape (d_input {ckpt.config.d_input}, d_output "

@@ -13,6 +13,7 @@ from snncompile.data.listops import (
     PAD,
     evaluate,
     generate_listops,
+    max_tokens,
     one_hot,
     tokens,
 )
@@ -70,6 +71,29 @@ def test_listops_is_deterministic_left_padded_and_labelled_right() -> None:
 def test_listops_bad_arguments() -> None:
     with pytest.raises(UsageError):
         generate_listops(10, length=2)
+
+
+def test_max_tokens_is_reached_by_the_fullest_tree() -> None:
+    full = ("MAX", [("MIN", [("SM", [1] * 5)] * 5)] * 5)  # depth 3, five arguments each
+    assert len(tokens(full)) == max_tokens(3) == 187
+    assert (max_tokens(1), max_tokens(4)) == (7, 937)
+
+
+def test_a_listops_length_out_of_reach_is_refused_at_once() -> None:
+    # Depth 4 makes at most 937 tokens; length 4096 keeps only trees of >= 1024: the
+    # generator drew forever (audit41).
+    message = "listops length 4096 needs expressions of at least 1024 tokens, and at depth 4"
+    with pytest.raises(UsageError, match=message):
+        load_task("listops", length=4096, depth=4)
+    with pytest.raises(UsageError, match="depth at least 1, got 16, 0"):
+        load_task("listops", length=16, depth=0)
+
+
+def test_listops_lengths_too_rare_to_draw_are_refused() -> None:
+    # Reachable, but no tree of 256..1024 tokens in thousands of draws at depth 4.
+    with pytest.raises(UsageError, match=r"at depth 4 are too rare \(0 of 2001 random ones\)"):
+        generate_listops(10, length=1024, depth=4)
+    assert generate_listops(10, length=1024, depth=8).inputs.shape == (10, 1024)
 
 
 def test_unknown_task() -> None:

@@ -94,6 +94,23 @@ def test_data_of_a_checkpoint_without_a_bundled_task_is_exit_2(tmp_path, capsys)
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
 
 
+def test_data_and_evaluate_of_a_checkpoint_with_its_own_task_are_exit_2(tmp_path, capsys):
+    # A task name of the user's own is a valid file (docs/formats.md): it was exit 6.
+    import snncompile
+
+    model = snncompile.load(CHECKPOINT)
+    snncompile.save(model, tmp_path / "m.pt", meta={"task": "mytask"})
+    expected = (
+        f"error: {tmp_path / 'm.pt'}: its task 'mytask' is not a bundled one (sdigits, "
+        "listops); there is no data to take from it\n"
+    )
+    code, _, err = _run(capsys, "data", str(tmp_path / "m.pt"), "-o", str(tmp_path / "x.npz"))
+    assert (code, err) == (2, expected)
+    code, _, err = _run(capsys, "evaluate", str(tmp_path / "m.pt"))
+    assert (code, err) == (2, expected)
+    assert sorted(os.listdir(tmp_path)) == ["m.pt"]
+
+
 def test_simulate_json_one_sequence_and_steps(artifact, tmp_path, capsys):
     one = tmp_path / "one.npy"
     np.save(one, load_task("sdigits").test.inputs[0])  # (steps, inputs): one sequence

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from snncompile.data.listops import check_reachable
 from snncompile.data.sdigits import Split
 from snncompile.errors import UsageError
 
@@ -42,10 +43,15 @@ def check_task_args(*, length: int = 128, depth: int = 4, seed: int = 0) -> None
     for arg, value in (("length", length), ("depth", depth), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise UsageError(f"task {arg} must be a non-negative integer, got {value!r}")
+    if length < 4 or depth < 1:  # what generate_listops needs; it refused them only later
+        raise UsageError(
+            f"task length must be at least 4 and depth at least 1, got {length}, {depth}"
+        )
     if length > MAX_LISTOPS_LENGTH:
         raise UsageError(f"task length must be at most {MAX_LISTOPS_LENGTH}, got {length}")
     if depth > MAX_LISTOPS_DEPTH:
         raise UsageError(f"task depth must be at most {MAX_LISTOPS_DEPTH}, got {depth}")
+    check_reachable(length, depth)
 
 
 def load_task(name: str, *, length: int = 128, depth: int = 4, seed: int = 0) -> Task:

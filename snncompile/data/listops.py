@@ -23,6 +23,13 @@ OP0 = 11
 CLOSE = 15
 VOCAB_SIZE = 16
 N_CLASSES = 10
+MAX_ARGS = 5
+# Generation draws random trees and keeps those of min_length..length tokens. Where such
+# trees are rare it would draw for hours (depth 4, length 512: 0.4% of trees; 1024: none
+# in 3,700 draws), so it gives up once it has drawn WARMUP_DRAWS plus DRAWS_PER_KEPT per
+# tree kept (a keep rate below about 1/DRAWS_PER_KEPT), naming the length and depth.
+WARMUP_DRAWS = 2000
+DRAWS_PER_KEPT = 50  # depth 8 keeps 4.5% at length 2048, depth 10 5.4% at 4096
 
 Tree = int | tuple[str, list["Tree"]]
 
@@ -68,12 +75,32 @@ def _random_tree(rng: np.random.Generator, depth: int, max_args: int, branch_p: 
     return (op, args)
 
 
+def max_tokens(depth: int, max_args: int = MAX_ARGS) -> int:
+    """The most tokens an expression of depth <= `depth` can have: an operator, its
+    arguments (each a deepest subtree) and the closing bracket."""
+    most = 0  # a digit is one token; depth 0 is a lone digit
+    for _ in range(depth):
+        most = 2 + max_args * max(most, 1)
+    return max(most, 1)
+
+
+def check_reachable(length: int, depth: int, max_args: int = MAX_ARGS) -> None:
+    """UsageError unless expressions of depth <= `depth` can fill length // 4 tokens."""
+    most = max_tokens(depth, max_args)
+    if most < length // 4:
+        raise UsageError(
+            f"listops length {length} needs expressions of at least {length // 4} tokens, "
+            f"and at depth {depth} they have at most {most}: raise the depth "
+            "(--listops-depth) or lower the length (--listops-length)"
+        )
+
+
 def generate_listops(
     n: int,
     *,
     length: int = 128,
     depth: int = 4,
-    max_args: int = 5,
+    max_args: int = MAX_ARGS,
     branch_p: float = 0.4,
     min_length: int | None = None,
     seed: int = 0,
@@ -87,15 +114,24 @@ def generate_listops(
             f"listops needs n > 0, length >= 4, depth >= 1, max_args >= 2, 0 <= branch_p <= 1; "
             f"got n={n}, length={length}, depth={depth}, max_args={max_args}, branch_p={branch_p}"
         )
-    min_length = length // 4 if min_length is None else min_length
+    if min_length is None:
+        check_reachable(length, depth, max_args)
+        min_length = length // 4
     rng = np.random.default_rng(seed)
     ids = np.full((n, length), PAD, dtype=np.int64)
     labels = np.empty(n, dtype=np.int64)
-    made = 0
+    made = draws = 0
     while made < n:
         tree = _random_tree(rng, depth, max_args, branch_p)
         seq = tokens(tree)
+        draws += 1
         if not min_length <= len(seq) <= length:
+            if draws > WARMUP_DRAWS + DRAWS_PER_KEPT * made:
+                raise UsageError(
+                    f"listops expressions of {min_length} to {length} tokens at depth {depth} "
+                    f"are too rare ({made} of {draws} random ones): raise the depth "
+                    "(--listops-depth) or lower the length (--listops-length)"
+                )
             continue
         ids[made, length - len(seq) :] = seq
         labels[made] = evaluate(tree)
