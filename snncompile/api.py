@@ -74,18 +74,13 @@ def train_checkpoint(
     import torch
 
     from snncompile import __version__
-    from snncompile.checkpoint import is_checkpoint, save
+    from snncompile.checkpoint import check_checkpoint_path, save
     from snncompile.data import load_task
     from snncompile.models.backbone import ModelConfig, build_model
-    from snncompile.outputs import check_writable
     from snncompile.train import TrainSettings, calibration_batch, evaluate
 
     # Everything that can be refused is refused before the minutes of training.
-    check_writable(output, file=True)
-    if Path(output).exists() and not is_checkpoint(output):  # a checkpoint is re-made
-        raise UsageError(
-            f"-o {output} exists and is not an snncompile checkpoint; not replacing it"
-        )
+    check_checkpoint_path(output, what="-o")  # a checkpoint is re-made, nothing else
     for name, value, low, high in (
         ("--width", width, 1, 1 << 14),
         ("--depth", depth, 1, 256),

@@ -33,7 +33,7 @@ from snncompile.data import TASKS, check_task_args
 from snncompile.errors import CorruptInputError, UsageError
 from snncompile.ir.serialize import HDF5_SIGNATURE, is_version
 from snncompile.models.backbone import ModelConfig, SequenceModel, build_model
-from snncompile.outputs import write_file
+from snncompile.outputs import check_writable, write_file
 
 FORMAT_NAME = "snncompile-checkpoint"
 FORMAT_VERSION = 1
@@ -79,9 +79,13 @@ def save(
     calibration: torch.Tensor | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `model` (and an optional calibration batch and metadata) to `path` atomically."""
+    """Write `model` (and an optional calibration batch and metadata) to `path` atomically.
+
+    `path` may replace an earlier checkpoint, not any other file, and may not lie inside
+    an snncompile artifact (check_checkpoint_path)."""
     if not isinstance(model, SequenceModel):
         raise UsageError(f"save() takes a snncompile SequenceModel, got {type(model).__name__}")
+    check_checkpoint_path(path, what="save() path")
     meta = dict(meta or {})
     _check_meta(meta)
     if calibration is not None:
@@ -261,6 +265,17 @@ def _first_unsafe_global(path: Path) -> str | None:
     except Exception:  # unparseable: the caller reports the file as corrupt
         return None
     return None
+
+
+def check_checkpoint_path(path: str | os.PathLike[str], *, what: str) -> None:
+    """UsageError unless a checkpoint may be written at `path`: writable, not inside an
+    artifact, and not an existing file other than a checkpoint (a user's data, an
+    artifact's manifest: save replaced them without a word)."""
+    check_writable(path, what=what, file=True)
+    if Path(path).exists() and not is_checkpoint(path):
+        raise UsageError(
+            f"{what} {os.fspath(path)} exists and is not an snncompile checkpoint; not replacing it"
+        )
 
 
 def is_checkpoint(path: str | os.PathLike[str]) -> bool:

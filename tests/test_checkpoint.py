@@ -45,6 +45,27 @@ def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
 
 
+def test_save_replaces_a_checkpoint_but_no_other_file(tmp_path: Path) -> None:
+    # It replaced a user's data and an artifact's manifest without a word (audit41).
+    save(_model(), tmp_path / "m.pt")
+    save(_model("s4d"), tmp_path / "m.pt")  # a checkpoint is re-made
+    assert load_checkpoint(tmp_path / "m.pt").config.family == "s4d"
+    data = tmp_path / "data.npz"
+    np.savez(data, a=np.zeros(3))
+    with pytest.raises(UsageError, match=f"save\\(\\) path {data} exists and is not an snncompile"):
+        save(_model(), data)
+    assert list(np.load(data).files) == ["a"]
+
+
+def test_save_refuses_a_path_inside_an_artifact(tmp_path: Path) -> None:
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "manifest.json").write_text('{"format": "snncompile-artifact"}')
+    with pytest.raises(UsageError, match=f"is inside the artifact {art}; write it elsewhere"):
+        save(_model(), art / "m.pt")
+    assert sorted(os.listdir(art)) == ["manifest.json"]
+
+
 def test_metadata_that_would_need_pickled_classes_is_refused(tmp_path: Path) -> None:
     class Version(str):
         pass
