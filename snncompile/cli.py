@@ -1107,6 +1107,14 @@ def _ignore_signals_in_teardown() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def _out_of_memory(exc: Exception) -> bool:
+    """Python's MemoryError (numpy's too), or torch's CPU allocator failing, which raises
+    a RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    )
+
+
 def _one_line(message: str) -> str:
     """An error message on one line: a path holding a line break (a legal file name)
     shows it escaped, as Python's repr would."""
@@ -1152,8 +1160,11 @@ def _main(argv: list[str] | None, debug: bool) -> None:
             traceback.print_exc()
         detail = " ".join(str(exc).split())[:200]
         what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        if isinstance(exc, MemoryError):
-            click.echo(f"error: out of memory ({what}); try fewer inputs at once", err=True)
+        if _out_of_memory(exc):
+            click.echo(
+                f"error: out of memory ({what}); try fewer inputs at once or a smaller model",
+                err=True,
+            )
         else:
             click.echo(
                 f"error: internal error ({what}); this is a bug in snncompile: please "

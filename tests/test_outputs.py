@@ -181,6 +181,12 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(blocked: Path, capsys
     assert err.endswith(f"error: -o {blocked}: {blocked.parent} is not a directory\n")
 
 
+TORCH_OOM = (  # as torch 2.14 words it on Linux
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+    "memory: you tried to allocate 2147483648 bytes. Error code 12 (Cannot allocate memory)"
+)
+
+
 @pytest.mark.parametrize(
     ("raised", "message"),
     [
@@ -189,7 +195,15 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(blocked: Path, capsys
             "internal error (KeyError: 'blocks'); this is a bug in snncompile: please report "
             "it with the traceback --debug prints",
         ),
-        (MemoryError(), "out of memory (MemoryError); try fewer inputs at once"),
+        (
+            MemoryError(),
+            "out of memory (MemoryError); try fewer inputs at once or a smaller model",
+        ),
+        (  # torch's allocator raises a RuntimeError: it was called a bug (audit41)
+            RuntimeError(TORCH_OOM),
+            f"out of memory (RuntimeError: {TORCH_OOM}); try fewer inputs at once or a "
+            "smaller model",
+        ),
     ],
 )
 def test_an_unexpected_exception_is_one_line_exit_1(  # type: ignore[no-untyped-def]
