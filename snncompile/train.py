@@ -7,9 +7,10 @@ a large step on log_dt or A destabilizes the kernel.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,21 +140,50 @@ def train(
         for idx in _batches(n, settings.batch_size, rng):
             x = _features(task, task.train, idx)
             y = torch.from_numpy(task.train.labels[idx])
-            loss = F.cross_entropy(model(x), y)
+            with _divergence_named(epoch, settings.lr):
+                loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
+            _check_not_diverged(model, loss.item(), epoch, settings.lr)
             loss_sum += loss.item() * len(idx)
             if on_batch is not None:
                 on_batch()
         history.train_loss.append(loss_sum / n)
-        history.test_accuracy.append(evaluate(model, task.test, task.featurize).accuracy)
+        with _divergence_named(epoch, settings.lr):
+            history.test_accuracy.append(evaluate(model, task.test, task.featurize).accuracy)
         if on_epoch is not None:
             on_epoch(epoch, history.train_loss[-1], history.test_accuracy[-1])
     history.seconds = time.perf_counter() - start
     model.eval()
     return history
+
+
+def _diverged(epoch: int, lr: float, what: str) -> UsageError:
+    return UsageError(
+        f"training diverged in epoch {epoch + 1} ({what}); try a lower --lr (it was {lr:g})"
+    )
+
+
+def _check_not_diverged(model: SequenceModel, loss: float, epoch: int, lr: float) -> None:
+    """UsageError once the loss or a weight is NaN or inf."""
+    if not math.isfinite(loss):
+        raise _diverged(epoch, lr, f"loss {loss}")
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param).all()):
+            raise _diverged(epoch, lr, f"{name} is not finite")
+
+
+@contextlib.contextmanager
+def _divergence_named(epoch: int, lr: float) -> Iterator[None]:
+    """A model refusing its own values mid-training (a theta = exp(log_theta) past float32,
+    a membrane of inf) is the run diverging: the user set none of those values. The
+    inputs are the task's own, checked when it was made."""
+    try:
+        yield
+    except UsageError as exc:
+        raise _diverged(epoch, lr, str(exc)) from None
 
 
 def calibration_batch(task: Task, size: int = 32, seed: int = 0) -> torch.Tensor:

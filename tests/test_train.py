@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,26 @@ def test_the_neuron_method_defaults_to_pmbc_for_spike_ssm_only() -> None:
     assert _check_neuron_method(None, "spike-ssm") == "pmbc"  # recorded in the metadata
     assert _check_neuron_method("sequential", "spike-ssm") == "sequential"
     assert _check_neuron_method(None, "spiking-ssm") is None  # no such neuron to set
+
+
+@pytest.mark.parametrize(
+    "family, cause",
+    [
+        ("binary-s4d", "loss inf"),  # the loss overflows first
+        # theta = exp(log_theta) overflows while log_theta is finite: the neuron refused it
+        # mid-run with "theta must be positive and finite", a value no user set (audit41)
+        ("spike-ssm", "theta must be positive and finite for every channel"),
+    ],
+)
+def test_a_diverging_run_is_named_as_such(tmp_path, family, cause) -> None:
+    from snncompile.api import train_checkpoint
+    from snncompile.errors import UsageError
+
+    out = tmp_path / "m.pt"
+    expected = f"training diverged in epoch 1 ({cause}); try a lower --lr (it was 1000)"
+    with pytest.raises(UsageError, match=re.escape(expected)):
+        train_checkpoint(
+            family=family, task_name="sdigits", output=out, epochs=2, width=8, depth=1,
+            state_size=4, lr=1000.0, progress=False,
+        )  # fmt: skip
+    assert not out.exists()
