@@ -48,11 +48,19 @@ def _import(module_name: str) -> Any:
         if exc.name and module_name.startswith(exc.name):
             raise UsageError(f"cannot import model module {module_name!r}: {exc}") from None
         raise UsageError(f"importing {module_name!r} failed: {exc}") from None
-    except Exception as exc:  # the user's module raised while importing
-        raise UsageError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # the user's module raised while importing
+        raise UsageError(f"importing {module_name!r} failed: {_failure(exc)}") from None
     finally:
         if added and cwd in sys.path:
             sys.path.remove(cwd)
+
+
+def _failure(exc: BaseException) -> str:
+    """What the user's code raised. A sys.exit() there ended export with exit 0, having
+    printed and written nothing."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -87,8 +95,8 @@ def load_user_model(entry: str, state_dict_path: str | os.PathLike[str]) -> nn.M
         raise UsageError(f"{entry!r} is not callable; it must be a factory returning an nn.Module")
     try:
         model = target()
-    except Exception as exc:  # the user's factory failed
-        raise UsageError(f"{entry}() failed: {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # the user's factory failed
+        raise UsageError(f"{entry}() failed: {_failure(exc)}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"{entry}() returned a {type(model).__name__}, not a torch.nn.Module")
     path = Path(state_dict_path)
