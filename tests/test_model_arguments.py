@@ -84,6 +84,20 @@ INPUTS = [
     (lambda: GSUMixer(4)(torch.zeros(5)), "GSUMixer expects x of shape (B, L, 4) or (B, 4)"),
     (lambda: _model()(torch.zeros(2, 3, 5)), "SequenceModel expects x of shape (B, L, 2)"),
     (lambda: _model().forward_steps(torch.zeros(2, 5)), "forward_steps expects x of shape"),
+    # These failed inside torch (torch.cat, MKL FFT, a matmul, Linear) or, for NaN,
+    # returned NaN logits in every family but spike-ssm (audit41).
+    (lambda: _model()(torch.zeros(2, 0, 2)), "SequenceModel expects at least one sequence of"),
+    (lambda: _model()(torch.zeros(0, 3, 2)), "at least one step, got shape (0, 3, 2)"),
+    (
+        lambda: _model()(torch.zeros(2, 3, 2, dtype=torch.float64)),
+        "SequenceModel x is torch.float64 but its weights are torch.float32",
+    ),
+    (lambda: _model()(np.zeros((2, 3, 2))), "SequenceModel expects a tensor, got ndarray"),
+    (lambda: _model()(torch.full((2, 3, 2), float("nan"))), "SequenceModel x holds NaN or inf"),
+    (
+        lambda: _model().forward_steps(torch.full((2, 3, 2), float("inf"))),
+        "SequenceModel.forward_steps x holds NaN or inf",
+    ),
 ]
 
 

@@ -259,13 +259,32 @@ class SequenceModel(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Parallel (training) mode: convolution-mode SSMs, parallel neurons."""
         # Not checked while torch.fx traces (u is then a Proxy, whose tests cannot branch).
-        if isinstance(u, torch.Tensor):
-            check_features("SequenceModel", u, self.config.d_input)
+        if not isinstance(u, torch.fx.Proxy):
+            self._check_input(u)
         self._step_rates = {}
         h = self.encoder(u)
         for block in self.blocks:
             h = block(h)
         return self.decoder(self._pool(h))
+
+    def _check_input(self, u: torch.Tensor, owner: str = "SequenceModel") -> None:
+        """UsageError for what failed deep inside torch (an empty batch in the FFT, a dtype
+        other than the weights' in a matmul, a numpy array in Linear) or returned NaN
+        logits (NaN input: spike-ssm alone refused it, naming its neuron)."""
+        check_features(owner, u, self.config.d_input)
+        if u.shape[0] == 0 or u.shape[1] == 0:
+            raise UsageError(
+                f"{owner} expects at least one sequence of at least one step, got "
+                f"shape {tuple(u.shape)}"
+            )
+        dtype = self.encoder.weight.dtype
+        if u.dtype != dtype:
+            raise UsageError(
+                f"{owner} x is {u.dtype} but its weights are {dtype}: convert one "
+                f"(x.to({dtype}) or model.to({u.dtype}))"
+            )
+        if not bool(torch.isfinite(u).all()):
+            raise UsageError(f"{owner} x holds NaN or inf")
 
     @torch.no_grad()
     def forward_steps(self, u: torch.Tensor) -> torch.Tensor:
@@ -273,7 +292,7 @@ class SequenceModel(nn.Module):
 
         Runs every layer step by step with explicit state, as the compiled network does.
         """
-        check_features("SequenceModel.forward_steps", u, self.config.d_input)
+        self._check_input(u, "SequenceModel.forward_steps")
         batch, length, _ = u.shape
         states = [blk.init_state(batch, dtype=u.dtype, device=u.device) for blk in self.blocks]
         activity = torch.zeros(len(self.blocks))

@@ -494,7 +494,7 @@ class _PmbcRun:
         xmax = torch.maximum(xs.amax(dim=1, keepdim=True), xs.amin(dim=1, keepdim=True).neg_())
         xmax = xmax.double()
         if not bool(torch.isfinite(xmax).all()):
-            raise UsageError("pmbc_spikes: x contains inf or NaN")
+            raise UsageError("a reset-refractory neuron's input holds inf or NaN (PMBC)")
         amag = xmax * geo
         # Crude bound of any float membrane, valid bound or not (block replay clamps).
         self.magnitude = max(self.magnitude, float((2.0 * (xmax + c) * geo).max()))
