@@ -328,6 +328,21 @@ def test_self_loop_is_a_lag_one_synapse_with_delay_zero():
     assert 0.02 < rates["lif"] < 0.9
 
 
+@pytest.mark.parametrize(
+    "edge, message",
+    [
+        (("lif", "input"), "NIR edge ('lif', 'input') leads into the Input node"),
+        (("output", "fc"), "NIR edge ('output', 'fc') leaves the Output node"),
+    ],
+)
+def test_an_edge_into_the_input_or_out_of_the_output_is_refused(edge, message):
+    # The first was dropped without a word, the second compiled as a feedback loop.
+    g = recurrent_graph()
+    bad = graph(g.nodes, [*g.edges, edge])
+    with pytest.raises(CorruptInputError, match=re.escape(message)):
+        import_nir(bad, dt=1e-3)
+
+
 def test_loop_through_a_delay_gets_the_extra_steps():
     g = recurrent_graph(loop_delay=2e-3)
     net, _, _ = compare_float(g, spikes((2, 40, 3), 0.4), dt=1e-3)

@@ -280,6 +280,7 @@ def flatten(graph: Any, warnings: list[str] | None = None) -> FlatNir:
             f"has {len(top_in)} ({', '.join(top_in)}) and {len(top_out)} "
             f"({', '.join(top_out)})"
         )
+    _check_ends(edges, top_in[0], top_out[0])
     return FlatNir(
         nodes,
         edges,
@@ -289,6 +290,20 @@ def flatten(graph: Any, warnings: list[str] | None = None) -> FlatNir:
         list(warnings or []),
         dict(getattr(graph, "metadata", {}) or {}),
     )
+
+
+def _check_ends(edges: list[tuple[str, str]], input_name: str, output_name: str) -> None:
+    """CorruptInputError for an edge into the Input node or out of the Output node: the
+    import dropped the first without a word and compiled the second as a feedback loop."""
+    for src, dst in edges:
+        if dst == input_name:
+            raise CorruptInputError(
+                f"NIR edge ({src!r}, {dst!r}) leads into the Input node; nothing may feed it"
+            )
+        if src == output_name:
+            raise CorruptInputError(
+                f"NIR edge ({src!r}, {dst!r}) leaves the Output node; it may feed nothing"
+            )
 
 
 @contextmanager
