@@ -93,6 +93,16 @@ def train_checkpoint(
         raise UsageError(
             f"--calib-size must be at least 1 (export calibrates on it), got {calib_size}"
         )
+    # Named as the options here (TrainSettings and ModelConfig name their fields).
+    for name, value, ok, rule in (
+        ("--epochs", epochs, epochs >= 1, "at least 1"),
+        ("--batch-size", batch_size, batch_size >= 1, "at least 1"),
+        ("--lr", lr, 0 < lr < math.inf, "positive and finite"),  # NaN fails each
+        ("--weight-decay", weight_decay, 0 <= weight_decay < math.inf, "non-negative"),
+        ("--dropout", dropout, 0 <= dropout < 1, "in [0, 1)"),
+    ):
+        if not ok:
+            raise UsageError(f"{name} must be {rule}, got {value}")
     settings = TrainSettings(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import click
 from click.core import ParameterSource
@@ -248,7 +249,21 @@ def _quant_config(kw: dict):
     # the user gave (it accepted --weight-bits 8, the default, and refused 4).
     ctx = click.get_current_context()
     given = [ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE for name in names]
-    return QuantConfig(**values) if any(given) else None
+    with _fields_as_options(names):
+        return QuantConfig(**values) if any(given) else None
+
+
+@contextlib.contextmanager
+def _fields_as_options(names: Sequence[str]) -> Iterator[None]:
+    """A UsageError of a config built from options names its fields as those options
+    (QuantConfig says "weight_bits must be ...": the user typed --weight-bits)."""
+    try:
+        yield
+    except UsageError as exc:
+        message = str(exc)
+        for name in names:
+            message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
+        raise UsageError(message) from None
 
 
 def _nir_options(fn):
@@ -334,11 +349,12 @@ def verify(
             raise logit_criterion_refused(name)
     if not 0.0 <= max_accuracy_drop <= 100.0:  # NaN fails this too
         raise UsageError(f"--max-accuracy-drop must be in [0, 100] points, got {max_accuracy_drop}")
-    tolerances = Tolerances(
-        min_argmax_agreement=min_argmax_agreement,
-        max_accuracy_drop=max_accuracy_drop / 100.0,
-        min_spike_agreement=min_spike_agreement,
-    )
+    with _fields_as_options(("min_argmax_agreement", "min_spike_agreement")):
+        tolerances = Tolerances(
+            min_argmax_agreement=min_argmax_agreement,
+            max_accuracy_drop=max_accuracy_drop / 100.0,
+            min_spike_agreement=min_spike_agreement,
+        )
     calibration = _calibration(kw.pop("calib"))
     entry = kw.pop("entry")
     rung3 = f"running the network on {target} and the reference, comparing every value"

@@ -267,12 +267,12 @@ BAD_INPUTS = {
     "message bits 1": (
         lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "1"],
         2,
-        r"message_bits must be an integer in \[2, 32\], got 1",
+        r"--message-bits must be an integer in \[2, 32\], got 1",
     ),
     "bad bit width": (
         lambda t: [small_checkpoint(t / "m.pt"), "--weight-bits", "9"],
         2,
-        r"weight_bits must be an integer in \[2, 8\]",
+        r"--weight-bits must be an integer in \[2, 8\]",
     ),
 }
 

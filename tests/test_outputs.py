@@ -225,9 +225,13 @@ def test_an_unexpected_exception_is_one_line_exit_1(  # type: ignore[no-untyped-
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--lr", "nan", "lr must be positive"),
-        ("--lr", "inf", "lr must be positive"),
-        ("--weight-decay", "nan", "weight decay non-negative"),
+        ("--lr", "nan", "--lr must be positive and finite, got nan"),
+        ("--lr", "inf", "--lr must be positive and finite, got inf"),
+        ("--weight-decay", "nan", "--weight-decay must be non-negative, got nan"),
+        # These named fields (epochs, batch size, dropout), not the options (audit41).
+        ("--epochs", "0", "--epochs must be at least 1, got 0"),
+        ("--batch-size", "0", "--batch-size must be at least 1, got 0"),
+        ("--dropout", "1.5", "--dropout must be in [0, 1), got 1.5"),
         ("--calib-size", "0", "--calib-size must be at least 1"),
         ("--width", "100000000", "--width must be in [1, 16384]"),
         ("--width", "0", "--width must be in [1, 16384], got 0"),
