@@ -10,6 +10,7 @@ intermediate so inspect, verify and the targets can use the stage they need.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Callable
@@ -139,14 +140,45 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
             )
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
+            _check_npy_layout(path, what)
             return {"x": loaded}
         with loaded:  # members load lazily: their errors surface here
-            return {key: loaded[key] for key in loaded.files}
+            arrays = {key: loaded[key] for key in loaded.files}
+        for key, value in arrays.items():  # numpy hands a member that is no .npy as bytes
+            if not isinstance(value, np.ndarray):
+                raise CorruptInputError(f"{what} file {path}: member {key!r} is not a .npy array")
+        return arrays
     except ValueError as exc:
         raise CorruptInputError(f"{what} file {path} is not a plain numpy array ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         reason = str(exc) or type(exc).__name__
         raise CorruptInputError(f"{what} file {path} is unreadable ({reason})") from None
+
+
+def _check_npy_layout(path: Path, what: str) -> None:
+    """CorruptInputError unless the .npy's header declares a shape of non-negative sizes
+    whose data fills the rest of the file exactly. numpy took a header declaring
+    (8, -64, 1) and returned some other shape, which was then refused as the user's
+    wrong shape (exit 2) instead of a damaged file."""
+    with path.open("rb") as file:
+        version = np.lib.format.read_magic(file)
+        if version not in ((1, 0), (2, 0)):  # 3.0 differs in the header's encoding only
+            return
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else (np.lib.format.read_array_header_2_0)
+        )
+        shape, _, dtype = read(file)
+        offset = file.tell()
+    if any(size < 0 for size in shape):
+        raise CorruptInputError(f"{what} file {path}: its header declares shape {shape}")
+    declared = offset + math.prod(shape) * dtype.itemsize
+    actual = path.stat().st_size
+    if actual != declared:
+        raise CorruptInputError(
+            f"{what} file {path} holds {actual:,} bytes; its header declares {declared:,}"
+        )
 
 
 def read_sequences(

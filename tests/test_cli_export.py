@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,19 @@ def _npz_bytes(x: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _npy_bytes(x: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, x)
+    return buffer.getvalue()
+
+
+def _npz_member_bytes(name: str, content: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, content)
+    return buffer.getvalue()
+
+
 def _calib(tmp: Path, value: object, name: str = "calib.npy") -> list[object]:
     path = tmp / name
     if isinstance(value, bytes):
@@ -241,6 +255,26 @@ BAD_INPUTS = {
         lambda t: _calib(t, _npz_bytes(np.zeros((4, 16, 1)))[:200], "calib.npz"),
         6,
         r"--calib file .*calib\.npz is a truncated or damaged \.npz",
+    ),
+    # numpy read these without complaint: a header declaring a negative size gave another
+    # shape (refused as the user's shape, exit 2); an .npz member holding a whole .npz
+    # came back as bytes ("real numeric array, got |S...", exit 2) (audit41)
+    "calib npy header with a negative size": (
+        lambda t: _calib(
+            t, _npy_bytes(np.zeros((4, 16, 1))).replace(b"(4, 16, 1), ", b"(4, -16, 1),")
+        ),
+        6,
+        r"--calib file .*calib\.npy: its header declares shape \(4, -16, 1\)",
+    ),
+    "calib npy longer than its header says": (
+        lambda t: _calib(t, _npy_bytes(np.zeros((4, 16, 1))) + b"\0" * 8),
+        6,
+        r"--calib file .*calib\.npy holds 648 bytes; its header declares 640",
+    ),
+    "calib npz member that is no npy": (
+        lambda t: _calib(t, _npz_member_bytes("x.npy", _npz_bytes(np.zeros((4, 16, 1)))), "c.npz"),
+        6,
+        r"--calib file .*c\.npz: member 'x' is not a \.npy array",
     ),
     "calib pickled objects": (
         lambda t: _calib(t, np.array([{"a": 1}], dtype=object)),
