@@ -191,6 +191,13 @@ def test_inspect_describes_a_float_export_and_refuses_a_tampered_one(tmp_path, c
         ({"target": ["x"]}, "target ['x'] is not 'onnx'"),
         ({"input_size": "abc"}, "'input_size' is not a whole number"),
         ({"files": {**manifest["files"], "../x": "0"}}, "does not list exactly"),
+        # Well-typed edits were shown by inspect as if true (simulate ran model.onnx's).
+        ({"input_size": 5}, "input_size is 5, model.onnx's 3 (edited after export)"),
+        ({"output_size": 3}, "output_size is 3, model.onnx's 4 (edited after export)"),
+        (
+            {"interface": {**manifest["interface"], "pooling": "last"}},
+            "its interface is not model.onnx's (edited after export)",
+        ),
     ]
     for edit, message in edits:
         (out / "manifest.json").write_text(json.dumps({**manifest, **edit}))
@@ -248,6 +255,9 @@ def test_float_export_refuses_a_bit_width_given_at_its_default(tmp_path, capsys)
     assert not (tmp_path / "o").exists()
 
 
+SIZES = ("input_size", "output_size")
+
+
 def test_an_unusable_model_onnx_with_a_matching_hash_is_corrupt_input(tmp_path):
     """The hash only says the file is the one exported; a garbage or foreign ONNX file
     (rehashed into the manifest) must still be one line, exit 6, not a decoder traceback."""
@@ -264,12 +274,17 @@ def test_an_unusable_model_onnx_with_a_matching_hash_is_corrupt_input(tmp_path):
     foreign = onnx.helper.make_model(onnx.helper.make_graph([], "empty", [], []))
     original = (out / "model.onnx").read_bytes()
 
+    interfaces: dict[bytes, dict] = {}  # the edited interface of each edited model
+
     def edited(**fields: object) -> bytes:
         model = onnx.load_from_string(original)
         for prop in model.metadata_props:
             if prop.key == FLOAT_INTERFACE_KEY:
-                prop.value = json.dumps({**json.loads(prop.value), **fields})
-        return model.SerializeToString()
+                interface = {**json.loads(prop.value), **fields}
+                prop.value = json.dumps(interface)
+        content = model.SerializeToString()
+        interfaces[content] = interface
+        return content
 
     for content, message in (
         (b"\x08garbage", "not a usable ONNX step model"),
@@ -284,6 +299,9 @@ def test_an_unusable_model_onnx_with_a_matching_hash_is_corrupt_input(tmp_path):
         (out / "model.onnx").write_bytes(content)
         manifest = json.loads((out / "manifest.json").read_text())
         manifest["files"]["model.onnx"] = hashlib.sha256(content).hexdigest()
+        if content in interfaces:  # its copies in the manifest edited alike, or the
+            interface = interfaces[content]  # manifest's own check refuses it first
+            manifest.update(interface=interface, **{k: interface[k] for k in SIZES})
         (out / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(CorruptInputError, match=f"model.onnx: .*{message}"):
             simulate_artifact(out, x, backend="onnx")

@@ -487,7 +487,36 @@ def read_float_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CorruptInputError(f"{path / 'manifest.json'}: not a {FLOAT_FORMAT} manifest")
     _check_float_files(path, data)
     _check_float_fields(path / "manifest.json", data)
+    _check_against_model(path, data)
     return data
+
+
+def _check_against_model(path: Path, data: dict[str, Any]) -> None:
+    """The manifest's copies of the interface (what inspect shows) are model.onnx's own,
+    which its sha256 covers; the manifest itself is not hashed, and an edited input_size
+    was shown by inspect while simulate ran the model's (audit41)."""
+    import onnx
+
+    model = path / "model.onnx"
+    try:
+        proto = onnx.load(str(model))
+    except Exception as exc:  # protobuf's DecodeError and kin
+        detail = type(exc).__name__
+        raise CorruptInputError(f"{model}: not a usable ONNX step model ({detail})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    try:
+        stored = parse_json(props[FLOAT_INTERFACE_KEY])
+    except (KeyError, json.JSONDecodeError):
+        raise CorruptInputError(f"{model}: holds no snncompile float interface") from None
+    where = path / "manifest.json"
+    if data.get("interface") != stored:
+        raise CorruptInputError(f"{where}: its interface is not model.onnx's (edited after export)")
+    for key in ("input_size", "output_size"):
+        if data.get(key) != stored.get(key):
+            raise CorruptInputError(
+                f"{where}: {key} is {data.get(key)!r}, model.onnx's {stored.get(key)!r} "
+                "(edited after export)"
+            )
 
 
 def _number(value: Any) -> bool:
