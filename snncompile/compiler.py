@@ -194,12 +194,6 @@ def read_sequences(
             f"{what} {path}: an .npz needs an array named x, or a single array (and "
             "optionally labels y)"
         )
-    extra = sorted(set(arrays) - {"x", "y"}) if "x" in arrays else []
-    if extra:  # labels named otherwise were not used, and said nothing
-        raise UsageError(
-            f"{what} {path}: an .npz with x holds only x and labels y; it also holds "
-            f"{', '.join(extra)}"
-        )
     return arrays["x"] if "x" in arrays else arrays[others[0]], arrays
 
 

@@ -147,5 +147,7 @@ def test_model_config_takes_numpy_numbers_as_plain_ones() -> None:
     )
     assert type(config.d_state) is int and config.d_state == 8  # json-able in checkpoints
     assert type(config.beta) is float and config.beta == 0.25
+    # np.str_ too: save pickled it, and load then refused the file (audit42)
+    assert type(ModelConfig(family=np.str_("s4d"), d_input=1, d_output=10).family) is str
     with pytest.raises(UsageError, match=r"d_state must be an integer, got 8\.5"):
         ModelConfig(family="s4d", d_input=1, d_output=10, d_state=np.float64(8.5))

@@ -219,16 +219,6 @@ def test_an_npz_of_several_arrays_none_named_x_is_refused_alike(tmp_path):
             read()
 
 
-def test_an_npz_with_x_and_arrays_other_than_y_is_refused(tmp_path):
-    # Labels saved as "labels" were not used, and nothing said so.
-    from snncompile.errors import UsageError
-    from snncompile.simulate import load_inputs
-
-    path = _save(tmp_path / "xl.npz", {"x": SEQUENCES, "labels": np.zeros(len(SEQUENCES), int)})
-    with pytest.raises(UsageError, match=r"holds only x and labels y; it also holds labels$"):
-        load_inputs(path, 1, 10)
-
-
 def test_bad_steps_and_output_name(artifact, inputs, capsys):
     code, _, err = _run(capsys, "simulate", str(artifact), "--input", str(inputs), "--steps", "0")
     assert code == 2 and "--steps" in err

@@ -25,11 +25,12 @@ VOCAB_SIZE = 16
 N_CLASSES = 10
 MAX_ARGS = 5
 # Generation draws random trees and keeps those of min_length..length tokens. Where such
-# trees are rare it would draw for hours (depth 4, length 512: 0.4% of trees; 1024: none
-# in 3,700 draws), so it gives up once it has drawn WARMUP_DRAWS plus DRAWS_PER_KEPT per
+# trees are rare it would draw for hours (depth 4, length 1024: none in 3,700 draws), so
+# it gives up once it has drawn WARMUP_DRAWS plus DRAWS_PER_KEPT per
 # tree kept (a keep rate below about 1/DRAWS_PER_KEPT), naming the length and depth.
 WARMUP_DRAWS = 2000
-DRAWS_PER_KEPT = 50  # depth 8 keeps 4.5% at length 2048, depth 10 5.4% at 4096
+# 1 in 1000: length 512 at depth 4 keeps 0.4% of draws and took 7 minutes, but worked
+DRAWS_PER_KEPT = 1000
 
 Tree = int | tuple[str, list["Tree"]]
 

@@ -39,7 +39,8 @@ _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "boo
 
 def _plain(value: Any) -> Any:
     """numpy's scalars as Python's (np.int64(8) was "must be an integer, got 8")."""
-    return value.item() if isinstance(value, (np.integer, np.floating, np.bool_)) else value
+    numpy_scalar = (np.integer, np.floating, np.bool_, np.str_)  # np.str_ pickled on save
+    return value.item() if isinstance(value, numpy_scalar) else value
 
 
 @dataclass(frozen=True)
