@@ -180,8 +180,10 @@ def _check_neuron_method(method: str | None, family: str) -> str | None:
 def _set_neuron_method(model: SequenceModel, method: str | None) -> None:
     from snncompile.models.neurons.reset_refractory import ResetRefractoryNeuron
 
+    if method is None:  # a family without that neuron
+        return
     for module in model.modules():
-        if method is not None and isinstance(module, ResetRefractoryNeuron):
+        if isinstance(module, ResetRefractoryNeuron):
             module.method = method
 
 

@@ -344,9 +344,10 @@ def verify(
     from snncompile.verify.quantized import Tolerances
 
     ctx = click.get_current_context()
-    for name in LOGIT_CRITERIA:  # given at its default value it was accepted without a word
-        if is_nir_source(model) and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            raise logit_criterion_refused(name)
+    if is_nir_source(model):  # given at its default value it was accepted without a word
+        for name in LOGIT_CRITERIA:
+            if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+                raise logit_criterion_refused(name)
     if not 0.0 <= max_accuracy_drop <= 100.0:  # NaN fails this too
         raise UsageError(f"--max-accuracy-drop must be in [0, 100] points, got {max_accuracy_drop}")
     with _fields_as_options(("min_argmax_agreement", "min_spike_agreement")):

@@ -164,12 +164,10 @@ def _check_npy_layout(path: Path, what: str) -> None:
         version = np.lib.format.read_magic(file)
         if version not in ((1, 0), (2, 0)):  # 3.0 differs in the header's encoding only
             return
-        read = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else (np.lib.format.read_array_header_2_0)
-        )
-        shape, _, dtype = read(file)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(file)
         offset = file.tell()
     if any(size < 0 for size in shape):
         raise CorruptInputError(f"{what} file {path}: its header declares shape {shape}")
