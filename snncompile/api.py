@@ -42,6 +42,17 @@ def _task_args(meta: dict[str, Any]) -> dict[str, Any]:
     return dict(meta.get("task_args") or {})
 
 
+def _rebuild_task(origin: str | Path, meta: dict[str, Any]) -> Any:
+    """The bundled task a checkpoint's metadata names, or a UsageError naming `origin`
+    (load_checkpoint checked task_args already; generation may still refuse them)."""
+    from snncompile.data import load_task
+
+    try:
+        return load_task(meta["task"], **_task_args(meta))
+    except UsageError as exc:
+        raise UsageError(f"{origin}: cannot rebuild its task {meta['task']!r}: {exc}") from None
+
+
 def train_checkpoint(
     *,
     family: str,
@@ -107,7 +118,14 @@ def train_checkpoint(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
     )
     task_args = {"length": listops_length, "depth": listops_depth} if task_name == "listops" else {}
-    task = load_task(task_name, **task_args)  # an unknown task is named first
+    try:
+        task = load_task(task_name, **task_args)  # an unknown task is named first
+    except UsageError as exc:
+        if task_name != "listops":
+            raise
+        raise UsageError(
+            f"{exc} (--listops-length {listops_length}, --listops-depth {listops_depth})"
+        ) from None
     if task_name != "listops" and (listops_length, listops_depth) != (128, 4):
         raise UsageError(f"listops_length and listops_depth apply to listops, not {task_name}")
     if calib_size > len(task.train.labels):  # it was cut to the training set silently
@@ -217,7 +235,7 @@ def _checkpoint_task(path: str | Path, ckpt: Any) -> Any:
     """The bundled Task a loaded checkpoint was trained on (its metadata's task and
     task_args); UsageError if it names none or one of the user's own, or generating it
     is refused; CorruptInputError if the model does not fit it."""
-    from snncompile.data import TASKS, load_task
+    from snncompile.data import TASKS
 
     task_name = ckpt.meta.get("task")
     if not isinstance(task_name, str):  # a valid file (save takes any meta): not exit 6
@@ -227,10 +245,7 @@ def _checkpoint_task(path: str | Path, ckpt: Any) -> Any:
             f"{path}: its task {task_name!r} is not a bundled one ({', '.join(TASKS)}); "
             "there is no data to take from it"
         )
-    try:  # load_checkpoint checked task_args already; generation may still refuse them
-        task = load_task(task_name, **_task_args(ckpt.meta))
-    except UsageError as exc:
-        raise UsageError(f"{path}: cannot rebuild its task {task_name!r}: {exc}") from None
+    task = _rebuild_task(path, ckpt.meta)
     if task.d_input != ckpt.config.d_input or task.n_classes != ckpt.config.d_output:
         raise CorruptInputError(
             f"{path}: model shape (d_input {ckpt.config.d_input}, d_output "
@@ -331,7 +346,7 @@ def verification_data(
     import numpy as np
 
     from snncompile.compiler import check_inputs
-    from snncompile.data import TASKS, load_task
+    from snncompile.data import TASKS
     from snncompile.simulate import check_labeled_inputs, load_inputs
 
     if isinstance(data, tuple) and len(data) == 2:  # from Python: (inputs, labels)
@@ -345,7 +360,7 @@ def verification_data(
         source = str(data)
     else:
         if meta.get("task") in TASKS:  # another name is a task of the user's own
-            task = load_task(meta["task"], **_task_args(meta))
+            task = _rebuild_task(meta.get("checkpoint", "the checkpoint"), meta)
             if (task.d_input, task.n_classes) != (width, classes):
                 raise CorruptInputError(
                     f"{meta.get('checkpoint', 'the checkpoint')}: its task {meta['task']!r} has "

@@ -138,9 +138,9 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
             raise CorruptInputError(
                 f"{what} file {path} is neither .npy nor .npz (it starts with {head!r})"
             )
+        _check_npy_layouts(path, what)
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
-            _check_npy_layout(path, what)
             return {"x": loaded}
         with loaded:  # members load lazily: their errors surface here
             arrays = {key: loaded[key] for key in loaded.files}
@@ -150,33 +150,50 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
         return arrays
     except ValueError as exc:
         raise CorruptInputError(f"{what} file {path} is not a plain numpy array ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         reason = str(exc) or type(exc).__name__
         raise CorruptInputError(f"{what} file {path} is unreadable ({reason})") from None
+    # A MemoryError passes: every header was checked against its bytes, so it is the
+    # machine running out (the CLI's exit 1), not a damaged file.
 
 
-def _check_npy_layout(path: Path, what: str) -> None:
-    """CorruptInputError unless the .npy's header declares a shape of non-negative sizes
-    whose data fills the rest of the file exactly. numpy took a header declaring
-    (8, -64, 1) and returned some other shape, which was then refused as the user's
-    wrong shape (exit 2) instead of a damaged file."""
-    with path.open("rb") as file:
-        version = np.lib.format.read_magic(file)
-        if version not in ((1, 0), (2, 0)):  # 3.0 differs in the header's encoding only
-            return
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(file)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(file)
-        offset = file.tell()
-    if any(size < 0 for size in shape):
-        raise CorruptInputError(f"{what} file {path}: its header declares shape {shape}")
-    declared = offset + math.prod(shape) * dtype.itemsize
-    actual = path.stat().st_size
-    if actual != declared:
-        raise CorruptInputError(
-            f"{what} file {path} holds {actual:,} bytes; its header declares {declared:,}"
-        )
+def _check_npy_layouts(path: Path, what: str) -> None:
+    """CorruptInputError unless every .npy header (the file's, or each .npz member's that
+    is an .npy) declares non-negative sizes whose data fills its bytes exactly. numpy took
+    a header declaring (8, -64, 1) and returned some other shape, refused as the user's
+    wrong shape (exit 2), and one declaring a huge shape in a small file ran out of
+    memory allocating it."""
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as file:
+            _check_npy_header(file, path.stat().st_size, f"{what} file {path}")
+        return
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue  # np.load ignores it
+            with archive.open(info) as member:
+                if member.read(6) != b"\x93NUMPY":
+                    continue  # refused as "not a .npy array" once loaded
+                member.seek(0)
+                where = f"{what} file {path}: member {info.filename[:-4]!r}"
+                _check_npy_header(member, info.file_size, where)
+
+
+def _check_npy_header(stream: Any, size: int, where: str) -> None:
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0)):  # 3.0 differs in the header's encoding only
+        return
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    if any(dim < 0 for dim in shape):
+        raise CorruptInputError(f"{where}: its header declares shape {shape}")
+    if dtype.hasobject:  # np.load refuses it (allow_pickle=False), naming why
+        return
+    declared = stream.tell() + math.prod(shape) * dtype.itemsize
+    if size != declared:
+        raise CorruptInputError(f"{where} holds {size:,} bytes; its header declares {declared:,}")
 
 
 def read_sequences(

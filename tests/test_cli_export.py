@@ -276,6 +276,31 @@ BAD_INPUTS = {
         6,
         r"--calib file .*c\.npz: member 'x' is not a \.npy array",
     ),
+    # .npz members are checked as well: numpy allocated what the header declared.
+    "calib npz member declaring more than it holds": (
+        lambda t: _calib(
+            t,
+            _npz_member_bytes(
+                "x.npy",
+                _npy_bytes(np.zeros((4, 16, 1))).replace(b"(4, 16, 1), ", b"(99999999,),"),
+            ),
+            "c.npz",
+        ),
+        6,
+        r"--calib file .*c\.npz: member 'x' holds 640 bytes; its header declares 800,000,120",
+    ),
+    "calib npz member with a negative size": (
+        lambda t: _calib(
+            t,
+            _npz_member_bytes(
+                "x.npy",
+                _npy_bytes(np.zeros((4, 16, 1))).replace(b"(4, 16, 1), ", b"(4, -16, 1),"),
+            ),
+            "c.npz",
+        ),
+        6,
+        r"--calib file .*c\.npz: member 'x': its header declares shape \(4, -16, 1\)",
+    ),
     "calib pickled objects": (
         lambda t: _calib(t, np.array([{"a": 1}], dtype=object)),
         6,

@@ -194,6 +194,9 @@ def test_inspect_describes_a_float_export_and_refuses_a_tampered_one(tmp_path, c
         # Well-typed edits were shown by inspect as if true (simulate ran model.onnx's).
         ({"input_size": 5}, "input_size is 5, model.onnx's 3 (edited after export)"),
         ({"output_size": 3}, "output_size is 3, model.onnx's 4 (edited after export)"),
+        ({"numeric": "float64"}, "numeric is 'float64', model.onnx's 'float32' (edited"),
+        ({"output_latency": 2}, "output_latency is 2, model.onnx's 0 (edited after export)"),
+        ({"output_latency": False}, "output_latency is False, model.onnx's 0"),
         (
             {"interface": {**manifest["interface"], "pooling": "last"}},
             "its interface is not model.onnx's (edited after export)",
@@ -302,6 +305,7 @@ def test_an_unusable_model_onnx_with_a_matching_hash_is_corrupt_input(tmp_path):
         if content in interfaces:  # its copies in the manifest edited alike, or the
             interface = interfaces[content]  # manifest's own check refuses it first
             manifest.update(interface=interface, **{k: interface[k] for k in SIZES})
+            manifest["numeric"] = interface["dtype"]
         (out / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(CorruptInputError, match=f"model.onnx: .*{message}"):
             simulate_artifact(out, x, backend="onnx")

@@ -294,7 +294,16 @@ def test_inside_an_artifact_is_judged_after_links_and_dot_dot(tmp_path: Path) ->
 def test_train_refuses_a_listops_depth_that_would_take_hours(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     argv = ["train", "--family", "s4d", "--task", "listops", "--listops-depth", "30"]
     code, err = _run([*argv, "-o", tmp_path / "m.pt"], capsys)
-    assert (code, err) == (2, "error: task depth must be at most 10, got 30\n")
+    expected = (
+        "error: task depth must be at most 10, got 30 (--listops-length 128, --listops-depth 30)\n"
+    )
+    assert (code, err) == (2, expected)
+    argv = ["train", "--family", "s4d", "--task", "listops", "--listops-length", "4096"]
+    code, err = _run([*argv, "-o", tmp_path / "m.pt"], capsys)
+    assert code == 2 and err.endswith(
+        "lower the length (--listops-length 4096, --listops-depth 4)\n"
+    )
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_sigterm_mid_write_exits_143_and_leaves_nothing(tmp_path: Path) -> None:
@@ -449,3 +458,54 @@ def test_a_path_with_a_line_break_is_named_on_one_line(tmp_path: Path, capsys) -
     for path, shown in ((bad, "x\\ny.pt"), (tmp_path / "no\nfile.pt", "no\\nfile.pt")):
         code, err = _run(["inspect", path], capsys)
         assert code == 6 and err.count("\n") == 1 and shown in err, err
+
+
+def test_a_checkpoint_whose_listops_task_cannot_be_drawn_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reachable but too rare task_args (a hand-edited file) stop generation; the error
+    names the checkpoint and suggests no train-only option (it named --listops-*)."""
+    import torch
+
+    import snncompile
+    from snncompile.data import listops
+    from snncompile.models.backbone import ModelConfig, build_model
+
+    cfg = ModelConfig(
+        family="binary-s4d",
+        d_input=listops.VOCAB_SIZE,
+        d_output=listops.N_CLASSES,
+        d_model=8,
+        d_state=4,
+        n_layers=1,
+    )
+    path = tmp_path / "m.pt"
+    meta = {"task": "listops", "task_args": {"length": 1024, "depth": 4, "seed": 0}}
+    calibration = torch.zeros(2, 8, listops.VOCAB_SIZE)
+    snncompile.save(build_model(cfg), path, calibration=calibration, meta=meta)
+    for command in ("evaluate", "verify"):
+        code, err = _run([command, path], capsys)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"{path}: cannot rebuild its task 'listops'" in err and "too rare" in err, err
+        assert "--listops" not in err, err
+
+
+def test_running_out_of_memory_reading_inputs_is_exit_1_not_a_damaged_file(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Headers are checked against their bytes first, so a MemoryError from numpy is the
+    machine's, not the file's (it was exit 6, "unreadable (MemoryError)")."""
+    import numpy as np
+
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 8, 1), np.float32))
+
+    def out_of_memory(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise MemoryError
+
+    monkeypatch.setattr(np, "load", out_of_memory)
+    code, err = _run(["export", CHECKPOINT, "--calib", x, "-o", tmp_path / "a"], capsys)
+    assert (code, err) == (
+        1,
+        "error: out of memory (MemoryError); try fewer inputs at once or a smaller model\n",
+    )

@@ -91,8 +91,7 @@ def check_reachable(length: int, depth: int, max_args: int = MAX_ARGS) -> None:
     if most < length // 4:
         raise UsageError(
             f"listops length {length} needs expressions of at least {length // 4} tokens, "
-            f"and at depth {depth} they have at most {most}: raise the depth "
-            "(--listops-depth) or lower the length (--listops-length)"
+            f"and at depth {depth} they have at most {most}: raise the depth or lower the length"
         )
 
 
@@ -130,8 +129,8 @@ def generate_listops(
             if draws > WARMUP_DRAWS + DRAWS_PER_KEPT * made:
                 raise UsageError(
                     f"listops expressions of {min_length} to {length} tokens at depth {depth} "
-                    f"are too rare ({made} of {draws} random ones): raise the depth "
-                    "(--listops-depth) or lower the length (--listops-length)"
+                    f"are too rare ({made} of {draws} random ones): raise the depth or lower the "
+                    "length"
                 )
             continue
         ids[made, length - len(seq) :] = seq

@@ -511,11 +511,17 @@ def _check_against_model(path: Path, data: dict[str, Any]) -> None:
     where = path / "manifest.json"
     if data.get("interface") != stored:
         raise CorruptInputError(f"{where}: its interface is not model.onnx's (edited after export)")
-    for key in ("input_size", "output_size"):
-        if data.get(key) != stored.get(key):
+    # output_latency: a float step graph answers at the step its input arrives.
+    expected = {
+        "input_size": stored.get("input_size"),
+        "output_size": stored.get("output_size"),
+        "numeric": stored.get("dtype"),
+        "output_latency": 0,
+    }
+    for key, value in expected.items():
+        if data.get(key) != value or isinstance(data.get(key), bool):
             raise CorruptInputError(
-                f"{where}: {key} is {data.get(key)!r}, model.onnx's {stored.get(key)!r} "
-                "(edited after export)"
+                f"{where}: {key} is {data.get(key)!r}, model.onnx's {value!r} (edited after export)"
             )
 
 
