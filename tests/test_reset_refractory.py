@@ -555,3 +555,26 @@ def test_bad_step_input():
 def test_bad_functional_arguments(call):
     with pytest.raises(UsageError):
         call()
+
+
+@pytest.mark.parametrize("method", ["pmbc", "sequential", "compiled"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+@pytest.mark.parametrize("grad", [False, True])
+def test_every_method_refuses_a_non_finite_input(method, bad, beta, grad):
+    """PMBC refused inf/NaN while the step loops gave spikes from it (silence after NaN,
+    a spike at every step after +inf): the three methods now refuse alike."""
+    neuron = ResetRefractoryNeuron(3, beta=beta, method=method)
+    x = torch.randn(2, 9, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x[1, 4, 2] = bad
+    x.requires_grad_(grad)
+    with pytest.raises(UsageError, match=r"reset-refractory neuron's input holds inf or NaN"):
+        neuron(x)
+
+
+@pytest.mark.parametrize("method", ["sequential", "compiled"])
+def test_step_loops_refuse_a_membrane_past_the_float_range(method):
+    neuron = ResetRefractoryNeuron(1, beta=0.9, method=method, theta_init=3e38)
+    x = torch.full((1, 40, 1), 3e38)  # finite, but the float32 membrane overflows
+    with pytest.raises(UsageError, match=rf"past the float range \({method}\)"):
+        neuron(x)

@@ -30,6 +30,8 @@ import numba
 import numpy as np
 import torch
 
+from snncompile.models.neurons.pmbc import check_final_potential
+
 # error_model="numpy": a float division may not raise (a zero-divisor test per value kept
 # the surrogate loop scalar: 13.5 against 6.1 ms for the forward of B=16, L=4096, H=128
 # on one thread). No divisor here can be zero.
@@ -41,9 +43,10 @@ SURROGATE_CODES = {"triangle": _TRIANGLE, "fast_sigmoid": _FAST_SIGMOID}
 
 
 @_jit
-def _forward_rows(x, beta, theta, c, kind, consts, b0, b1, spikes, sd, v_keep, keep_v):
+def _forward_rows(x, beta, theta, c, kind, consts, b0, b1, spikes, sd, v_keep, keep_v, v_end):
     """Rows b0..b1-1: m_t = beta v + x_t; s_t = [m_t > theta]; v_t = m_t - c s_t (v_-1 = 0).
-    Writes spikes (0/1), sd = surrogate'(m - theta) unless kind is _NONE, and v when keep_v.
+    Writes spikes (0/1), sd = surrogate'(m - theta) unless kind is _NONE, v when keep_v,
+    and each row's last v to v_end (B, H).
     consts = (slope, 1, 0) in x's dtype, so no operation is promoted to float64."""
     channels = x.shape[2]
     slope, one, zero = consts[0], consts[1], consts[2]
@@ -71,6 +74,7 @@ def _forward_rows(x, beta, theta, c, kind, consts, b0, b1, spikes, sd, v_keep, k
                         d_row[h] = one / (q * q)
             if keep_v:
                 v_keep[b, t] = v
+        v_end[b] = v
 
 
 # Steps per block of the backward: the reverse filter must run backwards in time, but a
@@ -178,9 +182,10 @@ def forward(
     kind = SURROGATE_CODES[surrogate] if surrogate else _NONE
     consts = np.array([slope, 1, 0], dtype=xs.numpy().dtype)
     head = (xs.numpy(), _vector(beta, dtype), _vector(theta, dtype), c, kind, consts)
-    _on_threads(
-        _forward_rows, tuple(xs.shape), head, (spikes.numpy(), sd.numpy(), v.numpy(), keep_v)
-    )
+    v_end = np.empty((xs.shape[0], xs.shape[2]), dtype=consts.dtype)
+    tail = (spikes.numpy(), sd.numpy(), v.numpy(), keep_v, v_end)
+    _on_threads(_forward_rows, tuple(xs.shape), head, tail)
+    check_final_potential(torch.from_numpy(v_end), "compiled")
     return spikes, (sd if surrogate else None), (v if keep_v else None)
 
 

@@ -947,6 +947,19 @@ def _round_to(z64: torch.Tensor, dtype: torch.dtype, *, up: bool) -> torch.Tenso
     return torch.where(wrong, torch.nextafter(out, direction.to(dtype)), out)
 
 
+def check_final_potential(v_end: torch.Tensor, method: str) -> None:
+    """UsageError unless every row's last potential v (B, H) of a step loop is finite.
+    A non-finite input, or a membrane driven past the float range, leaves v inf or NaN
+    from then on (beta * inf is inf; 0 * inf, and anything with NaN, are NaN; inf - c is
+    inf), so this one test finds what a pass over the input would, at no cost to the loop.
+    (PMBC checks its input's range instead, in `_row_bounds`.)"""
+    if not bool(v_end.isfinite().all()):
+        raise UsageError(
+            "a reset-refractory neuron's input holds inf or NaN, or drove its membrane past "
+            f"the float range ({method})"
+        )
+
+
 def _check_sequence(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor):
         raise UsageError(f"expected a tensor of shape (B, L, H), got {type(x).__name__}")

@@ -138,6 +138,7 @@ class ResetRefractoryNeuron(SpikingNeuron):
                 s_t, state = _advance(x_t, state, beta, theta, reset, self.surrogate, self.slope)
                 steps.append(s_t)
             spikes = torch.stack(steps, dim=1) if steps else x.new_zeros(x.shape)
+            pmbc.check_final_potential(state[0].detach(), "sequential")
         self.record_rate(spikes)
         return spikes
 
