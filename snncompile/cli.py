@@ -11,6 +11,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -328,7 +329,7 @@ def verify(
     as_json: bool,
     dt: float | None,
     reset: str,
-    **kw,
+    **kw: Any,
 ) -> int:
     """Compile MODEL and check it against the float PyTorch model on real inputs.
 
@@ -577,7 +578,7 @@ def export(
     as_json: bool,
     dt: float | None,
     reset: str,
-    **kw,
+    **kw: Any,
 ) -> None:
     """Compile MODEL (a checkpoint, a state_dict with --entry, or a .nir graph) and write
     an artifact."""

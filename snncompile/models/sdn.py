@@ -26,6 +26,7 @@ import argparse
 import functools
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,12 @@ def spike_agreement(net: nn.Module, y: torch.Tensor) -> float:
 
 
 def train_sdn(
-    *, tau: float = 0.125, epochs: int = 300, seed: int = 0, length: int = 1024, log=None
+    *,
+    tau: float = 0.125,
+    epochs: int = 300,
+    seed: int = 0,
+    length: int = 1024,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[SurrogateDynamicNetwork, float]:
     """Train on fresh N(0, 1) batches; return the folded network and its held-out agreement."""
     torch.manual_seed(seed)

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True)
+Array = np.ndarray  # annotations only: numba types the arguments at the first call
 
 
 # Loops run sample by sample, then tick by tick, then over a row's values: a tick's row
@@ -56,9 +57,10 @@ BIASED_LIMIT = np.int64(2**51 - 1)
 
 @_jit
 def ssm_sequence(
-    inputs, input_max, coef, re, im, state_limit, message_limit, messages, re_out, im_out,
-    re_trace, im_trace, keep,
-):  # pragma: no cover  # fmt: skip
+    inputs: Array, input_max: int, coef: Array, re: Array, im: Array, state_limit: float,
+    message_limit: float, messages: Array, re_out: Array, im_out: Array, re_trace: Array,
+    im_trace: Array, keep: bool,
+) -> tuple[bool, int]:  # pragma: no cover  # fmt: skip
     """z_t = trunc(a z_{t-1} + b x_t) in float64 (a, b already scaled by 2**-frac):
     inputs (n, B, S) int64; coef (4 S,) float64, per mode a_re, a_im, b_re, b_im; re, im
     (B, S) int64, the state before the first tick; re_out, im_out (B, S) int64 get the
@@ -107,8 +109,9 @@ def ssm_sequence(
 
 @_jit
 def reset_refractory_sequence(
-    inputs, input_max, params, v, state_limit, spikes, v_out, v_trace, keep
-):  # pragma: no cover
+    inputs: Array, input_max: float, params: Array, v: Array, state_limit: float,
+    spikes: Array, v_out: Array, v_trace: Array, keep: bool,
+) -> bool:  # pragma: no cover  # fmt: skip
     """m_t = trunc(v_{t-1} retain) + x_t; s_t = m_t > theta; v_t = m_t - reset s_t, in
     float64 (retain = (4096 - decay) / 2**12): inputs (n, B, S) int64; params (3 S,)
     float64, per neuron retain, theta, reset; v (B, S) int64, the state before the first
@@ -142,9 +145,10 @@ def reset_refractory_sequence(
 
 @_jit
 def lava_lif_sequence(
-    inputs, input_max, keep_u, keep_v, threshold, subtract, subtrahend, u, v, half,
-    spikes, u_trace, v_trace, keep,
-):  # pragma: no cover  # fmt: skip
+    inputs: Array, input_max: float, keep_u: float, keep_v: float, threshold: float,
+    subtract: bool, subtrahend: float, u: Array, v: Array, half: float, spikes: Array,
+    u_trace: Array, v_trace: Array, keep: bool,
+) -> bool:  # pragma: no cover  # fmt: skip
     """Lava's LIF scaled by 2**6, in float64: u_t = trunc(u_{t-1} keep_u) + 64 x_t;
     V_t = trunc(v_{t-1} keep_v) + u_t; s_t = V_t > threshold; v_t = V_t - subtrahend s_t
     (subtract) or V_t (1 - s_t). u, v (B, S) float64, the state, advanced in place;
@@ -190,8 +194,9 @@ def _wrap32_shift(total, weight_exp):  # pragma: no cover
 
 @_jit
 def csr_synapse_int(
-    indptr, indices, weights, weight_exp, messages, out, accumulate
-):  # pragma: no cover
+    indptr: Array, indices: Array, weights: Array, weight_exp: int, messages: Array,
+    out: Array, accumulate: bool,
+) -> int:  # pragma: no cover  # fmt: skip
     """out[r] += shift(wrap32(W @ messages[r]), weight_exp) for a CSR W (int64 data), or
     out[r] = that if not accumulate (every destination is written, an empty row's as 0):
     the int64 sum is exact; a sum outside int32 wraps as Lava's int32 accumulator does
@@ -214,8 +219,9 @@ def csr_synapse_int(
 
 @_jit
 def span_synapse_int(
-    indptr, firsts, weights, weight_exp, messages, out, accumulate
-):  # pragma: no cover
+    indptr: Array, firsts: Array, weights: Array, weight_exp: int, messages: Array,
+    out: Array, accumulate: bool,
+) -> int:  # pragma: no cover  # fmt: skip
     """csr_synapse_int for a W whose row i reads the consecutive sources firsts[i] ..
     firsts[i] + (indptr[i + 1] - indptr[i]) - 1 (an SSM's readout of a channel's modes,
     gaps filled with zero weights): contiguous reads instead of indexed ones, 3x faster
@@ -237,7 +243,10 @@ def span_synapse_int(
 
 
 @_jit
-def gather_synapse_int(indices, weights, weight_exp, messages, out, accumulate):  # pragma: no cover
+def gather_synapse_int(
+    indices: Array, weights: Array, weight_exp: int, messages: Array, out: Array,
+    accumulate: bool,
+) -> int:  # pragma: no cover  # fmt: skip
     """csr_synapse_int for a W with at most one weight per destination: out[r, i] (+)=
     shift(wrap32(weights[i] * messages[r, indices[i]]), weight_exp), with weights[i] = 0
     for an empty row. Scalar (the compiler cannot bound the indexed reads apart from the
@@ -255,8 +264,9 @@ def gather_synapse_int(indices, weights, weight_exp, messages, out, accumulate):
 
 @_jit
 def fan_out_synapse_int(
-    run_starts, run_sources, weights, weight_exp, messages, out, accumulate
-):  # pragma: no cover
+    run_starts: Array, run_sources: Array, weights: Array, weight_exp: int, messages: Array,
+    out: Array, accumulate: bool,
+) -> int:  # pragma: no cover  # fmt: skip
     """gather_synapse_int for a W whose destinations come in runs that read the same
     source (an SSM's fan-out of each channel to its modes): destinations run_starts[k] ..
     run_starts[k + 1] - 1 read source run_sources[k]. A run's loop reads one message

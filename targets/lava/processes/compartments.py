@@ -4,7 +4,8 @@ Each kind has a `fixed_pt` model, an independent transcription of docs/numerics.
 int64 numpy (tests compare it with snncompile.reference), and a `floating_pt` model
 with the float64 semantics. Lava finds a ProcessModel by scanning the folder of its
 Process's module, so every model sits beside its Process here; Lava also re-executes
-this file for every Process it compiles, so it imports nothing but numpy and Lava.
+this file for every Process it compiles, so it imports nothing but typing, numpy and
+Lava.
 
 Ports: in-ports are declared int64, because Lava sums the messages of several
 connections into one in-port with numpy promotion starting from the in-port's dtype
@@ -32,6 +33,8 @@ Var holds the float parameter of the same role, as noted per Process (like Lava'
 whose du and dv mean different things in its float and fixed-point models).
 """
 
+from typing import Any
+
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
@@ -44,6 +47,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import PyLifModelBitAcc
 from lava.proc.lif.process import LIF
+from numpy.typing import ArrayLike
 
 # ---- integer helpers (docs/numerics.md notation) ----------------------------------
 
@@ -166,7 +170,17 @@ class Ssm(_Compartment):
 
     STATES = ("re", "im")
 
-    def __init__(self, *, size: int, a_re, a_im, b_re, b_im, frac_bits: int = 16, **kw) -> None:
+    def __init__(
+        self,
+        *,
+        size: int,
+        a_re: ArrayLike,
+        a_im: ArrayLike,
+        b_re: ArrayLike,
+        b_im: ArrayLike,
+        frac_bits: int = 16,
+        **kw: Any,
+    ) -> None:
         super().__init__(size=size, frac_bits=frac_bits, **kw)
         self.a_re = Var(shape=(size,), init=a_re)
         self.a_im = Var(shape=(size,), init=a_im)
@@ -181,7 +195,9 @@ class ResetRefractory(_Compartment):
 
     STATES = ("v",)
 
-    def __init__(self, *, size: int, decay, theta, rho, **kw) -> None:
+    def __init__(
+        self, *, size: int, decay: ArrayLike, theta: ArrayLike, rho: ArrayLike, **kw: Any
+    ) -> None:
         super().__init__(size=size, **kw)
         self.decay = Var(shape=(size,), init=decay)
         self.theta = Var(shape=(size,), init=theta)
@@ -199,10 +215,10 @@ class Glu(_Compartment):
         size: int,
         pwl_x0: int = 0,
         pwl_shift: int = 0,
-        table=(0, 0),
+        table: ArrayLike = (0, 0),
         out_shift: int = 0,
         gate: str = "sigmoid",
-        **kw,
+        **kw: Any,
     ) -> None:
         super().__init__(size=size, input_factor=2, gate=gate, **kw)
         self.pwl_x0 = Var(shape=(1,), init=pwl_x0)
@@ -216,7 +232,7 @@ class Readout(_Compartment):
 
     STATES = ("acc",)
 
-    def __init__(self, *, size: int, mode: str, **kw) -> None:
+    def __init__(self, *, size: int, mode: str, **kw: Any) -> None:
         super().__init__(size=size, sends=False, mode=mode, **kw)
         self.acc = Var(shape=(size,), init=0)
 
@@ -230,7 +246,7 @@ class FloatLif(_Compartment):
 
     STATES = ("u", "v")
 
-    def __init__(self, *, size: int, tau: float, vth: float, **kw) -> None:
+    def __init__(self, *, size: int, tau: float, vth: float, **kw: Any) -> None:
         super().__init__(size=size, **kw)
         self.tau = Var(shape=(1,), init=tau)
         self.vth = Var(shape=(1,), init=vth)
@@ -245,7 +261,16 @@ class CubaLifSub(_Compartment):
 
     STATES = ("u", "v")
 
-    def __init__(self, *, size: int, du, dv, vth, vsub, **kw) -> None:
+    def __init__(
+        self,
+        *,
+        size: int,
+        du: ArrayLike,
+        dv: ArrayLike,
+        vth: ArrayLike,
+        vsub: ArrayLike,
+        **kw: Any,
+    ) -> None:
         super().__init__(size=size, **kw)
         self.du = Var(shape=(1,), init=du)
         self.dv = Var(shape=(1,), init=dv)
@@ -268,7 +293,7 @@ class StateLif(LIF):
         record_states: bool = True,
         ticks: int = 1,
         phase: int = 0,
-        **kw,
+        **kw: Any,
     ) -> None:
         super().__init__(
             shape=shape,
@@ -330,7 +355,7 @@ class _FixedModel(PyLoihiProcessModel, _Counting):
 @requires(CPU)
 @tag("fixed_pt")
 class PyAccumulatorFixed(_FixedModel):
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         return self._sat(a, self.proc_params["message_bits"])
 
 
@@ -338,7 +363,7 @@ class PyAccumulatorFixed(_FixedModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyHeavisideFixed(_FixedModel):
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         return (a > 0).astype(np.int32)
 
 
@@ -353,7 +378,7 @@ class PySsmFixed(_FixedModel):
     re: np.ndarray = LavaPyType(np.ndarray, np.int64)
     im: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         frac, bits = self.proc_params["frac_bits"], self.proc_params["state_bits"]
         # Both parts from the old state, each sum rounded once.
         re = _tz(self.a_re * self.re - self.a_im * self.im + self.b_re * a, frac)
@@ -372,7 +397,7 @@ class PyResetRefractoryFixed(_FixedModel):
     rho: np.ndarray = LavaPyType(np.ndarray, np.int64)
     v: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         bits = self.proc_params["state_bits"]
         m = self._sat(_tz(self.v * (4096 - self.decay), 12) + a, bits)
         spikes = m > self.theta
@@ -389,7 +414,7 @@ class PyGluFixed(_FixedModel):
     table: np.ndarray = LavaPyType(np.ndarray, np.int64)
     out_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         size, k = self.proc_params["size"], int(self.pwl_shift[0])
         x = a[size:] - self.pwl_x0[0]
         i = np.clip(x >> k, 0, self.table.size - 2)
@@ -406,7 +431,7 @@ class PyReadoutFixed(_FixedModel):
     s_out = None
     acc: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         total = self.acc + a if self.proc_params["mode"] == "mean" else a
         self.acc[:] = self._sat(total, self.proc_params["state_bits"])
         return None
@@ -423,7 +448,7 @@ class PyCubaLifSubFixed(_FixedModel):
     u: np.ndarray = LavaPyType(np.ndarray, np.int64)
     v: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         # 24-bit states whatever state_bits is (as Lava's LIF); the current wraps once.
         half = 1 << 23
         u1 = _tz(self.u * (4096 - (self.du[0] + 1)), 12) + a * 64
@@ -520,7 +545,7 @@ class _FloatModel(PyLoihiProcessModel):
 @requires(CPU)
 @tag("floating_pt")
 class PyAccumulatorFloat(_FloatModel):
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         return a
 
 
@@ -528,7 +553,7 @@ class PyAccumulatorFloat(_FloatModel):
 @requires(CPU)
 @tag("floating_pt")
 class PyHeavisideFloat(_FloatModel):
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         return (a > 0).astype(np.float64)
 
 
@@ -543,7 +568,7 @@ class PySsmFloat(_FloatModel):
     re: np.ndarray = LavaPyType(np.ndarray, float)
     im: np.ndarray = LavaPyType(np.ndarray, float)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         re = self.a_re * self.re - self.a_im * self.im + self.b_re * a
         self.im[:] = self.a_im * self.re + self.a_re * self.im + self.b_im * a
         self.re[:] = re
@@ -559,7 +584,7 @@ class PyResetRefractoryFloat(_FloatModel):
     rho: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         m = (1.0 - self.decay) * self.v + a
         spikes = m > self.theta
         self.v[:] = m - (self.theta + self.rho) * spikes
@@ -575,7 +600,7 @@ class PyGluFloat(_FloatModel):
     table: np.ndarray = LavaPyType(np.ndarray, float)
     out_shift: np.ndarray = LavaPyType(np.ndarray, float)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         size = self.proc_params["size"]
         b = a[size:]
         if self.proc_params["gate"] == "sigmoid":
@@ -592,7 +617,7 @@ class PyReadoutFloat(_FloatModel):
     s_out = None
     acc: np.ndarray = LavaPyType(np.ndarray, float)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         self.acc[:] = self.acc + a if self.proc_params["mode"] == "mean" else a
         return None
 
@@ -606,7 +631,7 @@ class PyFloatLif(_FloatModel):
     u: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         v = self.tau[0] * self.v + a
         spikes = v >= self.vth[0]
         self.v[:] = np.where(spikes, 0.0, v)
@@ -624,7 +649,7 @@ class PyCubaLifSubFloat(_FloatModel):
     u: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
 
-    def step(self, a):
+    def step(self, a: np.ndarray) -> np.ndarray | None:
         self.u[:] = self.du[0] * self.u + a
         v = self.dv[0] * self.v + self.u
         spikes = v > self.vth[0]
