@@ -17,6 +17,24 @@ import click
 from click.core import ParameterSource
 
 from snncompile import __version__
+from snncompile.cli_text import (
+    TARGET_PRINTERS,
+    format_rates,
+    inputs_text,
+    latency_text,
+    print_artifact,
+    print_checkpoint,
+    print_export,
+    print_float_artifact,
+    print_float_export,
+    print_nir_graph,
+    print_stopped,
+    print_verify,
+    print_verify_nir,
+    stopped_summary,
+    strict_json,
+    support_table,
+)
 from snncompile.errors import CorruptInputError, EquivalenceError, SnnCompileError, UsageError
 from snncompile.reference.malloc import tune_malloc_for_tiles
 from snncompile.simulate import BACKENDS
@@ -162,7 +180,7 @@ def train(
     )
     click.echo(
         f"saved {output}: test accuracy {result.accuracy:.2%}, "
-        f"spike rates {_format_rates(result.spike_rates)}, {result.train_seconds:.0f} s"
+        f"spike rates {format_rates(result.spike_rates)}, {result.train_seconds:.0f} s"
     )
 
 
@@ -193,12 +211,12 @@ def evaluate(model: str, as_json: bool) -> None:
 
     result = evaluate_checkpoint(model)
     if as_json:
-        click.echo(_json(result.to_dict()))
+        click.echo(strict_json(result.to_dict()))
         return
     click.echo(f"{model}: {result.family} on {result.task} ({result.n} test inputs)")
     click.echo(f"  test accuracy  {result.accuracy:.2%}")
     if result.spike_rates:
-        click.echo(f"  spike rates    {_format_rates(result.spike_rates)}")
+        click.echo(f"  spike rates    {format_rates(result.spike_rates)}")
     if result.recorded_accuracy is not None:
         click.echo(f"  recorded at training time: {result.recorded_accuracy:.2%}")
 
@@ -376,105 +394,17 @@ def verify(
             on_progress=_percent(on_step, rung3),
         )
     if as_json:
-        click.echo(_json(report.to_dict()))
+        click.echo(strict_json(report.to_dict()))
     elif hasattr(report, "lowering_agreement"):
-        _print_verify_nir(model, report)
+        print_verify_nir(model, report)
     else:
-        _print_verify(model, report)
+        print_verify(model, report)
     for warning in getattr(report, "warnings", []):
         if not as_json:
             click.echo(f"warning: {warning}", err=True)
     if report.failures:
         raise EquivalenceError("; ".join(report.failures))
     return 0
-
-
-def _print_verify(model: str, r) -> None:
-    click.echo(
-        f"{model}: float PyTorch vs quantized reference on {_inputs(r.n)} ({r.data}), "
-        f"{r.steps} steps, output latency {r.latency} steps"
-        + (f", in {r.parts} parts of the batch" if r.parts > 1 else "")
-    )
-    click.echo(
-        f"  lowering (float64 netlist vs PyTorch)  relative error {r.lowering_relative_error:.2e}"
-    )
-    click.echo(f"  argmax agreement                       {r.argmax_agreement:.2%}")
-    if r.float_accuracy is not None:
-        click.echo(
-            f"  accuracy float / quantized / delta     {r.float_accuracy:.2%} / "
-            f"{r.quantized_accuracy:.2%} / {100 * r.accuracy_delta:+.2f} points"
-        )
-    click.echo(
-        f"  logit error max abs / relative         {r.logit_max_abs_error:.4g} / "
-        f"{r.logit_relative_error:.4g}"
-    )
-    _print_spikes_and_verdict(r)
-
-
-def _print_spikes_and_verdict(r) -> None:
-    """Per-layer spike agreement, first divergence, events, rung 3 and the verdict."""
-    for name, value in r.spike_agreement.items():
-        rates = r.spike_rates[name]
-        click.echo(
-            f"  spike agreement {name:<22} {value:.2%}   rate float {rates['float']:.4f}"
-            f" quantized {rates['quantized']:.4f}"
-        )
-    if r.first_divergence:
-        d = r.first_divergence
-        click.echo(
-            f"  first spike divergence: {d['population']} at step {d['step']} (input {d['sample']})"
-        )
-    click.echo(f"  saturation events: {sum(r.events.values()) if r.events else 0}")
-    if r.target_check is not None:
-        _print_target_check(r.target_check)
-    click.echo("  PASSED" if r.passed else "  FAILED: " + "; ".join(r.failures))
-
-
-def _print_verify_nir(model: str, r) -> None:
-    click.echo(
-        f"{model}: float NIR simulation (dt {r.dt_s:g} s, reset {r.reset}) vs the compiled "
-        f"network on {_inputs(r.n)} ({r.data}), {r.steps} steps, output latency "
-        + _latency_text({"output_latency": r.latency, "ticks_per_step": r.ticks_per_step})
-        + (f", in {r.parts} parts of the batch" if r.parts > 1 else "")
-    )
-    exact = all(value == 1.0 for value in r.lowering_agreement.values())
-    if r.lowering_agreement:
-        click.echo(f"  lowering (float64 netlist spikes)      {'exact' if exact else 'NOT exact'}")
-    else:
-        click.echo("  lowering (float64 netlist spikes)      no spiking population to compare")
-    click.echo(
-        f"  lowering (float64 netlist outputs)     relative error {r.output_lowering_error:.2e}"
-    )
-    click.echo(
-        f"  quantized outputs                      relative error {r.output_relative_error:.2e}"
-    )
-    _print_spikes_and_verdict(r)
-
-
-def _print_target_check(c: dict) -> None:
-    ticks = c.get("ticks_per_step", 1)
-    run = (
-        f"{c['simulated_steps']} steps each (output latency {c['output_latency']})"
-        if ticks == 1
-        else f"{c['steps']} model steps of {ticks} ticks, {c['simulated_steps']} ticks each "
-        f"(output latency {c['output_latency']} ticks)"
-    )
-    runs = c.get("runs", 1)
-    parts = f", in {runs} runs of up to {_inputs(-(-c['n'] // runs))}" if runs > 1 else ""
-    if c.get("streamed"):
-        parts += ", compared while running"
-    click.echo(f"quantized reference vs {c['backend']} on the same {_inputs(c['n'])}, {run}{parts}")
-    click.echo(f"  alignment: {c['alignment']}")
-    verdict = "exact" if c["exact"] else f"NOT exact: {c['divergence']}"
-    click.echo(
-        f"  {c['values_compared']:,} values compared (messages, states and inputs of "
-        f"{c['populations']} populations in {c['traces']} traces, and the readout), "
-        f"{c['values_differing']:,} differ: {verdict}"
-    )
-    click.echo(
-        f"  time: reference {c['reference_seconds']:.2f} s, {c['backend']} "
-        f"{c['backend_seconds']:.2f} s"
-    )
 
 
 _STEP_LABELS = {
@@ -608,118 +538,22 @@ def export(
     for warning in compiled_meta.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
     if float_export:
-        _print_float_export(model, str(result.path), result.report, as_json)
+        print_float_export(model, str(result.path), result.report, as_json)
         return
     if stop_after is not None:
-        summary = _stopped_summary(result.compiled)
+        summary = stopped_summary(result.compiled)
         if as_json:
-            click.echo(_json(summary))
+            click.echo(strict_json(summary))
         else:
-            _print_stopped(summary)
+            print_stopped(summary)
         return
     if as_json:
-        click.echo(_json(result.report))
+        click.echo(strict_json(result.report))
         return
     default = result.compiled.meta.get("calibration_default") if calibration is None else None
-    _print_export(model, str(result.path), target, result.report, default)
+    print_export(model, str(result.path), target, result.report, default)
     if result.target_summary is not None:
-        _TARGET_PRINTERS[target](result.target_summary)
-
-
-def _print_float_export(model: str, path: str, manifest: dict, as_json: bool) -> None:
-    if as_json:
-        click.echo(_json(manifest))
-        return
-    check = manifest["check"]
-    click.echo(f"wrote {path} (target onnx, {manifest['numeric']}) from {model}")
-    click.echo(f"  states        {len(manifest['interface']['states'])} tensors, no latency")
-    click.echo(
-        f"  check         onnxruntime vs PyTorch forward on {check['sequences']} x "
-        f"{check['steps']} steps: max relative logit error {check['max_relative_error']:.2e} "
-        f"(tolerance {check['tolerance']:g})"
-    )
-
-
-def _stopped_summary(compiled) -> dict:
-    net = compiled.netlist or compiled.float_netlist
-    summary: dict = {"stopped_after": compiled.stopped_after}
-    if net is None:
-        summary["graph"] = compiled.graph.summary()
-        return summary
-    summary["netlist"] = {
-        "numeric": net.numeric,
-        "populations": len(net.populations),
-        "counts": net.counts(),
-        "output_latency": net.output_latency,
-        "ticks_per_step": net.ticks_per_step,
-    }
-    if compiled.report is not None:
-        summary["calibration_events"] = compiled.report.calibration_events
-        summary["calibration_origin"] = compiled.meta["calibration_origin"]
-    return summary
-
-
-def _print_stopped(summary: dict) -> None:
-    step = summary["stopped_after"]
-    if "graph" in summary:
-        click.echo(f"stopped after {step}: float graph of {len(summary['graph'])} nodes")
-        _print_table(
-            ["name", "op", "width", "parameters"],
-            [[r["name"], r["op"], r["width"], r["parameters"]] for r in summary["graph"]],
-        )
-        return
-    net = summary["netlist"]
-    click.echo(
-        f"stopped after {step}: {net['numeric']} netlist, {net['populations']} populations, "
-        f"output latency {_latency_text(net)}"
-    )
-    click.echo(f"  {_format_counts(net['counts'])}")
-    if "calibration_events" in summary:
-        click.echo(
-            f"  calibration saturation events: {_format_events(summary['calibration_events'])}"
-        )
-        click.echo(f"  calibration inputs: {summary['calibration_origin']}")
-    click.echo("nothing written")
-
-
-def _latency_text(info: dict) -> str:
-    """'3 steps', or '7 ticks (3 ticks per model step)' for a time-multiplexed network."""
-    ticks = info.get("ticks_per_step", 1)
-    if ticks == 1:
-        return f"{info['output_latency']} steps"
-    return f"{info['output_latency']} ticks ({ticks} ticks per model step)"
-
-
-def _print_export(
-    model: str, path: str, target: str, report: dict, calib_default: str | None = None
-) -> None:
-    counts = dict(report["counts"])
-    weights = counts.pop("synapses")
-    rates = {
-        name: pop["spike_rate"]
-        for name, pop in report["populations"].items()
-        if "spike_rate" in pop
-    }
-    calib = report["calibration"]
-    click.echo(f"wrote {path} (target {target}) from {model}")
-    click.echo(f"  populations   {len(report['populations'])}: {_format_counts(counts)}")
-    click.echo(f"  compartments  {sum(counts.values())}, synaptic weights {weights}")
-    click.echo(f"  latency       {_latency_text(report)} from input to readout")
-    click.echo(
-        f"  calibration   {' x '.join(map(str, calib['shape']))}: saturation events "
-        f"{_format_events(calib['saturation_events'])}"
-    )
-    if calib_default is not None:  # what that batch is, when the user gave none
-        click.echo(f"                {calib_default}")
-    click.echo(f"  spike rates   {_format_rates(rates)}")
-    silent = [
-        name for name, pop in report["populations"].items() if pop.get("silent_in_calibration")
-    ]
-    if silent:
-        click.echo(
-            f"  warning       no activity in calibration at {', '.join(silent)}: scaled for "
-            "|value| <= 1; calibrate with data that drives them (--calib)"
-        )
+        TARGET_PRINTERS[target](result.target_summary)
 
 
 @cli.command(name="inspect")
@@ -732,222 +566,15 @@ def inspect_command(path: str, as_json: bool) -> None:
 
     info = inspect_path(path)
     if as_json:
-        click.echo(_json(info))
+        click.echo(strict_json(info))
     elif info["kind"] == "nir":
-        _print_nir_graph(info)
+        print_nir_graph(info)
     elif info["kind"] == "artifact":
-        _print_artifact(info)
+        print_artifact(info)
     elif info["kind"] == "float-artifact":
-        _print_float_artifact(info)
+        print_float_artifact(info)
     else:
-        _print_checkpoint(info)
-
-
-def _print_nir_graph(info: dict) -> None:
-    dt, ours = info["dt_s"], info["written_by_snncompile"]
-    if ours:
-        stated = f"{dt} s per step, as the file states (export reads it back without --dt)"
-    elif dt is not None:
-        stated = f"{dt} s (stated in the file)"
-    else:
-        stated = "not stated: export needs --dt"
-    click.echo(f"NIR graph {info['path']}")
-    click.echo(f"  written by   {'snncompile (read back exactly)' if ours else 'another tool'}")
-    click.echo(f"  dt           {stated}")
-    click.echo(
-        f"  graph        {len(info['nodes'])} nodes, {info['edges']} edges "
-        f"(input {info['input']}, output {info['output']})"
-    )
-    _print_table(
-        ["node", "type", "parameters"],
-        [[n["name"], n["type"], n["parameters"]] for n in info["nodes"]],
-    )
-    for warning in info["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
-
-
-def _print_checkpoint(info: dict) -> None:
-    accuracy = "" if info["accuracy"] is None else f" (test accuracy {info['accuracy']:.2%})"
-    calib = info["calibration_shape"]
-    click.echo(f"checkpoint {info['path']}")
-    click.echo(f"  family       {info['family']}")
-    click.echo(f"  task         {info['task'] or 'unknown'}{accuracy}")
-    click.echo(f"  parameters   {info['parameters']} (trainable)")
-    click.echo(f"  calibration  {' x '.join(map(str, calib)) if calib else 'none embedded'}")
-    if info["layers"]:
-        # A graph op holds fixed values too (a neuron's beta), complex ones as two: its
-        # count is not the trainable parameters' share, and the rows need not sum to it.
-        click.echo("layers (traced graph; values: the numbers each op holds, fixed ones too):")
-        _print_table(
-            ["name", "op", "width", "values"],
-            [[r["name"], r["op"], r["width"], r["parameters"]] for r in info["layers"]],
-        )
-    click.echo("targets:")
-    for target, verdict in info["targets"].items():
-        click.echo(f"  {target:<13} {'yes' if verdict['ok'] else 'no'}: {verdict['why']}")
-
-
-def _print_header(info: dict) -> None:
-    """The lines every artifact kind shares: what it is, where from, made when and with what."""
-    m = info["manifest"]
-    source = m.get("source", {})
-    entry = source.get("entry") and f"{source['entry']} with weights {source.get('weights', '?')}"
-    origin = (
-        source.get("checkpoint") or entry or source.get("nir_file") or "a model passed in memory"
-    )
-    details = ", ".join(f"{k} {source[k]}" for k in ("family", "task") if k in source)
-    tools = ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items())
-    click.echo(f"artifact {info['path']} ({m['format']} v{m['version']}, target {m['target']})")
-    click.echo(f"  source       {origin}" + (f" ({details})" if details else ""))
-    click.echo(f"  exported     {m.get('created', '?')} with {tools}")
-
-
-def _print_float_artifact(info: dict) -> None:
-    m = info["manifest"]
-    interface, check = m.get("interface", {}), m.get("check", {})
-    _print_header(info)
-    click.echo(f"  numeric      {m.get('numeric')} (the float model's step graph, no netlist)")
-    click.echo(
-        f"  interface    {m.get('input_size')} inputs -> {m.get('output_size')} outputs, "
-        f"{len(interface.get('states', {}))} state tensors, pooling {interface.get('pooling')}"
-    )
-    click.echo(
-        f"  checked      max relative error {check.get('max_relative_error', float('nan')):.2e} "
-        f"(tolerance {check.get('tolerance')}) against {check.get('reference')}, "
-        f"{check.get('sequences')} x {check.get('steps')} steps"
-    )
-    click.echo(f"  files        {', '.join(info['files'])}")
-
-
-def _print_artifact(info: dict) -> None:
-    _print_header(info)
-    bits = ", ".join(f"{k.removesuffix('_bits')} {v}" for k, v in info["formats"].items())
-    click.echo(f"  numeric      {info['numeric']}, bits: {bits}")
-    click.echo(f"  latency      {_latency_text(info)} from input to readout")
-    click.echo(f"  counts       {_format_counts(info['counts'])}")
-    for name, printer in _TARGET_PRINTERS.items():
-        if name in info:
-            printer(info[name])
-    click.echo("populations:")
-    columns = ["name", "kind", "size", "latency", "in_log2", "out_log2", "spike_rate"]
-    _print_table(
-        columns,
-        [
-            [
-                p["name"],
-                p["kind"],
-                p["size"],
-                p["latency"],
-                p.get("in_scale_log2", ""),
-                p.get("out_scale_log2", ""),
-                f"{p['spike_rate']:.4f}" if "spike_rate" in p else "",
-            ]
-            for p in info["populations"]
-        ],
-    )
-    click.echo("synapses:")
-    _print_table(
-        ["name", "src", "dst", "shape", "weight_exp", "delay"],
-        [
-            [
-                s["name"],
-                s["src"],
-                s["dst"],
-                "x".join(map(str, s["shape"])),
-                s["weight_exp"],
-                s["delay"],
-            ]
-            for s in info["synapses"]
-        ],
-    )
-
-
-def _print_loihi2(s: dict) -> None:
-    peak, limits, est = s["peak_per_core"], s["limits_per_core"], s["estimate"]
-    ops, energy, dense = est["synaptic_ops"], est["energy_pj"], est["dense_model"]
-    click.echo(
-        f"loihi2: {s['cores']} core(s) on {s['chips']} chip(s) ({s['cores_per_chip']} cores "
-        "per chip); fullest core:"
-    )
-    for key, label in (
-        ("compartments", "compartments"),
-        ("synapse_bytes", "synapse bytes"),
-        ("input_axons", "input axons"),
-        ("output_axons", "output axons"),
-    ):
-        click.echo(f"  {label:<14} {peak[key]} of {limits[key]}")
-    if s["overrides"]:
-        click.echo(f"  target config overridden: {', '.join(sorted(s['overrides']))}")
-    steps = est["steps_per_inference"]
-    click.echo(f"estimate per inference ({steps} steps; not a Loihi measurement):")
-    click.echo(
-        f"  synaptic ops   {ops['per_inference']:.4g} ({ops['accumulates_per_inference']:.4g} "
-        f"accumulates from spikes, {ops['macs_per_inference']:.4g} multiply-accumulates from "
-        "graded messages)"
-    )
-    click.echo(
-        f"  energy         {_uj(energy['synaptic_per_inference'])} synaptic, "
-        f"{_uj(energy['total_per_inference'])} with compartment updates "
-        f"({est['compartment_macs_per_inference']:.4g} MACs)"
-    )
-    if dense:
-        click.echo(
-            f"  dense model    {dense['macs_per_inference']:.4g} MACs, "
-            f"{_uj(dense['energy_pj_per_inference'])}"
-        )
-
-
-def _print_nir(s: dict) -> None:
-    nodes = ", ".join(f"{n} {kind}" for kind, n in sorted(s["nir_nodes"].items()))
-    click.echo(
-        f"nir: {s['file']} (NIR {s['nir_version']}, dt {s['dt_s']:g} s, SSM form "
-        f"{s['ssm_form']}): {nodes}"
-    )
-    for op, lost in s["lossy_without_metadata"].items():
-        click.echo(f"  without snncompile metadata, {op}: {lost}")
-
-
-# Targets whose export and inspect print a section of their own.
-def _print_onnx(s: dict) -> None:
-    ticks = s.get("ticks_per_step", 1)
-    step = "one step" if ticks == 1 else f"one model step ({ticks} ticks) per call"
-    extra = s.get("extra_calls", s["output_latency"])
-    tail = f"{extra} extra steps" if ticks == 1 else f"{extra} extra calls"
-    click.echo(
-        f"  onnx          {s['file']}: {step}, opset {s['opset']}, {s['nodes']} nodes, "
-        f"{s['states']} state tensors ({s['state_values']} values per sample), "
-        f"{s['bytes']} bytes; run {tail} after the input"
-    )
-
-
-_TARGET_PRINTERS = {"loihi2": _print_loihi2, "nir": _print_nir, "onnx": _print_onnx}
-
-
-def _uj(pj: float) -> str:
-    return f"{pj / 1e6:.3g} uJ"
-
-
-def _print_table(headers: list[str], rows: list[list]) -> None:
-    """Left-aligned text columns, two spaces apart, indented: readable and greppable."""
-    cells = [headers, *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        click.echo("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _inputs(n: int) -> str:
-    """ "1 input", "2 inputs": a count of input sequences (samples) in a summary."""
-    return f"{n} input" if n == 1 else f"{n} inputs"
-
-
-def _format_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{kind} {n}" for kind, n in counts.items())
-
-
-def _format_events(events: dict[str, int]) -> str:
-    if not events:
-        return "none"
-    return ", ".join(f"{name} {n}" for name, n in events.items())
+        print_checkpoint(info)
 
 
 @cli.command()
@@ -993,18 +620,18 @@ def simulate(
             on_step=on_step, on_progress=_percent(on_step, label),
         )  # fmt: skip
     if as_json:
-        click.echo(_json(s.to_dict()))
+        click.echo(strict_json(s.to_dict()))
         return
     shown = " ".join(str(p) for p in s.predictions[:20])
     more = " ..." if len(s.predictions) > 20 else ""
     click.echo(
-        f"{artifact}: {_inputs(s.n)} x {s.steps} steps on {s.backend}, output latency "
-        + _latency_text({"output_latency": s.latency, "ticks_per_step": s.ticks_per_step})
+        f"{artifact}: {inputs_text(s.n)} x {s.steps} steps on {s.backend}, output latency "
+        + latency_text({"output_latency": s.latency, "ticks_per_step": s.ticks_per_step})
     )
     click.echo(f"  predictions      {shown}{more}")
     if s.accuracy is not None:
         click.echo(f"  accuracy         {s.accuracy:.2%}")
-    click.echo(f"  spike rates      {_format_rates(s.spike_rates)}")
+    click.echo(f"  spike rates      {format_rates(s.spike_rates)}")
     events = sum(s.saturation_events.values())
     # docs/targets.md, "Not exact": Lava's own LIF and Dense/Sparse count nothing.
     uncounted = " (Lava's own Dense, Sparse and LIF count none)" if s.backend == "lava" else ""
@@ -1021,12 +648,6 @@ def simulate(
         click.echo(f"warning: {warning}", err=True)
 
 
-def _format_rates(rates: dict[str, float]) -> str:
-    if not rates:
-        return "n/a (non-spiking)"
-    return ", ".join(f"{name} {rate:.3f}" for name, rate in rates.items())
-
-
 @cli.command(name="targets")
 @click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
 def targets_command(as_json: bool) -> None:
@@ -1035,48 +656,9 @@ def targets_command(as_json: bool) -> None:
 
     matrix = support_matrix()
     if as_json:
-        click.echo(_json(matrix))
+        click.echo(strict_json(matrix))
         return
     click.echo(support_table(matrix))
-
-
-def support_table(matrix: dict) -> str:
-    """The matrix as Markdown tables (the README carries this output)."""
-    names = list(matrix["targets"])
-    head = "| {} | " + " | ".join(names) + " |"
-    rule = "|---|" + "|".join(":---:" for _ in names) + "|"
-    lines = ["| target | what it is |", "|---|---|"]
-    lines += [f"| {name} | {summary} |" for name, summary in matrix["targets"].items()]
-    lines += ["", head.format("graph op (as traced)"), rule]
-    for label, row in matrix["ops"].items():
-        lines.append(f"| {label} | " + " | ".join(_mark(row[n]) for n in names) + " |")
-    lines += ["", head.format("model family"), rule]
-    for family, row in matrix["families"].items():
-        cells = [_mark(row[n]["ok"]) for n in names]
-        lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _mark(ok: bool) -> str:
-    return "yes" if ok else "no"
-
-
-def _json(data: object) -> str:
-    """Strict JSON for --json: a NaN or inf (from a metadata value, say) becomes null
-    instead of the bare NaN that JSON parsers reject."""
-    import json
-    import math
-
-    def strict(value: object) -> object:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {key: strict(item) for key, item in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [strict(item) for item in value]
-        return value
-
-    return json.dumps(strict(data), indent=2, allow_nan=False)
 
 
 _CLI_PID: int | None = None  # the process main() runs in (set there)
