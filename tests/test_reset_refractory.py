@@ -11,13 +11,12 @@ from hypothesis import strategies as st
 
 from snncompile.errors import UsageError
 from snncompile.models.neurons import compiled, pmbc
-from snncompile.models.neurons.pmbc import (
+from snncompile.models.neurons.linear_filter import (
     filter_error_bound,
     linear_filter,
-    pmbc_spikes,
     recurrence_error_bound,
-    sequential_spikes,
 )
+from snncompile.models.neurons.pmbc import pmbc_spikes, sequential_spikes
 from snncompile.models.neurons.reset_refractory import ResetRefractoryNeuron
 
 DTYPES = (torch.float32, torch.float64)

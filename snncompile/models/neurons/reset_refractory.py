@@ -31,6 +31,7 @@ from snncompile.errors import UsageError
 from snncompile.models.checks import check_features, finite_number, positive_int
 from snncompile.models.neurons import pmbc
 from snncompile.models.neurons.base import SpikingNeuron
+from snncompile.models.neurons.linear_filter import scan
 from snncompile.models.surrogate import SURROGATES, surrogate_derivative, surrogate_spike
 
 METHODS = ("pmbc", "sequential", "compiled")
@@ -214,7 +215,7 @@ class _PmbcNeuron(torch.autograd.Function):
         parts: dict[int, tuple[int, torch.Tensor, torch.Tensor | None]] = {}
 
         def keep_surrogate(b0, b1, a, spikes) -> None:
-            past = pmbc._scan(spikes, run.decay, 1, True, False)
+            past = scan(spikes, run.decay, 1, True, False)
             m = past.mul_(run.c).neg_().add_(a)  # a - c F_ex(s), reusing the buffer
             sd = _surrogate_derivative_inplace(m - run.theta, kind, slope)
             v = m.sub_(run.c * spikes) if need_beta else None
@@ -238,7 +239,7 @@ class _PmbcNeuron(torch.autograd.Function):
         grad_beta = spikes.new_zeros(channels)
         for b0, b1, sd, v in ctx.parts:
             g = grad_out[b0:b1] * sd
-            r = pmbc._scan(g, ctx.decay, 1, False, True)
+            r = scan(g, ctx.decay, 1, False, True)
             grad_x[b0:b1] = r
             sum_g += g.sum(dim=(0, 1))
             grad_c -= (r - g).mul_(spikes[b0:b1]).sum(dim=(0, 1))
