@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from snncompile.errors import CorruptInputError, UsageError
-from snncompile.inspection import (  # re-exported: the API is one module
-    inspect_artifact as inspect_artifact,
+from snncompile.inspection import (  # noqa: F401  (re-exported: the API is one module)
+    inspect_artifact,
+    inspect_checkpoint,
+    inspect_float_artifact,
+    inspect_nir,
+    inspect_path,
 )
-from snncompile.inspection import inspect_checkpoint as inspect_checkpoint
-from snncompile.inspection import inspect_float_artifact as inspect_float_artifact
-from snncompile.inspection import inspect_nir as inspect_nir
-from snncompile.inspection import inspect_path as inspect_path
 
 if TYPE_CHECKING:
     from snncompile.data import Task
