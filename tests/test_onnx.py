@@ -102,7 +102,9 @@ def test_each_kind_at_thresholds_and_saturation():
     )  # fmt: skip
     net = side_by_side([rr, lif, lif2, sub, sub2, sub3, sub4, sub5, hv, glu], mode="mean")
     rng = np.random.default_rng(0)
+    # +-2^17 puts u at exactly +-2^23 where du = 4095: the two sides of Lava's wrap.
     edges = np.array([0, 1, -1, 5, 6, 64, 65, MAX24, -MAX24, 2**16, -(2**16), 3, -3])
+    edges = np.concatenate([edges, [2**17, -(2**17)]])
     x = rng.choice(edges, size=(3, 7, net.input.size)).astype(float)
     check(net, x)
 

@@ -154,14 +154,43 @@ def test_cuba_lif_sub_threshold_remainder_and_limits():
             assert result.events.get("p", 0) > 0  # a wrap or a saturation happened
 
 
-def test_lif_threshold_is_strict_and_current_wraps():
-    params = {"du": np.array(4095), "dv": np.array(0), "vth": np.array(10)}
-    net = _single("lif", 1, params)
-    # 10 << 6 == 640 exactly: no spike; one more unit of input crosses it next step.
-    x = np.array([[10], [0], [2**17 + 5], [0]])
+LIF_LIMITS = {  # kind, params, inputs -> spikes, u, v, events (docs/numerics.md "lif")
+    # 10 << 6 == 640 exactly: no spike (strict threshold); (2^17 + 5) << 6 wraps u.
+    "strict threshold, then u wraps": (
+        "lif", {"du": 4095, "dv": 0, "vth": 10}, [10, 0, 2**17 + 5, 0],
+        [0, 0, 0, 0], [640, 0, 2**23 + 320 - 2**24, 0], [640, 640, -8387648, -8387648], 1,
+    ),
+    # V lands exactly on 2^23: saturated to 2^23 - 1 (an event), then it spikes. Alone in
+    # its sequence, so the compiled loop's exactness bound decides it (audit43).
+    "V exactly 2^23 saturates": (
+        "lif", {"du": 4095, "dv": 0, "vth": 2**17 - 1}, [2**17, 0],
+        [1, 0], [2**23, 0], [0, 0], 1,
+    ),
+    # u1 = -2^23 wraps to +2^23 (one event), then V saturates (another).
+    "u exactly -2^23 wraps": (
+        "lif", {"du": 4095, "dv": 0, "vth": 2**17 - 1}, [-(2**17), 0],
+        [1, 0], [2**23, 0], [0, 0], 2,
+    ),
+    # The subtractive reset shows the saturation in v: 2^23 - 1 - (2^17 - 1) * 64 = 63.
+    "cuba_lif_sub: V exactly 2^23": (
+        "cuba_lif_sub", {"du": 4095, "dv": 0, "vth": 2**17 - 1, "vsub": 2**17 - 1}, [2**17, 0],
+        [1, 0], [2**23, 0], [63, 63], 1,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", LIF_LIMITS, ids=list(LIF_LIMITS))
+def test_lif_limits_by_value_and_event_count(case: str) -> None:
+    kind, params, inputs, spikes, u, v, events = LIF_LIMITS[case]
+    arrays = {key: np.array(value) for key, value in params.items()}
+    net = _single(kind, 1, arrays)
+    x = np.array(inputs).reshape(-1, 1)
+    _check_against_oracle(net, x, getattr(oracle, kind), arrays)
     result = simulate(net, x[None].astype(float), record=True, record_internals=True)
-    assert result.traces["p"][0, :, 0].tolist()[:1] == [0]
-    assert result.events.get("p", 0) >= 1  # (2**17 + 5) << 6 leaves 24 bits: wrapped
+    assert result.traces["p"][0, :, 0].tolist() == spikes
+    assert result.traces["p.u"][0, :, 0].tolist() == u
+    assert result.traces["p.v"][0, :, 0].tolist() == v
+    assert result.events == {"p": events}
 
 
 def test_heaviside_and_accumulator_saturation():
