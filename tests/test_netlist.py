@@ -196,3 +196,60 @@ def test_quantized_weights_stay_on_the_grid_at_every_width(bits: int, sign: str)
     low, high, step = weight_grid(values, bits)
     assert np.all(mant % step == 0) and low <= mant.min() and mant.max() <= high
     assert np.abs(mant).max() > 0 and np.abs(mant * 2.0**exp - values).max() <= 2.0**exp * step
+
+
+@pytest.mark.parametrize(("fan_in_log2", "refused"), [(13, False), (14, True)])
+def test_fan_in_past_exact_float_sums_is_refused(fan_in_log2: int, refused: bool) -> None:
+    """The simulators sum integer products in float64: fan-in * 2^8 * 2^31 (32-bit graded
+    messages) must stay below 2^53, so 2^14 inputs are refused and 2^13 taken."""
+    fan_in = 2**fan_in_log2
+    pops = (
+        Population("in", "input", fan_in),
+        Population("p", "accumulator", 1),
+        Population("out", "readout", 1, attrs={"mode": "last"}),
+    )
+    syns = (
+        Synapse("in->p", "in", "p", sparse.csr_matrix(np.ones((1, fan_in)))),
+        Synapse("p->out", "p", "out", np.eye(1)),
+    )
+    fmt = Formats(message_bits=32, state_bits=32)
+    if refused:
+        with pytest.raises(InvalidGraphError, match=f"fan-in {fan_in} is too large to sum exactly"):
+            Netlist(pops, syns, numeric="int", formats=fmt)
+    else:
+        assert Netlist(pops, syns, numeric="int", formats=fmt).counts()["synapses"] == fan_in + 1
+
+
+@pytest.mark.parametrize(("max_rounds", "rounds", "headroom", "saturated"),
+                         [(4, 3, 4, False), (2, 2, 3, True), (1, 1, 2, True)])  # fmt: skip
+def test_saturating_calibration_adds_headroom_round_by_round(
+    monkeypatch: pytest.MonkeyPatch, max_rounds: int, rounds: int, headroom: int, saturated: bool
+) -> None:
+    """The readout's range is under-reported 16x (4 bits; headroom_bits gives 2): each
+    round that saturates adds one bit to the population it names, up to max_rounds."""
+    import snncompile.quantize.quantize as qz
+
+    pops = (
+        Population("in", "input", 2),
+        Population("p", "accumulator", 2),
+        Population("out", "readout", 2, attrs={"mode": "last"}),
+    )
+    syns = (
+        Synapse("in->p", "in", "p", np.array([[1.0, 0.5], [0.25, 1.0]])),
+        Synapse("p->out", "p", "out", np.eye(2)),
+    )
+    net = Netlist(pops, syns, numeric="float64", formats=Formats())
+    real = qz.calibration_ranges
+
+    def under_reported(net: Netlist, x: np.ndarray) -> dict[str, float]:
+        ranges = real(net, x)
+        return {**ranges, "out.acc": ranges["out.acc"] / 16}
+
+    monkeypatch.setattr(qz, "calibration_ranges", under_reported)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 10, 2))
+    _, report = qz.quantize(net, x, qz.QuantConfig(max_rounds=max_rounds))
+    assert report.rounds == rounds
+    assert report.populations["out"]["headroom_bits"] == headroom
+    assert report.populations["p"]["headroom_bits"] == 2
+    assert bool(report.calibration_events) == saturated
+    assert set(report.calibration_events) <= {"out"}

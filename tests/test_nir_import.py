@@ -1483,3 +1483,17 @@ def test_inspect_refuses_a_metadata_dt_export_would_refuse(dt, tmp_path, capsys)
         main(["inspect", str(tmp_path / "dt.nir")])
     err = capsys.readouterr().err
     assert info.value.code == 6 and "metadata dt" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("tau_syn", "tau_mem", "du", "dv"), [(2e-3, 4e-3, 2047, 1024), (1e-3, 8e-3, 4095, 512)]
+)
+def test_cuba_lif_decays_quantize_to_lavas_du_and_dv(tau_syn, tau_mem, du, dv):
+    """Lava keeps 4096 - (du + 1) of u and 4096 - dv of v per step (docs/numerics.md): at dt = 1 ms,
+    tau_syn 2 ms keeps half the current (du 2047) and tau_mem 4 ms three quarters of v
+    (dv 1024); tau_syn = dt keeps no current (du 4095). Calibration-based checks absorb an
+    off-by-one here (1/4096 of u), so the values are pinned."""
+    g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", cuba_lif(2, tau_syn, tau_mem)))
+    qnet, _ = quantize(lower(import_nir(g, dt=1e-3).graph), spikes((2, 20, 2), 0.5, seed=1))
+    params = qnet.population("lif").params
+    assert (int(params["du"]), int(params["dv"])) == (du, dv)
