@@ -1497,3 +1497,18 @@ def test_cuba_lif_decays_quantize_to_lavas_du_and_dv(tau_syn, tau_mem, du, dv):
     qnet, _ = quantize(lower(import_nir(g, dt=1e-3).graph), spikes((2, 20, 2), 0.5, seed=1))
     params = qnet.population("lif").params
     assert (int(params["du"]), int(params["dv"])) == (du, dv)
+
+
+def test_a_delayed_loop_needs_fewer_ticks_per_step():
+    """A loop through three neurons whose feedback also passes a one-step nir.Delay has
+    two model steps to go round: ceil(3 / 2) = 2 ticks per step (a floor gave 1, and the
+    netlist was refused for a delay of -1), and still equals the float NIR simulation."""
+    g = neuron_loop(3)
+    nodes = dict(g.nodes)
+    edges = [e for e in g.edges if e != ("w2", "n0")]
+    nodes["d"] = nir.Delay(delay=np.full(4, 1e-3))
+    edges += [("w2", "d"), ("d", "n0")]
+    net, _, rates = compare_float(graph(nodes, edges), spikes((2, 40, 3), 0.4), dt=1e-3)
+    assert net.ticks_per_step == 2
+    assert [(s.name, s.lag, s.delay) for s in net.synapses if s.lag] == [("n2->n0", 2, 1)]
+    assert min(rates.values()) > 0.02, rates

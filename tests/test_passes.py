@@ -251,13 +251,19 @@ def test_batchnorm_folds_into_the_next_linear_when_the_previous_is_shared() -> N
     _same_function(graph, done)
 
 
+@pytest.mark.parametrize("chained", [False, True])
 @pytest.mark.parametrize("discretized", [True, False])
-def test_batchnorm_folds_into_the_next_ssm_with_its_shift(discretized: bool) -> None:
+def test_batchnorm_folds_into_the_next_ssm_with_its_shift(discretized: bool, chained: bool) -> None:
+    """Chained: the second BatchNorm folds first, so the first meets an SSM that already
+    has a shift (u_shift' = (u_shift + shift) / scale)."""
     ssm = _s4d(3)
+    bns = [Node("bn", _bn(1), ("enc",))]
+    if chained:
+        bns.append(Node("bn2", _bn(2), ("bn",)))
     graph = _graph(
         Node("enc", _linear(H, 3, 0), ("input",)),
-        Node("bn", _bn(1), ("enc",)),
-        Node("ssm", ssm, ("bn",)),
+        *bns,
+        Node("ssm", ssm, (bns[-1].name,)),
         Node("sum", ops.Add(), ("enc", "ssm")),
         Node("output", ops.Output(), ("sum",)),
     )
@@ -388,3 +394,26 @@ def test_quant_config_refuses_what_it_cannot_use(field: str, value: object) -> N
 
     with pytest.raises(UsageError, match=f"{field} must be an integer in"):
         QuantConfig(**{field: value})
+
+
+def test_a_neuron_keeping_its_threshold_lowers_to_the_same_function() -> None:
+    """Where fold_thresholds cannot fold (the producer has another consumer), lowering
+    scales the neuron's input by 1/theta itself and must scale rho alike (rho / theta);
+    the float64 netlist then computes what the graph does."""
+    from snncompile.lower.lower import lower
+    from snncompile.reference.simulator import simulate
+
+    busy = _linear(H, H, 4)
+    graph = _neuron_graph(ops.Linear(busy.weight * 3, busy.bias), _reset_refractory(5), True)
+    nodes = list(graph)
+    tail = nodes[-1]
+    graph = Graph((*nodes[:-1], Node("pool", ops.Pool("mean"), (tail.inputs[0],)),
+                   Node("output", ops.Output(), ("pool",))))  # fmt: skip
+    passed = run_passes(graph)
+    assert not np.all(passed.node("spike").op.theta == 1.0)  # nothing folded
+    u = _inputs()
+    traces: dict[str, np.ndarray] = {}
+    want = run_graph(graph, u, traces)
+    assert 0.05 < traces["spike"].mean() < 0.95
+    got = simulate(lower(passed), u).logits
+    assert float(np.abs(got - want).max()) <= 1e-9 * float(np.abs(want).max())
