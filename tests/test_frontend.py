@@ -652,3 +652,20 @@ def test_compile_model_leaves_the_callers_model_in_its_mode() -> None:
     x = np.random.default_rng(0).random((2, 5, 2))
     compile_model(model, input_size=2, calibration=x, stop_after="trace")
     assert model.training
+
+
+class MeanKeepingTime(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.dec = nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.dec(self.enc(u).mean(dim=1, keepdim=True))  # (B, 1, 2), not (B, 2)
+
+
+def test_a_time_mean_that_keeps_its_axis_is_refused() -> None:
+    """Pooling gives (B, d); with keepdim the model's output keeps a time axis of one,
+    which the compiled network (one logit vector per sequence) does not compute."""
+    with pytest.raises(UnsupportedError) as info:
+        trace(MeanKeepingTime(), 3)
+    assert any("keepdim=False" in o for o in info.value.offenders), info.value.offenders

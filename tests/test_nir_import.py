@@ -1200,6 +1200,13 @@ OUT_OF_SCALE = {
         4,
         r"big\.nir: node 'lif' \(CubaLIF\): dt = 1e\+300 s exceeds a time constant; .*",
     ),
+    # Only the synaptic time constant is shorter than dt (1 ms against 0.5 ms and 10 ms).
+    "dt past tau_syn alone": (
+        lambda: chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", cuba_lif(2, 5e-4, 1e-2))),
+        1e-3,
+        4,
+        r"big\.nir: node 'lif' \(CubaLIF\): dt = 0\.001 s exceeds a time constant; .*",
+    ),
     "weights far past the threshold": (
         lambda: chain((2,), ("fc", nir.Linear(weight=np.full((2, 2), 1e300))), ("lif", lif(2))),
         1e-3,
