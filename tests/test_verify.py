@@ -530,6 +530,29 @@ def test_an_accuracy_drop_is_reported_in_points_as_the_option_takes_it() -> None
     ]
 
 
+def test_each_criterion_passes_at_its_bound_and_fails_past_it() -> None:
+    """The criteria are "at least" and "at most": a value exactly at the bound passes
+    (--min-argmax-agreement 1.0 with full agreement, a drop of exactly the allowed
+    points, spike agreement exactly at its minimum)."""
+    from types import SimpleNamespace
+
+    from snncompile.verify.quantized import Tolerances, _failures
+
+    def report(argmax: float, delta: float, spikes: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            argmax_agreement=argmax, accuracy_delta=delta, float_accuracy=0.5,
+            quantized_accuracy=0.5 + delta, spike_agreement={"s": spikes},
+            lowering_relative_error=0.0,
+        )  # fmt: skip
+
+    tolerances = Tolerances(
+        min_argmax_agreement=1.0, max_accuracy_drop=0.25, min_spike_agreement=0.75
+    )
+    assert _failures(report(1.0, -0.25, 0.75), tolerances) == []
+    failed = _failures(report(0.96875, -0.375, 0.5), tolerances)
+    assert [f.split()[0] for f in failed] == ["argmax", "accuracy", "spike"], failed
+
+
 def test_verify_model_takes_inputs_and_labels_in_memory(tmp_path: Path) -> None:
     # data= took only a file: an array was a bare TypeError.
     from snncompile.data import load_task
