@@ -371,8 +371,9 @@ def test_streamed_rung_3_compares_what_the_whole_traces_compare(
 
 
 def test_streamed_rung_3_finds_the_first_divergence(compiled_spike_ssm, monkeypatch):
-    """A target whose traces differ in two places, handed over step by step: the earlier
-    model step is named, as the recorded check names it, and both values counted."""
+    """A target whose traces differ in two places, handed over step by step, and whose
+    final readout differs once: the earlier model step is named, as the recorded check
+    names it, and all three values counted."""
     import snncompile.simulate as sim
 
     net, x = compiled_spike_ssm.netlist, _sdigits(3)
@@ -395,16 +396,18 @@ def test_streamed_rung_3_finds_the_first_divergence(compiled_spike_ssm, monkeypa
 
     def faulty(backend, net, xs, sink=None, **kw):
         if sink is not None:
-            return real("onnx", net, xs, sink=Faulty(sink), **kw)
-        result = real("onnx", net, xs, **kw)
-        for (trace, step), sample in wrong.items():
-            result.traces[trace][sample, step, 3] += 1
+            result = real("onnx", net, xs, sink=Faulty(sink), **kw)
+        else:
+            result = real("onnx", net, xs, **kw)
+            for (trace, step), sample in wrong.items():
+                result.traces[trace][sample, step, 3] += 1
+        result.readout[0, 0] += 1  # the final readout state is compared too, and counted
         return result
 
     monkeypatch.setattr(sim, "run_backend", faulty)
     whole = check_backend(net, x, "onnx", record=True)
     streamed = check_backend(net, x, "onnx")
-    assert streamed.streamed and whole.values_differing == streamed.values_differing == 2
+    assert streamed.streamed and whole.values_differing == streamed.values_differing == 3
     assert "'blocks.0.ssm.re' at model step 7 (sample 2, compartment 3)" in whole.divergence
     assert streamed.divergence == whole.divergence
 
