@@ -287,6 +287,19 @@ def test_inspect_shows_cores_chips_and_the_estimate(spike_ssm: Path, capsys) -> 
     assert info["estimate"]["energy_pj"] == est["energy_estimate_pj"]
 
 
+def test_bundled_compartment_ops_by_kind(spike_ssm: Path) -> None:
+    """Compartment multiplies per step (estimate.py's docstring): an SSM mode 6 (complex
+    a z is 4 real multiplies, b x 2), a reset-refractory neuron 1 (its decay), a GLU
+    channel 2 (interpolation and gating); accumulators, input, bias and readout 0. The
+    bundled spike-ssm has 4224 SSM compartments, 2 x 64 neurons and 2 x 64 GLU channels."""
+    est = json.loads((spike_ssm / "estimate.json").read_text())["compartment_ops_estimate"]
+    counts = read_artifact(spike_ssm).netlist.counts()
+    assert (counts["ssm"], counts["reset_refractory"], counts["glu"]) == (4224, 128, 128)
+    assert est["by_kind_per_step"] == {"ssm": 6 * 4224, "reset_refractory": 128, "glu": 256}
+    assert est["macs_per_step"] == 6 * 4224 + 128 + 256
+    assert est["macs_per_inference"] == 64 * est["macs_per_step"]  # L = 64
+
+
 def test_bundled_mapping_counts_add_up(spike_ssm: Path) -> None:
     net = read_artifact(spike_ssm).netlist
     res = json.loads((spike_ssm / "resources.json").read_text())
@@ -527,6 +540,16 @@ def test_mapping_shares_and_splits_cores(tmp_path: Path) -> None:
     (core,) = shared.cores
     assert core.compartments == 11 and core.synapse_bytes == 15  # ceil((54 + 30 + 30) / 8)
     assert (core.input_axons, core.output_axons) == (9, 9)
+    # Sharing, the bound adds up over every population placed on the open core: with 7
+    # output axons allowed the 9 of one core no longer fit, and spk is split.
+    config = _config(tmp_path, "[model]\nshare_cores = true\n[limits]\noutput_axons_per_core = 7\n")
+    seven = map_netlist(tiny_netlist(), config)
+    assert [c.slices for c in seven.cores] == [
+        [("in", 0, 2), ("bias", 0, 1), ("acc", 0, 3), ("spk", 0, 1)],
+        [("spk", 1, 3), ("out", 0, 2)],
+    ]
+    assert [c.output_axons for c in seven.cores] == [7, 2]
+    assert check(tiny_netlist(), config, seven) == []
     split = map_netlist(tiny_netlist(), _config(tmp_path, "[limits]\ncompartments_per_core = 2\n"))
     assert [c.slices for c in split.cores] == [
         [("in", 0, 2)],
