@@ -81,8 +81,9 @@ def test_ssm_matches_oracle(a_parts, b_parts, inputs):
     st.lists(st.integers(-(2**21), 2**21), min_size=STEPS, max_size=STEPS),
 )
 def test_reset_refractory_matches_oracle(decay, theta, rho, inputs):
-    # Inputs placed exactly at theta and theta + 1 as well as random ones.
-    inputs = [*inputs[:-2], theta, theta + 1]
+    # Inputs placed exactly at theta and theta + 1 as well as random ones; the first
+    # lands the membrane exactly on theta (v starts at 0), which must not spike.
+    inputs = [theta, *inputs[1:-2], theta, theta + 1]
     params = {"decay": np.array([decay]), "theta": np.array([theta]), "rho": np.array([rho])}
     net = _single("reset_refractory", 1, params)
     _check_against_oracle(net, np.array(inputs).reshape(STEPS, 1), oracle.reset_refractory, params)
@@ -112,7 +113,7 @@ def test_lif_matches_oracle(du, dv, vth, inputs):
 def test_cuba_lif_sub_matches_oracle(du, dv, vth, vsub, inputs):
     # Inputs exactly at vth and one above, as well as random ones; vsub = vth (reset in
     # the step that spikes) or any other (snnTorch's delayed reset subtracts vth / beta).
-    inputs = [*inputs[:-2], vth, vth + 1]
+    inputs = [vth, *inputs[1:-2], vth, vth + 1]  # the first lands exactly on vth << 6
     vsub = vth if vsub is None else vsub
     params = {"du": np.array(du), "dv": np.array(dv), "vth": np.array(vth), "vsub": np.array(vsub)}
     net = _single("cuba_lif_sub", 1, params)
@@ -177,6 +178,19 @@ LIF_LIMITS = {  # kind, params, inputs -> spikes, u, v, events (docs/numerics.md
         [1, 0], [2**23, 0], [63, 63], 1,
     ),
 }  # fmt: skip
+
+
+def test_reset_refractory_exact_threshold_where_the_state_saturates():
+    """A sequence that saturates somewhere runs on the step functions, not the compiled
+    loop: there too a membrane exactly on theta must not spike (m = 5 = theta at step 0;
+    m = 5 + 2^23 - 1 saturates at step 1)."""
+    params = {"decay": np.array([0]), "theta": np.array([5]), "rho": np.array([0])}
+    net = _single("reset_refractory", 1, params)
+    x = np.array([[5], [2**23 - 1], [0]])
+    _check_against_oracle(net, x, oracle.reset_refractory, params)
+    result = simulate(net, x[None].astype(float), record=True, record_internals=True)
+    assert result.traces["p"][0, :, 0].tolist() == [0, 1, 1]
+    assert result.events == {"p": 1}
 
 
 @pytest.mark.parametrize("case", LIF_LIMITS, ids=list(LIF_LIMITS))
