@@ -195,6 +195,11 @@ DAMAGED = {
         lambda p: p["config"].update(d_model=10**9),
         r"needs at least \d+ parameters, the file holds \d+",
     ),
+    # Just past what the file holds: 64 x (2 + 3 + 2 x 8 / 2) = 832 > 803.
+    "d_model 8x": (
+        lambda p: p["config"].update(d_model=64),
+        "needs at least 832 parameters, the file holds 803",
+    ),
     "complex weight": (
         lambda p: p["state_dict"].update({_first_weight(p)[0]: _first_weight(p)[1] * 1j}),
         "is complex",
