@@ -8,6 +8,7 @@ import torch
 from snncompile.errors import UnsupportedError, UsageError
 from snncompile.models.backbone import FAMILIES, ModelConfig, build_model
 from snncompile.models.mixing import GLUMixer, GSUMixer, ternarize
+from snncompile.models.neurons.heaviside import HeavisideNeuron
 
 AVAILABLE = list(FAMILIES)
 
@@ -115,10 +116,10 @@ def test_hard_sigmoid_gate() -> None:
 
 
 def test_ternarize_threshold_and_straight_through_gradient() -> None:
-    z = torch.tensor([[1.0, -0.1, 0.2, -0.16, 0.14]], requires_grad=True)
+    z = torch.tensor([[1.0, -0.1, 0.2, -0.16, 0.14, 0.15, -0.15]], requires_grad=True)
     ter = ternarize(z, dim=-1)
-    # threshold 0.15 * max|z| = 0.15: strictly larger magnitudes survive
-    assert ter.tolist() == [[1.0, 0.0, 1.0, -1.0, 0.0]]
+    # threshold 0.15 * max|z| = 0.15: strictly larger magnitudes survive, 0.15 itself not
+    assert ter.tolist() == [[1.0, 0.0, 1.0, -1.0, 0.0, 0.0, 0.0]]
     ter.sum().backward()
     assert torch.equal(z.grad, torch.ones_like(z))
 
@@ -131,3 +132,16 @@ def test_gsu_products_are_multiplication_free() -> None:
     assert set(w_ter.unique().tolist()) <= {-1.0, 0.0, 1.0}
     assert set(ternarize(y, dim=-1).unique().tolist()) <= {-1.0, 0.0, 1.0}
     assert gsu(y).shape == (3, 6)
+    # GELU(LN((Ter(y) W + b) * (y Ter(W)))): ternary activations against the float
+    # weights, float activations against the ternary weights (models/mixing.py).
+    gated = (ternarize(y, dim=-1) @ gsu.weight + gsu.bias) * (y @ w_ter)
+    expected = torch.nn.functional.gelu(gsu.norm(gated))
+    torch.testing.assert_close(gsu(y), expected, rtol=0, atol=0)
+
+
+def test_heaviside_step_equals_forward_at_exactly_zero() -> None:
+    """s = [y > 0] in both modes: y = 0 does not spike (the deployment step used >= once)."""
+    neuron = HeavisideNeuron(3)
+    y = torch.tensor([[0.0, 1e-30, -1e-30]])
+    assert neuron.step(y, ())[0].tolist() == [[0.0, 1.0, 0.0]]
+    assert neuron(y[:, None])[:, 0].tolist() == [[0.0, 1.0, 0.0]]
