@@ -99,3 +99,20 @@ def test_listops_lengths_too_rare_to_draw_are_refused() -> None:
 def test_unknown_task() -> None:
     with pytest.raises(UsageError, match="unknown task"):
         load_task("imagenet")
+
+
+def test_listops_draws_every_argument_count_and_the_reach_bound_is_tight() -> None:
+    """Depth 1 with up to 5 arguments makes 4..7 tokens (operator, 2..5 digits, close),
+    and every count occurs; length 28 (>= 7 tokens needed) is reachable at depth 1,
+    length 32 (>= 8) is refused at once, before any draw."""
+    from snncompile.data import listops
+
+    split = generate_listops(400, length=7, depth=1, min_length=4)
+    sizes = set((split.inputs != listops.PAD).sum(axis=1).tolist())
+    assert sizes == {4, 5, 6, 7} and listops.max_tokens(1) == 7
+    assert generate_listops(5, length=28, depth=1).inputs.shape == (5, 28)
+    with pytest.raises(
+        UsageError,
+        match="needs expressions of at least 8 tokens, and at depth 1 they have at most 7",
+    ):
+        generate_listops(5, length=32, depth=1)

@@ -90,3 +90,10 @@ def test_folding_batchnorm_preserves_the_function(tmp_path: Path) -> None:
     assert torch.allclose(net(y), folded(y), atol=1e-5)
     save_sdn(folded, tmp_path / "w.npz", seed=0)
     assert torch.equal(read_sdn(tmp_path / "w.npz")(y), folded(y))
+
+
+def test_the_shipped_sdn_is_refused_for_another_tau() -> None:
+    from snncompile.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"the shipped SDN was trained for tau=0\.125, not 0\.2"):
+        load_sdn(0.2)
