@@ -509,3 +509,31 @@ def test_running_out_of_memory_reading_inputs_is_exit_1_not_a_damaged_file(  # t
         1,
         "error: out of memory (MemoryError); try fewer inputs at once or a smaller model\n",
     )
+
+
+def test_boundaries_of_outputs_and_options(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Each rule at its edge (audit44: every one of these could move by one unnoticed):
+    a 255-byte name is the longest a Linux file system takes; snncompile with no command
+    is a usage error; --dropout 1 would drop everything; `data -o` never follows a
+    symlink to replace what it points at; an input of zero steps is refused."""
+    from snncompile.compiler import check_inputs
+
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    assert check_writable(tmp_path / ("x" * name_max))  # no error
+    with pytest.raises(UsageError, match="too long"):
+        check_writable(tmp_path / ("x" * (name_max + 1)))
+    with pytest.raises(SystemExit) as done:
+        main([])
+    assert done.value.code == 2
+    capsys.readouterr()
+    _no_slow_work(monkeypatch)
+    argv = ["train", "--family", "s4d", "--dropout", "1", "-o", tmp_path / "m.pt"]
+    assert _run(argv, capsys) == (2, "error: --dropout must be in [0, 1), got 1.0\n")
+    real = tmp_path / "real.npz"
+    np.savez(real, x=np.zeros(1), y=np.zeros(1))
+    (tmp_path / "link.npz").symlink_to(real)
+    code, err = _run(["data", CHECKPOINT, "-o", tmp_path / "link.npz", "--overwrite"], capsys)
+    assert code == 2 and "is not an .npz of x and y alone" in err, err
+    assert (tmp_path / "link.npz").is_symlink()
+    with pytest.raises(UsageError):
+        check_inputs(np.zeros((1, 0, 1)), 1, what="--input")
