@@ -604,3 +604,23 @@ def test_bool_spikes_are_inputs_of_zeros_and_ones(artifact, tmp_path, capsys) ->
         with np.load(out) as result:
             outs.append(result["readout"])
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_steps_and_calibration_length_at_their_edges(artifact, inputs):
+    """--steps may be the input's whole length (0 and L + 1 are refused); the warning
+    blames the input length only when the inputs are longer than the calibration's."""
+    from snncompile.errors import UsageError
+    from snncompile.simulate import saturation_warning, simulate_artifact
+
+    x = np.load(inputs)["x"][:2]
+    length = x.shape[1]
+    whole = simulate_artifact(artifact, x)
+    assert simulate_artifact(artifact, x, steps=length).predictions == whole.predictions
+    for steps in (0, length + 1):
+        with pytest.raises(UsageError, match="--steps"):
+            simulate_artifact(artifact, x, steps=steps)
+    same = saturation_warning({"out": 3}, 64, 64)
+    longer = saturation_warning({"out": 3}, 65, 64)
+    assert same is not None and "calibrated on" not in same and "values left the range" in same
+    assert longer is not None and "calibrated on 64-step inputs and these have 65" in longer
+    assert saturation_warning({"out": 0}, 65, 64) is None
