@@ -168,3 +168,36 @@ def test_a_diverging_run_is_named_as_such(tmp_path, family, cause) -> None:
             state_size=4, lr=1000.0, progress=False,
         )  # fmt: skip
     assert not out.exists()
+
+
+def test_reported_losses_are_means_over_the_samples() -> None:
+    """History.train_loss is the epoch's mean cross-entropy per sample (batch means
+    weighted by batch size), and evaluate's loss the split's mean: at lr 1e-9 the one
+    epoch leaves the weights as they were, so the two agree, and both equal the
+    cross-entropy computed here directly."""
+    task = load_task("sdigits")
+    cfg = ModelConfig(family="binary-s4d", d_input=1, d_output=10, d_model=4, n_layers=1, d_state=4)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    history = train(model, task, TrainSettings(epochs=1, batch_size=500, lr=1e-9, weight_decay=0))
+    on_train = evaluate(model, task.train, task.featurize)
+    assert history.train_loss[0] == pytest.approx(on_train.loss, rel=1e-4)
+    on_test = evaluate(model, task.test, task.featurize)
+    model.eval()
+    with torch.no_grad():
+        x = torch.as_tensor(task.featurize(task.test.inputs), dtype=torch.float32)
+        logits = model(x)
+    direct = torch.nn.functional.cross_entropy(logits, torch.as_tensor(task.test.labels))
+    assert on_test.loss == pytest.approx(float(direct), rel=1e-5)
+    assert on_test.n == len(task.test.labels)
+
+
+def test_a_weight_that_is_not_finite_stops_training() -> None:
+    from snncompile.errors import UsageError
+
+    task = load_task("sdigits")
+    cfg = ModelConfig(family="binary-s4d", d_input=1, d_output=10, d_model=4, n_layers=1, d_state=4)
+    model = build_model(cfg)
+    model.unused = torch.nn.Parameter(torch.tensor([np.inf]))  # the loss stays finite
+    with pytest.raises(UsageError, match=r"diverged in epoch 1 \(unused is not finite\)"):
+        train(model, task, TrainSettings(epochs=1, batch_size=500))
