@@ -107,3 +107,25 @@ def test_tau_without_a_trained_sdn_is_refused_in_sdn_training() -> None:
     neuron = LIFNeuron(2, tau=0.25, mode="sdn").train()
     with pytest.raises(UsageError, match="tau"):
         neuron(torch.randn(1, 10, 2))
+
+
+def test_exact_mode_gradient_does_not_flow_through_the_reset() -> None:
+    """u_t = m_t (1 - s_t) with s_t detached: after the spike at t = 0 (m = 1.2) u_0 = 0,
+    so s_1 (m_1 = 0.5) depends on x_1 alone: d s_1 / d x = [0, triangle(0.5 - 1)] = [0, 0.5]."""
+    neuron = LIFNeuron(1, mode="exact", trainable_threshold=False).eval()
+    x = torch.tensor([[[1.2], [0.5]]], requires_grad=True)
+    neuron(x)[0, 1, 0].backward()
+    assert x.grad.ravel().tolist() == [0.0, 0.5]
+
+
+def test_sdn_mode_spikes_where_the_prediction_plus_input_reaches_one() -> None:
+    """Training mode: s_t = [SDN(y)_t + y_t >= 1], also 5e-4 below the threshold."""
+    from snncompile.models.sdn import load_sdn
+
+    neuron = LIFNeuron(1, mode="sdn", trainable_threshold=False).train()
+    sdn = load_sdn(0.125)
+    y = torch.tensor([[[0.3], [0.6], [0.2]]])
+    y[0, 2, 0] = 1 - 5e-4 - sdn.predict_channels(y)[0, 2, 0]  # depends on y_0, y_1 only
+    expected = (sdn.predict_channels(y) + y >= 1).float()
+    assert expected[0, 2, 0] == 0
+    assert torch.equal(neuron(y), expected)

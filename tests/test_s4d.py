@@ -135,3 +135,23 @@ def test_bad_arguments(kwargs: dict) -> None:
     args = {"d_model": 4, "d_state": 8, **kwargs}
     with pytest.raises(UsageError):
         S4D(**args)
+
+
+def test_bidirectional_is_the_two_sided_convolution() -> None:
+    """y_t = D u_t + sum_{s<=t} K_fwd[t-s] u_s + sum_{s>=t} K_rev[s-t] u_s, summed here
+    term by term (the FFT path must flip the reverse half back into time order)."""
+    torch.manual_seed(0)
+    layer = S4D(3, 8, bidirectional=True).double()
+    length = 20
+    u = torch.randn(2, length, 3, dtype=torch.float64)
+    with torch.no_grad():
+        kernel = layer.kernel(length)  # (2, H, L): forward and reverse halves
+        want = layer.D * u
+        for t in range(length):
+            for s in range(length):
+                if s <= t:
+                    want[:, t] += kernel[0, :, t - s] * u[:, s]
+                if s >= t:
+                    want[:, t] += kernel[1, :, s - t] * u[:, s]
+        got = layer(u)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12 * float(want.abs().max()))
