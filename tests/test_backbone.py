@@ -145,3 +145,22 @@ def test_heaviside_step_equals_forward_at_exactly_zero() -> None:
     y = torch.tensor([[0.0, 1e-30, -1e-30]])
     assert neuron.step(y, ())[0].tolist() == [[0.0, 1.0, 0.0]]
     assert neuron(y[:, None])[:, 0].tolist() == [[0.0, 1.0, 0.0]]
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_pooling_reads_the_steps_it_names(pooling: str) -> None:
+    """A change at the last input step reaches the output (with causal blocks it changes
+    only the last step's features, which "last" must read), and so does dropping that
+    step."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(family="s4d", d_input=2, d_output=3, d_model=8, n_layers=1, d_state=4,
+                      pooling=pooling)  # fmt: skip
+    model = build_model(cfg).eval()
+    u = torch.randn(2, 6, 2)
+    changed = u.clone()
+    changed[:, -1] += 1.0
+    with torch.no_grad():
+        base, moved = model(u), model(changed)
+        trimmed = model(u[:, :-1])
+    assert not torch.allclose(base, moved)
+    assert not torch.allclose(base, trimmed)
