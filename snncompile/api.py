@@ -367,10 +367,11 @@ def verification_data(
         source = str(data)
     else:
         if meta.get("task") in TASKS:  # another name is a task of the user's own
-            task = _rebuild_task(meta.get("checkpoint", "the checkpoint"), meta)
+            origin = meta.get("checkpoint", "the checkpoint")
+            task = _rebuild_task(origin, meta)
             if (task.d_input, task.n_classes) != (width, classes):
                 raise CorruptInputError(
-                    f"{meta.get('checkpoint', 'the checkpoint')}: its task {meta['task']!r} has "
+                    f"{origin}: its task {meta['task']!r} has "
                     f"{task.d_input} input(s) and {task.n_classes} classes, the model "
                     f"{width} and {classes}"
                 )

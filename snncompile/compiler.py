@@ -131,14 +131,15 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
             )
         with path.open("rb") as file:
             head = file.read(6)
+        is_zip = zipfile.is_zipfile(path)
         # numpy takes any other file for a pickle and says so ("pickled data"), text too.
-        if head.startswith(b"PK") and not zipfile.is_zipfile(path):  # a cut-off .npz
+        if head.startswith(b"PK") and not is_zip:  # a cut-off .npz
             raise CorruptInputError(f"{what} file {path} is a truncated or damaged .npz")
-        if head != b"\x93NUMPY" and not zipfile.is_zipfile(path):
+        if head != b"\x93NUMPY" and not is_zip:
             raise CorruptInputError(
                 f"{what} file {path} is neither .npy nor .npz (it starts with {head!r})"
             )
-        _check_npy_layouts(path, what)
+        _check_npy_layouts(path, what, is_zip)
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return {"x": loaded}
@@ -157,13 +158,13 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
     # machine running out (the CLI's exit 1), not a damaged file.
 
 
-def _check_npy_layouts(path: Path, what: str) -> None:
+def _check_npy_layouts(path: Path, what: str, is_zip: bool) -> None:
     """CorruptInputError unless every .npy header (the file's, or each .npz member's that
     is an .npy) declares non-negative sizes whose data fills its bytes exactly. numpy took
     a header declaring (8, -64, 1) and returned some other shape, refused as the user's
     wrong shape (exit 2), and one declaring a huge shape in a small file ran out of
     memory allocating it."""
-    if not zipfile.is_zipfile(path):
+    if not is_zip:
         with path.open("rb") as file:
             _check_npy_header(file, path.stat().st_size, f"{what} file {path}")
         return
