@@ -269,6 +269,31 @@ def test_rows_without_valid_margin_are_replayed_exactly():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_pmbc_is_exact_for_membranes_near_the_float_range(dtype):
+    """Finite inputs within a factor ~3 of the largest float that never overflow the
+    membrane: the replays run the reference's own operations (float64 used to crash
+    computing the warm-up length, width / spacing overflowing)."""
+    gen = _generator(5)
+    scale = 1e37 if dtype == torch.float32 else 1e306
+    x = torch.randn(3, 300, 4, generator=gen, dtype=dtype).clamp(-3.0, 3.0)
+    kicks = (torch.rand(x.shape, generator=gen, dtype=dtype) < 0.3).to(dtype)
+    x = x * kicks * scale + torch.randn(x.shape, generator=gen, dtype=dtype)
+    beta = torch.tensor([0.0625, 0.25, 0.0, 0.45], dtype=dtype)  # |m| <= 3 scale / (1 - beta)
+    theta = torch.tensor([1.0, scale, 0.5, 2.0], dtype=dtype)
+    rho = torch.tensor([0.5, 0.0, scale, 0.1], dtype=dtype)
+    stats = _assert_same_spikes(x, beta, theta, rho)
+    assert stats.exact_restarts > 0 and stats.block_lanes == stats.cluster_lanes == 0
+
+
+def test_pmbc_is_exact_for_a_subnormal_threshold():
+    """theta * unit roundoff underflows to 0 (a division by zero computing the warm-up)."""
+    gen = _generator(6)
+    x = torch.randn(2, 700, 4, generator=gen, dtype=torch.float64) * 1e-318
+    stats = _assert_same_spikes(x, 0.5, 1e-320, 1e-321)
+    assert stats.finish_steps == x.numel()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_sequential_rounding_is_inside_the_margin(dtype):
     """The reference's float membrane stays within D of the exact (rational) membrane
     with the same spikes, and the classification margin covers D."""
@@ -546,6 +571,8 @@ def test_bad_step_input():
         lambda: pmbc_spikes(torch.full((1, 4, 2), float("nan")), 0.5, 1.0, 0.5),
         lambda: pmbc_spikes(torch.zeros(1, 4, 2), 0.5, 1.0, 0.5, max_passes=0),
         lambda: sequential_spikes(torch.zeros(1, 4, 2), 0.5, 1.0, float("inf")),
+        lambda: pmbc_spikes(torch.zeros(1, 4, 2), 0.5, 3e38, 3e38),  # c overflows
+        lambda: sequential_spikes(torch.zeros(1, 4, 2), 0.5, 3e38, 3e38),
         lambda: linear_filter(torch.zeros(1, 4, 2, dtype=torch.int64), 0.5),
         lambda: linear_filter(torch.zeros(1, 4, 2), 1.5),
         lambda: filter_error_bound(10, torch.float16),
@@ -571,9 +598,15 @@ def test_every_method_refuses_a_non_finite_input(method, bad, beta, grad):
         neuron(x)
 
 
-@pytest.mark.parametrize("method", ["sequential", "compiled"])
-def test_step_loops_refuse_a_membrane_past_the_float_range(method):
-    neuron = ResetRefractoryNeuron(1, beta=0.9, method=method, theta_init=3e38)
-    x = torch.full((1, 40, 1), 3e38)  # finite, but the float32 membrane overflows
+@pytest.mark.parametrize("method", ["pmbc", "sequential", "compiled"])
+@pytest.mark.parametrize("beta", [0.5, 0.9])
+@pytest.mark.parametrize("grad", [False, True])
+def test_every_method_refuses_a_membrane_past_the_float_range(method, beta, grad):
+    """Finite input whose float32 membrane overflows in one (row, channel) of three rows:
+    PMBC gave a spike at every step from there on, as the reference's inf membrane does."""
+    neuron = ResetRefractoryNeuron(2, beta=beta, method=method, theta_init=3e38)
+    x = torch.zeros(3, 40, 2)
+    x[1, 7:, 1] = 3e38
+    x.requires_grad_(grad)
     with pytest.raises(UsageError, match=rf"past the float range \({method}\)"):
         neuron(x)

@@ -286,6 +286,9 @@ class _PmbcRun:
         D = beta (1+u)^2 E + u (1 + beta (1+u)) Q + (2+u) eta.
         Where D > theta or beta (1+u)^3 >= 1 the argument fails: margin = inf (no step of
         that row is ever declared certain; the finish replays it exactly from t = 0).
+        So is a row whose crude membrane bound 2 (max|x| + c) S reaches _BIG / 4: only an
+        exact replay to its last step can tell whether the reference's membrane overflows,
+        which the step loops refuse and so does PMBC.
         """
         u, eta = self.u, self.tiny
         beta = self.beta.double()
@@ -299,7 +302,8 @@ class _PmbcRun:
             raise UsageError("a reset-refractory neuron's input holds inf or NaN (PMBC)")
         amag = xmax * geo
         # Crude bound of any float membrane, valid bound or not (block replay clamps).
-        self.magnitude = max(self.magnitude, float((2.0 * (xmax + c) * geo).max()))
+        reach = 2.0 * (xmax + c) * geo
+        self.magnitude = max(self.magnitude, float(reach.max()))
         rel = self.bound.rel
         err = ((1.0 + rel) * (1.0 + u) ** 6 - 1.0) * (amag + 2.0 * c * geo)
         err = err + 4.0 * self.bound.absolute * (1.0 + xmax + c) + 8.0 * eta
@@ -310,7 +314,9 @@ class _PmbcRun:
         e_bound = (kappa * q + lam * eta) / (1.0 - damped).clamp(min=1e-300)
         d_bound = beta * (1.0 + u) ** 2 * e_bound + u * (1.0 + beta * (1.0 + u)) * q
         d_bound = (d_bound + (2.0 + u) * eta) * BOUND_SLACK
-        valid = (damped < 1.0) & (d_bound <= theta)
+        # A row whose membrane might leave the float range is replayed from t = 0 to the
+        # end, where the finish checks its last potential (`_check_replayed_potential`).
+        valid = (damped < 1.0) & (d_bound <= theta) & (reach < _BIG[self.dtype] / 4)
         return err * BOUND_SLACK, d_bound, valid
 
     # ---- passes
@@ -378,7 +384,12 @@ class _PmbcRun:
         if beta_max <= 0.0:
             return 8
         spacing = float(self.theta.min()) * self.u
-        steps = math.log(max(width / spacing, 2.0)) / -math.log(beta_max)
+        # In logs: width / spacing overflows for membranes near the float range, and
+        # spacing underflows to 0 for a subnormal theta (then no warm-up is short enough).
+        if spacing <= 0.0:
+            return self.length
+        contraction = math.log(width) - math.log(spacing) if width > 0 else 0.0
+        steps = max(contraction, math.log(2.0)) / -math.log(beta_max)
         return int(min(self.length, math.ceil(steps) + 8))
 
     def _margin_width(self) -> float:
@@ -404,11 +415,16 @@ class _PmbcRun:
         just before it, and blocks whose interval did not collapse are replayed again
         exactly from the end state of the last block that did; (2) otherwise each
         cluster of open steps of a (row, channel) is replayed from `warmup` steps before
-        it; (3) whatever is left is replayed from t = 0, which always decides it.
+        it; (3) whatever is left is replayed from t = 0, which always decides it. When a
+        membrane might come near the float range, only stage (3) runs; it refuses a
+        membrane that overflows, as the step loops do.
         """
         self.stats.finish_steps = sum(part.open_steps for part in self.open_slices)
         dense = any(part.dense for part in self.open_slices)
-        if dense and self.block and self.magnitude < _BIG[self.dtype] / 4:
+        # The interval replays assume |m| well inside +-_BIG (their "no clip" offset);
+        # where some membrane might not be, everything open is replayed by stage (3).
+        bounded = self.magnitude < _BIG[self.dtype] / 4
+        if dense and self.block and bounded:
             exact, v_end = self._replay_blocks()
             self._recount_open()
             repairs = self._repair_lanes(exact, v_end)
@@ -417,7 +433,7 @@ class _PmbcRun:
                 self._run_lanes(repairs)
                 self._recount_open()
         sparse = [part for part in self.open_slices if part.open_steps and not part.dense]
-        if sparse:
+        if sparse and bounded:
             self.warmup = self._warmup_steps(self._margin_width())
             lanes = [self._collect_lanes(part) for part in sparse]
             lanes = _Lanes.cat([lane for lane in lanes if lane is not None])
@@ -462,6 +478,9 @@ class _PmbcRun:
             torch.gt(m, theta, out=spike)
             fired[:, t].copy_(spike)
             v = torch.addcmul(m, spike, c, value=-1)  # fl(m - c) or m, as the reference
+        # An inf or NaN potential stays so (beta * inf, 0 * inf, NaN all propagate), and
+        # every row that might overflow was replayed up to its last step (`_row_bounds`).
+        check_final_potential(v, "pmbc")
         decided = fired.mul_(2).sub_(1)
         if everything:
             codes = self.code[:, :stop]
@@ -750,7 +769,8 @@ def check_final_potential(v_end: torch.Tensor, method: str) -> None:
     A non-finite input, or a membrane driven past the float range, leaves v inf or NaN
     from then on (beta * inf is inf; 0 * inf, and anything with NaN, are NaN; inf - c is
     inf), so this one test finds what a pass over the input would, at no cost to the loop.
-    (PMBC checks its input's range instead, in `_row_bounds`.)"""
+    (PMBC checks its input in `_row_bounds`, and the potential of the rows that might
+    overflow after replaying them, in `_replay_rows_exactly`.)"""
     if not bool(v_end.isfinite().all()):
         raise UsageError(
             "a reset-refractory neuron's input holds inf or NaN, or drove its membrane past "
@@ -765,3 +785,5 @@ def _check_neuron_params(beta: torch.Tensor, theta: torch.Tensor, rho: torch.Ten
         raise UsageError("theta must be positive and finite for every channel")
     if not bool(((rho >= 0) & torch.isfinite(rho)).all()):
         raise UsageError("rho must be >= 0 and finite for every channel")
+    if not bool(torch.isfinite(theta + rho).all()):  # the reset c = theta + rho, rounded
+        raise UsageError(f"theta + rho overflows {theta.dtype} for some channel")
