@@ -182,12 +182,11 @@ def _check_npy_layouts(path: Path, what: str, is_zip: bool) -> None:
 
 def _check_npy_header(stream: Any, size: int, where: str) -> None:
     version = np.lib.format.read_magic(stream)
-    if version not in ((1, 0), (2, 0)):  # 3.0 differs in the header's encoding only
+    if version not in ((1, 0), (2, 0), (3, 0)):  # np.load refuses any other version
         return
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-    else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    # numpy's public readers stop at 2.0; this one, which np.load itself uses, reads all
+    # three (3.0 is 2.0 with a UTF-8 header, and took a crafted shape unchecked).
+    shape, _, dtype = np.lib.format._read_array_header(stream, version)
     if any(dim < 0 for dim in shape):
         raise CorruptInputError(f"{where}: its header declares shape {shape}")
     if dtype.hasobject:  # np.load refuses it (allow_pickle=False), naming why

@@ -184,9 +184,9 @@ def _npz_bytes(x: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _npy_bytes(x: np.ndarray) -> bytes:
+def _npy_bytes(x: np.ndarray, version: tuple[int, int] | None = None) -> bytes:
     buffer = io.BytesIO()
-    np.save(buffer, x)
+    np.lib.format.write_array(buffer, x, version=version)
     return buffer.getvalue()
 
 
@@ -265,6 +265,21 @@ BAD_INPUTS = {
         ),
         6,
         r"--calib file .*calib\.npy: its header declares shape \(4, -16, 1\)",
+    ),
+    # Format 3.0 (a UTF-8 header) went unchecked: the shape below came back as (4, 8, 1).
+    "calib npy 3.0 header with a negative size": (
+        lambda t: _calib(
+            t, _npy_bytes(np.zeros((4, 16, 1)), (3, 0)).replace(b"(4, 16, 1), ", b"(4, -16, 1),")
+        ),
+        6,
+        r"--calib file .*calib\.npy: its header declares shape \(4, -16, 1\)",
+    ),
+    "calib npy 3.0 header declaring more than it holds": (
+        lambda t: _calib(
+            t, _npy_bytes(np.zeros((4, 16, 1)), (3, 0)).replace(b"(4, 16, 1), ", b"(99999999,),")
+        ),
+        6,
+        r"--calib file .*calib\.npy holds 640 bytes; its header declares 800,000,120",
     ),
     "calib npy longer than its header says": (
         lambda t: _calib(t, _npy_bytes(np.zeros((4, 16, 1))) + b"\0" * 8),
