@@ -2,13 +2,11 @@
 
 For each bundled spiking checkpoint:
 
-    snncompile data MODEL.pt -o test.npz --overwrite      # its task's test split (once)
-    snncompile evaluate MODEL.pt                          # PyTorch accuracy, spike rates
-    snncompile export MODEL.pt --target loihi2 \
-        -o OUT.loihi2 --overwrite                         # compile, map, DRC, estimate
-    snncompile simulate OUT.loihi2 --input test.npz \
-        --backend lava                                    # Lava, fixed_pt
-    snncompile verify MODEL.pt --target lava              # the three rungs
+    snncompile data MODEL.pt -o test.npz --overwrite                    # test split (once)
+    snncompile evaluate MODEL.pt                                        # PyTorch accuracy
+    snncompile export MODEL.pt --target loihi2 -o OUT.loihi2 --overwrite  # map, DRC
+    snncompile simulate OUT.loihi2 --input test.npz --backend lava      # Lava, fixed_pt
+    snncompile verify MODEL.pt --target lava                            # the three rungs
 
 Each command runs as its own process and its real output is printed under it. The
 artifacts stay in build/demo/ for `snncompile inspect`. Exits with the first failing
