@@ -356,6 +356,77 @@ main()
     assert (tmp_path / "a" / "manifest.json").is_file()
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_exit_handlers_registered_by_the_command_is_ignored(
+    tmp_path: Path, signum: str
+) -> None:
+    """torch registers exit handlers when the command imports it; a Ctrl-C while they ran
+    printed "Exception ignored in atexit callback ... KeyboardInterrupt" after a complete
+    export (the guard, registered before them, ran after them)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import atexit, os, signal, sys, time
+import snncompile.artifact as artifact
+from snncompile.cli import main
+real = artifact.save_graph
+def late():
+    os.kill(os.getpid(), signal.{signum})
+    time.sleep(0.1)
+def save_and_register(*args):
+    real(*args)
+    atexit.register(late)  # as torch's handlers: registered while the command runs
+artifact.save_graph = save_and_register
+sys.argv = ["snncompile", "export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "a")!r}]
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert (tmp_path / "a" / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize(("signum", "code", "message"), [
+    ("SIGTERM", 143, "terminated (SIGTERM)"),
+    ("SIGHUP", 129, "hung up (SIGHUP)"),
+    ("SIGINT", 130, "interrupted"),
+])  # fmt: skip
+def test_a_signal_handled_inside_a_weakref_callback_still_ends_the_command(
+    tmp_path: Path, signum: str, code: int, message: str
+) -> None:
+    """Python drops an exception raised in a weakref callback ("Exception ignored"): a
+    SIGTERM handled there was lost and the export went on (for 13 minutes in an audit),
+    SIGHUP ended it with 129 and no message, leaving its temporary directory."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, signal, time, weakref
+import snncompile.artifact as artifact
+from snncompile.cli import main
+real = artifact.save_graph
+class Thing:
+    pass
+def callback(ref):
+    os.kill(os.getpid(), signal.{signum})
+    for _ in range(100000):  # the handler runs here, inside the callback
+        pass
+def save_then_signalled(*args):
+    real(*args)
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    del thing
+    time.sleep(5)  # where the signal is delivered again
+    print("went on")
+artifact.save_graph = save_then_signalled
+main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "art")!r}])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (code, ""), done.stderr
+    assert done.stderr == f"error: {message}\n"
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_caller_that_goes_on_after_main_keeps_its_ctrl_c() -> None:
     """The teardown's signal guard is for the process's exit only: a script or notebook
     calling main() (sys.argv set) and catching SystemExit stays interruptible."""
