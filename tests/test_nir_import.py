@@ -1451,6 +1451,59 @@ def test_a_dataset_declared_far_larger_than_stored_is_refused_before_reading(tmp
     assert out.returncode == 6 and "its datasets unpack to 6.7 GiB" in out.stderr, out.stderr
 
 
+def _subgraph_linked_twice_per_level(path: Path, depth: int) -> None:
+    """The graph's nodes are two hard links to one subgraph, whose nodes are two links to
+    the next, `depth` levels down: nir's reader walks 2^depth paths."""
+    import h5py
+
+    nir.write(path, chain((2,), ("fc", nir.Linear(weight=np.eye(2)))))
+    with h5py.File(path, "r+") as f:
+        f.move("node", "level0")
+        for level in range(1, depth + 1):
+            below = f[f"level{level - 1}"]
+            group = f.create_group(f"level{level}")
+            group.attrs.update(below.attrs)
+            nodes = group.create_group("nodes")
+            nodes["a"], nodes["b"] = below, below
+            group.copy(below["edges"], "edges")
+            del f[f"level{level - 1}"]  # reachable through the links only
+        f.move(f"level{depth}", "node")
+
+
+def _subgraph_linking_its_ancestor(path: Path) -> None:
+    import h5py
+
+    nir.write(path, chain((2,), ("fc", nir.Linear(weight=np.eye(2)))))
+    with h5py.File(path, "r+") as f:
+        f["node/nodes/fc/loop"] = f["node"]
+
+
+@pytest.mark.parametrize(
+    ("make", "text"),
+    [
+        (
+            lambda p: _subgraph_linked_twice_per_level(p, 24),
+            "HDF5 group /node/nodes/b is also linked at /node/nodes/a",
+        ),
+        (_subgraph_linking_its_ancestor, "HDF5 group /node/nodes/fc/loop is also linked at /node"),
+    ],
+    ids=["linked twice per level", "linking an ancestor"],
+)
+@pytest.mark.parametrize("command", ["inspect", "export"])
+def test_a_nir_file_whose_groups_are_no_tree_is_refused_before_nir_reads_it(
+    make, text, command, tmp_path, cli
+):
+    """A 24-level file took nir's reader 2^24 subgraph reads (an audit's inspect ran for
+    13 minutes); a link back to an ancestor recursed until RecursionError, unnamed."""
+    path = tmp_path / "g.nir"
+    make(path)
+    extra = ["--dt", "1e-3", "-o", str(tmp_path / "a")] if command == "export" else []
+    out = cli(command, str(path), *extra)
+    assert (out.returncode, out.stderr.count("\n")) == (6, 1), out.stderr
+    assert re.search(rf"error: .*g\.nir: {text} \(a NIR file is a tree of groups\)", out.stderr)
+    assert not (tmp_path / "a").exists()
+
+
 def test_inspect_lists_the_nodes_of_another_tools_nir_file(capsys):
     # It said "not a readable checkpoint (truncated or corrupt)" of a valid .nir file.
     path = EXAMPLES / "braille_noDelay_bias_zero.nir"

@@ -320,6 +320,40 @@ def check_hdf5_size(path: Path) -> None:
     _refuse_past_limit(path, hdf5_data_bytes(path), "datasets")
 
 
+def check_hdf5_tree(path: Path) -> None:
+    """CorruptInputError for an HDF5 file in which one group is reachable by two paths (a
+    second hard or soft link to it, or a link back to an ancestor). NIR files are trees
+    of groups, and nir's reader walks every path: a 190 KB file linking each level's
+    group twice took 2^depth reads, a link to an ancestor recursed without end. Files
+    that are not HDF5 pass (their reader reports that)."""
+    import h5py
+
+    try:
+        file = h5py.File(path, "r")
+    except (OSError, ValueError):
+        return
+    with file:
+        seen = {file.id: "/"}
+        stack = [file]
+        while stack:
+            group = stack.pop()
+            for name in group:
+                try:
+                    item = group.get(name)  # follows soft links; None when dangling
+                except (OSError, KeyError, ValueError):
+                    continue  # unreadable: the reader reports it
+                if not isinstance(item, h5py.Group):
+                    continue
+                where = f"{group.name.rstrip('/')}/{name}"
+                if item.id in seen:
+                    raise CorruptInputError(
+                        f"{path}: HDF5 group {where} is also linked at {seen[item.id]} (a "
+                        "NIR file is a tree of groups)"
+                    )
+                seen[item.id] = where
+                stack.append(item)
+
+
 def _refuse_past_limit(path: Path, unpacked: int, what: str) -> None:
     if unpacked > MAX_NPZ_UNPACKED_BYTES:
         raise CorruptInputError(
