@@ -10,7 +10,6 @@ intermediate so inspect, verify and the targets can use the stage they need.
 
 from __future__ import annotations
 
-import math
 import os
 import zipfile
 from collections.abc import Callable
@@ -22,7 +21,7 @@ import numpy as np
 
 from snncompile.errors import CorruptInputError, UsageError
 from snncompile.ir.ops import blame_model_values
-from snncompile.ir.serialize import HDF5_SIGNATURE, unpacked_bytes
+from snncompile.ir.serialize import HDF5_SIGNATURE, check_npy_layouts, unpacked_bytes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -139,7 +138,7 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
             raise CorruptInputError(
                 f"{what} file {path} is neither .npy nor .npz (it starts with {head!r})"
             )
-        _check_npy_layouts(path, what, is_zip)
+        check_npy_layouts(path, f"{what} file {path}", is_zip)
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return {"x": loaded}
@@ -156,44 +155,6 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
         raise CorruptInputError(f"{what} file {path} is unreadable ({reason})") from None
     # A MemoryError passes: every header was checked against its bytes, so it is the
     # machine running out (the CLI's exit 1), not a damaged file.
-
-
-def _check_npy_layouts(path: Path, what: str, is_zip: bool) -> None:
-    """CorruptInputError unless every .npy header (the file's, or each .npz member's that
-    is an .npy) declares non-negative sizes whose data fills its bytes exactly. numpy took
-    a header declaring (8, -64, 1) and returned some other shape, refused as the user's
-    wrong shape (exit 2), and one declaring a huge shape in a small file ran out of
-    memory allocating it."""
-    if not is_zip:
-        with path.open("rb") as file:
-            _check_npy_header(file, path.stat().st_size, f"{what} file {path}")
-        return
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue  # np.load ignores it
-            with archive.open(info) as member:
-                if member.read(6) != b"\x93NUMPY":
-                    continue  # refused as "not a .npy array" once loaded
-                member.seek(0)
-                where = f"{what} file {path}: member {info.filename[:-4]!r}"
-                _check_npy_header(member, info.file_size, where)
-
-
-def _check_npy_header(stream: Any, size: int, where: str) -> None:
-    version = np.lib.format.read_magic(stream)
-    if version not in ((1, 0), (2, 0), (3, 0)):  # np.load refuses any other version
-        return
-    # numpy's public readers stop at 2.0; this one, which np.load itself uses, reads all
-    # three (3.0 is 2.0 with a UTF-8 header, and took a crafted shape unchecked).
-    shape, _, dtype = np.lib.format._read_array_header(stream, version)
-    if any(dim < 0 for dim in shape):
-        raise CorruptInputError(f"{where}: its header declares shape {shape}")
-    if dtype.hasobject:  # np.load refuses it (allow_pickle=False), naming why
-        return
-    declared = stream.tell() + math.prod(shape) * dtype.itemsize
-    if size != declared:
-        raise CorruptInputError(f"{where} holds {size:,} bytes; its header declares {declared:,}")
 
 
 def read_sequences(

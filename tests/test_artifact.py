@@ -169,6 +169,24 @@ def _edit_npz_member(path: Path, key: str, edit) -> None:  # type: ignore[no-unt
     np.savez(path, **arrays)
 
 
+def _declare_huge_member(path: Path, key: str) -> None:
+    """Rewrite member `key` with a header declaring 10^13 values and its own data."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    with np.load(path) as npz:
+        value = npz[key]
+    header = io.BytesIO()
+    fields = {"descr": np.lib.format.dtype_to_descr(value.dtype), "fortran_order": False}
+    np.lib.format.write_array_header_1_0(header, {**fields, "shape": (10**13,)})
+    members[f"{key}.npy"] = header.getvalue() + value.tobytes()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+
+
 NETLIST_DAMAGE = {
     "wrong version": (lambda d: _edit_json(d / "netlist.json", lambda j: j.update(version=2)),
                       "version 2 is not supported"),
@@ -184,6 +202,10 @@ NETLIST_DAMAGE = {
     "missing npz": (lambda d: (d / "netlist.npz").unlink(), "netlist.npz: no such file"),
     "truncated npz": (lambda d: (d / "netlist.npz").write_bytes(b"PK\x03\x04trunc"),
                       "not a readable .npz"),
+    # numpy allocated what the header declared: "out of memory" (exit 1), not damage (audit46)
+    "npz member declaring more than it holds": (
+        lambda d: _declare_huge_member(d / "netlist.npz", "syn0.weight"),
+        r"netlist\.npz: member 'syn0\.weight' holds \d+ bytes; its header declares 8\d,000,"),
     "missing array": (lambda d: _drop_npz_member(d / "netlist.npz", "syn0.weight"),
                       "array 'syn0.weight'.*is missing"),
     "npz weight not an integer": (

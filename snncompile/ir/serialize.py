@@ -289,6 +289,43 @@ def unpacked_bytes(path: Path) -> int:
         return sum(info.file_size for info in archive.infolist())
 
 
+def check_npy_layouts(path: Path, label: str, is_zip: bool) -> None:
+    """CorruptInputError unless every .npy header (the file's, or each .npz member's that
+    is an .npy) declares non-negative sizes whose data fills its bytes exactly; `label`
+    names the file in the message. numpy took a header declaring (8, -64, 1) and
+    returned some other shape, and one declaring a huge shape in a small file ran out of
+    memory allocating it (read as exit 1, "out of memory", for a damaged file)."""
+    if not is_zip:
+        with path.open("rb") as file:
+            _check_npy_header(file, path.stat().st_size, label)
+        return
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue  # np.load ignores it
+            with archive.open(info) as member:
+                if member.read(6) != b"\x93NUMPY":
+                    continue  # refused as "not a .npy array" once loaded
+                member.seek(0)
+                _check_npy_header(member, info.file_size, f"{label}: member {info.filename[:-4]!r}")
+
+
+def _check_npy_header(stream: Any, size: int, where: str) -> None:
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0), (3, 0)):  # np.load refuses any other version
+        return
+    # numpy's public readers stop at 2.0; this one, which np.load itself uses, reads all
+    # three (3.0 is 2.0 with a UTF-8 header, and took a crafted shape unchecked).
+    shape, _, dtype = np.lib.format._read_array_header(stream, version)
+    if any(dim < 0 for dim in shape):
+        raise CorruptInputError(f"{where}: its header declares shape {shape}")
+    if dtype.hasobject:  # np.load refuses it (allow_pickle=False), naming why
+        return
+    declared = stream.tell() + math.prod(shape) * dtype.itemsize
+    if size != declared:
+        raise CorruptInputError(f"{where} holds {size:,} bytes; its header declares {declared:,}")
+
+
 def hdf5_data_bytes(path: Path) -> int:
     """What the datasets of an HDF5 file (a .nir, a network.net) occupy once read, from
     their shapes and dtypes (nothing read: a 21 KB file can declare a 30000x30000
@@ -384,6 +421,7 @@ class _ArrayReader:
             raise CorruptInputError(f"{path}: no such file")
         try:
             _refuse_past_limit(path, unpacked_bytes(path), "arrays")
+            check_npy_layouts(path, str(path), zipfile.is_zipfile(path))
             self.npz = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise CorruptInputError(f"{path}: not a readable .npz ({exc})") from None
