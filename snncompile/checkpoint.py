@@ -309,6 +309,7 @@ def _check_state_dict(path: Path, state_dict: Any, config: ModelConfig) -> None:
             )
         if tensor.is_complex():
             raise CorruptInputError(f"{path}: parameter {name!r} is complex; parameters are real")
+        _check_stores_its_values(path, f"parameter {name!r}", tensor)
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = tensor[~torch.isfinite(tensor)].flatten()[0].item()
             raise CorruptInputError(f"{path}: parameter {name!r} holds a non-finite value ({bad})")
@@ -361,9 +362,22 @@ def _check_calibration(path: Path, calibration: Any, d_input: int) -> torch.Tens
         raise CorruptInputError(
             f"{path}: calibration batch must be (n, L, {d_input}), got {tuple(calibration.shape)}"
         )
+    _check_stores_its_values(path, "calibration batch", calibration)
     if not bool(torch.isfinite(calibration).all()):
         raise CorruptInputError(f"{path}: calibration batch holds non-finite values")
     return calibration
+
+
+def _check_stores_its_values(path: Path, what: str, tensor: torch.Tensor) -> None:
+    """CorruptInputError for a tensor whose storage is smaller than its values (a stride-0
+    view: `expand`). save writes whole tensors; a 180 KB file holding one expanded to
+    10^12 values ran out of memory on the first operation on it (exit 1, not 6)."""
+    stored = tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
+    if tensor.numel() * tensor.element_size() > stored:
+        raise CorruptInputError(
+            f"{path}: {what} of shape {tuple(tensor.shape)} stores {stored:,} bytes for its "
+            f"{tensor.numel():,} values (an expanded view; checkpoints hold whole tensors)"
+        )
 
 
 def recorded_accuracy(meta: dict[str, Any]) -> float | None:

@@ -226,6 +226,16 @@ DAMAGED = {
         lambda p: p.update(calibration=torch.full((2, 4, 2), float("nan"))),
         "non-finite",
     ),
+    # A 180 KB file: the first operation on either ran out of memory (exit 1, not 6).
+    "weight expanded to 10^12 values": (
+        lambda p: p["state_dict"].update({"extra": torch.zeros(1).expand(10**12)}),
+        r"parameter 'extra' of shape \(1000000000000,\) stores 4 bytes for its "
+        r"1,000,000,000,000 values \(an expanded view",
+    ),
+    "calibration expanded": (
+        lambda p: p.update(calibration=torch.zeros(1, 1, 1).expand(10**6, 10**6, 2)),
+        r"calibration batch of shape \(1000000, 1000000, 2\) stores 4 bytes",
+    ),
     "int state_dict key": (lambda p: p["state_dict"].update({3: torch.zeros(1)}), "key 3 is not"),
     "sparse weight": (
         lambda p: p["state_dict"].update({_first_weight(p)[0]: _first_weight(p)[1].to_sparse()}),
@@ -275,6 +285,15 @@ def test_structurally_damaged_checkpoint_is_refused(tmp_path: Path, case: str) -
     with pytest.raises(CorruptInputError, match=message) as err:
         load_checkpoint(path)
     assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_a_calibration_batch_that_views_a_larger_storage_loads(tmp_path: Path) -> None:
+    """The check of expanded views counts from the view's offset: a slice is whole."""
+    path = save(_model("spike-ssm"), tmp_path / "m.pt", calibration=torch.ones(2, 4, 2))
+    payload = torch.load(path, weights_only=True)
+    payload["calibration"] = torch.arange(48.0).reshape(6, 4, 2)[3:5]
+    torch.save(payload, path)
+    assert torch.equal(load_checkpoint(path).calibration, torch.arange(24.0, 40.0).view(2, 4, 2))
 
 
 def test_a_task_that_is_not_a_name_is_refused(tmp_path: Path) -> None:
