@@ -228,6 +228,51 @@ def test_a_network_net_that_differs_from_the_netlist_is_refused(
         read_artifact(copy)
 
 
+def _replace_dataset(f, path: str, value: object) -> None:  # type: ignore[no-untyped-def]
+    del f[path]
+    f[path] = value
+
+
+# An edit of network.net, and the reason read_network gives (audit46: the first two were
+# exit 1 "internal error", the src edits were read as layer 0 and as a layer counted
+# from the end).
+NETWORK_DAMAGE = {
+    "a layer type of numbers": (
+        lambda f: _replace_dataset(f, "layer/0/type", np.array([5])),
+        "has no attribute 'decode'",
+    ),
+    "params a dataset": (
+        lambda f: _replace_dataset(f, "layer/2/params", np.zeros(3)),
+        "'Dataset' object has no attribute 'items'",
+    ),
+    "src 0.5": (
+        lambda f: _replace_dataset(f, "layer/2/inputs/0/src", 0.5),
+        r"a synapse's src 0\.5 is not a layer index below \d+",
+    ),
+    "src -1": (
+        lambda f: _replace_dataset(f, "layer/2/inputs/0/src", -1),
+        r"a synapse's src -1 is not a layer index below \d+",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", NETWORK_DAMAGE, ids=list(NETWORK_DAMAGE))
+def test_a_network_net_of_another_layout_is_refused(
+    spike_ssm: Path, tmp_path: Path, damage: str
+) -> None:
+    import h5py
+
+    path = tmp_path / "network.net"
+    shutil.copy(spike_ssm / "network.net", path)
+    edit, reason = NETWORK_DAMAGE[damage]
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    with pytest.raises(
+        CorruptInputError, match=rf"network\.net: not a readable network\.net \(.*{reason}"
+    ):
+        read_network(path)
+
+
 def _with_value(path: Path, keys: tuple[str, ...], value: object) -> str:
     data = json.loads(path.read_text())
     inner = data

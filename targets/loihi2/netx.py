@@ -215,7 +215,7 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
                     syns.append(
                         Synapse(
                             name=str(g.attrs["name"]),
-                            src=pops[int(g["src"][()])].name,
+                            src=pops[_layer_index(g["src"][()], len(pops))].name,
                             dst=pop.name,
                             weight=_read_weight(g["weight"]),
                             weight_exp=int(g["weight_exp"][()]),
@@ -234,5 +234,23 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
                 dt_s=None if np.isnan(dt) else dt,
                 ticks_per_step=int(f.attrs.get("ticks_per_step", 1)),
             )
-    except (OSError, KeyError, ValueError, IndexError, TypeError, InvalidGraphError) as exc:
+    # AttributeError: an h5py object of another kind than the layout's (a dataset where a
+    # group belongs, numbers where a string does).
+    except (
+        OSError,
+        KeyError,
+        ValueError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        InvalidGraphError,
+    ) as exc:
         raise CorruptInputError(f"{path}: not a readable network.net ({exc})") from None
+
+
+def _layer_index(value: Any, layers: int) -> int:
+    """A synapse's source layer: an integer in [0, layers). int() took 0.5 as 0 and
+    Python's indexing -12 as a layer counted from the end."""
+    if not (isinstance(value, np.integer) and 0 <= value < layers):
+        raise ValueError(f"a synapse's src {value!r} is not a layer index below {layers}")
+    return int(value)
