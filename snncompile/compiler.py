@@ -187,9 +187,9 @@ def check_inputs(x: np.ndarray, width: int, *, what: str) -> np.ndarray:
         raise UsageError(
             f"{what} must have shape (batch, steps, {width}) or (steps, {width}), got {given}"
         )
-    if not np.all(np.isfinite(x)):
-        raise UsageError(f"{what} holds NaN or inf")
-    return x.astype(np.float64)
+    from snncompile.reference.simulator import finite_float64
+
+    return finite_float64(x, what)
 
 
 def calibration_inputs(

@@ -296,6 +296,7 @@ BAD_INPUTS = {
     "objects": (np.zeros((1, 4, 3), object), "input must hold real numbers, got object"),
     "no steps": (np.zeros((1, 0, 3)), "no time steps"),
     "NaN": (np.full((1, 4, 3), np.nan), "NaN or inf"),
+    "beyond float64": (np.full((1, 4, 3), np.longdouble("1e4000")), "beyond the float64 range"),
 }
 
 

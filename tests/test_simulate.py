@@ -157,7 +157,9 @@ def test_tampered_artifact_is_refused(artifact, inputs, tmp_path, capsys):
         # one sequence of the wrong width: named as given, not as a batch of one
         (np.zeros((8, 64)), 2, "(steps, 1), got (8, 64)"),
         (np.array([["a", "b"]]), 2, "real numeric"),
-        (np.full((1, 8, 1), np.nan), 2, "NaN"),
+        (np.full((1, 8, 1), np.nan), 2, "--input holds NaN or inf"),
+        # finite, but inf as float64: numpy's overflow warning went to stderr too (audit46)
+        (np.full((1, 8, 1), np.longdouble("1e4000")), 2, "--input holds values beyond the"),
         (
             {"x": np.zeros((2, 8, 1)), "y": np.array([3, 10])},
             2,

@@ -90,9 +90,20 @@ def check_run_input(x: Any, width: int) -> np.ndarray:
         raise UsageError("input has no samples (batch size 0)")
     if x.shape[1] == 0:
         raise UsageError("input has no time steps")
-    if not np.all(np.isfinite(x)):
-        raise UsageError("input holds NaN or inf")
-    return np.ascontiguousarray(x, dtype=np.float64)
+    return finite_float64(x, "input")
+
+
+def finite_float64(x: np.ndarray, what: str) -> np.ndarray:
+    """x as float64, UsageError if any value is NaN or inf there: in x already, or beyond
+    float64's range (a longdouble of 1e4000 turned inf in the cast, with numpy's overflow
+    warning on stderr, and was then called "NaN or inf")."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        x64 = np.ascontiguousarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x64)):
+        if np.all(np.isfinite(x)):
+            raise UsageError(f"{what} holds values beyond the float64 range")
+        raise UsageError(f"{what} holds NaN or inf")
+    return x64
 
 
 def recorded_names(record: bool | str | Iterable[str] | None) -> set[str]:
