@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -952,7 +953,7 @@ def test_dt_from_metadata_and_bad_inputs():
     assert import_nir(g).dt == 1e-3
     with pytest.raises(UsageError, match="reset"):
         import_nir(g, reset="soft")
-    with pytest.raises(CorruptInputError, match="does not exist"):
+    with pytest.raises(CorruptInputError, match=r"/nonexistent/x\.nir: no such file"):
         import_nir("/nonexistent/x.nir", dt=1e-3)
     g.metadata = {"dt": 0.0}
     with pytest.raises(CorruptInputError, match=r"metadata dt 0\.0 is not a positive number"):
@@ -1502,6 +1503,16 @@ def test_a_nir_file_whose_groups_are_no_tree_is_refused_before_nir_reads_it(
     assert (out.returncode, out.stderr.count("\n")) == (6, 1), out.stderr
     assert re.search(rf"error: .*g\.nir: {text} \(a NIR file is a tree of groups\)", out.stderr)
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("command", ["inspect", "export"])
+def test_a_nir_path_that_is_a_fifo_is_named_as_such(command, tmp_path, cli):
+    """It was "does not exist" (inspect) and "no such file" (export) of a path that does."""
+    fifo = tmp_path / "g.nir"
+    os.mkfifo(fifo)
+    extra = ["--dt", "1e-3", "-o", str(tmp_path / "a")] if command == "export" else []
+    out = cli(command, str(fifo), *extra)
+    assert (out.returncode, out.stderr) == (6, f"error: {fifo}: not a regular file\n")
 
 
 def test_inspect_lists_the_nodes_of_another_tools_nir_file(capsys):

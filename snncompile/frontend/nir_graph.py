@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from snncompile.errors import CorruptInputError, MissingDependencyError, UnsupportedError
-from snncompile.ir.serialize import check_hdf5_size, check_hdf5_tree
+from snncompile.ir.serialize import check_hdf5_size, check_hdf5_tree, require_file
 
 # Node types of nir 1.0.8, which the importer takes all of (nir's reader knows no others).
 NEURONS = ("I", "LI", "CubaLI", "IF", "LIF", "CubaLIF")
@@ -91,8 +91,7 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
     """(nir.NIRGraph, warnings); CorruptInputError when nir 1.0.8 cannot read the file."""
     nir = _nir()
     path = Path(path)
-    if not path.is_file():
-        raise CorruptInputError(f"NIR file {path} does not exist")
+    require_file(path)
     check_hdf5_size(path)
     check_hdf5_tree(path)
     if _has_no_edges(path):  # nir would invent an Input and an Output for every node

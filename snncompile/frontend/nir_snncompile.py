@@ -18,7 +18,7 @@ from typing import Any
 
 from snncompile.errors import CorruptInputError, MissingDependencyError
 from snncompile.ir.graph import Graph
-from snncompile.ir.serialize import check_hdf5_tree
+from snncompile.ir.serialize import check_hdf5_tree, require_file
 
 
 def _metadata_value(path: str | os.PathLike[str], key: str) -> Any:
@@ -72,8 +72,7 @@ def read_snncompile_nir(source: str | os.PathLike[str] | Any) -> Graph | None:
     if isinstance(source, nir.NIRGraph):
         return decode_graph(source) if is_ours(source) else None
     path = Path(source)
-    if not path.is_file():
-        raise CorruptInputError(f"{path}: no such file")
+    require_file(path)
     if not is_snncompile_nir(path):
         return None
     check_hdf5_tree(path)

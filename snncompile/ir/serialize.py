@@ -399,6 +399,17 @@ def _refuse_past_limit(path: Path, unpacked: int, what: str) -> None:
         )
 
 
+def require_file(path: Path) -> None:
+    """CorruptInputError unless path is a regular file: "no such file", or what it is
+    instead (a FIFO was called missing; reading one waits for a writer)."""
+    if path.is_file():
+        return
+    if not path.exists():
+        raise CorruptInputError(f"{path}: no such file")
+    kind = "a directory" if path.is_dir() else "not a regular file"
+    raise CorruptInputError(f"{path}: {kind}")
+
+
 def is_version(value: object, expected: int) -> bool:
     """A format version field equal to `expected` (an int: `true` == 1 in Python)."""
     return type(value) is int and value == expected
@@ -417,8 +428,7 @@ class _ArrayReader:
         self.doc = doc
         self.path = path
         doc.arrays_path = path
-        if not path.is_file():
-            raise CorruptInputError(f"{path}: no such file")
+        require_file(path)
         try:
             _refuse_past_limit(path, unpacked_bytes(path), "arrays")
             check_npy_layouts(path, str(path), zipfile.is_zipfile(path))
