@@ -327,6 +327,14 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
             raise CorruptInputError(
                 f"{file}: sha256 does not match the manifest (changed after export)"
             )
+    # The manifest is not hashed: its target, edited from loihi2 to reference, made the
+    # reader skip the check that network.net holds this netlist.
+    extra = [name for name in files if name not in (*FILES, *target_files)]
+    if extra:
+        raise CorruptInputError(
+            f"{path / 'manifest.json'}: lists {', '.join(extra)}, which a "
+            f"{manifest['target']} artifact does not hold (edited after export?)"
+        )
     netlist = load_netlist(path)
     load_graph(path)  # nothing here runs it, but an edited (rehashed) one is refused too
     module = target.load()

@@ -204,6 +204,22 @@ def test_manifest_must_list_the_target_files(spike_ssm: Path, tmp_path: Path) ->
         read_artifact(copy)
 
 
+@pytest.mark.parametrize("target", ["reference", "lava"])
+def test_a_manifest_naming_another_target_is_refused(
+    spike_ssm: Path, tmp_path: Path, target: str
+) -> None:
+    """The manifest is not hashed: "target" edited from loihi2 to reference was read as a
+    reference artifact, so network.net was never compared with the netlist again."""
+    copy = tmp_path / "copy.loihi2"
+    shutil.copytree(spike_ssm, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["target"] = target
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    message = rf"manifest\.json: lists network\.net, .*which a {target} artifact does not hold"
+    with pytest.raises(CorruptInputError, match=message):
+        read_artifact(copy)
+
+
 def test_a_network_net_that_differs_from_the_netlist_is_refused(
     spike_ssm: Path, tmp_path: Path
 ) -> None:
