@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import pickletools
 import re
 import textwrap
@@ -55,6 +56,13 @@ def _check_meta(value: Any, where: str = "meta") -> None:
     """Metadata must survive weights_only loading: primitives, lists and str-keyed dicts."""
     # Exact types: a str subclass (e.g. torch's TorchVersion) pickles as its class and
     # would make the file unreadable under weights_only loading.
+    if type(value) is int and len(pickle.encode_long(value)) > 255:
+        # Pickled with LONG4, which torch's weights_only loader does not take: the file
+        # was written and then refused by load as corrupt.
+        raise UsageError(
+            f"{where} is an integer of {value.bit_length()} bits; a checkpoint holds "
+            "integers of up to 255 bytes"
+        )
     if type(value) in _PRIMITIVES:
         return
     if isinstance(value, (list, tuple)):

@@ -452,6 +452,14 @@ def test_a_zip_the_crc_check_cannot_read_is_still_a_corrupt_file(tmp_path: Path)
         load_checkpoint(path)
 
 
+def test_the_longest_integers_weights_only_loading_takes_are_saved(tmp_path: Path) -> None:
+    longest = [2**2039 - 1, -(2**2039)]  # 255 bytes pickled (LONG1); one bit more is LONG4
+    path = save(_model(), tmp_path / "m.pt", meta={"task": "sdigits", "n": longest})
+    assert load_checkpoint(path).meta["n"] == longest
+    with pytest.raises(UsageError, match="integer of 2040 bits"):
+        save(_model(), tmp_path / "m.pt", meta={"n": 2**2039})
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -460,8 +468,17 @@ def test_a_zip_the_crc_check_cannot_read_is_still_a_corrupt_file(tmp_path: Path)
         ({"meta": {"task": 3}}, "meta task 3 is not a name"),
         ({"meta": {"task": "sdigits", "task_args": {"depth": -1}}}, "task depth must be"),
         ({"nan_weight": True}, "holds a non-finite value"),
+        # 10**600 loads; this was written, then refused by load as corrupt (audit46)
+        ({"meta": {"note": [10**700]}}, "meta.note[0] is an integer of 2326 bits"),
     ],
-    ids=["NaN calibration", "complex calibration", "task not a name", "bad task_args", "NaN"],
+    ids=[
+        "NaN calibration",
+        "complex calibration",
+        "task not a name",
+        "bad task_args",
+        "NaN",
+        "int too long to unpickle",
+    ],
 )
 def test_save_refuses_what_load_would_refuse(tmp_path: Path, edit: dict, message: str) -> None:
     # Such files were written, then refused as corrupt by load (exit 6).
