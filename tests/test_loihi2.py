@@ -220,6 +220,26 @@ def test_a_manifest_naming_another_target_is_refused(
         read_artifact(copy)
 
 
+@pytest.mark.parametrize(
+    "edit", [{"cores": -5}, {"chips": "x"}, {"cores": True}, {}], ids=["-5", "x", "True", "none"]
+)
+def test_the_manifests_cores_and_chips_are_those_of_resources_json(
+    spike_ssm: Path, tmp_path: Path, edit: dict
+) -> None:
+    """inspect --json showed an edited manifest's -5 cores beside the text's 12."""
+    copy = tmp_path / "copy.loihi2"
+    shutil.copytree(spike_ssm, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    if edit:
+        manifest["loihi2"].update(edit)
+    else:
+        del manifest["loihi2"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    message = r"manifest\.json: loihi2 .* is not resources\.json's" if edit else "no loihi2"
+    with pytest.raises(CorruptInputError, match=message):
+        read_artifact(copy)
+
+
 def test_a_network_net_that_differs_from_the_netlist_is_refused(
     spike_ssm: Path, tmp_path: Path
 ) -> None:

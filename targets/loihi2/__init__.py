@@ -118,6 +118,30 @@ def check_artifact(path: str | Path, netlist: Netlist) -> None:
     difference = first_difference(netlist, read_network(file))
     if difference is not None:
         raise CorruptInputError(f"{file}: differs from netlist.npz ({difference})")
+    _check_manifest_summary(Path(path))
+
+
+def _check_manifest_summary(path: Path) -> None:
+    """The manifest's cores and chips (not hashed; inspect --json shows them) are
+    resources.json's (hashed): an edit to -5 cores was shown beside the text's 12. A
+    resources.json without them is refused by `summarize_artifact`."""
+    manifest_file = path / "manifest.json"
+    try:
+        resources = parse_json((path / "resources.json").read_text(encoding="utf-8"))
+        summary = parse_json(manifest_file.read_text(encoding="utf-8")).get("loihi2")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise CorruptInputError(f"{path}: unreadable Loihi 2 files ({exc})") from None
+    keys = ("cores", "chips")
+    if not (isinstance(resources, dict) and all(type(resources.get(k)) is int for k in keys)):
+        return
+    if not isinstance(summary, dict):
+        raise CorruptInputError(f"{manifest_file}: has no loihi2 summary")
+    stated = {key: summary.get(key) for key in keys}
+    expected = {key: resources[key] for key in keys}
+    if stated != expected or any(type(value) is not int for value in stated.values()):
+        raise CorruptInputError(
+            f"{manifest_file}: loihi2 {stated} is not resources.json's {expected}"
+        )
 
 
 def summarize_artifact(path: str | Path) -> dict[str, Any]:
