@@ -386,6 +386,10 @@ def _check_fields(path: Path, manifest: dict[str, Any], report: dict[str, Any]) 
     for key in ("tools", "source", "compartments"):
         if not isinstance(manifest.get(key, {}), dict):
             raise CorruptInputError(f"{where}: {key!r} is not an object")
+    for key in ("tools", "source"):  # names, versions, paths, a dt: inspect prints them
+        for name, value in manifest.get(key, {}).items():
+            if not isinstance(value, (str, int, float)) and value is not None:
+                raise CorruptInputError(f"{where}: {key}.{name} is a {type(value).__name__}")
     for key in ("formats", "quantization", "counts", "calibration", "synapses"):
         if not isinstance(report.get(key, {}), dict):
             raise CorruptInputError(f"{path / 'report.json'}: {key!r} is not an object")

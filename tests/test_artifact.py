@@ -373,6 +373,15 @@ def test_read_artifact_does_not_import_torch(tmp_path: Path, small: Compiled) ->
             lambda d: _edit_json(d / "manifest.json", lambda j: j.update(target="tpu")),
             "target 'tpu' is not one this snncompile knows",
         ),
+        # inspect printed these as they were (audit46)
+        (
+            lambda d: _edit_json(d / "manifest.json", lambda j: j["source"].update(task=["x"])),
+            r"manifest\.json: source\.task is a list",
+        ),
+        (
+            lambda d: _edit_json(d / "manifest.json", lambda j: j["tools"].update(numpy={})),
+            r"manifest\.json: tools\.numpy is a dict",
+        ),
     ],
     ids=[
         "tampered",
@@ -383,6 +392,8 @@ def test_read_artifact_does_not_import_torch(tmp_path: Path, small: Compiled) ->
         "no manifest",
         "version true",
         "unknown target",
+        "source entry a list",
+        "tools entry an object",
     ],
 )
 def test_damaged_artifact_is_refused(tmp_path: Path, small: Compiled, damage, message) -> None:  # type: ignore[no-untyped-def]
