@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import _thread
-import atexit
 import contextlib
 import os
 import re
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -18,6 +15,7 @@ import click
 from click.core import ParameterSource
 
 from snncompile import __version__
+from snncompile.cli_signals import run_command
 from snncompile.cli_text import (
     TARGET_PRINTERS,
     format_rates,
@@ -662,90 +660,16 @@ def targets_command(as_json: bool) -> None:
     click.echo(support_table(matrix))
 
 
-_CLI_PID: int | None = None  # the process main() runs in (set there)
-# Signals that end a command like Ctrl-C does (writers unwind and clean up), with their
-# message; the exit code is 128 + the signal's number, as a shell reports it.
-_TERMINATING_SIGNALS = {"SIGTERM": "terminated (SIGTERM)", "SIGHUP": "hung up (SIGHUP)"}
-_terminating: int | None = None  # the signal being acted on, once one arrived
-
-
-def _terminated(signum: int, frame: object) -> None:
-    global _terminating
-    if os.getpid() != _CLI_PID:
-        # A process forked while main() ran (Lava's workers and its shared-memory
-        # manager) inherits this handler and ignores the signal, as they hold SIGINT: a
-        # SIGTERM to the process group reaches the CLI's process too, which stops them
-        # and releases the shared memory. Ended by the signal themselves, they left the
-        # segments to Python's resource tracker, which warned about them on stderr.
-        return
-    if _terminating is None:  # once, also when the exception has to be raised again
-        _terminating = signum
-        click.echo(f"error: {_TERMINATING_SIGNALS[signal.Signals(signum).name]}", err=True)
-    raise SystemExit(128 + signum)
-
-
-def _redeliver_dropped_signals(unraisable: Any) -> None:
-    """sys.unraisablehook while a command runs. A signal's exception raised while Python
-    ran a weakref callback or a __del__ is dropped there (printed as "Exception ignored")
-    and the command went on: for minutes after a SIGTERM. The signal is delivered again
-    from another thread a moment later, to raise in the command's own code (delivered
-    from here, its handler would run at once, inside this hook, and be dropped again)."""
-    exc = unraisable.exc_value
-    if _terminating is not None and isinstance(exc, SystemExit):
-        signum = _terminating
-    elif isinstance(exc, KeyboardInterrupt):
-        signum = signal.SIGINT
-    else:
-        sys.__unraisablehook__(unraisable)
-        return
-    redeliver = threading.Timer(0.01, _thread.interrupt_main, (signum,))
-    redeliver.daemon = True
-    redeliver.start()
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: maps SnnCompileError to its one-line message and exit code."""
-    global _CLI_PID, _terminating
+    """Entry point: maps SnnCompileError to its one-line message and exit code; signals
+    end a command as `cli_signals` describes."""
     whole_process = argv is None  # the command itself, not a call from Python
     args = [str(a) for a in (argv if argv is not None else sys.argv[1:])]
     debug = "--debug" in args
     if debug:  # a group option, taken anywhere (`snncompile export ... --debug`)
         argv = ["--debug", *(a for a in args if a != "--debug")]
     tune_malloc_for_tiles()  # the reference's tile arrays (snncompile.reference.malloc)
-    # SIGTERM (timeout, CI cancellation) and SIGHUP (the terminal closed) unwind like
-    # Ctrl-C, so writers clean up; the caller's handlers come back afterwards (tests and
-    # scripts call main in-process).
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    _CLI_PID, _terminating = os.getpid(), None
-    previous: dict[int, Any] = {}
-    if in_main_thread:
-        for name in _TERMINATING_SIGNALS:
-            signum = getattr(signal, name, None)  # no SIGHUP on Windows
-            if signum is not None:
-                previous[signum] = signal.signal(signum, _terminated)
-        previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver_dropped_signals
-    try:
-        _main(argv, debug)
-    finally:
-        if in_main_thread:
-            sys.unraisablehook = previous_hook
-            for signum, handler in previous.items():
-                if handler is not None:  # None: not ours to restore (set outside Python)
-                    signal.signal(signum, handler)
-            if whole_process:  # see below; registered now, it runs before torch's exit
-                # handlers (atexit runs the last registered first)
-                atexit.register(_ignore_signals_in_teardown)
-
-
-def _ignore_signals_in_teardown() -> None:
-    """At the process's exit (atexit: a caller that catches SystemExit and goes on keeps
-    its handlers): the command has finished, its output in place and its message
-    printed. A Ctrl-C in the interpreter's teardown (about 0.5 s with torch loaded) made
-    it exit 130 in silence, which reads as "interrupted, nothing written", or, during
-    torch's own exit handlers, printed their traceback."""
-    for name in ("SIGINT", *_TERMINATING_SIGNALS):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    run_command(lambda: _main(argv, debug), whole_process=whole_process)
 
 
 def _out_of_memory(exc: Exception) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -425,6 +426,131 @@ main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "art")!r}])
     assert (done.returncode, done.stdout) == (code, ""), done.stderr
     assert done.stderr == f"error: {message}\n"
     assert os.listdir(tmp_path) == []
+
+
+def _python(script: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
+def test_a_hangup_ignored_by_nohup_stays_ignored(tmp_path: Path) -> None:
+    """`nohup snncompile export ...` must survive the logout it is for: SIGHUP, inherited
+    as ignored, ended the export with 129 once the CLI handled it."""
+    done = _python(f"""
+import os, signal
+signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
+import snncompile.artifact as artifact
+from snncompile.cli import main
+real = artifact.save_graph
+def save_then_hung_up(*args):
+    real(*args)
+    os.kill(os.getpid(), signal.SIGHUP)
+artifact.save_graph = save_then_hung_up
+main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "a")!r}])
+""")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "a" / "manifest.json").is_file()
+
+
+def test_a_hangup_whose_terminal_is_gone_still_exits_129(tmp_path: Path) -> None:
+    """Writing the message to a closed terminal raises OSError (EIO), which turned the
+    hangup into exit 1 ("a bug"); the temporaries go either way."""
+    done = _python(f"""
+import errno, os, signal, sys
+import snncompile.artifact as artifact
+from snncompile.cli import main
+class GoneTerminal:
+    def write(self, text):
+        raise OSError(errno.EIO, "Input/output error")
+    def flush(self):
+        raise OSError(errno.EIO, "Input/output error")
+real = artifact.save_graph
+def save_then_hung_up(*args):
+    real(*args)
+    sys.stderr = GoneTerminal()
+    os.kill(os.getpid(), signal.SIGHUP)
+artifact.save_graph = save_then_hung_up
+try:
+    main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "a")!r}])
+except SystemExit as exc:
+    os._exit(exc.code)
+""")
+    assert done.returncode == 129, done.stderr
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_signal_dropped_at_the_end_of_a_call_does_not_reach_the_next(signum: str) -> None:
+    """A re-delivery scheduled at the very end of one in-process call fired into the next
+    call (exit 130 or a second "terminated" of a command that got no signal) or into the
+    caller's own code."""
+    done = _python(f"""
+import os, signal, sys, time, weakref
+import snncompile.cli as cli
+real = cli.support_table
+class Thing:
+    pass
+def callback(ref):
+    os.kill(os.getpid(), signal.{signum})
+    for _ in range(100000):  # the handler runs here, inside the callback: dropped
+        pass
+def table_then_signalled(matrix):
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    del thing
+    return real(matrix)
+for call in (1, 2):
+    cli.support_table = table_then_signalled if call == 1 else real
+    try:
+        cli.main(["targets"] if call == 1 else ["--version"])
+    except SystemExit as exc:
+        print(f"call {{call}}: exit {{exc.code}}")
+    time.sleep(0.1)
+print("caller went on")
+""")
+    first = "call 1: exit 143" if signum == "SIGTERM" else "call 1: exit 0"
+    lines = [line for line in done.stdout.splitlines() if line.startswith("call")]
+    assert lines == [first, "call 2: exit 0", "caller went on"], done.stdout + done.stderr
+
+
+def test_a_signal_during_teardown_keeps_a_failed_commands_exit_code(tmp_path: Path) -> None:
+    """After the command, a signal ends the process at once with the command's code."""
+    done = _python(f"""
+import atexit, os, signal, sys, time
+from snncompile.cli import main
+atexit.register(lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(1)))
+sys.argv = ["snncompile", "export", {str(tmp_path / "missing.pt")!r}, "-o", {str(tmp_path / "a")!r}]
+main()
+""")
+    assert done.returncode == 6, done.stderr
+    assert done.stderr.count("\n") == 1 and "missing.pt" in done.stderr
+
+
+def test_other_unraisable_exceptions_reach_the_callers_hook() -> None:
+    done = _python("""
+import sys, weakref
+import snncompile.cli as cli
+seen = []
+sys.unraisablehook = lambda unraisable: seen.append(type(unraisable.exc_value).__name__)
+real = cli.support_table
+class Thing:
+    pass
+def callback(ref):
+    raise ValueError("in a callback")
+def table(matrix):
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    del thing
+    return real(matrix)
+cli.support_table = table
+try:
+    cli.main(["targets"])
+except SystemExit:
+    pass
+print(seen)
+""")
+    assert done.stdout.endswith("['ValueError']\n"), done.stdout + done.stderr
 
 
 def test_a_caller_that_goes_on_after_main_keeps_its_ctrl_c() -> None:
