@@ -601,12 +601,18 @@ def test_every_method_refuses_a_non_finite_input(method, bad, beta, grad):
 @pytest.mark.parametrize("method", ["pmbc", "sequential", "compiled"])
 @pytest.mark.parametrize("beta", [0.5, 0.9])
 @pytest.mark.parametrize("grad", [False, True])
-def test_every_method_refuses_a_membrane_past_the_float_range(method, beta, grad):
+@pytest.mark.parametrize("kick", ["up from step 7", "down in the last two steps"])
+def test_every_method_refuses_a_membrane_past_the_float_range(method, beta, grad, kick):
     """Finite input whose float32 membrane overflows in one (row, channel) of three rows:
-    PMBC gave a spike at every step from there on, as the reference's inf membrane does."""
-    neuron = ResetRefractoryNeuron(2, beta=beta, method=method, theta_init=3e38)
+    PMBC gave a spike at every step from there on, as the reference's inf membrane does;
+    below -inf its filter's bound declared the last steps silent, never replayed."""
+    up = kick == "up from step 7"
+    neuron = ResetRefractoryNeuron(2, beta=beta, method=method, theta_init=3e38 if up else 1.0)
     x = torch.zeros(3, 40, 2)
-    x[1, 7:, 1] = 3e38
+    if up:
+        x[1, 7:, 1] = 3e38
+    else:
+        x[1, 38:, 1] = -3e38
     x.requires_grad_(grad)
     with pytest.raises(UsageError, match=rf"past the float range \({method}\)"):
         neuron(x)

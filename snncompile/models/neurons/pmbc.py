@@ -328,8 +328,12 @@ class _PmbcRun:
         n = b1 - b0
         margin = self._row_margins(xs)
         theta64 = self.theta.double()
-        hi = _round_to(theta64 + margin, self.dtype, up=True)
-        lo = _round_to(theta64 - margin, self.dtype, up=False)
+        # A row without a valid bound decides nothing, not even where a filter overflowed
+        # to -inf (<= theta - inf held, and such a step was "silent" unreplayed): NaN
+        # compares false.
+        invalid = ~torch.isfinite(margin)
+        hi = _round_to(theta64 + margin, self.dtype, up=True).masked_fill_(invalid, math.nan)
+        lo = _round_to(theta64 - margin, self.dtype, up=False).masked_fill_(invalid, math.nan)
         a = scan(xs, self.decay, 1, False, False)
         a_low = a - self.c_past
         upper, lower = a, a_low  # pass 1: no past spike known
