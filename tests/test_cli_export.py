@@ -304,6 +304,19 @@ BAD_INPUTS = {
         6,
         r"--calib file .*c\.npz: member 'x' holds 640 bytes; its header declares 800,000,120",
     ),
+    # np.load reads a member named "x" as well as "x.npy": it was not checked (audit47)
+    "calib npz member without .npy in its name declaring more than it holds": (
+        lambda t: _calib(
+            t,
+            _npz_member_bytes(
+                "x",
+                _npy_bytes(np.zeros((4, 16, 1))).replace(b"(4, 16, 1), ", b"(99999999,),"),
+            ),
+            "c.npz",
+        ),
+        6,
+        r"--calib file .*c\.npz: member 'x' holds 640 bytes; its header declares 800,000,120",
+    ),
     "calib npz member with a negative size": (
         lambda t: _calib(
             t,

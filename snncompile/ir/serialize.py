@@ -301,13 +301,13 @@ def check_npy_layouts(path: Path, label: str, is_zip: bool) -> None:
         return
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue  # np.load ignores it
+            # Whatever its name: np.load's archive reads a member "x" as well as "x.npy".
             with archive.open(info) as member:
                 if member.read(6) != b"\x93NUMPY":
                     continue  # refused as "not a .npy array" once loaded
                 member.seek(0)
-                _check_npy_header(member, info.file_size, f"{label}: member {info.filename[:-4]!r}")
+                name = info.filename.removesuffix(".npy")
+                _check_npy_header(member, info.file_size, f"{label}: member {name!r}")
 
 
 def _check_npy_header(stream: Any, size: int, where: str) -> None:
