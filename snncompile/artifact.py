@@ -327,14 +327,7 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
             raise CorruptInputError(
                 f"{file}: sha256 does not match the manifest (changed after export)"
             )
-    # The manifest is not hashed: its target, edited from loihi2 to reference, made the
-    # reader skip the check that network.net holds this netlist.
-    extra = [name for name in files if name not in (*FILES, *target_files)]
-    if extra:
-        raise CorruptInputError(
-            f"{path / 'manifest.json'}: lists {', '.join(extra)}, which a "
-            f"{manifest['target']} artifact does not hold (edited after export?)"
-        )
+    _check_no_other_targets_files(path, manifest["target"], files)
     netlist = load_netlist(path)
     load_graph(path)  # nothing here runs it, but an edited (rehashed) one is refused too
     module = target.load()
@@ -350,6 +343,25 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
     _check_fields(path, manifest, report)
     _check_summary(path, manifest, netlist)
     return Artifact(path=path, netlist=netlist, manifest=manifest, report=report)
+
+
+def _check_no_other_targets_files(path: Path, target: str, files: dict[str, Any]) -> None:
+    """The manifest is not hashed: its target, edited from loihi2 to reference, made the
+    reader skip the check that network.net holds this netlist. So the manifest lists only
+    its target's files, and no other target's file lies in the directory (a file a
+    target writes, left unlisted: a user's own notes are kept, not these names). Without
+    a signature a manifest rewritten whole, its target's files moved out too, is still
+    a consistent artifact of the target it names."""
+    own = (*FILES, *TARGETS[target].files)
+    listed = [name for name in files if name not in own]
+    lying = {n for other in TARGETS.values() for n in other.files if n not in own}
+    lying = sorted(name for name in lying if (path / name).exists())
+    if listed or lying:
+        raise CorruptInputError(
+            f"{path / 'manifest.json'}: {'lists' if listed else 'sits beside'} "
+            f"{', '.join(listed or lying)}, which a {target} artifact does not hold "
+            "(edited after export?)"
+        )
 
 
 def _summary(net: Netlist) -> dict[str, Any]:

@@ -204,18 +204,24 @@ def test_manifest_must_list_the_target_files(spike_ssm: Path, tmp_path: Path) ->
         read_artifact(copy)
 
 
+@pytest.mark.parametrize("unlist", [False, True], ids=["listed", "unlisted"])
 @pytest.mark.parametrize("target", ["reference", "lava"])
 def test_a_manifest_naming_another_target_is_refused(
-    spike_ssm: Path, tmp_path: Path, target: str
+    spike_ssm: Path, tmp_path: Path, target: str, unlist: bool
 ) -> None:
     """The manifest is not hashed: "target" edited from loihi2 to reference was read as a
-    reference artifact, so network.net was never compared with the netlist again."""
+    reference artifact, so network.net was never compared with the netlist again; also
+    with the Loihi 2 files taken out of the manifest's list (audit47)."""
     copy = tmp_path / "copy.loihi2"
     shutil.copytree(spike_ssm, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["target"] = target
+    if unlist:
+        for name in ("network.net", "resources.json", "estimate.json"):
+            del manifest["files"][name]
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    message = rf"manifest\.json: lists network\.net, .*which a {target} artifact does not hold"
+    verb = "sits beside estimate.json, " if unlist else "lists "
+    message = rf"manifest\.json: {verb}network\.net, .*which a {target} artifact does not hold"
     with pytest.raises(CorruptInputError, match=message):
         read_artifact(copy)
 
