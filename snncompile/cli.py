@@ -15,7 +15,7 @@ import click
 from click.core import ParameterSource
 
 from snncompile import __version__
-from snncompile.cli_signals import run_command
+from snncompile.cli_signals import mark_announced, run_command
 from snncompile.cli_text import (
     TARGET_PRINTERS,
     format_rates,
@@ -690,6 +690,7 @@ def _main(argv: list[str] | None, debug: bool) -> None:
     try:
         rv = cli.main(args=argv, prog_name="snncompile", standalone_mode=False)
     except (click.exceptions.Abort, _Interrupted):
+        mark_announced()
         click.echo("error: interrupted", err=True)
         sys.exit(130)
     except _PipeClosed:

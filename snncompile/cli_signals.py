@@ -1,20 +1,25 @@
 """How a CLI command ends on a signal.
 
-SIGTERM (timeout, CI cancellation) and SIGHUP (the terminal or ssh session closed)
-unwind the command like Ctrl-C: a SystemExit(128 + signal) raised where the command is,
-so the writers' `except BaseException` blocks remove their temporaries, after one line
-on stderr. What makes that hold:
+Ctrl-C (SIGINT), SIGTERM (timeout, CI cancellation) and SIGHUP (the terminal or ssh
+session closed) unwind the command: KeyboardInterrupt (exit 130, "error: interrupted")
+or SystemExit(128 + signal) after one line on stderr, raised where the command is, so
+the writers' `except BaseException` blocks remove their temporaries. What makes that
+hold:
 
-- A signal inherited as ignored stays ignored (`nohup snncompile export ...`).
+- A signal inherited as ignored stays ignored (`nohup snncompile export ...`, or a
+  background job's SIGINT).
+- The first signal decides the exit code and the message, whatever happens next:
+  writing the message to a terminal that has gone raises OSError (EIO), which used to
+  turn a hangup into exit 1; a signal dropped at the command's very end (below) used to
+  leave exit 0.
 - An exception raised while Python runs a weakref callback or a __del__ is dropped
   there ("Exception ignored in ..."): the command went on for minutes after a SIGTERM.
-  Such a dropped SystemExit (or KeyboardInterrupt) is delivered again a moment later
-  from another thread, while the same command still runs.
-- A second signal while an exception is being handled (a cleanup running) does not
-  cut the cleanup short; it is looked at again a moment later.
-- Once a terminating signal arrived, the command exits 128 + its number whatever else
-  happens: writing the message to a terminal that has gone raises OSError (EIO), which
-  used to turn a hangup into exit 1.
+  Such a dropped signal is delivered again a moment later from another thread, while
+  the same command still runs.
+- A further signal while the first one's cleanup runs (an exception being handled)
+  waits for it, for up to CLEANUP_GRACE_S: a second Ctrl-C, or a CI cancel's SIGINT then
+  SIGTERM, left a half-removed temporary. Past that, it interrupts the cleanup, as a
+  cleanup that hangs (Lava's stop can) must still end.
 - After the command (a whole process, not a call from Python), a signal during the
   interpreter's teardown (torch's and Lava's exit handlers, about 0.5 s) ends the
   process at once with the command's own exit code: its output is complete. It used to
@@ -30,22 +35,35 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-# Signal name -> the one line printed when it ends a command.
-TERMINATING = {"SIGTERM": "terminated (SIGTERM)", "SIGHUP": "hung up (SIGHUP)"}
-# How long a signal waits before it is delivered again (dropped, or during a cleanup).
+# Signal name -> the one line printed when it ends a command (SIGINT's is printed by
+# the CLI when click reports the interrupt, here only when that did not happen).
+MESSAGES = {
+    "SIGINT": "interrupted",
+    "SIGTERM": "terminated (SIGTERM)",
+    "SIGHUP": "hung up (SIGHUP)",
+}
+# How long a further signal lets a running cleanup finish before interrupting it.
+CLEANUP_GRACE_S = 5.0
+# Delay of a re-delivery: a dropped signal's, or a deferred one's.
 _RETRY_S = 0.01
 
 
 class _Command:
-    """One running command: the process it runs in, and the terminating signal, once
-    one arrived."""
+    """One running command: its process, and the first signal that arrived."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.terminating: int | None = None
+        self.signum: int | None = None
+        self.since = 0.0  # time.monotonic() of the first signal
+        self.announced = False  # its line was printed
+        self.retry_pending = False  # one re-delivery at a time
+
+    def exit_code(self) -> int | None:
+        return None if self.signum is None else 128 + self.signum
 
 
 _current: _Command | None = None
@@ -62,8 +80,8 @@ def run_command(run: Callable[[], None], *, whole_process: bool) -> None:
     command = _Command()
     outer, _current = _current, command
     previous = {
-        signum: signal.signal(signum, _terminated)
-        for signum in _signals(TERMINATING)
+        signum: signal.signal(signum, _on_signal)
+        for signum in _signals(MESSAGES)
         if signal.getsignal(signum) is not signal.SIG_IGN  # nohup: stays ignored
     }
     previous_hook = sys.unraisablehook
@@ -71,16 +89,15 @@ def run_command(run: Callable[[], None], *, whole_process: bool) -> None:
     code = 1
     try:
         run()
-    except SystemExit as exc:
-        code = _exit_code(exc.code)
-        if command.terminating is not None and code != 128 + command.terminating:
-            code = 128 + command.terminating  # it finished as the signal came, or
-            raise SystemExit(code) from None  # the signal was dropped at its very end
-        raise
-    except BaseException:
-        if command.terminating is None:
+    except BaseException as exc:
+        code = _exit_code(exc.code) if isinstance(exc, SystemExit) else 1
+        expected = command.exit_code()
+        if expected is None or (code == expected and isinstance(exc, SystemExit)):
             raise
-        code = 128 + command.terminating  # e.g. OSError writing to a closed terminal
+        # The first signal decides: the command finished as it came (it was dropped at
+        # the very end), another signal or an OSError (a terminal gone) came after it.
+        _announce(command)
+        code = expected
         raise SystemExit(code) from None
     finally:
         _current = outer
@@ -92,21 +109,24 @@ def run_command(run: Callable[[], None], *, whole_process: bool) -> None:
             atexit.register(_finish_at_once_on_signals, code)
 
 
-def _terminated(signum: int, frame: object) -> None:
+def _on_signal(signum: int, frame: object) -> None:
     command = _current
     if command is None or os.getpid() != command.pid:
         # A process forked while the command ran (Lava's workers and its shared-memory
         # manager) inherits this handler and ignores the signal, as they hold SIGINT: a
-        # SIGTERM to the process group reaches the CLI's process too, which stops them
+        # signal to the process group reaches the CLI's process too, which stops them
         # and releases the shared memory. Ended by the signal themselves, they left the
         # segments to Python's resource tracker, which warned about them on stderr.
         return
-    if command.terminating is None:
-        command.terminating = signum
-        _say(f"error: {TERMINATING[signal.Signals(signum).name]}")
-    elif sys.exc_info()[1] is not None:  # unwinding already: let its cleanup finish
-        _deliver_later(command, signum)
+    if command.signum is None:
+        command.signum, command.since = signum, time.monotonic()
+        if signum != signal.SIGINT:  # click reports a KeyboardInterrupt as "interrupted"
+            _announce(command)
+    elif sys.exc_info()[1] is not None and time.monotonic() - command.since < CLEANUP_GRACE_S:
+        _deliver_later(command, signum)  # unwinding already: let its cleanup finish
         return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise SystemExit(128 + signum)
 
 
@@ -115,22 +135,43 @@ def _on_unraisable(previous: Callable[[Any], None], unraisable: Any) -> None:
     from here, its handler would run at once, inside this hook, and be dropped again);
     anything else goes to the hook that was there before."""
     command, exc = _current, unraisable.exc_value
-    if command is not None and command.terminating is not None and isinstance(exc, SystemExit):
-        _deliver_later(command, command.terminating)
-    elif command is not None and isinstance(exc, KeyboardInterrupt):
-        _deliver_later(command, signal.SIGINT)
-    else:
-        previous(unraisable)
+    if command is not None and command.signum is not None:
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            _deliver_later(command, command.signum)
+            return
+    previous(unraisable)
 
 
 def _deliver_later(command: _Command, signum: int) -> None:
+    if command.retry_pending:
+        return
+
     def deliver() -> None:
+        command.retry_pending = False
         if _current is command:  # not into a later command, or the caller's code
             _thread.interrupt_main(signum)
 
+    command.retry_pending = True
     timer = threading.Timer(_RETRY_S, deliver)
     timer.daemon = True
     timer.start()
+
+
+def _announce(command: _Command) -> None:
+    if command.announced or command.signum is None:
+        return
+    command.announced = True
+    line = f"error: {MESSAGES[signal.Signals(command.signum).name]}"
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except Exception:  # the terminal is gone (EIO), stderr closed, a reentrant write
+        pass
+
+
+def mark_announced() -> None:
+    """The CLI printed the running command's interrupt line itself."""
+    if _current is not None:
+        _current.announced = True
 
 
 def _finish_at_once_on_signals(code: int) -> None:
@@ -145,16 +186,9 @@ def _finish_at_once_on_signals(code: int) -> None:
                 pass
         os._exit(code)
 
-    for signum in _signals(("SIGINT", *TERMINATING)):
+    for signum in _signals(MESSAGES):
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, finish)
-
-
-def _say(line: str) -> None:
-    try:
-        print(line, file=sys.stderr, flush=True)
-    except (OSError, ValueError):  # the terminal is gone (EIO) or stderr closed
-        pass
 
 
 def _signals(names: Any) -> list[int]:

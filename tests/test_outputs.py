@@ -484,7 +484,8 @@ except SystemExit as exc:
 def test_a_signal_dropped_at_the_end_of_a_call_does_not_reach_the_next(signum: str) -> None:
     """A re-delivery scheduled at the very end of one in-process call fired into the next
     call (exit 130 or a second "terminated" of a command that got no signal) or into the
-    caller's own code."""
+    caller's own code. The call the signal came to exits as the signal says, also when
+    it finished before the re-delivery (a dropped Ctrl-C gave exit 0)."""
     done = _python(f"""
 import os, signal, sys, time, weakref
 import snncompile.cli as cli
@@ -509,7 +510,7 @@ for call in (1, 2):
     time.sleep(0.1)
 print("caller went on")
 """)
-    first = "call 1: exit 143" if signum == "SIGTERM" else "call 1: exit 0"
+    first = "call 1: exit 143" if signum == "SIGTERM" else "call 1: exit 130"
     lines = [line for line in done.stdout.splitlines() if line.startswith("call")]
     assert lines == [first, "call 2: exit 0", "caller went on"], done.stdout + done.stderr
 
@@ -519,12 +520,84 @@ def test_a_signal_during_teardown_keeps_a_failed_commands_exit_code(tmp_path: Pa
     done = _python(f"""
 import atexit, os, signal, sys, time
 from snncompile.cli import main
-atexit.register(lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(1)))
+atexit.register(lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(1), print("went on")))
 sys.argv = ["snncompile", "export", {str(tmp_path / "missing.pt")!r}, "-o", {str(tmp_path / "a")!r}]
 main()
 """)
-    assert done.returncode == 6, done.stderr
+    assert (done.returncode, done.stdout) == (6, ""), done.stderr
     assert done.stderr.count("\n") == 1 and "missing.pt" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("SIGINT", "SIGINT"), ("SIGINT", "SIGTERM"), ("SIGTERM", "SIGINT"), ("SIGTERM", "SIGTERM")],
+)
+def test_a_second_signal_during_the_cleanup_waits_for_it(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    """A double Ctrl-C, or a CI cancel's SIGINT then SIGTERM, arriving while the writer
+    removed its temporary: the second signal cut the removal short and left it (audit48).
+    The first signal decides the exit code."""
+    done = _python(f"""
+import os, shutil, signal, sys
+from pathlib import Path
+import snncompile.outputs as outputs
+from snncompile.cli_signals import run_command
+where = Path({str(tmp_path)!r})
+real = shutil.rmtree
+def rmtree(path, **kw):
+    os.kill(os.getpid(), signal.{second})  # the second signal, during the cleanup
+    for _ in range(100000):
+        pass
+    real(path, **kw)
+outputs.shutil.rmtree = rmtree
+def fill(tmp):
+    (tmp / "f").write_text("x")
+    os.kill(os.getpid(), signal.{first})
+    for _ in range(100000):
+        pass
+def run():
+    try:
+        outputs.write_directory(where / "out", fill)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)
+try:
+    run_command(run, whole_process=False)
+except SystemExit as exc:
+    print("exit", exc.code)
+""")
+    code = {"SIGINT": 130, "SIGTERM": 143}[first]
+    assert done.stdout == f"exit {code}\n", done.stdout + done.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_cleanup_that_hangs_is_interrupted_after_the_grace_period() -> None:
+    """A further SIGTERM must still end a cleanup that never returns (Lava's stop can
+    wait forever): it waits CLEANUP_GRACE_S (0.2 s here), then interrupts it."""
+    done = _python("""
+import os, signal, time
+import snncompile.cli_signals as cli_signals
+cli_signals.CLEANUP_GRACE_S = 0.2
+def run():
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100000):
+            pass
+    finally:  # a cleanup that hangs
+        os.kill(os.getpid(), signal.SIGTERM)
+        start = time.monotonic()
+        while time.monotonic() - start < 20:
+            time.sleep(0.001)
+        print("the cleanup ran to its end")
+start = time.monotonic()
+try:
+    cli_signals.run_command(run, whole_process=False)
+except SystemExit as exc:
+    print("exit", exc.code, time.monotonic() - start < 10)
+""")
+    assert done.stdout == "exit 143 True\n", done.stdout + done.stderr
+    assert done.stderr == "error: terminated (SIGTERM)\n"
 
 
 def test_other_unraisable_exceptions_reach_the_callers_hook() -> None:
