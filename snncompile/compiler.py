@@ -21,7 +21,12 @@ import numpy as np
 
 from snncompile.errors import CorruptInputError, UsageError
 from snncompile.ir.ops import blame_model_values
-from snncompile.ir.serialize import HDF5_SIGNATURE, check_npy_layouts, unpacked_bytes
+from snncompile.ir.serialize import (
+    HDF5_SIGNATURE,
+    UNREADABLE_MEMBER,
+    check_npy_layouts,
+    unpacked_bytes,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -150,7 +155,7 @@ def read_array_file(path: str | os.PathLike[str], *, what: str) -> dict[str, np.
         return arrays
     except ValueError as exc:
         raise CorruptInputError(f"{what} file {path} is not a plain numpy array ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, *UNREADABLE_MEMBER) as exc:
         reason = str(exc) or type(exc).__name__
         raise CorruptInputError(f"{what} file {path} is unreadable ({reason})") from None
     # A MemoryError passes: every header was checked against its bytes, so it is the

@@ -197,6 +197,20 @@ def _npz_member_bytes(name: str, content: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def _npz_with_a_deflate64_member(x: np.ndarray) -> bytes:
+    """x.npy, and a member whose headers name deflate64 (method 9), which zipfile cannot
+    read (NotImplementedError; an encrypted member gives RuntimeError alike)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("x.npy", _npy_bytes(x))
+        archive.writestr("junk.npy", b"junk")
+    data = bytearray(buffer.getvalue())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = data.rfind(signature)  # the last member's local and central headers
+        data[at + offset : at + offset + 2] = (9).to_bytes(2, "little")
+    return bytes(data)
+
+
 def _calib(tmp: Path, value: object, name: str = "calib.npy") -> list[object]:
     path = tmp / name
     if isinstance(value, bytes):
@@ -316,6 +330,12 @@ BAD_INPUTS = {
         ),
         6,
         r"--calib file .*c\.npz: member 'x' holds 640 bytes; its header declares 800,000,120",
+    ),
+    # zipfile's NotImplementedError was exit 1, "a bug in snncompile" (audit48)
+    "calib npz member stored with an unsupported compression": (
+        lambda t: _calib(t, _npz_with_a_deflate64_member(np.zeros((4, 16, 1))), "c.npz"),
+        6,
+        r"--calib file .*c\.npz is unreadable \(That compression method is not supported\)",
     ),
     "calib npz member with a negative size": (
         lambda t: _calib(

@@ -302,8 +302,13 @@ def check_npy_layouts(path: Path, label: str, is_zip: bool) -> None:
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             # Whatever its name: np.load's archive reads a member "x" as well as "x.npy".
-            with archive.open(info) as member:
-                if member.read(6) != b"\x93NUMPY":
+            try:
+                member = archive.open(info)
+                magic = member.read(6)
+            except (RuntimeError, NotImplementedError):  # encrypted, or deflate64 & co:
+                continue  # unreadable if loaded, refused then (UNREADABLE_MEMBER)
+            with member:
+                if magic != b"\x93NUMPY":
                     continue  # refused as "not a .npy array" once loaded
                 member.seek(0)
                 name = info.filename.removesuffix(".npy")
@@ -324,6 +329,11 @@ def _check_npy_header(stream: Any, size: int, where: str) -> None:
     declared = stream.tell() + math.prod(shape) * dtype.itemsize
     if size != declared:
         raise CorruptInputError(f"{where} holds {size:,} bytes; its header declares {declared:,}")
+
+
+# What zipfile raises for a member it cannot read: encrypted (RuntimeError), or stored
+# with a compression it lacks (NotImplementedError, e.g. deflate64).
+UNREADABLE_MEMBER = (RuntimeError, NotImplementedError)
 
 
 def hdf5_data_bytes(path: Path) -> int:
@@ -448,7 +458,7 @@ class _ArrayReader:
             raise CorruptInputError(f"{self.path}: array {key!r} ({where}) is missing")
         try:
             value = self.npz[key]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, *UNREADABLE_MEMBER) as exc:
             raise CorruptInputError(f"{self.path}: array {key!r} is unreadable ({exc})") from None
         if value.dtype.kind not in _REAL_KINDS:
             raise CorruptInputError(f"{self.path}: array {key!r} has dtype {value.dtype}")
