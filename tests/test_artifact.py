@@ -187,6 +187,24 @@ def _declare_huge_member(path: Path, key: str) -> None:
             archive.writestr(name, content)
 
 
+def _add_deflate64_member(path: Path) -> None:
+    """One more member whose headers name deflate64 (method 9), which zipfile cannot read."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("junk.npy", b"junk")
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = data.rfind(signature)  # the last member's local and central headers
+        data[at + offset : at + offset + 2] = (9).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+
+def _netlist_naming(path: Path, key: str) -> None:
+    """netlist.json's first synapse weight read from member `key`."""
+    _edit_json(path, lambda j: j["synapses"][0]["weight"].update(array=key))
+
+
 NETLIST_DAMAGE = {
     "wrong version": (lambda d: _edit_json(d / "netlist.json", lambda j: j.update(version=2)),
                       "version 2 is not supported"),
@@ -206,6 +224,11 @@ NETLIST_DAMAGE = {
     "npz member declaring more than it holds": (
         lambda d: _declare_huge_member(d / "netlist.npz", "syn0.weight"),
         r"netlist\.npz: member 'syn0\.weight' holds \d+ bytes; its header declares 8\d,000,"),
+    # zipfile's NotImplementedError was exit 1, "a bug in snncompile" (audit48)
+    "npz member stored with an unsupported compression": (
+        lambda d: (_add_deflate64_member(d / "netlist.npz"),
+                   _netlist_naming(d / "netlist.json", "junk")),
+        r"array 'junk' is unreadable \(That compression method is not supported\)"),
     "missing array": (lambda d: _drop_npz_member(d / "netlist.npz", "syn0.weight"),
                       "array 'syn0.weight'.*is missing"),
     "npz weight not an integer": (
