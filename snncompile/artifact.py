@@ -354,8 +354,8 @@ def _check_no_other_targets_files(path: Path, target: str, files: dict[str, Any]
     a consistent artifact of the target it names."""
     own = (*FILES, *TARGETS[target].files)
     listed = [name for name in files if name not in own]
-    lying = {n for other in TARGETS.values() for n in other.files if n not in own}
-    lying = sorted(name for name in lying if (path / name).exists())
+    others = {name for other in TARGETS.values() for name in other.files} - set(own)
+    lying = sorted(name for name in others if (path / name).exists())
     if listed or lying:
         raise CorruptInputError(
             f"{path / 'manifest.json'}: {'lists' if listed else 'sits beside'} "

@@ -289,6 +289,11 @@ def unpacked_bytes(path: Path) -> int:
         return sum(info.file_size for info in archive.infolist())
 
 
+# What zipfile raises for a member it cannot read: encrypted (RuntimeError), or stored
+# with a compression it lacks (NotImplementedError, e.g. deflate64).
+UNREADABLE_MEMBER = (RuntimeError, NotImplementedError)
+
+
 def check_npy_layouts(path: Path, label: str, is_zip: bool) -> None:
     """CorruptInputError unless every .npy header (the file's, or each .npz member's that
     is an .npy) declares non-negative sizes whose data fills its bytes exactly; `label`
@@ -305,8 +310,8 @@ def check_npy_layouts(path: Path, label: str, is_zip: bool) -> None:
             try:
                 member = archive.open(info)
                 magic = member.read(6)
-            except (RuntimeError, NotImplementedError):  # encrypted, or deflate64 & co:
-                continue  # unreadable if loaded, refused then (UNREADABLE_MEMBER)
+            except UNREADABLE_MEMBER:
+                continue  # refused as unreadable if it is loaded
             with member:
                 if magic != b"\x93NUMPY":
                     continue  # refused as "not a .npy array" once loaded
@@ -329,11 +334,6 @@ def _check_npy_header(stream: Any, size: int, where: str) -> None:
     declared = stream.tell() + math.prod(shape) * dtype.itemsize
     if size != declared:
         raise CorruptInputError(f"{where} holds {size:,} bytes; its header declares {declared:,}")
-
-
-# What zipfile raises for a member it cannot read: encrypted (RuntimeError), or stored
-# with a compression it lacks (NotImplementedError, e.g. deflate64).
-UNREADABLE_MEMBER = (RuntimeError, NotImplementedError)
 
 
 def hdf5_data_bytes(path: Path) -> int:

@@ -315,7 +315,7 @@ class _PmbcRun:
         d_bound = beta * (1.0 + u) ** 2 * e_bound + u * (1.0 + beta * (1.0 + u)) * q
         d_bound = (d_bound + (2.0 + u) * eta) * BOUND_SLACK
         # A row whose membrane might leave the float range is replayed from t = 0 to the
-        # end, where the finish checks its last potential (`_check_replayed_potential`).
+        # end, where the finish checks its last potential (`_replay_rows_exactly`).
         valid = (damped < 1.0) & (d_bound <= theta) & (reach < _BIG[self.dtype] / 4)
         return err * BOUND_SLACK, d_bound, valid
 
