@@ -9,7 +9,15 @@ import numpy as np
 from hypothesis import strategies as st
 from scipy import sparse
 
-from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.ir.netlist import (
+    INT64_MAX,
+    Formats,
+    Netlist,
+    Population,
+    Synapse,
+    product_reach,
+    synapse_input_bound,
+)
 
 MAX24 = 2**23 - 1
 
@@ -114,7 +122,7 @@ def random_netlists(draw) -> tuple[Netlist, np.ndarray]:
     # (the reference runs those through its compiled int64 loop).
     stored_sparse = draw(st.lists(st.booleans(), min_size=len(syns), max_size=len(syns)))
     syns = [as_sparse(s) if flag else s for s, flag in zip(syns, stored_sparse, strict=True)]
-    net = Netlist((*pops, out), syns, numeric="int", formats=fmt)
+    net = Netlist(fit_products([*pops, out], syns, fmt), syns, numeric="int", formats=fmt)
     batch, length = draw(st.integers(1, 3)), draw(st.integers(1, 6))
     values = draw(st.lists(inputs, min_size=batch * length * n_in, max_size=batch * length * n_in))
     scale = draw(st.sampled_from([1.0, 0.5, 2.0**-10, 3.0]))
@@ -137,3 +145,25 @@ def fit_grid(syn: Synapse, fmt: Formats) -> Synapse:
         single = 1 << (8 - fmt.weight_bits)  # the single-signed grid [-255, 0]
         w = np.maximum(w, -(255 // single) * single)
     return Synapse(syn.name, syn.src, syn.dst, w, syn.weight_exp, syn.delay)
+
+
+def fit_products(pops: list[Population], syns: list[Synapse], fmt: Formats) -> tuple:
+    """pops with every ssm's gains clipped so that its update stays inside int64 for any
+    input its synapses can deliver (the validator's rule, netlist.product_reach): a draw
+    beyond it lands on the largest gain allowed, an edge case of its own."""
+    by_name = {p.name: p for p in pops}
+    fitted = []
+    for pop in pops:
+        if pop.kind == "ssm":
+            bound = sum(
+                synapse_input_bound(s, by_name[s.src], fmt) for s in syns if s.dst == pop.name
+            )
+            rotation, _ = product_reach(pop, 0, fmt)
+            limit = min((INT64_MAX - rotation) // max(bound, 1), 2**31 - 1)
+            params = {
+                k: np.clip(v, -limit, limit) if k.startswith("b_") else v
+                for k, v in pop.params.items()
+            }
+            pop = Population(pop.name, pop.kind, pop.size, params, pop.attrs)
+        fitted.append(pop)
+    return tuple(fitted)

@@ -463,8 +463,8 @@ def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-unty
     ids=[
         "populations a list",
         "rate a string",
-        "calibration a string",
         "source a string",
+        "calibration a string",
         "target a number",
         "graph {}",
         "latency a string",
@@ -612,6 +612,32 @@ def test_sparse_weights_of_a_narrow_float_load_exactly_and_fractional_indices_ar
             assert (got.weight != want.weight).nnz == 0
     _edit_npz_member(tmp_path / "netlist.npz", f"{key}.indices", lambda i: i + 0.25)
     with pytest.raises(CorruptInputError, match="sparse matrix indices are not integers"):
+        load_netlist(tmp_path)
+
+
+def test_a_netlist_file_whose_sparse_weight_stores_an_entry_twice_is_refused(
+    tmp_path: Path, small: Compiled
+) -> None:
+    """Two stored entries of one position act as their sum, which no grid check sees (Lava
+    clipped it where the reference did not): a netlist.npz edited so is corrupt input."""
+    save_netlist(small.netlist, tmp_path)
+    with np.load(tmp_path / "netlist.npz") as npz:
+        keys = [k[: -len(".indptr")] for k in npz.files if k.endswith(".indptr")]
+        # a row storing two entries, whose second index can copy its first
+        key, row = next(
+            (k, int(np.argmax(np.diff(npz[f"{k}.indptr"]) >= 2)))
+            for k in keys
+            if (np.diff(npz[f"{k}.indptr"]) >= 2).any()
+        )
+        start = int(npz[f"{key}.indptr"][row])
+
+    def duplicate(indices: np.ndarray) -> np.ndarray:
+        indices = indices.copy()
+        indices[start + 1] = indices[start]
+        return indices
+
+    _edit_npz_member(tmp_path / "netlist.npz", f"{key}.indices", duplicate)
+    with pytest.raises(CorruptInputError, match="sparse weight stores an entry more than once"):
         load_netlist(tmp_path)
 
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netlists import loop_netlist, pop, side_by_side
-from random_netlists import grid_weights, params
+from random_netlists import fit_products, grid_weights, params
 from trace_compare import assert_traces_equal, first_divergence
 
 from snncompile.errors import MissingDependencyError, UnsupportedError
@@ -549,7 +549,12 @@ KINDS = ("accumulator", "ssm", "reset_refractory", "lif", "cuba_lif_sub", "heavi
 @st.composite
 def random_netlists(draw) -> tuple[Netlist, np.ndarray]:
     """2-4 populations of random kinds in a chain-with-skips DAG, weights on the 8-bit
-    grid, exponents, delays, thresholds at the extremes and inputs at the 24-bit limits."""
+    grid, exponents, delays, thresholds at the extremes and inputs at the 24-bit limits,
+    state widths of 16, 24 and 32 bits."""
+    fmt = Formats(  # 24-bit messages: the inputs and bias reach the 24-bit limits
+        state_bits=draw(st.sampled_from([16, 24, 32])),
+        ssm_frac_bits=draw(st.sampled_from([12, 16])),
+    )
     n_in = draw(st.integers(1, 3))
     pops = [Population("in", "input", n_in)]
     if draw(st.booleans()):
@@ -558,9 +563,7 @@ def random_netlists(draw) -> tuple[Netlist, np.ndarray]:
     for k in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(KINDS))
         size = draw(st.integers(1, 3))
-        new = Population(
-            f"p{k}", kind, size, params(draw, kind, size, Formats()), {"gate": "sigmoid"}
-        )
+        new = Population(f"p{k}", kind, size, params(draw, kind, size, fmt), {"gate": "sigmoid"})
         sources = draw(st.lists(st.sampled_from(pops), min_size=1, max_size=2, unique=True))
         for i, src in enumerate(sources):
             syns.append(_synapse(draw, f"{src.name}->{new.name}.{i}", src, new, len(sources)))
@@ -570,7 +573,7 @@ def random_netlists(draw) -> tuple[Netlist, np.ndarray]:
     others = draw(st.lists(st.sampled_from(computed[:-1]), unique=True)) if computed[1:] else []
     for src in [computed[-1], *others]:
         syns.append(_synapse(draw, f"{src.name}->out", src, out, 1))
-    net = Netlist((*pops, out), syns, numeric="int")
+    net = Netlist(fit_products([*pops, out], syns, fmt), syns, numeric="int", formats=fmt)
     batch, length = draw(st.integers(1, 2)), draw(st.integers(2, 5))
     values = draw(st.lists(inputs, min_size=batch * length * n_in, max_size=batch * length * n_in))
     return net, np.array(values, dtype=float).reshape(batch, length, n_in)
@@ -679,6 +682,64 @@ def test_bundled_float64_netlist_matches_reference():
 
 
 # ---- float64 netlists, errors --------------------------------------------------------
+
+
+def test_states_saturate_at_the_netlists_state_bits():
+    """Every Lava test drew the default 24-bit states, so a builder passing 24 instead of
+    the netlist's state_bits went unnoticed; at 16 bits the reset-refractory membrane,
+    the SSM state and the readout saturate at 2^15 - 1 in both simulators."""
+    fmt = Formats(state_bits=16)
+    pops = [
+        pop("rr", "reset_refractory", 2, decay=[0, 2048], theta=[2**23 - 1, 5], rho=[0, 3]),
+        pop("ssm", "ssm", 1, a_re_q=[2**16], a_im_q=[0], b_re_q=[2**16], b_im_q=[0]),
+        pop("acc", "accumulator", 1),
+    ]
+    net = side_by_side(pops, fmt=fmt, mode="mean")
+    x = np.full((1, 4, 4), 20_000.0)
+    expected, _ = check(net, x)
+    assert expected.traces["rr.v"][0, :, 0].max() == 2**15 - 1
+    assert expected.traces["ssm.re"][0, -1, 0] == 2**15 - 1
+    assert expected.events.get("rr", 0) > 0 and expected.events.get("out", 0) > 0
+
+
+def test_float_reset_refractory_multiplies_by_beta_itself():
+    """The floating_pt model was given 1 - beta and computed (1 - (1 - beta)) v, which is
+    0.09999999999999998 v for beta = 0.1: with theta between the two products the spike
+    of step 1 differed from the reference's (the same float operations otherwise)."""
+    beta, theta = 0.1, 0.09999999999999999
+    assert 1 - (1 - beta) < theta < beta
+    pops = (
+        Population("in", "input", 1),
+        Population("rr", "reset_refractory", 1, {"beta": np.array([beta]),
+                   "theta": np.array([theta]), "rho": np.array([0.0])}),
+        Population("out", "readout", 1, attrs={"mode": "mean"}),
+    )  # fmt: skip
+    syns = (Synapse("in->rr", "in", "rr", np.eye(1)), Synapse("rr->out", "rr", "out", np.eye(1)))
+    net = Netlist(pops, syns, "float64")
+    expected, _ = check(net, np.array([[[1.0 + theta], [0.0]]]))  # v = 1 after step 0
+    np.testing.assert_array_equal(expected.traces["rr"].ravel(), [1.0, 1.0])
+
+
+def test_float_membranes_exactly_at_the_threshold():
+    """docs/numerics.md's float tests: lif spikes at v = vth (`>=`, SpikingSSM), the
+    reset-refractory neuron and cuba_lif_sub do not (`>`); the reference and Lava's
+    floating_pt models alike (float cuba_lif runs on the reference only; it shares
+    cuba_lif_sub's test). The lowering tests' random inputs never land on a threshold,
+    so flipping a test there went unnoticed."""
+    pops = [
+        Population("lif", "lif", 1, {"tau": np.asarray(0.5), "vth": np.asarray(1.0)}),
+        Population("rr", "reset_refractory", 1, {"beta": np.array([0.5]),
+                   "theta": np.array([1.0]), "rho": np.array([0.0])}),
+        Population("sub", "cuba_lif_sub", 1, {"alpha_u": np.asarray(0.0),
+                   "alpha_v": np.asarray(0.5), "vth": np.asarray(1.0), "vsub": np.asarray(1.0)}),
+    ]  # fmt: skip
+    net = side_by_side(pops, numeric="float64")
+    # step 0 lands exactly on 1.0; step 1 just above it (0.5 * 1.0 + 0.5000001 for the
+    # three that kept their membrane)
+    x = np.array([[[1.0] * 3, [0.5000001] * 3]])
+    expected, _ = check(net, x)
+    spikes = {p.name: expected.traces[p.name][0, :, 0].tolist() for p in pops}
+    assert spikes == {"lif": [1.0, 0.0], "rr": [0.0, 1.0], "sub": [0.0, 1.0]}
 
 
 def test_float64_netlist_runs_floating_pt_models():

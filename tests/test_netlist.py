@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import sparse
@@ -12,6 +14,8 @@ from snncompile.ir.netlist import (
     Population,
     Synapse,
     first_difference,
+    input_bound,
+    synapse_input_bound,
     weight_grid,
 )
 from snncompile.ir.ops import InvalidGraphError
@@ -139,18 +143,20 @@ def test_max_row_nnz_counts_per_destination_in_any_format(stored):
 @pytest.mark.parametrize("exp", [-33, 33, 64, -64])
 def test_weight_exponent_beyond_32_refused(exp):
     """Shifts of 64 or more differ between numpy and compiled code; an int32 sum shifted
-    by 32 still fits int64, so [-32, 32] is the range."""
+    by 32 still fits int64, so [-32, 32] is the range (8-bit messages keep the summed
+    input below 2**53 at 32)."""
     with pytest.raises(InvalidGraphError, match=f"weight_exp must be in \\[-32, 32\\], got {exp}"):
         _net_with_exp(exp)
     _net_with_exp(32 if exp > 0 else -32)  # the limits themselves are fine
 
 
-def _net_with_exp(exp: int) -> Netlist:
+def _net_with_exp(exp: int, message_bits: int = 8, weight: float = 1.0) -> Netlist:
     pops = (
         Population("in", "input", 2),
         Population("out", "readout", 2, attrs={"mode": "last"}),
     )
-    return Netlist(pops, (Synapse("in->out", "in", "out", np.eye(2), exp),), numeric="int")
+    syn = Synapse("in->out", "in", "out", weight * np.eye(2), exp)
+    return Netlist(pops, (syn,), numeric="int", formats=Formats(message_bits=message_bits))
 
 
 def test_first_difference_names_what_differs_and_ignores_meta():
@@ -253,3 +259,147 @@ def test_saturating_calibration_adds_headroom_round_by_round(
     assert report.populations["p"]["headroom_bits"] == 2
     assert bool(report.calibration_events) == saturated
     assert set(report.calibration_events) <= {"out"}
+
+
+# ---- input bounds and sparse entries (docs/numerics.md, "Input bounds") ---------------
+
+
+def _relay(exps: list[int], weight: float = 255.0, message_bits: int = 24) -> Netlist:
+    """input (2 values) -> accumulator through one synapse per exponent -> readout."""
+    pops = (
+        Population("in", "input", 2),
+        Population("acc", "accumulator", 1),
+        Population("out", "readout", 1, attrs={"mode": "last"}),
+    )
+    syns = [Synapse(f"in->acc.{i}", "in", "acc", np.full((1, 2), weight), e)
+            for i, e in enumerate(exps)]  # fmt: skip
+    syns.append(Synapse("acc->out", "acc", "out", np.ones((1, 1))))
+    return Netlist(pops, tuple(syns), "int", Formats(message_bits=message_bits))
+
+
+def test_a_summed_input_that_could_reach_2_53_is_refused():
+    """|W @ m| of 510 * (2^23 - 1) wraps to at most 2^31; shifted by 21 it is 2^52,
+    by 22 (or two synapses at 21) 2^53, which float64 (Lava's recorded traces) cannot
+    hold exactly and the overflowing sums of larger exponents wrapped int64 silently."""
+    net = _relay([21])
+    assert input_bound(net, "acc") == 2**52
+    for exps in ([22], [21, 21], [32, 32]):
+        with pytest.raises(InvalidGraphError, match=r"population 'acc': its summed input can "
+                           r"reach .* not below 2\*\*53"):  # fmt: skip
+            _relay(exps)
+    _relay([21, 20])  # 1.5 * 2^52
+
+
+def test_synapse_input_bound_rounds_a_right_shift_away_from_zero():
+    """floor_shift(-3, -1) = -2: the bound of |W @ m| = 3 shifted right by one is 2."""
+    src = Population("s", "heaviside", 1)
+    syn = Synapse("s->d", "s", "d", np.array([[3.0]]), weight_exp=-1)
+    assert synapse_input_bound(syn, src, Formats()) == 2
+    assert synapse_input_bound(replace(syn, weight_exp=2), src, Formats()) == 12
+    graded = Population("g", "accumulator", 2)  # messages up to 2^23 - 1
+    one_row = replace(syn, weight=np.array([[255.0]]))
+    assert synapse_input_bound(one_row, graded, Formats()) == -(-255 * (2**23 - 1) // 2)
+    wrapped = replace(syn, weight=np.array([[255.0, 255.0]]))  # 510 (2^23 - 1) > 2^31
+    assert synapse_input_bound(wrapped, graded, Formats()) == 2**30
+
+
+def _ssm_after(gain: int, exp: int) -> Netlist:
+    pops = (
+        Population("in", "input", 1),
+        Population("ssm", "ssm", 1, {"a_re_q": np.array([2.0**16]), "a_im_q": np.array([0.0]),
+                                     "b_re_q": np.array([float(gain)]), "b_im_q": np.zeros(1)}),
+        Population("out", "readout", 1, attrs={"mode": "last"}),
+    )  # fmt: skip
+    syns = (
+        Synapse("in->ssm", "in", "ssm", np.array([[255.0]]), exp),
+        Synapse("ssm->out", "ssm", "out", np.ones((1, 1))),
+    )
+    return Netlist(pops, syns, "int")
+
+
+def test_an_ssm_whose_update_could_leave_int64_is_refused_at_the_exact_limit():
+    """2^(F+1) (2^(S-1) - 1) + |b_q| A <= 2^63 - 1 with A the input bound."""
+    exp = 10
+    bound = input_bound(_ssm_after(1, exp), "ssm")
+    assert bound == 255 * (2**23 - 1) * 2**exp
+    largest = (2**63 - 1 - 2**17 * (2**23 - 1)) // bound
+    _ssm_after(largest, exp)
+    _ssm_after(-largest, exp)
+    with pytest.raises(InvalidGraphError, match="population 'ssm': a_re_q re - a_im_q im"):
+        _ssm_after(largest + 1, exp)
+    with pytest.raises(InvalidGraphError, match="beyond int64"):
+        _ssm_after(-(largest + 1), exp)
+
+
+def test_a_glu_whose_gated_product_could_leave_int64_is_refused():
+    """a0 g with g up to the table's largest Q12 entry: 4096 * 2^51 is 2^63."""
+
+    def glu(exp: int, top: float) -> Netlist:
+        pops = (
+            Population("in", "input", 2),
+            Population("glu", "glu", 1, {"pwl_x0": np.asarray(0.0), "pwl_shift": np.asarray(2.0),
+                                         "pwl_table_q12": np.array([0.0, top]),
+                                         "out_shift": np.asarray(12.0)}, {"gate": "sigmoid"}),
+            Population("out", "readout", 1, attrs={"mode": "last"}),
+        )  # fmt: skip
+        syns = (
+            Synapse("in->glu", "in", "glu", np.full((2, 2), 255.0), exp),
+            Synapse("glu->out", "glu", "out", np.ones((1, 1))),
+        )
+        return Netlist(pops, syns, "int")
+
+    glu(20, 4095.0)  # 2^31 * 2^20 * 4095 < 2^63
+    with pytest.raises(InvalidGraphError, match="population 'glu': a0 g can reach"):
+        glu(20, 4096.0)  # exactly 2^63
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo"])
+def test_a_sparse_weight_storing_an_entry_twice_is_refused(fmt):
+    """Two stored 200s at one position act as 400, off the grid Lava clips to (it sent
+    255 where the reference and ONNX sent 400), and the grid check saw only 200s."""
+    if fmt == "csr":
+        weight = sparse.csr_matrix((np.array([200.0, 200.0]), np.array([0, 0]), np.array([0, 2])),
+                                   shape=(1, 2))  # fmt: skip
+    else:
+        weight = sparse.coo_matrix((np.array([200.0, 200.0]), (np.array([0, 0]), np.array([1, 1]))),
+                                   shape=(1, 2))  # fmt: skip
+    pops = (
+        Population("in", "input", 2),
+        Population("out", "readout", 1, attrs={"mode": "last"}),
+    )
+    with pytest.raises(InvalidGraphError, match="synapse 'in->out': sparse weight stores an "
+                       "entry more than once"):  # fmt: skip
+        Netlist(pops, (Synapse("in->out", "in", "out", weight),), "int")
+    # an explicit zero is a stored entry, not a duplicate
+    zero = sparse.csr_matrix((np.array([200.0, 0.0]), np.array([0, 1]), np.array([0, 2])),
+                             shape=(1, 2))  # fmt: skip
+    Netlist(pops, (Synapse("in->out", "in", "out", zero),), "int")
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "refused"),
+    [
+        ("lif", {"tau": 0.5, "vth": 0.0}, "vth must be > 0"),  # s = [v >= vth]
+        ("lif", {"tau": 0.5, "vth": 1e-9}, None),
+        ("cuba_lif", {"alpha_u": 0.5, "alpha_v": 0.5, "vth": -1e-9}, "vth must be >= 0"),
+        ("cuba_lif", {"alpha_u": 0.5, "alpha_v": 0.5, "vth": 0.0}, None),  # s = [v > vth]
+        ("reset_refractory", {"beta": [0.5], "theta": [0.0], "rho": [0.0]}, "theta must be > 0"),
+    ],
+)
+def test_a_float_threshold_that_spikes_at_rest_is_refused(kind, params, refused):
+    """A float lif with vth = 0 spiked at rest, before any data reached it, and the readout
+    counted those spikes: the latency shift was no longer exact (logits 1.33 for 1.0)."""
+    pops = (
+        Population("in", "input", 1),
+        Population("n", kind, 1, {k: np.asarray(v, dtype=float) for k, v in params.items()}),
+        Population("out", "readout", 1, attrs={"mode": "mean"}),
+    )
+    syns = (
+        Synapse("in->n", "in", "n", np.ones((1, 1))),
+        Synapse("n->out", "n", "out", np.ones((1, 1))),
+    )
+    if refused is None:
+        Netlist(pops, syns, "float64")
+        return
+    with pytest.raises(InvalidGraphError, match=f"population 'n': {refused} .*spike at rest"):
+        Netlist(pops, syns, "float64")

@@ -128,6 +128,37 @@ def test_a_failed_check_writes_nothing_and_exits_3(tmp_path, monkeypatch, capsys
     assert "differs from PyTorch" in capsys.readouterr().err
 
 
+def test_the_int_export_check_compares_states_and_a_difference_exits_3(
+    tmp_path, monkeypatch, capsys
+):
+    """The integer step graph is checked against the reference on calibration inputs
+    before anything is written, every message, state and summed input: a state one off
+    at the last step (every message equal) fails it with exit 3 and nothing written."""
+    from snncompile.targets.onnx import runner
+
+    ckpt, _ = tiny_checkpoint(tmp_path, "spike-ssm")
+    real = runner.run_onnx
+    changed = []
+
+    def one_state_off(session, x, **kw):
+        result = real(session, x, **kw)
+        key = next(k for k in result.traces if k.endswith(".v"))
+        result.traces[key][0, -1, 0] += 1
+        changed.append(key)
+        return result
+
+    monkeypatch.setattr(runner, "run_onnx", one_state_off)
+    out = tmp_path / "out"
+    with pytest.raises(EquivalenceError, match="onnx step graph differs from the reference") as e:
+        export_model(ckpt, out, target="onnx")
+    assert f"{changed[0]!r}" in str(e.value)
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(ckpt), "--target", "onnx", "-o", str(out)])
+    assert exit_info.value.code == 3 and not out.exists()
+    assert "differs from the reference" in capsys.readouterr().err
+
+
 def test_usage_and_tampering(tmp_path):
     ckpt, x = tiny_checkpoint(tmp_path, "binary-s4d-gsu")
     with pytest.raises(UsageError, match="--target onnx"):

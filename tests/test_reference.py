@@ -417,3 +417,15 @@ def test_misaligned_synapse_in_a_time_multiplexed_netlist_is_refused():
     ]  # fmt: skip
     with pytest.raises(InvalidGraphError, match="ticks_per_step"):
         Netlist(net.populations, tuple(bad), "int", ticks_per_step=2)
+
+
+def test_float_cuba_lif_at_its_threshold_does_not_spike():
+    """Float cuba_lif's test is strict, as NIR's and the integer one (docs/numerics.md):
+    v exactly at vth stays, just above spikes and resets to 0."""
+    from netlists import side_by_side
+
+    cuba = Population("cuba", "cuba_lif", 1, {"alpha_u": np.asarray(0.0),
+                      "alpha_v": np.asarray(0.5), "vth": np.asarray(1.0)})  # fmt: skip
+    net = side_by_side([cuba], numeric="float64")
+    result = simulate(net, np.array([[[1.0], [0.5000001], [0.0]]]), record=True)
+    np.testing.assert_array_equal(result.traces["cuba"].ravel(), [0.0, 1.0, 0.0])

@@ -24,11 +24,14 @@ if TYPE_CHECKING:
 class Param:
     """One parameter: shape "scalar" (0-d), "vector" (size,) or "table" (1-d, any length).
 
-    `limit(formats)` gives the inclusive integer range allowed in int netlists.
+    `limit(formats)` gives the inclusive integer range allowed in int netlists. `above`
+    is a float threshold's lower bound ("> 0" or ">= 0"): a threshold its spike test
+    passes at zero would spike at rest (docs/numerics.md, "Rest").
     """
 
     shape: str
     limit: object = None  # callable(Formats) -> (low, high), or None for float-only params
+    above: str | None = None
 
     def check(self, name: str, value: np.ndarray, size: int, numeric: str, fmt: Formats) -> None:
         expected = {"scalar": (), "vector": (size,)}.get(self.shape)
@@ -38,6 +41,12 @@ class Param:
             raise InvalidGraphError(f"{name} must be a 1-d table of >= 2 entries")
         if not np.all(np.isfinite(value)):
             raise InvalidGraphError(f"{name} holds NaN or inf")
+        low_ok = {"> 0": value > 0, ">= 0": value >= 0}.get(self.above) if self.above else None
+        if low_ok is not None and not np.all(low_ok):
+            first = np.asarray(value)[~low_ok].flat[0]
+            raise InvalidGraphError(
+                f"{name} must be {self.above} (its neuron would spike at rest), got {first:.4g}"
+            )
         if numeric != "int" or self.limit is None:
             return
         fractional = value != np.round(value)
@@ -183,7 +192,11 @@ _register(
             "theta": Param("vector", _range(1, 2**23 - 1)),
             "rho": Param("vector", _range(0, 2**23 - 1)),
         },
-        float_params={"beta": Param("vector"), "theta": Param("vector"), "rho": Param("vector")},
+        float_params={
+            "beta": Param("vector"),
+            "theta": Param("vector", above="> 0"),
+            "rho": Param("vector"),
+        },
         states=("v",),
         doc="m = beta v + a; s = [m > theta]; v = m - (theta + rho) s",
     )
@@ -201,7 +214,11 @@ def _lava_lif_params() -> dict[str, Param]:
 
 def _cuba_float_params() -> dict[str, Param]:
     """Float mode of the NIR current-based neurons: u and v decay factors, threshold."""
-    return {"alpha_u": Param("scalar"), "alpha_v": Param("scalar"), "vth": Param("scalar")}
+    return {
+        "alpha_u": Param("scalar"),
+        "alpha_v": Param("scalar"),
+        "vth": Param("scalar", above=">= 0"),  # s = [v > vth]: 0 does not spike at rest
+    }
 
 
 _register(
@@ -211,7 +228,7 @@ _register(
         sends=True,
         spiking=True,
         int_params=_lava_lif_params(),
-        float_params={"tau": Param("scalar"), "vth": Param("scalar")},
+        float_params={"tau": Param("scalar"), "vth": Param("scalar", above="> 0")},  # v >= vth
         states=("u", "v"),
         doc="Lava's bit-accurate LIF (reset to 0); float mode: v = tau v + a, s = [v >= vth]",
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,11 @@ from snncompile.ir.ops import InvalidGraphError
 
 NUMERICS = ("int", "float64")
 # Integer sums run on float64 BLAS: exact while every partial sum stays below 2**53.
+# Every population's summed input stays below it too: Lava's recorded inputs pass through
+# float64 (its Extractor ports), and so does the reference's SSM loop.
 EXACT_FLOAT_BITS = 53
+INT64_MAX = 2**63 - 1
+WRAP32_MAGNITUDE = 2**31  # the largest |wrap32(.)|
 # An int32 sum shifted by at most 32 fits int64 (and by more, right, is 0 or -1 anyway);
 # beyond it numpy's and compiled shifts disagree (x86 takes the count mod 64).
 WEIGHT_EXP_LIMIT = 32
@@ -127,6 +132,12 @@ class Synapse:
     def values(self) -> np.ndarray:
         """The stored (nonzero for sparse) weight values."""
         return self.weight.data if sparse.issparse(self.weight) else np.asarray(self.weight)
+
+    @cached_property
+    def max_row_abs_sum(self) -> float:
+        """The largest sum of |weight| over one destination (so |W @ m| <= this * max|m|)."""
+        sums = np.asarray(abs(self.weight).sum(axis=1)).ravel()  # sparse gives a matrix
+        return float(sums.max(initial=0))
 
     @property
     def max_row_nnz(self) -> int:
@@ -321,6 +332,10 @@ def validate_netlist(net: Netlist) -> None:
         raise InvalidGraphError("synapse names must be unique")
     for syn in net.synapses:
         _validate_synapse(net, syn)
+    if net.numeric == "int":
+        for pop in net.populations:
+            if pop.compartment.input_factor:
+                _check_input_bound(net, pop)
     latency = net.latency()  # raises on cycles of lag-0 synapses
     ticks = net.ticks_per_step
     for syn in net.synapses:
@@ -356,6 +371,11 @@ def _validate_synapse(net: Netlist, syn: Synapse) -> None:
         raise InvalidGraphError(f"{where}: lag must be in [0, {MAX_TICKS}], got {syn.lag}")
     if syn.lag and src.kind == "bias":
         raise InvalidGraphError(f"{where}: a synapse from the bias cannot have a lag")
+    if sparse.issparse(syn.weight):
+        canonical = syn.weight.tocsr(copy=True)  # a COO's duplicates are summed here
+        canonical.sum_duplicates()
+        if canonical.nnz != syn.weight.nnz:  # its weight is their sum, not a stored value
+            raise InvalidGraphError(f"{where}: sparse weight stores an entry more than once")
     values = syn.values()
     if not np.all(np.isfinite(values)):
         raise InvalidGraphError(f"{where}: weights hold NaN or inf")
@@ -380,3 +400,51 @@ def _validate_synapse(net: Netlist, syn: Synapse) -> None:
     bound_bits = np.log2(max(syn.max_row_nnz, 1)) + 8 + msg_bits
     if bound_bits >= EXACT_FLOAT_BITS:
         raise InvalidGraphError(f"{where}: fan-in {syn.max_row_nnz} is too large to sum exactly")
+
+
+def synapse_input_bound(syn: Synapse, source: Population, formats: Formats) -> int:
+    """The largest |floor_shift(wrap32(W @ msg), weight_exp)| an int synapse from `source`
+    delivers to one destination input: |W @ msg| <= largest row sum of |W| x largest
+    message (1 for spikes, else the message limit), at most 2**31 after the wrap."""
+    message = 1 if source.compartment.spiking else 2 ** (formats.message_bits - 1) - 1
+    total = min(int(syn.max_row_abs_sum) * message, WRAP32_MAGNITUDE)
+    exp = syn.weight_exp
+    return total << exp if exp >= 0 else -(-total >> -exp)  # floor rounds away from 0 below
+
+
+def input_bound(net: Netlist, name: str) -> int:
+    """The largest |a| population `name`'s summed input can reach in an int netlist."""
+    return sum(
+        synapse_input_bound(syn, net.population(syn.src), net.formats) for syn in net.incoming(name)
+    )
+
+
+def product_reach(pop: Population, bound: int, formats: Formats) -> tuple[int, str]:
+    """(the largest magnitude of pop's update products given |a| <= bound, the product):
+    ssm's a_re_q re - a_im_q im + b_q a, glu's a0 g; (0, "") for the other kinds."""
+    if pop.kind == "ssm":
+        gain = max(int(np.abs(pop.params[k]).max(initial=0)) for k in ("b_re_q", "b_im_q"))
+        rotation = 2 * 2**formats.ssm_frac_bits * (2 ** (formats.state_bits - 1) - 1)
+        return rotation + gain * bound, "a_re_q re - a_im_q im + b_q a"
+    if pop.kind == "glu":
+        return int(np.max(pop.params["pwl_table_q12"])) * bound, "a0 g"
+    return 0, ""
+
+
+def _check_input_bound(net: Netlist, pop: Population) -> None:
+    """docs/numerics.md's "exact in int64": the summed input stays below 2**53 (exact in
+    float64 too) and the products of the ssm and glu updates inside int64."""
+    where = f"population {pop.name!r}"
+    bound = input_bound(net, pop.name)
+    if bound >= 2**EXACT_FLOAT_BITS:
+        raise InvalidGraphError(
+            f"{where}: its summed input can reach {bound:.4g} (largest |W| row sum x largest "
+            f"message x 2**weight_exp over its synapses), not below 2**{EXACT_FLOAT_BITS}: "
+            "lower a weight_exp"
+        )
+    reach, what = product_reach(pop, bound, net.formats)
+    if reach > INT64_MAX:
+        raise InvalidGraphError(
+            f"{where}: {what} can reach {reach:.4g}, beyond int64 (summed input up to "
+            f"{bound:.4g}): lower a weight_exp or the gains"
+        )

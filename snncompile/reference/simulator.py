@@ -111,17 +111,6 @@ def recorded_names(record: bool | str | Iterable[str] | None) -> set[str]:
     return {record} if isinstance(record, str) else set(record or ())
 
 
-_ROW_ABS_SUMS: weakref.WeakKeyDictionary[Synapse, float] = weakref.WeakKeyDictionary()
-
-
-def _row_abs_sum(syn: Synapse) -> float:
-    """The largest sum of |weight| over one destination (so |W @ m| <= this * max|m|)."""
-    if syn not in _ROW_ABS_SUMS:
-        sums = np.asarray(abs(syn.weight).sum(axis=1)).ravel()  # sparse gives a matrix
-        _ROW_ABS_SUMS[syn] = float(sums.max(initial=0))
-    return _ROW_ABS_SUMS[syn]
-
-
 def _may_wrap(syn: Synapse, msg: np.ndarray, acc: np.ndarray) -> bool:
     """Whether a sum in acc = W @ msg is outside int32. Bounding the sums by the messages'
     largest magnitude is cheaper when fewer messages come in than sums go out (an SSM's
@@ -129,7 +118,7 @@ def _may_wrap(syn: Synapse, msg: np.ndarray, acc: np.ndarray) -> bool:
     if acc.size == 0:
         return False
     if msg.size < acc.size:
-        bound = float(np.abs(msg).max(initial=0)) * _row_abs_sum(syn)
+        bound = float(np.abs(msg).max(initial=0)) * syn.max_row_abs_sum
         if bound < INT32_LIMIT - 1:
             return False
     return bool(acc.max() >= INT32_LIMIT or acc.min() < -INT32_LIMIT)

@@ -342,10 +342,10 @@ def _ssm(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
 
 
 def _reset_refractory(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
-    decay = _tile(pop, "decay", batch) if net.numeric == "int" else 1.0 - _tile(pop, "beta", batch)
+    factor = "decay" if net.numeric == "int" else "beta"  # each mode's own parameter
     return _processes().ResetRefractory(
         size=batch * pop.size,
-        decay=decay,
+        **{factor: _tile(pop, factor, batch)},
         theta=_tile(pop, "theta", batch),
         rho=_tile(pop, "rho", batch),
         **_common(pop, net, timing),

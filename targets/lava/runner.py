@@ -368,8 +368,10 @@ class _Recorder:
 class _Streams:
     """Hands each Lava step's records to a sink in model time: Lava step s is tick
     s - 1, and tick t is model step m of a population at latency k when t = T m + k
-    (T = ticks_per_step); the idle ticks between are dropped. Lava's messages are
-    integers in float64, so the cast to int64 is exact."""
+    (T = ticks_per_step); the idle ticks between are dropped. Lava's records are
+    integers in float64 (its Extractor's ports), so the cast to int64 is exact: the
+    netlist validator keeps every summed input, and so every state and message, below
+    2**53 (docs/numerics.md, "Input bounds")."""
 
     def __init__(self, lava: LavaNetwork, readers: dict, state_readers: dict, sink, dtype):
         self.lava, self.readers, self.state_readers = lava, readers, state_readers

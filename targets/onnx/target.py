@@ -50,7 +50,9 @@ class Build:
                 "export_check": {
                     "sequences": self.checked_sequences,
                     "steps": self.checked_steps,
-                    "criterion": "readout, every message and state equal to the reference",
+                    "criterion": (
+                        "readout, every message, state and summed input equal to the reference"
+                    ),
                 },
             }
         }
@@ -70,6 +72,7 @@ def prepare(compiled: Compiled, parsed: dict[str, Any] | None = None) -> Build:
     EquivalenceError (exit 3, nothing written) names the first diverging population.
     """
     from snncompile.reference.simulator import simulate
+    from snncompile.verify.traces import compare_runs
 
     from .runner import StepSession, run_onnx
 
@@ -82,25 +85,13 @@ def prepare(compiled: Compiled, parsed: dict[str, Any] | None = None) -> Build:
     if calib is not None:
         x = np.asarray(calib)[:EXPORT_CHECK_SEQUENCES, :EXPORT_CHECK_STEPS]
         n, steps = int(x.shape[0]), int(x.shape[1])
-        expected = simulate(net, x, record=True)
-        actual = run_onnx(StepSession(model.SerializeToString()), x, record=True)
-        _compare(expected, actual, [p.name for p in net.populations])
+        expected = simulate(net, x, record=True, record_internals=True)
+        session = StepSession(model.SerializeToString())
+        actual = run_onnx(session, x, record=True, record_internals=True)
+        difference = compare_runs(expected, actual, [p.name for p in net.populations])
+        if difference is not None:
+            raise EquivalenceError(f"onnx step graph differs from the reference: {difference}")
     return Build(model=model, checked_sequences=n, checked_steps=steps)
-
-
-def _compare(expected: Any, actual: Any, order: list[str]) -> None:
-    for name in order:
-        if name not in expected.traces:
-            continue
-        bad = np.argwhere(expected.traces[name] != actual.traces[name])
-        if len(bad):
-            b, t, i = min(bad.tolist(), key=lambda idx: (idx[1], idx[0], idx[2]))
-            raise EquivalenceError(
-                f"onnx step graph differs from the reference: population {name!r} at model "
-                f"step {t} (sample {b}, compartment {i})"
-            )
-    if not np.array_equal(expected.readout, actual.readout):
-        raise EquivalenceError("onnx step graph differs from the reference in the readout")
 
 
 def check_artifact(path: str | Path, netlist: Any) -> None:

@@ -191,15 +191,25 @@ class Ssm(_Compartment):
 
 
 class ResetRefractory(_Compartment):
-    """SPikE-SSM neuron. `decay`: in 1/4096 units (fixed_pt), or the float 1 - beta."""
+    """SPikE-SSM neuron. `decay`: what v loses per step in 1/4096 units (fixed_pt);
+    `beta`: what it keeps, the float factor itself (floating_pt: 1 - (1 - beta) is not
+    always beta in float64, and flipped a spike)."""
 
     STATES = ("v",)
 
     def __init__(
-        self, *, size: int, decay: ArrayLike, theta: ArrayLike, rho: ArrayLike, **kw: Any
+        self,
+        *,
+        size: int,
+        theta: ArrayLike,
+        rho: ArrayLike,
+        decay: ArrayLike = 0,
+        beta: ArrayLike = 0.0,
+        **kw: Any,
     ) -> None:
         super().__init__(size=size, **kw)
         self.decay = Var(shape=(size,), init=decay)
+        self.beta = Var(shape=(size,), init=beta)
         self.theta = Var(shape=(size,), init=theta)
         self.rho = Var(shape=(size,), init=rho)
         self.v = Var(shape=(size,), init=0)
@@ -393,6 +403,7 @@ class PySsmFixed(_FixedModel):
 @tag("fixed_pt")
 class PyResetRefractoryFixed(_FixedModel):
     decay: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    beta: np.ndarray = LavaPyType(np.ndarray, float)  # floating_pt's
     theta: np.ndarray = LavaPyType(np.ndarray, np.int64)
     rho: np.ndarray = LavaPyType(np.ndarray, np.int64)
     v: np.ndarray = LavaPyType(np.ndarray, np.int64)
@@ -579,13 +590,14 @@ class PySsmFloat(_FloatModel):
 @requires(CPU)
 @tag("floating_pt")
 class PyResetRefractoryFloat(_FloatModel):
-    decay: np.ndarray = LavaPyType(np.ndarray, float)
+    decay: np.ndarray = LavaPyType(np.ndarray, np.int64)  # fixed_pt's
+    beta: np.ndarray = LavaPyType(np.ndarray, float)
     theta: np.ndarray = LavaPyType(np.ndarray, float)
     rho: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
 
     def step(self, a: np.ndarray) -> np.ndarray | None:
-        m = (1.0 - self.decay) * self.v + a
+        m = self.beta * self.v + a
         spikes = m > self.theta
         self.v[:] = m - (self.theta + self.rho) * spikes
         return spikes.astype(np.float64)
