@@ -94,9 +94,12 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path, monkeypatch)
 
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
-def test_plain_pickle_file_is_refused_naming_the_global(tmp_path: Path, protocol: int) -> None:
+def test_plain_pickle_file_is_refused_naming_the_global(
+    tmp_path: Path, protocol: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # torch reports protocol >= 4 pickles only as "Unsupported operand"; the refusal must
     # still name the object (found by parsing opcodes, not by loading).
+    monkeypatch.chdir(tmp_path)  # where the payload's `touch PWNED` would write
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps(_RunsCode(), protocol=protocol))
     with pytest.raises(CorruptInputError, match=r"refused.*\((posix|nt)\.system\)"):

@@ -96,10 +96,15 @@ def test_sdn_is_not_in_the_state_dict() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"channels": 0}, {"channels": 2, "tau": 1.0}, {"channels": 2, "mode": "fast"}]
+    ("kwargs", "message"),
+    [
+        ({"channels": 0}, "channels must be a positive int, got 0"),
+        ({"channels": 2, "tau": 1.0}, r"tau must be in \[0, 1\), got 1.0"),
+        ({"channels": 2, "mode": "fast"}, "mode must be one of .*, got 'fast'"),
+    ],
 )
-def test_bad_arguments(kwargs: dict) -> None:
-    with pytest.raises(UsageError):
+def test_bad_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
         LIFNeuron(**kwargs)
 
 

@@ -505,81 +505,111 @@ def test_parameters_and_rate():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"channels": 0},
-        {"channels": -2},
-        {"channels": 2.5},
-        {"channels": True},
-        {"beta": 1.0},
-        {"beta": -0.1},
-        {"beta": [0.5, 0.5]},
-        {"beta": float("nan")},
-        {"beta": 0.0, "trainable_beta": True},
-        {"beta": 0.99999, "trainable_beta": True},
-        {"theta_init": 0.0},
-        {"theta_init": -1.0},
-        {"rho_init": -0.5},
-        {"rho_init": "x"},
-        {"method": "fft"},
-        {"surrogate": "sigmoid"},
-        {"slope": 0.0},
-        {"max_passes": 0},
-        {"max_passes": 2.0},
+        ({"channels": 0}, "channels must be a positive int, got 0"),
+        ({"channels": -2}, "channels must be a positive int, got -2"),
+        ({"channels": 2.5}, "channels must be a positive int, got 2.5"),
+        ({"channels": True}, "channels must be a positive int, got True"),
+        ({"beta": 1.0}, r"beta must lie in \[0, 1\)"),
+        ({"beta": -0.1}, r"beta must lie in \[0, 1\)"),
+        ({"beta": [0.5, 0.5]}, r"beta must be a scalar or have shape \(4,\), got \(2,\)"),
+        ({"beta": float("nan")}, "beta must be finite"),
+        ({"beta": 0.0, "trainable_beta": True}, r"trainable beta must lie in \(0, 0.9997"),
+        ({"beta": 0.99999, "trainable_beta": True}, r"trainable beta must lie in \(0, 0.9997"),
+        ({"theta_init": 0.0}, "theta_init must be > 0"),
+        ({"theta_init": -1.0}, "theta_init must be > 0"),
+        ({"rho_init": -0.5}, "rho_init must be >= 0"),
+        ({"rho_init": "x"}, "rho_init must be a number or a sequence of numbers"),
+        ({"method": "fft"}, "method must be one of pmbc, sequential, compiled; got 'fft'"),
+        ({"surrogate": "sigmoid"}, "surrogate must be one of triangle, fast_sigmoid"),
+        ({"slope": 0.0}, "slope must be positive, got 0.0"),
+        ({"max_passes": 0}, "max_passes must be a positive int, got 0"),
+        ({"max_passes": 2.0}, "max_passes must be a positive int, got 2.0"),
     ],
 )
-def test_bad_constructor_arguments(kwargs):
+def test_bad_constructor_arguments(kwargs, message):
     args = {"channels": 4, **kwargs}
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=f"^ResetRefractoryNeuron {message}"):
         ResetRefractoryNeuron(**args)
 
 
 @pytest.mark.parametrize(
-    "x",
+    ("x", "message"),
     [
-        torch.zeros(2, 5, 3),
-        torch.zeros(5, 4),
-        torch.zeros(2, 5, 4, dtype=torch.int32),
-        torch.zeros(2, 5, 4, dtype=torch.float16),
+        (torch.zeros(2, 5, 3), r"expects x of shape \(B, L, 4\), got \(2, 5, 3\)"),
+        (torch.zeros(5, 4), r"expects x of shape \(B, L, 4\), got \(5, 4\)"),
+        (torch.zeros(2, 5, 4, dtype=torch.int32), "expects a floating-point x, got torch.int32"),
+        (torch.zeros(2, 5, 4, dtype=torch.float16), "supports float32 and float64, got torch.f"),
     ],
 )
-def test_bad_forward_input(x):
-    with pytest.raises(UsageError):
+def test_bad_forward_input(x, message):
+    with pytest.raises(UsageError, match=message):
         ResetRefractoryNeuron(4)(x)
 
 
 def test_bad_step_input():
     neuron = ResetRefractoryNeuron(4)
     state = neuron.init_state(2)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"step expects x of shape \(B, 4\), got \(2, 3\)"):
         neuron.step(torch.zeros(2, 3), state)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"state must be the 1-tuple \(v,\) from init_state"):
         neuron.step(torch.zeros(2, 4), (torch.zeros(3, 4),))
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="batch must be an int >= 0, got -1"):
         neuron.init_state(-1)
 
 
 @pytest.mark.parametrize(
-    "call",
+    ("call", "message"),
     [
-        lambda: pmbc_spikes(torch.zeros(1, 4, 2), 1.0, 1.0, 0.5),
-        lambda: pmbc_spikes(torch.zeros(1, 4, 2), 0.5, 0.0, 0.5),
-        lambda: pmbc_spikes(torch.zeros(1, 4, 2), 0.5, 1.0, -0.5),
-        lambda: pmbc_spikes(torch.zeros(1, 4, 2), [0.5, 0.5, 0.5], 1.0, 0.5),
-        lambda: pmbc_spikes(torch.zeros(4, 2), 0.5, 1.0, 0.5),
-        lambda: pmbc_spikes(torch.zeros(1, 4, 2, dtype=torch.float16), 0.5, 1.0, 0.5),
-        lambda: pmbc_spikes(torch.full((1, 4, 2), float("nan")), 0.5, 1.0, 0.5),
-        lambda: pmbc_spikes(torch.zeros(1, 4, 2), 0.5, 1.0, 0.5, max_passes=0),
-        lambda: sequential_spikes(torch.zeros(1, 4, 2), 0.5, 1.0, float("inf")),
-        lambda: pmbc_spikes(torch.zeros(1, 4, 2), 0.5, 3e38, 3e38),  # c overflows
-        lambda: sequential_spikes(torch.zeros(1, 4, 2), 0.5, 3e38, 3e38),
-        lambda: linear_filter(torch.zeros(1, 4, 2, dtype=torch.int64), 0.5),
-        lambda: linear_filter(torch.zeros(1, 4, 2), 1.5),
-        lambda: filter_error_bound(10, torch.float16),
+        (lambda: pmbc_spikes(torch.zeros(1, 4, 2), 1.0, 1.0, 0.5), r"beta must lie in \[0, 1\)"),
+        (lambda: pmbc_spikes(torch.zeros(1, 4, 2), 0.5, 0.0, 0.5), "theta must be positive"),
+        (lambda: pmbc_spikes(torch.zeros(1, 4, 2), 0.5, 1.0, -0.5), "rho must be >= 0"),
+        (
+            lambda: pmbc_spikes(torch.zeros(1, 4, 2), [0.5, 0.5, 0.5], 1.0, 0.5),
+            r"beta must be a scalar or shape \(2,\), got \(3,\)",
+        ),
+        (
+            lambda: pmbc_spikes(torch.zeros(4, 2), 0.5, 1.0, 0.5),
+            r"expected x of shape \(B, L, H\), got shape \(4, 2\)",
+        ),
+        (
+            lambda: pmbc_spikes(torch.zeros(1, 4, 2, dtype=torch.float16), 0.5, 1.0, 0.5),
+            "pmbc_spikes supports float32 and float64, got torch.float16",
+        ),
+        (
+            lambda: pmbc_spikes(torch.full((1, 4, 2), float("nan")), 0.5, 1.0, 0.5),
+            "input holds inf or NaN",
+        ),
+        (
+            lambda: pmbc_spikes(torch.zeros(1, 4, 2), 0.5, 1.0, 0.5, max_passes=0),
+            "max_passes must be an int >= 1, got 0",
+        ),
+        (
+            lambda: sequential_spikes(torch.zeros(1, 4, 2), 0.5, 1.0, float("inf")),
+            "rho must be >= 0 and finite",
+        ),
+        (  # c overflows
+            lambda: pmbc_spikes(torch.zeros(1, 4, 2), 0.5, 3e38, 3e38),
+            "theta \\+ rho overflows torch.float32",
+        ),
+        (
+            lambda: sequential_spikes(torch.zeros(1, 4, 2), 0.5, 3e38, 3e38),
+            "theta \\+ rho overflows torch.float32",
+        ),
+        (
+            lambda: linear_filter(torch.zeros(1, 4, 2, dtype=torch.int64), 0.5),
+            "expected a floating-point x, got torch.int64",
+        ),
+        (lambda: linear_filter(torch.zeros(1, 4, 2), 1.5), r"beta must lie in \[0, 1\)"),
+        (
+            lambda: filter_error_bound(10, torch.float16),
+            "filter_error_bound supports float32 and float64, got torch.float16",
+        ),
     ],
 )
-def test_bad_functional_arguments(call):
-    with pytest.raises(UsageError):
+def test_bad_functional_arguments(call, message):
+    with pytest.raises(UsageError, match=message):
         call()
 
 

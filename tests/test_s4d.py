@@ -129,11 +129,17 @@ def test_inits_follow_their_formulas() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"d_state": 3}, {"init": "legs"}, {"discretization": "euler"}, {"dt_min": 0.0}]
+    ("kwargs", "message"),
+    [
+        ({"d_state": 3}, "d_state must be an even number >= 2, got 3"),
+        ({"init": "legs"}, "init must be one of .*, got 'legs'"),
+        ({"discretization": "euler"}, "discretization must be one of .*, got 'euler'"),
+        ({"dt_min": 0.0}, "needs 0 < dt_min <= dt_max, got 0.0, 0.1"),
+    ],
 )
-def test_bad_arguments(kwargs: dict) -> None:
+def test_bad_arguments(kwargs: dict, message: str) -> None:
     args = {"d_model": 4, "d_state": 8, **kwargs}
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=message):
         S4D(**args)
 
 
