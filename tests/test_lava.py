@@ -13,6 +13,7 @@ import copy
 import functools
 import multiprocessing
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -41,9 +42,14 @@ def check(net: Netlist, x: np.ndarray, *, internals: bool = True, **kw) -> tuple
         states = {f"{p.name}.{s}" for p in net.populations for s in p.compartment.states}
         assert states <= set(actual.traces)
     assert_traces_equal(expected, actual, order=[p.name for p in net.populations])
-    # Event counts: Lava's LIF (lif, cuba_lif) and Dense count nothing, our processes count
-    # like the reference.
-    counted = {p.name for p in net.populations if p.kind not in ("lif", "cuba_lif")}
+    # Event counts: Lava's LIF (lif, cuba_lif) and Dense count nothing, our processes
+    # (also for a lif Lava's LIF cannot take exactly) count like the reference.
+    counted = {
+        p.name
+        for p in net.populations
+        if p.kind not in ("lif", "cuba_lif")
+        or (net.numeric == "int" and not builder.lava_lif_is_exact(net, p))
+    }
     assert {k: v for k, v in expected.events.items() if k in counted} == actual.events
     return expected, actual
 
@@ -432,8 +438,12 @@ HEAV = pop("heav", "heaviside", 3)
 
 def _loop_case(pops: list[Population], ticks: int | None, mode: str = "mean") -> tuple:
     """loop_netlist on these populations and 2 x 20 steps of input within +-30, keeping
-    Lava's LIF inputs inside its 16-bit in-port (the reference does not model it)."""
-    net = loop_netlist(pops, seed=0, ticks=ticks, mode=mode)
+    Lava's LIF inputs inside its 16-bit in-port (the reference does not model it). With
+    a lif at the head, 8-bit messages bound its input below 2^17, so Lava's own LIF runs
+    it (builder.lava_lif_is_exact); a lif later in the loop takes 24-bit residual inputs
+    and runs on our int64 stand-in."""
+    fmt = Formats(message_bits=8) if pops[0].kind == "lif" else Formats()
+    net = loop_netlist(pops, seed=0, ticks=ticks, mode=mode, fmt=fmt)
     x = np.random.default_rng(0).integers(-30, 31, (2, 20, 3)).astype(float)
     return net, x
 
@@ -464,6 +474,11 @@ def test_time_multiplexed_loop_matches_reference(pops, ticks, mode):
     assert all(np.abs(expected.traces[f"{n}.in"]).max() < 2**15 for n in lava_lif)
     if pops[0] is ACC:
         assert expected.events["acc"] > 0 and expected.events["rr"] > 0
+    kinds = {
+        type(c).__name__
+        for c in builder.build_network(net, encode_input(net, x)).compartments.values()
+    }
+    assert ("StateLif" in kinds) == (pops[0] is LIF)  # Lava's own LIF at the head only
 
 
 @pytest.mark.parametrize("backend", ["lava", "onnx"])
@@ -502,10 +517,13 @@ def test_time_multiplexed_lif_without_internals():
     check(net, x, internals=False)
     data = encode_input(net, x)
     assert type(builder.build_network(net, data).compartments["lif"]).__name__ == "StateLif"
-    flat = side_by_side([LIF])
+    flat = side_by_side([LIF], fmt=Formats(message_bits=8))
     assert (
         type(builder.build_network(flat, np.zeros((1, 2, 4))).compartments["lif"]).__name__ == "LIF"
     )
+    wide = side_by_side([LIF])  # 24-bit inputs: beyond Lava's int32 LIF (du < 4095)
+    kind = type(builder.build_network(wide, np.zeros((1, 2, 4))).compartments["lif"]).__name__
+    assert kind == "CubaLifSub"
 
 
 def test_time_multiplexed_float64_loop():
@@ -700,6 +718,36 @@ def test_states_saturate_at_the_netlists_state_bits():
     assert expected.traces["rr.v"][0, :, 0].max() == 2**15 - 1
     assert expected.traces["ssm.re"][0, -1, 0] == 2**15 - 1
     assert expected.events.get("rr", 0) > 0 and expected.events.get("out", 0) > 0
+
+
+def test_a_lif_whose_inputs_lava_cannot_take_exactly_runs_on_our_process():
+    """Lava's LIF computes a << 6, u and v in int32 (docs/targets.md): at a = 2^25 + 8
+    (du = 4095) or a = 2^24 held over steps (du = 100) it left numerics.md. Where the
+    netlist allows such inputs (netlist.input_bound) the target runs the same update in
+    int64 on our process, resetting to zero; where it cannot, Lava's own LIF as before."""
+    from snncompile.targets.lava.builder import lava_lif_is_exact
+
+    pops = [
+        pop("big", "lif", 1, du=4095, dv=0, vth=2**17 - 1),
+        pop("current", "lif", 1, du=100, dv=4000, vth=2**17 - 1),
+        pop("small", "lif", 1, du=100, dv=4000, vth=100),
+    ]
+    net = side_by_side(pops)
+    weights = {"in->big": (4.0, 1), "in->current": (2.0, 0), "in->small": (1.0, -7)}
+    syns = tuple(
+        replace(s, weight=s.dense() * weights[s.name][0], weight_exp=weights[s.name][1])
+        if s.name in weights else s
+        for s in net.synapses
+    )  # fmt: skip
+    net = Netlist(net.populations, syns, "int")
+    exact = {p.name: lava_lif_is_exact(net, net.population(p.name)) for p in pops}
+    assert exact == {"big": False, "current": False, "small": True}
+    x = np.zeros((1, 4, 3))
+    x[0, :, 0] = 2**22 + 1  # a = 8 (2^22 + 1) = 2^25 + 8
+    x[0, :, 1] = 2**23 - 1  # a = 2 (2^23 - 1), about 2^24, every step
+    x[0, :, 2] = 2**23 - 1  # a = (2^23 - 1) >> 7 < 2^17
+    expected, _ = check(net, x)
+    assert np.abs(expected.traces["current.u"]).max() > 2**31  # beyond Lava's int32
 
 
 def test_float_reset_refractory_multiplies_by_beta_itself():

@@ -4,7 +4,9 @@
     input, bias          one io.source.RingBuffer, the "source bank" (below)
     lif, cuba_lif        lava.proc.lif.process.LIF (bit-accurate model; bias 0), or
                          our StateLif (the same plus a states port and idle ticks)
-                         for internals or a time-multiplexed netlist
+                         for internals or a time-multiplexed netlist; our CubaLifSub
+                         (zero reset, int64) where the netlist allows inputs Lava's
+                         int32 LIF cannot take exactly
     cuba_lif_sub, ssm, reset_refractory, glu, accumulator, heaviside, readout
                          our Processes in processes/compartments.py
     synapse              lava Dense (dense weights) or Sparse (sparse or batched)
@@ -48,7 +50,7 @@ import numpy as np
 from scipy import sparse
 
 from snncompile.errors import MissingDependencyError, UnsupportedError
-from snncompile.ir.netlist import Netlist, Population, Synapse
+from snncompile.ir.netlist import Netlist, Population, Synapse, input_bound
 
 INT32_LIMIT = 1 << 31
 SOURCE_KINDS = ("input", "bias")
@@ -379,7 +381,7 @@ def _lif(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
             name=pop.name,
             **timing.options(),
         )
-    return _lava_lif(pop, batch, timing)
+    return _lava_lif(pop, net, batch, timing)
 
 
 def _cuba_lif(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
@@ -389,13 +391,35 @@ def _cuba_lif(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
             "(float64 cuba_lif runs on the reference simulator)"
         )
     # The integer model is lif's (states u, v): the same Lava process, du < 4095 allowed.
-    return _lava_lif(pop, batch, timing)
+    return _lava_lif(pop, net, batch, timing)
 
 
-def _lava_lif(pop: Population, batch: int, timing: Timing) -> Any:
+# Lava's bit-accurate LIF computes a << 6, u and v in int32: it equals numerics.md for
+# |a| <= 2^17 whatever du is, and for |a| < 2^25 when du = 4095 (docs/targets.md).
+LAVA_LIF_EXACT_INPUT = 1 << 17
+LAVA_LIF_EXACT_INPUT_NO_CURRENT = 1 << 25
+
+
+def lava_lif_is_exact(net: Netlist, pop: Population) -> bool:
+    """Whether every input pop's synapses can deliver (netlist.input_bound) stays where
+    Lava's own LIF model computes numerics.md's update exactly."""
+    bound = input_bound(net, pop.name)
+    if int(pop.params["du"]) == 4095:
+        return bound < LAVA_LIF_EXACT_INPUT_NO_CURRENT
+    return bound <= LAVA_LIF_EXACT_INPUT
+
+
+def _lava_lif(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     """Lava's LIF with its bit-accurate model; StateLif (the same model plus a port that
-    sends u, v and the input, and idle ticks) where states are recorded or T > 1."""
+    sends u, v and the input, and idle ticks) where states are recorded or T > 1; our
+    CubaLifSub resetting to zero (the same update in int64) where the inputs the netlist
+    allows could leave what Lava's int32 model computes exactly."""
     du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
+    if not lava_lif_is_exact(net, pop):
+        return _processes().CubaLifSub(
+            size=batch * pop.size, du=du, dv=dv, vth=vth, zero_reset=True,
+            **_common(pop, net, timing),
+        )  # fmt: skip
     params = dict(shape=(batch * pop.size,), du=du, dv=dv, vth=vth, bias_mant=0, name=pop.name)
     if timing.states or timing.ticks > 1:
         return _processes().StateLif(**params, **timing.options())

@@ -267,7 +267,9 @@ class FloatLif(_Compartment):
 class CubaLifSub(_Compartment):
     """cuba_lif with a subtractive reset (v -= vsub << 6 where it spikes). fixed_pt: du,
     dv (1/4096) and vth (threshold vth << 6) as in Lava's bit-accurate LIF, vsub in vth's
-    format, 24-bit u and v; floating_pt: du = alpha_u, dv = alpha_v, vth and vsub floats."""
+    format, 24-bit u and v; floating_pt: du = alpha_u, dv = alpha_v, vth and vsub floats.
+    With `zero_reset` it resets v to 0 instead: Lava's LIF update, computed in int64,
+    for a lif whose inputs Lava's int32 model cannot take exactly (builder._lava_lif)."""
 
     STATES = ("u", "v")
 
@@ -278,7 +280,8 @@ class CubaLifSub(_Compartment):
         du: ArrayLike,
         dv: ArrayLike,
         vth: ArrayLike,
-        vsub: ArrayLike,
+        vsub: ArrayLike = 0,
+        zero_reset: bool = False,
         **kw: Any,
     ) -> None:
         super().__init__(size=size, **kw)
@@ -286,6 +289,7 @@ class CubaLifSub(_Compartment):
         self.dv = Var(shape=(1,), init=dv)
         self.vth = Var(shape=(1,), init=vth)
         self.vsub = Var(shape=(1,), init=vsub)
+        self.zero_reset = Var(shape=(1,), init=int(zero_reset))
         self.u = Var(shape=(size,), init=0)
         self.v = Var(shape=(size,), init=0)
 
@@ -456,6 +460,7 @@ class PyCubaLifSubFixed(_FixedModel):
     dv: np.ndarray = LavaPyType(np.ndarray, np.int64)
     vth: np.ndarray = LavaPyType(np.ndarray, np.int64)
     vsub: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    zero_reset: np.ndarray = LavaPyType(np.ndarray, np.int64)
     u: np.ndarray = LavaPyType(np.ndarray, np.int64)
     v: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
@@ -469,7 +474,9 @@ class PyCubaLifSubFixed(_FixedModel):
         v1 = self._sat(_tz(self.v * (4096 - self.dv[0]), 12) + u, 24)
         spikes = v1 > self.vth[0] * 64
         self.u[:] = u
-        self.v[:] = v1 - self.vsub[0] * 64 * spikes
+        self.v[:] = (
+            np.where(spikes, 0, v1) if self.zero_reset[0] else v1 - self.vsub[0] * 64 * spikes
+        )
         return spikes.astype(np.int32)
 
 
@@ -658,6 +665,7 @@ class PyCubaLifSubFloat(_FloatModel):
     dv: np.ndarray = LavaPyType(np.ndarray, float)
     vth: np.ndarray = LavaPyType(np.ndarray, float)
     vsub: np.ndarray = LavaPyType(np.ndarray, float)
+    zero_reset: np.ndarray = LavaPyType(np.ndarray, np.int64)
     u: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
 
@@ -665,7 +673,7 @@ class PyCubaLifSubFloat(_FloatModel):
         self.u[:] = self.du[0] * self.u + a
         v = self.dv[0] * self.v + self.u
         spikes = v > self.vth[0]
-        self.v[:] = np.where(spikes, v - self.vsub[0], v)
+        self.v[:] = np.where(spikes, 0.0 if self.zero_reset[0] else v - self.vsub[0], v)
         return spikes.astype(np.float64)
 
 
