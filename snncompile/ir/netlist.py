@@ -38,7 +38,7 @@ from snncompile.ir.ops import InvalidGraphError
 NUMERICS = ("int", "float64")
 # Integer sums run on float64 BLAS: exact while every partial sum stays below 2**53.
 # Every population's summed input stays below it too: Lava's recorded inputs pass through
-# float64 (its Extractor ports), and so does the reference's SSM loop.
+# float64 (its Extractor's ports).
 EXACT_FLOAT_BITS = 53
 INT64_MAX = 2**63 - 1
 WRAP32_MAGNITUDE = 2**31  # the largest |wrap32(.)|
