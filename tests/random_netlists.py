@@ -11,10 +11,12 @@ from scipy import sparse
 
 from snncompile.ir.netlist import (
     INT64_MAX,
+    LIF_KINDS,
     Formats,
     Netlist,
     Population,
     Synapse,
+    current_reach,
     product_reach,
     synapse_input_bound,
 )
@@ -148,22 +150,31 @@ def fit_grid(syn: Synapse, fmt: Formats) -> Synapse:
 
 
 def fit_products(pops: list[Population], syns: list[Synapse], fmt: Formats) -> tuple:
-    """pops with every ssm's gains clipped so that its update stays inside int64 for any
-    input its synapses can deliver (the validator's rule, netlist.product_reach): a draw
-    beyond it lands on the largest gain allowed, an edge case of its own."""
+    """pops with their updates made to fit int64 for any input their synapses can deliver
+    (the validator's rule, netlist.product_reach and current_reach): an ssm's gains
+    clipped, a glu's out_shift or a lif kind's du raised, each to the nearest value
+    allowed, an edge case of its own."""
     by_name = {p.name: p for p in pops}
     fitted = []
     for pop in pops:
+        bound = sum(synapse_input_bound(s, by_name[s.src], fmt) for s in syns if s.dst == pop.name)
         if pop.kind == "ssm":
-            bound = sum(
-                synapse_input_bound(s, by_name[s.src], fmt) for s in syns if s.dst == pop.name
-            )
             rotation, _ = product_reach(pop, 0, fmt)
             limit = min((INT64_MAX - rotation) // max(bound, 1), 2**31 - 1)
-            params = {
-                k: np.clip(v, -limit, limit) if k.startswith("b_") else v
-                for k, v in pop.params.items()
-            }
-            pop = Population(pop.name, pop.kind, pop.size, params, pop.attrs)
+            clip = {k: np.clip(v, -limit, limit) for k, v in pop.params.items() if "b_" in k}
+            pop = _with(pop, **clip)
+        for name, last in (("out_shift", 40), ("du", 4095)):
+            while name in pop.params and not _fits(pop, bound, fmt) and pop.params[name] < last:
+                pop = _with(pop, **{name: np.asarray(float(pop.params[name]) + 1)})
         fitted.append(pop)
     return tuple(fitted)
+
+
+def _fits(pop: Population, bound: int, fmt: Formats) -> bool:
+    if pop.kind in LIF_KINDS and current_reach(pop, bound) >= 2**53:
+        return False
+    return product_reach(pop, bound, fmt)[0] <= INT64_MAX
+
+
+def _with(pop: Population, **params: np.ndarray) -> Population:
+    return Population(pop.name, pop.kind, pop.size, {**pop.params, **params}, pop.attrs)

@@ -731,9 +731,17 @@ def test_a_lif_whose_inputs_lava_cannot_take_exactly_runs_on_our_process():
         pop("big", "lif", 1, du=4095, dv=0, vth=2**17 - 1),
         pop("current", "lif", 1, du=100, dv=4000, vth=2**17 - 1),
         pop("small", "lif", 1, du=100, dv=4000, vth=100),
+        pop("wrapped", "lif", 1, du=0, dv=4000, vth=2**17 - 1),  # 2^18: the wrap bounds u
+        pop("leaky", "lif", 1, du=1842, dv=4000, vth=2**17 - 1),  # 2^21: u <= 2^28.2
     ]
     net = side_by_side(pops)
-    weights = {"in->big": (4.0, 1), "in->current": (2.0, 0), "in->small": (1.0, -7)}
+    weights = {
+        "in->big": (4.0, 1),
+        "in->current": (2.0, 0),
+        "in->small": (1.0, -7),
+        "in->wrapped": (1.0, -5),
+        "in->leaky": (1.0, -2),
+    }
     syns = tuple(
         replace(s, weight=s.dense() * weights[s.name][0], weight_exp=weights[s.name][1])
         if s.name in weights else s
@@ -741,11 +749,10 @@ def test_a_lif_whose_inputs_lava_cannot_take_exactly_runs_on_our_process():
     )  # fmt: skip
     net = Netlist(net.populations, syns, "int")
     exact = {p.name: lava_lif_is_exact(net, net.population(p.name)) for p in pops}
-    assert exact == {"big": False, "current": False, "small": True}
-    x = np.zeros((1, 4, 3))
+    assert exact == {"big": False, "current": False, "small": True, "wrapped": True, "leaky": True}
+    x = np.full((1, 6, 5), 2.0**23 - 1)  # a = (2^23 - 1) >> 5 = 2^18 - 1, >> 2 = 2^21 - 1, ...
     x[0, :, 0] = 2**22 + 1  # a = 8 (2^22 + 1) = 2^25 + 8
     x[0, :, 1] = 2**23 - 1  # a = 2 (2^23 - 1), about 2^24, every step
-    x[0, :, 2] = 2**23 - 1  # a = (2^23 - 1) >> 7 < 2^17
     expected, _ = check(net, x)
     assert np.abs(expected.traces["current.u"]).max() > 2**31  # beyond Lava's int32
 

@@ -13,6 +13,7 @@ from snncompile.ir.netlist import (
     Netlist,
     Population,
     Synapse,
+    current_reach,
     first_difference,
     input_bound,
     synapse_input_bound,
@@ -334,12 +335,12 @@ def test_an_ssm_whose_update_could_leave_int64_is_refused_at_the_exact_limit():
 def test_a_glu_whose_gated_product_could_leave_int64_is_refused():
     """a0 g with g up to the table's largest Q12 entry: 4096 * 2^51 is 2^63."""
 
-    def glu(exp: int, top: float) -> Netlist:
+    def glu(exp: int, top: float, out_shift: float = 12.0) -> Netlist:
         pops = (
             Population("in", "input", 2),
             Population("glu", "glu", 1, {"pwl_x0": np.asarray(0.0), "pwl_shift": np.asarray(2.0),
                                          "pwl_table_q12": np.array([0.0, top]),
-                                         "out_shift": np.asarray(12.0)}, {"gate": "sigmoid"}),
+                                         "out_shift": np.asarray(out_shift)}, {"gate": "sigmoid"}),
             Population("out", "readout", 1, attrs={"mode": "last"}),
         )  # fmt: skip
         syns = (
@@ -349,7 +350,11 @@ def test_a_glu_whose_gated_product_could_leave_int64_is_refused():
         return Netlist(pops, syns, "int")
 
     glu(20, 4095.0)  # 2^31 * 2^20 * 4095 < 2^63
-    with pytest.raises(InvalidGraphError, match="population 'glu': a0 g can reach"):
+    # A negative out_shift is a left shift of a0 g: 2^31 * 4096 * 2^20 is 2^63 again.
+    glu(0, 4096.0, out_shift=-19)
+    with pytest.raises(InvalidGraphError, match="beyond int64"):
+        glu(0, 4096.0, out_shift=-20)
+    with pytest.raises(InvalidGraphError, match=r"population 'glu': a0 g \(shifted by out_sh"):
         glu(20, 4096.0)  # exactly 2^63
 
 
@@ -383,7 +388,8 @@ def test_a_sparse_weight_storing_an_entry_twice_is_refused(fmt):
         ("lif", {"tau": 0.5, "vth": 1e-9}, None),
         ("cuba_lif", {"alpha_u": 0.5, "alpha_v": 0.5, "vth": -1e-9}, "vth must be >= 0"),
         ("cuba_lif", {"alpha_u": 0.5, "alpha_v": 0.5, "vth": 0.0}, None),  # s = [v > vth]
-        ("reset_refractory", {"beta": [0.5], "theta": [0.0], "rho": [0.0]}, "theta must be > 0"),
+        ("reset_refractory", {"beta": [0.5], "theta": [-1e-9], "rho": [0.0]}, "theta must be >= 0"),
+        ("reset_refractory", {"beta": [0.5], "theta": [0.0], "rho": [0.0]}, None),  # m > theta
     ],
 )
 def test_a_float_threshold_that_spikes_at_rest_is_refused(kind, params, refused):
@@ -403,3 +409,36 @@ def test_a_float_threshold_that_spikes_at_rest_is_refused(kind, params, refused)
         return
     with pytest.raises(InvalidGraphError, match=f"population 'n': {refused} .*spike at rest"):
         Netlist(pops, syns, "float64")
+
+
+def _lif_after(exp: int, du: int) -> Netlist:
+    pops = (
+        Population("in", "input", 1),
+        Population("lif", "lif", 1, {"du": np.asarray(float(du)), "dv": np.asarray(0.0),
+                                     "vth": np.asarray(100.0)}),
+        Population("out", "readout", 1, attrs={"mode": "mean"}),
+    )  # fmt: skip
+    syns = (
+        Synapse("in->lif", "in", "lif", np.array([[255.0]]), exp),
+        Synapse("lif->out", "lif", "out", np.ones((1, 1))),
+    )
+    return Netlist(pops, syns, "int")
+
+
+def test_a_lif_current_that_could_pass_2_53_or_int64_is_refused():
+    """u wraps only once, so with du < 4095 it accumulates up to 64 A 4096 / (du + 1);
+    u (4095 - du) then overflowed int64 (exp 16, du 100: the reference's spikes left
+    numerics.md at step 17), and above 2^53 Lava's float64 records of u lose bits."""
+    net = _lif_after(0, 4095)
+    bound = input_bound(net, "lif")
+    assert current_reach(net.population("lif"), bound) == 64 * bound  # nothing kept
+    assert current_reach(_lif_after(0, 0).population("lif"), bound) == 64 * 4096 * bound
+    _lif_after(16, 4095)  # u = a << 6 < 2^53 each step
+    with pytest.raises(InvalidGraphError, match="population 'lif': its current u can reach"):
+        _lif_after(16, 100)
+    # below 2^53 but its product u (4095 - du) is not inside int64
+    exp = 12
+    reach = current_reach(_lif_after(exp, 4095).population("lif"), 255 * (2**23 - 1) * 2**exp)
+    du = next(d for d in range(4095) if -(-reach * 4096 // (d + 1)) < 2**53)
+    with pytest.raises(InvalidGraphError, match=r"u \(4095 - du\) can reach .* beyond int64"):
+        _lif_after(exp, du)

@@ -194,7 +194,7 @@ _register(
         },
         float_params={
             "beta": Param("vector"),
-            "theta": Param("vector", above="> 0"),
+            "theta": Param("vector", above=">= 0"),  # s = [m > theta]
             "rho": Param("vector"),
         },
         states=("v",),

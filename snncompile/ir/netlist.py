@@ -419,32 +419,55 @@ def input_bound(net: Netlist, name: str) -> int:
     )
 
 
+LIF_KINDS = ("lif", "cuba_lif", "cuba_lif_sub")
+
+
+def current_reach(pop: Population, bound: int) -> int:
+    """The largest |u| of a lif-kind population whose |a| <= bound: |u_t| <= r |u_{t-1}|
+    + 64 |a| with r = (4095 - du) / 4096 (the one wrap only shrinks |u|), so from u = 0,
+    |u| <= 64 bound 4096 / (du + 1) (64 bound when du = 4095)."""
+    return -(-64 * bound * 4096 // (int(pop.params["du"]) + 1))
+
+
 def product_reach(pop: Population, bound: int, formats: Formats) -> tuple[int, str]:
     """(the largest magnitude of pop's update products given |a| <= bound, the product):
-    ssm's a_re_q re - a_im_q im + b_q a, glu's a0 g; (0, "") for the other kinds."""
+    ssm's a_re_q re - a_im_q im + b_q a, glu's a0 g shifted left by -out_shift, a lif
+    kind's u (4095 - du); (0, "") for the other kinds."""
     if pop.kind == "ssm":
         gain = max(int(np.abs(pop.params[k]).max(initial=0)) for k in ("b_re_q", "b_im_q"))
         rotation = 2 * 2**formats.ssm_frac_bits * (2 ** (formats.state_bits - 1) - 1)
         return rotation + gain * bound, "a_re_q re - a_im_q im + b_q a"
     if pop.kind == "glu":
-        return int(np.max(pop.params["pwl_table_q12"])) * bound, "a0 g"
+        gate = int(np.max(pop.params["pwl_table_q12"]))
+        left = max(0, -int(pop.params["out_shift"]))  # tz by a negative n shifts left
+        return (gate * bound) << left, "a0 g (shifted by out_shift)"
+    if pop.kind in LIF_KINDS:
+        keep = 4095 - int(pop.params["du"])
+        return current_reach(pop, bound) * keep, "u (4095 - du)"
     return 0, ""
 
 
 def _check_input_bound(net: Netlist, pop: Population) -> None:
-    """docs/numerics.md's "exact in int64": the summed input stays below 2**53 (exact in
-    float64 too) and the products of the ssm and glu updates inside int64."""
+    """docs/numerics.md's "exact in int64": the summed input, and a lif kind's current,
+    stay below 2**53 (exact in float64 too, as Lava records them) and the products of the
+    ssm, glu and lif updates inside int64."""
     where = f"population {pop.name!r}"
     bound = input_bound(net, pop.name)
+    rule = '(docs/numerics.md, "Input bounds")'
     if bound >= 2**EXACT_FLOAT_BITS:
         raise InvalidGraphError(
             f"{where}: its summed input can reach {bound:.4g} (largest |W| row sum x largest "
-            f"message x 2**weight_exp over its synapses), not below 2**{EXACT_FLOAT_BITS}: "
-            "lower a weight_exp"
+            f"message x 2**weight_exp over its synapses), not below 2**{EXACT_FLOAT_BITS} " + rule
+        )
+    if pop.kind in LIF_KINDS and current_reach(pop, bound) >= 2**EXACT_FLOAT_BITS:
+        raise InvalidGraphError(
+            f"{where}: its current u can reach {current_reach(pop, bound):.4g} (summed "
+            f"input up to {bound:.4g}, du {int(pop.params['du'])}), not below "
+            f"2**{EXACT_FLOAT_BITS} {rule}"
         )
     reach, what = product_reach(pop, bound, net.formats)
     if reach > INT64_MAX:
         raise InvalidGraphError(
             f"{where}: {what} can reach {reach:.4g}, beyond int64 (summed input up to "
-            f"{bound:.4g}): lower a weight_exp or the gains"
+            f"{bound:.4g}) {rule}"
         )

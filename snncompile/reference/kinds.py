@@ -95,8 +95,8 @@ def _lava_lif_int(pop: Population, state: dict, a: np.ndarray, ev: Events, subtr
     voltage = tz_shift(state["v"] * (4096 - dv), 12) + wrapped
     voltage = saturate(voltage, LIF_STATE_BITS, ev, pop.name)
     spikes = voltage > (vth << 6)
-    # Subtractive reset: voltage > vth << 6 >= 0 where it applies and vsub < 2**17, so
-    # the result lies in (-2**23, voltage) and needs no saturation.
+    # Subtractive reset: voltage > vth << 6 >= 0 where it applies and 0 <= vsub < 2**17,
+    # so the result lies in (-2**23, voltage] and needs no saturation.
     reset = voltage - (int(pop.params["vsub"]) << 6) if subtract else 0
     state["v"] = np.where(spikes, reset, voltage)
     return spikes.astype(np.int64)

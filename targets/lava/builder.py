@@ -20,7 +20,8 @@ net.total_ticks(L) = T (L - 1) + latency(readout) + 1 Lava steps. The source ban
 the input and the bias at ticks T m (m < L) and zeros at every other tick; every
 compartment process gets `ticks` = T and `phase` = latency mod T and idles at the
 ticks that are not its own (processes/compartments.py). With T = 1 nothing idles and
-Lava's plain LIF runs lif and cuba_lif.
+Lava's plain LIF runs lif and cuba_lif (where it is exact for the netlist's inputs,
+lava_lif_is_exact; our CubaLifSub with zero_reset otherwise).
 
 Delays: the input and bias send known data, so a delayed copy of them is just more
 columns of the source bank (the data shifted by d ticks). A computed population with
@@ -50,7 +51,7 @@ import numpy as np
 from scipy import sparse
 
 from snncompile.errors import MissingDependencyError, UnsupportedError
-from snncompile.ir.netlist import Netlist, Population, Synapse, input_bound
+from snncompile.ir.netlist import Netlist, Population, Synapse, current_reach, input_bound
 
 INT32_LIMIT = 1 << 31
 SOURCE_KINDS = ("input", "bias")
@@ -394,19 +395,22 @@ def _cuba_lif(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     return _lava_lif(pop, net, batch, timing)
 
 
-# Lava's bit-accurate LIF computes a << 6, u and v in int32: it equals numerics.md for
-# |a| <= 2^17 whatever du is, and for |a| < 2^25 when du = 4095 (docs/targets.md).
-LAVA_LIF_EXACT_INPUT = 1 << 17
-LAVA_LIF_EXACT_INPUT_NO_CURRENT = 1 << 25
+# Lava's bit-accurate LIF computes a << 6, u and v in int32 (docs/targets.md). From
+# u = 0 it equals numerics.md while: du = 4095 and |a| < 2^25 (u = a << 6 each step); or
+# |a| <= 2^18 (64 |a| <= 2^24, so the one wrap keeps |u| <= 2^23 whatever du is); or
+# u never leaves 2^30 without the wrap (netlist.current_reach; v stays below 2^31 too).
+LAVA_LIF_INPUT_NO_CURRENT = 1 << 25
+LAVA_LIF_INPUT_WRAPPED = 1 << 18
+LAVA_LIF_CURRENT = 1 << 30
 
 
 def lava_lif_is_exact(net: Netlist, pop: Population) -> bool:
-    """Whether every input pop's synapses can deliver (netlist.input_bound) stays where
-    Lava's own LIF model computes numerics.md's update exactly."""
+    """Whether every input pop's synapses can deliver (netlist.input_bound) keeps Lava's
+    own LIF model on numerics.md's update."""
     bound = input_bound(net, pop.name)
     if int(pop.params["du"]) == 4095:
-        return bound < LAVA_LIF_EXACT_INPUT_NO_CURRENT
-    return bound <= LAVA_LIF_EXACT_INPUT
+        return bound < LAVA_LIF_INPUT_NO_CURRENT
+    return bound <= LAVA_LIF_INPUT_WRAPPED or current_reach(pop, bound) <= LAVA_LIF_CURRENT
 
 
 def _lava_lif(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
