@@ -85,10 +85,16 @@ def test_bidirectional_model_is_not_streamable() -> None:
 
 
 @pytest.mark.parametrize(
-    "override", [{"family": "lstm"}, {"d_model": 0}, {"pooling": "max"}, {"dropout": 1.0}]
+    ("override", "message"),
+    [
+        ({"family": "lstm"}, "unknown model family 'lstm'"),
+        ({"d_model": 0}, "d_model must be positive, got 0"),
+        ({"pooling": "max"}, "pooling must be one of .*, got 'max'"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
+    ],
 )
-def test_bad_config(override: dict) -> None:
-    with pytest.raises(UsageError):
+def test_bad_config(override: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
         _model(override.pop("family", "s4d"), **override)
 
 

@@ -69,7 +69,7 @@ def test_listops_is_deterministic_left_padded_and_labelled_right() -> None:
 
 
 def test_listops_bad_arguments() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"listops needs .*length >= 4.*got n=10, length=2"):
         generate_listops(10, length=2)
 
 

@@ -805,5 +805,5 @@ def test_boundaries_of_outputs_and_options(tmp_path: Path, capsys, monkeypatch) 
     code, err = _run(["data", CHECKPOINT, "-o", tmp_path / "link.npz", "--overwrite"], capsys)
     assert code == 2 and "is not an .npz of x and y alone" in err, err
     assert (tmp_path / "link.npz").is_symlink()
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"--input must have shape .*got \(1, 0, 1\)"):
         check_inputs(np.zeros((1, 0, 1)), 1, what="--input")
