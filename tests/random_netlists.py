@@ -11,12 +11,11 @@ from scipy import sparse
 
 from snncompile.ir.netlist import (
     INT64_MAX,
-    LIF_KINDS,
     Formats,
     Netlist,
     Population,
     Synapse,
-    current_reach,
+    input_bound_violation,
     product_reach,
     synapse_input_bound,
 )
@@ -151,7 +150,7 @@ def fit_grid(syn: Synapse, fmt: Formats) -> Synapse:
 
 def fit_products(pops: list[Population], syns: list[Synapse], fmt: Formats) -> tuple:
     """pops with their updates made to fit int64 for any input their synapses can deliver
-    (the validator's rule, netlist.product_reach and current_reach): an ssm's gains
+    (the validator's rule, netlist.input_bound_violation): an ssm's gains
     clipped, a glu's out_shift or a lif kind's du raised, each to the nearest value
     allowed, an edge case of its own."""
     by_name = {p.name: p for p in pops}
@@ -164,16 +163,14 @@ def fit_products(pops: list[Population], syns: list[Synapse], fmt: Formats) -> t
             clip = {k: np.clip(v, -limit, limit) for k, v in pop.params.items() if "b_" in k}
             pop = _with(pop, **clip)
         for name, last in (("out_shift", 40), ("du", 4095)):
-            while name in pop.params and not _fits(pop, bound, fmt) and pop.params[name] < last:
+            while (
+                name in pop.params
+                and input_bound_violation(pop, bound, fmt) is not None
+                and pop.params[name] < last
+            ):
                 pop = _with(pop, **{name: np.asarray(float(pop.params[name]) + 1)})
         fitted.append(pop)
     return tuple(fitted)
-
-
-def _fits(pop: Population, bound: int, fmt: Formats) -> bool:
-    if pop.kind in LIF_KINDS and current_reach(pop, bound) >= 2**53:
-        return False
-    return product_reach(pop, bound, fmt)[0] <= INT64_MAX
 
 
 def _with(pop: Population, **params: np.ndarray) -> Population:

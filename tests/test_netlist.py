@@ -151,12 +151,12 @@ def test_weight_exponent_beyond_32_refused(exp):
     _net_with_exp(32 if exp > 0 else -32)  # the limits themselves are fine
 
 
-def _net_with_exp(exp: int, message_bits: int = 8, weight: float = 1.0) -> Netlist:
+def _net_with_exp(exp: int, message_bits: int = 8) -> Netlist:
     pops = (
         Population("in", "input", 2),
         Population("out", "readout", 2, attrs={"mode": "last"}),
     )
-    syn = Synapse("in->out", "in", "out", weight * np.eye(2), exp)
+    syn = Synapse("in->out", "in", "out", np.eye(2), exp)
     return Netlist(pops, (syn,), numeric="int", formats=Formats(message_bits=message_bits))
 
 
@@ -304,18 +304,26 @@ def test_synapse_input_bound_rounds_a_right_shift_away_from_zero():
     assert synapse_input_bound(wrapped, graded, Formats()) == 2**30
 
 
-def _ssm_after(gain: int, exp: int) -> Netlist:
+def _after_input(
+    pop: Population, weight: np.ndarray, exp: int = 0, numeric: str = "int"
+) -> Netlist:
+    """input -> pop (weight, exp) -> readout: pop's summed input bound is set by weight."""
     pops = (
-        Population("in", "input", 1),
-        Population("ssm", "ssm", 1, {"a_re_q": np.array([2.0**16]), "a_im_q": np.array([0.0]),
-                                     "b_re_q": np.array([float(gain)]), "b_im_q": np.zeros(1)}),
-        Population("out", "readout", 1, attrs={"mode": "last"}),
-    )  # fmt: skip
-    syns = (
-        Synapse("in->ssm", "in", "ssm", np.array([[255.0]]), exp),
-        Synapse("ssm->out", "ssm", "out", np.ones((1, 1))),
+        Population("in", "input", weight.shape[1]),
+        pop,
+        Population("out", "readout", pop.size, attrs={"mode": "last"}),
     )
-    return Netlist(pops, syns, "int")
+    syns = (
+        Synapse(f"in->{pop.name}", "in", pop.name, weight, exp),
+        Synapse(f"{pop.name}->out", pop.name, "out", np.eye(pop.size)),
+    )
+    return Netlist(pops, syns, numeric)
+
+
+def _ssm_after(gain: int, exp: int) -> Netlist:
+    params = {"a_re_q": [2.0**16], "a_im_q": [0.0], "b_re_q": [float(gain)], "b_im_q": [0.0]}
+    ssm = Population("ssm", "ssm", 1, {k: np.array(v) for k, v in params.items()})
+    return _after_input(ssm, np.array([[255.0]]), exp)
 
 
 def test_an_ssm_whose_update_could_leave_int64_is_refused_at_the_exact_limit():
@@ -336,18 +344,11 @@ def test_a_glu_whose_gated_product_could_leave_int64_is_refused():
     """a0 g with g up to the table's largest Q12 entry: 4096 * 2^51 is 2^63."""
 
     def glu(exp: int, top: float, out_shift: float = 12.0) -> Netlist:
-        pops = (
-            Population("in", "input", 2),
-            Population("glu", "glu", 1, {"pwl_x0": np.asarray(0.0), "pwl_shift": np.asarray(2.0),
-                                         "pwl_table_q12": np.array([0.0, top]),
-                                         "out_shift": np.asarray(out_shift)}, {"gate": "sigmoid"}),
-            Population("out", "readout", 1, attrs={"mode": "last"}),
-        )  # fmt: skip
-        syns = (
-            Synapse("in->glu", "in", "glu", np.full((2, 2), 255.0), exp),
-            Synapse("glu->out", "glu", "out", np.ones((1, 1))),
-        )
-        return Netlist(pops, syns, "int")
+        params = {"pwl_x0": 0.0, "pwl_shift": 2.0, "pwl_table_q12": [0.0, top],
+                  "out_shift": out_shift}  # fmt: skip
+        pop = Population("glu", "glu", 1, {k: np.asarray(v) for k, v in params.items()},
+                         {"gate": "sigmoid"})  # fmt: skip
+        return _after_input(pop, np.full((2, 2), 255.0), exp)
 
     glu(20, 4095.0)  # 2^31 * 2^20 * 4095 < 2^63
     # A negative out_shift is a left shift of a0 g: 2^31 * 4096 * 2^20 is 2^63 again.
@@ -395,34 +396,18 @@ def test_a_sparse_weight_storing_an_entry_twice_is_refused(fmt):
 def test_a_float_threshold_that_spikes_at_rest_is_refused(kind, params, refused):
     """A float lif with vth = 0 spiked at rest, before any data reached it, and the readout
     counted those spikes: the latency shift was no longer exact (logits 1.33 for 1.0)."""
-    pops = (
-        Population("in", "input", 1),
-        Population("n", kind, 1, {k: np.asarray(v, dtype=float) for k, v in params.items()}),
-        Population("out", "readout", 1, attrs={"mode": "mean"}),
-    )
-    syns = (
-        Synapse("in->n", "in", "n", np.ones((1, 1))),
-        Synapse("n->out", "n", "out", np.ones((1, 1))),
-    )
+    neuron = Population("n", kind, 1, {k: np.asarray(v, dtype=float) for k, v in params.items()})
     if refused is None:
-        Netlist(pops, syns, "float64")
+        _after_input(neuron, np.ones((1, 1)), numeric="float64")
         return
     with pytest.raises(InvalidGraphError, match=f"population 'n': {refused} .*spike at rest"):
-        Netlist(pops, syns, "float64")
+        _after_input(neuron, np.ones((1, 1)), numeric="float64")
 
 
 def _lif_after(exp: int, du: int) -> Netlist:
-    pops = (
-        Population("in", "input", 1),
-        Population("lif", "lif", 1, {"du": np.asarray(float(du)), "dv": np.asarray(0.0),
-                                     "vth": np.asarray(100.0)}),
-        Population("out", "readout", 1, attrs={"mode": "mean"}),
-    )  # fmt: skip
-    syns = (
-        Synapse("in->lif", "in", "lif", np.array([[255.0]]), exp),
-        Synapse("lif->out", "lif", "out", np.ones((1, 1))),
-    )
-    return Netlist(pops, syns, "int")
+    params = {"du": float(du), "dv": 0.0, "vth": 100.0}
+    lif = Population("lif", "lif", 1, {k: np.asarray(v) for k, v in params.items()})
+    return _after_input(lif, np.array([[255.0]]), exp)
 
 
 def test_a_lif_current_that_could_pass_2_53_or_int64_is_refused():

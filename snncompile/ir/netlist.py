@@ -447,27 +447,33 @@ def product_reach(pop: Population, bound: int, formats: Formats) -> tuple[int, s
     return 0, ""
 
 
-def _check_input_bound(net: Netlist, pop: Population) -> None:
-    """docs/numerics.md's "exact in int64": the summed input, and a lif kind's current,
-    stay below 2**53 (exact in float64 too, as Lava records them) and the products of the
-    ssm, glu and lif updates inside int64."""
-    where = f"population {pop.name!r}"
-    bound = input_bound(net, pop.name)
-    rule = '(docs/numerics.md, "Input bounds")'
-    if bound >= 2**EXACT_FLOAT_BITS:
-        raise InvalidGraphError(
-            f"{where}: its summed input can reach {bound:.4g} (largest |W| row sum x largest "
-            f"message x 2**weight_exp over its synapses), not below 2**{EXACT_FLOAT_BITS} " + rule
+def input_bound_violation(pop: Population, bound: int, formats: Formats) -> str | None:
+    """Which rule of docs/numerics.md's "Input bounds" pop breaks when its summed input
+    reaches `bound`, or None: the summed input, and a lif kind's current, stay below
+    2**53 (exact in float64 too, as Lava records them) and the ssm, glu and lif products
+    inside int64."""
+    exact = 2**EXACT_FLOAT_BITS
+    if bound >= exact:
+        return (
+            f"its summed input can reach {bound:.4g} (largest |W| row sum x largest message "
+            f"x 2**weight_exp over its synapses), not below 2**{EXACT_FLOAT_BITS}"
         )
-    if pop.kind in LIF_KINDS and current_reach(pop, bound) >= 2**EXACT_FLOAT_BITS:
-        raise InvalidGraphError(
-            f"{where}: its current u can reach {current_reach(pop, bound):.4g} (summed "
-            f"input up to {bound:.4g}, du {int(pop.params['du'])}), not below "
-            f"2**{EXACT_FLOAT_BITS} {rule}"
-        )
-    reach, what = product_reach(pop, bound, net.formats)
+    if pop.kind in LIF_KINDS:
+        current = current_reach(pop, bound)
+        if current >= exact:
+            return (
+                f"its current u can reach {current:.4g} (summed input up to {bound:.4g}, du "
+                f"{int(pop.params['du'])}), not below 2**{EXACT_FLOAT_BITS}"
+            )
+    reach, what = product_reach(pop, bound, formats)
     if reach > INT64_MAX:
+        return f"{what} can reach {reach:.4g}, beyond int64 (summed input up to {bound:.4g})"
+    return None
+
+
+def _check_input_bound(net: Netlist, pop: Population) -> None:
+    problem = input_bound_violation(pop, input_bound(net, pop.name), net.formats)
+    if problem is not None:
         raise InvalidGraphError(
-            f"{where}: {what} can reach {reach:.4g}, beyond int64 (summed input up to "
-            f"{bound:.4g}) {rule}"
+            f'population {pop.name!r}: {problem} (docs/numerics.md, "Input bounds")'
         )
