@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 from netlists import pop, side_by_side
 
+from snncompile.ir.netlist import Netlist, Population, Synapse
 from snncompile.quantize.quantize import quantize
+from snncompile.reference.simulator import simulate
 
 
 def test_neuron_parameters_are_rounded_to_nearest():
@@ -34,3 +36,48 @@ def test_neuron_parameters_are_rounded_to_nearest():
     assert float(lif["dv"]) == 4096 - round(tau * 4096) == 4096 - 1231
     assert float(lif["du"]) == 4095  # the current keeps nothing
     assert float(lif["vth"]) > 0 and np.log2(float(lif["vth"])) % 1 == 0
+
+
+def _constant_netlist(constant: np.ndarray) -> Netlist:
+    """input (n) -> accumulator (n, identity) + bias constants -> last-step readout."""
+    n = constant.size
+    pops = (
+        pop("in", "input", n),
+        pop("bias", "bias", 1, value=1.0),
+        pop("acc", "accumulator", n),
+        Population("out", "readout", n, attrs={"mode": "last"}),
+    )
+    syns = (
+        Synapse("in->acc", "in", "acc", np.eye(n)),
+        Synapse("bias->acc", "bias", "acc", constant.reshape(-1, 1)),
+        Synapse("acc->out", "acc", "out", np.eye(n)),
+    )
+    return Netlist(pops, syns, numeric="float64")
+
+
+def test_a_constant_cancelling_its_input_keeps_the_destination_precision():
+    """A folded BatchNorm shift cancels a channel mean far larger than what is left: on
+    one 8-bit grid its error was up to 2**-9 of the constant (about 2 here, against
+    signals of about 1); with the remainder synapse what is left is the input's rounding."""
+    constant = np.array([-1000.37, 999.81, -500.123, 731.9])
+    rng = np.random.default_rng(0)
+    x = -constant + rng.normal(scale=0.5, size=(8, 16, constant.size))
+    net = _constant_netlist(constant)
+    qnet, report = quantize(net, x)
+    assert [s.name for s in qnet.synapses if s.src == "bias"] == ["bias->acc", "bias->acc.fine"]
+    assert (
+        report.synapses["bias->acc.fine"]["weight_exp"] < report.synapses["bias->acc"]["weight_exp"]
+    )
+    float_logits = simulate(net, x).logits
+    error = np.abs(simulate(qnet, x).logits - float_logits).max()
+    # What is left is the input's own rounding: x of about 1000 in act_bits = 16.
+    input_unit = 2.0 ** report.populations["in"]["out_scale_log2"]
+    assert error <= input_unit < 0.2
+
+
+def test_a_constant_within_its_destination_range_keeps_one_synapse():
+    """Ordinary biases (as in every bundled model) stay one synapse on one grid."""
+    constant = np.array([0.37, -0.81, 0.123, 0.9])
+    x = np.random.default_rng(0).normal(size=(8, 16, constant.size))
+    qnet, _ = quantize(_constant_netlist(constant), x)
+    assert [s.name for s in qnet.synapses if s.src == "bias"] == ["bias->acc"]
