@@ -5,8 +5,10 @@ measure accuracy and agreement, which a rounding direction hardly moves."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from netlists import pop, side_by_side
 
+from snncompile.errors import HardwareRuleError
 from snncompile.ir.netlist import Netlist, Population, Synapse
 from snncompile.quantize.quantize import quantize
 from snncompile.reference.simulator import simulate
@@ -81,3 +83,11 @@ def test_a_constant_within_its_destination_range_keeps_one_synapse():
     x = np.random.default_rng(0).normal(size=(8, 16, constant.size))
     qnet, _ = quantize(_constant_netlist(constant), x)
     assert [s.name for s in qnet.synapses if s.src == "bias"] == ["bias->acc"]
+
+
+@pytest.mark.parametrize("tau", [0.0, 1e-5, 1.001])
+def test_a_lif_decay_outside_its_12_bits_names_tau_not_the_bit_widths(tau: float) -> None:
+    net = side_by_side([pop("lif", "lif", 1, tau=tau, vth=1.0)], numeric="float64")
+    x = np.random.default_rng(0).normal(size=(2, 8, 1))
+    with pytest.raises(HardwareRuleError, match=r"tau = .* gives dv = -?\d+, outside \[0, 4095\]"):
+        quantize(net, x)

@@ -247,9 +247,16 @@ class _Quantizer:
         k = min(_log2_at_most(by_input), _log2_at_most(by_state), 16)
         self.scales[pop.name] = Scales(-k, 0)
         tau = float(pop.params["tau"])
+        dv = 4096 - round(tau * 4096)
+        if not 0 <= dv <= 4095:  # no bit width moves it: the generic hint would mislead
+            raise HardwareRuleError(
+                f"population {pop.name!r}: tau = {tau:g} gives dv = {dv}, outside [0, 4095] "
+                "(Lava's LIF keeps (4096 - dv) / 4096 of v per step: tau must round to "
+                "1/4096 .. 1 of it)"
+            )
         params = {
             "du": np.array(4095.0),
-            "dv": np.array(float(4096 - round(tau * 4096))),
+            "dv": np.array(float(dv)),
             "vth": self._vth(pop, k),
         }
         self.notes[pop.name] = {"vth": int(params["vth"])}
