@@ -103,3 +103,31 @@ def loop_pops(kinds: str) -> list[Population]:
         "h": lambda n: pop(n, "heaviside", 4),
     }  # fmt: skip
     return [make[k](f"p{i}") for i, k in enumerate(kinds)]
+
+
+def constant_netlist(constants: dict[str, np.ndarray]) -> Netlist:
+    """Float64: input -> one accumulator per entry (identity from its slice of the
+    input), plus a bias synapse of the given constants into it -> one last-step readout."""
+    sizes = [c.size for c in constants.values()]
+    total = sum(sizes)
+    pops = [pop("in", "input", total), pop("bias", "bias", 1, value=1.0)]
+    syns, start = [], 0
+    for (name, constant), size in zip(constants.items(), sizes, strict=True):
+        pick = np.eye(total)[start : start + size]
+        pops.append(pop(name, "accumulator", size))
+        syns.append(Synapse(f"in->{name}", "in", name, pick))
+        syns.append(Synapse(f"bias->{name}", "bias", name, constant.reshape(-1, 1)))
+        syns.append(Synapse(f"{name}->out", name, "out", pick.T))
+        start += size
+    pops.append(Population("out", "readout", total, attrs={"mode": "last"}))
+    return Netlist(tuple(pops), tuple(syns), numeric="float64")
+
+
+# Constants cancelling their inputs (a folded BatchNorm shift): the quantizer gives each
+# bias synapse a `.fine` remainder synapse (snncompile/quantize/quantize.py).
+CANCELLING = np.array([-1000.37, 999.81, -500.123, 731.9])
+
+
+def cancelling_inputs(seed: int = 0, batch: int = 8, steps: int = 16) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return -CANCELLING + rng.normal(scale=0.5, size=(batch, steps, CANCELLING.size))

@@ -247,7 +247,7 @@ BAD_INPUTS = {
     "decay overflows 12 bits": (
         lambda t: [small_checkpoint(t / "m.pt", family="spiking-ssm", tau=0.0)],
         5,
-        r"'blocks\.0\.act': dv = 4096 is outside \[0, 4095\]",
+        r"'blocks\.0\.act': tau = 0 gives dv = 4096, outside \[0, 4095\]",
     ),
     "dt so small the pole rounds to 1": (
         lambda t: [_edited(t, lambda p: p["state_dict"]["blocks.0.ssm.log_dt"].fill_(-100.0))],

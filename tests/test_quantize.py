@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from netlists import pop, side_by_side
+from netlists import CANCELLING, cancelling_inputs, constant_netlist, pop, side_by_side
 
 from snncompile.errors import HardwareRuleError
-from snncompile.ir.netlist import Netlist, Population, Synapse
 from snncompile.quantize.quantize import quantize
 from snncompile.reference.simulator import simulate
 
@@ -40,31 +39,12 @@ def test_neuron_parameters_are_rounded_to_nearest():
     assert float(lif["vth"]) > 0 and np.log2(float(lif["vth"])) % 1 == 0
 
 
-def _constant_netlist(constant: np.ndarray) -> Netlist:
-    """input (n) -> accumulator (n, identity) + bias constants -> last-step readout."""
-    n = constant.size
-    pops = (
-        pop("in", "input", n),
-        pop("bias", "bias", 1, value=1.0),
-        pop("acc", "accumulator", n),
-        Population("out", "readout", n, attrs={"mode": "last"}),
-    )
-    syns = (
-        Synapse("in->acc", "in", "acc", np.eye(n)),
-        Synapse("bias->acc", "bias", "acc", constant.reshape(-1, 1)),
-        Synapse("acc->out", "acc", "out", np.eye(n)),
-    )
-    return Netlist(pops, syns, numeric="float64")
-
-
 def test_a_constant_cancelling_its_input_keeps_the_destination_precision():
     """A folded BatchNorm shift cancels a channel mean far larger than what is left: on
     one 8-bit grid its error was up to 2**-9 of the constant (about 2 here, against
     signals of about 1); with the remainder synapse what is left is the input's rounding."""
-    constant = np.array([-1000.37, 999.81, -500.123, 731.9])
-    rng = np.random.default_rng(0)
-    x = -constant + rng.normal(scale=0.5, size=(8, 16, constant.size))
-    net = _constant_netlist(constant)
+    x = cancelling_inputs()
+    net = constant_netlist({"acc": CANCELLING})
     qnet, report = quantize(net, x)
     assert [s.name for s in qnet.synapses if s.src == "bias"] == ["bias->acc", "bias->acc.fine"]
     assert (
@@ -77,11 +57,51 @@ def test_a_constant_cancelling_its_input_keeps_the_destination_precision():
     assert error <= input_unit < 0.2
 
 
+def test_every_constant_arrives_as_close_as_its_two_grids_allow():
+    """Beside a cancelling constant, a small one (its remainder far below the bias's
+    message): each synapse floor-shifts its own product, so a remainder on too fine a
+    grid added 0 or -1 units (-0.87 units of error were left)."""
+    small = np.array([0.0997, -0.0611, 0.0423, -0.0902])
+    net = constant_netlist({"acc": CANCELLING, "acc2": small})
+    signal = np.random.default_rng(1).normal(scale=0.003, size=(8, 16, small.size))
+    x = np.concatenate([cancelling_inputs(), signal], axis=2)
+    qnet, report = quantize(net, x)
+    message = int(qnet.population("bias").params["value"])
+    for dst, constant in (("acc", CANCELLING), ("acc2", small)):
+        parts = [s for s in qnet.synapses if s.src == "bias" and s.dst == dst]
+        assert len(parts) == 2
+        products = [s.dense().ravel().astype(np.int64) * message for s in parts]
+        got = sum(  # floor_shift of each synapse's own sum (docs/numerics.md)
+            p >> -s.weight_exp if s.weight_exp < 0 else p << s.weight_exp
+            for p, s in zip(products, parts, strict=True)
+        )
+        exact = constant * 2.0 ** -report.populations[dst]["in_scale_log2"]
+        # Two grids of 8 bits (7 with mixed signs) keep 2**-14 of the largest, and no
+        # grid need be finer than whole units: the small constants land on the nearest.
+        bound = max(0.5, 2.0**-14 * np.abs(exact).max())
+        assert np.abs(got - exact).max() <= bound + 1e-9, dst
+
+
+def test_a_remainder_synapse_takes_a_free_name():
+    """Population names hold dots: the bias into `acc` and into `acc.fine` would both
+    name a synapse `bias->acc.fine` (the build failed, blaming the bit widths)."""
+    net = constant_netlist({"acc": CANCELLING, "acc.fine": CANCELLING})
+    x = np.concatenate([cancelling_inputs(), cancelling_inputs(seed=1)], axis=2)
+    qnet, _ = quantize(net, x)
+    into = {s.name: s.dst for s in qnet.synapses if s.src == "bias"}
+    assert into == {
+        "bias->acc": "acc",
+        "bias->acc.fine#1": "acc",
+        "bias->acc.fine": "acc.fine",
+        "bias->acc.fine.fine": "acc.fine",
+    }
+
+
 def test_a_constant_within_its_destination_range_keeps_one_synapse():
     """Ordinary biases (as in every bundled model) stay one synapse on one grid."""
     constant = np.array([0.37, -0.81, 0.123, 0.9])
     x = np.random.default_rng(0).normal(size=(8, 16, constant.size))
-    qnet, _ = quantize(_constant_netlist(constant), x)
+    qnet, _ = quantize(constant_netlist({"acc": constant}), x)
     assert [s.name for s in qnet.synapses if s.src == "bias"] == ["bias->acc"]
 
 

@@ -27,7 +27,7 @@ Constants (synapses from the bias population) are one synapse on one grid, unles
 of them is larger than its destination's whole calibrated input (a folded BatchNorm
 shift cancelling a channel mean): then each bias synapse whose grid leaves half a unit
 or more of its destination gets a second synapse, `<name>.fine`, with the remainder on
-its own grid (`_Quantizer.build`).
+its own grid, no finer than whole units of the destination (`_Quantizer.build`).
 """
 
 from __future__ import annotations
@@ -143,8 +143,11 @@ def calibration_ranges(net: Netlist, x: np.ndarray) -> dict[str, float]:
     return ranges
 
 
-def quantize_weights(weight: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
-    """Float weights -> (integer mantissas on Lava's grid, exponent), nearest rounding."""
+def quantize_weights(
+    weight: np.ndarray, bits: int, lowest_exp: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Float weights -> (integer mantissas on Lava's grid, exponent), nearest rounding;
+    the exponent is at least `lowest_exp` when given."""
     values = np.asarray(weight, dtype=np.float64)
     if not np.any(values):
         return np.zeros_like(values), 0
@@ -154,8 +157,17 @@ def quantize_weights(weight: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     pos, neg = values.max(initial=0.0), -values.min(initial=0.0)
     need = max(pos / high if high > 0 else 0.0, neg / -low if low < 0 else 0.0)
     exp = _log2_at_least(need)
+    if lowest_exp is not None:
+        exp = max(exp, lowest_exp)
     mant = np.clip(step * np.rint(values / 2.0**exp / step), low, high)
     return mant, exp
+
+
+def delivered(mant: np.ndarray, exp: int, message: int) -> np.ndarray:
+    """What a synapse from a constant source adds per unit of its message, in weight
+    units: floor_shift(mant * message, exp) / message (docs/numerics.md; exact in
+    float64, the products being far below 2**53)."""
+    return np.floor(mant * float(message) * 2.0**exp) / message
 
 
 class _Quantizer:
@@ -171,6 +183,7 @@ class _Quantizer:
         self.notes: dict[str, dict[str, Any]] = {}
         self.silent: set[str] = set()
         self.fine_constants = False  # build() decides: see _cancels
+        self.destination: dict[str, str] = {}  # quantized synapse name -> its dst
 
     def headroom(self, name: str) -> float:
         return 2.0 ** (self.cfg.headroom_bits + self.extra_headroom.get(name, 0))
@@ -348,7 +361,7 @@ class _Quantizer:
 
     def synapses(self, syn: Synapse) -> tuple[Synapse, ...]:
         """The synapse on its weight grid, and where constants need it (`fine_constants`)
-        a second from the bias, `<name>.fine`, holding what the first rounded off."""
+        a second from the bias, `<name>.fine`, holding what the first leaves off."""
         ratio = 2.0 ** (self.scales[syn.src].out_log2 - self.scales[syn.dst].in_log2)
         if sparse.issparse(syn.weight):
             scaled = syn.weight.tocsr(copy=True) * ratio
@@ -359,27 +372,49 @@ class _Quantizer:
         mant, exp = quantize_weights(values, self.cfg.weight_bits)
         parts = [(syn.name, mant, exp)]
         stored = mant * 2.0**exp
-        if self.fine_constants and self.net.population(syn.src).kind == "bias":
-            rest = values - stored
-            message = 2.0 ** -self.scales[syn.src].out_log2  # the bias's integer value
-            fine, fine_exp = quantize_weights(rest, self.cfg.weight_bits)
-            # Only where the remainder moves the integer sum by half a unit or more.
-            if np.abs(rest).max(initial=0.0) * message >= 0.5 and fine_exp >= -WEIGHT_EXP_LIMIT:
-                parts.append((syn.name + FINE_SUFFIX, fine, fine_exp))
-                stored = stored + fine * 2.0**fine_exp
+        if self.net.population(syn.src).kind == "bias":
+            message = int(2 ** -self.scales[syn.src].out_log2)  # the bias's integer value
+            stored = delivered(mant, exp, message)
+            fine = self._remainder(values - stored, message) if self.fine_constants else None
+            if fine is not None:
+                parts.append((self._free_name(syn.name + FINE_SUFFIX), *fine))
+                stored = stored + delivered(*fine, message)
         rms = float(np.sqrt(np.mean(values**2))) if values.size else 0.0
         error = float(np.sqrt(np.mean((values - stored) ** 2))) / rms if rms else 0.0
         out = []
         for name, part, part_exp in parts:
             if sparse.issparse(scaled):
                 weight = sparse.csr_matrix((part, scaled.indices, scaled.indptr), scaled.shape)
+                if name != syn.name:  # a remainder's zeros are no synapses to map or store
+                    weight.eliminate_zeros()
             else:
                 weight = part.reshape(scaled.shape)
             # The error is of the sum of the parts: what the destination receives.
             self.notes[name] = {"weight_exp": int(part_exp), "relative_rms_error": error,
                                 "delay": syn.delay}  # fmt: skip
+            self.destination[name] = syn.dst
             out.append(Synapse(name, syn.src, syn.dst, weight, int(part_exp), syn.delay, syn.lag))
         return tuple(out)
+
+    def _remainder(self, rest: np.ndarray, message: int) -> tuple[np.ndarray, int] | None:
+        """`rest` (weight units) on its own grid, or None where it moves no sum by half a
+        unit. Each synapse floor-shifts its own product with the message, so the exponent
+        is kept where every product on the grid is whole (below it the low bits were
+        dropped: a remainder of 0.7 units added 0, one of -0.3 added -1)."""
+        if not np.abs(rest).max(initial=0.0) * message >= 0.5:
+            return None
+        step = weight_grid(rest, self.cfg.weight_bits)[2]
+        whole = -round(math.log2(message)) - round(math.log2(step))
+        mant, exp = quantize_weights(rest, self.cfg.weight_bits, lowest_exp=whole)
+        return (mant, exp) if np.any(mant) and exp <= WEIGHT_EXP_LIMIT else None
+
+    def _free_name(self, name: str) -> str:
+        """`name`, or `name#k` where the float netlist already has a synapse so named."""
+        taken = {s.name for s in self.net.synapses}
+        k, free = 1, name
+        while free in taken:
+            free, k = f"{name}#{k}", k + 1
+        return free
 
     def _cancels(self, syn: Synapse) -> bool:
         """A constant larger than anything its destination sums cancels its other inputs:
@@ -397,7 +432,7 @@ class _Quantizer:
         # signal, and downstream gains (the BatchNorm's 1 / std) scale every constant's
         # error alike: a channel mean of 40 deviations kept 1/3 of a deviation of error
         # and verify's argmax agreement fell to 38-93% on prenorm models. Then every
-        # bias synapse gets its remainder on a second grid, weight_bits more bits.
+        # bias synapse gets its remainder on a second grid (_remainder).
         self.fine_constants = any(self._cancels(s) for s in self.net.synapses)
         synapses = tuple(q for s in self.net.synapses for q in self.synapses(s))
         readout = self.scales[self.net.readout.name]
@@ -451,7 +486,7 @@ def quantize(
             break
         for name in events:
             # An event names a population, or a synapse whose sum wrapped: widen its target.
-            target = name if _is_population(net, name) else net_synapse_dst(net, name)
+            target = name if _is_population(net, name) else quantizer.destination[name]
             quantizer.extra_headroom[target] = quantizer.extra_headroom.get(target, 0) + 1
     _refuse_wrapped_sums(net, events, cfg)
     report = QuantReport(
@@ -495,9 +530,3 @@ def _refuse_wrapped_sums(net: Netlist, events: dict[str, int], cfg: QuantConfig)
 
 def _is_population(net: Netlist, name: str) -> bool:
     return any(p.name == name for p in net.populations)
-
-
-def net_synapse_dst(net: Netlist, name: str) -> str:
-    """The destination of a float netlist's synapse, or of its `.fine` part."""
-    names = {name, name.removesuffix(FINE_SUFFIX)}
-    return next(s.dst for s in net.synapses if s.name in names)
