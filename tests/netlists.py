@@ -131,3 +131,15 @@ CANCELLING = np.array([-1000.37, 999.81, -500.123, 731.9])
 def cancelling_inputs(seed: int = 0, batch: int = 8, steps: int = 16) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return -CANCELLING + rng.normal(scale=0.5, size=(batch, steps, CANCELLING.size))
+
+
+def split_constant_netlist() -> tuple[Netlist, np.ndarray]:
+    """(int netlist, inputs) whose cancelling constant the quantizer split into a main
+    synapse and its `.fine` remainder: same source and destination, other exponents."""
+    from snncompile.quantize.quantize import quantize
+
+    x = cancelling_inputs()
+    net, _ = quantize(constant_netlist({"acc": CANCELLING}), x)
+    into_acc = {s.name for s in net.synapses if s.dst == "acc"}
+    assert into_acc == {"in->acc", "bias->acc", "bias->acc.fine"}, into_acc
+    return net, x

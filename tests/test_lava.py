@@ -19,20 +19,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from netlists import (
-    CANCELLING,
-    cancelling_inputs,
-    constant_netlist,
-    loop_netlist,
-    pop,
-    side_by_side,
-)
+from netlists import loop_netlist, pop, side_by_side, split_constant_netlist
 from random_netlists import fit_products, grid_weights, params
 from trace_compare import assert_traces_equal, first_divergence
 
 from snncompile.errors import MissingDependencyError, UnsupportedError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
-from snncompile.quantize.quantize import quantize
 from snncompile.reference.simulator import encode_input, simulate
 from snncompile.targets.lava import builder, run_lava
 from snncompile.targets.lava.builder import needs_shift_stage
@@ -905,13 +897,5 @@ def test_an_error_in_the_sink_ends_the_run_and_its_processes():
 
 
 def test_a_constant_split_over_two_synapses_runs_exactly() -> None:
-    """A cancelling constant's remainder synapse (`.fine`: the same source and destination
-    as its main synapse, another exponent) is summed like any other synapse."""
-    x = cancelling_inputs()
-    net, _ = quantize(constant_netlist({"acc": CANCELLING}), x)
-    assert {s.name for s in net.synapses if s.dst == "acc"} == {
-        "in->acc",
-        "bias->acc",
-        "bias->acc.fine",
-    }
-    check(net, x)
+    """A cancelling constant's remainder synapse is summed like any other synapse."""
+    check(*split_constant_netlist())

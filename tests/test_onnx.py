@@ -16,22 +16,13 @@ import numpy as np
 import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from netlists import (
-    CANCELLING,
-    cancelling_inputs,
-    constant_netlist,
-    loop_netlist,
-    loop_pops,
-    pop,
-    side_by_side,
-)
+from netlists import loop_netlist, loop_pops, pop, side_by_side, split_constant_netlist
 from onnx import numpy_helper
 from random_netlists import random_netlists
 from trace_compare import assert_traces_equal, first_divergence
 
 from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
-from snncompile.quantize.quantize import quantize
 from snncompile.reference.simulator import simulate
 from snncompile.targets.onnx import (
     StepInterface,
@@ -549,13 +540,5 @@ def test_onnxruntime_refusing_a_model_is_corrupt_input(onnx_artifact):
 
 
 def test_a_constant_split_over_two_synapses_runs_exactly() -> None:
-    """A cancelling constant's remainder synapse (`.fine`: the same source and destination
-    as its main synapse, another exponent) is summed like any other synapse."""
-    x = cancelling_inputs()
-    net, _ = quantize(constant_netlist({"acc": CANCELLING}), x)
-    assert {s.name for s in net.synapses if s.dst == "acc"} == {
-        "in->acc",
-        "bias->acc",
-        "bias->acc.fine",
-    }
-    check(net, x)
+    """A cancelling constant's remainder synapse is summed like any other synapse."""
+    check(*split_constant_netlist())
