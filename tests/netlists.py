@@ -105,17 +105,21 @@ def loop_pops(kinds: str) -> list[Population]:
     return [make[k](f"p{i}") for i, k in enumerate(kinds)]
 
 
-def constant_netlist(constants: dict[str, np.ndarray]) -> Netlist:
-    """Float64: input -> one accumulator per entry (identity from its slice of the
-    input), plus a bias synapse of the given constants into it -> one last-step readout."""
+def constant_netlist(
+    constants: dict[str, np.ndarray], gains: dict[str, np.ndarray] | None = None
+) -> Netlist:
+    """Float64: input -> one accumulator per entry (from its slice of the input, times its
+    `gains` or 1), plus a bias synapse of the given constants into it -> one last-step
+    readout."""
     sizes = [c.size for c in constants.values()]
     total = sum(sizes)
     pops = [pop("in", "input", total), pop("bias", "bias", 1, value=1.0)]
     syns, start = [], 0
     for (name, constant), size in zip(constants.items(), sizes, strict=True):
         pick = np.eye(total)[start : start + size]
+        gain = (gains or {}).get(name, np.ones(size))
         pops.append(pop(name, "accumulator", size))
-        syns.append(Synapse(f"in->{name}", "in", name, pick))
+        syns.append(Synapse(f"in->{name}", "in", name, pick * gain[:, None]))
         syns.append(Synapse(f"bias->{name}", "bias", name, constant.reshape(-1, 1)))
         syns.append(Synapse(f"{name}->out", name, "out", pick.T))
         start += size
@@ -124,7 +128,8 @@ def constant_netlist(constants: dict[str, np.ndarray]) -> Netlist:
 
 
 # Constants cancelling their inputs (a folded BatchNorm shift): the quantizer gives each
-# bias synapse a `.fine` remainder synapse (snncompile/quantize/quantize.py).
+# bias synapse a `.fine` remainder synapse, and rows far apart their own exponents
+# (snncompile/quantize/quantize.py).
 CANCELLING = np.array([-1000.37, 999.81, -500.123, 731.9])
 
 
@@ -133,13 +138,29 @@ def cancelling_inputs(seed: int = 0, batch: int = 8, steps: int = 16) -> np.ndar
     return -CANCELLING + rng.normal(scale=0.5, size=(batch, steps, CANCELLING.size))
 
 
-def split_constant_netlist() -> tuple[Netlist, np.ndarray]:
-    """(int netlist, inputs) whose cancelling constant the quantizer split into a main
-    synapse and its `.fine` remainder: same source and destination, other exponents."""
+# Rows 45x and more apart (an encoder's weights before a BatchNorm); beside a cancelling
+# constant the quantizer gives them two exponents.
+FAR_APART_GAINS = np.array([1.04, -0.37, 0.0231, -0.0173])
+
+
+def far_apart_inputs(seed: int = 0) -> np.ndarray:
+    """cancelling_inputs, beside a slice of N(0, 1) for the far-apart rows."""
+    signal = np.random.default_rng(seed + 1).normal(size=(8, 16, FAR_APART_GAINS.size))
+    return np.concatenate([cancelling_inputs(seed), signal], axis=2)
+
+
+def split_synapse_netlist() -> tuple[Netlist, np.ndarray]:
+    """(int netlist, inputs) in which the quantizer split synapses: a cancelling constant
+    into a main synapse and its `.fine` remainder, far-apart rows into `.rows1`; the parts
+    share source and destination, not exponents."""
     from snncompile.quantize.quantize import quantize
 
-    x = cancelling_inputs()
-    net, _ = quantize(constant_netlist({"acc": CANCELLING}), x)
-    into_acc = {s.name for s in net.synapses if s.dst == "acc"}
-    assert into_acc == {"in->acc", "bias->acc", "bias->acc.fine"}, into_acc
+    x = far_apart_inputs()
+    float_net = constant_netlist(
+        {"acc": CANCELLING, "enc": np.array([0.1, -0.2, 0.05, 0.3])}, gains={"enc": FAR_APART_GAINS}
+    )
+    net, _ = quantize(float_net, x)
+    into = {s.name for s in net.synapses if s.dst in ("acc", "enc") and s.src != "bias"}
+    into |= {s.name for s in net.synapses if s.dst == "acc"}
+    assert into == {"in->acc", "bias->acc", "bias->acc.fine", "in->enc", "in->enc.rows1"}, into
     return net, x

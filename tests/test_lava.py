@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from netlists import loop_netlist, pop, side_by_side, split_constant_netlist
+from netlists import loop_netlist, pop, side_by_side, split_synapse_netlist
 from random_netlists import fit_products, grid_weights, params
 from trace_compare import assert_traces_equal, first_divergence
 
@@ -896,6 +896,7 @@ def test_an_error_in_the_sink_ends_the_run_and_its_processes():
     assert multiprocessing.active_children() == []
 
 
-def test_a_constant_split_over_two_synapses_runs_exactly() -> None:
-    """A cancelling constant's remainder synapse is summed like any other synapse."""
-    check(*split_constant_netlist())
+def test_synapses_split_by_the_quantizer_run_exactly() -> None:
+    """A cancelling constant's remainder synapse and a weight matrix's far-apart rows,
+    each on its own exponent, are summed like any other synapses."""
+    check(*split_synapse_netlist())

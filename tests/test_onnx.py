@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from netlists import loop_netlist, loop_pops, pop, side_by_side, split_constant_netlist
+from netlists import loop_netlist, loop_pops, pop, side_by_side, split_synapse_netlist
 from onnx import numpy_helper
 from random_netlists import random_netlists
 from trace_compare import assert_traces_equal, first_divergence
@@ -539,6 +539,7 @@ def test_onnxruntime_refusing_a_model_is_corrupt_input(onnx_artifact):
         run_onnx(session, sdigits(1))
 
 
-def test_a_constant_split_over_two_synapses_runs_exactly() -> None:
-    """A cancelling constant's remainder synapse is summed like any other synapse."""
-    check(*split_constant_netlist())
+def test_synapses_split_by_the_quantizer_run_exactly() -> None:
+    """A cancelling constant's remainder synapse and a weight matrix's far-apart rows,
+    each on its own exponent, are summed like any other synapses."""
+    check(*split_synapse_netlist())

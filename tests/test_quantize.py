@@ -4,12 +4,23 @@ measure accuracy and agreement, which a rounding direction hardly moves."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
-from netlists import CANCELLING, cancelling_inputs, constant_netlist, pop, side_by_side
+from netlists import (
+    CANCELLING,
+    FAR_APART_GAINS,
+    cancelling_inputs,
+    constant_netlist,
+    far_apart_inputs,
+    pop,
+    side_by_side,
+)
+from scipy import sparse
 
 from snncompile.errors import HardwareRuleError
-from snncompile.quantize.quantize import quantize
+from snncompile.quantize.quantize import MAX_ROW_GROUPS, _row_groups, quantize
 from snncompile.reference.simulator import simulate
 
 
@@ -103,6 +114,58 @@ def test_a_constant_within_its_destination_range_keeps_one_synapse():
     x = np.random.default_rng(0).normal(size=(8, 16, constant.size))
     qnet, _ = quantize(constant_netlist({"acc": constant}), x)
     assert [s.name for s in qnet.synapses if s.src == "bias"] == ["bias->acc"]
+
+
+def _far_apart_net(cancelling: bool, as_sparse: bool = False):
+    constants = {"enc": np.array([0.1, -0.2, 0.05, 0.3])}
+    if cancelling:
+        constants = {"acc": CANCELLING, **constants}
+    net = constant_netlist(constants, gains={"enc": FAR_APART_GAINS})
+    if as_sparse:
+        synapses = [
+            replace(s, weight=sparse.csr_matrix(s.weight)) if s.name == "in->enc" else s
+            for s in net.synapses
+        ]
+        net = replace(net, synapses=tuple(synapses))
+    x = far_apart_inputs()
+    return net, (x if cancelling else x[:, :, CANCELLING.size :])
+
+
+@pytest.mark.parametrize("as_sparse", [False, True], ids=["dense", "sparse"])
+def test_rows_far_apart_get_exponents_of_their_own_beside_a_cancelling_constant(as_sparse):
+    """Downstream of a folded BatchNorm each channel is scaled by its 1 / std, so each
+    row's error counts relative to the row: on one grid the row 45x below the top kept
+    about three steps (32% wrong); split by rows every weight keeps 1/15 of its row."""
+    net, x = _far_apart_net(cancelling=True, as_sparse=as_sparse)
+    qnet, report = quantize(net, x)
+    parts = [s for s in qnet.synapses if s.src == "in" and s.dst == "enc"]
+    assert [s.name for s in parts] == ["in->enc", "in->enc.rows1"]
+    assert parts[1].weight_exp < parts[0].weight_exp
+    got = sum(s.dense().astype(np.float64) * 2.0**s.weight_exp for s in parts)
+    scale = report.populations["in"]["out_scale_log2"] - report.populations["enc"]["in_scale_log2"]
+    want = next(s for s in net.synapses if s.name == "in->enc").dense() * 2.0**scale
+    peaks = np.abs(want).max(axis=1, keepdims=True)
+    assert np.all(np.abs(got - want) <= peaks / 15)
+    assert not np.any((parts[0].dense() != 0) & (parts[1].dense() != 0))  # rows, not sums
+
+
+def test_rows_far_apart_share_one_exponent_without_a_cancelling_constant():
+    """Without a folded BatchNorm's gains downstream each row's error counts against the
+    whole sum: one synapse, as in every bundled model."""
+    net, x = _far_apart_net(cancelling=False)
+    qnet, _ = quantize(net, x)
+    assert [s.name for s in qnet.synapses if s.src == "in"] == ["in->enc"]
+
+
+def test_row_groups_span_three_octaves_each_and_at_most_four():
+    """Rows group by floor(log2(top / row peak)) // 3, the last group taking the rest;
+    a zero row stores nothing and goes with the first."""
+    peaks = np.array([1.0, -0.5, 0.1, 0.01, 1e-4, 1e-9, 0.0, 0.12])
+    rows = np.arange(peaks.size)
+    groups = _row_groups(peaks, rows)
+    assert len(groups) == MAX_ROW_GROUPS == 4
+    assert [list(rows[g]) for g in groups] == [[0, 1, 6], [2, 7], [3], [4, 5]]
+    assert _row_groups(np.array([1.0, 0.2, -0.13, 0.0]), np.arange(4)) == []  # one group
 
 
 @pytest.mark.parametrize("tau", [0.0, 1e-5, 1.001])

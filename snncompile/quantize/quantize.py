@@ -28,6 +28,10 @@ of them is larger than its destination's whole calibrated input (a folded BatchN
 shift cancelling a channel mean): then each bias synapse whose grid leaves half a unit
 or more of its destination gets a second synapse, `<name>.fine`, with the remainder on
 its own grid, no finer than whole units of the destination (`_Quantizer.build`).
+The same sign (a BatchNorm folded downstream, whose 1 / std scales each channel's error
+alike) splits every weight matrix whose rows' largest magnitudes lie ROW_GROUP_BITS
+octaves or more apart into synapses by rows, `<name>.rows<g>`, each on its own exponent
+(`_row_groups`); elsewhere one grid per synapse, as the bundled models have.
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ from snncompile.reference.simulator import simulate
 LIF_INPUT_BITS = 16  # Lava's LIF in-port is int16
 LIF_VTH_LIMIT = 2**17 - 1
 FINE_SUFFIX = ".fine"
+ROWS_SUFFIX = ".rows"
+# Rows whose largest weights differ by this many octaves or more share no exponent (a
+# row 8x below the top keeps 4 of 8 bits), in at most MAX_ROW_GROUPS synapses.
+ROW_GROUP_BITS = 3
+MAX_ROW_GROUPS = 4
 GATE_RANGE = {"sigmoid": (-8.0, 8.0, 0.25), "hard-sigmoid": (-4.0, 4.0, 1.0)}
 
 
@@ -163,6 +172,23 @@ def quantize_weights(
     return mant, exp
 
 
+def _row_groups(values: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
+    """Masks over `values` (row index `rows`) grouping rows by how many ROW_GROUP_BITS
+    their largest magnitude lies below the matrix's; [] when one group holds them all.
+    Zero rows go with the first group (they store nothing)."""
+    peaks = np.zeros(int(rows.max(initial=-1)) + 1)
+    np.maximum.at(peaks, rows, np.abs(values))
+    top = peaks.max(initial=0.0)
+    if not top > 0:
+        return []
+    octaves = np.floor(np.log2(top / np.where(peaks > 0, peaks, top)))
+    group = np.minimum(octaves // ROW_GROUP_BITS, MAX_ROW_GROUPS - 1).astype(np.int64)
+    used = np.unique(group)
+    if used.size == 1:
+        return []
+    return [group[rows] == g for g in used]
+
+
 def delivered(mant: np.ndarray, exp: int, message: int) -> np.ndarray:
     """What a synapse from a constant source adds per unit of its message, in weight
     units: floor_shift(mant * message, exp) / message (docs/numerics.md; exact in
@@ -182,7 +208,7 @@ class _Quantizer:
         self.scales: dict[str, Scales] = {}
         self.notes: dict[str, dict[str, Any]] = {}
         self.silent: set[str] = set()
-        self.fine_constants = False  # build() decides: see _cancels
+        self.fine_grids = False  # build() decides: see _cancels
         self.destination: dict[str, str] = {}  # quantized synapse name -> its dst
 
     def headroom(self, name: str) -> float:
@@ -360,22 +386,32 @@ class _Quantizer:
     # -- synapses -----------------------------------------------------------------------
 
     def synapses(self, syn: Synapse) -> tuple[Synapse, ...]:
-        """The synapse on its weight grid, and where constants need it (`fine_constants`)
-        a second from the bias, `<name>.fine`, holding what the first leaves off."""
+        """The synapse on its weight grid. Where constants cancel (`fine_grids`), a
+        constant gets a second synapse, `<name>.fine`, holding what the first leaves off,
+        and a weight matrix whose rows differ by ROW_GROUP_BITS or more in magnitude is
+        split by rows into synapses `<name>.rows<g>` with exponents of their own."""
         ratio = 2.0 ** (self.scales[syn.src].out_log2 - self.scales[syn.dst].in_log2)
         if sparse.issparse(syn.weight):
             scaled = syn.weight.tocsr(copy=True) * ratio
             values = scaled.data
+            rows = np.repeat(np.arange(scaled.shape[0]), np.diff(scaled.indptr))
         else:
             scaled = np.asarray(syn.weight, dtype=np.float64) * ratio
             values = scaled.ravel()
-        mant, exp = quantize_weights(values, self.cfg.weight_bits)
-        parts = [(syn.name, mant, exp)]
-        stored = mant * 2.0**exp
-        if self.net.population(syn.src).kind == "bias":
+            rows = np.repeat(np.arange(scaled.shape[0]), scaled.shape[1])
+        is_bias = self.net.population(syn.src).kind == "bias"
+        groups = [] if is_bias or not self.fine_grids else _row_groups(values, rows)
+        parts: list[tuple[str, np.ndarray, int]] = []
+        stored = np.zeros_like(values)
+        for g, member in enumerate(groups or [np.ones(values.shape, dtype=bool)]):
+            mant, exp = quantize_weights(np.where(member, values, 0.0), self.cfg.weight_bits)
+            name = syn.name if g == 0 else self._free_name(f"{syn.name}{ROWS_SUFFIX}{g}")
+            parts.append((name, mant, exp))
+            stored = stored + mant * 2.0**exp
+        if is_bias:
             message = int(2 ** -self.scales[syn.src].out_log2)  # the bias's integer value
             stored = delivered(mant, exp, message)
-            fine = self._remainder(values - stored, message) if self.fine_constants else None
+            fine = self._remainder(values - stored, message) if self.fine_grids else None
             if fine is not None:
                 parts.append((self._free_name(syn.name + FINE_SUFFIX), *fine))
                 stored = stored + delivered(*fine, message)
@@ -384,8 +420,11 @@ class _Quantizer:
         out = []
         for name, part, part_exp in parts:
             if sparse.issparse(scaled):
-                weight = sparse.csr_matrix((part, scaled.indices, scaled.indptr), scaled.shape)
-                if name != syn.name:  # a remainder's zeros are no synapses to map or store
+                # Copies: eliminate_zeros works in place, and the next part needs them.
+                weight = sparse.csr_matrix(
+                    (part, scaled.indices.copy(), scaled.indptr.copy()), scaled.shape
+                )
+                if name != syn.name or groups:  # zeros of another part: no synapses to store
                     weight.eliminate_zeros()
             else:
                 weight = part.reshape(scaled.shape)
@@ -432,8 +471,11 @@ class _Quantizer:
         # signal, and downstream gains (the BatchNorm's 1 / std) scale every constant's
         # error alike: a channel mean of 40 deviations kept 1/3 of a deviation of error
         # and verify's argmax agreement fell to 38-93% on prenorm models. Then every
-        # bias synapse gets its remainder on a second grid (_remainder).
-        self.fine_constants = any(self._cancels(s) for s in self.net.synapses)
+        # bias synapse gets its remainder on a second grid (_remainder). The same gains
+        # scale each channel's error, so then every weight matrix gets its far-apart rows
+        # exponents of their own (_row_groups): the encoder row 45x below the largest of a
+        # prenorm binary-s4d was 32% wrong, and its verify failed (95.56% argmax).
+        self.fine_grids = any(self._cancels(s) for s in self.net.synapses)
         synapses = tuple(q for s in self.net.synapses for q in self.synapses(s))
         readout = self.scales[self.net.readout.name]
         try:
