@@ -157,6 +157,18 @@ def test_rows_far_apart_share_one_exponent_without_a_cancelling_constant():
     assert [s.name for s in qnet.synapses if s.src == "in"] == ["in->enc"]
 
 
+def test_rows_far_below_get_no_exponent_out_of_range():
+    """A row 2**-50 below the top would need an exponent beyond -31 (Loihi 2's default
+    range; -32 is the netlist's): it stays at -31, where it rounds to zero, and stores
+    nothing, instead of failing the build."""
+    gains = {"enc": np.array([1.0, -0.3, 0.02, 1e-15])}
+    net = constant_netlist({"acc": CANCELLING, "enc": np.zeros(4)}, gains=gains)
+    qnet, _ = quantize(net, far_apart_inputs())
+    parts = [s for s in qnet.synapses if s.src == "in" and s.dst == "enc"]
+    assert [s.name for s in parts] == ["in->enc", "in->enc.rows1"]
+    assert all(-31 <= s.weight_exp <= 31 for s in qnet.synapses)
+
+
 def test_row_groups_span_three_octaves_each_and_at_most_four():
     """Rows group by floor(log2(top / row peak)) // 3, the last group taking the rest;
     a zero row stores nothing and goes with the first."""

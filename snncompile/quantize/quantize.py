@@ -404,7 +404,14 @@ class _Quantizer:
         parts: list[tuple[str, np.ndarray, int]] = []
         stored = np.zeros_like(values)
         for g, member in enumerate(groups or [np.ones(values.shape, dtype=bool)]):
-            mant, exp = quantize_weights(np.where(member, values, 0.0), self.cfg.weight_bits)
+            # Rows far below the top get no exponent beyond what the first part could
+            # have (and Loihi 2's default range, targets/loihi2/loihi2.toml, allows).
+            lowest = None if g == 0 else 1 - WEIGHT_EXP_LIMIT
+            mant, exp = quantize_weights(
+                np.where(member, values, 0.0), self.cfg.weight_bits, lowest_exp=lowest
+            )
+            if g and not np.any(mant):
+                continue  # rows that round to zero even there: nothing to store
             name = syn.name if g == 0 else self._free_name(f"{syn.name}{ROWS_SUFFIX}{g}")
             parts.append((name, mant, exp))
             stored = stored + mant * 2.0**exp
