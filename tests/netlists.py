@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from scipy import sparse
 
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 
@@ -151,16 +152,35 @@ def far_apart_inputs(seed: int = 0) -> np.ndarray:
 
 def split_synapse_netlist() -> tuple[Netlist, np.ndarray]:
     """(int netlist, inputs) in which the quantizer split synapses: a cancelling constant
-    into a main synapse and its `.fine` remainder, far-apart rows into `.rows1`; the parts
-    share source and destination, not exponents."""
+    into a main synapse and its `.fine` remainder, and matrices of far-apart rows into
+    `.rows1` parts (a lagged self-loop, a delayed CSR matrix, a delayed one into a LIF);
+    the parts share source, destination, delay and lag, not exponents."""
     from snncompile.quantize.quantize import quantize
 
     x = far_apart_inputs()
-    float_net = constant_netlist(
-        {"acc": CANCELLING, "enc": np.array([0.1, -0.2, 0.05, 0.3])}, gains={"enc": FAR_APART_GAINS}
-    )
-    net, _ = quantize(float_net, x)
-    into = {s.name for s in net.synapses if s.dst in ("acc", "enc") and s.src != "bias"}
-    into |= {s.name for s in net.synapses if s.dst == "acc"}
-    assert into == {"in->acc", "bias->acc", "bias->acc.fine", "in->enc", "in->enc.rows1"}, into
-    return net, x
+    mix = FAR_APART_GAINS[:, None] * np.random.default_rng(3).uniform(0.5, 1.0, (4, 4))
+    net = constant_netlist({"acc": CANCELLING, "enc": np.array([0.1, -0.2, 0.05, 0.3])},
+                           gains={"enc": FAR_APART_GAINS})  # fmt: skip
+    out = net.populations[-1]
+    pops = [*net.populations[:-1], pop("d", "accumulator", 4),
+            pop("lif", "lif", 4, tau=0.9, vth=1.0),
+            Population(out.name, out.kind, out.size + 8, attrs=dict(out.attrs))]  # fmt: skip
+
+    def widen(s: Synapse) -> Synapse:  # the readout takes 8 more values
+        if s.dst != out.name:
+            return s
+        return Synapse(s.name, s.src, s.dst, np.vstack([s.weight, np.zeros((8, s.shape[1]))]))
+
+    syns = [
+        *map(widen, net.synapses),
+        Synapse("enc->enc", "enc", "enc", 0.3 * mix, lag=1),
+        Synapse("enc->d", "enc", "d", sparse.csr_matrix(mix), delay=2),
+        Synapse("enc->lif", "enc", "lif", mix, delay=1),
+        Synapse("d->out", "d", out.name, np.eye(out.size + 8)[:, out.size : out.size + 4]),
+        Synapse("lif->out", "lif", out.name, np.eye(out.size + 8)[:, out.size + 4 :]),
+    ]  # fmt: skip
+    qnet, _ = quantize(Netlist(tuple(pops), tuple(syns), numeric="float64"), x)
+    names = {s.name for s in qnet.synapses}
+    split = ("in->enc", "enc->enc", "enc->d", "enc->lif")
+    assert {"bias->acc.fine", *(f"{name}.rows1" for name in split)} <= names, names
+    return qnet, x

@@ -20,7 +20,8 @@ from netlists import (
 from scipy import sparse
 
 from snncompile.errors import HardwareRuleError
-from snncompile.quantize.quantize import MAX_ROW_GROUPS, _row_groups, quantize
+from snncompile.ir.netlist import weight_grid
+from snncompile.quantize.quantize import MAX_ROW_GROUPS, _row_groups, quantize, quantize_weights
 from snncompile.reference.simulator import simulate
 
 
@@ -147,6 +148,9 @@ def test_rows_far_apart_get_exponents_of_their_own_beside_a_cancelling_constant(
     peaks = np.abs(want).max(axis=1, keepdims=True)
     assert np.all(np.abs(got - want) <= peaks / 15)
     assert not np.any((parts[0].dense() != 0) & (parts[1].dense() != 0))  # rows, not sums
+    # The other parts' rows are not stored (dense parts counted their zeros: 2x).
+    stored = [s.weight.nnz if sparse.issparse(s.weight) else s.weight.size for s in parts]
+    assert sum(stored) == np.count_nonzero(want) == 4
 
 
 def test_rows_far_apart_share_one_exponent_without_a_cancelling_constant():
@@ -167,6 +171,14 @@ def test_rows_far_below_get_no_exponent_out_of_range():
     parts = [s for s in qnet.synapses if s.src == "in" and s.dst == "enc"]
     assert [s.name for s in parts] == ["in->enc", "in->enc.rows1"]
     assert all(-31 <= s.weight_exp <= 31 for s in qnet.synapses)
+
+
+def test_a_matrix_whose_one_sign_rounds_away_stays_on_the_one_sign_grid():
+    """Mixed signs put the largest negative at -256; when every positive rounds to zero
+    (likelier in a row group) Lava's grid is [-255, 0], and the build failed."""
+    mant, _ = quantize_weights(np.array([-1.0, 1e-5, -0.5]), 8)
+    low, high, step = weight_grid(mant, 8)
+    assert list(mant) == [-255, 0, -128] and (low, high, step) == (-255, 0, 1)
 
 
 def test_row_groups_span_three_octaves_each_and_at_most_four():

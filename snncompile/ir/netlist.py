@@ -264,6 +264,16 @@ def total_ticks(length: int, ticks_per_step: int, output_latency: int) -> int:
     return ticks_per_step * (length - 1) + output_latency + 1
 
 
+def compact_weight(matrix: np.ndarray | sparse.spmatrix) -> np.ndarray | sparse.csr_matrix:
+    """The matrix's nonzeros, stored dense when at least a quarter of the entries are
+    nonzero, else as CSR (the lowering's and the quantizer's storage rule)."""
+    matrix = sparse.csr_matrix(matrix)
+    matrix.eliminate_zeros()
+    if matrix.nnz >= 0.25 * matrix.shape[0] * matrix.shape[1]:
+        return matrix.toarray()
+    return matrix
+
+
 def weight_grid(values: np.ndarray, bits: int) -> tuple[int, int, int]:
     """(low, high, step) of Lava's mantissa grid for a matrix with these values.
 

@@ -37,7 +37,7 @@ from scipy import sparse
 from snncompile.errors import UnsupportedError
 from snncompile.ir import nir_ops, ops
 from snncompile.ir.graph import Graph, Node
-from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, compact_weight
 from snncompile.lower.nir_rules import NIR_LOWERINGS, NIR_PARAMETER_CHECKS, check_feedback
 
 # Ops the lowering passes through unchanged (normally removed by the passes already).
@@ -79,15 +79,6 @@ def _identity_view(pop: Population) -> View:
     return View(pop.name, sparse.identity(pop.size, format="csr"), np.zeros(pop.size))
 
 
-def _compact(matrix: sparse.spmatrix) -> np.ndarray | sparse.csr_matrix:
-    """Store dense when at least a quarter of the entries are nonzero."""
-    matrix = sparse.csr_matrix(matrix)
-    matrix.eliminate_zeros()
-    if matrix.nnz >= 0.25 * matrix.shape[0] * matrix.shape[1]:
-        return matrix.toarray()
-    return matrix
-
-
 class _Builder:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
@@ -125,7 +116,7 @@ class _Builder:
         while name in taken:
             k += 1
             name = f"{src}->{dst}#{k}"
-        self.synapses.append(Synapse(name, src, dst, _compact(weight), lag=lag))
+        self.synapses.append(Synapse(name, src, dst, compact_weight(weight), lag=lag))
         return name
 
 

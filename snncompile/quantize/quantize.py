@@ -50,6 +50,7 @@ from snncompile.ir.netlist import (
     Netlist,
     Population,
     Synapse,
+    compact_weight,
     weight_grid,
 )
 from snncompile.ir.ops import InvalidGraphError
@@ -169,7 +170,10 @@ def quantize_weights(
     if lowest_exp is not None:
         exp = max(exp, lowest_exp)
     mant = np.clip(step * np.rint(values / 2.0**exp / step), low, high)
-    return mant, exp
+    # Rounding tiny entries of one sign to zero leaves the other: Lava's grid is then the
+    # single-sign one, which ends at -255 (or 255), not at the mixed grid's -256.
+    low, high, step = weight_grid(mant, bits)
+    return np.clip(mant, low + (-low) % step, high - high % step), exp
 
 
 def _row_groups(values: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
@@ -431,10 +435,12 @@ class _Quantizer:
                 weight = sparse.csr_matrix(
                     (part, scaled.indices.copy(), scaled.indptr.copy()), scaled.shape
                 )
-                if name != syn.name or groups:  # zeros of another part: no synapses to store
+                if name != syn.name:  # a remainder's zeros are no synapses to map or store
                     weight.eliminate_zeros()
             else:
                 weight = part.reshape(scaled.shape)
+            if groups:  # the other parts' rows are no synapses either
+                weight = compact_weight(weight)
             # The error is of the sum of the parts: what the destination receives.
             self.notes[name] = {"weight_exp": int(part_exp), "relative_rms_error": error,
                                 "delay": syn.delay}  # fmt: skip
