@@ -369,7 +369,18 @@ BAD_INPUTS = {
         lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "32", "--act-bits", "28"],
         5,
         r"synaptic sums wrap Lava's 32-bit accumulator on the calibration data at .*"
-        r"lower --act-bits or --weight-bits",
+        r"source kind (input|accumulator|glu|bias)\).*narrow --act-bits 28$",
+    ),
+    "state messages so wide their sums wrap int32": (  # --weight-bits cannot help here
+        lambda t: [
+            small_checkpoint(t / "m.pt", "binary-s4d"),
+            "--state-bits",
+            "28",
+            "--message-bits",
+            "28",
+        ],
+        5,
+        r"synaptic sums wrap .* source kind ssm\).*narrow --state-bits 28$",
     ),
     "message bits 1": (
         lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "1"],

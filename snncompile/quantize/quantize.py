@@ -543,7 +543,7 @@ def quantize(
             # An event names a population, or a synapse whose sum wrapped: widen its target.
             target = name if _is_population(net, name) else quantizer.destination[name]
             quantizer.extra_headroom[target] = quantizer.extra_headroom.get(target, 0) + 1
-    _refuse_wrapped_sums(net, events, cfg)
+    _refuse_wrapped_sums(qnet, events, cfg)
     report = QuantReport(
         calibration_events=events,
         rounds=rounds,
@@ -568,19 +568,36 @@ def quantize(
     return qnet, report
 
 
-def _refuse_wrapped_sums(net: Netlist, events: dict[str, int], cfg: QuantConfig) -> None:
+# The option that sets how wide a graded population's messages are (see the kinds'
+# handlers above); spikes are one bit and the bias's value is fixed by act_bits.
+MESSAGE_WIDTH_OPTION = {"input": "act_bits", "accumulator": "act_bits", "glu": "act_bits",
+                        "bias": "act_bits", "ssm": "state_bits"}  # fmt: skip
+
+
+def _refuse_wrapped_sums(qnet: Netlist, events: dict[str, int], cfg: QuantConfig) -> None:
     """HardwareRuleError when a synapse's sum still wraps Lava's int32 accumulator on the
     calibration data itself: the outputs would be garbage (a clipped population only
     loses its peaks), and more headroom at the target cannot help, since the sum is of
-    the source's messages times the weight mantissas."""
-    wrapped = {n: int(c) for n, c in events.items() if c and not _is_population(net, n)}
-    if wrapped:
-        where = ", ".join(f"{name} ({count})" for name, count in wrapped.items())
-        raise HardwareRuleError(
-            f"synaptic sums wrap Lava's 32-bit accumulator on the calibration data at "
-            f"{where}: messages of act_bits = {cfg.act_bits} times weights of weight_bits "
-            f"= {cfg.weight_bits} are too wide; lower --act-bits or --weight-bits"
-        )
+    the source's messages times the weight mantissas. Mantissas reach 255 at any weight
+    bits (fewer bits coarsen the grid), so the remedy is narrower source messages."""
+    wrapped = {n: int(c) for n, c in events.items() if c and not _is_population(qnet, n)}
+    if not wrapped:
+        return
+    by_name = {s.name: s for s in qnet.synapses}
+    where, options = [], []
+    for name, count in wrapped.items():
+        kind = qnet.population(by_name[name].src).kind
+        option = MESSAGE_WIDTH_OPTION.get(kind)
+        where.append(f"{name} ({count} times; source kind {kind})")
+        if option and option not in options:
+            options.append(option)
+    widths = ", ".join(f"--{o.replace('_', '-')} {getattr(cfg, o)}" for o in options)
+    remedy = f"narrow {widths}" if options else "the fan-in is too large for int32"
+    raise HardwareRuleError(
+        f"synaptic sums wrap Lava's 32-bit accumulator on the calibration data at "
+        f"{'; '.join(where)}: the sources' messages times weight mantissas of up to 255 "
+        f"are too wide; {remedy}"
+    )
 
 
 def _is_population(net: Netlist, name: str) -> bool:
