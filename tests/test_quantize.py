@@ -21,7 +21,13 @@ from scipy import sparse
 
 from snncompile.errors import HardwareRuleError
 from snncompile.ir.netlist import weight_grid
-from snncompile.quantize.quantize import MAX_ROW_GROUPS, _row_groups, quantize, quantize_weights
+from snncompile.quantize.quantize import (
+    MAX_ROW_GROUPS,
+    QuantConfig,
+    _row_groups,
+    quantize,
+    quantize_weights,
+)
 from snncompile.reference.simulator import simulate
 
 
@@ -49,6 +55,21 @@ def test_neuron_parameters_are_rounded_to_nearest():
     assert float(lif["dv"]) == 4096 - round(tau * 4096) == 4096 - 1231
     assert float(lif["du"]) == 4095  # the current keeps nothing
     assert float(lif["vth"]) > 0 and np.log2(float(lif["vth"])) % 1 == 0
+
+
+def test_wide_states_keep_reset_refractory_parameters_in_their_23_bits():
+    """theta and rho are 23-bit parameters at any state width: with 28-bit states the
+    threshold scale went past theta's range (2**24 here) and the build failed."""
+    rho = np.array([0.5, 1.5, 0.25, 0.75])
+    net = side_by_side(
+        [pop("rr", "reset_refractory", 4, beta=np.full(4, 0.5), theta=np.ones(4), rho=rho)],
+        numeric="float64",
+    )
+    x = np.random.default_rng(0).normal(scale=0.1, size=(4, 16, net.input.size))
+    qnet, _ = quantize(net, x, QuantConfig(state_bits=28, message_bits=28))
+    params = qnet.population("rr").params
+    assert params["theta"].max() == 2**22  # rho = 1.5 theta keeps it below 2**23
+    assert params["rho"].max() <= 2**23 - 1
 
 
 def test_a_constant_cancelling_its_input_keeps_the_destination_precision():

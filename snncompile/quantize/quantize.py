@@ -12,7 +12,8 @@ times 2**headroom_bits, placed at the top of its integer range:
                                                  so synaptic sums stay far inside int32)
     SSM states, readout, Heaviside input         state_bits
     reset-refractory neuron                      theta = T = 2**k with max|m| T inside
-                                                 state_bits; rho, decay follow
+                                                 state_bits, theta and rho inside their
+                                                 23 bits; decay follows
     LIF (Lava's bit-accurate model)              vth = T with a <= 2**15 (Lava's 16-bit
                                                  input) and |v| = |m| 64 T inside 24 bits
 
@@ -60,6 +61,7 @@ from snncompile.reference.simulator import simulate
 
 LIF_INPUT_BITS = 16  # Lava's LIF in-port is int16
 LIF_VTH_LIMIT = 2**17 - 1
+RR_PARAM_LIMIT = 2**23 - 1  # reset_refractory theta and rho (ir/compartments.py)
 FINE_SUFFIX = ".fine"
 ROWS_SUFFIX = ".rows"
 # Rows whose largest weights differ by this many octaves or more share no exponent (a
@@ -273,6 +275,10 @@ class _Quantizer:
     def _reset_refractory(self, pop: Population) -> Population:
         peak = max(self._membrane_peak(pop, "v"), 1.0)
         k = _log2_at_most(_q(self.cfg.state_bits) / (peak * self.headroom(pop.name)))
+        # theta and rho are 23-bit parameters whatever the state width (compartments.py):
+        # 28-bit states put theta = 2**23 just outside.
+        largest = max(float(np.max(pop.params["theta"])), float(np.max(pop.params["rho"])), 1.0)
+        k = min(k, _log2_at_most(RR_PARAM_LIMIT / largest))
         threshold = 2**k
         self.scales[pop.name] = Scales(-k, 0)
         params = {
