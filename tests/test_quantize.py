@@ -207,10 +207,10 @@ def test_row_groups_span_three_octaves_each_and_at_most_four():
     a zero row stores nothing and goes with the first."""
     peaks = np.array([1.0, -0.5, 0.1, 0.01, 1e-4, 1e-9, 0.0, 0.12])
     rows = np.arange(peaks.size)
-    groups = _row_groups(peaks, rows)
+    groups = _row_groups(peaks.reshape(-1, 1))  # one value per row
     assert len(groups) == MAX_ROW_GROUPS == 4
     assert [list(rows[g]) for g in groups] == [[0, 1, 6], [2, 7], [3], [4, 5]]
-    assert _row_groups(np.array([1.0, 0.2, -0.13, 0.0]), np.arange(4)) == []  # one group
+    assert _row_groups(np.array([[1.0], [0.2], [-0.13], [0.0]])) == []  # one group
 
 
 @pytest.mark.parametrize("tau", [0.0, 1e-5, 1.001])

@@ -266,8 +266,9 @@ def total_ticks(length: int, ticks_per_step: int, output_latency: int) -> int:
 
 def compact_weight(matrix: np.ndarray | sparse.spmatrix) -> np.ndarray | sparse.csr_matrix:
     """The matrix's nonzeros, stored dense when at least a quarter of the entries are
-    nonzero, else as CSR (the lowering's and the quantizer's storage rule)."""
-    matrix = sparse.csr_matrix(matrix)
+    nonzero, else as CSR (the lowering's and the quantizer's storage rule). The argument
+    is left as it was."""
+    matrix = sparse.csr_matrix(matrix, copy=True)
     matrix.eliminate_zeros()
     if matrix.nnz >= 0.25 * matrix.shape[0] * matrix.shape[1]:
         return matrix.toarray()

@@ -178,11 +178,17 @@ def quantize_weights(
     return np.clip(mant, low + (-low) % step, high - high % step), exp
 
 
-def _row_groups(values: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
-    """Masks over `values` (row index `rows`) grouping rows by how many ROW_GROUP_BITS
-    their largest magnitude lies below the matrix's; [] when one group holds them all.
-    Zero rows go with the first group (they store nothing)."""
-    peaks = np.zeros(int(rows.max(initial=-1)) + 1)
+def _row_groups(matrix: np.ndarray | sparse.csr_matrix) -> list[np.ndarray]:
+    """Masks over the matrix's stored values (`.data` of a CSR matrix, else the raveled
+    array) grouping its rows by how many ROW_GROUP_BITS their largest magnitude lies
+    below the matrix's; [] when one group holds them all. Zero rows go with the first
+    group (they store nothing)."""
+    if sparse.issparse(matrix):
+        values, counts = matrix.data, np.diff(matrix.indptr)
+    else:
+        values, counts = matrix.ravel(), np.full(matrix.shape[0], matrix.shape[1])
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    peaks = np.zeros(matrix.shape[0])
     np.maximum.at(peaks, rows, np.abs(values))
     top = peaks.max(initial=0.0)
     if not top > 0:
@@ -404,34 +410,23 @@ class _Quantizer:
         if sparse.issparse(syn.weight):
             scaled = syn.weight.tocsr(copy=True) * ratio
             values = scaled.data
-            rows = np.repeat(np.arange(scaled.shape[0]), np.diff(scaled.indptr))
         else:
             scaled = np.asarray(syn.weight, dtype=np.float64) * ratio
             values = scaled.ravel()
-            rows = np.repeat(np.arange(scaled.shape[0]), scaled.shape[1])
         is_bias = self.net.population(syn.src).kind == "bias"
-        groups = [] if is_bias or not self.fine_grids else _row_groups(values, rows)
-        parts: list[tuple[str, np.ndarray, int]] = []
-        stored = np.zeros_like(values)
-        for g, member in enumerate(groups or [np.ones(values.shape, dtype=bool)]):
-            # Rows far below the top get no exponent beyond what the first part could
-            # have (and Loihi 2's default range, targets/loihi2/loihi2.toml, allows).
-            lowest = None if g == 0 else 1 - WEIGHT_EXP_LIMIT
-            mant, exp = quantize_weights(
-                np.where(member, values, 0.0), self.cfg.weight_bits, lowest_exp=lowest
-            )
-            if g and not np.any(mant):
-                continue  # rows that round to zero even there: nothing to store
-            name = syn.name if g == 0 else self._free_name(f"{syn.name}{ROWS_SUFFIX}{g}")
-            parts.append((name, mant, exp))
-            stored = stored + mant * 2.0**exp
+        groups = [] if is_bias or not self.fine_grids else _row_groups(scaled)
         if is_bias:
+            mant, exp = quantize_weights(values, self.cfg.weight_bits)
+            parts = [(syn.name, mant, exp)]
             message = int(2 ** -self.scales[syn.src].out_log2)  # the bias's integer value
             stored = delivered(mant, exp, message)
             fine = self._remainder(values - stored, message) if self.fine_grids else None
             if fine is not None:
                 parts.append((self._free_name(syn.name + FINE_SUFFIX), *fine))
                 stored = stored + delivered(*fine, message)
+        else:
+            parts = self._row_parts(syn.name, values, groups)
+            stored = sum(mant * 2.0**exp for _, mant, exp in parts)
         rms = float(np.sqrt(np.mean(values**2))) if values.size else 0.0
         error = float(np.sqrt(np.mean((values - stored) ** 2))) / rms if rms else 0.0
         out = []
@@ -441,18 +436,37 @@ class _Quantizer:
                 weight = sparse.csr_matrix(
                     (part, scaled.indices.copy(), scaled.indptr.copy()), scaled.shape
                 )
-                if name != syn.name:  # a remainder's zeros are no synapses to map or store
-                    weight.eliminate_zeros()
             else:
                 weight = part.reshape(scaled.shape)
-            if groups:  # the other parts' rows are no synapses either
+            if groups:  # the other parts' rows are no synapses to map or store
                 weight = compact_weight(weight)
+            elif name != syn.name and sparse.issparse(weight):  # nor a remainder's zeros
+                weight.eliminate_zeros()
             # The error is of the sum of the parts: what the destination receives.
             self.notes[name] = {"weight_exp": int(part_exp), "relative_rms_error": error,
                                 "delay": syn.delay}  # fmt: skip
             self.destination[name] = syn.dst
             out.append(Synapse(name, syn.src, syn.dst, weight, int(part_exp), syn.delay, syn.lag))
         return tuple(out)
+
+    def _row_parts(
+        self, name: str, values: np.ndarray, groups: list[np.ndarray]
+    ) -> list[tuple[str, np.ndarray, int]]:
+        """(name, mantissas, exponent) of each group of rows (all rows without groups).
+        Rows far below the top get no exponent beyond what the first part could have
+        (and Loihi 2's default range, targets/loihi2/loihi2.toml, allows); rows that
+        round to zero even there store nothing."""
+        parts = []
+        for g, member in enumerate(groups or [np.ones(values.shape, dtype=bool)]):
+            mant, exp = quantize_weights(
+                np.where(member, values, 0.0),
+                self.cfg.weight_bits,
+                lowest_exp=None if g == 0 else 1 - WEIGHT_EXP_LIMIT,
+            )
+            if g == 0 or np.any(mant):
+                part = name if g == 0 else self._free_name(f"{name}{ROWS_SUFFIX}{g}")
+                parts.append((part, mant, exp))
+        return parts
 
     def _remainder(self, rest: np.ndarray, message: int) -> tuple[np.ndarray, int] | None:
         """`rest` (weight units) on its own grid, or None where it moves no sum by half a
