@@ -20,7 +20,7 @@ from netlists import (
 from scipy import sparse
 
 from snncompile.errors import HardwareRuleError
-from snncompile.ir.netlist import weight_grid
+from snncompile.ir.netlist import Netlist, Population, Synapse, weight_grid
 from snncompile.quantize.quantize import (
     MAX_ROW_GROUPS,
     QuantConfig,
@@ -211,6 +211,61 @@ def test_row_groups_span_three_octaves_each_and_at_most_four():
     assert len(groups) == MAX_ROW_GROUPS == 4
     assert [list(rows[g]) for g in groups] == [[0, 1, 6], [2, 7], [3], [4, 5]]
     assert _row_groups(np.array([[1.0], [0.2], [-0.13], [0.0]])) == []  # one group
+
+
+def _ssm_net(gains: list[float], b_re: list[float]) -> Netlist:
+    """Float64: input -> an SSM of one mode per input channel, fed that channel times its
+    gain -> last-step readout of every mode."""
+    n = len(gains)
+    modes = pop("ssm", "ssm", n, a_re=np.linspace(0.9, 0.6, n), a_im=np.linspace(0.1, 0.3, n),
+                b_re=b_re, b_im=np.zeros(n))  # fmt: skip
+    syns = (
+        Synapse("in->ssm", "in", "ssm", np.diag(gains)),
+        Synapse("ssm->out", "ssm", "out", np.eye(n)),
+    )
+    out = Population("out", "readout", n, attrs={"mode": "last"})
+    return Netlist((pop("in", "input", n), modes, out), syns, numeric="float64")
+
+
+def _ssm_errors(gains: list[float], b_re: list[float]) -> tuple[np.ndarray, np.ndarray, Netlist]:
+    """(each mode's largest integer input, its output error relative to its largest
+    output, the int netlist) on N(0, 1) inputs."""
+    net = _ssm_net(gains, b_re)
+    x = np.random.default_rng(0).normal(size=(8, 32, len(gains)))
+    qnet, _ = quantize(net, x)
+    want = simulate(net, x).logits
+    got = simulate(qnet, x, record=["ssm"], record_internals=True)
+    errors = np.abs(got.logits - want).max(axis=0) / np.abs(want).max(axis=0)
+    return np.abs(got.traces["ssm.in"]).max(axis=(0, 1)), errors, qnet
+
+
+@pytest.mark.parametrize(
+    ("gains", "b_re"),
+    [
+        ([1.0, -1.37 / 64], [1.0, -64 / 1.37]),
+        ([1.0, -0.7, 1 / 3000, 1 / 6000], [1, 0.5, 3000, -6000]),
+    ],
+    ids=["64x below", "3000x and 6000x below"],
+)
+def test_an_ssm_mode_fed_far_below_the_others_gets_its_input_scaled_up(gains, b_re):
+    """A BatchNorm's 1 / std folded into b: the mode whose inputs are 64x below the
+    others' kept a weight mantissa of -2 (29% wrong), and 3000x below needed a b of
+    2**33 (the build failed). Each mode's input is lifted into the top octave of the
+    SSM's input scale (b divided alike): the error is the other modes' few 1e-3."""
+    peaks, errors, qnet = _ssm_errors(gains, b_re)
+    assert np.all(peaks >= peaks.max() / 2), peaks
+    assert np.all(errors < 0.008), errors
+    assert np.all(np.abs(qnet.population("ssm").params["b_re_q"]) >= 2**16)
+
+
+def test_an_ssm_modes_b_keeps_16_bits_when_its_input_is_scaled_up():
+    """b is divided by what the input is multiplied by: a small b stops the lift where it
+    would keep fewer than 16 bits (here 2 of the 6 octaves the input could rise)."""
+    peaks, errors, qnet = _ssm_errors([1.0, 1 / 64], [1.0, 0.05])
+    b_q = qnet.population("ssm").params["b_re_q"]
+    assert 2**16 <= abs(b_q[1]) < 2**17
+    assert peaks.max() / 2**5 < peaks[1] < peaks.max() / 2**3  # lifted 2 octaves, of 6
+    assert errors[1] < 0.01, errors
 
 
 @pytest.mark.parametrize("tau", [0.0, 1e-5, 1.001])

@@ -17,6 +17,10 @@ times 2**headroom_bits, placed at the top of its integer range:
     LIF (Lava's bit-accurate model)              vth = T with a <= 2**15 (Lava's 16-bit
                                                  input) and |v| = |m| 64 T inside 24 bits
 
+An SSM's modes share one input scale; a mode whose calibrated input lies octaves below
+the largest has its input rows scaled up by a power of two and its b down alike
+(`_input_shifts`), while b keeps SSM_B_KEEP_BITS.
+
 Thresholds are co-scaled with the weights feeding them (the lowering already made every
 threshold 1), so spiking is invariant to the scale. After quantizing, the integer
 network runs on the calibration data; a population that still saturates gets one more
@@ -68,6 +72,9 @@ ROWS_SUFFIX = ".rows"
 # row 8x below the top keeps 4 of 8 bits), in at most MAX_ROW_GROUPS synapses.
 ROW_GROUP_BITS = 3
 MAX_ROW_GROUPS = 4
+# An SSM mode's b keeps this many bits when its input is scaled up (_input_shifts): its
+# rounding then stays 2**-17 of b, 256x below an 8-bit weight's.
+SSM_B_KEEP_BITS = 16
 GATE_RANGE = {"sigmoid": (-8.0, 8.0, 0.25), "hard-sigmoid": (-4.0, 4.0, 1.0)}
 
 
@@ -142,17 +149,32 @@ def _q(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
 
-def calibration_ranges(net: Netlist, x: np.ndarray) -> dict[str, float]:
-    """Largest magnitude of every message, state and input on the calibration data, run
-    in parts of the batch as simulate runs them (maxima merge exactly)."""
+@dataclass(frozen=True)
+class CalibrationRanges:
+    """Largest magnitudes on the calibration data: `peaks` of every message, state and
+    summed input (SimResult.peaks' keys, and "input": the largest |x|), `input_peaks`
+    of each element of every population's summed input (SimResult.input_peaks)."""
+
+    peaks: dict[str, float]
+    input_peaks: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def calibration_ranges(net: Netlist, x: np.ndarray) -> CalibrationRanges:
+    """The float netlist's ranges on the calibration data, run in parts of the batch as
+    simulate runs them (maxima merge exactly)."""
     x = np.asarray(x)
     size = part_size(net, int(x.shape[0]), int(x.shape[1]))
-    ranges: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    input_peaks: dict[str, np.ndarray] = {}
     for first in range(0, int(x.shape[0]), size):
-        for name, peak in simulate(net, x[first : first + size], peaks=True).peaks.items():
-            ranges[name] = max(ranges.get(name, 0.0), float(peak))
-    ranges["input"] = float(np.abs(x).max(initial=0))
-    return ranges
+        run = simulate(net, x[first : first + size], peaks=True)
+        for name, peak in run.peaks.items():
+            peaks[name] = max(peaks.get(name, 0.0), float(peak))
+        for name, each in run.input_peaks.items():
+            seen = input_peaks.get(name)
+            input_peaks[name] = each if seen is None else np.maximum(seen, each)
+    peaks["input"] = float(np.abs(x).max(initial=0))
+    return CalibrationRanges(peaks, input_peaks)
 
 
 def quantize_weights(
@@ -210,10 +232,11 @@ def delivered(mant: np.ndarray, exp: int, message: int) -> np.ndarray:
 
 class _Quantizer:
     def __init__(
-        self, net: Netlist, ranges: dict[str, float], cfg: QuantConfig, input_peak: float = 0.0
+        self, net: Netlist, ranges: CalibrationRanges, cfg: QuantConfig, input_peak: float = 0.0
     ) -> None:
         self.net = net
-        self.ranges = ranges
+        self.ranges = ranges.peaks
+        self.input_peaks = ranges.input_peaks
         self.input_peak = input_peak  # the calibration's largest |x|, named in range errors
         self.cfg = cfg
         self.extra_headroom: dict[str, int] = {}
@@ -222,6 +245,7 @@ class _Quantizer:
         self.silent: set[str] = set()
         self.fine_grids = False  # build() decides: see _cancels
         self.destination: dict[str, str] = {}  # quantized synapse name -> its dst
+        self.input_shifts: dict[str, np.ndarray] = {}  # SSM name -> per-mode shift (_ssm)
 
     def headroom(self, name: str) -> float:
         return 2.0 ** (self.cfg.headroom_bits + self.extra_headroom.get(name, 0))
@@ -267,13 +291,35 @@ class _Quantizer:
         self.scales[pop.name] = Scales(k_in, k)
         one = 2.0**self.cfg.ssm_frac_bits
         gain = one * 2.0 ** (k_in - k)  # input units -> state units, in Q(frac)
+        shifts = self._input_shifts(pop, gain)
+        self.input_shifts[pop.name] = shifts
+        self.notes[pop.name] = {"largest_input_shift": int(shifts.max(initial=0))}
+        gain_each = gain * 2.0**-shifts
         params = {
             "a_re_q": np.rint(pop.params["a_re"] * one),
             "a_im_q": np.rint(pop.params["a_im"] * one),
-            "b_re_q": np.rint(pop.params["b_re"] * gain),
-            "b_im_q": np.rint(pop.params["b_im"] * gain),
+            "b_re_q": np.rint(pop.params["b_re"] * gain_each),
+            "b_im_q": np.rint(pop.params["b_im"] * gain_each),
         }
         return Population(pop.name, "ssm", pop.size, params=params)
+
+    def _input_shifts(self, pop: Population, gain: float) -> np.ndarray:
+        """Per mode, the power of two j its input is multiplied by (every synapse into it
+        scales that row by 2**j; b is divided by 2**j, so z = a z + b x is unchanged).
+        The SSM's input scale is one for all modes, set by the largest: a mode whose
+        inputs reach only 1/64 of it kept 6 bits fewer, and its b was 64x larger, past
+        int32 on a prenorm model (a BatchNorm's 1 / std folded into b). j lifts each
+        mode's calibrated peak into the top octave, but keeps SSM_B_KEEP_BITS in b."""
+        each = self.input_peaks.get(pop.name)
+        if each is None or not np.any(each > 0):
+            return np.zeros(pop.size, dtype=np.int64)
+        top = float(each.max())
+        seen = np.where(each > 0, each, top)
+        shifts = np.floor(np.log2(top / seen))
+        shifts -= seen * 2.0**shifts > top  # log2 rounding up past the top
+        b_q = np.maximum(np.abs(pop.params["b_re"]), np.abs(pop.params["b_im"])) * gain
+        b_room = np.floor(np.log2(np.maximum(b_q, 1.0))) - SSM_B_KEEP_BITS
+        return np.clip(np.minimum(shifts, b_room), 0, None).astype(np.int64)
 
     def _membrane_peak(self, pop: Population, state: str) -> float:
         return self.range_of(f"{pop.name}.in") + self.range_of(f"{pop.name}.{state}")
@@ -407,11 +453,13 @@ class _Quantizer:
         and a weight matrix whose rows differ by ROW_GROUP_BITS or more in magnitude is
         split by rows into synapses `<name>.rows<g>` with exponents of their own."""
         ratio = 2.0 ** (self.scales[syn.src].out_log2 - self.scales[syn.dst].in_log2)
+        rows = 2.0 ** self.input_shifts.get(syn.dst, np.zeros(syn.shape[0], dtype=np.int64))
         if sparse.issparse(syn.weight):
             scaled = syn.weight.tocsr(copy=True) * ratio
+            scaled.data *= np.repeat(rows, np.diff(scaled.indptr))
             values = scaled.data
         else:
-            scaled = np.asarray(syn.weight, dtype=np.float64) * ratio
+            scaled = np.asarray(syn.weight, dtype=np.float64) * ratio * rows[:, None]
             values = scaled.ravel()
         is_bias = self.net.population(syn.src).kind == "bias"
         groups = [] if is_bias or not self.fine_grids else _row_groups(scaled)
@@ -551,6 +599,7 @@ def quantize(
     ranges = calibration_ranges(net, calibration)
     peak = float(np.abs(calibration).max(initial=0.0))
     quantizer = _Quantizer(net, ranges, cfg, input_peak=peak)
+    peaks = ranges.peaks
     rounds = 0
     while True:
         rounds += 1
@@ -578,7 +627,7 @@ def quantize(
             "in_scale_log2": scales.in_log2,
             "out_scale_log2": scales.out_log2,
             "headroom_bits": cfg.headroom_bits + quantizer.extra_headroom.get(pop.name, 0),
-            "calibration_peak": ranges.get(pop.name, ranges.get(f"{pop.name}.in", 0.0)),
+            "calibration_peak": peaks.get(pop.name, peaks.get(f"{pop.name}.in", 0.0)),
             **quantizer.notes.get(pop.name, {}),
         }
         if pop.name in quantizer.silent:

@@ -47,6 +47,8 @@ class SimResult:
     steps: the network steps (ticks) run, summed when a batch ran as several runs;
     peaks: when asked for, the largest magnitude over the run of every message
            ("<name>"), state ("<name>.<state>") and input half ("<name>.in.0", ".in.1");
+    input_peaks: with peaks, population name -> the largest magnitude of each element of
+                 its summed input (input width,), so a scale can be chosen per element;
     spike_rates: mean message of every spiking population over the input window;
     activity: when asked for, the fraction of nonzero messages of every population that
               sends, over the input window (the Loihi 2 estimate's graded rates).
@@ -59,6 +61,7 @@ class SimResult:
     latency: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     peaks: dict[str, float] = field(default_factory=dict)
+    input_peaks: dict[str, np.ndarray] = field(default_factory=dict)
     spike_rates: dict[str, float] = field(default_factory=dict)
     activity: dict[str, float] = field(default_factory=dict)
 
@@ -322,6 +325,7 @@ class _Run:
                     self.traces[key] = np.zeros((self.batch, self.length, width), self.dtype)
         self.sink = sink  # verify.stream.TraceSink: traces go there, tile by tile
         self.peak: dict[str, float] = {}
+        self.input_peak: dict[str, np.ndarray] = {}
         self.spike_sums = {p.name: 0.0 for p in net.populations if p.compartment.spiking}
         senders = [p.name for p in net.populations if p.compartment.sends]
         self.nonzero: dict[str, int] | None = dict.fromkeys(senders, 0) if activity else None
@@ -515,7 +519,10 @@ class _Run:
 
     def _track(self, pop, out, states, a) -> None:
         values = {pop.name: out, **{f"{pop.name}.{k}": v for k, v in states.items()}}
-        if a is not None:
+        if a is not None and a.size:
+            each = np.abs(a).max(axis=(0, 1))  # a is (ticks, B, input width)
+            seen = self.input_peak.get(pop.name)
+            self.input_peak[pop.name] = each if seen is None else np.maximum(seen, each)
             values[f"{pop.name}.in"] = a
             if pop.compartment.input_factor == 2:
                 values[f"{pop.name}.in.0"] = a[..., : pop.size]
@@ -538,6 +545,7 @@ class _Run:
             latency=self.latency,
             steps=self.total,
             peaks=self.peak,
+            input_peaks=self.input_peak,
             spike_rates={
                 name: total / (self.batch * length * net.population(name).size)
                 for name, total in self.spike_sums.items()
