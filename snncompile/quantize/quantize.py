@@ -17,9 +17,9 @@ times 2**headroom_bits, placed at the top of its integer range:
     LIF (Lava's bit-accurate model)              vth = T with a <= 2**15 (Lava's 16-bit
                                                  input) and |v| = |m| 64 T inside 24 bits
 
-An SSM's modes share one input scale; a mode whose calibrated input lies octaves below
-the largest has its input rows scaled up by a power of two and its b down alike
-(`_input_shifts`), while b keeps SSM_B_KEEP_BITS.
+An SSM's modes share one input scale; a mode whose b would not fit int32 there has its
+input rows scaled up by a power of two and its b down alike, as far as its calibrated
+input has room below the largest (`_input_shifts`).
 
 Thresholds are co-scaled with the weights feeding them (the lowering already made every
 threshold 1), so spiking is invariant to the scale. After quantizing, the integer
@@ -49,6 +49,7 @@ import numpy as np
 from scipy import sparse
 
 from snncompile.errors import HardwareRuleError, UsageError
+from snncompile.ir.compartments import COMPARTMENTS
 from snncompile.ir.netlist import (
     WEIGHT_EXP_LIMIT,
     Formats,
@@ -72,9 +73,6 @@ ROWS_SUFFIX = ".rows"
 # row 8x below the top keeps 4 of 8 bits), in at most MAX_ROW_GROUPS synapses.
 ROW_GROUP_BITS = 3
 MAX_ROW_GROUPS = 4
-# An SSM mode's b keeps this many bits when its input is scaled up (_input_shifts): its
-# rounding then stays 2**-17 of b, 256x below an 8-bit weight's.
-SSM_B_KEEP_BITS = 16
 GATE_RANGE = {"sigmoid": (-8.0, 8.0, 0.25), "hard-sigmoid": (-4.0, 4.0, 1.0)}
 
 
@@ -134,6 +132,11 @@ class QuantReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _ssm_b_limit(fmt: Formats) -> int:
+    """The largest |b_re_q| an SSM takes (ir/compartments.py)."""
+    return int(COMPARTMENTS["ssm"].int_params["b_re_q"].limit(fmt)[1])
 
 
 def _log2_at_least(value: float) -> int:
@@ -305,21 +308,23 @@ class _Quantizer:
 
     def _input_shifts(self, pop: Population, gain: float) -> np.ndarray:
         """Per mode, the power of two j its input is multiplied by (every synapse into it
-        scales that row by 2**j; b is divided by 2**j, so z = a z + b x is unchanged).
-        The SSM's input scale is one for all modes, set by the largest: a mode whose
-        inputs reach only 1/64 of it kept 6 bits fewer, and its b was 64x larger, past
-        int32 on a prenorm model (a BatchNorm's 1 / std folded into b). j lifts each
-        mode's calibrated peak into the top octave, but keeps SSM_B_KEEP_BITS in b."""
-        each = self.input_peaks.get(pop.name)
-        if each is None or not np.any(each > 0):
-            return np.zeros(pop.size, dtype=np.int64)
-        top = float(each.max())
-        seen = np.where(each > 0, each, top)
-        shifts = np.floor(np.log2(top / seen))
-        shifts -= seen * 2.0**shifts > top  # log2 rounding up past the top
+        scales that row by 2**j; b is divided by 2**j, so z = a z + b x is unchanged):
+        the fewest octaves that bring b_q inside int32, where the mode's calibrated input
+        peak has that room below the SSM's largest (one input scale serves every mode).
+        A BatchNorm folded into the SSM puts 1 / std into b: a channel of small deviation
+        has small inputs and a b past int32 (a small prenorm binary-s4d failed to build).
+        Elsewhere j = 0: the inputs are integer messages times weights of 1, exact at any
+        j, so a larger j would only round b more coarsely."""
         b_q = np.maximum(np.abs(pop.params["b_re"]), np.abs(pop.params["b_im"])) * gain
-        b_room = np.floor(np.log2(np.maximum(b_q, 1.0))) - SSM_B_KEEP_BITS
-        return np.clip(np.minimum(shifts, b_room), 0, None).astype(np.int64)
+        over = b_q / _ssm_b_limit(self.cfg.formats())
+        if not np.any(over > 1):
+            return np.zeros(pop.size, dtype=np.int64)
+        shifts = np.where(over > 1, np.ceil(np.log2(np.maximum(over, 1.0))), 0.0)
+        each = self.input_peaks.get(pop.name, np.zeros(pop.size))
+        top = float(each.max(initial=0.0))
+        room = np.floor(np.log2(top / np.where(each > 0, each, top))) if top > 0 else 0.0
+        # Where the room is short b stays out of range, and the build names it.
+        return np.minimum(shifts, room).astype(np.int64)
 
     def _membrane_peak(self, pop: Population, state: str) -> float:
         return self.range_of(f"{pop.name}.in") + self.range_of(f"{pop.name}.{state}")
@@ -453,7 +458,7 @@ class _Quantizer:
         and a weight matrix whose rows differ by ROW_GROUP_BITS or more in magnitude is
         split by rows into synapses `<name>.rows<g>` with exponents of their own."""
         ratio = 2.0 ** (self.scales[syn.src].out_log2 - self.scales[syn.dst].in_log2)
-        rows = 2.0 ** self.input_shifts.get(syn.dst, np.zeros(syn.shape[0], dtype=np.int64))
+        rows = 2.0 ** self.input_shifts.get(syn.dst, np.zeros(syn.shape[0]))  # _input_shifts
         if sparse.issparse(syn.weight):
             scaled = syn.weight.tocsr(copy=True) * ratio
             scaled.data *= np.repeat(rows, np.diff(scaled.indptr))
