@@ -380,6 +380,30 @@ def test_a_small_file_asking_for_a_huge_model_is_refused_before_building_it(
     assert grown_kib < 200_000, f"peak memory grew by {grown_kib} KiB"
 
 
+def test_the_skeleton_of_every_family_builds_without_importing_dynamo() -> None:
+    """_check_shapes builds a skeleton on the meta device, where out-of-place arithmetic
+    runs PyTorch's Python reference kernels; their first call imports torch._dynamo,
+    which took 1.5 s of every command loading a checkpoint. The models compute their
+    initial values on the CPU or in place. In a fresh interpreter: this one may have
+    imported it already."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, torch
+from snncompile.models.backbone import FAMILIES, ModelConfig, build_model
+with torch.device("meta"):
+    for family in FAMILIES:
+        build_model(ModelConfig(family=family, d_input=2, d_output=3))
+        build_model(ModelConfig(family=family, d_input=2, d_output=3, ssm_init="inv",
+                                bidirectional=True, trainable_B=False, prenorm=True))
+print("torch._dynamo" in sys.modules)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize(
     ("name", "content", "kind"),
     [

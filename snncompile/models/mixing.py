@@ -83,7 +83,9 @@ class GSUMixer(nn.Module):
     def __init__(self, d_model: int) -> None:
         super().__init__()
         self.d_model = positive_int("GSUMixer", "d_model", d_model)
-        self.weight = nn.Parameter(torch.randn(d_model, d_model) / d_model**0.5)
+        # In place: on the meta device (checkpoint._check_shapes) an out-of-place divide
+        # runs a Python reference kernel that imports torch._dynamo (1.5 s; see S4D).
+        self.weight = nn.Parameter(torch.randn(d_model, d_model).div_(d_model**0.5))
         self.bias = nn.Parameter(torch.zeros(d_model))
         self.norm = nn.LayerNorm(d_model)
         self.last_spike_rate: float = float("nan")

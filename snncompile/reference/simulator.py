@@ -519,17 +519,17 @@ class _Run:
 
     def _track(self, pop, out, states, a) -> None:
         values = {pop.name: out, **{f"{pop.name}.{k}": v for k, v in states.items()}}
+        peaks = {key: float(np.abs(v).max()) for key, v in values.items() if v.size}
         if a is not None and a.size:
             each = np.abs(a).max(axis=(0, 1))  # a is (ticks, B, input width)
             seen = self.input_peak.get(pop.name)
             self.input_peak[pop.name] = each if seen is None else np.maximum(seen, each)
-            values[f"{pop.name}.in"] = a
+            peaks[f"{pop.name}.in"] = float(each.max())
             if pop.compartment.input_factor == 2:
-                values[f"{pop.name}.in.0"] = a[..., : pop.size]
-                values[f"{pop.name}.in.1"] = a[..., pop.size :]
-        for key, value in values.items():
-            if value.size:
-                self.peak[key] = max(self.peak.get(key, 0.0), float(np.abs(value).max()))
+                peaks[f"{pop.name}.in.0"] = float(each[: pop.size].max())
+                peaks[f"{pop.name}.in.1"] = float(each[pop.size :].max())
+        for key, peak in peaks.items():
+            self.peak[key] = max(self.peak.get(key, 0.0), peak)
 
     def result(self) -> SimResult:
         net, length = self.net, self.length
