@@ -362,8 +362,8 @@ BAD_INPUTS = {
     "state bits so wide a coefficient leaves int32": (
         lambda t: [small_checkpoint(t / "m.pt"), "--state-bits", "32"],
         5,
-        r"does not fit: .* is outside .* \(with --weight-bits 8, --state-bits 32, .*: these "
-        r"options set the scales",
+        r"does not fit: population '.*ssm': b_re_q = -?\d+ is outside int32 by 3 bit\(s\) "
+        r".*; --ssm-frac-bits 13 brings it inside",
     ),
     "messages so wide their sums wrap int32": (
         lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "32", "--act-bits", "28"],

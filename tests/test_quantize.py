@@ -227,46 +227,43 @@ def _ssm_net(b_re: list[float]) -> Netlist:
     return Netlist((pop("in", "input", n), modes, out), syns, numeric="float64")
 
 
+# A channel 300x below the others with a b 600x larger (a BatchNorm's 1 / std folded
+# into b): b_q = 5e9 on the SSM's one input scale, 2 bits past int32.
+SMALL_CHANNEL = [1.0, -0.7, 1 / 300]
+LARGE_B = [1.0, 0.5, 600.0]
+
+
 def _ssm_inputs(gains: list[float]) -> np.ndarray:
     return np.random.default_rng(0).normal(size=(8, 32, len(gains))) * np.array(gains)
 
 
-def test_an_ssm_mode_whose_b_passes_int32_gets_its_input_scaled_up():
-    """A BatchNorm's 1 / std folded into b: a channel 300x below the others and a b 600x
-    larger. On the SSM's one input scale b_q was 5e9 (the build failed, as on a small
-    prenorm binary-s4d); the mode's input rows are multiplied by the fewest octaves that
-    bring b inside int32, 2 here (its b divided alike), and it computes."""
-    gains, b_re = [1.0, -0.7, 1 / 300], [1.0, 0.5, 600.0]
-    net, x = _ssm_net(b_re), _ssm_inputs(gains)
-    qnet, report = quantize(net, x)
-    b_q = qnet.population("ssm").params["b_re_q"]
-    assert 2**30 <= abs(b_q[2]) < 2**31
-    assert report.populations["ssm"]["largest_input_shift"] == 2
-    mantissas = next(s for s in qnet.synapses if s.name == "in->ssm").dense()
-    assert abs(mantissas[2, 2]) == 4 * abs(mantissas[0, 0]) == 4 * abs(mantissas[1, 1])
-    want, got = simulate(net, x).logits, simulate(qnet, x).logits
-    errors = np.abs(got - want).max(axis=0) / np.abs(want).max(axis=0)
-    # The small channel reaches about 30 units of the input population's one scale.
-    assert errors[2] < 0.05 and np.all(errors[:2] < 1e-3), errors
+def test_an_ssm_b_past_int32_names_the_ssm_frac_bits_that_fit():
+    """b_q scales with 2**ssm_frac_bits alone, so the message can say which value fits,
+    and that value does (it named every bit-width option and none in particular)."""
+    net, x = _ssm_net(LARGE_B), _ssm_inputs(SMALL_CHANNEL)
+    with pytest.raises(
+        HardwareRuleError,
+        match=r"population 'ssm': b_re_q = \d+ is outside int32 by 2 bit\(s\) .*; "
+        r"--ssm-frac-bits 14 brings it inside \(a then rounds to 2\*\*-14\)$",
+    ):
+        quantize(net, x)
+    qnet, _ = quantize(net, x, QuantConfig(ssm_frac_bits=14))
+    assert 2**30 <= np.abs(qnet.population("ssm").params["b_re_q"]).max() < 2**31
 
 
-def test_an_ssm_b_inside_int32_leaves_the_synapses_as_they_were():
-    """No shift where b fits: the inputs are integer messages times weights of 1, exact
-    at any scale, and a shift would only round b more coarsely (the bundled models)."""
-    gains, b_re = [1.0, 1 / 64], [1.0, 64.0]
-    qnet, report = quantize(_ssm_net(b_re), _ssm_inputs(gains))
-    assert report.populations["ssm"]["largest_input_shift"] == 0
-    mantissas = next(s for s in qnet.synapses if s.name == "in->ssm").dense()
-    assert mantissas[0, 0] == mantissas[1, 1]
-
-
-def test_an_ssm_b_past_int32_without_input_room_is_refused():
-    """A mode whose input never moved on the calibration data has no measured room to
-    scale it up (the mode with the largest inputs has none either, but there the state
-    scale follows b x and b fits): its b stays out of range and the build names it."""
-    gains, b_re = [1.0, 0.0], [1.0, 1e4]
-    with pytest.raises(HardwareRuleError, match=r"population 'ssm': b_re_q = \d+ is outside"):
-        quantize(_ssm_net(b_re), _ssm_inputs(gains))
+def test_an_ssm_b_past_what_ssm_frac_bits_can_take_names_the_other_options():
+    """The channel 2**6 further down and its b 2**6 larger: 8 bits over (the state
+    scale follows b x, so a larger b alone would not do it); --ssm-frac-bits stops at
+    12, 4 bits short, and 4 bits fewer of --state-bits make up the rest."""
+    net = _ssm_net([*LARGE_B[:2], LARGE_B[2] * 2**6])
+    x = _ssm_inputs([*SMALL_CHANNEL[:2], SMALL_CHANNEL[2] / 2**6])
+    with pytest.raises(
+        HardwareRuleError,
+        match=r"by 8 bit\(s\) .*--ssm-frac-bits 12 leaves it 4 bit\(s\) over; each bit fewer "
+        r"of --state-bits or more of --act-bits halves it too$",
+    ):
+        quantize(net, x)
+    quantize(net, x, QuantConfig(ssm_frac_bits=12, state_bits=20))
 
 
 @pytest.mark.parametrize("tau", [0.0, 1e-5, 1.001])

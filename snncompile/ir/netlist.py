@@ -47,6 +47,16 @@ WRAP32_MAGNITUDE = 2**31  # the largest |wrap32(.)|
 WEIGHT_EXP_LIMIT = 32
 
 
+# The range each Formats field takes (inclusive).
+FORMAT_LIMITS = {
+    "weight_bits": (2, 8),
+    "state_bits": (8, 32),
+    "message_bits": (2, 32),
+    "decay_bits": (12, 12),
+    "ssm_frac_bits": (12, 24),
+}
+
+
 @dataclass(frozen=True)
 class Formats:
     """Bit widths of the integer network (the Loihi 2 defaults, see docs/numerics.md)."""
@@ -58,14 +68,7 @@ class Formats:
     ssm_frac_bits: int = 16
 
     def __post_init__(self) -> None:
-        limits = {
-            "weight_bits": (2, 8),
-            "state_bits": (8, 32),
-            "message_bits": (2, 32),
-            "decay_bits": (12, 12),
-            "ssm_frac_bits": (12, 24),
-        }
-        for name, (low, high) in limits.items():
+        for name, (low, high) in FORMAT_LIMITS.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise InvalidGraphError(

@@ -17,10 +17,6 @@ times 2**headroom_bits, placed at the top of its integer range:
     LIF (Lava's bit-accurate model)              vth = T with a <= 2**15 (Lava's 16-bit
                                                  input) and |v| = |m| 64 T inside 24 bits
 
-An SSM's modes share one input scale; a mode whose b would not fit int32 there has its
-input rows scaled up by a power of two and its b down alike, as far as its calibrated
-input has room below the largest (`_input_shifts`).
-
 Thresholds are co-scaled with the weights feeding them (the lowering already made every
 threshold 1), so spiking is invariant to the scale. After quantizing, the integer
 network runs on the calibration data; a population that still saturates gets one more
@@ -51,6 +47,7 @@ from scipy import sparse
 from snncompile.errors import HardwareRuleError, UsageError
 from snncompile.ir.compartments import COMPARTMENTS
 from snncompile.ir.netlist import (
+    FORMAT_LIMITS,
     WEIGHT_EXP_LIMIT,
     Formats,
     Netlist,
@@ -152,32 +149,17 @@ def _q(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
 
-@dataclass(frozen=True)
-class CalibrationRanges:
-    """Largest magnitudes on the calibration data: `peaks` of every message, state and
-    summed input (SimResult.peaks' keys, and "input": the largest |x|), `input_peaks`
-    of each element of every population's summed input (SimResult.input_peaks)."""
-
-    peaks: dict[str, float]
-    input_peaks: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def calibration_ranges(net: Netlist, x: np.ndarray) -> CalibrationRanges:
-    """The float netlist's ranges on the calibration data, run in parts of the batch as
-    simulate runs them (maxima merge exactly)."""
+def calibration_ranges(net: Netlist, x: np.ndarray) -> dict[str, float]:
+    """Largest magnitude of every message, state and input on the calibration data, run
+    in parts of the batch as simulate runs them (maxima merge exactly)."""
     x = np.asarray(x)
     size = part_size(net, int(x.shape[0]), int(x.shape[1]))
-    peaks: dict[str, float] = {}
-    input_peaks: dict[str, np.ndarray] = {}
+    ranges: dict[str, float] = {}
     for first in range(0, int(x.shape[0]), size):
-        run = simulate(net, x[first : first + size], peaks=True)
-        for name, peak in run.peaks.items():
-            peaks[name] = max(peaks.get(name, 0.0), float(peak))
-        for name, each in run.input_peaks.items():
-            seen = input_peaks.get(name)
-            input_peaks[name] = each if seen is None else np.maximum(seen, each)
-    peaks["input"] = float(np.abs(x).max(initial=0))
-    return CalibrationRanges(peaks, input_peaks)
+        for name, peak in simulate(net, x[first : first + size], peaks=True).peaks.items():
+            ranges[name] = max(ranges.get(name, 0.0), float(peak))
+    ranges["input"] = float(np.abs(x).max(initial=0))
+    return ranges
 
 
 def quantize_weights(
@@ -235,11 +217,10 @@ def delivered(mant: np.ndarray, exp: int, message: int) -> np.ndarray:
 
 class _Quantizer:
     def __init__(
-        self, net: Netlist, ranges: CalibrationRanges, cfg: QuantConfig, input_peak: float = 0.0
+        self, net: Netlist, ranges: dict[str, float], cfg: QuantConfig, input_peak: float = 0.0
     ) -> None:
         self.net = net
-        self.ranges = ranges.peaks
-        self.input_peaks = ranges.input_peaks
+        self.ranges = ranges
         self.input_peak = input_peak  # the calibration's largest |x|, named in range errors
         self.cfg = cfg
         self.extra_headroom: dict[str, int] = {}
@@ -248,7 +229,6 @@ class _Quantizer:
         self.silent: set[str] = set()
         self.fine_grids = False  # build() decides: see _cancels
         self.destination: dict[str, str] = {}  # quantized synapse name -> its dst
-        self.input_shifts: dict[str, np.ndarray] = {}  # SSM name -> per-mode shift (_ssm)
 
     def headroom(self, name: str) -> float:
         return 2.0 ** (self.cfg.headroom_bits + self.extra_headroom.get(name, 0))
@@ -294,37 +274,45 @@ class _Quantizer:
         self.scales[pop.name] = Scales(k_in, k)
         one = 2.0**self.cfg.ssm_frac_bits
         gain = one * 2.0 ** (k_in - k)  # input units -> state units, in Q(frac)
-        shifts = self._input_shifts(pop, gain)
-        self.input_shifts[pop.name] = shifts
-        self.notes[pop.name] = {"largest_input_shift": int(shifts.max(initial=0))}
-        gain_each = gain * 2.0**-shifts
         params = {
             "a_re_q": np.rint(pop.params["a_re"] * one),
             "a_im_q": np.rint(pop.params["a_im"] * one),
-            "b_re_q": np.rint(pop.params["b_re"] * gain_each),
-            "b_im_q": np.rint(pop.params["b_im"] * gain_each),
+            "b_re_q": np.rint(pop.params["b_re"] * gain),
+            "b_im_q": np.rint(pop.params["b_im"] * gain),
         }
+        self._check_ssm_gains(pop.name, params)
         return Population(pop.name, "ssm", pop.size, params=params)
 
-    def _input_shifts(self, pop: Population, gain: float) -> np.ndarray:
-        """Per mode, the power of two j its input is multiplied by (every synapse into it
-        scales that row by 2**j; b is divided by 2**j, so z = a z + b x is unchanged):
-        the fewest octaves that bring b_q inside int32, where the mode's calibrated input
-        peak has that room below the SSM's largest (one input scale serves every mode).
-        A BatchNorm folded into the SSM puts 1 / std into b: a channel of small deviation
-        has small inputs and a b past int32 (a small prenorm binary-s4d failed to build).
-        Elsewhere j = 0: the inputs are integer messages times weights of 1, exact at any
-        j, so a larger j would only round b more coarsely."""
-        b_q = np.maximum(np.abs(pop.params["b_re"]), np.abs(pop.params["b_im"])) * gain
-        over = b_q / _ssm_b_limit(self.cfg.formats())
-        if not np.any(over > 1):
-            return np.zeros(pop.size, dtype=np.int64)
-        shifts = np.where(over > 1, np.ceil(np.log2(np.maximum(over, 1.0))), 0.0)
-        each = self.input_peaks.get(pop.name, np.zeros(pop.size))
-        top = float(each.max(initial=0.0))
-        room = np.floor(np.log2(top / np.where(each > 0, each, top))) if top > 0 else 0.0
-        # Where the room is short b stays out of range, and the build names it.
-        return np.minimum(shifts, room).astype(np.int64)
+    def _check_ssm_gains(self, name: str, params: dict[str, np.ndarray]) -> None:
+        """HardwareRuleError naming the --ssm-frac-bits that fits when a b_q passes int32.
+        b_q = b 2**(F + in - state) scales with 2**F alone (the scales do not depend on
+        F), so the bits it lacks say exactly how much smaller F must be. A mode's b is
+        large where its input is small: a BatchNorm folded into the SSM puts a channel's
+        1 / std there (a small prenorm binary-s4d needed 32 bits). Per-mode input scales
+        would keep F, but cost each lifted row an exponent of its own in every synapse
+        into the SSM (tried: rows sharing a synapse lost bits, down to zero)."""
+        limit = _ssm_b_limit(self.cfg.formats())
+        for key in ("b_re_q", "b_im_q"):
+            values = params[key]
+            largest = float(np.abs(values).max(initial=0.0))
+            if largest <= limit:
+                continue
+            lacking = math.ceil(math.log2(largest / limit))
+            fits = self.cfg.ssm_frac_bits - lacking
+            low = FORMAT_LIMITS["ssm_frac_bits"][0]
+            remedy = (
+                f"--ssm-frac-bits {fits} brings it inside (a then rounds to 2**-{fits})"
+                if fits >= low
+                else f"--ssm-frac-bits {low} leaves it {low - fits} bit(s) over; each bit "
+                "fewer of --state-bits or more of --act-bits halves it too"
+            )
+            value = values.flat[int(np.argmax(np.abs(values)))]
+            raise HardwareRuleError(
+                f"quantized network does not fit: population {name!r}: {key} = {value:.0f} "
+                f"is outside int32 by {lacking} bit(s) (b_q = b 2**(ssm_frac_bits + input "
+                "scale - state scale), large where a mode's input is small, e.g. a folded "
+                f"BatchNorm's 1 / std); {remedy}"
+            )
 
     def _membrane_peak(self, pop: Population, state: str) -> float:
         return self.range_of(f"{pop.name}.in") + self.range_of(f"{pop.name}.{state}")
@@ -458,13 +446,11 @@ class _Quantizer:
         and a weight matrix whose rows differ by ROW_GROUP_BITS or more in magnitude is
         split by rows into synapses `<name>.rows<g>` with exponents of their own."""
         ratio = 2.0 ** (self.scales[syn.src].out_log2 - self.scales[syn.dst].in_log2)
-        rows = 2.0 ** self.input_shifts.get(syn.dst, np.zeros(syn.shape[0]))  # _input_shifts
         if sparse.issparse(syn.weight):
             scaled = syn.weight.tocsr(copy=True) * ratio
-            scaled.data *= np.repeat(rows, np.diff(scaled.indptr))
             values = scaled.data
         else:
-            scaled = np.asarray(syn.weight, dtype=np.float64) * ratio * rows[:, None]
+            scaled = np.asarray(syn.weight, dtype=np.float64) * ratio
             values = scaled.ravel()
         is_bias = self.net.population(syn.src).kind == "bias"
         groups = [] if is_bias or not self.fine_grids else _row_groups(scaled)
@@ -604,7 +590,6 @@ def quantize(
     ranges = calibration_ranges(net, calibration)
     peak = float(np.abs(calibration).max(initial=0.0))
     quantizer = _Quantizer(net, ranges, cfg, input_peak=peak)
-    peaks = ranges.peaks
     rounds = 0
     while True:
         rounds += 1
@@ -632,7 +617,7 @@ def quantize(
             "in_scale_log2": scales.in_log2,
             "out_scale_log2": scales.out_log2,
             "headroom_bits": cfg.headroom_bits + quantizer.extra_headroom.get(pop.name, 0),
-            "calibration_peak": peaks.get(pop.name, peaks.get(f"{pop.name}.in", 0.0)),
+            "calibration_peak": ranges.get(pop.name, ranges.get(f"{pop.name}.in", 0.0)),
             **quantizer.notes.get(pop.name, {}),
         }
         if pop.name in quantizer.silent:

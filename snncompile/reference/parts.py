@@ -91,9 +91,6 @@ def merge_runs(results: list[Any]) -> Any:
     merged.spike_rates = _weighted_mean([r.spike_rates for r in results], weights)
     merged.activity = _weighted_mean([r.activity for r in results], weights)
     merged.peaks = {key: max(r.peaks[key] for r in results) for key in merged.peaks}
-    merged.input_peaks = {
-        key: np.maximum.reduce([r.input_peaks[key] for r in results]) for key in merged.input_peaks
-    }
     return merged
 
 

@@ -47,8 +47,6 @@ class SimResult:
     steps: the network steps (ticks) run, summed when a batch ran as several runs;
     peaks: when asked for, the largest magnitude over the run of every message
            ("<name>"), state ("<name>.<state>") and input half ("<name>.in.0", ".in.1");
-    input_peaks: with peaks, population name -> the largest magnitude of each element of
-                 its summed input (input width,), so a scale can be chosen per element;
     spike_rates: mean message of every spiking population over the input window;
     activity: when asked for, the fraction of nonzero messages of every population that
               sends, over the input window (the Loihi 2 estimate's graded rates).
@@ -61,7 +59,6 @@ class SimResult:
     latency: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     peaks: dict[str, float] = field(default_factory=dict)
-    input_peaks: dict[str, np.ndarray] = field(default_factory=dict)
     spike_rates: dict[str, float] = field(default_factory=dict)
     activity: dict[str, float] = field(default_factory=dict)
 
@@ -325,7 +322,6 @@ class _Run:
                     self.traces[key] = np.zeros((self.batch, self.length, width), self.dtype)
         self.sink = sink  # verify.stream.TraceSink: traces go there, tile by tile
         self.peak: dict[str, float] = {}
-        self.input_peak: dict[str, np.ndarray] = {}
         self.spike_sums = {p.name: 0.0 for p in net.populations if p.compartment.spiking}
         senders = [p.name for p in net.populations if p.compartment.sends]
         self.nonzero: dict[str, int] | None = dict.fromkeys(senders, 0) if activity else None
@@ -519,17 +515,14 @@ class _Run:
 
     def _track(self, pop, out, states, a) -> None:
         values = {pop.name: out, **{f"{pop.name}.{k}": v for k, v in states.items()}}
-        peaks = {key: float(np.abs(v).max()) for key, v in values.items() if v.size}
-        if a is not None and a.size:
-            each = np.abs(a).max(axis=(0, 1))  # a is (ticks, B, input width)
-            seen = self.input_peak.get(pop.name)
-            self.input_peak[pop.name] = each if seen is None else np.maximum(seen, each)
-            peaks[f"{pop.name}.in"] = float(each.max())
+        if a is not None:
+            values[f"{pop.name}.in"] = a
             if pop.compartment.input_factor == 2:
-                peaks[f"{pop.name}.in.0"] = float(each[: pop.size].max())
-                peaks[f"{pop.name}.in.1"] = float(each[pop.size :].max())
-        for key, peak in peaks.items():
-            self.peak[key] = max(self.peak.get(key, 0.0), peak)
+                values[f"{pop.name}.in.0"] = a[..., : pop.size]
+                values[f"{pop.name}.in.1"] = a[..., pop.size :]
+        for key, value in values.items():
+            if value.size:
+                self.peak[key] = max(self.peak.get(key, 0.0), float(np.abs(value).max()))
 
     def result(self) -> SimResult:
         net, length = self.net, self.length
@@ -545,7 +538,6 @@ class _Run:
             latency=self.latency,
             steps=self.total,
             peaks=self.peak,
-            input_peaks=self.input_peak,
             spike_rates={
                 name: total / (self.batch * length * net.population(name).size)
                 for name, total in self.spike_sums.items()
