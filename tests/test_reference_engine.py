@@ -143,6 +143,30 @@ def test_kernel_equals_the_step_function_on_rows_that_vectorize(kind: str) -> No
     assert events.counts == spec_events.counts
 
 
+@pytest.mark.parametrize("size", [SIZE, 70])  # the loop's scalar remainder, its vector body
+@pytest.mark.parametrize("keep", [False, True])
+def test_float_ssm_kernel_equals_the_step_function_bit_for_bit(size: int, keep: bool) -> None:
+    """The float64 SSM's compiled loop does the step's operations in its order (no fused
+    multiply-add), so messages, trajectories and the final state are the same floats."""
+    rng = np.random.default_rng(size)
+    params = {k: rng.normal(size=size) for k in ("a_re", "a_im", "b_re", "b_im")}
+    population = pop("p", "ssm", size, {}, **params)
+    inputs = rng.normal(scale=100.0, size=(TICKS, 3, size))
+    start = {name: rng.normal(size=(3, size)) for name in ("re", "im")}
+    spec_state, state = {k: v.copy() for k, v in start.items()}, dict(start)
+    want = _step_loop(STEPS["float64"]["ssm"], population, inputs, spec_state, FMT, Events(), keep)
+    got = KERNELS[("float64", "ssm")](population, inputs, state, FMT, Events(), keep)
+    assert got is not None
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[1].keys() == want[1].keys() == ({"re", "im"} if keep else set())
+    for name in got[1]:
+        np.testing.assert_array_equal(got[1][name], want[1][name], err_msg=name)
+    for name in start:
+        np.testing.assert_array_equal(state[name], spec_state[name], err_msg=name)
+        assert not np.array_equal(state[name], start[name])  # the state moved
+    assert np.any(np.abs(want[0]) > 1e3)  # the products round: not a test on integers
+
+
 def test_ssm_kernel_declines_sums_beyond_exact_float64():
     """b * input above 2**53 cannot be summed exactly in float64: the step loop runs."""
     population = pop("p", "ssm", 1, a_re_q=[1], a_im_q=[0], b_re_q=[2**31], b_im_q=[0])

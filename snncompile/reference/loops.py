@@ -56,6 +56,37 @@ BIASED_LIMIT = np.int64(2**51 - 1)
 
 
 @_jit
+def ssm_sequence_float(
+    inputs: Array, coef: Array, re: Array, im: Array, messages: Array, re_out: Array,
+    im_out: Array, re_trace: Array, im_trace: Array, keep: bool,
+) -> None:  # pragma: no cover  # fmt: skip
+    """z_t = a z_{t-1} + b x_t in float64 with the float step's operations in its order,
+    so the same roundings (reference.kinds): inputs (n, B, S); coef (4 S,), per mode
+    a_re, a_im, b_re, b_im; re, im (B, S) the state before the first tick; re_out,
+    im_out (B, S) get the state after the last; messages (n, B, S) get re."""
+    n, batch, size = inputs.shape
+    z_row = np.empty(2 * size)  # one sample's state, per mode re, im
+    for b in range(batch):
+        for j in range(size):
+            z_row[2 * j], z_row[2 * j + 1] = re[b, j], im[b, j]
+        for t in range(n):
+            x, sent = inputs[t, b], messages[t, b]
+            for j in range(size):
+                r_old, i_old = z_row[2 * j], z_row[2 * j + 1]
+                a_re, a_im = coef[4 * j], coef[4 * j + 1]
+                r = a_re * r_old - a_im * i_old + coef[4 * j + 2] * x[j]
+                i = a_im * r_old + a_re * i_old + coef[4 * j + 3] * x[j]
+                z_row[2 * j], z_row[2 * j + 1] = r, i
+                sent[j] = r
+            if keep:
+                for j in range(size):
+                    re_trace[t, b, j] = z_row[2 * j]
+                    im_trace[t, b, j] = z_row[2 * j + 1]
+        for j in range(size):
+            re_out[b, j], im_out[b, j] = z_row[2 * j], z_row[2 * j + 1]
+
+
+@_jit
 def ssm_sequence(
     inputs: Array, input_max: int, coef: Array, re: Array, im: Array, state_limit: float,
     message_limit: float, messages: Array, re_out: Array, im_out: Array, re_trace: Array,
