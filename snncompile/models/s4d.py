@@ -84,7 +84,8 @@ class S4D(nn.Module):
         # meta device (checkpoint._check_shapes builds a skeleton there) arithmetic runs
         # PyTorch's Python reference kernels, whose first call imports torch._dynamo,
         # 1.5 s of every command that loads a checkpoint. The same values, the same RNG.
-        cpu, device = torch.device("cpu"), torch.get_default_device()
+        # torch.empty's device is the default one (torch.get_default_device needs 2.3).
+        cpu, device = torch.device("cpu"), torch.empty(()).device
         log_dt = torch.rand(h, device=cpu) * (math.log(dt_max) - math.log(dt_min))
         self.log_dt = nn.Parameter((log_dt + math.log(dt_min)).to(device))
         self.log_A_real = nn.Parameter(torch.full((h, n), math.log(0.5)))
