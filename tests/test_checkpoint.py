@@ -355,15 +355,29 @@ def test_a_full_disk_is_an_output_error_leaving_the_old_checkpoint(full_disk: Pa
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "m.pt"]
 
 
+@pytest.mark.parametrize(
+    ("config", "stand_in"),
+    [
+        (dict(d_model=8192, n_layers=8, d_state=2), torch.zeros(8192 * 20)),
+        # The S4Ds' own (H, N/2) tensors: their initial values computed on the CPU
+        # (ccbfcb2) took 280 MB for this 17 MB file of one-byte values before it was
+        # refused.
+        (
+            dict(d_model=4096, d_state=4096, bidirectional=True),
+            torch.zeros(4096 * 4101, dtype=torch.bool),
+        ),
+    ],
+    ids=["wide", "many modes"],
+)
 def test_a_small_file_asking_for_a_huge_model_is_refused_before_building_it(
-    tmp_path: Path,
+    tmp_path: Path, config: dict, stand_in: torch.Tensor
 ) -> None:
     # 8 blocks of width 8192: the parameter-count bound passes with one stand-in tensor,
     # and building the model took 4.7 GB before its shapes were compared.
     path = save(_model(), tmp_path / "m.pt")
     payload = torch.load(path, weights_only=True)
-    payload["config"].update(d_model=8192, n_layers=8, d_state=2)
-    payload["state_dict"]["stand_in"] = torch.zeros(8192 * 20)
+    payload["config"].update(config)
+    payload["state_dict"]["stand_in"] = stand_in
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     path.write_bytes(buffer.getvalue())
@@ -402,6 +416,18 @@ print("torch._dynamo" in sys.modules)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "False"
+
+
+def test_the_skeleton_draws_no_random_numbers() -> None:
+    """Shapes only: the global generator is where it was (a library user's draws after
+    load_checkpoint do not depend on how the shapes were checked)."""
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        for family in ("spike-ssm", "binary-s4d-gsu"):
+            build_model(ModelConfig(family=family, d_input=2, d_output=3, bidirectional=True))
+    after = torch.rand(4)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(4))
 
 
 @pytest.mark.parametrize(

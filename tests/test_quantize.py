@@ -213,12 +213,12 @@ def test_row_groups_span_three_octaves_each_and_at_most_four():
     assert _row_groups(np.array([[1.0], [0.2], [-0.13], [0.0]])) == []  # one group
 
 
-def _ssm_net(b_re: list[float]) -> Netlist:
+def _ssm_net(b_re: list[float], b_im: list[float] | None = None) -> Netlist:
     """Float64: input -> an SSM of one mode per input channel, fed that channel with
     weight 1 (as the lowering feeds modes) -> last-step readout of every mode."""
     n = len(b_re)
     modes = pop("ssm", "ssm", n, a_re=np.linspace(0.9, 0.6, n), a_im=np.linspace(0.1, 0.3, n),
-                b_re=b_re, b_im=np.zeros(n))  # fmt: skip
+                b_re=b_re, b_im=np.zeros(n) if b_im is None else b_im)  # fmt: skip
     syns = (
         Synapse("in->ssm", "in", "ssm", np.eye(n)),
         Synapse("ssm->out", "ssm", "out", np.eye(n)),
@@ -249,6 +249,19 @@ def test_an_ssm_b_past_int32_names_the_ssm_frac_bits_that_fit():
         quantize(net, x)
     qnet, _ = quantize(net, x, QuantConfig(ssm_frac_bits=14))
     assert 2**30 <= np.abs(qnet.population("ssm").params["b_re_q"]).max() < 2**31
+
+
+def test_the_larger_of_an_ssms_b_re_and_b_im_sets_the_ssm_frac_bits_named():
+    """b_im 2x b_re (the state scale grows with it): b_re_q is 1 bit over, b_im_q 2; the
+    first over, b_re_q, was named, with a value (15) that b_im_q refused again."""
+    net, x = _ssm_net(LARGE_B, b_im=[0.0, 0.0, 2 * LARGE_B[2]]), _ssm_inputs(SMALL_CHANNEL)
+    with pytest.raises(
+        HardwareRuleError, match=r"b_im_q = \d+ is outside int32 by 2 bit\(s\) .*-bits 14 brings"
+    ):
+        quantize(net, x)
+    with pytest.raises(HardwareRuleError, match=r"b_im_q .* by 1 bit\(s\)"):
+        quantize(net, x, QuantConfig(ssm_frac_bits=15))
+    quantize(net, x, QuantConfig(ssm_frac_bits=14))
 
 
 def test_an_ssm_b_past_what_ssm_frac_bits_can_take_names_the_other_options():

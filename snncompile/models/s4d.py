@@ -80,30 +80,33 @@ class S4D(nn.Module):
         self.bidirectional = bidirectional
 
         h, n = d_model, self.n_modes
-        # The initial values are computed on the CPU whatever the default device: on the
-        # meta device (checkpoint._check_shapes builds a skeleton there) arithmetic runs
-        # PyTorch's Python reference kernels, whose first call imports torch._dynamo,
-        # 1.5 s of every command that loads a checkpoint. The same values, the same RNG.
-        # torch.empty's device is the default one (torch.get_default_device needs 2.3).
-        cpu, device = torch.device("cpu"), torch.empty(()).device
-        log_dt = torch.rand(h, device=cpu) * (math.log(dt_max) - math.log(dt_min))
-        self.log_dt = nn.Parameter((log_dt + math.log(dt_min)).to(device))
-        self.log_A_real = nn.Parameter(torch.full((h, n), math.log(0.5)))
-        modes = torch.arange(n, dtype=torch.float32, device=cpu)
-        if init == "lin":
-            a_imag = math.pi * modes
+        n_dirs = 2 if bidirectional else 1
+        # A skeleton on the meta device (checkpoint._check_shapes) needs shapes only, and
+        # arithmetic there runs PyTorch's Python reference kernels, whose first call
+        # imports torch._dynamo: 1-1.5 s of every command that loaded a checkpoint.
+        # (torch.empty's device is the default one; torch.get_default_device needs 2.3.)
+        if torch.empty(()).device.type == "meta":
+            log_dt, a_imag = torch.empty(h), torch.empty(h, n, dtype=torch.float32)
+            c = torch.empty(n_dirs, h, n, 2)
         else:
-            a_imag = (d_state / math.pi) * (d_state / (2 * modes + 1) - 1)
-        self.A_imag = nn.Parameter(a_imag.repeat(h, 1).to(device))
+            log_dt = torch.rand(h) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+            modes = torch.arange(n, dtype=torch.float32)
+            if init == "lin":
+                a_imag = math.pi * modes
+            else:
+                a_imag = (d_state / math.pi) * (d_state / (2 * modes + 1) - 1)
+            a_imag = a_imag.repeat(h, 1)
+            # Complex normal with unit variance (each part has variance 1/2).
+            c = torch.randn(n_dirs, h, n, 2) * math.sqrt(0.5)
+        self.log_dt = nn.Parameter(log_dt)
+        self.log_A_real = nn.Parameter(torch.full((h, n), math.log(0.5)))
+        self.A_imag = nn.Parameter(a_imag)
         b = torch.view_as_real(torch.ones(h, n, dtype=torch.complex64))
         if trainable_B:
             self.B = nn.Parameter(b.clone())
         else:
             self.register_buffer("B", b.clone())
-        n_dirs = 2 if bidirectional else 1
-        # Complex normal with unit variance (each part has variance 1/2).
-        c = torch.randn(n_dirs, h, n, 2, device=cpu) * math.sqrt(0.5)
-        self.C = nn.Parameter(c.to(device))
+        self.C = nn.Parameter(c)
         self.D = nn.Parameter(torch.randn(h))
 
     @property

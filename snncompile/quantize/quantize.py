@@ -292,27 +292,28 @@ class _Quantizer:
         would keep F, but cost each lifted row an exponent of its own in every synapse
         into the SSM (tried: rows sharing a synapse lost bits, down to zero)."""
         limit = _ssm_b_limit(self.cfg.formats())
-        for key in ("b_re_q", "b_im_q"):
-            values = params[key]
-            largest = float(np.abs(values).max(initial=0.0))
-            if largest <= limit:
-                continue
-            lacking = math.ceil(math.log2(largest / limit))
-            fits = self.cfg.ssm_frac_bits - lacking
-            low = FORMAT_LIMITS["ssm_frac_bits"][0]
-            remedy = (
-                f"--ssm-frac-bits {fits} brings it inside (a then rounds to 2**-{fits})"
-                if fits >= low
-                else f"--ssm-frac-bits {low} leaves it {low - fits} bit(s) over; each bit "
-                "fewer of --state-bits or more of --act-bits halves it too"
-            )
-            value = values.flat[int(np.argmax(np.abs(values)))]
-            raise HardwareRuleError(
-                f"quantized network does not fit: population {name!r}: {key} = {value:.0f} "
-                f"is outside int32 by {lacking} bit(s) (b_q = b 2**(ssm_frac_bits + input "
-                "scale - state scale), large where a mode's input is small, e.g. a folded "
-                f"BatchNorm's 1 / std); {remedy}"
-            )
+        # The largest of re and im: the value named must bring both inside.
+        key = max(("b_re_q", "b_im_q"), key=lambda k: float(np.abs(params[k]).max(initial=0)))
+        values = params[key]
+        largest = float(np.abs(values).max(initial=0.0))
+        if not largest > limit or not math.isfinite(largest):
+            return  # inside, or inf: the netlist's own check names it
+        lacking = math.ceil(math.log2(largest / limit))
+        fits = self.cfg.ssm_frac_bits - lacking
+        low = FORMAT_LIMITS["ssm_frac_bits"][0]
+        remedy = (
+            f"--ssm-frac-bits {fits} brings it inside (a then rounds to 2**-{fits})"
+            if fits >= low
+            else f"--ssm-frac-bits {low} leaves it {low - fits} bit(s) over; each bit "
+            "fewer of --state-bits or more of --act-bits halves it too"
+        )
+        value = values.flat[int(np.argmax(np.abs(values)))]
+        raise HardwareRuleError(
+            f"quantized network does not fit: population {name!r}: {key} = {value:.0f} "
+            f"is outside int32 by {lacking} bit(s) (b_q = b 2**(ssm_frac_bits + input "
+            "scale - state scale), large where a mode's input is small, e.g. a folded "
+            f"BatchNorm's 1 / std); {remedy}"
+        )
 
     def _membrane_peak(self, pop: Population, state: str) -> float:
         return self.range_of(f"{pop.name}.in") + self.range_of(f"{pop.name}.{state}")

@@ -28,9 +28,10 @@ Array = np.ndarray  # annotations only: numba types the arguments at the first c
 # Loops run sample by sample, then tick by tick, then over a row's values: a tick's row
 # is contiguous and the sample's state row is updated in place, so the innermost loop
 # vectorizes and the state row stays in cache over the ticks (a batch's whole state
-# would not). Each loop writes int64 messages (and int64 state trajectories when `keep`)
-# directly and returns whether every value stayed inside the bounds that make float64
-# exact; when it returns False the caller discards everything it wrote. The SSM and
+# would not). Each integer loop writes int64 messages (and int64 state trajectories when
+# `keep`) directly and returns whether every value stayed inside the bounds that make
+# float64 exact; when it returns False the caller discards everything it wrote (the
+# float64 SSM's loop has no bounds and returns nothing). The SSM and
 # reset-refractory loops take the int64 state and write the new one into separate
 # arrays, converting one sample's row to float64 in a scratch row: with tiles of one
 # tick (a large batch) converting the whole state in numpy cost as much as the ticks.

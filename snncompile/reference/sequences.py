@@ -14,7 +14,9 @@ its coefficients and starting state the largest input that keeps it there, and i
 runs without saturation or wrap and reports whether an input exceeded that or a state
 left its range. Then the kernel returns None and the step function's loop runs instead, so
 clipping, wrapping and their counts stay those of reference.kinds. Truncation toward
-zero of x / 2**n is trunc(x * 2**-n), exactly tz_shift.
+zero of x / 2**n is trunc(x * 2**-n), exactly tz_shift. The float64 SSM (float netlists)
+has a compiled loop too, doing its step's operations in their order (the same floats);
+it clips nothing, so it never declines.
 """
 
 from __future__ import annotations
