@@ -397,9 +397,9 @@ def test_a_small_file_asking_for_a_huge_model_is_refused_before_building_it(
 def test_the_skeleton_of_every_family_builds_without_importing_dynamo() -> None:
     """_check_shapes builds a skeleton on the meta device, where out-of-place arithmetic
     runs PyTorch's Python reference kernels; their first call imports torch._dynamo,
-    which took 1.5 s of every command loading a checkpoint. The models compute their
-    initial values on the CPU or in place. In a fresh interpreter: this one may have
-    imported it already."""
+    which took 1.5 s of every command loading a checkpoint. The skeleton's S4D skips its
+    initial values and the GSU divides in place. In a fresh interpreter: this one may
+    have imported it already."""
     import subprocess
     import sys
 

@@ -292,10 +292,11 @@ class _Quantizer:
         would keep F, but cost each lifted row an exponent of its own in every synapse
         into the SSM (tried: rows sharing a synapse lost bits, down to zero)."""
         limit = _ssm_b_limit(self.cfg.formats())
-        # The largest of re and im: the value named must bring both inside.
-        key = max(("b_re_q", "b_im_q"), key=lambda k: float(np.abs(params[k]).max(initial=0)))
+        # The larger of re and im: the value named must bring both inside.
+        largest, key = max(
+            (float(np.abs(params[k]).max(initial=0.0)), k) for k in ("b_re_q", "b_im_q")
+        )
         values = params[key]
-        largest = float(np.abs(values).max(initial=0.0))
         if not largest > limit or not math.isfinite(largest):
             return  # inside, or inf: the netlist's own check names it
         lacking = math.ceil(math.log2(largest / limit))

@@ -124,8 +124,25 @@ def _ssm_coefficients(pop: Population, frac_bits: int) -> tuple[np.ndarray, int,
     p = {k: v.astype(np.int64) for k, v in pop.params.items()}
     coef_peak = _int_peak(np.abs(p["a_re_q"]) + np.abs(p["a_im_q"]))
     b_peak = max(_int_peak(p["b_re_q"]), _int_peak(p["b_im_q"]))
-    parts = [p[k] * 2.0**-frac_bits for k in ("a_re_q", "a_im_q", "b_re_q", "b_im_q")]
-    return np.stack(parts, axis=1).ravel(), coef_peak, b_peak
+    coef = _interleaved(pop, ("a_re_q", "a_im_q", "b_re_q", "b_im_q")) * 2.0**-frac_bits
+    return coef, coef_peak, b_peak
+
+
+def _interleaved(pop: Population, names: tuple[str, ...]) -> np.ndarray:
+    """The named parameters interleaved per compartment, float64 (reference.loops)."""
+    return np.stack([pop.params[k].astype(np.float64) for k in names], axis=1).ravel()
+
+
+def _ssm_outputs(inputs: np.ndarray, state: dict, keep: bool, dtype) -> tuple[np.ndarray, ...]:
+    """What an SSM loop fills, in its argument order: messages (n, B, S), the new re and
+    im (B, S), and their trajectories (empty unless kept)."""
+    new = (np.empty(state["re"].shape, dtype), np.empty(state["im"].shape, dtype))
+    return (np.empty(inputs.shape, dtype), *new, *_traces(keep, inputs.shape, 2, dtype))
+
+
+def _ssm_result(state: dict, outputs: tuple[np.ndarray, ...], keep: bool) -> Result:
+    messages, state["re"], state["im"], re_trace, im_trace = outputs
+    return messages, ({"re": re_trace, "im": im_trace} if keep else {})
 
 
 def _ssm_int(pop, inputs, state, fmt, events, keep):
@@ -133,9 +150,7 @@ def _ssm_int(pop, inputs, state, fmt, events, keep):
     limit = _limit(fmt.state_bits)
     frac = fmt.ssm_frac_bits
     coef, coef_peak, b_peak = _loop_params(pop, frac, lambda: _ssm_coefficients(pop, frac))
-    messages = np.empty(inputs.shape, np.int64)
-    re_out, im_out = np.empty(state["re"].shape, np.int64), np.empty(state["im"].shape, np.int64)
-    re_trace, im_trace = _traces(keep, inputs.shape, 2)
+    outputs = _ssm_outputs(inputs, state, keep, np.int64)
     exact, clipped = loops.ssm_sequence(
         np.ascontiguousarray(inputs, dtype=np.int64),
         _input_max(coef_peak * limit, b_peak),
@@ -143,18 +158,13 @@ def _ssm_int(pop, inputs, state, fmt, events, keep):
         *(np.ascontiguousarray(state[k], dtype=np.int64) for k in ("re", "im")),
         limit,
         _limit(min(fmt.message_bits, fmt.state_bits)),
-        messages,
-        re_out,
-        im_out,
-        re_trace,
-        im_trace,
+        *outputs,
         keep,
     )
     if not exact:
         return None
     events.add(pop.name, clipped)
-    state["re"], state["im"] = re_out, im_out
-    return messages, ({"re": re_trace, "im": im_trace} if keep else {})
+    return _ssm_result(state, outputs, keep)
 
 
 def _ssm_float(pop, inputs, state, fmt, events, keep):
@@ -162,27 +172,15 @@ def _ssm_float(pop, inputs, state, fmt, events, keep):
     counts nothing, so it never declines): numpy's dozen passes over the batch a tick
     were 30% of `verify`'s time on the bundled spike-ssm."""
     coef = _loop_params(pop, "float", lambda: _interleaved(pop, ("a_re", "a_im", "b_re", "b_im")))
-    messages = np.empty(inputs.shape)
-    re_out, im_out = np.empty(state["re"].shape), np.empty(state["im"].shape)
-    re_trace, im_trace = _traces(keep, inputs.shape, 2, np.float64)
+    outputs = _ssm_outputs(inputs, state, keep, np.float64)
     loops.ssm_sequence_float(
         np.ascontiguousarray(inputs, dtype=np.float64),
         coef,
         *(np.ascontiguousarray(state[k], dtype=np.float64) for k in ("re", "im")),
-        messages,
-        re_out,
-        im_out,
-        re_trace,
-        im_trace,
+        *outputs,
         keep,
     )
-    state["re"], state["im"] = re_out, im_out
-    return messages, ({"re": re_trace, "im": im_trace} if keep else {})
-
-
-def _interleaved(pop: Population, names: tuple[str, ...]) -> np.ndarray:
-    """The named float64 parameters interleaved per compartment (reference.loops)."""
-    return np.stack([pop.params[k].astype(np.float64) for k in names], axis=1).ravel()
+    return _ssm_result(state, outputs, keep)
 
 
 def _reset_refractory_params(pop: Population) -> np.ndarray:
