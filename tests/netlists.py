@@ -97,7 +97,7 @@ def loop_pops(kinds: str) -> list[Population]:
         "a": lambda n: pop(n, "accumulator", 4),
         "s": lambda n: pop(n, "ssm", 4, a_re_q=[50000, -30000, 0, 65536],
                            a_im_q=[20000, 40000, -65536, 0], b_re_q=[65536, -40000, 9000, 3],
-                           b_im_q=[-7000, 65536, 100, -3]),
+                           b_im_q=[-7000, 65536, 100, -3], out_shift=2),
         "g": lambda n: pop(n, "glu", 4, {"gate": "sigmoid"}, pwl_x0=-300, pwl_shift=7,
                            pwl_table_q12=table, out_shift=10),
         "c": lambda n: pop(n, "cuba_lif_sub", 4, du=2000, dv=300, vth=500, vsub=588),

@@ -23,7 +23,7 @@ def ssm(params: dict, state: dict, a: int, fmt) -> int:
     new_re = tz(params["a_re_q"] * re - params["a_im_q"] * im + params["b_re_q"] * a, f)
     new_im = tz(params["a_im_q"] * re + params["a_re_q"] * im + params["b_im_q"] * a, f)
     state["re"], state["im"] = sat(new_re, fmt.state_bits), sat(new_im, fmt.state_bits)
-    return sat(state["re"], fmt.message_bits)
+    return sat(tz(state["re"], int(params["out_shift"])), fmt.message_bits)
 
 
 def reset_refractory(params: dict, state: dict, a: int, fmt) -> int:

@@ -38,7 +38,9 @@ def params(draw, kind: str, size: int, fmt: Formats) -> dict:
     if kind == "ssm":
         a = edge(-(2**fmt.ssm_frac_bits), 2**fmt.ssm_frac_bits)
         b = edge(-(2**31) + 1, 2**31 - 1)
-        return {"a_re_q": vec(a), "a_im_q": vec(a), "b_re_q": vec(b), "b_im_q": vec(b)}
+        shift = np.asarray(float(draw(edge(0, fmt.state_bits - 1))))
+        return {"a_re_q": vec(a), "a_im_q": vec(a), "b_re_q": vec(b), "b_im_q": vec(b),
+                "out_shift": shift}  # fmt: skip
     if kind == "reset_refractory":
         return {
             "decay": vec(edge(0, 4096)),

@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import netlists
 import numpy as np
 import pytest
 import torch
@@ -110,6 +111,32 @@ def test_netlist_round_trip_is_exact(tmp_path: Path, bundled: Compiled) -> None:
         _assert_same_netlist(net, loaded)
         _assert_same_run(net, loaded, x)
     assert any(sparse.issparse(s.weight) for s in bundled.netlist.synapses)  # CSR covered
+
+
+def test_an_ssm_written_before_out_shift_existed_reads_as_unshifted(tmp_path: Path) -> None:
+    """netlist.json and network.net from before out_shift: what they computed, Re z sent
+    as it is. A float SSM (no out_shift in its mode) gains nothing."""
+    import h5py
+
+    from snncompile.targets.loihi2.netx import read_network, write_network
+
+    ssm = netlists.pop("ssm", "ssm", 2, a_re_q=[30000, 0], a_im_q=[0, 9], b_re_q=[7, -8],
+                       b_im_q=[1, 2], out_shift=5)  # fmt: skip
+    save_netlist(netlists.side_by_side([ssm]), tmp_path)
+    doc = json.loads((tmp_path / "netlist.json").read_text())
+    (written,) = [p for p in doc["populations"] if p["name"] == "ssm"]
+    del written["params"]["out_shift"]
+    (tmp_path / "netlist.json").write_text(json.dumps(doc))
+    assert int(load_netlist(tmp_path).population("ssm").params["out_shift"]) == 0
+    write_network(netlists.side_by_side([ssm]), tmp_path / "network.net")
+    with h5py.File(tmp_path / "network.net", "r+") as f:
+        layers = [f[f"layer/{i}"] for i in range(len(f["layer"]))]
+        (layer,) = [g for g in layers if g.attrs.get("name") == "ssm"]
+        del layer["params/out_shift"]
+    assert int(read_network(tmp_path / "network.net").population("ssm").params["out_shift"]) == 0
+    floats = netlists.pop("ssm", "ssm", 1, a_re=[0.5], a_im=[0.1], b_re=[1.0], b_im=[0.0])
+    save_netlist(netlists.side_by_side([floats], numeric="float64"), tmp_path / "float")
+    assert "out_shift" not in load_netlist(tmp_path / "float").population("ssm").params
 
 
 def _assert_same_graph(a: Graph, b: Graph) -> None:

@@ -382,6 +382,19 @@ BAD_INPUTS = {
         5,
         r"synaptic sums wrap .* source kind ssm\).*narrow --state-bits 28$",
     ),
+    "shifted state messages so wide their sums wrap int32": (  # its messages are narrower
+        lambda t: [
+            small_checkpoint(t / "m.pt", "binary-s4d"),
+            "--state-bits",
+            "30",
+            "--message-bits",
+            "28",
+            "--ssm-frac-bits",
+            "14",
+        ],
+        5,
+        r"synaptic sums wrap .* source kind ssm\).*narrow --message-bits 28$",
+    ),
     "message bits 1": (
         lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "1"],
         2,

@@ -237,6 +237,30 @@ def _ssm_inputs(gains: list[float]) -> np.ndarray:
     return np.random.default_rng(0).normal(size=(8, 32, len(gains))) * np.array(gains)
 
 
+def test_ssm_states_wider_than_their_messages_are_sent_shifted_not_clipped():
+    """--message-bits 16 below 24-bit states: the SSM sends Re z shifted right onto the
+    messages' scale (its peaks clipped before, 686,952 events on the bundled spike-ssm);
+    the states keep their 24 bits. Equal widths shift nothing."""
+    net, x = _ssm_net([1.0, -0.7, 0.3]), _ssm_inputs([1.0, 1.0, 1.0])
+    wide, wide_report = quantize(net, x)
+    narrow, report = quantize(net, x, QuantConfig(message_bits=16))
+    assert int(wide.population("ssm").params["out_shift"]) == 0
+    shift = int(narrow.population("ssm").params["out_shift"])
+    assert shift in (8, 9)  # 24 - 16, or one more where the two widths' ceilings differ
+    ssm, wide_ssm = report.populations["ssm"], wide_report.populations["ssm"]
+    assert ssm["in_scale_log2"] == wide_ssm["in_scale_log2"]
+    assert ssm["out_scale_log2"] == wide_ssm["out_scale_log2"] + shift
+    assert report.calibration_events == {} and report.rounds == 1
+    result = simulate(narrow, x, record=True)
+    assert np.abs(result.traces["ssm"]).max() < 2**15 - 1  # unclipped, within 16 bits
+    # The shift adds at most one message unit (its truncation) to the error in Re z
+    # that 24-bit messages carry to the readout.
+    float_logits = simulate(net, x).logits
+    error = np.abs(result.logits - float_logits).max()
+    wide_error = np.abs(simulate(wide, x).logits - float_logits).max()
+    assert wide_error < error <= wide_error + 2.0 ** ssm["out_scale_log2"]
+
+
 def test_an_ssm_b_past_int32_names_the_ssm_frac_bits_that_fit():
     """b_q scales with 2**ssm_frac_bits alone, so the message can say which value fits,
     and that value does (it named every bit-width option and none in particular)."""

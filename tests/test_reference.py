@@ -61,13 +61,15 @@ int24 = st.integers(-(2**23) + 1, 2**23 - 1)
     st.lists(st.integers(-(2**16), 2**16), min_size=4, max_size=4),
     st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=4, max_size=4),
     st.lists(int24, min_size=STEPS * 2, max_size=STEPS * 2),
+    st.integers(0, 23),
 )
-def test_ssm_matches_oracle(a_parts, b_parts, inputs):
+def test_ssm_matches_oracle(a_parts, b_parts, inputs, out_shift):
     params = {
         "a_re_q": np.array(a_parts[:2]),
         "a_im_q": np.array(a_parts[2:]),
         "b_re_q": np.array(b_parts[:2]),
         "b_im_q": np.array(b_parts[2:]),
+        "out_shift": np.array(out_shift),
     }
     net = _single("ssm", 2, params)
     _check_against_oracle(net, np.array(inputs).reshape(STEPS, 2), oracle.ssm, params)

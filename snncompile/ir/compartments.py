@@ -9,6 +9,7 @@ units of 1/4096, `vth` in Lava's units (threshold = vth << 6).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -111,17 +112,24 @@ class Compartment:
 COMPARTMENTS: dict[str, Compartment] = {}
 
 # Params added to a compartment after files with it were first written (format version
-# 1): kind -> {param: the param whose value it takes when a file lacks it}.
-_ADDED_PARAMS: dict[str, dict[str, str]] = {"cuba_lif_sub": {"vsub": "vth"}}
+# 1): kind -> {param: (a param the file must hold for it to apply, what the file's
+# params give it when it lacks it)}. The first names the param's own mode: out_shift is
+# an int ssm's (a float ssm holds no a_re_q and must not gain it).
+_ADDED_PARAMS: dict[str, dict[str, tuple[str, Callable[[dict], np.ndarray]]]] = {
+    "cuba_lif_sub": {"vsub": ("vth", lambda p: p["vth"])},
+    "ssm": {"out_shift": ("a_re_q", lambda p: np.array(0.0))},
+}
 
 
 def with_added_params(kind: str, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """params as read from a file, with any param added later filled in (a cuba_lif_sub
-    written before vsub existed subtracted vth); readers call this, writers never need to."""
+    """params as read from a file, with any param added later filled in with what such
+    files computed (a cuba_lif_sub written before vsub existed subtracted vth, an ssm
+    written before out_shift sent its state unshifted); readers call this, writers never
+    need to."""
     added = {
-        name: params[source]
-        for name, source in _ADDED_PARAMS.get(kind, {}).items()
-        if name not in params and source in params
+        name: fill(params)
+        for name, (needs, fill) in _ADDED_PARAMS.get(kind, {}).items()
+        if name not in params and needs in params
     }
     return {**params, **added}
 
@@ -170,6 +178,8 @@ _register(
             "a_im_q": Param("vector", lambda f: (-(2**f.ssm_frac_bits), 2**f.ssm_frac_bits)),
             "b_re_q": Param("vector", lambda f: (-(2**31) + 1, 2**31 - 1)),
             "b_im_q": Param("vector", lambda f: (-(2**31) + 1, 2**31 - 1)),
+            # States wider than messages are sent shifted right (docs/numerics.md).
+            "out_shift": Param("scalar", lambda f: (0, f.state_bits - 1)),
         },
         float_params={
             "a_re": Param("vector"),
@@ -178,7 +188,8 @@ _register(
             "b_im": Param("vector"),
         },
         states=("re", "im"),
-        doc="complex resonator z = a z + b x (a, b fixed point per compartment); sends Re z",
+        doc="complex resonator z = a z + b x (a, b fixed point per compartment); sends Re z "
+        "(int: shifted right by out_shift)",
     )
 )
 _register(

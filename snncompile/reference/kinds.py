@@ -69,7 +69,8 @@ def _ssm_int(pop, state, a, fmt, ev):
     new_im = tz_shift(ai * re + ar * im + bi * a, frac)
     state["re"] = saturate(new_re, fmt.state_bits, ev, pop.name)
     state["im"] = saturate(new_im, fmt.state_bits, ev, pop.name)
-    return saturate(state["re"], fmt.message_bits, ev, pop.name)
+    sent = tz_shift(state["re"], int(pop.params["out_shift"]))
+    return saturate(sent, fmt.message_bits, ev, pop.name)
 
 
 def _reset_refractory_int(pop, state, a, fmt, ev):

@@ -90,8 +90,8 @@ def ssm_sequence_float(
 @_jit
 def ssm_sequence(
     inputs: Array, input_max: int, coef: Array, re: Array, im: Array, state_limit: float,
-    message_limit: float, messages: Array, re_out: Array, im_out: Array, re_trace: Array,
-    im_trace: Array, keep: bool,
+    message_scale: float, message_limit: float, messages: Array, re_out: Array,
+    im_out: Array, re_trace: Array, im_trace: Array, keep: bool,
 ) -> tuple[bool, int]:  # pragma: no cover  # fmt: skip
     """z_t = trunc(a z_{t-1} + b x_t) in float64 (a, b already scaled by 2**-frac):
     inputs (n, B, S) int64; coef (4 S,) float64, per mode a_re, a_im, b_re, b_im; re, im
@@ -99,8 +99,9 @@ def ssm_sequence(
     state after the last. Exact while no |x| exceeds input_max (an int; at most 2**51 - 1
     is used, the biased conversion's range) and no |z| exceeds state_limit (the caller
     derives input_max from the coefficients so that every sum stays below 2**53).
-    messages (n, B, S) get re clipped to +-message_limit (< 2**51). Returns (exact,
-    clipped messages)."""
+    messages (n, B, S) get trunc(re message_scale) (2**-out_shift: an integer below
+    2**53 times a power of two is exact, and trunc is tz) clipped to +-message_limit
+    (< 2**51). Returns (exact, clipped messages)."""
     n, batch, size = inputs.shape
     outside = 0
     clipped = 0
@@ -125,8 +126,9 @@ def ssm_sequence(
                 i = np.trunc(a_im * r_old + a_re * i_old + coef[4 * j + 3] * xj)
                 z_row[2 * j], z_row[2 * j + 1] = r, i
                 outside += np.int64((abs(r) > state_limit) | (abs(i) > state_limit))
-                message = min(max(r, -message_limit), message_limit)
-                clipped += np.int64(message != r)
+                shifted = np.trunc(r * message_scale)
+                message = min(max(shifted, -message_limit), message_limit)
+                clipped += np.int64(message != shifted)
                 sent_biased[j] = message + FLOAT_BIAS
             for j in range(size):
                 sent[j] -= INT_BIAS

@@ -157,6 +157,7 @@ def _ssm_int(pop, inputs, state, fmt, events, keep):
         coef,
         *(np.ascontiguousarray(state[k], dtype=np.int64) for k in ("re", "im")),
         limit,
+        2.0 ** -int(pop.params["out_shift"]),
         _limit(min(fmt.message_bits, fmt.state_bits)),
         *outputs,
         keep,

@@ -339,6 +339,7 @@ def _ssm(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
     return _processes().Ssm(
         size=batch * pop.size,
         frac_bits=net.formats.ssm_frac_bits,
+        out_shift=int(pop.params.get("out_shift", 0)),  # a float ssm sends Re z itself
         **coeffs,
         **_common(pop, net, timing),
     )

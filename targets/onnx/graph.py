@@ -250,9 +250,10 @@ def _ssm(b, ev, pop, st, a, fmt):
     sum_im = b.op("Add", [b.op("Add", [mul(ai, re), mul(ar, im)], "add"), mul(bi, a)], "add")
     new_re = ev.saturate(b.tz(sum_re, fmt.ssm_frac_bits), fmt.state_bits, pop.name)
     new_im = ev.saturate(b.tz(sum_im, fmt.ssm_frac_bits), fmt.state_bits, pop.name)
+    sent = b.tz(new_re, _int(pop, "out_shift"))
     if fmt.message_bits >= fmt.state_bits:  # re is within the message range already
-        return new_re, {"re": new_re, "im": new_im}
-    return ev.saturate(new_re, fmt.message_bits, pop.name), {"re": new_re, "im": new_im}
+        return sent, {"re": new_re, "im": new_im}
+    return ev.saturate(sent, fmt.message_bits, pop.name), {"re": new_re, "im": new_im}
 
 
 def _reset_refractory(b, ev, pop, st, a, fmt):

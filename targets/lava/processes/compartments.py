@@ -166,7 +166,8 @@ class Heaviside(_Compartment):
 
 
 class Ssm(_Compartment):
-    """Complex resonator z' = a z + b x, out = Re z'. a_*, b_*: Q(frac_bits) ints, or floats."""
+    """Complex resonator z' = a z + b x, out = Re z' (fixed_pt: shifted right by
+    out_shift). a_*, b_*: Q(frac_bits) ints, or floats."""
 
     STATES = ("re", "im")
 
@@ -179,6 +180,7 @@ class Ssm(_Compartment):
         b_re: ArrayLike,
         b_im: ArrayLike,
         frac_bits: int = 16,
+        out_shift: int = 0,
         **kw: Any,
     ) -> None:
         super().__init__(size=size, frac_bits=frac_bits, **kw)
@@ -186,6 +188,7 @@ class Ssm(_Compartment):
         self.a_im = Var(shape=(size,), init=a_im)
         self.b_re = Var(shape=(size,), init=b_re)
         self.b_im = Var(shape=(size,), init=b_im)
+        self.out_shift = Var(shape=(1,), init=out_shift)
         self.re = Var(shape=(size,), init=0)
         self.im = Var(shape=(size,), init=0)
 
@@ -389,6 +392,7 @@ class PySsmFixed(_FixedModel):
     a_im: np.ndarray = LavaPyType(np.ndarray, np.int64)
     b_re: np.ndarray = LavaPyType(np.ndarray, np.int64)
     b_im: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    out_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
     re: np.ndarray = LavaPyType(np.ndarray, np.int64)
     im: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
@@ -399,7 +403,8 @@ class PySsmFixed(_FixedModel):
         im = _tz(self.a_im * self.re + self.a_re * self.im + self.b_im * a, frac)
         self.re[:] = self._sat(re, bits)
         self.im[:] = self._sat(im, bits)
-        return self._sat(self.re, self.proc_params["message_bits"])
+        sent = _tz(self.re, int(self.out_shift[0]))
+        return self._sat(sent, self.proc_params["message_bits"])
 
 
 @implements(proc=ResetRefractory, protocol=LoihiProtocol)
@@ -583,6 +588,7 @@ class PySsmFloat(_FloatModel):
     a_im: np.ndarray = LavaPyType(np.ndarray, float)
     b_re: np.ndarray = LavaPyType(np.ndarray, float)
     b_im: np.ndarray = LavaPyType(np.ndarray, float)
+    out_shift: np.ndarray = LavaPyType(np.ndarray, float)  # fixed_pt's
     re: np.ndarray = LavaPyType(np.ndarray, float)
     im: np.ndarray = LavaPyType(np.ndarray, float)
 
