@@ -380,7 +380,8 @@ BAD_INPUTS = {
             "28",
         ],
         5,
-        r"synaptic sums wrap .* source kind ssm\).*narrow --state-bits 28$",
+        r"synaptic sums wrap .* source kind ssm\).*narrow --message-bits 28 below "
+        r"--state-bits 28 \(the SSMs then send their states shifted\)$",
     ),
     "shifted state messages so wide their sums wrap int32": (  # its messages are narrower
         lambda t: [
@@ -419,6 +420,16 @@ def test_bad_input_one_line_exit_code_nothing_written(tmp_path: Path, capsys, ca
     assert re.search(message, err), err
     assert out == ""
     assert set(os.listdir(tmp_path)) == before  # no output, no temporary directory
+
+
+def test_narrower_ssm_messages_as_the_wrap_refusal_advises_export(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The refusal above for --state-bits 28 --message-bits 28: messages below the states
+    (sent shifted) no longer wrap, and the states keep their 28 bits."""
+    ckpt = small_checkpoint(tmp_path / "m.pt", "binary-s4d")
+    args = ["--state-bits", "28", "--message-bits", "24", "-o", tmp_path / "out"]
+    code, out, err = run(["export", ckpt, *args], capsys)
+    assert code == 0, err
+    assert "saturation events none" in out
 
 
 def test_existing_output_without_overwrite_is_usage(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -636,9 +636,20 @@ def quantize(
 
 
 # The option that sets how wide a graded population's messages are (see the kinds'
-# handlers above); spikes are one bit and the bias's value is fixed by act_bits.
+# handlers above); spikes are one bit and the bias's value is fixed by act_bits. An SSM's
+# are min(message_bits, state_bits) wide: narrower messages than states are its states
+# shifted, which keeps the states' width (_narrower_messages).
 MESSAGE_WIDTH_OPTION = {"input": "act_bits", "accumulator": "act_bits", "glu": "act_bits",
-                        "bias": "act_bits", "ssm": "state_bits"}  # fmt: skip
+                        "bias": "act_bits", "ssm": "message_bits"}  # fmt: skip
+
+
+def _narrower_messages(option: str, cfg: QuantConfig) -> str:
+    """The remedy that narrows `option`'s messages: `--option value`, and for messages
+    no narrower than the states (an SSM's send its states then) the width to go below."""
+    text = f"--{option.replace('_', '-')} {getattr(cfg, option)}"
+    if option == "message_bits" and cfg.message_bits >= cfg.state_bits:
+        text += f" below --state-bits {cfg.state_bits} (the SSMs then send their states shifted)"
+    return text
 
 
 def _refuse_wrapped_sums(qnet: Netlist, events: dict[str, int], cfg: QuantConfig) -> None:
@@ -655,12 +666,10 @@ def _refuse_wrapped_sums(qnet: Netlist, events: dict[str, int], cfg: QuantConfig
     for name, count in wrapped.items():
         kind = qnet.population(by_name[name].src).kind
         option = MESSAGE_WIDTH_OPTION.get(kind)
-        if kind == "ssm" and cfg.message_bits < cfg.state_bits:
-            option = "message_bits"  # its states are sent shifted to the messages' width
         where.append(f"{name} ({count} times; source kind {kind})")
         if option and option not in options:
             options.append(option)
-    widths = ", ".join(f"--{o.replace('_', '-')} {getattr(cfg, o)}" for o in options)
+    widths = ", ".join(_narrower_messages(o, cfg) for o in options)
     remedy = f"narrow {widths}" if options else "the fan-in is too large for int32"
     raise HardwareRuleError(
         f"synaptic sums wrap Lava's 32-bit accumulator on the calibration data at "
