@@ -250,6 +250,8 @@ def test_ssm_states_wider_than_their_messages_are_sent_shifted_not_clipped():
     ssm, wide_ssm = report.populations["ssm"], wide_report.populations["ssm"]
     assert ssm["in_scale_log2"] == wide_ssm["in_scale_log2"]
     assert ssm["out_scale_log2"] == wide_ssm["out_scale_log2"] + shift
+    assert (ssm["out_shift"], wide_ssm["out_shift"]) == (shift, 0)
+    assert ssm["state_scale_log2"] == wide_ssm["state_scale_log2"] == wide_ssm["out_scale_log2"]
     assert report.calibration_events == {} and report.rounds == 1
     result = simulate(narrow, x, record=True)
     assert np.abs(result.traces["ssm"]).max() < 2**15 - 1  # unclipped, within 16 bits

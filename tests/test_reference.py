@@ -21,7 +21,9 @@ FMT = Formats()
 STEPS = 12
 
 
-def _single(kind: str, size: int, params: dict, attrs: dict | None = None) -> Netlist:
+def _single(
+    kind: str, size: int, params: dict, attrs: dict | None = None, fmt: Formats = FMT
+) -> Netlist:
     """input -> one population of `kind` (identity synapse) -> readout (mode last)."""
     pop = Population(
         "p", kind, size, {k: np.asarray(v, float) for k, v in params.items()}, attrs or {}
@@ -36,7 +38,7 @@ def _single(kind: str, size: int, params: dict, attrs: dict | None = None) -> Ne
             Synapse("p->out", "p", "out", np.eye(out_size)),
         ),
         numeric="int",
-        formats=FMT,
+        formats=fmt,
     )
 
 
@@ -47,7 +49,7 @@ def _check_against_oracle(net: Netlist, x: np.ndarray, step_fn, params: dict) ->
         state = {name: 0 for name in pop.compartment.states}
         scalar = {k: (int(v[ch]) if np.ndim(v) else int(v)) for k, v in params.items()}
         for t in range(x.shape[0]):
-            expected = step_fn(scalar, state, int(x[t, ch]), FMT)
+            expected = step_fn(scalar, state, int(x[t, ch]), net.formats)
             assert result.traces["p"][0, t, ch] == expected, (ch, t)
             for name, value in state.items():
                 assert result.traces[f"p.{name}"][0, t, ch] == value, (name, ch, t)
@@ -62,8 +64,11 @@ int24 = st.integers(-(2**23) + 1, 2**23 - 1)
     st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=4, max_size=4),
     st.lists(int24, min_size=STEPS * 2, max_size=STEPS * 2),
     st.integers(0, 23),
+    st.sampled_from([24, 16, 6]),
 )
-def test_ssm_matches_oracle(a_parts, b_parts, inputs, out_shift):
+def test_ssm_matches_oracle(a_parts, b_parts, inputs, out_shift, message_bits):
+    """Messages as wide as the states and narrower: then the shift must come before the
+    clip (the other order agrees at equal widths)."""
     params = {
         "a_re_q": np.array(a_parts[:2]),
         "a_im_q": np.array(a_parts[2:]),
@@ -71,8 +76,10 @@ def test_ssm_matches_oracle(a_parts, b_parts, inputs, out_shift):
         "b_im_q": np.array(b_parts[2:]),
         "out_shift": np.array(out_shift),
     }
-    net = _single("ssm", 2, params)
-    _check_against_oracle(net, np.array(inputs).reshape(STEPS, 2), oracle.ssm, params)
+    net = _single("ssm", 2, params, fmt=Formats(message_bits=message_bits))
+    x = np.array(inputs).reshape(STEPS, 2)
+    top = 2 ** (message_bits - 1) - 1  # what the input population can send
+    _check_against_oracle(net, np.clip(x, -top, top), oracle.ssm, params)
 
 
 @settings(max_examples=25, deadline=None)

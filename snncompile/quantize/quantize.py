@@ -10,7 +10,9 @@ times 2**headroom_bits, placed at the top of its integer range:
 
     graded messages (input, accumulator, glu)   act_bits (16 by default, < message_bits,
                                                  so synaptic sums stay far inside int32)
-    SSM states, readout, Heaviside input         state_bits
+    SSM states, readout, Heaviside input         state_bits (an SSM's messages: the same
+                                                 peak in message_bits when narrower,
+                                                 its states shifted by out_shift)
     reset-refractory neuron                      theta = T = 2**k with max|m| T inside
                                                  state_bits, theta and rho inside their
                                                  23 bits; decay follows
@@ -287,6 +289,7 @@ class _Quantizer:
             "out_shift": np.array(float(out_shift)),
         }
         self._check_ssm_gains(pop.name, params)
+        self.notes[pop.name] = {"state_scale_log2": k, "out_shift": out_shift}
         return Population(pop.name, "ssm", pop.size, params=params)
 
     def _check_ssm_gains(self, name: str, params: dict[str, np.ndarray]) -> None:
