@@ -198,6 +198,16 @@ def print_export(
             f"  warning       no activity in calibration at {', '.join(silent)}: scaled for "
             "|value| <= 1; calibrate with data that drives them (--calib)"
         )
+    fewer = [
+        f"{name} ({pop['modes_with_fewer_frac_bits']}, down to {pop['fewest_frac_bits']})"
+        for name, pop in report["populations"].items()
+        if pop.get("modes_with_fewer_frac_bits")
+    ]
+    if fewer:  # a's rounding is coarser there: worth knowing when verify disappoints
+        click.echo(
+            f"  ssm modes     with fewer fractional bits, their b too large for int32: "
+            f"{', '.join(fewer)}"
+        )
 
 
 def print_nir_graph(info: dict) -> None:

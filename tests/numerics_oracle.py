@@ -19,7 +19,7 @@ def sat(x: int, bits: int) -> int:
 
 def ssm(params: dict, state: dict, a: int, fmt) -> int:
     re, im = state["re"], state["im"]
-    f = fmt.ssm_frac_bits
+    f = fmt.ssm_frac_bits - int(params["frac_cut"])
     new_re = tz(params["a_re_q"] * re - params["a_im_q"] * im + params["b_re_q"] * a, f)
     new_im = tz(params["a_im_q"] * re + params["a_re_q"] * im + params["b_im_q"] * a, f)
     state["re"], state["im"] = sat(new_re, fmt.state_bits), sat(new_im, fmt.state_bits)

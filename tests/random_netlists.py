@@ -40,7 +40,7 @@ def params(draw, kind: str, size: int, fmt: Formats) -> dict:
         b = edge(-(2**31) + 1, 2**31 - 1)
         shift = np.asarray(float(draw(edge(0, fmt.state_bits - 1))))
         return {"a_re_q": vec(a), "a_im_q": vec(a), "b_re_q": vec(b), "b_im_q": vec(b),
-                "out_shift": shift}  # fmt: skip
+                "out_shift": shift, "frac_cut": vec(edge(0, fmt.ssm_frac_bits))}  # fmt: skip
     if kind == "reset_refractory":
         return {
             "decay": vec(edge(0, 4096)),

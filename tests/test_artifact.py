@@ -121,7 +121,7 @@ def test_an_ssm_written_before_out_shift_existed_reads_as_unshifted(tmp_path: Pa
     from snncompile.targets.loihi2.netx import read_network, write_network
 
     ssm = netlists.pop("ssm", "ssm", 2, a_re_q=[30000, 0], a_im_q=[0, 9], b_re_q=[7, -8],
-                       b_im_q=[1, 2], out_shift=5)  # fmt: skip
+                       b_im_q=[1, 2], out_shift=5, frac_cut=[0, 4])  # fmt: skip
     save_netlist(netlists.side_by_side([ssm]), tmp_path)
     doc = json.loads((tmp_path / "netlist.json").read_text())
     (written,) = [p for p in doc["populations"] if p["name"] == "ssm"]

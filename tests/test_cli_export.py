@@ -359,11 +359,12 @@ BAD_INPUTS = {
         6,
         "does not exist",
     ),
-    "state bits so wide a coefficient leaves int32": (
-        lambda t: [small_checkpoint(t / "m.pt"), "--state-bits", "32"],
+    "state bits so wide a coefficient leaves int32": (  # --state-bits 32 alone fits now
+        lambda t: [small_checkpoint(t / "m.pt"), "--state-bits", "32", "--act-bits", "8"],
         5,
-        r"does not fit: population '.*ssm': b_re_q = -?\d+ is outside int32 by 3 bit\(s\) "
-        r".*; --ssm-frac-bits 13 brings it inside",
+        r"does not fit: population '.*ssm': mode \d+'s b_q .* is outside int32 by 11 bit\(s\), "
+        r"7 more than its fractional bits can give \(12 at least\); each bit fewer of "
+        r"--state-bits or more of --act-bits halves it",
     ),
     "messages so wide their sums wrap int32": (
         lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "32", "--act-bits", "28"],
@@ -430,6 +431,21 @@ def test_narrower_ssm_messages_as_the_wrap_refusal_advises_export(tmp_path: Path
     code, out, err = run(["export", ckpt, *args], capsys)
     assert code == 0, err
     assert "saturation events none" in out
+
+
+def test_ssm_modes_with_fewer_fractional_bits_are_named(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """--state-bits 32 puts some modes' b_q 3 bits past int32 (refused until 2026-12-06):
+    they keep 13 fractional bits, the export says where, and the report how many."""
+    ckpt = small_checkpoint(tmp_path / "m.pt")
+    code, out, err = run(["export", ckpt, "--state-bits", "32", "-o", tmp_path / "out"], capsys)
+    assert code == 0, err
+    match = re.search(r"ssm modes .*: blocks\.0\.ssm \((\d+), down to 13\)$", out, re.M)
+    assert match, out
+    ssm = json.loads((tmp_path / "out" / "report.json").read_text())["populations"]["blocks.0.ssm"]
+    assert ssm["modes_with_fewer_frac_bits"] == int(match[1]) > 0
+    assert ssm["fewest_frac_bits"] == 13
+    code, out, _ = run(["export", ckpt, "-o", tmp_path / "default"], capsys)
+    assert code == 0 and "ssm modes" not in out
 
 
 def test_existing_output_without_overwrite_is_usage(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -243,7 +243,9 @@ def test_ssm_saturation_and_limits():
         b_re=[2**31 - 1, -(2**31) + 1, 65536, 12345, 0],
         b_im=[1, -(2**31) + 1, 0, 2**31 - 1, 2**20],
     )
-    ssm = pop("ssm", "ssm", 5, out_shift=0, **{k + "_q": v for k, v in params.items()})
+    ssm = pop(
+        "ssm", "ssm", 5, out_shift=0, frac_cut=[0] * 5, **{k + "_q": v for k, v in params.items()}
+    )
     x = np.zeros((1, 9, 5))
     x[0, :, :] = [[MAX24], [-MAX24], [0], [1], [-1], [MAX24], [MAX24], [3], [0]]
     expected, _ = check(side_by_side([ssm]), x)
@@ -259,6 +261,7 @@ def test_ssm_saturation_and_limits():
         b_re_q=[2**24, -(2**22)],
         b_im_q=[0, 5],
         out_shift=0,
+        frac_cut=[0, 2],
     )
     x = np.array([[[2**15 - 1, -(2**15) + 1]] * 4 + [[7, 0]] * 3])
     expected, _ = check(side_by_side([small], fmt=fmt), x)
@@ -436,7 +439,8 @@ RR = pop("rr", "reset_refractory", 4, decay=[500] * 4, theta=[40] * 4, rho=[20] 
 ACC = pop("acc", "accumulator", 4)
 SUB = pop("sub", "cuba_lif_sub", 3, du=3000, dv=400, vth=300, vsub=353)
 SSM = pop("ssm", "ssm", 3, a_re_q=[30000, -20000, 50000], a_im_q=[20000, 10000, -9000],
-          b_re_q=[9000, -4000, 2000], b_im_q=[100, 3000, -7000], out_shift=1)  # fmt: skip
+          b_re_q=[9000, -4000, 2000], b_im_q=[100, 3000, -7000], out_shift=1,
+          frac_cut=[1, 0, 5])  # fmt: skip
 CUBA = pop("cuba", "cuba_lif", 3, du=2000, dv=300, vth=500)
 GLU = pop("glu", "glu", 3, {"gate": "sigmoid"}, pwl_x0=-40, pwl_shift=4,
           pwl_table_q12=[0, 100, 2048, 4000, 4096], out_shift=12)  # fmt: skip
@@ -716,7 +720,17 @@ def test_states_saturate_at_the_netlists_state_bits():
     fmt = Formats(state_bits=16)
     pops = [
         pop("rr", "reset_refractory", 2, decay=[0, 2048], theta=[2**23 - 1, 5], rho=[0, 3]),
-        pop("ssm", "ssm", 1, a_re_q=[2**16], a_im_q=[0], b_re_q=[2**16], b_im_q=[0], out_shift=0),
+        pop(
+            "ssm",
+            "ssm",
+            1,
+            a_re_q=[2**16],
+            a_im_q=[0],
+            b_re_q=[2**16],
+            b_im_q=[0],
+            out_shift=0,
+            frac_cut=[0],
+        ),
         pop("acc", "accumulator", 1),
     ]
     net = side_by_side(pops, fmt=fmt, mode="mean")

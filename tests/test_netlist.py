@@ -322,7 +322,7 @@ def _after_input(
 
 def _ssm_after(gain: int, exp: int) -> Netlist:
     params = {"a_re_q": [2.0**16], "a_im_q": [0.0], "b_re_q": [float(gain)], "b_im_q": [0.0],
-              "out_shift": 0.0}  # fmt: skip
+              "out_shift": 0.0, "frac_cut": [0.0]}  # fmt: skip
     ssm = Population("ssm", "ssm", 1, {k: np.array(v) for k, v in params.items()})
     return _after_input(ssm, np.array([[255.0]]), exp)
 

@@ -59,6 +59,7 @@ def test_roundings_at_int32_and_beyond():
     ssm = pop(
         "ssm", "ssm", 3, a_re_q=[0, 2**16, -(2**16)], a_im_q=[0, -(2**16), 7],
         b_re_q=[2**31 - 1, -(2**31) + 1, 3], b_im_q=[-(2**31) + 1, 12345, -1], out_shift=3,
+        frac_cut=[0, 4, 16],
     )  # fmt: skip
     acc = pop("acc", "accumulator", 2)
     net = side_by_side([ssm, acc])
@@ -188,7 +189,7 @@ def test_the_graph_means_the_same_in_onnx_reference_evaluator():
     gives the same readout on the rounding edge cases and a bundled model."""
     ssm = pop(
         "ssm", "ssm", 2, a_re_q=[2**16, -(2**16)], a_im_q=[-(2**16), 7],
-        b_re_q=[2**31 - 1, -(2**31) + 1], b_im_q=[12345, -1], out_shift=3,
+        b_re_q=[2**31 - 1, -(2**31) + 1], b_im_q=[12345, -1], out_shift=3, frac_cut=[2, 0],
     )  # fmt: skip
     rr = pop("rr", "reset_refractory", 2, decay=[0, 1000], theta=[5, 64], rho=[0, 3])
     glu = pop(

@@ -263,46 +263,49 @@ def test_ssm_states_wider_than_their_messages_are_sent_shifted_not_clipped():
     assert wide_error < error <= wide_error + 2.0 ** ssm["out_scale_log2"]
 
 
-def test_an_ssm_b_past_int32_names_the_ssm_frac_bits_that_fit():
-    """b_q scales with 2**ssm_frac_bits alone, so the message can say which value fits,
-    and that value does (it named every bit-width option and none in particular)."""
+def test_an_ssm_mode_whose_b_passes_int32_alone_keeps_fewer_fractional_bits():
+    """b_q = b 2**(F + in - state) of the third mode is 2 bits past int32: that mode keeps
+    F - 2 fractional bits in a and b, the others all F (one such mode made the whole
+    population's F smaller, by an option the refusal named, until 2026-12-06)."""
     net, x = _ssm_net(LARGE_B), _ssm_inputs(SMALL_CHANNEL)
-    with pytest.raises(
-        HardwareRuleError,
-        match=r"population 'ssm': b_re_q = \d+ is outside int32 by 2 bit\(s\) .*; "
-        r"--ssm-frac-bits 14 brings it inside \(a then rounds to 2\*\*-14\)$",
-    ):
-        quantize(net, x)
-    qnet, _ = quantize(net, x, QuantConfig(ssm_frac_bits=14))
-    assert 2**30 <= np.abs(qnet.population("ssm").params["b_re_q"]).max() < 2**31
+    qnet, report = quantize(net, x)
+    params = qnet.population("ssm").params
+    assert list(params["frac_cut"]) == [0, 0, 2]
+    assert 2**30 <= np.abs(params["b_re_q"]).max() < 2**31
+    a_re = net.population("ssm").params["a_re"]
+    assert list(params["a_re_q"]) == list(np.rint(a_re * 2.0 ** np.array([16, 16, 14])))
+    notes = report.populations["ssm"]
+    assert (notes["modes_with_fewer_frac_bits"], notes["fewest_frac_bits"]) == (1, 14)
+    # The third mode is what --ssm-frac-bits 14 made of it, the others are F = 16's.
+    whole, _ = quantize(net, x, QuantConfig(ssm_frac_bits=14))
+    for key in ("a_re_q", "a_im_q", "b_re_q", "b_im_q"):
+        assert params[key][2] == whole.population("ssm").params[key][2], key
 
 
-def test_the_larger_of_an_ssms_b_re_and_b_im_sets_the_ssm_frac_bits_named():
-    """b_im 2x b_re (the state scale grows with it): b_re_q is 1 bit over, b_im_q 2; the
-    first over, b_re_q, was named, with a value (15) that b_im_q refused again."""
+def test_the_larger_of_an_ssms_b_re_and_b_im_sets_its_fractional_bits():
+    """b_im 2x b_re (the state scale grows with it): b_re_q is 1 bit over, b_im_q 2; both
+    must fit, so the mode keeps F - 2 bits."""
     net, x = _ssm_net(LARGE_B, b_im=[0.0, 0.0, 2 * LARGE_B[2]]), _ssm_inputs(SMALL_CHANNEL)
-    with pytest.raises(
-        HardwareRuleError, match=r"b_im_q = \d+ is outside int32 by 2 bit\(s\) .*-bits 14 brings"
-    ):
-        quantize(net, x)
-    with pytest.raises(HardwareRuleError, match=r"b_im_q .* by 1 bit\(s\)"):
-        quantize(net, x, QuantConfig(ssm_frac_bits=15))
-    quantize(net, x, QuantConfig(ssm_frac_bits=14))
+    params = quantize(net, x)[0].population("ssm").params
+    assert list(params["frac_cut"]) == [0, 0, 2]
+    assert 2**30 <= np.abs(params["b_im_q"]).max() < 2**31
 
 
-def test_an_ssm_b_past_what_ssm_frac_bits_can_take_names_the_other_options():
+def test_an_ssm_b_past_what_fractional_bits_can_take_names_the_other_options():
     """The channel 2**6 further down and its b 2**6 larger: 8 bits over (the state
-    scale follows b x, so a larger b alone would not do it); --ssm-frac-bits stops at
-    12, 4 bits short, and 4 bits fewer of --state-bits make up the rest."""
+    scale follows b x, so a larger b alone would not do it); a mode keeps 12 fractional
+    bits at least, 4 short, and 4 bits fewer of --state-bits make up the rest."""
     net = _ssm_net([*LARGE_B[:2], LARGE_B[2] * 2**6])
     x = _ssm_inputs([*SMALL_CHANNEL[:2], SMALL_CHANNEL[2] / 2**6])
     with pytest.raises(
         HardwareRuleError,
-        match=r"by 8 bit\(s\) .*--ssm-frac-bits 12 leaves it 4 bit\(s\) over; each bit fewer "
-        r"of --state-bits or more of --act-bits halves it too$",
+        match=r"population 'ssm': mode 2's b_q .* is outside int32 by 8 bit\(s\), 4 more "
+        r"than its fractional bits can give \(12 at least\); each bit fewer of --state-bits "
+        r"or more of --act-bits halves it",
     ):
         quantize(net, x)
-    quantize(net, x, QuantConfig(ssm_frac_bits=12, state_bits=20))
+    qnet, _ = quantize(net, x, QuantConfig(state_bits=20))
+    assert list(qnet.population("ssm").params["frac_cut"]) == [0, 0, 4]
 
 
 @pytest.mark.parametrize("tau", [0.0, 1e-5, 1.001])

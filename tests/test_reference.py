@@ -65,8 +65,9 @@ int24 = st.integers(-(2**23) + 1, 2**23 - 1)
     st.lists(int24, min_size=STEPS * 2, max_size=STEPS * 2),
     st.integers(0, 23),
     st.sampled_from([24, 16, 6]),
+    st.lists(st.integers(0, 16), min_size=2, max_size=2),
 )
-def test_ssm_matches_oracle(a_parts, b_parts, inputs, out_shift, message_bits):
+def test_ssm_matches_oracle(a_parts, b_parts, inputs, out_shift, message_bits, frac_cut):
     """Messages as wide as the states and narrower: then the shift must come before the
     clip (the other order agrees at equal widths)."""
     params = {
@@ -75,6 +76,7 @@ def test_ssm_matches_oracle(a_parts, b_parts, inputs, out_shift, message_bits):
         "b_re_q": np.array(b_parts[:2]),
         "b_im_q": np.array(b_parts[2:]),
         "out_shift": np.array(out_shift),
+        "frac_cut": np.array(frac_cut),
     }
     net = _single("ssm", 2, params, fmt=Formats(message_bits=message_bits))
     x = np.array(inputs).reshape(STEPS, 2)

@@ -37,6 +37,7 @@ def _params(kind: str, draw) -> dict:
         return {
             "a_re_q": a[:SIZE], "a_im_q": a[SIZE : 2 * SIZE],
             "b_re_q": b[:SIZE], "b_im_q": b[SIZE:], "out_shift": draw(st.integers(0, 23)),
+            "frac_cut": draw(_ints(0, 16, SIZE)),
         }  # fmt: skip
     if kind == "reset_refractory":
         return {
@@ -110,7 +111,7 @@ def _wide_params(kind: str, rng: np.random.Generator, size: int) -> dict:
     if kind == "ssm":
         return {"a_re_q": ints(-(2**14), 2**14), "a_im_q": ints(-(2**14), 2**14),
                 "b_re_q": ints(-(2**20), 2**20), "b_im_q": ints(-(2**20), 2**20),
-                "out_shift": 5}  # fmt: skip
+                "out_shift": 5, "frac_cut": ints(0, 1)}  # fmt: skip
     if kind == "reset_refractory":
         return {"decay": ints(0, 4096), "theta": ints(1, 2**20), "rho": ints(0, 2**20)}
     du, dv, vth, vsub = ints(0, 4095, 2) + ints(0, 2**17 - 1, 2)
@@ -171,7 +172,7 @@ def test_float_ssm_kernel_equals_the_step_function_bit_for_bit(size: int, keep: 
 def test_ssm_kernel_declines_sums_beyond_exact_float64():
     """b * input above 2**53 cannot be summed exactly in float64: the step loop runs."""
     population = pop("p", "ssm", 1, a_re_q=[1], a_im_q=[0], b_re_q=[2**31], b_im_q=[0],
-                     out_shift=0)  # fmt: skip
+                     out_shift=0, frac_cut=[0])  # fmt: skip
     inputs = np.full((2, 1, 1), 2**23, np.int64)
     state = {"re": np.zeros((1, 1), np.int64), "im": np.zeros((1, 1), np.int64)}
     assert KERNELS[("int", "ssm")](population, inputs, state, FMT, Events(), False) is None

@@ -113,19 +113,22 @@ COMPARTMENTS: dict[str, Compartment] = {}
 
 # Params added to a compartment after files with it were first written (format version
 # 1): kind -> {param: (a param the file must hold for it to apply, what the file's
-# params give it when it lacks it)}. The first names the param's own mode: out_shift is
-# an int ssm's (a float ssm holds no a_re_q and must not gain it).
+# params give it when it lacks it)}. The first names the param's own mode: out_shift and
+# frac_cut are an int ssm's (a float ssm holds no a_re_q and must not gain them).
 _ADDED_PARAMS: dict[str, dict[str, tuple[str, Callable[[dict], np.ndarray]]]] = {
     "cuba_lif_sub": {"vsub": ("vth", lambda p: p["vth"])},
-    "ssm": {"out_shift": ("a_re_q", lambda p: np.array(0.0))},
+    "ssm": {
+        "out_shift": ("a_re_q", lambda p: np.array(0.0)),
+        "frac_cut": ("a_re_q", lambda p: np.zeros(np.shape(p["a_re_q"]))),
+    },
 }
 
 
 def with_added_params(kind: str, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """params as read from a file, with any param added later filled in with what such
     files computed (a cuba_lif_sub written before vsub existed subtracted vth, an ssm
-    written before out_shift sent its state unshifted); readers call this, writers never
-    need to."""
+    written before out_shift and frac_cut sent its state unshifted and kept
+    ssm_frac_bits in every mode); readers call this, writers never need to."""
     added = {
         name: fill(params)
         for name, (needs, fill) in _ADDED_PARAMS.get(kind, {}).items()
@@ -180,6 +183,8 @@ _register(
             "b_im_q": Param("vector", lambda f: (-(2**31) + 1, 2**31 - 1)),
             # States wider than messages are sent shifted right (docs/numerics.md).
             "out_shift": Param("scalar", lambda f: (0, f.state_bits - 1)),
+            # A mode whose b_q would pass int32 keeps F - frac_cut fractional bits.
+            "frac_cut": Param("vector", lambda f: (0, f.ssm_frac_bits)),
         },
         float_params={
             "a_re": Param("vector"),

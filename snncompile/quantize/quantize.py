@@ -279,51 +279,56 @@ class _Quantizer:
         # every step too coarsely (88.06%; docs/compiler.md).
         out_shift = max(0, self.graded_log2(pop.name, peak, self.cfg.message_bits) - k)
         self.scales[pop.name] = Scales(k_in, k + out_shift)
-        one = 2.0**self.cfg.ssm_frac_bits
-        gain = one * 2.0 ** (k_in - k)  # input units -> state units, in Q(frac)
+        gain = 2.0 ** (self.cfg.ssm_frac_bits + k_in - k)  # input -> state units, Q(F)
+        frac_cut = self._ssm_frac_cut(pop, gain)
+        one = 2.0 ** (self.cfg.ssm_frac_bits - frac_cut)  # per mode
         params = {
             "a_re_q": np.rint(pop.params["a_re"] * one),
             "a_im_q": np.rint(pop.params["a_im"] * one),
-            "b_re_q": np.rint(pop.params["b_re"] * gain),
-            "b_im_q": np.rint(pop.params["b_im"] * gain),
+            "b_re_q": np.rint(pop.params["b_re"] * gain * 2.0**-frac_cut),
+            "b_im_q": np.rint(pop.params["b_im"] * gain * 2.0**-frac_cut),
             "out_shift": np.array(float(out_shift)),
+            "frac_cut": frac_cut,
         }
-        self._check_ssm_gains(pop.name, params)
         self.notes[pop.name] = {"state_scale_log2": k, "out_shift": out_shift}
+        if frac_cut.any():
+            self.notes[pop.name].update(
+                modes_with_fewer_frac_bits=int(np.count_nonzero(frac_cut)),
+                fewest_frac_bits=int(self.cfg.ssm_frac_bits - frac_cut.max()),
+            )
         return Population(pop.name, "ssm", pop.size, params=params)
 
-    def _check_ssm_gains(self, name: str, params: dict[str, np.ndarray]) -> None:
-        """HardwareRuleError naming the --ssm-frac-bits that fits when a b_q passes int32.
-        b_q = b 2**(F + in - state) scales with 2**F alone (the scales do not depend on
-        F), so the bits it lacks say exactly how much smaller F must be. A mode's b is
-        large where its input is small: a BatchNorm folded into the SSM puts a channel's
-        1 / std there (a small prenorm binary-s4d needed 32 bits). Per-mode input scales
-        would keep F, but cost each lifted row an exponent of its own in every synapse
-        into the SSM (tried: rows sharing a synapse lost bits, down to zero)."""
+    def _ssm_frac_cut(self, pop: Population, gain: float) -> np.ndarray:
+        """Per mode, the fewest fractional bits below F whose b_q = rint(b gain 2**-cut)
+        fits int32 (float, 0 where it already fits). A mode's b is large where its input
+        is small: a BatchNorm folded into the SSM puts a channel's 1 / std there (a small
+        prenorm binary-s4d needed 32 bits), and one such mode made F smaller for all
+        (an option the refusal named until 2026-12-06). Per-mode input scales would keep
+        F, but cost each lifted row an exponent of its own in every synapse into the SSM
+        (tried: rows sharing a synapse lost bits, down to zero). HardwareRuleError where a
+        mode would need fewer than F's least value (12) bits."""
         limit = _ssm_b_limit(self.cfg.formats())
-        # The larger of re and im: the value named must bring both inside.
-        largest, key = max(
-            (float(np.abs(params[k]).max(initial=0.0)), k) for k in ("b_re_q", "b_im_q")
-        )
-        values = params[key]
-        if not largest > limit or not math.isfinite(largest):
-            return  # inside, or inf: the netlist's own check names it
-        lacking = math.ceil(math.log2(largest / limit))
-        fits = self.cfg.ssm_frac_bits - lacking
+        b = np.maximum(np.abs(pop.params["b_re"]), np.abs(pop.params["b_im"])) * gain
+        cut = np.zeros(pop.size)
+        with np.errstate(over="ignore", invalid="ignore"):
+            over = np.isfinite(b) & (b > limit)  # inf is left to the netlist's own check
+            cut[over] = np.ceil(np.log2(b[over] / limit))
+            # rint can round a value just below a power of two up past the limit.
+            cut += np.isfinite(b) & (np.rint(b * 2.0**-cut) > limit)
         low = FORMAT_LIMITS["ssm_frac_bits"][0]
-        remedy = (
-            f"--ssm-frac-bits {fits} brings it inside (a then rounds to 2**-{fits})"
-            if fits >= low
-            else f"--ssm-frac-bits {low} leaves it {low - fits} bit(s) over; each bit "
-            "fewer of --state-bits or more of --act-bits halves it too"
-        )
-        value = values.flat[int(np.argmax(np.abs(values)))]
-        raise HardwareRuleError(
-            f"quantized network does not fit: population {name!r}: {key} = {value:.0f} "
-            f"is outside int32 by {lacking} bit(s) (b_q = b 2**(ssm_frac_bits + input "
-            "scale - state scale), large where a mode's input is small, e.g. a folded "
-            f"BatchNorm's 1 / std); {remedy}"
-        )
+        if self.cfg.ssm_frac_bits - cut.max(initial=0.0) < low:
+            mode = int(np.argmax(cut))
+            lacking = int(cut[mode]) - (self.cfg.ssm_frac_bits - low)
+            raise HardwareRuleError(
+                f"quantized network does not fit: population {pop.name!r}: mode {mode}'s "
+                f"b_q = b 2**(frac bits + input scale - state scale) = {b[mode]:.4g} at "
+                f"--ssm-frac-bits {self.cfg.ssm_frac_bits} is outside int32 by "
+                f"{int(cut[mode])} bit(s), {lacking} more than its fractional bits can "
+                f"give ({low} at least); each bit fewer of --state-bits or more of "
+                "--act-bits halves it (large b where a mode's input is small, e.g. a "
+                "folded BatchNorm's 1 / std)"
+            )
+        return cut
 
     def _membrane_peak(self, pop: Population, state: str) -> float:
         return self.range_of(f"{pop.name}.in") + self.range_of(f"{pop.name}.{state}")

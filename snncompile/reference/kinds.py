@@ -28,9 +28,10 @@ class Events:
             self.counts[where] = self.counts.get(where, 0) + int(n)
 
 
-def tz_shift(x: np.ndarray, n: int) -> np.ndarray:
-    """x / 2**n rounded toward zero (sign-magnitude shift, as Lava's decays); n < 0 shifts left."""
-    if n < 0:
+def tz_shift(x: np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """x / 2**n rounded toward zero (sign-magnitude shift, as Lava's decays); n < 0 shifts
+    left. An array n (one per compartment) must be >= 0."""
+    if np.ndim(n) == 0 and n < 0:
         return x << -n
     return np.sign(x) * (np.abs(x) >> n)
 
@@ -63,7 +64,8 @@ def _accumulator_int(pop, state, a, fmt, ev):
 def _ssm_int(pop, state, a, fmt, ev):
     ar, ai = pop.params["a_re_q"].astype(np.int64), pop.params["a_im_q"].astype(np.int64)
     br, bi = pop.params["b_re_q"].astype(np.int64), pop.params["b_im_q"].astype(np.int64)
-    re, im, frac = state["re"], state["im"], fmt.ssm_frac_bits
+    re, im = state["re"], state["im"]
+    frac = fmt.ssm_frac_bits - pop.params["frac_cut"].astype(np.int64)  # per mode, >= 0
     # One rounding per step: the whole Q(frac) sum is shifted once.
     new_re = tz_shift(ar * re - ai * im + br * a, frac)
     new_im = tz_shift(ai * re + ar * im + bi * a, frac)

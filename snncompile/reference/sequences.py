@@ -119,12 +119,14 @@ def _loop_params(pop: Population, key: object, build: Callable[[], Any]) -> Any:
 
 
 def _ssm_coefficients(pop: Population, frac_bits: int) -> tuple[np.ndarray, int, int]:
-    """(a_re, a_im, b_re, b_im interleaved per mode, scaled by 2**-frac; the largest
-    |a_re| + |a_im|; the largest |b_re| or |b_im|), the latter two as exact ints."""
+    """(a_re, a_im, b_re, b_im interleaved per mode, scaled by 2**-(frac - frac_cut); the
+    largest |a_re| + |a_im|; the largest |b_re| or |b_im|), the latter two as exact ints
+    (the sums are of integers in each mode's own units, so the bounds ignore the scale)."""
     p = {k: v.astype(np.int64) for k, v in pop.params.items()}
     coef_peak = _int_peak(np.abs(p["a_re_q"]) + np.abs(p["a_im_q"]))
     b_peak = max(_int_peak(p["b_re_q"]), _int_peak(p["b_im_q"]))
-    coef = _interleaved(pop, ("a_re_q", "a_im_q", "b_re_q", "b_im_q")) * 2.0**-frac_bits
+    scale = np.repeat(2.0 ** -(frac_bits - p["frac_cut"]).astype(np.float64), 4)
+    coef = _interleaved(pop, ("a_re_q", "a_im_q", "b_re_q", "b_im_q")) * scale
     return coef, coef_peak, b_peak
 
 

@@ -340,6 +340,7 @@ def _ssm(pop: Population, net: Netlist, batch: int, timing: Timing) -> Any:
         size=batch * pop.size,
         frac_bits=net.formats.ssm_frac_bits,
         out_shift=int(pop.params.get("out_shift", 0)),  # a float ssm sends Re z itself
+        frac_cut=_tile(pop, "frac_cut", batch) if "frac_cut" in pop.params else 0,
         **coeffs,
         **_common(pop, net, timing),
     )

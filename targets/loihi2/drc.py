@@ -18,9 +18,10 @@ Checked (each against the entry of loihi2.toml named in brackets):
   compartments and stored weights [neurons_per_chip, synapses_per_chip].
 
 Not checked, because Loihi 2's numbers for them are not public: the widths of the
-parameters of our microcoded compartments (the SSM resonator's fixed-point a and b and
-its message shift, the GLU table and shifts), and the 16-bit input of Lava's LIF, which
-the quantizer keeps on the calibration data but no static check can bound.
+parameters of our microcoded compartments (the SSM resonator's fixed-point a and b, its
+per-mode fractional bits and message shift, the GLU table and shifts), and the 16-bit
+input of Lava's LIF, which the quantizer keeps on the calibration data but no static
+check can bound.
 """
 
 from __future__ import annotations

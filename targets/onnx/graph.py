@@ -163,17 +163,22 @@ class _Builder:
 
     # -- the arithmetic of docs/numerics.md --------------------------------------------
 
-    def tz(self, x: str, n: int) -> str:
-        """x / 2^n rounded toward zero; a left shift for n < 0."""
-        if n < 0:
-            return self.op("Mul", [x, self.const(1 << -n)], "shl")
-        if n == 0:
+    def tz(self, x: str, n: int | np.ndarray) -> str:
+        """x / 2^n rounded toward zero; a left shift for n < 0. An array n (one per
+        element of the last axis, all >= 0) divides each element by its own 2^n."""
+        n_all = np.asarray(n, dtype=np.int64)
+        if n_all.ndim and np.all(n_all == n_all.flat[0]):
+            n_all = n_all.flat[0]  # one shift for all: the graph of a scalar n
+        if n_all.ndim == 0 and n_all < 0:
+            return self.op("Mul", [x, self.const(1 << int(-n_all))], "shl")
+        if n_all.ndim == 0 and n_all == 0:
             return x
         # Not Sign(x) * Abs(x): onnxruntime 1.23's int64 Sign is wrong from 2^31 up
         # (Sign(2^31) = -1, measured), so the sign is taken by comparison.
         negative = self.op("Less", [x, self.const(0)], "neg?")
         magnitude = self.op("Where", [negative, self.op("Neg", [x], "neg"), x], "abs")
-        quotient = self.op("Div", [magnitude, self.const(1 << n)], "div")
+        divisor = np.left_shift(np.int64(1), n_all)
+        quotient = self.op("Div", [magnitude, self.const(divisor)], "div")
         return self.op("Where", [negative, self.op("Neg", [quotient], "neg"), quotient], "tz")
 
     def floor_shift(self, x: str, e: int) -> str:
@@ -248,8 +253,9 @@ def _ssm(b, ev, pop, st, a, fmt):
     # One rounding per step, of the whole Q(frac) sum.
     sum_re = b.op("Add", [b.op("Sub", [mul(ar, re), mul(ai, im)], "sub"), mul(br, a)], "add")
     sum_im = b.op("Add", [b.op("Add", [mul(ai, re), mul(ar, im)], "add"), mul(bi, a)], "add")
-    new_re = ev.saturate(b.tz(sum_re, fmt.ssm_frac_bits), fmt.state_bits, pop.name)
-    new_im = ev.saturate(b.tz(sum_im, fmt.ssm_frac_bits), fmt.state_bits, pop.name)
+    frac = fmt.ssm_frac_bits - np.asarray(pop.params["frac_cut"], dtype=np.float64).astype(np.int64)
+    new_re = ev.saturate(b.tz(sum_re, frac), fmt.state_bits, pop.name)
+    new_im = ev.saturate(b.tz(sum_im, frac), fmt.state_bits, pop.name)
     sent = b.tz(new_re, _int(pop, "out_shift"))
     if fmt.message_bits >= fmt.state_bits:  # re is within the message range already
         return sent, {"re": new_re, "im": new_im}

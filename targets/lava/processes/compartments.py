@@ -52,9 +52,9 @@ from numpy.typing import ArrayLike
 # ---- integer helpers (docs/numerics.md notation) ----------------------------------
 
 
-def _tz(x: np.ndarray, n: int) -> np.ndarray:
-    """x / 2**n rounded toward zero; a left shift for n < 0."""
-    if n < 0:
+def _tz(x: np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """x / 2**n rounded toward zero; a left shift for n < 0 (an array n is >= 0)."""
+    if np.ndim(n) == 0 and n < 0:
         return x << -n
     return np.sign(x) * (np.abs(x) >> n)
 
@@ -180,10 +180,12 @@ class Ssm(_Compartment):
         b_re: ArrayLike,
         b_im: ArrayLike,
         frac_bits: int = 16,
+        frac_cut: ArrayLike = 0,
         out_shift: int = 0,
         **kw: Any,
     ) -> None:
         super().__init__(size=size, frac_bits=frac_bits, **kw)
+        self.frac_cut = Var(shape=(size,), init=frac_cut)
         self.a_re = Var(shape=(size,), init=a_re)
         self.a_im = Var(shape=(size,), init=a_im)
         self.b_re = Var(shape=(size,), init=b_re)
@@ -392,12 +394,14 @@ class PySsmFixed(_FixedModel):
     a_im: np.ndarray = LavaPyType(np.ndarray, np.int64)
     b_re: np.ndarray = LavaPyType(np.ndarray, np.int64)
     b_im: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    frac_cut: np.ndarray = LavaPyType(np.ndarray, np.int64)
     out_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
     re: np.ndarray = LavaPyType(np.ndarray, np.int64)
     im: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def step(self, a: np.ndarray) -> np.ndarray | None:
-        frac, bits = self.proc_params["frac_bits"], self.proc_params["state_bits"]
+        frac = self.proc_params["frac_bits"] - self.frac_cut  # per mode, >= 0
+        bits = self.proc_params["state_bits"]
         # Both parts from the old state, each sum rounded once.
         re = _tz(self.a_re * self.re - self.a_im * self.im + self.b_re * a, frac)
         im = _tz(self.a_im * self.re + self.a_re * self.im + self.b_im * a, frac)
@@ -588,6 +592,7 @@ class PySsmFloat(_FloatModel):
     a_im: np.ndarray = LavaPyType(np.ndarray, float)
     b_re: np.ndarray = LavaPyType(np.ndarray, float)
     b_im: np.ndarray = LavaPyType(np.ndarray, float)
+    frac_cut: np.ndarray = LavaPyType(np.ndarray, float)  # fixed_pt's
     out_shift: np.ndarray = LavaPyType(np.ndarray, float)  # fixed_pt's
     re: np.ndarray = LavaPyType(np.ndarray, float)
     im: np.ndarray = LavaPyType(np.ndarray, float)
