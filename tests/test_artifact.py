@@ -113,9 +113,9 @@ def test_netlist_round_trip_is_exact(tmp_path: Path, bundled: Compiled) -> None:
     assert any(sparse.issparse(s.weight) for s in bundled.netlist.synapses)  # CSR covered
 
 
-def test_an_ssm_written_before_out_shift_existed_reads_as_unshifted(tmp_path: Path) -> None:
-    """netlist.json and network.net from before out_shift: what they computed, Re z sent
-    as it is. A float SSM (no out_shift in its mode) gains nothing."""
+def test_an_ssm_written_before_out_shift_and_frac_cut_reads_as_before(tmp_path: Path) -> None:
+    """netlist.json and network.net from before out_shift and frac_cut: what they
+    computed, Re z sent as it is and F bits in every mode. A float SSM gains neither."""
     import h5py
 
     from snncompile.targets.loihi2.netx import read_network, write_network
@@ -125,18 +125,24 @@ def test_an_ssm_written_before_out_shift_existed_reads_as_unshifted(tmp_path: Pa
     save_netlist(netlists.side_by_side([ssm]), tmp_path)
     doc = json.loads((tmp_path / "netlist.json").read_text())
     (written,) = [p for p in doc["populations"] if p["name"] == "ssm"]
-    del written["params"]["out_shift"]
+    del written["params"]["out_shift"], written["params"]["frac_cut"]
     (tmp_path / "netlist.json").write_text(json.dumps(doc))
-    assert int(load_netlist(tmp_path).population("ssm").params["out_shift"]) == 0
+    back = load_netlist(tmp_path).population("ssm").params
+    assert int(back["out_shift"]) == 0
+    assert back["frac_cut"].shape == (2,) and not back["frac_cut"].any()
     write_network(netlists.side_by_side([ssm]), tmp_path / "network.net")
     with h5py.File(tmp_path / "network.net", "r+") as f:
         layers = [f[f"layer/{i}"] for i in range(len(f["layer"]))]
         (layer,) = [g for g in layers if g.attrs.get("name") == "ssm"]
-        del layer["params/out_shift"]
-    assert int(read_network(tmp_path / "network.net").population("ssm").params["out_shift"]) == 0
+        del layer["params/out_shift"], layer["params/frac_cut"]
+    back = read_network(tmp_path / "network.net").population("ssm").params
+    assert int(back["out_shift"]) == 0
+    assert back["frac_cut"].shape == (2,) and not back["frac_cut"].any()
     floats = netlists.pop("ssm", "ssm", 1, a_re=[0.5], a_im=[0.1], b_re=[1.0], b_im=[0.0])
     save_netlist(netlists.side_by_side([floats], numeric="float64"), tmp_path / "float")
-    assert "out_shift" not in load_netlist(tmp_path / "float").population("ssm").params
+    assert not {"out_shift", "frac_cut"} & set(
+        load_netlist(tmp_path / "float").population("ssm").params
+    )
 
 
 def _assert_same_graph(a: Graph, b: Graph) -> None:

@@ -25,6 +25,7 @@ from snncompile.quantize.quantize import (
     MAX_ROW_GROUPS,
     QuantConfig,
     _row_groups,
+    fewest_bits_to_fit,
     quantize,
     quantize_weights,
 )
@@ -280,6 +281,15 @@ def test_an_ssm_mode_whose_b_passes_int32_alone_keeps_fewer_fractional_bits():
     whole, _ = quantize(net, x, QuantConfig(ssm_frac_bits=14))
     for key in ("a_re_q", "a_im_q", "b_re_q", "b_im_q"):
         assert params[key][2] == whole.population("ssm").params[key][2], key
+
+
+def test_the_fewest_bits_to_fit_count_the_rounding():
+    """rint(v 2**-c) must fit, not v 2**-c: limit + 0.25 fits unshifted, limit + 0.5
+    rounds past it; each doubled needs one bit more; inf is left to the netlist."""
+    limit = 2**31 - 1
+    values = np.array([0.0, limit, limit + 0.25, limit + 0.5, 2 * limit + 0.5,
+                       2 * limit + 1.5, 2**40, 2**40 + 2**9, np.inf])  # fmt: skip
+    assert list(fewest_bits_to_fit(values, limit)) == [0, 0, 0, 1, 1, 2, 10, 10, 0]
 
 
 def test_the_larger_of_an_ssms_b_re_and_b_im_sets_its_fractional_bits():

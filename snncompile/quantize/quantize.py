@@ -133,6 +133,20 @@ class QuantReport:
         return asdict(self)
 
 
+def fewest_bits_to_fit(values: np.ndarray, limit: int) -> np.ndarray:
+    """Per value v >= 0, the least c >= 0 with rint(v 2**-c) <= limit (float; 0 for a
+    non-finite v, which the netlist's own check names). Rounded, not v 2**-c <= limit:
+    limit + 0.25 fits unshifted."""
+    cut = np.zeros(np.shape(values))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        over = np.isfinite(values) & (values > limit)
+        # One below what the unrounded value needs: rint may bring that one inside.
+        cut[over] = np.maximum(np.ceil(np.log2(values[over] / limit)) - 1, 0)
+        for _ in range(2):  # the unrounded need, and one more if log2 rounded it down
+            cut += np.isfinite(values) & (np.rint(values * 2.0**-cut) > limit)
+    return cut
+
+
 def _ssm_b_limit(fmt: Formats) -> int:
     """The largest |b_re_q| an SSM takes (ir/compartments.py)."""
     return int(COMPARTMENTS["ssm"].int_params["b_re_q"].limit(fmt)[1])
@@ -309,12 +323,7 @@ class _Quantizer:
         mode would need fewer than F's least value (12) bits."""
         limit = _ssm_b_limit(self.cfg.formats())
         b = np.maximum(np.abs(pop.params["b_re"]), np.abs(pop.params["b_im"])) * gain
-        cut = np.zeros(pop.size)
-        with np.errstate(over="ignore", invalid="ignore"):
-            over = np.isfinite(b) & (b > limit)  # inf is left to the netlist's own check
-            cut[over] = np.ceil(np.log2(b[over] / limit))
-            # rint can round a value just below a power of two up past the limit.
-            cut += np.isfinite(b) & (np.rint(b * 2.0**-cut) > limit)
+        cut = fewest_bits_to_fit(b, limit)
         low = FORMAT_LIMITS["ssm_frac_bits"][0]
         if self.cfg.ssm_frac_bits - cut.max(initial=0.0) < low:
             mode = int(np.argmax(cut))
