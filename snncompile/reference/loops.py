@@ -93,8 +93,8 @@ def ssm_sequence(
     message_scale: float, message_limit: float, messages: Array, re_out: Array,
     im_out: Array, re_trace: Array, im_trace: Array, keep: bool,
 ) -> tuple[bool, int]:  # pragma: no cover  # fmt: skip
-    """z_t = trunc(a z_{t-1} + b x_t) in float64 (each mode's a, b already scaled by its 2**-frac):
-    inputs (n, B, S) int64; coef (4 S,) float64, per mode a_re, a_im, b_re, b_im; re, im
+    """z_t = trunc(a z_{t-1} + b x_t) in float64 (each mode's a, b already scaled by its
+    2**-frac): inputs (n, B, S) int64; coef (4 S,) float64, per mode a_re, a_im, b_re, b_im; re, im
     (B, S) int64, the state before the first tick; re_out, im_out (B, S) int64 get the
     state after the last. Exact while no |x| exceeds input_max (an int; at most 2**51 - 1
     is used, the biased conversion's range) and no |z| exceeds state_limit (the caller

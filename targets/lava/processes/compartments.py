@@ -167,7 +167,7 @@ class Heaviside(_Compartment):
 
 class Ssm(_Compartment):
     """Complex resonator z' = a z + b x, out = Re z' (fixed_pt: shifted right by
-    out_shift). a_*, b_*: Q(frac_bits) ints, or floats."""
+    out_shift). a_*, b_*: Q(frac_bits - frac_cut) ints (frac_cut per mode), or floats."""
 
     STATES = ("re", "im")
 
