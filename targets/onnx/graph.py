@@ -253,7 +253,7 @@ def _ssm(b, ev, pop, st, a, fmt):
     # One rounding per step, of the whole Q(frac) sum.
     sum_re = b.op("Add", [b.op("Sub", [mul(ar, re), mul(ai, im)], "sub"), mul(br, a)], "add")
     sum_im = b.op("Add", [b.op("Add", [mul(ai, re), mul(ar, im)], "add"), mul(bi, a)], "add")
-    frac = fmt.ssm_frac_bits - np.asarray(pop.params["frac_cut"], dtype=np.float64).astype(np.int64)
+    frac = fmt.ssm_frac_bits - np.asarray(pop.params["frac_cut"]).astype(np.int64)
     new_re = ev.saturate(b.tz(sum_re, frac), fmt.state_bits, pop.name)
     new_im = ev.saturate(b.tz(sum_im, frac), fmt.state_bits, pop.name)
     sent = b.tz(new_re, _int(pop, "out_shift"))
