@@ -189,6 +189,131 @@ def train_checkpoint(
     )
 
 
+@dataclass(frozen=True)
+class FinetuneReport:
+    """What `snncompile finetune` did: accuracy before and after, the weights it fitted."""
+
+    path: str
+    family: str
+    task: str
+    weight_bits: int
+    accuracy_before: float
+    accuracy: float
+    spike_rates: dict[str, float]
+    n: int
+    parameters: list[str]
+    train_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def finetune_checkpoint(
+    model: str | Path,
+    output: str | Path,
+    *,
+    epochs: int = 5,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    weight_bits: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    command: str = "",
+) -> FinetuneReport:
+    """Fine-tune a checkpoint with the encoder's, GLU projections' and decoder's weights
+    on export's weight_bits grid (snncompile/finetune.py) on the task it was trained on,
+    and save it, those weights on the grid, with its calibration batch."""
+    import torch
+
+    from snncompile import __version__
+    from snncompile.checkpoint import check_checkpoint_path, load_checkpoint, save
+    from snncompile.finetune import snap_to_grid, weights_on_grid
+    from snncompile.quantize.quantize import QuantConfig
+    from snncompile.train import TrainSettings, evaluate
+
+    check_checkpoint_path(output, what="-o")
+    for name, value, ok, rule in (
+        ("--epochs", epochs, epochs >= 1, "at least 1"),
+        ("--batch-size", batch_size, batch_size >= 1, "at least 1"),
+        ("--lr", lr, 0 < lr < math.inf, "positive and finite"),  # NaN fails each
+        ("--weight-decay", weight_decay, 0 <= weight_decay < math.inf, "non-negative"),
+        ("--seed", seed, 0 <= seed <= 2**32 - 1, f"in [0, {2**32 - 1}]"),
+    ):
+        if not ok:
+            raise UsageError(f"{name} must be {rule}, got {value}")
+    try:
+        QuantConfig(weight_bits=weight_bits)  # export's rule for the width
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("weight_bits", "--weight-bits")) from None
+    settings = TrainSettings(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
+    )
+    ckpt = load_checkpoint(model)
+    task = _checkpoint_task(model, ckpt)
+    _refuse_integer_undeployable(model, ckpt)
+    before = evaluate(ckpt.model, task.test, task.featurize)
+    _set_neuron_method(ckpt.model, _recorded_neuron_method(ckpt))
+    torch.manual_seed(seed)
+    with weights_on_grid(ckpt.model, weight_bits) as parameters:
+        history = _train_with_progress(ckpt.model, task, settings, progress)
+    snap_to_grid(ckpt.model, weight_bits)
+    result = evaluate(ckpt.model, task.test, task.featurize)
+    meta = dict(ckpt.meta)
+    meta.update(test_accuracy=result.accuracy, test_n=result.n, spike_rates=result.spike_rates)
+    meta["finetune"] = {
+        "weight_bits": weight_bits,
+        "parameters": parameters,
+        "test_accuracy_before": before.accuracy,
+        "train": asdict(settings),
+        "train_seconds": round(history.seconds, 1),
+        "command": command,
+        "snncompile_version": __version__,
+        "torch_version": str(torch.__version__),
+    }
+    save(ckpt.model, output, calibration=ckpt.calibration, meta=meta)
+    return FinetuneReport(
+        path=str(output),
+        family=ckpt.config.family,
+        task=task.name,
+        weight_bits=weight_bits,
+        accuracy_before=before.accuracy,
+        accuracy=result.accuracy,
+        spike_rates=result.spike_rates,
+        n=result.n,
+        parameters=parameters,
+        train_seconds=history.seconds,
+    )
+
+
+def _recorded_neuron_method(ckpt: Any) -> str | None:
+    """The method spike-ssm's neurons were trained with, when the metadata names a valid
+    one (the spikes are the same either way; it decides the speed and the rounding)."""
+    from snncompile.models.neurons.reset_refractory import METHODS
+
+    method = ckpt.meta.get("neuron_method")
+    return method if ckpt.config.family == "spike-ssm" and method in METHODS else None
+
+
+def _refuse_integer_undeployable(path: str | Path, ckpt: Any) -> None:
+    """UnsupportedError when no integer target takes the model: its weights would be fitted
+    to a grid nothing uses (the s4d baseline's GELU, GSU)."""
+    from snncompile.errors import UnsupportedError
+    from snncompile.frontend.torch_trace import trace
+    from snncompile.support import verdicts
+
+    graph = trace(ckpt.model, ckpt.config.d_input, source=str(path))
+    found = verdicts(ckpt.config.family, graph)
+    verdict = found["reference"]
+    if not verdict["ok"]:
+        takers = [label for label, taken in found.items() if taken["ok"]]
+        raise UnsupportedError(
+            f"{path}: no integer target takes {', '.join(verdict['nodes'])} "
+            f"({', '.join(verdict['missing'])}), so there is no weight grid to fine-tune "
+            f"for; it goes to {', '.join(takers) or 'no target'}"
+        )
+
+
 def _check_neuron_method(method: str | None, family: str) -> str | None:
     """The method spike-ssm trains with (None for families without that neuron)."""
     from snncompile.models.neurons.reset_refractory import METHODS

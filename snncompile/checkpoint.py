@@ -397,6 +397,20 @@ def recorded_accuracy(meta: dict[str, Any]) -> float | None:
     return float(value) if 0.0 <= value <= 1.0 else None
 
 
+def recorded_finetune(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """{"weight_bits", "accuracy_before"} when `snncompile finetune` made the file (meta's
+    finetune with an integer weight_bits; accuracy_before None unless a fraction), else
+    None: like test_accuracy it is only reported."""
+    record = meta.get("finetune")
+    if not isinstance(record, dict):
+        return None
+    bits = record.get("weight_bits")
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        return None
+    before = recorded_accuracy({"test_accuracy": record.get("test_accuracy_before")})
+    return {"weight_bits": bits, "accuracy_before": before}
+
+
 def _check_meta_on_load(path: Path, meta: Any) -> dict[str, Any]:
     """meta is a dict; a bundled task's task_args (verify and evaluate load it) are valid."""
     if meta is None:

@@ -186,6 +186,55 @@ def train(
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write."
+)
+@click.option("--epochs", default=5, show_default=True, type=int)
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--weight-decay", default=0.0, show_default=True, type=float)
+@click.option(
+    "--weight-bits", default=8, show_default=True, type=int, help="As export's (its grid)."
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def finetune(
+    model: str,
+    output: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    weight_bits: int,
+    seed: int,
+    quiet: bool,
+) -> None:
+    """Quantization-aware fine-tuning: train MODEL on its task with the encoder's, GLU
+    projections' and decoder's weights on export's grid, and save them on it (export then
+    rounds nothing there)."""
+    from snncompile.api import finetune_checkpoint
+
+    result = finetune_checkpoint(
+        model,
+        output,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        weight_bits=weight_bits,
+        seed=seed,
+        progress=not quiet,
+        command=_argv_for_meta(),
+    )
+    click.echo(
+        f"saved {output}: test accuracy {result.accuracy_before:.2%} -> {result.accuracy:.2%} "
+        f"with {len(result.parameters)} weight and bias tensors on the {weight_bits}-bit grid, "
+        f"{result.train_seconds:.0f} s"
+    )
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npz to write."
 )
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)

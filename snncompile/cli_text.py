@@ -239,6 +239,11 @@ def print_checkpoint(info: dict) -> None:
     click.echo(f"checkpoint {info['path']}")
     click.echo(f"  family       {info['family']}")
     click.echo(f"  task         {info['task'] or 'unknown'}{accuracy}")
+    if info["finetune"] is not None:
+        before = info["finetune"]["accuracy_before"]
+        was = "" if before is None else f" (test accuracy before: {before:.2%})"
+        bits = info["finetune"]["weight_bits"]
+        click.echo(f"  fine-tuned   weights on export's {bits}-bit grid{was}")
     click.echo(f"  parameters   {info['parameters']} (trainable)")
     click.echo(f"  calibration  {' x '.join(map(str, calib)) if calib else 'none embedded'}")
     if info["layers"]:

@@ -121,7 +121,7 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
 def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     """Layers (traced graph nodes), family, task, accuracy, calibration, and whether each
     target can take the model (and why not)."""
-    from snncompile.checkpoint import load_checkpoint, recorded_accuracy
+    from snncompile.checkpoint import load_checkpoint, recorded_accuracy, recorded_finetune
     from snncompile.errors import UnsupportedError
     from snncompile.frontend.torch_trace import trace
     from snncompile.ir.ops import blame_model_values
@@ -144,6 +144,7 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
         "family": ckpt.config.family,
         "task": ckpt.meta.get("task"),
         "accuracy": recorded_accuracy(ckpt.meta),
+        "finetune": recorded_finetune(ckpt.meta),
         "parameters": int(sum(p.numel() for p in ckpt.model.parameters())),
         "calibration_shape": calibration,
         "config": ckpt.config.to_dict(),
