@@ -20,10 +20,14 @@ hold:
   waits for it, for up to CLEANUP_GRACE_S: a second Ctrl-C, or a CI cancel's SIGINT then
   SIGTERM, left a half-removed temporary. Past that, it interrupts the cleanup, as a
   cleanup that hangs (Lava's stop can) must still end.
-- After the command (a whole process, not a call from Python), a signal during the
-  interpreter's teardown (torch's and Lava's exit handlers, about 0.5 s) ends the
-  process at once with the command's own exit code: its output is complete. It used to
-  exit 130 in silence ("interrupted, nothing written") or print a traceback.
+- After the command (a whole process, not a call from Python), a signal while the
+  interpreter exits (torch's and Lava's exit handlers, then the freeing of their
+  modules, together about 1 s) does not change the command's own exit code: its output
+  is complete. During the exit handlers the process ends at once with that code; after
+  them Python puts the default action back on every signal it handles, which killed the
+  finished process (a shell saw 143 after a complete export), so they are ignored there
+  (`_ignore_signals_in_teardown`). It used to exit 130 in silence ("interrupted, nothing
+  written") or print a traceback.
 """
 
 from __future__ import annotations
@@ -102,11 +106,12 @@ def run_command(run: Callable[[], None], *, whole_process: bool) -> None:
     finally:
         _current = outer
         sys.unraisablehook = previous_hook
-        for signum, handler in previous.items():
-            if handler is not None:  # None: not ours to restore (set outside Python)
-                signal.signal(signum, handler)
-        if whole_process:  # registered last, it runs first among the exit handlers
-            atexit.register(_finish_at_once_on_signals, code)
+        if whole_process:  # from here to the exit handlers' end
+            _finish_at_once_on_signals(code)
+        else:
+            for signum, handler in previous.items():
+                if handler is not None:  # None: not ours to restore (set outside Python)
+                    signal.signal(signum, handler)
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -175,8 +180,8 @@ def mark_announced() -> None:
 
 
 def _finish_at_once_on_signals(code: int) -> None:
-    """At the process's exit (atexit), after the command finished with `code`: a signal
-    ends the process at once with that code, its output flushed."""
+    """After the whole-process command finished with `code`: a signal ends the process at
+    once with that code, its output flushed."""
 
     def finish(signum: int, frame: object) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -186,9 +191,26 @@ def _finish_at_once_on_signals(code: int) -> None:
                 pass
         os._exit(code)
 
+    global _finishing
+    _finishing = finish
     for signum in _signals(MESSAGES):
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, finish)
+
+
+_finishing: Callable[[int, object], None] | None = None
+
+
+def _ignore_signals_in_teardown() -> None:
+    """The last exit handler (registered when this module is imported, before torch's
+    and Lava's): after the exit handlers Python resets each signal it handles to the
+    default action, but leaves an ignored one ignored, and then frees its modules."""
+    for signum in _signals(MESSAGES):
+        if _finishing is not None and signal.getsignal(signum) is _finishing:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+atexit.register(_ignore_signals_in_teardown)
 
 
 def _signals(names: Any) -> list[int]:

@@ -515,6 +515,31 @@ print("caller went on")
     assert lines == [first, "call 2: exit 0", "caller went on"], done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_while_python_frees_its_modules_keeps_the_exit_code(
+    tmp_path: Path, signum: str
+) -> None:
+    """After the exit handlers Python puts the default action back on the signals it
+    handles and frees its modules (torch's for most of a second): a SIGTERM there killed
+    a finished export, which a shell saw as 143 (helper-62). The signal is sent from a
+    __del__ that runs when __main__'s names are freed, after every exit handler."""
+    done = _python(f"""
+import os, signal, sys, time
+from snncompile.cli import main
+class Late:
+    def __del__(self):
+        os.kill(os.getpid(), signal.{signum})
+        time.sleep(0.1)
+        print("went on", flush=True)
+late = Late()
+sys.argv = ["snncompile", "export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "a")!r}]
+main()
+""")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout.endswith("went on\n")  # the signal came while Python was exiting
+    assert (tmp_path / "a" / "manifest.json").is_file()
+
+
 def test_a_signal_during_teardown_keeps_a_failed_commands_exit_code(tmp_path: Path) -> None:
     """After the command, a signal ends the process at once with the command's code."""
     done = _python(f"""
