@@ -649,7 +649,11 @@ def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset,
         origin = f"{origin}, first {limit}"
     spike_tol = getattr(tolerances, "min_spike_agreement", None)
     step("verify")
-    return verify_nir(compiled, x, origin, min_spike_agreement=spike_tol), x, compiled
+    report = verify_nir(compiled, x, origin, min_spike_agreement=spike_tol)
+    # What reading the file found (nir's type check, a declared shape replaced), as
+    # export and inspect print it: verify said nothing of it.
+    report.warnings[:0] = compiled.meta.get("warnings", [])
+    return report, x, compiled
 
 
 @dataclass

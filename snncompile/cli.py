@@ -288,7 +288,8 @@ def _quant_options(func):
             "--calib",
             type=click.Path(dir_okay=False),
             help="Calibration inputs, as simulate --input takes them: .npy (batch, steps, "
-            "inputs) or (steps, inputs), or .npz with x; default: embedded.",
+            "inputs) or (steps, inputs), or .npz with x; default: the checkpoint's embedded "
+            "batch (Bernoulli spikes for a .nir graph; --entry needs it).",
         ),
         click.option(
             "--entry",
@@ -373,7 +374,8 @@ def _calibration(path: str | None):
     "--data",
     type=click.Path(dir_okay=False),
     help="Inputs: .npy (batch, steps, inputs) or one sequence (steps, inputs), or .npz "
-    "with x and optional y labels. Default: the checkpoint's task test split.",
+    "with x and optional y labels. Default: the checkpoint's task test split (else its "
+    "calibration batch, with a warning; Bernoulli spikes for a .nir graph).",
 )
 @click.option("--limit", type=int, help="Use only the first N inputs.")
 @click.option("--min-argmax-agreement", default=0.98, show_default=True, type=float)

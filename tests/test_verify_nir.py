@@ -86,6 +86,21 @@ def test_verify_nir_warns_of_saturation_past_the_calibrated_length(tmp_path: Pat
     assert "the network was calibrated on 32-step inputs and these have 2000" in err, err
 
 
+def test_verify_nir_prints_what_reading_the_file_found_as_export_does(capsys) -> None:
+    """Rockpool's file fails nir's type check and declares a wrong output shape: export
+    and inspect warned of it, verify said nothing (helper-62)."""
+    argv = ["verify", EXAMPLES / "lif_rockpool.nir", "--dt", "1e-3", "--limit", "2"]
+    code, out, err = _run(capsys, *argv)
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith("warning: lif_rockpool.nir: nir's type check failed"), err
+    assert lines[1].startswith("warning: node 'output' (Output) declares input shape (1, 1, 1)")
+    code, out, err = _run(capsys, *argv, "--json")
+    assert code == 0 and err == ""
+    assert [w[:30] for w in json.loads(out)["warnings"]] == [w[9:39] for w in lines]
+
+
 def test_verify_nir_compares_inputs_too_long_to_record_while_running(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
