@@ -106,12 +106,14 @@ def run_command(run: Callable[[], None], *, whole_process: bool) -> None:
     finally:
         _current = outer
         sys.unraisablehook = previous_hook
-        if whole_process:  # from here to the exit handlers' end
-            _finish_at_once_on_signals(code)
-        else:
-            for signum, handler in previous.items():
-                if handler is not None:  # None: not ours to restore (set outside Python)
-                    signal.signal(signum, handler)
+        for signum, handler in previous.items():
+            if handler is not None:  # None: not ours to restore (set outside Python)
+                signal.signal(signum, handler)
+        # At the process's exit, not before: a script calling main() with sys.argv set
+        # and catching SystemExit stays interruptible. Registered last, it runs first
+        # among the exit handlers.
+        if whole_process:
+            atexit.register(_finish_at_once_on_signals, code)
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -180,8 +182,8 @@ def mark_announced() -> None:
 
 
 def _finish_at_once_on_signals(code: int) -> None:
-    """After the whole-process command finished with `code`: a signal ends the process at
-    once with that code, its output flushed."""
+    """At the process's exit (atexit), after the command finished with `code`: a signal
+    ends the process at once with that code, its output flushed."""
 
     def finish(signum: int, frame: object) -> None:
         for stream in (sys.stdout, sys.stderr):
