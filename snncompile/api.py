@@ -233,6 +233,9 @@ def finetune_checkpoint(
     from snncompile.train import TrainSettings, evaluate
 
     check_checkpoint_path(output, what="-o")
+    if Path(output).exists() and Path(model).exists() and os.path.samefile(output, model):
+        # As export and simulate refuse their input as -o: the trained model would be gone.
+        raise UsageError(f"-o {output} is MODEL itself; write the fine-tuned model to a new file")
     for name, value, ok, rule in (
         ("--epochs", epochs, epochs >= 1, "at least 1"),
         ("--batch-size", batch_size, batch_size >= 1, "at least 1"),

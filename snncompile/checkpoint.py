@@ -318,6 +318,7 @@ def _check_state_dict(path: Path, state_dict: Any, config: ModelConfig) -> None:
         if tensor.is_complex():
             raise CorruptInputError(f"{path}: parameter {name!r} is complex; parameters are real")
         _check_stores_its_values(path, f"parameter {name!r}", tensor)
+        check_float_dtype(path, f"parameter {name!r}", tensor)
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = tensor[~torch.isfinite(tensor)].flatten()[0].item()
             raise CorruptInputError(f"{path}: parameter {name!r} holds a non-finite value ({bad})")
@@ -371,9 +372,24 @@ def _check_calibration(path: Path, calibration: Any, d_input: int) -> torch.Tens
             f"{path}: calibration batch must be (n, L, {d_input}), got {tuple(calibration.shape)}"
         )
     _check_stores_its_values(path, "calibration batch", calibration)
+    check_float_dtype(path, "calibration batch", calibration)
     if not bool(torch.isfinite(calibration).all()):
         raise CorruptInputError(f"{path}: calibration batch holds non-finite values")
     return calibration
+
+
+# The float dtypes a model's weights and inputs are kept in. torch's float8 ones lack
+# isfinite and most arithmetic: a calibration batch in float8_e4m3fn was exit 1 (helper-63).
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_float_dtype(path: Path, what: str, tensor: torch.Tensor) -> None:
+    if tensor.is_floating_point() and tensor.dtype not in FLOAT_DTYPES:
+        kept = ", ".join(str(dtype).removeprefix("torch.") for dtype in FLOAT_DTYPES)
+        raise CorruptInputError(
+            f"{path}: {what} is {str(tensor.dtype).removeprefix('torch.')}; checkpoints keep "
+            f"floats as {kept}"
+        )
 
 
 def _check_stores_its_values(path: Path, what: str, tensor: torch.Tensor) -> None:

@@ -215,6 +215,18 @@ DAMAGED = {
         lambda p: p["state_dict"].update({_first_weight(p)[0]: _first_weight(p)[1].long()}),
         r"\S+ holds torch.int64 values, the model float ones",
     ),
+    # helper-63: torch's isfinite is not implemented for float8, an internal error (exit 1).
+    "float8 weight": (
+        lambda p: p["state_dict"].update(
+            {_first_weight(p)[0]: _first_weight(p)[1].to(torch.float8_e4m3fn)}
+        ),
+        r"parameter '\S+' is float8_e4m3fn; checkpoints keep floats as float16, bfloat16, "
+        "float32, float64",
+    ),
+    "calibration float8": (
+        lambda p: p.update(calibration=torch.ones(2, 4, 2, dtype=torch.float8_e5m2)),
+        "calibration batch is float8_e5m2; checkpoints keep floats as",
+    ),
     "calibration bool": (lambda p: p.update(calibration=torch.ones(2, 4, 2) > 0), "torch.bool"),
     "calibration complex": (
         lambda p: p.update(calibration=torch.ones(2, 4, 2, dtype=torch.complex64)),

@@ -156,6 +156,20 @@ def test_finetune_cli_refuses_bad_options_before_writing(tmp_path, capsys, optio
     assert not out.exists()
 
 
+def test_finetune_refuses_to_write_over_its_input(tmp_path, capsys):
+    source = _checkpoint(tmp_path / "m.pt", "binary-s4d")
+    before = source.read_bytes()
+    link = tmp_path / "link.pt"
+    link.symlink_to(source)
+    for out in (source, link):
+        code, output = _run(["finetune", source, "-o", out, "--epochs", "1"], capsys)
+        assert code == UsageError.exit_code
+        assert (
+            output == f"error: -o {out} is MODEL itself; write the fine-tuned model to a new file\n"
+        )
+    assert source.read_bytes() == before
+
+
 def test_finetune_cli_reports_accuracy_before_and_after(tmp_path, capsys, monkeypatch):
     source = _checkpoint(tmp_path / "m.pt", "binary-s4d")
     out = tmp_path / "ft.pt"

@@ -474,6 +474,7 @@ def test_malformed_entries_are_usage_errors(entry: str, user_weights: Path) -> N
         ("tiny_user_model:not_a_module", "not a torch.nn.Module"),
         ("tiny_user_model:broken", "needs a config file"),
         ("tiny_user_model:exits", r"tiny_user_model:exits\(\) failed: it called sys.exit\(0\)"),
+        ("tiny_user_model:closes", r"tiny_user_model:closes\(\) failed: GeneratorExit$"),
     ],
 )
 def test_bad_factories_are_usage_errors(entry: str, match: str, user_weights: Path) -> None:

@@ -295,6 +295,22 @@ NETWORK_DAMAGE = {
         lambda f: _replace_dataset(f, "layer/2/inputs/0/src", -1),
         r"a synapse's src -1 is not a layer index below \d+",
     ),
+    # helper-63: scipy's kernels wrote where the indptr pointed (free(): invalid pointer,
+    # exit 134 without a word), and an index past the columns aborted at exit once.
+    "indptr past the data": (
+        lambda f: f["layer/10/inputs/0/weight/indptr"].__setitem__(3, 1_000_000),
+        "indptr",
+    ),
+    "an index past the columns": (
+        lambda f: f["layer/10/inputs/0/weight/indices"].__setitem__(0, 99_999),
+        "indices must be < 64",
+    ),
+    "fractional indices": (
+        lambda f: _replace_dataset(
+            f, "layer/10/inputs/0/weight/indices", f["layer/10/inputs/0/weight/indices"][()] + 0.5
+        ),
+        "sparse weight indices are not integers",
+    ),
 }
 
 
@@ -312,6 +328,25 @@ def test_a_network_net_of_another_layout_is_refused(
     with pytest.raises(
         CorruptInputError, match=rf"network\.net: not a readable network\.net \(.*{reason}"
     ):
+        read_network(path)
+
+
+def test_a_network_net_linking_into_another_file_is_refused_unopened(
+    spike_ssm: Path, tmp_path: Path
+) -> None:
+    """helper-63: an external link to a FIFO blocked read_network beyond SIGTERM; one to
+    any HDF5 file on the disk was read. The link is refused before anything follows it."""
+    import h5py
+
+    path = tmp_path / "network.net"
+    shutil.copy(spike_ssm / "network.net", path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with h5py.File(path, "r+") as f:
+        del f["layer/10/inputs/0/weight"]
+        f["layer/10/inputs/0/weight"] = h5py.ExternalLink(str(fifo), "/w")
+    message = r"HDF5 link /layer/10/inputs/0/weight points into another file \('.*fifo'\)"
+    with pytest.raises(CorruptInputError, match=message):
         read_network(path)
 
 

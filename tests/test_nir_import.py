@@ -1502,7 +1502,35 @@ def test_a_nir_file_whose_groups_are_no_tree_is_refused_before_nir_reads_it(
     extra = ["--dt", "1e-3", "-o", str(tmp_path / "a")] if command == "export" else []
     out = cli(command, str(path), *extra)
     assert (out.returncode, out.stderr.count("\n")) == (6, 1), out.stderr
-    assert re.search(rf"error: .*g\.nir: {text} \(a NIR file is a tree of groups\)", out.stderr)
+    message = rf"error: .*g\.nir: {text} \(a NIR file and a network\.net are trees of groups\)"
+    assert re.search(message, out.stderr)
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("target", ["fifo", "file"])
+@pytest.mark.parametrize("command", ["inspect", "export"])
+def test_a_nir_file_linking_into_another_file_is_refused_unopened(command, target, tmp_path):
+    """helper-63: an HDF5 external link to a FIFO blocked inspect and export beyond
+    SIGTERM; one to an HDF5 file anywhere on the disk was read as the graph's weight.
+    Run as a process with a timeout: the old behaviour hangs."""
+    import h5py
+
+    path = tmp_path / "g.nir"
+    nir.write(path, chain((2,), ("fc", nir.Linear(weight=np.eye(2)))))
+    other = tmp_path / "other"
+    if target == "fifo":
+        os.mkfifo(other)
+    else:
+        with h5py.File(other, "w") as f:
+            f["w"] = np.eye(2)
+    with h5py.File(path, "r+") as f:
+        del f["node/nodes/fc/weight"]
+        f["node/nodes/fc/weight"] = h5py.ExternalLink(str(other), "/w")
+    extra = ["--dt", "1e-3", "-o", str(tmp_path / "a")] if command == "export" else []
+    argv = [sys.executable, "-m", "snncompile", command, str(path), *extra]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert (out.returncode, out.stderr.count("\n")) == (6, 1), out.stderr
+    assert "g.nir: HDF5 link /node/nodes/fc/weight points into another file" in out.stderr
     assert not (tmp_path / "a").exists()
 
 

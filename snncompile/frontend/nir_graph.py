@@ -92,8 +92,8 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
     nir = _nir()
     path = Path(path)
     require_file(path)
+    check_hdf5_tree(path)  # first: it follows no link out of the file
     check_hdf5_size(path)
-    check_hdf5_tree(path)
     if _has_no_edges(path):  # nir would invent an Input and an Output for every node
         raise CorruptInputError(f"{path.name}: the NIR graph has no edges")
     try:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from snncompile.checkpoint import read_torch_file
+from snncompile.checkpoint import check_float_dtype, read_torch_file
 from snncompile.errors import CorruptInputError, UsageError
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
@@ -48,7 +48,7 @@ def _import(module_name: str) -> Any:
         if exc.name and module_name.startswith(exc.name):
             raise UsageError(f"cannot import model module {module_name!r}: {exc}") from None
         raise UsageError(f"importing {module_name!r} failed: {exc}") from None
-    except (Exception, SystemExit) as exc:  # the user's module raised while importing
+    except (Exception, SystemExit, GeneratorExit) as exc:  # the user's module raised
         raise UsageError(f"importing {module_name!r} failed: {_failure(exc)}") from None
     finally:
         if added and cwd in sys.path:
@@ -60,7 +60,7 @@ def _failure(exc: BaseException) -> str:
     printed and written nothing."""
     if isinstance(exc, SystemExit):
         return f"it called sys.exit({exc.code!r})"
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -73,6 +73,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     for name, tensor in payload.items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
             raise CorruptInputError(f"{path}: state_dict entry {name!r} is not a tensor")
+        check_float_dtype(path, f"parameter {name!r}", tensor)
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CorruptInputError(f"{path}: parameter {name!r} holds a non-finite value")
     return payload
@@ -95,7 +96,7 @@ def load_user_model(entry: str, state_dict_path: str | os.PathLike[str]) -> nn.M
         raise UsageError(f"{entry!r} is not callable; it must be a factory returning an nn.Module")
     try:
         model = target()
-    except (Exception, SystemExit) as exc:  # the user's factory failed
+    except (Exception, SystemExit, GeneratorExit) as exc:  # the user's factory failed
         raise UsageError(f"{entry}() failed: {_failure(exc)}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"{entry}() returned a {type(model).__name__}, not a torch.nn.Module")

@@ -368,11 +368,13 @@ def check_hdf5_size(path: Path) -> None:
 
 
 def check_hdf5_tree(path: Path) -> None:
-    """CorruptInputError for an HDF5 file in which one group is reachable by two paths (a
-    second hard or soft link to it, or a link back to an ancestor). NIR files are trees
-    of groups, and nir's reader walks every path: a 190 KB file linking each level's
-    group twice took 2^depth reads, a link to an ancestor recursed without end. Files
-    that are not HDF5 pass (their reader reports that)."""
+    """CorruptInputError for an HDF5 file with an external link (to an object of another
+    file, which its reader would open: any file on the disk, or a FIFO that blocked the
+    process beyond SIGTERM), or in which one group is reachable by two paths (a second
+    hard or soft link to it, or a link back to an ancestor). NIR files and network.net
+    are trees of groups, and nir's reader walks every path: a 190 KB file linking each
+    level's group twice took 2^depth reads, a link to an ancestor recursed without end.
+    Files that are not HDF5 pass (their reader reports that)."""
     import h5py
 
     try:
@@ -385,17 +387,26 @@ def check_hdf5_tree(path: Path) -> None:
         while stack:
             group = stack.pop()
             for name in group:
+                where = f"{group.name.rstrip('/')}/{name}"
+                try:
+                    link = group.get(name, getlink=True)  # the link itself, not followed
+                except (OSError, KeyError, ValueError):
+                    continue  # unreadable: the reader reports it
+                if isinstance(link, h5py.ExternalLink):
+                    raise CorruptInputError(
+                        f"{path}: HDF5 link {where} points into another file "
+                        f"({link.filename!r}); the file must hold its own data"
+                    )
                 try:
                     item = group.get(name)  # follows soft links; None when dangling
                 except (OSError, KeyError, ValueError):
-                    continue  # unreadable: the reader reports it
+                    continue
                 if not isinstance(item, h5py.Group):
                     continue
-                where = f"{group.name.rstrip('/')}/{name}"
                 if item.id in seen:
                     raise CorruptInputError(
                         f"{path}: HDF5 group {where} is also linked at {seen[item.id]} (a "
-                        "NIR file is a tree of groups)"
+                        "NIR file and a network.net are trees of groups)"
                     )
                 seen[item.id] = where
                 stack.append(item)

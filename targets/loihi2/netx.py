@@ -47,7 +47,7 @@ from snncompile.errors import CorruptInputError, MissingDependencyError
 from snncompile.ir.compartments import with_added_params
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.ir.ops import InvalidGraphError
-from snncompile.ir.serialize import check_hdf5_size, parse_json
+from snncompile.ir.serialize import check_hdf5_size, check_hdf5_tree, parse_json
 
 FORMAT_NAME = "snncompile-loihi2-net"
 FORMAT_VERSION = 1
@@ -159,8 +159,14 @@ def write_network(net: Netlist, path: str | os.PathLike[str]) -> None:
 def _read_weight(node: Any) -> np.ndarray | sparse.csr_matrix:
     if isinstance(node, _h5py().Group):
         shape = tuple(int(s) for s in node.attrs["shape"])
-        parts = (node["data"][()], node["indices"][()], node["indptr"][()])
-        return sparse.csr_matrix((parts[0].astype(np.float64), *parts[1:]), shape=shape)
+        data, indices, indptr = (node[key][()] for key in ("data", "indices", "indptr"))
+        if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
+            raise ValueError("sparse weight indices are not integers")
+        matrix = sparse.csr_matrix((data.astype(np.float64), indices, indptr), shape=shape)
+        # Every index in bounds before anything sorts or sums them: scipy's kernels write
+        # where an indptr of 10**6 points (a native abort, not an error).
+        matrix.check_format(full_check=True)
+        return matrix
     return node[()].astype(np.float64)
 
 
@@ -197,6 +203,7 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
     """Rebuild the Netlist from network.net; CorruptInputError for anything invalid."""
     h5py = _h5py()
     path = Path(path)
+    check_hdf5_tree(path)
     check_hdf5_size(path)
     try:
         with h5py.File(path, "r") as f:
