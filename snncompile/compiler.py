@@ -178,10 +178,11 @@ def read_sequences(
     return arrays["x"] if "x" in arrays else arrays[others[0]], arrays
 
 
-def check_inputs(x: np.ndarray, width: int, *, what: str) -> np.ndarray:
+def check_inputs(x: np.ndarray, width: int, *, what: str, steps: int | None = None) -> np.ndarray:
     """Validate model inputs (B, L, width) of a real dtype, or bool spikes (0 and 1); one
     sequence (L, width) is a batch of one. UsageError names the problem (and the shape
-    as given, not as a batch of one)."""
+    as given, not as a batch of one). `steps` keeps the first steps (simulate --steps),
+    cut before the float64 copy: a 1 GB bool file is 8 GB as float64."""
     if not isinstance(x, np.ndarray) or x.dtype.kind not in "bfiu":
         kind = getattr(x, "dtype", type(x))
         raise UsageError(f"{what} must be a real numeric array, got {kind}")
@@ -192,6 +193,10 @@ def check_inputs(x: np.ndarray, width: int, *, what: str) -> np.ndarray:
         raise UsageError(
             f"{what} must have shape (batch, steps, {width}) or (steps, {width}), got {given}"
         )
+    if steps is not None:
+        if not 0 < steps <= x.shape[1]:
+            raise UsageError(f"--steps must be in [1, {x.shape[1]}], got {steps}")
+        x = x[:, :steps]
     from snncompile.reference.simulator import finite_float64
 
     return finite_float64(x, what)

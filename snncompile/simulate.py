@@ -49,24 +49,30 @@ class SimulationSummary:
 
 
 def load_inputs(
-    path: str | os.PathLike[str], width: int, classes: int, *, what: str = "--input"
+    path: str | os.PathLike[str],
+    width: int,
+    classes: int,
+    *,
+    what: str = "--input",
+    steps: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(inputs (B, L, width) float64, labels or None) from a .npy/.npz file
     (compiler.read_sequences); an .npz may add labels y, class indices in [0, classes)."""
     from snncompile.compiler import read_sequences
 
     x, arrays = read_sequences(path, what=what)
-    return check_labeled_inputs(x, arrays.get("y"), width, classes, what=what)
+    return check_labeled_inputs(x, arrays.get("y"), width, classes, what=what, steps=steps)
 
 
 def check_labeled_inputs(
-    x: Any, labels: Any, width: int, classes: int, *, what: str
+    x: Any, labels: Any, width: int, classes: int, *, what: str, steps: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(inputs (B, L, width) float64, labels or None) from arrays: inputs as
-    compiler.check_inputs takes them, labels class indices in [0, classes), one each."""
+    compiler.check_inputs takes them (their first `steps`), labels class indices in
+    [0, classes), one each."""
     from snncompile.compiler import check_inputs
 
-    x = check_inputs(np.asarray(x), width, what=what)
+    x = check_inputs(np.asarray(x), width, what=what, steps=steps)
     if labels is None:
         return x, None
     labels = np.asarray(labels)
@@ -299,13 +305,9 @@ def simulate_artifact(
     if isinstance(inputs, np.ndarray):
         from snncompile.compiler import check_inputs
 
-        x, labels = check_inputs(inputs, width, what="inputs"), None
+        x, labels = check_inputs(inputs, width, what="inputs", steps=steps), None
     else:
-        x, labels = load_inputs(inputs, width, classes)
-    if steps is not None:
-        if not 0 < steps <= x.shape[1]:
-            raise UsageError(f"--steps must be in [1, {x.shape[1]}], got {steps}")
-        x = x[:, :steps]
+        x, labels = load_inputs(inputs, width, classes, steps=steps)
     step("simulate")
     start = time.perf_counter()
     result = run_in_parts(backend, source, x, on_progress)

@@ -608,6 +608,25 @@ def test_bool_spikes_are_inputs_of_zeros_and_ones(artifact, tmp_path, capsys) ->
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+def test_steps_are_cut_before_the_inputs_become_float64(monkeypatch):
+    """helper-63: a 925 MB bool file with --steps 2 peaked at 9.2 GB, converted whole to
+    float64 before the cut. Only the kept steps are converted (and checked)."""
+    import snncompile.reference.simulator as simulator
+    from snncompile.compiler import check_inputs
+
+    converted = []
+    real = simulator.finite_float64
+    monkeypatch.setattr(
+        simulator, "finite_float64", lambda x, what: converted.append(x.shape) or real(x, what)
+    )
+    x = np.zeros((3, 50, 2), dtype=bool)
+    assert check_inputs(x, 2, what="inputs", steps=4).shape == (3, 4, 2)
+    assert converted == [(3, 4, 2)]
+    later_nan = np.zeros((1, 10, 2))
+    later_nan[0, 7, 0] = np.nan  # in a step the run never reaches
+    assert check_inputs(later_nan, 2, what="inputs", steps=7).shape == (1, 7, 2)
+
+
 def test_steps_and_calibration_length_at_their_edges(artifact, inputs):
     """--steps may be the input's whole length (0 and L + 1 are refused); the warning
     blames the input length only when the inputs are longer than the calibration's."""
