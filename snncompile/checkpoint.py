@@ -433,6 +433,12 @@ def _check_meta_on_load(path: Path, meta: Any) -> dict[str, Any]:
         return {}
     if not isinstance(meta, dict):
         raise CorruptInputError(f"{path}: meta is a {type(meta).__name__}, not a dict")
+    try:  # what save takes (docs/formats.md): a tensor or a set there loaded as if it were
+        _check_meta(meta)
+    except UsageError as exc:
+        raise CorruptInputError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise CorruptInputError(f"{path}: meta is nested too deep") from None
     task = meta.get("task")
     if task is not None and not isinstance(task, str):  # it picks verify's data
         raise CorruptInputError(f"{path}: meta task {task!r} is not a name")

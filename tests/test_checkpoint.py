@@ -228,6 +228,19 @@ DAMAGED = {
         "calibration batch is float8_e5m2; checkpoints keep floats as",
     ),
     "calibration bool": (lambda p: p.update(calibration=torch.ones(2, 4, 2) > 0), "torch.bool"),
+    # helper-63: save refuses these in meta, load took them.
+    "a tensor in meta": (
+        lambda p: p["meta"].update(extra=torch.zeros(2)),
+        "meta.extra holds a Tensor; only str/int/float/bool/None/list/dict",
+    ),
+    "a set in meta": (
+        lambda p: p["meta"].update(tags={1, 2}),
+        r"meta.tags holds a set; only",
+    ),
+    "a complex number in meta": (
+        lambda p: p["meta"].update(train={"lr": 1j}),
+        r"meta.train.lr holds a complex; only",
+    ),
     "calibration complex": (
         lambda p: p.update(calibration=torch.ones(2, 4, 2, dtype=torch.complex64)),
         "complex64",
