@@ -300,6 +300,10 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
                 f"{path}: is a file, not an artifact directory (snncompile export writes one)"
             )
         raise CorruptInputError(f"{path}: no such artifact directory")
+    if not (path / "manifest.json").exists():  # was "manifest.json: no such file"
+        raise CorruptInputError(
+            f"{path}: not an artifact directory (no manifest.json; snncompile export writes one)"
+        )
     manifest = read_versioned_json(path / "manifest.json", FORMAT_NAME)
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):

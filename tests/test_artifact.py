@@ -684,3 +684,14 @@ def test_write_artifact_takes_the_int_netlist_only(tmp_path: Path, bundled: Comp
     ):
         write_artifact(floated, tmp_path / "a")
     assert not (tmp_path / "a").exists()
+
+
+def test_a_directory_that_is_no_artifact_is_named_so(tmp_path: Path) -> None:
+    """It was "<dir>/manifest.json: no such file" (helper-63), and as such for a file."""
+    with pytest.raises(CorruptInputError, match=r"^\S+: not an artifact directory \(no manifest"):
+        read_artifact(tmp_path)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(CorruptInputError, match="is a file, not an artifact directory"):
+        read_artifact(tmp_path / "f")
+    with pytest.raises(CorruptInputError, match="no such artifact directory"):
+        read_artifact(tmp_path / "missing")
