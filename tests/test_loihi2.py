@@ -331,11 +331,13 @@ def test_a_network_net_of_another_layout_is_refused(
         read_network(path)
 
 
-def test_a_network_net_linking_into_another_file_is_refused_unopened(
-    spike_ssm: Path, tmp_path: Path
+@pytest.mark.parametrize("how", ["link", "storage"])
+def test_a_network_net_reading_another_file_is_refused_unopened(
+    spike_ssm: Path, tmp_path: Path, how: str
 ) -> None:
-    """helper-63: an external link to a FIFO blocked read_network beyond SIGTERM; one to
-    any HDF5 file on the disk was read. The link is refused before anything follows it."""
+    """helper-63, helper-64: an external link, or a dataset stored in another file, to a
+    FIFO blocked read_network beyond SIGTERM; to any file on the disk, it was read. Both
+    are refused before anything follows them."""
     import h5py
 
     path = tmp_path / "network.net"
@@ -343,9 +345,18 @@ def test_a_network_net_linking_into_another_file_is_refused_unopened(
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with h5py.File(path, "r+") as f:
-        del f["layer/10/inputs/0/weight"]
-        f["layer/10/inputs/0/weight"] = h5py.ExternalLink(str(fifo), "/w")
-    message = r"HDF5 link /layer/10/inputs/0/weight points into another file \('.*fifo'\)"
+        if how == "link":
+            del f["layer/10/inputs/0/weight"]
+            f["layer/10/inputs/0/weight"] = h5py.ExternalLink(str(fifo), "/w")
+            message = r"HDF5 link /layer/10/inputs/0/weight points into another file"
+        else:
+            data = "layer/10/inputs/0/weight/data"
+            values = f[data][()]
+            del f[data]
+            f.create_dataset(
+                data, values.shape, values.dtype, external=[(str(fifo), 0, values.nbytes)]
+            )
+            message = rf"HDF5 dataset /{data} is stored in '.*fifo'"
     with pytest.raises(CorruptInputError, match=message):
         read_network(path)
 

@@ -1507,12 +1507,39 @@ def test_a_nir_file_whose_groups_are_no_tree_is_refused_before_nir_reads_it(
     assert not (tmp_path / "a").exists()
 
 
-@pytest.mark.parametrize("target", ["fifo", "file"])
+def _weight_from_elsewhere(f, other: Path, how: str) -> None:  # type: ignore[no-untyped-def]
+    """Replace the Linear's weight by one that HDF5 reads from `other`."""
+    import h5py
+
+    del f["node/nodes/fc/weight"]
+    if how == "link":
+        f["node/nodes/fc/weight"] = h5py.ExternalLink(str(other), "/w")
+    elif how == "storage":
+        f.create_dataset("node/nodes/fc/weight", (2, 2), "f8", external=[(str(other), 0, 32)])
+    else:
+        layout = h5py.VirtualLayout(shape=(2, 2), dtype="f8")
+        layout[:] = h5py.VirtualSource(str(other), "/w", shape=(2, 2))
+        f.create_virtual_dataset("node/nodes/fc/weight", layout)
+
+
+@pytest.mark.parametrize(
+    ("how", "target", "message"),
+    [
+        ("link", "fifo", "HDF5 link /node/nodes/fc/weight points into another file"),
+        ("link", "file", "HDF5 link /node/nodes/fc/weight points into another file"),
+        ("storage", "fifo", "HDF5 dataset /node/nodes/fc/weight is stored in '"),
+        ("storage", "file", "HDF5 dataset /node/nodes/fc/weight is stored in '"),
+        ("virtual", "file", "HDF5 dataset /node/nodes/fc/weight is virtual over other files"),
+    ],
+)
 @pytest.mark.parametrize("command", ["inspect", "export"])
-def test_a_nir_file_linking_into_another_file_is_refused_unopened(command, target, tmp_path):
-    """helper-63: an HDF5 external link to a FIFO blocked inspect and export beyond
-    SIGTERM; one to an HDF5 file anywhere on the disk was read as the graph's weight.
-    Run as a process with a timeout: the old behaviour hangs."""
+def test_a_nir_file_reading_another_file_is_refused_unopened(
+    command, how, target, message, tmp_path
+):
+    """helper-63, helper-64: an HDF5 external link, or a dataset stored in another file,
+    to a FIFO blocked inspect and export beyond SIGTERM; to a file anywhere on the disk,
+    they were read as the graph's weight. Run as a process with a timeout: the old
+    behaviour hangs."""
     import h5py
 
     path = tmp_path / "g.nir"
@@ -1520,17 +1547,19 @@ def test_a_nir_file_linking_into_another_file_is_refused_unopened(command, targe
     other = tmp_path / "other"
     if target == "fifo":
         os.mkfifo(other)
+    elif how == "storage":
+        other.write_bytes(np.eye(2).tobytes())
     else:
         with h5py.File(other, "w") as f:
             f["w"] = np.eye(2)
     with h5py.File(path, "r+") as f:
-        del f["node/nodes/fc/weight"]
-        f["node/nodes/fc/weight"] = h5py.ExternalLink(str(other), "/w")
+        _weight_from_elsewhere(f, other, how)
     extra = ["--dt", "1e-3", "-o", str(tmp_path / "a")] if command == "export" else []
     argv = [sys.executable, "-m", "snncompile", command, str(path), *extra]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert (out.returncode, out.stderr.count("\n")) == (6, 1), out.stderr
-    assert "g.nir: HDF5 link /node/nodes/fc/weight points into another file" in out.stderr
+    assert f"g.nir: {message}" in out.stderr, out.stderr
+    assert "the file must hold its own data" in out.stderr
     assert not (tmp_path / "a").exists()
 
 

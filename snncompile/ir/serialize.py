@@ -368,10 +368,11 @@ def check_hdf5_size(path: Path) -> None:
 
 
 def check_hdf5_tree(path: Path) -> None:
-    """CorruptInputError for an HDF5 file with an external link (to an object of another
-    file, which its reader would open: any file on the disk, or a FIFO that blocked the
-    process beyond SIGTERM), or in which one group is reachable by two paths (a second
-    hard or soft link to it, or a link back to an ancestor). NIR files and network.net
+    """CorruptInputError for an HDF5 file that reads another file (an external link to an
+    object of one, a dataset stored in one or virtual over others: its reader would open
+    any file on the disk, or a FIFO that blocked the process beyond SIGTERM), or in which
+    one group is reachable by two paths (a second hard or soft link to it, or a link back
+    to an ancestor). NIR files and network.net
     are trees of groups, and nir's reader walks every path: a 190 KB file linking each
     level's group twice took 2^depth reads, a link to an ancestor recursed without end.
     Files that are not HDF5 pass (their reader reports that)."""
@@ -401,6 +402,12 @@ def check_hdf5_tree(path: Path) -> None:
                     item = group.get(name)  # follows soft links; None when dangling
                 except (OSError, KeyError, ValueError):
                     continue
+                if isinstance(item, h5py.Dataset) and (item.external or item.is_virtual):
+                    stored = "virtual over other files" if item.is_virtual else "stored in "
+                    stored += "" if item.is_virtual else repr(item.external[0][0])
+                    raise CorruptInputError(
+                        f"{path}: HDF5 dataset {where} is {stored}; the file must hold its own data"
+                    )
                 if not isinstance(item, h5py.Group):
                     continue
                 if item.id in seen:
