@@ -203,6 +203,7 @@ class FinetuneReport:
     n: int
     parameters: list[str]
     train_seconds: float
+    export_weight_rounding: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -262,18 +263,24 @@ def finetune_checkpoint(
         history = _train_with_progress(ckpt.model, task, settings, progress)
     snap_to_grid(ckpt.model, weight_bits)
     result = evaluate(ckpt.model, task.test, task.featurize)
+    rounding = _export_weight_rounding(ckpt, weight_bits)
     meta = dict(ckpt.meta)
     meta.update(test_accuracy=result.accuracy, test_n=result.n, spike_rates=result.spike_rates)
     meta["finetune"] = {
         "weight_bits": weight_bits,
         "parameters": parameters,
         "test_accuracy_before": before.accuracy,
+        "export_weight_rounding": rounding,
         "train": asdict(settings),
         "train_seconds": round(history.seconds, 1),
         "command": command,
         "snncompile_version": __version__,
         "torch_version": str(torch.__version__),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
     }
+    if isinstance(ckpt.meta.get("finetune"), dict):  # fine-tuned before: keep that record
+        meta["finetune"]["earlier"] = ckpt.meta["finetune"]
     save(ckpt.model, output, calibration=ckpt.calibration, meta=meta)
     return FinetuneReport(
         path=str(output),
@@ -286,7 +293,34 @@ def finetune_checkpoint(
         n=result.n,
         parameters=parameters,
         train_seconds=history.seconds,
+        export_weight_rounding=rounding,
     )
+
+
+def _export_weight_rounding(ckpt: Any, weight_bits: int) -> dict[str, Any]:
+    """What export's weight rounding still loses in the fine-tuned model, compiled with its
+    calibration batch at the default widths but `weight_bits`: {"largest_relative_rms_error",
+    "synapse"}, 0 where every synapse is exact; or {"not_measured": why}. A bias or constant
+    finer than one unit of its destination's input keeps an error no grid of its own
+    removes (export floors it to whole units), as a folded BatchNorm's shift does."""
+    from snncompile.compiler import compile_model
+    from snncompile.errors import SnnCompileError
+    from snncompile.quantize.quantize import QuantConfig
+
+    if ckpt.calibration is None:
+        return {"not_measured": "the checkpoint embeds no calibration batch"}
+    try:
+        compiled = compile_model(
+            ckpt.model,
+            input_size=ckpt.config.d_input,
+            calibration=ckpt.calibration.double().numpy(),
+            config=QuantConfig(weight_bits=weight_bits),
+        )
+    except SnnCompileError as exc:  # export at other options may still take it
+        return {"not_measured": f"export at the default widths refuses it: {exc}"}
+    errors = {name: s["relative_rms_error"] for name, s in compiled.report.synapses.items()}
+    worst = max(errors, key=lambda name: errors[name])
+    return {"largest_relative_rms_error": errors[worst], "synapse": worst}
 
 
 def _recorded_neuron_method(ckpt: Any) -> str | None:

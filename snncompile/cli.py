@@ -230,6 +230,16 @@ def finetune(
         f"with {len(result.parameters)} weight and bias tensors on the {weight_bits}-bit grid, "
         f"{result.train_seconds:.0f} s"
     )
+    rounding = result.export_weight_rounding
+    if "not_measured" in rounding:
+        click.echo(f"  export's weight rounding: not measured ({rounding['not_measured']})")
+    elif rounding["largest_relative_rms_error"] == 0:
+        click.echo("  export's weight rounding: exact in every synapse")
+    else:
+        click.echo(
+            "  export's weight rounding: largest relative rms error "
+            f"{rounding['largest_relative_rms_error']:.3g} ({rounding['synapse']})"
+        )
 
 
 @cli.command()

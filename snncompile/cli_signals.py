@@ -27,7 +27,10 @@ hold:
   them Python puts the default action back on every signal it handles, which killed the
   finished process (a shell saw 143 after a complete export), so they are ignored there
   (`_ignore_signals_in_teardown`). It used to exit 130 in silence ("interrupted, nothing
-  written") or print a traceback.
+  written") or print a traceback. The cost: a teardown that hung there would end only
+  by SIGKILL. Ending the process from the last exit handler (os._exit) would leave no
+  window at all, but it would also replace the exit status of a script that called
+  main() and went on.
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ straight through to W (W + (grid(W) - W).detach()), as quantization-aware traini
 does; at the end each W is replaced by grid(W), which is what the fine-tuned model
 computed. Export then has nothing left to round in those synapses (relative_rms_error 0
 in report.json), and what verify's rung 2 measures is the rest of quantization: states,
-thresholds, decays and graded messages. Exported at another --weight-bits, the weights
-are rounded again.
+thresholds, decays and graded messages. Two exceptions: a bias whose grid is finer than
+one unit of its destination's input, which export floors to whole units (delivered
+constants, docs/numerics.md), and another --weight-bits at export, which rounds again;
+`api.finetune_checkpoint` compiles the result once and reports what remains.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def on_grid(values: torch.Tensor, weight_bits: int) -> torch.Tensor:
     mantissas on Lava's weight_bits grid times the one exponent that fits the largest."""
     array = values.detach().to("cpu", torch.float64).numpy()
     mant, exp = quantize_weights(array.ravel(), weight_bits)
-    return torch.from_numpy(mant.reshape(array.shape) * 2.0**exp).to(values.dtype)
+    return torch.from_numpy(mant.reshape(array.shape) * 2.0**exp).to(values.device, values.dtype)
 
 
 class _OnGrid(nn.Module):

@@ -60,13 +60,14 @@ def test_on_grid_is_exports_rounding_and_rounds_nothing_twice(bits, sign):
     assert not torch.equal(gridded, tensor)  # the values did move onto the grid
 
 
-def test_weights_on_grid_computes_the_snapped_model_with_straight_through_gradients():
+@pytest.mark.parametrize("bits", [3, 8])
+def test_weights_on_grid_computes_the_snapped_model_with_straight_through_gradients(bits):
     model = _model("spike-ssm").double()
     snapped = _model("spike-ssm").double()
-    snap_to_grid(snapped, 8)
+    snap_to_grid(snapped, bits)
     x = torch.rand(3, 12, 1, dtype=torch.float64)
     originals = {name: p.detach().clone() for name, p in model.named_parameters()}
-    with weights_on_grid(model, 8) as covered:
+    with weights_on_grid(model, bits) as covered:
         out = model(x)
         assert torch.equal(out, snapped(x))
         out.sum().backward()
@@ -86,6 +87,42 @@ def test_weights_on_grid_computes_the_snapped_model_with_straight_through_gradie
     for name, param in model.named_parameters():
         assert "parametrizations" not in name
         assert torch.equal(param.detach(), originals[name]), name
+
+
+def test_weights_on_grid_leaves_the_layers_plain_when_training_fails():
+    model = _model("binary-s4d")
+    originals = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with pytest.raises(RuntimeError, match="diverged"):
+        with weights_on_grid(model, 8):
+            raise RuntimeError("diverged")
+    assert {name: p.detach() for name, p in model.named_parameters()}.keys() == originals.keys()
+    for name, param in model.named_parameters():
+        assert torch.equal(param.detach(), originals[name]), name
+
+
+def test_what_export_still_rounds_is_measured_and_named(tmp_path):
+    """A bias far below one unit of its destination's input is floored to whole units by
+    export, whatever its own grid (helper-64): finetune reports it, not "exact"."""
+    from snncompile.api import _export_weight_rounding
+
+    exact = load_checkpoint(_checkpoint(tmp_path / "a.pt", "binary-s4d"))
+    snap_to_grid(exact.model, 8)
+    assert _export_weight_rounding(exact, 8) == {
+        "largest_relative_rms_error": 0.0,
+        "synapse": "input->encoder",  # the first of equals
+    }
+    tiny = load_checkpoint(_checkpoint(tmp_path / "b.pt", "binary-s4d"))
+    with torch.no_grad():
+        tiny.model.blocks[0].mix.proj.bias.mul_(1e-4)
+    snap_to_grid(tiny.model, 8)
+    rounding = _export_weight_rounding(tiny, 8)
+    assert rounding["synapse"] == "bias->blocks.0.mix"
+    assert rounding["largest_relative_rms_error"] > 0.5
+    bare = load_checkpoint(_checkpoint(tmp_path / "c.pt", "binary-s4d"))
+    bare = bare.__class__(**{**vars(bare), "calibration": None})
+    assert _export_weight_rounding(bare, 8) == {
+        "not_measured": "the checkpoint embeds no calibration batch"
+    }
 
 
 @pytest.mark.parametrize("family", DEPLOYABLE)
@@ -179,10 +216,19 @@ def test_finetune_cli_reports_accuracy_before_and_after(tmp_path, capsys, monkey
     assert code == 0, output
     assert re.fullmatch(
         rf"saved {re.escape(str(out))}: test accuracy \d+\.\d\d% -> \d+\.\d\d% with 6 "
-        r"weight and bias tensors on the 8-bit grid, \d+ s",
+        r"weight and bias tensors on the 8-bit grid, \d+ s\n"
+        r"  export's weight rounding: exact in every synapse",
         output.strip(),
     ), output
-    assert load_checkpoint(out).meta["finetune"]["command"] == " ".join(sys.argv)
+    record = load_checkpoint(out).meta["finetune"]
+    assert record["command"] == " ".join(sys.argv)
+    assert record["export_weight_rounding"]["largest_relative_rms_error"] == 0.0
+    # Fine-tuned again: the first run's record is kept under the new one.
+    again = tmp_path / "ft2.pt"
+    monkeypatch.setattr("sys.argv", ["snncompile", "finetune", str(out), "-o", str(again)])
+    code, output = _run(["finetune", out, "-o", again, "--epochs", "1", "--quiet"], capsys)
+    assert code == 0, output
+    assert load_checkpoint(again).meta["finetune"]["earlier"] == record
 
 
 def test_inspect_names_a_finetuned_checkpoint_and_its_grid(tmp_path, capsys):
