@@ -1240,6 +1240,15 @@ def test_absurd_input_shapes_are_corrupt_before_anything_is_allocated(shape):
         import_nir(g, dt=1e-3)
 
 
+@pytest.mark.parametrize("shape", [(1.5,), (2.0000001,), (np.inf,), (np.nan,)])
+def test_an_input_size_that_is_no_whole_number_is_corrupt(shape):
+    """int() took 1.5 as 1 and read on (helper-63)."""
+    g = chain(shape, ("fc", nir.Linear(weight=np.eye(2))))
+    with pytest.raises(CorruptInputError, match=r"node 'input' declares the shape \[.*not whole"):
+        import_nir(g, dt=1e-3)
+    assert import_nir(chain((2.0,), ("fc", nir.Linear(weight=np.eye(2)))), dt=1e-3)  # whole
+
+
 def test_a_convolution_padded_past_any_real_size_is_refused():
     with pytest.raises(CorruptInputError, match=r"too large .* padding \(100000, 100000\)"):
         conv_matrix(np.ones((2, 1, 3, 3)), (1, 4, 4), (1, 1), (100000, 100000), (1, 1), 1)

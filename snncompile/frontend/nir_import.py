@@ -426,9 +426,15 @@ MAX_NODE_NEURONS = 1 << 22
 def _checked_shape(name: str, shape: Any) -> tuple[int, ...]:
     """A node's shape as positive ints with at most MAX_NODE_NEURONS elements."""
     try:
-        dims = tuple(int(n) for n in np.atleast_1d(shape))
-    except (TypeError, ValueError):
-        raise CorruptInputError(f"node {name!r} declares the shape {shape!r}") from None
+        values = np.atleast_1d(shape)
+        dims = tuple(int(n) for n in values)
+        # int() took a size of 1.5 as 1 (helper-63)
+        whole = all(float(n) == d for n, d in zip(values, dims, strict=True))
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        shown = shape.tolist() if isinstance(shape, np.ndarray) else shape
+        raise CorruptInputError(f"node {name!r} declares the shape {shown!r}, not whole sizes")
     if not dims or min(dims) < 1 or math.prod(dims) > MAX_NODE_NEURONS:
         raise CorruptInputError(
             f"node {name!r} has shape {dims}: each size must be positive and the node "
