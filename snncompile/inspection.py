@@ -30,8 +30,10 @@ def inspect_nir(path: str | Path) -> dict[str, Any]:
     from snncompile.frontend.nir_import import resolve_dt
     from snncompile.frontend.nir_snncompile import read_snncompile_nir
 
+    # Ours first, as export reads it: an edited file of ours is refused by its own check
+    # (exit 6), where the generic one called a dropped edge unsupported (exit 4).
+    ours = read_snncompile_nir(path)
     flat = load_flat(path)
-    ours = read_snncompile_nir(path)  # also refuses an edited file of ours
     nodes = [
         {
             "name": name,

@@ -805,3 +805,24 @@ def test_inspect_refuses_edited_snncompile_metadata(  # type: ignore[no-untyped-
         main(["inspect", str(copy)])
     err = capsys.readouterr().err
     assert info.value.code == 6 and err.count("\n") == 1 and message in err, err
+
+
+def test_a_dropped_edge_in_a_file_of_ours_is_one_refusal_for_inspect_and_export(
+    exported, tmp_path, capsys
+) -> None:
+    """The decoder's edge removed from an exported model.nir: inspect called the graph
+    unsupported (exit 4) and export called the file corrupt (exit 6) (helper-63)."""
+    import h5py
+
+    _, artifact = exported
+    path = tmp_path / "model.nir"
+    path.write_bytes((artifact / "model.nir").read_bytes())
+    with h5py.File(path, "r+") as f:
+        kept = [edge for edge in f["node/edges"][()] if b"decoder" not in edge[1]]
+        del f["node/edges"]
+        f.create_dataset("node/edges", data=np.array(kept, dtype=object), dtype=h5py.string_dtype())
+    for argv in (["inspect", path], ["export", path, "-o", tmp_path / "a"]):
+        code, out, err = run(argv, capsys)
+        assert (code, out, err.count("\n")) == (6, "", 1), err
+        assert "the NIR nodes are not the nodes the snncompile metadata lists" in err, err
+    assert not (tmp_path / "a").exists()
