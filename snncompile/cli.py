@@ -209,8 +209,8 @@ def finetune(
     quiet: bool,
 ) -> None:
     """Quantization-aware fine-tuning: train MODEL on its task with the encoder's, GLU
-    projections' and decoder's weights on export's grid, and save them on it (export then
-    rounds nothing there)."""
+    projections' and decoder's weights on export's grid, save them on it, and say what
+    export's weight rounding still loses."""
     from snncompile.api import finetune_checkpoint
 
     result = finetune_checkpoint(

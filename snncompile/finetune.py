@@ -72,12 +72,12 @@ def weights_on_grid(model: SequenceModel, weight_bits: int) -> Iterator[list[str
     parameters hold what was trained, unrounded; `snap_to_grid` rounds them. Yields the
     parameter names it covers."""
     covered = []
-    for layer_name, layer in grid_layers(model).items():
-        for name in GRID_PARAMETERS:
-            if getattr(layer, name, None) is not None:
-                parametrize.register_parametrization(layer, name, _OnGrid(weight_bits))
-                covered.append(f"{layer_name}.{name}")
     try:
+        for layer_name, layer in grid_layers(model).items():
+            for name in GRID_PARAMETERS:
+                if getattr(layer, name, None) is not None:
+                    parametrize.register_parametrization(layer, name, _OnGrid(weight_bits))
+                    covered.append(f"{layer_name}.{name}")
         yield covered
     finally:
         for layer in grid_layers(model).values():
