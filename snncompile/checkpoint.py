@@ -384,6 +384,8 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def check_float_dtype(path: Path, what: str, tensor: torch.Tensor) -> None:
+    """CorruptInputError naming `what` in `path` when the tensor is a float of a dtype
+    outside FLOAT_DTYPES."""
     if tensor.is_floating_point() and tensor.dtype not in FLOAT_DTYPES:
         kept = ", ".join(str(dtype).removeprefix("torch.") for dtype in FLOAT_DTYPES)
         raise CorruptInputError(
