@@ -372,10 +372,10 @@ def check_hdf5_tree(path: Path) -> None:
     object of one, a dataset stored in one or virtual over others: its reader would open
     any file on the disk, or a FIFO that blocked the process beyond SIGTERM), or in which
     one group is reachable by two paths (a second hard or soft link to it, or a link back
-    to an ancestor). NIR files and network.net
-    are trees of groups, and nir's reader walks every path: a 190 KB file linking each
-    level's group twice took 2^depth reads, a link to an ancestor recursed without end.
-    Files that are not HDF5 pass (their reader reports that)."""
+    to an ancestor). NIR files and network.net are trees of groups, and nir's reader
+    walks every path: a 190 KB file linking each level's group twice took 2^depth reads,
+    a link to an ancestor recursed without end. Files that are not HDF5 pass (their
+    reader reports that)."""
     import h5py
 
     try:
@@ -403,8 +403,11 @@ def check_hdf5_tree(path: Path) -> None:
                 except (OSError, KeyError, ValueError):
                     continue
                 if isinstance(item, h5py.Dataset) and (item.external or item.is_virtual):
-                    stored = "virtual over other files" if item.is_virtual else "stored in "
-                    stored += "" if item.is_virtual else repr(item.external[0][0])
+                    stored = (
+                        "virtual over other files"
+                        if item.is_virtual
+                        else f"stored in {item.external[0][0]!r}"
+                    )
                     raise CorruptInputError(
                         f"{path}: HDF5 dataset {where} is {stored}; the file must hold its own data"
                     )
