@@ -168,9 +168,22 @@ def read_torch_file(path: Path, what: str) -> Any:
         other = _other_kind_of_file(path)
         if other is not None:
             raise CorruptInputError(f"{path}: not a {what}: {other}") from None
+        opcode = re.search(r"Unsupported operand (\d+)", str(exc))
+        if opcode is not None:  # a whole file torch's safe loader does not take
+            raise CorruptInputError(f"{path}: not a readable {what} ({_opcode(opcode)})") from None
         raise CorruptInputError(
             f"{path}: not a readable {what} (truncated or corrupt: {type(exc).__name__})"
         ) from None
+
+
+def _opcode(found: re.Match[str]) -> str:
+    """What a pickle opcode torch's weights_only loader refuses holds: a 5000-digit integer
+    in meta (LONG4) read as "truncated or corrupt" (helper-63)."""
+    op = pickletools.code2op.get(chr(int(found.group(1)) % 256))
+    name = op.name if op is not None else found.group(1)
+    if name == "LONG4":
+        return "it holds an integer of more than 255 bytes, which safe loading does not read"
+    return f"it holds pickle opcode {name}, which safe loading does not read"
 
 
 def _member_failing_crc(path: Path) -> str | None:

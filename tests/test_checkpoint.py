@@ -536,6 +536,13 @@ def test_the_longest_integers_weights_only_loading_takes_are_saved(tmp_path: Pat
     assert load_checkpoint(path).meta["n"] == longest
     with pytest.raises(UsageError, match="integer of 2040 bits"):
         save(_model(), tmp_path / "m.pt", meta={"n": 2**2039})
+    # Written by torch.save past save(): named, not "truncated or corrupt" (helper-63).
+    payload = torch.load(path, weights_only=True)
+    payload["meta"]["n"] = 2**2039
+    torch.save(payload, tmp_path / "long.pt")
+    message = r"long\.pt: not a readable checkpoint \(it holds an integer of more than 255 bytes"
+    with pytest.raises(CorruptInputError, match=message):
+        load_checkpoint(tmp_path / "long.pt")
 
 
 @pytest.mark.parametrize(
