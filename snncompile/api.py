@@ -95,7 +95,7 @@ def train_checkpoint(
     from snncompile.checkpoint import check_checkpoint_path, save
     from snncompile.data import load_task
     from snncompile.models.backbone import ModelConfig, build_model
-    from snncompile.train import TrainSettings, calibration_batch, evaluate
+    from snncompile.train import calibration_batch, evaluate
 
     # Everything that can be refused is refused before the minutes of training.
     check_checkpoint_path(output, what="-o")  # a checkpoint is re-made, nothing else
@@ -103,7 +103,6 @@ def train_checkpoint(
         ("--width", width, 1, 1 << 14),
         ("--depth", depth, 1, 256),
         ("--state-size", state_size, 1, 1 << 14),
-        ("--seed", seed, 0, 2**32 - 1),
     ):
         if not low <= value <= high:  # beyond these a model exhausts memory before training
             raise UsageError(f"{name} must be in [{low}, {high}], got {value}")
@@ -111,19 +110,9 @@ def train_checkpoint(
         raise UsageError(
             f"--calib-size must be at least 1 (export calibrates on it), got {calib_size}"
         )
-    # Named as the options here (TrainSettings and ModelConfig name their fields).
-    for name, value, ok, rule in (
-        ("--epochs", epochs, epochs >= 1, "at least 1"),
-        ("--batch-size", batch_size, batch_size >= 1, "at least 1"),
-        ("--lr", lr, 0 < lr < math.inf, "positive and finite"),  # NaN fails each
-        ("--weight-decay", weight_decay, 0 <= weight_decay < math.inf, "non-negative"),
-        ("--dropout", dropout, 0 <= dropout < 1, "in [0, 1)"),
-    ):
-        if not ok:
-            raise UsageError(f"{name} must be {rule}, got {value}")
-    settings = TrainSettings(
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
-    )
+    settings = _train_settings(epochs, batch_size, lr, weight_decay, seed)
+    if not 0 <= dropout < 1:  # named as the option (ModelConfig names its field)
+        raise UsageError(f"--dropout must be in [0, 1), got {dropout}")
     task_args = {"length": listops_length, "depth": listops_depth} if task_name == "listops" else {}
     try:
         task = load_task(task_name, **task_args)  # an unknown task is named first
@@ -231,28 +220,17 @@ def finetune_checkpoint(
     from snncompile.checkpoint import check_checkpoint_path, load_checkpoint, save
     from snncompile.finetune import snap_to_grid, weights_on_grid
     from snncompile.quantize.quantize import QuantConfig
-    from snncompile.train import TrainSettings, evaluate
+    from snncompile.train import evaluate
 
     check_checkpoint_path(output, what="-o")
     if Path(output).exists() and Path(model).exists() and os.path.samefile(output, model):
         # As export and simulate refuse their input as -o: the trained model would be gone.
         raise UsageError(f"-o {output} is MODEL itself; write the fine-tuned model to a new file")
-    for name, value, ok, rule in (
-        ("--epochs", epochs, epochs >= 1, "at least 1"),
-        ("--batch-size", batch_size, batch_size >= 1, "at least 1"),
-        ("--lr", lr, 0 < lr < math.inf, "positive and finite"),  # NaN fails each
-        ("--weight-decay", weight_decay, 0 <= weight_decay < math.inf, "non-negative"),
-        ("--seed", seed, 0 <= seed <= 2**32 - 1, f"in [0, {2**32 - 1}]"),
-    ):
-        if not ok:
-            raise UsageError(f"{name} must be {rule}, got {value}")
+    settings = _train_settings(epochs, batch_size, lr, weight_decay, seed)
     try:
         QuantConfig(weight_bits=weight_bits)  # export's rule for the width
     except UsageError as exc:
         raise UsageError(str(exc).replace("weight_bits", "--weight-bits")) from None
-    settings = TrainSettings(
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
-    )
     ckpt = load_checkpoint(model)
     task = _checkpoint_task(model, ckpt)
     _refuse_integer_undeployable(model, ckpt)
@@ -349,6 +327,27 @@ def _refuse_integer_undeployable(path: str | Path, ckpt: Any) -> None:
             f"({', '.join(verdict['missing'])}), so there is no weight grid to fine-tune "
             f"for; it goes to {', '.join(takers) or 'no target'}"
         )
+
+
+def _train_settings(
+    epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int
+) -> TrainSettings:
+    """TrainSettings of `train` and `finetune`, a bad value named as its option
+    (TrainSettings names its fields), before the minutes of training."""
+    from snncompile.train import TrainSettings
+
+    for name, value, ok, rule in (
+        ("--epochs", epochs, epochs >= 1, "at least 1"),
+        ("--batch-size", batch_size, batch_size >= 1, "at least 1"),
+        ("--lr", lr, 0 < lr < math.inf, "positive and finite"),  # NaN fails each
+        ("--weight-decay", weight_decay, 0 <= weight_decay < math.inf, "non-negative"),
+        ("--seed", seed, 0 <= seed <= 2**32 - 1, f"in [0, {2**32 - 1}]"),
+    ):
+        if not ok:
+            raise UsageError(f"{name} must be {rule}, got {value}")
+    return TrainSettings(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
+    )
 
 
 def _check_neuron_method(method: str | None, family: str) -> str | None:

@@ -422,7 +422,11 @@ def _check_stores_its_values(path: Path, what: str, tensor: torch.Tensor) -> Non
 def recorded_accuracy(meta: dict[str, Any]) -> float | None:
     """meta's test_accuracy when it is one (a fraction in [0, 1]), else None: it is only
     reported, so a NaN or 10**400 there means "not known", not a broken checkpoint."""
-    value = meta.get("test_accuracy")
+    return _fraction(meta.get("test_accuracy"))
+
+
+def _fraction(value: Any) -> float | None:
+    """`value` when it is a number in [0, 1], else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if 0.0 <= value <= 1.0 else None
@@ -438,8 +442,7 @@ def recorded_finetune(meta: dict[str, Any]) -> dict[str, Any] | None:
     bits = record.get("weight_bits")
     if isinstance(bits, bool) or not isinstance(bits, int):
         return None
-    before = recorded_accuracy({"test_accuracy": record.get("test_accuracy_before")})
-    return {"weight_bits": bits, "accuracy_before": before}
+    return {"weight_bits": bits, "accuracy_before": _fraction(record.get("test_accuracy_before"))}
 
 
 def _check_meta_on_load(path: Path, meta: Any) -> dict[str, Any]:
