@@ -287,6 +287,9 @@ def simulate_artifact(
         source, width, latency = open_onnx_artifact(artifact)
         ticks, classes = 1, source.interface.output_size
     elif float_export:
+        from snncompile.targets.onnx.float_model import read_float_manifest
+
+        read_float_manifest(artifact)  # a damaged artifact is named as such, not as misused
         raise UsageError(
             f"{artifact} is an `export --float` (no integer netlist): "
             "simulate it with --backend onnx"

@@ -335,6 +335,18 @@ def test_damaged_graph_is_refused(tmp_path: Path, small: Compiled, edit, message
         load_graph(tmp_path)
 
 
+@pytest.mark.parametrize("array", ["node2.u_shift", "node2.d", "node1.bias", "node3.theta"])
+def test_a_graph_array_holding_nan_is_refused(tmp_path: Path, small: Compiled, array) -> None:  # type: ignore[no-untyped-def]
+    # The SSM's d and u_shift (a folded BatchNorm shift) loaded as NaN: only their shape
+    # was checked (helper-63).
+    save_graph(small.graph, tmp_path)
+    arrays = dict(np.load(tmp_path / "graph.npz"))
+    arrays[array] = np.where(np.arange(arrays[array].size) == 0, np.nan, arrays[array])
+    np.savez(tmp_path / "graph.npz", **arrays)
+    with pytest.raises(CorruptInputError, match=r"holds NaN or inf"):
+        load_graph(tmp_path)
+
+
 def test_unsaveable_meta_is_a_usage_error(tmp_path: Path, small: Compiled) -> None:
     graph = Graph(small.graph.nodes, meta={"when": object()})
     with pytest.raises(UsageError, match=r"graph meta\.when"):

@@ -341,6 +341,25 @@ def test_an_ssm_whose_update_could_leave_int64_is_refused_at_the_exact_limit():
         _ssm_after(-(largest + 1), exp)
 
 
+@pytest.mark.parametrize("numeric", ["int", "float64"])
+def test_a_glu_gate_no_target_knows_is_refused(numeric: str) -> None:
+    # An int GLU computes from its table, but its gate attr is what inspect and the NIR
+    # export report; only the float netlist's was checked (helper-63).
+    params = (
+        {"pwl_x0": 0.0, "pwl_shift": 2.0, "pwl_table_q12": [0.0, 4095.0], "out_shift": 12.0}
+        if numeric == "int"
+        else {}
+    )
+    for gate, refused in (("sigmoid", False), ("hard-sigmoid", False), ("tanh", True)):
+        glu = Population("glu", "glu", 1, {k: np.asarray(v) for k, v in params.items()},
+                         {"gate": gate})  # fmt: skip
+        if not refused:
+            _after_input(glu, np.full((2, 2), 1.0), numeric=numeric)
+            continue
+        with pytest.raises(InvalidGraphError, match="glu gate 'tanh' is unknown"):
+            _after_input(glu, np.full((2, 2), 1.0), numeric=numeric)
+
+
 def test_a_glu_whose_gated_product_could_leave_int64_is_refused():
     """a0 g with g up to the table's largest Q12 entry: 4096 * 2^51 is 2^63."""
 

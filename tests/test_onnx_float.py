@@ -179,11 +179,25 @@ def test_usage_and_tampering(tmp_path):
         UsageError, match=r"float32 model overflowed on 2 input\(s\) \(first: input 1"
     ):
         simulate_artifact(out, np.stack([x[0], *[np.full_like(x[0], 3e38)] * 2]), backend="onnx")
-    (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes() + b"\0")
-    with pytest.raises(CorruptInputError, match="sha256"):
-        simulate_artifact(out, x, backend="onnx")
     with pytest.raises(UsageError, match="simulate it with --backend onnx"):
         simulate_artifact(out, x, backend="reference")  # no netlist in a float export
+    (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes() + b"\0")
+    for backend in ("onnx", "reference"):  # damage is named first, whatever the backend
+        with pytest.raises(CorruptInputError, match="sha256"):
+            simulate_artifact(out, x, backend=backend)
+
+
+def test_an_integer_artifact_relabelled_as_a_float_export_is_corrupt(tmp_path):
+    # simulate answered "simulate it with --backend onnx" (exit 2) for --backend reference.
+    spiking, _ = tiny_checkpoint(tmp_path, "binary-s4d")
+    out = tmp_path / "int.onnx"
+    export_model(spiking, out, target="onnx")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["format"] = "snncompile-onnx-float"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    for backend in ("onnx", "reference", "lava"):
+        with pytest.raises(CorruptInputError, match=r"does not list exactly model\.onnx"):
+            simulate_artifact(out, np.zeros((1, 4, 3)), backend=backend)
 
 
 def test_check_inputs_that_overflow_the_model_are_named_so(tmp_path):

@@ -104,7 +104,9 @@ class Compartment:
             raise InvalidGraphError(f"{self.kind} needs attrs {missing_attrs}")
         if self.kind == "readout" and pop.attrs["mode"] not in ("mean", "last"):
             raise InvalidGraphError(f"readout mode {pop.attrs['mode']!r} is unknown")
-        if self.kind == "glu" and numeric == "float64":
+        # An int netlist computes its gate from pwl_table_q12; its attr still names what
+        # the table was made from (inspect, NIR), so it is checked alike.
+        if self.kind == "glu":
             if pop.attrs.get("gate") not in ("sigmoid", "hard-sigmoid"):
                 raise InvalidGraphError(f"glu gate {pop.attrs.get('gate')!r} is unknown")
 

@@ -41,6 +41,7 @@ def blame_model_values(source: object = None) -> Iterator[None]:
 def _vector(name: str, value: np.ndarray, size: int) -> None:
     if value.shape != (size,):
         raise InvalidGraphError(f"{name} has shape {value.shape}, expected ({size},)")
+    _finite(name, value)
 
 
 def _finite(name: str, value: np.ndarray) -> None:
@@ -109,7 +110,6 @@ class Linear(Op):
             )
         _vector("linear bias", self.bias, self.weight.shape[0])
         _finite("linear weight", self.weight)
-        _finite("linear bias", self.bias)
         return self.weight.shape[0]
 
 
@@ -128,7 +128,6 @@ class BatchNorm(Op):
         _arity(self, sizes, 1)
         for name in ("mean", "var", "weight", "bias"):
             _vector(f"batchnorm {name}", getattr(self, name), sizes[0])
-            _finite(f"batchnorm {name}", getattr(self, name))
         if np.any(self.var + self.eps <= 0):
             raise InvalidGraphError("batchnorm var + eps must be positive")
         return sizes[0]
@@ -269,7 +268,6 @@ class ResetRefractory(Op):
         _arity(self, sizes, 1)
         for name in ("beta", "theta", "rho"):
             _vector(f"reset_refractory {name}", getattr(self, name), sizes[0])
-            _finite(f"reset_refractory {name}", getattr(self, name))
         if np.any((self.beta < 0) | (self.beta >= 1)):
             raise InvalidGraphError("reset_refractory beta must be in [0, 1)")
         if np.any(self.theta <= 0) or np.any(self.rho < 0):
@@ -293,7 +291,6 @@ class LIF(Op):
     def validate(self, sizes: tuple[int, ...]) -> int:
         _arity(self, sizes, 1)
         _vector("lif threshold", self.threshold, sizes[0])
-        _finite("lif threshold", self.threshold)
         if not 0.0 <= self.tau < 1.0:
             raise InvalidGraphError(f"lif tau must be in [0, 1), got {self.tau}")
         if np.any(self.threshold <= 0):
