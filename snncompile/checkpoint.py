@@ -445,6 +445,38 @@ def recorded_finetune(meta: dict[str, Any]) -> dict[str, Any] | None:
     return {"weight_bits": bits, "accuracy_before": _fraction(record.get("test_accuracy_before"))}
 
 
+def rebuild_task(origin: str | os.PathLike[str], meta: dict[str, Any]) -> Any:
+    """The bundled task a checkpoint's metadata names, or a UsageError naming `origin`
+    (load_checkpoint checked task_args already; generation may still refuse them)."""
+    from snncompile.data import load_task
+
+    try:
+        return load_task(meta["task"], **dict(meta.get("task_args") or {}))
+    except UsageError as exc:
+        raise UsageError(f"{origin}: cannot rebuild its task {meta['task']!r}: {exc}") from None
+
+
+def checkpoint_task(path: str | os.PathLike[str], ckpt: Checkpoint) -> Any:
+    """The bundled Task a loaded checkpoint was trained on (its metadata's task and
+    task_args); UsageError if it names none or one of the user's own, or generating it
+    is refused; CorruptInputError if the model does not fit it."""
+    task_name = ckpt.meta.get("task")
+    if not isinstance(task_name, str):  # a valid file (save takes any meta): not exit 6
+        raise UsageError(f"{path}: its metadata names no bundled task to take data from")
+    if task_name not in TASKS:  # a task of the user's own is valid too (docs/formats.md)
+        raise UsageError(
+            f"{path}: its task {task_name!r} is not a bundled one ({', '.join(TASKS)}); "
+            "there is no data to take from it"
+        )
+    task = rebuild_task(path, ckpt.meta)
+    if task.d_input != ckpt.config.d_input or task.n_classes != ckpt.config.d_output:
+        raise CorruptInputError(
+            f"{path}: model shape (d_input {ckpt.config.d_input}, d_output "
+            f"{ckpt.config.d_output}) does not match task {task_name!r}"
+        )
+    return task
+
+
 def _check_meta_on_load(path: Path, meta: Any) -> dict[str, Any]:
     """meta is a dict; a bundled task's task_args (verify and evaluate load it) are valid."""
     if meta is None:

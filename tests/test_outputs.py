@@ -124,7 +124,7 @@ WRITERS = pytest.mark.parametrize(
 
 
 def _no_slow_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    import snncompile.api as api
+    import snncompile.api_train as api
     import snncompile.compiler as compiler
 
     def too_late(*args: object, **kwargs: object) -> None:
@@ -247,7 +247,7 @@ def test_an_unexpected_exception_is_one_line_exit_1(  # type: ignore[no-untyped-
 def test_train_refuses_bad_settings_before_training(  # type: ignore[no-untyped-def]
     tmp_path: Path, capsys, monkeypatch, option, value, message
 ) -> None:
-    import snncompile.api as api
+    import snncompile.api_train as api
 
     monkeypatch.setattr(api, "_train_with_progress", lambda *a, **k: pytest.fail("trained"))
     code, err = _run(

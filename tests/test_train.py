@@ -140,7 +140,7 @@ def test_train_refuses_a_neuron_method_that_does_not_apply(tmp_path, family, met
 
 
 def test_the_neuron_method_defaults_to_pmbc_for_spike_ssm_only() -> None:
-    from snncompile.api import _check_neuron_method
+    from snncompile.api_train import _check_neuron_method
 
     assert _check_neuron_method(None, "spike-ssm") == "pmbc"  # recorded in the metadata
     assert _check_neuron_method("sequential", "spike-ssm") == "sequential"
