@@ -339,7 +339,7 @@ def print_loihi2(s: dict) -> None:
     ops, energy, dense = est["synaptic_ops"], est["energy_pj"], est["dense_model"]
     click.echo(
         f"loihi2: {s['cores']} core(s) on {s['chips']} chip(s) ({s['cores_per_chip']} cores "
-        "per chip); fullest core:"
+        "per chip); the most any core uses:"
     )
     for key, label in (
         ("compartments", "compartments"),
@@ -348,6 +348,11 @@ def print_loihi2(s: dict) -> None:
         ("output_axons", "output axons"),
     ):
         click.echo(f"  {label:<14} {peak[key]} of {limits[key]}")
+    low, high = s["weight_exp_range"]
+    click.echo(
+        f"  weight exponents checked against [{low}, {high}] (Loihi 2's own range is not "
+        "public; Loihi 1's was [-8, 7])"
+    )
     if s["overrides"]:
         click.echo(f"  target config overridden: {', '.join(sorted(s['overrides']))}")
     steps = est["steps_per_inference"]

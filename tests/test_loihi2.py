@@ -420,6 +420,32 @@ def test_inspect_shows_cores_chips_and_the_estimate(spike_ssm: Path, capsys) -> 
     assert info["estimate"]["energy_pj"] == est["energy_estimate_pj"]
 
 
+def test_inspect_names_the_per_core_limits_the_mapping_used(
+    spike_ssm: Path, capsys, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    # inspect showed compartments_per_core as the limit ("2112 of 8192") where
+    # neurons_per_core = 1000 had capped the mapping; and never said that the weight
+    # exponents were checked only against a placeholder range (helper-65).
+    from snncompile.cli_text import print_loihi2
+    from snncompile.targets.loihi2 import summarize_artifact
+
+    code, out, _ = run(["inspect", spike_ssm], capsys)
+    assert code == 0 and "the most any core uses:" in out
+    assert "compartments   2112 of 8192" in out
+    assert "weight exponents checked against [-31, 31] (Loihi 2's own range" in out
+    for name in ("resources.json", "estimate.json"):
+        shutil.copy(spike_ssm / name, tmp_path / name)
+    resources = json.loads((tmp_path / "resources.json").read_text())
+    resources["target"]["limits"]["neurons_per_core"]["value"] = 1000
+    resources["target"]["limits"]["weight_exp_min"]["value"] = -8
+    (tmp_path / "resources.json").write_text(json.dumps(resources))
+    summary = summarize_artifact(tmp_path)
+    assert summary["limits_per_core"]["compartments"] == 1000
+    print_loihi2(summary)
+    out = capsys.readouterr().out
+    assert "compartments   2112 of 1000" in out and "checked against [-8, 31]" in out
+
+
 def test_bundled_compartment_ops_by_kind(spike_ssm: Path) -> None:
     """Compartment multiplies per step (estimate.py's docstring): an SSM mode 6 (complex
     a z is 4 real multiplies, b x 2), a reset-refractory neuron 1 (its decay), a GLU
@@ -480,7 +506,7 @@ def test_drc_lists_every_violation_and_writes_nothing(
         assert f"synapse {name}: delay" in err
     for name in low_exp:
         assert f"synapse {name}: weight_exp" in err
-    assert "needs 12 cores on 6 chip(s); available 2" in err
+    assert "needs 12 cores on 6 chip(s), more than the 2 available" in err
     assert set(os.listdir(tmp_path)) == before  # no output, no temporary directory
 
 
@@ -652,16 +678,17 @@ def test_measured_graded_rates_in_parts_keep_no_traces(monkeypatch) -> None:
 
 def test_mapping_by_hand() -> None:
     m = map_netlist(tiny_netlist(), load_config())
-    # one population per core; synapse bits = min(dense, sparse) per synapse:
-    # acc: in->acc min(3*2*8, 4*(8+1)) = 36, bias->acc min(3*1*8, 2*(8+1)) = 18 -> 54 bits
-    # spk: min(3*3*8, 3*(8+2)) = 30 bits; out: min(2*3*8, 3*(8+2)) = 30 bits
+    # one population per core; synapse bits = min(dense, sparse) per synapse, a sparse
+    # weight's index naming one of the destination's rows on the core:
+    # acc: in->acc min(3*2*8, 4*(8+2)) = 40, bias->acc min(3*1*8, 2*(8+2)) = 20 -> 60 bits
+    # spk: min(3*3*8, 3*(8+2)) = 30 bits; out: min(2*3*8, 3*(8+1)) = 27 bits
     rows = [
         (c.slices, c.compartments, c.synapse_bytes, c.input_axons, c.output_axons) for c in m.cores
     ]
     assert rows == [
         ([("in", 0, 2)], 2, 0, 0, 2),
         ([("bias", 0, 1)], 1, 0, 0, 1),
-        ([("acc", 0, 3)], 3, 7, 3, 3),
+        ([("acc", 0, 3)], 3, 8, 3, 3),
         ([("spk", 0, 3)], 3, 4, 3, 3),
         ([("out", 0, 2)], 2, 4, 3, 0),
     ]
@@ -671,7 +698,7 @@ def test_mapping_by_hand() -> None:
 def test_mapping_shares_and_splits_cores(tmp_path: Path) -> None:
     shared = map_netlist(tiny_netlist(), _config(tmp_path, "[model]\nshare_cores = true\n"))
     (core,) = shared.cores
-    assert core.compartments == 11 and core.synapse_bytes == 15  # ceil((54 + 30 + 30) / 8)
+    assert core.compartments == 11 and core.synapse_bytes == 15  # ceil((60 + 30 + 27) / 8)
     assert (core.input_axons, core.output_axons) == (9, 9)
     # Sharing, the bound adds up over every population placed on the open core: with 7
     # output axons allowed the 9 of one core no longer fit, and spk is split.
@@ -743,12 +770,17 @@ def test_drc_names_each_rule(tmp_path: Path) -> None:
         "population spk: vth 100 outside [0, 63] (vth_bits 6)",
         "input_axons per core > input_axons_per_core 1: core 2 (acc) 2, core 3 (acc) 2, "
         "core 4 (acc) 2, core 8 (out) 2",
-        "needs 10 cores on 5 chip(s); available 2 (cores_per_chip 2 x chips_available 1)",
+        "needs 10 cores on 5 chip(s), more than the 2 available "
+        "(cores_per_chip 2 x chips_available 1)",
         "chip 0: compartments 3 > neurons_per_chip 2",  # in (2) + bias (1)
     ]
     assert violations == expected
-    with pytest.raises(HardwareRuleError, match=f"^{len(expected)} design-rule violations: "):
+    with pytest.raises(
+        HardwareRuleError, match=f"^{len(expected)} design-rule violations: "
+    ) as info:
         enforce(net, cfg, map_netlist(net, cfg))
+    # One line, the violations joined by "; ": a rule's own "; " split one into two.
+    assert str(info.value).split(": ", 1)[1].split("; ") == expected
 
 
 def test_drc_checks_what_a_cuba_lif_sub_subtracts_against_the_threshold_bits(

@@ -518,7 +518,7 @@ class _Quantizer:
     ) -> list[tuple[str, np.ndarray, int]]:
         """(name, mantissas, exponent) of each group of rows (all rows without groups).
         Rows far below the top get no exponent beyond what the first part could have
-        (and Loihi 2's default range, targets/loihi2/loihi2.toml, allows); rows that
+        (and the loihi2 target's default weight_exp_min, a placeholder, allows); rows that
         round to zero even there store nothing."""
         parts = []
         for g, member in enumerate(groups or [np.ones(values.shape, dtype=bool)]):

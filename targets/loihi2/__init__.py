@@ -38,7 +38,10 @@ FILES = ("network.net", "resources.json", "estimate.json")
 # What the DRC leaves out (docs/targets.md says why); recorded in resources.json.
 NOT_CHECKED = (
     "parameter widths of microcoded compartments (ssm a, b, frac_cut and out_shift, "
-    "glu table and shifts)",
+    "glu table and shifts, reset_refractory theta and rho)",
+    "weight exponents against Loihi 2's own range, which is not public: only against the "
+    "target description's weight_exp_min and weight_exp_max (by default [-31, 31], a "
+    "placeholder; Loihi 1's was [-8, 7])",
     "Lava LIF 16-bit input (bounded on the calibration data by the quantizer only)",
     "neuron state memory per core (each compartment counts as one neuron)",
 )
@@ -176,6 +179,8 @@ def _checked(summary: dict[str, Any]) -> dict[str, Any]:
         "cores_per_chip": summary["cores_per_chip"],
         "steps_per_inference": est["steps_per_inference"],
         "compartment_macs_per_inference": est["compartment_macs_per_inference"],
+        "weight_exp_min": summary["weight_exp_range"][0],
+        "weight_exp_max": summary["weight_exp_range"][1],
     }
     printed = {  # the keys inspect's text output reads (the dense model is optional)
         "peak_per_core": ("compartments", "synapse_bytes", "input_axons", "output_axons"),
@@ -209,12 +214,15 @@ def _summary(resources: Any, est: Any) -> dict[str, Any]:
         "chips": resources["chips"],
         "cores_per_chip": resources["cores_per_chip"],
         "peak_per_core": resources["peak_per_core"],
-        "limits_per_core": {
-            "compartments": limits["compartments_per_core"]["value"],
+        "limits_per_core": {  # the mapping's: a compartment is one neuron
+            "compartments": min(
+                limits["compartments_per_core"]["value"], limits["neurons_per_core"]["value"]
+            ),
             "synapse_bytes": limits["synapse_memory_bytes_per_core"]["value"],
             "input_axons": limits["input_axons_per_core"]["value"],
             "output_axons": limits["output_axons_per_core"]["value"],
         },
+        "weight_exp_range": [limits["weight_exp_min"]["value"], limits["weight_exp_max"]["value"]],
         "overrides": resources["target"]["overrides"],
         "estimate": {
             "label": est["label"],

@@ -19,9 +19,13 @@ Checked (each against the entry of loihi2.toml named in brackets):
 
 Not checked, because Loihi 2's numbers for them are not public: the widths of the
 parameters of our microcoded compartments (the SSM resonator's fixed-point a and b, its
-per-mode fractional bits and message shift, the GLU table and shifts), and the 16-bit
-input of Lava's LIF, which the quantizer keeps on the calibration data but no static
-check can bound.
+per-mode fractional bits and message shift, the GLU table and shifts, the reset-refractory
+neuron's theta and rho), and the 16-bit input of Lava's LIF, which the quantizer keeps on
+the calibration data but no static check can bound. The weight exponent range is checked
+against the target description's, which by default is a placeholder ([-31, 31]: Loihi
+2's is not public, Loihi 1's was [-8, 7]).
+
+Violations are joined with "; " in one line, so no rule's text holds "; ".
 """
 
 from __future__ import annotations
@@ -129,9 +133,9 @@ def _chips(mapping: Mapping, cfg: TargetConfig) -> list[str]:
     available = cfg.limit("cores_per_chip") * cfg.limit("chips_available")
     if mapping.n_cores > available:
         out.append(
-            f"needs {mapping.n_cores} cores on {mapping.n_chips} chip(s); available "
-            f"{available} (cores_per_chip {cfg.limit('cores_per_chip')} x chips_available "
-            f"{cfg.limit('chips_available')})"
+            f"needs {mapping.n_cores} cores on {mapping.n_chips} chip(s), more than the "
+            f"{available} available (cores_per_chip {cfg.limit('cores_per_chip')} x "
+            f"chips_available {cfg.limit('chips_available')})"
         )
     for chip, totals in enumerate(mapping.chip_totals()):
         for attr, limit in (

@@ -15,7 +15,9 @@ Nothing here is measured on Loihi 2; every number is an estimate under these ass
   input window.
 - A spike delivered through a weight is an accumulate (0.9 pJ); a graded message is a
   multiply-accumulate (4.6 pJ): the 45 nm CMOS figures the seed papers use (Horowitz,
-  ISSCC 2014), not Loihi measurements. Configurable in loihi2.toml [energy].
+  ISSCC 2014: a 32-bit float add, and a 32-bit float multiply plus add; the same table
+  gives 0.1 and 3.1 pJ for a 32-bit integer add and multiply), not Loihi measurements.
+  Configurable in loihi2.toml [energy].
 - Compartment updates are counted separately as multiply-accumulates per compartment
   and step: ssm 6 (complex a z and b x), lif, cuba_lif and cuba_lif_sub 2 (u and v
   decays), reset_refractory 1 (decay), glu 2 (interpolation and gating); relays, spikes
@@ -227,7 +229,9 @@ def _assumptions(rates: dict[str, dict[str, Any]], pj_ac: float, pj_mac: float) 
         "every number here is an estimate, not a Loihi 2 measurement",
         f"{pj_ac} pJ per accumulate (spike x weight), {pj_mac} pJ per multiply-accumulate "
         "(graded message x weight, compartment updates, dense model): 45 nm CMOS figures "
-        "used by the seed papers, not Loihi measurements",
+        "used by the seed papers (Horowitz, ISSCC 2014: a 32-bit float add, and a 32-bit "
+        "float multiply plus add; its 32-bit integer add and multiply are 0.1 and 3.1 pJ), "
+        "not Loihi measurements",
         "synaptic ops per step = source rate x nonzero weights (rate x fan-out)",
         "per inference = per step x L input steps; the latency tail, static power, routing "
         "and host I/O are not counted",

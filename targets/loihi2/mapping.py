@@ -27,8 +27,12 @@ What a core is charged for:
 - synapse memory: the weights of the incoming synapses whose destination rows are on
   the core, as the cheaper of two encodings per synapse and core: dense (rows x source
   size x weight bits: zeros are stored) or sparse (per nonzero weight, its mantissa bits
-  plus `sparse_index_bits`, by default ceil(log2(source size)), to name its source
-  axon). Row pointers, delays and learning state are not counted.
+  plus `sparse_index_bits`, by default ceil(log2(the synapse's destination rows on the
+  core)), to name the compartment it feeds: an input axon points to a list of synapses,
+  each naming its target, as in Loihi 1's synapse format (nengo-loihi's Synapse.idx_bits);
+  Loihi 2's is not public). Per-axon list headers, delays and learning state are not
+  counted; with `share_cores` the index may need to name more compartments than its
+  destination's (a lower bound).
 - input axons: distinct source compartments with a nonzero weight into the core.
 - output axons: distinct (source compartment, destination core) pairs leaving the core.
 """
@@ -201,7 +205,7 @@ class _Placer:
                 n_rows += b - a
                 nnz += int(item.row_nnz_cum[b] - item.row_nnz_cum[a])
                 cols.append(item.rows.indices[item.rows.indptr[a] : item.rows.indptr[b]])
-            index_bits = self.index_bits or max(1, math.ceil(math.log2(max(item.src_size, 2))))
+            index_bits = self.index_bits or max(1, math.ceil(math.log2(max(n_rows, 2))))
             dense_bits = n_rows * item.src_size * self.weight_bits
             sparse_bits = nnz * (self.weight_bits + index_bits)
             bits += min(dense_bits, sparse_bits)

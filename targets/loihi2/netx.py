@@ -1,4 +1,4 @@
-"""network.net: the netlist as a lava-dl netx HDF5 file, with extension groups.
+"""network.net: the netlist as HDF5 in lava-dl netx's layout, with extension groups.
 
     write_network(net, "network.net")
     net2 = read_network("network.net")        # the same Netlist, rebuilt from the file
@@ -12,8 +12,8 @@ Our networks are not chains (residual adds, two-part GLU inputs, a bias source),
   incoming synapse's delay, `inFeatures`, `outFeatures`, and /neuron with `type` "CUBA",
   `iDecay` = du + 1 (netx sets du = iDecay - 1), `vDecay` = dv, `vThMant` = vth,
   `refDelay` = 1, `gradedSpike` = 0. netx has no weight exponent for dense layers (it
-  derives one from the values): ours is in `inputs/0/weight_exp`, and netx alone would
-  read the weights 2^weight_exp times too large.
+  takes `weight` as the weights and picks its own exponent): ours is in
+  `inputs/0/weight_exp`, and netx would read the weights 2^-weight_exp times ours.
 - Every other population is an extension layer: `type` "ext" (S10), attribute `kind`
   (the compartment kind), `shape`, its integer parameters under `params/<name>`, and
   its attrs as HDF5 attributes under `attrs`.
@@ -29,8 +29,9 @@ version, `numeric`, the bit widths, `input_scale`, `output_scale`, `dt_s`,
 `output_latency` (ticks) and `ticks_per_step` (absent in older files: 1) as attributes.
 A time-multiplexed network (ticks_per_step > 1) has no netx dense layers: netx's CUBA
 neuron cannot idle between a population's ticks. Layers are in the netlist's
-(topological) order. netx itself cannot run the file (its loader has no case for
-`ext`); `read_network` can.
+(topological) order. netx itself cannot load the file: its loader has no case for
+`ext`, and layer 0 (the input) is one (lava-dl 0.6.0 stops with UnboundLocalError);
+`read_network` can.
 """
 
 from __future__ import annotations
