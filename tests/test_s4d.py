@@ -40,6 +40,26 @@ def test_conv_mode_equals_step_mode_float64_tightly() -> None:
     assert (conv - step).abs().max() / step.abs().max() < 1e-12
 
 
+def test_a_mode_whose_a_bar_underflows_to_zero_gives_no_nan() -> None:
+    # exp(dt A) underflows to 0 once dt |A| passes ~103: conv mode took log(0) = -inf and
+    # returned NaN (exp(-inf * 0) at lag 0) where step mode was fine (helper-66).
+    torch.manual_seed(3)
+    layer = S4D(4, 8)
+    with torch.no_grad():
+        layer.log_dt.fill_(-2.3)
+        layer.log_A_real[0, 0] = 7.5
+    a_bar = layer.discretize()[0]
+    assert a_bar[0, 0] == 0 and bool((a_bar != 0).sum() > 1)
+    u = torch.randn(2, 50, 4)
+    conv = layer(u)
+    with torch.no_grad():
+        step = _run_steps(layer, u)
+    assert torch.isfinite(conv).all()
+    assert (conv - step).abs().max() / step.abs().max() < 1e-5
+    conv.square().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters() if p.grad is not None)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_kernel_in_parts_equals_the_kernel_at_once_with_its_gradients(monkeypatch, bidirectional):
     """The powers are built a part of the steps at a time (memory); each kernel value is

@@ -97,3 +97,13 @@ def test_the_shipped_sdn_is_refused_for_another_tau() -> None:
 
     with pytest.raises(UsageError, match=r"the shipped SDN was trained for tau=0\.125, not 0\.2"):
         load_sdn(0.2)
+
+
+def test_training_names_its_output_and_never_defaults_to_the_shipped_file(capsys) -> None:
+    # -o defaulted to the package's own sdn_weights.npz: a trial run replaced it, and
+    # every LIF of another tau then failed to load (helper-66).
+    before = sdn_module.WEIGHTS_PATH.read_bytes()
+    with pytest.raises(SystemExit) as info:
+        sdn_module.main(["--epochs", "1"])
+    assert info.value.code == 2 and "-o/--output" in capsys.readouterr().err
+    assert sdn_module.WEIGHTS_PATH.read_bytes() == before

@@ -137,7 +137,14 @@ class S4D(nn.Module):
         # A_bar^k through exp(k log A_bar), one vectorized Vandermonde product. It runs in
         # float64 even for a float32 model: in float32 the phase error of k*log(A_bar)
         # grows with k and alone breaks 1e-5 agreement with step mode at L ~ 500.
-        log_a = torch.log(a_bar.to(torch.complex128))
+        # A mode whose A_bar underflowed to 0 (dt |A| past ~103) would have log -inf, and
+        # exp(-inf * 0) is NaN where its power is 1: a finite stand-in gives 1, 0, 0, ...
+        # as step mode computes. log(1) in its place keeps the backward free of 0 / 0;
+        # every other mode is computed as before.
+        a_bar128 = a_bar.to(torch.complex128)
+        underflowed = a_bar128 == 0
+        log_a = torch.log(torch.where(underflowed, torch.ones_like(a_bar128), a_bar128))
+        log_a = torch.where(underflowed, torch.full_like(log_a, -1e300), log_a)
         weights = (c * b_bar).to(torch.complex128)  # (dirs, H, N/2)
         steps = max(1, KERNEL_PART_BYTES // (16 * log_a.numel()))
         parts = []

@@ -15,9 +15,11 @@ Architecture (ours; 169 parameters, BatchNorm folded away after training):
 
 The shipped weights (sdn_weights.npz beside this file) were made by
 
-    python -m snncompile.models.sdn
+    python -m snncompile.models.sdn -o snncompile/models/sdn_weights.npz
 
-and the file records its tau, seed, epochs and measured spike agreement.
+(-o had that default then; it is required now, so that a trial run cannot replace the
+package's one SDN) and the file records its tau, seed, epochs and measured spike
+agreement. The default 300 epochs take hours on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -212,8 +214,9 @@ def load_sdn(tau: float, path: Path = WEIGHTS_PATH) -> SurrogateDynamicNetwork:
     net = read_sdn(path)
     if abs(net.tau - tau) > 1e-12:
         raise UsageError(
-            f"the shipped SDN was trained for tau={net.tau}, not {tau}; train one with "
-            f"`python -m snncompile.models.sdn --tau {tau}` or use the LIF's exact mode"
+            f"the shipped SDN was trained for tau={net.tau}, not {tau}: use the LIF's "
+            "exact mode, or train an SDN for this tau (`python -m snncompile.models.sdn "
+            f"--tau {tau} -o FILE`, hours) and put it in place of {path}"
         )
     return net
 
@@ -223,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tau", type=float, default=0.125)
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-o", "--output", type=Path, default=WEIGHTS_PATH)
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help=f"the .npz to write (the package's own is {WEIGHTS_PATH})",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     start = time.perf_counter()
