@@ -53,7 +53,8 @@ from snncompile.models.neurons.linear_filter import (
 SLICE_ELEMENTS = 1 << 19
 # Measured on a 2-core CPU (B=16, H=128, L=1K..16K, beta 0.125..0.9): a second pass
 # costs more than the exact finish it saves, which is the same lock-step replay whether
-# 18% or 1% of the steps are open. Raise it where passes are cheaper (GPUs).
+# 18% or 1% of the steps are open. Raise it where passes are cheaper (on a GPU, which
+# this code does not target: its temporaries are allocated on the CPU).
 DEFAULT_MAX_PASSES = 1
 # A slice with more undecided steps than this fraction makes the finish replay all
 # blocks in lock-step (strided, no gathers); below it, open steps are replayed cluster
