@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from snncompile.errors import UsageError
-from snncompile.frontend.nir_import import import_nir
 
 # Default calibration when no --calib is given: NIR files carry no data, so the network is
 # calibrated on Bernoulli spike trains (every input channel spikes with this probability
@@ -76,6 +75,8 @@ def load_nir_source(
             "calibration_default": calibration_note(),
         }
         return own, width, default_calibration(width), meta
+    from snncompile.frontend.nir_import import import_nir  # nir, h5py: .nir sources only
+
     result = import_nir(source, dt=dt, reset=reset)
     width = result.graph.input.op.size
     meta = {

@@ -88,6 +88,7 @@ class S4D(nn.Module):
         if torch.empty(()).device.type == "meta":
             log_dt, a_imag = torch.empty(h), torch.empty(h, n, dtype=torch.float32)
             c = torch.empty(n_dirs, h, n, 2)
+            d = torch.empty(h)  # randn here imported sympy (torch's reference kernel)
         else:
             log_dt = torch.rand(h) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
             modes = torch.arange(n, dtype=torch.float32)
@@ -98,6 +99,7 @@ class S4D(nn.Module):
             a_imag = a_imag.repeat(h, 1)
             # Complex normal with unit variance (each part has variance 1/2).
             c = torch.randn(n_dirs, h, n, 2) * math.sqrt(0.5)
+            d = torch.randn(h)  # drawn after c, as before: the same initial weights
         self.log_dt = nn.Parameter(log_dt)
         self.log_A_real = nn.Parameter(torch.full((h, n), math.log(0.5)))
         self.A_imag = nn.Parameter(a_imag)
@@ -107,7 +109,7 @@ class S4D(nn.Module):
         else:
             self.register_buffer("B", b.clone())
         self.C = nn.Parameter(c)
-        self.D = nn.Parameter(torch.randn(h))
+        self.D = nn.Parameter(d)
 
     @property
     def streamable(self) -> bool:

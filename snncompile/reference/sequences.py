@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from snncompile.ir.netlist import Formats, Population
-from snncompile.reference import loops
 from snncompile.reference.kinds import LIF_STATE_BITS, STEPS, Events, saturate
 
 EXACT = 2**53
@@ -149,6 +148,8 @@ def _ssm_result(state: dict, outputs: tuple[np.ndarray, ...], keep: bool) -> Res
 
 def _ssm_int(pop, inputs, state, fmt, events, keep):
     """z = trunc((a z + b x) / 2**frac) in float64: re and im are the two rounded sums."""
+    from snncompile.reference import loops  # numba, imported on the first run
+
     limit = _limit(fmt.state_bits)
     frac = fmt.ssm_frac_bits
     coef, coef_peak, b_peak = _loop_params(pop, frac, lambda: _ssm_coefficients(pop, frac))
@@ -174,6 +175,8 @@ def _ssm_float(pop, inputs, state, fmt, events, keep):
     """The float step's z = a z + b x over all ticks in one compiled loop (it clips and
     counts nothing, so it never declines): numpy's dozen passes over the batch a tick
     were 30% of `verify`'s time on the bundled spike-ssm."""
+    from snncompile.reference import loops  # numba, imported on the first run
+
     coef = _loop_params(pop, "float", lambda: _interleaved(pop, ("a_re", "a_im", "b_re", "b_im")))
     outputs = _ssm_outputs(inputs, state, keep, np.float64)
     loops.ssm_sequence_float(
@@ -195,6 +198,8 @@ def _reset_refractory_params(pop: Population) -> np.ndarray:
 
 
 def _reset_refractory_int(pop, inputs, state, fmt, events, keep):
+    from snncompile.reference import loops  # numba, imported on the first run
+
     limit = _limit(fmt.state_bits)
     spikes = np.empty(inputs.shape, np.int64)
     v_out = np.empty(state["v"].shape, np.int64)
@@ -219,6 +224,8 @@ def _reset_refractory_int(pop, inputs, state, fmt, events, keep):
 def _lava_lif_int(pop, inputs, state, fmt, events, keep, subtract: bool):
     """Lava's bit-accurate LIF (kinds._lava_lif_int) while u never wraps and v never
     saturates at 24 bits."""
+    from snncompile.reference import loops  # numba, imported on the first run
+
     half = 1 << (LIF_STATE_BITS - 1)
     du, dv, vth = (int(pop.params[k]) for k in ("du", "dv", "vth"))
     # Lava wraps u only once, so a tile may start with |u| far beyond 24 bits.

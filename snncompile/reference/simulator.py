@@ -25,7 +25,7 @@ from scipy import sparse
 
 from snncompile.errors import UsageError
 from snncompile.ir.netlist import Netlist, Synapse
-from snncompile.reference import loops, malloc
+from snncompile.reference import malloc
 from snncompile.reference.kinds import STEPS, Events, saturate, zeros_state
 from snncompile.reference.plan import plan_for
 from snncompile.reference.sequences import run_sequence
@@ -137,6 +137,8 @@ def _sparse_int(syn: Synapse) -> tuple:
     reads consecutive sources, else the CSR (indptr, indices, weights).
     Cached per Synapse object, like _ROW_ABS_SUMS: a netlist's weights never change."""
     if syn not in _SPARSE_INT:
+        from snncompile.reference import loops  # numba, imported on the first run
+
         weight = sparse.csr_matrix(syn.weight)  # whatever sparse format it came in
         per_row = np.diff(weight.indptr)
         if per_row.max(initial=0) <= 1:
