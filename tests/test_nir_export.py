@@ -826,3 +826,21 @@ def test_a_dropped_edge_in_a_file_of_ours_is_one_refusal_for_inspect_and_export(
         assert (code, out, err.count("\n")) == (6, "", 1), err
         assert "the NIR nodes are not the nodes the snncompile metadata lists" in err, err
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_the_manifest_names_a_pool_lossy_only_when_it_is_a_mean(pooling: str) -> None:
+    # A last-step pool is exact for a consumer without our metadata (read at the last
+    # step); the manifest called every pool "mean: a running sum ..." (helper-68).
+    import torch
+
+    from snncompile.models.backbone import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(family="binary-s4d", d_input=2, d_output=3, d_model=4, n_layers=1,
+                         d_state=4, pooling=pooling)  # fmt: skip
+    calibration = np.random.default_rng(0).standard_normal((4, 8, 2))
+    compiled = compile_model(build_model(config).eval(), calibration=calibration)
+    lossy = prepare(compiled).manifest()["nir"]["lossy_without_metadata"]
+    assert ("pool" in lossy) == (pooling == "mean")
+    assert "glu" in lossy and "s4d" in lossy

@@ -1375,6 +1375,7 @@ def test_an_imported_graph_to_nir_names_the_targets_that_take_it(tmp_path, cli):
     assert out.stderr.startswith("error: loop.nir: no NIR encoding for ")
     assert "feedback: reference, lava, loihi2, onnx" in out.stderr
     assert "euler_neuron: reference, lava, loihi2, onnx" in out.stderr
+    assert "(a graph imported from another framework's NIR file)" in out.stderr
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

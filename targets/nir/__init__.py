@@ -76,7 +76,14 @@ class Build:
         return {"model.nir": lambda path: _nir().write(path, self.nir_graph)}
 
     def manifest(self) -> dict[str, Any]:
-        kinds = sorted({node.op.kind for node in self.graph})
+        # A last-step pool is exact without metadata (read at the last step); a mean is not.
+        kinds = sorted(
+            {
+                node.op.kind
+                for node in self.graph
+                if not (node.op.kind == "pool" and getattr(node.op, "mode", "mean") == "last")
+            }
+        )
         return {
             "nir": {
                 "file": "model.nir",

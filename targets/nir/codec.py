@@ -388,9 +388,13 @@ def check_exportable(graph: Graph) -> None:
     kinds = sorted({node.op.kind for node in bad})
     where = "; ".join(f"{kind}: {_taken_elsewhere(kind)}" for kind in kinds)
     names = ", ".join(f"{node.name} ({node.op.kind}{_detail(node.op)})" for node in bad)
+    # These ops come only from importing another framework's NIR graph, whose node names
+    # the message shows as the import made them ("1<input").
+    imported = set(kinds) & {"sparse_linear", "euler_neuron", "feedback"}
+    why = " (a graph imported from another framework's NIR file)" if imported else ""
     raise UnsupportedError(
-        f"no NIR encoding for {names}; the nir target takes {', '.join(supported_ops())}; "
-        f"targets that take them: {where}"
+        f"no NIR encoding for {names}{why}; the nir target takes "
+        f"{', '.join(supported_ops())}; targets that take them: {where}"
     )
 
 
