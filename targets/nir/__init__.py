@@ -77,13 +77,7 @@ class Build:
 
     def manifest(self) -> dict[str, Any]:
         # A last-step pool is exact without metadata (read at the last step); a mean is not.
-        kinds = sorted(
-            {
-                node.op.kind
-                for node in self.graph
-                if not (node.op.kind == "pool" and getattr(node.op, "mode", "mean") == "last")
-            }
-        )
+        kinds = sorted({node.op.kind for node in self.graph if not _last_step_pool(node.op)})
         return {
             "nir": {
                 "file": "model.nir",
@@ -94,6 +88,12 @@ class Build:
                 "lossy_without_metadata": _lossy(kinds, self.ssm_form),
             }
         }
+
+
+def _last_step_pool(op: Any) -> bool:
+    from snncompile.ir.ops import Pool
+
+    return isinstance(op, Pool) and op.mode == "last"
 
 
 def _lossy(kinds: list[str], ssm_form: str) -> dict[str, str]:
