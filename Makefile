@@ -7,14 +7,18 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# Idempotent: reinstalls only when pyproject.toml changed or the venv is missing.
-$(STAMP): pyproject.toml
+# Idempotent: reinstalls only when pyproject.toml or this file changed or the venv is
+# missing. lava-dl (for its netx loader, which tests/test_netx.py runs on our
+# network.net) goes in without its dependencies: it pins torch 2.3 and pulls slayer's
+# training stack, none of which netx's loader needs.
+$(STAMP): pyproject.toml Makefile
 	@py310=$$(scripts/find-python310.sh) || exit 1; \
 	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))'; then \
 		echo "creating $(VENV) with $$py310"; rm -rf $(VENV); $$py310 -m venv $(VENV) || exit 1; \
 	fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps lava-dl==0.6.0
 	@touch $(STAMP)
 
 lint: setup

@@ -353,6 +353,13 @@ def print_loihi2(s: dict) -> None:
         f"  weight exponents checked against [{low}, {high}] (Loihi 2's own range is not "
         "public; Loihi 1's was [-8, 7])"
     )
+    layers = s["netx_layers"]
+    click.echo(
+        f"  netx           layers 0-{layers - 1} of network.net load in lava-dl's netx "
+        f"(hdf5.Network(..., num_layers={layers}))"
+        if layers
+        else "  netx           no layer of network.net loads in lava-dl's netx (docs/formats.md)"
+    )
     if s["overrides"]:
         click.echo(f"  target config overridden: {', '.join(sorted(s['overrides']))}")
     steps = est["steps_per_inference"]

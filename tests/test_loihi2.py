@@ -21,7 +21,7 @@ from snncompile.artifact import read_artifact, write_artifact
 from snncompile.cli import main
 from snncompile.errors import CorruptInputError, HardwareRuleError, UsageError
 from snncompile.ir.graph import Graph, Node
-from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, first_difference
 from snncompile.ir.ops import LIF, Input, Linear, Output, Pool
 from snncompile.reference.simulator import simulate
 from snncompile.targets.loihi2 import (
@@ -93,33 +93,43 @@ def _layers(f: h5py.File) -> list[h5py.Group]:
     return [f["layer"][str(i)] for i in range(len(f["layer"]))]
 
 
-def test_lif_layers_have_the_netx_fields(spiking_ssm: Path) -> None:
+def test_bundled_models_have_no_layer_netx_can_load(spiking_ssm: Path) -> None:
+    """The bundled models' LIFs follow SSMs (netx's chain starts at the input) and take
+    weights at exponent -15 (netx has no such weights): layer 0 is the input in netx's
+    schema, netx_layers 0, and every other layer an extension layer."""
     net = read_artifact(spiking_ssm).netlist
-    index = {p.name: i for i, p in enumerate(net.populations)}
     with h5py.File(spiking_ssm / "network.net", "r") as f:
-        dense = [layer for layer in _layers(f) if layer["type"][0] == b"dense"]
-        assert [layer.attrs["name"] for layer in dense] == ["blocks.0.act", "blocks.1.act"]
-        for layer in dense:
-            pop = net.population(layer.attrs["name"])
-            (syn,) = net.incoming(pop.name)
-            assert layer["type"].dtype == np.dtype("S10") and layer["type"].shape == (1,)
-            assert layer["shape"][()].tolist() == [pop.size, 1, 1]
-            weight = layer["weight"][()]
-            assert weight.dtype == np.float64 and weight.shape == (pop.size, syn.shape[1])
-            assert np.array_equal(weight, syn.dense())
-            assert not np.any(layer["bias"][()]) and layer["bias"].shape == (pop.size,)
-            assert np.all(layer["delay"][()] == syn.delay)
-            neuron = layer["neuron"]
-            assert neuron["type"][0] == b"CUBA"
-            # netx builds Lava's LIF with du = iDecay - 1, dv = vDecay, vth = vThMant.
-            assert neuron["iDecay"][()] - 1 == pop.params["du"] == 4095
-            assert neuron["vDecay"][()] == pop.params["dv"] == 4096 - 512  # tau 0.125
-            assert neuron["vThMant"][()] == pop.params["vth"]
-            assert (neuron["refDelay"][()], neuron["gradedSpike"][()]) == (1, 0)
-            inputs = layer["inputs"]["0"]
-            assert inputs["src"][()] == index[syn.src]
-            assert (inputs["weight_exp"][()], inputs["delay"][()]) == (syn.weight_exp, syn.delay)
-            assert inputs["weight"] == layer["weight"]  # one dataset, linked twice
+        assert (f.attrs["version"], f.attrs["netx_layers"]) == (2, 0)
+        types = [layer["type"][0] for layer in _layers(f)]
+        assert types[0] == b"input" and set(types[1:]) == {b"ext"}
+        lifs = [layer for layer in _layers(f) if layer.attrs["kind"] == "lif"]
+        assert [layer.attrs["name"] for layer in lifs] == ["blocks.0.act", "blocks.1.act"]
+        assert not any("neuron" in layer or "weight" in layer for layer in lifs)
+    assert {s.weight_exp for p in ("blocks.0.act", "blocks.1.act") for s in net.incoming(p)} == {
+        -15
+    }
+
+
+def test_a_version_1_network_net_is_still_read(spiking_ssm: Path, tmp_path: Path) -> None:
+    """v1 (before netx_layers): layer 0 an `ext` input, a lif fed by one synapse a
+    `dense` layer whose parameters are only in netx's neuron fields, no positions."""
+    path = tmp_path / "network.net"
+    shutil.copy(spiking_ssm / "network.net", path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["version"] = 1
+        del f.attrs["netx_layers"]
+        for layer in _layers(f):
+            del layer.attrs["position"]
+        _replace_dataset(f, "layer/0/type", np.array([b"ext"], "S10"))
+        for layer in _layers(f):
+            if layer.attrs["kind"] == "lif":
+                _replace_dataset(f, f"{layer.name}/type", np.array([b"dense"], "S10"))
+                params = {k: int(v[()]) for k, v in layer["params"].items()}
+                del layer["params"], layer.attrs["kind"]
+                neuron = layer.create_group("neuron")
+                neuron["iDecay"], neuron["vDecay"] = params["du"] + 1, params["dv"]
+                neuron["vThMant"] = params["vth"]
+    assert first_difference(read_network(path), read_artifact(spiking_ssm).netlist) is None
 
 
 def _weight(node: h5py.Dataset | h5py.Group) -> np.ndarray:
@@ -138,7 +148,6 @@ def test_extension_layers_equal_the_netlist(name: str, request: pytest.FixtureRe
         assert f.attrs["format"] == "snncompile-loihi2-net"
         layers = _layers(f)
         assert [layer.attrs["name"] for layer in layers] == [p.name for p in net.populations]
-        n_ext = 0
         for i, (layer, pop) in enumerate(zip(layers, net.populations, strict=True)):
             syns = net.incoming(pop.name)
             assert len(layer.get("inputs", {})) == len(syns)
@@ -148,17 +157,14 @@ def test_extension_layers_equal_the_netlist(name: str, request: pytest.FixtureRe
                 assert layers[g["src"][()]].attrs["name"] == syn.src
                 assert np.array_equal(_weight(g["weight"]), syn.dense())
                 assert (g["weight_exp"][()], g["delay"][()]) == (syn.weight_exp, syn.delay)
-            if layer["type"][0] == b"dense":
-                continue
-            n_ext += 1
-            assert layer["type"][0] == b"ext" and layer.attrs["kind"] == pop.kind, i
+            assert layer["type"][0] == (b"input" if i == 0 else b"ext")
+            assert layer.attrs["kind"] == pop.kind and layer.attrs["position"] == i
             assert layer["shape"][()].tolist() == [pop.size, 1, 1]
             assert set(layer["params"]) == set(pop.params)
             for key, value in pop.params.items():
                 stored = layer["params"][key][()]
                 assert stored.dtype == np.int64 and np.array_equal(stored, value), key
             assert dict(layer["attrs"].attrs) == pop.attrs
-        assert n_ext == len(net.populations) - (2 if name == "spiking_ssm" else 0)
 
 
 @pytest.mark.parametrize("name", ["spike_ssm", "spiking_ssm"])
@@ -433,7 +439,8 @@ def test_inspect_names_the_per_core_limits_the_mapping_used(
     assert code == 0 and "the most any core uses:" in out
     assert "compartments   2112 of 8192" in out
     assert "weight exponents checked against [-31, 31] (Loihi 2's own range" in out
-    for name in ("resources.json", "estimate.json"):
+    assert "netx           no layer of network.net loads in lava-dl's netx" in out
+    for name in ("resources.json", "estimate.json", "network.net"):
         shutil.copy(spike_ssm / name, tmp_path / name)
     resources = json.loads((tmp_path / "resources.json").read_text())
     resources["target"]["limits"]["neurons_per_core"]["value"] = 1000
@@ -444,6 +451,10 @@ def test_inspect_names_the_per_core_limits_the_mapping_used(
     print_loihi2(summary)
     out = capsys.readouterr().out
     assert "compartments   2112 of 1000" in out and "checked against [-8, 31]" in out
+    print_loihi2({**summary, "netx_layers": 3})
+    assert "layers 0-2 of network.net load in lava-dl's netx (hdf5.Network(..., num_layers=3))" in (
+        capsys.readouterr().out
+    )
 
 
 def test_bundled_compartment_ops_by_kind(spike_ssm: Path) -> None:

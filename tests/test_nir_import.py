@@ -1344,7 +1344,7 @@ def test_loop_through_two_neurons_exports_inspects_and_simulates(tmp_path, cli):
     idle), simulates, and verify against the float NIR simulation passes."""
     import json
 
-    from snncompile.targets.loihi2.netx import is_netx_dense, read_network
+    from snncompile.targets.loihi2.netx import netx_chain, read_network
 
     source = tmp_path / "loop.nir"
     nir.write(source, neuron_loop(2, self_loop=True))
@@ -1355,7 +1355,7 @@ def test_loop_through_two_neurons_exports_inspects_and_simulates(tmp_path, cli):
     assert json.loads((art / "manifest.json").read_text())["ticks_per_step"] == 2
     back = read_network(art / "network.net")
     assert back.ticks_per_step == 2
-    assert not any(is_netx_dense(back, p) for p in back.populations)
+    assert netx_chain(back) == []
     assert "(2 ticks per model step)" in cli("inspect", str(art)).stdout
     x = tmp_path / "x.npy"
     np.save(x, spikes((2, 15, 3), 0.4, seed=3))

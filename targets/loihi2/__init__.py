@@ -27,7 +27,7 @@ from .config import TargetConfig, load_config
 from .drc import check, enforce
 from .estimate import activity_rates, dense_model_macs, estimate, measure_graded_rates
 from .mapping import Mapping, map_netlist
-from .netx import read_network, write_network
+from .netx import netx_layers, read_network, write_network
 
 if TYPE_CHECKING:
     from snncompile.compiler import Compiled
@@ -157,7 +157,9 @@ def summarize_artifact(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptInputError(f"{path}: unreadable Loihi 2 files ({exc})") from None
     try:
-        return _checked(_summary(resources, est))
+        summary = _summary(resources, est)
+        summary["netx_layers"] = netx_layers(path / "network.net")
+        return _checked(summary)
     except (KeyError, TypeError, AttributeError) as exc:  # an edited (rehashed) file
         what = f"{type(exc).__name__} {exc}"
         raise CorruptInputError(
@@ -174,6 +176,7 @@ def _checked(summary: dict[str, Any]) -> dict[str, Any]:
     numbers); TypeError naming the first that does not."""
     est = summary["estimate"]
     numbers = {
+        "netx_layers": summary["netx_layers"],
         "cores": summary["cores"],
         "chips": summary["chips"],
         "cores_per_chip": summary["cores_per_chip"],

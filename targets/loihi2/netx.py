@@ -2,36 +2,46 @@
 
     write_network(net, "network.net")
     net2 = read_network("network.net")        # the same Netlist, rebuilt from the file
+    # lava-dl's netx loads the leading layers it can express (attribute netx_layers):
+    hdf5.Network("network.net", num_layers=f.attrs["netx_layers"], input_message_bits=...)
 
-netx (lava.lib.dl.netx.hdf5.Network) reads a chain of layers /layer/0, /layer/1, ...
-Our networks are not chains (residual adds, two-part GLU inputs, a bias source), so:
+netx (lava.lib.dl.netx.hdf5.Network) builds a chain of layers /layer/0, /layer/1, ...
+and stops at a layer type it does not know. Our networks are not chains (residual adds,
+two-part GLU inputs, a bias source), so the file starts with the chain netx can run
+exactly as numerics.md says (netx_chain) and puts everything else after it:
 
-- A LIF population fed by exactly one synapse is a netx `dense` layer: `type` "dense"
-  (fixed-length bytes S10, shape (1,)), `shape` (C, H, W) = (size, 1, 1), `weight`
-  (out, in) integer-valued float64 mantissas, `bias` zeros (out,), `delay` (out,) the
-  incoming synapse's delay, `inFeatures`, `outFeatures`, and /neuron with `type` "CUBA",
-  `iDecay` = du + 1 (netx sets du = iDecay - 1), `vDecay` = dv, `vThMant` = vth,
-  `refDelay` = 1, `gradedSpike` = 0. netx has no weight exponent for dense layers (it
-  takes `weight` as the weights and picks its own exponent): ours is in
-  `inputs/0/weight_exp`, and netx would read the weights 2^-weight_exp times ours.
-- Every other population is an extension layer: `type` "ext" (S10), attribute `kind`
-  (the compartment kind), `shape`, its integer parameters under `params/<name>`, and
-  its attrs as HDF5 attributes under `attrs`.
-- Every layer with inputs has `inputs/<j>/` per incoming synapse: `src` (layer index),
-  `weight` (int16 mantissas, dense (dst input width, src size), or a group `data`,
-  `indices`, `indptr` + attribute `shape` for a CSR matrix), `weight_exp`, `delay`,
-  `lag` (Synapse.lag; absent in older files: 0), and the synapse's `name` as an
-  attribute. In a dense layer, `inputs/0/weight` is the layer's `weight` (an HDF5 hard
-  link, stored once).
+- layer 0 is the input: netx `type` "input" with `shape` and no `neuron` (netx makes
+  no block for it, so its network's in-port is the first dense layer's synapse).
+- then the chain: each a lif or cuba_lif population fed by the previous layer alone
+  (delay 0, lag 0), and at most a lag-1 synapse from itself, whose weights are whole
+  numbers on Lava's 8-bit grid at exponent 0 (netx reads `weight` as the weights and
+  picks its own exponent, so mantissa * 2^weight_exp must be an integer it can hold;
+  netx_form), and whose inputs Lava's int32 LIF takes exactly (lava_lif_is_exact),
+  since netx builds Lava's LIF. Each is a netx
+  `dense` (`dense_rec` with the self-synapse) layer: `type`, `shape` (size, 1, 1),
+  `weight` (out, in) and `weight_rec` float64 whole numbers, and /neuron with `type`
+  "CUBA", `iDecay` = du + 1 (netx sets du = iDecay - 1), `vDecay` = dv, `vThMant` = vth,
+  `refDelay` 1, `gradedSpike` 0; no `bias` and no `delay` (netx's defaults: 0).
+- every other population is an `ext` layer netx cannot load.
 
-Every layer has attribute `name` (the population). The root holds the format name and
-version, `numeric`, the bit widths, `input_scale`, `output_scale`, `dt_s`,
-`output_latency` (ticks) and `ticks_per_step` (absent in older files: 1) as attributes.
-A time-multiplexed network (ticks_per_step > 1) has no netx dense layers: netx's CUBA
-neuron cannot idle between a population's ticks. Layers are in the netlist's
-(topological) order. netx itself cannot load the file: its loader has no case for
-`ext`, and layer 0 (the input) is one (lava-dl 0.6.0 stops with UnboundLocalError);
-`read_network` can.
+Attribute `netx_layers` is 1 + the chain's length (0 with no chain: netx can load
+nothing). Every layer, whatever its type, also has attributes `name`, `kind` and
+`position` (the population's index in the netlist's topological order), `params/<name>`
+int64 (the integer parameters) and `attrs/` (the population's attrs as HDF5
+attributes), and per incoming synapse `inputs/<j>/`: `src` (the source's layer index in
+the file), `weight` (int16 mantissas, dense (dst input width, src size), or a group
+`data`, `indices`, `indptr` + attribute `shape` for a CSR matrix), `weight_exp`,
+`delay`, `lag`, and the synapse's `name` as an attribute. read_network builds the
+netlist from those and refuses a file whose netx fields say something else.
+
+The root holds the format name and version, `numeric`, the bit widths, `input_scale`,
+`output_scale`, `dt_s`, `output_latency` (ticks), `ticks_per_step` and `netx_layers`
+as attributes. A time-multiplexed network (ticks_per_step > 1) has no chain: netx's CUBA
+neuron cannot idle between a population's ticks.
+
+Version 1 files (every population in netlist order, layer 0 an `ext` input that netx
+cannot load, a lif fed by one synapse as `dense` with its mantissas as `weight`) are
+still read.
 """
 
 from __future__ import annotations
@@ -39,19 +49,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import sparse
 
 from snncompile.errors import CorruptInputError, MissingDependencyError
 from snncompile.ir.compartments import with_added_params
-from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, weight_grid
 from snncompile.ir.ops import InvalidGraphError
 from snncompile.ir.serialize import check_hdf5_size, check_hdf5_tree, parse_json
+from snncompile.targets.lava.builder import lava_lif_is_exact
 
 FORMAT_NAME = "snncompile-loihi2-net"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+NETX_KINDS = ("lif", "cuba_lif")  # Lava's LIF: what netx's CUBA neuron builds
 
 
 def _h5py():
@@ -67,10 +80,74 @@ def _type(name: str) -> np.ndarray:
     return np.array([name.encode("ascii")], dtype="S10")
 
 
-def is_netx_dense(net: Netlist, pop: Population) -> bool:
-    """A LIF population fed by one synapse: the part netx's dense + CUBA layer expresses
-    (not in a time-multiplexed netlist: netx's CUBA neuron updates at every tick)."""
-    return pop.kind == "lif" and len(net.incoming(pop.name)) == 1 and net.ticks_per_step == 1
+class NetxLayer(NamedTuple):
+    """One layer of the chain netx can load: the population, the synapse from the layer
+    before it, and its own lag-1 synapse (netx `dense_rec`) or None (netx `dense`)."""
+
+    pop: Population
+    feed: Synapse
+    recurrent: Synapse | None
+
+
+def netx_weight(syn: Synapse) -> np.ndarray | None:
+    """The weights as netx takes them (whole numbers at exponent 0, on Lava's 8-bit grid
+    for their signs), or None where the synapse has no such form."""
+    weight = syn.dense() * 2.0**syn.weight_exp + 0.0  # + 0.0: no -0.0 in the file
+    return weight if netx_form(weight) else None
+
+
+def netx_form(weight: np.ndarray) -> bool:
+    """Whether netx (lava-dl 0.6.0's optimize_weight_bits, then Lava's Dense) computes
+    with exactly these weights: whole numbers on Lava's 8-bit grid, and a largest weight
+    other than 0. netx takes a matrix whose largest weight is 0 as mixed-sign with an
+    infinite positive scale: with a negative weight it built 9-bit weights and its
+    layer never spiked where ours did (measured); all zero, it raised OverflowError."""
+    if weight.size == 0 or weight.max() == 0 or not np.all(weight == np.round(weight)):
+        return False
+    low, high, _ = weight_grid(weight, 8)
+    return bool(np.all((low <= weight) & (weight <= high)))
+
+
+def _chain_layer(net: Netlist, pop: Population, tail: str) -> NetxLayer | None:
+    if pop.kind not in NETX_KINDS or not lava_lif_is_exact(net, pop):
+        return None
+    feed = [s for s in net.incoming(pop.name) if s.src == tail and s.lag == 0 and not s.delay]
+    loop = [s for s in net.incoming(pop.name) if s.src == pop.name and s.lag == 1 and not s.delay]
+    if len(feed) != 1 or len(feed) + len(loop) != len(net.incoming(pop.name)):
+        return None
+    recurrent = loop[0] if loop else None
+    weights = (feed[0], *loop)
+    if any(netx_weight(s) is None for s in weights):
+        return None
+    # netx gives a dense_rec layer's two matrices one exponent, picked from both.
+    if recurrent is not None and not netx_form(np.hstack([netx_weight(s) for s in weights])):
+        return None
+    return NetxLayer(pop, feed[0], recurrent)
+
+
+def netx_chain(net: Netlist) -> list[NetxLayer]:
+    """The layers after the input that netx's loader builds and Lava then runs as
+    numerics.md says (the conditions are in the module docstring): from the input,
+    each next layer is the first population in netlist order that the one before feeds
+    and that qualifies."""
+    if net.numeric != "int" or net.ticks_per_step != 1:
+        return []
+    chain: list[NetxLayer] = []
+    tail = net.input.name
+    while True:
+        taken = {layer.pop.name for layer in chain}
+        step = next(
+            (
+                layer
+                for pop in net.populations
+                if pop.name not in taken and (layer := _chain_layer(net, pop, tail)) is not None
+            ),
+            None,
+        )
+        if step is None:
+            return chain
+        chain.append(step)
+        tail = step.pop.name
 
 
 def _write_weight(group: Any, syn: Synapse) -> None:
@@ -92,33 +169,13 @@ def _write_inputs(layer: Any, net: Netlist, pop: Population, index: dict[str, in
         g.create_dataset("weight_exp", data=np.int64(syn.weight_exp))
         g.create_dataset("delay", data=np.int64(syn.delay))
         g.create_dataset("lag", data=np.int64(syn.lag))
-        if is_netx_dense(net, pop):
-            g["weight"] = layer["weight"]  # hard link: the netx field is the one copy
-        else:
-            _write_weight(g, syn)
+        _write_weight(g, syn)
 
 
-def _write_dense(layer: Any, net: Netlist, pop: Population) -> None:
-    (syn,) = net.incoming(pop.name)
-    layer.create_dataset("type", data=_type("dense"))
-    layer.create_dataset("shape", data=np.array([pop.size, 1, 1], np.int64))
-    layer.create_dataset("weight", data=syn.dense().astype(np.float64))
-    layer.create_dataset("bias", data=np.zeros(pop.size))
-    layer.create_dataset("delay", data=np.full(pop.size, float(syn.delay)))
-    layer.create_dataset("inFeatures", data=np.int64(syn.shape[1]))
-    layer.create_dataset("outFeatures", data=np.int64(pop.size))
-    neuron = layer.create_group("neuron")
-    neuron.create_dataset("type", data=_type("CUBA"))
-    neuron.create_dataset("iDecay", data=np.int64(int(pop.params["du"]) + 1))
-    neuron.create_dataset("vDecay", data=np.int64(int(pop.params["dv"])))
-    neuron.create_dataset("vThMant", data=np.int64(int(pop.params["vth"])))
-    neuron.create_dataset("refDelay", data=np.int64(1))
-    neuron.create_dataset("gradedSpike", data=np.int64(0))
-
-
-def _write_ext(layer: Any, pop: Population) -> None:
-    layer.create_dataset("type", data=_type("ext"))
+def _write_common(layer: Any, pop: Population, position: int) -> None:
+    layer.attrs["name"] = pop.name
     layer.attrs["kind"] = pop.kind
+    layer.attrs["position"] = position
     layer.create_dataset("shape", data=np.array([pop.size, 1, 1], np.int64))
     params = layer.create_group("params")
     for name, value in pop.params.items():
@@ -128,12 +185,27 @@ def _write_ext(layer: Any, pop: Population) -> None:
         attrs.attrs[key] = value
 
 
+def _write_netx_fields(layer: Any, step: NetxLayer) -> None:
+    fields = _netx_fields_of(step)
+    layer.create_dataset("type", data=_type(fields["type"]))
+    for key in ("weight", "weight_rec"):
+        if key in fields:
+            layer.create_dataset(key, data=np.array(fields[key], np.float64))
+    neuron = layer.create_group("neuron")
+    for key, value in fields["neuron"].items():
+        neuron.create_dataset(key, data=_type(value) if key == "type" else np.int64(value))
+
+
 def write_network(net: Netlist, path: str | os.PathLike[str]) -> None:
     """Write the int netlist `net` as network.net (layout in the module docstring)."""
     h5py = _h5py()
     if net.numeric != "int":
         raise InvalidGraphError("network.net holds quantized (int) netlists only")
-    index = {pop.name: i for i, pop in enumerate(net.populations)}
+    chain = {layer.pop.name: layer for layer in netx_chain(net)}
+    first = [net.input, *(layer.pop for layer in chain.values())]
+    order = first + [p for p in net.populations if p not in first]
+    index = {pop.name: i for i, pop in enumerate(order)}
+    position = {pop.name: i for i, pop in enumerate(net.populations)}
     with h5py.File(path, "w") as f:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["version"] = FORMAT_VERSION
@@ -144,13 +216,16 @@ def write_network(net: Netlist, path: str | os.PathLike[str]) -> None:
         f.attrs["dt_s"] = np.nan if net.dt_s is None else net.dt_s
         f.attrs["output_latency"] = net.output_latency
         f.attrs["ticks_per_step"] = net.ticks_per_step
-        for pop in net.populations:
+        f.attrs["netx_layers"] = 1 + len(chain) if chain else 0
+        for pop in order:
             layer = f.create_group(f"layer/{index[pop.name]}")
-            layer.attrs["name"] = pop.name
-            if is_netx_dense(net, pop):
-                _write_dense(layer, net, pop)
+            _write_common(layer, pop, position[pop.name])
+            if pop is net.input:
+                layer.create_dataset("type", data=_type("input"))
+            elif pop.name in chain:
+                _write_netx_fields(layer, chain[pop.name])
             else:
-                _write_ext(layer, pop)
+                layer.create_dataset("type", data=_type("ext"))
             _write_inputs(layer, net, pop, index)
 
 
@@ -175,10 +250,10 @@ def _type_of(layer: Any) -> str:
     return layer["type"][0].decode("ascii")
 
 
-def _read_population(layer: Any, kind: str) -> Population:
+def _read_population(layer: Any, kind: str, version: int) -> Population:
     name = str(layer.attrs["name"])
     size = int(layer["shape"][0])
-    if kind == "dense":
+    if version == 1 and kind == "dense":  # v1: a lif's parameters only in netx's fields
         neuron = layer["neuron"]
         params = {
             "du": np.float64(int(neuron["iDecay"][()]) - 1),
@@ -200,6 +275,86 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _read_synapses(layers: list[Any], pops: list[Population], order: list[int]) -> list[Synapse]:
+    """Every layer's inputs, the layers taken in `order` (a src is a file index)."""
+    syns = []
+    for layer, pop in ((layers[i], pops[i]) for i in order):
+        for j in range(len(layer.get("inputs", {}))):
+            g = layer["inputs"][str(j)]
+            syns.append(
+                Synapse(
+                    name=str(g.attrs["name"]),
+                    src=pops[_layer_index(g["src"][()], len(pops))].name,
+                    dst=pop.name,
+                    weight=_read_weight(g["weight"]),
+                    weight_exp=int(g["weight_exp"][()]),
+                    delay=int(g["delay"][()]),
+                    lag=int(g["lag"][()]) if "lag" in g else 0,
+                )
+            )
+    return syns
+
+
+def _netlist_order(layers: list[Any], version: int) -> list[int]:
+    """File index of each population in netlist order (v1 files are in that order)."""
+    if version == 1:
+        return list(range(len(layers)))
+    positions = [layer.attrs["position"] for layer in layers]
+    if not all(isinstance(p, np.integer) for p in positions) or sorted(
+        int(p) for p in positions
+    ) != list(range(len(layers))):
+        raise ValueError("the layers' positions are not 0 .. layers - 1 once each")
+    return sorted(range(len(layers)), key=lambda i: int(positions[i]))
+
+
+def _check_netx_fields(f: Any, layers: list[Any], net: Netlist) -> None:
+    """The fields netx reads say what the rest of a v2 file says: layers 1 .. hold the
+    chain netx_chain finds, and no other layer has fields netx would read."""
+    chain = netx_chain(net)
+    if int(f.attrs["netx_layers"]) != (1 + len(chain) if chain else 0):
+        raise ValueError(f"netx_layers is {f.attrs['netx_layers']}, the chain has {len(chain)}")
+    if _type_of(layers[0]) != "input" or str(layers[0].attrs["name"]) != net.input.name:
+        raise ValueError("layer 0 is not the input")
+    for i, layer in enumerate(layers[1:], start=1):
+        if i > len(chain):
+            if _type_of(layer) != "ext":
+                raise ValueError(f"layer {i} is of type {_type_of(layer)!r}, not 'ext'")
+        elif _netx_fields(layer) != _netx_fields_of(chain[i - 1]):
+            raise ValueError(f"layer {i}'s netx fields differ from its population and synapses")
+
+
+def _netx_fields(layer: Any) -> dict[str, Any]:
+    """What netx reads from a dense or dense_rec layer (plus the name), as lists."""
+    neuron = layer["neuron"]
+    fields = {
+        k: layer[k][()].tolist() for k in ("weight", "weight_rec", "bias", "delay") if k in layer
+    }
+    fields["neuron"] = {
+        k: _type_of(neuron) if k == "type" else neuron[k][()].tolist() for k in neuron
+    }
+    return {"type": _type_of(layer), "name": str(layer.attrs["name"]), **fields}
+
+
+def _netx_fields_of(step: NetxLayer) -> dict[str, Any]:
+    params = {k: int(step.pop.params[k]) for k in ("du", "dv", "vth")}
+    fields = {"type": "dense", "name": step.pop.name, "weight": netx_weight(step.feed).tolist()}
+    if step.recurrent is not None:
+        fields["type"] = "dense_rec"
+        fields["weight_rec"] = netx_weight(step.recurrent).tolist()
+    fields["neuron"] = {
+        "type": "CUBA", "iDecay": params["du"] + 1, "vDecay": params["dv"],
+        "vThMant": params["vth"], "refDelay": 1, "gradedSpike": 0,
+    }  # fmt: skip
+    return fields
+
+
+def netx_layers(path: str | os.PathLike[str]) -> int:
+    """The root attribute netx_layers of a network.net read_network accepted (0 in a
+    version 1 file, which netx could not load)."""
+    with _h5py().File(path, "r") as f:
+        return int(f.attrs.get("netx_layers", 0))
+
+
 def read_network(path: str | os.PathLike[str]) -> Netlist:
     """Rebuild the Netlist from network.net; CorruptInputError for anything invalid."""
     h5py = _h5py()
@@ -208,32 +363,22 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
     check_hdf5_size(path)
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT_NAME or f.attrs.get("version") != FORMAT_VERSION:
+            version = f.attrs.get("version")
+            if f.attrs.get("format") != FORMAT_NAME or version not in READABLE_VERSIONS:
                 raise CorruptInputError(f"{path}: not a {FORMAT_NAME} v{FORMAT_VERSION} file")
             layers = [f["layer"][str(i)] for i in range(len(f["layer"]))]
-            pops, syns = [], []
+            known = ("dense", "ext") if version == 1 else ("input", "dense", "dense_rec", "ext")
+            pops = []
             for layer in layers:
                 kind = _type_of(layer)
-                if kind not in ("dense", "ext"):
+                if kind not in known:
                     raise CorruptInputError(f"{path}: layer type {kind!r} is unknown")
-                pops.append(_read_population(layer, kind))
-            for layer, pop in zip(layers, pops, strict=True):
-                for j in range(len(layer.get("inputs", {}))):
-                    g = layer["inputs"][str(j)]
-                    syns.append(
-                        Synapse(
-                            name=str(g.attrs["name"]),
-                            src=pops[_layer_index(g["src"][()], len(pops))].name,
-                            dst=pop.name,
-                            weight=_read_weight(g["weight"]),
-                            weight_exp=int(g["weight_exp"][()]),
-                            delay=int(g["delay"][()]),
-                            lag=int(g["lag"][()]) if "lag" in g else 0,
-                        )
-                    )
+                pops.append(_read_population(layer, kind, version))
+            order = _netlist_order(layers, version)
+            syns = _read_synapses(layers, pops, order)
             dt = float(f.attrs["dt_s"])
-            return Netlist(
-                populations=tuple(pops),
+            net = Netlist(
+                populations=tuple(pops[i] for i in order),
                 synapses=tuple(syns),
                 numeric=str(f.attrs["numeric"]),
                 formats=Formats(**parse_json(f.attrs["formats"])),
@@ -242,6 +387,9 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
                 dt_s=None if np.isnan(dt) else dt,
                 ticks_per_step=int(f.attrs.get("ticks_per_step", 1)),
             )
+            if version > 1:
+                _check_netx_fields(f, layers, net)
+            return net
     # AttributeError: an h5py object of another kind than the layout's (a dataset where a
     # group belongs, numbers where a string does).
     except (

@@ -1,0 +1,219 @@
+"""lava-dl's own netx loader on our network.net: it builds the leading chain the file
+states (netx_layers) and Lava runs it bit for bit as the reference simulator does.
+
+lava-dl 0.6.0 is installed by `make setup` without its dependencies (it pins torch
+2.3); netx's loader imports one helper of lava-dl's slayer (RF neuron parameters),
+whose package needs torchvision and matplotlib, so the tests give it a stand-in
+module: our files have no RF layers, the one place netx calls it.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, first_difference
+from snncompile.reference.simulator import encode_input, simulate
+from snncompile.targets.loihi2.netx import netx_chain, read_network, write_network
+
+SLAYER_RF = "lava.lib.dl.slayer.neuron.rf"
+
+
+def netx_hdf5() -> types.ModuleType:
+    for name in ("lava.lib.dl.slayer", "lava.lib.dl.slayer.neuron", SLAYER_RF):
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = []  # a package, for the submodule imports below it
+            sys.modules[name] = module
+    if not hasattr(sys.modules[SLAYER_RF], "neuron_params"):
+        sys.modules[SLAYER_RF].neuron_params = None  # type: ignore[attr-defined]
+    from lava.lib.dl.netx import hdf5
+
+    return hdf5
+
+
+def _lif(name: str, kind: str, size: int, du: int, dv: int, vth: int) -> Population:
+    params = {"du": np.array(float(du)), "dv": np.array(float(dv)), "vth": np.array(float(vth))}
+    return Population(name, kind, size, params)
+
+
+def _grid(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Weights on Lava's 8-bit mixed-sign grid (even, -256 .. 254), both ends included."""
+    weight = 2.0 * rng.integers(-128, 128, shape)
+    weight.flat[:2] = (-256, 254)
+    return weight
+
+
+def chain_netlist(
+    seed: int = 0, *, message_bits: int = 8, ticks: int = 1, in_h_exp: int = 0, h_r_delay: int = 0
+) -> Netlist:
+    """in(4) -> h (lif, graded input) -> r (cuba_lif with a lag-1 self-loop) -> a LIF
+    netx cannot take (weight_exp -3) and a readout; an accumulator fed by the input comes
+    before h in the netlist's order (the file puts the chain first)."""
+    rng = np.random.default_rng(seed)
+    pops = (
+        Population("in", "input", 4),
+        Population("side", "accumulator", 5),
+        _lif("h", "lif", 6, du=4095, dv=300, vth=900),
+        _lif("r", "cuba_lif", 5, du=1500, dv=700, vth=100),
+        _lif("tail", "lif", 3, du=4095, dv=100, vth=20),
+        Population("out", "readout", 5, attrs={"mode": "mean"}),
+    )
+    syns = (
+        Synapse("in->side", "in", "side", _grid(rng, (5, 4))),
+        Synapse("in->h", "in", "h", _grid(rng, (6, 4)), weight_exp=in_h_exp),
+        Synapse("h->r", "h", "r", _grid(rng, (5, 6)), delay=h_r_delay),
+        Synapse("r->r", "r", "r", _grid(rng, (5, 5)), delay=ticks - 1, lag=1),
+        Synapse("r->tail", "r", "tail", _grid(rng, (3, 5)), weight_exp=-3),
+        Synapse("r->out", "r", "out", 2.0 * np.eye(5)),
+        Synapse("side->out", "side", "out", 2.0 * np.eye(5), delay=1),
+    )
+    formats = Formats(message_bits=message_bits)
+    return Netlist(pops, syns, numeric="int", formats=formats, ticks_per_step=ticks)
+
+
+def run_netx(path: Path, ints: np.ndarray, layers: int, message_bits: int) -> np.ndarray:
+    """netx's Network of the first `layers` layers on one sample's input messages
+    (steps, width): the last layer's spikes (steps, size), one row per Lava step."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    network = netx_hdf5().Network(
+        net_config=str(path), num_layers=layers, input_message_bits=message_bits
+    )
+    steps = ints.shape[0]
+    source = Source(data=ints.T.astype(np.int32))
+    sink = Sink(shape=network.out.shape, buffer=steps)
+    source.s_out.connect(network.inp)
+    network.out.connect(sink.a_in)
+    try:
+        network.run(RunSteps(num_steps=steps), Loihi2SimCfg(select_tag="fixed_pt"))
+        spikes = sink.data.get()
+    finally:
+        network.stop()
+    return np.asarray(spikes).T
+
+
+# What keeps a layer out of the chain (the chain starts at the input, so h first).
+CHAIN_BREAKS = {
+    "as built": ({}, ["h", "r"]),
+    "24-bit input messages: Lava's int32 LIF could wrap in h": ({"message_bits": 24}, []),
+    "weights at exponent -3 into h are not whole numbers": ({"in_h_exp": -3}, []),
+    "weights at exponent 1 into h leave Lava's 8-bit grid": ({"in_h_exp": 1}, []),
+    "a delay into r (netx: DelayDense, untested)": ({"h_r_delay": 1}, ["h"]),
+    "two ticks per step: netx's neuron cannot idle": ({"ticks": 2}, []),
+}
+
+
+@pytest.mark.parametrize("case", CHAIN_BREAKS, ids=list(CHAIN_BREAKS))
+def test_the_chain_is_the_layers_netx_can_express(case: str) -> None:
+    options, names = CHAIN_BREAKS[case]
+    chain = netx_chain(chain_netlist(**options))
+    assert [layer.pop.name for layer in chain] == names
+    if "r" in names:
+        assert (chain[1].feed.name, chain[1].recurrent.name) == ("h->r", "r->r")  # type: ignore[union-attr]
+
+
+def test_the_file_puts_the_chain_first_and_reads_back_as_the_netlist(tmp_path: Path) -> None:
+    net = chain_netlist()
+    path = tmp_path / "network.net"
+    write_network(net, path)
+    with h5py.File(path, "r") as f:
+        layers = [f["layer"][str(i)] for i in range(len(f["layer"]))]
+        assert f.attrs["netx_layers"] == 3
+        assert [layer["type"][0] for layer in layers] == [b"input", b"dense", b"dense_rec"] + [
+            b"ext"
+        ] * 3
+        assert [layer.attrs["name"] for layer in layers] == ["in", "h", "r", "side", "tail", "out"]
+        assert [layer.attrs["position"] for layer in layers] == [0, 2, 3, 1, 4, 5]
+        assert layers[2]["neuron/iDecay"][()] == 1501 and layers[2]["neuron/vThMant"][()] == 100
+    assert first_difference(read_network(path), net) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_netx_loads_the_chain_and_lava_runs_it_bit_exactly(tmp_path: Path, seed: int) -> None:
+    net = chain_netlist(seed)
+    path = tmp_path / "network.net"
+    write_network(net, path)
+    with h5py.File(path, "r") as f:
+        layers = int(f.attrs["netx_layers"])
+    rng = np.random.default_rng(seed)
+    length = 40
+    x = rng.integers(-127, 128, (1, length, 4)).astype(np.float64)
+    x[0, ::7] = 127  # the largest messages, so the layers see their largest inputs
+    latency = net.latency()["r"]
+    padded = np.zeros((1, length + latency, 4))
+    padded[:, :length] = x
+    ints = encode_input(net, padded)[0]
+    spikes = run_netx(path, ints, layers, net.formats.message_bits)
+    expected = simulate(net, x, record=["r"]).traces["r"][0]
+    assert expected.any() and not expected.all(), "the test must see spikes and silences"
+    # Lava step s (row s - 1) carries tick s - 1; model step m of r is tick m + latency.
+    np.testing.assert_array_equal(spikes[latency : latency + length], expected)
+
+
+def one_layer(weight: np.ndarray) -> Netlist:
+    pops = (
+        Population("in", "input", 4),
+        _lif("h", "lif", 5, du=4095, dv=300, vth=50),
+        Population("out", "readout", 5, attrs={"mode": "mean"}),
+    )
+    syns = (Synapse("in->h", "in", "h", weight), Synapse("h->out", "h", "out", 2.0 * np.eye(5)))
+    return Netlist(pops, syns, numeric="int", formats=Formats(message_bits=8))
+
+
+def _signed(sign: int, zeros: bool) -> np.ndarray:
+    weight = sign * np.random.default_rng(3).integers(1, 256, (5, 4)).astype(np.float64)
+    weight.flat[0] = sign * 255
+    if zeros:
+        weight.flat[1::3] = 0.0
+    return weight
+
+
+# netx's three sign modes (optimize_weight_bits), each run and compared below.
+SIGN_MODES = {
+    "excitatory, with zeros": _signed(1, zeros=True),
+    "inhibitory, no zero": _signed(-1, zeros=False),
+    "excitatory, odd and small": 2.0 * np.random.default_rng(4).integers(0, 8, (5, 4)) + 1,
+}
+
+
+@pytest.mark.parametrize("mode", SIGN_MODES, ids=list(SIGN_MODES))
+def test_netx_takes_every_sign_mode_exactly(tmp_path: Path, mode: str) -> None:
+    net = one_layer(SIGN_MODES[mode])
+    assert [layer.pop.name for layer in netx_chain(net)] == ["h"]
+    path = tmp_path / "network.net"
+    write_network(net, path)
+    x = np.random.default_rng(5).integers(-127, 128, (1, 30, 4)).astype(np.float64)
+    latency = net.latency()["h"]
+    padded = np.concatenate([x, np.zeros((1, latency, 4))], axis=1)
+    spikes = run_netx(path, encode_input(net, padded)[0], 2, net.formats.message_bits)
+    expected = simulate(net, x, record=["h"]).traces["h"][0]
+    assert expected.any() and not expected.all()
+    np.testing.assert_array_equal(spikes[latency : latency + 30], expected)
+
+
+@pytest.mark.parametrize("zeros", [True, False], ids=["all zero", "largest weight 0"])
+def test_a_matrix_whose_largest_weight_is_0_is_no_netx_layer(zeros: bool) -> None:
+    """netx reads it as mixed-sign with an infinite scale (OverflowError when all zero,
+    9-bit weights and a layer that never spiked otherwise: measured)."""
+    weight = np.zeros((5, 4)) if zeros else _signed(-1, zeros=True)
+    assert netx_chain(one_layer(weight)) == []
+
+
+def test_read_network_refuses_netx_fields_that_differ(tmp_path: Path) -> None:
+    from snncompile.errors import CorruptInputError
+
+    path = tmp_path / "network.net"
+    write_network(chain_netlist(), path)
+    with h5py.File(path, "r+") as f:
+        f["layer/2/weight"][0, 0] += 2.0  # what netx would run; inputs/ still says otherwise
+    with pytest.raises(CorruptInputError, match="layer 2's netx fields differ"):
+        read_network(path)
