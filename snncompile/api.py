@@ -408,7 +408,7 @@ def _check_float_options(
         flag
         for flag, given in (
             ("--stop-after", stop_after is not None),
-            ("the bit-width options", config is not None),
+            ("the quantization options (bit widths, --netx-weights)", config is not None),
             ("--dt", dt is not None),
             ("--reset", reset != "zero"),
         )

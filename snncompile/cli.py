@@ -295,6 +295,12 @@ def _quant_options(func):
         ),
         click.option("--headroom-bits", default=2, show_default=True, type=int),
         click.option(
+            "--netx-weights",
+            is_flag=True,
+            help="Put the chain of LIF layers from the input at weight exponent 0, which "
+            "lava-dl's netx can load from a loihi2 network.net (docs/formats.md).",
+        ),
+        click.option(
             "--calib",
             type=click.Path(dir_okay=False),
             help="Calibration inputs, as simulate --input takes them: .npy (batch, steps, "
@@ -321,6 +327,7 @@ def _quant_config(kw: dict):
         "ssm_frac_bits",
         "act_bits",
         "headroom_bits",
+        "netx_weights",
     )
     values = {name: kw.pop(name) for name in names}
     # None when every bit width is click's default: export --float refuses only widths

@@ -217,3 +217,121 @@ def test_read_network_refuses_netx_fields_that_differ(tmp_path: Path) -> None:
         f["layer/2/weight"][0, 0] += 2.0  # what netx would run; inputs/ still says otherwise
     with pytest.raises(CorruptInputError, match="layer 2's netx fields differ"):
         read_network(path)
+
+
+# -- a NIR graph through the compiler -------------------------------------------------
+
+
+def nir_mlp(path: Path, recurrent: bool = False) -> Path:
+    """A NIR LIF MLP without biases (8 -> 16 -> 10), the kind netx's chain expresses;
+    `recurrent`: the hidden layer also feeds itself (a NIR cycle: lag 1, netx dense_rec)."""
+    import nir
+
+    rng = np.random.default_rng(0)
+
+    def lif(n: int) -> nir.LIF:
+        ones = np.ones(n)
+        return nir.LIF(tau=0.02 * ones, r=ones, v_leak=0 * ones, v_threshold=ones)
+
+    nodes = {
+        "input": nir.Input(input_type=np.array([8])),
+        "fc1": nir.Linear(weight=rng.normal(0, 12, (16, 8))),
+        "lif1": lif(16),
+        "fc2": nir.Linear(weight=rng.normal(0, 8, (10, 16))),
+        "lif2": lif(10),
+        "output": nir.Output(output_type=np.array([10])),
+    }
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+             ("lif2", "output")]  # fmt: skip
+    if recurrent:
+        nodes["rec"] = nir.Linear(weight=rng.normal(0, 4, (16, 16)))
+        edges += [("lif1", "rec"), ("rec", "lif1")]
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges))
+    return path
+
+
+def _export(tmp_path: Path, name: str, recurrent: bool = False, **config: int | bool) -> Path:
+    from snncompile.api import export_model
+    from snncompile.quantize.quantize import QuantConfig
+
+    out = tmp_path / name
+    source = nir_mlp(tmp_path / "mlp.nir", recurrent)
+    export_model(source, out, target="loihi2", dt=1e-3, config=QuantConfig(**config))
+    return out
+
+
+@pytest.mark.parametrize("recurrent", [False, True], ids=["dense", "dense_rec"])
+def test_netx_weights_make_a_nir_mlp_netx_loads_and_lava_runs_exactly(
+    tmp_path: Path, recurrent: bool
+) -> None:
+    from snncompile.artifact import read_artifact
+
+    narrow = {"message_bits": 8, "act_bits": 8}
+    out = _export(tmp_path, "mlp.loihi2", recurrent, netx_weights=True, **narrow)
+    net = read_artifact(out).netlist
+    exps = {s.name: s.weight_exp for s in net.synapses if s.dst != "output"}
+    assert set(exps.values()) == {0} and ("lif1->lif1" in exps) == recurrent
+    with h5py.File(out / "network.net", "r") as f:
+        layers = int(f.attrs["netx_layers"])
+        first = f["layer/1/type"][0]
+    assert layers == 3 and first == (b"dense_rec" if recurrent else b"dense")
+    x = (np.random.default_rng(2).random((1, 50, 8)) < 0.3).astype(np.float64)
+    latency = net.latency()["lif2"]
+    padded = np.concatenate([x, np.zeros((1, latency, 8))], axis=1)
+    spikes = run_netx(out / "network.net", encode_input(net, padded)[0], layers, 8)
+    expected = simulate(net, x, record=["lif2"]).traces["lif2"][0]
+    assert 0.05 < expected.mean() < 0.5
+    np.testing.assert_array_equal(spikes[latency : latency + 50], expected)
+
+
+def test_without_netx_weights_the_mlp_has_no_netx_layer(tmp_path: Path) -> None:
+    from snncompile.artifact import read_artifact
+
+    out = _export(tmp_path, "plain.loihi2")
+    exps = {s.name: s.weight_exp for s in read_artifact(out).netlist.synapses}
+    assert exps["input->lif1"] < 0 and exps["lif1->lif2"] > 0  # finer grids than netx's
+    with h5py.File(out / "network.net", "r") as f:
+        assert f.attrs["netx_layers"] == 0
+
+
+def test_netx_weights_warns_what_cuts_the_chain(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from snncompile.cli import main
+
+    def export(*options: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as info:
+            main(["export", str(source), "--dt", "1e-3", "--target", "loihi2", *options])
+        out, err = capsys.readouterr()
+        return int(info.value.code or 0), out, err
+
+    source = nir_mlp(tmp_path / "mlp.nir")
+    code, _, err = export("--netx-weights", "-o", str(tmp_path / "a"))
+    assert code == 0 and "warning: --netx-weights: netx can load 0 of the 2 LIF layers" in err
+    assert "--message-bits 8 --act-bits 8" in err
+    narrow = ("--netx-weights", "--message-bits", "8", "--act-bits", "8")
+    code, out, err = export(*narrow, "-o", str(tmp_path / "b"))
+    assert code == 0 and "warning" not in err, err
+    assert "layers 0-2 of network.net load in lava-dl's netx" in out
+
+
+def test_norses_one_lif_graph_loads_in_netx_as_exported(tmp_path: Path) -> None:
+    """A real file from another framework, with the default quantization: its one
+    weight's mantissa at exponent -7 is a multiple of 128, so netx holds it."""
+    from snncompile.api import export_model
+    from snncompile.artifact import read_artifact
+
+    source = Path(__file__).parent / "data" / "nir-examples" / "lif_norse.nir"
+    out = tmp_path / "norse.loihi2"
+    export_model(source, out, target="loihi2", dt=1e-3)
+    net = read_artifact(out).netlist
+    (feed,) = net.incoming("1")
+    assert feed.weight_exp == -7 and feed.dense()[0, 0] % 128 == 0
+    with h5py.File(out / "network.net", "r") as f:
+        assert f.attrs["netx_layers"] == 2
+    x = (np.random.default_rng(3).random((1, 60, 1)) < 0.4).astype(np.float64)
+    latency = net.latency()["1"]
+    padded = np.concatenate([x, np.zeros((1, latency, 1))], axis=1)
+    ints = encode_input(net, padded)[0]
+    spikes = run_netx(out / "network.net", ints, 2, net.formats.message_bits)
+    expected = simulate(net, x, record=["1"]).traces["1"][0]
+    assert expected.any() and not expected.all()
+    np.testing.assert_array_equal(spikes[latency : latency + 60], expected)

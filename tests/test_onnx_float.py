@@ -268,7 +268,10 @@ def test_inspect_describes_a_float_export_and_refuses_a_tampered_one(tmp_path, c
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"config": "weight_bits=4"}, "the bit-width options cannot be used"),
+        (
+            {"config": "weight_bits=4"},
+            "the quantization options",
+        ),
         ({"dt": 1e-3}, "--dt cannot be used"),
         ({"reset": "subtract"}, "--reset cannot be used"),
         ({"source": "graph.nir"}, "a .nir graph goes to the netlist targets"),
@@ -299,7 +302,10 @@ def test_float_export_refuses_a_bit_width_given_at_its_default(tmp_path, capsys)
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--weight-bits", "8"])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "the bit-width options cannot be used" in err
+    assert (
+        exit_info.value.code == 2
+        and "the quantization options" in err
+    )
     assert not (tmp_path / "o").exists()
 
 

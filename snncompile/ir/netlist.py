@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -491,3 +491,53 @@ def _check_input_bound(net: Netlist, pop: Population) -> None:
         raise InvalidGraphError(
             f'population {pop.name!r}: {problem} (docs/numerics.md, "Input bounds")'
         )
+
+
+class ChainLayer(NamedTuple):
+    """A layer of a dense chain: the population, the synapse from the layer before it,
+    and its own lag-1 synapse or None."""
+
+    pop: Population
+    feed: Synapse
+    recurrent: Synapse | None
+
+
+CHAIN_KINDS = ("lif", "cuba_lif")  # Lava's LIF, the neuron of lava-dl netx's dense layers
+
+
+def _chain_layer(net: Netlist, pop: Population, tail: str) -> ChainLayer | None:
+    if pop.kind not in CHAIN_KINDS:
+        return None
+    syns = net.incoming(pop.name)
+    feed = [s for s in syns if s.src == tail and s.lag == 0 and not s.delay]
+    loop = [s for s in syns if s.src == pop.name and s.lag == 1 and not s.delay]
+    if len(feed) != 1 or len(feed) + len(loop) != len(syns):
+        return None
+    return ChainLayer(pop, feed[0], loop[0] if loop else None)
+
+
+def lif_chain(net: Netlist) -> list[ChainLayer]:
+    """The chain of LIF layers from the input, by structure: each next layer is the first
+    population in netlist order of a CHAIN_KINDS kind fed by the layer before it alone
+    (delay 0, lag 0), with at most one more synapse, from itself with lag 1 and delay 0;
+    none in a time-multiplexed netlist. What lava-dl's netx can build as dense and
+    dense_rec layers (the loihi2 target adds its numeric conditions; the quantizer's
+    netx_weights option aims these layers' weights at exponent 0)."""
+    if net.ticks_per_step != 1:
+        return []
+    chain: list[ChainLayer] = []
+    tail = net.input.name
+    while True:
+        taken = {layer.pop.name for layer in chain}
+        step = next(
+            (
+                layer
+                for pop in net.populations
+                if pop.name not in taken and (layer := _chain_layer(net, pop, tail)) is not None
+            ),
+            None,
+        )
+        if step is None:
+            return chain
+        chain.append(step)
+        tail = step.pop.name

@@ -35,6 +35,11 @@ The same sign (a BatchNorm folded downstream, whose 1 / std scales each channel'
 alike) splits every weight matrix whose rows' largest magnitudes lie ROW_GROUP_BITS
 octaves or more apart into synapses by rows, `<name>.rows<g>`, each on its own exponent
 (`_row_groups`); elsewhere one grid per synapse, as the bundled models have.
+
+netx_weights (--netx-weights) caps each LIF layer of the chain from the input
+(lif_chain) at the input scale that puts every weight into it on the grid at exponent 0
+(`_netx_limit`), and quantizes those synapses there: what lava-dl's netx loads from a
+loihi2 network.net (docs/formats.md).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from snncompile.ir.netlist import (
     Population,
     Synapse,
     compact_weight,
+    lif_chain,
     weight_grid,
 )
 from snncompile.ir.ops import InvalidGraphError
@@ -86,6 +92,7 @@ class QuantConfig:
     act_bits: int = 16
     headroom_bits: int = 2
     max_rounds: int = 4
+    netx_weights: bool = False  # the LIF chain from the input at weight exponent 0
 
     def __post_init__(self) -> None:
         try:  # the formats first: act_bits is bounded by a message_bits known to be valid
@@ -96,6 +103,8 @@ class QuantConfig:
             raise UsageError(
                 f"act_bits must be in [2, message_bits = {self.message_bits}], got {self.act_bits}"
             )
+        if not isinstance(self.netx_weights, bool):
+            raise UsageError(f"netx_weights must be True or False, got {self.netx_weights!r}")
         for name, low, high in (("headroom_bits", 0, 8), ("max_rounds", 1, 64)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -245,6 +254,12 @@ class _Quantizer:
         self.silent: set[str] = set()
         self.fine_grids = False  # build() decides: see _cancels
         self.destination: dict[str, str] = {}  # quantized synapse name -> its dst
+        # netx_weights: the chain's layers, and the synapses into them, by name.
+        chain = lif_chain(net) if cfg.netx_weights else []
+        self.netx_layers = {layer.pop.name: layer for layer in chain}
+        self.netx_synapses = {
+            s.name for layer in chain for s in (layer.feed, layer.recurrent) if s is not None
+        }
 
     def headroom(self, name: str) -> float:
         return 2.0 ** (self.cfg.headroom_bits + self.extra_headroom.get(name, 0))
@@ -363,7 +378,7 @@ class _Quantizer:
         room = self.headroom(pop.name)
         by_input = _q(LIF_INPUT_BITS) / (max(self.range_of(f"{pop.name}.in"), 1e-30) * room)
         by_state = 2**17 / (max(self._membrane_peak(pop, "v"), 1.0) * room)
-        k = min(_log2_at_most(by_input), _log2_at_most(by_state), 16)
+        k = min(_log2_at_most(by_input), _log2_at_most(by_state), self._netx_limit(pop))
         self.scales[pop.name] = Scales(-k, 0)
         tau = float(pop.params["tau"])
         dv = 4096 - round(tau * 4096)
@@ -380,6 +395,23 @@ class _Quantizer:
         }
         self.notes[pop.name] = {"vth": int(params["vth"])}
         return Population(pop.name, pop.kind, pop.size, params=params)
+
+    def _netx_limit(self, pop: Population) -> int:
+        """The largest LIF input scale exponent k (at most 16) that keeps every weight
+        into a netx chain layer (netx_weights) on the weight grid at exponent 0; 16 for
+        any other population. The synapse puts W 2**(out_log2(src) + k) on the grid."""
+        layer = self.netx_layers.get(pop.name)
+        if layer is None:
+            return 16
+        need = 0.0
+        for syn in (s for s in (layer.feed, layer.recurrent) if s is not None):
+            out_log2 = 0 if syn.src == pop.name else self.scales[syn.src].out_log2
+            values = syn.dense() * 2.0**out_log2
+            low, high, step = weight_grid(values, self.cfg.weight_bits)
+            high, low = high - high % step, low + (-low) % step
+            pos, neg = values.max(initial=0.0), -values.min(initial=0.0)
+            need = max(need, pos / high if high > 0 else 0.0, neg / -low if low < 0 else 0.0)
+        return min(_log2_at_most(1.0 / need), 16) if need > 0 else 16
 
     def _vth(self, pop: Population, k: int) -> np.ndarray:
         """The threshold on the input's scale 2**k. The lowering makes it an integer
@@ -406,7 +438,12 @@ class _Quantizer:
         peak = max(self._membrane_peak(pop, "u"), self._membrane_peak(pop, "v"), 1.0)
         by_state = 2**17 / (peak * room)
         by_constant = (2**17 - 1) / max(largest_constant, 1.0)
-        k = min(_log2_at_most(by_input), _log2_at_most(by_state), _log2_at_most(by_constant), 16)
+        k = min(
+            _log2_at_most(by_input),
+            _log2_at_most(by_state),
+            _log2_at_most(by_constant),
+            self._netx_limit(pop),
+        )
         self.scales[pop.name] = Scales(-k, 0)
         alpha_u, alpha_v = float(pop.params["alpha_u"]), float(pop.params["alpha_v"])
         params = {
@@ -478,8 +515,13 @@ class _Quantizer:
             scaled = np.asarray(syn.weight, dtype=np.float64) * ratio
             values = scaled.ravel()
         is_bias = self.net.population(syn.src).kind == "bias"
-        groups = [] if is_bias or not self.fine_grids else _row_groups(scaled)
-        if is_bias:
+        netx = syn.name in self.netx_synapses
+        groups = [] if is_bias or netx or not self.fine_grids else _row_groups(scaled)
+        if netx:  # _netx_limit put these weights on the grid at exponent <= 0
+            mant, exp = quantize_weights(values, self.cfg.weight_bits, lowest_exp=0)
+            parts = [(syn.name, mant, exp)]
+            stored = mant * 2.0**exp
+        elif is_bias:
             mant, exp = quantize_weights(values, self.cfg.weight_bits)
             parts = [(syn.name, mant, exp)]
             message = int(2 ** -self.scales[syn.src].out_log2)  # the bias's integer value

@@ -49,14 +49,23 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from scipy import sparse
 
 from snncompile.errors import CorruptInputError, MissingDependencyError
 from snncompile.ir.compartments import with_added_params
-from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, weight_grid
+from snncompile.ir.netlist import (
+    ChainLayer,
+    Formats,
+    Netlist,
+    Population,
+    Synapse,
+    input_bound,
+    lif_chain,
+    weight_grid,
+)
 from snncompile.ir.ops import InvalidGraphError
 from snncompile.ir.serialize import check_hdf5_size, check_hdf5_tree, parse_json
 from snncompile.targets.lava.builder import lava_lif_is_exact
@@ -64,7 +73,6 @@ from snncompile.targets.lava.builder import lava_lif_is_exact
 FORMAT_NAME = "snncompile-loihi2-net"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-NETX_KINDS = ("lif", "cuba_lif")  # Lava's LIF: what netx's CUBA neuron builds
 
 
 def _h5py():
@@ -78,15 +86,6 @@ def _h5py():
 def _type(name: str) -> np.ndarray:
     # lava-dl writes `type` as a (1,) array of 10-byte strings; netx reads value[0].
     return np.array([name.encode("ascii")], dtype="S10")
-
-
-class NetxLayer(NamedTuple):
-    """One layer of the chain netx can load: the population, the synapse from the layer
-    before it, and its own lag-1 synapse (netx `dense_rec`) or None (netx `dense`)."""
-
-    pop: Population
-    feed: Synapse
-    recurrent: Synapse | None
 
 
 def netx_weight(syn: Synapse) -> np.ndarray | None:
@@ -108,46 +107,65 @@ def netx_form(weight: np.ndarray) -> bool:
     return bool(np.all((low <= weight) & (weight <= high)))
 
 
-def _chain_layer(net: Netlist, pop: Population, tail: str) -> NetxLayer | None:
-    if pop.kind not in NETX_KINDS or not lava_lif_is_exact(net, pop):
-        return None
-    feed = [s for s in net.incoming(pop.name) if s.src == tail and s.lag == 0 and not s.delay]
-    loop = [s for s in net.incoming(pop.name) if s.src == pop.name and s.lag == 1 and not s.delay]
-    if len(feed) != 1 or len(feed) + len(loop) != len(net.incoming(pop.name)):
-        return None
-    recurrent = loop[0] if loop else None
-    weights = (feed[0], *loop)
-    if any(netx_weight(s) is None for s in weights):
-        return None
-    # netx gives a dense_rec layer's two matrices one exponent, picked from both.
-    if recurrent is not None and not netx_form(np.hstack([netx_weight(s) for s in weights])):
-        return None
-    return NetxLayer(pop, feed[0], recurrent)
-
-
-def netx_chain(net: Netlist) -> list[NetxLayer]:
-    """The layers after the input that netx's loader builds and Lava then runs as
-    numerics.md says (the conditions are in the module docstring): from the input,
-    each next layer is the first population in netlist order that the one before feeds
-    and that qualifies."""
-    if net.numeric != "int" or net.ticks_per_step != 1:
-        return []
-    chain: list[NetxLayer] = []
-    tail = net.input.name
-    while True:
-        taken = {layer.pop.name for layer in chain}
-        step = next(
-            (
-                layer
-                for pop in net.populations
-                if pop.name not in taken and (layer := _chain_layer(net, pop, tail)) is not None
-            ),
-            None,
+def _inexact(net: Netlist, layer: ChainLayer) -> str | None:
+    """Why netx would not build this layer with our weights, or Lava's LIF would not
+    compute it as numerics.md says for every input its synapses can deliver; None when
+    both hold."""
+    syns = [s for s in (layer.feed, layer.recurrent) if s is not None]
+    if not lava_lif_is_exact(net, layer.pop):
+        return (
+            f"its summed input can reach {input_bound(net, layer.pop.name):.4g}, beyond what "
+            "Lava's int32 LIF computes exactly (narrower input messages: --message-bits and "
+            "--act-bits, e.g. 8)"
         )
-        if step is None:
-            return chain
-        chain.append(step)
-        tail = step.pop.name
+    for syn in syns:
+        weight = syn.dense() * 2.0**syn.weight_exp
+        if netx_weight(syn) is None:
+            what = (
+                "are not whole numbers"
+                if not np.all(weight == np.round(weight))
+                else "have 0 as their largest (netx misreads that)"
+                if weight.max() == 0
+                else "leave Lava's 8-bit grid"
+            )
+            return f"the weights of {syn.name!r} at weight_exp {syn.weight_exp} {what}"
+    # netx gives a dense_rec layer's two matrices one exponent, picked from both.
+    if len(syns) == 2 and not netx_form(np.hstack([netx_weight(s) for s in syns])):
+        return "its two weight matrices side by side leave Lava's 8-bit grid"
+    return None
+
+
+def netx_chain(net: Netlist) -> list[ChainLayer]:
+    """The layers after the input that netx's loader builds and Lava then runs as
+    numerics.md says: the int netlist's lif_chain up to its first layer that does not
+    run exactly (the conditions are in the module docstring)."""
+    if net.numeric != "int":
+        return []
+    chain = lif_chain(net)
+    exact = [_inexact(net, layer) is None for layer in chain] + [False]
+    return chain[: exact.index(False)]
+
+
+def netx_shortfall(net: Netlist) -> str | None:
+    """Why netx loads fewer layers than the netlist's lif_chain holds; None when it
+    loads them all."""
+    chain = lif_chain(net)
+    if not chain:
+        return "no LIF layer is fed by the input alone (netx's chain starts there)"
+    loaded = netx_chain(net)
+    if len(loaded) == len(chain):
+        return None
+    layer = chain[len(loaded)]
+    hint = ""
+    if not loaded and "--message-bits" not in str(_inexact(net, layer)):
+        hint = (
+            " (the input's graded messages leave weights at exponent 0 little room: "
+            "--message-bits 8 --act-bits 8 give them more)"
+        )
+    return (
+        f"netx can load {len(loaded)} of the {len(chain)} LIF layers of the chain from the "
+        f"input: at {layer.pop.name!r}, {_inexact(net, layer)}{hint}"
+    )
 
 
 def _write_weight(group: Any, syn: Synapse) -> None:
@@ -185,7 +203,7 @@ def _write_common(layer: Any, pop: Population, position: int) -> None:
         attrs.attrs[key] = value
 
 
-def _write_netx_fields(layer: Any, step: NetxLayer) -> None:
+def _write_netx_fields(layer: Any, step: ChainLayer) -> None:
     fields = _netx_fields_of(step)
     layer.create_dataset("type", data=_type(fields["type"]))
     for key in ("weight", "weight_rec"):
@@ -335,7 +353,7 @@ def _netx_fields(layer: Any) -> dict[str, Any]:
     return {"type": _type_of(layer), "name": str(layer.attrs["name"]), **fields}
 
 
-def _netx_fields_of(step: NetxLayer) -> dict[str, Any]:
+def _netx_fields_of(step: ChainLayer) -> dict[str, Any]:
     params = {k: int(step.pop.params[k]) for k in ("du", "dv", "vth")}
     fields = {"type": "dense", "name": step.pop.name, "weight": netx_weight(step.feed).tolist()}
     if step.recurrent is not None:
