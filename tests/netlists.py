@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 from scipy import sparse
@@ -185,3 +186,31 @@ def split_synapse_netlist() -> tuple[Netlist, np.ndarray]:
     split = ("in->enc", "enc->enc", "enc->d", "enc->lif")
     assert {"bias->acc.fine", *(f"{name}.rows1" for name in split)} <= names, names
     return qnet, x
+
+
+def nir_mlp(path: Path, recurrent: bool = False) -> Path:
+    """A NIR LIF MLP without biases (8 -> 16 -> 10), the kind netx's chain expresses;
+    `recurrent`: the hidden layer also feeds itself (a NIR cycle: lag 1, netx dense_rec)."""
+    import nir
+
+    rng = np.random.default_rng(0)
+
+    def lif(n: int) -> nir.LIF:
+        ones = np.ones(n)
+        return nir.LIF(tau=0.02 * ones, r=ones, v_leak=0 * ones, v_threshold=ones)
+
+    nodes = {
+        "input": nir.Input(input_type=np.array([8])),
+        "fc1": nir.Linear(weight=rng.normal(0, 12, (16, 8))),
+        "lif1": lif(16),
+        "fc2": nir.Linear(weight=rng.normal(0, 8, (10, 16))),
+        "lif2": lif(10),
+        "output": nir.Output(output_type=np.array([10])),
+    }
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+             ("lif2", "output")]  # fmt: skip
+    if recurrent:
+        nodes["rec"] = nir.Linear(weight=rng.normal(0, 4, (16, 16)))
+        edges += [("lif1", "rec"), ("rec", "lif1")]
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges))
+    return path

@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from netlists import nir_mlp
 
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, first_difference
 from snncompile.reference.simulator import encode_input, simulate
@@ -220,34 +221,6 @@ def test_read_network_refuses_netx_fields_that_differ(tmp_path: Path) -> None:
 
 
 # -- a NIR graph through the compiler -------------------------------------------------
-
-
-def nir_mlp(path: Path, recurrent: bool = False) -> Path:
-    """A NIR LIF MLP without biases (8 -> 16 -> 10), the kind netx's chain expresses;
-    `recurrent`: the hidden layer also feeds itself (a NIR cycle: lag 1, netx dense_rec)."""
-    import nir
-
-    rng = np.random.default_rng(0)
-
-    def lif(n: int) -> nir.LIF:
-        ones = np.ones(n)
-        return nir.LIF(tau=0.02 * ones, r=ones, v_leak=0 * ones, v_threshold=ones)
-
-    nodes = {
-        "input": nir.Input(input_type=np.array([8])),
-        "fc1": nir.Linear(weight=rng.normal(0, 12, (16, 8))),
-        "lif1": lif(16),
-        "fc2": nir.Linear(weight=rng.normal(0, 8, (10, 16))),
-        "lif2": lif(10),
-        "output": nir.Output(output_type=np.array([10])),
-    }
-    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
-             ("lif2", "output")]  # fmt: skip
-    if recurrent:
-        nodes["rec"] = nir.Linear(weight=rng.normal(0, 4, (16, 16)))
-        edges += [("lif1", "rec"), ("rec", "lif1")]
-    nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges))
-    return path
 
 
 def _export(tmp_path: Path, name: str, recurrent: bool = False, **config: int | bool) -> Path:

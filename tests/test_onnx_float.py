@@ -302,10 +302,7 @@ def test_float_export_refuses_a_bit_width_given_at_its_default(tmp_path, capsys)
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--weight-bits", "8"])
     err = capsys.readouterr().err
-    assert (
-        exit_info.value.code == 2
-        and "the quantization options" in err
-    )
+    assert exit_info.value.code == 2 and "the quantization options" in err
     assert not (tmp_path / "o").exists()
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from netlists import nir_mlp
 
 from snncompile.cli import main
 
@@ -185,3 +186,19 @@ def test_verify_of_a_graded_graph_fails_when_the_lowered_outputs_differ(tmp_path
     report = verify_nir(compiled, x, data)
     assert not report.passed
     assert any("outputs' relative error" in f for f in report.failures), report.failures
+
+
+def test_verify_nir_warns_of_a_quantized_layer_that_never_spikes(tmp_path: Path, capsys):
+    """--netx-weights with 24-bit input messages rounds the first layer's weights away:
+    both layers go silent, yet spike agreement (silences agree) reads 87% and 91%, and
+    rung 2 has no default tolerance. verify still passes, and says so."""
+    source = nir_mlp(tmp_path / "mlp.nir")
+    with pytest.raises(SystemExit) as info:
+        main(["verify", str(source), "--dt", "1e-3", "--netx-weights"])
+    out, err = capsys.readouterr()
+    assert info.value.code in (0, None) and "PASSED" in out
+    assert "warning: the quantized lif1 never spikes (the NIR simulation: rate 0.1" in err
+    assert "warning: the quantized lif2 never spikes" in err
+    with pytest.raises(SystemExit):
+        main(["verify", str(source), "--dt", "1e-3"])
+    assert "never spikes" not in capsys.readouterr().err
