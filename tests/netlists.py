@@ -188,9 +188,11 @@ def split_synapse_netlist() -> tuple[Netlist, np.ndarray]:
     return qnet, x
 
 
-def nir_mlp(path: Path, recurrent: bool = False) -> Path:
-    """A NIR LIF MLP without biases (8 -> 16 -> 10), the kind netx's chain expresses;
-    `recurrent`: the hidden layer also feeds itself (a NIR cycle: lag 1, netx dense_rec)."""
+def nir_mlp(path: Path, recurrent: str | None = None) -> Path:
+    """A NIR LIF MLP without biases (8 -> 16 -> 10), the kind netx's chain expresses.
+    `recurrent` "mixed": the hidden layer also feeds itself with weights of both signs (a
+    NIR cycle: lag 1, netx dense_rec); "inhibitory": with -2 everywhere, its input
+    weights all positive (so the two matrices differ in sign)."""
     import nir
 
     rng = np.random.default_rng(0)
@@ -199,9 +201,10 @@ def nir_mlp(path: Path, recurrent: bool = False) -> Path:
         ones = np.ones(n)
         return nir.LIF(tau=0.02 * ones, r=ones, v_leak=0 * ones, v_threshold=ones)
 
+    fc1 = rng.normal(0, 12, (16, 8))
     nodes = {
         "input": nir.Input(input_type=np.array([8])),
-        "fc1": nir.Linear(weight=rng.normal(0, 12, (16, 8))),
+        "fc1": nir.Linear(weight=np.abs(fc1) if recurrent == "inhibitory" else fc1),
         "lif1": lif(16),
         "fc2": nir.Linear(weight=rng.normal(0, 8, (10, 16))),
         "lif2": lif(10),
@@ -209,8 +212,11 @@ def nir_mlp(path: Path, recurrent: bool = False) -> Path:
     }
     edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
              ("lif2", "output")]  # fmt: skip
-    if recurrent:
-        nodes["rec"] = nir.Linear(weight=rng.normal(0, 4, (16, 16)))
+    if recurrent is not None:
+        mixed = rng.normal(0, 4, (16, 16))
+        nodes["rec"] = nir.Linear(
+            weight=mixed if recurrent == "mixed" else -2.0 * np.ones((16, 16))
+        )
         edges += [("lif1", "rec"), ("rec", "lif1")]
     nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges))
     return path

@@ -160,14 +160,19 @@ def test_netx_loads_the_chain_and_lava_runs_it_bit_exactly(tmp_path: Path, seed:
     np.testing.assert_array_equal(spikes[latency : latency + length], expected)
 
 
-def one_layer(weight: np.ndarray) -> Netlist:
+def one_layer(
+    weight: np.ndarray, rec: np.ndarray | None = None, message_bits: int = 8, vth: int = 50
+) -> Netlist:
+    """in(4) -> h (lif, 5; with a lag-1 self-synapse `rec`) -> a readout."""
     pops = (
         Population("in", "input", 4),
-        _lif("h", "lif", 5, du=4095, dv=300, vth=50),
+        _lif("h", "lif", 5, du=4095, dv=300, vth=vth),
         Population("out", "readout", 5, attrs={"mode": "mean"}),
     )
-    syns = (Synapse("in->h", "in", "h", weight), Synapse("h->out", "h", "out", 2.0 * np.eye(5)))
-    return Netlist(pops, syns, numeric="int", formats=Formats(message_bits=8))
+    syns = [Synapse("in->h", "in", "h", weight), Synapse("h->out", "h", "out", 2.0 * np.eye(5))]
+    if rec is not None:
+        syns.append(Synapse("h->h", "h", "h", rec, lag=1))
+    return Netlist(pops, tuple(syns), numeric="int", formats=Formats(message_bits=message_bits))
 
 
 def _signed(sign: int, zeros: bool) -> np.ndarray:
@@ -209,21 +214,98 @@ def test_a_matrix_whose_largest_weight_is_0_is_no_netx_layer(zeros: bool) -> Non
     assert netx_chain(one_layer(weight)) == []
 
 
-def test_read_network_refuses_netx_fields_that_differ(tmp_path: Path) -> None:
+# Layers netx_chain leaves out, each because netx or Lava would compute something else
+# (helper-69 found the first three in a review; the test shows netx does differ).
+LEFT_OUT = {
+    # netx scales -1 up to -256, which Lava's Dense clips to -255 for one sign.
+    "all -1": lambda: one_layer(-np.ones((5, 4)), vth=1),
+    # netx scales -128 to -256, then Lava clips and truncates it to -126 (-2 stays):
+    # an input of -1 everywhere sums 128 + 3 x 2 = 134 > 133 for us, 132 in netx.
+    "one sign, -128 the least": lambda: one_layer(
+        np.where(np.eye(5, 4) > 0, -128.0, -2.0), vth=133
+    ),
+    # netx shifts the ones 7 bits up: 4 x 127 x 2^7 ... with 24-bit messages, 2^32.
+    "sums netx shifts past int32": lambda: one_layer(np.ones((5, 4)), message_bits=24, vth=100_000),
+    # odd weights of one sign beside the other sign: netx's 9 bits, zeroed by Lava.
+    "dense_rec of opposite signs": lambda: one_layer(
+        2.0 * np.random.default_rng(6).integers(0, 8, (5, 4)) + 1,
+        rec=-205.0 * np.ones((5, 5)),
+        vth=20,
+    ),
+}
+
+
+def _forced_netx_file(net: Netlist, path: Path) -> None:
+    """network.net with population h written as a netx layer anyway."""
+    from snncompile.ir.netlist import ChainLayer
+    from snncompile.targets.loihi2.netx import _write_netx_fields
+
+    write_network(net, path)
+    (feed,) = [s for s in net.incoming("h") if s.src == "in"]
+    loop = [s for s in net.incoming("h") if s.src == "h"]
+    with h5py.File(path, "r+") as f:
+        layer = f["layer/1"]
+        assert layer.attrs["name"] == "h"
+        del layer["type"]
+        _write_netx_fields(layer, ChainLayer(net.population("h"), feed, loop[0] if loop else None))
+
+
+@pytest.mark.parametrize("case", LEFT_OUT, ids=list(LEFT_OUT))
+def test_what_netx_would_compute_otherwise_is_left_out(tmp_path: Path, case: str) -> None:
+    net = LEFT_OUT[case]()
+    assert netx_chain(net) == []
+    path = tmp_path / "forced.net"
+    _forced_netx_file(net, path)
+    edge = 2 ** (net.formats.message_bits - 1) - 1
+    x = np.where(np.random.default_rng(7).random((1, 30, 4)) < 0.5, edge, -edge // 3)
+    x = -np.ones((1, 30, 4)) if "-128" in case else x.astype(np.float64)
+    padded = np.concatenate([x, np.zeros((1, 1, 4))], axis=1)
+    spikes = run_netx(path, encode_input(net, padded)[0], 2, net.formats.message_bits)
+    expected = simulate(net, x, record=["h"]).traces["h"][0]
+    assert expected.any(), "the reference must spike for the difference to show"
+    assert not np.array_equal(spikes[1:31], expected)
+
+
+def _add_neuron(f: h5py.File, path: str) -> None:
+    f.create_group(path).create_dataset("type", data=np.array([b"CUBA"], "S10"))
+
+
+# Edits that change what netx builds while our own fields (inputs/, params/) stay.
+NETX_EDITS = {
+    "a chain weight": (
+        lambda f: f["layer/2/weight"].__setitem__((0, 0), f["layer/2/weight"][0, 0] + 2),
+        "layer 2's netx fields differ",
+    ),
+    # netx then builds an input block whose LIF sends 1-bit spikes (helper-69).
+    "a neuron in layer 0": (lambda f: _add_neuron(f, "layer/0/neuron"), "more than the input"),
+    "a chain layer's shape": (
+        lambda f: f["layer/1/shape"].__setitem__(1, 2),
+        "layer 1's netx fields differ",
+    ),
+    "a bias in a chain layer": (
+        lambda f: f["layer/1"].create_dataset("bias", data=np.ones(6)),
+        "layer 1's netx fields differ",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", NETX_EDITS, ids=list(NETX_EDITS))
+def test_read_network_refuses_netx_fields_that_differ(tmp_path: Path, edit: str) -> None:
     from snncompile.errors import CorruptInputError
 
     path = tmp_path / "network.net"
     write_network(chain_netlist(), path)
+    change, reason = NETX_EDITS[edit]
     with h5py.File(path, "r+") as f:
-        f["layer/2/weight"][0, 0] += 2.0  # what netx would run; inputs/ still says otherwise
-    with pytest.raises(CorruptInputError, match="layer 2's netx fields differ"):
+        change(f)
+    with pytest.raises(CorruptInputError, match=reason):
         read_network(path)
 
 
 # -- a NIR graph through the compiler -------------------------------------------------
 
 
-def _export(tmp_path: Path, name: str, recurrent: bool = False, **config: int | bool) -> Path:
+def _export(tmp_path: Path, name: str, recurrent: str | None = None, **config: int | bool) -> Path:
     from snncompile.api import export_model
     from snncompile.quantize.quantize import QuantConfig
 
@@ -233,21 +315,28 @@ def _export(tmp_path: Path, name: str, recurrent: bool = False, **config: int | 
     return out
 
 
-@pytest.mark.parametrize("recurrent", [False, True], ids=["dense", "dense_rec"])
+@pytest.mark.parametrize("recurrent", [None, "mixed", "inhibitory"])
 def test_netx_weights_make_a_nir_mlp_netx_loads_and_lava_runs_exactly(
-    tmp_path: Path, recurrent: bool
+    tmp_path: Path, recurrent: str | None
 ) -> None:
+    """dense, dense_rec, and a dense_rec whose two matrices differ in sign (both then
+    on the mixed grid: helper-69's case, which netx had zeroed before)."""
     from snncompile.artifact import read_artifact
 
     narrow = {"message_bits": 8, "act_bits": 8}
     out = _export(tmp_path, "mlp.loihi2", recurrent, netx_weights=True, **narrow)
     net = read_artifact(out).netlist
     exps = {s.name: s.weight_exp for s in net.synapses if s.dst != "output"}
-    assert set(exps.values()) == {0} and ("lif1->lif1" in exps) == recurrent
+    assert set(exps.values()) == {0} and ("lif1->lif1" in exps) == (recurrent is not None)
     with h5py.File(out / "network.net", "r") as f:
         layers = int(f.attrs["netx_layers"])
         first = f["layer/1/type"][0]
     assert layers == 3 and first == (b"dense_rec" if recurrent else b"dense")
+    if recurrent == "inhibitory":
+        weight = {s.name: s.dense() for s in net.synapses}
+        feed, rec = weight["input->lif1"], weight["lif1->lif1"]
+        assert feed.min() >= 0 and rec.max() < 0  # one sign each: the mixed grid's step
+        assert not np.any(feed % 2) and not np.any(rec % 2)
     x = (np.random.default_rng(2).random((1, 50, 8)) < 0.3).astype(np.float64)
     latency = net.latency()["lif2"]
     padded = np.concatenate([x, np.zeros((1, latency, 8))], axis=1)

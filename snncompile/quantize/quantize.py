@@ -188,14 +188,15 @@ def calibration_ranges(net: Netlist, x: np.ndarray) -> dict[str, float]:
 
 
 def quantize_weights(
-    weight: np.ndarray, bits: int, lowest_exp: int | None = None
+    weight: np.ndarray, bits: int, lowest_exp: int | None = None, grid_of: Any = None
 ) -> tuple[np.ndarray, int]:
     """Float weights -> (integer mantissas on Lava's grid, exponent), nearest rounding;
-    the exponent is at least `lowest_exp` when given."""
+    the exponent is at least `lowest_exp` when given; the grid is the one for the signs
+    of `grid_of` when given (the mixed grid for a matrix of one sign: its step)."""
     values = np.asarray(weight, dtype=np.float64)
     if not np.any(values):
         return np.zeros_like(values), 0
-    low, high, step = weight_grid(values, bits)
+    low, high, step = weight_grid(values if grid_of is None else np.asarray(grid_of), bits)
     # The outermost values on the grid (254 is not a multiple of 128 at 2 bits).
     high, low = high - high % step, low + (-low) % step
     pos, neg = values.max(initial=0.0), -values.min(initial=0.0)
@@ -404,11 +405,14 @@ class _Quantizer:
         if layer is None:
             return 16
         need = 0.0
-        for syn in (s for s in (layer.feed, layer.recurrent) if s is not None):
+        syns = [s for s in (layer.feed, layer.recurrent) if s is not None]
+        # The grid of the layer's signs, as `synapses` quantizes them (netx_weights).
+        both = np.concatenate([s.dense().ravel() for s in syns])
+        low, high, step = weight_grid(both, self.cfg.weight_bits)
+        high, low = high - high % step, low + (-low) % step
+        for syn in syns:
             out_log2 = 0 if syn.src == pop.name else self.scales[syn.src].out_log2
             values = syn.dense() * 2.0**out_log2
-            low, high, step = weight_grid(values, self.cfg.weight_bits)
-            high, low = high - high % step, low + (-low) % step
             pos, neg = values.max(initial=0.0), -values.min(initial=0.0)
             need = max(need, pos / high if high > 0 else 0.0, neg / -low if low < 0 else 0.0)
         return min(_log2_at_most(1.0 / need), 16) if need > 0 else 16
@@ -518,7 +522,14 @@ class _Quantizer:
         netx = syn.name in self.netx_synapses
         groups = [] if is_bias or netx or not self.fine_grids else _row_groups(scaled)
         if netx:  # _netx_limit put these weights on the grid at exponent <= 0
-            mant, exp = quantize_weights(values, self.cfg.weight_bits, lowest_exp=0)
+            layer = self.netx_layers[syn.dst]
+            # A dense_rec layer's two matrices go to netx side by side: where they mix
+            # signs, both take the mixed grid (netx's bits then fit each; a matrix of
+            # one sign with odd weights beside it was zeroed by Lava's Dense: measured).
+            both = [s.dense().ravel() for s in (layer.feed, layer.recurrent) if s is not None]
+            mant, exp = quantize_weights(
+                values, self.cfg.weight_bits, lowest_exp=0, grid_of=np.concatenate(both)
+            )
             parts = [(syn.name, mant, exp)]
             stored = mant * 2.0**exp
         elif is_bias:

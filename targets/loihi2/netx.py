@@ -5,24 +5,26 @@
     # lava-dl's netx loads the leading layers it can express (attribute netx_layers):
     hdf5.Network("network.net", num_layers=f.attrs["netx_layers"], input_message_bits=...)
 
-netx (lava.lib.dl.netx.hdf5.Network) builds a chain of layers /layer/0, /layer/1, ...
-and stops at a layer type it does not know. Our networks are not chains (residual adds,
-two-part GLU inputs, a bias source), so the file starts with the chain netx can run
-exactly as numerics.md says (netx_chain) and puts everything else after it:
+netx (lava.lib.dl.netx.hdf5.Network) builds a chain of layers /layer/0, /layer/1, ...,
+connecting each to the one before; a layer type it has no case for it skips (0.6.0 has
+no else branch), so it would join the layers around one. Our networks are not chains
+(residual adds, two-part GLU inputs, a bias source), so the file starts with the chain
+netx can run exactly as numerics.md says (netx_chain) and puts everything else after
+it, where netx builds nothing:
 
 - layer 0 is the input: netx `type` "input" with `shape` and no `neuron` (netx makes
   no block for it, so its network's in-port is the first dense layer's synapse).
-- then the chain: each a lif or cuba_lif population fed by the previous layer alone
-  (delay 0, lag 0), and at most a lag-1 synapse from itself, whose weights are whole
-  numbers on Lava's 8-bit grid at exponent 0 (netx reads `weight` as the weights and
-  picks its own exponent, so mantissa * 2^weight_exp must be an integer it can hold;
-  netx_form), and whose inputs Lava's int32 LIF takes exactly (lava_lif_is_exact),
-  since netx builds Lava's LIF. Each is a netx
-  `dense` (`dense_rec` with the self-synapse) layer: `type`, `shape` (size, 1, 1),
-  `weight` (out, in) and `weight_rec` float64 whole numbers, and /neuron with `type`
-  "CUBA", `iDecay` = du + 1 (netx sets du = iDecay - 1), `vDecay` = dv, `vThMant` = vth,
-  `refDelay` 1, `gradedSpike` 0; no `bias` and no `delay` (netx's defaults: 0).
-- every other population is an `ext` layer netx cannot load.
+- then the chain: the int netlist's lif_chain (each a lif or cuba_lif fed by the layer
+  before it alone, with at most a lag-1 self-synapse) up to the first layer where netx
+  and Lava would compute something else (_inexact): its weights at exponent 0 are whole
+  numbers that netx hands to Lava's Dense unchanged (netx_scaling, lava_keeps), whose
+  sums, as netx shifts them, stay inside int32, and Lava's int32 LIF takes every input
+  they can deliver exactly (lava_lif_is_exact). Each is a netx `dense` (`dense_rec`
+  with the self-synapse) layer: `type`, `shape` (size, 1, 1), `weight` (out, in) and
+  `weight_rec` float64 whole numbers, and /neuron with `type` "CUBA", `iDecay` =
+  du + 1 (netx sets du = iDecay - 1), `vDecay` = dv, `vThMant` = vth, `refDelay` 1,
+  `gradedSpike` 0; no `bias` and no `delay` (netx's defaults: 0).
+- every other population is an `ext` layer.
 
 Attribute `netx_layers` is 1 + the chain's length (0 with no chain: netx can load
 nothing). Every layer, whatever its type, also has attributes `name`, `kind` and
@@ -47,6 +49,7 @@ still read.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -64,7 +67,6 @@ from snncompile.ir.netlist import (
     Synapse,
     input_bound,
     lif_chain,
-    weight_grid,
 )
 from snncompile.ir.ops import InvalidGraphError
 from snncompile.ir.serialize import check_hdf5_size, check_hdf5_tree, parse_json
@@ -89,28 +91,55 @@ def _type(name: str) -> np.ndarray:
 
 
 def netx_weight(syn: Synapse) -> np.ndarray | None:
-    """The weights as netx takes them (whole numbers at exponent 0, on Lava's 8-bit grid
-    for their signs), or None where the synapse has no such form."""
+    """The synapse's weights as whole numbers at exponent 0 (a chain layer's `weight` or
+    `weight_rec`: netx takes them as the weights), or None where they are not whole."""
     weight = syn.dense() * 2.0**syn.weight_exp + 0.0  # + 0.0: no -0.0 in the file
-    return weight if netx_form(weight) else None
+    return weight if np.all(weight == np.round(weight)) else None
 
 
-def netx_form(weight: np.ndarray) -> bool:
-    """Whether netx (lava-dl 0.6.0's optimize_weight_bits, then Lava's Dense) computes
-    with exactly these weights: whole numbers on Lava's 8-bit grid, and a largest weight
-    other than 0. netx takes a matrix whose largest weight is 0 as mixed-sign with an
-    infinite positive scale: with a negative weight it built 9-bit weights and its
-    layer never spiked where ours did (measured); all zero, it raised OverflowError."""
-    if weight.size == 0 or weight.max() == 0 or not np.all(weight == np.round(weight)):
+def netx_scaling(joint: np.ndarray) -> tuple[int, int] | None:
+    """What lava-dl 0.6.0's netx does with a layer's weights (a dense_rec layer's two
+    matrices side by side, as it takes them; utils.optimize_weight_bits): (shift, bits),
+    the weights it gives Lava's Dense being ours shifted left by `shift`, with
+    weight_exp -shift and num_weight_bits `bits`. None where netx itself changes them: a
+    largest weight of 0 (it takes the matrix as mixed with an infinite scale; with a
+    negative weight its layer never spiked where ours did, measured; all zero, it raised
+    OverflowError), or weights it clips (above 254 beside a negative one, below -256
+    beside a positive one)."""
+    top, bottom = float(joint.max()), float(joint.min())
+    if top == 0 or (top > 254 and bottom < 0) or (bottom < -256 and top > 0):
+        return None
+    mixed = top > 0 and bottom < 0
+    if mixed:  # scaled up as far as both signs stay inside [-128, 127]
+        scale = min(127 / top, -128 / bottom)
+    else:  # one sign: inside 255, or -256
+        scale = 255 / top if bottom >= 0 else -256 / bottom
+    shift = math.floor(math.log2(scale)) + int(mixed)
+    # ... then it counts the low zero bits every weight has (up to 8; one less mixed).
+    ints, zeros = joint.astype(np.int64), 8
+    while zeros and np.any(ints % (1 << zeros)):
+        zeros -= 1
+    return shift, 8 - shift - (zeros - int(mixed))
+
+
+def lava_keeps(weight: np.ndarray, weight_bits: int) -> bool:
+    """Whether Lava's Dense (fixed_pt) computes with these weights as they are: it clips
+    them to 8 bits for their own signs ([-256, 254] when they mix, else [0, 255] or
+    [-255, 0]) and drops 8 - weight_bits low bits, one more when they mix (a negative
+    count, from netx's 9-bit weights, zeroed them: measured)."""
+    mixed = weight.max() > 0 and weight.min() < 0
+    drop = 8 - weight_bits + int(mixed)
+    if drop < 0:
         return False
-    low, high, _ = weight_grid(weight, 8)
-    return bool(np.all((low <= weight) & (weight <= high)))
+    low, high = (-256, 254) if mixed else (0, 255) if weight.min() >= 0 else (-255, 0)
+    whole = weight.astype(np.int64)
+    return bool(np.all((low <= whole) & (whole <= high) & (whole % (1 << drop) == 0)))
 
 
 def _inexact(net: Netlist, layer: ChainLayer) -> str | None:
-    """Why netx would not build this layer with our weights, or Lava's LIF would not
-    compute it as numerics.md says for every input its synapses can deliver; None when
-    both hold."""
+    """Why netx would not hand Lava our weights for this layer, Lava's Dense would not
+    sum them exactly, or Lava's LIF would not compute it as numerics.md says for every
+    input its synapses can deliver; None when none of these holds."""
     syns = [s for s in (layer.feed, layer.recurrent) if s is not None]
     if not lava_lif_is_exact(net, layer.pop):
         return (
@@ -118,20 +147,26 @@ def _inexact(net: Netlist, layer: ChainLayer) -> str | None:
             "Lava's int32 LIF computes exactly (narrower input messages: --message-bits and "
             "--act-bits, e.g. 8)"
         )
-    for syn in syns:
-        weight = syn.dense() * 2.0**syn.weight_exp
-        if netx_weight(syn) is None:
-            what = (
-                "are not whole numbers"
-                if not np.all(weight == np.round(weight))
-                else "have 0 as their largest (netx misreads that)"
-                if weight.max() == 0
-                else "leave Lava's 8-bit grid"
+    weights = [netx_weight(s) for s in syns]
+    for syn, weight in zip(syns, weights, strict=True):
+        if weight is None:
+            return f"the weights of {syn.name!r} at weight_exp {syn.weight_exp} are not whole"
+    joint = np.hstack(weights)
+    scaling = netx_scaling(joint)
+    if scaling is None:
+        what = "0 is its largest weight" if joint.max() == 0 else "it clips weights"
+        return f"netx would change its weights ({what})"
+    shift, bits = scaling
+    for syn, weight in zip(syns, weights, strict=True):
+        if not lava_keeps(weight * 2.0**shift, bits):
+            return (
+                f"Lava's Dense would change the weights of {syn.name!r} as netx hands them "
+                f"over (shifted {shift} bits, {bits}-bit)"
             )
-            return f"the weights of {syn.name!r} at weight_exp {syn.weight_exp} {what}"
-    # netx gives a dense_rec layer's two matrices one exponent, picked from both.
-    if len(syns) == 2 and not netx_form(np.hstack([netx_weight(s) for s in syns])):
-        return "its two weight matrices side by side leave Lava's 8-bit grid"
+        src = net.population(syn.src)
+        message = 1 if src.compartment.spiking else 2 ** (net.formats.message_bits - 1) - 1
+        if float(np.abs(weight).sum(axis=1).max()) * message * 2.0**shift >= 2.0**31:
+            return f"netx's sums of {syn.name!r}, shifted {shift} bits, could wrap int32"
     return None
 
 
@@ -149,6 +184,11 @@ def netx_chain(net: Netlist) -> list[ChainLayer]:
 def netx_shortfall(net: Netlist) -> str | None:
     """Why netx loads fewer layers than the netlist's lif_chain holds; None when it
     loads them all."""
+    if net.ticks_per_step > 1:
+        return (
+            f"a time-multiplexed network ({net.ticks_per_step} ticks per step) has no netx "
+            "layer: netx's neuron cannot idle between ticks"
+        )
     chain = lif_chain(net)
     if not chain:
         return "no LIF layer is fed by the input alone (netx's chain starts there)"
@@ -156,15 +196,16 @@ def netx_shortfall(net: Netlist) -> str | None:
     if len(loaded) == len(chain):
         return None
     layer = chain[len(loaded)]
+    reason = str(_inexact(net, layer))
     hint = ""
-    if not loaded and "--message-bits" not in str(_inexact(net, layer)):
+    if layer.feed.src == net.input.name and not reason.startswith("its summed input"):
         hint = (
-            " (the input's graded messages leave weights at exponent 0 little room: "
-            "--message-bits 8 --act-bits 8 give them more)"
+            " (weights at exponent 0 have little room beside the input's graded messages: "
+            "narrower ones, --message-bits 8 --act-bits 8, give them more)"
         )
     return (
         f"netx can load {len(loaded)} of the {len(chain)} LIF layers of the chain from the "
-        f"input: at {layer.pop.name!r}, {_inexact(net, layer)}{hint}"
+        f"input: at {layer.pop.name!r}, {reason}{hint}"
     )
 
 
@@ -333,6 +374,9 @@ def _check_netx_fields(f: Any, layers: list[Any], net: Netlist) -> None:
         raise ValueError(f"netx_layers is {f.attrs['netx_layers']}, the chain has {len(chain)}")
     if _type_of(layers[0]) != "input" or str(layers[0].attrs["name"]) != net.input.name:
         raise ValueError("layer 0 is not the input")
+    # netx builds an input block (1-bit spikes out) from a `neuron` there.
+    if set(layers[0]) != {"type", "shape", "params", "attrs"}:
+        raise ValueError(f"layer 0 holds {sorted(layers[0])}, more than the input's fields")
     for i, layer in enumerate(layers[1:], start=1):
         if i > len(chain):
             if _type_of(layer) != "ext":
@@ -350,6 +394,7 @@ def _netx_fields(layer: Any) -> dict[str, Any]:
     fields["neuron"] = {
         k: _type_of(neuron) if k == "type" else neuron[k][()].tolist() for k in neuron
     }
+    fields["shape"] = layer["shape"][()].tolist()  # netx sizes the layer by its product
     return {"type": _type_of(layer), "name": str(layer.attrs["name"]), **fields}
 
 
@@ -359,6 +404,7 @@ def _netx_fields_of(step: ChainLayer) -> dict[str, Any]:
     if step.recurrent is not None:
         fields["type"] = "dense_rec"
         fields["weight_rec"] = netx_weight(step.recurrent).tolist()
+    fields["shape"] = [step.pop.size, 1, 1]
     fields["neuron"] = {
         "type": "CUBA", "iDecay": params["du"] + 1, "vDecay": params["dv"],
         "vThMant": params["vth"], "refDelay": 1, "gradedSpike": 0,
