@@ -16,6 +16,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from netlists import nir_mlp
 
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, first_difference
@@ -397,3 +399,45 @@ def test_norses_one_lif_graph_loads_in_netx_as_exported(tmp_path: Path) -> None:
     expected = simulate(net, x, record=["1"]).traces["1"][0]
     assert expected.any() and not expected.all()
     np.testing.assert_array_equal(spikes[latency : latency + 60], expected)
+
+
+@st.composite
+def netx_layers_drawn(draw: st.DrawFn) -> tuple[Netlist, np.ndarray]:
+    """One layer (with a self-synapse or not) of weights whose patterns netx treats
+    differently: either sign or both, scaled by a power of two, odd or even, some zero;
+    8- or 24-bit input messages; and inputs at the message limits."""
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+
+    def matrix(shape: tuple[int, int]) -> np.ndarray:
+        sign = draw(st.sampled_from([1, -1, 0]))  # 0: both signs, on their even grid
+        top = 2 ** draw(st.integers(0, 7))
+        values = rng.integers(1, top + 1, shape) * 2 ** draw(st.integers(0, 1))
+        if sign:
+            values = sign * np.minimum(values, 255)
+        else:
+            values = np.clip(2 * values * rng.choice([-1, 1], shape), -256, 254)
+        return np.where(rng.random(shape) < draw(st.sampled_from([0.0, 0.3])), 0, values)
+
+    rec = matrix((5, 5)).astype(np.float64) if draw(st.booleans()) else None
+    bits = draw(st.sampled_from([8, 24]))
+    net = one_layer(matrix((5, 4)).astype(np.float64), rec, bits, vth=draw(st.integers(1, 400)))
+    edge = 2 ** (bits - 1) - 1
+    x = rng.choice([edge, -edge, 1, -1, 0], (1, 20, 4)).astype(np.float64)
+    return net, x
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(netx_layers_drawn())
+def test_every_layer_netx_chain_takes_runs_exactly_in_netx(
+    tmp_path_factory: pytest.TempPathFactory, case: tuple[Netlist, np.ndarray]
+) -> None:
+    net, x = case
+    if not netx_chain(net):
+        return  # left out: the test above shows what netx does with such layers
+    path = tmp_path_factory.mktemp("netx") / "network.net"
+    write_network(net, path)
+    padded = np.concatenate([x, np.zeros((1, 1, 4))], axis=1)
+    spikes = run_netx(path, encode_input(net, padded)[0], 2, net.formats.message_bits)
+    expected = simulate(net, x, record=["h"]).traces["h"][0]
+    np.testing.assert_array_equal(spikes[1:21], expected)
