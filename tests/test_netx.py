@@ -441,3 +441,16 @@ def test_every_layer_netx_chain_takes_runs_exactly_in_netx(
     spikes = run_netx(path, encode_input(net, padded)[0], 2, net.formats.message_bits)
     expected = simulate(net, x, record=["h"]).traces["h"][0]
     np.testing.assert_array_equal(spikes[1:21], expected)
+
+
+def test_the_netx_example_runs_and_agrees() -> None:
+    """examples/netx_mlp.py, as the README shows it (exit 1 on any difference)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "netx_mlp.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--steps", "40"], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "netx loads layers 0-2 (the input, then up to lif2)" in out.stdout
+    assert "0 differ" in out.stdout
