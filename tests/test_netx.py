@@ -454,3 +454,29 @@ def test_the_netx_example_runs_and_agrees() -> None:
     assert out.returncode == 0, out.stderr
     assert "netx loads layers 0-2 (the input, then up to lif2)" in out.stdout
     assert "0 differ" in out.stdout
+
+
+SHORTFALLS = {
+    "as built": (
+        {},
+        "netx can load 2 of the 3 LIF layers of the chain from the input: at "
+        "'tail', the weights of 'r->tail' at weight_exp -3 are not whole",
+    ),
+    "24-bit input messages": (
+        {"message_bits": 24},
+        "0 of the 3 LIF layers of the chain from the input: at 'h', its summed input can reach",
+    ),
+    "exponent -3 into h": ({"in_h_exp": -3}, "are not whole (weights at exponent 0 have"),
+    # A delay ends lif_chain itself (its structure), not netx's part of it.
+    "a delay into r": ({"h_r_delay": 1}, None),
+    "two ticks per step": ({"ticks": 2}, "a time-multiplexed network (2 ticks per step)"),
+}
+
+
+@pytest.mark.parametrize("case", SHORTFALLS, ids=list(SHORTFALLS))
+def test_the_shortfall_says_why_netx_loads_fewer_layers(case: str) -> None:
+    from snncompile.targets.loihi2.netx import netx_shortfall
+
+    options, expected = SHORTFALLS[case]
+    shortfall = netx_shortfall(chain_netlist(**options))
+    assert shortfall is None if expected is None else expected in str(shortfall), shortfall
