@@ -8,7 +8,7 @@ exports it with `snncompile export --target loihi2 --netx-weights --message-bits
 loader (`lava.lib.dl.netx.hdf5.Network`, as many layers as the file's netx_layers),
 runs it in Lava's fixed-point simulation on Bernoulli spikes, and compares its output
 spikes with the reference simulator's, every value at every step. Needs lava-dl,
-which `make setup` installs. Takes about 15 s.
+which `make setup` installs. Takes about 10 s.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import itertools
 import subprocess
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 import h5py
@@ -27,6 +26,7 @@ import numpy as np
 
 from snncompile.artifact import read_artifact
 from snncompile.reference.simulator import encode_input, simulate
+from snncompile.targets.loihi2.netx import netx_network
 
 
 def write_mlp(path: Path, seed: int) -> None:
@@ -48,25 +48,13 @@ def write_mlp(path: Path, seed: int) -> None:
     nir.write(path, nir.NIRGraph(nodes=nodes, edges=list(itertools.pairwise(chain))))
 
 
-def netx_network(path: Path, layers: int, message_bits: int):  # type: ignore[no-untyped-def]
-    # netx's loader imports one helper of lava-dl's slayer (RF neuron parameters), whose
-    # package needs torchvision and matplotlib; these files have no RF layers.
-    for name in ("lava.lib.dl.slayer", "lava.lib.dl.slayer.neuron", "lava.lib.dl.slayer.neuron.rf"):
-        module = sys.modules.setdefault(name, types.ModuleType(name))
-        module.__path__ = getattr(module, "__path__", [])
-    sys.modules["lava.lib.dl.slayer.neuron.rf"].neuron_params = None  # type: ignore[attr-defined]
-    from lava.lib.dl.netx import hdf5
-
-    return hdf5.Network(net_config=str(path), num_layers=layers, input_message_bits=message_bits)
-
-
-def run_in_netx(path: Path, messages: np.ndarray, layers: int, message_bits: int) -> np.ndarray:
+def run_in_netx(path: Path, messages: np.ndarray) -> np.ndarray:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    network = netx_network(path, layers, message_bits)
+    network = netx_network(path)  # lava-dl's netx loader, on the file's netx_layers
     source = Source(data=messages.T.astype(np.int32))
     sink = Sink(shape=network.out.shape, buffer=messages.shape[0])
     source.s_out.connect(network.inp)
@@ -100,7 +88,7 @@ def main() -> None:
         latency = net.latency()[last]
         padded = np.concatenate([x, np.zeros((1, latency, 8))], axis=1)
         messages = encode_input(net, padded)[0]
-        spikes = run_in_netx(out / "network.net", messages, layers, net.formats.message_bits)
+        spikes = run_in_netx(out / "network.net", messages)
         ours = simulate(net, x, record=[last]).traces[last][0]
         theirs = spikes[latency : latency + args.steps]
         differ = int(np.count_nonzero(theirs != ours))

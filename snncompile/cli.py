@@ -298,7 +298,8 @@ def _quant_options(func):
             "--netx-weights",
             is_flag=True,
             help="Put the chain of LIF layers from the input at weight exponent 0, which "
-            "lava-dl's netx can load from a loihi2 network.net (docs/formats.md).",
+            "lava-dl's netx can load from a loihi2 network.net given narrow input messages "
+            "(e.g. --message-bits 8 --act-bits 8; docs/formats.md).",
         ),
         click.option(
             "--calib",

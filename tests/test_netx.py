@@ -10,7 +10,6 @@ module: our files have no RF layers, the one place netx calls it.
 from __future__ import annotations
 
 import sys
-import types
 from pathlib import Path
 
 import h5py
@@ -22,22 +21,8 @@ from netlists import nir_mlp
 
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, first_difference
 from snncompile.reference.simulator import encode_input, simulate
-from snncompile.targets.loihi2.netx import netx_chain, read_network, write_network
-
-SLAYER_RF = "lava.lib.dl.slayer.neuron.rf"
-
-
-def netx_hdf5() -> types.ModuleType:
-    for name in ("lava.lib.dl.slayer", "lava.lib.dl.slayer.neuron", SLAYER_RF):
-        if name not in sys.modules:
-            module = types.ModuleType(name)
-            module.__path__ = []  # a package, for the submodule imports below it
-            sys.modules[name] = module
-    if not hasattr(sys.modules[SLAYER_RF], "neuron_params"):
-        sys.modules[SLAYER_RF].neuron_params = None  # type: ignore[attr-defined]
-    from lava.lib.dl.netx import hdf5
-
-    return hdf5
+from snncompile.targets.loihi2.netx import netx_network, read_network, write_network
+from snncompile.targets.loihi2.netx_chain import netx_chain, netx_warnings
 
 
 def _lif(name: str, kind: str, size: int, du: int, dv: int, vth: int) -> Population:
@@ -88,9 +73,8 @@ def run_netx(path: Path, ints: np.ndarray, layers: int, message_bits: int) -> np
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    network = netx_hdf5().Network(
-        net_config=str(path), num_layers=layers, input_message_bits=message_bits
-    )
+    network = netx_network(path)
+    assert (network.num_layers, network.input_message_bits) == (layers, message_bits)
     steps = ints.shape[0]
     source = Source(data=ints.T.astype(np.int32))
     sink = Sink(shape=network.out.shape, buffer=steps)
@@ -249,6 +233,7 @@ def _forced_netx_file(net: Netlist, path: Path) -> None:
         layer = f["layer/1"]
         assert layer.attrs["name"] == "h"
         del layer["type"]
+        f.attrs["netx_layers"] = 2
         _write_netx_fields(layer, ChainLayer(net.population("h"), feed, loop[0] if loop else None))
 
 
@@ -456,7 +441,7 @@ def test_the_netx_example_runs_and_agrees() -> None:
     assert "0 differ" in out.stdout
 
 
-SHORTFALLS = {
+WARNINGS = {
     "as built": (
         {},
         "netx can load 2 of the 3 LIF layers of the chain from the input: at "
@@ -469,14 +454,86 @@ SHORTFALLS = {
     "exponent -3 into h": ({"in_h_exp": -3}, "are not whole (weights at exponent 0 have"),
     # A delay ends lif_chain itself (its structure), not netx's part of it.
     "a delay into r": ({"h_r_delay": 1}, None),
-    "two ticks per step": ({"ticks": 2}, "a time-multiplexed network (2 ticks per step)"),
+    "two ticks per step": (
+        {"ticks": 2},
+        "netx can load no layer: a time-multiplexed network (2 ticks per step)",
+    ),
 }
 
 
-@pytest.mark.parametrize("case", SHORTFALLS, ids=list(SHORTFALLS))
-def test_the_shortfall_says_why_netx_loads_fewer_layers(case: str) -> None:
-    from snncompile.targets.loihi2.netx import netx_shortfall
+@pytest.mark.parametrize("case", WARNINGS, ids=list(WARNINGS))
+def test_the_warnings_say_why_netx_loads_fewer_layers(case: str) -> None:
+    options, expected = WARNINGS[case]
+    warnings = netx_warnings(chain_netlist(**options))
+    if expected is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and expected in warnings[0], warnings
 
-    options, expected = SHORTFALLS[case]
-    shortfall = netx_shortfall(chain_netlist(**options))
-    assert shortfall is None if expected is None else expected in str(shortfall), shortfall
+
+def test_snntorchs_braille_rnn_loads_in_netx_with_netx_weights(tmp_path: Path) -> None:
+    """A real recurrent graph from another framework (snnTorch's Braille RNN without
+    biases: 12 -> CubaLIF(40) with a recurrent matrix -> CubaLIF(7); read with reset to
+    zero): with --netx-weights and 8-bit input messages netx loads it whole, a dense_rec
+    then a dense layer, and runs it as the reference does."""
+    from snncompile.api import export_model
+    from snncompile.artifact import read_artifact
+    from snncompile.quantize.quantize import QuantConfig
+
+    source = Path(__file__).parent / "data" / "nir-examples" / "braille_noDelay_noBias_subtract.nir"
+    out = tmp_path / "braille.loihi2"
+    config = QuantConfig(netx_weights=True, message_bits=8, act_bits=8)
+    export_model(source, out, target="loihi2", dt=1e-4, config=config)
+    net = read_artifact(out).netlist
+    with h5py.File(out / "network.net", "r") as f:
+        assert f.attrs["netx_layers"] == 3
+        assert [f[f"layer/{i}/type"][0] for i in (1, 2)] == [b"dense_rec", b"dense"]
+        last = str(f["layer/2"].attrs["name"])
+    x = (np.random.default_rng(4).random((1, 80, 12)) < 0.5).astype(np.float64)
+    latency = net.latency()[last]
+    padded = np.concatenate([x, np.zeros((1, latency, 12))], axis=1)
+    spikes = run_netx(out / "network.net", encode_input(net, padded)[0], 3, 8)
+    expected = simulate(net, x, record=[last]).traces[last][0]
+    assert expected.any()
+    np.testing.assert_array_equal(spikes[latency : latency + 80], expected)
+
+
+def test_a_chain_layer_netx_loads_but_never_spikes_is_warned_of(tmp_path: Path) -> None:
+    """helper-70: the same Braille graph with 24-bit input messages loads in netx whole,
+    but --netx-weights rounds every input weight to 0 (the recurrence keeps the layer in
+    the chain); export says so."""
+    from snncompile.api import export_model
+    from snncompile.quantize.quantize import QuantConfig
+
+    source = Path(__file__).parent / "data" / "nir-examples" / "braille_noDelay_noBias_subtract.nir"
+    config = QuantConfig(netx_weights=True)
+    result = export_model(source, tmp_path / "b.loihi2", target="loihi2", dt=1e-4, config=config)
+    assert result.compiled.meta["warnings"] == [
+        "--netx-weights: every weight of 'input->lif1.lif' is 0 at exponent 0, so 'lif1.lif' "
+        "never spikes (weights at exponent 0 have little room beside the input's graded "
+        "messages: narrower ones, --message-bits 8 --act-bits 8, give them more)"
+    ]
+
+
+def test_the_warning_names_what_the_input_feeds_when_there_is_no_chain() -> None:
+    """helper-70: a subtractive reset (or a bias besides the input) was reported as 'no
+    LIF layer is fed by the input alone'."""
+    sub = one_layer(_signed(1, zeros=False))
+    pops = list(sub.populations)
+    params = {**pops[1].params, "vsub": np.array(50.0)}
+    pops[1] = Population("h", "cuba_lif_sub", 5, params)
+    net = Netlist(tuple(pops), sub.synapses, numeric="int", formats=sub.formats)
+    assert netx_warnings(net) == [
+        "netx can load no layer: the input feeds 'h', a cuba_lif_sub population; netx's "
+        "dense layers hold lif and cuba_lif (Lava's LIF, reset to 0)"
+    ]
+    bias = Population("bias", "bias", 1, {"value": np.array(4.0)})
+    extra = Synapse("bias->h", "bias", "h", np.full((5, 1), 2.0))
+    net = Netlist(
+        (sub.populations[0], bias, *sub.populations[1:]),
+        (*sub.synapses, extra),
+        numeric="int",
+        formats=sub.formats,
+    )
+    (warning,) = netx_warnings(net)
+    assert "'h' takes more than the input (a delay, or bias->h besides it" in warning

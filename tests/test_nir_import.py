@@ -1344,7 +1344,8 @@ def test_loop_through_two_neurons_exports_inspects_and_simulates(tmp_path, cli):
     idle), simulates, and verify against the float NIR simulation passes."""
     import json
 
-    from snncompile.targets.loihi2.netx import netx_chain, read_network
+    from snncompile.targets.loihi2.netx import read_network
+    from snncompile.targets.loihi2.netx_chain import netx_chain
 
     source = tmp_path / "loop.nir"
     nir.write(source, neuron_loop(2, self_loop=True))

@@ -27,7 +27,8 @@ from .config import TargetConfig, load_config
 from .drc import check, enforce
 from .estimate import activity_rates, dense_model_macs, estimate, measure_graded_rates
 from .mapping import Mapping, map_netlist
-from .netx import netx_layers, netx_shortfall, read_network, write_network
+from .netx import netx_layers, read_network, write_network
+from .netx_chain import netx_warnings
 
 if TYPE_CHECKING:
     from snncompile.compiler import Compiled
@@ -106,9 +107,8 @@ def prepare(compiled: Compiled, config: TargetConfig | None = None) -> Build:
         raise UsageError("the Loihi 2 target needs the quantized netlist (pipeline stopped early)")
     config = config or load_config()
     if compiled.report.config.get("netx_weights"):
-        shortfall = netx_shortfall(net)
-        if shortfall is not None:
-            compiled.meta.setdefault("warnings", []).append(f"--netx-weights: {shortfall}")
+        found = [f"--netx-weights: {warning}" for warning in netx_warnings(net)]
+        compiled.meta.setdefault("warnings", []).extend(found)
     mapping = map_netlist(net, config)
     enforce(net, config, mapping)
     calib = compiled.calibration

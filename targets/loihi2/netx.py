@@ -3,7 +3,7 @@
     write_network(net, "network.net")
     net2 = read_network("network.net")        # the same Netlist, rebuilt from the file
     # lava-dl's netx loads the leading layers it can express (attribute netx_layers):
-    hdf5.Network("network.net", num_layers=f.attrs["netx_layers"], input_message_bits=...)
+    network = netx_network("network.net")      # hdf5.Network(..., num_layers=netx_layers)
 
 netx (lava.lib.dl.netx.hdf5.Network) builds a chain of layers /layer/0, /layer/1, ...,
 connecting each to the one before; a layer type it has no case for it skips (0.6.0 has
@@ -49,7 +49,6 @@ still read.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -57,20 +56,13 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from snncompile.errors import CorruptInputError, MissingDependencyError
+from snncompile.errors import CorruptInputError, MissingDependencyError, UsageError
 from snncompile.ir.compartments import with_added_params
-from snncompile.ir.netlist import (
-    ChainLayer,
-    Formats,
-    Netlist,
-    Population,
-    Synapse,
-    input_bound,
-    lif_chain,
-)
+from snncompile.ir.netlist import ChainLayer, Formats, Netlist, Population, Synapse
 from snncompile.ir.ops import InvalidGraphError
 from snncompile.ir.serialize import check_hdf5_size, check_hdf5_tree, parse_json
-from snncompile.targets.lava.builder import lava_lif_is_exact
+
+from .netx_chain import netx_chain, netx_hdf5, netx_weight
 
 FORMAT_NAME = "snncompile-loihi2-net"
 FORMAT_VERSION = 2
@@ -88,125 +80,6 @@ def _h5py():
 def _type(name: str) -> np.ndarray:
     # lava-dl writes `type` as a (1,) array of 10-byte strings; netx reads value[0].
     return np.array([name.encode("ascii")], dtype="S10")
-
-
-def netx_weight(syn: Synapse) -> np.ndarray | None:
-    """The synapse's weights as whole numbers at exponent 0 (a chain layer's `weight` or
-    `weight_rec`: netx takes them as the weights), or None where they are not whole."""
-    weight = syn.dense() * 2.0**syn.weight_exp + 0.0  # + 0.0: no -0.0 in the file
-    return weight if np.all(weight == np.round(weight)) else None
-
-
-def netx_scaling(joint: np.ndarray) -> tuple[int, int] | None:
-    """What lava-dl 0.6.0's netx does with a layer's weights (a dense_rec layer's two
-    matrices side by side, as it takes them; utils.optimize_weight_bits): (shift, bits),
-    the weights it gives Lava's Dense being ours shifted left by `shift`, with
-    weight_exp -shift and num_weight_bits `bits`. None where netx itself changes them: a
-    largest weight of 0 (it takes the matrix as mixed with an infinite scale; with a
-    negative weight its layer never spiked where ours did, measured; all zero, it raised
-    OverflowError), or weights it clips (above 254 beside a negative one, below -256
-    beside a positive one)."""
-    top, bottom = float(joint.max()), float(joint.min())
-    if top == 0 or (top > 254 and bottom < 0) or (bottom < -256 and top > 0):
-        return None
-    mixed = top > 0 and bottom < 0
-    if mixed:  # scaled up as far as both signs stay inside [-128, 127]
-        scale = min(127 / top, -128 / bottom)
-    else:  # one sign: inside 255, or -256
-        scale = 255 / top if bottom >= 0 else -256 / bottom
-    shift = math.floor(math.log2(scale)) + int(mixed)
-    # ... then it counts the low zero bits every weight has (up to 8; one less mixed).
-    ints, zeros = joint.astype(np.int64), 8
-    while zeros and np.any(ints % (1 << zeros)):
-        zeros -= 1
-    return shift, 8 - shift - (zeros - int(mixed))
-
-
-def lava_keeps(weight: np.ndarray, weight_bits: int) -> bool:
-    """Whether Lava's Dense (fixed_pt) computes with these weights as they are: it clips
-    them to 8 bits for their own signs ([-256, 254] when they mix, else [0, 255] or
-    [-255, 0]) and drops 8 - weight_bits low bits, one more when they mix (a negative
-    count, from netx's 9-bit weights, zeroed them: measured)."""
-    mixed = weight.max() > 0 and weight.min() < 0
-    drop = 8 - weight_bits + int(mixed)
-    if drop < 0:
-        return False
-    low, high = (-256, 254) if mixed else (0, 255) if weight.min() >= 0 else (-255, 0)
-    whole = weight.astype(np.int64)
-    return bool(np.all((low <= whole) & (whole <= high) & (whole % (1 << drop) == 0)))
-
-
-def _inexact(net: Netlist, layer: ChainLayer) -> str | None:
-    """Why netx would not hand Lava our weights for this layer, Lava's Dense would not
-    sum them exactly, or Lava's LIF would not compute it as numerics.md says for every
-    input its synapses can deliver; None when none of these holds."""
-    syns = [s for s in (layer.feed, layer.recurrent) if s is not None]
-    if not lava_lif_is_exact(net, layer.pop):
-        return (
-            f"its summed input can reach {input_bound(net, layer.pop.name):.4g}, beyond what "
-            "Lava's int32 LIF computes exactly (narrower input messages: --message-bits and "
-            "--act-bits, e.g. 8)"
-        )
-    weights = [netx_weight(s) for s in syns]
-    for syn, weight in zip(syns, weights, strict=True):
-        if weight is None:
-            return f"the weights of {syn.name!r} at weight_exp {syn.weight_exp} are not whole"
-    joint = np.hstack(weights)
-    scaling = netx_scaling(joint)
-    if scaling is None:
-        what = "0 is its largest weight" if joint.max() == 0 else "it clips weights"
-        return f"netx would change its weights ({what})"
-    shift, bits = scaling
-    for syn, weight in zip(syns, weights, strict=True):
-        if not lava_keeps(weight * 2.0**shift, bits):
-            return (
-                f"Lava's Dense would change the weights of {syn.name!r} as netx hands them "
-                f"over (shifted {shift} bits, {bits}-bit)"
-            )
-        src = net.population(syn.src)
-        message = 1 if src.compartment.spiking else 2 ** (net.formats.message_bits - 1) - 1
-        if float(np.abs(weight).sum(axis=1).max()) * message * 2.0**shift >= 2.0**31:
-            return f"netx's sums of {syn.name!r}, shifted {shift} bits, could wrap int32"
-    return None
-
-
-def netx_chain(net: Netlist) -> list[ChainLayer]:
-    """The layers after the input that netx's loader builds and Lava then runs as
-    numerics.md says: the int netlist's lif_chain up to its first layer that does not
-    run exactly (the conditions are in the module docstring)."""
-    if net.numeric != "int":
-        return []
-    chain = lif_chain(net)
-    exact = [_inexact(net, layer) is None for layer in chain] + [False]
-    return chain[: exact.index(False)]
-
-
-def netx_shortfall(net: Netlist) -> str | None:
-    """Why netx loads fewer layers than the netlist's lif_chain holds; None when it
-    loads them all."""
-    if net.ticks_per_step > 1:
-        return (
-            f"a time-multiplexed network ({net.ticks_per_step} ticks per step) has no netx "
-            "layer: netx's neuron cannot idle between ticks"
-        )
-    chain = lif_chain(net)
-    if not chain:
-        return "no LIF layer is fed by the input alone (netx's chain starts there)"
-    loaded = netx_chain(net)
-    if len(loaded) == len(chain):
-        return None
-    layer = chain[len(loaded)]
-    reason = str(_inexact(net, layer))
-    hint = ""
-    if layer.feed.src == net.input.name and not reason.startswith("its summed input"):
-        hint = (
-            " (weights at exponent 0 have little room beside the input's graded messages: "
-            "narrower ones, --message-bits 8 --act-bits 8, give them more)"
-        )
-    return (
-        f"netx can load {len(loaded)} of the {len(chain)} LIF layers of the chain from the "
-        f"input: at {layer.pop.name!r}, {reason}{hint}"
-    )
 
 
 def _write_weight(group: Any, syn: Synapse) -> None:
@@ -410,6 +283,21 @@ def _netx_fields_of(step: ChainLayer) -> dict[str, Any]:
         "vThMant": params["vth"], "refDelay": 1, "gradedSpike": 0,
     }  # fmt: skip
     return fields
+
+
+def netx_network(path: str | os.PathLike[str]) -> Any:
+    """lava-dl's netx Network of network.net's chain (netx_layers layers, the input's
+    messages formats.message_bits wide): its in-port takes the input population's
+    messages, its out-port sends the last chain layer's spikes. UsageError when netx can
+    load no layer of the file; MissingDependencyError without lava-dl."""
+    with _h5py().File(path, "r") as f:
+        layers = int(f.attrs.get("netx_layers", 0))
+        message_bits = int(parse_json(f.attrs["formats"])["message_bits"])
+    if layers < 2:
+        raise UsageError(f"{path}: netx can load no layer of it (netx_layers {layers})")
+    return netx_hdf5().Network(
+        net_config=str(path), num_layers=layers, input_message_bits=message_bits
+    )
 
 
 def netx_layers(path: str | os.PathLike[str]) -> int:
