@@ -536,4 +536,12 @@ def test_the_warning_names_what_the_input_feeds_when_there_is_no_chain() -> None
         formats=sub.formats,
     )
     (warning,) = netx_warnings(net)
-    assert "'h' takes more than the input (a delay, or bias->h besides it" in warning
+    assert "'h' takes bias->h besides the input (a bias, a second source)" in warning
+    plain = one_layer(_signed(1, zeros=False))
+    late = [
+        Synapse(s.name, s.src, s.dst, s.weight, delay=int(s.src == "in")) for s in plain.synapses
+    ]
+    net = Netlist(plain.populations, tuple(late), numeric="int", formats=plain.formats)
+    assert netx_warnings(net) == [
+        "netx can load no layer: the input's synapse into 'h' has a delay; the chain's take none"
+    ]

@@ -109,7 +109,7 @@ def _inexact(net: Netlist, layer: ChainLayer) -> str | None:
 def netx_chain(net: Netlist) -> list[ChainLayer]:
     """The layers after the input that netx's loader builds and Lava then runs as
     numerics.md says: the int netlist's lif_chain up to its first layer that does not
-    run exactly (the conditions are in the module docstring)."""
+    run exactly (_inexact)."""
     if net.numeric != "int":
         return []
     chain = lif_chain(net)
@@ -142,10 +142,12 @@ def _why_no_chain(net: Netlist) -> str:
             f"hold {' and '.join(CHAIN_KINDS)} (Lava's LIF, reset to 0)"
         )
     others = [s.name for s in net.incoming(pop.name) if s.src != net.input.name]
+    if not others:
+        return f"the input's synapse into {pop.name!r} has a delay; the chain's take none"
     return (
-        f"{pop.name!r} takes more than the input (a delay, or {', '.join(others) or 'none'} "
-        "besides it: a bias, a second source); netx's dense layer takes one synapse, and "
-        "dense_rec one more from the layer itself"
+        f"{pop.name!r} takes {', '.join(others)} besides the input (a bias, a second "
+        "source); netx's dense layer takes one synapse, and dense_rec one more from the "
+        "layer itself"
     )
 
 
