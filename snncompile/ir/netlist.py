@@ -501,6 +501,11 @@ class ChainLayer(NamedTuple):
     feed: Synapse
     recurrent: Synapse | None
 
+    @property
+    def synapses(self) -> list[Synapse]:
+        """The feed, then the self-synapse if there is one."""
+        return [self.feed] if self.recurrent is None else [self.feed, self.recurrent]
+
 
 CHAIN_KINDS = ("lif", "cuba_lif")  # Lava's LIF, the neuron of lava-dl netx's dense layers
 

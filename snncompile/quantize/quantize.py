@@ -196,12 +196,8 @@ def quantize_weights(
     values = np.asarray(weight, dtype=np.float64)
     if not np.any(values):
         return np.zeros_like(values), 0
-    low, high, step = weight_grid(values if grid_of is None else np.asarray(grid_of), bits)
-    # The outermost values on the grid (254 is not a multiple of 128 at 2 bits).
-    high, low = high - high % step, low + (-low) % step
-    pos, neg = values.max(initial=0.0), -values.min(initial=0.0)
-    need = max(pos / high if high > 0 else 0.0, neg / -low if low < 0 else 0.0)
-    exp = _log2_at_least(need)
+    low, high, step = _outer_grid(values if grid_of is None else np.asarray(grid_of), bits)
+    exp = _log2_at_least(_grid_excess(values, low, high))
     if lowest_exp is not None:
         exp = max(exp, lowest_exp)
     mant = np.clip(step * np.rint(values / 2.0**exp / step), low, high)
@@ -209,6 +205,20 @@ def quantize_weights(
     # single-sign one, which ends at -255 (or 255), not at the mixed grid's -256.
     low, high, step = weight_grid(mant, bits)
     return np.clip(mant, low + (-low) % step, high - high % step), exp
+
+
+def _outer_grid(signs_of: np.ndarray, bits: int) -> tuple[int, int, int]:
+    """Lava's grid for the signs of `signs_of` (weight_grid), its ends moved to the
+    outermost values on it (254 is not a multiple of 128 at 2 bits)."""
+    low, high, step = weight_grid(signs_of, bits)
+    return low + (-low) % step, high - high % step, step
+
+
+def _grid_excess(values: np.ndarray, low: int, high: int) -> float:
+    """How many times larger than the grid [low, high] at exponent 0 the values reach
+    (<= 1: they fit)."""
+    pos, neg = values.max(initial=0.0), -values.min(initial=0.0)
+    return max(pos / high if high > 0 else 0.0, neg / -low if low < 0 else 0.0)
 
 
 def _row_groups(matrix: np.ndarray | sparse.csr_matrix) -> list[np.ndarray]:
@@ -258,9 +268,7 @@ class _Quantizer:
         # netx_weights: the chain's layers, and the synapses into them, by name.
         chain = lif_chain(net) if cfg.netx_weights else []
         self.netx_layers = {layer.pop.name: layer for layer in chain}
-        self.netx_synapses = {
-            s.name for layer in chain for s in (layer.feed, layer.recurrent) if s is not None
-        }
+        self.netx_synapses = {s.name for layer in chain for s in layer.synapses}
 
     def headroom(self, name: str) -> float:
         return 2.0 ** (self.cfg.headroom_bits + self.extra_headroom.get(name, 0))
@@ -404,17 +412,13 @@ class _Quantizer:
         layer = self.netx_layers.get(pop.name)
         if layer is None:
             return 16
-        need = 0.0
-        syns = [s for s in (layer.feed, layer.recurrent) if s is not None]
+        syns = layer.synapses
         # The grid of the layer's signs, as `synapses` quantizes them (netx_weights).
-        both = np.concatenate([s.dense().ravel() for s in syns])
-        low, high, step = weight_grid(both, self.cfg.weight_bits)
-        high, low = high - high % step, low + (-low) % step
-        for syn in syns:
-            out_log2 = 0 if syn.src == pop.name else self.scales[syn.src].out_log2
-            values = syn.dense() * 2.0**out_log2
-            pos, neg = values.max(initial=0.0), -values.min(initial=0.0)
-            need = max(need, pos / high if high > 0 else 0.0, neg / -low if low < 0 else 0.0)
+        signs = np.concatenate([s.dense().ravel() for s in syns])
+        low, high, _ = _outer_grid(signs, self.cfg.weight_bits)
+        # A self-synapse's source is this layer: its spikes (scale 2**0).
+        out_log2 = {s.src: 0 if s.src == pop.name else self.scales[s.src].out_log2 for s in syns}
+        need = max(_grid_excess(s.dense() * 2.0 ** out_log2[s.src], low, high) for s in syns)
         return min(_log2_at_most(1.0 / need), 16) if need > 0 else 16
 
     def _vth(self, pop: Population, k: int) -> np.ndarray:
@@ -526,7 +530,7 @@ class _Quantizer:
             # A dense_rec layer's two matrices go to netx side by side: where they mix
             # signs, both take the mixed grid (netx's bits then fit each; a matrix of
             # one sign with odd weights beside it was zeroed by Lava's Dense: measured).
-            both = [s.dense().ravel() for s in (layer.feed, layer.recurrent) if s is not None]
+            both = [s.dense().ravel() for s in layer.synapses]
             mant, exp = quantize_weights(
                 values, self.cfg.weight_bits, lowest_exp=0, grid_of=np.concatenate(both)
             )

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 
 from snncompile.errors import MissingDependencyError
-from snncompile.ir.netlist import CHAIN_KINDS, ChainLayer, Netlist, Synapse, input_bound, lif_chain
+from snncompile.ir.netlist import (
+    CHAIN_KINDS,
+    ChainLayer,
+    Netlist,
+    Synapse,
+    input_bound,
+    lif_chain,
+    weight_grid,
+)
 from snncompile.targets.lava.builder import lava_lif_is_exact
 
 
@@ -59,24 +67,22 @@ def netx_scaling(joint: np.ndarray) -> tuple[int, int] | None:
 
 
 def lava_keeps(weight: np.ndarray, weight_bits: int) -> bool:
-    """Whether Lava's Dense (fixed_pt) computes with these weights as they are: it clips
-    them to 8 bits for their own signs ([-256, 254] when they mix, else [0, 255] or
-    [-255, 0]) and drops 8 - weight_bits low bits, one more when they mix (a negative
-    count, from netx's 9-bit weights, zeroed them: measured)."""
+    """Whether Lava's Dense (fixed_pt) computes with these weights as they are: they lie
+    on its grid for their signs at `weight_bits` (weight_grid). netx may ask for 9 bits,
+    which Lava takes for mixed signs (no bit dropped) but which, for one sign, is a
+    negative count of bits to drop, with which Lava zeroed them (measured)."""
     mixed = weight.max() > 0 and weight.min() < 0
-    drop = 8 - weight_bits + int(mixed)
-    if drop < 0:
+    if weight_bits > 8 + int(mixed):
         return False
-    low, high = (-256, 254) if mixed else (0, 255) if weight.min() >= 0 else (-255, 0)
-    whole = weight.astype(np.int64)
-    return bool(np.all((low <= whole) & (whole <= high) & (whole % (1 << drop) == 0)))
+    low, high, step = weight_grid(weight, weight_bits)
+    return bool(np.all((low <= weight) & (weight <= high) & (weight % step == 0)))
 
 
 def _inexact(net: Netlist, layer: ChainLayer) -> str | None:
     """Why netx would not hand Lava our weights for this layer, Lava's Dense would not
     sum them exactly, or Lava's LIF would not compute it as numerics.md says for every
     input its synapses can deliver; None when none of these holds."""
-    syns = [s for s in (layer.feed, layer.recurrent) if s is not None]
+    syns = layer.synapses
     if not lava_lif_is_exact(net, layer.pop):
         return (
             f"its summed input can reach {input_bound(net, layer.pop.name):.4g}, beyond what "
