@@ -230,7 +230,7 @@ def _calibration_only_warning(task: Any, origin: str) -> str:
 
 
 # Tolerances fields that judge PyTorch logits; a .nir source has none to judge.
-LOGIT_CRITERIA = ("min_argmax_agreement", "max_accuracy_drop")
+LOGIT_CRITERIA = ("min_argmax_agreement", "max_accuracy_drop", "max_logit_error")
 
 
 def logit_criterion_refused(name: str) -> UsageError:

@@ -400,6 +400,14 @@ def _calibration(path: str | None):
 @click.option(
     "--max-accuracy-drop", default=1.0, show_default=True, type=float, help="In accuracy points."
 )
+@click.option(
+    "--max-logit-error",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Largest logit error over the largest float logit (catches a saturated readout "
+    "that argmax hides).",
+)
 @click.option("--min-spike-agreement", type=float, help="Per spiking layer (off by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_nir_options
@@ -411,6 +419,7 @@ def verify(
     limit: int | None,
     min_argmax_agreement: float,
     max_accuracy_drop: float,
+    max_logit_error: float,
     min_spike_agreement: float | None,
     as_json: bool,
     dt: float | None,
@@ -437,10 +446,11 @@ def verify(
                 raise logit_criterion_refused(name)
     if not 0.0 <= max_accuracy_drop <= 100.0:  # NaN fails this too
         raise UsageError(f"--max-accuracy-drop must be in [0, 100] points, got {max_accuracy_drop}")
-    with _fields_as_options(("min_argmax_agreement", "min_spike_agreement")):
+    with _fields_as_options(("min_argmax_agreement", "max_logit_error", "min_spike_agreement")):
         tolerances = Tolerances(
             min_argmax_agreement=min_argmax_agreement,
             max_accuracy_drop=max_accuracy_drop / 100.0,
+            max_logit_error=max_logit_error,
             min_spike_agreement=min_spike_agreement,
         )
     calibration = _calibration(kw.pop("calib"))

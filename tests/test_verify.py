@@ -4,6 +4,7 @@ the reference, and the verify command."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -277,6 +278,8 @@ def test_a_target_that_differs_fails_verify_with_exit_3(monkeypatch, capsys) -> 
         ("--max-accuracy-drop", "nan"),
         ("--min-spike-agreement", "2"),
         ("--max-accuracy-drop", "-5"),
+        ("--max-logit-error", "nan"),
+        ("--max-logit-error", "-1"),
     ],
 )
 def test_verify_refuses_meaningless_limits_and_tolerances(capsys, argv) -> None:
@@ -323,6 +326,23 @@ def test_verify_past_the_calibrated_length_warns_why_it_fails(tmp_path: Path, ca
     assert code == 3 and "saturation events: 0" not in out
     assert "the network was calibrated on 64-step inputs and these have 1000" in err
     assert err.splitlines()[-1].startswith("error: argmax agreement")
+
+
+def test_a_saturated_readout_fails_on_its_logit_error_though_argmax_agrees(
+    tmp_path: Path, capsys
+) -> None:
+    """Inputs of 3e38 saturate every population; the classes still agreed (argmax 100%)
+    and verify passed with the quantized logits nothing like the float ones (relative
+    error 1, helper-63). The declared logit criterion fails it."""
+    data = tmp_path / "huge.npy"
+    np.save(data, np.full((4, 64, 1), 3e38, dtype=np.float32))
+    code, out, err = _run(capsys, "verify", SPIKE_SSM, "--data", str(data), "--json")
+    report = json.loads(out)
+    assert report["argmax_agreement"] == 1.0 and report["logit_relative_error"] == 1.0
+    assert code == 3 and sum(report["events"].values()) > 0  # saturation, warned of
+    assert err.splitlines()[-1] == "error: logit error 1 of the largest float logit > 0.5"
+    code, _, _ = _run(capsys, "verify", SPIKE_SSM, "--data", str(data), "--max-logit-error", "1")
+    assert code == 0
 
 
 def test_verify_target_compares_while_running_whatever_the_trace_budget(
@@ -526,6 +546,7 @@ def test_an_accuracy_drop_is_reported_in_points_as_the_option_takes_it() -> None
     report = SimpleNamespace(
         argmax_agreement=1.0, accuracy_delta=-0.86, float_accuracy=0.96,
         quantized_accuracy=0.10, spike_agreement={}, lowering_relative_error=0.0,
+        logit_relative_error=0.0,
     )  # fmt: skip
     tolerances = Tolerances(min_argmax_agreement=None, max_accuracy_drop=0.01)
     assert _failures(report, tolerances) == [
@@ -536,24 +557,31 @@ def test_an_accuracy_drop_is_reported_in_points_as_the_option_takes_it() -> None
 def test_each_criterion_passes_at_its_bound_and_fails_past_it() -> None:
     """The criteria are "at least" and "at most": a value exactly at the bound passes
     (--min-argmax-agreement 1.0 with full agreement, a drop of exactly the allowed
-    points, spike agreement exactly at its minimum)."""
+    points, a logit error exactly at its maximum, spike agreement exactly at its
+    minimum); a NaN logit error fails."""
     from types import SimpleNamespace
 
     from snncompile.verify.quantized import Tolerances, _failures
 
-    def report(argmax: float, delta: float, spikes: float) -> SimpleNamespace:
+    def report(argmax: float, delta: float, logit: float, spikes: float) -> SimpleNamespace:
         return SimpleNamespace(
             argmax_agreement=argmax, accuracy_delta=delta, float_accuracy=0.5,
             quantized_accuracy=0.5 + delta, spike_agreement={"s": spikes},
-            lowering_relative_error=0.0,
+            lowering_relative_error=0.0, logit_relative_error=logit,
         )  # fmt: skip
 
     tolerances = Tolerances(
-        min_argmax_agreement=1.0, max_accuracy_drop=0.25, min_spike_agreement=0.75
+        min_argmax_agreement=1.0,
+        max_accuracy_drop=0.25,
+        max_logit_error=0.125,
+        min_spike_agreement=0.75,
     )
-    assert _failures(report(1.0, -0.25, 0.75), tolerances) == []
-    failed = _failures(report(0.96875, -0.375, 0.5), tolerances)
-    assert [f.split()[0] for f in failed] == ["argmax", "accuracy", "spike"], failed
+    assert _failures(report(1.0, -0.25, 0.125, 0.75), tolerances) == []
+    failed = _failures(report(0.96875, -0.375, 0.25, 0.5), tolerances)
+    assert [f.split()[0] for f in failed] == ["argmax", "accuracy", "logit", "spike"], failed
+    assert [f.split()[0] for f in _failures(report(1.0, 0.0, math.nan, 1.0), tolerances)] == [
+        "logit"
+    ]
 
 
 def test_verify_model_takes_inputs_and_labels_in_memory(tmp_path: Path) -> None:

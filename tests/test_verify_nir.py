@@ -56,8 +56,16 @@ def test_verify_nir_usage_errors(tmp_path: Path, capsys) -> None:
     assert code == 2 and "--entry applies to PyTorch models" in err
     # Criteria a .nir source has no use for are refused, not ignored.
     # At their default values too (those were accepted without a word).
-    given = (("--min-argmax-agreement", "0.5"), ("--max-accuracy-drop", "5"))
-    at_default = (("--min-argmax-agreement", "0.98"), ("--max-accuracy-drop", "1.0"))
+    given = (
+        ("--min-argmax-agreement", "0.5"),
+        ("--max-accuracy-drop", "5"),
+        ("--max-logit-error", "0.1"),
+    )
+    at_default = (
+        ("--min-argmax-agreement", "0.98"),
+        ("--max-accuracy-drop", "1.0"),
+        ("--max-logit-error", "0.5"),
+    )
     for option, value in (*given, *at_default):
         code, _, err = _run(capsys, "verify", BRAILLE, "--dt", "1e-4", option, value)
         assert code == 2 and f"{option} applies to PyTorch sources" in err, err
@@ -95,7 +103,7 @@ def test_verify_nir_prints_what_reading_the_file_found_as_export_does(capsys) ->
     assert code == 0, err
     lines = err.splitlines()
     assert len(lines) == 2, err
-    assert lines[0].startswith("warning: lif_rockpool.nir: nir's type check failed"), err
+    assert lines[0].startswith(f"warning: {EXAMPLES / 'lif_rockpool.nir'}: nir's type"), err
     assert lines[1].startswith("warning: node 'output' (Output) declares input shape (1, 1, 1)")
     code, out, err = _run(capsys, *argv, "--json")
     assert code == 0 and err == ""

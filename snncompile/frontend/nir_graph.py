@@ -14,7 +14,7 @@ missing node) is CorruptInputError with one line.
 A graph that reaches flattening without an Input or Output node (older exports read
 without the type check, which would add them; see _refuse_invented_ends), or a file
 without any edge, is CorruptInputError too; more than one Input or Output is valid NIR
-that snncompile does not compile (UnsupportedError). naming_file puts the file's name
+that snncompile does not compile (UnsupportedError). naming_file puts the file's path
 before either.
 
 Flattening: a nested NIRGraph `g` becomes its nodes named "g.<inner>"; an edge into `g`
@@ -95,7 +95,7 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
     check_hdf5_tree(path)  # first: it follows no link out of the file
     check_hdf5_size(path)
     if _has_no_edges(path):  # nir would invent an Input and an Output for every node
-        raise CorruptInputError(f"{path.name}: the NIR graph has no edges")
+        raise CorruptInputError(f"{path}: the NIR graph has no edges")
     try:
         graph = nir.read(path)
     # nir's reader raises whatever the malformed content triggers (KeyError, TypeError,
@@ -110,18 +110,17 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
         raise unsupported_nodes_error(unknown) from None
     if not (isinstance(strict_error, ValueError) and "type" in str(strict_error).lower()):
         raise CorruptInputError(
-            f"{path.name}: nir cannot read it ({type(strict_error).__name__}: "
-            f"{_one_line(strict_error)})"
+            f"{path}: nir cannot read it ({type(strict_error).__name__}: {_one_line(strict_error)})"
         ) from None
     try:
         graph = nir.read(path, type_check=False)
     except Exception as exc:  # as above
         raise CorruptInputError(
-            f"{path.name}: nir cannot read it ({type(exc).__name__}: {_one_line(exc)})"
+            f"{path}: nir cannot read it ({type(exc).__name__}: {_one_line(exc)})"
         ) from None
     _refuse_invented_ends(path, graph)  # nir still types (and completes) subgraphs
     warning = (
-        f"{path.name}: nir's type check failed ({_one_line(strict_error)}); read without "
+        f"{path}: nir's type check failed ({_one_line(strict_error)}); read without "
         "it, every shape is inferred from the node parameters"
     )
     return graph, [warning]
@@ -144,7 +143,7 @@ def _refuse_invented_ends(path: Path, graph: Any) -> None:
         return
     if ends:
         raise UnsupportedError(
-            f"{path.name}: {', '.join(ends)} (a node nothing feeds or that feeds nothing is "
+            f"{path}: {', '.join(ends)} (a node nothing feeds or that feeds nothing is "
             "not compiled)"
         )
 
@@ -309,12 +308,13 @@ def _check_ends(edges: list[tuple[str, str]], input_name: str, output_name: str)
 @contextmanager
 def naming_file(source: Any) -> Iterator[None]:
     """A CorruptInputError or UnsupportedError raised inside starts with the .nir file's
-    name (unless it names the file already), so that every refusal of a NIR graph says
-    which file it is about. No-op for an in-memory graph (or None)."""
+    path as given (unless it names the file already), so that every refusal of a NIR
+    graph says which file it is about, as a checkpoint's does. No-op for an in-memory
+    graph (or None)."""
     if not isinstance(source, (str, os.PathLike)):
         yield
         return
-    name = Path(source).name
+    name = str(Path(source))
     try:
         yield
     except (CorruptInputError, UnsupportedError) as exc:

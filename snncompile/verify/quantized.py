@@ -31,10 +31,15 @@ if TYPE_CHECKING:
 class Tolerances:
     """Declared pass criteria (None switches a criterion off). All are fractions:
     max_accuracy_drop 0.01 is one point of accuracy (the CLI's --max-accuracy-drop
-    takes points and divides by 100)."""
+    takes points and divides by 100); max_logit_error is the largest |quantized - float|
+    logit over the largest |float| logit. Its default, 0.5, is loose on purpose (the
+    bundled models measure 0.08-0.10): it fails a readout that saturation or a dead
+    layer has wrecked while argmax still agrees (inputs of 3e38 kept 100% argmax
+    agreement at relative error 1)."""
 
     min_argmax_agreement: float | None = 0.98
     max_accuracy_drop: float | None = 0.01
+    max_logit_error: float | None = 0.5
     min_spike_agreement: float | None = None
     max_lowering_error: float | None = 1e-9
 
@@ -43,6 +48,7 @@ class Tolerances:
         for name, high in (
             ("min_argmax_agreement", 1.0),
             ("max_accuracy_drop", 1.0),
+            ("max_logit_error", math.inf),
             ("min_spike_agreement", 1.0),
             ("max_lowering_error", math.inf),
         ):
@@ -240,6 +246,12 @@ def _failures(report: VerifyReport, tol: Tolerances) -> list[str]:
             f"accuracy drop {-100 * report.accuracy_delta:.2f} points > "
             f"{100 * tol.max_accuracy_drop:g} (float {report.float_accuracy:.2%}, "
             f"quantized {report.quantized_accuracy:.2%})"
+        )
+    # Written so that a NaN error (a float model overflowing) fails too.
+    if tol.max_logit_error is not None and not report.logit_relative_error <= tol.max_logit_error:
+        failures.append(
+            f"logit error {report.logit_relative_error:.4g} of the largest float logit > "
+            f"{tol.max_logit_error}"
         )
     if tol.min_spike_agreement is not None:
         for name, value in report.spike_agreement.items():
