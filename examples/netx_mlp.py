@@ -6,8 +6,8 @@ Writes a NIR LIF MLP without biases (8 -> 16 -> 10, dt 1e-3, random weights, see
 exports it with `snncompile export --target loihi2 --netx-weights --message-bits 8
 --act-bits 8` into a temporary directory, loads the network.net with lava-dl's own
 loader (`lava.lib.dl.netx.hdf5.Network`, as many layers as the file's netx_layers),
-runs it in Lava's fixed-point simulation on Bernoulli spikes, and compares its output
-spikes with the reference simulator's, every value at every step. Needs lava-dl,
+runs it in Lava's fixed-point simulation on Bernoulli spikes, and compares every
+layer's spikes with the reference simulator's, every value at every step. Needs lava-dl,
 which `make setup` installs. Takes about 10 s.
 """
 
@@ -48,7 +48,9 @@ def write_mlp(path: Path, seed: int) -> None:
     nir.write(path, nir.NIRGraph(nodes=nodes, edges=list(itertools.pairwise(chain))))
 
 
-def run_in_netx(path: Path, messages: np.ndarray) -> np.ndarray:
+def run_in_netx(path: Path, messages: np.ndarray) -> list[np.ndarray]:
+    """Every chain layer's spikes (Lava steps, size): netx's Network has one out-port,
+    the last layer's, so a sink goes on each layer block's own out-port."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
@@ -56,12 +58,13 @@ def run_in_netx(path: Path, messages: np.ndarray) -> np.ndarray:
 
     network = netx_network(path)  # lava-dl's netx loader, on the file's netx_layers
     source = Source(data=messages.T.astype(np.int32))
-    sink = Sink(shape=network.out.shape, buffer=messages.shape[0])
     source.s_out.connect(network.inp)
-    network.out.connect(sink.a_in)
+    sinks = [Sink(shape=layer.out.shape, buffer=messages.shape[0]) for layer in network.layers]
+    for layer, sink in zip(network.layers, sinks, strict=True):
+        layer.out.connect(sink.a_in)
     try:
         network.run(RunSteps(num_steps=messages.shape[0]), Loihi2SimCfg(select_tag="fixed_pt"))
-        return np.asarray(sink.data.get()).T
+        return [np.asarray(sink.data.get()).T for sink in sinks]
     finally:
         network.stop()
 
@@ -81,21 +84,25 @@ def main() -> None:
         net = read_artifact(out).netlist
         with h5py.File(out / "network.net", "r") as f:
             layers = int(f.attrs["netx_layers"])
-            last = str(f[f"layer/{layers - 1}"].attrs["name"])
-        print(f"network.net: netx loads layers 0-{layers - 1} (the input, then up to {last})")
+            names = [str(f[f"layer/{i}"].attrs["name"]) for i in range(1, layers)]
+        print(f"network.net: netx loads layers 0-{layers - 1} (the input, then up to {names[-1]})")
         rng = np.random.default_rng(args.seed + 1)
         x = (rng.random((1, args.steps, 8)) < 0.3).astype(np.float64)
-        latency = net.latency()[last]
-        padded = np.concatenate([x, np.zeros((1, latency, 8))], axis=1)
-        messages = encode_input(net, padded)[0]
-        spikes = run_in_netx(out / "network.net", messages)
-        ours = simulate(net, x, record=[last]).traces[last][0]
-        theirs = spikes[latency : latency + args.steps]
-        differ = int(np.count_nonzero(theirs != ours))
-        print(
-            f"{last}: {ours.size} values over {args.steps} steps, {int(ours.sum())} spikes in "
-            f"the reference, {int(theirs.sum())} in netx; {differ} differ"
-        )
+        latency = net.latency()
+        padded = np.concatenate([x, np.zeros((1, latency[names[-1]], 8))], axis=1)
+        spikes = run_in_netx(out / "network.net", encode_input(net, padded)[0])
+        ours = simulate(net, x, record=names).traces
+        differ = 0
+        for name, trace in zip(names, spikes, strict=True):
+            # Lava step s (row s - 1) carries tick s - 1; model step m is tick m + latency.
+            theirs = trace[latency[name] : latency[name] + args.steps]
+            count = int(np.count_nonzero(theirs != ours[name][0]))
+            differ += count
+            print(
+                f"{name}: {theirs.size} values over {args.steps} steps, "
+                f"{int(ours[name].sum())} spikes in the reference, {int(theirs.sum())} in "
+                f"netx; {count} differ"
+            )
         if differ:
             sys.exit(1)
 

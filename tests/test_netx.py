@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netlists import nir_mlp
+from trace_compare import assert_traces_equal, first_divergence
 
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, first_difference
-from snncompile.reference.simulator import encode_input, simulate
+from snncompile.reference.simulator import SimResult, encode_input, simulate
 from snncompile.targets.loihi2.netx import netx_network, read_network, write_network
 from snncompile.targets.loihi2.netx_chain import netx_chain, netx_warnings
 
@@ -65,27 +66,60 @@ def chain_netlist(
     return Netlist(pops, syns, numeric="int", formats=formats, ticks_per_step=ticks)
 
 
-def run_netx(path: Path, ints: np.ndarray, layers: int, message_bits: int) -> np.ndarray:
-    """netx's Network of the first `layers` layers on one sample's input messages
-    (steps, width): the last layer's spikes (steps, size), one row per Lava step."""
+def run_netx(path: Path, net: Netlist, x: np.ndarray) -> tuple[SimResult, SimResult]:
+    """(reference, netx): the reference simulator's and netx's runs of the chain that
+    network.net at `path` states, on one sample's inputs x (1, steps, width) of `net`,
+    each holding the spikes of every chain layer aligned to model steps.
+
+    netx's Network has one out-port, the last layer's; a sink on each layer block's own
+    out-port gives the layers before it, so a difference shows in the layer it starts
+    in, not only where it reaches the end."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
+    with h5py.File(path, "r") as f:
+        layers = int(f.attrs["netx_layers"])
+        names = [str(f[f"layer/{i}"].attrs["name"]) for i in range(1, layers)]
     network = netx_network(path)
-    assert (network.num_layers, network.input_message_bits) == (layers, message_bits)
+    assert (network.num_layers, network.input_message_bits) == (layers, net.formats.message_bits)
+    latency = net.latency()
+    length = x.shape[1]
+    # Lava step s (row s - 1) carries tick s - 1; model step m of a layer is tick m + its
+    # latency: pad the input so that the last layer's last step is run.
+    padded = np.concatenate([x, np.zeros((1, max(latency[n] for n in names), x.shape[2]))], 1)
+    ints = encode_input(net, padded)[0]
     steps = ints.shape[0]
     source = Source(data=ints.T.astype(np.int32))
-    sink = Sink(shape=network.out.shape, buffer=steps)
     source.s_out.connect(network.inp)
-    network.out.connect(sink.a_in)
+    sinks = []
+    for layer in network.layers:  # its blocks: the chain (layer 0, the input, has none)
+        sinks.append(Sink(shape=layer.out.shape, buffer=steps))
+        layer.out.connect(sinks[-1].a_in)
     try:
         network.run(RunSteps(num_steps=steps), Loihi2SimCfg(select_tag="fixed_pt"))
-        spikes = sink.data.get()
+        spikes = [np.asarray(sink.data.get()).T for sink in sinks]
     finally:
         network.stop()
-    return np.asarray(spikes).T
+    theirs = {
+        name: trace[latency[name] : latency[name] + length][None]
+        for name, trace in zip(names, spikes, strict=True)
+    }
+    ours = simulate(net, x, record=names).traces
+    nothing = np.zeros((1, 0))
+    return (
+        SimResult(nothing, nothing, {name: ours[name] for name in names}),
+        SimResult(nothing, nothing, theirs),
+    )
+
+
+def assert_netx_runs_exactly(path: Path, net: Netlist, x: np.ndarray) -> SimResult:
+    """netx's run of the file's chain equals the reference's in every layer at every step
+    (the first difference is named); returns the reference's run."""
+    ours, theirs = run_netx(path, net, x)
+    assert_traces_equal(ours, theirs, order=[p.name for p in net.populations])
+    return ours
 
 
 # What keeps a layer out of the chain (the chain starts at the input, so h first).
@@ -135,15 +169,11 @@ def test_netx_loads_the_chain_and_lava_runs_it_bit_exactly(tmp_path: Path, seed:
     length = 40
     x = rng.integers(-127, 128, (1, length, 4)).astype(np.float64)
     x[0, ::7] = 127  # the largest messages, so the layers see their largest inputs
-    latency = net.latency()["r"]
-    padded = np.zeros((1, length + latency, 4))
-    padded[:, :length] = x
-    ints = encode_input(net, padded)[0]
-    spikes = run_netx(path, ints, layers, net.formats.message_bits)
-    expected = simulate(net, x, record=["r"]).traces["r"][0]
-    assert expected.any() and not expected.all(), "the test must see spikes and silences"
-    # Lava step s (row s - 1) carries tick s - 1; model step m of r is tick m + latency.
-    np.testing.assert_array_equal(spikes[latency : latency + length], expected)
+    assert layers == 3
+    ours = assert_netx_runs_exactly(path, net, x)
+    for name in ("h", "r"):
+        spikes = ours.traces[name]
+        assert spikes.any() and not spikes.all(), f"{name} must spike and be silent"
 
 
 def one_layer(
@@ -184,12 +214,8 @@ def test_netx_takes_every_sign_mode_exactly(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "network.net"
     write_network(net, path)
     x = np.random.default_rng(5).integers(-127, 128, (1, 30, 4)).astype(np.float64)
-    latency = net.latency()["h"]
-    padded = np.concatenate([x, np.zeros((1, latency, 4))], axis=1)
-    spikes = run_netx(path, encode_input(net, padded)[0], 2, net.formats.message_bits)
-    expected = simulate(net, x, record=["h"]).traces["h"][0]
-    assert expected.any() and not expected.all()
-    np.testing.assert_array_equal(spikes[latency : latency + 30], expected)
+    spikes = assert_netx_runs_exactly(path, net, x).traces["h"]
+    assert spikes.any() and not spikes.all()
 
 
 @pytest.mark.parametrize("zeros", [True, False], ids=["all zero", "largest weight 0"])
@@ -246,11 +272,9 @@ def test_what_netx_would_compute_otherwise_is_left_out(tmp_path: Path, case: str
     edge = 2 ** (net.formats.message_bits - 1) - 1
     x = np.where(np.random.default_rng(7).random((1, 30, 4)) < 0.5, edge, -edge // 3)
     x = -np.ones((1, 30, 4)) if "-128" in case else x.astype(np.float64)
-    padded = np.concatenate([x, np.zeros((1, 1, 4))], axis=1)
-    spikes = run_netx(path, encode_input(net, padded)[0], 2, net.formats.message_bits)
-    expected = simulate(net, x, record=["h"]).traces["h"][0]
-    assert expected.any(), "the reference must spike for the difference to show"
-    assert not np.array_equal(spikes[1:31], expected)
+    ours, theirs = run_netx(path, net, x)
+    assert ours.traces["h"].any(), "the reference must spike for the difference to show"
+    assert first_divergence(ours, theirs) is not None
 
 
 def _add_neuron(f: h5py.File, path: str) -> None:
@@ -325,12 +349,8 @@ def test_netx_weights_make_a_nir_mlp_netx_loads_and_lava_runs_exactly(
         assert feed.min() >= 0 and rec.max() < 0  # one sign each: the mixed grid's step
         assert not np.any(feed % 2) and not np.any(rec % 2)
     x = (np.random.default_rng(2).random((1, 50, 8)) < 0.3).astype(np.float64)
-    latency = net.latency()["lif2"]
-    padded = np.concatenate([x, np.zeros((1, latency, 8))], axis=1)
-    spikes = run_netx(out / "network.net", encode_input(net, padded)[0], layers, 8)
-    expected = simulate(net, x, record=["lif2"]).traces["lif2"][0]
-    assert 0.05 < expected.mean() < 0.5
-    np.testing.assert_array_equal(spikes[latency : latency + 50], expected)
+    ours = assert_netx_runs_exactly(out / "network.net", net, x)
+    assert all(0.05 < ours.traces[name].mean() < 0.5 for name in ("lif1", "lif2"))
 
 
 def test_without_netx_weights_the_mlp_has_no_netx_layer(tmp_path: Path) -> None:
@@ -377,13 +397,8 @@ def test_norses_one_lif_graph_loads_in_netx_as_exported(tmp_path: Path) -> None:
     with h5py.File(out / "network.net", "r") as f:
         assert f.attrs["netx_layers"] == 2
     x = (np.random.default_rng(3).random((1, 60, 1)) < 0.4).astype(np.float64)
-    latency = net.latency()["1"]
-    padded = np.concatenate([x, np.zeros((1, latency, 1))], axis=1)
-    ints = encode_input(net, padded)[0]
-    spikes = run_netx(out / "network.net", ints, 2, net.formats.message_bits)
-    expected = simulate(net, x, record=["1"]).traces["1"][0]
-    assert expected.any() and not expected.all()
-    np.testing.assert_array_equal(spikes[latency : latency + 60], expected)
+    spikes = assert_netx_runs_exactly(out / "network.net", net, x).traces["1"]
+    assert spikes.any() and not spikes.all()
 
 
 @st.composite
@@ -422,10 +437,7 @@ def test_every_layer_netx_chain_takes_runs_exactly_in_netx(
         return  # left out: the test above shows what netx does with such layers
     path = tmp_path_factory.mktemp("netx") / "network.net"
     write_network(net, path)
-    padded = np.concatenate([x, np.zeros((1, 1, 4))], axis=1)
-    spikes = run_netx(path, encode_input(net, padded)[0], 2, net.formats.message_bits)
-    expected = simulate(net, x, record=["h"]).traces["h"][0]
-    np.testing.assert_array_equal(spikes[1:21], expected)
+    assert_netx_runs_exactly(path, net, x)
 
 
 def test_the_netx_example_runs_and_agrees() -> None:
@@ -488,14 +500,10 @@ def test_snntorchs_braille_rnn_loads_in_netx_with_netx_weights(tmp_path: Path) -
     with h5py.File(out / "network.net", "r") as f:
         assert f.attrs["netx_layers"] == 3
         assert [f[f"layer/{i}/type"][0] for i in (1, 2)] == [b"dense_rec", b"dense"]
-        last = str(f["layer/2"].attrs["name"])
+        names = [str(f[f"layer/{i}"].attrs["name"]) for i in (1, 2)]
     x = (np.random.default_rng(4).random((1, 80, 12)) < 0.5).astype(np.float64)
-    latency = net.latency()[last]
-    padded = np.concatenate([x, np.zeros((1, latency, 12))], axis=1)
-    spikes = run_netx(out / "network.net", encode_input(net, padded)[0], 3, 8)
-    expected = simulate(net, x, record=[last]).traces[last][0]
-    assert expected.any()
-    np.testing.assert_array_equal(spikes[latency : latency + 80], expected)
+    ours = assert_netx_runs_exactly(out / "network.net", net, x)
+    assert all(ours.traces[name].any() for name in names)
 
 
 def test_a_chain_layer_netx_loads_but_never_spikes_is_warned_of(tmp_path: Path) -> None:
