@@ -230,15 +230,15 @@ def _calibration_only_warning(task: Any, origin: str) -> str:
 
 
 # Tolerances fields that judge PyTorch logits; a .nir source has none to judge.
-LOGIT_CRITERIA = ("min_argmax_agreement", "max_accuracy_drop", "max_logit_error")
+LOGIT_CRITERIA = ("min_argmax_agreement", "max_accuracy_drop")
 
 
 def logit_criterion_refused(name: str) -> UsageError:
     """The refusal of a LOGIT_CRITERIA tolerance for a .nir source."""
     option = "--" + name.replace("_", "-")
     return UsageError(
-        f"{option} applies to PyTorch sources: a .nir source is checked by spike "
-        "agreement (--min-spike-agreement)"
+        f"{option} applies to PyTorch sources: a .nir source is checked by its outputs' "
+        "error (--max-logit-error) and spike agreement (--min-spike-agreement)"
     )
 
 
@@ -271,9 +271,15 @@ def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset,
             x = x[:limit]
     if limit is not None:
         origin = f"{origin}, first {limit}"
-    spike_tol = getattr(tolerances, "min_spike_agreement", None)
+    tolerances = tolerances if tolerances is not None else Tolerances()
     step("verify")
-    report = verify_nir(compiled, x, origin, min_spike_agreement=spike_tol)
+    report = verify_nir(
+        compiled,
+        x,
+        origin,
+        min_spike_agreement=tolerances.min_spike_agreement,
+        max_output_error=tolerances.max_logit_error,
+    )
     # What reading the file found (nir's type check, a declared shape replaced), as
     # export and inspect print it: verify said nothing of it.
     report.warnings[:0] = compiled.meta.get("warnings", [])

@@ -405,8 +405,8 @@ def _calibration(path: str | None):
     default=0.5,
     show_default=True,
     type=float,
-    help="Largest logit error over the largest float logit (catches a saturated readout "
-    "that argmax hides).",
+    help="Largest logit error over the largest float logit (a .nir source: pooled outputs "
+    "against the NIR simulation's); catches a saturated readout that argmax hides.",
 )
 @click.option("--min-spike-agreement", type=float, help="Per spiking layer (off by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

@@ -584,6 +584,32 @@ def test_each_criterion_passes_at_its_bound_and_fails_past_it() -> None:
     ]
 
 
+def test_an_error_against_all_zero_float_logits_is_infinite_not_zero() -> None:
+    """Where every float logit is 0 the relative errors read 0 whatever the quantized
+    logits were, and a silent float model passed (helper-72); a NaN lowering error
+    passed too."""
+    from types import SimpleNamespace
+
+    from snncompile.verify.quantized import Tolerances, _failures, _relative
+
+    assert (_relative(0.5, 0.0), _relative(0.0, 0.0), _relative(1.0, 4.0)) == (math.inf, 0, 0.25)
+    report = SimpleNamespace(
+        argmax_agreement=1.0, accuracy_delta=0.0, spike_agreement={},
+        lowering_relative_error=math.nan, logit_relative_error=math.inf,
+    )  # fmt: skip
+    failed = _failures(report, Tolerances())
+    assert [f.split()[0] for f in failed] == ["logit", "lowering"], failed
+
+
+def test_tolerances_taken_by_position_keep_their_meaning() -> None:
+    """max_logit_error came after the fields callers passed by position (helper-72:
+    inserted before min_spike_agreement, Tolerances(0.98, 0.01, 0.95) set it instead)."""
+    from snncompile.verify.quantized import Tolerances
+
+    tolerances = Tolerances(0.98, 0.01, 0.95, 1e-9)
+    assert (tolerances.min_spike_agreement, tolerances.max_logit_error) == (0.95, 0.5)
+
+
 def test_verify_model_takes_inputs_and_labels_in_memory(tmp_path: Path) -> None:
     # data= took only a file: an array was a bare TypeError.
     from snncompile.data import load_task

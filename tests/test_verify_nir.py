@@ -56,16 +56,8 @@ def test_verify_nir_usage_errors(tmp_path: Path, capsys) -> None:
     assert code == 2 and "--entry applies to PyTorch models" in err
     # Criteria a .nir source has no use for are refused, not ignored.
     # At their default values too (those were accepted without a word).
-    given = (
-        ("--min-argmax-agreement", "0.5"),
-        ("--max-accuracy-drop", "5"),
-        ("--max-logit-error", "0.1"),
-    )
-    at_default = (
-        ("--min-argmax-agreement", "0.98"),
-        ("--max-accuracy-drop", "1.0"),
-        ("--max-logit-error", "0.5"),
-    )
+    given = (("--min-argmax-agreement", "0.5"), ("--max-accuracy-drop", "5"))
+    at_default = (("--min-argmax-agreement", "0.98"), ("--max-accuracy-drop", "1.0"))
     for option, value in (*given, *at_default):
         code, _, err = _run(capsys, "verify", BRAILLE, "--dt", "1e-4", option, value)
         assert code == 2 and f"{option} applies to PyTorch sources" in err, err
@@ -85,14 +77,34 @@ def test_verify_nir_on_onnx_is_exact_with_a_recurrent_layer(capsys) -> None:
     assert check["backend"] == "onnx" and check["exact"] and check["values_compared"] > 10_000
 
 
+def test_verify_nir_fails_outputs_saturation_wrecked(tmp_path: Path, capsys) -> None:
+    """Inputs of 3e38 saturate the Braille RNN's quantized input; spike agreement has no
+    default criterion, so verify passed (exit 0, helper-72). The outputs' error against
+    the NIR simulation is held to --max-logit-error as a PyTorch source's logits are."""
+    np.save(tmp_path / "huge.npy", np.full((2, 40, 12), 3e38))
+    argv = ["verify", BRAILLE, "--dt", "1e-4", "--data", tmp_path / "huge.npy"]
+    code, out, _ = _run(capsys, *argv, "--json")
+    report = json.loads(out)
+    assert report["output_relative_error"] > 1 and report["tolerances"]["max_logit_error"] == 0.5
+    assert code == 3 and report["failures"][0].startswith("output error "), report["failures"]
+    assert report["failures"][0].endswith(" of the largest float output > 0.5")
+    code, _, _ = _run(capsys, *argv, "--max-logit-error", "10")
+    assert code == 0
+    # The default inputs pass (0.167 on 2026-12-07).
+    code, out, _ = _run(capsys, "verify", BRAILLE, "--dt", "1e-4", "--json")
+    assert code == 0 and json.loads(out)["output_relative_error"] < 0.5
+
+
 def test_verify_nir_warns_of_saturation_past_the_calibrated_length(tmp_path: Path, capsys):
     """The default calibration has 32 steps; 2,000 steps of constant input saturate the
-    readout, and a NIR source is told so as a PyTorch one is."""
+    readout, and a NIR source is told so as a PyTorch one is. Every spike agrees; the
+    clipped outputs fail the output error (0.87, 2026-12-07; it passed before)."""
     np.save(tmp_path / "long.npy", np.ones((2, 2000, 12)))
     argv = ["verify", BRAILLE, "--dt", "1e-4", "--data", tmp_path / "long.npy"]
     code, out, err = _run(capsys, *argv)
-    assert code == 0 and "saturation events: 0" not in out  # a warning, not a failure
+    assert code == 3 and "saturation events: 0" not in out
     assert "the network was calibrated on 32-step inputs and these have 2000" in err, err
+    assert err.splitlines()[-1].startswith("error: output error 0.8"), err
 
 
 def test_verify_nir_prints_what_reading_the_file_found_as_export_does(capsys) -> None:
@@ -198,13 +210,14 @@ def test_verify_of_a_graded_graph_fails_when_the_lowered_outputs_differ(tmp_path
 
 def test_verify_nir_warns_of_a_quantized_layer_that_never_spikes(tmp_path: Path, capsys):
     """--netx-weights with 24-bit input messages rounds the first layer's weights away:
-    both layers go silent, yet spike agreement (silences agree) reads 87% and 91%, and
-    rung 2 has no default tolerance. verify still passes, and says so."""
+    both layers go silent, yet spike agreement (silences agree) reads 87% and 91% with
+    no default tolerance. The outputs, all 0, fail the output error (they passed before
+    it), and the warnings say why."""
     source = nir_mlp(tmp_path / "mlp.nir")
     with pytest.raises(SystemExit) as info:
         main(["verify", str(source), "--dt", "1e-3", "--netx-weights"])
     out, err = capsys.readouterr()
-    assert info.value.code in (0, None) and "PASSED" in out
+    assert info.value.code == 3 and "FAILED: output error 1 of the largest float output" in out
     assert "warning: the quantized lif1 never spikes (the NIR simulation: rate 0.1" in err
     assert "warning: the quantized lif2 never spikes" in err
     with pytest.raises(SystemExit):

@@ -308,9 +308,9 @@ def _check_ends(edges: list[tuple[str, str]], input_name: str, output_name: str)
 @contextmanager
 def naming_file(source: Any) -> Iterator[None]:
     """A CorruptInputError or UnsupportedError raised inside starts with the .nir file's
-    path as given (unless it names the file already), so that every refusal of a NIR
-    graph says which file it is about, as a checkpoint's does. No-op for an in-memory
-    graph (or None)."""
+    path (as pathlib writes it: ./g.nir is g.nir; unless it names the file already), so
+    that every refusal of a NIR graph says which file it is about, as a checkpoint's
+    does. No-op for an in-memory graph (or None)."""
     if not isinstance(source, (str, os.PathLike)):
         yield
         return

@@ -25,6 +25,7 @@ import numpy as np
 
 from snncompile.reference.parts import bytes_per_input as run_bytes_per_input
 from snncompile.reference.parts import parts_within_budget
+from snncompile.verify.quantized import logit_error_failure
 from snncompile.verify.traces import earliest_divergence, first_divergence
 
 # Default verification inputs: Bernoulli spikes on every input at the calibration's rate,
@@ -90,6 +91,7 @@ def verify_nir(
     data: str,
     *,
     min_spike_agreement: float | None = None,
+    max_output_error: float | None = None,
 ) -> NirVerifyReport:
     """Rungs 1 and 2 for a compiled NIR source on inputs x (B, L, n_in), in equal parts
     of the batch within reference.parts.RUN_BUDGET_BYTES (bytes_per_input); every
@@ -115,7 +117,10 @@ def verify_nir(
         reset=reset,
         data=data,
         events=tally.events,
-        tolerances={"min_spike_agreement": min_spike_agreement},
+        tolerances={
+            "min_spike_agreement": min_spike_agreement,
+            "max_logit_error": max_output_error,
+        },
         parts=tally.parts,
         output_lowering_error=tally.relative(tally.max_lowering_error),
         output_relative_error=tally.relative(tally.max_error),
@@ -146,6 +151,7 @@ def verify_nir(
             f"lowering not exact: outputs' relative error {report.output_lowering_error:.3g} "
             f"> {MAX_OUTPUT_LOWERING_ERROR:g}"
         )
+    report.failures += logit_error_failure(report.output_relative_error, max_output_error, "output")
     if min_spike_agreement is not None:
         for name, value in report.spike_agreement.items():
             if value < min_spike_agreement:
