@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import signal
@@ -748,7 +749,27 @@ def main(argv: list[str] | None = None) -> None:
     if debug:  # a group option, taken anywhere (`snncompile export ... --debug`)
         argv = ["--debug", *(a for a in args if a != "--debug")]
     tune_malloc_for_tiles()  # the reference's tile arrays (snncompile.reference.malloc)
+    if whole_process:
+        _buffer_stdout()
     run_command(lambda: _main(argv, debug), whole_process=whole_process)
+
+
+def _buffer_stdout() -> None:
+    """Under PYTHONUNBUFFERED (python -u) stdout writes straight to its file, and CPython
+    takes a short write as done: a JSON report larger than the pipe, cut off by a reader
+    that left (`| head -1`), lost its rest silently and exited 0, not 141 (helper-71,
+    measured). A buffer retries what is left, and fails with BrokenPipeError. Lines
+    still go out as written (line buffering), as before."""
+    raw = getattr(sys.stdout, "buffer", None)
+    if not isinstance(raw, io.RawIOBase):  # buffered already (the default), or replaced
+        return
+    sys.stdout.flush()
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(raw),
+        encoding=sys.stdout.encoding,
+        errors=sys.stdout.errors,
+        line_buffering=True,
+    )
 
 
 def _out_of_memory(exc: Exception) -> bool:

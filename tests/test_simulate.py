@@ -578,6 +578,28 @@ def test_a_closed_stdout_ends_the_cli_silently_with_sigpipes_status() -> None:
     assert err == ""
 
 
+def test_a_reader_leaving_mid_report_ends_the_cli_with_sigpipes_status_unbuffered(
+    artifact, tmp_path
+) -> None:
+    """Under PYTHONUNBUFFERED a report larger than the pipe, its reader gone after the
+    first bytes, lost its rest silently and exited 0 (helper-71); now 141 as buffered."""
+    many = tmp_path / "many.npy"
+    np.save(many, np.zeros((12000, 1, 1)))  # a JSON report of about 84 KB
+    run = subprocess.Popen(
+        [sys.executable, "-m", "snncompile", "simulate", str(artifact), "--input", str(many),
+         "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert os.read(run.stdout.fileno(), 10)  # the report has started: the pipe is full
+    time.sleep(0.5)  # the writer waits in its one write of the rest
+    run.stdout.close()
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=120) == 141, err
+    assert err == ""
+
+
 def test_a_checkpoint_given_as_the_artifact_is_named_a_file(inputs, capsys) -> None:
     code, _, err = _run(capsys, "simulate", str(CHECKPOINT), "--input", str(inputs))
     assert code == 6
