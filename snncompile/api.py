@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from snncompile.verify.quantized import VerifyReport
 
 
+DATA_SPLITS = ("test", "train", "calibration")
+
+
 def write_task_data(
     model: str | Path,
     output: str | Path,
@@ -39,23 +42,32 @@ def write_task_data(
 ) -> dict[str, Any]:
     """Write the `split` of the bundled task `model` (a checkpoint) was trained on as an
     .npz of inputs x (B, L, d_input) float32, as the model takes them, and labels y
-    (int64): the file simulate --input and verify --data read. An existing `output` is
-    replaced only with `overwrite`, and only if it holds x and y alone. Returns what was
+    (int64): the file simulate --input and verify --data read. split "calibration"
+    writes the checkpoint's embedded calibration batch instead, x alone (what export
+    calibrates on without --calib, so `export --calib` of that file, e.g. for the
+    model's NIR export read back, quantizes alike). An existing `output` is replaced
+    only with `overwrite`, and only if it holds x and y, or x, alone. Returns what was
     written."""
     import numpy as np
 
     from snncompile.checkpoint import checkpoint_task, load_checkpoint
     from snncompile.outputs import check_writable, write_npz
 
-    if split not in ("test", "train"):
-        raise UsageError(f"--split must be test or train, got {split!r}")
+    if split not in DATA_SPLITS:
+        raise UsageError(f"--split must be test, train or calibration, got {split!r}")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
     out = check_writable(output, file=True)
     if out.suffix != ".npz":
         raise UsageError(f"-o {out}: name an .npz file (it holds two arrays, x and y)")
-    _check_data_replaceable(out, overwrite)
+    _check_data_replaceable(out, overwrite, {"x.npy"} if split == "calibration" else None)
     ckpt = load_checkpoint(model)
+    if split == "calibration":
+        if ckpt.calibration is None:
+            raise UsageError(f"{model} holds no calibration batch (snncompile.save writes one)")
+        x = ckpt.calibration.numpy()[:limit].astype(np.float32)
+        write_npz(out, {"x": x})
+        return {"path": str(out), "task": None, "split": split, "x": list(x.shape), "y": []}
     task = checkpoint_task(model, ckpt)
     part = task.test if split == "test" else task.train
     n = len(part.labels) if limit is None else min(limit, len(part.labels))
@@ -65,18 +77,20 @@ def write_task_data(
     return {"path": str(out), "task": task.name, "split": split, "x": list(x.shape), "y": [n]}
 
 
-def _check_data_replaceable(out: Path, overwrite: bool) -> None:
+def _check_data_replaceable(out: Path, overwrite: bool, also: set[str] | None) -> None:
     """-o replaces an existing file only with --overwrite, and only an .npz of x and y
-    alone (what `data` writes): never a file of another kind."""
+    alone (what `data` writes), or of the members `also` (x alone, for a calibration
+    batch written over another): never a file of another kind."""
     from snncompile.outputs import npz_member_names
 
     if not (out.exists() or out.is_symlink()):
         return
     if not overwrite:
         raise UsageError(f"-o {out} exists; pass --overwrite to replace it")
-    if out.is_symlink() or npz_member_names(out) != {"x.npy", "y.npy"}:
+    if out.is_symlink() or npz_member_names(out) not in ({"x.npy", "y.npy"}, also):
+        what = "x and y alone" if also is None else "x and y, or x, alone"
         raise UsageError(
-            f"-o {out} is not an .npz of x and y alone (as data writes); not replacing it "
+            f"-o {out} is not an .npz of {what} (as data writes); not replacing it "
             "(remove it or name another file)"
         )
 

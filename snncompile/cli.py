@@ -248,17 +248,27 @@ def finetune(
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npz to write."
 )
-@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "train", "calibration"]),
+    default="test",
+    show_default=True,
+    help="calibration: the checkpoint's embedded calibration batch (x alone), what export "
+    "calibrates on without --calib.",
+)
 @click.option("--limit", type=int, default=None, help="At most this many sequences.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier output (x and y only).")
 def data(model: str, output: str, split: str, limit: int | None, overwrite: bool) -> None:
     """Write the inputs x and labels y of the task MODEL was trained on (an .npz, as
-    simulate --input and verify --data read)."""
+    simulate --input and verify --data read), or its calibration batch."""
     from snncompile.api import write_task_data
 
     done = write_task_data(model, output, split=split, limit=limit, overwrite=overwrite)
     shape = tuple(done["x"])
-    click.echo(f"wrote {done['path']}: the {done['task']} {split} split, x {shape}, labels y")
+    if split == "calibration":
+        click.echo(f"wrote {done['path']}: the checkpoint's calibration batch, x {shape}")
+    else:
+        click.echo(f"wrote {done['path']}: the {done['task']} {split} split, x {shape}, labels y")
 
 
 @cli.command()

@@ -239,6 +239,29 @@ def test_export_of_our_model_nir_takes_the_dt_inspect_shows_and_no_other(
     )
 
 
+def test_the_cli_round_trip_gives_the_identical_netlist_on_the_calibration_batch(
+    exported, tmp_path: Path, capsys
+) -> None:
+    """README: `data --split calibration` writes what the checkpoint's export calibrated
+    on, and `export model.nir --calib` of it compiles the identical integer netlist
+    (helper-71 found no command that wrote the batch; the test split's first 32 inputs
+    gave another netlist for spike-ssm)."""
+    from snncompile.artifact import read_artifact
+
+    compiled, out = exported
+    source = CHECKPOINTS / f"{out.name.split('.')[0]}-sdigits.pt"
+    calib = tmp_path / "calib.npz"
+    code, text, err = run(["data", source, "--split", "calibration", "-o", calib], capsys)
+    assert (
+        code == 0 and text == f"wrote {calib}: the checkpoint's calibration batch, x (32, 64, 1)\n"
+    )
+    code, _, err = run(
+        ["export", out / "model.nir", "--calib", calib, "-o", tmp_path / "a"], capsys
+    )
+    assert code == 0, err
+    assert _netlist_difference(compiled.netlist, read_artifact(tmp_path / "a").netlist) is None
+
+
 # -- per-op encodings ----------------------------------------------------------------------
 
 

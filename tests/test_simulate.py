@@ -94,6 +94,27 @@ def test_data_of_a_checkpoint_without_a_bundled_task_is_exit_2(tmp_path, capsys)
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
 
 
+def test_data_writes_the_calibration_batch_a_checkpoint_holds(tmp_path, capsys):
+    """--split calibration: the embedded batch, x alone, which --overwrite may replace
+    (as the x and y a split writes); a checkpoint without one is exit 2."""
+    import snncompile
+    from snncompile.checkpoint import load_checkpoint
+
+    out = tmp_path / "calib.npz"
+    argv = ["data", str(CHECKPOINT), "--split", "calibration", "-o", str(out)]
+    assert _run(capsys, *argv, "--limit", "5")[0] == 0
+    assert _run(capsys, *argv, "--overwrite")[0] == 0
+    with np.load(out) as got:
+        assert got.files == ["x"]
+        assert np.array_equal(got["x"], load_checkpoint(CHECKPOINT).calibration.numpy())
+    snncompile.save(snncompile.load(CHECKPOINT), tmp_path / "m.pt", meta={})
+    code, _, err = _run(capsys, "data", str(tmp_path / "m.pt"), *argv[2:], "--overwrite")
+    assert (code, err) == (
+        2,
+        f"error: {tmp_path / 'm.pt'} holds no calibration batch (snncompile.save writes one)\n",
+    )
+
+
 def test_data_and_evaluate_of_a_checkpoint_with_its_own_task_are_exit_2(tmp_path, capsys):
     # A task name of the user's own is a valid file (docs/formats.md): it was exit 6.
     import snncompile
