@@ -15,8 +15,9 @@ does; at the end each W is replaced by grid(W), which is what the fine-tuned mod
 computed. Export then has nothing left to round in those synapses (relative_rms_error 0
 in report.json), and what verify's rung 2 measures is the rest of quantization: states,
 thresholds, decays and graded messages. Two exceptions: a bias whose grid is finer than
-one unit of its destination's input, which export floors to whole units (delivered
-constants, docs/numerics.md), and another --weight-bits at export, which rounds again;
+one unit of its destination's input, which export rounds to the nearest whole unit
+(delivered constants, docs/numerics.md), and another --weight-bits at export, which
+rounds again;
 `api.finetune_checkpoint` compiles the result once and reports what remains.
 """
 

@@ -101,7 +101,7 @@ def test_weights_on_grid_leaves_the_layers_plain_when_training_fails():
 
 
 def test_what_export_still_rounds_is_measured_and_named(tmp_path):
-    """A bias far below one unit of its destination's input is floored to whole units by
+    """A bias far below one unit of its destination's input is rounded to whole units by
     export, whatever its own grid (helper-64): finetune reports it, not "exact"."""
     from snncompile.api_train import _export_weight_rounding
 

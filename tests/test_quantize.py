@@ -131,6 +131,27 @@ def test_a_remainder_synapse_takes_a_free_name():
     }
 
 
+def test_a_constant_below_its_destinations_unit_arrives_at_the_nearest_unit():
+    """A constant of a few units of its destination (the signal far larger) on the grid
+    of its own largest entry was finer than a unit, and the synapse floor-shifted it:
+    up to a unit lost, -1 for any small negative entry (helper-64; a GLU bias scaled
+    by 1e-3 kept 0.86 relative rms error, 0.34 now). Each entry now arrives as the
+    nearest whole unit, on both grids Lava has (mixed signs step 2 at 8 bits)."""
+    rng = np.random.default_rng(3)
+    for units in (np.array([2.3, -0.4, 0.7, -1.6]), np.array([2.3, 0.4, 0.7, 1.6])):
+        x = rng.normal(scale=2000.0, size=(8, 16, units.size))
+        _, report = quantize(constant_netlist({"acc": units}), x)
+        unit = 2.0 ** report.populations["acc"]["in_scale_log2"]  # one unit, in float
+        constant = units * unit
+        qnet, report = quantize(constant_netlist({"acc": constant}), x)
+        assert report.populations["acc"]["in_scale_log2"] == np.log2(unit)  # same units
+        (syn,) = [s for s in qnet.synapses if s.src == "bias"]
+        message = int(qnet.population("bias").params["value"])
+        product = syn.dense().ravel().astype(np.int64) * message
+        got = product >> -syn.weight_exp if syn.weight_exp < 0 else product << syn.weight_exp
+        np.testing.assert_array_equal(got, np.rint(units))
+
+
 def test_a_constant_within_its_destination_range_keeps_one_synapse():
     """Ordinary biases (as in every bundled model) stay one synapse on one grid."""
     constant = np.array([0.37, -0.81, 0.123, 0.9])

@@ -537,9 +537,14 @@ class _Quantizer:
             parts = [(syn.name, mant, exp)]
             stored = mant * 2.0**exp
         elif is_bias:
-            mant, exp = quantize_weights(values, self.cfg.weight_bits)
-            parts = [(syn.name, mant, exp)]
             message = int(2 ** -self.scales[syn.src].out_log2)  # the bias's integer value
+            # The synapse floor-shifts its product with the message, so a grid finer than
+            # whole units of the destination was floored there (up to a unit lost, -1
+            # for any tiny negative constant): no finer, and the grid's rounding is the
+            # nearest unit. Grids of larger constants are coarser already.
+            whole = self._whole_units_exp(values, message)
+            mant, exp = quantize_weights(values, self.cfg.weight_bits, lowest_exp=whole)
+            parts = [(syn.name, mant, exp)]
             stored = delivered(mant, exp, message)
             fine = self._remainder(values - stored, message) if self.fine_grids else None
             if fine is not None:
@@ -596,10 +601,15 @@ class _Quantizer:
         dropped: a remainder of 0.7 units added 0, one of -0.3 added -1)."""
         if not np.abs(rest).max(initial=0.0) * message >= 0.5:
             return None
-        step = weight_grid(rest, self.cfg.weight_bits)[2]
-        whole = -round(math.log2(message)) - round(math.log2(step))
+        whole = self._whole_units_exp(rest, message)
         mant, exp = quantize_weights(rest, self.cfg.weight_bits, lowest_exp=whole)
         return (mant, exp) if np.any(mant) and exp <= WEIGHT_EXP_LIMIT else None
+
+    def _whole_units_exp(self, values: np.ndarray, message: int) -> int:
+        """The least exponent at which every product of a grid step of `values`' mantissa
+        grid with the constant's `message` is a whole unit of the destination."""
+        step = weight_grid(values, self.cfg.weight_bits)[2]
+        return -round(math.log2(message)) - round(math.log2(step))
 
     def _free_name(self, name: str) -> str:
         """`name`, or `name#k` where the float netlist already has a synapse so named."""
