@@ -43,8 +43,8 @@ def write_task_data(
     """Write the `split` of the bundled task `model` (a checkpoint) was trained on as an
     .npz of inputs x (B, L, d_input) float32, as the model takes them, and labels y
     (int64): the file simulate --input and verify --data read. split "calibration"
-    writes the checkpoint's embedded calibration batch instead, x alone (what export
-    calibrates on without --calib, so `export --calib` of that file, e.g. for the
+    writes the checkpoint's embedded calibration batch instead, x alone in float64 (what
+    export calibrates on without --calib, so `export --calib` of that file, e.g. for the
     model's NIR export read back, quantizes alike). An existing `output` is replaced
     only with `overwrite`, and only if it holds x and y, or x, alone. Returns what was
     written."""
@@ -59,13 +59,17 @@ def write_task_data(
         raise UsageError(f"--limit must be at least 1, got {limit}")
     out = check_writable(output, file=True)
     if out.suffix != ".npz":
-        raise UsageError(f"-o {out}: name an .npz file (it holds two arrays, x and y)")
-    _check_data_replaceable(out, overwrite, {"x.npy"} if split == "calibration" else None)
+        raise UsageError(f"-o {out}: name an .npz file (it holds the arrays x, and y)")
+    _check_data_replaceable(out, overwrite)
     ckpt = load_checkpoint(model)
     if split == "calibration":
         if ckpt.calibration is None:
-            raise UsageError(f"{model} holds no calibration batch (snncompile.save writes one)")
-        x = ckpt.calibration.numpy()[:limit].astype(np.float32)
+            raise UsageError(
+                f"{model} holds no calibration batch (snncompile.save writes one when given "
+                "calibration=)"
+            )
+        # float64, as export reads it (a bfloat16 batch has no numpy dtype; helper-73)
+        x = ckpt.calibration.double().numpy()[:limit]
         write_npz(out, {"x": x})
         return {"path": str(out), "task": None, "split": split, "x": list(x.shape), "y": []}
     task = checkpoint_task(model, ckpt)
@@ -77,21 +81,19 @@ def write_task_data(
     return {"path": str(out), "task": task.name, "split": split, "x": list(x.shape), "y": [n]}
 
 
-def _check_data_replaceable(out: Path, overwrite: bool, also: set[str] | None) -> None:
-    """-o replaces an existing file only with --overwrite, and only an .npz of x and y
-    alone (what `data` writes), or of the members `also` (x alone, for a calibration
-    batch written over another): never a file of another kind."""
+def _check_data_replaceable(out: Path, overwrite: bool) -> None:
+    """-o replaces an existing file only with --overwrite, and only an .npz of x and y,
+    or x, alone (what `data` writes): never a file of another kind."""
     from snncompile.outputs import npz_member_names
 
     if not (out.exists() or out.is_symlink()):
         return
     if not overwrite:
         raise UsageError(f"-o {out} exists; pass --overwrite to replace it")
-    if out.is_symlink() or npz_member_names(out) not in ({"x.npy", "y.npy"}, also):
-        what = "x and y alone" if also is None else "x and y, or x, alone"
+    if out.is_symlink() or npz_member_names(out) not in ({"x.npy", "y.npy"}, {"x.npy"}):
         raise UsageError(
-            f"-o {out} is not an .npz of {what} (as data writes); not replacing it "
-            "(remove it or name another file)"
+            f"-o {out} is not an .npz of x and y, or x, alone (as data writes); not "
+            "replacing it (remove it or name another file)"
         )
 
 

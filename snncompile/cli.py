@@ -257,7 +257,9 @@ def finetune(
     "calibrates on without --calib.",
 )
 @click.option("--limit", type=int, default=None, help="At most this many sequences.")
-@click.option("--overwrite", is_flag=True, help="Replace an earlier output (x and y only).")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an earlier output (an .npz of x and y, or x, only)."
+)
 def data(model: str, output: str, split: str, limit: int | None, overwrite: bool) -> None:
     """Write the inputs x and labels y of the task MODEL was trained on (an .npz, as
     simulate --input and verify --data read), or its calibration batch."""

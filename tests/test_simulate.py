@@ -73,10 +73,10 @@ def test_data_writes_the_models_task_split_for_simulate(artifact, tmp_path, caps
     with np.load(out) as got:
         assert len(got["y"]) == len(task.train.labels)
     other = tmp_path / "mine.npz"
-    np.savez(other, x=np.zeros((1, 2, 1)))
+    np.savez(other, x=np.zeros((1, 2, 1)), z=np.zeros(3))
     code, _, err = _run(capsys, *argv, str(other))
-    assert code == 2 and "is not an .npz of x and y alone (as data writes); not replacing" in err
-    assert list(np.load(other).files) == ["x"]
+    assert code == 2 and "is not an .npz of x and y, or x, alone (as data writes)" in err
+    assert sorted(np.load(other).files) == ["x", "z"]
     code, _, err = _run(capsys, *argv, str(tmp_path / "x.npy"))
     assert code == 2 and "name an .npz file" in err
 
@@ -95,23 +95,26 @@ def test_data_of_a_checkpoint_without_a_bundled_task_is_exit_2(tmp_path, capsys)
 
 
 def test_data_writes_the_calibration_batch_a_checkpoint_holds(tmp_path, capsys):
-    """--split calibration: the embedded batch, x alone, which --overwrite may replace
-    (as the x and y a split writes); a checkpoint without one is exit 2."""
+    """--split calibration: the embedded batch, x alone (float64, as export reads it),
+    which --overwrite may replace with a split's x and y and back; a checkpoint without
+    one is exit 2."""
     import snncompile
     from snncompile.checkpoint import load_checkpoint
 
     out = tmp_path / "calib.npz"
     argv = ["data", str(CHECKPOINT), "--split", "calibration", "-o", str(out)]
     assert _run(capsys, *argv, "--limit", "5")[0] == 0
+    assert _run(capsys, "data", str(CHECKPOINT), "-o", str(out), "--overwrite")[0] == 0
     assert _run(capsys, *argv, "--overwrite")[0] == 0
     with np.load(out) as got:
-        assert got.files == ["x"]
+        assert got.files == ["x"] and got["x"].dtype == np.float64
         assert np.array_equal(got["x"], load_checkpoint(CHECKPOINT).calibration.numpy())
     snncompile.save(snncompile.load(CHECKPOINT), tmp_path / "m.pt", meta={})
     code, _, err = _run(capsys, "data", str(tmp_path / "m.pt"), *argv[2:], "--overwrite")
     assert (code, err) == (
         2,
-        f"error: {tmp_path / 'm.pt'} holds no calibration batch (snncompile.save writes one)\n",
+        f"error: {tmp_path / 'm.pt'} holds no calibration batch (snncompile.save writes one "
+        "when given calibration=)\n",
     )
 
 
