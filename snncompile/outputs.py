@@ -139,9 +139,12 @@ def write_file(
 
 def npz_member_names(path: Path) -> set[str]:
     """The member names of the zip (.npz) at `path`, no array read; empty for a file that
-    is not one. What the writers look at before replacing an output of their own."""
+    is not one, or not a regular file (a FIFO blocked the zip reader forever: helper-74).
+    What the writers look at before replacing an output of their own."""
     import zipfile
 
+    if not Path(path).is_file():
+        return set()
     try:
         with zipfile.ZipFile(path) as archive:
             return set(archive.namelist())

@@ -20,9 +20,15 @@ from hypothesis import strategies as st
 from netlists import nir_mlp
 from trace_compare import assert_traces_equal
 
+from snncompile.errors import CorruptInputError
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, first_difference
 from snncompile.reference.simulator import SimResult, encode_input, simulate
-from snncompile.targets.loihi2.netx import netx_network, read_network, write_network
+from snncompile.targets.loihi2.netx import (
+    load_unchecked,
+    netx_network,
+    read_network,
+    write_network,
+)
 from snncompile.targets.loihi2.netx_chain import netx_chain, netx_warnings
 from snncompile.verify.traces import diff_runs
 
@@ -67,7 +73,9 @@ def chain_netlist(
     return Netlist(pops, syns, numeric="int", formats=formats, ticks_per_step=ticks)
 
 
-def run_netx(path: Path, net: Netlist, x: np.ndarray) -> tuple[SimResult, SimResult]:
+def run_netx(
+    path: Path, net: Netlist, x: np.ndarray, *, checked: bool = True
+) -> tuple[SimResult, SimResult]:
     """(reference, netx): the reference simulator's and netx's runs of the chain that
     network.net at `path` states, on one sample's inputs x (1, steps, width) of `net`,
     each holding the spikes of every chain layer aligned to model steps.
@@ -83,7 +91,10 @@ def run_netx(path: Path, net: Netlist, x: np.ndarray) -> tuple[SimResult, SimRes
     with h5py.File(path, "r") as f:
         layers = int(f.attrs["netx_layers"])
         names = [str(f[f"layer/{i}"].attrs["name"]) for i in range(1, layers)]
-    network = netx_network(path)
+    if checked:
+        network = netx_network(path)
+    else:  # a file read_network refuses, loaded to show what netx makes of it
+        network = load_unchecked(path, layers, net.formats.message_bits)
     assert (network.num_layers, network.input_message_bits) == (layers, net.formats.message_bits)
     latency = net.latency()
     length = x.shape[1]
@@ -157,6 +168,18 @@ def test_the_file_puts_the_chain_first_and_reads_back_as_the_netlist(tmp_path: P
         assert [layer.attrs["position"] for layer in layers] == [0, 2, 3, 1, 4, 5]
         assert layers[2]["neuron/iDecay"][()] == 1501 and layers[2]["neuron/vThMant"][()] == 100
     assert first_difference(read_network(path), net) is None
+
+
+@pytest.mark.parametrize("value", [10**9, "abc", 1])
+def test_netx_network_refuses_what_read_network_refuses(tmp_path: Path, value: object) -> None:
+    """netx_network read the attributes alone: netx_layers of 10**9 loaded, 'abc' was a
+    ValueError (helper-74). It reads the file as read_network does first."""
+    path = tmp_path / "network.net"
+    write_network(chain_netlist(), path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["netx_layers"] = value
+    with pytest.raises(CorruptInputError):
+        netx_network(path)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -273,7 +296,9 @@ def test_what_netx_would_compute_otherwise_is_left_out(tmp_path: Path, case: str
     edge = 2 ** (net.formats.message_bits - 1) - 1
     x = np.where(np.random.default_rng(7).random((1, 30, 4)) < 0.5, edge, -edge // 3)
     x = -np.ones((1, 30, 4)) if "-128" in case else x.astype(np.float64)
-    ours, theirs = run_netx(path, net, x)
+    with pytest.raises(CorruptInputError, match="netx_layers is 2, the chain has 0"):
+        netx_network(path)  # refused: netx would compute something else
+    ours, theirs = run_netx(path, net, x, checked=False)
     assert ours.traces["h"].any(), "the reference must spike for the difference to show"
     # A divergence in the values, not a missing trace or a shape (diff_runs' -1).
     assert diff_runs(ours, theirs).divergence is not None

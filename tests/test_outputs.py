@@ -832,3 +832,23 @@ def test_boundaries_of_outputs_and_options(tmp_path: Path, capsys, monkeypatch) 
     assert (tmp_path / "link.npz").is_symlink()
     with pytest.raises(UsageError, match=r"--input must have shape .*got \(1, 0, 1\)"):
         check_inputs(np.zeros((1, 0, 1)), 1, what="--input")
+
+
+def test_the_members_of_a_fifo_are_none_and_reading_them_does_not_block(tmp_path):
+    """`data -o fifo.npz --overwrite` blocked forever in the zip reader (helper-74)."""
+    import threading
+
+    from snncompile.outputs import npz_member_names
+
+    fifo = tmp_path / "f.npz"
+    os.mkfifo(fifo)
+    found: dict[str, set[str]] = {}
+    reader = threading.Thread(target=lambda: found.update(names=npz_member_names(fifo)))
+    reader.daemon = True
+    reader.start()
+    reader.join(5)
+    blocked = reader.is_alive()
+    if blocked:  # opening the FIFO to read waits for a writer: a writer's open releases it
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+    assert not blocked and found == {"names": set()}

@@ -288,13 +288,20 @@ def _netx_fields_of(step: ChainLayer) -> dict[str, Any]:
 def netx_network(path: str | os.PathLike[str]) -> Any:
     """lava-dl's netx Network of network.net's chain (netx_layers layers, the input's
     messages formats.message_bits wide): its in-port takes the input population's
-    messages, its out-port sends the last chain layer's spikes. UsageError when netx can
-    load no layer of the file; MissingDependencyError without lava-dl."""
-    with _h5py().File(path, "r") as f:
-        layers = int(f.attrs.get("netx_layers", 0))
-        message_bits = int(parse_json(f.attrs["formats"])["message_bits"])
+    messages, its out-port sends the last chain layer's spikes. CorruptInputError for a
+    file read_network refuses (netx builds whatever the fields say: an edited shape, a
+    NaN weight or netx_layers of 10**9 loaded, helper-74), UsageError when netx can load
+    no layer of it; MissingDependencyError without lava-dl."""
+    message_bits = read_network(path).formats.message_bits
+    layers = netx_layers(path)
     if layers < 2:
         raise UsageError(f"{path}: netx can load no layer of it (netx_layers {layers})")
+    return load_unchecked(path, layers, message_bits)
+
+
+def load_unchecked(path: str | os.PathLike[str], layers: int, message_bits: int) -> Any:
+    """netx's Network of the file's first `layers` layers, unchecked: for tests that
+    show what netx computes from a file read_network refuses."""
     return netx_hdf5().Network(
         net_config=str(path), num_layers=layers, input_message_bits=message_bits
     )
