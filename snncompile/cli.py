@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
@@ -798,17 +799,46 @@ def _one_line(message: str) -> str:
     return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _stdout_to_devnull() -> None:
+    """stdout goes nowhere, so that the interpreter's final flush of what is left cannot
+    fail again (it printed "Exception ignored" lines and exited 120)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _flush_stdout() -> None:
+    """Flush stdout while its failure can still be told: a reader gone is 141, as a
+    process ended by SIGPIPE; a device that takes nothing (`> /dev/full`) one line and
+    exit 2, as any output that cannot be written (it exited 120 with a traceback of
+    Python's own, or 6 as if an input were corrupt; helper-74)."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        sys.exit(128 + signal.SIGPIPE)
+    except OSError as exc:
+        _stdout_to_devnull()
+        click.echo(f"error: standard output: cannot write: {exc.strerror or exc}", err=True)
+        sys.exit(UsageError.exit_code)
+
+
 def _main(argv: list[str] | None, debug: bool) -> None:
+    try:
+        _run_cli(argv, debug)
+    finally:
+        _flush_stdout()
+
+
+def _run_cli(argv: list[str] | None, debug: bool) -> None:
     try:
         rv = cli.main(args=argv, prog_name="snncompile", standalone_mode=False)
     except (click.exceptions.Abort, _Interrupted):
         mark_announced()
         click.echo("error: interrupted", err=True)
         sys.exit(130)
-    except _PipeClosed:
-        # Silent, as a process killed by SIGPIPE; stdout goes nowhere so that the
-        # interpreter's final flush does not fail on the closed pipe again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except _PipeClosed:  # silent, as a process killed by SIGPIPE
+        _stdout_to_devnull()
         sys.exit(128 + signal.SIGPIPE)
     except click.exceptions.NoArgsIsHelpError as exc:  # bare `snncompile`: the help
         exc.show()
@@ -829,7 +859,14 @@ def _main(argv: list[str] | None, debug: bool) -> None:
         click.echo("error: an input is nested too deeply to read (RecursionError)", err=True)
         sys.exit(CorruptInputError.exit_code)
     except OSError as exc:  # a path the system refuses (a name too long, ...); writes are
-        # OutputError (a SnnCompileError) already
+        # OutputError (a SnnCompileError) already, but for stdout's: a full device
+        # without a file name is that (a report larger than the buffer), or the flush
+        # tells (what the buffer still holds)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and exc.filename is None:
+            _stdout_to_devnull()
+            click.echo(f"error: standard output: cannot write: {exc.strerror}", err=True)
+            sys.exit(UsageError.exit_code)
+        _flush_stdout()
         where = f"{exc.filename}: " if exc.filename else ""
         click.echo(f"error: {_one_line(f'{where}{exc.strerror or exc}')}", err=True)
         sys.exit(CorruptInputError.exit_code)

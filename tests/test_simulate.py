@@ -624,6 +624,28 @@ def test_a_reader_leaving_mid_report_ends_the_cli_with_sigpipes_status_unbuffere
     assert err == ""
 
 
+@pytest.mark.parametrize("report", ["small", "larger than the buffer"])
+def test_a_full_stdout_is_one_line_and_exit_2(artifact, inputs, tmp_path, report) -> None:
+    """`> /dev/full`: the small report failed at the interpreter's final flush (exit 120,
+    Python's "Exception ignored" lines), the large one mid-write (exit 6, as a corrupt
+    input; helper-74). Both are an output that cannot be written: one line, exit 2."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    if report == "small":
+        argv = ["inspect", str(artifact)]
+    else:
+        many = tmp_path / "many.npy"
+        np.save(many, np.zeros((12000, 1, 1)))  # a JSON report of about 84 KB
+        argv = ["simulate", str(artifact), "--input", str(many), "--json"]
+    with open("/dev/full", "w") as full:
+        run = subprocess.run(
+            [sys.executable, "-m", "snncompile", *argv], stdout=full, stderr=subprocess.PIPE
+        )
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert err == "error: standard output: cannot write: No space left on device\n"
+
+
 def test_a_checkpoint_given_as_the_artifact_is_named_a_file(inputs, capsys) -> None:
     code, _, err = _run(capsys, "simulate", str(CHECKPOINT), "--input", str(inputs))
     assert code == 6
