@@ -170,6 +170,28 @@ def test_the_file_puts_the_chain_first_and_reads_back_as_the_netlist(tmp_path: P
     assert first_difference(read_network(path), net) is None
 
 
+@pytest.mark.parametrize(
+    "where, value",
+    [("netx_layers", 3.0), ("netx_layers", "3"), ("weight_exp", 0.5), ("delay", 0.7)],
+)
+def test_integer_fields_stored_as_other_types_are_refused(
+    tmp_path: Path, where: str, value: object
+) -> None:
+    """int() read 3.5 as 3 and '3' as 3 (helper-74): a field that is no HDF5 integer is
+    a damaged file."""
+    path = tmp_path / "network.net"
+    write_network(chain_netlist(), path)
+    with h5py.File(path, "r+") as f:
+        if where == "netx_layers":
+            f.attrs["netx_layers"] = value
+        else:
+            group = f["layer/1/inputs/0"]
+            del group[where]
+            group[where] = value
+    with pytest.raises(CorruptInputError, match=f"{where} .* is not an integer"):
+        read_network(path)
+
+
 @pytest.mark.parametrize("value", [10**9, "abc", 1])
 def test_netx_network_refuses_what_read_network_refuses(tmp_path: Path, value: object) -> None:
     """netx_network read the attributes alone: netx_layers of 10**9 loaded, 'abc' was a

@@ -219,9 +219,9 @@ def _read_synapses(layers: list[Any], pops: list[Population], order: list[int]) 
                     src=pops[_layer_index(g["src"][()], len(pops))].name,
                     dst=pop.name,
                     weight=_read_weight(g["weight"]),
-                    weight_exp=int(g["weight_exp"][()]),
-                    delay=int(g["delay"][()]),
-                    lag=int(g["lag"][()]) if "lag" in g else 0,
+                    weight_exp=_whole(g["weight_exp"][()], "weight_exp"),
+                    delay=_whole(g["delay"][()], "delay"),
+                    lag=_whole(g["lag"][()], "lag") if "lag" in g else 0,
                 )
             )
     return syns
@@ -243,7 +243,7 @@ def _check_netx_fields(f: Any, layers: list[Any], net: Netlist) -> None:
     """The fields netx reads say what the rest of a v2 file says: layers 1 .. hold the
     chain netx_chain finds, and no other layer has fields netx would read."""
     chain = netx_chain(net)
-    if int(f.attrs["netx_layers"]) != (1 + len(chain) if chain else 0):
+    if _whole(f.attrs["netx_layers"], "netx_layers") != (1 + len(chain) if chain else 0):
         raise ValueError(f"netx_layers is {f.attrs['netx_layers']}, the chain has {len(chain)}")
     if _type_of(layers[0]) != "input" or str(layers[0].attrs["name"]) != net.input.name:
         raise ValueError("layer 0 is not the input")
@@ -361,6 +361,14 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
         InvalidGraphError,
     ) as exc:
         raise CorruptInputError(f"{path}: not a readable network.net ({exc})") from None
+
+
+def _whole(value: Any, what: str) -> int:
+    """An integer field as stored (an HDF5 integer): int() took 10.7 as 10 and the string
+    '3' as 3 (helper-74)."""
+    if not isinstance(value, np.integer):
+        raise ValueError(f"{what} {value!r} is not an integer")
+    return int(value)
 
 
 def _layer_index(value: Any, layers: int) -> int:
