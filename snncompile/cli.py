@@ -11,12 +11,13 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from click.core import ParameterSource
 
 from snncompile import __version__
+from snncompile.api import DATA_SPLITS
 from snncompile.cli_signals import mark_announced, run_command
 from snncompile.cli_text import (
     TARGET_PRINTERS,
@@ -251,7 +252,7 @@ def finetune(
 )
 @click.option(
     "--split",
-    type=click.Choice(["test", "train", "calibration"]),
+    type=click.Choice(DATA_SPLITS),
     default="test",
     show_default=True,
     help="calibration: the checkpoint's embedded calibration batch (x alone), what export "
@@ -818,9 +819,15 @@ def _flush_stdout() -> None:
         _stdout_to_devnull()
         sys.exit(128 + signal.SIGPIPE)
     except OSError as exc:
-        _stdout_to_devnull()
-        click.echo(f"error: standard output: cannot write: {exc.strerror or exc}", err=True)
-        sys.exit(UsageError.exit_code)
+        _stdout_unwritable(exc)
+
+
+def _stdout_unwritable(exc: OSError) -> NoReturn:
+    """One line and exit 2 for stdout that takes nothing more; what it still holds goes
+    nowhere."""
+    _stdout_to_devnull()
+    click.echo(f"error: standard output: cannot write: {exc.strerror or exc}", err=True)
+    sys.exit(UsageError.exit_code)
 
 
 def _main(argv: list[str] | None, debug: bool) -> None:
@@ -863,9 +870,7 @@ def _run_cli(argv: list[str] | None, debug: bool) -> None:
         # without a file name is that (a report larger than the buffer), or the flush
         # tells (what the buffer still holds)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and exc.filename is None:
-            _stdout_to_devnull()
-            click.echo(f"error: standard output: cannot write: {exc.strerror}", err=True)
-            sys.exit(UsageError.exit_code)
+            _stdout_unwritable(exc)
         _flush_stdout()
         where = f"{exc.filename}: " if exc.filename else ""
         click.echo(f"error: {_one_line(f'{where}{exc.strerror or exc}')}", err=True)
