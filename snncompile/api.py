@@ -26,7 +26,7 @@ from snncompile.inspection import (  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from snncompile.verify.nir import NirVerifyReport
-    from snncompile.verify.quantized import VerifyReport
+    from snncompile.verify.quantized import Tolerances, VerifyReport
 
 
 DATA_SPLITS = ("test", "train", "calibration")
@@ -158,7 +158,7 @@ def verify_model(
     *,
     data: Any = None,
     target: str = "reference",
-    tolerances: Any = None,
+    tolerances: Tolerances | None = None,
     config: Any = None,
     calibration: Any = None,
     entry: str | None = None,
@@ -184,9 +184,11 @@ def verify_model(
     from snncompile.compiler import compile_model
     from snncompile.frontend.nir_compile import is_nir_source
     from snncompile.simulate import BACKENDS, saturation_warning
-    from snncompile.verify.quantized import verify_quantized
+    from snncompile.verify.quantized import Tolerances, verify_quantized
     from snncompile.verify.targets import check_backend
 
+    if tolerances is not None and not isinstance(tolerances, Tolerances):
+        raise UsageError(f"tolerances must be a Tolerances, got {type(tolerances).__name__}")
     if target not in BACKENDS:
         raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):

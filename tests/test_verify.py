@@ -3,6 +3,7 @@ the reference, and the verify command."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -608,6 +609,34 @@ def test_tolerances_taken_by_position_keep_their_meaning() -> None:
 
     tolerances = Tolerances(0.98, 0.01, 0.95, 1e-9)
     assert (tolerances.min_spike_agreement, tolerances.max_logit_error) == (0.95, 0.5)
+
+
+@pytest.mark.parametrize("value", ["0.5", 0.5j, True, [0.5], np.array([0.5])])
+def test_a_tolerance_that_is_not_a_real_number_is_a_usage_error(value: object) -> None:
+    # A string or complex was a bare TypeError from the range comparison; True passed
+    # as 1.0.
+    from snncompile.errors import UsageError
+    from snncompile.verify.quantized import Tolerances
+
+    with pytest.raises(UsageError, match="tolerance max_logit_error must be a number"):
+        Tolerances(max_logit_error=value)  # type: ignore[arg-type]
+
+
+def test_numpy_tolerances_are_stored_as_floats_and_the_report_is_plain_json() -> None:
+    """A numpy float32 tolerance made report.to_dict() unserializable by json.dumps."""
+    from snncompile.verify.quantized import Tolerances
+
+    tolerances = Tolerances(np.float32(0.5), np.float64(0.01), np.int64(1), 1e-9)
+    assert all(type(v) is float for v in dataclasses.astuple(tolerances))
+    report = verify_model(SPIKE_SSM, limit=8, tolerances=tolerances)
+    assert json.loads(json.dumps(report.to_dict()))["tolerances"]["min_argmax_agreement"] == 0.5
+
+
+def test_verify_model_refuses_tolerances_of_another_type() -> None:
+    from snncompile.errors import UsageError
+
+    with pytest.raises(UsageError, match="tolerances must be a Tolerances, got dict"):
+        verify_model(SPIKE_SSM, tolerances={"max_logit_error": 0.5})  # type: ignore[arg-type]
 
 
 def test_verify_model_takes_inputs_and_labels_in_memory(tmp_path: Path) -> None:

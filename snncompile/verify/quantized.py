@@ -46,7 +46,6 @@ class Tolerances:
     max_logit_error: float | None = 0.5
 
     def __post_init__(self) -> None:
-        # A NaN criterion compares False both ways and would pass every check.
         for name, high in (
             ("min_argmax_agreement", 1.0),
             ("max_accuracy_drop", 1.0),
@@ -55,8 +54,14 @@ class Tolerances:
             ("max_lowering_error", math.inf),
         ):
             value = getattr(self, name)
-            if value is not None and not (0.0 <= value <= high):
-                raise UsageError(f"tolerance {name} must be in [0, {high}], got {value}")
+            if value is None:
+                continue
+            # A NaN criterion compares False both ways and would pass every check; a
+            # numpy scalar is stored as a Python float so that the report is plain JSON.
+            real = isinstance(value, (int, float, np.integer, np.floating))
+            if isinstance(value, (bool, np.bool_)) or not real or not 0.0 <= value <= high:
+                raise UsageError(f"tolerance {name} must be a number in [0, {high}], got {value!r}")
+            object.__setattr__(self, name, float(value))
 
 
 @dataclass
