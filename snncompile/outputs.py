@@ -138,18 +138,45 @@ def write_file(
 
 
 def npz_member_names(path: Path) -> set[str]:
-    """The member names of the zip (.npz) at `path`, no array read; empty for a file that
-    is not one, or not a regular file (a FIFO blocked the zip reader forever: helper-74).
-    What the writers look at before replacing an output of their own."""
+    """The member names of the .npz at `path` when every member is a .npy array (its
+    header read, no data); empty for any other file, or one that is not regular (a FIFO
+    blocked the zip reader forever: helper-74). What the writers look at before
+    replacing an output of their own: a zip whose one member is named x.npy but holds
+    text is not such an output."""
     import zipfile
+    import zlib
 
     if not Path(path).is_file():
         return set()
     try:
         with zipfile.ZipFile(path) as archive:
-            return set(archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return set()
+            names = archive.namelist()
+            if not all(_holds_npy_header(archive, name) for name in names):
+                return set()
+            return set(names)
+    except (OSError, zlib.error, NotImplementedError, zipfile.BadZipFile, zipfile.LargeZipFile):
+        return set()  # NotImplementedError: a compression method zipfile cannot read
+
+
+def _holds_npy_header(archive: Any, name: str) -> bool:
+    """Whether member `name` starts as a .npy file does: formats 1.0 and 2.0, the ones
+    np.savez writes for our arrays. numpy parses the header's dict with tokenize, whose
+    error on a damaged one is its own, not a ValueError."""
+    import tokenize
+
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    with archive.open(name) as member:
+        try:
+            read_header = readers.get(np.lib.format.read_magic(member))
+            if read_header is None:
+                return False
+            read_header(member)
+        except (ValueError, SyntaxError, EOFError, tokenize.TokenError):
+            return False
+    return True
 
 
 def write_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> Path:

@@ -708,6 +708,35 @@ def test_write_npz_round_trips_and_a_failed_write_says_one_thing(  # type: ignor
     assert sorted(os.listdir(tmp_path)) == ["a.npz"]
 
 
+def test_npz_member_names_counts_only_archives_of_npy_arrays(tmp_path: Path) -> None:
+    """What --overwrite may replace: a zip is an output of ours only if every member is
+    a .npy array; member names alone let a zip of text named x.npy be replaced."""
+    import zipfile
+
+    from snncompile.outputs import npz_member_names
+
+    np.savez(tmp_path / "ok.npz", x=np.zeros((2, 3)), y=np.arange(2))
+    assert npz_member_names(tmp_path / "ok.npz") == {"x.npy", "y.npy"}
+    header = (tmp_path / "ok.npz").read_bytes()
+    cases = {
+        "text.npz": b"not an array",
+        "magic-only.npz": b"\x93NUMPY\x01\x00",  # header cut short
+        "bad-header.npz": b"\x93NUMPY\x01\x00\x04\x00{'a'",
+        "version-9.npz": b"\x93NUMPY\x09\x00\x04\x00{}  ",
+    }
+    for name, content in cases.items():
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            archive.writestr("x.npy", content)
+        assert npz_member_names(tmp_path / name) == set(), name
+    with zipfile.ZipFile(tmp_path / "mixed.npz", "w") as archive:
+        with zipfile.ZipFile(tmp_path / "ok.npz") as ok:
+            archive.writestr("x.npy", ok.read("x.npy"))
+        archive.writestr("y.npy", b"text")
+    assert npz_member_names(tmp_path / "mixed.npz") == set()
+    (tmp_path / "cut.npz").write_bytes(header[: len(header) // 2])
+    assert npz_member_names(tmp_path / "cut.npz") == set()
+
+
 def test_json_output_is_strict_json_even_with_nan_metadata(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     import json
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,14 @@ def test_data_writes_the_models_task_split_for_simulate(artifact, tmp_path, caps
     code, _, err = _run(capsys, *argv, str(other))
     assert code == 2 and "is not an .npz of x and y, or x, alone (as data writes)" in err
     assert sorted(np.load(other).files) == ["x", "z"]
+    # a zip whose one member is named x.npy but is not an array (helper-74: replaced)
+    notes = tmp_path / "notes.npz"
+    with zipfile.ZipFile(notes, "w") as archive:
+        archive.writestr("x.npy", "my notes, not an array")
+    code, _, err = _run(capsys, *argv, str(notes))
+    assert code == 2 and "is not an .npz of x and y, or x, alone (as data writes)" in err
+    with zipfile.ZipFile(notes) as archive:
+        assert archive.read("x.npy") == b"my notes, not an array"
     code, _, err = _run(capsys, *argv, str(tmp_path / "x.npy"))
     assert code == 2 and "name an .npz file" in err
 
