@@ -502,6 +502,23 @@ def test_the_netx_example_runs_and_agrees() -> None:
     assert "0 differ" in out.stdout
 
 
+def test_the_slayer_stand_in_leaves_sys_modules_after_netx_is_imported() -> None:
+    """The stand-in stayed in sys.modules: a user's own `import lava.lib.dl.slayer`
+    afterwards found an empty module instead of failing on what slayer lacks."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from snncompile.targets.loihi2.netx_chain import netx_hdf5\n"
+        "hdf5 = netx_hdf5()\n"
+        "assert netx_hdf5() is hdf5 and hdf5.Network\n"
+        "print(sorted(name for name in sys.modules if 'slayer' in name))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[]\n"
+
+
 WARNINGS = {
     "as built": (
         {},

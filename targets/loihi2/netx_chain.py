@@ -188,7 +188,9 @@ def netx_hdf5() -> Any:
     dependencies: it pins torch 2.3) cannot import its slayer package (torchvision,
     matplotlib), of which netx's loader imports one helper, for RF neurons; a file of
     ours has none, so where those are missing a stand-in module takes slayer's place
-    (and stays in sys.modules)."""
+    while netx's loader is imported (it reads the helper then only), and leaves
+    sys.modules after: an `import lava.lib.dl.slayer` of the user's own still fails as
+    it would have."""
     try:
         if importlib.util.find_spec("lava.lib.dl.netx") is None:
             raise ModuleNotFoundError("lava.lib.dl.netx")
@@ -196,12 +198,21 @@ def netx_hdf5() -> Any:
         raise MissingDependencyError(
             "loading network.net in netx needs lava-dl 0.6.0 (make setup installs it)"
         ) from None
-    if any(importlib.util.find_spec(name) is None for name in ("matplotlib", "torchvision")):
-        for name in ("lava.lib.dl.slayer", "lava.lib.dl.slayer.neuron"):
-            sys.modules.setdefault(name, types.ModuleType(name)).__path__ = []
-        helper = types.ModuleType("lava.lib.dl.slayer.neuron.rf")
-        helper.neuron_params = None  # type: ignore[attr-defined]
-        sys.modules.setdefault(helper.__name__, helper)
-    from lava.lib.dl.netx import hdf5
-
+    standing_in: list[str] = []
+    if "lava.lib.dl.netx.hdf5" not in sys.modules and any(
+        importlib.util.find_spec(name) is None for name in ("matplotlib", "torchvision")
+    ):
+        rf = "lava.lib.dl.slayer.neuron.rf"
+        for name in ("lava.lib.dl.slayer", "lava.lib.dl.slayer.neuron", rf):
+            if name not in sys.modules:
+                sys.modules[name] = types.ModuleType(name)
+                sys.modules[name].__path__ = []  # type: ignore[attr-defined]
+                standing_in.append(name)
+        if rf in standing_in:
+            sys.modules[rf].neuron_params = None  # type: ignore[attr-defined]
+    try:
+        from lava.lib.dl.netx import hdf5
+    finally:
+        for name in standing_in:
+            del sys.modules[name]
     return hdf5
