@@ -15,7 +15,8 @@ hold:
 - An exception raised while Python runs a weakref callback or a __del__ is dropped
   there ("Exception ignored in ..."): the command went on for minutes after a SIGTERM.
   Such a dropped signal is delivered again a moment later from another thread, while
-  the same command still runs.
+  the same command still runs; a delivery that lands while the hook catching the drop
+  still runs is put off again, not raised there (where it would be dropped once more).
 - A further signal while the first one's cleanup runs (an exception being handled)
   waits for it, for up to CLEANUP_GRACE_S: a second Ctrl-C, or a CI cancel's SIGINT then
   SIGTERM, left a half-removed temporary. Past that, it interrupts the cleanup, as a
@@ -68,6 +69,7 @@ class _Command:
         self.since = 0.0  # time.monotonic() of the first signal
         self.announced = False  # its line was printed
         self.retry_pending = False  # one re-delivery at a time
+        self.in_hook = False  # in _on_unraisable, where a raise is dropped again
 
     def exit_code(self) -> int | None:
         return None if self.signum is None else 128 + self.signum
@@ -135,6 +137,12 @@ def _on_signal(signum: int, frame: object) -> None:
     elif sys.exc_info()[1] is not None and time.monotonic() - command.since < CLEANUP_GRACE_S:
         _deliver_later(command, signum)  # unwinding already: let its cleanup finish
         return
+    if command.in_hook:
+        # Raised inside the hook it would be dropped once more, and lost: a re-delivery
+        # can arrive while the hook still starts its timer on a loaded machine (seen
+        # once in a full test run: the export went on).
+        _deliver_later(command, signum)
+        return
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
@@ -145,11 +153,17 @@ def _on_unraisable(previous: Callable[[Any], None], unraisable: Any) -> None:
     from here, its handler would run at once, inside this hook, and be dropped again);
     anything else goes to the hook that was there before."""
     command, exc = _current, unraisable.exc_value
-    if command is not None and command.signum is not None:
-        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+    if command is None:
+        previous(unraisable)
+        return
+    command.in_hook = True
+    try:
+        if command.signum is not None and isinstance(exc, (SystemExit, KeyboardInterrupt)):
             _deliver_later(command, command.signum)
             return
-    previous(unraisable)
+        previous(unraisable)
+    finally:
+        command.in_hook = False
 
 
 def _deliver_later(command: _Command, signum: int) -> None:

@@ -428,6 +428,48 @@ main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "art")!r}])
     assert os.listdir(tmp_path) == []
 
 
+def test_a_redelivered_signal_arriving_inside_the_hook_is_not_lost(tmp_path: Path) -> None:
+    """The hook that catches a dropped signal starts a timer to deliver it again; on a
+    loaded machine the timer fired before the hook returned, its handler raised inside
+    the hook, was dropped once more ("Exception ignored in sys.unraisablehook") and the
+    export went on to write its artifact (a full test run, 2026-12-07). Forced here: the
+    hook's first timer start waits until the timer has fired."""
+    script = f"""
+import os, signal, threading, time, weakref
+import snncompile.artifact as artifact
+from snncompile.cli import main
+real_start = threading.Timer.start
+def start_and_fire(timer):
+    real_start(timer)
+    if not getattr(threading, "fired", False):
+        threading.fired = True
+        timer.finished.wait(2.0)
+        for _ in range(200000):  # the re-delivered handler runs here, inside the hook
+            pass
+threading.Timer.start = start_and_fire
+real = artifact.save_graph
+class Thing:
+    pass
+def callback(ref):
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(100000):
+        pass
+def save_then_signalled(*args):
+    real(*args)
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    del thing
+    time.sleep(5)
+    print("went on")
+artifact.save_graph = save_then_signalled
+main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "art")!r}])
+"""
+    done = _python(script)
+    assert (done.returncode, done.stdout) == (143, ""), done.stderr
+    assert done.stderr == "error: terminated (SIGTERM)\n"
+    assert os.listdir(tmp_path) == []
+
+
 def _python(script: str) -> subprocess.CompletedProcess:
     import sys
 
