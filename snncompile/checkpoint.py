@@ -190,12 +190,16 @@ def _member_failing_crc(path: Path) -> str | None:
     """The first member of torch's zip form whose bytes do not match the CRC-32 the zip
     records (or whose header zipfile rejects), or None (also for a bare pickle, or a zip
     zipfile cannot check). torch.load does not check CRCs: a flipped byte inside a
-    tensor loaded as a different weight."""
+    tensor loaded as a different weight. Nor does it refuse a member whose directory
+    entry has the MS-DOS directory attribute (0x10), one flipped bit: its reader then
+    skips the member's bytes and the tensor held whatever memory it was given
+    (helper-76: exit 0 with weights of 1e12 and 3e-41)."""
     try:
         if not zipfile.is_zipfile(path):
             return None
         with zipfile.ZipFile(path) as archive:
-            return archive.testzip()
+            marked = (i.filename for i in archive.infolist() if i.external_attr & 0x10)
+            return next(marked, None) or archive.testzip()
     # zlib.error, NotImplementedError (a compression method), RuntimeError (encrypted),
     # OSError, ...: torch.load then fails on the same member and is reported as corrupt.
     except Exception:
@@ -230,7 +234,7 @@ def _other_kind_of_file(path: Path) -> str | None:
         else:
             prefixes = (kind for magic, kind in _MAGIC.items() if head.startswith(magic))
             kind = next(prefixes, f"a file starting with {head!r}")
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, ValueError, zipfile.BadZipFile):  # ValueError: a name not UTF-8
         return None
     where = ""
     if (path.parent / "manifest.json").is_file():

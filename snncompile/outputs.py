@@ -154,8 +154,10 @@ def npz_member_names(path: Path) -> set[str]:
             if not all(_holds_npy_header(archive, name) for name in names):
                 return set()
             return set(names)
-    except (OSError, zlib.error, NotImplementedError, zipfile.BadZipFile, zipfile.LargeZipFile):
-        return set()  # NotImplementedError: a compression method zipfile cannot read
+    except (OSError, ValueError, zlib.error, NotImplementedError, zipfile.BadZipFile):
+        # ValueError: a member name that is not UTF-8 (UnicodeDecodeError);
+        # NotImplementedError: a compression method zipfile cannot read
+        return set()
 
 
 def _holds_npy_header(archive: Any, name: str) -> bool:

@@ -514,6 +514,52 @@ def test_a_flipped_byte_inside_a_tensor_is_refused(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
+def _central_entries(data: bytearray) -> list[int]:
+    """Offsets of the zip's central directory entries (signature PK\\1\\2)."""
+    found, at = [], data.find(b"PK\x01\x02")
+    while at != -1:
+        found.append(at)
+        at = data.find(b"PK\x01\x02", at + 4)
+    return found
+
+
+def test_a_tensor_member_marked_as_a_directory_is_refused(tmp_path: Path) -> None:
+    """One flipped bit (0x10, MS-DOS's directory attribute, in the central directory's
+    external attributes): the CRCs still check, and torch's reader skipped the member's
+    bytes, so the weight held uninitialised memory and loaded with exit 0 (helper-76)."""
+    path = save(_model(), tmp_path / "m.pt")
+    data = bytearray(path.read_bytes())
+    for at in _central_entries(data):
+        name_length = int.from_bytes(data[at + 28 : at + 30], "little")
+        if data[at + 46 : at + 46 + name_length].endswith(b"/data/0"):
+            data[at + 38] ^= 0x10  # low byte of the external attributes
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptInputError, match=r"corrupt: .*/data/0 is damaged"):
+        load_checkpoint(path)
+
+
+def test_a_member_name_that_is_not_utf8_is_a_corrupt_file(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The UTF-8 flag set on a name that is not UTF-8: zipfile raises UnicodeDecodeError,
+    which was exit 1, "internal error", from evaluate and from train's -o check."""
+    import struct
+
+    from snncompile.cli import main
+
+    path = save(_model(), tmp_path / "m.pt")
+    data = bytearray(path.read_bytes())
+    at = _central_entries(data)[0]
+    flags = struct.unpack("<H", data[at + 8 : at + 10])[0]
+    data[at + 8 : at + 10] = struct.pack("<H", flags | 0x800)
+    data[at + 46] = 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptInputError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", str(path)])
+    assert done.value.code == 6
+    assert capsys.readouterr().err.startswith(f"error: {path}: not a readable checkpoint")
+
+
 def test_a_zip_the_crc_check_cannot_read_is_still_a_corrupt_file(tmp_path: Path) -> None:
     # testzip raised RuntimeError on an encrypted member: exit 1, "this is a bug".
     import struct

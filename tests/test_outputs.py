@@ -777,6 +777,13 @@ def test_npz_member_names_counts_only_archives_of_npy_arrays(tmp_path: Path) -> 
     assert npz_member_names(tmp_path / "mixed.npz") == set()
     (tmp_path / "cut.npz").write_bytes(header[: len(header) // 2])
     assert npz_member_names(tmp_path / "cut.npz") == set()
+    # a name flagged UTF-8 that is not: zipfile's UnicodeDecodeError was exit 1 (helper-76)
+    data = bytearray(header)
+    at = data.find(b"PK\x01\x02")
+    data[at + 9] |= 0x08  # general purpose flag bit 11
+    data[at + 46] = 0xFF
+    (tmp_path / "name.npz").write_bytes(bytes(data))
+    assert npz_member_names(tmp_path / "name.npz") == set()
 
 
 def test_json_output_is_strict_json_even_with_nan_metadata(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
