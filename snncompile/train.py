@@ -144,7 +144,8 @@ def train(
                 loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            with _divergence_named(epoch, settings.lr):
+                _step(optimizer)
             scheduler.step()
             _check_not_diverged(model, loss.item(), epoch, settings.lr)
             loss_sum += loss.item() * len(idx)
@@ -158,6 +159,19 @@ def train(
     history.seconds = time.perf_counter() - start
     model.eval()
     return history
+
+
+def _step(optimizer: torch.optim.Optimizer) -> None:
+    """optimizer.step(); an update too large for float32 (AdamW scales by lr / 0.1 in its
+    first step, and by 1 - lr * weight_decay) is the run diverging, not a bug: torch
+    raised RuntimeError ("cannot be converted to type float without overflow") for
+    --lr 3e38 (helper-76)."""
+    try:
+        optimizer.step()
+    except RuntimeError as exc:
+        if "overflow" not in str(exc):
+            raise
+        raise UsageError("an update too large for float32") from None
 
 
 def _diverged(epoch: int, lr: float, what: str) -> UsageError:
