@@ -130,11 +130,13 @@ def save(
 
 def _check_loadable(payload: dict[str, Any], config: ModelConfig) -> None:
     """UsageError where load would refuse what save is about to write (NaN weights or
-    calibration, a task that is not a name, bad task_args): such a file could be
-    written but never read back."""
+    calibration, a task that is not a name, bad task_args, a module replaced or added
+    after the model was built, so that its weights no longer fit its config): such a
+    file could be written but never read back."""
     here = Path("<checkpoint>")
     try:
         _check_state_dict(here, payload["state_dict"], config)
+        _check_shapes(here, payload["state_dict"], config)
         _check_calibration(here, payload["calibration"], config.d_input)
         _check_meta_on_load(here, payload["meta"])
     except CorruptInputError as exc:

@@ -9,6 +9,7 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -619,6 +620,27 @@ def test_save_refuses_what_load_would_refuse(tmp_path: Path, edit: dict, message
             next(model.parameters()).flatten()[0] = float("nan")
     with pytest.raises(UsageError, match=re.escape(message)):
         save(model, tmp_path / "m.pt", **edit)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: setattr(m, "decoder", torch.nn.Linear(8, 5)), "decoder.weight is (5, 8)"),
+        (lambda m: m.register_buffer("running_max", torch.zeros(1)), "unexpected running_max"),
+        (lambda m: setattr(m.decoder, "bias", None), "missing decoder.bias"),
+    ],
+    ids=["new head", "extra buffer", "head without bias"],
+)
+def test_save_refuses_a_model_whose_weights_left_its_config(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
+    """A module replaced or added after the model was built: save wrote the file, load
+    refused it as corrupt (exit 6; helper-76)."""
+    model = _model()
+    edit(model)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        save(model, tmp_path / "m.pt")
     assert os.listdir(tmp_path) == []
 
 
