@@ -118,7 +118,7 @@ def verification_data(
 
     from snncompile.checkpoint import rebuild_task
     from snncompile.compiler import check_inputs
-    from snncompile.data import TASKS
+    from snncompile.data import TASKS, task_shape
     from snncompile.simulate import check_labeled_inputs, load_inputs
 
     if isinstance(data, tuple) and len(data) == 2:  # from Python: (inputs, labels)
@@ -133,13 +133,14 @@ def verification_data(
     else:
         if meta.get("task") in TASKS:  # another name is a task of the user's own
             origin = meta.get("checkpoint", "the checkpoint")
-            task = rebuild_task(origin, meta)
-            if (task.d_input, task.n_classes) != (width, classes):
+            d_input, n_classes = task_shape(meta["task"])
+            if (d_input, n_classes) != (width, classes):  # before generating it
                 raise CorruptInputError(
                     f"{origin}: its task {meta['task']!r} has "
-                    f"{task.d_input} input(s) and {task.n_classes} classes, the model "
+                    f"{d_input} input(s) and {n_classes} classes, the model "
                     f"{width} and {classes}"
                 )
+            task = rebuild_task(origin, meta)
             x, labels = task.featurize(task.test.inputs), np.asarray(task.test.labels)
             source = f"{meta['task']} test split"
         elif calibration is not None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from snncompile.data import TASKS, check_task_args
+from snncompile.data import TASKS, check_task_args, task_shape
 from snncompile.errors import CorruptInputError, UsageError
 from snncompile.ir.serialize import HDF5_SIGNATURE, is_version
 from snncompile.models.backbone import ModelConfig, SequenceModel, build_model
@@ -131,17 +131,21 @@ def save(
 def _check_loadable(payload: dict[str, Any], config: ModelConfig) -> None:
     """UsageError where load would refuse what save is about to write (NaN weights or
     calibration, a task that is not a name, bad task_args, a module replaced or added
-    after the model was built, so that its weights no longer fit its config): such a
-    file could be written but never read back."""
+    after the model was built, so that its weights no longer fit its config), or where
+    the commands that take its task's data would (a bundled task of another shape):
+    such a file could be written but never used."""
     here = Path("<checkpoint>")
     try:
         _check_state_dict(here, payload["state_dict"], config)
         _check_shapes(here, payload["state_dict"], config)
         _check_calibration(here, payload["calibration"], config.d_input)
-        _check_meta_on_load(here, payload["meta"])
+        meta = _check_meta_on_load(here, payload["meta"])
     except CorruptInputError as exc:
         reason = str(exc).removeprefix(f"{here}: ")
         raise UsageError(f"not saved, load would refuse it: {reason}") from None
+    misfit = task_misfit(config, meta["task"]) if meta.get("task") in TASKS else None
+    if misfit is not None:
+        raise UsageError(f"not saved, evaluate, verify and data would refuse it: {misfit}")
 
 
 def read_torch_file(path: Path, what: str) -> Any:
@@ -341,6 +345,10 @@ def _check_state_dict(path: Path, state_dict: Any, config: ModelConfig) -> None:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = tensor[~torch.isfinite(tensor)].flatten()[0].item()
             raise CorruptInputError(f"{path}: parameter {name!r} holds a non-finite value ({bad})")
+        if name.endswith("running_var") and bool((tensor < 0).any()):
+            # evaluate gave NaN logits an accuracy (exit 0), export refused the graph
+            bad = tensor[tensor < 0].flatten()[0].item()
+            raise CorruptInputError(f"{path}: parameter {name!r} holds a negative variance ({bad})")
     stored = sum(t.numel() for t in state_dict.values())
     # Every family has the encoder, the decoder and, per block, an S4D with A (H, N/2).
     needed = config.d_model * (
@@ -474,13 +482,21 @@ def checkpoint_task(path: str | os.PathLike[str], ckpt: Checkpoint) -> Any:
             f"{path}: its task {task_name!r} is not a bundled one ({', '.join(TASKS)}); "
             "there is no data to take from it"
         )
-    task = rebuild_task(path, ckpt.meta)
-    if task.d_input != ckpt.config.d_input or task.n_classes != ckpt.config.d_output:
-        raise CorruptInputError(
-            f"{path}: model shape (d_input {ckpt.config.d_input}, d_output "
-            f"{ckpt.config.d_output}) does not match task {task_name!r}"
-        )
-    return task
+    misfit = task_misfit(ckpt.config, task_name)
+    if misfit is not None:  # found before a listops generation of up to a minute
+        raise CorruptInputError(f"{path}: {misfit}")
+    return rebuild_task(path, ckpt.meta)
+
+
+def task_misfit(config: ModelConfig, task_name: str) -> str | None:
+    """Why a model of `config` cannot run bundled task `task_name`, or None."""
+    d_input, n_classes = task_shape(task_name)
+    if (config.d_input, config.d_output) == (d_input, n_classes):
+        return None
+    return (
+        f"model shape (d_input {config.d_input}, d_output {config.d_output}) does not match "
+        f"task {task_name!r} (d_input {d_input}, {n_classes} classes)"
+    )
 
 
 def _check_meta_on_load(path: Path, meta: Any) -> dict[str, Any]:

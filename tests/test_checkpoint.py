@@ -316,6 +316,25 @@ def test_structurally_damaged_checkpoint_is_refused(tmp_path: Path, case: str) -
     assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
 
 
+def test_a_negative_batchnorm_variance_is_refused_on_load_and_on_save(tmp_path: Path) -> None:
+    """running_var = -1 loaded, and evaluate gave its NaN logits an accuracy with exit 0,
+    while export and finetune refused the same file (helper-76)."""
+    torch.manual_seed(0)
+    config = ModelConfig(family="spike-ssm", d_input=2, d_output=3, d_model=8, prenorm=True)
+    path = save(build_model(config), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["blocks.0.norm.running_var"][3] = -1.0
+    torch.save(payload, path)
+    message = "parameter 'blocks.0.norm.running_var' holds a negative variance (-1.0)"
+    with pytest.raises(CorruptInputError, match=re.escape(f"{path}: {message}")):
+        load_checkpoint(path)
+    model = build_model(config)
+    with torch.no_grad():
+        model.blocks[0].norm.running_var[0] = -0.5
+    with pytest.raises(UsageError, match="holds a negative variance"):
+        save(model, tmp_path / "n.pt")
+
+
 def test_a_calibration_batch_that_views_a_larger_storage_loads(tmp_path: Path) -> None:
     """The check of expanded views counts from the view's offset: a slice is whole."""
     path = save(_model("spike-ssm"), tmp_path / "m.pt", calibration=torch.ones(2, 4, 2))
@@ -345,7 +364,7 @@ def test_a_recorded_accuracy_that_is_not_a_fraction_is_unknown(tmp_path: Path, v
 def test_the_users_meta_keys_stay_out_of_the_compilers_meta(tmp_path: Path) -> None:
     from snncompile.compiler import load_model
 
-    meta = {"task": "sdigits", "warnings": 5, "nir_file": "fake.nir", "note": "mine"}
+    meta = {"task": "my-task", "warnings": 5, "nir_file": "fake.nir", "note": "mine"}
     path = save(_model(), tmp_path / "m.pt", meta=meta)
     *_, compiled_meta = load_model(path)
     assert set(compiled_meta) == {"task", "family", "checkpoint"}
@@ -579,7 +598,7 @@ def test_a_zip_the_crc_check_cannot_read_is_still_a_corrupt_file(tmp_path: Path)
 
 def test_the_longest_integers_weights_only_loading_takes_are_saved(tmp_path: Path) -> None:
     longest = [2**2039 - 1, -(2**2039)]  # 255 bytes pickled (LONG1); one bit more is LONG4
-    path = save(_model(), tmp_path / "m.pt", meta={"task": "sdigits", "n": longest})
+    path = save(_model(), tmp_path / "m.pt", meta={"task": "my-task", "n": longest})
     assert load_checkpoint(path).meta["n"] == longest
     with pytest.raises(UsageError, match="integer of 2040 bits"):
         save(_model(), tmp_path / "m.pt", meta={"n": 2**2039})
@@ -602,6 +621,12 @@ def test_the_longest_integers_weights_only_loading_takes_are_saved(tmp_path: Pat
         ({"nan_weight": True}, "holds a non-finite value"),
         # 10**600 loads; this was written, then refused by load as corrupt (audit46)
         ({"meta": {"note": [10**700]}}, "meta.note[0] is an integer of 2326 bits"),
+        # written, then evaluate and data called it corrupt (helper-76)
+        (
+            {"meta": {"task": "listops"}},
+            "not saved, evaluate, verify and data would refuse it: model shape (d_input 2, "
+            "d_output 3) does not match task 'listops' (d_input 16, 10 classes)",
+        ),
     ],
     ids=[
         "NaN calibration",
@@ -610,6 +635,7 @@ def test_the_longest_integers_weights_only_loading_takes_are_saved(tmp_path: Pat
         "bad task_args",
         "NaN",
         "int too long to unpickle",
+        "model does not fit its task",
     ],
 )
 def test_save_refuses_what_load_would_refuse(tmp_path: Path, edit: dict, message: str) -> None:

@@ -82,7 +82,7 @@ def test_targets_command_table_and_json(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_a_target_asked_for_what_it_cannot_take_exits_4(tmp_path: Path, capsys) -> None:
     path = tmp_path / "gsu.pt"
-    snncompile.save(_tiny("binary-s4d-gsu"), path, meta={"task": "sdigits"})
+    snncompile.save(_tiny("binary-s4d-gsu"), path)
     out_dir = tmp_path / "gsu.loihi2"
     code, _, err = _run(capsys, "export", str(path), "--target", "loihi2", "-o", str(out_dir))
     assert code == 4

@@ -54,6 +54,20 @@ def check_task_args(*, length: int = 128, depth: int = 4, seed: int = 0) -> None
     check_reachable(length, depth)
 
 
+def task_shape(name: str) -> tuple[int, int]:
+    """(d_input, n_classes) of a bundled task, without making its data (a listops
+    generation takes seconds to a minute)."""
+    if name == "sdigits":
+        from snncompile.data.sdigits import N_CLASSES
+
+        return 1, N_CLASSES
+    if name == "listops":
+        from snncompile.data import listops
+
+        return listops.VOCAB_SIZE, listops.N_CLASSES
+    raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+
+
 def load_task(name: str, *, length: int = 128, depth: int = 4, seed: int = 0) -> Task:
     """Load a bundled task by name. `length`, `depth` and `seed` apply to listops."""
     check_task_args(length=length, depth=depth, seed=seed)
