@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snncompile.errors import UsageError
+from snncompile.errors import CorruptInputError, UsageError
 
 if TYPE_CHECKING:
     from snncompile.data import Task
@@ -210,7 +210,7 @@ def finetune_checkpoint(
     ckpt = load_checkpoint(model)
     task = checkpoint_task(model, ckpt)
     _refuse_integer_undeployable(model, ckpt)
-    before = evaluate(ckpt.model, task.test, task.featurize)
+    before = _evaluate_stored(model, ckpt.model, task)
     _set_neuron_method(ckpt.model, _recorded_neuron_method(ckpt))
     torch.manual_seed(seed)
     with weights_on_grid(ckpt.model, weight_bits) as parameters:
@@ -375,14 +375,27 @@ def _train_with_progress(
         return train(model, task, settings, on_epoch=on_epoch, on_batch=lambda: bar.advance(job))
 
 
+def _evaluate_stored(path: str | os.PathLike[str], model: Any, task: Any) -> Any:
+    """train.evaluate of a model as a file stored it, on its own task's test split: a
+    model that refuses its own values there (a neuron's input of inf from weights of
+    3e38) is a fault of the file, named as such, not a usage error (helper-76)."""
+    from snncompile.train import evaluate
+
+    try:
+        return evaluate(model, task.test, task.featurize)
+    except UsageError as exc:
+        raise CorruptInputError(
+            f"{path}: its model fails on its task's test split ({exc})"
+        ) from None
+
+
 def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
     """Evaluate a checkpoint on the test split of the task recorded in its metadata."""
     from snncompile.checkpoint import checkpoint_task, load_checkpoint, recorded_accuracy
-    from snncompile.train import evaluate
 
     ckpt = load_checkpoint(path)
     task = checkpoint_task(path, ckpt)
-    result = evaluate(ckpt.model, task.test, task.featurize)
+    result = _evaluate_stored(path, ckpt.model, task)
     return EvaluationReport(
         path=str(path),
         family=ckpt.config.family,

@@ -174,6 +174,32 @@ def test_a_diverging_run_is_named_as_such(tmp_path, family, cause) -> None:
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["evaluate", "finetune"])
+def test_a_stored_model_that_fails_on_its_own_task_names_the_file(tmp_path, command) -> None:
+    """Weights of 3e38 are finite, so save and load take them, but the neuron's input is
+    inf on the task's own data: exit 2 with a message naming neither the file nor an
+    option (helper-76); it is the file's fault, exit 6."""
+    from snncompile.checkpoint import save
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="spike-ssm", d_input=1, d_output=10, d_model=4,
+                                    n_layers=1, d_state=4))  # fmt: skip
+    with torch.no_grad():
+        model.encoder.weight.fill_(3e38)
+    path = save(model, tmp_path / "m.pt", meta={"task": "sdigits"})
+    extra = ["-o", str(tmp_path / "f.pt"), "--epochs", "1"] if command == "finetune" else []
+    done = subprocess.run(
+        [sys.executable, "-m", "snncompile", command, str(path), *extra],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 6, done.stderr
+    assert done.stderr == (
+        f"error: {path}: its model fails on its task's test split (a reset-refractory "
+        "neuron's input holds inf or NaN (PMBC))\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
 def test_reported_losses_are_means_over_the_samples() -> None:
     """History.train_loss is the epoch's mean cross-entropy per sample (batch means
     weighted by batch size), and evaluate's loss the split's mean: at lr 1e-9 the one
