@@ -140,19 +140,19 @@ def train(
         for idx in _batches(n, settings.batch_size, rng):
             x = _features(task, task.train, idx)
             y = torch.from_numpy(task.train.labels[idx])
-            with _divergence_named(epoch, settings.lr):
+            with _divergence_named(epoch, settings):
                 loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            with _divergence_named(epoch, settings.lr):
+            with _divergence_named(epoch, settings):
                 _step(optimizer)
             scheduler.step()
-            _check_not_diverged(model, loss.item(), epoch, settings.lr)
+            _check_not_diverged(model, loss.item(), epoch, settings)
             loss_sum += loss.item() * len(idx)
             if on_batch is not None:
                 on_batch()
         history.train_loss.append(loss_sum / n)
-        with _divergence_named(epoch, settings.lr):
+        with _divergence_named(epoch, settings):
             history.test_accuracy.append(evaluate(model, task.test, task.featurize).accuracy)
         if on_epoch is not None:
             on_epoch(epoch, history.train_loss[-1], history.test_accuracy[-1])
@@ -174,30 +174,34 @@ def _step(optimizer: torch.optim.Optimizer) -> None:
         raise UsageError("an update too large for float32") from None
 
 
-def _diverged(epoch: int, lr: float, what: str) -> UsageError:
-    return UsageError(
-        f"training diverged in epoch {epoch + 1} ({what}); try a lower --lr (it was {lr:g})"
-    )
+def _diverged(epoch: int, settings: TrainSettings, what: str) -> UsageError:
+    advice = f"try a lower --lr (it was {settings.lr:g})"
+    if settings.lr * settings.weight_decay >= 1:
+        # AdamW multiplies the weights by 1 - lr * weight_decay each step
+        advice += f" or --weight-decay (it was {settings.weight_decay:g})"
+    return UsageError(f"training diverged in epoch {epoch + 1} ({what}); {advice}")
 
 
-def _check_not_diverged(model: SequenceModel, loss: float, epoch: int, lr: float) -> None:
+def _check_not_diverged(
+    model: SequenceModel, loss: float, epoch: int, settings: TrainSettings
+) -> None:
     """UsageError once the loss or a weight is NaN or inf."""
     if not math.isfinite(loss):
-        raise _diverged(epoch, lr, f"loss {loss}")
+        raise _diverged(epoch, settings, f"loss {loss}")
     for name, param in model.named_parameters():
         if not bool(torch.isfinite(param).all()):
-            raise _diverged(epoch, lr, f"{name} is not finite")
+            raise _diverged(epoch, settings, f"{name} is not finite")
 
 
 @contextlib.contextmanager
-def _divergence_named(epoch: int, lr: float) -> Iterator[None]:
+def _divergence_named(epoch: int, settings: TrainSettings) -> Iterator[None]:
     """A model refusing its own values mid-training (a theta = exp(log_theta) past float32,
     a membrane of inf) is the run diverging: the user set none of those values. The
     inputs are the task's own, checked when it was made."""
     try:
         yield
     except UsageError as exc:
-        raise _diverged(epoch, lr, str(exc)) from None
+        raise _diverged(epoch, settings, str(exc)) from None
 
 
 def calibration_batch(task: Task, size: int = 32, seed: int = 0) -> torch.Tensor:

@@ -200,6 +200,20 @@ def test_a_stored_model_that_fails_on_its_own_task_names_the_file(tmp_path, comm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
 
 
+def test_a_run_diverging_under_a_huge_weight_decay_names_it(tmp_path) -> None:
+    """--weight-decay 1e39 diverged with advice about --lr alone (helper-76)."""
+    from snncompile.api import train_checkpoint
+    from snncompile.errors import UsageError
+
+    expected = "try a lower --lr (it was 0.01) or --weight-decay (it was 1e+39)"
+    with pytest.raises(UsageError, match=re.escape(expected)):
+        train_checkpoint(
+            family="s4d", task_name="sdigits", output=tmp_path / "m.pt", epochs=1, width=4,
+            depth=1, state_size=2, weight_decay=1e39, progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "m.pt").exists()
+
+
 def test_reported_losses_are_means_over_the_samples() -> None:
     """History.train_loss is the epoch's mean cross-entropy per sample (batch means
     weighted by batch size), and evaluate's loss the split's mean: at lr 1e-9 the one
