@@ -1,16 +1,25 @@
-"""A hypothesis strategy for random integer netlists: 1-4 populations of random kinds in a
-DAG with skips, repeated edges and delays, weights on the grid of random weight bits
-(stored dense or sparse), exponents of both signs, parameters and inputs at their
-limits, random formats. The ONNX and reference tests draw from it."""
+"""Hypothesis strategies for random integer netlists. `random_netlists`: 1-4 populations
+of random kinds in a DAG with skips, repeated edges and delays, weights on the grid of
+random weight bits (stored dense or sparse), exponents of both signs, parameters and
+inputs at their limits, random formats. `random_lagged_netlists` adds what the first
+leaves out: lagged synapses (self-loops, cycles, lag 2), time-multiplexing, cuba_lif,
+every format across its validator range and exponents across theirs. The ONNX, Lava
+and reference tests draw from them."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 from hypothesis import strategies as st
 from scipy import sparse
 
 from snncompile.ir.netlist import (
+    EXACT_FLOAT_BITS,
+    FORMAT_LIMITS,
     INT64_MAX,
+    LIF_KINDS,
+    WEIGHT_EXP_LIMIT,
     Formats,
     Netlist,
     Population,
@@ -47,7 +56,7 @@ def params(draw, kind: str, size: int, fmt: Formats) -> dict:
             "theta": vec(st.one_of(edge(1, MAX24), st.integers(1, 64))),
             "rho": vec(edge(0, MAX24)),
         }
-    if kind in ("lif", "cuba_lif_sub"):
+    if kind in LIF_KINDS:
         constants = ("vth", "vsub") if kind == "cuba_lif_sub" else ("vth",)
         return {k: np.asarray(float(draw(edge(0, 4095)))) for k in ("du", "dv")} | {
             k: np.asarray(float(draw(edge(0, 2**17 - 1)))) for k in constants
@@ -134,8 +143,7 @@ def random_netlists(draw) -> tuple[Netlist, np.ndarray]:
 
 
 def as_sparse(syn: Synapse) -> Synapse:
-    weight = sparse.csr_matrix(syn.dense())
-    return Synapse(syn.name, syn.src, syn.dst, weight, syn.weight_exp, syn.delay)
+    return replace(syn, weight=sparse.csr_matrix(syn.dense()))
 
 
 def fit_grid(syn: Synapse, fmt: Formats) -> Synapse:
@@ -147,7 +155,7 @@ def fit_grid(syn: Synapse, fmt: Formats) -> Synapse:
     if (w <= 0).all():  # a mixed matrix may have lost its positive entries: -256 is off
         single = 1 << (8 - fmt.weight_bits)  # the single-signed grid [-255, 0]
         w = np.maximum(w, -(255 // single) * single)
-    return Synapse(syn.name, syn.src, syn.dst, w, syn.weight_exp, syn.delay)
+    return replace(syn, weight=w)
 
 
 def fit_products(pops: list[Population], syns: list[Synapse], fmt: Formats) -> tuple:
@@ -177,3 +185,153 @@ def fit_products(pops: list[Population], syns: list[Synapse], fmt: Formats) -> t
 
 def _with(pop: Population, **params: np.ndarray) -> Population:
     return Population(pop.name, pop.kind, pop.size, {**pop.params, **params}, pop.attrs)
+
+
+# ---- lagged, time-multiplexed netlists at every format ------------------------------
+
+LAGGED_KINDS = (*KINDS, "cuba_lif")
+# The largest summed input each kind can take once fit_products has moved its other
+# parameters to their safe ends (netlist.input_bound_violation): a lif kind's current
+# reaches 64 |a| at du = 4095, a glu's product 4096 |a| at out_shift 40, an ssm's gains
+# may be clipped to 0; every sum stays below 2**53.
+INPUT_LIMIT = {kind: 2**47 for kind in LIF_KINDS} | {"glu": 2**51}
+
+
+def formats() -> st.SearchStrategy[Formats]:
+    """Any Formats the validator takes, each field often at an end of its range."""
+    fields = {name: edge(low, high) for name, (low, high) in FORMAT_LIMITS.items()}
+    return st.builds(Formats, **fields)
+
+
+def lag_edges(draw, dst: str, lat: dict[str, int], sources: list[str], ticks: int) -> list:
+    """0-2 lagged (src, dst, lag, delay) into dst, each with the one delay the timing
+    rule allows: latency(src) + 1 + delay = latency(dst) + lag * ticks. The source is
+    drawn from those for which that delay is >= 0 (a self-loop always is)."""
+    edges = []
+    for _ in range(draw(st.integers(0, 2))):
+        lag = draw(st.integers(1, 2))
+        due = lat[dst] + lag * ticks
+        src = draw(st.sampled_from([s for s in sources if lat[s] + 1 <= due]))
+        edges.append((src, dst, lag, due - lat[src] - 1))
+    return edges
+
+
+def data_edges(draw, dst: str, lat: dict[str, int], sources: list[str], ticks: int) -> list:
+    """1-3 lag-0 (src, dst, 0, delay) into dst from populations of lower latency. The
+    first arrives with latency(dst) (that defines it); at one tick per model step the
+    others may arrive earlier (the validator allows it: they mix model steps), with T > 1
+    each must arrive with latency(dst) too, at dst's active tick."""
+    earlier = [s for s in sources if lat[s] < lat[dst]]
+    picked = draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=3))
+    edges = []
+    for i, src in enumerate(picked):
+        exact = lat[dst] - lat[src] - 1
+        delay = draw(st.integers(0, exact)) if ticks == 1 and i else exact
+        edges.append((src, dst, 0, delay))
+    return edges
+
+
+def format_grid_weights(draw, shape: tuple[int, int], fmt: Formats) -> np.ndarray:
+    """A (dst, src) matrix drawn on the grid of fmt.weight_bits (netlist.weight_grid),
+    all positive, negative or mixed, often at the grid's ends."""
+    single = 1 << (8 - fmt.weight_bits)
+    top = 255 // single  # the largest single-signed mantissa, in grid steps
+    entry = draw(
+        st.sampled_from(
+            [edge(0, top).map(lambda v: v * single), edge(-top, 0).map(lambda v: v * single),
+             edge(-256 // (2 * single), 254 // (2 * single)).map(lambda v: v * 2 * single)]
+        )
+    )  # fmt: skip
+    count = shape[0] * shape[1]
+    weight = np.array(draw(st.lists(entry, min_size=count, max_size=count)), dtype=float)
+    if weight.max(initial=0) <= 0:  # -256 is on the mixed-sign grid only
+        weight = np.maximum(weight, -top * single)
+    return weight.reshape(shape)
+
+
+def fit_exponents(pops: list[Population], syns: list[Synapse], fmt: Formats) -> list[Synapse]:
+    """syns with exponents lowered, the largest contribution first, until every summed
+    input is below its kind's INPUT_LIMIT. It ends: at exponent -32 a synapse delivers
+    at most 1 (2**31 >> 32, floored)."""
+    by_name = {p.name: p for p in pops}
+    syns = list(syns)
+    for pop in pops:
+        limit = INPUT_LIMIT.get(pop.kind, 2**EXACT_FLOAT_BITS)
+        while True:
+            into = [i for i, s in enumerate(syns) if s.dst == pop.name]
+            bounds = [synapse_input_bound(syns[i], by_name[syns[i].src], fmt) for i in into]
+            if sum(bounds, 0) < limit:
+                break
+            i = into[int(np.argmax(bounds))]
+            syns[i] = replace(syns[i], weight_exp=syns[i].weight_exp - 1)
+    return syns
+
+
+@st.composite
+def random_lagged_netlists(draw) -> tuple[Netlist, np.ndarray]:
+    """1-4 populations of any kind at rising latencies (gaps of 1-2 ticks), each fed by
+    1-3 lag-0 synapses and 0-2 lagged ones (lag 1 or 2: self-loops, back edges closing
+    cycles, from the input too), optionally a bias synapse, T = 1-4 ticks per model step,
+    a readout fed from any population (so some may run after it, or feed it lagged),
+    every Formats, exponents across [-32, 32], inputs at the message limits, half-way
+    between integers, far beyond and at the thresholds. Valid by construction."""
+    fmt = draw(formats())
+    ticks = draw(st.integers(1, 4))
+    n_in = draw(st.integers(1, 3))
+    pops = [Population("in", "input", n_in)]
+    lat = {"in": 0}
+    edges = []  # (src, dst, lag, delay)
+    computed = []
+    for k in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(LAGGED_KINDS))
+        size = draw(st.integers(1, 3))
+        gate = draw(st.sampled_from(["sigmoid", "hard-sigmoid"]))
+        new = Population(f"p{k}", kind, size, params(draw, kind, size, fmt), {"gate": gate})
+        lat[new.name] = lat[pops[-1].name] + draw(st.integers(1, 2))
+        edges += data_edges(draw, new.name, lat, [p.name for p in pops], ticks)
+        pops.append(new)
+        computed.append(new.name)
+    mode = draw(st.sampled_from(["mean", "last"]))
+    out = Population("out", "readout", draw(st.integers(1, 2)), attrs={"mode": mode})
+    lat["out"] = lat[draw(st.sampled_from(computed))] + draw(st.integers(1, 2))
+    senders = [p.name for p in pops]
+    edges += data_edges(draw, "out", lat, senders, ticks)
+    for dst in [*computed, "out"]:
+        edges += lag_edges(draw, dst, lat, senders, ticks)
+    if draw(st.booleans()):
+        limit = 2 ** (fmt.message_bits - 1) - 1
+        value = np.asarray(float(draw(edge(-limit, limit))))
+        pops.append(Population("bias", "bias", 1, {"value": value}))
+        for dst in draw(st.lists(st.sampled_from([*computed, "out"]), unique=True)):
+            # With T > 1 the constant must arrive at dst's active tick; at T = 1 any
+            # delay is valid, and one off latency(dst) - 1 sends it early or late.
+            exact = lat[dst] - 1
+            edges.append(("bias", dst, 0, draw(st.integers(0, exact + 2)) if ticks == 1 else exact))
+    pops.append(out)
+    by_name = {p.name: p for p in pops}
+    syns = []
+    for i, (src, dst, lag, delay) in enumerate(edges):
+        weight = format_grid_weights(draw, (by_name[dst].input_width, by_name[src].size), fmt)
+        exp = draw(st.one_of(st.integers(-12, 4), edge(-WEIGHT_EXP_LIMIT, WEIGHT_EXP_LIMIT)))
+        syns.append(Synapse(f"s{i}:{src}->{dst}@{lag}", src, dst, weight, exp, delay, lag))
+    syns = fit_exponents(pops, syns, fmt)
+    stored_sparse = draw(st.lists(st.booleans(), min_size=len(syns), max_size=len(syns)))
+    syns = [as_sparse(s) if flag else s for s, flag in zip(syns, stored_sparse, strict=True)]
+    scale = draw(st.sampled_from([1.0, 0.5, 2.0**-10, 3.0, 2.0**20]))
+    net = Netlist(fit_products(pops, syns, fmt), syns, "int", fmt, scale, ticks_per_step=ticks)
+    batch, length = draw(st.integers(1, 3)), draw(st.integers(1, 6))
+    size = batch * length * n_in
+    values = draw(st.lists(lagged_inputs(net), min_size=size, max_size=size))
+    return net, np.array(values, dtype=float).reshape(batch, length, n_in) * scale
+
+
+def lagged_inputs(net: Netlist) -> st.SearchStrategy[float]:
+    """Input values (before input_scale): small integers (the neurons leave saturation),
+    any message, the message limit and one past it, half-way values (round half to
+    even), far beyond int64, and the neurons' thresholds."""
+    limit = 2 ** (net.formats.message_bits - 1) - 1
+    specials = [limit, -limit, limit + 1, -limit - 1, 0.5, -0.5, 1.5, -2.5, limit - 0.5]
+    specials += [2.0**16, 63, 64, 1e30, -1e30]
+    for pop in net.populations:
+        specials += [float(v) for k in ("theta", "vth") for v in np.ravel(pop.params.get(k, []))]
+    return st.one_of(st.integers(-300, 300), st.integers(-limit, limit), st.sampled_from(specials))

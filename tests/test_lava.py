@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netlists import loop_netlist, pop, side_by_side, split_synapse_netlist
-from random_netlists import fit_products, grid_weights, params
+from random_netlists import fit_products, grid_weights, params, random_lagged_netlists
 from trace_compare import assert_traces_equal, first_divergence
 
 from snncompile.errors import MissingDependencyError, UnsupportedError
@@ -633,6 +633,19 @@ def _synapse(draw, name: str, src: Population, dst: Population, fan: int) -> Syn
 )
 @given(random_netlists())
 def test_random_netlists_match_reference(case):
+    net, x = case
+    check(net, x)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(random_lagged_netlists())
+def test_random_lagged_netlists_match_reference(case):
+    """Lagged synapses (self-loops, cycles, lag 2), 1-4 ticks per model step, cuba_lif,
+    every format and exponent range (tests/random_netlists.py)."""
     net, x = case
     check(net, x)
 

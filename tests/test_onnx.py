@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from netlists import loop_netlist, loop_pops, pop, side_by_side, split_synapse_netlist
 from onnx import numpy_helper
-from random_netlists import random_netlists
+from random_netlists import random_lagged_netlists, random_netlists
 from trace_compare import assert_traces_equal, first_divergence
 
 from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
@@ -298,6 +298,19 @@ def test_time_multiplexed_graph_means_the_same_in_onnx_reference_evaluator():
 )
 @given(random_netlists())
 def test_random_netlists_match_reference(case):
+    net, x = case
+    check(net, x)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(random_lagged_netlists())
+def test_random_lagged_netlists_match_reference(case):
+    """Lagged synapses (self-loops, cycles, lag 2), 1-4 ticks per model step, cuba_lif,
+    every format and exponent range: every value of every population at every step."""
     net, x = case
     check(net, x)
 

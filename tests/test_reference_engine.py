@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netlists import loop_netlist, loop_pops, pop, side_by_side
-from random_netlists import random_netlists
+from random_netlists import random_lagged_netlists, random_netlists
 from scipy import sparse
 from trace_compare import assert_traces_equal
 
@@ -364,7 +364,23 @@ def test_random_netlists_run_alike_with_kernels_and_tick_by_tick(case):
     the limits; the test above checks each one) and the compiled sparse synapses, gives
     the run of one tick at a time with the step functions only and every synapse dense
     (traces, states, inputs, events, peaks)."""
-    net, x = case
+    _run_alike_with_kernels_and_tick_by_tick(*case)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(random_lagged_netlists())
+def test_random_lagged_netlists_run_alike_with_kernels_and_tick_by_tick(case):
+    """As above on cycles of lagged synapses (lag 1 and 2), 1-4 ticks per model step (a
+    population idle between its active ticks), cuba_lif and every format. The second run
+    takes tiles of one model step, so each cycle's messages cross tile boundaries."""
+    _run_alike_with_kernels_and_tick_by_tick(*case)
+
+
+def _run_alike_with_kernels_and_tick_by_tick(net: Netlist, x: np.ndarray) -> None:
     kwargs = {"record": True, "record_internals": True, "peaks": True}
     dense = [replace(syn, weight=syn.dense()) for syn in net.synapses]
     with pytest.MonkeyPatch.context() as patch:
