@@ -15,7 +15,15 @@ from snncompile.api_train import (  # noqa: F401  (re-exported: the API is one m
     finetune_checkpoint,
     train_checkpoint,
 )
-from snncompile.errors import CorruptInputError, UsageError
+from snncompile.arguments import (
+    check_callback,
+    check_flag,
+    check_integer,
+    check_optional_dict,
+    check_path,
+    describe,
+)
+from snncompile.errors import ArgumentTypeError, CorruptInputError, UsageError
 from snncompile.inspection import (  # noqa: F401  (re-exported)
     inspect_artifact,
     inspect_checkpoint,
@@ -53,6 +61,11 @@ def write_task_data(
     from snncompile.checkpoint import checkpoint_task, load_checkpoint
     from snncompile.outputs import check_writable, write_npz
 
+    check_path(model, "model", reading=True)
+    check_path(output, "output")
+    overwrite = check_flag(overwrite, "overwrite")
+    if limit is not None:
+        limit = check_integer(limit, "limit")
     if split not in DATA_SPLITS:
         raise UsageError(f"--split must be test, train or calibration, got {split!r}")
     if limit is not None and limit < 1:
@@ -121,6 +134,7 @@ def verification_data(
     from snncompile.data import TASKS, task_shape
     from snncompile.simulate import check_labeled_inputs, load_inputs
 
+    _check_data_argument(data)
     if isinstance(data, tuple) and len(data) == 2:  # from Python: (inputs, labels)
         x, labels = check_labeled_inputs(data[0], data[1], width, classes, what="data")
         source = "the given inputs"
@@ -154,6 +168,28 @@ def verification_data(
     return x, labels, source
 
 
+def _check_data_argument(data: Any) -> None:
+    """ArgumentTypeError unless `data` is one of the kinds verify takes (a list or a
+    torch tensor failed in os.fspath, as if it were a file name)."""
+    import numpy as np
+
+    if data is None or isinstance(data, np.ndarray):
+        return
+    if isinstance(data, tuple):
+        if len(data) != 2:
+            raise ArgumentTypeError(
+                f"data as a tuple must be (inputs, labels), got {len(data)} items"
+            )
+        return
+    if isinstance(data, (str, os.PathLike)):
+        check_path(data, "data", reading=True)
+        return
+    raise ArgumentTypeError(
+        "data must be a .npy/.npz path, a numpy array of inputs or a tuple (inputs, "
+        f"labels), got {describe(data)} (np.asarray makes an array of it)"
+    )
+
+
 def verify_model(
     source: Any,
     *,
@@ -182,17 +218,23 @@ def verify_model(
     Returns a VerifyReport (a NirVerifyReport for a .nir source); it does not raise when
     a check fails (the CLI turns `report.failures` into exit code 3).
     """
-    from snncompile.compiler import compile_model
+    from snncompile.compiler import check_source, compile_model
     from snncompile.frontend.nir_compile import is_nir_source
     from snncompile.simulate import BACKENDS, saturation_warning
     from snncompile.verify.quantized import Tolerances, verify_quantized
     from snncompile.verify.targets import check_backend
 
+    check_source(source)
+    _check_data_argument(data)
+    check_callback(on_step, "on_step")
+    check_callback(on_progress, "on_progress")
     if tolerances is not None and not isinstance(tolerances, Tolerances):
-        raise UsageError(f"tolerances must be a Tolerances, got {type(tolerances).__name__}")
+        raise ArgumentTypeError(f"tolerances must be a Tolerances, got {type(tolerances).__name__}")
+    if limit is not None:
+        limit = check_integer(limit, "limit")
     if target not in BACKENDS:
         raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+    if limit is not None and limit < 1:
         raise UsageError(f"--limit must be a positive number of inputs, got {limit!r}")
     step = on_step or (lambda name: None)
     if is_nir_source(source):
@@ -347,13 +389,22 @@ def export_model(
     import json
 
     from snncompile.artifact import check_output_dir, write_artifact
-    from snncompile.compiler import compile_model
+    from snncompile.compiler import check_source, compile_model
     from snncompile.targets import TARGETS, get_target
 
+    check_source(source)
+    if out_dir is not None:
+        check_path(out_dir, "out_dir")
+    if target_config is not None:
+        check_path(target_config, "target_config", reading=True)
+    target_options = check_optional_dict(target_options, "target_options")
+    overwrite = check_flag(overwrite, "overwrite")
+    float_export = check_flag(float_export, "float_export")
+    check_callback(on_step, "on_step")
     spec = get_target(target)
     module = spec.load()
     options: dict[str, Any] = {"target_config": target_config} if target_config else {}
-    options.update({k: v for k, v in (target_options or {}).items() if v is not None})
+    options.update({k: v for k, v in target_options.items() if v is not None})
     if float_export:
         options["float"] = True
     unknown = sorted(set(options) - set(spec.options))

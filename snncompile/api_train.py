@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from snncompile.arguments import check_flag, check_integer, check_path, check_real
 from snncompile.errors import CorruptInputError, UsageError
 
 if TYPE_CHECKING:
@@ -73,7 +74,25 @@ def train_checkpoint(
     from snncompile.models.backbone import ModelConfig, build_model
     from snncompile.train import calibration_batch, evaluate
 
-    # Everything that can be refused is refused before the minutes of training.
+    # Everything that can be refused is refused before the minutes of training: first
+    # the types (from Python), then the values.
+    check_path(output, "output")
+    width, depth, state_size, calib_size, listops_length, listops_depth = (
+        check_integer(value, name)
+        for value, name in (
+            (width, "width"),
+            (depth, "depth"),
+            (state_size, "state_size"),
+            (calib_size, "calib_size"),
+            (listops_length, "listops_length"),
+            (listops_depth, "listops_depth"),
+        )
+    )
+    dropout = check_real(dropout, "dropout")
+    prenorm, progress = check_flag(prenorm, "prenorm"), check_flag(progress, "progress")
+    epochs, batch_size, lr, weight_decay, seed = _train_types(
+        epochs, batch_size, lr, weight_decay, seed
+    )
     check_checkpoint_path(output, what="-o")  # a checkpoint is re-made, nothing else
     for name, value, low, high in (
         ("--width", width, 1, 1 << 14),
@@ -198,6 +217,13 @@ def finetune_checkpoint(
     from snncompile.quantize.quantize import QuantConfig
     from snncompile.train import evaluate
 
+    check_path(model, "model", reading=True)
+    check_path(output, "output")
+    epochs, batch_size, lr, weight_decay, seed = _train_types(
+        epochs, batch_size, lr, weight_decay, seed
+    )
+    weight_bits = check_integer(weight_bits, "weight_bits")
+    progress = check_flag(progress, "progress")
     check_checkpoint_path(output, what="-o")
     if Path(output).exists() and Path(model).exists() and os.path.samefile(output, model):
         # As export and simulate refuse their input as -o: the trained model would be gone.
@@ -305,11 +331,27 @@ def _refuse_integer_undeployable(path: str | Path, ckpt: Any) -> None:
         )
 
 
+def _train_types(
+    epochs: Any, batch_size: Any, lr: Any, weight_decay: Any, seed: Any
+) -> tuple[int, int, float, float, int]:
+    """The training settings of `train` and `finetune` from Python checked for their
+    types (ArgumentTypeError naming the parameter): a float epochs was a TypeError from
+    range(), a str lr one from a comparison, epochs=True one epoch."""
+    return (
+        check_integer(epochs, "epochs"),
+        check_integer(batch_size, "batch_size"),
+        check_real(lr, "lr"),
+        check_real(weight_decay, "weight_decay"),
+        check_integer(seed, "seed"),
+    )
+
+
 def _train_settings(
     epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int
 ) -> TrainSettings:
     """TrainSettings of `train` and `finetune`, a bad value named as its option
-    (TrainSettings names its fields), before the minutes of training."""
+    (TrainSettings names its fields), before the minutes of training (_train_types
+    checked the types)."""
     from snncompile.train import TrainSettings
 
     for name, value, ok, rule in (
@@ -393,6 +435,7 @@ def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
     """Evaluate a checkpoint on the test split of the task recorded in its metadata."""
     from snncompile.checkpoint import checkpoint_task, load_checkpoint, recorded_accuracy
 
+    check_path(path, "path", reading=True)
     ckpt = load_checkpoint(path)
     task = checkpoint_task(path, ckpt)
     result = _evaluate_stored(path, ckpt.model, task)

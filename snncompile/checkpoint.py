@@ -30,8 +30,9 @@ from typing import Any
 
 import torch
 
+from snncompile.arguments import check_optional_dict, check_path
 from snncompile.data import TASKS, check_task_args, task_shape
-from snncompile.errors import CorruptInputError, UsageError
+from snncompile.errors import ArgumentTypeError, CorruptInputError, UsageError
 from snncompile.ir.serialize import HDF5_SIGNATURE, is_version
 from snncompile.models.backbone import ModelConfig, SequenceModel, build_model
 from snncompile.outputs import check_writable, write_file
@@ -92,9 +93,12 @@ def save(
     `path` may replace an earlier checkpoint, not any other file, and may not lie inside
     an snncompile artifact (check_checkpoint_path)."""
     if not isinstance(model, SequenceModel):
-        raise UsageError(f"save() takes a snncompile SequenceModel, got {type(model).__name__}")
+        raise ArgumentTypeError(
+            f"save() takes a snncompile SequenceModel, got {type(model).__name__}"
+        )
+    check_path(path, "path")
+    meta = dict(check_optional_dict(meta, "meta"))
     check_checkpoint_path(path, what="save() path")
-    meta = dict(meta or {})
     _check_meta(meta)
     if calibration is not None:
         calibration = torch.as_tensor(calibration).detach()
@@ -543,7 +547,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     Anything in the file that is not what `save` writes is CorruptInputError naming the
     file, before the model is built.
     """
-    path = Path(path)
+    path = Path(check_path(path, "path", reading=True))
     payload = _read_payload(path)
     if not isinstance(payload.get("config"), dict):
         raise CorruptInputError(f"{path}: invalid model config (not a dict)")

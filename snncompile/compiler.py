@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from snncompile.errors import CorruptInputError, UsageError
+from snncompile.arguments import check_callback, check_integer, check_path, check_real
+from snncompile.errors import ArgumentTypeError, CorruptInputError, UsageError
 from snncompile.ir.ops import blame_model_values
 from snncompile.ir.serialize import (
     HDF5_SIGNATURE,
@@ -217,19 +218,29 @@ def calibration_inputs(
     return check_inputs(np.asarray(x), width, what="calibration data")
 
 
+def check_source(source: object) -> None:
+    """ArgumentTypeError unless `source` is a path or an nn.Module (a source of 42 failed
+    in pathlib); UsageError for an empty path (Path("") is ".", "not a file")."""
+    _refuse_nir_graph_object(source)
+    if isinstance(source, (str, os.PathLike)):
+        check_path(source, "source", reading=True)
+        return
+    from torch import nn  # only for a source that is not a path: a .nir needs no torch
+
+    if not isinstance(source, nn.Module):
+        raise ArgumentTypeError(
+            f"source must be a path or an nn.Module, got {type(source).__name__}"
+        )
+
+
 def _check_source_and_config(source: object, config: object) -> None:
-    """UsageError for arguments of the wrong kind (they failed deep inside: a dict config
-    as "'dict' object has no attribute 'formats'", a source of 42 in pathlib)."""
+    """ArgumentTypeError for arguments of the wrong kind (they failed deep inside: a dict
+    config as "'dict' object has no attribute 'formats'", a source of 42 in pathlib)."""
     from snncompile.quantize.quantize import QuantConfig
 
-    _refuse_nir_graph_object(source)
-    if not isinstance(source, (str, os.PathLike)):
-        from torch import nn  # only for a source that is not a path: a .nir needs no torch
-
-        if not isinstance(source, nn.Module):
-            raise UsageError(f"source must be a path or an nn.Module, got {type(source).__name__}")
+    check_source(source)
     if config is not None and not isinstance(config, QuantConfig):
-        raise UsageError(f"config must be a QuantConfig, got {type(config).__name__}")
+        raise ArgumentTypeError(f"config must be a QuantConfig, got {type(config).__name__}")
 
 
 def _refuse_nir_graph_object(source: object) -> None:
@@ -290,6 +301,12 @@ def compile_model(
     from snncompile.quantize.quantize import QuantConfig, quantize
 
     _check_source_and_config(source, config)
+    if input_size is not None:
+        check_integer(input_size, "input_size")  # its value is checked by trace
+    if dt is not None:
+        dt = check_real(dt, "dt")  # its value is checked by the NIR import
+    check_callback(on_step, "on_step")
+    check_callback(check_traced, "check_traced")
     names = step_names()
     if stop_after is not None and stop_after not in names:
         raise UsageError(f"unknown step {stop_after!r}; steps: {', '.join(names)}")

@@ -21,6 +21,13 @@ class UsageError(SnnCompileError):
     exit_code = 2
 
 
+class ArgumentTypeError(UsageError, TypeError):
+    """A Python API argument of the wrong type (a path given None, a count given 1.5 or
+    True): a UsageError (exit 2) like any bad argument, and a TypeError, as Python's
+    convention has it. A value of the right type that is out of range stays a plain
+    UsageError. Raised by the checks of snncompile.arguments."""
+
+
 class EquivalenceError(SnnCompileError):
     """A declared verification tolerance was not met."""
 

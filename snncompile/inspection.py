@@ -10,8 +10,10 @@ from typing import Any
 
 def inspect_path(path: str | Path) -> dict[str, Any]:
     """Describe an artifact directory, a .nir graph or a checkpoint (see the functions below)."""
+    from snncompile.arguments import check_path
     from snncompile.frontend.nir_compile import is_nir_source
 
+    check_path(path, "path", reading=True)
     if is_nir_source(path):
         return inspect_nir(path)
     if not Path(path).is_dir():

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from snncompile.errors import MissingDependencyError, UsageError
+from snncompile.errors import ArgumentTypeError, MissingDependencyError, UsageError
 from snncompile.outputs import check_writable, npz_member_names, write_npz
 
 
@@ -264,8 +264,22 @@ def simulate_artifact(
     on_step(name) is called as each step starts: "read" (artifact and inputs), "simulate";
     on_progress(fraction) as the simulation advances (every tile, step or Lava step).
     """
+    from snncompile.arguments import check_callback, check_integer, check_path, describe
     from snncompile.artifact import read_artifact
 
+    check_path(artifact, "artifact", reading=True)
+    if not isinstance(inputs, np.ndarray):
+        if not isinstance(inputs, (str, os.PathLike)):
+            raise ArgumentTypeError(
+                f"inputs must be a .npy/.npz path or a numpy array, got {describe(inputs)}"
+            )
+        check_path(inputs, "inputs", reading=True)
+    if steps is not None:
+        steps = check_integer(steps, "steps")
+    if output is not None:
+        check_path(output, "output")
+    check_callback(on_step, "on_step")
+    check_callback(on_progress, "on_progress")
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if output is not None and Path(output).suffix != ".npz":

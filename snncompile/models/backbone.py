@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from snncompile.errors import UsageError
+from snncompile.errors import ArgumentTypeError, UsageError
 from snncompile.models.checks import check_features
 from snncompile.models.mixing import GATES, GLUMixer, GSUMixer
 from snncompile.models.neurons.base import SpikingNeuron
@@ -79,7 +79,9 @@ class ModelConfig:
             object.__setattr__(self, f.name, value)  # the config is stored as plain data
             allowed = _FIELD_TYPES[str(f.type)]
             if not isinstance(value, allowed) or (f.type != "bool" and isinstance(value, bool)):
-                raise UsageError(f"{f.name} must be {_TYPE_NAMES[str(f.type)]}, got {value!r}")
+                raise ArgumentTypeError(
+                    f"{f.name} must be {_TYPE_NAMES[str(f.type)]}, got {value!r}"
+                )
             if f.type == "float" and not math.isfinite(value):
                 raise UsageError(f"{f.name} must be finite, got {value!r}")
         if self.family not in FAMILIES:
@@ -105,7 +107,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         if not isinstance(data, dict):
-            raise UsageError(f"a model config must be a dict, got {type(data).__name__}")
+            raise ArgumentTypeError(f"a model config must be a dict, got {type(data).__name__}")
         fields = dataclasses.fields(cls)
         unknown = sorted(set(data) - {f.name for f in fields})
         if unknown:
@@ -236,7 +238,7 @@ class SequenceModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if not isinstance(config, ModelConfig):
-            raise UsageError(
+            raise ArgumentTypeError(
                 f"SequenceModel needs a ModelConfig (or build_model(dict)), "
                 f"got {type(config).__name__}"
             )

@@ -1,4 +1,5 @@
-"""Argument checks shared by the model classes: one-line UsageErrors naming the argument.
+"""Argument checks shared by the model classes: one-line UsageErrors naming the argument
+(ArgumentTypeError, also a TypeError, for one of the wrong type).
 
 The classes are public API; without these a wrong type fails deep inside torch (for
 example "'<=' not supported between instances of 'str' and 'int'", or a shape mismatch
@@ -13,13 +14,13 @@ import numbers
 import numpy as np
 import torch
 
-from snncompile.errors import UsageError
+from snncompile.errors import ArgumentTypeError, UsageError
 
 
 def positive_int(owner: str, name: str, value: object) -> int:
     """`value` as an int >= 1: any integral number, numpy's too (bools and floats refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise UsageError(f"{owner} {name} must be a positive int, got {value!r}")
+        raise ArgumentTypeError(f"{owner} {name} must be a positive int, got {value!r}")
     if value <= 0:
         raise UsageError(f"{owner} {name} must be a positive int, got {int(value)}")
     return int(value)
@@ -28,7 +29,7 @@ def positive_int(owner: str, name: str, value: object) -> int:
 def finite_number(owner: str, name: str, value: object) -> float:
     """`value` as a finite float: any real number, numpy's too (bools refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise UsageError(f"{owner} {name} must be a finite number, got {value!r}")
+        raise ArgumentTypeError(f"{owner} {name} must be a finite number, got {value!r}")
     try:
         number = float(value)
     except OverflowError:  # an int past float64's range
@@ -41,7 +42,7 @@ def finite_number(owner: str, name: str, value: object) -> float:
 def check_floating(owner: str, x: object) -> None:
     """x must be a floating-point tensor, of any shape."""
     if not isinstance(x, torch.Tensor):
-        raise UsageError(f"{owner} expects a tensor, got {type(x).__name__}")
+        raise ArgumentTypeError(f"{owner} expects a tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise UsageError(f"{owner} expects a floating-point x, got {x.dtype}")
 
