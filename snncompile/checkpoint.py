@@ -53,8 +53,24 @@ class Checkpoint:
     path: Path | None = None
 
 
-def _check_meta(value: Any, where: str = "meta") -> None:
-    """Metadata must survive weights_only loading: primitives, lists and str-keyed dicts."""
+# How deep save() lets meta nest. Pickling recurses once per level, in torch.save and in
+# the checks of save and load, against Python's recursion limit (1000): 10**5 levels were
+# a RecursionError (exit 1), and nesting near the limit could be written by a shallow
+# caller and then fail to load in a deeper one. 100 is far more than any record needs
+# (each `snncompile finetune` of a file adds one, keeping the earlier record inside).
+MAX_META_DEPTH = 100
+
+
+def _check_meta(
+    value: Any,
+    where: str = "meta",
+    *,
+    depth_limit: int | None = None,
+    _depth: int = 0,
+    _above: frozenset[int] = frozenset(),
+) -> None:
+    """Metadata must survive weights_only loading: primitives, lists and str-keyed dicts,
+    a tree (a container holding itself is refused) at most `depth_limit` deep."""
     # Exact types: a str subclass (e.g. torch's TorchVersion) pickles as its class and
     # would make the file unreadable under weights_only loading.
     if type(value) is int and len(pickle.encode_long(value)) > 255:
@@ -66,19 +82,24 @@ def _check_meta(value: Any, where: str = "meta") -> None:
         )
     if type(value) in _PRIMITIVES:
         return
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_meta(item, f"{where}[{i}]")
-        return
+    if not isinstance(value, (list, tuple, dict)):
+        raise UsageError(
+            f"{where} holds a {type(value).__name__}; only str/int/float/bool/None/list/dict"
+        )
+    if id(value) in _above:  # it recursed until Python's RecursionError (exit 1)
+        raise UsageError(f"{where} refers back to a container it is in; meta must be a tree")
+    if depth_limit is not None and _depth >= depth_limit:
+        raise UsageError(f"meta is nested more than {depth_limit} levels deep")
+    above = _above | {id(value)}
     if isinstance(value, dict):
-        for key, item in value.items():
+        for key in value:
             if not isinstance(key, str):
                 raise UsageError(f"{where} keys must be strings, got {key!r}")
-            _check_meta(item, f"{where}.{key}")
-        return
-    raise UsageError(
-        f"{where} holds a {type(value).__name__}; only str/int/float/bool/None/list/dict"
-    )
+        items = [(f"{where}.{key}", item) for key, item in value.items()]
+    else:
+        items = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+    for inner, item in items:
+        _check_meta(item, inner, depth_limit=depth_limit, _depth=_depth + 1, _above=above)
 
 
 def save(
@@ -98,13 +119,23 @@ def save(
         )
     check_path(path, "path")
     meta = dict(check_optional_dict(meta, "meta"))
+    on_meta = [name for name, t in model.state_dict().items() if t.device.type == "meta"]
+    if on_meta:  # copying them out was torch's NotImplementedError
+        raise UsageError(
+            f"save() model has tensors on the meta device, which hold no values "
+            f"({', '.join(on_meta[:3])}); give it weights (e.g. load_state_dict) first"
+        )
     check_checkpoint_path(path, what="save() path")
-    _check_meta(meta)
+    _check_meta(meta, depth_limit=MAX_META_DEPTH)
     if calibration is not None:
-        calibration = torch.as_tensor(calibration).detach()
+        calibration = _calibration_tensor(calibration)
         if calibration.is_complex():  # the float32 cast would drop the imaginary part
             raise UsageError("calibration must be real, got a complex tensor")
-        calibration = calibration.to("cpu", torch.float32).contiguous()
+        try:
+            calibration = calibration.to("cpu", torch.float32).contiguous()
+        except (TypeError, RuntimeError, NotImplementedError) as exc:  # a quantized one, ...
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise UsageError(f"calibration cannot be made a float tensor ({reason})") from None
         expected = model.config.d_input
         if (
             calibration.dim() != 3
@@ -132,6 +163,24 @@ def save(
     return write_file(path, lambda f: f.write(buffer.getbuffer()))
 
 
+def _calibration_tensor(value: Any) -> torch.Tensor:
+    """save()'s calibration= as a tensor (not yet float32): a tensor, an array or nested
+    lists; UsageError for what cannot be one (a ragged list, a dict, an object array, a
+    meta-device tensor were torch's ValueError, RuntimeError, TypeError or
+    NotImplementedError)."""
+    from snncompile.compiler import as_array
+
+    if isinstance(value, torch.Tensor):
+        if value.device.type == "meta":
+            raise UsageError("calibration is a meta-device tensor, which holds no values")
+        tensor = value.detach()
+        return tensor.to_dense() if tensor.layout != torch.strided else tensor
+    array = as_array(value, "calibration")
+    if array.dtype.kind not in "biufc":  # c: refused as complex, with its own message
+        raise UsageError(f"calibration must be a real numeric array, got {array.dtype}")
+    return torch.as_tensor(array)
+
+
 def _check_loadable(payload: dict[str, Any], config: ModelConfig) -> None:
     """UsageError where load would refuse what save is about to write (NaN weights or
     calibration, a task that is not a name, bad task_args, a module replaced or added
@@ -156,10 +205,13 @@ def read_torch_file(path: Path, what: str) -> Any:
     """torch.load(path, weights_only=True): tensors and plain data, never code. A missing
     file, a pickled object that would run code, or a damaged file is one
     CorruptInputError naming the file (`what` it should have been, e.g. "checkpoint")."""
-    if not path.exists():
-        raise CorruptInputError(f"{path}: no such file")
-    if not path.is_file():
-        raise CorruptInputError(f"{path}: not a file")
+    try:  # a name the system refuses (over 255 bytes) is an OSError from exists()
+        if not path.exists():
+            raise CorruptInputError(f"{path}: no such file")
+        if not path.is_file():
+            raise CorruptInputError(f"{path}: not a file")
+    except OSError as exc:  # as the CLI reports an OSError naming a path (exit 6)
+        raise CorruptInputError(f"{path}: {exc.strerror or type(exc).__name__}") from None
     damaged = _member_failing_crc(path)
     if damaged is not None:
         raise CorruptInputError(f"{path}: not a readable {what} (corrupt: {damaged} is damaged)")

@@ -215,7 +215,32 @@ def calibration_inputs(
             "pass --calib FILE, or calibration= from Python (inputs of shape "
             "(batch, steps, inputs) or (steps, inputs))"
         )
-    return check_inputs(np.asarray(x), width, what="calibration data")
+    return check_inputs(as_array(x, "calibration data"), width, what="calibration data")
+
+
+def as_array(value: Any, what: str) -> np.ndarray:
+    """`value` (a numpy array, a torch tensor, nested lists) as a numpy array; UsageError
+    naming `what` when it cannot be one (a ragged list was numpy's ValueError, a tensor
+    on the meta device torch's TypeError, exit 1)."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        if type(value).__module__.startswith("torch"):  # torch is imported if it is one
+            import torch
+
+            if isinstance(value, torch.Tensor):
+                if value.device.type == "meta":
+                    raise UsageError(f"{what} is a meta-device tensor, which holds no values")
+                value = value.detach().cpu()
+                if value.layout != torch.strided:  # sparse
+                    value = value.to_dense()
+                if value.dtype == torch.bfloat16:  # numpy has no bfloat16
+                    value = value.float()
+                return value.numpy()
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UsageError(f"{what} cannot be made an array of numbers ({reason})") from None
 
 
 def check_source(source: object) -> None:

@@ -20,7 +20,7 @@ import torch
 import snncompile
 from snncompile import api
 from snncompile.checkpoint import load_checkpoint
-from snncompile.errors import SnnCompileError, UsageError
+from snncompile.errors import CorruptInputError, SnnCompileError, UsageError
 from snncompile.simulate import simulate_artifact
 
 CHECKPOINT = Path(__file__).parent.parent / "examples" / "checkpoints" / "spike-ssm-sdigits.pt"
@@ -33,6 +33,24 @@ TRAIN = {"family": "s4d", "task_name": "sdigits", "width": 4, "depth": 1, "state
 @functools.cache
 def _model() -> Any:
     return snncompile.build_model(CONFIG)
+
+
+def _meta_device_model() -> Any:
+    with torch.device("meta"):
+        return snncompile.build_model(CONFIG)
+
+
+def _self_referencing() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    found["self"] = found
+    return found
+
+
+def _nested(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
 
 
 def _train(out: Path, **kw: Any) -> Any:
@@ -178,6 +196,56 @@ WRONG = {
         True,
         "meta must be a dict",
     ),
+    "save meta self-referencing": (
+        lambda d: snncompile.save(_model(), d / "m.pt", meta=_self_referencing()),
+        False,
+        "refers back to a container it is in",
+    ),
+    "save meta 10**5 deep": (
+        lambda d: snncompile.save(_model(), d / "m.pt", meta={"d": _nested(10**5)}),
+        False,
+        "meta is nested more than 100 levels deep",
+    ),
+    # calibration batches that are no real float tensor
+    "save calibration object array": (
+        lambda d: snncompile.save(
+            _model(), d / "m.pt", calibration=np.array([[[None]]], dtype=object)
+        ),
+        False,
+        "calibration must be a real numeric array, got object",
+    ),
+    "save calibration=str": (
+        lambda d: snncompile.save(_model(), d / "m.pt", calibration="abc"),
+        False,
+        "calibration must be a real numeric array",
+    ),
+    "save calibration=dict": (
+        lambda d: snncompile.save(_model(), d / "m.pt", calibration={"x": 1}),
+        False,
+        "calibration must be a real numeric array",
+    ),
+    "save calibration ragged": (
+        lambda d: snncompile.save(_model(), d / "m.pt", calibration=[[[0.0]], [[0.0], [1.0]]]),
+        False,
+        "calibration cannot be made an array of numbers",
+    ),
+    "save calibration on meta": (
+        lambda d: snncompile.save(
+            _model(), d / "m.pt", calibration=torch.zeros(2, 8, 1, device="meta")
+        ),
+        False,
+        "calibration is a meta-device tensor",
+    ),
+    "compile calibration ragged": (
+        lambda d: snncompile.compile(_model(), calibration=[[[0.0]], [[0.0], [1.0]]]),
+        False,
+        "calibration data cannot be made an array of numbers",
+    ),
+    "save model on meta": (
+        lambda d: snncompile.save(_meta_device_model(), d / "m.pt"),
+        False,
+        "save() model has tensors on the meta device",
+    ),
     # the model classes' own checks, which were UsageErrors only
     "ModelConfig d_model='4'": (
         lambda d: snncompile.ModelConfig(family="s4d", d_input=1, d_output=2, d_model="4"),
@@ -214,6 +282,11 @@ def test_a_bad_value_of_the_right_type_is_a_usage_error_not_a_type_error(tmp_pat
         with pytest.raises(UsageError) as info:
             call()
         assert not isinstance(info.value, TypeError)
+
+
+def test_an_input_name_the_system_refuses_is_corrupt_input(tmp_path: Path) -> None:
+    with pytest.raises(CorruptInputError, match="File name too long"):
+        snncompile.load(tmp_path / ("a" * 300))
 
 
 @pytest.mark.parametrize("kind", ["npz", "artifact"])
