@@ -53,6 +53,18 @@ class _PipeClosed(Exception):
     (which exits 1, our code for a bug)."""
 
 
+class _InputPath(click.Path):
+    """click.Path for something to read: an empty one is refused as such (exit 2, as an
+    empty -o is), where Path("") was "." and reported as "not a file" (exit 6), and an
+    empty --target-config was ignored."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value:
+            what = "file" if not self.dir_okay else "file or directory"
+            self.fail(f"the path is empty: name the {what} to read", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -187,7 +199,7 @@ def train(
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=_InputPath(dir_okay=False))
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write."
 )
@@ -246,7 +258,7 @@ def finetune(
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=_InputPath(dir_okay=False))
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npz to write."
 )
@@ -276,7 +288,7 @@ def data(model: str, output: str, split: str, limit: int | None, overwrite: bool
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=_InputPath(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(model: str, as_json: bool) -> None:
     """Evaluate a checkpoint on the test split of the task it was trained on."""
@@ -318,7 +330,7 @@ def _quant_options(func):
         ),
         click.option(
             "--calib",
-            type=click.Path(dir_okay=False),
+            type=_InputPath(dir_okay=False),
             help="Calibration inputs, as simulate --input takes them: .npy (batch, steps, "
             "inputs) or (steps, inputs), or .npz with x; default: the checkpoint's embedded "
             "batch (Bernoulli spikes for a .nir graph; --entry needs it).",
@@ -394,7 +406,7 @@ def _calibration(path: str | None):
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=_InputPath(dir_okay=False))
 @click.option(
     "--target",
     default="reference",
@@ -405,7 +417,7 @@ def _calibration(path: str | None):
 )
 @click.option(
     "--data",
-    type=click.Path(dir_okay=False),
+    type=_InputPath(dir_okay=False),
     help="Inputs: .npy (batch, steps, inputs) or one sequence (steps, inputs), or .npz "
     "with x and optional y labels. Default: the checkpoint's task test split (else its "
     "calibration batch, with a warning; Bernoulli spikes for a .nir graph).",
@@ -545,7 +557,7 @@ def _percent(on_step: Callable[[str], None] | None, label: str) -> Callable[[flo
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=_InputPath(dir_okay=False))
 @click.option(
     "--target",
     default="reference",
@@ -561,7 +573,7 @@ def _percent(on_step: Callable[[str], None] | None, label: str) -> Callable[[flo
 @click.option(
     "--target-config",
     metavar="FILE.toml",
-    type=click.Path(dir_okay=False),
+    type=_InputPath(dir_okay=False),
     help="Override entries of the target description (loihi2 only; see docs/targets.md).",
 )
 @click.option(
@@ -650,7 +662,7 @@ def export(
 
 
 @cli.command(name="inspect")
-@click.argument("path", type=click.Path())
+@click.argument("path", type=_InputPath())
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect_command(path: str, as_json: bool) -> None:
     """Describe a checkpoint (layers, task, what each target can take), a .nir graph
@@ -671,12 +683,12 @@ def inspect_command(path: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("artifact", type=click.Path())
+@click.argument("artifact", type=_InputPath())
 @click.option(
     "--input",
     "input_path",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=_InputPath(dir_okay=False),
     help=".npy (batch, steps, inputs) or (steps, inputs), or .npz with x (or a single "
     "array) [and labels y]; float, int or bool.",
 )

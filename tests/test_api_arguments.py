@@ -20,6 +20,7 @@ import torch
 import snncompile
 from snncompile import api
 from snncompile.checkpoint import load_checkpoint
+from snncompile.cli import main
 from snncompile.errors import CorruptInputError, SnnCompileError, UsageError
 from snncompile.simulate import simulate_artifact
 
@@ -309,3 +310,39 @@ def test_a_non_bool_overwrite_replaces_nothing(tmp_path: Path, kind: str) -> Non
         again()
     assert isinstance(info.value, TypeError)
     assert (held.read_bytes(), held.stat().st_mtime_ns, sorted(os.listdir(tmp_path))) == before
+
+
+def _run(argv: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in argv])
+    return int(done.value.code), capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["evaluate", ""], "'MODEL'"),
+        (["finetune", "", "-o", "{tmp}/f.pt"], "'MODEL'"),
+        (["data", "", "-o", "{tmp}/d.npz"], "'MODEL'"),
+        (["export", "", "-o", "{tmp}/art"], "'MODEL'"),
+        (["export", CHECKPOINT, "-o", "{tmp}/art", "--calib", ""], "'--calib'"),
+        (
+            ["export", CHECKPOINT, "-o", "{tmp}/art", "--target", "loihi2", "--target-config", ""],
+            "'--target-config'",
+        ),
+        (["verify", "", "--limit", "1"], "'MODEL'"),
+        (["verify", CHECKPOINT, "--data", "", "--limit", "1"], "'--data'"),
+        (["inspect", ""], "'PATH'"),
+        (["simulate", "", "--input", "x.npy"], "'ARTIFACT'"),
+        (["simulate", "{tmp}", "--input", ""], "'--input'"),
+    ],
+)
+def test_an_empty_input_path_is_named_as_empty(  # type: ignore[no-untyped-def]
+    argv, named, tmp_path: Path, capsys
+) -> None:
+    """`evaluate ''` said "error: .: not a file" (exit 6): Path("") is "."; an empty
+    --target-config was ignored. An empty -o is named so already (test_outputs)."""
+    code, err = _run([str(a).format(tmp=tmp_path) for a in argv], capsys)
+    assert code == 2, err
+    assert f"Invalid value for {named}: the path is empty" in err and err.count("\n") == 1
+    assert os.listdir(tmp_path) == []
