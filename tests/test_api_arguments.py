@@ -346,3 +346,23 @@ def test_an_empty_input_path_is_named_as_empty(  # type: ignore[no-untyped-def]
     assert code == 2, err
     assert f"Invalid value for {named}: the path is empty" in err and err.count("\n") == 1
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--family", "spike-ssm", "--epochs", "99999999999999999999"],
+        ["train", "--family", "spike-ssm", "--epochs", "10001"],
+        ["finetune", CHECKPOINT, "--epochs", "10001"],
+    ],
+)
+def test_epochs_have_a_cap(argv, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """--epochs 99999999999999999999 was taken, and trained until killed."""
+    import snncompile.api_train as api_train
+
+    monkeypatch.setattr(api_train, "_train_with_progress", lambda *a, **k: pytest.fail("trained"))
+    code, err = _run([*argv, "-o", tmp_path / "m.pt"], capsys)
+    assert code == 2 and "--epochs must be at most 10000, got " in err, err
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(UsageError, match="--epochs must be at most 10000"):
+        _train(tmp_path, epochs=10**20)
