@@ -154,9 +154,9 @@ def npz_member_names(path: Path) -> set[str]:
             if not all(_holds_npy_header(archive, name) for name in names):
                 return set()
             return set(names)
-    except (OSError, ValueError, zlib.error, NotImplementedError, zipfile.BadZipFile):
-        # ValueError: a member name that is not UTF-8 (UnicodeDecodeError);
-        # NotImplementedError: a compression method zipfile cannot read
+    except (OSError, ValueError, RuntimeError, zlib.error, NotImplementedError, zipfile.BadZipFile):
+        # ValueError: a member name that is not UTF-8 (UnicodeDecodeError); RuntimeError:
+        # an encrypted member; NotImplementedError: a compression method zipfile lacks
         return set()
 
 

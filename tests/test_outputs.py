@@ -784,6 +784,15 @@ def test_npz_member_names_counts_only_archives_of_npy_arrays(tmp_path: Path) -> 
     data[at + 46] = 0xFF
     (tmp_path / "name.npz").write_bytes(bytes(data))
     assert npz_member_names(tmp_path / "name.npz") == set()
+    # members flagged encrypted: zipfile's RuntimeError was exit 1 (helper-79)
+    data = bytearray(header)
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(signature)
+        while at != -1:
+            data[at + flags_at] |= 0x01
+            at = data.find(signature, at + 4)
+    (tmp_path / "encrypted.npz").write_bytes(bytes(data))
+    assert npz_member_names(tmp_path / "encrypted.npz") == set()
 
 
 def test_json_output_is_strict_json_even_with_nan_metadata(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
