@@ -614,14 +614,22 @@ def test_tolerances_taken_by_position_keep_their_meaning() -> None:
 
 
 @pytest.mark.parametrize("value", ["0.5", 0.5j, True, [0.5], np.array([0.5])])
-def test_a_tolerance_that_is_not_a_real_number_is_a_usage_error(value: object) -> None:
+def test_a_tolerance_that_is_not_a_real_number_is_an_argument_type_error(value: object) -> None:
     # A string or complex was a bare TypeError from the range comparison; True passed
-    # as 1.0.
-    from snncompile.errors import UsageError
+    # as 1.0. The error is both the project's (exit 2) and Python's TypeError.
+    from snncompile.errors import ArgumentTypeError
     from snncompile.verify.quantized import Tolerances
 
-    with pytest.raises(UsageError, match="tolerance max_logit_error must be a number"):
+    with pytest.raises(ArgumentTypeError, match="tolerance max_logit_error must be a real"):
         Tolerances(max_logit_error=value)  # type: ignore[arg-type]
+
+
+def test_a_tolerance_of_any_real_type_is_taken() -> None:
+    from fractions import Fraction
+
+    from snncompile.verify.quantized import Tolerances
+
+    assert Tolerances(max_accuracy_drop=Fraction(1, 100)).max_accuracy_drop == 0.01
 
 
 def test_numpy_tolerances_are_stored_as_floats_and_the_report_is_plain_json() -> None:

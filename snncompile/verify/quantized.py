@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from snncompile.arguments import check_real
 from snncompile.errors import UsageError
 from snncompile.reference.parts import bytes_per_input as run_bytes_per_input
 from snncompile.reference.parts import parts_within_budget
@@ -56,12 +57,12 @@ class Tolerances:
             value = getattr(self, name)
             if value is None:
                 continue
-            # A NaN criterion compares False both ways and would pass every check; a
-            # numpy scalar is stored as a Python float so that the report is plain JSON.
-            real = isinstance(value, (int, float, np.integer, np.floating))
-            if isinstance(value, (bool, np.bool_)) or not real or not 0.0 <= value <= high:
-                raise UsageError(f"tolerance {name} must be a number in [0, {high}], got {value!r}")
-            object.__setattr__(self, name, float(value))
+            # Stored as a Python float (a numpy scalar made the report's JSON fail); a NaN
+            # criterion compares False both ways and would pass every check.
+            number = check_real(value, f"tolerance {name}")
+            if not 0.0 <= number <= high:
+                raise UsageError(f"tolerance {name} must be in [0, {high}], got {number}")
+            object.__setattr__(self, name, number)
 
 
 @dataclass
