@@ -21,6 +21,7 @@ from snncompile.arguments import (
     check_integer,
     check_optional_dict,
     check_path,
+    check_text,
     describe,
 )
 from snncompile.errors import ArgumentTypeError, CorruptInputError, UsageError
@@ -232,6 +233,7 @@ def verify_model(
         raise ArgumentTypeError(f"tolerances must be a Tolerances, got {type(tolerances).__name__}")
     if limit is not None:
         limit = check_integer(limit, "limit")
+    check_text(target, "target")
     if target not in BACKENDS:
         raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
     if limit is not None and limit < 1:
@@ -398,6 +400,9 @@ def export_model(
     if target_config is not None:
         check_path(target_config, "target_config", reading=True)
     target_options = check_optional_dict(target_options, "target_options")
+    for key in target_options:
+        check_text(key, "a key of target_options")
+    check_text(target, "target")
     overwrite = check_flag(overwrite, "overwrite")
     float_export = check_flag(float_export, "float_export")
     check_callback(on_step, "on_step")

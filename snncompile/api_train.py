@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snncompile.arguments import check_flag, check_integer, check_path, check_real
+from snncompile.arguments import check_flag, check_integer, check_path, check_real, check_text
 from snncompile.errors import CorruptInputError, UsageError
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ def train_checkpoint(
     # Everything that can be refused is refused before the minutes of training: first
     # the types (from Python), then the values.
     check_path(output, "output")
+    check_text(command, "command")
     width, depth, state_size, calib_size, listops_length, listops_depth = (
         check_integer(value, name)
         for value, name in (
@@ -219,6 +220,7 @@ def finetune_checkpoint(
 
     check_path(model, "model", reading=True)
     check_path(output, "output")
+    check_text(command, "command")
     epochs, batch_size, lr, weight_decay, seed = _train_types(
         epochs, batch_size, lr, weight_decay, seed
     )

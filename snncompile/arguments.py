@@ -1,7 +1,7 @@
 """Checks of the Python API's arguments, run at each entry point before any work starts.
 
     out = check_path(output, "output")              # str or os.PathLike, returned as given
-    epochs = check_count(epochs, "epochs", 1, option="--epochs")
+    epochs = check_integer(epochs, "epochs")        # an int; bool and 2.0 refused
     lr = check_real(lr, "lr")                       # a float; its range is checked by the caller
     overwrite = check_flag(overwrite, "overwrite")
 
@@ -9,7 +9,7 @@ Python's convention makes an argument of the wrong type a TypeError; the project
 every error a SnnCompileError carrying its exit code. ArgumentTypeError is both (exit 2).
 Its messages name the Python parameter: the CLI passes values of the right types, so only
 a caller from Python sees them. A value of the right type out of its range stays a plain
-UsageError, named as the CLI option (`option`) when the CLI shares the check.
+UsageError, named as the CLI option when the CLI shares the check.
 """
 
 from __future__ import annotations
@@ -63,19 +63,6 @@ def check_integer(value: Any, name: str) -> int:
     return int(value)
 
 
-def check_count(
-    value: Any, name: str, low: int, high: int | None = None, *, option: str | None = None
-) -> int:
-    """check_integer, then UsageError unless low <= value <= high (named `option`, the
-    CLI's name for it, when given)."""
-    number = check_integer(value, name)
-    if high is None and number < low:
-        raise UsageError(f"{option or name} must be at least {low}, got {number}")
-    if high is not None and not low <= number <= high:
-        raise UsageError(f"{option or name} must be in [{low}, {high}], got {number}")
-    return number
-
-
 def check_real(value: Any, name: str) -> float:
     """`value` as a float: any real number, numpy's too; a bool, a complex, a str or None
     is refused. NaN and infinities pass: the caller's range check refuses them, naming
@@ -93,6 +80,14 @@ def check_flag(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ArgumentTypeError(f"{name} must be True or False, got {describe(value)}")
     return bool(value)
+
+
+def check_text(value: Any, name: str) -> str:
+    """`value` if it is a str (a target or backend name given a list failed as
+    "unhashable type" where it was looked up)."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be a str, got {describe(value)}")
+    return value
 
 
 def check_callback(value: Any, name: str) -> None:

@@ -293,7 +293,9 @@ def read_artifact(directory: str | os.PathLike[str]) -> Artifact:
 
     Raises CorruptInputError naming the file for anything missing, changed or invalid.
     """
-    path = Path(directory)
+    from snncompile.arguments import check_path
+
+    path = Path(check_path(directory, "directory", reading=True))
     if not path.is_dir():
         if path.exists():
             raise CorruptInputError(

@@ -28,6 +28,10 @@ def inspect_nir(path: str | Path) -> dict[str, Any]:
     wrote it. (Every node type nir 1.0.8 can read is one the importer takes.)"""
     import numpy as np
 
+    from snncompile.arguments import check_path
+
+    check_path(path, "path", reading=True)
+
     from snncompile.frontend.nir_graph import load_flat
     from snncompile.frontend.nir_import import resolve_dt
     from snncompile.frontend.nir_snncompile import read_snncompile_nir

@@ -264,7 +264,13 @@ def simulate_artifact(
     on_step(name) is called as each step starts: "read" (artifact and inputs), "simulate";
     on_progress(fraction) as the simulation advances (every tile, step or Lava step).
     """
-    from snncompile.arguments import check_callback, check_integer, check_path, describe
+    from snncompile.arguments import (
+        check_callback,
+        check_integer,
+        check_path,
+        check_text,
+        describe,
+    )
     from snncompile.artifact import read_artifact
 
     check_path(artifact, "artifact", reading=True)
@@ -280,7 +286,7 @@ def simulate_artifact(
         check_path(output, "output")
     check_callback(on_step, "on_step")
     check_callback(on_progress, "on_progress")
-    if backend not in BACKENDS:
+    if check_text(backend, "backend") not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if output is not None and Path(output).suffix != ".npz":
         raise UsageError(f"-o must name an .npz file, got {output}")

@@ -247,6 +247,30 @@ WRONG = {
         False,
         "save() model has tensors on the meta device",
     ),
+    # names given other types: "unhashable type" or an AttributeError (helper-79)
+    "export target=list": (
+        lambda d: api.export_model(CHECKPOINT, d / "art", target=[]),
+        True,
+        "target must be a str, got a list",
+    ),
+    "verify target=dict": (
+        lambda d: api.verify_model(CHECKPOINT, target={}),
+        True,
+        "target must be a str, got a dict",
+    ),
+    "export target_options key 5": (
+        lambda d: api.export_model(CHECKPOINT, d / "art", target_options={5: 1}),
+        True,
+        "a key of target_options must be a str, got 5",
+    ),
+    "simulate backend=list": (
+        lambda d: simulate_artifact(d, np.zeros((1, 2, 1)), backend=[]),
+        True,
+        "backend must be a str, got a list",
+    ),
+    "inspect_artifact(None)": (lambda d: api.inspect_artifact(None), True, "directory must be"),
+    "inspect_nir(None)": (lambda d: api.inspect_nir(None), True, "path must be a path"),
+    "train command=5": (lambda d: _train(d, command=5), True, "command must be a str, got 5"),
     # the model classes' own checks, which were UsageErrors only
     "ModelConfig d_model='4'": (
         lambda d: snncompile.ModelConfig(family="s4d", d_input=1, d_output=2, d_model="4"),
