@@ -130,9 +130,9 @@ def verification_data(
     """
     import numpy as np
 
-    from snncompile.checkpoint import rebuild_task
+    from snncompile.checkpoint import rebuild_task, task_misfit
     from snncompile.compiler import check_inputs
-    from snncompile.data import TASKS, task_shape
+    from snncompile.data import TASKS
     from snncompile.simulate import check_labeled_inputs, load_inputs
 
     _check_data_argument(data)
@@ -148,13 +148,9 @@ def verification_data(
     else:
         if meta.get("task") in TASKS:  # another name is a task of the user's own
             origin = meta.get("checkpoint", "the checkpoint")
-            d_input, n_classes = task_shape(meta["task"])
-            if (d_input, n_classes) != (width, classes):  # before generating it
-                raise CorruptInputError(
-                    f"{origin}: its task {meta['task']!r} has "
-                    f"{d_input} input(s) and {n_classes} classes, the model "
-                    f"{width} and {classes}"
-                )
+            misfit = task_misfit(width, classes, meta["task"])
+            if misfit is not None:
+                raise CorruptInputError(f"{origin}: {misfit}")
             task = rebuild_task(origin, meta)
             x, labels = task.featurize(task.test.inputs), np.asarray(task.test.labels)
             source = f"{meta['task']} test split"

@@ -196,7 +196,9 @@ def _check_loadable(payload: dict[str, Any], config: ModelConfig) -> None:
     except CorruptInputError as exc:
         reason = str(exc).removeprefix(f"{here}: ")
         raise UsageError(f"not saved, load would refuse it: {reason}") from None
-    misfit = task_misfit(config, meta["task"]) if meta.get("task") in TASKS else None
+    misfit = None
+    if meta.get("task") in TASKS:
+        misfit = task_misfit(config.d_input, config.d_output, meta["task"])
     if misfit is not None:
         raise UsageError(f"not saved, evaluate, verify and data would refuse it: {misfit}")
 
@@ -538,20 +540,21 @@ def checkpoint_task(path: str | os.PathLike[str], ckpt: Checkpoint) -> Any:
             f"{path}: its task {task_name!r} is not a bundled one ({', '.join(TASKS)}); "
             "there is no data to take from it"
         )
-    misfit = task_misfit(ckpt.config, task_name)
+    misfit = task_misfit(ckpt.config.d_input, ckpt.config.d_output, task_name)
     if misfit is not None:  # found before a listops generation of up to a minute
         raise CorruptInputError(f"{path}: {misfit}")
     return rebuild_task(path, ckpt.meta)
 
 
-def task_misfit(config: ModelConfig, task_name: str) -> str | None:
-    """Why a model of `config` cannot run bundled task `task_name`, or None."""
-    d_input, n_classes = task_shape(task_name)
-    if (config.d_input, config.d_output) == (d_input, n_classes):
+def task_misfit(d_input: int, d_output: int, task_name: str) -> str | None:
+    """Why a model of d_input inputs and d_output outputs cannot run bundled task
+    `task_name`, or None (checked before the task's data is made)."""
+    task_input, n_classes = task_shape(task_name)
+    if (d_input, d_output) == (task_input, n_classes):
         return None
     return (
-        f"model shape (d_input {config.d_input}, d_output {config.d_output}) does not match "
-        f"task {task_name!r} (d_input {d_input}, {n_classes} classes)"
+        f"model shape (d_input {d_input}, d_output {d_output}) does not match "
+        f"task {task_name!r} (d_input {task_input}, {n_classes} classes)"
     )
 
 
