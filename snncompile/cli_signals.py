@@ -69,7 +69,9 @@ class _Command:
         self.since = 0.0  # time.monotonic() of the first signal
         self.announced = False  # its line was printed
         self.retry_pending = False  # one re-delivery at a time
-        self.in_hook = False  # in _on_unraisable, where a raise is dropped again
+        # Depth of _on_unraisable on the main thread, where signal handlers run and a
+        # raise inside the hook is dropped again (a hook in another thread delays none).
+        self.in_hook = 0
 
     def exit_code(self) -> int | None:
         return None if self.signum is None else 128 + self.signum
@@ -153,17 +155,17 @@ def _on_unraisable(previous: Callable[[Any], None], unraisable: Any) -> None:
     from here, its handler would run at once, inside this hook, and be dropped again);
     anything else goes to the hook that was there before."""
     command, exc = _current, unraisable.exc_value
-    if command is None:
-        previous(unraisable)
+    if command is None or threading.current_thread() is not threading.main_thread():
+        previous(unraisable)  # a signal's exception is raised on the main thread only
         return
-    command.in_hook = True
+    command.in_hook += 1
     try:
         if command.signum is not None and isinstance(exc, (SystemExit, KeyboardInterrupt)):
             _deliver_later(command, command.signum)
             return
         previous(unraisable)
     finally:
-        command.in_hook = False
+        command.in_hook -= 1
 
 
 def _deliver_later(command: _Command, signum: int) -> None:
