@@ -176,8 +176,9 @@ def _step(optimizer: torch.optim.Optimizer) -> None:
 
 def _diverged(epoch: int, settings: TrainSettings, what: str) -> UsageError:
     advice = f"try a lower --lr (it was {settings.lr:g})"
-    if settings.lr * settings.weight_decay >= 1:
-        # AdamW multiplies the weights by 1 - lr * weight_decay each step
+    if settings.lr * settings.weight_decay >= 1 and settings.weight_decay > settings.lr:
+        # AdamW multiplies the weights by 1 - lr * weight_decay each step; named where
+        # the weight decay, not the learning rate, is the outsized one
         advice += f" or --weight-decay (it was {settings.weight_decay:g})"
     return UsageError(f"training diverged in epoch {epoch + 1} ({what}); {advice}")
 
