@@ -387,21 +387,13 @@ main()
     assert (tmp_path / "a" / "manifest.json").is_file()
 
 
-@pytest.mark.parametrize(("signum", "code", "message"), [
-    ("SIGTERM", 143, "terminated (SIGTERM)"),
-    ("SIGHUP", 129, "hung up (SIGHUP)"),
-    ("SIGINT", 130, "interrupted"),
-])  # fmt: skip
-def test_a_signal_handled_inside_a_weakref_callback_still_ends_the_command(
-    tmp_path: Path, signum: str, code: int, message: str
-) -> None:
-    """Python drops an exception raised in a weakref callback ("Exception ignored"): a
-    SIGTERM handled there was lost and the export went on (for 13 minutes in an audit),
-    SIGHUP ended it with 129 and no message, leaving its temporary directory."""
-    import subprocess
-    import sys
-
-    script = f"""
+def _export_signalled_in_a_weakref_callback(out: Path, signum: str, prelude: str = "") -> str:
+    """A script (after `prelude`) whose export, once its graph is saved, gets `signum`
+    inside a weakref callback, where Python drops the handler's exception, then sleeps
+    where the signal is delivered again; it prints "went on" if the signal was lost."""
+    return (
+        prelude
+        + f"""
 import os, signal, time, weakref
 import snncompile.artifact as artifact
 from snncompile.cli import main
@@ -420,9 +412,23 @@ def save_then_signalled(*args):
     time.sleep(5)  # where the signal is delivered again
     print("went on")
 artifact.save_graph = save_then_signalled
-main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "art")!r}])
+main(["export", {str(CHECKPOINT)!r}, "-o", {str(out)!r}])
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    )
+
+
+@pytest.mark.parametrize(("signum", "code", "message"), [
+    ("SIGTERM", 143, "terminated (SIGTERM)"),
+    ("SIGHUP", 129, "hung up (SIGHUP)"),
+    ("SIGINT", 130, "interrupted"),
+])  # fmt: skip
+def test_a_signal_handled_inside_a_weakref_callback_still_ends_the_command(
+    tmp_path: Path, signum: str, code: int, message: str
+) -> None:
+    """Python drops an exception raised in a weakref callback ("Exception ignored"): a
+    SIGTERM handled there was lost and the export went on (for 13 minutes in an audit),
+    SIGHUP ended it with 129 and no message, leaving its temporary directory."""
+    done = _python(_export_signalled_in_a_weakref_callback(tmp_path / "new" / "art", signum))
     assert (done.returncode, done.stdout) == (code, ""), done.stderr
     assert done.stderr == f"error: {message}\n"
     assert os.listdir(tmp_path) == []
@@ -434,10 +440,8 @@ def test_a_redelivered_signal_arriving_inside_the_hook_is_not_lost(tmp_path: Pat
     the hook, was dropped once more ("Exception ignored in sys.unraisablehook") and the
     export went on to write its artifact (a full test run, 2026-12-07). Forced here: the
     hook's first timer start waits until the timer has fired."""
-    script = f"""
-import os, signal, threading, time, weakref
-import snncompile.artifact as artifact
-from snncompile.cli import main
+    fire_inside_the_hook = """
+import threading
 real_start = threading.Timer.start
 def start_and_fire(timer):
     real_start(timer)
@@ -447,24 +451,9 @@ def start_and_fire(timer):
         for _ in range(200000):  # the re-delivered handler runs here, inside the hook
             pass
 threading.Timer.start = start_and_fire
-real = artifact.save_graph
-class Thing:
-    pass
-def callback(ref):
-    os.kill(os.getpid(), signal.SIGTERM)
-    for _ in range(100000):
-        pass
-def save_then_signalled(*args):
-    real(*args)
-    thing = Thing()
-    ref = weakref.ref(thing, callback)
-    del thing
-    time.sleep(5)
-    print("went on")
-artifact.save_graph = save_then_signalled
-main(["export", {str(CHECKPOINT)!r}, "-o", {str(tmp_path / "new" / "art")!r}])
 """
-    done = _python(script)
+    out = tmp_path / "new" / "art"
+    done = _python(_export_signalled_in_a_weakref_callback(out, "SIGTERM", fire_inside_the_hook))
     assert (done.returncode, done.stdout) == (143, ""), done.stderr
     assert done.stderr == "error: terminated (SIGTERM)\n"
     assert os.listdir(tmp_path) == []
