@@ -67,7 +67,7 @@ def write_task_data(
     overwrite = check_flag(overwrite, "overwrite")
     if limit is not None:
         limit = check_integer(limit, "limit")
-    if split not in DATA_SPLITS:
+    if check_text(split, "split") not in DATA_SPLITS:
         raise UsageError(f"--split must be test, train or calibration, got {split!r}")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
@@ -230,6 +230,9 @@ def verify_model(
     if limit is not None:
         limit = check_integer(limit, "limit")
     check_text(target, "target")
+    check_text(reset, "reset")
+    if entry is not None:
+        check_text(entry, "entry")
     if target not in BACKENDS:
         raise UsageError(f"verify --target {target!r}: choose from {', '.join(BACKENDS)}")
     if limit is not None and limit < 1:
@@ -399,6 +402,10 @@ def export_model(
     for key in target_options:
         check_text(key, "a key of target_options")
     check_text(target, "target")
+    check_text(reset, "reset")
+    for value, name in ((entry, "entry"), (stop_after, "stop_after")):
+        if value is not None:
+            check_text(value, name)
     overwrite = check_flag(overwrite, "overwrite")
     float_export = check_flag(float_export, "float_export")
     check_callback(on_step, "on_step")

@@ -78,6 +78,7 @@ def train_checkpoint(
     # the types (from Python), then the values.
     check_path(output, "output")
     check_text(command, "command")
+    check_text(task_name, "task_name")
     width, depth, state_size, calib_size, listops_length, listops_depth = (
         check_integer(value, name)
         for value, name in (

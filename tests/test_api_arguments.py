@@ -271,6 +271,24 @@ WRONG = {
     "inspect_artifact(None)": (lambda d: api.inspect_artifact(None), True, "directory must be"),
     "inspect_nir(None)": (lambda d: api.inspect_nir(None), True, "path must be a path"),
     "train command=5": (lambda d: _train(d, command=5), True, "command must be a str, got 5"),
+    # choices given another type: a UsageError "unknown ...", not a TypeError
+    "train task_name=5": (lambda d: _train(d, task_name=5), True, "task_name must be a str"),
+    "data split=5": (lambda d: _data(d, split=5), True, "split must be a str, got 5"),
+    "verify reset=None": (
+        lambda d: api.verify_model(CHECKPOINT, reset=None),
+        True,
+        "reset must be a str, got None",
+    ),
+    "export stop_after=5": (
+        lambda d: api.export_model(CHECKPOINT, None, stop_after=5),
+        True,
+        "stop_after must be a str, got 5",
+    ),
+    "export entry=5": (
+        lambda d: api.export_model(CHECKPOINT, d / "art", entry=5),
+        True,
+        "entry must be a str, got 5",
+    ),
     # the model classes' own checks, which were UsageErrors only
     "ModelConfig d_model='4'": (
         lambda d: snncompile.ModelConfig(family="s4d", d_input=1, d_output=2, d_model="4"),
