@@ -160,25 +160,28 @@ def npz_member_names(path: Path) -> set[str]:
         return set()
 
 
+def read_npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype] | None:
+    """(shape, dtype) of the .npy header `stream` starts with, None for a format version
+    np.load refuses. numpy's public readers stop at 2.0; this one, which np.load itself
+    uses, reads all three (3.0 is 2.0 with a UTF-8 header). A stream that is no .npy
+    raises ValueError (its magic), and a damaged header ValueError, SyntaxError or
+    tokenize's TokenError (numpy parses the header's dict with tokenize)."""
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        return None
+    shape, _, dtype = np.lib.format._read_array_header(stream, version)
+    return shape, dtype
+
+
 def _holds_npy_header(archive: Any, name: str) -> bool:
-    """Whether member `name` starts as a .npy file does: formats 1.0 and 2.0, the ones
-    np.savez writes for our arrays. numpy parses the header's dict with tokenize, whose
-    error on a damaged one is its own, not a ValueError."""
+    """Whether member `name` starts with a .npy header numpy reads."""
     import tokenize
 
-    readers = {
-        (1, 0): np.lib.format.read_array_header_1_0,
-        (2, 0): np.lib.format.read_array_header_2_0,
-    }
     with archive.open(name) as member:
         try:
-            read_header = readers.get(np.lib.format.read_magic(member))
-            if read_header is None:
-                return False
-            read_header(member)
+            return read_npy_header(member) is not None
         except (ValueError, SyntaxError, EOFError, tokenize.TokenError):
             return False
-    return True
 
 
 def write_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> Path:

@@ -37,7 +37,7 @@ from snncompile.ir.compartments import with_added_params
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
 from snncompile.ir.ops import OPS, InvalidGraphError
-from snncompile.outputs import write_file, write_npz
+from snncompile.outputs import read_npy_header, write_file, write_npz
 
 VERSION = 1
 NETLIST_FORMAT = "snncompile-netlist"
@@ -321,12 +321,10 @@ def check_npy_layouts(path: Path, label: str, is_zip: bool) -> None:
 
 
 def _check_npy_header(stream: Any, size: int, where: str) -> None:
-    version = np.lib.format.read_magic(stream)
-    if version not in ((1, 0), (2, 0), (3, 0)):  # np.load refuses any other version
+    header = read_npy_header(stream)  # 3.0 too, which took a crafted shape unchecked
+    if header is None:  # np.load refuses any other version
         return
-    # numpy's public readers stop at 2.0; this one, which np.load itself uses, reads all
-    # three (3.0 is 2.0 with a UTF-8 header, and took a crafted shape unchecked).
-    shape, _, dtype = np.lib.format._read_array_header(stream, version)
+    shape, dtype = header
     if any(dim < 0 for dim in shape):
         raise CorruptInputError(f"{where}: its header declares shape {shape}")
     if dtype.hasobject:  # np.load refuses it (allow_pickle=False), naming why
