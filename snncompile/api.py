@@ -135,7 +135,6 @@ def verification_data(
     from snncompile.data import TASKS
     from snncompile.simulate import check_labeled_inputs, load_inputs
 
-    _check_data_argument(data)
     if isinstance(data, tuple) and len(data) == 2:  # from Python: (inputs, labels)
         x, labels = check_labeled_inputs(data[0], data[1], width, classes, what="data")
         source = "the given inputs"

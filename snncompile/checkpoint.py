@@ -131,11 +131,7 @@ def save(
         calibration = _calibration_tensor(calibration)
         if calibration.is_complex():  # the float32 cast would drop the imaginary part
             raise UsageError("calibration must be real, got a complex tensor")
-        try:
-            calibration = calibration.to("cpu", torch.float32).contiguous()
-        except (TypeError, RuntimeError, NotImplementedError) as exc:  # a quantized one, ...
-            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise UsageError(f"calibration cannot be made a float tensor ({reason})") from None
+        calibration = calibration.to(torch.float32).contiguous()
         expected = model.config.d_input
         if (
             calibration.dim() != 3
@@ -164,17 +160,12 @@ def save(
 
 
 def _calibration_tensor(value: Any) -> torch.Tensor:
-    """save()'s calibration= as a tensor (not yet float32): a tensor, an array or nested
-    lists; UsageError for what cannot be one (a ragged list, a dict, an object array, a
-    meta-device tensor were torch's ValueError, RuntimeError, TypeError or
-    NotImplementedError)."""
+    """save()'s calibration= as a CPU tensor (not yet float32) of a tensor, an array or
+    nested lists, through compiler.as_array; UsageError for what cannot be one (a ragged
+    list, a dict, an object array, a meta-device or quantized tensor were torch's
+    ValueError, RuntimeError, TypeError or NotImplementedError)."""
     from snncompile.compiler import as_array
 
-    if isinstance(value, torch.Tensor):
-        if value.device.type == "meta":
-            raise UsageError("calibration is a meta-device tensor, which holds no values")
-        tensor = value.detach()
-        return tensor.to_dense() if tensor.layout != torch.strided else tensor
     array = as_array(value, "calibration")
     if array.dtype.kind not in "biufc":  # c: refused as complex, with its own message
         raise UsageError(f"calibration must be a real numeric array, got {array.dtype}")

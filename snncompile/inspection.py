@@ -29,13 +29,11 @@ def inspect_nir(path: str | Path) -> dict[str, Any]:
     import numpy as np
 
     from snncompile.arguments import check_path
-
-    check_path(path, "path", reading=True)
-
     from snncompile.frontend.nir_graph import load_flat
     from snncompile.frontend.nir_import import resolve_dt
     from snncompile.frontend.nir_snncompile import read_snncompile_nir
 
+    check_path(path, "path", reading=True)
     # Ours first, as export reads it: an edited file of ours is refused by its own check
     # (exit 6), where the generic one called a dropped edge unsupported (exit 4).
     ours = read_snncompile_nir(path)
