@@ -585,6 +585,14 @@ def _percent(on_step: Callable[[str], None] | None, label: str) -> Callable[[flo
     "is our SSM (for frameworks that integrate with Euler). See docs/targets.md.",
 )
 @click.option(
+    "--nir-dt",
+    "nir_dt",
+    type=float,
+    metavar="SECONDS",
+    help="nir only: the step duration the file states, which the NIR parameters are "
+    "computed for (default: 1e-3 s; snnTorch's importer assumes 1e-4). See docs/targets.md.",
+)
+@click.option(
     "--stop-after",
     metavar="STEP",
     help="Stop after a step (trace, a pass name, passes, lower, quantize), print what it "
@@ -607,6 +615,7 @@ def export(
     output: str | None,
     target_config: str | None,
     ssm_form: str | None,
+    nir_dt: float | None,
     stop_after: str | None,
     float_export: bool,
     overwrite: bool,
@@ -636,7 +645,7 @@ def export(
             target_config=target_config,
             dt=dt,
             reset=reset,
-            target_options={"nir_ssm": ssm_form},
+            target_options={"nir_ssm": ssm_form, "nir_dt": nir_dt},
             float_export=float_export,
         )
     compiled_meta = result.compiled.meta if result.compiled is not None else {}

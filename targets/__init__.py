@@ -109,7 +109,7 @@ register_target(
         "its metadata for the round trip back to snncompile",
         files=("model.nir",),
         module="nir",
-        options=("nir_ssm",),
+        options=("nir_ssm", "nir_dt"),
         takes="ops",
     )
 )

@@ -651,6 +651,89 @@ def test_cli_euler_form_and_its_flag_on_other_targets(tmp_path: Path, capsys) ->
     assert SSM_FORMS == ("continuous", "euler")
 
 
+# -- the stated dt (--nir-dt) ------------------------------------------------------------
+
+
+def test_a_model_encoded_at_another_dt_computes_the_same_under_euler(exported) -> None:
+    """Every NIR parameter scales with the dt the file states so that forward Euler at that
+    dt is our step: a consumer stepping at 1e-4 s (snnTorch's importer) or 0.1 s computes
+    what one at the default 1e-3 s does, on a whole bundled model with its metadata gone."""
+    compiled, _ = exported
+    x = compiled.calibration[:4, :20]  # 20 steps: before the Euler-run SSM overflows
+    default = run_plain(strip_metadata(encode_graph(compiled.traced)), x, DEFAULT_DT_S)
+    for dt in (1e-4, 0.1):
+        stripped = strip_metadata(encode_graph(compiled.traced, dt_s=dt))
+        np.testing.assert_allclose(run_plain(stripped, x, dt), default, rtol=1e-9, atol=1e-9)
+    assert np.any(default != 0)
+
+
+def test_cli_nir_dt_is_the_dt_the_file_states(tmp_path: Path, capsys) -> None:
+    """`--nir-dt 1e-4` writes a file stating 1e-4 s (metadata, manifest, inspect), whose
+    LIF time constants are a tenth of the default export's, and which reads back as the
+    traced graph; a re-export of it takes that dt and no other."""
+    source = CHECKPOINTS / "spiking-ssm-sdigits.pt"
+    out, default = tmp_path / "e", tmp_path / "d"
+    code, text, err = run(
+        ["export", source, "--target", "nir", "--nir-dt", "1e-4", "-o", out], capsys
+    )
+    assert code == 0, err
+    assert "dt 0.0001 s" in text
+    assert json.loads((out / "manifest.json").read_text())["nir"]["dt_s"] == 1e-4
+    written = nir.read(out / "model.nir", type_check=True)
+    assert float(written.metadata["snncompile_dt_s"]) == 1e-4
+    traced = compile_model(source, stop_after="trace").graph
+    assert graph_difference(traced, read_snncompile_nir(out / "model.nir")) is None
+    code, _, err = run(["export", source, "--target", "nir", "-o", default], capsys)
+    assert code == 0, err
+    at_default = nir.read(default / "model.nir", type_check=True)
+    lifs = [name for name, node in written.nodes.items() if isinstance(node, nir.LIF)]
+    assert lifs
+    for name in lifs:
+        np.testing.assert_allclose(written.nodes[name].tau * 10, at_default.nodes[name].tau)
+    code, info, err = run(["inspect", out, "--json"], capsys)
+    assert code == 0 and json.loads(info)["nir"]["dt_s"] == 1e-4
+    code, _, err = run(["export", out / "model.nir", "--dt", "1e-3", "-o", tmp_path / "r"], capsys)
+    assert code == 2 and "states dt = 0.0001 s" in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "--nir-dt must be a positive number of seconds, got 0"),
+        ("-1e-3", "--nir-dt must be a positive number of seconds, got -0.001"),
+        ("nan", "--nir-dt must be a positive number of seconds, got nan"),
+        ("inf", "--nir-dt must be a positive number of seconds, got inf"),
+        # the S4D's continuous rates scale with 1/dt: at 1e300 s they are subnormal
+        ("1e300", "--nir-dt 1e+300: the NIR parameter blocks_0_ssm/"),
+    ],
+)
+def test_cli_a_nir_dt_that_cannot_be_stated_is_one_line_and_writes_nothing(
+    value: str, message: str, tmp_path: Path, capsys
+) -> None:
+    source = CHECKPOINTS / "spike-ssm-sdigits.pt"
+    out = tmp_path / "e"
+    code, _, err = run(["export", source, "--target", "nir", "--nir-dt", value, "-o", out], capsys)
+    assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_nir_dt_applies_to_the_nir_target_only_and_takes_real_numbers(
+    tmp_path: Path, capsys
+) -> None:
+    from snncompile.api import export_model
+    from snncompile.errors import ArgumentTypeError
+
+    source = CHECKPOINTS / "spike-ssm-sdigits.pt"
+    code, _, err = run(["export", source, "--nir-dt", "1e-4", "-o", tmp_path / "r"], capsys)
+    assert code == 2 and "--nir-dt does not apply to --target reference" in err
+    assert "it applies to --target nir" in err and not (tmp_path / "r").exists()
+    with pytest.raises(
+        ArgumentTypeError, match=r"target_options\['nir_dt'\] must be a real number, got '1e-4'"
+    ):
+        export_model(source, tmp_path / "a", target="nir", target_options={"nir_dt": "1e-4"})
+    assert not (tmp_path / "a").exists()
+
+
 def _edit_metadata(nir_graph, case: str) -> None:  # type: ignore[no-untyped-def]
     if case == "dt a string":
         nir_graph.metadata["snncompile_dt_s"] = "abc"

@@ -14,6 +14,7 @@ Reading a snncompile-written file back: snncompile.frontend.nir_snncompile.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from snncompile.arguments import check_real
 from snncompile.errors import CorruptInputError, MissingDependencyError, UsageError
 
 from .codec import (
@@ -103,15 +105,29 @@ def _lossy(kinds: list[str], ssm_form: str) -> dict[str, str]:
     return lossy
 
 
-def check_options(options: dict[str, Any]) -> str:
-    """The SSM form (`options["nir_ssm"]`, default "continuous"; see SSM_FORMS)."""
-    unknown = sorted(set(options) - {"nir_ssm"})
+@dataclass(frozen=True)
+class Options:
+    """What `export --target nir` takes: the SSM form (see SSM_FORMS) and the step
+    duration the file states (None: the graph's dt_s, else DEFAULT_DT_S)."""
+
+    ssm_form: str = "continuous"
+    dt_s: float | None = None
+
+
+def check_options(options: dict[str, Any]) -> Options:
+    """`options["nir_ssm"]` (default "continuous") and `options["nir_dt"]` (seconds, > 0)."""
+    unknown = sorted(set(options) - {"nir_ssm", "nir_dt"})
     if unknown:
         raise UsageError(f"the nir target does not take {', '.join(unknown)}")
     form = options.get("nir_ssm") or "continuous"
     if form not in SSM_FORMS:
         raise UsageError(f"unknown NIR SSM form {form!r}; forms: {', '.join(SSM_FORMS)}")
-    return form
+    dt = options.get("nir_dt")
+    if dt is not None:
+        dt = check_real(dt, "target_options['nir_dt']")
+        if not (math.isfinite(dt) and dt > 0):
+            raise UsageError(f"--nir-dt must be a positive number of seconds, got {dt:g}")
+    return Options(ssm_form=form, dt_s=dt)
 
 
 def _quantization_meta(compiled: Compiled) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -146,26 +162,54 @@ def _quantization_meta(compiled: Compiled) -> tuple[dict[str, dict[str, Any]], d
 check_traced = check_exportable
 
 
-def prepare(compiled: Compiled, parsed: str | None = None) -> Build:
+def prepare(compiled: Compiled, parsed: Options | None = None) -> Build:
     """Encode the graph before the passes (the trained ops: S4D with its continuous A, B
     and dt; thresholds unfolded) and check that it decodes to itself. Writes nothing.
-    parsed: the SSM form from check_options (default "continuous")."""
+    parsed: the SSM form and stated dt from check_options (default Options())."""
     _nir()
+    options = parsed or Options()
     graph = compiled.traced if compiled.traced is not None else compiled.graph
     check_exportable(graph)
     per_node, graph_meta = _quantization_meta(compiled)
-    dt = graph.dt_s or DEFAULT_DT_S
+    dt = options.dt_s or graph.dt_s or DEFAULT_DT_S
     nir_graph = encode_graph(
         graph,
         dt_s=dt,
         node_extra=per_node,
         graph_extra=graph_meta,
-        ssm_form=parsed or "continuous",
+        ssm_form=options.ssm_form,
     )
+    if options.dt_s is not None:
+        _check_normal_at(nir_graph, options.dt_s)
     difference = graph_difference(graph, decode_graph(nir_graph))
     if difference is not None:  # a bug in the codec, not in the user's model
         raise RuntimeError(f"NIR encoding does not round-trip: {difference}")
-    return Build(nir_graph=nir_graph, graph=graph, dt_s=dt, ssm_form=parsed or "continuous")
+    return Build(nir_graph=nir_graph, graph=graph, dt_s=dt, ssm_form=options.ssm_form)
+
+
+def _check_normal_at(nir_graph: Any, dt: float) -> None:
+    """UsageError when a NIR parameter at the --nir-dt asked for is infinite or subnormal:
+    time constants scale with dt and rates with 1/dt, and a consumer computing with a
+    parameter that lost its precision would not compute our model (the metadata would
+    still round-trip, which is why the codec's own check does not see it)."""
+    nir = _nir()
+
+    def parameters(graph: Any, prefix: str = "") -> Any:
+        for name, node in graph.nodes.items():
+            if isinstance(node, nir.NIRGraph):
+                yield from parameters(node, f"{prefix}{name}/")
+                continue
+            for field, value in vars(node).items():
+                if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                    yield f"{prefix}{name}.{field}", value
+
+    for where, value in parameters(nir_graph):
+        magnitude = np.abs(value[value != 0])
+        if not np.all(np.isfinite(magnitude)) or np.any(magnitude < np.finfo(value.dtype).tiny):
+            raise UsageError(
+                f"--nir-dt {dt:g}: the NIR parameter {where} leaves the normal range of "
+                f"{value.dtype} at this dt; choose a dt nearer {DEFAULT_DT_S:g} s"
+            )
 
 
 def _float_or_nan(value: Any) -> float:
@@ -255,6 +299,7 @@ __all__ = [
     "SSM_FORMS",
     "TARGET",
     "Build",
+    "Options",
     "check_artifact",
     "check_exportable",
     "check_options",
