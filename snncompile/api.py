@@ -164,26 +164,33 @@ def verification_data(
     return x, labels, source
 
 
-def _check_data_argument(data: Any) -> None:
-    """ArgumentTypeError unless `data` is one of the kinds verify takes (a list or a
-    torch tensor failed in os.fspath, as if it were a file name)."""
-    import numpy as np
+def _data_argument(data: Any) -> Any:
+    """`data` as verification_data takes it: a path, a numpy array or (inputs, labels)
+    of arrays. Torch tensors and nested lists become arrays (compiler.as_array, as for
+    calibration batches); anything else is an ArgumentTypeError (an int failed in
+    os.fspath, as if it were a file name)."""
+    from snncompile.compiler import as_array
 
-    if data is None or isinstance(data, np.ndarray):
-        return
+    if data is None or isinstance(data, (str, os.PathLike)):
+        if data is not None:
+            check_path(data, "data", reading=True)
+        return data
     if isinstance(data, tuple):
         if len(data) != 2:
             raise ArgumentTypeError(
                 f"data as a tuple must be (inputs, labels), got {len(data)} items"
             )
-        return
-    if isinstance(data, (str, os.PathLike)):
-        check_path(data, "data", reading=True)
-        return
-    raise ArgumentTypeError(
-        "data must be a .npy/.npz path, a numpy array of inputs or a tuple (inputs, "
-        f"labels), got {describe(data)} (np.asarray makes an array of it)"
-    )
+        inputs, labels = data
+        labels = None if labels is None else as_array(labels, "data's labels")
+        return as_array(inputs, "data's inputs"), labels
+    if isinstance(data, list) or type(data).__module__.startswith("torch"):
+        return as_array(data, "data")
+    if not hasattr(data, "__array__"):
+        raise ArgumentTypeError(
+            "data must be a .npy/.npz path, an array of inputs (numpy, torch, nested "
+            f"lists) or a tuple (inputs, labels), got {describe(data)}"
+        )
+    return as_array(data, "data")
 
 
 def verify_model(
@@ -209,8 +216,8 @@ def verify_model(
 
     on_step(name) is called as each step starts: the compiler's steps, then "verify"
     (rungs 1-2) and "verify-target" (rung 3); on_progress(fraction) as rung 3's target
-    runs advance. data: a .npy/.npz file as --data takes it, or an array of inputs, or
-    a tuple (inputs, labels).
+    runs advance. data: a .npy/.npz file as --data takes it, or an array of inputs
+    (numpy, a torch tensor or nested lists), or a tuple (inputs, labels) of such.
     Returns a VerifyReport (a NirVerifyReport for a .nir source); it does not raise when
     a check fails (the CLI turns `report.failures` into exit code 3).
     """
@@ -221,7 +228,7 @@ def verify_model(
     from snncompile.verify.targets import check_backend
 
     check_source(source)
-    _check_data_argument(data)
+    data = _data_argument(data)
     check_callback(on_step, "on_step")
     check_callback(on_progress, "on_progress")
     if tolerances is not None and not isinstance(tolerances, Tolerances):

@@ -172,15 +172,20 @@ WRONG = {
         True,
         "target_options must be a dict, got a list",
     ),
-    "verify data=list": (
-        lambda d: api.verify_model(CHECKPOINT, data=[[[0.0]]]),
+    "verify data=int": (
+        lambda d: api.verify_model(CHECKPOINT, data=3),
         True,
-        "data must be a .npy/.npz path, a numpy array",
+        "data must be a .npy/.npz path, an array of inputs (numpy, torch, nested lists)",
     ),
-    "verify data=tensor": (
-        lambda d: api.verify_model(CHECKPOINT, data=torch.zeros(2, 8, 1)),
-        True,
-        "got a Tensor",
+    "verify data=ragged list": (
+        lambda d: api.verify_model(CHECKPOINT, data=[[[0.0]], [[0.0], [1.0]]]),
+        False,
+        "data cannot be made an array of numbers",
+    ),
+    "verify data=(tensor, ragged labels)": (
+        lambda d: api.verify_model(CHECKPOINT, data=(torch.zeros(2, 8, 1), [[1], [1, 2]])),
+        False,
+        "data's labels cannot be made an array of numbers",
     ),
     "verify data=3-tuple": (
         lambda d: api.verify_model(CHECKPOINT, data=(np.zeros((2, 8, 1)), None, None)),

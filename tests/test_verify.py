@@ -663,5 +663,14 @@ def test_verify_model_takes_inputs_and_labels_in_memory(tmp_path: Path) -> None:
     in_memory = verify_model(ckpt, data=(x, y))
     assert in_memory.quantized_accuracy == from_file.quantized_accuracy is not None
     assert verify_model(ckpt, data=x).quantized_accuracy is None  # no labels
+    # torch tensors and nested lists are arrays too, as calibration batches are
+    import torch
+
+    as_tensors = verify_model(ckpt, data=(torch.from_numpy(x), torch.from_numpy(y)))
+    as_lists = verify_model(ckpt, data=(x.tolist(), y.tolist()))
+    for report in (as_tensors, as_lists):
+        assert report.quantized_accuracy == in_memory.quantized_accuracy
+        assert report.float_accuracy == in_memory.float_accuracy
+        assert report.data == in_memory.data == "the given inputs"
     with pytest.raises(UsageError, match="label 10 is not a class"):
         verify_model(ckpt, data=(x, np.full(16, 10)))
