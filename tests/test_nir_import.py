@@ -24,7 +24,12 @@ from trace_compare import assert_traces_equal
 from snncompile.cli import main
 from snncompile.compiler import compile_model
 from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
-from snncompile.frontend.nir_compile import default_calibration, spike_agreement
+from snncompile.frontend.nir_compile import (
+    default_calibration,
+    node_traces,
+    spike_agreement,
+    spiking_nodes,
+)
 from snncompile.frontend.nir_import import conv_matrix, import_nir
 from snncompile.frontend.nir_sim import simulate_nir
 from snncompile.ir.netlist import Netlist, Population, Synapse
@@ -58,20 +63,24 @@ def chain(in_shape: tuple[int, ...], *middle: tuple[str, object]) -> nir.NIRGrap
 
 
 def compare_float(g, x: np.ndarray, dt: float, reset: str = "zero", rtol: float = 1e-9):
-    """Float NIR simulation vs the float64 netlist: spikes equal, graded values close."""
+    """Float NIR simulation vs the float64 netlist: spikes equal, graded values close.
+    A spiking node split into several populations (by its time constants) is compared
+    whole, its populations' traces put back in the node's neuron order."""
     net = lower(import_nir(g, dt=dt, reset=reset).graph)
     oracle = simulate_nir(g, x, dt=dt, reset=reset)
     result = simulate(net, x, record=True)
+    nodes = spiking_nodes(net)
+    assert set(nodes) <= set(oracle), sorted(set(nodes) - set(oracle))
     checked = {}
+    for name, got in node_traces(nodes, result.traces).items():
+        np.testing.assert_array_equal(got, oracle[name], err_msg=name)
+        checked[name] = float(np.mean(oracle[name]))
     for pop in net.populations:
-        if pop.name not in oracle or pop.kind in ("input", "readout"):
+        if pop.compartment.spiking or pop.name not in oracle or pop.kind in ("input", "readout"):
             continue
         want, got = oracle[pop.name], result.traces[pop.name]
-        if pop.compartment.spiking:
-            np.testing.assert_array_equal(got, want, err_msg=pop.name)
-        else:
-            scale = max(np.abs(want).max(), 1e-300)
-            np.testing.assert_allclose(got, want, rtol=0, atol=rtol * scale, err_msg=pop.name)
+        scale = max(np.abs(want).max(), 1e-300)
+        np.testing.assert_allclose(got, want, rtol=0, atol=rtol * scale, err_msg=pop.name)
         checked[pop.name] = float(np.mean(want))
     assert checked, "no population was compared"
     return net, oracle, checked
@@ -745,6 +754,121 @@ def test_loop_through_several_neurons_reference_vs_lava_exact(n_loop):
     assert got.steps == ref.steps == qnet.total_ticks(24)
 
 
+# ---- per-neuron time constants ---------------------------------------------------------
+
+# tau_mem and tau_syn of six neurons: four distinct (tau_syn, tau_mem) pairs, interleaved,
+# one pair differing from another in tau_syn alone (neurons 0 and 5).
+TAU_MEM = np.array([0.004, 0.008, 0.004, 0.006, 0.008, 0.004])
+TAU_SYN = np.array([0.002, 0.002, 0.002, 0.003, 0.002, 0.003])
+# (NIR kind, reset, the node's neuron groups, the groups' compartment)
+SPLIT_CASES = [
+    ("LIF", "zero", [[0, 2, 5], [1, 4], [3]], "cuba_lif"),
+    ("CubaLIF", "zero", [[0, 2], [1, 4], [3], [5]], "cuba_lif"),
+    ("CubaLIF", "subtract", [[0, 2], [1, 4], [3], [5]], "cuba_lif_sub"),
+    ("CubaLIF", "subtract-delayed", [[0, 2], [1, 4], [3], [5]], "cuba_lif_sub"),
+]
+SPLIT_IDS = [f"{kind}-{reset}" for kind, reset, _, _ in SPLIT_CASES]
+
+
+def per_neuron_tau_neuron(kind: str, n: int = 6, uniform: bool = False):
+    """A LIF (tau = TAU_MEM) or CubaLIF (TAU_SYN, TAU_MEM) whose time constants differ
+    between neurons; with `uniform`, every neuron has their mean instead."""
+    mem, syn = (np.resize(t, n) for t in (TAU_MEM, TAU_SYN))
+    if uniform:
+        mem, syn = np.full(n, mem.mean()), np.full(n, syn.mean())
+    if kind == "LIF":
+        node = lif(n, r=2.0)
+        node.tau = mem
+        return node
+    node = cuba_lif(n, w_in=2.0, r=2.0)
+    node.tau_mem, node.tau_syn = mem, syn
+    return node
+
+
+def split_groups(net: Netlist, node: str) -> list[tuple[Population, list[int]]]:
+    return [(net.population(pop), idx) for pop, idx in net.meta["split_nodes"][node]]
+
+
+@pytest.mark.parametrize("kind, reset, groups, compartment", SPLIT_CASES, ids=SPLIT_IDS)
+def test_per_neuron_time_constants_become_one_population_per_decay_pair(
+    kind, reset, groups, compartment
+):
+    """A recurrent node whose time constants differ between neurons (refused before)
+    becomes one population per distinct (tau_syn, tau_mem), each with its own decays; the
+    recurrent matrix becomes lag-1 delay-0 synapses between every pair of groups, and
+    the float64 netlist spikes as the float NIR simulation, neuron by neuron (compare_float
+    puts the groups back in the node's order)."""
+    g = recurrent_graph(neuron=per_neuron_tau_neuron(kind))
+    x = spikes((3, 60, 3), 0.4)
+    net, oracle, rates = compare_float(g, x, dt=1e-3, reset=reset)
+    found = split_groups(net, "lif")
+    assert [idx for _, idx in found] == groups
+    assert [pop.name for pop, _ in found] == [f"lif.tau{k}" for k in range(len(groups))]
+    assert {pop.kind for pop, _ in found} == {compartment}
+    decays = {(float(pop.params["alpha_u"]), float(pop.params["alpha_v"])) for pop, _ in found}
+    assert len(decays) == len(groups)
+    names = {pop.name for pop, _ in found}
+    loop = [s for s in net.synapses if s.src in names and s.dst in names]
+    assert len(loop) == len(groups) ** 2 and {(s.lag, s.delay) for s in loop} == {(1, 0)}
+    assert net.ticks_per_step == 1 and "lif" not in {p.name for p in net.populations}
+    assert 0.02 < rates["lif"] < 0.9, rates
+    # The time constants matter: their mean for every neuron spikes otherwise.
+    uniform = recurrent_graph(neuron=per_neuron_tau_neuron(kind, uniform=True))
+    assert np.any(simulate_nir(uniform, x, dt=1e-3, reset=reset)["lif"] != oracle["lif"])
+
+
+@pytest.mark.parametrize("kind, reset, groups, compartment", SPLIT_CASES, ids=SPLIT_IDS)
+def test_per_neuron_time_constants_reference_vs_onnx_and_lava_exact(
+    kind, reset, groups, compartment
+):
+    """The split node quantized: each group's decays are its own (du, dv differ between
+    the groups), and onnxruntime's step graph and Lava equal the reference in every
+    message, state and summed input; spike_agreement names the NIR node, not its groups."""
+    from snncompile.targets.onnx import run_onnx
+
+    g = recurrent_graph(neuron=per_neuron_tau_neuron(kind))
+    net = lower(import_nir(g, dt=1e-3, reset=reset).graph)
+    qnet, _ = quantize(net, spikes((4, 30, 3), 0.4, seed=3))
+    found = split_groups(qnet, "lif")
+    assert len({(int(p.params["du"]), int(p.params["dv"])) for p, _ in found}) == len(groups)
+    x = spikes((2, 16, 3), 0.4, seed=5)
+    ref = simulate(qnet, x, record=True, record_internals=True)
+    assert {f"{p.name}.{state}" for p, _ in found for state in ("u", "v", "in")} <= set(ref.traces)
+    assert sum(ref.spike_rates[p.name] for p, _ in found) > 0.1, ref.spike_rates
+    order = [p.name for p in qnet.populations]
+    assert_traces_equal(ref, run_onnx(qnet, x, record_internals=True), order=order)
+    agreement = spike_agreement(g, qnet, x, dt=1e-3, reset=reset)
+    assert set(agreement) == {"lif"} and agreement["lif"]["agreement"] > 0.8, agreement
+    run_lava = run_lava_or_skip()
+    assert_traces_equal(ref, run_lava(qnet, x, record_internals=True), order=order)
+
+
+def test_a_loop_through_split_neurons_time_multiplexes_exactly():
+    """neuron_loop(2) with per-neuron time constants in both neurons (a LIF and a
+    CubaLIF, the first with a self-loop): the Feedback reads the split CubaLIF's groups,
+    the netlist still takes 2 ticks per model step, the float64 netlist equals the NIR
+    simulation, and the quantized network runs alike on the reference, onnxruntime
+    and Lava."""
+    from snncompile.targets.onnx import run_onnx
+
+    g = neuron_loop(2, self_loop=True)
+    g.nodes["n0"] = per_neuron_tau_neuron("LIF", n=4)
+    g.nodes["n1"] = per_neuron_tau_neuron("CubaLIF", n=4)
+    net, _, rates = compare_float(g, spikes((3, 60, 3), 0.4), dt=1e-3)
+    assert net.ticks_per_step == 2
+    assert set(net.meta["split_nodes"]) == {"n0", "n1"}, net.meta["split_nodes"]
+    back = [s for s in net.synapses if s.src.startswith("n1.") and s.dst.startswith("n0.")]
+    assert back and {(s.lag, s.delay) for s in back} == {(1, 0)}
+    assert all(0.02 < rates[name] < 0.95 for name in ("n0", "n1")), rates
+    qnet, _ = quantize(net, spikes((4, 30, 3), 0.4, seed=3))
+    x = spikes((2, 16, 3), 0.4, seed=5)
+    ref = simulate(qnet, x, record=True, record_internals=True)
+    order = [p.name for p in qnet.populations]
+    assert_traces_equal(ref, run_onnx(qnet, x, record_internals=True), order=order)
+    run_lava = run_lava_or_skip()
+    assert_traces_equal(ref, run_lava(qnet, x, record_internals=True), order=order)
+
+
 # ---- the real graphs --------------------------------------------------------------------
 
 
@@ -1269,27 +1393,26 @@ def test_unsupported_neuron_parameters_are_all_named():
 
 
 def test_neurons_the_lowering_refuses_are_all_named():
-    """Refusals found while lowering (a leak voltage with a current, time constants that
-    differ within a reset-zero node) name every offending node, not just the first; a
-    node fed by a refused one is skipped, not reported as a crash."""
+    """Refusals found while lowering (a leak voltage with a current, reset
+    subtract-delayed at dt = tau) name every offending node, not just the first; a node
+    fed by a refused one is skipped, not reported as a crash."""
     leaky = [cuba_lif(2), cuba_lif(2)]
     for node in leaky:
         node.v_leak = np.full(2, 0.1)
     mixed = cuba_lif(2)
-    mixed.tau_mem = np.array([0.004, 0.008])
+    mixed.tau_mem = np.array([0.004, 1e-3])
     ends = {"input": nir.Input(input_type=np.array([2])),
             "output": nir.Output(output_type=np.array([2]))}  # fmt: skip
     nodes = {**ends, "a": leaky[0], "b": leaky[1], "c": mixed, "d": cuba_lif(2)}
     edges = [("input", "a"), ("input", "b"), ("input", "c"), ("c", "d"), ("a", "output"),
              ("b", "output"), ("d", "output")]  # fmt: skip
     with pytest.raises(UnsupportedError) as info:
-        lower(import_nir(graph(nodes, edges), dt=1e-3).graph)
+        lower(import_nir(graph(nodes, edges), dt=1e-3, reset="subtract-delayed").graph)
     message = str(info.value)
     assert "\n" not in message
     assert all(f"node '{name}' (CubaLIF):" in message for name in "abc"), message
     assert "'d'" not in message and "leak voltage" in message
-    ranges = "(the decay 1 - dt/tau_mem ranges 0.75 .. 0.875)"
-    assert f"node 'c' (CubaLIF): tau_mem differs between neurons {ranges}" in message
+    assert "node 'c' (CubaLIF): reset subtract-delayed at dt = tau" in message, message
 
 
 def test_a_refused_neurons_successors_and_the_import_refusals_are_named_together():
@@ -1298,7 +1421,7 @@ def test_a_refused_neurons_successors_and_the_import_refusals_are_named_together
     the same line as the lowering's refusals of the other nodes."""
     a, b, c = cuba_lif(2), cuba_lif(2), cuba_lif(2)
     a.v_leak = b.v_leak = np.full(2, 0.1)
-    c.tau_syn = np.array([0.002, 0.004])
+    c.v_leak = np.array([0.0, 0.2])
     g = chain((2,), ("a", a), ("b", b), ("c", c))
     with pytest.raises(UnsupportedError) as info:
         lower(import_nir(g, dt=1e-3).graph)
@@ -1306,7 +1429,7 @@ def test_a_refused_neurons_successors_and_the_import_refusals_are_named_together
     assert "\n" not in message
     assert "node 'a' (CubaLIF): a leak voltage" in message, message
     assert "node 'b' (CubaLIF): a leak voltage" in message, message
-    assert "node 'c' (CubaLIF): tau_syn differs between neurons" in message, message
+    assert "node 'c' (CubaLIF): a leak voltage" in message, message
     b.v_leak = np.zeros(2)
     b.v_reset = np.full(2, 0.5)
     with pytest.raises(UnsupportedError) as info:
@@ -1314,7 +1437,7 @@ def test_a_refused_neurons_successors_and_the_import_refusals_are_named_together
     message = str(info.value)
     assert "node 'a' (CubaLIF): a leak voltage" in message, message
     assert "node 'b' (CubaLIF): v_reset != 0" in message, message
-    assert "node 'c' (CubaLIF): tau_syn differs" in message, message
+    assert "node 'c' (CubaLIF): a leak voltage" in message, message
 
 
 def test_a_file_with_a_node_type_nir_does_not_know_is_unsupported_naming_it(tmp_path, cli):

@@ -2,7 +2,7 @@
 spike agreement (rung 2 for imported graphs).
 
     graph, width, calibration, meta = load_nir_source("net.nir", dt=1e-4, reset="zero")
-    agreement = spike_agreement("net.nir", compiled, x)   # per population
+    agreement = spike_agreement("net.nir", compiled, x)   # per spiking NIR node
 """
 
 from __future__ import annotations
@@ -90,6 +90,45 @@ def load_nir_source(
     return result.graph, width, default_calibration(width), meta
 
 
+def spiking_nodes(net: Any) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """The spiking NIR nodes of a netlist compiled from NIR: node -> [(population, the
+    node's neuron indices it holds)]. A node is one population of its name, or several
+    when the lowering split it by its time constants (netlist meta, nir_rules.SPLIT_META)."""
+    from snncompile.lower.nir_rules import SPLIT_META
+
+    split = {
+        pop: (node, np.asarray(idx, dtype=np.int64))
+        for node, groups in net.meta.get(SPLIT_META, {}).items()
+        for pop, idx in groups
+    }
+    out: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for pop in net.populations:
+        if pop.compartment.spiking:
+            node, idx = split.get(pop.name, (pop.name, np.arange(pop.size)))
+            out.setdefault(node, []).append((pop.name, idx))
+    return out
+
+
+def node_traces(
+    nodes: dict[str, list[tuple[str, np.ndarray]]], traces: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Each node's trace (..., node size) put together from its populations' traces (a
+    node of one population's is that trace, not a copy: verify's memory budget counts
+    one)."""
+    out = {}
+    for node, groups in nodes.items():
+        first = traces[groups[0][0]]
+        if len(groups) == 1:
+            out[node] = first
+            continue
+        size = sum(idx.size for _, idx in groups)
+        whole = np.empty((*first.shape[:-1], size), dtype=first.dtype)
+        for pop, idx in groups:
+            whole[..., idx] = traces[pop]
+        out[node] = whole
+    return out
+
+
 def spike_agreement(
     source: str | os.PathLike[str] | Any,
     net: Any,
@@ -98,21 +137,23 @@ def spike_agreement(
     dt: float | None = None,
     reset: str = "zero",
 ) -> dict[str, dict[str, float]]:
-    """Per spiking population of `net` (a float64 or int netlist compiled from `source`):
-    the fraction of (sample, step, neuron) spike values equal to the float NIR simulation
-    on inputs x (B, L, n_in), and both spike rates."""
+    """Per spiking NIR node of `net` (a float64 or int netlist compiled from `source`; a
+    node split into several populations counts as one): the fraction of (sample, step,
+    neuron) spike values equal to the float NIR simulation on inputs x (B, L, n_in),
+    and both spike rates."""
     from snncompile.frontend.nir_sim import simulate_nir
     from snncompile.reference.simulator import simulate
 
     # Graded (I, LI, CubaLI) traces are in integer units in int netlists: spikes only.
-    spiking = [p.name for p in net.populations if p.compartment.spiking]
+    spiking = spiking_nodes(net)
     dt = dt if dt is not None else net.dt_s
-    oracle = simulate_nir(source, x, dt=dt, reset=reset, record=spiking)
-    names = [name for name in spiking if name in oracle]
-    result = simulate(net, x, record=names)
+    oracle = simulate_nir(source, x, dt=dt, reset=reset, record=list(spiking))
+    nodes = {name: groups for name, groups in spiking.items() if name in oracle}
+    result = simulate(net, x, record=[pop for groups in nodes.values() for pop, _ in groups])
+    compiled = node_traces(nodes, result.traces)
     out: dict[str, dict[str, float]] = {}
-    for name in names:
-        want, got = oracle[name], result.traces[name]
+    for name in nodes:
+        want, got = oracle[name], compiled[name]
         out[name] = {
             "agreement": float(np.mean(want == got)),
             "rate_float": float(want.mean()),

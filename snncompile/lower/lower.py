@@ -1,7 +1,8 @@
 """Lower a float Graph to a float64 Netlist of compartments (the structure every target runs).
 
-Each graph value is carried as an affine *view* of one population's messages,
-value = M @ msg(pop) + c, so linear ops cost no compartments: a Linear feeding a GLU,
+Each graph value is carried as an affine *view* of population messages,
+value = sum_k M_k @ msg(pop_k) + c (one population for every op but a NIR neuron node
+split by its time constants, nir_rules), so linear ops cost no compartments: a Linear feeding a GLU,
 an Add, a neuron or the readout becomes the weights of the synapse into it, a
 ChannelAffine (an unfolded BatchNorm) rescales the view. Compartments:
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -54,29 +56,44 @@ _FUSES_LINEAR = (
 )
 
 
-@dataclass(frozen=True)
-class View:
-    """value = matrix @ msg(pop) + offset; matrix is (width, pop size) CSR. With lag k the
-    messages are those of k model steps earlier (a Feedback op's view)."""
+class Part(NamedTuple):
+    """One term of a View: matrix (width, pop size) CSR @ msg(pop), `lag` model steps late."""
 
     pop: str
     matrix: sparse.csr_matrix
+    lag: int = 0
+
+
+@dataclass(frozen=True)
+class View:
+    """value = sum over parts of part.matrix @ msg(part.pop)(t - part.lag) + offset.
+
+    One part for almost every value; several for a NIR neuron node that the lowering
+    splits into one population per distinct pair of decays (nir_rules), each part
+    scattering its population's neurons back to the node's order. With lag k the
+    messages are those of k model steps earlier (a Feedback op's view)."""
+
+    parts: tuple[Part, ...]
     offset: np.ndarray
     pooled: str | None = None
-    lag: int = 0
+
+    @classmethod
+    def of(cls, pop: str, matrix: sparse.spmatrix, offset: np.ndarray, lag: int = 0) -> View:
+        """The view of one population's messages."""
+        return cls((Part(pop, sparse.csr_matrix(matrix), lag),), offset)
 
     @property
     def width(self) -> int:
-        return self.matrix.shape[0]
+        return self.parts[0].matrix.shape[0]
 
     def then(self, weight: np.ndarray | sparse.spmatrix, bias: np.ndarray) -> View:
         """The view of weight @ value + bias."""
-        matrix = sparse.csr_matrix(weight @ self.matrix)
-        return replace(self, matrix=matrix, offset=weight @ self.offset + bias)
+        parts = tuple(p._replace(matrix=sparse.csr_matrix(weight @ p.matrix)) for p in self.parts)
+        return replace(self, parts=parts, offset=weight @ self.offset + bias)
 
 
 def _identity_view(pop: Population) -> View:
-    return View(pop.name, sparse.identity(pop.size, format="csr"), np.zeros(pop.size))
+    return View.of(pop.name, sparse.identity(pop.size, format="csr"), np.zeros(pop.size))
 
 
 class _Builder:
@@ -86,6 +103,7 @@ class _Builder:
         self.synapses: list[Synapse] = []
         self.bias_synapses: set[str] = set()
         self.views: dict[str, View] = {}
+        self.meta: dict[str, Any] = {}  # what rules add to the netlist's meta
 
     def add_pop(self, pop: Population) -> Population:
         self.pops.append(pop)
@@ -102,8 +120,9 @@ class _Builder:
         """Synapses carrying `in_map @ view` into dst's input (identity in_map if None);
         `lag` model steps late (Synapse.lag; the constant part always arrives on time)."""
         in_map = in_map if in_map is not None else sparse.identity(view.width, format="csr")
-        weight = sparse.csr_matrix(in_map @ view.matrix)
-        self._add(view.pop, dst.name, weight, lag=lag + view.lag)
+        for part in view.parts:
+            weight = sparse.csr_matrix(in_map @ part.matrix)
+            self._add(part.pop, dst.name, weight, lag=lag + part.lag)
         constant = np.asarray(in_map @ view.offset).ravel()
         if np.any(constant != 0):
             name = self._add("bias", dst.name, sparse.csr_matrix(constant.reshape(-1, 1)))
@@ -182,7 +201,7 @@ def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
         numeric="float64",
         formats=formats or Formats(),
         dt_s=graph.dt_s,
-        meta={"source": dict(graph.meta)},
+        meta={"source": dict(graph.meta), **builder.meta},
         ticks_per_step=ticks,
     )
 
@@ -278,7 +297,7 @@ def _ssm(b: _Builder, node: Node) -> None:
     view = b.views[node.inputs[0]]
     b.connect(replace(view, offset=view.offset + op.u_shift), pop, fan_out)
     summing = sparse.csr_matrix((np.ones(h * per), (channel, rows)), shape=(h, h * per))
-    b.views[node.name] = View(pop.name, summing, np.zeros(h))
+    b.views[node.name] = View.of(pop.name, summing, np.zeros(h))
 
 
 def _neuron(kind: str, params: Callable[[ops.Op], tuple[np.ndarray, dict]]):

@@ -1,15 +1,17 @@
 """Lowering rules for the NIR import's Graph ops (snncompile.ir.nir_ops).
 
     SparseLinear  -> fused into the synapse of its one consumer, like ops.Linear
-    EulerNeuron   reset "zero"      -> one "cuba_lif" population (Lava's LIF: current u,
-                                       voltage v, hard reset; needs one alpha_u and one
-                                       alpha_v per node, as Lava's LIF shares du and dv)
+    EulerNeuron   reset "zero"      -> "cuba_lif" populations (Lava's LIF: current u,
+                                       voltage v, hard reset), one per distinct pair
+                                       (alpha_u, alpha_v) of the node (decay_groups: Lava's
+                                       LIF shares du and dv over a population)
                   reset "subtract"  -> without a current (IF, LIF): one "reset_refractory"
                                        population with rho = 0 (m = beta v + a,
-                                       s = [m > 1], v = m - s: subtractive reset);
-                                       with a current (CubaLIF): one "cuba_lif_sub"
-                                       population (cuba_lif's decays, v -= vsub = 1 on
-                                       a spike; one alpha_u and alpha_v per node)
+                                       s = [m > 1], v = m - s: subtractive reset; beta
+                                       per neuron);
+                                       with a current (CubaLIF): "cuba_lif_sub"
+                                       populations (cuba_lif's decays, v -= vsub = 1 on
+                                       a spike; one per distinct (alpha_u, alpha_v))
                   reset "subtract-delayed" (snnTorch's: the threshold comes off the
                                        next step's v, after its decay) -> without a
                                        current: "reset_refractory" with rho = 1/beta - 1,
@@ -22,11 +24,17 @@
     Each neuron's threshold is folded into the weights feeding it (threshold 1 after
     lowering), input i becomes a synapse with Synapse.lag = lags[i], and the recurrent
     matrix a synapse from the population to itself with lag rec_lag (delay rec_lag - 1).
+    A node split into several populations (named `<node>.tau<k>`) gets each input's rows
+    of its group, the recurrent matrix as lag rec_lag synapses between every pair of
+    groups whose block is not zero, and the node's value is the sum of the groups'
+    messages scattered back to the node's neuron order (a View with one part per group),
+    so everything it feeds takes the matching columns. The netlist's meta records the
+    split (SPLIT_META), for whatever maps NIR nodes to populations.
     A constant drive v_bias enters from the bias population; it reaches v unchanged only
     when the neuron keeps no current (alpha_u = 0), otherwise it is refused.
-    Feedback      -> no compartment: the view of its source population, `lag` model steps
-                     late, so the loop closes with a lagged synapse (the lowering then
-                     gives the netlist the ticks per model step the loop needs)
+    Feedback      -> no compartment: the view of its source node's population(s), `lag`
+                     model steps late, so the loop closes with lagged synapses (the lowering
+                     then gives the netlist the ticks per model step the loop needs)
 
 This module is imported by snncompile.lower.lower, whose builder it uses at call time.
 """
@@ -55,11 +63,57 @@ def _sparse_linear(b: Any, node: Node) -> None:
     _lower_module()._linear(b, node)  # the Linear rule takes a sparse weight as it is
 
 
+# The compartment of a spiking neuron with one decay pair per population: every node of
+# a reset zero, and of either subtract reset when it keeps a current (CubaLIF).
 _SHARED_DECAYS = {
-    "zero": ("cuba_lif", "Lava's LIF shares du and dv over a population"),
-    "subtract": ("cuba_lif_sub", "cuba_lif_sub shares du and dv over a population"),
-    "subtract-delayed": ("cuba_lif_sub", "cuba_lif_sub shares du and dv over a population"),
+    "zero": "cuba_lif",
+    "subtract": "cuba_lif_sub",
+    "subtract-delayed": "cuba_lif_sub",
 }
+
+# netlist.meta key: NIR node -> [[population, [the node's neuron indices it holds]], ...]
+# for every node lowered to more than one population (decay_groups).
+SPLIT_META = "split_nodes"
+
+
+def _shares_decays(op: nir_ops.EulerNeuron) -> bool:
+    """Whether op lowers to a compartment whose decays are one per population."""
+    return op.reset != "none" and (op.reset == "zero" or bool(np.any(op.alpha_u != 0)))
+
+
+def decay_groups(op: nir_ops.EulerNeuron) -> list[np.ndarray]:
+    """The node's neuron indices (ascending) of each population it becomes: one group per
+    distinct (alpha_u, alpha_v) pair, exact float equality, in order of first appearance,
+    where the compartment shares its decays (cuba_lif, cuba_lif_sub); one group of every
+    neuron otherwise (reset_refractory and the resonators take per-neuron values)."""
+    h = op.theta.size
+    if not _shares_decays(op) or (np.ptp(op.alpha_u) == 0 and np.ptp(op.alpha_v) == 0):
+        return [np.arange(h)]
+    members: dict[tuple[float, float], list[int]] = {}  # dicts keep first-appearance order
+    for i, pair in enumerate(zip(op.alpha_u.tolist(), op.alpha_v.tolist(), strict=True)):
+        members.setdefault(pair, []).append(i)
+    return [np.array(idx, dtype=np.int64) for idx in members.values()]
+
+
+def group_name(node: str, k: int, groups: int) -> str:
+    """The population of group k: the node's own name when it is not split."""
+    return node if groups == 1 else f"{node}.tau{k}"
+
+
+def node_view(b: Any, name: str, size: int, lag: int = 0) -> Any:
+    """The view of node `name`'s output (width `size`) from the population(s) it becomes,
+    `lag` model steps late; known from the node's parameters alone, so a Feedback can
+    read a node lowered after it."""
+    low = _lower_module()
+    op = b.graph.node(name).op
+    groups = decay_groups(op) if isinstance(op, nir_ops.EulerNeuron) else [np.arange(size)]
+    parts = []
+    for k, idx in enumerate(groups):
+        scatter = sparse.csr_matrix(
+            (np.ones(idx.size), (idx, np.arange(idx.size))), shape=(size, idx.size)
+        )
+        parts.append(low.Part(group_name(name, k, len(groups)), scatter, lag))
+    return low.View(tuple(parts), np.zeros(size))
 
 
 def euler_neuron_problems(
@@ -91,14 +145,6 @@ def euler_neuron_problems(
             f"{float(alpha_v.min()):.3g}, below the 1/4096 a 12-bit decay holds (the "
             "delayed subtraction would be lost in quantization)"
         )
-    if reset == "zero" or has_current:
-        why = _SHARED_DECAYS[reset][1]
-        for field, values in (("tau_syn", alpha_u), ("tau_mem", alpha_v)):
-            if np.ptp(values) != 0:
-                problems.append(
-                    f"{where}: {field} differs between neurons (the decay 1 - dt/{field} "
-                    f"ranges {values.min():g} .. {values.max():g}); {why}"
-                )
     return problems
 
 
@@ -119,7 +165,6 @@ def _node_problems(b: Any, node: Node) -> list[str]:
 
 
 def _euler_neuron(b: Any, node: Node) -> None:
-    low = _lower_module()
     op: nir_ops.EulerNeuron = node.op
     h = op.theta.size
     has_current = bool(np.any(op.alpha_u != 0))
@@ -130,27 +175,47 @@ def _euler_neuron(b: Any, node: Node) -> None:
     if problems:
         raise UnsupportedError("; ".join(problems))
     scale = 1.0 / op.theta
-    if op.reset == "zero" or has_current:
-        kind = _SHARED_DECAYS[op.reset][0]
-        alpha_v = float(op.alpha_v[0])
-        params = {
-            "alpha_u": np.array(float(op.alpha_u[0])),
-            "alpha_v": np.array(alpha_v),
-            "vth": np.array(1.0),
-        }
-        if kind == "cuba_lif_sub":  # v - 1/beta s decays into snnTorch's v - s (above)
-            params["vsub"] = np.array(1.0 / alpha_v if op.reset == "subtract-delayed" else 1.0)
-        pop = b.add_pop(Population(node.name, kind, h, params=params))
-    else:
-        # subtract: v = m - s. subtract-delayed: v = m - s / beta, which the next step's
-        # decay turns into m' = beta m + a' - s, snnTorch's update (problems: beta > 0).
-        rho = 1.0 / op.alpha_v - 1.0 if op.reset == "subtract-delayed" else np.zeros(h)
-        params = {"beta": op.alpha_v.copy(), "theta": np.ones(h), "rho": rho}
-        pop = b.add_pop(Population(node.name, "reset_refractory", h, params=params))
-    _connect_inputs(b, node, pop, sparse.diags(scale), op.v_bias * scale)
-    if op.rec_weight.nnz:
-        b._add(pop.name, pop.name, sparse.diags(scale) @ op.rec_weight, lag=int(op.rec_lag))
-    b.views[node.name] = low._identity_view(pop)
+    groups = decay_groups(op)
+    pops = []
+    for k, idx in enumerate(groups):
+        name = group_name(node.name, k, len(groups))
+        if _shares_decays(op):
+            kind = _SHARED_DECAYS[op.reset]
+            alpha_v = float(op.alpha_v[idx[0]])
+            params = {
+                "alpha_u": np.array(float(op.alpha_u[idx[0]])),
+                "alpha_v": np.array(alpha_v),
+                "vth": np.array(1.0),
+            }
+            if kind == "cuba_lif_sub":  # v - 1/beta s decays into snnTorch's v - s (above)
+                sub = 1.0 / alpha_v if op.reset == "subtract-delayed" else 1.0
+                params["vsub"] = np.array(sub)
+        else:
+            # subtract: v = m - s. subtract-delayed: v = m - s / beta, which the next step's
+            # decay turns into m' = beta m + a' - s, snnTorch's update (problems: beta > 0).
+            rho = 1.0 / op.alpha_v - 1.0 if op.reset == "subtract-delayed" else np.zeros(h)
+            params = {"beta": op.alpha_v.copy(), "theta": np.ones(h), "rho": rho}
+            kind = "reset_refractory"
+        pop = b.add_pop(Population(name, kind, idx.size, params=params))
+        # The group's rows of every input, each scaled by its neuron's 1 / threshold.
+        rows = sparse.csr_matrix((scale[idx], (np.arange(idx.size), idx)), shape=(idx.size, h))
+        _connect_inputs(b, node, pop, rows, (op.v_bias * scale)[idx])
+        pops.append(pop)
+    rec = sparse.csr_matrix(sparse.diags(scale) @ op.rec_weight)
+    if rec.nnz:
+        # Between groups the loop is the same one-step feedback: lag rec_lag synapses,
+        # which arrive in time because every group has the same inputs, hence latency.
+        for dst, dst_idx in zip(pops, groups, strict=True):
+            into = rec[dst_idx]
+            for src, src_idx in zip(pops, groups, strict=True):
+                block = sparse.csr_matrix(into[:, src_idx])
+                if block.nnz:
+                    b._add(src.name, dst.name, block, lag=int(op.rec_lag))
+    if len(groups) > 1:
+        b.meta.setdefault(SPLIT_META, {})[node.name] = [
+            [pop.name, idx.tolist()] for pop, idx in zip(pops, groups, strict=True)
+        ]
+    b.views[node.name] = node_view(b, node.name, h)
 
 
 def _connect_inputs(
@@ -186,7 +251,7 @@ def _graded_neuron(b: Any, node: Node, has_current: bool) -> None:
         current = b.add_pop(_resonator(f"{node.name}.current", op.alpha_u))
         _connect_inputs(b, node, current, eye, np.zeros(h))
         pop = b.add_pop(_resonator(node.name, op.alpha_v))
-        b.connect(low.View(current.name, eye, op.v_bias.copy()), pop)
+        b.connect(low.View.of(current.name, eye, op.v_bias.copy()), pop)
         rec_target = current
     if op.rec_weight.nnz:
         b._add(pop.name, rec_target.name, op.rec_weight, lag=int(op.rec_lag))
@@ -194,26 +259,24 @@ def _graded_neuron(b: Any, node: Node, has_current: bool) -> None:
 
 
 def _feedback(b: Any, node: Node) -> None:
-    """The view of the source population's messages `lag` model steps late; the source
-    is lowered later, and check_feedback then makes sure it is that population."""
+    """The view of the source node's population(s) `lag` model steps late; the source
+    is lowered later, and check_feedback then makes sure it became those populations."""
     op: nir_ops.Feedback = node.op
-    eye = sparse.identity(op.size, format="csr")
-    b.views[node.name] = _lower_module().View(op.source, eye, np.zeros(op.size), lag=op.lag)
+    b.views[node.name] = node_view(b, op.source, op.size, lag=op.lag)
 
 
 def check_feedback(b: Any, node: Node) -> None:
-    """A Feedback's source must have become one population of its name, read as is."""
+    """A Feedback's source must have become the populations node_view named, read as is."""
     op: nir_ops.Feedback = node.op
-    view = b.views[op.source]
-    eye = sparse.identity(op.size, format="csr")
-    if (
-        view.pop != op.source
-        or view.lag
-        or view.pooled
-        or view.matrix.shape != eye.shape
-        or (view.matrix != eye).nnz
-        or np.any(view.offset)
-    ):
+    view, want = b.views[op.source], node_view(b, op.source, op.size)
+    same = len(view.parts) == len(want.parts) and all(
+        got.pop == part.pop
+        and not got.lag
+        and got.matrix.shape == part.matrix.shape
+        and not (got.matrix != part.matrix).nnz
+        for got, part in zip(view.parts, want.parts, strict=True)
+    )
+    if not same or view.pooled or np.any(view.offset):
         raise UnsupportedError(
             f"{node_label(b, node.name)}: a loop closes on {op.source!r}, which is not a "
             "population of its own (only neuron outputs can close a loop through several nodes)"

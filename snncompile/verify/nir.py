@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from snncompile.frontend.nir_compile import node_traces, spiking_nodes
 from snncompile.reference.parts import bytes_per_input as run_bytes_per_input
 from snncompile.reference.parts import parts_within_budget
 from snncompile.verify.quantized import logit_error_failure
@@ -104,7 +105,7 @@ def verify_nir(
     from snncompile.frontend.nir_graph import load_flat
 
     output = load_flat(meta["nir_file"]).output  # the node whose pooled values are logits
-    tally = _Tally([p.name for p in net.populations if p.compartment.spiking], output)
+    tally = _Tally(spiking_nodes(net), output)
     for first in range(0, n, size):
         tally.add(compiled, x[first : first + size], first, reset)
     report = NirVerifyReport(
@@ -164,10 +165,10 @@ def verify_nir(
 class _Tally:
     """Rungs 1 and 2 over parts of a batch: counts and sums that merge exactly."""
 
-    def __init__(self, spiking: list[str], output: str) -> None:
-        self.spiking = spiking
+    def __init__(self, spiking: dict[str, list[tuple[str, np.ndarray]]], output: str) -> None:
+        self.spiking = spiking  # spiking NIR node -> its populations (nir_compile.spiking_nodes)
         self.output = output
-        self.names: list[str] = []  # the spiking populations the NIR simulation has
+        self.names: list[str] = []  # the spiking nodes the NIR simulation has
         self.events: dict[str, int] = {}
         self.values: dict[str, int] = {}
         self.lowered_equal: dict[str, int] = {}
@@ -191,14 +192,18 @@ class _Tally:
         oracle = simulate_nir(meta["nir_file"], x, dt=meta["dt_s"], reset=reset, record=record)
         pooled = oracle.pop(self.output).mean(axis=1)
         names = [name for name in self.spiking if name in oracle]
+        nodes = {name: self.spiking[name] for name in names}
+        pops = [pop for groups in nodes.values() for pop, _ in groups]
         if not self.parts:
             self.names = names
             for counts in (self.values, self.lowered_equal, self.quant_equal):
                 counts.update(dict.fromkeys(names, 0))
             for sums in (self.float_spikes, self.quant_spikes):
                 sums.update(dict.fromkeys(names, 0.0))
-        lowered = simulate(compiled.float_netlist, x, record=names)
-        quant = simulate(compiled.netlist, x, record=names)
+        lowered = simulate(compiled.float_netlist, x, record=pops)
+        quant = simulate(compiled.netlist, x, record=pops)
+        lowered_traces = node_traces(nodes, lowered.traces)
+        quant_traces = node_traces(nodes, quant.traces)
         self.parts += 1
         # ndarray.max, not max(): a NaN output must propagate into the report.
         self.max_output = float(np.abs(pooled).max(initial=self.max_output))
@@ -212,12 +217,15 @@ class _Tally:
         for name in names:
             self.values[name] += int(expected[name].size)
             self.lowered_equal[name] += int(
-                np.count_nonzero(lowered.traces[name] == expected[name])
+                np.count_nonzero(lowered_traces[name] == expected[name])
             )
-            self.quant_equal[name] += int(np.count_nonzero(quant.traces[name] == expected[name]))
+            self.quant_equal[name] += int(np.count_nonzero(quant_traces[name] == expected[name]))
             self.float_spikes[name] += float(expected[name].sum())
-            self.quant_spikes[name] += float(quant.traces[name].sum())
-        for runs, found in ((quant, self.divergences), (lowered, self.lowering_divergences)):
-            divergence = first_divergence(expected, {k: runs.traces[k] for k in names}, names)
+            self.quant_spikes[name] += float(quant_traces[name].sum())
+        for runs, found in (
+            (quant_traces, self.divergences),
+            (lowered_traces, self.lowering_divergences),
+        ):
+            divergence = first_divergence(expected, runs, names)
             if divergence is not None:
                 found.append((divergence, first))
