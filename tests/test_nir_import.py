@@ -785,6 +785,22 @@ def per_neuron_tau_neuron(kind: str, n: int = 6, uniform: bool = False):
     return node
 
 
+def tau_graph(kind: str, uniform: bool = False) -> nir.NIRGraph:
+    """recurrent_graph around per_neuron_tau_neuron, with weights of its own seed (the
+    module's RNG gives weights that depend on which tests ran before)."""
+    rng = np.random.default_rng(21)
+    n = 6
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "fc": nir.Affine(weight=rng.normal(1.0, 1.0, (n, 3)), bias=np.full(n, 0.05)),
+        "lif": per_neuron_tau_neuron(kind, n, uniform),
+        "w_rec": nir.Affine(weight=rng.normal(-0.3, 1.0, (n, n)), bias=np.full(n, 0.1)),
+        "output": nir.Output(output_type=np.array([n])),
+    }
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")]
+    return graph(nodes, edges)
+
+
 def split_groups(net: Netlist, node: str) -> list[tuple[Population, list[int]]]:
     return [(net.population(pop), idx) for pop, idx in net.meta["split_nodes"][node]]
 
@@ -798,7 +814,7 @@ def test_per_neuron_time_constants_become_one_population_per_decay_pair(
     recurrent matrix becomes lag-1 delay-0 synapses between every pair of groups, and
     the float64 netlist spikes as the float NIR simulation, neuron by neuron (compare_float
     puts the groups back in the node's order)."""
-    g = recurrent_graph(neuron=per_neuron_tau_neuron(kind))
+    g = tau_graph(kind)
     x = spikes((3, 60, 3), 0.4)
     net, oracle, rates = compare_float(g, x, dt=1e-3, reset=reset)
     found = split_groups(net, "lif")
@@ -813,7 +829,7 @@ def test_per_neuron_time_constants_become_one_population_per_decay_pair(
     assert net.ticks_per_step == 1 and "lif" not in {p.name for p in net.populations}
     assert 0.02 < rates["lif"] < 0.9, rates
     # The time constants matter: their mean for every neuron spikes otherwise.
-    uniform = recurrent_graph(neuron=per_neuron_tau_neuron(kind, uniform=True))
+    uniform = tau_graph(kind, uniform=True)
     assert np.any(simulate_nir(uniform, x, dt=1e-3, reset=reset)["lif"] != oracle["lif"])
 
 
@@ -826,7 +842,7 @@ def test_per_neuron_time_constants_reference_vs_onnx_and_lava_exact(
     message, state and summed input; spike_agreement names the NIR node, not its groups."""
     from snncompile.targets.onnx import run_onnx
 
-    g = recurrent_graph(neuron=per_neuron_tau_neuron(kind))
+    g = tau_graph(kind)
     net = lower(import_nir(g, dt=1e-3, reset=reset).graph)
     qnet, _ = quantize(net, spikes((4, 30, 3), 0.4, seed=3))
     found = split_groups(qnet, "lif")
@@ -1041,6 +1057,41 @@ def test_cubalif_subtract_exports_and_simulates_alike_on_every_backend(reset, tm
     assert rates["reference"] and all(r == rates["reference"] for r in rates.values()), rates
     vsub, vth = (int(net.population("lif2").params[k]) for k in ("vsub", "vth"))
     assert (vsub == vth) == (reset == "subtract"), (vsub, vth)
+
+
+def test_a_split_node_exports_simulates_and_verifies_from_the_cli(tmp_path, cli):
+    """A CubaLIF with per-neuron time constants through the command line: the loihi2
+    artifact's network.net reads back as its netlist (its reader orders the synapses by
+    destination, so the lowering must too: it did not at first) with one core per group,
+    simulate names the groups, and verify --target onnx passes naming the NIR node."""
+    from snncompile.ir.netlist import first_difference
+    from snncompile.targets.loihi2.netx import read_network
+
+    source = tmp_path / "split.nir"
+    nir.write(source, tau_graph("CubaLIF"))
+    argv = ["--dt", "1e-3", "--reset", "subtract-delayed"]
+    art = tmp_path / "l2"
+    out = cli("export", str(source), *argv, "--target", "loihi2", "-o", str(art))
+    assert out.returncode == 0, out.stderr
+    net = load_netlist(art)
+    groups = [f"lif.tau{k}" for k in range(4)]
+    assert [p.name for p in net.populations if p.kind == "cuba_lif_sub"] == groups
+    assert first_difference(read_network(art / "network.net"), net) is None
+    cores = json.loads((art / "resources.json").read_text())["per_core"]
+    placed = [p["name"] for core in cores for p in core["populations"]]
+    assert len(cores) == len(net.populations) and sorted(placed) == sorted(
+        p.name for p in net.populations
+    )
+    x = tmp_path / "x.npy"
+    np.save(x, spikes((2, 20, 3), 0.4, seed=9))
+    run = cli("simulate", str(art), "--input", str(x))
+    assert run.returncode == 0, run.stderr
+    assert all(f"{name} " in run.stdout for name in groups), run.stdout
+    out = cli("verify", str(source), *argv, "--target", "onnx", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["lowering_agreement"] == {"lif": 1.0}
+    assert set(report["spike_agreement"]) == {"lif"} and report["target_check"]["exact"]
 
 
 def test_a_cuba_lif_sub_written_before_vsub_existed_reads_as_vsub_vth(tmp_path):

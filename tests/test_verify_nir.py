@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,48 @@ def test_verify_nir_warns_of_a_quantized_layer_that_never_spikes(tmp_path: Path,
     with pytest.raises(SystemExit):
         main(["verify", str(source), "--dt", "1e-3"])
     assert "never spikes" not in capsys.readouterr().err
+
+
+def test_verify_nir_compares_every_group_of_a_split_node(tmp_path: Path) -> None:
+    """A node with per-neuron time constants becomes one population per decay pair; rung
+    1 compares the node whole, so a float64 netlist whose one group decays otherwise
+    fails, named by the node (the groups were not NIR names: they went uncompared)."""
+    import dataclasses
+
+    import nir
+
+    from snncompile.compiler import compile_model
+    from snncompile.verify.nir import default_inputs, verify_nir
+
+    rng = np.random.default_rng(3)
+    n = 4
+    tau = np.array([0.004, 0.008, 0.004, 0.008])
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "fc": nir.Linear(weight=rng.normal(1.0, 1.0, (n, 3))),
+        "lif": nir.LIF(tau=tau, r=np.full(n, 3.0), v_leak=np.zeros(n),
+                       v_threshold=np.ones(n), v_reset=np.zeros(n)),
+        "output": nir.Output(output_type=np.array([n])),
+    }  # fmt: skip
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "output")]
+    nir.write(tmp_path / "tau.nir", nir.NIRGraph(nodes=nodes, edges=edges))
+    compiled = compile_model(tmp_path / "tau.nir", dt=1e-3)
+    x, data = default_inputs(3, 0.4)
+    report = verify_nir(compiled, x, data)
+    assert report.passed, report.failures
+    assert report.lowering_agreement == {"lif": 1.0}
+    assert 0.02 < report.spike_rates["lif"]["float"] < 0.9, report.spike_rates
+    net = compiled.float_netlist
+    assert [p.name for p in net.populations if p.kind == "cuba_lif"] == ["lif.tau0", "lif.tau1"]
+    slower = [
+        dataclasses.replace(p, params={**p.params, "alpha_v": np.array(0.95)})
+        if p.name == "lif.tau1"
+        else p
+        for p in net.populations
+    ]
+    compiled.float_netlist = dataclasses.replace(net, populations=tuple(slower))
+    report = verify_nir(compiled, x, data)
+    assert not report.passed and report.lowering_agreement["lif"] < 1.0
+    # The divergence names the node and the node's neuron (1 and 3 are lif.tau1's).
+    first = report.failures[0]
+    assert re.search(r"population 'lif' at model step \d+ \(sample \d+, compartment [13]\)", first)

@@ -104,6 +104,9 @@ class _Builder:
         self.bias_synapses: set[str] = set()
         self.views: dict[str, View] = {}
         self.meta: dict[str, Any] = {}  # what rules add to the netlist's meta
+        # The synapse names taken, kept as they are added: collecting them per synapse
+        # cost O(synapses^2), 6 s for a NIR node split into 128 populations (16,640 synapses).
+        self.synapse_names: set[str] = set()
 
     def add_pop(self, pop: Population) -> Population:
         self.pops.append(pop)
@@ -130,11 +133,11 @@ class _Builder:
 
     def _add(self, src: str, dst: str, weight: sparse.spmatrix, *, lag: int = 0) -> str:
         name = f"{src}->{dst}"
-        taken = {s.name for s in self.synapses}
         k = 1
-        while name in taken:
+        while name in self.synapse_names:
             k += 1
             name = f"{src}->{dst}#{k}"
+        self.synapse_names.add(name)
         self.synapses.append(Synapse(name, src, dst, compact_weight(weight), lag=lag))
         return name
 

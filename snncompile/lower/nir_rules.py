@@ -196,21 +196,21 @@ def _euler_neuron(b: Any, node: Node) -> None:
             rho = 1.0 / op.alpha_v - 1.0 if op.reset == "subtract-delayed" else np.zeros(h)
             params = {"beta": op.alpha_v.copy(), "theta": np.ones(h), "rho": rho}
             kind = "reset_refractory"
-        pop = b.add_pop(Population(name, kind, idx.size, params=params))
+        pops.append(b.add_pop(Population(name, kind, idx.size, params=params)))
+    rec = sparse.csr_matrix(sparse.diags(scale) @ op.rec_weight)
+    # Synapses destination by destination, in population order, as network.net stores
+    # them (its reader rebuilds that order).
+    for pop, idx in zip(pops, groups, strict=True):
         # The group's rows of every input, each scaled by its neuron's 1 / threshold.
         rows = sparse.csr_matrix((scale[idx], (np.arange(idx.size), idx)), shape=(idx.size, h))
         _connect_inputs(b, node, pop, rows, (op.v_bias * scale)[idx])
-        pops.append(pop)
-    rec = sparse.csr_matrix(sparse.diags(scale) @ op.rec_weight)
-    if rec.nnz:
         # Between groups the loop is the same one-step feedback: lag rec_lag synapses,
         # which arrive in time because every group has the same inputs, hence latency.
-        for dst, dst_idx in zip(pops, groups, strict=True):
-            into = rec[dst_idx]
-            for src, src_idx in zip(pops, groups, strict=True):
-                block = sparse.csr_matrix(into[:, src_idx])
-                if block.nnz:
-                    b._add(src.name, dst.name, block, lag=int(op.rec_lag))
+        into = rec[idx]
+        for src, src_idx in zip(pops, groups, strict=True):
+            block = sparse.csr_matrix(into[:, src_idx])
+            if block.nnz:
+                b._add(src.name, pop.name, block, lag=int(op.rec_lag))
     if len(groups) > 1:
         b.meta.setdefault(SPLIT_META, {})[node.name] = [
             [pop.name, idx.tolist()] for pop, idx in zip(pops, groups, strict=True)
