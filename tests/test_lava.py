@@ -934,3 +934,21 @@ def test_synapses_split_by_the_quantizer_run_exactly() -> None:
     """A cancelling constant's remainder synapse and a weight matrix's far-apart rows,
     each on its own exponent, are summed like any other synapses."""
     check(*split_synapse_netlist())
+
+
+def test_a_network_lavas_compiler_recurses_on_is_unsupported_not_corrupt(monkeypatch):
+    """Lava's compiler flattens a group of connected processes recursively, so a network
+    of some 1,100 processes in one loop (a NIR node split into 32 populations with a
+    recurrent matrix, docs/nir.md) raised RecursionError, which the CLI reports as an
+    input nested too deeply (exit 6, a corrupt input). It is a network Lava cannot take
+    (exit 4), named so; the stand-in here is Lava's own run raising it."""
+    from lava.magma.core.process.process import AbstractProcess
+
+    def recurses(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(AbstractProcess, "run", recurses)
+    pops = (Population("in", "input", 1), Population("out", "readout", 1, attrs={"mode": "mean"}))
+    net = Netlist(pops, (Synapse("in->out", "in", "out", np.array([[1.0]])),), numeric="int")
+    with pytest.raises(UnsupportedError, match="Lava's compiler recursed past Python's limit"):
+        run_lava(net, np.ones((1, 2, 1)))

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from snncompile.errors import SnnCompileError, UsageError
+from snncompile.errors import SnnCompileError, UnsupportedError, UsageError
 from snncompile.ir.netlist import Netlist
 from snncompile.reference.kinds import Events
 from snncompile.reference.parts import equal_parts, merge_runs, part_progress
@@ -173,7 +173,18 @@ def _run_once(
     root, failed = lava.root, False
     try:
         with _workers_ignore_interrupts():
-            root.run(RunSteps(num_steps=lava.steps, blocking=False), run_cfg=config)
+            try:
+                root.run(RunSteps(num_steps=lava.steps, blocking=False), run_cfg=config)
+            except RecursionError:
+                # Lava's compiler flattens a group of connected processes recursively,
+                # a level per process: a NIR node split into some 30 populations with a
+                # recurrent matrix (a process per block, docs/nir.md) is past the limit.
+                raise UnsupportedError(
+                    f"Lava's compiler recursed past Python's limit on this network "
+                    f"({len(net.populations)} populations, {len(net.synapses)} synapses, "
+                    "each one or more Lava processes); the reference and onnx backends "
+                    "run it"
+                ) from None
         runtime = root.runtime
         # Sources share one extractor: read each extractor once per step.
         extractors = {
