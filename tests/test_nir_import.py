@@ -859,6 +859,16 @@ def test_per_neuron_time_constants_reference_vs_onnx_and_lava_exact(
     assert_traces_equal(ref, run_lava(qnet, x, record_internals=True), order=order)
 
 
+def test_a_group_named_as_another_node_is_refused_naming_both():
+    """A node "lif.tau0" beside a split "lif" would make two populations of one name
+    (the lowering's latency pass crashed on it with a KeyError); the clash is named."""
+    g = tau_graph("LIF")
+    nodes = {**g.nodes, "lif.tau0": lif(6), "w2": nir.Linear(weight=np.eye(6))}
+    edges = [*g.edges, ("lif", "w2"), ("w2", "lif.tau0"), ("lif.tau0", "output")]
+    with pytest.raises(UnsupportedError, match=r"node 'lif' \(LIF\): .* named lif.tau0 as"):
+        lower(import_nir(graph(nodes, edges), dt=1e-3).graph)
+
+
 def test_a_loop_through_split_neurons_time_multiplexes_exactly():
     """neuron_loop(2) with per-neuron time constants in both neurons (a LIF and a
     CubaLIF, the first with a self-loop): the Feedback reads the split CubaLIF's groups,

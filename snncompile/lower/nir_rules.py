@@ -176,6 +176,16 @@ def _euler_neuron(b: Any, node: Node) -> None:
         raise UnsupportedError("; ".join(problems))
     scale = 1.0 / op.theta
     groups = decay_groups(op)
+    if len(groups) > 1:
+        # A NIR node may itself be named like a group ("lif.tau0" beside "lif").
+        names = {group_name(node.name, k, len(groups)) for k in range(len(groups))}
+        taken = sorted(names & {n.name for n in b.graph})
+        if taken:
+            raise UnsupportedError(
+                f"{node_label(b, node.name)}: its time constants differ between neurons, "
+                f"so it becomes one population per value, named {', '.join(taken)} as "
+                "other nodes are (rename them)"
+            )
     pops = []
     for k, idx in enumerate(groups):
         name = group_name(node.name, k, len(groups))
