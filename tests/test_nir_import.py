@@ -298,6 +298,34 @@ def test_neuron_fed_only_through_delays_reference_and_lava():
     assert_traces_equal(ref, run_lava(qnet, x), order=[p.name for p in qnet.populations])
 
 
+def test_a_neuron_fed_only_through_delays_reads_back_from_network_net(tmp_path):
+    """The zero-weight synapse that anchors such a neuron was the netlist's last synapse,
+    while network.net's reader rebuilds them destination by destination: the loihi2
+    artifact read back as another netlist ("the synapses differ"), so inspect and
+    simulate refused it. A split node's synapses (per-neuron tau) behind it too."""
+    from snncompile.ir.netlist import first_difference
+    from snncompile.targets.loihi2.netx import read_network, write_network
+
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "delay": nir.Delay(delay=np.array([1e-3, 2e-3, 2e-3])),
+        "fc": nir.Affine(weight=np.eye(3) * 3.0, bias=np.full(3, 0.1)),
+        "if": nir.IF(r=np.ones(3), v_threshold=np.full(3, 2.0), v_reset=np.zeros(3)),
+        "fc2": nir.Linear(weight=np.eye(3)),
+        "lif": lif(3, r=3.0),
+        "output": nir.Output(output_type=np.array([3])),
+    }
+    nodes["lif"].tau = np.array([0.004, 0.008, 0.004])
+    edges = [("input", "delay"), ("delay", "fc"), ("fc", "if"), ("if", "fc2"), ("fc2", "lif"),
+             ("lif", "output")]  # fmt: skip
+    x = spikes((2, 20, 3), 0.5)
+    net, _, _ = compare_float(graph(nodes, edges), x, dt=1e-3)
+    assert net.meta["split_nodes"] == {"lif": [["lif.tau0", [0, 2]], ["lif.tau1", [1]]]}
+    qnet, _ = quantize(net, x)
+    write_network(qnet, tmp_path / "network.net")
+    assert first_difference(read_network(tmp_path / "network.net"), qnet) is None
+
+
 def test_nested_subgraph_is_flattened():
     inner = graph(
         {"input": nir.Input(input_type=np.array([4])), "w": nir.Linear(weight=np.eye(4) * 0.8),

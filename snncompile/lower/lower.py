@@ -198,6 +198,12 @@ def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
     if not any(s.src == "bias" for s in builder.synapses):
         builder.pops = [p for p in builder.pops if p.kind != "bias"]
     ticks = _assign_delays(builder)
+    # Synapses destination by destination in population order, as network.net stores
+    # them and its reader rebuilds them (the anchor of a neuron fed only through Delays
+    # came last, so a loihi2 artifact of such a graph read back as another netlist).
+    # Stable: each population's inputs keep their order, hence their float sum.
+    position = {p.name: i for i, p in enumerate(builder.pops)}
+    builder.synapses.sort(key=lambda s: position[s.dst])
     return Netlist(
         tuple(builder.pops),
         tuple(builder.synapses),

@@ -208,8 +208,6 @@ def _euler_neuron(b: Any, node: Node) -> None:
             kind = "reset_refractory"
         pops.append(b.add_pop(Population(name, kind, idx.size, params=params)))
     rec = sparse.csr_matrix(sparse.diags(scale) @ op.rec_weight)
-    # Synapses destination by destination, in population order, as network.net stores
-    # them (its reader rebuilds that order).
     for pop, idx in zip(pops, groups, strict=True):
         # The group's rows of every input, each scaled by its neuron's 1 / threshold.
         rows = sparse.csr_matrix((scale[idx], (np.arange(idx.size), idx)), shape=(idx.size, h))
