@@ -80,10 +80,15 @@ class NirVerifyReport:
 
 def bytes_per_input(net: Any, steps: int) -> int:
     """Bytes a part holds per input: the spike traces of the NIR simulation and the two
-    reference runs (reference.parts.bytes_per_input, with what each run holds besides)."""
+    reference runs (reference.parts.bytes_per_input, with what each run holds besides),
+    and each run's copy of a split node's traces put together (nir_compile.node_traces)."""
     spiking = [p for p in net.populations if p.compartment.spiking]
     oracle = 8 * steps * sum(p.size for p in spiking)
-    return oracle + 2 * run_bytes_per_input(net, steps, [p.name for p in spiking])
+    joined = sum(
+        idx.size for groups in spiking_nodes(net).values() if len(groups) > 1 for _, idx in groups
+    )
+    runs = 2 * (run_bytes_per_input(net, steps, [p.name for p in spiking]) + 8 * steps * joined)
+    return oracle + runs
 
 
 def verify_nir(
