@@ -706,7 +706,9 @@ def inspect_command(path: str, as_json: bool) -> None:
     default="reference",
     show_default=True,
     type=click.Choice(list(BACKENDS)),
-    help="onnx: the artifact's model.onnx in onnxruntime (also a --target onnx --float export).",
+    help="reference: our numpy simulator; lava: Lava's bit-accurate CPU simulator; onnx: "
+    "the ONNX step graph in onnxruntime (an onnx artifact's model.onnx, else built from "
+    "the netlist; also a --target onnx --float export).",
 )
 @click.option("--steps", type=int, help="Use only the first N input steps.")
 @click.option(

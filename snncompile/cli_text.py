@@ -255,6 +255,11 @@ def print_checkpoint(info: dict) -> None:
             [[r["name"], r["op"], r["width"], r["parameters"]] for r in info["layers"]],
         )
     click.echo("targets:")
+    verdicts = list(info["targets"].values())
+    if len(verdicts) > 1 and all(not v["ok"] and v["why"] == verdicts[0]["why"] for v in verdicts):
+        # One reason for every target (a non-causal model): said once, not six times.
+        click.echo(f"  none ({', '.join(info['targets'])}): {verdicts[0]['why']}")
+        return
     for target, verdict in info["targets"].items():
         click.echo(f"  {target:<13} {'yes' if verdict['ok'] else 'no'}: {verdict['why']}")
 

@@ -144,6 +144,21 @@ def test_inspect_says_why_a_float_model_cannot_go_to_reference(tmp_path: Path, c
     assert info["targets"]["onnx --float"]["ok"] and not info["targets"]["loihi2"]["ok"]
 
 
+def test_inspect_says_a_reason_every_target_shares_once(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A bidirectional S4D is refused by every target for one reason: the table said it
+    six times (about 600 characters each); --json still gives it per target."""
+    ckpt = small_checkpoint(tmp_path / "bi.pt", bidirectional=True)
+    code, out, _ = run(["inspect", ckpt], capsys)
+    assert code == 0 and out.count("bidirectional S4D is non-causal") == 1
+    assert "  none (reference, lava, loihi2, nir, onnx, onnx --float): the model has 1" in out
+    info = json.loads(run(["inspect", ckpt, "--json"], capsys)[1])
+    assert all("non-causal" in v["why"] and not v["ok"] for v in info["targets"].values())
+    code, out, _ = run(
+        ["inspect", small_checkpoint(tmp_path / "g.pt", family="binary-s4d-gsu")], capsys
+    )
+    assert code == 0 and "  reference     no: " in out and "  onnx --float  yes: " in out
+
+
 def test_stop_after_prints_the_stage_and_writes_nothing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     ckpt = small_checkpoint(tmp_path / "m.pt")
     code, out, _ = run(["export", ckpt, "--stop-after", "trace", "-o", tmp_path / "a"], capsys)
