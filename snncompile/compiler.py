@@ -215,7 +215,10 @@ def calibration_inputs(
             "pass --calib FILE, or calibration= from Python (inputs of shape "
             "(batch, steps, inputs) or (steps, inputs))"
         )
-    return check_inputs(as_array(x, "calibration data"), width, what="calibration data")
+    # Named as the CLI's option and the API's argument when given, so either user sees
+    # which input is wrong (an embedded batch that does not fit is the checkpoint's).
+    what = "the embedded calibration batch" if given is None else "calibration data (--calib)"
+    return check_inputs(as_array(x, what), width, what=what)
 
 
 def as_array(value: Any, what: str) -> np.ndarray:

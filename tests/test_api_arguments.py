@@ -245,7 +245,7 @@ WRONG = {
     "compile calibration ragged": (
         lambda d: snncompile.compile(_model(), calibration=[[[0.0]], [[0.0], [1.0]]]),
         False,
-        "calibration data cannot be made an array of numbers",
+        "calibration data (--calib) cannot be made an array of numbers",
     ),
     "save model on meta": (
         lambda d: snncompile.save(_meta_device_model(), d / "m.pt"),

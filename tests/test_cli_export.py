@@ -269,7 +269,11 @@ BAD_INPUTS = {
         6,
         r"m\.pt: holds a model the compiler cannot take: node 'blocks\.0\.ssm': ssm \|a_bar\|",
     ),
-    "calib wrong shape": (lambda t: _calib(t, np.zeros((4, 16, 2))), 2, r"\(batch, steps, 1\)"),
+    "calib wrong shape": (
+        lambda t: _calib(t, np.zeros((4, 16, 2))),
+        2,
+        r"calibration data \(--calib\) must have shape \(batch, steps, 1\)",
+    ),
     "calib wrong dtype": (
         lambda t: _calib(t, np.zeros((4, 16, 1), complex)),
         2,
