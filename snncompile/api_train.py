@@ -31,7 +31,9 @@ class EvaluationReport:
     spike_rates: dict[str, float]
     n: int
     recorded_accuracy: float | None = None
-    train_seconds: float | None = None  # set by train; evaluate trains nothing
+    # The training's duration: measured by train; evaluate gives what the checkpoint
+    # recorded (None if it recorded none), as it does for the accuracy.
+    train_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -446,7 +448,12 @@ def _evaluate_stored(path: str | os.PathLike[str], model: Any, task: Any) -> Any
 
 def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
     """Evaluate a checkpoint on the test split of the task recorded in its metadata."""
-    from snncompile.checkpoint import checkpoint_task, load_checkpoint, recorded_accuracy
+    from snncompile.checkpoint import (
+        checkpoint_task,
+        load_checkpoint,
+        recorded_accuracy,
+        recorded_train_seconds,
+    )
 
     check_path(path, "path", reading=True)
     ckpt = load_checkpoint(path)
@@ -461,4 +468,5 @@ def evaluate_checkpoint(path: str | Path) -> EvaluationReport:
         spike_rates=result.spike_rates,
         n=result.n,
         recorded_accuracy=recorded_accuracy(ckpt.meta),
+        train_seconds=recorded_train_seconds(ckpt.meta),
     )

@@ -17,6 +17,7 @@ tensors and primitive containers is refused before anything from it runs.
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import pickletools
@@ -486,6 +487,14 @@ def recorded_accuracy(meta: dict[str, Any]) -> float | None:
     """meta's test_accuracy when it is one (a fraction in [0, 1]), else None: it is only
     reported, so a NaN or 10**400 there means "not known", not a broken checkpoint."""
     return _fraction(meta.get("test_accuracy"))
+
+
+def recorded_train_seconds(meta: dict[str, Any]) -> float | None:
+    """meta's train_seconds when it is a finite number >= 0 (train writes it), else None."""
+    value = meta.get("train_seconds")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 def _fraction(value: Any) -> float | None:

@@ -361,6 +361,15 @@ def test_a_recorded_accuracy_that_is_not_a_fraction_is_unknown(tmp_path: Path, v
     assert inspect_checkpoint(path)["accuracy"] is None
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, True, "38 s", None])
+def test_recorded_train_seconds_that_are_not_a_duration_are_unknown(value: object) -> None:
+    from snncompile.checkpoint import recorded_train_seconds
+
+    assert recorded_train_seconds({"train_seconds": value}) is None
+    assert recorded_train_seconds({"train_seconds": 37.8}) == 37.8
+    assert recorded_train_seconds({}) is None
+
+
 def test_the_users_meta_keys_stay_out_of_the_compilers_meta(tmp_path: Path) -> None:
     from snncompile.compiler import load_model
 

@@ -69,6 +69,8 @@ def test_cli_train_then_evaluate(tmp_path: Path) -> None:
     report = json.loads(ev.stdout)
     assert report["accuracy"] == ckpt.meta["test_accuracy"]
     assert set(report["spike_rates"]) == {"blocks.0.act", "blocks.1.act"}
+    # what the training recorded, as for the accuracy (it was always null)
+    assert report["train_seconds"] == ckpt.meta["train_seconds"] > 0
 
 
 def test_cli_reports_bad_checkpoint_in_one_line_with_exit_6(tmp_path: Path) -> None:
