@@ -923,6 +923,38 @@ def test_a_loop_through_split_neurons_time_multiplexes_exactly():
     assert_traces_equal(ref, run_lava(qnet, x, record_internals=True), order=order)
 
 
+def test_a_split_node_read_only_through_a_feedback_keeps_one_tick_per_step():
+    """A recurrent split CubaLIF first in the order, read by the other neuron through a
+    2-step Delay and reading it back through another (so only through a Feedback): its
+    groups' recurrent synapses anchored every group but the first one hop after it, so
+    the groups had different latencies and the netlist took 2 ticks per model step
+    where the same node with one time constant takes 1. The groups stay together."""
+    rng = np.random.default_rng(4)
+    n = 4
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "a": per_neuron_tau_neuron("CubaLIF", n=n),
+        "fc": nir.Affine(weight=rng.normal(1.0, 1.0, (n, 3)), bias=np.full(n, 0.05)),
+        "b": lif(n, tau=0.004, r=2.0),
+        "w_ba": nir.Linear(weight=rng.normal(1.0, 1.0, (n, n))),
+        "d_ba": nir.Delay(delay=np.full(n, 2e-3)),
+        "w_ab": nir.Linear(weight=rng.normal(0.3, 1.0, (n, n))),
+        "d_ab": nir.Delay(delay=np.full(n, 2e-3)),
+        "w_rec": nir.Linear(weight=rng.normal(0.0, 1.0, (n, n))),
+        "output": nir.Output(output_type=np.array([n])),
+    }
+    edges = [("input", "fc"), ("fc", "b"), ("b", "w_ba"), ("w_ba", "d_ba"), ("d_ba", "a"),
+             ("a", "w_ab"), ("w_ab", "d_ab"), ("d_ab", "b"), ("b", "output"), ("a", "w_rec"),
+             ("w_rec", "a")]  # fmt: skip
+    net, _, rates = compare_float(graph(nodes, edges), spikes((3, 60, 3), 0.4), dt=1e-3)
+    groups = [pop.name for pop, _ in split_groups(net, "a")]
+    assert len(groups) == 3 and 0.02 < rates["a"] < 0.95, rates
+    assert {net.latency()[name] for name in groups} == {0}
+    assert net.ticks_per_step == 1
+    uniform = dict(nodes, a=cuba_lif(n, w_in=2.0, r=2.0))
+    assert lower(import_nir(graph(uniform, edges), dt=1e-3).graph).ticks_per_step == 1
+
+
 # ---- the real graphs --------------------------------------------------------------------
 
 

@@ -40,7 +40,12 @@ from snncompile.errors import UnsupportedError
 from snncompile.ir import nir_ops, ops
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, compact_weight
-from snncompile.lower.nir_rules import NIR_LOWERINGS, NIR_PARAMETER_CHECKS, check_feedback
+from snncompile.lower.nir_rules import (
+    NIR_LOWERINGS,
+    NIR_PARAMETER_CHECKS,
+    SPLIT_META,
+    check_feedback,
+)
 
 # Ops the lowering passes through unchanged (normally removed by the passes already).
 _TRANSPARENT = (ops.Dropout, ops.Identity)
@@ -252,11 +257,23 @@ def _anchor_lagged_only(builder: _Builder, order: list[str]) -> None:
     lag-0 synapse from its earliest lagged source places it one hop after that source."""
     position = {name: i for i, name in enumerate(order)}
     sizes = {p.name: p.size for p in builder.pops}
+    # The groups of a split NIR node (nir_rules) are one node: the recurrent synapses
+    # between them anchor none of them, or groups after the first would be placed a hop
+    # after it (one more tick per model step for a node fed only through a Feedback).
+    node_of = {
+        pop: node for node, groups in builder.meta.get(SPLIT_META, {}).items() for pop, _ in groups
+    }
     for name in order:
         data_in = [
             s for s in builder.synapses if s.dst == name and s.name not in builder.bias_synapses
         ]
-        forward = [s for s in data_in if s.lag and position[s.src] < position[name]]
+        forward = [
+            s
+            for s in data_in
+            if s.lag
+            and position[s.src] < position[name]
+            and (name not in node_of or node_of.get(s.src) != node_of[name])
+        ]
         if forward and not any(s.lag == 0 for s in data_in):
             first = min(forward, key=lambda s: position[s.src])
             empty = sparse.csr_matrix((first.shape[0], sizes[first.src]))
