@@ -955,6 +955,43 @@ def test_a_split_node_read_only_through_a_feedback_keeps_one_tick_per_step():
     assert lower(import_nir(graph(uniform, edges), dt=1e-3).graph).ticks_per_step == 1
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one-tau", "split"])
+def test_a_neuron_read_only_through_a_feedback_takes_a_constant_input(split):
+    """A neuron first in the order, fed only through a Delay from the neuron after it
+    (a Feedback), with a bias on that path: it had latency 0, so its bias synapse got
+    delay -1 and the valid file was refused as one the compiler cannot take (exit 6). It
+    is placed a hop after the input, the float64 netlist equals the NIR simulation and
+    the quantized one runs alike on onnxruntime and in Lava."""
+    from snncompile.targets.onnx import run_onnx
+
+    rng = np.random.default_rng(4)
+    n = 4
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "a": per_neuron_tau_neuron("CubaLIF", n=n) if split else cuba_lif(n, w_in=2.0, r=2.0),
+        "fc": nir.Affine(weight=rng.normal(1.0, 1.0, (n, 3)), bias=np.full(n, 0.05)),
+        "b": lif(n, tau=0.004, r=2.0),
+        "w_ba": nir.Affine(weight=rng.normal(1.0, 1.0, (n, n)), bias=np.full(n, 0.2)),
+        "d_ba": nir.Delay(delay=np.full(n, 1e-3)),
+        "w_ab": nir.Linear(weight=rng.normal(0.3, 1.0, (n, n))),
+        "d_ab": nir.Delay(delay=np.full(n, 1e-3)),
+        "output": nir.Output(output_type=np.array([n])),
+    }
+    edges = [("input", "fc"), ("fc", "b"), ("b", "w_ba"), ("w_ba", "d_ba"), ("d_ba", "a"),
+             ("a", "w_ab"), ("w_ab", "d_ab"), ("d_ab", "b"), ("b", "output")]  # fmt: skip
+    net, _, rates = compare_float(graph(nodes, edges), spikes((3, 60, 3), 0.4), dt=1e-3)
+    pops = [pop for pop, _ in spiking_nodes(net)["a"]]
+    assert len(pops) == (3 if split else 1) and 0.02 < rates["a"] < 0.95, rates
+    assert {net.latency()[name] for name in pops} == {1} and net.ticks_per_step == 1
+    qnet, _ = quantize(net, spikes((4, 30, 3), 0.4, seed=3))
+    x = spikes((2, 16, 3), 0.4, seed=5)
+    ref = simulate(qnet, x, record=True, record_internals=True)
+    order = [p.name for p in qnet.populations]
+    assert_traces_equal(ref, run_onnx(qnet, x, record_internals=True), order=order)
+    run_lava = run_lava_or_skip()
+    assert_traces_equal(ref, run_lava(qnet, x, record_internals=True), order=order)
+
+
 # ---- the real graphs --------------------------------------------------------------------
 
 

@@ -254,7 +254,9 @@ def _assign_delays(builder: _Builder) -> int:
 def _anchor_lagged_only(builder: _Builder, order: list[str]) -> None:
     """A population fed only through lagged synapses from earlier populations (a NIR
     Delay on every input path) would get latency 0, too early for its bias; a zero-weight
-    lag-0 synapse from its earliest lagged source places it one hop after that source."""
+    lag-0 synapse from its earliest lagged source places it one hop after that source.
+    One fed only through lagged synapses from later populations (a neuron read only
+    through a Feedback) and with a bias is placed one hop after the input so."""
     position = {name: i for i, name in enumerate(order)}
     sizes = {p.name: p.size for p in builder.pops}
     # The groups of a split NIR node (nir_rules) are one node: the recurrent synapses
@@ -263,21 +265,29 @@ def _anchor_lagged_only(builder: _Builder, order: list[str]) -> None:
     node_of = {
         pop: node for node, groups in builder.meta.get(SPLIT_META, {}).items() for pop, _ in groups
     }
+    biased = {
+        node_of.get(s.dst, s.dst) for s in builder.synapses if s.name in builder.bias_synapses
+    }
+    inputs = [p.name for p in builder.pops if p.kind == "input"]
     for name in order:
         data_in = [
             s for s in builder.synapses if s.dst == name and s.name not in builder.bias_synapses
         ]
+        if not data_in or any(s.lag == 0 for s in data_in):
+            continue
         forward = [
             s
             for s in data_in
-            if s.lag
-            and position[s.src] < position[name]
+            if position[s.src] < position[name]
             and (name not in node_of or node_of.get(s.src) != node_of[name])
         ]
-        if forward and not any(s.lag == 0 for s in data_in):
-            first = min(forward, key=lambda s: position[s.src])
-            empty = sparse.csr_matrix((first.shape[0], sizes[first.src]))
-            builder._add(first.src, name, empty)
+        if forward:
+            src = min(forward, key=lambda s: position[s.src]).src
+        elif node_of.get(name, name) in biased and inputs:
+            src = inputs[0]
+        else:
+            continue
+        builder._add(src, name, sparse.csr_matrix((sizes[name], sizes[src])))
 
 
 # ---- one function per op ------------------------------------------------------------
