@@ -269,3 +269,60 @@ def test_verify_nir_compares_every_group_of_a_split_node(tmp_path: Path) -> None
     # The divergence names the node and the node's neuron (1 and 3 are lif.tau1's).
     first = report.failures[0]
     assert re.search(r"population 'lif' at model step \d+ \(sample \d+, compartment [13]\)", first)
+
+
+def _loop_past_the_readout(path: Path) -> None:
+    """input -> a -> output and a loop a -> b -> c -> a: three ticks per model step, c at
+    latency 3 past the readout's 2, so the run ends before c's last model step."""
+    import nir
+
+    n, rng = 4, np.random.default_rng(0)
+
+    def lif() -> nir.LIF:
+        full = lambda v: np.full(n, float(v))  # noqa: E731
+        return nir.LIF(tau=full(0.004), r=full(2.0), v_leak=full(0), v_threshold=full(1),
+                       v_reset=full(0))  # fmt: skip
+
+    nodes = {
+        "input": nir.Input(input_type=np.array([2])),
+        "fc": nir.Affine(weight=rng.normal(1.5, 1, (n, 2)), bias=np.zeros(n)),
+        "a": lif(),
+        "b": lif(),
+        "c": lif(),
+        "out": nir.Output(output_type=np.array([n])),
+    }
+    edges = [("input", "fc"), ("fc", "a"), ("a", "out")]
+    for k, (src, dst) in enumerate([("a", "b"), ("b", "c"), ("c", "a")]):
+        nodes[f"w{k}"] = nir.Linear(weight=rng.normal(0.8, 1, (n, n)))
+        edges += [(src, f"w{k}"), (f"w{k}", dst)]
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
+
+
+def test_a_node_later_than_the_readout_is_compared_on_the_steps_it_runs(
+    tmp_path: Path, capsys
+) -> None:
+    """c's last model step comes after the run's last tick, so its trace is 0 there: verify
+    compared that step with the NIR simulation's spikes and failed a correct network
+    ("lowering not exact: population 'c' at model step 63", helper-82). It compares the
+    steps run, and says which it left out."""
+    from snncompile.compiler import compile_model
+    from snncompile.frontend.nir_compile import spike_agreement
+
+    path = tmp_path / "loop.nir"
+    _loop_past_the_readout(path)
+    compiled = compile_model(path, dt=1e-3)
+    net = compiled.netlist
+    assert net.ticks_per_step == 3 and net.latency()["c"] == 3 and net.output_latency == 2
+    assert net.steps_run(64) == {"input": 64, "a": 64, "b": 64, "c": 63, "out": 64}
+    code, out, err = _run(capsys, "verify", path, "--dt", "1e-3", "--target", "onnx", "--json")
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["lowering_agreement"] == {"a": 1.0, "b": 1.0, "c": 1.0}
+    assert report["target_check"]["exact"]
+    assert report["warnings"] == [
+        "c runs later than the readout: the last 1 of its 64 model steps come after the "
+        "run's last tick (not run, not compared)"
+    ]
+    x = (np.random.default_rng(1).random((4, 30, 2)) < 0.5).astype(float)
+    agreement = spike_agreement(path, compiled.float_netlist, x, dt=1e-3)
+    assert {name: a["agreement"] for name, a in agreement.items()} == {"a": 1.0, "b": 1.0, "c": 1.0}

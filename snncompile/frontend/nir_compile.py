@@ -140,7 +140,7 @@ def spike_agreement(
     """Per spiking NIR node of `net` (a float64 or int netlist compiled from `source`; a
     node split into several populations counts as one): the fraction of (sample, step,
     neuron) spike values equal to the float NIR simulation on inputs x (B, L, n_in),
-    and both spike rates."""
+    and both spike rates, over the model steps the netlist runs (Netlist.steps_run)."""
     from snncompile.frontend.nir_sim import simulate_nir
     from snncompile.reference.simulator import simulate
 
@@ -151,9 +151,11 @@ def spike_agreement(
     nodes = {name: groups for name, groups in spiking.items() if name in oracle}
     result = simulate(net, x, record=[pop for groups in nodes.values() for pop, _ in groups])
     compiled = node_traces(nodes, result.traces)
+    run = net.steps_run(x.shape[1])  # a node later than the readout: its last steps not run
     out: dict[str, dict[str, float]] = {}
-    for name in nodes:
-        want, got = oracle[name], compiled[name]
+    for name, groups in nodes.items():
+        kept = run[groups[0][0]]
+        want, got = oracle[name][:, :kept], compiled[name][:, :kept]
         out[name] = {
             "agreement": float(np.mean(want == got)),
             "rate_float": float(want.mean()),

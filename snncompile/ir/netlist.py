@@ -220,6 +220,15 @@ class Netlist:
         """Ticks that run a sequence of `length` model steps (see `total_ticks`)."""
         return total_ticks(length, self.ticks_per_step, self.output_latency)
 
+    def steps_run(self, length: int) -> dict[str, int]:
+        """Model steps each population computes in a run of `length` (total_ticks): all of
+        them, but for a population later than the readout (in a loop through several
+        neurons), whose model step t falls at tick ticks_per_step * t + its latency:
+        its last steps come after the run's last tick, and its traces hold zeros there."""
+        lat, out = self.latency(), self.output_latency
+        t = self.ticks_per_step
+        return {name: min(length, length + (out - late) // t) for name, late in lat.items()}
+
     def counts(self) -> dict[str, int]:
         """Compartments per kind and the number of stored synaptic weights."""
         out: dict[str, int] = {}

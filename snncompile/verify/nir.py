@@ -147,6 +147,11 @@ def verify_nir(
             report.warnings.append(
                 f"the quantized {name} never spikes (the NIR simulation: rate {rate:.4f})"
             )
+    for name, missing in tally.steps_not_run.items():
+        report.warnings.append(
+            f"{name} runs later than the readout: the last {missing} of its {steps} model "
+            "steps come after the run's last tick (not run, not compared)"
+        )
     divergence = earliest_divergence(tally.divergences, tally.names)
     report.first_divergence = None if divergence is None else divergence.to_dict()
     lowering = earliest_divergence(tally.lowering_divergences, tally.names)
@@ -182,6 +187,7 @@ class _Tally:
         self.quant_spikes: dict[str, float] = {}
         self.divergences: list[tuple[Any, int]] = []
         self.lowering_divergences: list[tuple[Any, int]] = []
+        self.steps_not_run: dict[str, int] = {}  # node -> its last model steps not run
         self.parts = 0
         self.max_error = self.max_lowering_error = self.max_output = 0.0
 
@@ -218,7 +224,16 @@ class _Tally:
         )
         for key, count in quant.events.items():
             self.events[key] = self.events.get(key, 0) + int(count)
-        expected = {name: oracle[name] for name in names}
+        # Only the steps the netlist runs: a node later than the readout (in a loop through
+        # several neurons) has its last steps after the run's end, zeros in its traces.
+        run = compiled.netlist.steps_run(x.shape[1])
+        kept = {name: run[nodes[name][0][0]] for name in names}
+        self.steps_not_run.update(
+            {name: x.shape[1] - k for name, k in kept.items() if k < x.shape[1]}
+        )
+        expected = {name: oracle[name][:, : kept[name]] for name in names}
+        lowered_traces = {name: lowered_traces[name][:, : kept[name]] for name in names}
+        quant_traces = {name: quant_traces[name][:, : kept[name]] for name in names}
         for name in names:
             self.values[name] += int(expected[name].size)
             self.lowered_equal[name] += int(
