@@ -738,6 +738,20 @@ def run_lava_or_skip():
     return run_lava
 
 
+def assert_quantized_backends_equal(net: Netlist) -> None:
+    """net quantized on 3-input spikes: onnxruntime and Lava equal the reference in every
+    message, state and summed input of every population at every step."""
+    from snncompile.targets.onnx import run_onnx
+
+    qnet, _ = quantize(net, spikes((4, 30, 3), 0.4, seed=3))
+    x = spikes((2, 16, 3), 0.4, seed=5)
+    ref = simulate(qnet, x, record=True, record_internals=True)
+    order = [p.name for p in qnet.populations]
+    assert_traces_equal(ref, run_onnx(qnet, x, record_internals=True), order=order)
+    run_lava = run_lava_or_skip()
+    assert_traces_equal(ref, run_lava(qnet, x, record_internals=True), order=order)
+
+
 def test_recurrent_mixed_network_reference_vs_lava_exact():
     run_lava = run_lava_or_skip()
     n = 5
@@ -903,8 +917,6 @@ def test_a_loop_through_split_neurons_time_multiplexes_exactly():
     the netlist still takes 2 ticks per model step, the float64 netlist equals the NIR
     simulation, and the quantized network runs alike on the reference, onnxruntime
     and Lava."""
-    from snncompile.targets.onnx import run_onnx
-
     g = neuron_loop(2, self_loop=True)
     g.nodes["n0"] = per_neuron_tau_neuron("LIF", n=4)
     g.nodes["n1"] = per_neuron_tau_neuron("CubaLIF", n=4)
@@ -914,13 +926,7 @@ def test_a_loop_through_split_neurons_time_multiplexes_exactly():
     back = [s for s in net.synapses if s.src.startswith("n1.") and s.dst.startswith("n0.")]
     assert back and {(s.lag, s.delay) for s in back} == {(1, 0)}
     assert all(0.02 < rates[name] < 0.95 for name in ("n0", "n1")), rates
-    qnet, _ = quantize(net, spikes((4, 30, 3), 0.4, seed=3))
-    x = spikes((2, 16, 3), 0.4, seed=5)
-    ref = simulate(qnet, x, record=True, record_internals=True)
-    order = [p.name for p in qnet.populations]
-    assert_traces_equal(ref, run_onnx(qnet, x, record_internals=True), order=order)
-    run_lava = run_lava_or_skip()
-    assert_traces_equal(ref, run_lava(qnet, x, record_internals=True), order=order)
+    assert_quantized_backends_equal(net)
 
 
 def test_a_split_node_read_only_through_a_feedback_keeps_one_tick_per_step():
@@ -962,8 +968,6 @@ def test_a_neuron_read_only_through_a_feedback_takes_a_constant_input(split):
     delay -1 and the valid file was refused as one the compiler cannot take (exit 6). It
     is placed a hop after the input, the float64 netlist equals the NIR simulation and
     the quantized one runs alike on onnxruntime and in Lava."""
-    from snncompile.targets.onnx import run_onnx
-
     rng = np.random.default_rng(4)
     n = 4
     nodes = {
@@ -983,13 +987,7 @@ def test_a_neuron_read_only_through_a_feedback_takes_a_constant_input(split):
     pops = [pop for pop, _ in spiking_nodes(net)["a"]]
     assert len(pops) == (3 if split else 1) and 0.02 < rates["a"] < 0.95, rates
     assert {net.latency()[name] for name in pops} == {1} and net.ticks_per_step == 1
-    qnet, _ = quantize(net, spikes((4, 30, 3), 0.4, seed=3))
-    x = spikes((2, 16, 3), 0.4, seed=5)
-    ref = simulate(qnet, x, record=True, record_internals=True)
-    order = [p.name for p in qnet.populations]
-    assert_traces_equal(ref, run_onnx(qnet, x, record_internals=True), order=order)
-    run_lava = run_lava_or_skip()
-    assert_traces_equal(ref, run_lava(qnet, x, record_internals=True), order=order)
+    assert_quantized_backends_equal(net)
 
 
 # ---- the real graphs --------------------------------------------------------------------
