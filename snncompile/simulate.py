@@ -89,6 +89,20 @@ def check_labeled_inputs(
 Progress = Callable[[float], None] | None
 
 
+def steps_not_run_warnings(net: Any, steps: int, spike_rates: dict[str, float]) -> list[str]:
+    """One line per spiking population later than the readout (a neuron of a loop through
+    several neurons; docs/nir.md): its last model steps come after the run's last tick,
+    so its traces hold zeros there and its spike rate counts them as silent."""
+    run = net.steps_run(steps)
+    return [
+        f"{name} runs later than the readout: the last {steps - run[name]} of its {steps} "
+        "model steps come after the run's last tick (not run; its trace holds 0 there and "
+        "its spike rate counts them)"
+        for name in spike_rates
+        if run.get(name, steps) < steps
+    ]
+
+
 def saturation_warning(
     events: dict[str, int], steps: int, calibration_steps: int | None
 ) -> str | None:
@@ -297,6 +311,7 @@ def simulate_artifact(
     step = on_step or (lambda name: None)
     step("read")
     source: Any
+    net = None  # the integer netlist (a float export has none)
     calibration_steps = None  # (a float export has no report: it computes in float)
     from snncompile.targets.onnx.float_model import is_float_artifact
 
@@ -355,6 +370,8 @@ def simulate_artifact(
     warning = saturation_warning(result.events, int(x.shape[1]), calibration_steps)
     if warning is not None:
         summary.warnings.append(warning)
+    if net is not None:
+        summary.warnings += steps_not_run_warnings(net, int(x.shape[1]), result.spike_rates)
     if output is not None:
         out = Path(output)
         arrays = dict(zip(OUTPUT_ARRAYS, (result.logits, predictions, result.readout), strict=True))

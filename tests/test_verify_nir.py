@@ -326,3 +326,11 @@ def test_a_node_later_than_the_readout_is_compared_on_the_steps_it_runs(
     x = (np.random.default_rng(1).random((4, 30, 2)) < 0.5).astype(float)
     agreement = spike_agreement(path, compiled.float_netlist, x, dt=1e-3)
     assert {name: a["agreement"] for name, a in agreement.items()} == {"a": 1.0, "b": 1.0, "c": 1.0}
+    # simulate says so too: c's spike rate counts a step that was not run
+    np.save(tmp_path / "x.npy", x)
+    code, _, err = _run(capsys, "export", path, "--dt", "1e-3", "-o", tmp_path / "art")
+    assert code == 0, err
+    code, out, err = _run(capsys, "simulate", tmp_path / "art", "--input", tmp_path / "x.npy")
+    assert code == 0, err
+    assert err.count("runs later than the readout") == 1
+    assert "warning: c runs later than the readout: the last 1 of its 30 model steps" in err
