@@ -491,17 +491,26 @@ def recorded_accuracy(meta: dict[str, Any]) -> float | None:
 
 def recorded_train_seconds(meta: dict[str, Any]) -> float | None:
     """meta's train_seconds when it is a finite number >= 0 (train writes it), else None."""
-    value = meta.get("train_seconds")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) and value >= 0 else None
+    seconds = _finite(meta.get("train_seconds"))
+    return seconds if seconds is not None and seconds >= 0 else None
 
 
 def _fraction(value: Any) -> float | None:
     """`value` when it is a number in [0, 1], else None."""
+    number = _finite(value)
+    return number if number is not None and 0.0 <= number <= 1.0 else None
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite real number (not a bool), else None: meta
+    values are only reported, so a NaN or 10**400 there is "not known"."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if 0.0 <= value <= 1.0 else None
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float64's range (math.isfinite raised it)
+        return None
+    return number if math.isfinite(number) else None
 
 
 def recorded_finetune(meta: dict[str, Any]) -> dict[str, Any] | None:

@@ -361,7 +361,7 @@ def test_a_recorded_accuracy_that_is_not_a_fraction_is_unknown(tmp_path: Path, v
     assert inspect_checkpoint(path)["accuracy"] is None
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, True, "38 s", None])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 10**400, True, "38 s", None])
 def test_recorded_train_seconds_that_are_not_a_duration_are_unknown(value: object) -> None:
     from snncompile.checkpoint import recorded_train_seconds
 
