@@ -171,10 +171,10 @@ def _data_argument(data: Any) -> Any:
     os.fspath, as if it were a file name)."""
     from snncompile.compiler import as_array
 
-    if data is None or isinstance(data, (str, os.PathLike)):
-        if data is not None:
-            check_path(data, "data", reading=True)
-        return data
+    if data is None:
+        return None
+    if isinstance(data, (str, os.PathLike)):
+        return check_path(data, "data", reading=True)
     if isinstance(data, tuple):
         if len(data) != 2:
             raise ArgumentTypeError(
@@ -183,9 +183,7 @@ def _data_argument(data: Any) -> Any:
         inputs, labels = data
         labels = None if labels is None else as_array(labels, "data's labels")
         return as_array(inputs, "data's inputs"), labels
-    if isinstance(data, list) or type(data).__module__.startswith("torch"):
-        return as_array(data, "data")
-    if not hasattr(data, "__array__"):
+    if not (isinstance(data, list) or hasattr(data, "__array__")):  # tensors have it
         raise ArgumentTypeError(
             "data must be a .npy/.npz path, an array of inputs (numpy, torch, nested "
             f"lists) or a tuple (inputs, labels), got {describe(data)}"

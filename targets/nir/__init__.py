@@ -192,24 +192,18 @@ def _check_normal_at(nir_graph: Any, dt: float) -> None:
     time constants scale with dt and rates with 1/dt, and a consumer computing with a
     parameter that lost its precision would not compute our model (the metadata would
     still round-trip, which is why the codec's own check does not see it)."""
-    nir = _nir()
+    from .plain import flatten
 
-    def parameters(graph: Any, prefix: str = "") -> Any:
-        for name, node in graph.nodes.items():
-            if isinstance(node, nir.NIRGraph):
-                yield from parameters(node, f"{prefix}{name}/")
+    for name, node in flatten(nir_graph)[0].items():
+        for field, value in vars(node).items():
+            if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
                 continue
-            for field, value in vars(node).items():
-                if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-                    yield f"{prefix}{name}.{field}", value
-
-    for where, value in parameters(nir_graph):
-        magnitude = np.abs(value[value != 0])
-        if not np.all(np.isfinite(magnitude)) or np.any(magnitude < np.finfo(value.dtype).tiny):
-            raise UsageError(
-                f"--nir-dt {dt:g}: the NIR parameter {where} leaves the normal range of "
-                f"{value.dtype} at this dt; choose a dt nearer {DEFAULT_DT_S:g} s"
-            )
+            magnitude = np.abs(value[value != 0])
+            if not np.all(np.isfinite(magnitude)) or np.any(magnitude < np.finfo(value.dtype).tiny):
+                raise UsageError(
+                    f"--nir-dt {dt:g}: the NIR parameter {name}.{field} leaves the normal "
+                    f"range of {value.dtype} at this dt; choose a dt nearer {DEFAULT_DT_S:g} s"
+                )
 
 
 def _float_or_nan(value: Any) -> float:

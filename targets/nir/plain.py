@@ -22,7 +22,9 @@ import numpy as np
 from snncompile.errors import UnsupportedError
 
 
-def _flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, str]]]:
+def flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """(nodes by path "sub/node", edges) of a NIR graph with its subgraphs inlined: edges
+    into a subgraph enter its Input, edges out leave its Output."""
     import nir
 
     nodes: dict[str, Any] = {}
@@ -32,7 +34,7 @@ def _flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[s
     for name, node in graph.nodes.items():
         flat = prefix + name
         if isinstance(node, nir.NIRGraph):
-            sub_nodes, sub_edges = _flatten(node, flat + "/")
+            sub_nodes, sub_edges = flatten(node, flat + "/")
             nodes.update(sub_nodes)
             edges.extend(sub_edges)
             (inp,) = [k for k, n in node.nodes.items() if isinstance(n, nir.Input)]
@@ -138,7 +140,7 @@ def run_plain(
     traces, if a dict, receives every flattened node's output by its path ("a/b")."""
     import nir
 
-    nodes, edges = _flatten(nir_graph)
+    nodes, edges = flatten(nir_graph)
     inputs = [k for k, n in nir_graph.nodes.items() if isinstance(n, nir.Input)]
     outputs = [k for k, n in nir_graph.nodes.items() if isinstance(n, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
