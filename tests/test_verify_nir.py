@@ -268,7 +268,7 @@ def test_verify_nir_compares_every_group_of_a_split_node(tmp_path: Path) -> None
     assert not report.passed and report.lowering_agreement["lif"] < 1.0
     # The divergence names the node and the node's neuron (1 and 3 are lif.tau1's).
     first = report.failures[0]
-    assert re.search(r"population 'lif' at model step \d+ \(sample \d+, compartment [13]\)", first)
+    assert re.search(r"node 'lif' at model step \d+ \(sample \d+, neuron [13]\)", first)
 
 
 def _loop_past_the_readout(path: Path) -> None:

@@ -156,7 +156,9 @@ def verify_nir(
     report.first_divergence = None if divergence is None else divergence.to_dict()
     lowering = earliest_divergence(tally.lowering_divergences, tally.names)
     if lowering is not None:
-        report.failures.append(f"lowering not exact: {lowering.describe()}")
+        # Traces here are whole NIR nodes (a split node's groups joined back), so the
+        # divergence names the node and its neuron, not a netlist population.
+        report.failures.append(f"lowering not exact: {lowering.describe('node', 'neuron')}")
     if report.output_lowering_error > MAX_OUTPUT_LOWERING_ERROR:
         report.failures.append(
             f"lowering not exact: outputs' relative error {report.output_lowering_error:.3g} "

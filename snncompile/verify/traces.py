@@ -32,11 +32,13 @@ class Divergence:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def describe(self) -> str:
+    def describe(self, unit: str = "population", element: str = "compartment") -> str:
+        """One line; `unit` and `element` name what the traces are keyed by and index
+        (a NIR comparison's traces are whole NIR nodes and their neurons)."""
         tally = ", ".join(f"{k}: {v}" for k, v in self.differing.items())
         return (
-            f"first divergence: population {self.population!r} at model step {self.step} "
-            f"(sample {self.sample}, compartment {self.compartment}): expected "
+            f"first divergence: {unit} {self.population!r} at model step {self.step} "
+            f"(sample {self.sample}, {element} {self.compartment}): expected "
             f"{_number(self.expected)}, got {_number(self.actual)}; values differing per "
             f"trace: {tally}"
         )
