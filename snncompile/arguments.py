@@ -55,24 +55,38 @@ def check_path(value: Any, name: str, *, reading: bool = False) -> Any:
     return value
 
 
+def is_integral(value: object) -> bool:
+    """Any integral number, numpy's too, but not a bool (True is 1 to Python, not a
+    count) and not a float, even 2.0 (as ModelConfig refuses it)."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Integral)
+
+
+def is_real(value: object) -> bool:
+    """Any real number, numpy's too, but not a bool (a complex, a str or None are not)."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
+
+
+def as_float(value: numbers.Real) -> float:
+    """A real number as a float; an int past float64's range is +-inf (float() raises)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
+
+
 def check_integer(value: Any, name: str) -> int:
-    """`value` as an int: any integral number, numpy's too. A bool is refused (True is 1
-    to Python, not a count), and so is a float, even 2.0 (as ModelConfig refuses it)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    """`value` as an int if `is_integral`."""
+    if not is_integral(value):
         raise ArgumentTypeError(f"{name} must be an integer, got {describe(value)}")
     return int(value)
 
 
 def check_real(value: Any, name: str) -> float:
-    """`value` as a float: any real number, numpy's too; a bool, a complex, a str or None
-    is refused. NaN and infinities pass: the caller's range check refuses them, naming
-    the option as the CLI does (every comparison with NaN is False)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    """`value` as a float if `is_real`. NaN and infinities pass: the caller's range check
+    refuses them, naming the option as the CLI does (every comparison with NaN is False)."""
+    if not is_real(value):
         raise ArgumentTypeError(f"{name} must be a real number, got {describe(value)}")
-    try:
-        return float(value)
-    except OverflowError:  # an int past float64's range
-        return float("inf") if value > 0 else float("-inf")
+    return as_float(value)
 
 
 def check_flag(value: Any, name: str) -> bool:

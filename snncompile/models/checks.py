@@ -9,17 +9,16 @@ reported by a matmul) instead of saying which argument of which class is wrong.
 from __future__ import annotations
 
 import math
-import numbers
 
-import numpy as np
 import torch
 
+from snncompile.arguments import as_float, is_integral, is_real
 from snncompile.errors import ArgumentTypeError, UsageError
 
 
 def positive_int(owner: str, name: str, value: object) -> int:
-    """`value` as an int >= 1: any integral number, numpy's too (bools and floats refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    """`value` as an int >= 1 if `arguments.is_integral`."""
+    if not is_integral(value):
         raise ArgumentTypeError(f"{owner} {name} must be a positive int, got {value!r}")
     if value <= 0:
         raise UsageError(f"{owner} {name} must be a positive int, got {int(value)}")
@@ -27,16 +26,12 @@ def positive_int(owner: str, name: str, value: object) -> int:
 
 
 def finite_number(owner: str, name: str, value: object) -> float:
-    """`value` as a finite float: any real number, numpy's too (bools refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    """`value` as a finite float if `arguments.is_real`."""
+    if not is_real(value):
         raise ArgumentTypeError(f"{owner} {name} must be a finite number, got {value!r}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int past float64's range
-        number = math.inf
-    if not math.isfinite(number):
+    if not math.isfinite(as_float(value)):
         raise UsageError(f"{owner} {name} must be a finite number, got {value!r}")
-    return number
+    return as_float(value)
 
 
 def check_floating(owner: str, x: object) -> None:

@@ -21,7 +21,6 @@ become the reference's "<pop>.<state>" and "<pop>.in" traces.
 from __future__ import annotations
 
 import contextlib
-import numbers
 import signal
 import threading
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from snncompile.arguments import is_integral
 from snncompile.errors import SnnCompileError, UnsupportedError, UsageError
 from snncompile.ir.netlist import Netlist
 from snncompile.reference.kinds import Events
@@ -79,11 +79,7 @@ def run_lava(
     x = check_run_input(x, net.input.size)
     recorded = _recorded(net, record)
     internals = _internals(net, record) if record_internals else []
-    if batch_size is not None and (
-        isinstance(batch_size, (bool, np.bool_))
-        or not isinstance(batch_size, numbers.Integral)
-        or batch_size < 1
-    ):
+    if batch_size is not None and (not is_integral(batch_size) or batch_size < 1):
         raise UsageError(f"batch_size must be a positive int, got {batch_size!r}")
     batch_size = None if batch_size is None else int(batch_size)
     chunk = batch_size or copies_per_run(net, x.shape[0])
