@@ -14,10 +14,14 @@ which `make setup` installs. Takes about 10 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import logging
 import subprocess
 import sys
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -48,6 +52,23 @@ def write_mlp(path: Path, seed: int) -> None:
     nir.write(path, nir.NIRGraph(nodes=nodes, edges=list(itertools.pairwise(chain))))
 
 
+@contextlib.contextmanager
+def _quiet_lava_compiler() -> Iterator[None]:
+    """Lava's compiler imports every module beside netx's to find ProcessModels: it
+    cannot import netx's hdf5 module by file path and warns (it finds netx's models all
+    the same), and importing lava-dl's slayer makes torch log "No CUDA runtime is
+    found" on a host without CUDA (nothing here builds a CUDA extension)."""
+    torch_log = logging.getLogger("torch.utils.cpp_extension")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Cannot import module", UserWarning)
+            yield
+    finally:
+        torch_log.setLevel(level)
+
+
 def run_in_netx(path: Path, messages: np.ndarray) -> list[np.ndarray]:
     """Every chain layer's spikes (Lava steps, size): netx's Network has one out-port,
     the last layer's, so a sink goes on each layer block's own out-port."""
@@ -63,7 +84,8 @@ def run_in_netx(path: Path, messages: np.ndarray) -> list[np.ndarray]:
     for layer, sink in zip(network.layers, sinks, strict=True):
         layer.out.connect(sink.a_in)
     try:
-        network.run(RunSteps(num_steps=messages.shape[0]), Loihi2SimCfg(select_tag="fixed_pt"))
+        with _quiet_lava_compiler():
+            network.run(RunSteps(num_steps=messages.shape[0]), Loihi2SimCfg(select_tag="fixed_pt"))
         return [np.asarray(sink.data.get()).T for sink in sinks]
     finally:
         network.stop()
