@@ -65,7 +65,27 @@ class _InputPath(click.Path):
         return super().convert(value, param, ctx)
 
 
-class _Group(click.Group):
+class _ContextOnErrors:
+    """click's option parser raises its errors (`-o` without a value, a flag given one)
+    without the command's context, so they lacked the "(see snncompile CMD --help)" that
+    every other usage error ends in: attach it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)  # type: ignore[misc]
+        except click.UsageError as exc:
+            if exc.ctx is None:
+                exc.ctx = ctx
+            raise
+
+
+class _Command(_ContextOnErrors, click.Command):
+    pass
+
+
+class _Group(_ContextOnErrors, click.Group):
+    command_class = _Command
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)

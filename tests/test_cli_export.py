@@ -501,6 +501,24 @@ def test_unknown_target_and_missing_output_are_usage(tmp_path: Path, capsys) -> 
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
 
 
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["export", "m.pt", "-o"], "snncompile export"),  # an option without its value
+        (["export", "m.pt", "--target"], "snncompile export"),
+        (["export", "m.pt", "--overwrite=yes"], "snncompile export"),  # a flag given one
+        (["simulate", "a", "--input"], "snncompile simulate"),
+        (["--debug=1", "targets"], "snncompile"),
+    ],
+)
+def test_option_parser_errors_say_where_to_look(argv, command, capsys) -> None:  # type: ignore[no-untyped-def]
+    """click's parser raised these without the command's context: they were one line
+    but lacked the "(see ... --help)" every other click error ends in (helper-84)."""
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == "" and err.startswith("error: Option ")
+    assert err.count("\n") == 1 and err.endswith(f"(see {command} --help)\n"), err
+
+
 def test_inspect_missing_path_is_corrupt_input(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     code, out, err = run(["inspect", tmp_path / "nothing"], capsys)
     assert (code, out) == (6, "") and err.startswith("error: ") and "no such file" in err
