@@ -413,7 +413,14 @@ def _train_with_progress(
 
     if not progress:
         return train(model, task, settings)
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # On stderr and on a terminal only, as export's spinner: on stdout the bar's last
+    # frame was printed into a pipe or file ahead of the "saved ..." line (helper-84).
+    console = Console(stderr=True)
+    if not (console.is_terminal or console.is_jupyter):
+        return train(model, task, settings)
 
     n_batches = math.ceil(len(task.train.labels) / settings.batch_size) * settings.epochs
     columns = (
@@ -423,7 +430,7 @@ def _train_with_progress(
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
     )
-    with Progress(*columns, transient=False) as bar:
+    with Progress(*columns, console=console, transient=False) as bar:
         job = bar.add_task("train", total=n_batches, status="")
 
         def on_epoch(epoch: int, loss: float, acc: float) -> None:

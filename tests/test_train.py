@@ -45,6 +45,31 @@ def test_ssm_dynamics_get_their_own_learning_rate() -> None:
     assert ssm["lr"] == 1e-3 and ssm["weight_decay"] == 0.0 and rest["lr"] == 0.01
 
 
+def test_training_progress_is_drawn_on_a_terminal_stderr_only(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The bar went to stdout, and when that was a pipe or file its last frame was
+    printed there ahead of `train`'s "saved ..." line; now it is on stderr, as export's
+    spinner, and only on a terminal (helper-84)."""
+    import rich.console
+
+    import snncompile.train as train_module
+    from snncompile import api_train
+
+    def fake_train(model, task, settings, on_epoch=None, on_batch=None):  # type: ignore[no-untyped-def]
+        if on_batch is not None:
+            on_batch()
+            on_epoch(0, 1.0, 0.5)
+        return "history"
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    settings = TrainSettings(epochs=1, batch_size=32, lr=1e-2)
+    assert api_train._train_with_progress(None, _small_task(), settings, True) == "history"
+    assert capsys.readouterr() == ("", "")  # piped: nothing
+    monkeypatch.setattr(rich.console.Console, "is_terminal", property(lambda self: True))
+    assert api_train._train_with_progress(None, _small_task(), settings, True) == "history"
+    out, err = capsys.readouterr()
+    assert out == "" and "epoch 1: loss 1.000" in err
+
+
 def test_cli_train_then_evaluate(tmp_path: Path) -> None:
     out = tmp_path / "m.pt"
     cmd = [sys.executable, "-m", "snncompile", "train", "--family", "binary-s4d"]
