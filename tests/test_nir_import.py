@@ -1221,6 +1221,18 @@ def test_a_cuba_lif_sub_written_before_vsub_existed_reads_as_vsub_vth(tmp_path):
     assert int(read_network(tmp_path / "network.net").population("sub").params["vsub"]) == 300
 
 
+@pytest.mark.parametrize("dt", ["0", "-1e-4", "nan", "inf"])
+def test_a_bad_dt_is_named_as_the_option(dt, tmp_path, cli):
+    """As --nir-dt's: the message said "dt must be ...", a name the user never typed
+    (helper-84)."""
+    source = str(EXAMPLES / "lif_norse.nir")
+    for argv in (["export", source, "-o", str(tmp_path / "a")], ["verify", source]):
+        out = cli(*argv, "--dt", dt)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith("error: --dt must be a positive number of seconds, got ")
+    assert not (tmp_path / "a").exists()
+
+
 def test_verify_of_a_nir_source_needs_its_dt(cli):
     out = cli("verify", str(EXAMPLES / "lif_norse.nir"))
     assert out.returncode == 2 and "--dt" in out.stderr

@@ -121,7 +121,7 @@ def resolve_dt(dt: float | None, metadata: dict[str, Any], where: str) -> float:
             "(snnTorch exports assume 1e-4, Norse 1e-3)"
         )
     if not (math.isfinite(dt) and dt > 0):
-        raise UsageError(f"dt must be a positive number of seconds, got {dt}")
+        raise UsageError(f"--dt must be a positive number of seconds, got {dt}")
     return float(dt)
 
 
