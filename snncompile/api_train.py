@@ -101,10 +101,12 @@ def train_checkpoint(
     for name, value, low, high in (
         ("--width", width, 1, 1 << 14),
         ("--depth", depth, 1, 256),
-        ("--state-size", state_size, 1, 1 << 14),
+        ("--state-size", state_size, 2, 1 << 14),
     ):
         if not low <= value <= high:  # beyond these a model exhausts memory before training
             raise UsageError(f"{name} must be in [{low}, {high}], got {value}")
+    if state_size % 2:  # named as the option (S4D names its d_state)
+        raise UsageError(f"--state-size must be even (N/2 complex modes), got {state_size}")
     if calib_size < 1:
         raise UsageError(
             f"--calib-size must be at least 1 (export calibrates on it), got {calib_size}"

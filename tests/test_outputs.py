@@ -237,7 +237,10 @@ def test_an_unexpected_exception_is_one_line_exit_1(  # type: ignore[no-untyped-
         ("--width", "100000000", "--width must be in [1, 16384]"),
         ("--width", "0", "--width must be in [1, 16384], got 0"),
         ("--depth", "100000000", "--depth must be in [1, 256]"),
-        ("--state-size", "0", "--state-size must be in [1, 16384], got 0"),
+        ("--state-size", "0", "--state-size must be in [2, 16384], got 0"),
+        # S4D's own check said "S4D d_state must be an even number >= 2" (helper-84).
+        ("--state-size", "1", "--state-size must be in [2, 16384], got 1"),
+        ("--state-size", "3", "--state-size must be even (N/2 complex modes), got 3"),
         ("--seed", "-1", "--seed must be in [0, 4294967295]"),
         ("--calib-size", "1000000", "--calib-size 1000000 is more than the 1437 training"),
         ("--listops-length", "5", "--listops-length applies to --task listops, not sdigits"),
