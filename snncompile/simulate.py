@@ -302,10 +302,10 @@ def simulate_artifact(
     check_callback(on_progress, "on_progress")
     if check_text(backend, "backend") not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if output is not None and Path(output).suffix != ".npz":
-        raise UsageError(f"-o must name an .npz file, got {output}")
     if output is not None:
-        check_writable(output, file=True)  # before the run, not after it
+        check_writable(output, file=True)  # before the run, not after it (an empty -o too)
+        if Path(output).suffix != ".npz":
+            raise UsageError(f"-o must name an .npz file, got {output}")
         _check_not_an_input(Path(output), Path(artifact), inputs)
         _check_replaceable(Path(output))
     step = on_step or (lambda name: None)

@@ -819,8 +819,13 @@ def test_a_path_the_system_refuses_and_a_deeply_nested_file_are_corrupt_input(  
     )
 
 
-def test_an_empty_output_name_is_named_as_such(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_output_name_is_named_as_such(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     code, err = _run(["export", CHECKPOINT, "-o", ""], capsys)
+    assert (code, err) == (2, "error: -o is empty: name the file or directory to write\n")
+    # simulate said "-o must name an .npz file, got " (helper-84)
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.zeros((1, 4, 1)))
+    code, err = _run(["simulate", tmp_path, "--input", inputs, "-o", ""], capsys)
     assert (code, err) == (2, "error: -o is empty: name the file or directory to write\n")
 
 
