@@ -294,7 +294,8 @@ def _other_kind_of_file(path: Path) -> str | None:
         return None
     where = ""
     if (path.parent / "manifest.json").is_file():
-        where = f"; it is part of the artifact {path.parent}, pass the directory"
+        # export, verify, evaluate, data and finetune refuse a directory: name who takes it
+        where = f"; it is part of the artifact {path.parent} (inspect and simulate take it whole)"
     return f"torch.save writes a zip archive or a pickle, this is {kind}{where}"
 
 

@@ -515,14 +515,20 @@ def test_a_file_of_another_kind_is_named_as_such(
         load_checkpoint(path)
 
 
-def test_a_file_inside_an_artifact_points_to_its_directory(tmp_path: Path) -> None:
+def test_a_file_inside_an_artifact_names_the_commands_that_take_its_directory(
+    tmp_path: Path,
+) -> None:
     artifact = tmp_path / "art"
     artifact.mkdir()
     (artifact / "manifest.json").write_text("{}")
     path = artifact / "report.json"
     path.write_text('{"populations": {}}')
-    where = re.escape(f"a JSON file; it is part of the artifact {artifact}, pass the directory")
-    with pytest.raises(CorruptInputError, match=rf"{where}$"):
+    # "pass the directory" was wrong for export, verify, evaluate, data and finetune,
+    # which load checkpoints this way and refuse a directory (helper-84)
+    where = (
+        f"a JSON file; it is part of the artifact {artifact} (inspect and simulate take it whole)"
+    )
+    with pytest.raises(CorruptInputError, match=rf"{re.escape(where)}$"):
         load_checkpoint(path)
 
 
