@@ -495,6 +495,13 @@ def test_the_skeleton_draws_no_random_numbers() -> None:
             r"an HDF5 file \(a NIR graph is read as one when its name ends in \.nir\)",
         ),
         ("notes.txt", b"hello", r"a file starting with b'hello'"),
+        # evaluate, data, finetune of a .nir: it said "read as one when its name ends in
+        # .nir" of a name that does (helper-84)
+        (
+            "graph.nir",
+            b"\x89HDF\r\n\x1a\n" + bytes(8),
+            r"a NIR graph \(export, verify and inspect read those, not checkpoints\)",
+        ),
     ],
 )
 def test_a_file_of_another_kind_is_named_as_such(
