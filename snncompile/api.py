@@ -271,6 +271,7 @@ def verify_model(
         step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
         report.data = origin
+        report.warnings[:0] = compiled.meta.get("warnings", [])  # e.g. a finetune mismatch
         if data is None and labels is None:
             report.warnings.append(_calibration_only_warning(compiled.meta.get("task"), origin))
     calibration_steps = None if compiled.calibration is None else compiled.calibration.shape[1]

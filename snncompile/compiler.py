@@ -91,7 +91,7 @@ def load_model(
         raise UsageError(
             "input_size applies to an in-memory or --entry model; a checkpoint has its own"
         )
-    from snncompile.checkpoint import load_checkpoint
+    from snncompile.checkpoint import load_checkpoint, recorded_finetune
 
     ckpt = load_checkpoint(path)
     calibration = None if ckpt.calibration is None else ckpt.calibration.double().numpy()
@@ -99,7 +99,27 @@ def load_model(
     # "warnings" or "nir_file" key there must not become the compiler's own).
     meta = {key: ckpt.meta[key] for key in ("task", "task_args") if key in ckpt.meta}
     meta.update(family=ckpt.config.family, checkpoint=str(path))
+    finetuned = recorded_finetune(ckpt.meta)
+    if finetuned is not None:
+        meta["finetune_weight_bits"] = finetuned["weight_bits"]
     return ckpt.model.eval(), ckpt.config.d_input, calibration, meta
+
+
+def _finetune_mismatch(meta: dict[str, Any], weight_bits: int) -> str | None:
+    """A warning when a fine-tuned checkpoint is compiled at other weight widths than it
+    was fitted to: coarser rounds its weights again, finer deploys it wider than needed."""
+    fitted = meta.get("finetune_weight_bits")
+    if fitted is None or fitted == weight_bits:
+        return None
+    effect = (
+        "its weights are rounded again, losing what fine-tuning fitted"
+        if weight_bits < fitted
+        else "its weights are exact but wider than the grid they sit on"
+    )
+    return (
+        f"the model was fine-tuned for --weight-bits {fitted} and is compiled at "
+        f"{weight_bits}: {effect} (--weight-bits {fitted} compiles it as fitted)"
+    )
 
 
 def _input_width(model: nn.Module) -> int:
@@ -378,6 +398,9 @@ def compile_model(
     if stop_after in (*DEFAULT_ORDER, "passes"):
         return done
     cfg = config or QuantConfig()
+    mismatch = _finetune_mismatch(meta, cfg.weight_bits)
+    if mismatch is not None:
+        done.meta.setdefault("warnings", []).append(mismatch)
     step("lower")
     with naming_file(nir_file), blame_model_values(_source_name(source)):
         done.float_netlist = lower(done.graph, formats=cfg.formats())

@@ -158,8 +158,31 @@ def test_finetune_at_fewer_weight_bits_fits_that_grid(tmp_path):
     finetune_checkpoint(source, out, epochs=1, batch_size=512, weight_bits=4, progress=False)
     at_4 = compile_model(out, config=QuantConfig(weight_bits=4)).report.synapses
     assert all(s["relative_rms_error"] == 0.0 for s in at_4.values())
-    at_8 = compile_model(out).report.synapses  # a finer grid than it was fitted to: exact too
-    assert all(s["relative_rms_error"] == 0.0 for s in at_8.values())
+    assert "warnings" not in compile_model(out, config=QuantConfig(weight_bits=4)).meta
+    at_8 = compile_model(out)  # a finer grid than it was fitted to: exact too
+    assert all(s["relative_rms_error"] == 0.0 for s in at_8.report.synapses.values())
+    # Compiled at other widths than fitted, export and verify say so (helper-84: the
+    # 8-bit default deployed a 4-bit fine-tune without a word).
+    (finer,) = at_8.meta["warnings"]
+    assert "fine-tuned for --weight-bits 4 and is compiled at 8" in finer
+    (coarser,) = compile_model(out, config=QuantConfig(weight_bits=3)).meta["warnings"]
+    assert "compiled at 3: its weights are rounded again" in coarser
+
+
+def test_export_and_verify_print_a_weight_bits_mismatch(tmp_path, capsys):
+    from snncompile.api import finetune_checkpoint
+
+    source = _checkpoint(tmp_path / "m.pt", "binary-s4d")
+    out = tmp_path / "ft.pt"
+    finetune_checkpoint(source, out, epochs=1, batch_size=512, weight_bits=4, progress=False)
+    for name, argv in (
+        ("export", ["export", out, "--target", "reference", "--overwrite", "-o", tmp_path / "a"]),
+        ("verify", ["verify", out, "--limit", "4", "--min-argmax-agreement", "0"]),
+    ):
+        code, text = _run(argv, capsys)
+        assert code == 0 and "warning: the model was fine-tuned for --weight-bits 4" in text, name
+        code, text = _run([*argv, "--weight-bits", "4"], capsys)
+        assert code == 0 and "fine-tuned" not in text, name
 
 
 def test_finetune_refuses_a_model_no_integer_target_takes(tmp_path):
