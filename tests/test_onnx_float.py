@@ -391,3 +391,24 @@ def test_an_option_no_target_takes_is_named_in_a_whole_sentence(tmp_path):
     ckpt, _ = tiny_checkpoint(tmp_path, "s4d")
     with pytest.raises(UsageError, match=r"^--foo does not apply to --target onnx$"):
         export_model(ckpt, tmp_path / "o", target="onnx", target_options={"foo": 1})
+
+
+def test_a_gsu_of_one_channel_exports_and_runs(tmp_path):
+    # onnxruntime's LayerNormalization refuses a normalized size of 1 when it runs: a
+    # binary-s4d-gsu with d_model 1 (a valid model PyTorch runs) was "onnxruntime cannot
+    # run the model" (exit 6) at export's check (helper-83).
+    torch.manual_seed(0)
+    config = ModelConfig(
+        family="binary-s4d-gsu", d_input=2, d_output=3, d_model=1, n_layers=2, d_state=4
+    )
+    model = build_model(config).eval()
+    x = np.random.default_rng(0).standard_normal((4, 12, 2)).astype(np.float32)
+    ckpt = save(model, tmp_path / "gsu1.pt", calibration=torch.from_numpy(x))
+    out = tmp_path / "out"
+    result = export_model(ckpt, out, target="onnx", float_export=True)
+    assert result.report["check"]["max_relative_error"] <= 1e-5
+    x_new = np.random.default_rng(1).standard_normal((3, 20, 2)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x_new)).double().numpy()
+    actual = run_float(FloatSession.from_file(out / "model.onnx"), x_new).logits
+    assert relative_error(actual, expected) <= 1e-5

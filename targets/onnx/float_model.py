@@ -120,6 +120,7 @@ def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]], lis
         act_counts.append(len(act_state))
         for k, tensor in enumerate(act_state):
             states[f"state:blocks.{i}.act.{k}"] = list(tensor.shape[1:])
+    _plain_one_channel_layer_norms(model)
     # Neuron layers (their own step()): their spikes are outputs too, for spike rates.
     spiking = [f"blocks.{i}.act" for i, b in enumerate(blocks) if hasattr(b.act, "step")]
     pooling = model.config.pooling
@@ -175,6 +176,38 @@ def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]], lis
     # exported module's mode afterwards, recursively, which would switch `model` (e.g. the
     # LIF's SDN training path) into training mode for the check below.
     return Step().eval(), states, spiking
+
+
+def _plain_one_channel_layer_norms(model: Any) -> None:
+    """Replace (in `model`, export_float's copy) every nn.LayerNorm over one element by
+    its formula in plain ops. onnxruntime's LayerNormalization refuses a normalized size
+    of 1 when it runs ("Size of X.shape[axis:] must be larger than 1"), so a GSU of
+    d_model 1 exported but could not run (exit 6). Over one element x - mean is exactly
+    0 and the output is the bias, in PyTorch's kernel and in the formula alike."""
+    import math
+
+    from torch import nn
+
+    class PlainLayerNorm(nn.Module):
+        def __init__(self, norm: nn.LayerNorm) -> None:
+            super().__init__()
+            self.norm = norm
+            self.dims = tuple(range(-len(norm.normalized_shape), 0))
+
+        def forward(self, x: Any) -> Any:
+            centred = x - x.mean(self.dims, keepdim=True)
+            var = (centred * centred).mean(self.dims, keepdim=True)
+            y = centred / (var + self.norm.eps).sqrt()
+            if self.norm.weight is not None:
+                y = y * self.norm.weight
+            if self.norm.bias is not None:
+                y = y + self.norm.bias
+            return y
+
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.LayerNorm) and math.prod(child.normalized_shape) == 1:
+                setattr(module, name, PlainLayerNorm(child))
 
 
 def export_float(
