@@ -557,3 +557,24 @@ def test_synapses_split_by_the_quantizer_run_exactly() -> None:
     """A cancelling constant's remainder synapse and a weight matrix's far-apart rows,
     each on its own exponent, are summed like any other synapses."""
     check(*split_synapse_netlist())
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_kernel_failing_at_run_time_is_one_line_on_stderr(capfd):
+    # onnxruntime logged the failure on stderr before raising it (helper-83: a float
+    # export's LayerNormalization over one element), so the CLI printed two lines.
+    import io
+
+    torch = pytest.importorskip("torch")
+    from snncompile.targets.onnx.runner import run_session, session_for
+
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        torch.nn.LayerNorm(1), (torch.zeros(2, 1),), buffer, opset_version=17, dynamo=False
+    )
+    session = session_for(buffer.getvalue())
+    name = session.get_inputs()[0].name
+    capfd.readouterr()
+    with pytest.raises(CorruptInputError, match="onnxruntime cannot run the model"):
+        run_session(session, None, {name: np.zeros((2, 1), np.float32)})
+    assert capfd.readouterr().err == ""

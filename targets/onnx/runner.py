@@ -41,7 +41,10 @@ def session_for(model_bytes: bytes, threads: int | None = None) -> Any:
     """An onnxruntime CPU session for a serialized model."""
     ort = _ort()
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: no constant-folding notes on stderr
+    # Fatal only: onnxruntime logs a failed kernel (e.g. its LayerNormalization over one
+    # element) on stderr as well as raising it, and run_session makes the raise our
+    # one-line error; at 3 (errors) the log line came first, a second line on stderr.
+    options.log_severity_level = 4
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
