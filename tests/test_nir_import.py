@@ -1508,7 +1508,8 @@ OUT_OF_SCALE = {
         1e-3,
         5,
         r"population 'lif': its input reaches \S+ against a threshold of 1, beyond what a "
-        r"16-bit input holds with the threshold at one unit or more: .*",
+        r"16-bit input holds with the threshold at one unit or more and 2 headroom bits "
+        r"\(--headroom-bits\): .*",
     ),
 }
 

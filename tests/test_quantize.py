@@ -345,3 +345,18 @@ def test_a_lif_decay_outside_its_12_bits_names_tau_not_the_bit_widths(tau: float
     x = np.random.default_rng(0).normal(size=(2, 8, 1))
     with pytest.raises(HardwareRuleError, match=r"tau = .* gives dv = -?\d+, outside \[0, 4095\]"):
         quantize(net, x)
+
+
+def test_a_lif_membrane_past_its_state_names_the_membrane_not_the_input() -> None:
+    # tau near 1 under a steady negative input: the membrane (never reset) reaches some
+    # 180 times the input, which bounds the scale; the refusal said "its input reaches
+    # 200 ..., beyond what a 16-bit input holds", true of neither (helper-83).
+    net = side_by_side([pop("lif", "lif", 1, tau=0.999, vth=1.0)], numeric="float64")
+    x = np.full((2, 200, 1), -200.0)
+    with pytest.raises(
+        HardwareRuleError,
+        match=r"population 'lif': its membrane's calibrated range reaches 3\.\d+e\+04 against a "
+        r"threshold of 1 \(its input 200\), beyond what Lava's 24-bit LIF state holds with the "
+        r"threshold at one unit or more and 2 headroom bits \(--headroom-bits\): ",
+    ):
+        quantize(net, x)

@@ -386,8 +386,14 @@ class _Quantizer:
     def _lif(self, pop: Population) -> Population:
         room = self.headroom(pop.name)
         by_input = _q(LIF_INPUT_BITS) / (max(self.range_of(f"{pop.name}.in"), 1e-30) * room)
-        by_state = 2**17 / (max(self._membrane_peak(pop, "v"), 1.0) * room)
-        k = min(_log2_at_most(by_input), _log2_at_most(by_state), self._netx_limit(pop))
+        membrane = self._membrane_peak(pop, "v")
+        by_state = 2**17 / (max(membrane, 1.0) * room)
+        bounds = {
+            "input": _log2_at_most(by_input),
+            "membrane": _log2_at_most(by_state),
+            "netx": self._netx_limit(pop),
+        }
+        k = min(bounds.values())
         self.scales[pop.name] = Scales(-k, 0)
         tau = float(pop.params["tau"])
         dv = 4096 - round(tau * 4096)
@@ -400,7 +406,7 @@ class _Quantizer:
         params = {
             "du": np.array(4095.0),
             "dv": np.array(float(dv)),
-            "vth": self._vth(pop, k),
+            "vth": self._vth(pop, k, bounds, membrane),
         }
         self.notes[pop.name] = {"vth": int(params["vth"])}
         return Population(pop.name, pop.kind, pop.size, params=params)
@@ -421,19 +427,41 @@ class _Quantizer:
         need = max(_grid_excess(s.dense() * 2.0 ** out_log2[s.src], low, high) for s in syns)
         return min(_log2_at_most(1.0 / need), 16) if need > 0 else 16
 
-    def _vth(self, pop: Population, k: int) -> np.ndarray:
+    def _vth(self, pop: Population, k: int, bounds: dict[str, int], membrane: float) -> np.ndarray:
         """The threshold on the input's scale 2**k. The lowering makes it an integer
         (weights carry the float threshold); a negative k, from an input range far above
-        the threshold (a NIR weight or gain of 1e300), would put it below one unit."""
+        the threshold (a NIR weight or gain of 1e300) or a membrane that calibration drove
+        far past it (a decay near 1 under a steady input of one sign), would put it below
+        one unit. `bounds` holds the largest k each limit allows; the refusal names the
+        one that bound (the input's until 2026-12-07, also when the membrane bound: "its
+        input reaches 200 ..., beyond what a 16-bit input holds", helper-83)."""
         vth = float(2**k) * float(pop.params["vth"])
         if not vth.is_integer():
             peak = self.range_of(f"{pop.name}.in")
+            threshold = float(pop.params["vth"])
+            bits = round(math.log2(self.headroom(pop.name)))
+            room = f"{bits} headroom bit{'s' if bits != 1 else ''} (--headroom-bits)"
+            if bounds.get("input") == k:
+                what = (
+                    f"its input reaches {peak:.3g} against a threshold of {threshold:g}, "
+                    f"beyond what a {LIF_INPUT_BITS}-bit input holds with the threshold at one "
+                    f"unit or more and {room}"
+                )
+            elif bounds.get("membrane") == k:
+                what = (
+                    f"its membrane's calibrated range reaches {membrane:.3g} against a "
+                    f"threshold of {threshold:g} (its input {peak:.3g}), beyond what Lava's "
+                    f"24-bit LIF state holds with the threshold at one unit or more and {room}"
+                )
+            else:  # the largest constant in vth's 17-bit format, or netx's weight grid
+                what = (
+                    f"a threshold of {threshold:g} falls below one unit of its input "
+                    f"(input {peak:.3g}, membrane {membrane:.3g})"
+                )
             raise HardwareRuleError(
-                f"population {pop.name!r}: its input reaches {peak:.3g} against a threshold "
-                f"of {float(pop.params['vth']):g}, beyond what a {LIF_INPUT_BITS}-bit input "
-                "holds with the threshold at one unit or more: the model's weights, gains "
-                f"or dt, or the calibration inputs (largest magnitude {self.input_peak:.3g}), "
-                "are out of scale"
+                f"population {pop.name!r}: {what}: the model's weights, gains or dt, or the "
+                f"calibration inputs (largest magnitude {self.input_peak:.3g}), are out of "
+                "scale"
             )
         return np.array(vth)
 
@@ -443,22 +471,23 @@ class _Quantizer:
         # largest constant in vth's 17-bit format (the threshold, 1, or a subtrahend).
         room = self.headroom(pop.name)
         by_input = _q(LIF_INPUT_BITS) / (max(self.range_of(f"{pop.name}.in"), 1e-30) * room)
-        peak = max(self._membrane_peak(pop, "u"), self._membrane_peak(pop, "v"), 1.0)
-        by_state = 2**17 / (peak * room)
+        membrane = max(self._membrane_peak(pop, "u"), self._membrane_peak(pop, "v"))
+        by_state = 2**17 / (max(membrane, 1.0) * room)
         by_constant = (2**17 - 1) / max(largest_constant, 1.0)
-        k = min(
-            _log2_at_most(by_input),
-            _log2_at_most(by_state),
-            _log2_at_most(by_constant),
-            self._netx_limit(pop),
-        )
+        bounds = {
+            "input": _log2_at_most(by_input),
+            "membrane": _log2_at_most(by_state),
+            "constant": _log2_at_most(by_constant),
+            "netx": self._netx_limit(pop),
+        }
+        k = min(bounds.values())
         self.scales[pop.name] = Scales(-k, 0)
         alpha_u, alpha_v = float(pop.params["alpha_u"]), float(pop.params["alpha_v"])
         params = {
             # Lava keeps 4096 - (du + 1) of u per step, and 4096 - dv of v.
             "du": np.array(float(min(max(4095 - round(alpha_u * 4096), 0), 4095))),
             "dv": np.array(float(min(max(4096 - round(alpha_v * 4096), 0), 4095))),
-            "vth": self._vth(pop, k),
+            "vth": self._vth(pop, k, bounds, membrane),
         }
         self.notes[pop.name] = {"vth": int(params["vth"]), "du": int(params["du"]),
                                 "dv": int(params["dv"])}  # fmt: skip
