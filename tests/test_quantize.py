@@ -360,3 +360,24 @@ def test_a_lif_membrane_past_its_state_names_the_membrane_not_the_input() -> Non
         r"threshold at one unit or more and 2 headroom bits \(--headroom-bits\): ",
     ):
         quantize(net, x)
+
+
+@pytest.mark.parametrize("gate", ["sigmoid", "hard-sigmoid"])
+@pytest.mark.parametrize("peak", [1e-3, 1e-6])
+def test_a_glu_of_tiny_inputs_keeps_its_table_inside_its_formats(gate: str, peak: float) -> None:
+    # A GLU calibrated on inputs far below the gate's range (its projection's weights
+    # 0.001 of a unit's in a spike-ssm, at the default widths) was refused: the table
+    # from -8 started at pwl_x0 = -2**26, outside the 24-bit messages (helper-83).
+    net = side_by_side([pop("glu", "glu", 2, {"gate": gate})], numeric="float64")
+    x = np.random.default_rng(0).uniform(-peak, peak, size=(4, 16, 4))
+    qnet, report = quantize(net, x)
+    params = qnet.population("glu").params
+    limit = 2 ** (qnet.formats.message_bits - 1) - 1
+    assert -limit <= params["pwl_x0"] and params["pwl_shift"] <= 23
+    q = simulate(qnet, x, record=["glu"], record_internals=True).traces
+    scales = report.populations["glu"]
+    a = q["glu.in"] * 2.0 ** scales["in_scale_log2"]
+    g = 1 / (1 + np.exp(-a[..., 2:])) if gate == "sigmoid" else np.clip(a[..., 2:] / 6 + 0.5, 0, 1)
+    expected = a[..., :2] * g
+    out = q["glu"] * 2.0 ** scales["out_scale_log2"]
+    assert np.abs(out - expected).max() <= 1e-3 * np.abs(expected).max()

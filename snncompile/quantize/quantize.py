@@ -79,6 +79,7 @@ ROWS_SUFFIX = ".rows"
 ROW_GROUP_BITS = 3
 MAX_ROW_GROUPS = 4
 GATE_RANGE = {"sigmoid": (-8.0, 8.0, 0.25), "hard-sigmoid": (-4.0, 4.0, 1.0)}
+GLU_SHIFT_MAX = 23  # pwl_shift's format (ir/compartments.py)
 
 
 @dataclass(frozen=True)
@@ -523,6 +524,18 @@ class _Quantizer:
         knot = 2.0 ** (shift + k_in)
         x0 = math.floor(low / 2.0**k_in)
         n_knots = math.ceil((high - low) / knot) + 1
+        limit = 2 ** (self.cfg.message_bits - 1) - 1  # pwl_x0's format
+        if x0 < -limit or shift > GLU_SHIFT_MAX:
+            # A gate input calibrated far below the gate's range (the GLU's weights
+            # 0.01 of a unit's, at the default widths): the table from -8 would start
+            # outside pwl_x0's format, which refused the model (exit 5; helper-83). Its
+            # knots then span only the values a summed input of that many units
+            # reaches, +-limit, at most 2**23 units apart (finer than 0.25 there); an
+            # input beyond them holds the end value, as beyond -8 and 8 otherwise.
+            shift = min(shift, GLU_SHIFT_MAX)
+            x0 = max(x0, -limit)
+            top = min(math.ceil(high / 2.0**k_in), limit)
+            n_knots = max(math.ceil((top - x0) / 2**shift), 1) + 1
         knots = (x0 + np.arange(n_knots) * 2**shift) * 2.0**k_in
         params = {
             "pwl_x0": np.array(float(x0)),
