@@ -415,5 +415,28 @@ def compile_model(
         done.meta["calibration_origin"] = meta.get("calibration_default", "embedded")
     step("quantize")
     done.netlist, done.report = quantize(done.float_netlist, calib, cfg)
+    lost = _inputs_lost(done.report.synapses, done.netlist.input.size, cfg.weight_bits)
+    if lost:
+        done.meta.setdefault("warnings", []).extend(lost)
     done.stopped_after = "quantize"
     return done
+
+
+def _inputs_lost(synapses: dict[str, dict[str, Any]], width: int, weight_bits: int) -> list[str]:
+    """Warnings for input channels whose every weight in a synapse rounded to 0 (an input
+    on a scale far below the others': its information is gone, verify's rung 2 would
+    show it), one per synapse."""
+    out = []
+    for name, note in synapses.items():
+        lost = note.get("inputs_rounded_to_zero")
+        if not lost:
+            continue
+        shown = ", ".join(map(str, lost[:8])) + (", ..." if len(lost) > 8 else "")
+        out.append(
+            f"input channel{'s' if len(lost) > 1 else ''} {shown} (of {width}) "
+            f"{'reach' if len(lost) > 1 else 'reaches'} nothing through synapse {name!r}: "
+            f"every weight from {'them' if len(lost) > 1 else 'it'} "
+            f"rounds to 0 at --weight-bits {weight_bits}, far below the synapse's largest "
+            "(inputs on scales this far apart: scale them alike, or more --weight-bits)"
+        )
+    return out

@@ -143,6 +143,20 @@ class QuantReport:
         return asdict(self)
 
 
+def _sources_lost(scaled: Any, values: np.ndarray, stored: np.ndarray) -> list[int]:
+    """Columns (source neurons) of a weight matrix with a nonzero weight every one of
+    which rounded to 0: what they send reaches nothing through this synapse. `values`
+    and `stored` are the matrix's entries (a sparse matrix's data) before and after."""
+    if sparse.issparse(scaled):
+        columns = scaled.indices
+    else:
+        columns = np.broadcast_to(np.arange(scaled.shape[1]), scaled.shape).ravel()
+    width = scaled.shape[1]
+    had = np.bincount(columns, weights=(values != 0).astype(float), minlength=width) > 0
+    kept = np.bincount(columns, weights=(stored != 0).astype(float), minlength=width) > 0
+    return np.flatnonzero(had & ~kept).tolist()
+
+
 def fewest_bits_to_fit(values: np.ndarray, limit: int) -> np.ndarray:
     """Per value v >= 0, the least c >= 0 with rint(v 2**-c) <= limit (float; 0 for a
     non-finite v, which the netlist's own check names). Rounded, not v 2**-c <= limit:
@@ -597,6 +611,7 @@ class _Quantizer:
             stored = sum(mant * 2.0**exp for _, mant, exp in parts)
         rms = float(np.sqrt(np.mean(values**2))) if values.size else 0.0
         error = float(np.sqrt(np.mean((values - stored) ** 2))) / rms if rms else 0.0
+        lost = _sources_lost(scaled, values, stored) if syn.src == self.net.input.name else []
         out = []
         for name, part, part_exp in parts:
             if sparse.issparse(scaled):
@@ -613,6 +628,8 @@ class _Quantizer:
             # The error is of the sum of the parts: what the destination receives.
             self.notes[name] = {"weight_exp": int(part_exp), "relative_rms_error": error,
                                 "delay": syn.delay}  # fmt: skip
+            if lost and name == syn.name:
+                self.notes[name]["inputs_rounded_to_zero"] = lost
             self.destination[name] = syn.dst
             out.append(Synapse(name, syn.src, syn.dst, weight, int(part_exp), syn.delay, syn.lag))
         return tuple(out)
