@@ -257,6 +257,43 @@ def test_conv1d_pools_flatten_fan_in():
     assert rates["lif"] > 0.05
 
 
+def test_the_nir_simulation_takes_the_shapes_the_import_takes():
+    """helper-86: verify's oracle (simulate_nir) crashed (exit 1) on graphs the import
+    compiles: a Flatten of some dims only (it flattened all, so the Conv1d after it got a
+    vector), pooling padded by more than half its kernel (torch's avg_pool2d refuses it),
+    and elementwise parameters declared flat (n,) or as one value on a (C, H, W) input."""
+    rng = np.random.default_rng(86)
+    conv1 = nir.Conv1d(input_shape=9, weight=rng.normal(0, 1, (3, 2, 3)), stride=1, padding=0,
+                       dilation=1, groups=1, bias=rng.normal(0, 0.3, 3))  # fmt: skip
+    full = lambda shape, v: np.full(shape, v)  # noqa: E731
+    lif37 = nir.LIF(tau=full((3, 7), 0.0031), r=full((3, 7), 1.3), v_leak=full((3, 7), 0.0),
+                    v_threshold=full((3, 7), 0.29), v_reset=full((3, 7), 0.0))  # fmt: skip
+    flat = nir.Flatten(input_type={"input": np.array([2, 3, 3])}, start_dim=1, end_dim=-1)
+    _, _, rates = compare_float(
+        chain((2, 3, 3), ("flat", flat), ("conv", conv1), ("lif", lif37)),
+        spikes((3, 30, 18), 0.4), dt=1e-3,
+    )  # fmt: skip
+    assert rates["lif"] > 0.01
+
+    pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([1, 1]),
+                         padding=np.array([2, 2]))  # fmt: skip
+    avg = nir.AvgPool2d(kernel_size=np.array([1, 3]), stride=np.array([2, 2]),
+                        padding=np.array([1, 2]))  # fmt: skip
+    conv2 = nir.Conv2d(input_shape=(5, 5), weight=rng.normal(0, 1, (2, 1, 2, 2)), stride=1,
+                       padding=0, dilation=1, groups=1, bias=np.zeros(2))  # fmt: skip
+    scale = nir.Scale(scale=np.array([1.37]))  # one value for all 32
+    g = chain((1, 4, 4), ("pool", pool), ("avg", avg), ("conv", conv2), ("scale", scale),
+              ("lif", lif(32, tau=0.0027, thr=0.23)))  # fmt: skip
+    _, _, rates = compare_float(g, spikes((3, 30, 16), 0.4), dt=1e-3)
+    assert rates["lif"] > 0.01
+    thr = chain((1, 4, 4), ("pool", pool), ("avg", avg), ("conv", conv2),
+                ("thr", nir.Threshold(threshold=rng.normal(0, 0.3, 32))))  # fmt: skip
+    x = spikes((2, 10, 16), 0.4)
+    net = lower(import_nir(thr, dt=1e-3).graph)
+    got = simulate(net, x, record=True).traces["thr"]
+    np.testing.assert_array_equal(got, simulate_nir(thr, x, dt=1e-3)["thr"])
+
+
 def test_delay_node_shifts_by_whole_steps():
     nodes = {
         "input": nir.Input(input_type=np.array([3])),

@@ -34,6 +34,16 @@ def _a(node: Any, name: str, default: float | None = None) -> np.ndarray:
     return np.asarray(default if value is None else value, dtype=np.float64)
 
 
+def _param(node: Any, name: str, shape: tuple[int, ...], default: float | None = None):
+    """An elementwise parameter on an input of `shape`: its values in row-major order
+    when it has one per element (parameters declared flat, (n,), take a (C, H, W) input
+    as the import does), else broadcast (one value for all)."""
+    value = _a(node, name, default)
+    if value.size == int(np.prod(shape)):
+        return value.reshape(shape)
+    return np.broadcast_to(value, shape)
+
+
 class _Node:
     """One NIR node's state and step; inputs and outputs are (B, *shape) float64."""
 
@@ -52,15 +62,15 @@ class _Node:
         if k == "Linear":
             return x.reshape(x.shape[0], -1) @ _a(n, "weight").T
         if k == "Scale":
-            return x * _a(n, "scale").reshape(x.shape[1:])
+            return x * _param(n, "scale", x.shape[1:])
         if k == "Flatten":
-            return x.reshape(x.shape[0], -1)
+            return x.reshape(x.shape[0], *_flattened(x.shape[1:], n.start_dim, n.end_dim))
         if k in ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d"):
             return self._torch(x)
         if k == "Delay":
             return self._delay(x)
         if k == "Threshold":
-            return (x > _a(n, "threshold").reshape(x.shape[1:])).astype(np.float64)
+            return (x > _param(n, "threshold", x.shape[1:])).astype(np.float64)
         return self._neuron(x)
 
     def _torch(self, x: np.ndarray) -> np.ndarray:
@@ -74,7 +84,10 @@ class _Node:
             kernel = kernel * 2 if len(kernel) == 1 else kernel
             stride = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(n.stride), (2,)))
             pad = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(n.padding), (2,)))
-            out = F.avg_pool2d(t, kernel, stride, pad, count_include_pad=True)
+            # Padded zeros count (torch's count_include_pad); padded here, as avg_pool2d's
+            # own padding takes at most half the kernel.
+            t = F.pad(t, (pad[1], pad[1], pad[0], pad[0]))
+            out = F.avg_pool2d(t, kernel, stride)
             if k == "SumPool2d":
                 out = out * (kernel[0] * kernel[1])
             return out.numpy()
@@ -105,36 +118,44 @@ class _Node:
     def _neuron(self, x: np.ndarray) -> np.ndarray:
         n, dt, k = self.node, self.dt, self.kind
         v = self.state.setdefault("v", np.zeros_like(x))
-        r = np.broadcast_to(_a(n, "r", 1.0), x.shape[1:])
+        r = _param(n, "r", x.shape[1:], 1.0)
         if k in ("I", "IF"):
             v = v + dt * r * x
         elif k in ("LI", "LIF"):
-            tau = np.broadcast_to(_a(n, "tau"), x.shape[1:])
-            v_leak = np.broadcast_to(_a(n, "v_leak", 0.0), x.shape[1:])
+            tau = _param(n, "tau", x.shape[1:])
+            v_leak = _param(n, "v_leak", x.shape[1:], 0.0)
             v = v + dt / tau * (v_leak - v + r * x)
         else:  # CubaLI, CubaLIF: the current first, then v from the new current
             current = self.state.setdefault("i", np.zeros_like(x))
-            tau_syn = np.broadcast_to(_a(n, "tau_syn"), x.shape[1:])
-            tau_mem = np.broadcast_to(_a(n, "tau_mem"), x.shape[1:])
-            w_in = np.broadcast_to(_a(n, "w_in", 1.0), x.shape[1:])
-            v_leak = np.broadcast_to(_a(n, "v_leak", 0.0), x.shape[1:])
+            tau_syn = _param(n, "tau_syn", x.shape[1:])
+            tau_mem = _param(n, "tau_mem", x.shape[1:])
+            w_in = _param(n, "w_in", x.shape[1:], 1.0)
+            v_leak = _param(n, "v_leak", x.shape[1:], 0.0)
             current = current + dt / tau_syn * (-current + w_in * x)
             self.state["i"] = current
             v = v + dt / tau_mem * (v_leak - v + r * current)
         if k in ("I", "LI", "CubaLI"):
             self.state["v"] = v
             return v
-        theta = np.broadcast_to(_a(n, "v_threshold"), x.shape[1:])
+        theta = _param(n, "v_threshold", x.shape[1:])
         if self.reset == "subtract-delayed":  # snnTorch: the last step's spike, undecayed
             v = v - theta * self.state.get("s", 0.0)
         spikes = v > theta
         if self.reset == "zero":
-            v = np.where(spikes, np.broadcast_to(_a(n, "v_reset", 0.0), x.shape[1:]), v)
+            v = np.where(spikes, _param(n, "v_reset", x.shape[1:], 0.0), v)
         elif self.reset == "subtract":
             v = np.where(spikes, v - theta, v)
         self.state["v"] = v
         self.state["s"] = spikes.astype(np.float64)
         return self.state["s"]
+
+
+def _flattened(shape: tuple[int, ...], start: Any, end: Any) -> tuple[int, ...]:
+    """NIR's Flatten of `shape` (dims counted without the batch, negatives from the end):
+    dims start..end become one; out-of-range dims are clipped to the tensor's."""
+    nd = len(shape)
+    first, last = (min(max(int(d) + nd if int(d) < 0 else int(d), 0), nd - 1) for d in (start, end))
+    return (*shape[:first], int(np.prod(shape[first : last + 1])), *shape[last + 1 :])
 
 
 def _shape_of(node: Any) -> tuple[int, ...]:
