@@ -376,6 +376,30 @@ def test_nested_subgraph_is_flattened():
     assert rates["block.lif"] > 0.05
 
 
+def test_a_subgraph_nir_cannot_type_is_read_as_the_top_level_is(tmp_path):
+    """helper-86: nir's reader types nested subgraphs even when told not to, so a nested
+    grouped Conv1d (nir declares weight.shape[1] = in_channels / groups as its input
+    channels) made the file 'nir cannot read it' (exit 6), while the same node at the top
+    level compiled with a warning. Now both read with the warning and are float exact."""
+    rng = np.random.default_rng(86)
+    conv = nir.Conv1d(input_shape=6, weight=rng.normal(0, 1, (4, 1, 3)), stride=1,
+                      padding=1, dilation=1, groups=2, bias=rng.normal(0, 0.3, 4))  # fmt: skip
+    full = lambda v: np.full((4, 6), v)  # noqa: E731
+    lif46 = nir.LIF(tau=full(0.0031), r=full(1.2), v_leak=full(0.0), v_threshold=full(0.37),
+                    v_reset=full(0.0))  # fmt: skip
+    inner = graph(
+        {"input": nir.Input(input_type=np.array([2, 6])), "conv": conv, "lif": lif46,
+         "output": nir.Output(output_type=np.array([4, 6]))},
+        [("input", "conv"), ("conv", "lif"), ("lif", "output")],
+    )  # fmt: skip
+    path = tmp_path / "nested.nir"
+    nir.write(path, chain((2, 6), ("block", inner)))
+    result = import_nir(path, dt=1e-3)
+    assert any("type check failed" in w for w in result.warnings), result.warnings
+    _, _, rates = compare_float(path, spikes((2, 30, 12), 0.4), dt=1e-3)
+    assert rates["block.lif"] > 0.01
+
+
 # ---- recurrent cycles -------------------------------------------------------------------
 
 

@@ -113,17 +113,40 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
             f"{path}: nir cannot read it ({type(strict_error).__name__}: {_one_line(strict_error)})"
         ) from None
     try:
-        graph = nir.read(path, type_check=False)
+        graph = _read_untyped(nir, path)
     except Exception as exc:  # as above
         raise CorruptInputError(
             f"{path}: nir cannot read it ({type(exc).__name__}: {_one_line(exc)})"
         ) from None
-    _refuse_invented_ends(path, graph)  # nir still types (and completes) subgraphs
+    _refuse_invented_ends(path, graph)  # none without the check; kept as a guard
     warning = (
         f"{path}: nir's type check failed ({_one_line(strict_error)}); read without "
         "it, every shape is inferred from the node parameters"
     )
     return graph, [warning]
+
+
+def _read_untyped(nir: Any, path: Path) -> Any:
+    """nir.read(path, type_check=False) for nested subgraphs too: nir's reader passes
+    type_check to the top-level graph only, so a subgraph whose declared types disagree
+    (nir's Conv1d and Conv2d declare weight.shape[1] input channels, a grouped
+    convolution's in_channels / groups) failed the read that was to overlook it (exit 6,
+    while the same nodes at the top level compiled). The reader's own steps, with the
+    flag set at every level."""
+    import h5py
+    from nir.serialization import hdf2dict
+
+    with h5py.File(path, "r") as f:
+        data = hdf2dict(f["node"])
+
+    def untyped(node: Any) -> None:
+        if isinstance(node, dict) and node.get("type") == "NIRGraph":
+            node["type_check"] = False
+            for inner in (node.get("nodes") or {}).values():
+                untyped(inner)
+
+    untyped(data)
+    return nir.dict2NIRNode(data)
 
 
 def _refuse_invented_ends(path: Path, graph: Any) -> None:
