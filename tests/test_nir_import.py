@@ -398,6 +398,14 @@ def test_a_subgraph_nir_cannot_type_is_read_as_the_top_level_is(tmp_path):
     assert any("type check failed" in w for w in result.warnings), result.warnings
     _, _, rates = compare_float(path, spikes((2, 30, 12), 0.4), dt=1e-3)
     assert rates["block.lif"] > 0.01
+    # A 'type_check' entry in the file is refused at any depth, as nir.read refuses it
+    # at the top (the untyped read would have overwritten it).
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        f["node/nodes/block"].create_dataset("type_check", data=True)
+    with pytest.raises(CorruptInputError, match=r"nir cannot read it .*'type_check' key"):
+        import_nir(path, dt=1e-3)
 
 
 # ---- recurrent cycles -------------------------------------------------------------------

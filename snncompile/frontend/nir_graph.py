@@ -141,6 +141,8 @@ def _read_untyped(nir: Any, path: Path) -> Any:
 
     def untyped(node: Any) -> None:
         if isinstance(node, dict) and node.get("type") == "NIRGraph":
+            if "type_check" in node:  # as nir.read refuses it: a key the reader sets
+                raise ValueError("the graph holds a 'type_check' key, which nir refuses")
             node["type_check"] = False
             for inner in (node.get("nodes") or {}).values():
                 untyped(inner)
