@@ -674,3 +674,32 @@ def test_verify_model_takes_inputs_and_labels_in_memory(tmp_path: Path) -> None:
         assert report.data == in_memory.data == "the given inputs"
     with pytest.raises(UsageError, match="label 10 is not a class"):
         verify_model(ckpt, data=(x, np.full(16, 10)))
+
+
+def test_rung_one_is_exact_where_the_output_decays_below_the_ffts_noise(tmp_path) -> None:
+    """After an input ends in a run of zeros a causal S4D's output decays below the FFT's
+    rounding noise (~1e-16 of the sequence's largest value), where the FFT's sign is
+    noise: a binary-s4d spiked on it, and rung 1 (the float64 netlist against PyTorch)
+    failed a correct lowering (helper-85: 0.02 after 1,500 zero steps). The reference
+    runs the S4D layers by their recurrence, the deployed operations."""
+    import torch
+
+    from snncompile.checkpoint import save
+    from snncompile.models.backbone import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(
+        family="binary-s4d", d_input=1, d_output=3, d_model=8, n_layers=1, d_state=8
+    )
+    model = build_model(config).eval()
+    with torch.no_grad():
+        model.encoder.bias.zero_()
+        model.blocks[0].ssm.log_A_real += 2.0  # fast-decaying modes: below noise sooner
+    x = np.zeros((4, 400, 1))
+    x[:, :30] = np.random.default_rng(1).random((4, 30, 1))
+    fft = model.double()(torch.from_numpy(x)).detach()
+    steps = model.forward_steps(torch.from_numpy(x)).detach()
+    assert not torch.equal(fft, steps)  # the FFT's spikes differ from step mode's here
+    path = save(model, tmp_path / "m.pt", calibration=torch.from_numpy(x))
+    report = verify_model(str(path), data=x, calibration=x)
+    assert report.lowering_relative_error < 1e-12, report.failures

@@ -97,10 +97,14 @@ class VerifyReport:
 
 
 def torch_reference(model: Any, x: np.ndarray, names: list[str]) -> tuple[np.ndarray, dict]:
-    """Float64 PyTorch logits and the spike trains (B, L, H) of the named modules."""
+    """Float64 PyTorch logits and the spike trains (B, L, H) of the named modules, with
+    every causal S4D run by its recurrence (models.s4d.use_recurrence): the deployed
+    operations, where the FFT's noise decided spikes below it."""
     import torch
 
-    model = copy.deepcopy(model).double().eval()
+    from snncompile.models.s4d import use_recurrence
+
+    model = use_recurrence(copy.deepcopy(model).double().eval())
     spikes: dict[str, np.ndarray] = {}
     hooks = []
     for name in names:
