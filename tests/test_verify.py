@@ -722,3 +722,13 @@ def test_an_accuracy_drop_of_exactly_the_allowed_points_passes_from_counts() -> 
             tally.quant_correct -= 1  # one input more is past the bound
             report = tally.report(n, 8, 1, labelled=True)
             assert [f.split()[0] for f in _failures(report, tolerances)] == ["accuracy"]
+
+
+def test_an_agreement_shows_100_percent_only_when_nothing_differs() -> None:
+    """helper-85: 'spike agreement 100.00%' printed beside a listed first divergence (a
+    few differing values in millions rounded up)."""
+    from snncompile.cli_text import agreement
+
+    assert agreement(1.0) == "100.00%"
+    assert agreement(1 - 1e-7) == ">99.99%"
+    assert agreement(0.99994) == "99.99%" and agreement(0.5) == "50.00%"

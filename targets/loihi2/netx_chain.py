@@ -144,7 +144,7 @@ def _why_no_chain(net: Netlist) -> str:
     pop = fed[0]
     if pop.kind not in CHAIN_KINDS:
         return (
-            f"the input feeds {pop.name!r}, a {pop.kind} population; netx's dense layers "
+            f"the input feeds {pop.name!r}, a population of kind {pop.kind}; netx's dense layers "
             f"hold {' and '.join(CHAIN_KINDS)} (Lava's LIF, reset to 0)"
         )
     others = [s.name for s in net.incoming(pop.name) if s.src != net.input.name]
