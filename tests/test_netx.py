@@ -600,8 +600,8 @@ def test_the_warning_names_what_the_input_feeds_when_there_is_no_chain() -> None
     pops[1] = Population("h", "cuba_lif_sub", 5, params)
     net = Netlist(tuple(pops), sub.synapses, numeric="int", formats=sub.formats)
     assert netx_warnings(net) == [
-        "netx can load no layer: the input feeds 'h', a cuba_lif_sub population; netx's "
-        "dense layers hold lif and cuba_lif (Lava's LIF, reset to 0)"
+        "netx can load no layer: the input feeds 'h', a population of kind cuba_lif_sub; "
+        "netx's dense layers hold lif and cuba_lif (Lava's LIF, reset to 0)"
     ]
     bias = Population("bias", "bias", 1, {"value": np.array(4.0)})
     extra = Synapse("bias->h", "bias", "h", np.full((5, 1), 2.0))

@@ -625,7 +625,9 @@ class _Quantizer:
             stored = sum(mant * 2.0**exp for _, mant, exp in parts)
         rms = float(np.sqrt(np.mean(values**2))) if values.size else 0.0
         error = float(np.sqrt(np.mean((values - stored) ** 2))) / rms if rms else 0.0
-        lost = _sources_lost(scaled, values, stored) if syn.src == self.net.input.name else []
+        # (A netx synapse's weights sit at exponent 0; netx_warnings speaks of those.)
+        from_input = syn.src == self.net.input.name and not netx
+        lost = _sources_lost(scaled, values, stored) if from_input else []
         out = []
         for name, part, part_exp in parts:
             if sparse.issparse(scaled):
