@@ -408,6 +408,38 @@ def test_a_subgraph_nir_cannot_type_is_read_as_the_top_level_is(tmp_path):
         import_nir(path, dt=1e-3)
 
 
+def test_a_nested_chain_without_input_reads_where_another_node_fails_the_type_check(tmp_path):
+    """nir completes a nested chain that has no Input node with one of its own, but only
+    in a typed read: when a grouped Conv1d elsewhere failed the type check, reading every
+    level untyped refused the chain (exit 4, 'needs one Input', helper-87). Nested
+    graphs are read typed unless one of them fails its own check."""
+    rng = np.random.default_rng(87)
+    conv = nir.Conv1d(input_shape=6, weight=rng.normal(0, 1, (4, 1, 3)), stride=1,
+                      padding=1, dilation=1, groups=2, bias=rng.normal(0, 0.3, 4))  # fmt: skip
+    full = lambda v: np.full(24, v)  # noqa: E731
+    lif = nir.LIF(tau=full(0.0031), r=full(1.2), v_leak=full(0.0), v_threshold=full(0.37),
+                  v_reset=full(0.0))  # fmt: skip
+    inner = graph(
+        {"fc": nir.Linear(weight=rng.normal(0.5, 1, (24, 24))), "lif": lif,
+         "output": nir.Output(output_type=np.array([24]))},
+        [("fc", "lif"), ("lif", "output")],
+    )  # fmt: skip
+    path = tmp_path / "chain.nir"
+    nir.write(
+        path,
+        chain(
+            (2, 6),
+            ("conv", conv),
+            ("flat", nir.Flatten(input_type={"input": np.array([4, 6])})),
+            ("block", inner),
+        ),
+    )
+    result = import_nir(path, dt=1e-3)
+    assert any("type check failed" in w for w in result.warnings), result.warnings
+    _, _, rates = compare_float(path, spikes((2, 30, 12), 0.4), dt=1e-3)
+    assert rates["block.lif"] > 0.01
+
+
 # ---- recurrent cycles -------------------------------------------------------------------
 
 

@@ -113,12 +113,18 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
             f"{path}: nir cannot read it ({type(strict_error).__name__}: {_one_line(strict_error)})"
         ) from None
     try:
-        graph = _read_untyped(nir, path)
-    except Exception as exc:  # as above
-        raise CorruptInputError(
-            f"{path}: nir cannot read it ({type(exc).__name__}: {_one_line(exc)})"
-        ) from None
-    _refuse_invented_ends(path, graph)  # none without the check; kept as a guard
+        # Nested graphs typed first: nir completes a nested chain without an Input node
+        # with one of its own, which the untyped read does not (such a chain compiled,
+        # helper-87); only where a nested graph fails its own check, none is typed.
+        graph = nir.read(path, type_check=False)
+    except Exception:  # as above
+        try:
+            graph = _read_untyped(nir, path)
+        except Exception as exc:
+            raise CorruptInputError(
+                f"{path}: nir cannot read it ({type(exc).__name__}: {_one_line(exc)})"
+            ) from None
+    _refuse_invented_ends(path, graph)
     warning = (
         f"{path}: nir's type check failed ({_one_line(strict_error)}); read without "
         "it, every shape is inferred from the node parameters"
