@@ -712,8 +712,11 @@ def test_an_accuracy_drop_of_exactly_the_allowed_points_passes_from_counts() -> 
     from the counts now, at every drop a whole number of inputs makes."""
     from snncompile.verify.quantized import Tolerances, _failures, _Tally
 
-    for n, drop, points in ((200, 2, 1.0), (200, 1, 0.5), (400, 2, 0.5), (100, 3, 3.0)):
-        for float_correct in range(drop + 1, n + 1):
+    # 0.7 and 2.1 points are no binary fractions: 0.7 / 100 < 7 / 1000 (helper-87).
+    cases = ((200, 2, 1.0), (200, 1, 0.5), (400, 2, 0.5), (100, 3, 3.0), (1000, 7, 0.7),
+             (3000, 21, 0.7), (1000, 21, 2.1))  # fmt: skip
+    for n, drop, points in cases:
+        for float_correct in range(drop + 1, n + 1, max(1, n // 200)):
             tally = _Tally([])
             tally.float_correct, tally.quant_correct = float_correct, float_correct - drop
             report = tally.report(n, 8, 1, labelled=True)

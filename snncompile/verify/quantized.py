@@ -270,7 +270,10 @@ def _failures(report: VerifyReport, tol: Tolerances) -> list[str]:
     if (
         tol.max_accuracy_drop is not None
         and report.accuracy_delta is not None
-        and -report.accuracy_delta > tol.max_accuracy_drop
+        # A drop equal to the tolerance passes: --max-accuracy-drop 0.7 is 0.7 / 100 =
+        # 0.006999999999999999, below 7 inputs in 1000 (helper-87); the slack is far
+        # below one input in any batch.
+        and -report.accuracy_delta > tol.max_accuracy_drop * (1 + 1e-9)
     ):
         failures.append(
             # In points, as --max-accuracy-drop takes it (the report's own table too).
