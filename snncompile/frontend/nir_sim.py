@@ -41,6 +41,8 @@ def _param(node: Any, name: str, shape: tuple[int, ...], default: float | None =
     value = _a(node, name, default)
     if value.size == int(np.prod(shape)):
         return value.reshape(shape)
+    if value.size == 1:  # one value in any layout, (1, 1) too, as the import takes it
+        return np.broadcast_to(value.reshape(()), shape)
     return np.broadcast_to(value, shape)
 
 
@@ -152,7 +154,9 @@ class _Node:
 
 def _flattened(shape: tuple[int, ...], start: Any, end: Any) -> tuple[int, ...]:
     """NIR's Flatten of `shape` (dims counted without the batch, negatives from the end):
-    dims start..end become one; out-of-range dims are clipped to the tensor's."""
+    dims start..end become one; out-of-range dims are clipped to the tensor's. (Written
+    apart from nir_import's on purpose: this oracle follows NIR's definitions on its
+    own, so that a mistake in the import shows as a difference.)"""
     nd = len(shape)
     first, last = (min(max(int(d) + nd if int(d) < 0 else int(d), 0), nd - 1) for d in (start, end))
     return (*shape[:first], int(np.prod(shape[first : last + 1])), *shape[last + 1 :])
