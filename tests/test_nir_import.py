@@ -281,12 +281,18 @@ def test_the_nir_simulation_takes_the_shapes_the_import_takes():
                         padding=np.array([1, 2]))  # fmt: skip
     conv2 = nir.Conv2d(input_shape=(5, 5), weight=rng.normal(0, 1, (2, 1, 2, 2)), stride=1,
                        padding=0, dilation=1, groups=1, bias=np.zeros(2))  # fmt: skip
-    for value in (np.array([1.37]), np.array([[1.37]])):  # one value for all 32, any layout
-        scale = nir.Scale(scale=value)
-        g = chain((1, 4, 4), ("pool", pool), ("avg", avg), ("conv", conv2), ("scale", scale),
-                  ("lif", lif(32, tau=0.0027, thr=0.23)))  # fmt: skip
-        _, _, rates = compare_float(g, spikes((3, 30, 16), 0.4), dt=1e-3)
-        assert rates["lif"] > 0.01
+    scale = nir.Scale(scale=np.array([1.37]))  # one value for all 32
+    g = chain((1, 4, 4), ("pool", pool), ("avg", avg), ("conv", conv2), ("scale", scale),
+              ("lif", lif(32, tau=0.0027, thr=0.23)))  # fmt: skip
+    _, _, rates = compare_float(g, spikes((3, 30, 16), 0.4), dt=1e-3)
+    assert rates["lif"] > 0.01
+    # One value declared (1, 1) on a flat input: broadcast_to refused more dimensions
+    # than the input's (verify exit 1 on a graph export compiled, helper-87).
+    g = chain((4,), ("fc", nir.Affine(weight=rng.normal(1, 1, (4, 4)), bias=np.zeros(4))),
+              ("scale", nir.Scale(scale=np.array([[1.5]]))),
+              ("lif", lif(4, tau=0.0027, thr=0.23)))  # fmt: skip
+    _, _, rates = compare_float(g, spikes((3, 30, 4), 0.4), dt=1e-3)
+    assert rates["lif"] > 0.01
     thr = chain((1, 4, 4), ("pool", pool), ("avg", avg), ("conv", conv2),
                 ("thr", nir.Threshold(threshold=rng.normal(0, 0.3, 32))))  # fmt: skip
     x = spikes((2, 10, 16), 0.4)
