@@ -436,7 +436,8 @@ def _inputs_lost(synapses: dict[str, dict[str, Any]], width: int, weight_bits: i
             f"input channel{'s' if len(lost) > 1 else ''} {shown} (of {width}) "
             f"{'reach' if len(lost) > 1 else 'reaches'} nothing through synapse {name!r}: "
             f"every weight from {'them' if len(lost) > 1 else 'it'} "
-            f"rounds to 0 at --weight-bits {weight_bits}, far below the synapse's largest "
-            "(inputs on scales this far apart: scale them alike, or more --weight-bits)"
+            f"rounds to 0 on the grid the synapse's largest weights set at --weight-bits "
+            f"{weight_bits} (inputs on scales far apart: scale them alike, or more "
+            "--weight-bits)"
         )
     return out

@@ -603,7 +603,7 @@ def test_an_input_channel_whose_weights_round_to_zero_is_warned_of(tmp_path, cap
     code, _, err = run(["export", tmp_path / "lost.pt", "-o", tmp_path / "lost"], capsys)
     assert code == 0
     assert "warning: input channel 1 (of 3) reaches nothing through synapse" in err
-    assert "rounds to 0 at --weight-bits 8" in err
+    assert "rounds to 0 on the grid the synapse's largest weights set at --weight-bits 8" in err
     report = json.loads((tmp_path / "lost" / "report.json").read_text())
     lost = {k: v["inputs_rounded_to_zero"] for k, v in report["synapses"].items()
             if "inputs_rounded_to_zero" in v}  # fmt: skip

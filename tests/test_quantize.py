@@ -410,3 +410,18 @@ def test_a_glu_of_tiny_inputs_keeps_its_table_inside_its_formats(gate: str, peak
     expected = a[..., :2] * g
     out = q["glu"] * 2.0 ** scales["out_scale_log2"]
     assert np.abs(out - expected).max() <= 1e-3 * np.abs(expected).max()
+
+
+def test_sources_lost_ignores_float_residue_and_counts_sparse_columns() -> None:
+    """A column of 1e-16 beside weights of 2 and 4 (residue of composing two linear NIR
+    nodes) was reported as an input channel lost (helper-87); a real one is."""
+    from scipy import sparse as sp
+
+    from snncompile.quantize.quantize import _sources_lost
+
+    dense = np.array([[2.0, 5.55e-17, 1e-6], [4.0, 1.1e-16, 0.0]])
+    stored = np.array([[2.0, 0.0, 0.0], [4.0, 0.0, 0.0]])
+    assert _sources_lost(dense, dense.ravel(), stored.ravel()) == [2]
+    matrix = sp.csr_matrix(dense)
+    kept = np.array([2.0, 0.0, 0.0, 4.0, 0.0])  # matrix.data order: row by row
+    assert _sources_lost(matrix, matrix.data, kept) == [2]
