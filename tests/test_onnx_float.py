@@ -432,3 +432,21 @@ def test_a_layer_norm_of_a_large_mean_matches_pytorch(tmp_path):
     float_module.export_float(model, x, tmp_path / "f")
     check = json.loads((tmp_path / "f" / "manifest.json").read_text())["check"]
     assert check["max_relative_error"] <= 5e-6
+
+
+def test_the_export_check_compares_with_pytorchs_own_layer_norm(tmp_path, monkeypatch):
+    """The export swaps LayerNorm for its formula in plain ops; the check ran the same
+    swapped copy, so a wrong formula passed it (helper-87). A formula off by 1% fails."""
+    original = float_module._plain_layer_norms
+
+    def off_by_one_percent(model):
+        original(model)
+        for module in model.modules():
+            if type(module).__name__ == "PlainLayerNorm":
+                module.forward = (lambda f: lambda x: 1.01 * f(x))(module.forward)
+
+    monkeypatch.setattr(float_module, "_plain_layer_norms", off_by_one_percent)
+    ckpt, _ = tiny_checkpoint(tmp_path, "binary-s4d-gsu")
+    with pytest.raises(EquivalenceError, match="relative logit error"):
+        export_model(ckpt, tmp_path / "o", target="onnx", float_export=True)
+    assert not (tmp_path / "o").exists()

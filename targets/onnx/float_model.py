@@ -239,6 +239,9 @@ def export_float(
     import copy
 
     model = copy.deepcopy(model).eval().to(torch_dtype)  # the caller's model stays as it was
+    # The check's side: _step_module swaps this copy's LayerNorms for their formula, and
+    # the check compared that formula with itself (helper-87).
+    reference = copy.deepcopy(model)
     step, states, spiking = _step_module(model, torch_dtype)
     iface = FloatInterface(
         input_size=int(model.config.d_input),
@@ -279,14 +282,14 @@ def export_float(
     x = np.asarray(x_check, dtype=DTYPES[dtype])
     from snncompile.models.s4d import use_recurrence
 
-    use_recurrence(model.eval())  # export_float's copy
+    use_recurrence(reference)
     overflowed = (
         f"the {dtype} model overflowed on the check inputs (largest input magnitude "
         f"{float(np.abs(x).max()):.3g})"
     )
     with torch.no_grad():
         try:
-            expected = model(torch.from_numpy(x)).double().numpy()
+            expected = reference(torch.from_numpy(x)).double().numpy()
         except UsageError as exc:  # the inputs were checked: a neuron refusing inf or NaN
             raise UsageError(f"{overflowed}: {exc}") from None
     if not np.isfinite(expected).all():  # logits no check can compare
