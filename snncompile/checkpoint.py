@@ -290,7 +290,7 @@ def _other_kind_of_file(path: Path) -> str | None:
         else:
             prefixes = (kind for magic, kind in _MAGIC.items() if head.startswith(magic))
             kind = next(prefixes, f"a file starting with {head!r}")
-            if head.startswith(HDF5_SIGNATURE) and path.suffix == ".nir":
+            if head.startswith(HDF5_SIGNATURE) and path.suffix.lower() == ".nir":
                 # export, verify and inspect read it as NIR by its name and never get here;
                 # "read as one when its name ends in .nir" was said of such a name
                 kind = "a NIR graph (export, verify and inspect read those, not checkpoints)"

@@ -398,9 +398,6 @@ def compile_model(
     if stop_after in (*DEFAULT_ORDER, "passes"):
         return done
     cfg = config or QuantConfig()
-    mismatch = _finetune_mismatch(meta, cfg.weight_bits)
-    if mismatch is not None:
-        done.meta.setdefault("warnings", []).append(mismatch)
     step("lower")
     with naming_file(nir_file), blame_model_values(_source_name(source)):
         done.float_netlist = lower(done.graph, formats=cfg.formats())
@@ -413,6 +410,9 @@ def compile_model(
         done.meta["calibration_origin"] = CALIBRATION_GIVEN
     else:  # a .nir source's default batch says what it is; a checkpoint embeds its own
         done.meta["calibration_origin"] = meta.get("calibration_default", "embedded")
+    mismatch = _finetune_mismatch(meta, cfg.weight_bits)  # of weights about to be rounded
+    if mismatch is not None:
+        done.meta.setdefault("warnings", []).append(mismatch)
     step("quantize")
     done.netlist, done.report = quantize(done.float_netlist, calib, cfg)
     lost = _inputs_lost(done.report.synapses, done.netlist.input.size, cfg.weight_bits)

@@ -502,6 +502,11 @@ def test_the_skeleton_draws_no_random_numbers() -> None:
             b"\x89HDF\r\n\x1a\n" + bytes(8),
             r"a NIR graph \(export, verify and inspect read those, not checkpoints\)",
         ),
+        (  # as export reads it: the suffix in any case (helper-87)
+            "GRAPH.NIR",
+            b"\x89HDF\r\n\x1a\n" + bytes(8),
+            r"a NIR graph \(export, verify and inspect read those, not checkpoints\)",
+        ),
     ],
 )
 def test_a_file_of_another_kind_is_named_as_such(

@@ -167,6 +167,9 @@ def test_finetune_at_fewer_weight_bits_fits_that_grid(tmp_path):
     assert "fine-tuned for --weight-bits 4 and is compiled at 8" in finer
     (coarser,) = compile_model(out, config=QuantConfig(weight_bits=3)).meta["warnings"]
     assert "compiled at 3: its weights are rounded again" in coarser
+    # Stopped before quantization nothing is rounded: no warning (helper-87).
+    lowered = compile_model(out, config=QuantConfig(weight_bits=3), stop_after="lower")
+    assert "warnings" not in lowered.meta
 
 
 def test_export_and_verify_print_a_weight_bits_mismatch(tmp_path, capsys):
