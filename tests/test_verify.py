@@ -735,3 +735,12 @@ def test_an_agreement_shows_100_percent_only_when_nothing_differs() -> None:
     assert agreement(1.0) == "100.00%"
     assert agreement(1 - 1e-7) == ">99.99%"
     assert agreement(0.99994) == "99.99%" and agreement(0.5) == "50.00%"
+
+
+def test_a_failed_agreement_never_reads_as_its_bound() -> None:
+    """'spike agreement of X 1.0000 < 1.0' of 0.99999 (helper-87)."""
+    from snncompile.verify.quantized import below
+
+    assert below(0.99999, 1.0) == "0.99999" and below(0.97996, 0.98) == "0.97996"
+    assert below(0.5, 0.98) == "0.5000"
+    assert below(0.97994, 0.98) == "0.9799"

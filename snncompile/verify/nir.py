@@ -26,7 +26,7 @@ import numpy as np
 from snncompile.frontend.nir_compile import node_traces, spiking_nodes
 from snncompile.reference.parts import bytes_per_input as run_bytes_per_input
 from snncompile.reference.parts import parts_within_budget
-from snncompile.verify.quantized import logit_error_failure
+from snncompile.verify.quantized import below, logit_error_failure
 from snncompile.verify.traces import earliest_divergence, first_divergence
 
 # Default verification inputs: Bernoulli spikes on every input at the calibration's rate,
@@ -169,7 +169,8 @@ def verify_nir(
         for name, value in report.spike_agreement.items():
             if value < min_spike_agreement:
                 report.failures.append(
-                    f"spike agreement of {name} {value:.4f} < {min_spike_agreement}"
+                    f"spike agreement of {name} {below(value, min_spike_agreement)} < "
+                    f"{min_spike_agreement}"
                 )
     return report
 

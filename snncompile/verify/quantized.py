@@ -253,6 +253,13 @@ def _relative(error: float, scale: float) -> float:
     return math.inf if error else 0.0
 
 
+def below(value: float, bound: float) -> str:
+    """`value`, under `bound`, to 4 decimals unless those read as the bound or more
+    ("spike agreement 1.0000 < 1.0" of 0.99999, helper-87): then every digit."""
+    text = f"{value:.4f}"
+    return repr(float(value)) if float(text) >= bound else text
+
+
 def logit_error_failure(error: float, bound: float | None, noun: str = "logit") -> list[str]:
     """The failed max_logit_error criterion, or nothing; a NaN error fails too. `noun`
     names the values compared (a .nir source's are its pooled outputs)."""
@@ -265,7 +272,8 @@ def _failures(report: VerifyReport, tol: Tolerances) -> list[str]:
     failures = []
     if tol.min_argmax_agreement is not None and report.argmax_agreement < tol.min_argmax_agreement:
         failures.append(
-            f"argmax agreement {report.argmax_agreement:.4f} < {tol.min_argmax_agreement}"
+            f"argmax agreement {below(report.argmax_agreement, tol.min_argmax_agreement)} < "
+            f"{tol.min_argmax_agreement}"
         )
     if (
         tol.max_accuracy_drop is not None
@@ -286,7 +294,8 @@ def _failures(report: VerifyReport, tol: Tolerances) -> list[str]:
         for name, value in report.spike_agreement.items():
             if value < tol.min_spike_agreement:
                 failures.append(
-                    f"spike agreement of {name} {value:.4f} < {tol.min_spike_agreement}"
+                    f"spike agreement of {name} {below(value, tol.min_spike_agreement)} < "
+                    f"{tol.min_spike_agreement}"
                 )
     if (  # written so that a NaN error fails too
         tol.max_lowering_error is not None
