@@ -462,7 +462,9 @@ class _Quantizer:
             peak = self.range_of(f"{pop.name}.in")
             threshold = float(pop.params["vth"])
             bits = round(math.log2(self.headroom(pop.name)))
-            room = f"{bits} headroom bit{'s' if bits != 1 else ''} (--headroom-bits)"
+            extra = self.extra_headroom.get(pop.name, 0)  # saturation rounds added them
+            given = f", {extra} of them added for saturation" if extra else ""
+            room = f"{bits} headroom bit{'s' if bits != 1 else ''} (--headroom-bits{given})"
             if bounds.get("input") == k:
                 what = (
                     f"its input reaches {peak:.3g} against a threshold of {threshold:g}, "
@@ -475,7 +477,12 @@ class _Quantizer:
                     f"threshold of {threshold:g} (its input {peak:.3g}), beyond what Lava's "
                     f"24-bit LIF state holds with the threshold at one unit or more and {room}"
                 )
-            else:  # the largest constant in vth's 17-bit format, or netx's weight grid
+            elif bounds.get("netx") == k:
+                what = (
+                    f"under --netx-weights its weights sit at exponent 0, where a threshold "
+                    f"of {threshold:g} falls below one unit of its input (input {peak:.3g})"
+                )
+            else:  # the largest constant in vth's 17-bit format
                 what = (
                     f"a threshold of {threshold:g} falls below one unit of its input "
                     f"(input {peak:.3g}, membrane {membrane:.3g})"
