@@ -271,7 +271,8 @@ def verify_model(
         step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
         report.data = origin
-        report.warnings[:0] = compiled.meta.get("warnings", [])  # e.g. a finetune mismatch
+        # What export says besides its report (e.g. a finetune mismatch) and in it.
+        report.warnings[:0] = [*compiled.meta.get("warnings", []), *silent_warning(compiled)]
         if data is None and labels is None:
             report.warnings.append(_calibration_only_warning(compiled.meta.get("task"), origin))
     calibration_steps = None if compiled.calibration is None else compiled.calibration.shape[1]
@@ -285,6 +286,15 @@ def verify_model(
         if not check.exact:
             report.failures.append(f"reference vs {target} not exact: {check.divergence}")
     return report
+
+
+def silent_warning(compiled: Any) -> list[str]:
+    """export's warning of populations calibration never moved, for verify to say too
+    (it said nothing of them, helper-85)."""
+    from snncompile.quantize.quantize import silent_in_calibration_warning
+
+    text = silent_in_calibration_warning(compiled.report.populations)
+    return [] if text is None else [text]
 
 
 def _calibration_only_warning(task: Any, origin: str) -> str:
@@ -351,7 +361,7 @@ def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset,
     )
     # What reading the file found (nir's type check, a declared shape replaced), as
     # export and inspect print it: verify said nothing of it.
-    report.warnings[:0] = compiled.meta.get("warnings", [])
+    report.warnings[:0] = [*compiled.meta.get("warnings", []), *silent_warning(compiled)]
     if labels is not None:  # the checkpoint path reports an accuracy from them
         report.warnings.append(
             f"the labels in {labeled} are not used: a .nir source has no accuracy here, it "

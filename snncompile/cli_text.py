@@ -199,14 +199,11 @@ def print_export(
     if calib_default is not None:  # what that batch is, when the user gave none
         click.echo(f"                {calib_default}")
     click.echo(f"  spike rates   {format_rates(rates)}")
-    silent = [
-        name for name, pop in report["populations"].items() if pop.get("silent_in_calibration")
-    ]
-    if silent:
-        click.echo(
-            f"  warning       no activity in calibration at {', '.join(silent)}: scaled for "
-            "|value| <= 1; calibrate with data that drives them (--calib)"
-        )
+    from snncompile.quantize.quantize import silent_in_calibration_warning
+
+    silent = silent_in_calibration_warning(report["populations"])
+    if silent is not None:
+        click.echo(f"  warning       {silent}")
     fewer = [
         f"{name} ({pop['modes_with_fewer_frac_bits']}, down to {pop['fewest_frac_bits']})"
         for name, pop in report["populations"].items()

@@ -1848,6 +1848,9 @@ def test_a_population_silent_in_calibration_gets_a_usable_scale(tmp_path, cli):
     out = cli("export", str(source), "--dt", "1e-3", "-o", str(tmp_path / "a"))
     assert out.returncode == 0, out.stderr
     assert "no activity in calibration at output" in out.stdout
+    # verify says so too (it said nothing, helper-85)
+    out = cli("verify", str(source), "--dt", "1e-3", "--limit", "2")
+    assert "warning: no activity in calibration at output" in out.stderr, out.stderr
 
 
 def test_a_dataset_declared_far_larger_than_stored_is_refused_before_reading(tmp_path, cli):

@@ -146,6 +146,18 @@ class QuantReport:
         return asdict(self)
 
 
+def silent_in_calibration_warning(populations: dict[str, dict[str, Any]]) -> str | None:
+    """The warning of populations whose graded value calibration never moved (a report's
+    `silent_in_calibration`), or None: export prints it with its report, verify too."""
+    silent = [name for name, pop in populations.items() if pop.get("silent_in_calibration")]
+    if not silent:
+        return None
+    return (
+        f"no activity in calibration at {', '.join(silent)}: scaled for |value| <= 1; "
+        "calibrate with data that drives them (--calib)"
+    )
+
+
 def _sources_lost(scaled: Any, values: np.ndarray, stored: np.ndarray) -> list[int]:
     """Columns (source neurons) of a weight matrix with a nonzero weight every one of
     which rounded to 0: what they send reaches nothing through this synapse. `values`
