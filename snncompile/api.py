@@ -271,8 +271,7 @@ def verify_model(
         step("verify")
         report = verify_quantized(compiled, x, labels, tolerances)
         report.data = origin
-        # What export says besides its report (e.g. a finetune mismatch) and in it.
-        report.warnings[:0] = [*compiled.meta.get("warnings", []), *silent_warning(compiled)]
+        report.warnings[:0] = _compiler_warnings(compiled)
         if data is None and labels is None:
             report.warnings.append(_calibration_only_warning(compiled.meta.get("task"), origin))
     calibration_steps = None if compiled.calibration is None else compiled.calibration.shape[1]
@@ -288,13 +287,14 @@ def verify_model(
     return report
 
 
-def silent_warning(compiled: Any) -> list[str]:
-    """export's warning of populations calibration never moved, for verify to say too
-    (it said nothing of them, helper-85)."""
-    from snncompile.quantize.quantize import silent_in_calibration_warning
+def _compiler_warnings(compiled: Any) -> list[str]:
+    """What export says of the compiled network besides its report (reading the file, a
+    finetune mismatch, inputs rounded away) and in it (populations calibration never
+    moved), for verify to say too."""
+    from snncompile.quantize.quantize import silent_in_calibration_warnings
 
-    text = silent_in_calibration_warning(compiled.report.populations)
-    return [] if text is None else [text]
+    populations = compiled.report.populations
+    return [*compiled.meta.get("warnings", []), *silent_in_calibration_warnings(populations)]
 
 
 def _calibration_only_warning(task: Any, origin: str) -> str:
@@ -361,7 +361,7 @@ def _verify_nir(source, data, tolerances, config, calibration, limit, dt, reset,
     )
     # What reading the file found (nir's type check, a declared shape replaced), as
     # export and inspect print it: verify said nothing of it.
-    report.warnings[:0] = [*compiled.meta.get("warnings", []), *silent_warning(compiled)]
+    report.warnings[:0] = _compiler_warnings(compiled)
     if labels is not None:  # the checkpoint path reports an accuracy from them
         report.warnings.append(
             f"the labels in {labeled} are not used: a .nir source has no accuracy here, it "

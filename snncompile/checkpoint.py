@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from snncompile.arguments import check_optional_dict, check_path
+from snncompile.arguments import as_float, check_optional_dict, check_path, is_integral, is_real
 from snncompile.data import TASKS, check_task_args, task_shape
 from snncompile.errors import ArgumentTypeError, CorruptInputError, UsageError
 from snncompile.ir.serialize import HDF5_SIGNATURE, is_version
@@ -509,12 +509,9 @@ def _fraction(value: Any) -> float | None:
 def _finite(value: Any) -> float | None:
     """`value` as a float when it is a finite real number (not a bool), else None: meta
     values are only reported, so a NaN or 10**400 there is "not known"."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int past float64's range (math.isfinite raised it)
-        return None
+    number = as_float(value)  # an int past float64's range is inf (math.isfinite raised)
     return number if math.isfinite(number) else None
 
 
@@ -526,9 +523,12 @@ def recorded_finetune(meta: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         return None
     bits = record.get("weight_bits")
-    if isinstance(bits, bool) or not isinstance(bits, int):
+    if not is_integral(bits):
         return None
-    return {"weight_bits": bits, "accuracy_before": _fraction(record.get("test_accuracy_before"))}
+    return {
+        "weight_bits": int(bits),
+        "accuracy_before": _fraction(record.get("test_accuracy_before")),
+    }
 
 
 def rebuild_task(origin: str | os.PathLike[str], meta: dict[str, Any]) -> Any:

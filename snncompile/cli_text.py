@@ -199,11 +199,10 @@ def print_export(
     if calib_default is not None:  # what that batch is, when the user gave none
         click.echo(f"                {calib_default}")
     click.echo(f"  spike rates   {format_rates(rates)}")
-    from snncompile.quantize.quantize import silent_in_calibration_warning
+    from snncompile.quantize.quantize import silent_in_calibration_warnings
 
-    silent = silent_in_calibration_warning(report["populations"])
-    if silent is not None:
-        click.echo(f"  warning       {silent}")
+    for warning in silent_in_calibration_warnings(report["populations"]):
+        click.echo(f"  warning       {warning}")
     fewer = [
         f"{name} ({pop['modes_with_fewer_frac_bits']}, down to {pop['fewest_frac_bits']})"
         for name, pop in report["populations"].items()

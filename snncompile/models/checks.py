@@ -29,9 +29,10 @@ def finite_number(owner: str, name: str, value: object) -> float:
     """`value` as a finite float if `arguments.is_real`."""
     if not is_real(value):
         raise ArgumentTypeError(f"{owner} {name} must be a finite number, got {value!r}")
-    if not math.isfinite(as_float(value)):
+    number = as_float(value)
+    if not math.isfinite(number):
         raise UsageError(f"{owner} {name} must be a finite number, got {value!r}")
-    return as_float(value)
+    return number
 
 
 def check_floating(owner: str, x: object) -> None:

@@ -184,13 +184,21 @@ class S4D(nn.Module):
 
     def _recurrence(self, u: torch.Tensor) -> torch.Tensor:
         """Step mode's operations over the whole sequence u (B, L, H) -> y (B, L, H)."""
-        a_bar, b_bar, c = self.discretize()
+        coefficients = self.discretize()
         state = self.init_state(u.shape[0], dtype=u.dtype, device=u.device)
         out = []
         for u_t in u.unbind(1):
-            state = a_bar * state + b_bar * u_t.unsqueeze(-1)
-            out.append(2 * (c[0] * state).sum(-1).real + self.D * u_t)
+            y_t, state = self._advance(coefficients, u_t, state)
+            out.append(y_t)
         return torch.stack(out, dim=1).to(u.dtype)
+
+    def _advance(
+        self, coefficients: tuple[torch.Tensor, ...], u_t: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of the recurrence from `discretize()`'s (A_bar, B_bar, C)."""
+        a_bar, b_bar, c = coefficients
+        state = a_bar * state + b_bar * u_t.unsqueeze(-1)
+        return 2 * (c[0] * state).sum(-1).real + self.D * u_t, state
 
     def init_state(
         self, batch: int, *, dtype: torch.dtype = torch.float32, device: torch.device | None = None
@@ -207,10 +215,7 @@ class S4D(nn.Module):
                 "and cannot run step by step"
             )
         check_features("S4D.step", u_t, self.d_model, dims=(2,))
-        a_bar, b_bar, c = self.discretize()
-        state = a_bar * state + b_bar * u_t.unsqueeze(-1)
-        y_t = 2 * (c[0] * state).sum(-1).real + self.D * u_t
-        return y_t, state
+        return self._advance(self.discretize(), u_t, state)
 
 
 def _zero_before_input(y: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

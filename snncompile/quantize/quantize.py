@@ -146,16 +146,17 @@ class QuantReport:
         return asdict(self)
 
 
-def silent_in_calibration_warning(populations: dict[str, dict[str, Any]]) -> str | None:
-    """The warning of populations whose graded value calibration never moved (a report's
-    `silent_in_calibration`), or None: export prints it with its report, verify too."""
+def silent_in_calibration_warnings(populations: dict[str, dict[str, Any]]) -> list[str]:
+    """The warning (none or one) of populations whose graded value calibration never
+    moved (a report's `silent_in_calibration`): export prints it with its report, verify
+    with its own warnings."""
     silent = [name for name, pop in populations.items() if pop.get("silent_in_calibration")]
     if not silent:
-        return None
-    return (
+        return []
+    return [
         f"no activity in calibration at {', '.join(silent)}: scaled for |value| <= 1; "
         "calibrate with data that drives them (--calib)"
-    )
+    ]
 
 
 def _sources_lost(scaled: Any, values: np.ndarray, stored: np.ndarray) -> list[int]:
