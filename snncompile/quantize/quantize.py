@@ -594,9 +594,10 @@ class _Quantizer:
     # -- synapses -----------------------------------------------------------------------
 
     def synapses(self, syn: Synapse) -> tuple[Synapse, ...]:
-        """The synapse on its weight grid. Where constants cancel (`fine_grids`), a
-        constant gets a second synapse, `<name>.fine`, holding what the first leaves off,
-        and a weight matrix whose rows differ by ROW_GROUP_BITS or more in magnitude is
+        """The synapse on its weight grid. Where constants cancel (`fine_grids`) or weights
+        are narrower than 8 bits, a constant gets a second synapse, `<name>.fine`, holding
+        what the first leaves off (below 8 bits more: `.fine2`, ...); where constants
+        cancel, a weight matrix whose rows differ by ROW_GROUP_BITS or more in magnitude is
         split by rows into synapses `<name>.rows<g>` with exponents of their own."""
         ratio = 2.0 ** (self.scales[syn.src].out_log2 - self.scales[syn.dst].in_log2)
         if sparse.issparse(syn.weight):
@@ -634,10 +635,17 @@ class _Quantizer:
             # kept 0.6% of error and more, and verify's argmax agreement fell to 41-75%
             # (97-100% at 8 bits). Below 8 bits further remainders each take what the
             # last left, until no sum moves by half a unit; at 8 bits one, as before.
+            # Below 8 bits a constant's one grid keeps as little as 2**-(weight_bits+1)
+            # of its largest entry, cancelling or not: a depth-1 prenorm spike-ssm
+            # fine-tuned at 4 bits, whose folded BatchNorm shift cancelled nothing,
+            # verified at 64% argmax agreement (96% at 8 bits; helper-85). So every
+            # constant gets its remainders there; at 8 bits only where one cancels.
             rest = values - stored
-            n_fine = 1 if self.cfg.weight_bits >= 8 else MAX_FINE_PARTS
+            below_8 = self.cfg.weight_bits < 8
+            n_fine = MAX_FINE_PARTS if below_8 else 1
             for k in range(1, n_fine + 1):
-                fine = self._remainder(rest, message) if self.fine_grids else None
+                wanted = self.fine_grids or below_8
+                fine = self._remainder(rest, message) if wanted else None
                 if fine is None:
                     break
                 suffix = FINE_SUFFIX if k == 1 else f"{FINE_SUFFIX}{k}"
