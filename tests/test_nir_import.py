@@ -1462,6 +1462,30 @@ def test_shape_mismatch_is_corrupt():
         import_nir(g, dt=1e-3)
 
 
+@pytest.mark.parametrize("kind", ["Affine", "Linear"])
+def test_a_weight_of_more_than_two_dimensions_is_unsupported_not_corrupt(kind, tmp_path, cli):
+    """nir's Affine and Linear take a stack of matrices (weight (..., out, in) on input
+    (..., in)): valid NIR that is not compiled, so exit 4 naming node and weight shape,
+    not exit 6 as a corrupt file (before helper-88)."""
+    w = np.ones((2, 3, 4))
+    node = nir.Affine(weight=w, bias=np.zeros((2, 3))) if kind == "Affine" else nir.Linear(w)
+    nodes = {"input": nir.Input(input_type=np.array([2, 4])), "fc": node, "lif": lif(6),
+             "output": nir.Output(output_type=np.array([6]))}  # fmt: skip
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "output")]
+    message = rf"node 'fc' \({kind}\): weight \(2, 3, 4\) has 3 dimensions; only a 2-d weight"
+    with pytest.raises(UnsupportedError, match=message):
+        import_nir(graph(nodes, edges), dt=1e-3)
+    path = tmp_path / "batched.nir"
+    nir.write(path, graph(nodes, edges))
+    runs = {
+        "export": cli("export", str(path), "--dt", "1e-3", "-o", str(tmp_path / "a")),
+        "verify": cli("verify", str(path), "--dt", "1e-3"),
+    }
+    for command, out in runs.items():
+        assert out.returncode == 4, (command, out.stderr)
+        assert re.fullmatch(f"error: {re.escape(str(path))}: {message}.*\n", out.stderr), out.stderr
+
+
 @pytest.mark.parametrize(("node", "field"), [("lif", "tau"), ("fc", "weight")])
 def test_nan_parameter_is_a_corrupt_file_naming_node_and_field(node, field, tmp_path, cli):
     g = chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", lif(2)))

@@ -292,6 +292,13 @@ def linear_parts(
         return [(0, eye)], np.zeros(n), out
     if kind in ("Affine", "Linear"):
         w = _arr(node, "weight")
+        if w.ndim > 2:
+            # Valid NIR (nir's Affine and Linear take a stack of matrices over the leading
+            # axes), just not one we compile: exit 4, not a corrupt file.
+            raise UnsupportedError(
+                f"node {name!r} ({kind}): weight {w.shape} has {w.ndim} dimensions; only a "
+                "2-d weight (out, in) is compiled"
+            )
         if w.ndim != 2 or w.shape[1] != n:
             raise CorruptInputError(
                 f"node {name!r} ({kind}): weight {w.shape} does not take an input of width {n}"
