@@ -447,6 +447,32 @@ def test_a_nested_chain_without_input_reads_where_another_node_fails_the_type_ch
     assert rates["block.lif"] > 0.01
 
 
+@pytest.mark.parametrize("declared", [(3, 3), (5, 5)])
+def test_a_grouped_convolutions_warnings_quote_the_channels_the_file_states(declared, tmp_path):
+    """nir's Conv2d declares weight.shape[1] = in_channels / groups input channels, so a
+    grouped convolution fails nir's type check. The warnings quoted that count as the
+    node's own declaration ("declares input shape (2, 3, 3) but receives (4, 3, 3)") of a
+    file that states nothing of the kind (helper-88): the type-check warning now says
+    how many channels the node reads, and the declared-shape warning is given only where
+    the file's input_shape disagrees, with groups * weight.shape[1] channels."""
+    rng = np.random.default_rng(88)
+    conv = nir.Conv2d(input_shape=declared, weight=rng.normal(0, 1, (4, 2, 3, 3)), stride=1,
+                      padding=1, dilation=1, groups=2, bias=np.zeros(4))  # fmt: skip
+    path = tmp_path / "grouped.nir"
+    flat = nir.Flatten(start_dim=0, input_type={"input": np.array([4, 3, 3])})
+    nir.write(path, chain((4, 3, 3), ("conv", conv), ("flat", flat), ("lif", lif(36))))
+    warnings = import_nir(path, dt=1e-3).warnings
+    assert "'conv' takes 4, not 2" in warnings[0], warnings
+    conv_warnings = [w for w in warnings if w.startswith("node 'conv'")]
+    if declared == (3, 3):  # what the node receives: nothing to warn of
+        assert conv_warnings == [], warnings
+    else:
+        assert conv_warnings == [
+            "node 'conv' (Conv2d) declares input shape (4, 5, 5) but receives (4, 3, 3) "
+            "from 'input'; using (4, 3, 3)"
+        ], warnings
+
+
 # ---- recurrent cycles -------------------------------------------------------------------
 
 

@@ -126,10 +126,42 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
             ) from None
     _refuse_invented_ends(path, graph)
     warning = (
-        f"{path}: nir's type check failed ({_one_line(strict_error)}); read without "
-        "it, every shape is inferred from the node parameters"
+        f"{path}: nir's type check failed ({_one_line(strict_error)}"
+        f"{_grouped_convolution_note(graph, str(strict_error))}); read without it, every "
+        "shape is inferred from the node parameters"
     )
     return graph, [warning]
+
+
+def _grouped_convolution_note(graph: Any, error: str) -> str:
+    """Where nir's type error is about a grouped convolution's input, the channels it
+    quotes are nir's in_channels / groups (its Conv1d and Conv2d declare weight.shape[1]),
+    not what the file says: a note gives the count the import reads, so that the
+    warning does not leave nir's shape as the only one it quotes (helper-88)."""
+    nir = _nir()
+    notes = []
+
+    def walk(g: Any, prefix: str) -> None:
+        for name, node in g.nodes.items():
+            if isinstance(node, nir.NIRGraph):
+                walk(node, f"{prefix}{name}.")
+                continue
+            if not isinstance(node, (nir.Conv1d, nir.Conv2d)) or f"-> {name}.input:" not in error:
+                continue
+            try:  # a malformed field is the importer's to name
+                per_group, groups = int(np.shape(node.weight)[1]), int(node.groups)
+            except (TypeError, ValueError, IndexError):
+                continue
+            if groups > 1:
+                notes.append(f"{prefix + str(name)!r} takes {per_group * groups}, not {per_group}")
+
+    walk(graph, "")
+    if not notes:
+        return ""
+    return (
+        "; nir counts a grouped convolution's input channels as in_channels / groups: "
+        + ", ".join(notes)
+    )
 
 
 def _read_untyped(nir: Any, path: Path) -> Any:
