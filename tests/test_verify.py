@@ -106,6 +106,11 @@ def test_rungs_one_and_two_in_parts_report_what_the_whole_batch_reports(
     parts = verify_quantized(compiled_spike_ssm, x, labels).to_dict()
     assert (whole.pop("parts"), parts.pop("parts")) == (1, 4)  # parts of 2, 2, 2, 1
     assert whole["first_divergence"] is not None  # so its merge is exercised
+    # A checkpoint's divergence is a population's compartment (a NIR source's also names
+    # the node and neuron: test_verify_nir_json_names_the_diverging_node_and_neuron).
+    assert set(whole["first_divergence"]) == {
+        "population", "step", "sample", "compartment", "expected", "actual", "differing"
+    }  # fmt: skip
     for key in ("logit_max_abs_error", "logit_relative_error"):
         assert parts.pop(key) == pytest.approx(whole.pop(key), rel=1e-12)
     assert max(parts.pop("lowering_relative_error"), whole.pop("lowering_relative_error")) < 1e-14

@@ -36,6 +36,45 @@ def test_verify_nir_three_rungs(capsys: pytest.CaptureFixture[str]) -> None:
     assert report["target_check"]["exact"] and report["target_check"]["values_differing"] == 0
 
 
+def test_verify_nir_json_names_the_diverging_node_and_neuron(capsys) -> None:
+    """Rung 2 compares whole NIR nodes, so the JSON's first divergence names the node and
+    its neuron as `node` and `neuron`, as the text does (it said only `population` and
+    `compartment` before helper-88); those keys stay, with the same values."""
+    path = EXAMPLES / "two_lif_neurons.nir"
+    code, out, err = _run(capsys, "verify", path, "--dt", "1e-3", "--json")
+    assert code == 0, err
+    first = json.loads(out)["first_divergence"]
+    assert first is not None  # lif1 at step 16 of input 9 (2026-12-07)
+    assert first["node"] == first["population"] == "lif1", first
+    assert first["neuron"] == first["compartment"] == 0, first
+
+
+def test_verify_nir_json_names_a_split_nodes_neuron(tmp_path: Path) -> None:
+    """A split node's divergence is the node's neuron, not a compartment of one of its
+    populations: `node` is a NIR node where `population` names none of the netlist."""
+    import nir
+
+    from snncompile.compiler import compile_model
+    from snncompile.verify.nir import default_inputs, verify_nir
+
+    rng, n = np.random.default_rng(3), 4
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "fc": nir.Linear(weight=rng.normal(1.0, 1.0, (n, 3))),
+        "lif": nir.LIF(tau=np.array([0.004, 0.008, 0.004, 0.008]), r=np.full(n, 3.0),
+                       v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n)),
+        "output": nir.Output(output_type=np.array([n])),
+    }  # fmt: skip
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "output")]
+    nir.write(tmp_path / "tau.nir", nir.NIRGraph(nodes=nodes, edges=edges))
+    compiled = compile_model(tmp_path / "tau.nir", dt=1e-3)
+    assert "lif" not in [p.name for p in compiled.netlist.populations]  # lif.tau0, lif.tau1
+    first = verify_nir(compiled, *default_inputs(3, 0.4)).to_dict()["first_divergence"]
+    assert first is not None  # neuron 1 at step 4 of input 5 (2026-12-07)
+    assert first["node"] == "lif" and first["neuron"] in range(n), first
+    assert (first["population"], first["compartment"]) == (first["node"], first["neuron"])
+
+
 def test_verify_nir_tolerance_and_data(tmp_path: Path, capsys) -> None:
     x = (np.random.default_rng(5).random((2, 30, 12)) < 0.3).astype(np.float64)
     np.save(tmp_path / "x.npy", x)

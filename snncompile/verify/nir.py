@@ -153,7 +153,15 @@ def verify_nir(
             "steps come after the run's last tick (not run, not compared)"
         )
     divergence = earliest_divergence(tally.divergences, tally.names)
-    report.first_divergence = None if divergence is None else divergence.to_dict()
+    if divergence is not None:
+        # Its traces are whole NIR nodes (a split node's groups joined back), so it names
+        # a node and the node's neuron, as a failure's text does; "population" and "compartment"
+        # stay, with the same values, for what read the JSON before (helper-88).
+        report.first_divergence = {
+            "node": divergence.population,
+            "neuron": divergence.compartment,
+            **divergence.to_dict(),
+        }
     lowering = earliest_divergence(tally.lowering_divergences, tally.names)
     if lowering is not None:
         # Traces here are whole NIR nodes (a split node's groups joined back), so the
