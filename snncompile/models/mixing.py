@@ -90,9 +90,14 @@ class GSUMixer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.last_spike_rate: float = float("nan")
 
+    def ternary_activations(self, y: torch.Tensor) -> torch.Tensor:
+        """Ter(y) over the channels: the GSU's "spikes" (its nonzero entries), which the
+        float ONNX export also outputs for spike rates."""
+        return ternarize(y, dim=-1)
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         check_features("GSUMixer", y, self.d_model, dims=(3, 2))
-        y_ter = ternarize(y, dim=-1)
+        y_ter = self.ternary_activations(y)
         w_ter = ternarize(self.weight, dim=None)
         # Activity of the ternary activations: the GSU's "spikes" (nonzero entries).
         self.last_spike_rate = float((y_ter.detach() != 0).float().mean())

@@ -59,7 +59,8 @@ class FloatInterface:
     inputs:  "u" (batch, input_size) in `dtype`; every name in `states` (batch, *shape).
     outputs: "logits" (batch, output_size): the model's output for the steps seen so far
              (mean pooling: the mean over them; last: this step's); "next:" + each state;
-             "spikes:" + each name in `spiking` (batch, H): that neuron layer's output.
+             "spikes:" + each name in `spiking` (batch, H): that neuron layer's output (a
+             GSU's: its ternary activations, -1, 0 or 1).
     """
 
     input_size: int
@@ -121,8 +122,12 @@ def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]], lis
         for k, tensor in enumerate(act_state):
             states[f"state:blocks.{i}.act.{k}"] = list(tensor.shape[1:])
     _plain_layer_norms(model)
-    # Neuron layers (their own step()): their spikes are outputs too, for spike rates.
-    spiking = [f"blocks.{i}.act" for i, b in enumerate(blocks) if hasattr(b.act, "step")]
+    # Neuron layers (their own step()) and GSUs (ternary activations): their spikes are
+    # outputs too, for spike rates (a GSU artifact said "non-spiking").
+    ternary = {i for i, b in enumerate(blocks) if hasattr(b.act, "ternary_activations")}
+    spiking = [
+        f"blocks.{i}.act" for i, b in enumerate(blocks) if hasattr(b.act, "step") or i in ternary
+    ]
     pooling = model.config.pooling
     if pooling == "mean":
         states["state:pool.sum"] = [h]
@@ -157,7 +162,10 @@ def _step_module(model: Any, dtype: Any) -> tuple[Any, dict[str, list[int]], lis
                 re2 = p["ar"] * re - p["ai"] * im + p["br"] * drive
                 im2 = p["ai"] * re + p["ar"] * im + p["bi"] * drive
                 y = 2 * (p["cr"] * re2 - p["ci"] * im2).sum(-1) + block.ssm.D * v
-                if f"blocks.{i}.act" in spiking:
+                if i in ternary:
+                    spikes.append(block.act.ternary_activations(y))
+                    a = block.act(y)
+                elif f"blocks.{i}.act" in spiking:
                     a, act_state = block.act.step(y, act_state)
                     spikes.append(a)
                 else:
