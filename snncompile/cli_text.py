@@ -213,6 +213,15 @@ def print_export(
             f"  ssm modes     with fewer fractional bits, their b too large for int32: "
             f"{', '.join(fewer)}"
         )
+    narrowed = [
+        f"{name} ({bits} bit{'s' if bits != 1 else ''})"
+        for name, pop in report["populations"].items()
+        if (bits := pop.get("message_headroom_bits"))
+    ]
+    if narrowed:  # narrower than the options asked for, so a wrapping sum of them fits
+        click.echo(
+            f"  messages      narrowed where their sums wrapped int32: {', '.join(narrowed)}"
+        )
 
 
 def print_nir_graph(info: dict) -> None:

@@ -448,3 +448,80 @@ def test_sources_lost_ignores_float_residue_and_counts_sparse_columns() -> None:
     matrix = sp.csr_matrix(dense)
     kept = np.array([2.0, 0.0, 0.0, 4.0, 0.0])  # matrix.data order: row by row
     assert _sources_lost(matrix, matrix.data, kept) == [2]
+
+
+def _coherent_ssm_net(n: int) -> Netlist:
+    """Float64: input -> n identical SSM modes fed by its one channel -> their sum (weights
+    1, as an SSM's C feeds its activation) in an accumulator -> last-step readout. The
+    modes move together, so the int32 sum of their messages is n times one's peak."""
+    modes = pop("ssm", "ssm", n, a_re=np.full(n, 0.8), a_im=np.zeros(n), b_re=np.ones(n),
+                b_im=np.zeros(n))  # fmt: skip
+    syns = (
+        Synapse("in->ssm", "in", "ssm", np.ones((n, 1))),
+        Synapse("ssm->acc", "ssm", "acc", np.ones((1, n))),
+        Synapse("acc->out", "acc", "out", np.eye(1)),
+    )
+    pops = (pop("in", "input", 1), modes, pop("acc", "accumulator", 1),
+            Population("out", "readout", 1, attrs={"mode": "last"}))  # fmt: skip
+    return Netlist(pops, syns, numeric="float64")
+
+
+def _coherent_inputs() -> np.ndarray:
+    return 1.0 + 0.1 * np.random.default_rng(0).normal(size=(4, 32, 1))
+
+
+def test_a_wrapping_sum_narrows_its_sources_messages_not_its_destination() -> None:
+    """32 modes' 24-bit states (peaks at 2**20.45) times mantissas of 128 sum to 2**32.45
+    in ssm->acc: two bits narrower messages from the SSM (out_shift, its states
+    unchanged) fit int32. The rounds gave the destination headroom instead until
+    2026-12-07, which left the sum as it was, and refused (narrow --message-bits 24)."""
+    net, x = _coherent_ssm_net(32), _coherent_inputs()
+    qnet, report = quantize(net, x)
+    ssm = report.populations["ssm"]
+    assert ssm["message_headroom_bits"] == 2 and report.rounds == 3
+    assert int(qnet.population("ssm").params["out_shift"]) == ssm["out_shift"] == 2
+    assert ssm["out_scale_log2"] == ssm["state_scale_log2"] + 2
+    assert ssm["headroom_bits"] == report.populations["acc"]["headroom_bits"] == 2
+    assert "message_headroom_bits" not in report.populations["acc"]
+    assert report.calibration_events == {}
+    float_logits = simulate(net, x).logits
+    error = np.abs(simulate(qnet, x).logits - float_logits).max()
+    # Within the accumulator's 16-bit rounding and the messages' truncation: no wrap.
+    assert error < 2 * 2.0 ** report.populations["acc"]["out_scale_log2"]
+
+
+def test_a_sum_that_narrower_messages_cannot_fit_in_the_rounds_is_refused_with_them() -> None:
+    """128 coherent modes need 4 bits narrower messages; four rounds take 3, and the
+    refusal says the narrowing it advises must go beyond them."""
+    with pytest.raises(HardwareRuleError) as refused:
+        quantize(_coherent_ssm_net(128), _coherent_inputs())
+    message = str(refused.value)
+    assert "ssm->acc (" in message and "source kind ssm" in message
+    assert message.endswith(
+        "narrow --message-bits 24 below --state-bits 24 (the SSMs then send their states "
+        "shifted) by more than the 3 bits the calibration rounds already took off those "
+        "messages"
+    )
+
+
+def test_a_wrapping_sum_from_the_bias_is_refused_without_rounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bias's value is 2**(act_bits - 2), whatever the rounds do: at --act-bits 32 its
+    sums wrap, and the refusal comes after the first calibration run (four until
+    2026-12-07, each giving the destination a headroom bit that changed nothing)."""
+    import snncompile.quantize.quantize as module
+
+    runs: list[int] = []
+
+    def counted(*args: object, **kwargs: object) -> object:
+        runs.append(1)
+        return simulate_in_parts(*args, **kwargs)
+
+    simulate_in_parts = module.simulate_in_parts
+    monkeypatch.setattr(module, "simulate_in_parts", counted)
+    net = constant_netlist({"acc": np.array([3.0])})
+    x = np.random.default_rng(0).uniform(-1, 1, size=(4, 8, 1))
+    with pytest.raises(HardwareRuleError, match=r"bias->acc \(\d+ times; source kind bias\)"):
+        quantize(net, x, QuantConfig(act_bits=32, message_bits=32))
+    assert len(runs) == 1

@@ -22,9 +22,12 @@ times 2**headroom_bits, placed at the top of its integer range:
 Thresholds are co-scaled with the weights feeding them (the lowering already made every
 threshold 1), so spiking is invariant to the scale. After quantizing, the integer
 network runs on the calibration data; a population that still saturates gets one more
-bit of headroom, up to `max_rounds` times. Values that cannot fit their bit width raise
-HardwareRuleError naming the parameter, its value and the limit; so does a synaptic sum
-that still wraps int32 on the calibration data (act_bits + weight_bits too wide).
+bit of headroom, and the source of a synaptic sum that wraps int32 sends one bit
+narrower messages (`message_headroom`: the sum is its messages times the mantissas, which
+no other scale moves), up to `max_rounds` runs in all. Values that cannot fit their bit
+width raise HardwareRuleError naming the parameter, its value and the limit; so does a
+synaptic sum that still wraps int32 on the calibration data, at once where its source's
+messages cannot narrow (the bias's value is fixed by act_bits).
 
 Constants (synapses from the bias population) are one synapse on one grid, unless one
 of them is larger than its destination's whole calibrated input (a folded BatchNorm
@@ -295,11 +298,14 @@ class _Quantizer:
         self.input_peak = input_peak  # the calibration's largest |x|, named in range errors
         self.cfg = cfg
         self.extra_headroom: dict[str, int] = {}
+        # Bits on the scale of what a population sends, beyond its headroom: given to the
+        # source of a synaptic sum that wrapped int32 (quantize), whose messages times
+        # the mantissas make the sum; the destination's scale leaves that product alone.
+        self.message_headroom: dict[str, int] = {}
         self.scales: dict[str, Scales] = {}
         self.notes: dict[str, dict[str, Any]] = {}
         self.silent: set[str] = set()
         self.fine_grids = False  # build() decides: see _cancels
-        self.destination: dict[str, str] = {}  # quantized synapse name -> its dst
         # netx_weights: the chain's layers, and the synapses into them, by name.
         chain = lif_chain(net) if cfg.netx_weights else []
         self.netx_layers = {layer.pop.name: layer for layer in chain}
@@ -307,6 +313,9 @@ class _Quantizer:
 
     def headroom(self, name: str) -> float:
         return 2.0 ** (self.cfg.headroom_bits + self.extra_headroom.get(name, 0))
+
+    def message_room(self, name: str) -> int:
+        return self.message_headroom.get(name, 0)
 
     def range_of(self, key: str) -> float:
         return self.ranges.get(key, 0.0)
@@ -329,6 +338,7 @@ class _Quantizer:
 
     def _input(self, pop: Population) -> Population:
         k = self.graded_log2(pop.name, self.range_of("input"), self.cfg.act_bits)
+        k += self.message_room(pop.name)  # its value is its message
         self.scales[pop.name] = Scales(k, k)
         return pop
 
@@ -339,6 +349,7 @@ class _Quantizer:
 
     def _accumulator(self, pop: Population) -> Population:
         k = self.graded_log2(pop.name, self.range_of(pop.name), self.cfg.act_bits)
+        k += self.message_room(pop.name)  # its value is its message
         self.scales[pop.name] = Scales(k, k)
         return pop
 
@@ -351,6 +362,7 @@ class _Quantizer:
         # 16: 96.11% argmax agreement), and states fit to the messages instead rounded
         # every step too coarsely (88.06%; docs/compiler.md).
         out_shift = max(0, self.graded_log2(pop.name, peak, self.cfg.message_bits) - k)
+        out_shift += self.message_room(pop.name)  # the states keep their scale
         self.scales[pop.name] = Scales(k_in, k + out_shift)
         gain = 2.0 ** (self.cfg.ssm_frac_bits + k_in - k)  # input -> state units, Q(F)
         frac_cut = self._ssm_frac_cut(pop, gain)
@@ -559,6 +571,7 @@ class _Quantizer:
     def _glu(self, pop: Population) -> Population:
         k_in = self.graded_log2(pop.name, self.range_of(f"{pop.name}.in"), self.cfg.act_bits)
         k_out = self.graded_log2(pop.name, self.range_of(pop.name), self.cfg.act_bits)
+        k_out += self.message_room(pop.name)
         self.scales[pop.name] = Scales(k_in, k_out)
         low, high, knot = GATE_RANGE[pop.attrs["gate"]]
         shift = max(_log2_at_most(knot) - k_in, 0)
@@ -678,7 +691,6 @@ class _Quantizer:
                                 "delay": syn.delay}  # fmt: skip
             if lost and name == syn.name:
                 self.notes[name]["inputs_rounded_to_zero"] = lost
-            self.destination[name] = syn.dst
             out.append(Synapse(name, syn.src, syn.dst, weight, int(part_exp), syn.delay, syn.lag))
         return tuple(out)
 
@@ -797,11 +809,24 @@ def quantize(
         events = check.events
         if not events or rounds >= cfg.max_rounds:
             break
-        for name in events:
-            # An event names a population, or a synapse whose sum wrapped: widen its target.
-            target = name if _is_population(net, name) else quantizer.destination[name]
-            quantizer.extra_headroom[target] = quantizer.extra_headroom.get(target, 0) + 1
-    _refuse_wrapped_sums(qnet, events, cfg)
+        # A population that saturated gets a headroom bit; a synapse whose sum wrapped,
+        # one bit narrower messages from its source, the only scale in that sum (its
+        # destination's headroom was given until 2026-12-07, which left the mantissas
+        # and the wrap as they were and refused after three rounds for nothing).
+        sources = {s.name: s.src for s in qnet.synapses}
+        wrapped_from: set[str] = set()  # one bit per source a round, however many wrap
+        for name, count in events.items():
+            if not count:
+                continue
+            if _is_population(net, name):
+                quantizer.extra_headroom[name] = quantizer.extra_headroom.get(name, 0) + 1
+            else:
+                wrapped_from.add(sources[name])
+        if any(net.population(s).kind not in NARROWABLE for s in wrapped_from):
+            break  # no scale of ours narrows those messages: refused below, now
+        for src in wrapped_from:
+            quantizer.message_headroom[src] = quantizer.message_room(src) + 1
+    _refuse_wrapped_sums(qnet, events, cfg, quantizer.message_headroom)
     report = QuantReport(
         calibration_events=events,
         rounds=rounds,
@@ -816,6 +841,7 @@ def quantize(
             "in_scale_log2": scales.in_log2,
             "out_scale_log2": scales.out_log2,
             "headroom_bits": cfg.headroom_bits + quantizer.extra_headroom.get(pop.name, 0),
+            **_message_headroom_note(quantizer.message_room(pop.name)),
             "calibration_peak": ranges.get(pop.name, ranges.get(f"{pop.name}.in", 0.0)),
             **quantizer.notes.get(pop.name, {}),
         }
@@ -832,6 +858,14 @@ def quantize(
 # shifted, which keeps the states' width (_narrower_messages).
 MESSAGE_WIDTH_OPTION = {"input": "act_bits", "accumulator": "act_bits", "glu": "act_bits",
                         "bias": "act_bits", "ssm": "message_bits"}  # fmt: skip
+# The kinds whose messages' scale quantize can coarsen when a sum of them wraps int32
+# (_Quantizer.message_headroom); the bias's value is fixed, and spikes are one bit.
+NARROWABLE = frozenset({"input", "accumulator", "glu", "ssm"})
+
+
+def _message_headroom_note(bits: int) -> dict[str, int]:
+    """The report's `message_headroom_bits` of a population, where wraps gave it any."""
+    return {"message_headroom_bits": bits} if bits else {}
 
 
 def _narrower_messages(option: str, cfg: QuantConfig) -> str:
@@ -843,12 +877,15 @@ def _narrower_messages(option: str, cfg: QuantConfig) -> str:
     return text
 
 
-def _refuse_wrapped_sums(qnet: Netlist, events: dict[str, int], cfg: QuantConfig) -> None:
+def _refuse_wrapped_sums(
+    qnet: Netlist, events: dict[str, int], cfg: QuantConfig, narrowed: dict[str, int]
+) -> None:
     """HardwareRuleError when a synapse's sum still wraps Lava's int32 accumulator on the
     calibration data itself: the outputs would be garbage (a clipped population only
     loses its peaks), and more headroom at the target cannot help, since the sum is of
     the source's messages times the weight mantissas. Mantissas reach 255 at any weight
-    bits (fewer bits coarsen the grid), so the remedy is narrower source messages."""
+    bits (fewer bits coarsen the grid), so the remedy is narrower source messages, by
+    more than the bits quantize's rounds already took off them (`narrowed`, by source)."""
     wrapped = {n: int(c) for n, c in events.items() if c and not _is_population(qnet, n)}
     if not wrapped:
         return
@@ -862,6 +899,12 @@ def _refuse_wrapped_sums(qnet: Netlist, events: dict[str, int], cfg: QuantConfig
             options.append(option)
     widths = ", ".join(_narrower_messages(o, cfg) for o in options)
     remedy = f"narrow {widths}" if options else "the fan-in is too large for int32"
+    taken = max((narrowed.get(by_name[n].src, 0) for n in wrapped), default=0)
+    if options and taken:
+        remedy += (
+            f" by more than the {taken} bit{'s' if taken != 1 else ''} the calibration "
+            "rounds already took off those messages"
+        )
     raise HardwareRuleError(
         f"synaptic sums wrap Lava's 32-bit accumulator on the calibration data at "
         f"{'; '.join(where)}: the sources' messages times weight mantissas of up to 255 "
