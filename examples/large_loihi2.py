@@ -6,7 +6,7 @@ Builds an untrained spike-ssm of that size (seed 0; the mapping depends on the s
 and on which weights are zero, not on training), saves it with 32 calibration inputs of
 N(0, 1) noise, exports it with `snncompile export --target loihi2` (the default target
 description) into a temporary directory, and prints the cores, chips and what the most
-used core holds. Takes about a minute on two cores.
+used core holds. Takes about 10 s on two cores (9.4 s on 2026-12-07).
 """
 
 from __future__ import annotations
