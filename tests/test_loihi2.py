@@ -640,6 +640,33 @@ def test_estimate_by_hand() -> None:
     assert "estimate" in est["label"] and any("45 nm" in a for a in est["assumptions"])
 
 
+def test_the_dense_model_counts_the_batchnorms_the_passes_fold() -> None:
+    """The dense model is the PyTorch model as traced: a prenorm block's BatchNorm (one
+    multiply per channel and step) is folded into the SSM by the passes, but the PyTorch
+    model computes it. By hand for d_model 8, d_state 4 (2 modes), 1 block, 3 classes:
+    encoder 1x8, norm 8, S4D 8 x 2 x 8 + 8, neuron leak 8, GLU projection 8x16 and gating
+    8 per step; the decoder 8x3 once after pooling."""
+    import torch
+
+    from snncompile.compiler import compile_model
+    from snncompile.models.backbone import ModelConfig, build_model
+    from snncompile.targets.loihi2 import prepare
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        family="spike-ssm", d_input=1, d_output=3, d_model=8, d_state=4, n_layers=1,
+        prenorm=True,
+    )  # fmt: skip
+    calib = np.random.default_rng(0).random((4, 16, 1))
+    compiled = compile_model(build_model(cfg), calibration=calib)
+    assert "batchnorm" not in {node.op.kind for node in compiled.graph}  # folded
+    dense = prepare(compiled).estimate["dense_model_estimate"]
+    assert dense["by_node"]["blocks.0.norm"] == 8
+    assert dense["macs_per_step"] == 8 + 8 + (8 * 2 * 8 + 8) + 8 + 8 * 16 + 8 == 296
+    assert dense["macs_once_after_pooling"] == 8 * 3
+    assert dense["macs_per_inference"] == 16 * 296 + 24
+
+
 def test_unmeasured_graded_sources_count_as_always_active() -> None:
     net = tiny_netlist()
     rates = activity_rates(net, {"spk": 0.25})

@@ -115,7 +115,10 @@ def prepare(compiled: Compiled, config: TargetConfig | None = None) -> Build:
     graded = measure_graded_rates(net, calib) if calib is not None else None
     rates = activity_rates(net, compiled.report.calibration_spike_rates, graded)
     steps = int(calib.shape[1]) if calib is not None else 1
-    est = estimate(net, compiled.graph, steps=steps, rates=rates, config=config)
+    # The dense model is the float model as traced: the passes fold a BatchNorm into its
+    # neighbour, which the PyTorch model still computes (a prenorm model's were uncounted).
+    dense = compiled.traced if compiled.traced is not None else compiled.graph
+    est = estimate(net, dense, steps=steps, rates=rates, config=config)
     return Build(netlist=net, config=config, mapping=mapping, estimate=est)
 
 

@@ -25,7 +25,8 @@ Nothing here is measured on Loihi 2; every number is an estimate under these ass
 - Per inference = per step x the sequence length L (the input window). The latency
   tail (steps after the last input while the pipeline drains), static power, routing
   and host I/O are not counted.
-- The dense model is the float Graph the netlist was lowered from, run step by step:
+- The dense model is the float Graph as traced (before the passes, which fold a
+  BatchNorm into its neighbour: the PyTorch model computes it), run step by step:
   its multiply-accumulates per step (Linear: in x out; S4D/SSM: 8 real MACs per mode,
   i.e. a complex a z (4), b u (2) and Re(c z) (2), plus d u per channel; neurons: one
   leak multiply per channel; GLU: one gating multiply per channel; BatchNorm/affine: one
@@ -235,8 +236,8 @@ def _assumptions(rates: dict[str, dict[str, Any]], pj_ac: float, pj_mac: float) 
         "synaptic ops per step = source rate x nonzero weights (rate x fan-out)",
         "per inference = per step x L input steps; the latency tail, static power, routing "
         "and host I/O are not counted",
-        "dense model: multiply-accumulates of the float graph step by step; additions and "
-        "nonlinear functions not counted",
+        "dense model: multiply-accumulates of the float graph as traced, step by step; "
+        "additions and nonlinear functions not counted",
     ]
     assumed = sorted(n for n, r in rates.items() if "assumed" in r["basis"])
     if assumed:
