@@ -538,6 +538,9 @@ def test_bad_target_configs(tmp_path: Path, capsys) -> None:  # type: ignore[no-
         "[target]\ndescription = 5\n": (2, "[target.description]: must be a non-empty string"),
         "target = 3\n": (2, "[target] must be a table"),
         "[limits.delay_max]\nvalue = 1\nsource = 5\n": (2, "'source' must be a string, got 5"),
+        # the DRC's 1 << vth_bits ran out of memory (exit 1)
+        f"[limits]\nvth_bits = {2**63 - 1}\n": (2, "limits.vth_bits must be <= 64"),
+        "[limits]\ndecay_bits = 65\n": (2, "limits.decay_bits must be <= 64"),
     }
     for text, (code, message) in cases.items():
         (tmp_path / "c.toml").write_text(text)

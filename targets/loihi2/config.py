@@ -181,6 +181,10 @@ def _target_name(table: Any, path: Path, name: str) -> str:
 
 # Every other limit is a capacity or a width, so at least 1 (delay_max at least 0).
 _MAY_BE_NEGATIVE = {"weight_exp_min", "weight_exp_max"}
+# Widths in bits of the netlist's int64 numbers: above 64 no value could exceed them, and
+# the DRC's 1 << vth_bits of 2**63 ran out of memory (exit 1) instead of a usage error.
+_WIDTHS = ("state_bits", "decay_bits", "graded_spike_bits", "vth_bits")
+MAX_WIDTH = 64
 
 
 def _check_ranges(config: TargetConfig, where: str) -> None:
@@ -192,6 +196,9 @@ def _check_ranges(config: TargetConfig, where: str) -> None:
         raise UsageError(f"--target-config {where}: model.sparse_index_bits must be >= 0")
     if config.limit("weight_exp_min") > config.limit("weight_exp_max"):
         raise UsageError(f"--target-config {where}: weight_exp_min > weight_exp_max")
+    for key in _WIDTHS:
+        if config.limit(key) > MAX_WIDTH:
+            raise UsageError(f"--target-config {where}: limits.{key} must be <= {MAX_WIDTH}")
     if config.limit("weight_bits") > 8:
         raise UsageError(f"--target-config {where}: weight_bits must be <= 8 (Lava's grid)")
     for key, entry in config.sections["energy"].items():
