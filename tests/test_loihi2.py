@@ -317,6 +317,39 @@ NETWORK_DAMAGE = {
         ),
         "sparse weight indices are not integers",
     ),
+    # Read as valid before: read_network rebuilt the netlist from the rest of the file.
+    "the root's output_latency": (
+        lambda f: f.attrs.__setitem__("output_latency", f.attrs["output_latency"] + 3),
+        r"output_latency is (\d+), its layers give (?!\1)\d+",
+    ),
+    "an ext layer's shape beyond its size": (
+        lambda f: _replace_dataset(f, "layer/2/shape", np.array([64, 3, 1])),
+        r"layer 2's shape is \[64, 3, 1\], not \[64, 1, 1\]",
+    ),
+    "the input's shape beyond its size": (
+        lambda f: _replace_dataset(f, "layer/0/shape", np.array([1, 1, 2])),
+        r"layer 0's shape is \[1, 1, 2\], not \[1, 1, 1\]",
+    ),
+    "a shape of floats": (
+        lambda f: _replace_dataset(f, "layer/2/shape", np.array([64.0, 1.0, 1.0])),
+        r"layer 2's shape is \[64.0, 1.0, 1.0\]",
+    ),
+    "a netx bias in an ext layer": (
+        lambda f: f["layer/2"].create_dataset("bias", data=np.zeros(64)),
+        "layer 2 holds 'bias', which its layer type has not",
+    ),
+    "a layer attribute": (
+        lambda f: f["layer/3"].attrs.__setitem__("delay", 4),
+        "layer 3 holds 'delay', which its layer type has not",
+    ),
+    "an input's extra dataset": (
+        lambda f: f["layer/3/inputs/0"].create_dataset("bias", data=np.zeros(4)),
+        "layer 3's input 0 holds 'bias'",
+    ),
+    "a root attribute": (
+        lambda f: f.attrs.__setitem__("dt", 0.001),
+        "the file holds 'dt', which network.net has not",
+    ),
 }
 
 

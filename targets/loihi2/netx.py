@@ -34,7 +34,8 @@ attributes), and per incoming synapse `inputs/<j>/`: `src` (the source's layer i
 the file), `weight` (int16 mantissas, dense (dst input width, src size), or a group
 `data`, `indices`, `indptr` + attribute `shape` for a CSR matrix), `weight_exp`,
 `delay`, `lag`, and the synapse's `name` as an attribute. read_network builds the
-netlist from those and refuses a file whose netx fields say something else.
+netlist from those and refuses a file whose netx fields say something else, or (v2) that
+holds anything else, a shape other than (size, 1, 1) or another output_latency.
 
 The root holds the format name and version, `numeric`, the bit widths, `input_scale`,
 `output_scale`, `dt_s`, `output_latency` (ticks), `ticks_per_step` and `netx_layers`
@@ -258,6 +259,46 @@ def _check_netx_fields(f: Any, layers: list[Any], net: Netlist) -> None:
             raise ValueError(f"layer {i}'s netx fields differ from its population and synapses")
 
 
+# What write_network puts in a v2 file, and nothing else: the netlist is rebuilt from part
+# of it, so an edit elsewhere (a root output_latency a host reads to time the readout, a
+# layer's shape beyond its size, a dataset added to an extension layer) was read as valid.
+_ROOT_ATTRS = {
+    "format", "version", "numeric", "formats", "input_scale", "output_scale", "dt_s",
+    "output_latency", "ticks_per_step", "netx_layers",
+}  # fmt: skip
+_LAYER_MEMBERS = {"type", "shape", "params", "attrs", "inputs"}
+_CHAIN_MEMBERS = {"weight", "weight_rec", "neuron"}  # their values: _check_netx_fields
+_INPUT_MEMBERS = {"src", "weight_exp", "delay", "lag", "weight"}
+
+
+def _check_layout(f: Any, layers: list[Any], net: Netlist) -> None:
+    """A v2 file holds what write_network writes: its root attributes, and per layer its
+    members and attributes, a shape (size, 1, 1) of integers, and per input its members;
+    the root's output_latency is the netlist's. ValueError naming the first that is not."""
+    extra = sorted(set(f.attrs) - _ROOT_ATTRS) or sorted(set(f) - {"layer"})
+    if extra:
+        raise ValueError(f"the file holds {extra[0]!r}, which network.net has not")
+    latency = _whole(f.attrs["output_latency"], "output_latency")
+    if latency != net.output_latency:
+        raise ValueError(f"output_latency is {latency}, its layers give {net.output_latency}")
+    chain = f.attrs["netx_layers"]
+    for i, layer in enumerate(layers):
+        allowed = _LAYER_MEMBERS | (_CHAIN_MEMBERS if 0 < i < chain else set())
+        extra = sorted(set(layer) - allowed) or sorted(
+            set(layer.attrs) - {"name", "kind", "position"}
+        )
+        if extra:
+            raise ValueError(f"layer {i} holds {extra[0]!r}, which its layer type has not")
+        shape = layer["shape"][()]
+        size = net.population(str(layer.attrs["name"])).size
+        if shape.dtype.kind not in "iu" or shape.tolist() != [size, 1, 1]:
+            raise ValueError(f"layer {i}'s shape is {shape.tolist()}, not [{size}, 1, 1]")
+        for j, group in layer.get("inputs", {}).items():
+            extra = sorted(set(group) - _INPUT_MEMBERS) or sorted(set(group.attrs) - {"name"})
+            if extra:
+                raise ValueError(f"layer {i}'s input {j} holds {extra[0]!r}")
+
+
 def _netx_fields(layer: Any) -> dict[str, Any]:
     """What netx reads from a dense or dense_rec layer (plus the name), as lists."""
     neuron = layer["neuron"]
@@ -348,6 +389,7 @@ def read_network(path: str | os.PathLike[str]) -> Netlist:
             )
             if version > 1:
                 _check_netx_fields(f, layers, net)
+                _check_layout(f, layers, net)
             return net
     # AttributeError: an h5py object of another kind than the layout's (a dataset where a
     # group belongs, numbers where a string does).
