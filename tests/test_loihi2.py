@@ -232,13 +232,19 @@ def test_a_manifest_naming_another_target_is_refused(
         read_artifact(copy)
 
 
+OVERRIDDEN = {"target_config_overrides": {"limits.cores_per_chip": "lab.toml"}}
+
+
 @pytest.mark.parametrize(
-    "edit", [{"cores": -5}, {"chips": "x"}, {"cores": True}, {}], ids=["-5", "x", "True", "none"]
+    "edit",
+    [{"cores": -5}, {"chips": "x"}, {"cores": True}, OVERRIDDEN, {}],
+    ids=["-5", "x", "True", "overrides", "none"],
 )
 def test_the_manifests_cores_and_chips_are_those_of_resources_json(
     spike_ssm: Path, tmp_path: Path, edit: dict
 ) -> None:
-    """inspect --json showed an edited manifest's -5 cores beside the text's 12."""
+    """inspect --json showed an edited manifest's -5 cores beside the text's 12, and an
+    override list that resources.json (and the text) did not have."""
     copy = tmp_path / "copy.loihi2"
     shutil.copytree(spike_ssm, copy)
     manifest = json.loads((copy / "manifest.json").read_text())

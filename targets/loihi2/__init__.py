@@ -133,9 +133,10 @@ def check_artifact(path: str | Path, netlist: Netlist) -> None:
 
 
 def _check_manifest_summary(path: Path) -> None:
-    """The manifest's cores and chips (not hashed; inspect --json shows them) are
-    resources.json's (hashed): an edit to -5 cores was shown beside the text's 12. A
-    resources.json without them is refused by `summarize_artifact`."""
+    """The manifest's cores, chips and target_config_overrides (not hashed; inspect
+    --json shows them) are resources.json's (hashed): an edit to -5 cores was shown beside
+    the text's 12, an edited override list beside resources.json's. A resources.json
+    without them is refused by `summarize_artifact`."""
     manifest_file = path / "manifest.json"
     try:
         resources = parse_json((path / "resources.json").read_text(encoding="utf-8"))
@@ -152,6 +153,13 @@ def _check_manifest_summary(path: Path) -> None:
     if stated != expected or any(type(value) is not int for value in stated.values()):
         raise CorruptInputError(
             f"{manifest_file}: loihi2 {stated} is not resources.json's {expected}"
+        )
+    target = resources.get("target")
+    overrides = target.get("overrides") if isinstance(target, dict) else None
+    if summary.get("target_config_overrides") != overrides:
+        raise CorruptInputError(
+            f"{manifest_file}: loihi2 target_config_overrides "
+            f"{summary.get('target_config_overrides')!r} is not resources.json's {overrides!r}"
         )
 
 
