@@ -709,6 +709,38 @@ def test_the_dense_model_counts_the_batchnorms_the_passes_fold() -> None:
     assert dense["macs_per_inference"] == 16 * 296 + 24
 
 
+def test_the_dense_model_counts_a_nir_neurons_recurrent_weights() -> None:
+    """A NIR neuron's recurrent loop (R y, held in the EulerNeuron as rec_weight) is
+    multiply-accumulates of the dense model like the SparseLinear feeding it; it was left
+    out (snnTorch's braille_noDelay_noBias_subtract.nir: 854 per step, without 40 x 40)."""
+    from snncompile.ir.nir_ops import EulerNeuron, SparseLinear
+    from snncompile.targets.loihi2 import dense_model_macs
+
+    rec = sparse.csr_matrix(np.array([[0.0, 1.0, 0.5], [0.0, 0.0, 0.0], [2.0, 0.0, 0.0]]))
+    ones = np.ones(3)
+    neuron = EulerNeuron(
+        alpha_u=0.5 * ones,
+        alpha_v=0.9 * ones,
+        theta=ones,
+        v_bias=0 * ones,
+        lags=np.zeros(1, np.int64),
+        rec_weight=rec,
+    )
+    feed = SparseLinear(sparse.csr_matrix(np.ones((3, 2))), np.zeros(3))
+    graph = Graph(
+        (
+            Node("input", Input(size=2)),
+            Node("w", feed, ("input",)),
+            Node("lif", neuron, ("w",)),
+            Node("output", Output(), ("lif",)),
+        )
+    )
+    macs = dense_model_macs(graph)
+    # the input weights 3 x 2, then per neuron 2 decays, and the loop's 3 nonzero weights
+    assert macs["by_node"] == {"w": 6, "lif": 2 * 3 + 3}
+    assert macs["per_step"] == 15
+
+
 def test_unmeasured_graded_sources_count_as_always_active() -> None:
     net = tiny_netlist()
     rates = activity_rates(net, {"spk": 0.25})

@@ -29,8 +29,9 @@ Nothing here is measured on Loihi 2; every number is an estimate under these ass
   BatchNorm into its neighbour: the PyTorch model computes it), run step by step:
   its multiply-accumulates per step (Linear: in x out; S4D/SSM: 8 real MACs per mode,
   i.e. a complex a z (4), b u (2) and Re(c z) (2), plus d u per channel; neurons: one
-  leak multiply per channel; GLU: one gating multiply per channel; BatchNorm/affine: one
-  per channel) times L, plus the ops after the time pooling once. Additions,
+  leak multiply per channel, a NIR neuron two (current and voltage decays) plus one per
+  nonzero weight of its recurrent loop; GLU: one gating multiply per channel;
+  BatchNorm/affine: one per channel) times L, plus the ops after the time pooling once. Additions,
   comparisons and nonlinear functions (sigmoid, GELU) are not counted.
 """
 
@@ -121,8 +122,8 @@ def dense_model_macs(graph: Graph) -> dict[str, Any]:
             macs = int(node.op.weight.size)
         elif kind == "sparse_linear":  # NIR import: convolutions etc. as stored weights
             macs = int(node.op.weight.nnz)
-        elif kind == "euler_neuron":  # current and voltage decays
-            macs = 2 * graph.size(node.name)
+        elif kind == "euler_neuron":  # current and voltage decays, and its recurrence R y
+            macs = 2 * graph.size(node.name) + int(node.op.rec_weight.nnz)
         elif kind in ("ssm", "s4d"):
             channels, modes = node.op.c.shape
             macs = channels * modes * 8 + channels
