@@ -450,7 +450,71 @@ def test_inspect_refuses_a_rehashed_hand_edit_of_the_loihi2_files(  # type: igno
     (copy / "manifest.json").write_text(json.dumps(manifest))
     code, out, err = run(["inspect", copy], capsys)
     assert code == 6 and out == "" and err.count("\n") == 1
-    assert "resources.json or estimate.json lacks what export writes" in err
+    if name == "resources.json":  # refused on reading, before inspect summarizes it
+        assert f"{copy / name}: " in err
+    else:
+        assert "resources.json or estimate.json lacks what export writes" in err
+
+
+def _edit_core(path: Path, key: str, value: object, core: int = 3) -> str:
+    data = json.loads(path.read_text())
+    data["per_core"][core][key] = value
+    return json.dumps(data)
+
+
+def _move_slice(path: Path) -> str:
+    data = json.loads(path.read_text())
+    data["per_core"][3]["populations"][0]["start"] += 1  # a compartment placed nowhere
+    data["per_core"][3]["compartments"] -= 1
+    data["compartments"] -= 1
+    data["chip_totals"][0]["compartments"] -= 1
+    return json.dumps(data)
+
+
+# Edits of resources.json's placement (what a host would load onto which core) that
+# simulate and inspect read as valid: each breaks what export writes.
+PLACEMENT_EDITS = {
+    "a core's compartments": (
+        lambda p: _edit_core(p, "compartments", 300),
+        "core 3's compartments are not those of its populations",
+    ),
+    "a compartment placed nowhere": (
+        _move_slice,
+        "blocks.0.ssm's 2112 compartments are not placed once each",
+    ),
+    "a core's chip": (lambda p: _edit_core(p, "chip", 1), "core 3 is numbered 3 on chip 1"),
+    "a core's synapse bytes": (
+        lambda p: _edit_core(p, "synapse_bytes", 1),
+        r"synapse_bytes \d+ is not its cores' \d+ \(edited after export\)",
+    ),
+    "the chip totals": (
+        lambda p: _with_value(p, ("chip_totals",), [{"compartments": 1, "stored_weights": 1}]),
+        r"chip_totals .* is not its cores'",
+    ),
+    "a population the netlist has not": (
+        lambda p: _edit_core(p, "populations", [{"name": "x", "start": 0, "stop": 1}], 0),
+        r"lacks what export writes \(KeyError 'x'\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", PLACEMENT_EDITS, ids=list(PLACEMENT_EDITS))
+def test_simulate_refuses_a_rehashed_edit_of_the_placement(  # type: ignore[no-untyped-def]
+    spike_ssm: Path, tmp_path: Path, capsys, case: str
+) -> None:
+    edit, reason = PLACEMENT_EDITS[case]
+    copy = tmp_path / "copy.loihi2"
+    shutil.copytree(spike_ssm, copy)
+    file = copy / "resources.json"
+    file.write_text(edit(file))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["resources.json"] = hashlib.sha256(file.read_bytes()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptInputError, match=rf"resources\.json: {reason}"):
+        read_artifact(copy)
+    np.save(tmp_path / "x.npy", np.zeros((1, 4, 1)))
+    code, out, err = run(["simulate", copy, "--input", tmp_path / "x.npy"], capsys)
+    assert code == 6 and out == "" and err.count("\n") == 1 and "resources.json: " in err
 
 
 def test_inspect_shows_cores_chips_and_the_estimate(spike_ssm: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -130,6 +130,60 @@ def check_artifact(path: str | Path, netlist: Netlist) -> None:
     if difference is not None:
         raise CorruptInputError(f"{file}: differs from netlist.npz ({difference})")
     _check_manifest_summary(Path(path))
+    _check_placement(Path(path), netlist)
+
+
+def _check_placement(path: Path, netlist: Netlist) -> None:
+    """resources.json's placement (what a host would load onto which core) places every
+    compartment of the netlist once, and its totals, peaks and chips are its cores':
+    an edit rehashed into the manifest (a core's compartments set to 300) was read. What
+    each core costs is the mapping model's, not checked here (a later model may differ)."""
+    file = path / "resources.json"
+    try:
+        problem = _placement_problem(parse_json(file.read_text(encoding="utf-8")), netlist)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptInputError(f"{path}: unreadable Loihi 2 files ({exc})") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        problem = f"lacks what export writes ({type(exc).__name__} {exc})"
+    if problem:
+        raise CorruptInputError(f"{file}: {problem}")
+
+
+def _placement_problem(res: Any, netlist: Netlist) -> str | None:
+    cores, per_chip = res["per_core"], res["cores_per_chip"]
+    if type(per_chip) is not int or per_chip < 1 or not isinstance(cores, list):
+        raise TypeError("cores_per_chip or per_core is not what export writes")
+    placed = {pop.name: [] for pop in netlist.populations}
+    for i, core in enumerate(cores):
+        slices = [(s["name"], s["start"], s["stop"]) for s in core["populations"]]
+        if (core["core"], core["chip"]) != (i, i // per_chip):
+            return f"core {i} is numbered {core['core']} on chip {core['chip']}"
+        if core["compartments"] != sum(b - a for _, a, b in slices):
+            return f"core {i}'s compartments are not those of its populations"
+        for name, a, b in slices:
+            placed[name].append((a, b))  # KeyError: a population the netlist has not
+    for pop in netlist.populations:
+        pieces = sorted(placed[pop.name])
+        ends = [0] + [b for _, b in pieces]
+        if not pieces or [a for a, _ in pieces] != ends[:-1] or ends[-1] != pop.size:
+            return f"{pop.name}'s {pop.size} compartments are not placed once each"
+    chips = [{"compartments": 0, "stored_weights": 0} for _ in range(-(-len(cores) // per_chip))]
+    for core in cores:
+        for key in chips[0]:
+            chips[core["chip"]][key] += core[key]
+    keys = ("compartments", "synapse_bytes", "input_axons", "output_axons")
+    expected = {
+        "cores": len(cores),
+        "chips": len(chips),
+        "compartments": sum(c["compartments"] for c in cores),
+        "synapse_bytes": sum(c["synapse_bytes"] for c in cores),
+        "peak_per_core": {k: max((c[k] for c in cores), default=0) for k in keys},
+        "chip_totals": chips,
+    }
+    for key, value in expected.items():
+        if res[key] != value:
+            return f"{key} {res[key]!r} is not its cores' {value!r} (edited after export)"
+    return None
 
 
 def _check_manifest_summary(path: Path) -> None:
