@@ -188,6 +188,52 @@ def split_synapse_netlist() -> tuple[Netlist, np.ndarray]:
     return qnet, x
 
 
+# Channels of wide_sums_netlist: 64 graded messages moving together sum to 64 times one's
+# peak, past int32 at act_bits 24 unless each is 3 bits narrower.
+WIDE_SUM_FAN_IN = 64
+
+
+def wide_sums_netlist() -> tuple[Netlist, np.ndarray]:
+    """(float64 netlist, inputs) whose int32 sums wrap at act_bits 24 from each graded
+    source kind the quantizer narrows besides the SSM: the input, an accumulator and a
+    GLU each send 64 channels moving together, summed with weight 1 into one accumulator
+    of 3 (one row per source, each a step after its input) -> last-step readout."""
+    n = WIDE_SUM_FAN_IN
+
+    def row(i: int) -> np.ndarray:
+        weight = np.zeros((3, n))
+        weight[i] = 1.0
+        return weight
+
+    pops = (pop("in", "input", n), pop("mid", "accumulator", n),
+            pop("gate", "glu", n, {"gate": "sigmoid"}), pop("sum", "accumulator", 3),
+            Population("out", "readout", 3, attrs={"mode": "last"}))  # fmt: skip
+    syns = (
+        Synapse("in->sum", "in", "sum", row(0), delay=1),  # beside the paths of 2 hops
+        Synapse("in->mid", "in", "mid", np.eye(n)),
+        Synapse("mid->sum", "mid", "sum", row(1)),
+        Synapse("in->gate", "in", "gate", np.vstack([np.eye(n), np.eye(n)])),
+        Synapse("gate->sum", "gate", "sum", row(2)),
+        Synapse("sum->out", "sum", "out", np.eye(3)),
+    )
+    x = 3.0 + 0.1 * np.random.default_rng(0).normal(size=(4, 16, n))
+    return Netlist(pops, syns, numeric="float64"), x
+
+
+def narrowed_messages_netlist() -> tuple[Netlist, np.ndarray]:
+    """(int netlist, inputs): wide_sums_netlist quantized at act_bits 24, its input, its
+    accumulator and its GLU sending messages narrowed by the calibration rounds (the
+    input's on a coarser input_scale), so that no sum wraps."""
+    from snncompile.quantize.quantize import QuantConfig, quantize
+
+    net, x = wide_sums_netlist()
+    qnet, report = quantize(net, x, QuantConfig(act_bits=24))
+    narrowed = {n: p.get("message_headroom_bits") for n, p in report.populations.items()}
+    assert narrowed == {"in": 3, "mid": 3, "gate": 3, "sum": None, "out": None}, narrowed
+    assert not report.calibration_events, report.calibration_events
+    return qnet, x
+
+
 def nir_mlp(path: Path, recurrent: str | None = None) -> Path:
     """A NIR LIF MLP without biases (8 -> 16 -> 10), the kind netx's chain expresses.
     `recurrent` "mixed": the hidden layer also feeds itself with weights of both signs (a

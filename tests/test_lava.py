@@ -19,7 +19,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from netlists import loop_netlist, pop, side_by_side, split_synapse_netlist
+from netlists import (
+    loop_netlist,
+    narrowed_messages_netlist,
+    pop,
+    side_by_side,
+    split_synapse_netlist,
+)
 from random_netlists import fit_products, grid_weights, params, random_lagged_netlists
 from trace_compare import assert_traces_equal, first_divergence
 
@@ -934,6 +940,12 @@ def test_synapses_split_by_the_quantizer_run_exactly() -> None:
     """A cancelling constant's remainder synapse and a weight matrix's far-apart rows,
     each on its own exponent, are summed like any other synapses."""
     check(*split_synapse_netlist())
+
+
+def test_messages_narrowed_where_their_sums_wrapped_run_exactly() -> None:
+    """The calibration rounds' narrower messages (an input on a coarser input_scale, an
+    accumulator's and a GLU's scales) are encoded and sent as the reference sends them."""
+    check(*narrowed_messages_netlist())
 
 
 def test_a_network_lavas_compiler_recurses_on_is_unsupported_not_corrupt(monkeypatch):

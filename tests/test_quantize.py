@@ -4,6 +4,7 @@ measure accuracy and agreement, which a rounding direction hardly moves."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -11,11 +12,13 @@ import pytest
 from netlists import (
     CANCELLING,
     FAR_APART_GAINS,
+    WIDE_SUM_FAN_IN,
     cancelling_inputs,
     constant_netlist,
     far_apart_inputs,
     pop,
     side_by_side,
+    wide_sums_netlist,
 )
 from scipy import sparse
 
@@ -525,3 +528,35 @@ def test_a_wrapping_sum_from_the_bias_is_refused_without_rounds(
     with pytest.raises(HardwareRuleError, match=r"bias->acc \(\d+ times; source kind bias\)"):
         quantize(net, x, QuantConfig(act_bits=32, message_bits=32))
     assert len(runs) == 1
+
+
+def test_wrapping_sums_from_an_input_an_accumulator_and_a_glu_narrow_those_sources() -> None:
+    """Each of 64 channels moving together, from the input, an accumulator and a GLU,
+    wraps its int32 sum at --act-bits 24 unless 3 bits narrower: the rounds coarsen each
+    source's message scale by 3 bits (an input's is its input_scale, which simulate and
+    every target encode with), its headroom unchanged. Before 2026-12-07 the rounds gave
+    the destination headroom, which moved no sum, and the model was refused."""
+    net, x = wide_sums_netlist()
+    qnet, report = quantize(net, x, QuantConfig(act_bits=24))
+    pops = report.populations
+    assert {name: p.get("message_headroom_bits") for name, p in pops.items()} == {
+        "in": 3, "mid": 3, "gate": 3, "sum": None, "out": None
+    }  # fmt: skip
+    assert report.rounds == 4 and report.calibration_events == {}
+    assert all(p["headroom_bits"] == 2 for p in pops.values())
+    # The value's own scale (its peak, 2 headroom bits, in act_bits) and 3 bits more.
+    value_log2 = math.ceil(math.log2(np.abs(x).max() * 4 / (2**23 - 1)))
+    assert pops["in"]["out_scale_log2"] == pops["mid"]["out_scale_log2"] == value_log2 + 3
+    assert qnet.input_scale == 2.0 ** pops["in"]["out_scale_log2"]
+    gate = qnet.population("gate").params
+    assert (
+        float(gate["out_shift"])
+        == 12 + pops["gate"]["out_scale_log2"] - pops["gate"]["in_scale_log2"]
+    )
+    float_logits = simulate(net, x).logits
+    error = np.abs(simulate(qnet, x).logits - float_logits).max(axis=0)
+    # Input and accumulator rows: 64 messages rounded by half a unit each, and the sum's
+    # floor shift (one unit of it); a wrapped sum would be 2**32 units off.
+    unit = 2.0 ** np.array([pops[s]["out_scale_log2"] for s in ("in", "sum")])
+    assert error[:2].max() <= WIDE_SUM_FAN_IN * unit[0] / 2 + unit[1]
+    assert error[2] < 1e-3 * np.abs(float_logits[:, 2]).max()  # the GLU's table, no wrap
