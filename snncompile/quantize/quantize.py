@@ -31,13 +31,16 @@ messages cannot narrow (the bias's value is fixed by act_bits).
 
 Constants (synapses from the bias population) are one synapse on one grid, unless one
 of them is larger than its destination's whole calibrated input (a folded BatchNorm
-shift cancelling a channel mean): then each bias synapse whose grid leaves half a unit
-or more of its destination gets a second synapse, `<name>.fine`, with the remainder on
-its own grid, no finer than whole units of the destination (`_Quantizer.build`).
-The same sign (a BatchNorm folded downstream, whose 1 / std scales each channel's error
-alike) splits every weight matrix whose rows' largest magnitudes lie ROW_GROUP_BITS
-octaves or more apart into synapses by rows, `<name>.rows<g>`, each on its own exponent
-(`_row_groups`); elsewhere one grid per synapse, as the bundled models have.
+shift cancelling a channel mean) or weights are narrower than 8 bits: then each bias
+synapse whose grid leaves half a unit or more of its destination gets a second synapse,
+`<name>.fine`, with the remainder on its own grid, no finer than whole units of the
+destination (`_Quantizer.build`), and below 8 bits further ones, `.fine2`, ..., up to
+MAX_FINE_PARTS (`_Quantizer.synapses`).
+A cancelling constant, at any weight bits (a BatchNorm folded downstream, whose 1 / std
+scales each channel's error alike), also splits every weight matrix whose rows' largest
+magnitudes lie ROW_GROUP_BITS octaves or more apart into synapses by rows,
+`<name>.rows<g>`, each on its own exponent (`_row_groups`); elsewhere one grid per
+synapse, as the bundled models have at 8-bit weights.
 
 netx_weights (--netx-weights) caps each LIF layer of the chain from the input
 (lif_chain) at the input scale that puts every weight into it on the grid at exponent 0
