@@ -403,8 +403,8 @@ BAD_INPUTS = {
         ],
         5,
         r"synaptic sums wrap .* source kind ssm\).*narrow --message-bits 31 below "
-        r"--state-bits 31 \(the SSMs then send their states shifted\) by more than the 3 "
-        r"bits the calibration rounds already took off those messages$",
+        r"--state-bits 31 \(the SSMs then send their states shifted\) \(each bit narrower "
+        r"adds to the 3 bits the calibration rounds took off those messages\)$",
     ),
     "shifted state messages so wide their sums wrap int32": (  # its messages are narrower
         lambda t: [
@@ -415,8 +415,8 @@ BAD_INPUTS = {
             "31",
         ],
         5,
-        r"synaptic sums wrap .* source kind ssm\).*narrow --message-bits 31 by more than "
-        r"the 3 bits the calibration rounds already took off those messages$",
+        r"synaptic sums wrap .* source kind ssm\).*narrow --message-bits 31 \(each bit "
+        r"narrower adds to the 3 bits the calibration rounds took off those messages\)$",
     ),
     "message bits 1": (
         lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "1"],

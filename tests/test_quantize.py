@@ -495,16 +495,18 @@ def test_a_wrapping_sum_narrows_its_sources_messages_not_its_destination() -> No
 
 def test_a_sum_that_narrower_messages_cannot_fit_in_the_rounds_is_refused_with_them() -> None:
     """128 coherent modes need 4 bits narrower messages; four rounds take 3, and the
-    refusal says the narrowing it advises must go beyond them."""
+    refusal says each bit of the narrowing it advises adds to them: one bit is enough
+    (it said "by more than the 3 bits", which asked for four; helper-92)."""
     with pytest.raises(HardwareRuleError) as refused:
         quantize(_coherent_ssm_net(128), _coherent_inputs())
     message = str(refused.value)
     assert "ssm->acc (" in message and "source kind ssm" in message
     assert message.endswith(
         "narrow --message-bits 24 below --state-bits 24 (the SSMs then send their states "
-        "shifted) by more than the 3 bits the calibration rounds already took off those "
-        "messages"
+        "shifted) (each bit narrower adds to the 3 bits the calibration rounds took off "
+        "those messages)"
     )
+    quantize(_coherent_ssm_net(128), _coherent_inputs(), QuantConfig(message_bits=23))
 
 
 def test_a_wrapping_sum_from_the_bias_is_refused_without_rounds(

@@ -887,8 +887,8 @@ def _refuse_wrapped_sums(
     calibration data itself: the outputs would be garbage (a clipped population only
     loses its peaks), and more headroom at the target cannot help, since the sum is of
     the source's messages times the weight mantissas. Mantissas reach 255 at any weight
-    bits (fewer bits coarsen the grid), so the remedy is narrower source messages, by
-    more than the bits quantize's rounds already took off them (`narrowed`, by source)."""
+    bits (fewer bits coarsen the grid), so the remedy is narrower source messages, each
+    bit of which adds to those quantize's rounds took off them (`narrowed`, by source)."""
     wrapped = {n: int(c) for n, c in events.items() if c and not _is_population(qnet, n)}
     if not wrapped:
         return
@@ -904,9 +904,11 @@ def _refuse_wrapped_sums(
     remedy = f"narrow {widths}" if options else "the fan-in is too large for int32"
     taken = max((narrowed.get(by_name[n].src, 0) for n in wrapped), default=0)
     if options and taken:
+        # The rounds take their bits again from the narrower width: one bit narrower
+        # there is one more in all (128 coherent modes needing 4 compile at 23 of 24).
         remedy += (
-            f" by more than the {taken} bit{'s' if taken != 1 else ''} the calibration "
-            "rounds already took off those messages"
+            f" (each bit narrower adds to the {taken} bit{'s' if taken != 1 else ''} the "
+            "calibration rounds took off those messages)"
         )
     raise HardwareRuleError(
         f"synaptic sums wrap Lava's 32-bit accumulator on the calibration data at "
