@@ -72,13 +72,20 @@ def print_verify_nir(model: str, r: NirVerifyReport) -> None:
         + (f", in {r.parts} parts of the batch" if r.parts > 1 else "")
     )
     exact = all(value == 1.0 for value in r.lowering_agreement.values())
+    tied = sum(r.lowering_ties.values())  # samples parted at a threshold tie, left out
     if r.lowering_agreement:
-        click.echo(f"  lowering (float64 netlist spikes)      {'exact' if exact else 'NOT exact'}")
+        verdict = "exact" if exact else "NOT exact"
+        if tied and not any(f.startswith("lowering not exact") for f in r.failures):
+            verdict = f"exact but for threshold ties ({tied} of {r.n} samples left out)"
+        click.echo(f"  lowering (float64 netlist spikes)      {verdict}")
     else:
         click.echo("  lowering (float64 netlist spikes)      no spiking population to compare")
-    click.echo(
-        f"  lowering (float64 netlist outputs)     relative error {r.output_lowering_error:.2e}"
-    )
+    if tied == r.n:
+        click.echo("  lowering (float64 netlist outputs)     not compared (every sample tied)")
+    else:
+        click.echo(
+            f"  lowering (float64 netlist outputs)     relative error {r.output_lowering_error:.2e}"
+        )
     click.echo(
         f"  quantized outputs                      relative error {r.output_relative_error:.2e}"
     )

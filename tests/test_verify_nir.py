@@ -380,3 +380,78 @@ def test_a_node_later_than_the_readout_is_compared_on_the_steps_it_runs(
     assert code == 0, err
     assert err.count("runs later than the readout") == 1
     assert "warning: c runs later than the readout: the last 1 of its 30 model steps" in err
+
+
+def _tie_graph(path: Path) -> None:
+    """Input 3 -> Linear 0.1 each -> IF at threshold 0.3: three inputs at once reach the
+    threshold. The NIR simulation sums 0.30000000000000004 > 0.3 and spikes; the netlist,
+    with 1 / 0.3 folded into the weights, sums 3 x 0.33333333333333337 = 1.0, not > 1."""
+    import nir
+
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "fc": nir.Linear(weight=np.full((1, 3), 0.1)),
+        "lif": nir.IF(r=np.array([1.0]), v_threshold=np.array([0.3])),
+        "output": nir.Output(output_type=np.array([1])),
+    }
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "output")]
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges))
+
+
+def test_simulate_nir_ties_flags_the_steps_at_the_threshold(tmp_path: Path) -> None:
+    from snncompile.frontend.nir_sim import simulate_nir, simulate_nir_ties
+
+    _tie_graph(tmp_path / "tie.nir")
+    # Step 0: no input (v 0, far below); step 1: three (0.30000000000000004, a tie,
+    # spikes); step 2: two (v reset to 0, then 0.2, below).
+    x = np.array([[[0, 0, 0], [1, 1, 1], [1, 1, 0]]], dtype=np.float64)
+    traces, ties = simulate_nir_ties(tmp_path / "tie.nir", x, dt=1.0, tolerance=1e-12)
+    np.testing.assert_array_equal(traces["lif"][0, :, 0], [0, 1, 0])
+    np.testing.assert_array_equal(ties["lif"][0, :, 0], [False, True, False])
+    np.testing.assert_array_equal(
+        simulate_nir(tmp_path / "tie.nir", x, dt=1.0)["lif"], traces["lif"]
+    )
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_verify_nir_reports_a_threshold_tie_not_a_lowering_error(
+    tmp_path: Path, capsys, reset: str
+) -> None:
+    """A reviewer's hand-made graph whose inputs sum exactly to the threshold failed rung 1
+    ("lowering not exact"): the two float64 computations round the tie apart."""
+    _tie_graph(tmp_path / "tie.nir")
+    code, out, err = _run(capsys, "verify", tmp_path / "tie.nir", "--dt", "1", "--reset", reset)
+    assert code == 0, out + err
+    assert "lowering (float64 netlist spikes)      exact but for threshold ties (" in out
+    assert "at a threshold tie" in err and "node 'lif' at model step 1" in err
+    code, out, _ = _run(
+        capsys, "verify", tmp_path / "tie.nir", "--dt", "1", "--reset", reset, "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and 0 < report["lowering_ties"]["lif"] <= report["n"]
+    assert report["lowering_agreement"]["lif"] < 1.0  # the parted values still count
+
+
+def test_verify_nir_fails_a_lowering_error_at_a_tie(tmp_path: Path) -> None:
+    """A tie is one in both computations: a netlist threshold 1e-9 too high decides the
+    NIR graph's ties the other way but is no tie of the netlist, so rung 1 fails."""
+    import dataclasses
+
+    from snncompile.compiler import compile_model
+    from snncompile.verify.nir import default_inputs, verify_nir
+
+    _tie_graph(tmp_path / "tie.nir")
+    compiled = compile_model(tmp_path / "tie.nir", dt=1.0)
+    x, data = default_inputs(3, 0.4)
+    assert verify_nir(compiled, x, data).passed
+    net = compiled.float_netlist
+    high = [
+        dataclasses.replace(p, params={**p.params, "vth": np.array(1.0 + 1e-9)})
+        if p.name == "lif"
+        else p
+        for p in net.populations
+    ]
+    compiled.float_netlist = dataclasses.replace(net, populations=tuple(high))
+    report = verify_nir(compiled, x, data)
+    assert report.lowering_ties == {}
+    assert report.failures and report.failures[0].startswith("lowering not exact: first")

@@ -13,6 +13,12 @@ edge that closes a cycle (found by the same depth-first search from the Input) d
 its source's output of the previous step. Before step 0 every node holds its value at
 rest (zero input, neurons at zero): a recurrent Affine's bias, or what a Delay's input
 holds at rest, is there from step 0.
+
+Ties: `simulate_nir_ties` also says, per spiking node and step, whether the value a
+neuron compared with its threshold (v before the reset, a Threshold's input) lay within
+a relative tolerance of that threshold. There the spike decision rests on float64
+rounding: a computation equal in exact arithmetic but rounded in another order (the
+compiled network folds 1 / threshold into the weights) may decide the other way.
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ class _Node:
         self.kind = "Relay" if name in flat.relays else type(node).__name__
         self.state: dict[str, np.ndarray] = {}
         self.buffer: list[np.ndarray] = []
+        # Relative distance to the threshold under which a spike decision is a tie
+        # (simulate_nir_ties); None: not recorded.
+        self.tie_tolerance: float | None = None
+        self.tie: np.ndarray | None = None  # the last step's ties, as its output
 
     def step(self, x: np.ndarray) -> np.ndarray:
         n, k = self.node, self.kind
@@ -72,7 +82,9 @@ class _Node:
         if k == "Delay":
             return self._delay(x)
         if k == "Threshold":
-            return (x > _param(n, "threshold", x.shape[1:])).astype(np.float64)
+            threshold = _param(n, "threshold", x.shape[1:])
+            self._record_tie(x, threshold)
+            return (x > threshold).astype(np.float64)
         return self._neuron(x)
 
     def _torch(self, x: np.ndarray) -> np.ndarray:
@@ -142,6 +154,7 @@ class _Node:
         theta = _param(n, "v_threshold", x.shape[1:])
         if self.reset == "subtract-delayed":  # snnTorch: the last step's spike, undecayed
             v = v - theta * self.state.get("s", 0.0)
+        self._record_tie(v, theta)
         spikes = v > theta
         if self.reset == "zero":
             v = np.where(spikes, _param(n, "v_reset", x.shape[1:], 0.0), v)
@@ -150,6 +163,10 @@ class _Node:
         self.state["v"] = v
         self.state["s"] = spikes.astype(np.float64)
         return self.state["s"]
+
+    def _record_tie(self, value: np.ndarray, threshold: np.ndarray) -> None:
+        if self.tie_tolerance is not None:
+            self.tie = np.abs(value - threshold) <= self.tie_tolerance * np.abs(threshold)
 
 
 def _flattened(shape: tuple[int, ...], start: Any, end: Any) -> tuple[int, ...]:
@@ -178,6 +195,32 @@ def simulate_nir(
     """Run the NIR graph on x (B, L, n_in) (flattened row-major input); every node's
     output per step, flattened: name -> (B, L, size); only the nodes named in `record`
     (those of the graph) when it is given."""
+    return _simulate(source, x, dt, reset, record, None)[0]
+
+
+def simulate_nir_ties(
+    source: str | os.PathLike[str] | Any,
+    x: np.ndarray,
+    *,
+    tolerance: float,
+    dt: float | None = None,
+    reset: str = "zero",
+    record: Iterable[str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """simulate_nir's traces, and for each recorded spiking node (IF, LIF, CubaLIF,
+    Threshold) a bool (B, L, size): the value compared with the threshold at that step
+    was within `tolerance` * |threshold| of it (a tie, see the module docstring)."""
+    return _simulate(source, x, dt, reset, record, tolerance)
+
+
+def _simulate(
+    source: str | os.PathLike[str] | Any,
+    x: np.ndarray,
+    dt: float | None,
+    reset: str,
+    record: Iterable[str] | None,
+    tolerance: float | None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     if reset not in RESET_MODES:
         raise UsageError(f"reset must be one of {RESET_MODES}, got {reset!r}")
     flat = load_flat(source)
@@ -187,6 +230,8 @@ def simulate_nir(
     batch, length = x.shape[:2]
     order, back = forward_order(flat)
     nodes = {name: _Node(name, flat.nodes[name], flat, dt, reset) for name in order}
+    for node in nodes.values():
+        node.tie_tolerance = tolerance
     preds = {name: flat.preds(name) for name in order}
 
     def run_step(frame: np.ndarray, previous: dict[str, np.ndarray], rest: bool) -> dict:
@@ -220,11 +265,18 @@ def simulate_nir(
     wanted = set(order if record is None else record)
     kept = [name for name in order if name in wanted]
     traces: dict[str, np.ndarray] = {}
+    ties: dict[str, np.ndarray] = {}
     for t in range(length):
         previous = run_step(x[:, t], previous, rest=False)
         for name in kept:
             value = previous[name].reshape(batch, -1)
+            tie = nodes[name].tie
             if t == 0:  # sizes are known once a step ran: one array per node, written into
                 traces[name] = np.empty((batch, length, value.shape[1]))
+                if tie is not None:
+                    ties[name] = np.empty((batch, length, value.shape[1]), dtype=bool)
             traces[name][:, t] = value
-    return {name: traces.get(name, np.zeros((batch, 0, 0))) for name in kept}
+            if tie is not None:
+                ties[name][:, t] = tie.reshape(batch, -1)
+    kept_traces = {name: traces.get(name, np.zeros((batch, 0, 0))) for name in kept}
+    return kept_traces, ties
