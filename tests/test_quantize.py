@@ -5,6 +5,7 @@ measure accuracy and agreement, which a rounding direction hardly moves."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -530,6 +531,21 @@ def test_a_wrapping_sum_from_the_bias_is_refused_without_rounds(
     with pytest.raises(HardwareRuleError, match=r"bias->acc \(\d+ times; source kind bias\)"):
         quantize(net, x, QuantConfig(act_bits=32, message_bits=32))
     assert len(runs) == 1
+
+
+def test_a_wrapping_constants_parts_are_named_as_one_entry() -> None:
+    """Below 8-bit weights a constant is up to 9 synapses (its remainders), which wrap
+    together: the refusal named each (dozens of entries at --weight-bits 2 on a bundled
+    model); it names the first and counts the rest."""
+    net = constant_netlist({"acc": np.array([3.0, -1.37, 0.61])})
+    x = np.random.default_rng(0).uniform(-1, 1, size=(4, 8, 3))
+    with pytest.raises(HardwareRuleError) as refused:
+        quantize(net, x, QuantConfig(weight_bits=2, act_bits=32, message_bits=32))
+    message = str(refused.value)
+    assert re.search(
+        r"bias->acc and \d+ more of its parts \(\d+ times; source kind bias\)", message
+    )
+    assert ".fine" not in message
 
 
 def test_wrapping_sums_from_an_input_an_accumulator_and_a_glu_narrow_those_sources() -> None:

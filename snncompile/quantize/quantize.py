@@ -893,11 +893,19 @@ def _refuse_wrapped_sums(
     if not wrapped:
         return
     by_name = {s.name: s for s in qnet.synapses}
+    # One entry per source and destination: a constant's remainder parts (up to 8 below
+    # 8-bit weights) or a matrix's row groups wrap together, and named one by one they
+    # made the line dozens of entries long.
+    parts: dict[tuple[str, str], list[str]] = {}
+    for name in wrapped:
+        parts.setdefault((by_name[name].src, by_name[name].dst), []).append(name)
     where, options = [], []
-    for name, count in wrapped.items():
-        kind = qnet.population(by_name[name].src).kind
+    for (src, _), names in parts.items():
+        kind = qnet.population(src).kind
         option = MESSAGE_WIDTH_OPTION.get(kind)
-        where.append(f"{name} ({count} times; source kind {kind})")
+        more = f" and {len(names) - 1} more of its parts" if len(names) > 1 else ""
+        count = sum(wrapped[n] for n in names)
+        where.append(f"{names[0]}{more} ({count} times; source kind {kind})")
         if option and option not in options:
             options.append(option)
     widths = ", ".join(_narrower_messages(o, cfg) for o in options)
