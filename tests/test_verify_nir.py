@@ -455,3 +455,38 @@ def test_verify_nir_fails_a_lowering_error_at_a_tie(tmp_path: Path) -> None:
     report = verify_nir(compiled, x, data)
     assert report.lowering_ties == {}
     assert report.failures and report.failures[0].startswith("lowering not exact: first")
+
+
+def test_verify_nir_fails_a_wrong_gain_into_a_threshold_node_at_its_ties(tmp_path: Path) -> None:
+    """A Threshold node's netlist (heaviside of the input minus the threshold) is at a tie
+    only where that input is within TIE_RELATIVE of the NIR threshold. Linear 0.5 from
+    two spikes is exactly the threshold 1; a gain 1e-9 too high (or 10%) into the node
+    changes only those decisions, which were all excused as ties (16 of 16 samples)."""
+    import dataclasses
+
+    import nir
+
+    from snncompile.compiler import compile_model
+    from snncompile.verify.nir import default_inputs, verify_nir
+
+    nodes = {
+        "input": nir.Input(input_type=np.array([4])),
+        "fc": nir.Linear(weight=np.full((3, 4), 0.5)),
+        "thr": nir.Threshold(threshold=np.ones(3)),
+        "output": nir.Output(output_type=np.array([3])),
+    }
+    edges = [("input", "fc"), ("fc", "thr"), ("thr", "output")]
+    nir.write(tmp_path / "thr.nir", nir.NIRGraph(nodes=nodes, edges=edges))
+    x, data = default_inputs(4, 0.4)
+    for gain in (1 + 1e-9, 1.1):
+        compiled = compile_model(tmp_path / "thr.nir", dt=1.0)
+        assert verify_nir(compiled, x, data).passed  # exact ties: both decide 'no spike'
+        net = compiled.float_netlist
+        wrong = [
+            dataclasses.replace(s, weight=s.weight * gain) if s.name == "input->thr" else s
+            for s in net.synapses
+        ]
+        compiled.float_netlist = dataclasses.replace(net, synapses=tuple(wrong))
+        report = verify_nir(compiled, x, data)
+        assert report.lowering_ties == {}, gain
+        assert report.failures[0].startswith("lowering not exact: first divergence: node 'thr'")

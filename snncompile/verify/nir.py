@@ -133,8 +133,8 @@ def verify_nir(
     size = parts_within_budget(n, bytes_per_input(net, steps), steps, advice)
     from snncompile.frontend.nir_graph import load_flat
 
-    output = load_flat(meta["nir_file"]).output  # the node whose pooled values are logits
-    tally = _Tally(spiking_nodes(net), output)
+    flat = load_flat(meta["nir_file"])
+    tally = _Tally(spiking_nodes(net), flat.output, _thresholds(flat))
     for first in range(0, n, size):
         tally.add(compiled, x[first : first + size], first, reset)
     report = NirVerifyReport(
@@ -220,9 +220,15 @@ def verify_nir(
 class _Tally:
     """Rungs 1 and 2 over parts of a batch: counts and sums that merge exactly."""
 
-    def __init__(self, spiking: dict[str, list[tuple[str, np.ndarray]]], output: str) -> None:
+    def __init__(
+        self,
+        spiking: dict[str, list[tuple[str, np.ndarray]]],
+        output: str,
+        thresholds: dict[str, np.ndarray],
+    ) -> None:
         self.spiking = spiking  # spiking NIR node -> its populations (nir_compile.spiking_nodes)
-        self.output = output
+        self.output = output  # the node whose pooled values are logits
+        self.thresholds = thresholds  # Threshold node -> its threshold (_thresholds)
         self.names: list[str] = []  # the spiking nodes the NIR simulation has
         self.events: dict[str, int] = {}
         self.values: dict[str, int] = {}
@@ -293,7 +299,12 @@ class _Tally:
         # outputs follow other spikes), and fails on any other difference.
         order = [name for name in oracle if name in expected]  # the graph's order
         tied = self._ties(
-            order, expected, lowered_traces, ties, first, _NetlistTies(compiled, nodes, x)
+            order,
+            expected,
+            lowered_traces,
+            ties,
+            first,
+            _NetlistTies(compiled, nodes, x, self.thresholds),
         )
         untied = ~tied
         self.max_lowering_error = float(
@@ -361,14 +372,22 @@ class _NetlistTies:
     # (bytes_per_input) hold an eighth of the part's at a time.
     RERUNS = 8
 
-    def __init__(self, compiled: Any, nodes: dict[str, list[tuple[str, np.ndarray]]], x) -> None:
+    def __init__(
+        self,
+        compiled: Any,
+        nodes: dict[str, list[tuple[str, np.ndarray]]],
+        x: np.ndarray,
+        thresholds: dict[str, np.ndarray],
+    ) -> None:
         self.net, self.nodes, self.x = compiled.float_netlist, nodes, x
+        self.thresholds = thresholds
         self.batch = int(x.shape[0])
 
     def near_threshold(self, samples: list[int]) -> dict[str, np.ndarray]:
         """node -> bool (len(samples), L, node size): the membrane within TIE_RELATIVE of
-        the threshold. A Threshold node (heaviside: the threshold went into the bias, so
-        the netlist compares with 0) counts as near wherever the NIR simulation's is."""
+        the threshold. A Threshold node's heaviside compares its input with 0 (the
+        threshold went into the bias, at the NIR graph's scale): near where that input is
+        within TIE_RELATIVE of the NIR threshold."""
         from snncompile.reference.simulator import simulate
 
         if not samples:
@@ -381,22 +400,41 @@ class _NetlistTies:
             part = samples[start : start + chunk]
             run = simulate(self.net, self.x[part], record=pops, record_internals=True)
             for node, groups in self.nodes.items():
+                size = sum(idx.size for _, idx in groups)
                 if node not in near:
                     steps = run.traces[groups[0][0]].shape[1]
-                    size = sum(idx.size for _, idx in groups)
                     near[node] = np.empty((len(samples), steps, size), dtype=bool)
+                given = self.thresholds.get(node)
                 for pop, idx in groups:
-                    values = _near(by_name[pop], run.traces, pop)
+                    theta = None if given is None else np.broadcast_to(given, (size,))[idx]
+                    values = _near(by_name[pop], run.traces, pop, theta)
                     near[node][start : start + len(part), :, idx] = values
         return near
 
 
-def _near(pop: Any, traces: dict[str, np.ndarray], name: str) -> np.ndarray:
+def _thresholds(flat: Any) -> dict[str, np.ndarray]:
+    """Each Threshold node's threshold per neuron, broadcast as the import does: the
+    netlist's heaviside compares its input minus this with 0."""
+    out = {}
+    for name, node in flat.nodes.items():
+        if type(node).__name__ == "Threshold" and name not in flat.relays:
+            out[name] = np.asarray(node.threshold, dtype=np.float64).ravel()
+    return out
+
+
+def _near(
+    pop: Any, traces: dict[str, np.ndarray], name: str, theta: np.ndarray | None
+) -> np.ndarray:
     """Where `pop`'s membrane (rebuilt as reference.kinds' float models compute it) is
-    within TIE_RELATIVE of its threshold, per (sample, step, neuron)."""
+    within TIE_RELATIVE of its threshold, per (sample, step, neuron). `theta`: a
+    heaviside's NIR threshold (its neurons'), which its input has had subtracted."""
     spikes = traces[name]
     if pop.kind == "heaviside":
-        return np.ones(spikes.shape, dtype=bool)
+        if theta is None:  # not a NIR Threshold node: no tie is excused
+            return np.zeros(spikes.shape, dtype=bool)
+        # A wrong gain or bias into a Threshold node changed only the decisions at its
+        # ties (Linear 0.5 x 2 into threshold 1 at a 10% gain error) and passed as ties.
+        return np.abs(traces[f"{name}.in"]) <= TIE_RELATIVE * np.abs(theta)
     v = traces[f"{name}.v"]
     before = np.concatenate([np.zeros_like(v[:, :1]), v[:, :-1]], axis=1)  # v at rest: 0
     if pop.kind in ("cuba_lif", "cuba_lif_sub"):
