@@ -72,11 +72,11 @@ def print_verify_nir(model: str, r: NirVerifyReport) -> None:
         + (f", in {r.parts} parts of the batch" if r.parts > 1 else "")
     )
     exact = all(value == 1.0 for value in r.lowering_agreement.values())
-    tied = sum(r.lowering_ties.values())  # samples parted at a threshold tie, left out
+    tied = sum(r.lowering_ties.values())  # samples parted at a threshold tie
     if r.lowering_agreement:
         verdict = "exact" if exact else "NOT exact"
         if tied and not any(f.startswith("lowering not exact") for f in r.failures):
-            verdict = f"exact but for threshold ties ({tied} of {r.n} samples left out)"
+            verdict = f"exact but for threshold ties ({tied} of {r.n} samples parted at a tie)"
         click.echo(f"  lowering (float64 netlist spikes)      {verdict}")
     else:
         click.echo("  lowering (float64 netlist spikes)      no spiking population to compare")

@@ -490,3 +490,44 @@ def test_verify_nir_fails_a_wrong_gain_into_a_threshold_node_at_its_ties(tmp_pat
         report = verify_nir(compiled, x, data)
         assert report.lowering_ties == {}, gain
         assert report.failures[0].startswith("lowering not exact: first divergence: node 'thr'")
+
+
+def test_verify_nir_a_tie_in_one_branch_does_not_hide_an_error_in_another(tmp_path: Path) -> None:
+    """The tie graph's IF (Linear 0.1 x 3 into threshold 0.3) beside a LIF on the same
+    inputs, both into the output. A tie parts the IF from the NIR simulation in every
+    sample; the LIF, which it does not reach, is still compared: its netlist decay at
+    0.9 of the NIR one fails rung 1 (it passed when a tie left out the whole sample)."""
+    import dataclasses
+
+    import nir
+
+    from snncompile.compiler import compile_model
+    from snncompile.verify.nir import default_inputs, verify_nir
+
+    one = np.ones(4)
+    rng = np.random.default_rng(0)
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "fa": nir.Linear(weight=np.full((4, 3), 0.1)),
+        "a": nir.IF(r=one, v_threshold=0.3 * one),
+        "fb": nir.Linear(weight=rng.uniform(0.05, 0.4, (4, 3))),
+        "b": nir.LIF(tau=4 * one, r=one, v_leak=0 * one, v_threshold=0.5 * one),
+        "oa": nir.Linear(weight=np.eye(4)),
+        "ob": nir.Linear(weight=np.eye(4)),
+        "output": nir.Output(output_type=np.array([4])),
+    }
+    edges = [("input", "fa"), ("fa", "a"), ("input", "fb"), ("fb", "b"), ("a", "oa"),
+             ("b", "ob"), ("oa", "output"), ("ob", "output")]  # fmt: skip
+    nir.write(tmp_path / "branches.nir", nir.NIRGraph(nodes=nodes, edges=edges))
+    x, data = default_inputs(3, 0.4)
+    compiled = compile_model(tmp_path / "branches.nir", dt=1.0)
+    report = verify_nir(compiled, x, data)
+    assert report.passed and report.lowering_ties == {"a": 16}, report.failures
+    net = compiled.float_netlist
+    (b,) = [p for p in net.populations if p.name == "b"]
+    key = "alpha_v" if b.kind == "cuba_lif" else "beta"
+    slow = dataclasses.replace(b, params={**b.params, key: 0.9 * np.asarray(b.params[key])})
+    pops = tuple(slow if p.name == "b" else p for p in net.populations)
+    compiled.float_netlist = dataclasses.replace(net, populations=pops)
+    report = verify_nir(compiled, x, data)
+    assert report.failures[0].startswith("lowering not exact: first divergence: node 'b'")

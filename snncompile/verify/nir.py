@@ -10,7 +10,9 @@ The oracle is snncompile's own float simulation of the NIR equations at the impo
    this is all rung 1 has to compare on a graph of graded neurons only); a sample whose
    first difference is a spike decided at a threshold tie (the NIR simulation's and the
    float64 netlist's membranes both within TIE_RELATIVE of their thresholds) is reported
-   as such and left out of both checks, not failed (float64 rounding decides a tie);
+   as such, not failed (float64 rounding decides a tie): from that step on, the tied node
+   and the nodes it reaches are left out of the spike check (the sample's other nodes
+   are compared on), and the sample out of the output check;
 2. quantization is measured: per spiking population, the fraction of spike values the
    quantized reference shares with the NIR simulation, both spike rates, and the first
    diverging population and step; the outputs' relative error; `min_spike_agreement` is
@@ -86,7 +88,8 @@ class NirVerifyReport:
     output_lowering_error: float = 0.0  # over the samples not parted by a tie
     # Rung 1's threshold ties (TIE_RELATIVE): spiking node -> samples whose first
     # difference between the float64 netlist and the NIR simulation is a spike decided
-    # at a tie in that node; those samples are left out of rung 1's checks.
+    # at a tie in that node; from there that node and those it reaches are left out of
+    # rung 1's spike check, and those samples out of its output check.
     lowering_ties: dict[str, int] = field(default_factory=dict)
     output_relative_error: float = 0.0
 
@@ -134,7 +137,7 @@ def verify_nir(
     from snncompile.frontend.nir_graph import load_flat
 
     flat = load_flat(meta["nir_file"])
-    tally = _Tally(spiking_nodes(net), flat.output, _thresholds(flat))
+    tally = _Tally(spiking_nodes(net), flat.output, _thresholds(flat), _downstream(flat))
     for first in range(0, n, size):
         tally.add(compiled, x[first : first + size], first, reset)
     report = NirVerifyReport(
@@ -193,8 +196,9 @@ def verify_nir(
         report.warnings.append(
             f"{samples} of {n} samples part from the NIR simulation at a threshold tie (the "
             f"membrane within {TIE_RELATIVE:g} of the threshold, decided by float64 "
-            f"rounding), not a lowering error; their later steps and outputs are not "
-            f"compared in rung 1. The first: {tie.describe('node', 'neuron')}"
+            f"rounding), not a lowering error; in rung 1 the tied node's and the nodes it "
+            f"reaches' later steps, and these samples' outputs, are not compared. The "
+            f"first: {tie.describe('node', 'neuron')}"
         )
     lowering = earliest_divergence(tally.lowering_divergences, tally.names)
     if lowering is not None:
@@ -225,10 +229,12 @@ class _Tally:
         spiking: dict[str, list[tuple[str, np.ndarray]]],
         output: str,
         thresholds: dict[str, np.ndarray],
+        downstream: dict[str, set[str]],
     ) -> None:
         self.spiking = spiking  # spiking NIR node -> its populations (nir_compile.spiking_nodes)
         self.output = output  # the node whose pooled values are logits
         self.thresholds = thresholds  # Threshold node -> its threshold (_thresholds)
+        self.downstream = downstream  # node -> the nodes it reaches (_downstream)
         self.names: list[str] = []  # the spiking nodes the NIR simulation has
         self.events: dict[str, int] = {}
         self.values: dict[str, int] = {}
@@ -295,10 +301,11 @@ class _Tally:
             self.quant_equal[name] += int(np.count_nonzero(quant_traces[name] == expected[name]))
             self.float_spikes[name] += float(expected[name].sum())
             self.quant_spikes[name] += float(quant_traces[name].sum())
-        # Rung 1 leaves out the samples a threshold tie parted (their later steps and
-        # outputs follow other spikes), and fails on any other difference.
+        # Rung 1 leaves out what a threshold tie parted (the tied node's and the nodes it
+        # reaches, from that step on, and the sample's outputs), and fails on any other
+        # difference: a tie in one branch does not hide an error in another.
         order = [name for name in oracle if name in expected]  # the graph's order
-        tied = self._ties(
+        tied, start = self._ties(
             order,
             expected,
             lowered_traces,
@@ -311,7 +318,8 @@ class _Tally:
             np.abs(lowered.logits[untied] - pooled[untied]).max(initial=self.max_lowering_error)
         )
         for name in names:  # in place: the float64 run's traces are not read again
-            lowered_traces[name][tied] = expected[name][tied]
+            out = np.arange(expected[name].shape[1]) >= start[name][:, None]
+            lowered_traces[name][out] = expected[name][out]
         for runs, found in (
             (quant_traces, self.divergences),
             (lowered_traces, self.lowering_divergences),
@@ -328,39 +336,59 @@ class _Tally:
         ties: dict[str, np.ndarray],
         first: int,
         netlist: _NetlistTies,
-    ) -> np.ndarray:
-        """Which samples (bool (B,)) the float64 netlist parts from the NIR simulation first
-        at a threshold tie: at the sample's earliest differing model step, every differing
-        neuron of the first differing node in the graph's order (`names`; later nodes of
-        that step may follow it) decided its spike at a tie, in the NIR simulation and in
-        the float64 netlist (both membranes within TIE_RELATIVE of their thresholds: a
-        wrong gain at a tie of the NIR graph is no tie of the netlist). Counts them and
-        keeps each one's first difference for the report."""
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Where the float64 netlist parts from the NIR simulation at a threshold tie: a
+        sample's earliest differing model step whose every differing neuron of the first
+        differing node in the graph's order (`names`; later nodes of that step may follow
+        it) decided its spike at a tie, in the NIR simulation and in the float64 netlist
+        (both membranes within TIE_RELATIVE of their thresholds: a wrong gain at a tie of
+        the NIR graph is no tie of the netlist). From that step on, the tied node and the
+        nodes it reaches are left out; the sample's other nodes are compared on, and a
+        later tie among them is left out the same way. Returns the samples with a tie
+        (bool (B,)) and per node the first step left out (int (B,); its length: none).
+        Counts each sample's first tie and keeps its first difference for the report."""
         tied = np.zeros(netlist.batch, dtype=bool)
         differ = {name: lowered[name] != expected[name] for name in names}
-        candidates: list[tuple[int, str, int, np.ndarray]] = []  # tied in the NIR simulation
-        for b in range(netlist.batch):
-            steps = [np.flatnonzero(differ[name][b].any(axis=1)) for name in names]
-            if not any(s.size for s in steps):
-                continue
-            step = min(int(s[0]) for s in steps if s.size)
-            name = next(
-                name for name, s in zip(names, steps, strict=True) if s.size and s[0] == step
-            )
+        start = {name: np.full(netlist.batch, differ[name].shape[1]) for name in names}
+
+        def first_difference(b: int) -> tuple[str, int] | None:
+            found = None
+            for name in names:  # the graph's order: an earlier node wins a step's tie
+                steps = np.flatnonzero(differ[name][b, : start[name][b]].any(axis=1))
+                if steps.size and (found is None or steps[0] < found[1]):
+                    found = (name, int(steps[0]))
+            return found
+
+        def nir_tie(b: int, name: str, step: int) -> bool:
             neurons = np.flatnonzero(differ[name][b, step])
-            if name in ties and ties[name][b, step, neurons].all():
-                candidates.append((b, name, step, neurons))
-        near = netlist.near_threshold([b for b, *_ in candidates])
-        for k, (b, name, step, neurons) in enumerate(candidates):
-            if name not in near or not near[name][k, step, neurons].all():
-                continue
-            tied[b] = True
-            self.ties[name] = self.ties.get(name, 0) + 1
-            i = int(neurons[0])
-            count = {name: int(np.count_nonzero(differ[name][b]))}
-            want, got = float(expected[name][b, step, i]), float(lowered[name][b, step, i])
-            self.tie_divergences.append((Divergence(name, step, b, i, want, got, count), first))
-        return tied
+            return name in ties and bool(ties[name][b, step, neurons].all())
+
+        candidates = []  # samples whose first difference is a tie of the NIR simulation
+        for b in range(netlist.batch):
+            found = first_difference(b)
+            if found is not None and nir_tie(b, *found):
+                candidates.append(b)
+        near = netlist.near_threshold(candidates)
+        for k, b in enumerate(candidates):
+            while (found := first_difference(b)) is not None:
+                name, step = found
+                neurons = np.flatnonzero(differ[name][b, step])
+                if not (nir_tie(b, name, step) and name in near):
+                    break
+                if not near[name][k, step, neurons].all():
+                    break
+                if not tied[b]:
+                    tied[b] = True
+                    self.ties[name] = self.ties.get(name, 0) + 1
+                    i = int(neurons[0])
+                    count = {name: int(np.count_nonzero(differ[name][b]))}
+                    want, got = float(expected[name][b, step, i]), float(lowered[name][b, step, i])
+                    divergence = Divergence(name, step, b, i, want, got, count)
+                    self.tie_divergences.append((divergence, first))
+                for later in self.downstream.get(name, {name}):
+                    if later in start:
+                        start[later][b] = min(int(start[later][b]), step)
+        return tied, start
 
 
 class _NetlistTies:
@@ -410,6 +438,24 @@ class _NetlistTies:
                     values = _near(by_name[pop], run.traces, pop, theta)
                     near[node][start : start + len(part), :, idx] = values
         return near
+
+
+def _downstream(flat: Any) -> dict[str, set[str]]:
+    """Each node of the NIR graph -> itself and every node it reaches (through loops too):
+    what a spike decided otherwise at a tie can change."""
+    succs: dict[str, list[str]] = {}
+    for src, dst in flat.edges:
+        succs.setdefault(src, []).append(dst)
+    out = {}
+    for name in flat.nodes:
+        seen, todo = {name}, [name]
+        while todo:
+            for nxt in succs.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        out[name] = seen
+    return out
 
 
 def _thresholds(flat: Any) -> dict[str, np.ndarray]:
