@@ -80,7 +80,7 @@ def print_verify_nir(model: str, r: NirVerifyReport) -> None:
         click.echo(f"  lowering (float64 netlist spikes)      {verdict}")
     else:
         click.echo("  lowering (float64 netlist spikes)      no spiking population to compare")
-    if tied == r.n:
+    if r.output_lowering_error is None:
         click.echo("  lowering (float64 netlist outputs)     not compared (every sample tied)")
     else:
         click.echo(

@@ -531,3 +531,17 @@ def test_verify_nir_a_tie_in_one_branch_does_not_hide_an_error_in_another(tmp_pa
     compiled.float_netlist = dataclasses.replace(net, populations=pops)
     report = verify_nir(compiled, x, data)
     assert report.failures[0].startswith("lowering not exact: first divergence: node 'b'")
+
+
+def test_verify_nir_json_says_the_outputs_were_not_compared_when_every_sample_tied(
+    tmp_path: Path, capsys
+) -> None:
+    """The text says 'not compared (every sample tied)'; the JSON said an output lowering
+    error of 0.0 (exact) for the same run. It is null, as the text says."""
+    _tie_graph(tmp_path / "tie.nir")
+    code, out, _ = _run(capsys, "verify", tmp_path / "tie.nir", "--dt", "1", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["lowering_ties"] == {"lif": report["n"]}
+    assert report["output_lowering_error"] is None
+    code, out, _ = _run(capsys, "verify", tmp_path / "tie.nir", "--dt", "1")
+    assert "lowering (float64 netlist outputs)     not compared (every sample tied)" in out

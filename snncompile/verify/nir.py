@@ -85,7 +85,9 @@ class NirVerifyReport:
     parts: int = 1  # runs of equal parts of the batch (bytes_per_input)
     warnings: list[str] = field(default_factory=list)  # e.g. saturation past the calibration
     # max |error| of the pooled outputs over max |NIR output| (absolute if that is 0)
-    output_lowering_error: float = 0.0  # over the samples not parted by a tie
+    # over the samples not parted by a tie; None when a tie parted every one (JSON null:
+    # 0.0 read as exact where the text says 'not compared')
+    output_lowering_error: float | None = 0.0
     # Rung 1's threshold ties (TIE_RELATIVE): spiking node -> samples whose first
     # difference between the float64 netlist and the NIR simulation is a spike decided
     # at a tie in that node; from there that node and those it reaches are left out of
@@ -155,7 +157,9 @@ def verify_nir(
             "max_logit_error": max_output_error,
         },
         parts=tally.parts,
-        output_lowering_error=tally.relative(tally.max_lowering_error),
+        output_lowering_error=(
+            tally.relative(tally.max_lowering_error) if sum(tally.ties.values()) < n else None
+        ),
         output_relative_error=tally.relative(tally.max_error),
     )
     for name in tally.names:
@@ -205,7 +209,8 @@ def verify_nir(
         # Traces here are whole NIR nodes (a split node's groups joined back), so the
         # divergence names the node and its neuron, not a netlist population.
         report.failures.append(f"lowering not exact: {lowering.describe('node', 'neuron')}")
-    if report.output_lowering_error > MAX_OUTPUT_LOWERING_ERROR:
+    error = report.output_lowering_error
+    if error is not None and error > MAX_OUTPUT_LOWERING_ERROR:
         report.failures.append(
             f"lowering not exact: outputs' relative error {report.output_lowering_error:.3g} "
             f"> {MAX_OUTPUT_LOWERING_ERROR:g}"
