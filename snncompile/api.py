@@ -290,11 +290,15 @@ def verify_model(
 def _compiler_warnings(compiled: Any) -> list[str]:
     """What export says of the compiled network besides its report (reading the file, a
     finetune mismatch, inputs rounded away) and in it (populations calibration never
-    moved), for verify to say too."""
-    from snncompile.quantize.quantize import silent_in_calibration_warnings
+    moved, what quantize made coarser than the options asked), for verify to say too."""
+    from snncompile.quantize.quantize import precision_notes, silent_in_calibration_warnings
 
     populations = compiled.report.populations
-    return [*compiled.meta.get("warnings", []), *silent_in_calibration_warnings(populations)]
+    return [
+        *compiled.meta.get("warnings", []),
+        *silent_in_calibration_warnings(populations),
+        *(f"{label} {text}" for label, text in precision_notes(populations)),
+    ]
 
 
 def _calibration_only_warning(task: Any, origin: str) -> str:

@@ -206,29 +206,14 @@ def print_export(
     if calib_default is not None:  # what that batch is, when the user gave none
         click.echo(f"                {calib_default}")
     click.echo(f"  spike rates   {format_rates(rates)}")
-    from snncompile.quantize.quantize import silent_in_calibration_warnings
+    from snncompile.quantize.quantize import precision_notes, silent_in_calibration_warnings
 
     for warning in silent_in_calibration_warnings(report["populations"]):
         click.echo(f"  warning       {warning}")
-    fewer = [
-        f"{name} ({pop['modes_with_fewer_frac_bits']}, down to {pop['fewest_frac_bits']})"
-        for name, pop in report["populations"].items()
-        if pop.get("modes_with_fewer_frac_bits")
-    ]
-    if fewer:  # a's rounding is coarser there: worth knowing when verify disappoints
-        click.echo(
-            f"  ssm modes     with fewer fractional bits, their b too large for int32: "
-            f"{', '.join(fewer)}"
-        )
-    narrowed = [
-        f"{name} ({bits} bit{'s' if bits != 1 else ''})"
-        for name, pop in report["populations"].items()
-        if (bits := pop.get("message_headroom_bits"))
-    ]
-    if narrowed:  # narrower than the options asked for, so a wrapping sum of them fits
-        click.echo(
-            f"  messages      narrowed where their sums wrapped int32: {', '.join(narrowed)}"
-        )
+    # Coarser than asked (a's rounding, narrowed messages): worth knowing when verify
+    # disappoints, which repeats them among its warnings.
+    for label, text in precision_notes(report["populations"]):
+        click.echo(f"  {label:<14}{text}")
 
 
 def print_nir_graph(info: dict) -> None:

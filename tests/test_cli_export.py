@@ -472,6 +472,9 @@ def test_ssm_messages_whose_sums_wrap_are_narrowed_by_the_calibration_rounds(
     assert ssm["message_headroom_bits"] == ssm["out_shift"] == 1
     assert ssm["state_scale_log2"] == ssm["out_scale_log2"] - 1
     assert report["calibration"]["rounds"] == 2
+    # verify says so too, among its warnings (it said nothing of it)
+    code, out, err = run(["verify", ckpt, *args[:4], "--limit", "8"], capsys)
+    assert "messages narrowed where their sums wrapped int32: blocks.0.ssm (1 bit)" in out + err
 
 
 def test_ssm_modes_with_fewer_fractional_bits_are_named(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

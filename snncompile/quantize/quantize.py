@@ -165,6 +165,34 @@ def silent_in_calibration_warnings(populations: dict[str, dict[str, Any]]) -> li
     ]
 
 
+def precision_notes(populations: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """(label, text) of what quantize made coarser than the options asked, from a report's
+    populations: SSM modes keeping fewer fractional bits (their b past int32) and messages
+    narrowed by the wrap rounds. export prints them under its report, verify with its
+    warnings: either explains a verify that disappoints."""
+    fewer = [
+        f"{name} ({pop['modes_with_fewer_frac_bits']}, down to {pop['fewest_frac_bits']})"
+        for name, pop in populations.items()
+        if pop.get("modes_with_fewer_frac_bits")
+    ]
+    narrowed = [
+        f"{name} ({bits} bit{'s' if bits != 1 else ''})"
+        for name, pop in populations.items()
+        if (bits := pop.get("message_headroom_bits"))
+    ]
+    notes = []
+    if fewer:
+        notes.append(
+            ("ssm modes", f"with fewer fractional bits, their b too large for int32: "
+                          f"{', '.join(fewer)}")
+        )  # fmt: skip
+    if narrowed:
+        notes.append(
+            ("messages", f"narrowed where their sums wrapped int32: {', '.join(narrowed)}")
+        )
+    return notes
+
+
 def _sources_lost(scaled: Any, values: np.ndarray, stored: np.ndarray) -> list[int]:
     """Columns (source neurons) of a weight matrix with a nonzero weight every one of
     which rounded to 0: what they send reaches nothing through this synapse. `values`
