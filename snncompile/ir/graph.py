@@ -23,6 +23,20 @@ from typing import Any
 from snncompile.ir.ops import Input, InvalidGraphError, Op, Output
 
 
+def reachable(edges: Iterable[tuple[str, str]], start: str) -> set[str]:
+    """`start` and every node a path of (src, dst) `edges` leads to from it (cycles too)."""
+    succs: dict[str, list[str]] = {}
+    for src, dst in edges:
+        succs.setdefault(src, []).append(dst)
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in succs.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
 @dataclass(frozen=True, eq=False)
 class Node:
     """One op applied to the outputs of the named input nodes."""

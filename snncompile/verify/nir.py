@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from snncompile.frontend.nir_compile import node_traces, spiking_nodes
+from snncompile.ir.graph import reachable
 from snncompile.reference.parts import bytes_per_input as run_bytes_per_input
 from snncompile.reference.parts import parts_within_budget
 from snncompile.verify.quantized import below, logit_error_failure
@@ -139,7 +140,9 @@ def verify_nir(
     from snncompile.frontend.nir_graph import load_flat
 
     flat = load_flat(meta["nir_file"])
-    tally = _Tally(spiking_nodes(net), flat.output, _thresholds(flat), _downstream(flat))
+    # What a spike decided otherwise at a tie can change: the node and all it reaches.
+    downstream = {name: reachable(flat.edges, name) for name in flat.nodes}
+    tally = _Tally(spiking_nodes(net), flat.output, _thresholds(flat), downstream)
     for first in range(0, n, size):
         tally.add(compiled, x[first : first + size], first, reset)
     report = NirVerifyReport(
@@ -239,7 +242,7 @@ class _Tally:
         self.spiking = spiking  # spiking NIR node -> its populations (nir_compile.spiking_nodes)
         self.output = output  # the node whose pooled values are logits
         self.thresholds = thresholds  # Threshold node -> its threshold (_thresholds)
-        self.downstream = downstream  # node -> the nodes it reaches (_downstream)
+        self.downstream = downstream  # node -> itself and the nodes it reaches
         self.names: list[str] = []  # the spiking nodes the NIR simulation has
         self.events: dict[str, int] = {}
         self.values: dict[str, int] = {}
@@ -443,24 +446,6 @@ class _NetlistTies:
                     values = _near(by_name[pop], run.traces, pop, theta)
                     near[node][start : start + len(part), :, idx] = values
         return near
-
-
-def _downstream(flat: Any) -> dict[str, set[str]]:
-    """Each node of the NIR graph -> itself and every node it reaches (through loops too):
-    what a spike decided otherwise at a tie can change."""
-    succs: dict[str, list[str]] = {}
-    for src, dst in flat.edges:
-        succs.setdefault(src, []).append(dst)
-    out = {}
-    for name in flat.nodes:
-        seen, todo = {name}, [name]
-        while todo:
-            for nxt in succs.get(todo.pop(), ()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        out[name] = seen
-    return out
 
 
 def _thresholds(flat: Any) -> dict[str, np.ndarray]:

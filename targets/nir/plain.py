@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from snncompile.errors import UnsupportedError
+from snncompile.ir.graph import reachable
 
 
 def flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -51,19 +52,6 @@ def flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[st
 _STATEFUL = ("I", "LI", "IF", "LIF", "CubaLI", "CubaLIF")
 
 
-def _reaches(edges: list[tuple[str, str]], start: str) -> set[str]:
-    out: dict[str, list[str]] = {}
-    for src, dst in edges:
-        out.setdefault(src, []).append(dst)
-    seen, todo = {start}, [start]
-    while todo:
-        for nxt in out.get(todo.pop(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
-
-
 def _order(
     nodes: dict[str, Any], edges: list[tuple[str, str]], start: str
 ) -> tuple[list[str], set[tuple[str, str]]]:
@@ -74,14 +62,14 @@ def _order(
     previous step's value of the loop, which is forward Euler for the loop's states.
     nirtorch 2.6's executor does the same on our subgraphs (tests/test_nir_export.py).
     """
-    reach = {name: _reaches(edges, name) for name in nodes}
+    reach = {name: reachable(edges, name) for name in nodes}
     delayed = {
         (src, dst)
         for src, dst in edges
         if src in reach[dst] and type(nodes[dst]).__name__ in _STATEFUL
     }
     live = [e for e in edges if e not in delayed]
-    wanted = _reaches(live, start) | {start}
+    wanted = reachable(live, start) | {start}
     indegree = {name: 0 for name in wanted}
     for src, dst in live:
         if src in wanted and dst in wanted:
