@@ -685,11 +685,12 @@ class _Quantizer:
             # verified at 64% argmax agreement (96% at 8 bits; helper-85). So every
             # constant gets its remainders there; at 8 bits only where one cancels.
             rest = values - stored
-            below_8 = self.cfg.weight_bits < 8
-            n_fine = MAX_FINE_PARTS if below_8 else 1
+            if self.cfg.weight_bits < 8:
+                n_fine = MAX_FINE_PARTS
+            else:
+                n_fine = 1 if self.fine_grids else 0
             for k in range(1, n_fine + 1):
-                wanted = self.fine_grids or below_8
-                fine = self._remainder(rest, message) if wanted else None
+                fine = self._remainder(rest, message)
                 if fine is None:
                     break
                 suffix = FINE_SUFFIX if k == 1 else f"{FINE_SUFFIX}{k}"
