@@ -150,38 +150,28 @@ def _check_placement(path: Path, netlist: Netlist) -> None:
 
 
 def _placement_problem(res: Any, netlist: Netlist) -> str | None:
-    cores, per_chip = res["per_core"], res["cores_per_chip"]
-    if type(per_chip) is not int or per_chip < 1 or not isinstance(cores, list):
+    from .mapping import Core, Mapping
+
+    per_chip = res["cores_per_chip"]
+    if type(per_chip) is not int or per_chip < 1 or not isinstance(res["per_core"], list):
         raise TypeError("cores_per_chip or per_core is not what export writes")
-    placed = {pop.name: [] for pop in netlist.populations}
+    cores = [Core.from_dict(core) for core in res["per_core"]]
+    placed: dict[str, list[tuple[int, int]]] = {pop.name: [] for pop in netlist.populations}
     for i, core in enumerate(cores):
-        slices = [(s["name"], s["start"], s["stop"]) for s in core["populations"]]
-        if (core["core"], core["chip"]) != (i, i // per_chip):
-            return f"core {i} is numbered {core['core']} on chip {core['chip']}"
-        if core["compartments"] != sum(b - a for _, a, b in slices):
+        if (core.index, core.chip) != (i, i // per_chip):
+            return f"core {i} is numbered {core.index} on chip {core.chip}"
+        if core.compartments != sum(b - a for _, a, b in core.slices):
             return f"core {i}'s compartments are not those of its populations"
-        for name, a, b in slices:
+        for name, a, b in core.slices:
             placed[name].append((a, b))  # KeyError: a population the netlist has not
     for pop in netlist.populations:
         pieces = sorted(placed[pop.name])
         ends = [0] + [b for _, b in pieces]
         if not pieces or [a for a, _ in pieces] != ends[:-1] or ends[-1] != pop.size:
             return f"{pop.name}'s {pop.size} compartments are not placed once each"
-    chips = [{"compartments": 0, "stored_weights": 0} for _ in range(-(-len(cores) // per_chip))]
-    for core in cores:
-        for key in chips[0]:
-            chips[core["chip"]][key] += core[key]
-    keys = ("compartments", "synapse_bytes", "input_axons", "output_axons")
-    expected = {
-        "cores": len(cores),
-        "chips": len(chips),
-        "compartments": sum(c["compartments"] for c in cores),
-        "synapse_bytes": sum(c["synapse_bytes"] for c in cores),
-        "peak_per_core": {k: max((c[k] for c in cores), default=0) for k in keys},
-        "chip_totals": chips,
-    }
-    for key, value in expected.items():
-        if res[key] != value:
+    # The totals, peaks and chips export derives from these cores (Mapping.to_dict).
+    for key, value in Mapping(cores, per_chip).to_dict().items():
+        if key != "per_core" and res[key] != value:
             return f"{key} {res[key]!r} is not its cores' {value!r} (edited after export)"
     return None
 

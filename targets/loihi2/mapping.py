@@ -77,6 +77,13 @@ class Core:
             "output_axons": self.output_axons,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Core:
+        """to_dict's inverse (KeyError, TypeError on what to_dict does not write)."""
+        slices = [(s["name"], s["start"], s["stop"]) for s in d["populations"]]
+        counts = ("compartments", "synapse_bytes", "stored_weights", "input_axons", "output_axons")
+        return cls(d["core"], d["chip"], slices, **{key: d[key] for key in counts})
+
 
 @dataclass
 class Mapping:
@@ -84,7 +91,6 @@ class Mapping:
 
     cores: list[Core]
     cores_per_chip: int
-    compartments_per_core: int
 
     @property
     def n_cores(self) -> int:
@@ -314,5 +320,4 @@ def map_netlist(net: Netlist, config: TargetConfig) -> Mapping:
     return Mapping(
         cores=placer.cores,
         cores_per_chip=placer.cores_per_chip,
-        compartments_per_core=placer.capacity,
     )
