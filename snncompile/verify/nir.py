@@ -74,7 +74,11 @@ class NirVerifyReport:
     dt_s: float
     reset: str
     data: str
-    lowering_agreement: dict[str, float] = field(default_factory=dict)
+    # Rung 1 per spiking node: the fraction of the spike values it compared (all but what
+    # a threshold tie left out, lowering_left_out) that the float64 netlist shares with
+    # the NIR simulation; None where a tie left out every value.
+    lowering_agreement: dict[str, float | None] = field(default_factory=dict)
+    lowering_left_out: dict[str, int] = field(default_factory=dict)
     spike_agreement: dict[str, float] = field(default_factory=dict)
     spike_rates: dict[str, dict[str, float]] = field(default_factory=dict)
     first_divergence: dict[str, Any] | None = None
@@ -167,7 +171,9 @@ def verify_nir(
     )
     for name in tally.names:
         values = tally.values[name]
-        report.lowering_agreement[name] = tally.lowered_equal[name] / values
+        compared = tally.lowering_values[name]
+        report.lowering_agreement[name] = tally.lowered_equal[name] / compared if compared else None
+        report.lowering_left_out[name] = values - compared
         report.spike_agreement[name] = tally.quant_equal[name] / values
         report.spike_rates[name] = {
             "float": tally.float_spikes[name] / values,
@@ -246,6 +252,7 @@ class _Tally:
         self.names: list[str] = []  # the spiking nodes the NIR simulation has
         self.events: dict[str, int] = {}
         self.values: dict[str, int] = {}
+        self.lowering_values: dict[str, int] = {}  # rung 1's compared values (not tie-parted)
         self.lowered_equal: dict[str, int] = {}
         self.quant_equal: dict[str, int] = {}
         self.float_spikes: dict[str, float] = {}
@@ -277,7 +284,7 @@ class _Tally:
         pops = [pop for groups in nodes.values() for pop, _ in groups]
         if not self.parts:
             self.names = names
-            for counts in (self.values, self.lowered_equal, self.quant_equal):
+            for counts in (self.values, self.lowering_values, self.lowered_equal, self.quant_equal):
                 counts.update(dict.fromkeys(names, 0))
             for sums in (self.float_spikes, self.quant_spikes):
                 sums.update(dict.fromkeys(names, 0.0))
@@ -303,9 +310,6 @@ class _Tally:
         quant_traces = {name: quant_traces[name][:, : kept[name]] for name in names}
         for name in names:
             self.values[name] += int(expected[name].size)
-            self.lowered_equal[name] += int(
-                np.count_nonzero(lowered_traces[name] == expected[name])
-            )
             self.quant_equal[name] += int(np.count_nonzero(quant_traces[name] == expected[name]))
             self.float_spikes[name] += float(expected[name].sum())
             self.quant_spikes[name] += float(quant_traces[name].sum())
@@ -327,6 +331,9 @@ class _Tally:
         )
         for name in names:  # in place: the float64 run's traces are not read again
             out = np.arange(expected[name].shape[1]) >= start[name][:, None]
+            equal = lowered_traces[name] == expected[name]
+            self.lowered_equal[name] += int(np.count_nonzero(equal[~out]))
+            self.lowering_values[name] += int(np.count_nonzero(~out)) * equal.shape[2]
             lowered_traces[name][out] = expected[name][out]
         for runs, found in (
             (quant_traces, self.divergences),
