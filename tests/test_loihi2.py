@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -17,9 +18,11 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from snncompile.api import export_model
 from snncompile.artifact import read_artifact, write_artifact
 from snncompile.cli import main
 from snncompile.errors import CorruptInputError, HardwareRuleError, UsageError
+from snncompile.frontend.nir_compile import default_calibration
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse, first_difference
 from snncompile.ir.ops import LIF, Input, Linear, Output, Pool
@@ -35,9 +38,11 @@ from snncompile.targets.loihi2 import (
     read_network,
 )
 from snncompile.targets.loihi2.config import DEFAULT_PATH
+from snncompile.targets.loihi2.mapping import Core
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "examples" / "checkpoints"
+NIR_EXAMPLES = ROOT / "tests" / "data" / "nir-examples"
 
 
 def run(argv: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -906,6 +911,121 @@ def test_mapping_shares_and_splits_cores(tmp_path: Path) -> None:
     # acc's second core holds row 2 = [6, 8] from in (bias weight 0): two axons; dense
     # 1*2*8 = 16 bits beats sparse 2*(8+1) = 18, and the empty bias row costs nothing
     assert (split.cores[3].input_axons, split.cores[3].synapse_bytes) == (2, 2)
+
+
+def conv_netlist() -> Netlist:
+    """in (8 positions) -> conv (2 channels x 8 positions, channel-major: compartment
+    c * 8 + p reads positions p - 1 .. p + 1, as a 3-tap convolution) -> out (readout)."""
+    weight = np.zeros((16, 8))
+    for c, p in itertools.product(range(2), range(8)):
+        for q in range(max(p - 1, 0), min(p + 2, 8)):
+            weight[c * 8 + p, q] = 1 + c + q
+    pops = (
+        Population("in", "input", 8),
+        Population("conv", "accumulator", 16),
+        Population("out", "readout", 2, attrs={"mode": "mean"}),
+    )
+    syns = (
+        Synapse("in->conv", "in", "conv", weight),
+        Synapse("conv->out", "conv", "out", np.kron(np.eye(2), np.ones((1, 8)))),
+    )
+    return Netlist(pops, syns, numeric="int", formats=Formats())
+
+
+def output_axons_by_hand(net: Netlist, cores: list) -> list[int]:  # type: ignore[type-arg]
+    """Each core's distinct (source compartment, destination core) pairs, from every
+    nonzero weight (mapping.py counts them per run of destination rows instead)."""
+    core_of = {pop.name: np.full(pop.size, -1) for pop in net.populations}
+    for core in cores:
+        for name, a, b in core.slices:
+            core_of[name][a:b] = core.index
+    pairs = []
+    for syn in net.synapses:
+        coo = sparse.coo_matrix(syn.weight)
+        nonzero = coo.data != 0
+        dst_core = core_of[syn.dst][coo.row[nonzero] % net.population(syn.dst).size]
+        src = coo.col[nonzero]
+        pairs += {(syn.src, int(s), int(d)) for s, d in zip(src, dst_core, strict=True)}
+    assert all((where >= 0).all() for where in core_of.values())
+    per_core = [0] * len(cores)
+    for src, s, _ in set(pairs):
+        per_core[core_of[src][s]] += 1
+    return per_core
+
+
+def test_mapping_groups_compartments_that_read_the_same_sources(tmp_path: Path) -> None:
+    net = conv_netlist()
+    config = _config(tmp_path, "[limits]\ncompartments_per_core = 8\noutput_axons_per_core = 12\n")
+    m = map_netlist(net, config)
+    # In index order conv's two cores would hold one channel each at every position, and
+    # every input would feed both: 16 output axons on the input's core, over 12. Sorted by
+    # the inputs they read, each core holds both channels at four positions, and only
+    # inputs 3 and 4 (in the windows of positions 2..4 and 3..5) feed both: 8 + 2 = 10.
+    assert [c.slices for c in m.cores] == [
+        [("in", 0, 8)],
+        [("conv", 0, 4), ("conv", 8, 12)],
+        [("conv", 4, 8), ("conv", 12, 16)],
+        [("out", 0, 2)],
+    ]
+    assert [c.output_axons for c in m.cores] == output_axons_by_hand(net, m.cores) == [10, 8, 8, 0]
+    assert [c.input_axons for c in m.cores] == [0, 5, 5, 16]
+    assert check(net, config, m) == []
+    # resources.json records each run, and the reader's check takes them
+    from snncompile.targets.loihi2 import _placement_problem
+
+    resources = m.to_dict()
+    assert resources["per_core"][1]["populations"] == [
+        {"name": "conv", "start": 0, "stop": 4},
+        {"name": "conv", "start": 8, "stop": 12},
+    ]
+    assert _placement_problem(resources, net) is None
+    resources["per_core"][2]["populations"][1]["start"] = 11  # compartment 11 twice
+    resources["per_core"][2]["compartments"] += 1
+    assert _placement_problem(resources, net) == "conv's 16 compartments are not placed once each"
+    # a violation names a core's population once, however many runs it has there
+    tight = _config(tmp_path, "[limits]\noutput_axons_per_core = 7\n")
+    assert check(net, tight, m) == [
+        "output_axons per core > output_axons_per_core 7: core 0 (in) 10, core 1 (conv) 8, "
+        "core 2 (conv) 8"
+    ]
+
+
+def test_cnn_sinabs_fits_one_chip(tmp_path: Path) -> None:
+    # Sinabs' N-MNIST CNN (conv layers of 4096 compartments, channel-major) was refused,
+    # 10908 output axons on one core: each input or conv compartment fed every core of the
+    # next layer. Placed by position, it fits the default description.
+    calib = default_calibration(2 * 34 * 34)[:2, :12]  # small: the CLI's is 8 x 32
+    out = tmp_path / "cnn.loihi2"
+    export_model(NIR_EXAMPLES / "cnn_sinabs.nir", out, target="loihi2", dt=1e-4, calibration=calib)
+    net = read_artifact(out).netlist  # checks resources.json's placement
+    resources = json.loads((out / "resources.json").read_text(encoding="utf-8"))
+    cores = [Core.from_dict(core) for core in resources["per_core"]]
+    assert [c.output_axons for c in cores] == output_axons_by_hand(net, cores)
+    assert (resources["cores"], resources["chips"]) == (21, 1)
+    assert resources["peak_per_core"]["output_axons"] == 3277
+    assert resources["peak_per_core"]["input_axons"] == 2240
+    # conv layer 1 (16 channels of 16 x 16) on four cores: every channel, a band of rows
+    first = [c.slices for c in cores if c.slices[0][0] == "1"]
+    assert len(first) == 4 and first[0][:2] == [("1", 0, 80), ("1", 256, 336)]
+
+
+def test_a_dense_layer_keeps_index_order(tmp_path: Path) -> None:
+    # Input 7 feeds only the odd conv compartments. Sorted by their inputs, the even ones
+    # would share a core that reads 7 inputs instead of 8: one input axon saved, paid for
+    # with eight runs per core in resources.json. The mapping keeps one range per core.
+    net = conv_netlist()
+    weight = np.ones((16, 8))
+    weight[::2, 7] = 0
+    syns = (replace(net.synapses[0], weight=weight), net.synapses[1])
+    net = Netlist(net.populations, syns, numeric="int", formats=Formats())
+    m = map_netlist(net, _config(tmp_path, "[limits]\ncompartments_per_core = 8\n"))
+    assert [c.slices for c in m.cores] == [
+        [("in", 0, 8)],
+        [("conv", 0, 8)],
+        [("conv", 8, 16)],
+        [("out", 0, 2)],
+    ]
+    assert [c.input_axons for c in m.cores] == [0, 8, 8, 16]
 
 
 def test_bundled_mapping_splits_under_small_cores(spike_ssm: Path, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from snncompile.errors import HardwareRuleError
 from snncompile.ir.netlist import Netlist, weight_grid
 
 from .config import TargetConfig
-from .mapping import Mapping
+from .mapping import Core, Mapping
 
 # How many offenders a rule names before it summarizes ("and 12 more").
 MAX_NAMED = 4
@@ -106,6 +106,12 @@ def _neurons(net: Netlist, cfg: TargetConfig) -> list[str]:
     return out
 
 
+def _names(core: Core) -> list[str]:
+    """The populations on a core, each once (one placed in locality order has several
+    runs there)."""
+    return list(dict.fromkeys(name for name, _, _ in core.slices))
+
+
 def _cores(mapping: Mapping, cfg: TargetConfig) -> list[str]:
     rules = (
         ("compartments", "neurons_per_core"),
@@ -120,8 +126,7 @@ def _cores(mapping: Mapping, cfg: TargetConfig) -> list[str]:
         if not over:
             continue
         named = ", ".join(
-            f"core {c.index} ({'+'.join(n for n, _, _ in c.slices)}) {getattr(c, attr)}"
-            for c in over[:MAX_NAMED]
+            f"core {c.index} ({'+'.join(_names(c))}) {getattr(c, attr)}" for c in over[:MAX_NAMED]
         )
         more = f" and {len(over) - MAX_NAMED} more" if len(over) > MAX_NAMED else ""
         out.append(f"{attr} per core > {limit} {cfg.limit(limit)}: {named}{more}")

@@ -3,20 +3,29 @@
     mapping = map_netlist(net, config)
     mapping.n_cores, mapping.n_chips, mapping.cores[0].synapse_bytes
 
-The algorithm (greedy, deterministic; no search, so the same netlist and config always
-give the same placement):
+The algorithm (greedy and deterministic: no search beyond packing each population in two
+orders, so the same netlist and config always give the same placement):
 
 1. Walk the populations in netlist order (a topological order from the input).
 2. A population opens a new core (or, with `model.share_cores = true`, continues the
-   last core) and fills it with as many consecutive compartments as fit every per-core
-   limit: compartments (min of neurons_per_core and compartments_per_core), synapse
-   memory, input axons, and a lower bound of the output axons (one per source
-   compartment and destination population it reaches; one per source compartment with
-   `share_cores`). The count is found by bisection, since each cost only grows with the
-   number of compartments. The rest of the population goes to the next cores.
-3. A single compartment that alone exceeds a limit is still placed, on its own core; the
+   last core) and fills it with as many compartments, consecutive in the population's
+   placement order, as fit every per-core limit: compartments (min of neurons_per_core
+   and compartments_per_core), synapse memory, input axons, and a lower bound of the
+   output axons (one per source compartment and destination population it reaches; one
+   per source compartment with `share_cores`). The count is found by bisection, since
+   each cost only grows with the number of compartments. The rest of the population goes
+   to the next cores.
+3. The placement order is index order, or the locality order (`_locality_order`:
+   compartments sorted by the mean place of the sources they read) when packing in it
+   opens fewer cores or, at equal cores, needs fewer input axons plus recorded runs on
+   the population's cores (`_Placer.place_best`). A convolution's output, channel-major
+   in the netlist, so lands on cores by position instead of by channel, and a source
+   compartment feeds the one or two cores covering its neighbourhood instead of all of
+   them. A core's compartments of one population are then several runs of consecutive
+   indices, each a (population, start, stop) slice.
+4. A single compartment that alone exceeds a limit is still placed, on its own core; the
    design-rule check then reports that core (the mapping never fails by itself).
-4. The exact output axons are counted after placement (they depend on where the
+5. The exact output axons are counted after placement (they depend on where the
    targets landed, e.g. a destination split over two cores needs two axons).
 
 What a core is charged for:
@@ -40,7 +49,7 @@ What a core is charged for:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -58,7 +67,9 @@ class Core:
 
     index: int
     chip: int
-    slices: list[tuple[str, int, int]] = field(default_factory=list)  # (population, start, stop)
+    # (population, start, stop): runs of consecutive compartments; a population placed in
+    # locality order has several runs on a core (`_locality_order`).
+    slices: list[tuple[str, int, int]] = field(default_factory=list)
     compartments: int = 0
     synapse_bytes: int = 0
     stored_weights: int = 0
@@ -143,16 +154,19 @@ def _structure(syn: Synapse) -> sparse.csr_matrix:
     return csr
 
 
-def _prepare(net: Netlist, pop: Population) -> list[_Incoming]:
+def _prepare(net: Netlist, pop: Population, order: np.ndarray) -> list[_Incoming]:
+    """pop's incoming synapses with their rows in placement order (`order`)."""
+    parts = pop.input_width // pop.size  # a two-part input (GLU) has its rows twice
+    rows = (np.arange(parts)[:, None] * pop.size + order).ravel()
     out = []
     for syn in net.incoming(pop.name):
-        csr = _structure(syn)
+        csr = _structure(syn)[rows]
         cum = np.concatenate([[0], np.cumsum(np.diff(csr.indptr))]).astype(np.int64)
         out.append(_Incoming(syn, net.population(syn.src).size, csr, cum))
     return out
 
 
-def _output_axon_bound(net: Netlist, pop: Population, share: bool) -> np.ndarray:
+def _output_axon_bound(net: Netlist, pop: Population, share: bool, order: np.ndarray) -> np.ndarray:
     """Prefix sums over pop's compartments of the fewest output axons each needs."""
     reaches: dict[str, np.ndarray] = {}  # destination population -> compartment sends to it
     for syn in net.synapses:
@@ -165,12 +179,15 @@ def _output_axon_bound(net: Netlist, pop: Population, share: bool) -> np.ndarray
         need = np.any(list(reaches.values()), axis=0).astype(np.int64)
     else:  # every destination population has cores of its own
         need = np.sum(list(reaches.values()), axis=0).astype(np.int64)
-    return np.concatenate([[0], np.cumsum(need)])
+    return np.concatenate([[0], np.cumsum(need[order])])
 
 
 def _row_ranges(pop: Population, start: int, stop: int) -> list[tuple[int, int]]:
     """The input rows of compartments [start, stop): a two-part input (GLU) has two."""
     return [(k * pop.size + start, k * pop.size + stop) for k in range(pop.input_width // pop.size)]
+
+
+_State = tuple[list[Core], dict[str, np.ndarray], int, int]
 
 
 class _Placer:
@@ -248,9 +265,42 @@ class _Placer:
         untouched = sum(int(m.sum()) for src, m in self.axons.items() if src not in masks)
         return untouched + sum(int(m.sum()) for m in masks.values())
 
-    def place(self, pop: Population) -> None:
-        inc = _prepare(self.net, pop)
-        out_cum = _output_axon_bound(self.net, pop, self.share)
+    def _state(self) -> _State:
+        """A copy of what placing changes (the cores and the open core's totals)."""
+        cores = [replace(core, slices=list(core.slices)) for core in self.cores]
+        return cores, {src: m.copy() for src, m in self.axons.items()}, self.bits, self.out_bound
+
+    def place_best(self, pop: Population, local: np.ndarray) -> np.ndarray:
+        """Place pop in index order or in `local` order, whichever opens fewer cores and,
+        at equal cores, costs less on the cores it lands on: its input axons (what its
+        sources pay in output axons) plus its runs of consecutive compartments (what
+        resources.json records), so that a dense layer whose few zero weights happen to
+        favour another order keeps its one range per core. Index order on a tie.
+        Returns the order used."""
+        plain = np.arange(pop.size)
+        if np.array_equal(local, plain):
+            self.place(pop, plain)
+            return plain
+        first = len(self.cores) - (1 if self.share and self.cores else 0)
+
+        def score() -> tuple[int, int]:
+            cores = self.cores[first:]
+            runs = sum(1 for core in cores for name, _, _ in core.slices if name == pop.name)
+            return len(self.cores), sum(core.input_axons for core in cores) + runs
+
+        before = self._state()
+        self.place(pop, plain)
+        plain_score, plain_state = score(), (self.cores, self.axons, self.bits, self.out_bound)
+        self.cores, self.axons, self.bits, self.out_bound = before
+        self.place(pop, local)
+        if score() < plain_score:
+            return local
+        self.cores, self.axons, self.bits, self.out_bound = plain_state
+        return plain
+
+    def place(self, pop: Population, order: np.ndarray) -> None:
+        inc = _prepare(self.net, pop, order)
+        out_cum = _output_axon_bound(self.net, pop, self.share, order)
         core = self.cores[-1] if (self.share and self.cores) else self._open()
         start = 0
         while start < pop.size:
@@ -266,7 +316,7 @@ class _Placer:
                 continue
             n = max(lo, 1)  # one compartment too big for an empty core: place it anyway
             bits, weights, masks = self._cost(pop, inc, start, start + n)
-            core.slices.append((pop.name, start, start + n))
+            core.slices.extend((pop.name, a, b) for a, b in _runs(order[start : start + n]))
             core.compartments += n
             self.bits += bits
             self.out_bound += int(out_cum[start + n] - out_cum[start])
@@ -277,6 +327,45 @@ class _Placer:
             start += n
             if start < pop.size:
                 core = self._open()
+
+
+def _runs(members: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted compartment indices as [start, stop) runs of consecutive ones."""
+    members = np.sort(members)
+    cut = np.flatnonzero(np.diff(members) != 1) + 1
+    return [(int(run[0]), int(run[-1]) + 1) for run in np.split(members, cut)]
+
+
+def _locality_order(net: Netlist, pop: Population, rank: dict[str, np.ndarray]) -> np.ndarray:
+    """pop's compartments sorted by where their inputs come from: the mean, over the
+    nonzero weights into a compartment, of the source compartment's place in its
+    population's order (as a fraction of that population's size); index on a tie, and
+    a compartment without inputs keeps its index's fraction.
+
+    Compartments that read the same sources get near keys, so a core filled with
+    consecutive ones in this order reads few sources, and a source feeds few of its
+    destination's cores: a convolution's output, channel-major in the netlist, sorts by
+    position (all channels of one position read the same input window). Where every
+    compartment reads (almost) every source the keys carry no locality; `place_best`
+    then keeps index order. The integer sums are exact and the rest elementwise IEEE
+    arithmetic, so the order is the same on every machine."""
+    num = np.zeros(pop.size)
+    cnt = np.zeros(pop.size, np.int64)
+    parts = pop.input_width // pop.size
+    for syn in net.incoming(pop.name):
+        csr = _structure(syn)
+        src_size = csr.shape[1]
+        src_rank = rank.get(syn.src, np.arange(src_size, dtype=np.int64))
+        ones = sparse.csr_matrix(
+            (np.ones(csr.nnz, np.int64), csr.indices, csr.indptr), shape=csr.shape
+        )
+        sums = (ones @ src_rank).reshape(parts, pop.size).sum(axis=0)
+        counts = np.diff(csr.indptr).reshape(parts, pop.size).sum(axis=0)
+        num += sums / src_size
+        cnt += counts
+    own = np.arange(pop.size)
+    key = np.where(cnt > 0, num / np.maximum(cnt, 1), own / max(pop.size, 1))
+    return np.lexsort((own, key))
 
 
 def _count_output_axons(net: Netlist, cores: list[Core]) -> None:
@@ -314,8 +403,10 @@ def map_netlist(net: Netlist, config: TargetConfig) -> Mapping:
     if net.numeric != "int":
         raise UsageError("the Loihi 2 mapping needs a quantized (int) netlist")
     placer = _Placer(net, config)
+    rank: dict[str, np.ndarray] = {}  # population -> each compartment's place in its order
     for pop in net.populations:
-        placer.place(pop)
+        order = placer.place_best(pop, _locality_order(net, pop, rank))
+        rank[pop.name] = np.argsort(order)
     _count_output_axons(net, placer.cores)
     return Mapping(
         cores=placer.cores,
