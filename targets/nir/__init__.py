@@ -28,11 +28,13 @@ from snncompile.errors import CorruptInputError, MissingDependencyError, UsageEr
 from .codec import (
     DEFAULT_DT_S,
     FORMAT,
+    PER_STEP_READ,
     SSM_FORMS,
     check_exportable,
     decode_graph,
     encode_graph,
     graph_difference,
+    imported_from_nir,
     is_ours,
     nir_name,
     s4d_continuous,
@@ -78,8 +80,16 @@ class Build:
         return {"model.nir": lambda path: _nir().write(path, self.nir_graph)}
 
     def manifest(self) -> dict[str, Any]:
-        # A last-step pool is exact without metadata (read at the last step); a mean is not.
-        kinds = sorted({node.op.kind for node in self.graph if not _last_step_pool(node.op)})
+        # A last-step pool is exact without metadata (read at the last step); a mean is
+        # not, except in a graph imported from NIR, where it is written per step.
+        per_step = imported_from_nir(self.graph)
+        kinds = sorted(
+            {
+                node.op.kind
+                for node in self.graph
+                if not (_last_step_pool(node.op) or (per_step and node.op.kind == "pool"))
+            }
+        )
         return {
             "nir": {
                 "file": "model.nir",
@@ -220,6 +230,15 @@ def _op_of(node: Any) -> str:
     return str(ours.get("op", "?")) if isinstance(ours, dict) else "?"
 
 
+def _per_step(node: Any) -> bool:
+    """Whether a NIR node is a pool written as its graph's per-step Output."""
+    meta = getattr(node, "metadata", None)
+    ours = meta.get("snncompile") if isinstance(meta, dict) else None
+    read = ours.get("read") if isinstance(ours, dict) else None
+    read = read.decode() if isinstance(read, bytes) else read
+    return read == PER_STEP_READ
+
+
 def _read_artifact_graph(file: Path) -> tuple[Any, Graph | None]:
     """(the NIR graph in file, read with type checking; the Graph its snncompile metadata
     holds, None if it has none), checked as a re-import checks it (CorruptInputError)."""
@@ -273,7 +292,8 @@ def summarize_artifact(path: str | Path) -> dict[str, Any]:
     for node in nir_graph.nodes.values():
         kind = type(node).__name__
         kinds[kind] = kinds.get(kind, 0) + 1
-    ops = [_op_of(node) for node in nir_graph.nodes.values()]
+    # A pool written per step (a graph imported from NIR) is exact without metadata.
+    ops = [_op_of(node) for node in nir_graph.nodes.values() if not _per_step(node)]
     return {
         "file": "model.nir",
         "nir_version": read_version(file),

@@ -11,20 +11,26 @@ ZOH/bilinear discretization, the GLU's product, the time pooling). The exact op 
 array bit for bit -- is kept in the node's metadata group "snncompile"; decode_graph
 rebuilds the Graph from it and re-encodes it to prove the NIR parameters in the file are
 still the ones computed from that metadata (an edited file is rejected, not trusted).
+A graph imported from another framework's NIR file (sparse_linear, euler_neuron and
+feedback ops) is written as the plain NIR nodes that compute those ops (docs/nir.md,
+"Export to NIR again").
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
 from snncompile.ir import ops
-from snncompile.ir.graph import Graph, Node
+from snncompile.ir.graph import Graph, Node, reachable
+from snncompile.ir.nir_ops import EulerNeuron, Feedback, SparseLinear
 from snncompile.ir.serialize import parse_json
 
 FORMAT = "snncompile-nir"
@@ -35,6 +41,8 @@ DEFAULT_DT_S = 1e-3  # stated in the file; a trained sequence model's steps have
 # discretizing it by the metadata's rule gets our A_bar, B_bar); "euler" = the system whose
 # forward Euler step at dt is our A_bar, B_bar (what Euler-integrating frameworks need).
 SSM_FORMS = ("continuous", "euler")
+# A pool of a graph imported from NIR, written as the per-step Output it came from.
+PER_STEP_READ = "per step, as the NIR Output it was imported from (snncompile's readout averages)"
 
 # What each encoded op tells a consumer that reads the metadata (and docs/targets.md).
 _SEMANTICS = {
@@ -54,6 +62,11 @@ _SEMANTICS = {
     "add": "y = sum of the inputs (NIR sums fan-in)",
     "pool": "reduce over time at the end of the sequence: mean or last",
     "output": "y = x",
+    "sparse_linear": "y_t = W x_t + b (W sparse; a NIR import's composed linear nodes)",
+    "euler_neuron": "u_t = alpha_u u_{t-1} + sum_i x_i(t - lags_i) + R y(t - rec_lag); "
+    "v_t = alpha_v v_{t-1} + u_t + v_bias; s_t = [v_t > theta], then the reset "
+    "(zero, subtract, subtract-delayed) or none (graded, y = v)",
+    "feedback": "y_t = y_source(t - lag), 0 before step lag",
 }
 
 
@@ -69,7 +82,15 @@ def _meta_arrays(op: ops.Op) -> dict[str, Any]:
     """The op's arrays for the metadata group; complex ones as {"real", "imag"}."""
     out: dict[str, Any] = {}
     for key, value in op.arrays().items():
-        if value.dtype.kind == "c":
+        if sparse.issparse(value):  # a CSR matrix as its three arrays, bit for bit
+            csr = value.tocsr()
+            out[key] = {
+                "data": np.array(csr.data),
+                "indices": np.array(csr.indices),
+                "indptr": np.array(csr.indptr),
+                "shape": np.array(csr.shape, dtype=np.int64),
+            }
+        elif value.dtype.kind == "c":
             out[key] = {
                 "real": np.ascontiguousarray(value.real),
                 "imag": np.ascontiguousarray(value.imag),
@@ -228,9 +249,14 @@ def _glu(op: ops.GLU, n_in: int, dt: float) -> Any:
     return nir.NIRGraph(nodes=nodes, edges=edges), False, extra
 
 
-def _pool(op: ops.Pool, n_in: int, dt: float) -> Any:
+def _pool(op: ops.Pool, n_in: int, dt: float, per_step: bool = False) -> Any:
     import nir
 
+    if per_step:
+        # A graph imported from a NIR file: the importer put this pool (our readout
+        # averages over the steps) before the file's Output, which gives a value per step.
+        # Written back as that per-step Output, not as a running sum.
+        return _identity(op, n_in, dt)[0], False, {"read": PER_STEP_READ}
     if op.mode == "mean":
         # An integrator with r = 1/dt: Euler gives the running sum; read at the last step
         # and divided by the number of steps, it is the mean (the division is metadata).
@@ -340,6 +366,155 @@ def _s4d(op: ops.S4D, n_in: int, dt: float, ssm_form: str = "continuous") -> Any
     return nir.NIRGraph(nodes=nodes, edges=edges), True, extra
 
 
+# -- ops of a graph imported from another framework's NIR file ----------------------------
+#
+# The importer (snncompile.frontend.nir_import) discretizes every NIR neuron at dt and
+# composes the linear nodes between two neurons into one sparse matrix. Written back, each
+# becomes the plain NIR node whose forward Euler step at dt is that op again (up to float
+# rounding: the parameters are derived from the op's, e.g. tau = dt / (1 - alpha)), so a
+# NIR consumer, and our own NIR simulator (frontend/nir_sim.py), computes what the
+# imported graph computes; the exact op is in the metadata for our own re-import.
+
+
+def _sparse_linear(op: SparseLinear, n_in: int, dt: float, lag: int = 0) -> Any:
+    import nir
+
+    # The dense weight: NIR has no sparse node and the convolutions the matrix was
+    # composed of are not kept. Exact (the same values, zeros written out).
+    affine = nir.Affine(weight=op.weight.toarray(), bias=np.array(op.bias))
+    if not lag:
+        return affine, True, {}
+    # The neuron reads this node `lag` steps late (a Delay of the original file): a NIR
+    # Delay of lag dt after the Affine. Its value at rest is the Affine's bias, as the
+    # op's (x is 0 before step 0).
+    size = op.weight.shape[0]
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([n_in])}),
+        "affine": affine,
+        "delay": nir.Delay(delay=np.full(size, lag * dt)),
+        "output": nir.Output(output_type={"output": np.array([size])}),
+    }
+    edges = [("input", "affine"), ("affine", "delay"), ("delay", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges), True, {"lag_steps": lag}
+
+
+def euler_neuron_problem(op: EulerNeuron) -> str | None:
+    """Why no plain NIR neuron computes `op` (None if one does): NIR's time constants
+    are positive and finite, so each decay must lie in [0, 1), or be exactly 1 (no leak:
+    IF, I, which have no v_leak) for every neuron of the node."""
+    au, av = op.alpha_u, op.alpha_v
+    if np.any((au < 0) | (au >= 1)):
+        return "a current decay alpha_u outside [0, 1)"
+    if np.any((av < 0) | (av > 1)):
+        return "a voltage decay alpha_v outside [0, 1]"
+    if np.any(av == 1) and not np.all(av == 1):
+        return "leaky and non-leaky neurons in one node (alpha_v 1 and below 1)"
+    if np.all(av == 1) and np.any(au != 0):
+        return "a current feeding a non-leaky voltage (alpha_v 1)"
+    if np.all(av == 1) and np.any(op.v_bias != 0):
+        return "a constant input v_bias on a non-leaky voltage (NIR's I and IF have no v_leak)"
+    return None
+
+
+def _dense(matrix: Any) -> np.ndarray:
+    return np.asarray(matrix.toarray(), dtype=np.float64)
+
+
+def _euler_neuron(op: EulerNeuron, n_in: int, dt: float) -> Any:
+    import nir
+
+    # u_t = alpha_u u + x_t and v_t = alpha_v v + u_t + v_bias are NIR's Euler steps
+    # I += dt/tau_syn (w_in x - I) and v += dt/tau_mem (v_leak - v + r I) with
+    # tau_syn = dt / (1 - alpha_u), w_in = 1 / (1 - alpha_u), tau_mem = dt / (1 - alpha_v),
+    # r = 1 / (1 - alpha_v), v_leak = v_bias / (1 - alpha_v); without a current (alpha_u 0
+    # everywhere) the LIF/LI form; without a leak (alpha_v 1) IF/I with r = 1/dt.
+    problem = euler_neuron_problem(op)
+    if problem is not None:
+        raise UnsupportedError(f"no NIR neuron computes an euler_neuron with {problem}")
+    size = op.theta.size
+    cuba = bool(np.any(op.alpha_u != 0))
+    leaky = bool(np.all(op.alpha_v < 1))
+    with np.errstate(divide="ignore", invalid="ignore"):  # alpha_v 1: IF and I, not these
+        tau_mem = dt / (1.0 - op.alpha_v)
+        r = 1.0 / (1.0 - op.alpha_v)
+        v_leak = op.v_bias / (1.0 - op.alpha_v)
+    tau_syn = dt / (1.0 - op.alpha_u)
+    w_in = 1.0 / (1.0 - op.alpha_u)
+    theta, zero = np.array(op.theta), _zeros(size)
+    subtract = op.reset in ("subtract", "subtract-delayed")
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    if subtract:
+        # NIR neurons reset to a constant. As for reset_refractory: a membrane that never
+        # resets (LI, or I without a leak), a Threshold, and the spike fed back one step
+        # late (NIR's recurrent edge) through a Scale into the membrane: k s_{t-1} with
+        # k = -alpha_v theta (subtract: v_t = m_t - theta s_t, so m_{t+1} = alpha_v m_t
+        # - alpha_v theta s_t + ...) or k = -theta (snnTorch's subtract-delayed). A current
+        # is a LI of its own before the membrane, so that the reset enters v, not I.
+        if cuba:
+            nodes["current"] = nir.LI(tau=tau_syn, r=w_in, v_leak=_zeros(size))
+            edges.append(("current", "membrane"))
+        if leaky:
+            nodes["membrane"] = nir.LI(tau=tau_mem, r=r, v_leak=v_leak)
+        else:
+            nodes["membrane"] = nir.I(r=np.full(size, 1.0 / dt))
+        k = -op.alpha_v * theta if op.reset == "subtract" else -theta
+        nodes["spike"] = nir.Threshold(threshold=theta)
+        nodes["reset"] = nir.Scale(scale=k)
+        edges += [("membrane", "spike"), ("spike", "reset"), ("reset", "membrane")]
+        entry, out = ("current" if cuba else "membrane"), "spike"
+    else:
+        spiking = op.reset == "zero"
+        if cuba:
+            fields = dict(tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=v_leak, w_in=w_in)
+            neuron = (
+                nir.CubaLIF(**fields, v_threshold=theta, v_reset=zero)
+                if spiking
+                else nir.CubaLI(**fields)
+            )
+        elif leaky:
+            fields = dict(tau=tau_mem, r=r, v_leak=v_leak)
+            neuron = (
+                nir.LIF(**fields, v_threshold=theta, v_reset=zero) if spiking else nir.LI(**fields)
+            )
+        else:
+            rate = np.full(size, 1.0 / dt)
+            neuron = nir.IF(r=rate, v_threshold=theta, v_reset=zero) if spiking else nir.I(r=rate)
+        nodes["neuron"] = neuron
+        entry = out = "neuron"
+    recurrent = op.rec_weight.count_nonzero() > 0
+    extra = {"spike_test": ">", "reset": op.reset}
+    if not recurrent and not subtract:
+        return nodes["neuron"], True, extra
+    if recurrent:
+        # y -> R -> the neuron's input: NIR's recurrent edge is the first step of rec_lag,
+        # a Delay the rest.
+        nodes["recurrent"] = nir.Linear(weight=_dense(op.rec_weight))
+        edges.append((out, "recurrent"))
+        if op.rec_lag > 1:
+            nodes["recurrent_delay"] = nir.Delay(delay=np.full(size, (op.rec_lag - 1) * dt))
+            edges += [("recurrent", "recurrent_delay"), ("recurrent_delay", entry)]
+        else:
+            edges.append(("recurrent", entry))
+    nodes["input"] = nir.Input(input_type={"input": np.array([size])})
+    nodes["output"] = nir.Output(output_type={"output": np.array([size])})
+    edges = [("input", entry), *edges, (out, "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges), True, extra
+
+
+def _feedback(op: Feedback, n_in: int, dt: float) -> Any:
+    import nir
+
+    # The edge source -> this node closes a loop, so NIR's convention (the edge closing a
+    # cycle carries the previous step) gives the first step of the lag; a Delay the rest.
+    # encode_graph checks that the NIR graph's cycles close here (_check_loops).
+    if op.lag == 1:
+        node = nir.Scale(scale=_ones(op.size))
+    else:
+        node = nir.Delay(delay=np.full(op.size, (op.lag - 1) * dt))
+    return node, False, {"carries": f"the output of {op.source} {op.lag} step(s) late"}
+
+
 _ENCODERS: dict[type[ops.Op], Callable[..., Any]] = {
     ops.Input: _input,
     ops.Output: _output,
@@ -355,6 +530,9 @@ _ENCODERS: dict[type[ops.Op], Callable[..., Any]] = {
     ops.GLU: _glu,
     ops.Pool: _pool,
     ops.S4D: _s4d,
+    SparseLinear: _sparse_linear,
+    EulerNeuron: _euler_neuron,
+    Feedback: _feedback,
 }
 
 # Who takes what the NIR encoding cannot (for the UnsupportedError message).
@@ -380,20 +558,56 @@ def supported_ops() -> list[str]:
     return sorted(cls.kind for cls in _ENCODERS)
 
 
+def imported_from_nir(graph: Graph) -> bool:
+    """Whether the graph is a NIR import's (its Output values are per step in the file)."""
+    return graph.meta.get("source") == "nir"
+
+
+def input_lags(graph: Graph) -> dict[str, int]:
+    """sparse_linear node -> the lag (>= 1) the euler_neuron it feeds reads it with.
+    UnsupportedError where a lag sits on an input that is no sparse_linear node read by
+    that neuron alone (the importer makes none such): its NIR Delay has no node to go in."""
+    readers: dict[str, list[tuple[str, int]]] = {}
+    for node in graph:
+        lags = node.op.lags if isinstance(node.op, EulerNeuron) else [0] * len(node.inputs)
+        for src, lag in zip(node.inputs, lags, strict=True):
+            readers.setdefault(src, []).append((node.name, int(lag)))
+    out: dict[str, int] = {}
+    for src, reads in readers.items():
+        lagged = [lag for _, lag in reads if lag]
+        if not lagged:
+            continue
+        if len(reads) > 1 or not isinstance(graph.node(src).op, SparseLinear):
+            raise UnsupportedError(
+                f"no NIR encoding for {src!r} read {lagged[0]} step(s) late by "
+                f"{reads[0][0]!r}: a lag is written as a NIR Delay inside the sparse_linear "
+                "node that feeds one neuron alone"
+            )
+        out[src] = lagged[0]
+    return out
+
+
 def check_exportable(graph: Graph) -> None:
     """UnsupportedError (exit 4), one line naming every node NIR cannot take."""
     bad = [node for node in graph if type(node.op) not in _ENCODERS]
     if not bad:
+        neurons = [
+            f"{node.name} ({problem})"
+            for node in graph
+            if isinstance(node.op, EulerNeuron)
+            and (problem := euler_neuron_problem(node.op)) is not None
+        ]
+        if neurons:
+            raise UnsupportedError(
+                f"no NIR neuron computes the euler_neuron node(s) {'; '.join(neurons)}"
+            )
+        input_lags(graph)
         return
     kinds = sorted({node.op.kind for node in bad})
     where = "; ".join(f"{kind}: {_taken_elsewhere(kind)}" for kind in kinds)
     names = ", ".join(f"{node.name} ({node.op.kind}{_detail(node.op)})" for node in bad)
-    # These ops come only from importing another framework's NIR graph, whose node names
-    # the message shows as the import made them ("1<input").
-    imported = set(kinds) & {"sparse_linear", "euler_neuron", "feedback"}
-    why = " (a graph imported from another framework's NIR file)" if imported else ""
     raise UnsupportedError(
-        f"no NIR encoding for {names}{why}; the nir target takes "
+        f"no NIR encoding for {names}; the nir target takes "
         f"{', '.join(supported_ops())}; targets that take them: {where}"
     )
 
@@ -412,13 +626,22 @@ def encode_node(
     dt: float,
     extra: dict[str, Any] | None = None,
     ssm_form: str = "continuous",
+    *,
+    lag: int = 0,
+    per_step_pool: bool = False,
 ) -> Any:
-    """One Graph node as a NIR node (or NIRGraph) with its snncompile metadata."""
+    """One Graph node as a NIR node (or NIRGraph) with its snncompile metadata. lag: the
+    steps its (euler_neuron) reader delays it by (input_lags); per_step_pool: a pool
+    becomes the per-step Output of the NIR file the graph was imported from."""
     encoder = _ENCODERS.get(type(node.op))
     if encoder is None:
         raise UnsupportedError(f"no NIR encoding for {node.name} ({node.op.kind})")
     if isinstance(node.op, ops.S4D):
         nir_node, store_arrays, more = _s4d(node.op, n_in, dt, ssm_form)
+    elif isinstance(node.op, SparseLinear):
+        nir_node, store_arrays, more = _sparse_linear(node.op, n_in, dt, lag)
+    elif isinstance(node.op, ops.Pool):
+        nir_node, store_arrays, more = _pool(node.op, n_in, dt, per_step_pool)
     else:
         nir_node, store_arrays, more = encoder(node.op, n_in, dt)
     if len(set(node.inputs)) < len(node.inputs):
@@ -454,13 +677,14 @@ def encode_graph(
             raise UnsupportedError(f"node names {node.name!r} and another both map to {name!r}")
         names[node.name] = name
     nodes: dict[str, Any] = {}
-    edges: list[tuple[str, str]] = []
+    lags, per_step = input_lags(graph), imported_from_nir(graph)
     for node in graph:
         n_in = graph.size(node.inputs[0]) if node.inputs else 0
         extra = (node_extra or {}).get(node.name)
-        nodes[names[node.name]] = encode_node(node, n_in, dt, extra, ssm_form)
-        for src in dict.fromkeys(node.inputs):  # an input read twice is one NIR edge
-            edges.append((names[src], names[node.name]))
+        nodes[names[node.name]] = encode_node(
+            node, n_in, dt, extra, ssm_form, lag=lags.get(node.name, 0), per_step_pool=per_step
+        )
+    edges = [(names[src], names[dst]) for src, dst in graph_edges(graph)]
     metadata = {
         "snncompile_format": FORMAT,
         "snncompile_version": VERSION,
@@ -473,7 +697,91 @@ def encode_graph(
         "node exactly except those whose metadata says lost_without_metadata",
         **(graph_extra or {}),
     }
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
+    nir_graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
+    if any(isinstance(node.op, Feedback) for node in graph):
+        _check_loops(graph, nir_graph, names)
+    return nir_graph
+
+
+def graph_edges(graph: Graph) -> list[tuple[str, str]]:
+    """The NIR edges of a Graph: one per distinct input of each node (NIR edges are a
+    set), and source -> node for a feedback node (the edge that closes its loop). With
+    feedback nodes, in the order that makes a depth-first search reach each loop's
+    neuron before the node that feeds it back (_loop_first)."""
+    edges = []
+    closing = []
+    for node in graph:
+        if isinstance(node.op, Feedback):
+            closing.append((node.op.source, node.name))
+            edges.append(closing[-1])
+        for src in dict.fromkeys(node.inputs):  # an input read twice is one NIR edge
+            edges.append((src, node.name))
+    return _loop_first(graph, edges, closing) if closing else edges
+
+
+def _loop_first(
+    graph: Graph, edges: list[tuple[str, str]], closing: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """`edges` ordered so that a node's successors leading to an earlier loop target
+    (a neuron that reads a feedback node) come first. A reader's depth-first search
+    from the Input follows a node's edges in file order; taking the way to the neuron a
+    loop returns to before the way to the node that feeds it back puts that neuron on
+    the search's stack when the feedback edge is met, so the cycle closes there, where
+    the graph delays it (_check_loops verifies; graph order alone did not, for an input
+    reaching the feeding node by a path that avoids the target)."""
+    position = {node.name: i for i, node in enumerate(graph)}
+    path = {fb for _, fb in closing}  # the feedback nodes and the nodes reading them
+    path |= {dst for src, dst in edges if src in path}
+    targets = {
+        dst for src, dst in edges if src in path and isinstance(graph.node(dst).op, EulerNeuron)
+    }
+    forward = [e for e in edges if e not in closing]
+    first = {
+        name: min((position[t] for t in reachable(forward, name) & targets), default=len(graph))
+        for name in position
+    }
+    return sorted(edges, key=lambda e: first[e[1]])
+
+
+def _check_loops(graph: Graph, nir_graph: Any, names: dict[str, str]) -> None:
+    """UnsupportedError unless the NIR graph's cycles close where the Graph's feedback
+    nodes are. NIR does not mark recurrent edges: a reader (nir_sim, the importer,
+    nirtorch) takes the edge that closes a cycle in its depth-first search from the Input
+    to carry the previous step. So each feedback node's path (the node, the sparse_linear
+    nodes reading it) must end in exactly one such edge, and no other edge may be one
+    but those inside a neuron's own subgraph (its reset and self-recurrence), or the
+    file's one-step delay would sit elsewhere in the loop."""
+    from snncompile.frontend.nir_graph import FlatNir, forward_order
+
+    from .plain import flatten
+
+    flat_nodes, flat_edges = flatten(nir_graph)
+    start, end = names[graph.input.name], names[graph.output.name]
+    _, back = forward_order(FlatNir(flat_nodes, flat_edges, set(), start, end))
+    owner: dict[str, str] = {}  # a NIR node of a feedback's path -> the feedback node
+    for node in graph:
+        if isinstance(node.op, Feedback):
+            owner[names[node.name]] = node.name
+    for node in graph:
+        if isinstance(node.op, SparseLinear) and names.get(node.inputs[0], "") in owner:
+            owner[names[node.name]] = owner[names[node.inputs[0]]]
+    neurons = {names[n.name] for n in graph if isinstance(n.op, EulerNeuron)}
+    closed = dict.fromkeys(sorted({name for name in owner.values()}), 0)
+    for src, dst in sorted(back):
+        a, b = src.split("/")[0], dst.split("/")[0]
+        if a == b and a in neurons:
+            continue
+        if a in owner and b not in owner:
+            closed[owner[a]] += 1
+            continue
+        closed[f"edge {src} -> {dst}"] = 0
+    wrong = [name for name, count in closed.items() if count != 1]
+    if wrong:
+        raise UnsupportedError(
+            f"no NIR encoding for the loop(s) through {', '.join(wrong)}: NIR's recurrent "
+            "edge (the one closing a cycle in a depth-first search from the Input) would "
+            "not fall where the graph's feedback node delays it"
+        )
 
 
 def _json_default(value: Any) -> Any:
@@ -500,7 +808,20 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _array(value: Any, where: str) -> np.ndarray:
+def _array(value: Any, where: str) -> Any:
+    if isinstance(value, dict) and set(value) == {"data", "indices", "indptr", "shape"}:
+        data, indices, indptr = (
+            _array(value[k], f"{where}.{k}") for k in ("data", "indices", "indptr")
+        )
+        shape = _array(value["shape"], f"{where}.shape")
+        if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" or shape.shape != (2,):
+            raise CorruptInputError(f"{where}: not a sparse matrix")
+        try:
+            matrix = sparse.csr_matrix((data, indices, indptr), shape=tuple(int(n) for n in shape))
+            matrix.check_format(full_check=True)
+        except (ValueError, TypeError) as exc:
+            raise CorruptInputError(f"{where}: invalid sparse matrix ({exc})") from None
+        return matrix
     if isinstance(value, dict) and set(value) == {"real", "imag"}:
         real, imag = _array(value["real"], where), _array(value["imag"], where)
         if real.shape != imag.shape:
@@ -593,23 +914,40 @@ def decode_graph(nir_graph: Any) -> Graph:
 
 def _check_consistent(graph: Graph, nir_graph: Any, dt: float) -> None:
     """Re-encode and compare: edges, node types and every NIR parameter, bit for bit."""
-    expected = {(nir_name(src), nir_name(node.name)) for node in graph for src in node.inputs}
+    expected = {(nir_name(src), nir_name(dst)) for src, dst in graph_edges(graph)}
     if {(a, b) for a, b in nir_graph.edges} != expected:
         raise CorruptInputError("the NIR edges do not match the snncompile metadata")
+    try:
+        lags = input_lags(graph)
+    except UnsupportedError as exc:
+        raise CorruptInputError(f"the graph in the snncompile metadata: {exc}") from None
+    per_step = imported_from_nir(graph)
     for node in graph:
         n_in = graph.size(node.inputs[0]) if node.inputs else 0
         stored = nir_graph.nodes[nir_name(node.name)]
         form = _text(getattr(stored, "metadata", {}).get(META, {}).get("ssm_form", "continuous"))
         if form not in SSM_FORMS:
             raise CorruptInputError(f"NIR node {nir_name(node.name)!r}: unknown ssm_form {form!r}")
-        with np.errstate(all="ignore"):  # a file's values may overflow; compared below
-            fresh = encode_node(node, n_in, dt, ssm_form=form)
+        with np.errstate(all="ignore"), _edited(nir_name(node.name)):  # compared below
+            fresh = encode_node(
+                node, n_in, dt, ssm_form=form, lag=lags.get(node.name, 0), per_step_pool=per_step
+            )
         problem = _differs(fresh, stored)
         if problem:
             raise CorruptInputError(
                 f"NIR node {nir_name(node.name)!r} ({problem}) no longer matches its snncompile "
                 "metadata: the file was edited after it was exported"
             )
+
+
+@contextmanager
+def _edited(name: str) -> Iterator[None]:
+    """An op from a file's metadata that has no NIR encoding (a decay edited to 1.5): the
+    file was edited (exit 6), not a model we cannot export."""
+    try:
+        yield
+    except UnsupportedError as exc:
+        raise CorruptInputError(f"NIR node {name!r}: {exc}") from None
 
 
 def _differs(fresh: Any, stored: Any) -> str | None:
@@ -682,6 +1020,10 @@ def graph_difference(a: Graph, b: Graph, *, rederived: bool = False) -> str | No
             return f"node {x.name!r}: array names differ"
         for key, value in xa.items():
             other = ya[key]
+            if sparse.issparse(value) or sparse.issparse(other):
+                if not _same_sparse(value, other, rederived):
+                    return f"node {x.name!r}: {key} differs"
+                continue
             if value.dtype != other.dtype or value.shape != other.shape:
                 return f"node {x.name!r}: {key} dtype/shape differ"
             if rederived:
@@ -691,3 +1033,19 @@ def graph_difference(a: Graph, b: Graph, *, rederived: bool = False) -> str | No
             if not same:
                 return f"node {x.name!r}: {key} differs"
     return None
+
+
+def _same_sparse(a: Any, b: Any, rederived: bool) -> bool:
+    """Two CSR matrices hold the same entries in the same places: data as
+    graph_difference compares arrays, indices and indptr by value (their integer width
+    is scipy's choice)."""
+    if not (sparse.issparse(a) and sparse.issparse(b)) or a.shape != b.shape:
+        return False
+    a, b = a.tocsr(), b.tocsr()
+    if not (np.array_equal(a.indices, b.indices) and np.array_equal(a.indptr, b.indptr)):
+        return False
+    if a.data.dtype != b.data.dtype or a.data.shape != b.data.shape:
+        return False
+    if rederived:
+        return rederived_equal(b.data, a.data)
+    return a.data.tobytes() == b.data.tobytes()
