@@ -34,13 +34,13 @@ from .codec import (
     decode_graph,
     encode_graph,
     graph_difference,
-    imported_from_nir,
     is_ours,
     nir_name,
     s4d_continuous,
     s4d_euler,
     supported_ops,
 )
+from .imported import imported_from_nir
 
 if TYPE_CHECKING:
     from snncompile.compiler import Compiled
