@@ -248,6 +248,23 @@ def test_glu_table_interpolation_matches_oracle():
     assert result.traces["p"][0, :, 0].tolist() == expected
 
 
+def test_glu_output_rounds_toward_zero_for_a_negative_a0():
+    """out = sat_G(tz(a0 g, out_shift)) (docs/numerics.md "glu"), computed by hand on the
+    table above: a1 = -25 gives x = 15, i = 0, f = 15, g = 0 + tz(100 * 15, 4) = 93, and
+    tz(-1000 * 93, 12) = -22 (a floor gives -23); a1 = 7 gives x = 47, i = 2, f = 15,
+    g = 2048 + tz(1952 * 15, 4) = 3878, and tz(-3878000, 12) = -946 (floor: -947)."""
+    params = {
+        "pwl_x0": np.array(-40),
+        "pwl_shift": np.array(4),
+        "pwl_table_q12": np.array([0, 100, 2048, 4000, 4096]),
+        "out_shift": np.array(12),
+    }
+    net = _single("glu", 1, params, {"gate": "sigmoid"})
+    x = np.array([[[-1000, -25], [1000, -25], [-1000, 7], [1000, 7]]], dtype=float)
+    result = simulate(net, x, record=True)
+    assert result.traces["p"][0, :, 0].tolist() == [-22, 22, -946, 946]
+
+
 def test_tz_shift_rounds_toward_zero():
     x = np.array([-7, -4, -1, 0, 1, 4, 7])
     assert tz_shift(x, 2).tolist() == [-1, -1, 0, 0, 0, 1, 1]
@@ -440,3 +457,69 @@ def test_float_cuba_lif_at_its_threshold_does_not_spike():
     net = side_by_side([cuba], numeric="float64")
     result = simulate(net, np.array([[[1.0], [0.5000001], [0.0]]]), record=True)
     np.testing.assert_array_equal(result.traces["cuba"].ravel(), [0.0, 1.0, 0.0])
+
+
+def test_float_lif_spikes_exactly_at_its_threshold():
+    """Float lif's test is `>=` (SpikingSSM; docs/numerics.md "lif"), unlike the strict
+    integer test: v = tau v + a lands exactly on vth = 1 at steps 0 and 2 (0.5 * 0.5 +
+    0.75 = 1) and spikes, resetting to 0; 0.5 just below it does not."""
+    from netlists import side_by_side
+
+    lif = Population("lif", "lif", 1, {"tau": np.asarray(0.5), "vth": np.asarray(1.0)})
+    net = side_by_side([lif], numeric="float64")
+    x = np.array([[[1.0], [0.5], [0.75], [0.0]]])
+    result = simulate(net, x, record=True, record_internals=True)
+    np.testing.assert_array_equal(result.traces["lif"].ravel(), [1.0, 0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(result.traces["lif.v"].ravel(), [0.0, 0.5, 0.0, 0.0])
+
+
+def test_float_reset_refractory_at_its_threshold_does_not_spike():
+    """Float reset_refractory: m = beta v + a, s = [m > theta] (strict), v' = m - (theta +
+    rho) s. m = 1 = theta at step 0 stays; m = 0.5 + 1.5 = 2 spikes and leaves
+    2 - (1 + 0.5) = 0.5, which decays to 0.25."""
+    from netlists import side_by_side
+
+    params = {"beta": [0.5], "theta": [1.0], "rho": [0.5]}
+    rr = Population("rr", "reset_refractory", 1, {k: np.asarray(v) for k, v in params.items()})
+    net = side_by_side([rr], numeric="float64")
+    result = simulate(net, np.array([[[1.0], [1.5], [0.0]]]), record=True, record_internals=True)
+    np.testing.assert_array_equal(result.traces["rr"].ravel(), [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(result.traces["rr.v"].ravel(), [1.0, 0.5, 0.25])
+
+
+@pytest.mark.parametrize("stored", ["dense", "sparse"])
+def test_a_synapse_sum_of_exactly_2_31_wraps_to_minus_2_31(stored: str) -> None:
+    """wrap32 (docs/numerics.md "Time and synapses") maps 2^31 itself to -2^31, as Lava's
+    int32 accumulator does: 2 * 2^30 is the only sum and it is exactly 2^31. The
+    accumulator then clips -2^31 to its 32-bit message, -(2^31 - 1); 2^31 - 1 is one wrap
+    short and stays."""
+    fmt = Formats(message_bits=32, state_bits=32)
+    weight = np.array([[2.0]])
+    net = Netlist(
+        (
+            Population("in", "input", 1),
+            Population("p", "accumulator", 1),
+            Population("out", "readout", 1, attrs={"mode": "last"}),
+        ),
+        (
+            Synapse("in->p", "in", "p", weight if stored == "dense" else sparse.csr_matrix(weight)),
+            Synapse("p->out", "p", "out", np.eye(1)),
+        ),
+        numeric="int",
+        formats=fmt,
+    )
+    x = np.array([[[2.0**30], [2.0**30 - 1], [-(2.0**30)]]])
+    result = simulate(net, x, record=True)
+    assert result.traces["p"][0, :, 0].tolist() == [-(2**31) + 1, 2**31 - 2, -(2**31) + 1]
+    assert result.events == {"in->p": 1, "p": 2}
+
+
+def test_input_rounds_half_to_even():
+    """x_int = round_half_even(x / input_scale) (docs/numerics.md "input"): with a scale of
+    0.5, 0.25 -> 0.5 -> 0, 0.75 -> 1.5 -> 2, 1.25 -> 2.5 -> 2, -0.25 -> -0.5 -> 0 and
+    -0.75 -> -1.5 -> -2 (half-up would give 1, 2, 3, 0, -1)."""
+    net = _single("accumulator", 1, {})
+    net = Netlist(net.populations, net.synapses, "int", input_scale=0.5)
+    x = np.array([[[0.25], [0.75], [1.25], [-0.25], [-0.75]]])
+    result = simulate(net, x, record=True)
+    assert result.traces["p"][0, :, 0].tolist() == [0, 2, 2, 0, -2]
