@@ -578,3 +578,61 @@ def test_wrapping_sums_from_an_input_an_accumulator_and_a_glu_narrow_those_sourc
     unit = 2.0 ** np.array([pops[s]["out_scale_log2"] for s in ("in", "sum")])
     assert error[:2].max() <= WIDE_SUM_FAN_IN * unit[0] / 2 + unit[1]
     assert error[2] < 1e-3 * np.abs(float_logits[:, 2]).max()  # the GLU's table, no wrap
+
+
+def test_a_peak_of_a_power_of_two_keeps_its_headroom_inside_the_range():
+    """A graded scale 2**k is the smallest with peak 2**headroom_bits / 2**k <= 2**(act_bits
+    - 1) - 1: a peak of exactly 1.0 at the defaults needs 4 / 2**k <= 32767, so k = -12
+    (4.0 at 16384). 2**-13 would put 4.0 at 32768, one past the 16-bit range."""
+    net = side_by_side([pop("acc", "accumulator", 1)], numeric="float64")
+    x = np.array([[[1.0], [-0.5], [0.25]]])
+    qnet, report = quantize(net, x)
+    assert qnet.input_scale == 2.0**-12
+    assert report.populations["acc"]["in_scale_log2"] == -12
+
+
+def test_an_ssms_coefficients_round_to_nearest_on_their_scales():
+    """a_q = round(a 2**F) and b_q = round(b 2**(F + in - state)) (docs/numerics.md, ssm:
+    the input's scale 2**in and the states' 2**state, from the report), signs kept."""
+    net, x = _ssm_net([1.0, -0.7, 0.3], b_im=[0.45, -0.2, 0.8]), _ssm_inputs([1.0, 1.0, 1.0])
+    qnet, report = quantize(net, x)
+    params, float_params = qnet.population("ssm").params, net.population("ssm").params
+    scales = report.populations["ssm"]
+    frac = qnet.formats.ssm_frac_bits
+    gain = 2.0 ** (frac + scales["in_scale_log2"] - scales["state_scale_log2"])
+    assert not params["frac_cut"].any()
+    for name, scale in (("a_re", 2.0**frac), ("a_im", 2.0**frac), ("b_re", gain), ("b_im", gain)):
+        exact = float_params[name] * scale
+        np.testing.assert_array_equal(params[f"{name}_q"], np.rint(exact), err_msg=name)
+        assert np.any(np.rint(exact) != np.trunc(exact)), name  # not vacuous
+
+
+def test_a_glu_table_has_knots_every_quarter_over_minus_8_to_8():
+    """Sigmoid's table: knots spaced 0.25 over [-8, 8] (docs/numerics.md, glu), 65 of
+    them, on an input scale 2**in that divides 0.25: pwl_x0 2**in = -8, 2**(pwl_shift +
+    in) = 0.25, and each entry round(sigmoid(knot) 4096)."""
+    net = side_by_side([pop("glu", "glu", 2, {"gate": "sigmoid"})], numeric="float64")
+    x = np.random.default_rng(0).uniform(-3.0, 3.0, size=(4, 16, 4))
+    qnet, report = quantize(net, x)
+    params = qnet.population("glu").params
+    unit = 2.0 ** report.populations["glu"]["in_scale_log2"]
+    assert unit <= 0.25
+    assert float(params["pwl_x0"]) * unit == -8.0
+    assert 2.0 ** float(params["pwl_shift"]) * unit == 0.25
+    knots = -8.0 + 0.25 * np.arange(65)
+    expected = np.rint(4096 / (1 + np.exp(-knots)))
+    np.testing.assert_array_equal(params["pwl_table_q12"], expected)
+
+
+def test_a_subtractive_reset_rounds_vsub_to_nearest():
+    """cuba_lif_sub: vsub_int = round(vsub T) with T = vth_int / vth (docs/numerics.md):
+    snnTorch's delayed reset subtracts vth / beta = 1 / 0.7 thresholds."""
+    vsub = 1 / 0.7
+    neuron = pop("sub", "cuba_lif_sub", 2, alpha_u=0.5, alpha_v=0.7, vth=1.0, vsub=vsub)
+    net = side_by_side([neuron], numeric="float64")
+    x = np.random.default_rng(0).uniform(0.0, 0.5, size=(4, 16, 2))
+    qnet, _ = quantize(net, x)
+    params = qnet.population("sub").params
+    threshold = float(params["vth"])
+    assert float(params["vsub"]) == round(vsub * threshold)
+    assert round(vsub * threshold) != math.floor(vsub * threshold)  # not vacuous
