@@ -303,10 +303,28 @@ def export_float(
     if not np.isfinite(expected).all():  # logits no check can compare
         raise UsageError(f"{overflowed}: its logits hold inf or NaN")
     actual = run_float(_session_or_refusal(model_bytes, dtype), x).logits
-    scale = float(np.abs(expected).max())
-    error = float(np.abs(actual - expected).max()) / max(scale, np.finfo(np.float64).tiny)
+    error = _relative_error(actual, expected)
+    described = "the PyTorch model's forward over each whole sequence, S4D by its recurrence"
+    if not error <= RELATIVE_TOLERANCE and dtype != "float64":
+        # The float32 PyTorch run is an approximation of the model too: a GSU's ternary
+        # threshold (0.15 of the largest |y|) or a spike decided by its last bits flips
+        # it alone, 3.7e-05 from a float32 step graph that is within 1.8e-06 of the
+        # float64 forward (3 GSU blocks, prenorm, last-step pooling; helper-98). The
+        # float64 forward of the same weights decides then.
+        with torch.no_grad():
+            exact = reference.double()(torch.from_numpy(x).double()).numpy()
+        exact_error = _relative_error(actual, exact)
+        if exact_error <= RELATIVE_TOLERANCE:
+            expected, error = exact, exact_error
+            described = f"{described}, in float64 (the {dtype} forward differed by rounding)"
+        else:
+            raise EquivalenceError(
+                f"float ONNX export differs from PyTorch: max relative logit error "
+                f"{error:.3g} ({dtype} forward), {exact_error:.3g} (float64) > "
+                f"{RELATIVE_TOLERANCE:g} on {x.shape[0]} sequence(s) of {x.shape[1]} steps"
+            )
     check = {
-        "reference": "the PyTorch model's forward over each whole sequence, S4D by its recurrence",
+        "reference": described,
         "sequences": int(x.shape[0]),
         "steps": int(x.shape[1]),
         "max_relative_error": error,
@@ -343,6 +361,12 @@ def export_float(
         "check.npz": lambda path: write_npz(path, {"x": x, "logits": expected}),
     }
     return _write_dir(out, writers, manifest, overwrite)
+
+
+def _relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max |actual - expected| over max |expected| (the check's criterion)."""
+    scale = float(np.abs(expected).max())
+    return float(np.abs(actual - expected).max()) / max(scale, np.finfo(np.float64).tiny)
 
 
 def check_float_output(out_dir: str | os.PathLike[str], overwrite: bool) -> Path:
