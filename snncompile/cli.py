@@ -383,7 +383,17 @@ def _quant_config(kw: dict):
     ctx = click.get_current_context()
     given = [ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE for name in names]
     with _fields_as_options(names):
-        return QuantConfig(**values) if any(given) else None
+        try:
+            return QuantConfig(**values) if any(given) else None
+        except UsageError as exc:
+            if not str(exc).startswith("act_bits ") or given[names.index("act_bits")]:
+                raise
+            # "--act-bits must be in [2, --message-bits = 12], got 16" named a value the
+            # user never typed: --message-bits alone went below --act-bits' default.
+            raise UsageError(
+                f"--message-bits {values['message_bits']} is below --act-bits' default "
+                f"{values['act_bits']}: give --act-bits {values['message_bits']} or less too"
+            ) from None
 
 
 @contextlib.contextmanager

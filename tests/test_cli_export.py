@@ -423,6 +423,17 @@ BAD_INPUTS = {
         2,
         r"--message-bits must be an integer in \[2, 32\], got 1",
     ),
+    # It read "--act-bits must be in [2, --message-bits = 12], got 16": a value never typed.
+    "message bits below the act bits' default": (
+        lambda t: [small_checkpoint(t / "m.pt"), "--state-bits", "12", "--message-bits", "12"],
+        2,
+        r"--message-bits 12 is below --act-bits' default 16: give --act-bits 12 or less too$",
+    ),
+    "act bits given above the message bits": (
+        lambda t: [small_checkpoint(t / "m.pt"), "--message-bits", "8", "--act-bits", "10"],
+        2,
+        r"--act-bits must be in \[2, --message-bits = 8\], got 10$",
+    ),
     "bad bit width": (
         lambda t: [small_checkpoint(t / "m.pt"), "--weight-bits", "9"],
         2,
