@@ -178,6 +178,9 @@ class _Translator:
         # None: the value of a refused call (already reported; its consumers are skipped)
         self.values: dict[fx.Node, _Value | None] = {}
         self.offenders: list[str] = []
+        # Whether an offender is a module or function with no handler at all: only then
+        # does the list of what is supported help (not for a causal-only setting).
+        self.unknown_parts = False
         self.output_name: str | None = None
         # IR name -> fx node, for Add nodes that a later add may absorb (chain flattening)
         self._adds: dict[str, fx.Node] = {}
@@ -243,6 +246,7 @@ class _Translator:
             if handler is None:
                 reason = self.tracer.untraceable.get(str(node.target))
                 reason = f"cannot trace its forward ({reason})" if reason else "not supported"
+                self.unknown_parts = True
                 self._refuse(node, label, reason)
                 return
             check = _INTRINSIC_CHECKS.get(type(module))
@@ -257,6 +261,7 @@ class _Translator:
         where = _scope(node) or "the model's forward"
         label = f"{_target_name(node)} in {where}"
         if handler_fn is None:
+            self.unknown_parts = True
             self._refuse(node, label, "not supported")
             return
         check_fn = _FUNCTION_CHECKS.get(handler_fn)
@@ -757,7 +762,8 @@ def _trace(
         count = len(translator.offenders)
         exc = UnsupportedError(
             f"the model has {count} unsupported part{'s' if count > 1 else ''}: "
-            f"{'; '.join(translator.offenders)}. Supported: {SUPPORTED}"
+            f"{'; '.join(translator.offenders)}"
+            + (f". Supported: {SUPPORTED}" if translator.unknown_parts else "")
         )
         exc.offenders = list(translator.offenders)  # type: ignore[attr-defined]
         raise exc
