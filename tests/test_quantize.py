@@ -636,3 +636,16 @@ def test_a_subtractive_reset_rounds_vsub_to_nearest():
     threshold = float(params["vth"])
     assert float(params["vsub"]) == round(vsub * threshold)
     assert round(vsub * threshold) != math.floor(vsub * threshold)  # not vacuous
+
+
+def test_message_bits_below_the_act_bits_default_says_to_pass_act_bits() -> None:
+    """QuantConfig(message_bits=12) said only 'act_bits must be in [2, message_bits = 12],
+    got 16', a value the caller never passed."""
+    from snncompile.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"got 16 \(its default\): pass act_bits=12 or less"):
+        QuantConfig(message_bits=12)
+    with pytest.raises(UsageError) as info:
+        QuantConfig(message_bits=12, act_bits=14)
+    assert str(info.value) == "act_bits must be in [2, message_bits = 12], got 14"
+    assert QuantConfig(message_bits=12, act_bits=12).act_bits == 12

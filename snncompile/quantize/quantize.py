@@ -110,8 +110,16 @@ class QuantConfig:
         except InvalidGraphError as exc:
             raise UsageError(str(exc)) from None
         if not 2 <= self.act_bits <= self.message_bits:
+            # message_bits alone below 16 meets act_bits' default: say so, not only "got 16"
+            default = QuantConfig.__dataclass_fields__["act_bits"].default
+            hint = (
+                f" (its default): pass act_bits={self.message_bits} or less with it"
+                if self.act_bits == default
+                else ""
+            )
             raise UsageError(
-                f"act_bits must be in [2, message_bits = {self.message_bits}], got {self.act_bits}"
+                f"act_bits must be in [2, message_bits = {self.message_bits}], got "
+                f"{self.act_bits}{hint}"
             )
         if not isinstance(self.netx_weights, bool):
             raise UsageError(f"netx_weights must be True or False, got {self.netx_weights!r}")
