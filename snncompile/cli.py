@@ -778,14 +778,17 @@ def simulate(
     if s.accuracy is not None:
         click.echo(f"  accuracy         {s.accuracy:.2%}")
     click.echo(f"  spike rates      {format_rates(s.spike_rates)}")
-    events = sum(s.saturation_events.values())
-    # docs/targets.md, "Not exact": Lava's own LIF and Dense/Sparse count nothing.
-    uncounted = " (Lava's own Dense, Sparse and LIF count none)" if s.backend == "lava" else ""
-    click.echo(
-        f"  saturation       {events} event(s)"
-        + (f" in {', '.join(s.saturation_events)}" if events else "")
-        + uncounted
-    )
+    if s.saturation_events is None:
+        click.echo("  saturation       none counted (a float graph has no integer widths)")
+    else:
+        events = sum(s.saturation_events.values())
+        # docs/targets.md, "Not exact": Lava's own LIF and Dense/Sparse count nothing.
+        uncounted = " (Lava's own Dense, Sparse and LIF count none)" if s.backend == "lava" else ""
+        click.echo(
+            f"  saturation       {events} event(s)"
+            + (f" in {', '.join(s.saturation_events)}" if events else "")
+            + uncounted
+        )
     unit = "steps/s" if s.ticks_per_step == 1 else "ticks/s"
     click.echo(f"  speed            {s.steps_per_second:.1f} {unit} ({s.seconds:.2f} s)")
     if s.output:

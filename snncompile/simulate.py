@@ -33,7 +33,8 @@ class SimulationSummary:
     latency: int
     predictions: list[int]
     spike_rates: dict[str, float]
-    saturation_events: dict[str, int]
+    # None for a float graph (`export --float`): it has no integer widths to leave
+    saturation_events: dict[str, int] | None
     steps_per_second: float
     seconds: float
     accuracy: float | None = None
@@ -361,7 +362,7 @@ def simulate_artifact(
         latency=latency,
         predictions=[int(p) for p in predictions],
         spike_rates=dict(result.spike_rates),
-        saturation_events=dict(result.events),
+        saturation_events=None if float_export else dict(result.events),
         steps_per_second=result.steps / seconds if seconds > 0 else float("inf"),
         seconds=seconds,
         accuracy=None if labels is None else float(np.mean(predictions == labels)),

@@ -66,6 +66,7 @@ def test_every_family_matches_pytorch(tmp_path, family):
     assert relative_error(actual, expected) <= 1e-5
     summary = simulate_artifact(out, x_new, backend="onnx")
     assert summary.predictions == expected.argmax(axis=1).tolist()
+    assert summary.saturation_events is None  # a float graph counts none (it said 0)
     # Spike rates of the neuron layers, as the model's step mode counts them.
     with torch.no_grad():
         model.forward_steps(torch.from_numpy(x_new))
@@ -484,3 +485,16 @@ def test_a_float32_forward_off_by_its_rounding_is_judged_by_the_float64_one(tmp_
         exact = model(torch.from_numpy(x).double()).numpy()
     with np.load(out / "check.npz") as stored:
         np.testing.assert_array_equal(stored["logits"], exact)
+
+
+def test_simulate_of_a_float_export_says_it_counts_no_saturation(tmp_path, capsys):
+    """It printed 'saturation 0 event(s)', as if a float graph had widths to leave."""
+    ckpt, _ = tiny_checkpoint(tmp_path, "spike-ssm")
+    export_model(ckpt, tmp_path / "f", target="onnx", float_export=True)
+    np.save(tmp_path / "x.npy", np.zeros((2, 5, 3), dtype=np.float32))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", str(tmp_path / "f"), "--input", str(tmp_path / "x.npy"),
+              "--backend", "onnx"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "  saturation       none counted (a float graph has no integer widths)" in out
