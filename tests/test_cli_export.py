@@ -252,12 +252,12 @@ BAD_INPUTS = {
     "gsu (float-only)": (
         lambda t: [small_checkpoint(t / "m.pt", family="binary-s4d-gsu")],
         4,
-        r"blocks\.0\.act \(Opaque\).*onnx --float",
+        r"blocks\.0\.act \(Opaque GSUMixer\).*onnx --float",
     ),
     "gelu (float-only)": (
         lambda t: [small_checkpoint(t / "m.pt", family="s4d")],
         4,
-        r"blocks\.0\.act \(Activation\).*onnx --float",
+        r"blocks\.0\.act \(Activation gelu\).*onnx --float",
     ),
     "non-causal ssm": (
         lambda t: [small_checkpoint(t / "m.pt", bidirectional=True)],

@@ -152,6 +152,17 @@ def lowers(op: ops.Op) -> bool:
     return type(op) in _LOWERINGS or isinstance(op, _TRANSPARENT)
 
 
+def _op_label(op: ops.Op) -> str:
+    """An op's class, with the module an Opaque op keeps or an Activation's function
+    ("Opaque GSUMixer", "Activation gelu"): the class alone does not say which part."""
+    name = type(op).__name__
+    if isinstance(op, ops.Opaque):
+        return f"{name} {op.module}"
+    if isinstance(op, ops.Activation):
+        return f"{name} {op.function}"
+    return name
+
+
 def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
     """Lower `graph` to a float64 Netlist; UnsupportedError lists every op it cannot take."""
     from snncompile.support import targets_taking
@@ -168,12 +179,14 @@ def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:
             and all(name in targets_taking(n.op.kind) for n in refused)
         ]
         elsewhere = [f"`{name}`" for name in others]
+        kinds = sorted({_op_label(node.op) for node in refused})
         raise UnsupportedError(
             "no compartment for "
-            + ", ".join(f"{node.name} ({type(node.op).__name__})" for node in refused)
+            + ", ".join(f"{node.name} ({_op_label(node.op)})" for node in refused)
             + f"; the {', '.join(netlist_targets)} targets take "
             + ", ".join(sorted(c.__name__ for c in _LOWERINGS))
-            + "; a float model with these ops can still go to "
+            + f"; a float model with {'this op' if len(kinds) == 1 else 'these ops'} "
+            + f"({', '.join(kinds)}) can still go to "
             + (" or ".join(elsewhere) or "no other target")
         )
     builder = _Builder(graph)
