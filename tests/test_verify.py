@@ -335,6 +335,8 @@ def test_verify_past_the_calibrated_length_warns_why_it_fails(tmp_path: Path, ca
     assert code == 3 and "saturation events: 0" not in out
     assert "the network was calibrated on 64-step inputs and these have 1000" in err
     assert err.splitlines()[-1].startswith("error: argmax agreement")
+    # ... and says how decided the changed predictions were in the float model
+    assert "the float model's top-two logit margin on the 1 changed input(s): at most" in err
 
 
 def test_a_saturated_readout_fails_on_its_logit_error_though_argmax_agrees(
@@ -576,7 +578,7 @@ def test_each_criterion_passes_at_its_bound_and_fails_past_it() -> None:
         return SimpleNamespace(
             argmax_agreement=argmax, accuracy_delta=delta, float_accuracy=0.5,
             quantized_accuracy=0.5 + delta, spike_agreement={"s": spikes},
-            lowering_relative_error=0.0, logit_relative_error=logit,
+            lowering_relative_error=0.0, logit_relative_error=logit, argmax_margins={},
         )  # fmt: skip
 
     tolerances = Tolerances(
@@ -749,3 +751,24 @@ def test_a_failed_agreement_never_reads_as_its_bound() -> None:
     assert below(0.99999, 1.0) == "0.99999" and below(0.97996, 0.98) == "0.97996"
     assert below(0.5, 0.98) == "0.5000"
     assert below(0.97994, 0.98) == "0.9799"
+
+
+def test_an_argmax_failure_gives_the_float_margins_of_the_changed_inputs() -> None:
+    """A barely trained model failed rung 2 at 87.5% agreement with no hint that its
+    changed predictions were float near-ties (top-two margins of 1e-4, helper-98)."""
+    from snncompile.verify.quantized import Tolerances, _failures, _Tally, top_two_margin
+
+    logits = np.array([[1.0, 0.9, -2.0], [4.0, -4.0, 0.0], [0.5, 0.5001, 0.0]])
+    np.testing.assert_allclose(top_two_margin(logits), [0.1, 4.0, 0.0001], rtol=1e-9)
+    assert top_two_margin(np.ones((2, 1))).tolist() == [0.0, 0.0]
+    tally = _Tally([])
+    tally.margins = [top_two_margin(logits)]
+    tally.changed = [np.array([True, False, True])]
+    tally.agree, tally.max_logit = 1, 4.0
+    report = tally.report(3, 5, 0, False)
+    assert report.argmax_margins == pytest.approx({"median": 0.025, "changed_max": 0.025})
+    (failure,) = _failures(report, Tolerances(max_logit_error=None, min_spike_agreement=None))
+    assert failure == (
+        "argmax agreement 0.3333 < 0.98 (the float model's top-two logit margin on the 2 "
+        "changed input(s): at most 0.025 of the largest logit; median over all inputs 0.025)"
+    )

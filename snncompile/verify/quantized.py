@@ -87,6 +87,11 @@ class VerifyReport:
     data: str = ""
     parts: int = 1  # parts of the batch run one after the other (rungs 1 and 2)
     warnings: list[str] = field(default_factory=list)
+    # The float model's top-two logit margin (top1 - top2, over the largest |float
+    # logit|): its median over all inputs and its largest over the inputs whose argmax
+    # the quantized model changed (None without any), so that an agreement failure says
+    # whether the changed predictions were near-ties of the float model.
+    argmax_margins: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -94,6 +99,14 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed}
+
+
+def top_two_margin(logits: np.ndarray) -> np.ndarray:
+    """Per input, the largest logit minus the second (0 with a single class)."""
+    if logits.shape[1] < 2:
+        return np.zeros(logits.shape[0])
+    top = np.sort(logits, axis=1)
+    return top[:, -1] - top[:, -2]
 
 
 def torch_reference(model: Any, x: np.ndarray, names: list[str]) -> tuple[np.ndarray, dict]:
@@ -180,6 +193,8 @@ class _Tally:
         self.float_spikes = dict.fromkeys(spiking, 0.0)
         self.quant_spikes = dict.fromkeys(spiking, 0.0)
         self.divergences: list[tuple[Any, int]] = []
+        self.margins: list[np.ndarray] = []  # the float top-two margin of every input
+        self.changed: list[np.ndarray] = []  # whether the quantized argmax differs
         self.parts = 0
 
     def add(self, compiled: Compiled, x: np.ndarray, labels: np.ndarray | None, first: int) -> None:
@@ -187,7 +202,10 @@ class _Tally:
         lowered = simulate(compiled.float_netlist, x)  # type: ignore[arg-type]
         quant = simulate(compiled.netlist, x, record=self.spiking)  # type: ignore[arg-type]
         self.parts += 1
-        self.agree += int(np.sum(ref_logits.argmax(1) == quant.logits.argmax(1)))
+        same = ref_logits.argmax(1) == quant.logits.argmax(1)
+        self.agree += int(np.sum(same))
+        self.margins.append(top_two_margin(ref_logits))
+        self.changed.append(~same)
         if labels is not None:
             self.float_correct += int(np.sum(ref_logits.argmax(1) == labels))
             self.quant_correct += int(np.sum(quant.logits.argmax(1) == labels))
@@ -220,6 +238,8 @@ class _Tally:
             delta = (self.quant_correct - self.float_correct) / n
         divergence = earliest_divergence(self.divergences, self.spiking)
         scale = self.max_logit
+        margins = np.concatenate(self.margins) if self.margins else np.zeros(0)
+        changed = np.concatenate(self.changed) if self.changed else np.zeros(0, dtype=bool)
         return VerifyReport(
             n=n,
             steps=steps,
@@ -242,6 +262,12 @@ class _Tally:
             },
             first_divergence=None if divergence is None else divergence.to_dict(),
             parts=self.parts,
+            argmax_margins={
+                "median": _relative(float(np.median(margins)), scale) if margins.size else None,
+                "changed_max": (
+                    _relative(float(margins[changed].max()), scale) if changed.any() else None
+                ),
+            },
         )
 
 
@@ -271,9 +297,20 @@ def logit_error_failure(error: float, bound: float | None, noun: str = "logit") 
 def _failures(report: VerifyReport, tol: Tolerances) -> list[str]:
     failures = []
     if tol.min_argmax_agreement is not None and report.argmax_agreement < tol.min_argmax_agreement:
+        margins = report.argmax_margins
+        # Whether the changed predictions were near-ties of the float model (a few
+        # 1e-4 of the largest logit on a barely trained model) or clear decisions.
+        why = (
+            " (the float model's top-two logit margin on the "
+            f"{round((1 - report.argmax_agreement) * report.n)} changed input(s): "
+            f"at most {margins['changed_max']:.2g} of the largest logit; median over all "
+            f"inputs {margins['median']:.2g})"
+            if margins.get("changed_max") is not None
+            else ""
+        )
         failures.append(
             f"argmax agreement {below(report.argmax_agreement, tol.min_argmax_agreement)} < "
-            f"{tol.min_argmax_agreement}"
+            f"{tol.min_argmax_agreement}{why}"
         )
     if (
         tol.max_accuracy_drop is not None
