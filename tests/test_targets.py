@@ -87,7 +87,7 @@ def test_a_target_asked_for_what_it_cannot_take_exits_4(tmp_path: Path, capsys) 
     code, _, err = _run(capsys, "export", str(path), "--target", "loihi2", "-o", str(out_dir))
     assert code == 4
     assert err.count("\n") == 1
-    assert "blocks.0.act (Opaque)" in err and "blocks.1.act (Opaque)" in err
+    assert "blocks.0.act (Opaque GSUMixer)" in err and "blocks.1.act (Opaque GSUMixer)" in err
     assert "the reference, lava, loihi2, onnx targets take" in err and "onnx --float" in err
     assert not out_dir.exists()
     # nir encodes the traced graph: it refuses the ops itself, before the netlist steps.
