@@ -1028,6 +1028,73 @@ def test_a_dense_layer_keeps_index_order(tmp_path: Path) -> None:
     assert [c.input_axons for c in m.cores] == [0, 8, 8, 16]
 
 
+def test_mapping_keeps_index_order_where_a_locality_order_breaks_an_output_axon_limit(
+    tmp_path: Path,
+) -> None:
+    # p0's compartments 1 and 3 read input 4, 0 reads input 6, 2 reads nothing. In index
+    # order p0 packs [0, 3) + [3, 4): 3 input axons (plus 2 runs); sorted by their inputs
+    # (2, 1, 3, then 0) the first core reads input 4 alone: 2 (plus 2 runs), so that order
+    # is p0's choice. But p1's three cores (index order) read compartments 1, 2 and 3 from
+    # the first two and 2 and 3 again from the third: packed 1, 2, 3 together that core of
+    # p0 needs 2 + 3 + 3 = 8 output axons, over 7; in index order it is 0 + 2 + 3 and the
+    # other 3. The mapping was refused (exit 5) where index order fitted.
+    def weights(shape: tuple[int, int], nonzero: list[tuple[int, int]]) -> np.ndarray:
+        w = np.zeros(shape)
+        for r, c in nonzero:
+            w[r, c] = 1
+        return w
+
+    pops = (
+        Population("in", "input", 7),
+        Population("p0", "accumulator", 4),
+        Population("p1", "accumulator", 7),
+        Population("out", "readout", 2, attrs={"mode": "mean"}),
+    )
+    p1_reads = [(0, 3), (1, 2), (2, 1), (3, 3), (4, 2), (5, 1), (6, 2), (6, 3)]
+    syns = (
+        Synapse("in->p0", "in", "p0", weights((4, 7), [(0, 6), (1, 4), (3, 4)])),
+        Synapse("p0->p1", "p0", "p1", weights((7, 4), p1_reads)),
+        Synapse("p1->out", "p1", "out", np.ones((2, 7))),
+    )
+    net = Netlist(pops, syns, numeric="int", formats=Formats())
+    config = _config(tmp_path, "[limits]\ncompartments_per_core = 3\noutput_axons_per_core = 7\n")
+    m = map_netlist(net, config)
+    assert check(net, config, m) == []
+    assert [c.slices for c in m.cores if c.slices[0][0] == "p0"] == [
+        [("p0", 0, 3)],
+        [("p0", 3, 4)],
+    ]
+    assert [c.output_axons for c in m.cores] == output_axons_by_hand(net, m.cores)
+
+
+def test_mapping_with_shared_cores_opens_no_more_cores_than_index_order(tmp_path: Path) -> None:
+    # p0 continues the input's core (share_cores). Sorted by their inputs, the compartments
+    # that read inputs 2..7 land on the second core, 6 input axons instead of index order's
+    # 5 there (but fewer in all): the readout, which continues that core and reads all of
+    # p0, then no longer fits its 10 input axons and opened a third core.
+    w = np.zeros((5, 8))
+    for row, cols in enumerate([(5, 6, 7), (3, 4, 5), (2, 3, 4), (0, 1), (0, 1, 2)]):
+        w[row, list(cols)] = 1
+    pops = (
+        Population("in", "input", 8),
+        Population("p0", "accumulator", 5),
+        Population("out", "readout", 2, attrs={"mode": "mean"}),
+    )
+    syns = (
+        Synapse("in->p0", "in", "p0", w),
+        Synapse("p0->out", "p0", "out", np.array([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1.0]])),
+    )
+    net = Netlist(pops, syns, numeric="int", formats=Formats())
+    text = "[limits]\ncompartments_per_core = 10\ninput_axons_per_core = 10\n"
+    config = _config(tmp_path, text + "[model]\nshare_cores = true\n")
+    m = map_netlist(net, config)
+    assert [c.slices for c in m.cores] == [
+        [("in", 0, 8), ("p0", 0, 2)],
+        [("p0", 2, 5), ("out", 0, 2)],
+    ]
+    assert check(net, config, m) == []
+
+
 def test_bundled_mapping_splits_under_small_cores(spike_ssm: Path, tmp_path: Path) -> None:
     net = read_artifact(spike_ssm).netlist
     cfg = _config(tmp_path, "[limits]\ncompartments_per_core = 500\ninput_axons_per_core = 1000\n")

@@ -22,7 +22,10 @@ orders, so the same netlist and config always give the same placement):
    in the netlist, so lands on cores by position instead of by channel, and a source
    compartment feeds the one or two cores covering its neighbourhood instead of all of
    them. A core's compartments of one population are then several runs of consecutive
-   indices, each a (population, start, stop) slice.
+   indices, each a (population, start, stop) slice. Where the result breaks the
+   output-axon limit, or opens more cores, and index order everywhere does not, the
+   mapping is index order everywhere (`map_netlist`): no netlist fits worse than before
+   locality orders.
 4. A single compartment that alone exceeds a limit is still placed, on its own core; the
    design-rule check then reports that core (the mapping never fails by itself).
 5. The exact output axons are counted after placement (they depend on where the
@@ -398,17 +401,41 @@ def _count_output_axons(net: Netlist, cores: list[Core]) -> None:
         core.output_axons = int(counts[core.index])
 
 
+def _place_all(net: Netlist, config: TargetConfig, *, locality: bool) -> tuple[Mapping, bool]:
+    """(the mapping, whether a population took its locality order); locality False: every
+    population in index order."""
+    placer = _Placer(net, config)
+    rank: dict[str, np.ndarray] = {}  # population -> each compartment's place in its order
+    moved = False
+    for pop in net.populations:
+        if locality:
+            order = placer.place_best(pop, _locality_order(net, pop, rank))
+        else:
+            order = np.arange(pop.size)
+            placer.place(pop, order)
+        moved = moved or not np.array_equal(order, np.arange(pop.size))
+        rank[pop.name] = np.argsort(order)
+    _count_output_axons(net, placer.cores)
+    return Mapping(cores=placer.cores, cores_per_chip=placer.cores_per_chip), moved
+
+
 def map_netlist(net: Netlist, config: TargetConfig) -> Mapping:
     """Place `net` (an int netlist) on cores; see the module docstring for the rules."""
     if net.numeric != "int":
         raise UsageError("the Loihi 2 mapping needs a quantized (int) netlist")
-    placer = _Placer(net, config)
-    rank: dict[str, np.ndarray] = {}  # population -> each compartment's place in its order
-    for pop in net.populations:
-        order = placer.place_best(pop, _locality_order(net, pop, rank))
-        rank[pop.name] = np.argsort(order)
-    _count_output_axons(net, placer.cores)
-    return Mapping(
-        cores=placer.cores,
-        cores_per_chip=placer.cores_per_chip,
-    )
+    mapping, moved = _place_all(net, config, locality=True)
+    if not moved:
+        return mapping
+    # A population's choice of order sees neither its own exact output axons (they depend
+    # on where its destinations land, placed later) nor, with share_cores, the room it
+    # leaves the next population on the last core. So a locality order could break the
+    # output-axon limit, or open more cores in all, where index order everywhere did
+    # not (a 4-compartment population packed 3 + 1 by locality fed 8 axons from one core
+    # of 7; index order fitted): index order everywhere is kept then.
+    plain, _ = _place_all(net, config, locality=False)
+    limit = config.limit("output_axons_per_core")
+
+    def cost(m: Mapping) -> tuple[bool, int]:
+        return any(core.output_axons > limit for core in m.cores), m.n_cores
+
+    return plain if cost(plain) < cost(mapping) else mapping
