@@ -218,3 +218,31 @@ def test_a_lag_on_an_input_that_is_no_sparse_linear_of_its_own_is_refused():
     )
     with pytest.raises(UnsupportedError, match="'lin' read 1 step"):
         check_exportable(g)
+
+
+def test_a_neuron_that_feeds_only_itself_is_refused_in_one_line(tmp_path, cli):
+    """b reads a and feeds only itself (a recurrent edge): the import keeps it, with no
+    node reading it. nir gave it an Output of its own, the export's read-back found nodes
+    its metadata does not list and called the export corrupt (exit 6)."""
+    rng = np.random.default_rng(8)
+    nodes = {
+        "input": nir.Input(input_type=np.array([2])),
+        "fc": nir.Linear(weight=rng.normal(1, 1, (3, 2))),
+        "a": lif(3, tau=0.004),
+        "w": nir.Linear(weight=rng.normal(1, 1, (3, 3))),
+        "b": lif(3, tau=0.004),
+        "rec": nir.Linear(weight=rng.normal(0.5, 1, (3, 3))),
+        "output": nir.Output(output_type=np.array([3])),
+    }
+    edges = [("input", "fc"), ("fc", "a"), ("a", "w"), ("w", "b"), ("b", "rec"), ("rec", "b"),
+             ("a", "output")]  # fmt: skip
+    source = tmp_path / "loose.nir"
+    nir.write(source, graph(nodes, edges))
+    art = tmp_path / "a"
+    out = cli("export", str(source), "--dt", "1e-3", "--target", "nir", "-o", str(art))
+    assert out.returncode == 4 and out.stderr.count("\n") == 1, out.stderr
+    assert "no NIR encoding for b: no node reads its output" in out.stderr
+    assert not art.exists()
+    # the other targets still take it
+    ref = cli("export", str(source), "--dt", "1e-3", "-o", str(tmp_path / "r"))
+    assert ref.returncode == 0, ref.stderr

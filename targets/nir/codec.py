@@ -421,7 +421,8 @@ def supported_ops() -> list[str]:
 
 
 def check_exportable(graph: Graph) -> None:
-    """UnsupportedError (exit 4), one line naming every node NIR cannot take."""
+    """UnsupportedError (exit 4), one line naming every node NIR cannot take (or that
+    nothing reads)."""
     bad = [node for node in graph if type(node.op) not in _ENCODERS]
     if not bad:
         neurons = [
@@ -435,6 +436,18 @@ def check_exportable(graph: Graph) -> None:
                 f"no NIR neuron computes the euler_neuron node(s) {'; '.join(neurons)}"
             )
         input_lags(graph)
+        # nir's type check gives every node without an outgoing edge an Output of its own:
+        # the file would have two, which no NIR reader of ours takes (export's read-back
+        # called it corrupt, exit 6). Only an import makes such a node: a neuron that feeds
+        # nothing but itself through a recurrent edge.
+        read = {src for src, _ in graph_edges(graph)}
+        unread = [n.name for n in graph if n.name not in read and not isinstance(n.op, ops.Output)]
+        if unread:
+            raise UnsupportedError(
+                f"no NIR encoding for {', '.join(unread)}: no node reads its output (in the "
+                "NIR file it feeds only itself), and a NIR graph has one Output; remove it "
+                "from the file to export it"
+            )
         return
     kinds = sorted({node.op.kind for node in bad})
     where = "; ".join(f"{kind}: {_taken_elsewhere(kind)}" for kind in kinds)
