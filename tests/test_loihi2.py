@@ -913,6 +913,22 @@ def test_mapping_shares_and_splits_cores(tmp_path: Path) -> None:
     assert (split.cores[3].input_axons, split.cores[3].synapse_bytes) == (2, 2)
 
 
+def layered_netlist(names: list[str], weights: list[np.ndarray]) -> Netlist:
+    """An input, accumulators and a mean readout, named in `names` order, each reading
+    the one before through weights[i] (rows: destination compartments)."""
+    sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+    kinds = ["input"] + ["accumulator"] * (len(weights) - 1) + ["readout"]
+    pops = tuple(
+        Population(name, kind, size, attrs={"mode": "mean"} if kind == "readout" else {})
+        for name, kind, size in zip(names, kinds, sizes, strict=True)
+    )
+    syns = tuple(
+        Synapse(f"{src}->{dst}", src, dst, w)
+        for src, dst, w in zip(names[:-1], names[1:], weights, strict=True)
+    )
+    return Netlist(pops, syns, numeric="int", formats=Formats())
+
+
 def conv_netlist() -> Netlist:
     """in (8 positions) -> conv (2 channels x 8 positions, channel-major: compartment
     c * 8 + p reads positions p - 1 .. p + 1, as a 3-tap convolution) -> out (readout)."""
@@ -920,16 +936,7 @@ def conv_netlist() -> Netlist:
     for c, p in itertools.product(range(2), range(8)):
         for q in range(max(p - 1, 0), min(p + 2, 8)):
             weight[c * 8 + p, q] = 1 + c + q
-    pops = (
-        Population("in", "input", 8),
-        Population("conv", "accumulator", 16),
-        Population("out", "readout", 2, attrs={"mode": "mean"}),
-    )
-    syns = (
-        Synapse("in->conv", "in", "conv", weight),
-        Synapse("conv->out", "conv", "out", np.kron(np.eye(2), np.ones((1, 8)))),
-    )
-    return Netlist(pops, syns, numeric="int", formats=Formats())
+    return layered_netlist(["in", "conv", "out"], [weight, np.kron(np.eye(2), np.ones((1, 8)))])
 
 
 def output_axons_by_hand(net: Netlist, cores: list) -> list[int]:  # type: ignore[type-arg]
@@ -1044,19 +1051,11 @@ def test_mapping_keeps_index_order_where_a_locality_order_breaks_an_output_axon_
             w[r, c] = 1
         return w
 
-    pops = (
-        Population("in", "input", 7),
-        Population("p0", "accumulator", 4),
-        Population("p1", "accumulator", 7),
-        Population("out", "readout", 2, attrs={"mode": "mean"}),
-    )
     p1_reads = [(0, 3), (1, 2), (2, 1), (3, 3), (4, 2), (5, 1), (6, 2), (6, 3)]
-    syns = (
-        Synapse("in->p0", "in", "p0", weights((4, 7), [(0, 6), (1, 4), (3, 4)])),
-        Synapse("p0->p1", "p0", "p1", weights((7, 4), p1_reads)),
-        Synapse("p1->out", "p1", "out", np.ones((2, 7))),
+    net = layered_netlist(
+        ["in", "p0", "p1", "out"],
+        [weights((4, 7), [(0, 6), (1, 4), (3, 4)]), weights((7, 4), p1_reads), np.ones((2, 7))],
     )
-    net = Netlist(pops, syns, numeric="int", formats=Formats())
     config = _config(tmp_path, "[limits]\ncompartments_per_core = 3\noutput_axons_per_core = 7\n")
     m = map_netlist(net, config)
     assert check(net, config, m) == []
@@ -1075,16 +1074,8 @@ def test_mapping_with_shared_cores_opens_no_more_cores_than_index_order(tmp_path
     w = np.zeros((5, 8))
     for row, cols in enumerate([(5, 6, 7), (3, 4, 5), (2, 3, 4), (0, 1), (0, 1, 2)]):
         w[row, list(cols)] = 1
-    pops = (
-        Population("in", "input", 8),
-        Population("p0", "accumulator", 5),
-        Population("out", "readout", 2, attrs={"mode": "mean"}),
-    )
-    syns = (
-        Synapse("in->p0", "in", "p0", w),
-        Synapse("p0->out", "p0", "out", np.array([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1.0]])),
-    )
-    net = Netlist(pops, syns, numeric="int", formats=Formats())
+    readout = np.array([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1.0]])
+    net = layered_netlist(["in", "p0", "out"], [w, readout])
     text = "[limits]\ncompartments_per_core = 10\ninput_axons_per_core = 10\n"
     config = _config(tmp_path, text + "[model]\nshare_cores = true\n")
     m = map_netlist(net, config)
