@@ -620,7 +620,8 @@ def _percent(on_step: Callable[[str], None] | None, label: str) -> Callable[[flo
     type=float,
     metavar="SECONDS",
     help="nir only: the step duration the file states, which the NIR parameters are "
-    "computed for (default: 1e-3 s; snnTorch's importer assumes 1e-4). See docs/targets.md.",
+    "computed for (default: the dt a .nir source is read at, else 1e-3 s; snnTorch's "
+    "importer assumes 1e-4). See docs/targets.md.",
 )
 @click.option(
     "--stop-after",
