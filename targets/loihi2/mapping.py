@@ -4,7 +4,8 @@
     mapping.n_cores, mapping.n_chips, mapping.cores[0].synapse_bytes
 
 The algorithm (greedy and deterministic: no search beyond packing each population in two
-orders, so the same netlist and config always give the same placement):
+orders, and the whole netlist in index order once more where that moved one, so the same
+netlist and config always give the same placement):
 
 1. Walk the populations in netlist order (a topological order from the input).
 2. A population opens a new core (or, with `model.share_cores = true`, continues the
