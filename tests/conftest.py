@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 import snncompile
@@ -41,3 +43,24 @@ def _use_this_checkouts_targets() -> None:
 
 
 _use_this_checkouts_targets()
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys):  # type: ignore[no-untyped-def]
+    """Run the CLI entry point in-process: (exit code, stdout, stderr)."""
+    from snncompile.cli import main
+
+    def run(*args: str) -> Run:
+        with pytest.raises(SystemExit) as info:
+            main(list(args))
+        out, err = capsys.readouterr()
+        return Run(int(info.value.code or 0), out, err)
+
+    return run

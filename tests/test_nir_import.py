@@ -1200,26 +1200,6 @@ def test_cnn_sinabs_reference_vs_lava_two_steps(cnn):
 # ---- errors -----------------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run the CLI entry point in-process: (exit code, stdout, stderr)."""
-
-    def run(*args: str) -> Run:
-        with pytest.raises(SystemExit) as info:
-            main(list(args))
-        out, err = capsys.readouterr()
-        return Run(int(info.value.code or 0), out, err)
-
-    return run
-
-
 @pytest.mark.parametrize(
     "name",
     ["braille_noDelay_bias_zero_subgraph.nir", "braille_legacy_cf1c59a.nir",

@@ -11,9 +11,8 @@ import nir
 import numpy as np
 import pytest
 from scipy import sparse
-from test_nir_import import Run, cuba_lif, graph, lif, neuron_loop
+from test_nir_import import cuba_lif, graph, lif, neuron_loop
 
-from snncompile.cli import main
 from snncompile.errors import UnsupportedError
 from snncompile.frontend.nir_import import import_nir
 from snncompile.frontend.nir_sim import simulate_nir
@@ -25,19 +24,6 @@ from snncompile.targets.nir import check_exportable, encode_graph, graph_differe
 from snncompile.targets.nir.plain import strip_metadata
 
 EXAMPLES = Path(__file__).parent / "data" / "nir-examples"
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run the CLI entry point in-process: (exit code, stdout, stderr)."""
-
-    def run(*args: str) -> Run:
-        with pytest.raises(SystemExit) as info:
-            main(list(args))
-        out, err = capsys.readouterr()
-        return Run(int(info.value.code or 0), out, err)
-
-    return run
 
 
 # Every bundled example the importer takes (scnn_mnist_legacy: nir cannot read it), at
