@@ -1602,6 +1602,17 @@ def test_structure_refusals_name_the_file_with_their_exit_code(case, tmp_path, c
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("make", [_dead_end, _unfed_neuron], ids=["feeds nothing", "unfed"])
+def test_an_in_memory_graph_with_a_dead_end_is_refused_in_one_line(make) -> None:
+    """A file's dead ends are refused as it is read (nir's type check invents an Output
+    for them); a nir.NIRGraph built with type_check=False and passed to import_nir
+    directly failed with KeyError: 'x' where a neuron fed nothing (helper-99)."""
+    with pytest.raises(UnsupportedError) as info:
+        import_nir(make(), dt=1e-3)
+    assert str(info.value).startswith("the NIR graph: node ") and "\n" not in str(info.value)
+    assert "(a node nothing feeds or that feeds nothing is not compiled)" in str(info.value)
+
+
 @pytest.mark.parametrize("missing", ["Input", "Output", "both"])
 def test_a_chain_without_its_input_or_output_node_still_compiles(missing, tmp_path, cli):
     """nir's reader completes such a chain with one Input / Output of its own; only an

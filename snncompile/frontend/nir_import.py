@@ -604,6 +604,23 @@ def import_nir(
 
 def _import(flat: FlatNir, dt: float, reset: str, where: str) -> NirImport:
     """import_nir after the file is read and flattened and dt is known."""
+    # A file's dead ends are refused when it is read (nir's type check gives each an
+    # Input or Output of its own, nir_graph._refuse_invented_ends); an in-memory graph
+    # built without that check reaches here with them (a neuron feeding nothing had no
+    # shape and failed with KeyError).
+    fed, feeding = {dst for _, dst in flat.edges}, {src for src, _ in flat.edges}
+    ends = ", ".join(
+        [f"node {n!r} has no input edge" for n in flat.nodes if n != flat.input and n not in fed]
+        + [
+            f"node {n!r} has no output edge"
+            for n in flat.nodes
+            if n != flat.output and n not in feeding
+        ]
+    )
+    if ends:
+        raise UnsupportedError(
+            f"{where}: {ends} (a node nothing feeds or that feeds nothing is not compiled)"
+        )
     imp = _Importer(flat, dt)
     sources = [n for n in flat.nodes if n != flat.input and imp.is_source(n)]
     params: dict[str, NeuronParams] = {}
