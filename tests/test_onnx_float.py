@@ -477,6 +477,11 @@ def test_a_float32_forward_off_by_its_rounding_is_judged_by_the_float64_one(tmp_
     result = export_model(ckpt, out, target="onnx", float_export=True)
     check = result.report["check"]
     assert check["max_relative_error"] <= 1e-5 and "in float64" in check["reference"]
+    # what the float32 forward missed by, as a number (it was only in the text)
+    assert check["float32_forward_relative_error"] == pytest.approx(1e-4, rel=0.1)
+    assert (
+        "float32_forward_relative_error" in json.loads((out / "manifest.json").read_text())["check"]
+    )
     from snncompile.checkpoint import load_checkpoint
 
     model = load_checkpoint(ckpt).model.double()
