@@ -643,7 +643,9 @@ def test_message_bits_below_the_act_bits_default_says_to_pass_act_bits() -> None
     got 16', a value the caller never passed."""
     from snncompile.errors import UsageError
 
-    with pytest.raises(UsageError, match=r"got 16 \(its default\): pass act_bits=12 or less"):
+    with pytest.raises(
+        UsageError, match=r"got 16 \(act_bits defaults to 16\): pass act_bits=12 or less$"
+    ):
         QuantConfig(message_bits=12)
     with pytest.raises(UsageError) as info:
         QuantConfig(message_bits=12, act_bits=14)

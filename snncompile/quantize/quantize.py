@@ -113,7 +113,7 @@ class QuantConfig:
             # message_bits alone below 16 meets act_bits' default: say so, not only "got 16"
             default = QuantConfig.__dataclass_fields__["act_bits"].default
             hint = (
-                f" (its default): pass act_bits={self.message_bits} or less with it"
+                f" (act_bits defaults to {default}): pass act_bits={self.message_bits} or less"
                 if self.act_bits == default
                 else ""
             )
