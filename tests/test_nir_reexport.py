@@ -232,3 +232,24 @@ def test_a_neuron_that_feeds_only_itself_is_refused_in_one_line(tmp_path, cli):
     # the other targets still take it
     ref = cli("export", str(source), "--dt", "1e-3", "-o", str(tmp_path / "r"))
     assert ref.returncode == 0, ref.stderr
+
+
+def test_a_loop_the_input_does_not_reach_is_refused_naming_its_neurons(tmp_path, cli):
+    """b and c feed each other and a; the Input feeds only a. The reference takes it; the
+    NIR export is refused (readers' search from the Input never enters the loop), and
+    the message named flattened NIR nodes ('edge c -> b<c@1_feedback'), not the loop."""
+    nodes = {"input": nir.Input(input_type=np.array([2])), "f": nir.Linear(weight=np.eye(2)),
+             "a": lif(2, tau=0.004), "b": lif(2, tau=0.004), "c": lif(2, tau=0.004),
+             "output": nir.Output(output_type=np.array([2]))}  # fmt: skip
+    for name in ("wbc", "wcb", "wba", "wca"):
+        nodes[name] = nir.Linear(weight=np.eye(2))
+    edges = [("input", "f"), ("f", "a"), ("b", "wbc"), ("wbc", "c"), ("c", "wcb"), ("wcb", "b"),
+             ("b", "wba"), ("wba", "a"), ("c", "wca"), ("wca", "a"), ("a", "output")]  # fmt: skip
+    source = tmp_path / "unreached.nir"
+    nir.write(source, graph(nodes, edges))
+    out = cli("export", str(source), "--dt", "1e-3", "--target", "nir", "-o", str(tmp_path / "n"))
+    assert out.returncode == 4 and out.stderr.count("\n") == 1, out.stderr
+    assert "no NIR encoding for a loop the Input does not reach (through b, c)" in out.stderr
+    assert not (tmp_path / "n").exists()
+    ref = cli("export", str(source), "--dt", "1e-3", "-o", str(tmp_path / "r"))
+    assert ref.returncode == 0, ref.stderr

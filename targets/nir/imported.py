@@ -248,6 +248,17 @@ def check_loops(graph: Graph, nir_graph: Any, names: dict[str, str]) -> None:
             continue
         closed[f"edge {src} -> {dst}"] = 0
     wrong = [name for name, count in closed.items() if count != 1]
+    reached = reachable([(a.split("/")[0], b.split("/")[0]) for a, b in flat_edges], start)
+    unreached = sorted(n.name for n in graph if isinstance(n.op, EulerNeuron)
+                       and names[n.name] not in reached)  # fmt: skip
+    if wrong and unreached:
+        # The search from the Input never enters such a loop: where it closes is left to
+        # each reader's order of visiting the rest (the reference, onnx, lava take it).
+        raise UnsupportedError(
+            f"no NIR encoding for a loop the Input does not reach (through "
+            f"{', '.join(unreached)}): NIR readers delay the edge that closes a cycle in a "
+            "depth-first search from the Input, which never enters it"
+        )
     if wrong:
         raise UnsupportedError(
             f"no NIR encoding for the loop(s) through {', '.join(wrong)}: NIR's recurrent "
