@@ -523,3 +523,37 @@ def test_input_rounds_half_to_even():
     x = np.array([[[0.25], [0.75], [1.25], [-0.25], [-0.75]]])
     result = simulate(net, x, record=True)
     assert result.traces["p"][0, :, 0].tolist() == [0, 2, 2, 0, -2]
+
+
+def test_a_mean_readout_saturates_at_its_state_width_by_hand() -> None:
+    """docs/numerics.md, readout: acc' = sat_S(acc + a). 100 three times into an 8-bit
+    state: 100, then 200 and 227 clip to 127 (two events); logits 127 / 3 steps. Pinned
+    by hand: only the kernel-vs-step and ONNX agreement tests held it (helper-97)."""
+    fmt = Formats(state_bits=8, message_bits=8)
+    readout = Population("out", "readout", 1, attrs={"mode": "mean"})
+    net = Netlist((Population("in", "input", 1), readout),
+                  (Synapse("in->out", "in", "out", np.eye(1)),), "int", formats=fmt)  # fmt: skip
+    result = simulate(net, np.full((1, 3, 1), 100.0))
+    assert result.readout.tolist() == [[127]] and result.events == {"out": 2}
+    assert result.logits.tolist() == [[127 / 3]]
+
+
+def test_the_bias_sends_during_the_input_window_only_by_hand() -> None:
+    """docs/numerics.md, bias: it sends `value` for t < L, then 0. A bias synapse into a
+    mean readout one step earlier than the data (delay 0, readout latency 2) still
+    delivers exactly L messages within the run of L + 2 steps: 4 x 5 = 20, not 25 as a
+    bias sending at t = L too would give (helper-97: only random agreement tests held it)."""
+    pops = (
+        Population("in", "input", 1),
+        Population("acc", "accumulator", 1),
+        Population("bias", "bias", 1, {"value": np.asarray(5.0)}),
+        Population("out", "readout", 1, attrs={"mode": "mean"}),
+    )
+    syns = (
+        Synapse("in->acc", "in", "acc", np.eye(1)),
+        Synapse("acc->out", "acc", "out", np.eye(1)),
+        Synapse("bias->out", "bias", "out", np.eye(1)),
+    )
+    net = Netlist(pops, syns, "int")
+    assert net.output_latency == 2
+    assert simulate(net, np.zeros((1, 4, 1))).readout.tolist() == [[20]]
