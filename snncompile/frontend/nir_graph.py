@@ -189,6 +189,10 @@ def _read_untyped(nir: Any, path: Path) -> Any:
     return nir.dict2NIRNode(data)
 
 
+# Why a graph's dead ends are refused (files here, in-memory graphs by the importer).
+DEAD_ENDS_NOTE = "(a node nothing feeds or that feeds nothing is not compiled)"
+
+
 def _refuse_invented_ends(path: Path, graph: Any) -> None:
     """nir's type check gives every node without an incoming edge an Input node of its
     own ("input_<name>") and every node without an outgoing one an Output, in nested
@@ -205,10 +209,7 @@ def _refuse_invented_ends(path: Path, graph: Any) -> None:
     except Exception:  # h5py raises OSError, KeyError, TypeError, ...: nir read it anyway
         return
     if ends:
-        raise UnsupportedError(
-            f"{path}: {', '.join(ends)} (a node nothing feeds or that feeds nothing is "
-            "not compiled)"
-        )
+        raise UnsupportedError(f"{path}: {', '.join(ends)} {DEAD_ENDS_NOTE}")
 
 
 def _invented_ends(graph: Any, group: Any, prefix: str) -> list[str]:

@@ -51,6 +51,7 @@ from scipy import sparse
 
 from snncompile.errors import CorruptInputError, UnsupportedError, UsageError
 from snncompile.frontend.nir_graph import (
+    DEAD_ENDS_NOTE,
     NEURONS,
     SUPPORTED,
     FlatNir,
@@ -510,11 +511,7 @@ class _Importer:
 
     def input_of(self, name: str) -> tuple[Expr, tuple[int, ...]]:
         """The sum of everything the node's incoming edges carry (fan-in sums)."""
-        preds = self.preds[name]
-        if not preds:
-            raise UnsupportedError(
-                f"node {name!r} has no input edge (a node nothing feeds is not compiled)"
-            )
+        preds = self.preds[name]  # never empty: _import refuses nodes nothing feeds
         total, shape = None, None
         for pred in preds:
             expr, pshape = self.output_of(pred)
@@ -618,9 +615,7 @@ def _import(flat: FlatNir, dt: float, reset: str, where: str) -> NirImport:
         ]
     )
     if ends:
-        raise UnsupportedError(
-            f"{where}: {ends} (a node nothing feeds or that feeds nothing is not compiled)"
-        )
+        raise UnsupportedError(f"{where}: {ends} {DEAD_ENDS_NOTE}")
     imp = _Importer(flat, dt)
     sources = [n for n in flat.nodes if n != flat.input and imp.is_source(n)]
     params: dict[str, NeuronParams] = {}
