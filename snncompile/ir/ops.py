@@ -74,6 +74,11 @@ class Op:
         of each (a Feedback's later node; the Graph checks them)."""
         return {}
 
+    def detail(self) -> str:
+        """What a refusal names beside the op's kind where the kind alone does not say
+        which part it is (an Activation's function, an Opaque's module); else ""."""
+        return ""
+
 
 def _is_array(op: Op, name: str) -> bool:
     value = getattr(op, name)
@@ -354,6 +359,9 @@ class Activation(Op):
         _arity(self, sizes, 1)
         return sizes[0]
 
+    def detail(self) -> str:
+        return self.function
+
 
 @dataclass(frozen=True, eq=False)
 class Opaque(Op):
@@ -366,6 +374,9 @@ class Opaque(Op):
     def validate(self, sizes: tuple[int, ...]) -> int:
         _arity(self, sizes, 1)
         return self.size or sizes[0]
+
+    def detail(self) -> str:
+        return self.module
 
 
 POOLS = ("mean", "last")

@@ -153,14 +153,8 @@ def lowers(op: ops.Op) -> bool:
 
 
 def _op_label(op: ops.Op) -> str:
-    """An op's class, with the module an Opaque op keeps or an Activation's function
-    ("Opaque GSUMixer", "Activation gelu"): the class alone does not say which part."""
-    name = type(op).__name__
-    if isinstance(op, ops.Opaque):
-        return f"{name} {op.module}"
-    if isinstance(op, ops.Activation):
-        return f"{name} {op.function}"
-    return name
+    """An op's class with its detail ("Opaque GSUMixer", "Activation gelu")."""
+    return " ".join(filter(None, (type(op).__name__, op.detail())))
 
 
 def lower(graph: Graph, *, formats: Formats | None = None) -> Netlist:

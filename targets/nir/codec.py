@@ -451,19 +451,13 @@ def check_exportable(graph: Graph) -> None:
         return
     kinds = sorted({node.op.kind for node in bad})
     where = "; ".join(f"{kind}: {_taken_elsewhere(kind)}" for kind in kinds)
-    names = ", ".join(f"{node.name} ({node.op.kind}{_detail(node.op)})" for node in bad)
+    names = ", ".join(
+        f"{node.name} ({' '.join(filter(None, (node.op.kind, node.op.detail())))})" for node in bad
+    )
     raise UnsupportedError(
         f"no NIR encoding for {names}; the nir target takes "
         f"{', '.join(supported_ops())}; targets that take them: {where}"
     )
-
-
-def _detail(op: ops.Op) -> str:
-    if isinstance(op, ops.Activation):
-        return f" {op.function}"
-    if isinstance(op, ops.Opaque):
-        return f" {op.module}"
-    return ""
 
 
 def encode_node(
