@@ -903,11 +903,17 @@ def test_mapping_shares_and_splits_cores(tmp_path: Path) -> None:
     ]
     assert sum(c.compartments for c in split.cores) == 11
     # every acc and spk compartment needs an output axon to its one destination population
-    narrow = map_netlist(tiny_netlist(), _config(tmp_path, "[limits]\noutput_axons_per_core = 2\n"))
-    assert [c.slices for c in narrow.cores] == [c.slices for c in split.cores]
-    # the bound is a lower bound: acc landed on two cores, so each input compartment
-    # needs an axon to both (4 > 2), which the design-rule check then reports
-    assert [c.output_axons for c in narrow.cores] == [4, 1, 2, 1, 2, 1, 0]
+    config = _config(tmp_path, "[limits]\noutput_axons_per_core = 2\n")
+    narrow = map_netlist(tiny_netlist(), config)
+    # the packing counts one axon per destination population, a lower bound: acc landed
+    # on two cores, so each input compartment needs an axon to both (4 > 2 on one core,
+    # which the design-rule check reported). Packed again charging each input compartment
+    # its two axons, the input takes a core per compartment.
+    assert [c.slices for c in narrow.cores] == [[("in", 0, 1)], [("in", 1, 2)]] + [
+        c.slices for c in split.cores[1:]
+    ]
+    assert [c.output_axons for c in narrow.cores] == [2, 2, 1, 2, 1, 2, 1, 0]
+    assert check(tiny_netlist(), config, narrow) == []
     # acc's second core holds row 2 = [6, 8] from in (bias weight 0): two axons; dense
     # 1*2*8 = 16 bits beats sparse 2*(8+1) = 18, and the empty bias row costs nothing
     assert (split.cores[3].input_axons, split.cores[3].synapse_bytes) == (2, 2)
@@ -1035,16 +1041,17 @@ def test_a_dense_layer_keeps_index_order(tmp_path: Path) -> None:
     assert [c.input_axons for c in m.cores] == [0, 8, 8, 16]
 
 
-def test_mapping_keeps_index_order_where_a_locality_order_breaks_an_output_axon_limit(
-    tmp_path: Path,
-) -> None:
+def test_mapping_splits_a_core_whose_exact_output_axons_break_the_limit(tmp_path: Path) -> None:
     # p0's compartments 1 and 3 read input 4, 0 reads input 6, 2 reads nothing. In index
     # order p0 packs [0, 3) + [3, 4): 3 input axons (plus 2 runs); sorted by their inputs
     # (2, 1, 3, then 0) the first core reads input 4 alone: 2 (plus 2 runs), so that order
     # is p0's choice. But p1's three cores (index order) read compartments 1, 2 and 3 from
     # the first two and 2 and 3 again from the third: packed 1, 2, 3 together that core of
     # p0 needs 2 + 3 + 3 = 8 output axons, over 7; in index order it is 0 + 2 + 3 and the
-    # other 3. The mapping was refused (exit 5) where index order fitted.
+    # other 3. Index order everywhere was kept. Now the locality order is packed again
+    # charging each compartment the output axons it needed (2, 1, 3, 0: 3, 2, 3, 0):
+    # 2 and 1 (5 axons) share a core, 3 and 0 (3) the other; as many cores as index order,
+    # so the locality order stays (it did, on a tie, before).
     def weights(shape: tuple[int, int], nonzero: list[tuple[int, int]]) -> np.ndarray:
         w = np.zeros(shape)
         for r, c in nonzero:
@@ -1060,9 +1067,78 @@ def test_mapping_keeps_index_order_where_a_locality_order_breaks_an_output_axon_
     m = map_netlist(net, config)
     assert check(net, config, m) == []
     assert [c.slices for c in m.cores if c.slices[0][0] == "p0"] == [
-        [("p0", 0, 3)],
+        [("p0", 1, 3)],
+        [("p0", 0, 1), ("p0", 3, 4)],
+    ]
+    assert [c.output_axons for c in m.cores] == output_axons_by_hand(net, m.cores)
+
+
+def test_mapping_keeps_index_order_where_a_locality_order_opens_more_cores(
+    tmp_path: Path,
+) -> None:
+    # p0's compartments 0 and 2 read inputs 0 and 1, 1 and 3 read inputs 2 and 3. Sorted
+    # by their inputs (0, 2, 1, 3), two per core, p0's cores read 2 + 2 inputs instead of
+    # 4 + 4: p0's choice. But every compartment of p1 (three cores of two) reads 0 and 2,
+    # so each needs 3 output axons, 1 and 3 only 1: the core holding 0 and 2 needs 6 of 4,
+    # and packed again by what each needs p0 takes three cores (0 | 2, 1 | 3). Index
+    # order packs 0, 1 and 2, 3 in 3 + 1 axons each: two cores. It is kept.
+    w0 = np.zeros((4, 4))
+    w0[[0, 2], 0] = w0[[0, 2], 1] = w0[[1, 3], 2] = w0[[1, 3], 3] = 1
+    w1 = np.zeros((6, 4))
+    w1[:, [0, 2]] = 1
+    w1[0, [1, 3]] = 1
+    net = layered_netlist(["in", "p0", "p1", "out"], [w0, w1, np.ones((1, 6))])
+    config = _config(tmp_path, "[limits]\ncompartments_per_core = 2\noutput_axons_per_core = 4\n")
+    m = map_netlist(net, config)
+    assert [c.slices for c in m.cores if c.slices[0][0] == "p0"] == [
+        [("p0", 0, 2)],
+        [("p0", 2, 4)],
+    ]
+    assert m.n_cores == 8 and check(net, config, m) == []
+    assert [c.output_axons for c in m.cores] == output_axons_by_hand(net, m.cores)
+
+
+def test_mapping_packs_again_while_a_split_splits_its_sources(tmp_path: Path) -> None:
+    # p1 (three cores of two) reads all of p0: each p0 compartment needs 3 output axons,
+    # 6 on a core of two, over 4, so p0 is packed again a compartment per core. Then each
+    # input compartment feeds p0's four cores: 8 on the input's core, which held 4
+    # before p0 was split. Packed once more, the input takes a core per compartment.
+    net = layered_netlist(
+        ["in", "p0", "p1", "out"], [np.ones((4, 2)), np.ones((6, 4)), np.ones((1, 6))]
+    )
+    config = _config(tmp_path, "[limits]\ncompartments_per_core = 2\noutput_axons_per_core = 4\n")
+    m = map_netlist(net, config)
+    assert [c.slices for c in m.cores][:6] == [
+        [("in", 0, 1)],
+        [("in", 1, 2)],
+        [("p0", 0, 1)],
+        [("p0", 1, 2)],
+        [("p0", 2, 3)],
         [("p0", 3, 4)],
     ]
+    assert [c.output_axons for c in m.cores] == output_axons_by_hand(net, m.cores)
+    assert [c.output_axons for c in m.cores] == [4, 4, 3, 3, 3, 3, 2, 2, 2, 0]
+    assert check(net, config, m) == []
+
+
+def test_a_wide_conv_input_takes_the_cores_its_output_axons_need() -> None:
+    # A DVS-like 2 x 40 x 40 input into the first conv layer of Sinabs' N-MNIST CNN
+    # (cnn_sinabs.nir: 16 channels, 5 x 5, stride 2, padding 1), default description.
+    # The packing counted one output axon per input compartment (its one destination
+    # population), so all 3200 shared a core; but the conv layer spans several cores
+    # (bands of rows) and an input near a band's edge feeds two: 4378 output axons on
+    # that core, over 4096 (exit 5). Packed again by what each needs, it takes two.
+    from snncompile.frontend.nir_import import conv_matrix
+
+    conv, _ = conv_matrix(np.ones((16, 2, 5, 5)), (2, 40, 40), (2, 2), (1, 1), (1, 1), 1)
+    readout = np.zeros((1, conv.shape[0]))
+    readout[0, :100] = 1
+    net = layered_netlist(["in", "conv", "out"], [conv.tocsr(), readout])
+    config = load_config()
+    m = map_netlist(net, config)
+    assert check(net, config, m) == []
+    in_cores = [c for c in m.cores if c.slices[0][0] == "in"]
+    assert len(in_cores) == 2 and sum(c.output_axons for c in in_cores) > 4096
     assert [c.output_axons for c in m.cores] == output_axons_by_hand(net, m.cores)
 
 

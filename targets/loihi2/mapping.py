@@ -4,8 +4,9 @@
     mapping.n_cores, mapping.n_chips, mapping.cores[0].synapse_bytes
 
 The algorithm (greedy and deterministic: no search beyond packing each population in two
-orders, and the whole netlist in index order once more where that moved one, so the same
-netlist and config always give the same placement):
+orders, packing again where the exact output axons break the limit, and the whole netlist
+in index order once more where a population moved, so the same netlist and config always
+give the same placement):
 
 1. Walk the populations in netlist order (a topological order from the input).
 2. A population opens a new core (or, with `model.share_cores = true`, continues the
@@ -23,14 +24,18 @@ netlist and config always give the same placement):
    in the netlist, so lands on cores by position instead of by channel, and a source
    compartment feeds the one or two cores covering its neighbourhood instead of all of
    them. A core's compartments of one population are then several runs of consecutive
-   indices, each a (population, start, stop) slice. Where the result breaks the
-   output-axon limit, or opens more cores, and index order everywhere does not, the
-   mapping is index order everywhere (`map_netlist`): no netlist fits worse than before
-   locality orders.
+   indices, each a (population, start, stop) slice. Where the result, fitted as in 5,
+   still breaks the output-axon limit, or opens more cores, and index order everywhere
+   (fitted too) does not, the mapping is index order everywhere (`map_netlist`): no
+   netlist fits worse than in index order.
 4. A single compartment that alone exceeds a limit is still placed, on its own core; the
    design-rule check then reports that core (the mapping never fails by itself).
 5. The exact output axons are counted after placement (they depend on where the
-   targets landed, e.g. a destination split over two cores needs two axons).
+   targets landed, e.g. a destination split over two cores needs two axons): per source
+   compartment, the destination cores it feeds (its fan). Where a core's sum breaks the
+   limit, the same orders are packed again charging each compartment its fan instead of
+   the bound (`_fit_output_axons`), so a source's cores hold fewer compartments; again
+   while a population split anew changes its sources' fans, at most _MAX_REFITS times.
 
 What a core is charged for:
 
@@ -170,20 +175,19 @@ def _prepare(net: Netlist, pop: Population, order: np.ndarray) -> list[_Incoming
     return out
 
 
-def _output_axon_bound(net: Netlist, pop: Population, share: bool, order: np.ndarray) -> np.ndarray:
-    """Prefix sums over pop's compartments of the fewest output axons each needs."""
+def _output_axon_need(net: Netlist, pop: Population, share: bool) -> np.ndarray:
+    """The fewest output axons each of pop's compartments needs (index order): one per
+    destination population it reaches, or one in all with share_cores."""
     reaches: dict[str, np.ndarray] = {}  # destination population -> compartment sends to it
     for syn in net.synapses:
         if syn.src == pop.name:
             hit = np.diff(_structure(syn).tocsc().indptr) > 0
             reaches[syn.dst] = reaches.get(syn.dst, np.zeros(pop.size, bool)) | hit
     if not reaches:
-        need = np.zeros(pop.size, np.int64)
-    elif share:  # all destinations might share one core
-        need = np.any(list(reaches.values()), axis=0).astype(np.int64)
-    else:  # every destination population has cores of its own
-        need = np.sum(list(reaches.values()), axis=0).astype(np.int64)
-    return np.concatenate([[0], np.cumsum(need[order])])
+        return np.zeros(pop.size, np.int64)
+    if share:  # all destinations might share one core
+        return np.any(list(reaches.values()), axis=0).astype(np.int64)
+    return np.sum(list(reaches.values()), axis=0).astype(np.int64)  # each has its own cores
 
 
 def _row_ranges(pop: Population, start: int, stop: int) -> list[tuple[int, int]]:
@@ -197,8 +201,13 @@ _State = tuple[list[Core], dict[str, np.ndarray], int, int]
 class _Placer:
     """Fills cores; keeps the open core's per-source axon masks to count distinct axons."""
 
-    def __init__(self, net: Netlist, config: TargetConfig) -> None:
+    def __init__(
+        self, net: Netlist, config: TargetConfig, fans: dict[str, np.ndarray] | None = None
+    ) -> None:
         self.net = net
+        # Output axons each compartment needed in an earlier placement (`_fit_output_axons`):
+        # the packing charges the larger of these and the bound.
+        self.fans = fans or {}
         self.capacity = min(config.limit("neurons_per_core"), config.limit("compartments_per_core"))
         self.memory_bits = 8 * config.limit("synapse_memory_bytes_per_core")
         self.max_axons = config.limit("input_axons_per_core")
@@ -304,7 +313,10 @@ class _Placer:
 
     def place(self, pop: Population, order: np.ndarray) -> None:
         inc = _prepare(self.net, pop, order)
-        out_cum = _output_axon_bound(self.net, pop, self.share, order)
+        need = _output_axon_need(self.net, pop, self.share)
+        if pop.name in self.fans:
+            need = np.maximum(need, self.fans[pop.name])
+        out_cum = np.concatenate([[0], np.cumsum(need[order])])
         core = self.cores[-1] if (self.share and self.cores) else self._open()
         start = 0
         while start < pop.size:
@@ -372,8 +384,10 @@ def _locality_order(net: Netlist, pop: Population, rank: dict[str, np.ndarray]) 
     return np.lexsort((own, key))
 
 
-def _count_output_axons(net: Netlist, cores: list[Core]) -> None:
-    """Each core's distinct (source compartment, destination core) pairs."""
+def _count_output_axons(net: Netlist, cores: list[Core]) -> dict[str, np.ndarray]:
+    """Set each core's distinct (source compartment, destination core) pairs; returns
+    each population's fans: per compartment, the destination cores it sends to (its
+    output axons)."""
     offset, where = {}, {}
     total = 0
     for pop in net.populations:
@@ -384,7 +398,7 @@ def _count_output_axons(net: Netlist, cores: list[Core]) -> None:
         for name, a, b in core.slices:
             core_of[offset[name] + a : offset[name] + b] = core.index
             where.setdefault(name, []).append((core.index, a, b))
-    keys = []
+    keys = [np.zeros(0, np.int64)]
     for syn in net.synapses:
         dst = net.population(syn.dst)
         csr = _structure(syn)
@@ -394,49 +408,116 @@ def _count_output_axons(net: Netlist, cores: list[Core]) -> None:
             ]
             sources = np.unique(np.concatenate(cols)) + offset[syn.src]
             keys.append(sources * len(cores) + core_index)
-    if not keys:
-        return
     pairs = np.unique(np.concatenate(keys))
-    counts = np.bincount(core_of[pairs // len(cores)], minlength=len(cores))
+    fan = np.bincount(pairs // max(len(cores), 1), minlength=total)
+    counts = np.bincount(core_of, weights=fan, minlength=len(cores))
     for core in cores:
         core.output_axons = int(counts[core.index])
+    return {
+        pop.name: fan[offset[pop.name] : offset[pop.name] + pop.size] for pop in net.populations
+    }
 
 
-def _place_all(net: Netlist, config: TargetConfig, *, locality: bool) -> tuple[Mapping, bool]:
-    """(the mapping, whether a population took its locality order); locality False: every
-    population in index order."""
-    placer = _Placer(net, config)
+_Orders = dict[str, np.ndarray]  # population -> its compartments in placement order
+_Fans = dict[str, np.ndarray]  # population -> output axons each compartment needs
+
+
+@dataclass
+class _Placed:
+    mapping: Mapping
+    orders: _Orders
+    fans: _Fans  # what `mapping` needs (`_count_output_axons`)
+
+
+def _place_all(
+    net: Netlist, config: TargetConfig, *, locality: bool, fixed: _Placed | None = None
+) -> _Placed:
+    """Every population placed: in the better of index and locality order (`place_best`),
+    in index order (locality False), or in `fixed`'s orders, charging each compartment at
+    least the output axons it needed there."""
+    placer = _Placer(net, config, fixed.fans if fixed else None)
     rank: dict[str, np.ndarray] = {}  # population -> each compartment's place in its order
-    moved = False
+    orders: _Orders = {}
     for pop in net.populations:
-        if locality:
+        if fixed is not None:
+            order = fixed.orders[pop.name]
+            placer.place(pop, order)
+        elif locality:
             order = placer.place_best(pop, _locality_order(net, pop, rank))
         else:
             order = np.arange(pop.size)
             placer.place(pop, order)
-        moved = moved or not np.array_equal(order, np.arange(pop.size))
+        orders[pop.name] = order
         rank[pop.name] = np.argsort(order)
-    _count_output_axons(net, placer.cores)
-    return Mapping(cores=placer.cores, cores_per_chip=placer.cores_per_chip), moved
+    fans = _count_output_axons(net, placer.cores)
+    return _Placed(Mapping(cores=placer.cores, cores_per_chip=placer.cores_per_chip), orders, fans)
+
+
+# Re-placements `_fit_output_axons` tries at most: the wider conv inputs of
+# docs/targets.md ("Mapping") need one, cnn_sinabs.nir with share_cores and 1000 output
+# axons per core six.
+_MAX_REFITS = 8
+
+
+def _over_output_axons(mapping: Mapping, config: TargetConfig) -> bool:
+    limit = config.limit("output_axons_per_core")
+    return any(core.output_axons > limit for core in mapping.cores)
+
+
+def _fit_output_axons(
+    net: Netlist, config: TargetConfig, placed: _Placed, enough_cores: int | None = None
+) -> _Placed:
+    """`placed`, or where a core needs more output axons than allowed, the same orders
+    packed again charging every compartment the output axons it needed (its fan).
+
+    The packing counts only a lower bound of the output axons, one per destination
+    population a compartment reaches: the exact count depends on how the destinations
+    were split, placed later. Packed again with the exact fans, a source's cores hold
+    fewer compartments where these break the limit. The destinations land the same
+    (without share_cores a population's split depends only on its own order and fans, and
+    one whose cores all met the limit keeps them: each core takes the most that fits, and
+    what it held still fits), so the fans stay exact, unless a destination was split anew
+    itself; then the fans are charged again, each the largest seen, so the needs only grow
+    and the loop ends (or stops after _MAX_REFITS: with share_cores a population's split
+    moves where the next one starts).
+
+    Charged more, the same orders never open fewer cores (each core takes the longest run
+    that fits, and what fits a run fits every part of it): the loop also stops once the
+    mapping has `enough_cores`, where it could no longer beat another that fits."""
+    for _ in range(_MAX_REFITS):
+        if not _over_output_axons(placed.mapping, config):
+            break
+        if enough_cores is not None and placed.mapping.n_cores >= enough_cores:
+            break
+        again = _place_all(net, config, locality=False, fixed=placed)
+        grown = {name: np.maximum(placed.fans[name], fan) for name, fan in again.fans.items()}
+        if all(np.array_equal(grown[name], placed.fans[name]) for name in grown):
+            return again  # charged what it needs: what is still over is one compartment alone
+        placed = _Placed(again.mapping, again.orders, grown)
+    return placed
 
 
 def map_netlist(net: Netlist, config: TargetConfig) -> Mapping:
     """Place `net` (an int netlist) on cores; see the module docstring for the rules."""
     if net.numeric != "int":
         raise UsageError("the Loihi 2 mapping needs a quantized (int) netlist")
-    mapping, moved = _place_all(net, config, locality=True)
-    if not moved:
-        return mapping
+    local = _fit_output_axons(net, config, _place_all(net, config, locality=True))
+    if all(np.array_equal(o, np.arange(len(o))) for o in local.orders.values()):
+        return local.mapping
     # A population's choice of order sees neither its own exact output axons (they depend
     # on where its destinations land, placed later) nor, with share_cores, the room it
     # leaves the next population on the last core. So a locality order could break the
     # output-axon limit, or open more cores in all, where index order everywhere did
-    # not (a 4-compartment population packed 3 + 1 by locality fed 8 axons from one core
-    # of 7; index order fitted): index order everywhere is kept then.
-    plain, _ = _place_all(net, config, locality=False)
-    limit = config.limit("output_axons_per_core")
+    # not, also once fitted (in the tests a population grouped by its inputs held the two
+    # compartments that fed most; packed again by their fans it took three cores where
+    # index order took two): index order everywhere is kept then.
+    plain = _place_all(net, config, locality=False)
 
     def cost(m: Mapping) -> tuple[bool, int]:
-        return any(core.output_axons > limit for core in m.cores), m.n_cores
+        return _over_output_axons(m, config), m.n_cores
 
-    return plain if cost(plain) < cost(mapping) else mapping
+    # Fitting the output axons only adds cores: index order needs no more fitting once it
+    # has as many cores as a locality mapping that fits (cnn_sinabs: at once).
+    enough = None if cost(local.mapping)[0] else local.mapping.n_cores
+    plain = _fit_output_axons(net, config, plain, enough)
+    return plain.mapping if cost(plain.mapping) < cost(local.mapping) else local.mapping
