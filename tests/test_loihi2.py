@@ -1121,6 +1121,21 @@ def test_mapping_packs_again_while_a_split_splits_its_sources(tmp_path: Path) ->
     assert check(net, config, m) == []
 
 
+def test_a_deep_chain_is_packed_again_until_its_input_fits(tmp_path: Path) -> None:
+    # in -> p0 .. p7 -> out, two compartments each (out three), dense. out takes two cores
+    # of two, so p7's compartments need 2 output axons each, 4 on its one core, over 2:
+    # p7 is packed again a compartment per core, then p6 feeds two cores, and so on back
+    # to the input, one population per round: nine rounds, one more than the eight that
+    # stopped the fitting with the input's core still needing 4 (exit 5).
+    names = ["in"] + [f"p{i}" for i in range(8)] + ["out"]
+    net = layered_netlist(names, [np.ones((2, 2))] * 8 + [np.ones((3, 2))])
+    config = _config(tmp_path, "[limits]\ncompartments_per_core = 2\noutput_axons_per_core = 2\n")
+    m = map_netlist(net, config)
+    assert check(net, config, m) == []
+    assert [c.output_axons for c in m.cores] == [2] * 18 + [0, 0]
+    assert [c.output_axons for c in m.cores] == output_axons_by_hand(net, m.cores)
+
+
 def test_a_wide_conv_input_takes_the_cores_its_output_axons_need() -> None:
     # A DVS-like 2 x 40 x 40 input into the first conv layer of Sinabs' N-MNIST CNN
     # (cnn_sinabs.nir: 16 channels, 5 x 5, stride 2, padding 1), default description.

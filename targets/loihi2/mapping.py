@@ -35,7 +35,8 @@ give the same placement):
    compartment, the destination cores it feeds (its fan). Where a core's sum breaks the
    limit, the same orders are packed again charging each compartment its fan instead of
    the bound (`_fit_output_axons`), so a source's cores hold fewer compartments; again
-   while a population split anew changes its sources' fans, at most _MAX_REFITS times.
+   while a population split anew changes its sources' fans, at most once per population
+   and once more, or _MAX_REFITS times if more (`_refits_max`).
 
 What a core is charged for:
 
@@ -453,10 +454,19 @@ def _place_all(
     return _Placed(Mapping(cores=placer.cores, cores_per_chip=placer.cores_per_chip), orders, fans)
 
 
-# Re-placements `_fit_output_axons` tries at most: the wider conv inputs of
-# docs/targets.md ("Mapping") need one, cnn_sinabs.nir with share_cores and 1000 output
+# Re-placements `_fit_output_axons` tries at least (`_refits_max`): the wider conv inputs
+# of docs/targets.md ("Mapping") need one, cnn_sinabs.nir with share_cores and 1000 output
 # axons per core six.
 _MAX_REFITS = 8
+
+
+def _refits_max(net: Netlist) -> int:
+    """How many times `_fit_output_axons` packs again at most. Without share_cores and
+    lagged synapses a population's split is final one round after its destinations' are
+    (sinks never move), so a chain of n populations that each split anew in turn, from the
+    readout back to the input, needs n rounds: at least one per population plus one, and
+    never fewer than _MAX_REFITS (share_cores, loops)."""
+    return max(_MAX_REFITS, len(net.populations) + 1)
 
 
 def _over_output_axons(mapping: Mapping, config: TargetConfig) -> bool:
@@ -478,13 +488,14 @@ def _fit_output_axons(
     one whose cores all met the limit keeps them: each core takes the most that fits, and
     what it held still fits), so the fans stay exact, unless a destination was split anew
     itself; then the fans are charged again, each the largest seen, so the needs only grow
-    and the loop ends (or stops after _MAX_REFITS: with share_cores a population's split
-    moves where the next one starts).
+    and the loop ends, after at most one round per population and one more
+    (`_refits_max`; with share_cores a population's split also moves where the next one
+    starts, and a lagged loop feeds its own fans: these stop after _refits_max rounds).
 
     Charged more, the same orders never open fewer cores (each core takes the longest run
     that fits, and what fits a run fits every part of it): the loop also stops once the
     mapping has `enough_cores`, where it could no longer beat another that fits."""
-    for _ in range(_MAX_REFITS):
+    for _ in range(_refits_max(net)):
         if not _over_output_axons(placed.mapping, config):
             break
         if enough_cores is not None and placed.mapping.n_cores >= enough_cores:
