@@ -454,18 +454,20 @@ def _place_all(
     return _Placed(Mapping(cores=placer.cores, cores_per_chip=placer.cores_per_chip), orders, fans)
 
 
-# Re-placements `_fit_output_axons` tries at least (`_refits_max`): the wider conv inputs
+# Re-placements `_fit_output_axons` allows at least (`_refits_max`): the wider conv inputs
 # of docs/targets.md ("Mapping") need one, cnn_sinabs.nir with share_cores and 1000 output
 # axons per core six.
 _MAX_REFITS = 8
 
 
 def _refits_max(net: Netlist) -> int:
-    """How many times `_fit_output_axons` packs again at most. Without share_cores and
-    lagged synapses a population's split is final one round after its destinations' are
-    (sinks never move), so a chain of n populations that each split anew in turn, from the
-    readout back to the input, needs n rounds: at least one per population plus one, and
-    never fewer than _MAX_REFITS (share_cores, loops)."""
+    """How many times `_fit_output_axons` packs again at most: once per population and
+    once more, or _MAX_REFITS if more. Without share_cores and lagged synapses a
+    population's split is final one round after its destinations' are (one without
+    destinations never moves), so every split is final after as many rounds as the
+    longest chain of populations, and the next round fits or finds nothing grown (the
+    tests' chain of nine populations before the readout takes nine). With share_cores or
+    a lagged loop no such bound holds, and the rounds stop here."""
     return max(_MAX_REFITS, len(net.populations) + 1)
 
 
