@@ -471,6 +471,18 @@ def test_damaged_artifact_is_refused(tmp_path: Path, small: Compiled, damage, me
         read_artifact(out)
 
 
+def _first_with(data: object, key: str) -> dict:
+    """The first JSON object (depth first) holding `key`."""
+    if isinstance(data, dict) and key in data:
+        return data
+    children = data.values() if isinstance(data, dict) else data if isinstance(data, list) else []
+    for child in children:
+        found = _first_with(child, key)
+        if found:
+            return found
+    return {}
+
+
 def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-untyped-def]
     """Edit a file and write its new sha256 into the manifest, as a hand edit would."""
     _edit_json(directory / name, edit)
@@ -504,6 +516,9 @@ def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-unty
             lambda j: j["compartments"].update(ssm=1),
             "compartments is .*'ssm': 1.*, the netlist's",
         ),
+        # len() of the number raised TypeError: exit 1, "internal error" (helper-104)
+        ("netlist.json", lambda j: _first_with(j, "csr").update(csr=5), "unknown array desc"),
+        ("graph.json", lambda j: _first_with(j, "complex").update(complex=5), "unknown array"),
     ],
     ids=[
         "populations a list",
@@ -515,6 +530,8 @@ def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-unty
         "latency a string",
         "message bits changed",
         "compartments changed",
+        "sparse parts a number",
+        "complex parts a number",
     ],
 )
 def test_rehashed_hand_edits_are_refused_on_read(  # type: ignore[no-untyped-def]

@@ -486,7 +486,7 @@ class _ArrayReader:
     def get(self, desc: Any, where: str) -> np.ndarray | sparse.csr_matrix:
         if isinstance(desc, dict) and "array" in desc:
             return self._load(desc["array"], where)
-        if isinstance(desc, dict) and "complex" in desc and len(desc["complex"]) == 2:
+        if isinstance(desc, dict) and _parts(desc, "complex", 2):
             real, imag = (self._load(k, where) for k in desc["complex"])
             if real.shape != imag.shape or real.dtype != imag.dtype or real.dtype.kind != "f":
                 raise self.doc.fail_content(f"{where}: real and imaginary parts do not match")
@@ -494,7 +494,7 @@ class _ArrayReader:
             value = np.empty(real.shape, np.result_type(real.dtype, np.complex64))
             value.real, value.imag = real, imag
             return value
-        if isinstance(desc, dict) and "csr" in desc and len(desc["csr"]) == 3:
+        if isinstance(desc, dict) and _parts(desc, "csr", 3):
             data, indices, indptr = (self._load(k, where) for k in desc["csr"])
             shape = desc.get("shape")
             if not (isinstance(shape, list) and len(shape) == 2):
@@ -511,6 +511,13 @@ class _ArrayReader:
                 raise self.doc.fail_content(f"{where}: invalid sparse matrix ({exc})") from None
             return matrix
         raise self.doc.fail(f"{where}: unknown array description {desc!r}")
+
+
+def _parts(desc: dict, kind: str, count: int) -> bool:
+    """Whether an array description names `count` parts of `kind` as a list (a number
+    there, from an edited file, made len() raise TypeError: exit 1)."""
+    parts = desc.get(kind)
+    return isinstance(parts, list) and len(parts) == count
 
 
 def _optional_float(doc: _Doc, data: dict, key: str, where: str) -> float | None:
