@@ -2050,6 +2050,24 @@ def test_inspect_of_an_unreadable_nir_file_is_one_line_exit_6(capsys):
     assert info.value.code == 6 and err.count("\n") == 1 and "0 Input and 0 Output" in err
 
 
+@pytest.mark.parametrize(
+    ("offset", "value"),
+    [(27369, 161), (16993, 184), (34634, 97)],
+    ids=["links unvisitable", "dataspace too large", "message not aligned"],
+)
+def test_a_nir_file_with_one_byte_changed_is_one_line_exit_6(offset, value, tmp_path, cli):
+    """One byte of the bundled braille example changed (found by flipping random bytes):
+    h5py's RuntimeError or KeyError from the size and link checks that run before nir's
+    reader was an internal error, exit 1 (helper-104)."""
+    data = bytearray((EXAMPLES / "braille_noDelay_bias_zero.nir").read_bytes())
+    data[offset] = value
+    path = tmp_path / "g.nir"
+    path.write_bytes(bytes(data))
+    out = cli("inspect", str(path))
+    assert out.returncode == 6 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith(f"error: {path}: a damaged HDF5 file (")
+
+
 def test_inspecting_a_nir_file_needs_no_torch():
     code = (
         "import sys; from snncompile.api import inspect_path; "

@@ -348,11 +348,28 @@ def hdf5_data_bytes(path: Path) -> int:
             total += int(np.prod(item.shape, dtype=np.float64)) * item.dtype.itemsize
 
     try:
-        with h5py.File(path, "r") as f:
-            f.visititems(add)
+        file = h5py.File(path, "r")
     except (OSError, ValueError, TypeError):
         return 0
+    with file:
+        try:
+            file.visititems(add)
+        except H5_ERRORS as exc:
+            raise damaged_hdf5(path, exc) from None
     return total
+
+
+# What h5py raises for an HDF5 file whose inner structures are damaged (a byte changed
+# anywhere in a .nir): RuntimeError ("Link iteration failed (bad local heap signature)"),
+# KeyError ("Unable to synchronously open object (...)"), OSError, ValueError, TypeError.
+H5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError)
+
+
+def damaged_hdf5(path: Path, exc: BaseException) -> CorruptInputError:
+    """The error for an HDF5 file that opens but cannot be walked: exit 6, one line."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return CorruptInputError(f"{path}: a damaged HDF5 file ({type(exc).__name__}: {text})")
 
 
 # The first 8 bytes of every HDF5 file (NIR graphs, netx network.net).
@@ -385,7 +402,11 @@ def check_hdf5_tree(path: Path) -> None:
         stack = [file]
         while stack:
             group = stack.pop()
-            for name in group:
+            try:
+                names = list(group)
+            except H5_ERRORS as exc:  # its reader would fail there too, or read past it
+                raise damaged_hdf5(path, exc) from None
+            for name in names:
                 where = f"{group.name.rstrip('/')}/{name}"
                 try:
                     link = group.get(name, getlink=True)  # the link itself, not followed
