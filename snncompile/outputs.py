@@ -164,23 +164,27 @@ def read_npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype] | None:
     """(shape, dtype) of the .npy header `stream` starts with, None for a format version
     np.load refuses. numpy's public readers stop at 2.0; this one, which np.load itself
     uses, reads all three (3.0 is 2.0 with a UTF-8 header). A stream that is no .npy
-    raises ValueError (its magic), and a damaged header ValueError, SyntaxError or
-    tokenize's TokenError (numpy parses the header's dict with tokenize)."""
+    raises ValueError (its magic), and so does a damaged header: numpy retries a header
+    it cannot parse through tokenize, whose TokenError (an unclosed bracket) it lets
+    through (that was an internal error, exit 1, of a damaged --input file)."""
+    import tokenize
+
     version = np.lib.format.read_magic(stream)
     if version not in ((1, 0), (2, 0), (3, 0)):
         return None
-    shape, _, dtype = np.lib.format._read_array_header(stream, version)
+    try:
+        shape, _, dtype = np.lib.format._read_array_header(stream, version)
+    except tokenize.TokenError as exc:
+        raise ValueError(f"Cannot parse header: {exc.args[0]}") from None
     return shape, dtype
 
 
 def _holds_npy_header(archive: Any, name: str) -> bool:
     """Whether member `name` starts with a .npy header numpy reads."""
-    import tokenize
-
     with archive.open(name) as member:
         try:
             return read_npy_header(member) is not None
-        except (ValueError, SyntaxError, EOFError, tokenize.TokenError):
+        except (ValueError, EOFError):
             return False
 
 

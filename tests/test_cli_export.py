@@ -324,6 +324,26 @@ BAD_INPUTS = {
         6,
         r"--calib file .*calib\.npy holds 648 bytes; its header declares 640",
     ),
+    # numpy's header parser let tokenize's TokenError through: exit 1 (helper-104)
+    "calib npy header with an unclosed bracket": (
+        lambda t: _calib(
+            t, _npy_bytes(np.zeros((4, 16, 1))).replace(b"(4, 16, 1), ", b"(4, 16, 1,  ")
+        ),
+        6,
+        r"--calib file .*calib\.npy is not a plain numpy array \(Cannot parse header: EOF in multi",
+    ),
+    "calib npz member header with an unclosed bracket": (
+        lambda t: _calib(
+            t,
+            _npz_member_bytes(
+                "x.npy",
+                _npy_bytes(np.zeros((4, 16, 1))).replace(b"(4, 16, 1), ", b"(4, 16, 1,  "),
+            ),
+            "c.npz",
+        ),
+        6,
+        r"--calib file .*c\.npz is not a plain numpy array \(Cannot parse header: EOF in multi",
+    ),
     "calib npz member that is no npy": (
         lambda t: _calib(t, _npz_member_bytes("x.npy", _npz_bytes(np.zeros((4, 16, 1)))), "c.npz"),
         6,
