@@ -226,22 +226,36 @@ def write_directory(
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Rename tmp to out; an existing out (checked replaceable) is swapped out first."""
+    """Rename tmp to out; an existing out (checked replaceable) is swapped out first.
+
+    The swap is two renames and a removal, and a signal's exception can land between any
+    two of them (as a rename returns, too): whatever happened, `_settle_swap` leaves one
+    whole artifact at out. It used to leave out missing, the old artifact hidden in a
+    `.out.*.old` directory, after a Ctrl-C as the first rename returned (helper-104)."""
     if not (overwrite and out.exists()):
         os.rename(tmp, out)  # fails rather than merge if out appeared meanwhile (non-empty)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    old: Path | None = None
     try:
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
         os.rename(out, old / "artifact")  # fails if a concurrent writer moved `out` first
-    except BaseException:
-        old.rmdir()
-        raise
-    try:
         os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        os.rename(old / "artifact", out)  # if even this fails, the old artifact stays in old
-        old.rmdir()
+        if old is not None:
+            _settle_swap(out, old)
         raise
+
+
+def _settle_swap(out: Path, old: Path) -> None:
+    """After a swap stopped anywhere: if out is gone, the old artifact goes back there;
+    then `old` is removed, unless it still holds the one copy of the old artifact."""
+    moved = old / "artifact"
+    if moved.exists() and not os.path.lexists(out):
+        try:
+            os.rename(moved, out)
+        except OSError:
+            return  # the old artifact stays in `old`: never delete the only copy
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -4,6 +4,7 @@ write is one usage error naming the destination, with nothing left behind."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -74,6 +75,41 @@ def test_overwrite_swaps_the_directory_whole(tmp_path: Path) -> None:
     write_directory(out, lambda d: (d / "w").write_text("2"), overwrite=True)
     assert os.listdir(out) == ["w"] and os.listdir(tmp_path) == ["art"]
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask()
+
+
+@pytest.mark.parametrize(
+    ("step", "left"),
+    [("first rename", "v"), ("second rename", "w"), ("removal of the old", "w")],
+)
+def test_a_signal_anywhere_in_the_overwrite_swap_leaves_one_whole_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, left: str
+) -> None:
+    """Ctrl-C's KeyboardInterrupt raised as a rename of the swap returns, or inside the
+    removal of the old artifact: `art` holds the old artifact or the new one, whole, and
+    nothing else is left. It lost `art` (the old one hidden in `.art.*.old`, the error
+    'Directory not empty'), or left a half-removed `.art.*.old` (helper-104)."""
+    out = write_directory(tmp_path / "art", lambda d: (d / "v").write_text("old"))
+    rename, rmtree = os.rename, shutil.rmtree
+    renames: list[str] = []
+
+    def interrupted_rename(src: str, dst: str) -> None:
+        rename(src, dst)
+        renames.append(dst)
+        if step == f"{['first', 'second'][len(renames) - 1]} rename":
+            raise KeyboardInterrupt
+
+    def interrupted_rmtree(path: str, ignore_errors: bool = False) -> None:
+        if step == "removal of the old" and str(path).endswith(".old"):
+            monkeypatch.setattr(shutil, "rmtree", rmtree)  # the cleanup's own call works
+            (Path(path) / "artifact" / "v").unlink()  # half removed
+            raise KeyboardInterrupt
+        rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(os, "rename", interrupted_rename)
+    monkeypatch.setattr(shutil, "rmtree", interrupted_rmtree)
+    with pytest.raises(KeyboardInterrupt):
+        write_directory(out, lambda d: (d / "w").write_text("new"), overwrite=True)
+    assert os.listdir(tmp_path) == ["art"] and os.listdir(out) == [left]
 
 
 def test_check_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
