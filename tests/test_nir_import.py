@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import netlists
 import nir
 import numpy as np
@@ -1403,6 +1404,13 @@ MALFORMED = {
         lambda: chain((1, 4, 4), ("p", _pool(stride=np.array([0, 0])))),
         r"node 'p' \(SumPool2d\): stride \(0, 0\) is below 1",
     ),
+    # astype(int) made it -2**63 ("stride (-9223372036854775808, ...) is below 1"), with a
+    # RuntimeWarning on stderr above the error line (helper-104)
+    "pool stride 1e30": (
+        lambda: chain((1, 4, 4), ("p", _pool(stride=np.array([1e30, 1e30])))),
+        r"node 'p' \(SumPool2d\): malformed parameters \(stride \[1\.e\+30 1\.e\+30\] is not "
+        r"a whole number of positions\)",
+    ),
     "affine bias of 3 for 2 outputs": (
         lambda: chain((2,), ("fc", nir.Affine(weight=np.eye(2), bias=np.zeros(3)))),
         r"node 'fc' \(Affine\): malformed parameters \(.*\)",
@@ -1443,6 +1451,21 @@ def test_a_malformed_file_is_one_line_naming_file_node_and_field(tmp_path, cli):
     out = cli("export", str(path), "--dt", "1e-3", "-o", str(tmp_path / "a"))
     assert out.returncode == 6, out.stderr
     assert re.fullmatch(f"error: {re.escape(str(path))}: {message}\n", out.stderr), out.stderr
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_declared_shape_that_is_no_sizes_is_one_line_exit_6(tmp_path, cli):
+    """An Output whose shape is text: nir's type check fails, the file is read without it,
+    and the check of declared against inferred shapes (which runs then) raised int()'s
+    ValueError, an internal error (exit 1; helper-104, found by mutating fields)."""
+    path = tmp_path / "bad.nir"
+    nir.write(path, chain((2,), ("fc", nir.Linear(weight=np.eye(2))), ("lif", lif(2))))
+    with h5py.File(path, "a") as f:
+        del f["node/nodes/output/shape"]
+        f["node/nodes/output/shape"] = np.array(b"Banana")
+    out = cli("export", str(path), "--dt", "1e-3", "-o", str(tmp_path / "a"))
+    assert out.returncode == 6 and out.stderr.count("\n") == 1, out.stderr
+    assert "node 'output' (Output): malformed parameters" in out.stderr
     assert not (tmp_path / "a").exists()
 
 

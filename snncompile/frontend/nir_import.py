@@ -130,8 +130,13 @@ def _arr(node: Any, name: str) -> np.ndarray:
     return np.asarray(getattr(node, name), dtype=np.float64)
 
 
-def _pair(value: Any) -> tuple[int, int]:
-    v = np.atleast_1d(np.asarray(value)).astype(int)
+def _pair(value: Any, field: str) -> tuple[int, int]:
+    v = np.atleast_1d(np.asarray(value))
+    if v.dtype.kind == "f" and not np.all(np.abs(v) < 2**31):
+        # astype(int) made NaN or 1e30 into -2**63, with a RuntimeWarning on stderr
+        shown = np.array2string(v, threshold=4, edgeitems=2)
+        raise ValueError(f"{field} {shown} is not a whole number of positions")
+    v = v.astype(int)
     return (int(v[0]), int(v[-1])) if v.size in (1, 2) else (int(v[0]), int(v[1]))
 
 
@@ -231,10 +236,13 @@ def _conv_node(node: Any, in_shape: tuple[int, ...]) -> tuple[sparse.csr_matrix,
     if one_d:
         weight = weight[:, :, None, :]
         shape3 = (in_shape[0], 1, in_shape[-1]) if len(in_shape) == 2 else None
-        stride, dilation = (1, _pair(node.stride)[0]), (1, _pair(node.dilation)[0])
+        stride, dilation = (
+            (1, _pair(node.stride, "stride")[0]),
+            (1, _pair(node.dilation, "dilation")[0]),
+        )
     else:
         shape3 = in_shape if len(in_shape) == 3 else None
-        stride, dilation = _pair(node.stride), _pair(node.dilation)
+        stride, dilation = _pair(node.stride, "stride"), _pair(node.dilation, "dilation")
     if shape3 is None:
         raise CorruptInputError(f"convolution input has shape {in_shape}")
     if weight.ndim != 4:
@@ -249,7 +257,9 @@ def _conv_node(node: Any, in_shape: tuple[int, ...]) -> tuple[sparse.csr_matrix,
         if node.padding == "same":
             padding, after = _same_padding(kernel, dilation)
     else:
-        padding = (0, _pair(node.padding)[0]) if one_d else _pair(node.padding)
+        padding = (
+            (0, _pair(node.padding, "padding")[0]) if one_d else _pair(node.padding, "padding")
+        )
     _check_geometry(0, padding=padding)
     matrix, out = conv_matrix(
         weight, shape3, stride, padding, dilation, int(node.groups), pad_after=after
@@ -261,7 +271,11 @@ def _conv_node(node: Any, in_shape: tuple[int, ...]) -> tuple[sparse.csr_matrix,
 def _pool_node(node: Any, in_shape: tuple[int, ...], average: bool) -> tuple:
     if len(in_shape) != 3:
         raise CorruptInputError(f"pooling input has shape {in_shape}, expected (C, H, W)")
-    kernel, stride, padding = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+    kernel, stride, padding = (
+        _pair(node.kernel_size, "kernel_size"),
+        _pair(node.stride, "stride"),
+        _pair(node.padding, "padding"),
+    )
     _check_geometry(1, kernel_size=kernel, stride=stride)
     _check_geometry(0, padding=padding)
     weight = np.ones((in_shape[0], 1, *kernel))
@@ -561,7 +575,8 @@ def _declared_shape_warnings(flat: FlatNir, shapes: dict[str, tuple[int, ...]]) 
     """Nodes whose declared input shape differs from the one inferred from parameters."""
     out = []
     for name, node in flat.nodes.items():
-        declared = _declared_input_shape(node)
+        with _node_fields(name, type(node).__name__):  # a field the import never read
+            declared = _declared_input_shape(node)
         preds = flat.preds(name)
         if declared is None or not preds or preds[0] not in shapes:
             continue
