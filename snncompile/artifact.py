@@ -382,14 +382,24 @@ def _summary(net: Netlist) -> dict[str, Any]:
     }
 
 
+def _shown(value: object, limit: int = 120) -> str:
+    """repr(value), its middle cut out past `limit` characters: an edited value may be
+    4,000 digits or a megabyte of text, which the one-line error printed whole."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    half = (limit - 3) // 2
+    return f"{text[:half]}...{text[-half:]}"
+
+
 def _check_summary(path: Path, manifest: dict[str, Any], net: Netlist) -> None:
     """The manifest is the one file no hash covers: what it says of the netlist must be
     what the (hashed) netlist says, or inspect would show an edited latency or size."""
     for key, value in _summary(net).items():
         if key in manifest and manifest[key] != value:
             raise CorruptInputError(
-                f"{path / 'manifest.json'}: {key} is {manifest[key]!r}, the netlist's {value!r}"
-                " (edited after export)"
+                f"{path / 'manifest.json'}: {key} is {_shown(manifest[key])}, the "
+                f"netlist's {value!r} (edited after export)"
             )
 
 

@@ -511,6 +511,12 @@ def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-unty
             r"output_latency is 'ten', the netlist's \d+ \(edited after export\)",
         ),
         ("manifest.json", lambda j: j.update(message_bits=16), "message_bits is 16, the net"),
+        # printed whole: a line of 450 characters (4,300 digits are read; helper-104)
+        (
+            "manifest.json",
+            lambda j: j.update(output_latency=10**400),
+            r"output_latency is 10{57}\.\.\.0{58}, the netlist's",
+        ),
         (
             "manifest.json",
             lambda j: j["compartments"].update(ssm=1),
@@ -529,6 +535,7 @@ def _rehashed(directory: Path, name: str, edit) -> None:  # type: ignore[no-unty
         "graph {}",
         "latency a string",
         "message bits changed",
+        "latency of 401 digits",
         "compartments changed",
         "sparse parts a number",
         "complex parts a number",
