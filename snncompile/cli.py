@@ -851,10 +851,20 @@ def _out_of_memory(exc: Exception) -> bool:
     )
 
 
+# An error line longer than this loses its middle: a value quoted from an edited file (a
+# manifest's target of 100,000 characters) was printed whole, a 100 KB "line".
+MAX_ERROR_CHARS = 2000
+
+
 def _one_line(message: str) -> str:
     """An error message on one line: a path holding a line break (a legal file name)
-    shows it escaped, as Python's repr would."""
-    return message.replace("\r", "\\r").replace("\n", "\\n")
+    shows it escaped, as Python's repr would; past MAX_ERROR_CHARS, its middle is cut."""
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    keep = (MAX_ERROR_CHARS - 40) // 2
+    cut = len(message) - 2 * keep
+    return f"{message[:keep]} ...({cut:,} characters cut)... {message[-keep:]}"
 
 
 def _stdout_to_devnull() -> None:
@@ -911,7 +921,7 @@ def _run_cli(argv: list[str] | None, debug: bool) -> None:
         # One line, as every other error (click's own show() adds its usage text).
         ctx = getattr(exc, "ctx", None)
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        message = " ".join(exc.format_message().split())
+        message = _one_line(" ".join(exc.format_message().split()))
         click.echo(f"error: {message}{hint}", err=True)
         sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
     except SnnCompileError as exc:

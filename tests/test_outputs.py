@@ -3,6 +3,7 @@ write is one usage error naming the destination, with nothing left behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -853,6 +854,25 @@ def test_a_path_the_system_refuses_and_a_deeply_nested_file_are_corrupt_input(  
         6,
         f"error: {nested}/manifest.json: not valid JSON (nested too deeply to read)\n",
     )
+
+
+def test_a_huge_value_quoted_from_a_file_or_an_option_is_cut_to_one_short_line(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys
+) -> None:
+    """A manifest's target of 100,000 characters, and an option value as long: the error
+    line quoted them whole (100 KB; helper-104). Its head and tail stay."""
+    art = tmp_path / "a"
+    art.mkdir()
+    manifest = {"format": "snncompile-artifact", "version": 1, "target": "t" * 100_000, "files": {}}
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    code, err = _run(["inspect", art], capsys)
+    assert code == 6 and err.count("\n") == 1 and len(err) < 2100, len(err)
+    assert err.startswith(f"error: {art}/manifest.json: target 'ttt")
+    assert "characters cut)... ttt" in err
+    assert err.endswith("' is not one this snncompile knows (reference, lava, loihi2, nir, onnx)\n")
+    code, err = _run(["targets", "--json", "-" + "x" * 100_000], capsys)
+    assert code == 2 and err.count("\n") == 1 and len(err) < 2100, len(err)
+    assert err.endswith("(see snncompile targets --help)\n")
 
 
 def test_an_empty_output_name_is_named_as_such(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
