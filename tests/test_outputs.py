@@ -870,9 +870,13 @@ def test_a_huge_value_quoted_from_a_file_or_an_option_is_cut_to_one_short_line( 
     assert err.startswith(f"error: {art}/manifest.json: target 'ttt")
     assert "characters cut)... ttt" in err
     assert err.endswith("' is not one this snncompile knows (reference, lava, loihi2, nir, onnx)\n")
-    code, err = _run(["targets", "--json", "-" + "x" * 100_000], capsys)
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.zeros((1, 4, 1)))
+    code, err = _run(["simulate", art, "--input", inputs, "--backend", "x" * 100_000], capsys)
     assert code == 2 and err.count("\n") == 1 and len(err) < 2100, len(err)
-    assert err.endswith("(see snncompile targets --help)\n")
+    assert err.endswith(
+        "is not one of 'reference', 'lava', 'onnx'. (see snncompile simulate --help)\n"
+    )
 
 
 def test_an_empty_output_name_is_named_as_such(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
