@@ -7,8 +7,10 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -2089,6 +2091,67 @@ def test_a_nir_file_with_one_byte_changed_is_one_line_exit_6(offset, value, tmp_
     out = cli("inspect", str(path))
     assert out.returncode == 6 and out.stderr.count("\n") == 1, out.stderr
     assert out.stderr.startswith(f"error: {path}: a damaged HDF5 file (")
+
+
+def test_a_nir_file_whose_read_never_ends_is_one_line_exit_6(tmp_path, cli, monkeypatch):
+    """lif_norse.nir with byte 2184 set to 0xEA (helper-104's fuzzing): libhdf5 2.0 read
+    node/edges without end, ignoring Ctrl-C and SIGTERM. Now refused, in the time allowed
+    (shortened here), or, with an HDF5 library that reports the damage instead, by the
+    reader's own error; exit 6 either way."""
+    from snncompile.ir import serialize
+
+    data = bytearray((EXAMPLES / "lif_norse.nir").read_bytes())
+    data[2184] = 0xEA
+    path = tmp_path / "g.nir"
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(serialize, "HDF5_READ_SECONDS", 2.0)
+    start = time.monotonic()
+    out = cli("inspect", str(path))
+    assert time.monotonic() - start < 30
+    assert out.returncode == 6 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith(f"error: {path}: ")
+
+
+def _reads_forever(path):  # the child's read, as the damaged file made it
+    time.sleep(3600)
+
+
+def test_an_hdf5_read_past_its_time_is_killed_and_named(tmp_path, monkeypatch):
+    from snncompile.ir import serialize
+
+    monkeypatch.setattr(serialize, "_read_every_dataset", _reads_forever)
+    monkeypatch.setattr(serialize, "HDF5_READ_SECONDS", 1.0)
+    path = EXAMPLES / "two_lif_neurons.nir"
+    with pytest.raises(CorruptInputError, match=r"reading its datasets did not finish in 1 s"):
+        serialize.check_hdf5_reads(path, data_bytes=0)
+
+
+def test_an_interrupt_while_an_hdf5_read_is_checked_takes_the_child_down(monkeypatch):
+    from snncompile.ir import serialize
+
+    children = []
+    real_fork = os.fork
+
+    def fork():
+        pid = real_fork()
+        if pid:
+            children.append(pid)
+            signal.setitimer(signal.ITIMER_REAL, 0.3)  # Ctrl-C in 0.3 s
+        return pid
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serialize, "_read_every_dataset", _reads_forever)
+    monkeypatch.setattr(serialize.os, "fork", fork)
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            serialize.check_hdf5_reads(EXAMPLES / "two_lif_neurons.nir", data_bytes=0)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    with pytest.raises(ChildProcessError):  # killed and reaped
+        os.waitpid(children[0], os.WNOHANG)
 
 
 def test_inspecting_a_nir_file_needs_no_torch():

@@ -18,7 +18,7 @@ from typing import Any
 
 from snncompile.errors import CorruptInputError, MissingDependencyError
 from snncompile.ir.graph import Graph
-from snncompile.ir.serialize import check_hdf5_tree, require_file
+from snncompile.ir.serialize import check_hdf5_size, check_hdf5_tree, require_file
 
 
 def _metadata_value(path: str | os.PathLike[str], key: str) -> Any:
@@ -76,6 +76,7 @@ def read_snncompile_nir(source: str | os.PathLike[str] | Any) -> Graph | None:
     if not is_snncompile_nir(path):
         return None
     check_hdf5_tree(path)
+    check_hdf5_size(path)
     try:
         nir_graph = nir.read(path, type_check=True)
     except Exception as exc:  # nir raises bare ValueError/KeyError/AssertionError
