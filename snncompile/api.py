@@ -73,7 +73,10 @@ def write_task_data(
         raise UsageError(f"--limit must be at least 1, got {limit}")
     out = check_writable(output, file=True)
     if out.suffix != ".npz":
-        raise UsageError(f"-o {out}: name an .npz file (it holds the arrays x, and y)")
+        raise UsageError(
+            f"-o {out}: name an .npz file (it holds the inputs x and, but for --split "
+            "calibration, the labels y)"
+        )
     _check_data_replaceable(out, overwrite)
     ckpt = load_checkpoint(model)
     if split == "calibration":
