@@ -964,3 +964,80 @@ def test_a_network_lavas_compiler_recurses_on_is_unsupported_not_corrupt(monkeyp
     net = Netlist(pops, (Synapse("in->out", "in", "out", np.array([[1.0]])),), numeric="int")
     with pytest.raises(UnsupportedError, match="Lava's compiler recursed past Python's limit"):
         run_lava(net, np.ones((1, 2, 1)))
+
+
+# ---- hand-computed edge cases (helper-101's mutation audit of the Lava models) --------
+
+
+def test_glu_left_shift_and_falling_table_by_hand():
+    """Two glu cases the table test above never reached, each by hand (numerics.md,
+    glu), each failing a mutation of PyGluFixed that every other Lava test let through:
+    - out_shift -1 on an unsaturated product: 3 * 4096 << 1 = 24576 (the left shift);
+    - a falling table [4096, 4095] (the validator takes any table in 0..4096, not only
+      a sigmoid's rising one) 1/4 of the way to the next knot: the interpolation is
+      4096 + tz(-1 * 1, 2) = 4096 (toward zero; a floor gives 4095), then
+      tz(4096 * 4096, 12) = 4096."""
+
+    def glu(name: str, **params) -> Population:
+        return pop(name, "glu", 1, {"gate": "sigmoid"}, pwl_x0=0, **params)
+
+    pops = [
+        glu("left", pwl_shift=0, pwl_table_q12=[4096, 4096], out_shift=-1),
+        glu("falling", pwl_shift=2, pwl_table_q12=[4096, 4095], out_shift=12),
+    ]
+    x = np.array([[[3, 0, 4096, 1]]], dtype=float)  # [a0; a1] per glu
+    expected, _ = check(side_by_side(pops), x)
+    assert [expected.traces[name][0, 0, 0] for name in ("left", "falling")] == [24576, 4096]
+
+
+def test_message_width_24_bit_membranes_and_reset_saturation_under_narrow_states_by_hand():
+    """16-bit states, 24-bit messages: what clips at which width (numerics.md). An
+    accumulator's and a glu's messages clip at G = 24 bits, not S, so 2^20 passes both
+    (the glu at gate 4096 and out_shift 12); cuba_lif_sub's u and v are 24 bits whatever
+    S is, so 2^10 << 6 = 2^16 stays in v (vth out of reach). The reset-refractory
+    membrane clips after its reset too: m = 200 > theta = 100 leaves
+    sat_16(200 - 100 - 2^20) = -(2^15 - 1), which only S < 24 can reach (rho has 23
+    bits). The readout's 16-bit state clips 2^20 twice."""
+    fmt = Formats(state_bits=16, message_bits=24)
+    pops = [
+        pop("acc", "accumulator", 1),
+        pop("glu", "glu", 1, {"gate": "sigmoid"}, pwl_x0=0, pwl_shift=0,
+            pwl_table_q12=[4096, 4096], out_shift=12),
+        pop("sub", "cuba_lif_sub", 1, du=4095, dv=0, vth=2**17 - 1, vsub=2**17 - 1),
+        pop("rr", "reset_refractory", 1, decay=[0], theta=[100], rho=[2**20]),
+    ]  # fmt: skip
+    x = np.array([[[2**20, 2**20, 0, 2**10, 200]]], dtype=float)
+    expected, _ = check(side_by_side(pops, fmt=fmt), x)
+    assert expected.traces["acc"][0, 0, 0] == expected.traces["glu"][0, 0, 0] == 2**20
+    assert expected.traces["sub.v"][0, 0, 0] == 2**16
+    assert expected.traces["rr.v"][0, 0, 0] == -(2**15 - 1)
+    assert expected.events == {"out": 2, "rr": 1}
+
+
+def test_shift_stage_at_exactly_int32_and_the_bias_window_by_hand():
+    """Sums of exactly 2^31 after a positive exponent, which Lava's Dense would wrap to
+    -2^31 in int32, so the builder must give them a Shift stage (needs_shift_stage's
+    `>=`): a spike through weight 128 << 24, and the bias's 2^20 through weight 1 << 11
+    (its bound is its value, not 1). Both saturate edge at 2^23 - 1, which reaches the
+    readout as (2^23 - 1) >> 20 = 7 per step. The bias also feeds the mean readout
+    directly, two steps before the data (delay 0, readout latency 3): exactly L = 2
+    messages, 2^21, within the run of L + 3 steps (numerics.md: it sends for t < L only)."""
+    pops = (
+        Population("in", "input", 1),
+        Population("bias", "bias", 1, {"value": np.asarray(2.0**20)}),
+        pop("spk", "heaviside", 1),
+        pop("edge", "accumulator", 2),
+        Population("out", "readout", 3, attrs={"mode": "mean"}),
+    )
+    syns = (
+        Synapse("in->spk", "in", "spk", np.eye(1)),
+        Synapse("spk->edge", "spk", "edge", np.array([[128.0], [0.0]]), weight_exp=24),
+        Synapse("bias->edge", "bias", "edge", np.array([[0.0], [1.0]]), weight_exp=11, delay=1),
+        Synapse("edge->out", "edge", "out", np.eye(3, 2), weight_exp=-20),
+        Synapse("bias->out", "bias", "out", np.array([[0.0], [0.0], [1.0]])),
+    )
+    net = Netlist(pops, syns, numeric="int")
+    assert [s.name for s in syns if needs_shift_stage(net, s)] == ["spk->edge", "bias->edge"]
+    expected, _ = check(net, np.ones((1, 2, 1)))
+    assert expected.traces["edge"][0].tolist() == [[MAX24, MAX24]] * 2
+    assert expected.readout.tolist() == [[14, 14, 2**21]]
