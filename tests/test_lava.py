@@ -171,6 +171,9 @@ def test_latency_alignment_and_delays():
     _, actual = check(net, x, batch_size=1)  # two Lava runs of one sample, concatenated
     assert actual.traces["sum"][0, :, 0].tolist() == [-5 - 3 + 14, 7 + 5 + 14, 14, 13 + 9 + 14]
     assert actual.steps == 2 * (4 + net.output_latency)  # the network steps of both runs
+    # Both samples in one run: relay's delay line sends [tap 1 of both; tap 3 of both],
+    # so tap 3 of sample 0 starts at column batch * size = 2, not size = 1.
+    check(net, x)
 
 
 def test_unconnected_population_and_one_later_than_the_readout():
