@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nir
 import numpy as np
+from loihi2_peaks import print_peaks
 
 NETS = {  # ("conv", out channels, kernel, stride, padding) or ("pool", kernel); hidden
     "nmnist": ([("conv", 16, 5, 2, 1), ("conv", 16, 3, 1, 1), ("pool", 2), ("conv", 8, 3, 1, 1),
@@ -96,17 +97,9 @@ def main() -> None:
             print(f"  {done.stderr.strip()}")
             return
         resources = json.loads((out / "resources.json").read_text())
-    limits = resources["target"]["limits"]
     print(f"  {resources['compartments']:,} compartments on {resources['cores']} cores, "
           f"{resources['chips']} chip(s)")  # fmt: skip
-    for key, limit in (
-        ("compartments", "compartments_per_core"),
-        ("synapse_bytes", "synapse_memory_bytes_per_core"),
-        ("input_axons", "input_axons_per_core"),
-        ("output_axons", "output_axons_per_core"),
-    ):
-        print(f"  most {key} on one core: {resources['peak_per_core'][key]:,} of "
-              f"{limits[limit]['value']:,}")  # fmt: skip
+    print_peaks(resources)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from loihi2_peaks import print_peaks
 
 from snncompile import ModelConfig, build_model, save
 
@@ -49,20 +50,12 @@ def main() -> None:
         if done.returncode != 0:
             sys.exit(f"export failed (exit {done.returncode}): {done.stderr.strip()}")
         resources = json.loads((out / "resources.json").read_text())
-    limits = resources["target"]["limits"]
     print(
         f"spike-ssm, {args.blocks} blocks, H={args.width}, N={args.state}: "
         f"{resources['compartments']:,} compartments on {resources['cores']} cores, "
         f"{resources['chips']} chip(s)"
     )
-    for key, limit in (
-        ("compartments", "compartments_per_core"),
-        ("synapse_bytes", "synapse_memory_bytes_per_core"),
-        ("input_axons", "input_axons_per_core"),
-        ("output_axons", "output_axons_per_core"),
-    ):
-        print(f"  most {key} on one core: {resources['peak_per_core'][key]:,} of "
-              f"{limits[limit]['value']:,}")  # fmt: skip
+    print_peaks(resources)
 
 
 if __name__ == "__main__":
