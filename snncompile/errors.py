@@ -66,3 +66,10 @@ def invalid_model(detail: str, source: object = None) -> SnnCompileError:
     if source is not None:
         return CorruptInputError(f"{source}: holds a model the compiler cannot take: {detail}")
     return UsageError(f"the traced graph is invalid: {detail}")
+
+
+def one_line_text(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message (from a library: nir, h5py) for one of our one-line
+    errors: whitespace runs made one space, cut at `limit` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

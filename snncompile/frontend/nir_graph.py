@@ -33,7 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from snncompile.errors import CorruptInputError, MissingDependencyError, UnsupportedError
+from snncompile.errors import (
+    CorruptInputError,
+    MissingDependencyError,
+    UnsupportedError,
+    one_line_text,
+)
 from snncompile.ir.serialize import check_hdf5_size, check_hdf5_tree, require_file
 
 # Node types of nir 1.0.8, which the importer takes all of (nir's reader knows no others).
@@ -82,11 +87,6 @@ class FlatNir:
         return [d for s, d in self.edges if s == name]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
     """(nir.NIRGraph, warnings); CorruptInputError when nir 1.0.8 cannot read the file."""
     nir = _nir()
@@ -110,7 +110,8 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
         raise unsupported_nodes_error(unknown) from None
     if not (isinstance(strict_error, ValueError) and "type" in str(strict_error).lower()):
         raise CorruptInputError(
-            f"{path}: nir cannot read it ({type(strict_error).__name__}: {_one_line(strict_error)})"
+            f"{path}: nir cannot read it ({type(strict_error).__name__}: "
+            f"{one_line_text(strict_error)})"
         ) from None
     try:
         # Nested graphs typed first: nir completes a nested chain without an Input node
@@ -122,11 +123,11 @@ def read_nir(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
             graph = _read_untyped(nir, path)
         except Exception as exc:
             raise CorruptInputError(
-                f"{path}: nir cannot read it ({type(exc).__name__}: {_one_line(exc)})"
+                f"{path}: nir cannot read it ({type(exc).__name__}: {one_line_text(exc)})"
             ) from None
     _refuse_invented_ends(path, graph)
     warning = (
-        f"{path}: nir's type check failed ({_one_line(strict_error)}"
+        f"{path}: nir's type check failed ({one_line_text(strict_error)}"
         f"{_grouped_convolution_note(graph, str(strict_error))}); read without it, every "
         "shape is inferred from the node parameters"
     )

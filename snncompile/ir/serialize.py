@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from snncompile.errors import CorruptInputError, UsageError
+from snncompile.errors import CorruptInputError, UsageError, one_line_text
 from snncompile.ir.compartments import with_added_params
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
@@ -369,8 +369,7 @@ H5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError)
 
 def damaged_hdf5(path: Path, exc: BaseException) -> CorruptInputError:
     """The error for an HDF5 file that opens but cannot be walked: exit 6, one line."""
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 200 else text[:197] + "..."
+    text = one_line_text(exc)
     return CorruptInputError(f"{path}: a damaged HDF5 file ({type(exc).__name__}: {text})")
 
 
