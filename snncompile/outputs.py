@@ -3,6 +3,7 @@
     check_writable(path, what="-o")                # before compiling or training: UsageError
     write_file(path, lambda f: f.write(b), "wb")   # a temporary file beside it, renamed
     write_npz(path, {"x": x})                      # the same, for an .npz
+    write_through_memory(path, fill)               # an HDF5 file filled in memory first
     write_directory(out, fill, overwrite=False)    # a temporary directory beside it, renamed
 
 A destination that cannot be written (a read-only directory, a parent that is a file)
@@ -194,6 +195,20 @@ def write_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> Path:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return write_file(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def write_through_memory(path: str | os.PathLike[str], fill: Callable[[IO[bytes]], None]) -> None:
+    """Write `path` (inside a directory being built) from an in-memory file that `fill`
+    writes, in one plain write: for HDF5 writers (h5py, nir.write). HDF5 buffers its own
+    writes and reports a failed one (a full disk, a file size limit) from its
+    destructors: dozens of "Exception ignored" tracebacks, then a crash at the process's
+    exit (SIGSEGV, exit 139) that left the artifact's temporary directory behind
+    (helper-107, measured). In memory nothing fails, and the write that can raises a
+    plain OSError, which write_directory reports as an OutputError."""
+    buffer = io.BytesIO()
+    fill(buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def write_directory(

@@ -996,3 +996,44 @@ def test_the_members_of_a_fifo_are_none_and_reading_them_does_not_block(tmp_path
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         reader.join(10)
     assert not blocked and found == {"names": set()}
+
+
+# A process whose files may not grow past 2,000 bytes, as on a full disk: a write past
+# it fails with EFBIG (SIGXFSZ ignored, else the signal kills the process).
+_FILE_SIZE_LIMIT = """
+import errno, resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.RLIM_INFINITY))
+def must_fail(write, path):
+    try:
+        write(path)
+    except OSError as exc:
+        assert exc.errno == errno.EFBIG, exc
+        print("refused", flush=True)
+"""
+
+
+def test_the_hdf5_writers_fail_on_a_full_disk_with_a_plain_oserror(tmp_path: Path) -> None:
+    """network.net (loihi2) and model.nir (nir) are HDF5, which h5py wrote straight to
+    disk: a failed write there printed dozens of "Exception ignored" tracebacks, then the
+    process crashed at exit (SIGSEGV, 139), leaving the artifact's temporary directory
+    (export --target nir under a file size limit, helper-107). Both now fill the file in
+    memory and write it in one go. No torch here: the writers alone, in a subprocess."""
+    nir_file = Path(__file__).parent / "data" / "nir-examples" / "lif_norse.nir"
+    done = _python(
+        _FILE_SIZE_LIMIT
+        + f"""
+import nir
+import numpy as np
+from snncompile.ir.netlist import Formats, Netlist, Population, Synapse
+from snncompile.targets.loihi2 import write_network
+from snncompile.targets.nir import Build
+pops = (Population("in", "input", 40), Population("out", "readout", 40, attrs={{"mode": "mean"}}))
+weight = np.arange(1600.0).reshape(40, 40) % 100
+net = Netlist(pops, (Synapse("w", "in", "out", weight),), numeric="int", formats=Formats())
+must_fail(lambda path: write_network(net, path), {str(tmp_path / "network.net")!r})
+build = Build(nir_graph=nir.read({str(nir_file)!r}), graph=None, dt_s=1e-3)
+must_fail(build.files()["model.nir"], {str(tmp_path / "model.nir")!r})
+"""
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "refused\nrefused\n", "")

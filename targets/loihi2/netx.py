@@ -62,6 +62,7 @@ from snncompile.ir.compartments import with_added_params
 from snncompile.ir.netlist import ChainLayer, Formats, Netlist, Population, Synapse
 from snncompile.ir.ops import InvalidGraphError
 from snncompile.ir.serialize import check_hdf5_size, check_hdf5_tree, parse_json
+from snncompile.outputs import write_through_memory
 
 from .netx_chain import netx_chain, netx_hdf5, netx_weight
 
@@ -134,12 +135,17 @@ def write_network(net: Netlist, path: str | os.PathLike[str]) -> None:
     h5py = _h5py()
     if net.numeric != "int":
         raise InvalidGraphError("network.net holds quantized (int) netlists only")
+    # Filled in memory, then written: on a failed disk write h5py crashed the process.
+    write_through_memory(path, lambda stream: _fill_network(h5py, stream, net))
+
+
+def _fill_network(h5py: Any, stream: Any, net: Netlist) -> None:
     chain = {layer.pop.name: layer for layer in netx_chain(net)}
     first = [net.input, *(layer.pop for layer in chain.values())]
     order = first + [p for p in net.populations if p not in first]
     index = {pop.name: i for i, pop in enumerate(order)}
     position = {pop.name: i for i, pop in enumerate(net.populations)}
-    with h5py.File(path, "w") as f:
+    with h5py.File(stream, "w") as f:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["version"] = FORMAT_VERSION
         f.attrs["numeric"] = net.numeric

@@ -24,6 +24,7 @@ import numpy as np
 
 from snncompile.arguments import check_real
 from snncompile.errors import CorruptInputError, MissingDependencyError, UsageError
+from snncompile.outputs import write_through_memory
 
 from .codec import (
     DEFAULT_DT_S,
@@ -77,7 +78,12 @@ class Build:
     ssm_form: str = "continuous"
 
     def files(self) -> dict[str, Callable[[Path], None]]:
-        return {"model.nir": lambda path: _nir().write(path, self.nir_graph)}
+        # HDF5 in memory first: on a failed disk write h5py crashed the process
+        return {
+            "model.nir": lambda path: write_through_memory(
+                path, lambda stream: _nir().write(stream, self.nir_graph)
+            )
+        }
 
     def manifest(self) -> dict[str, Any]:
         # A last-step pool is exact without metadata (read at the last step); a mean is
