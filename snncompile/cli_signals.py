@@ -47,6 +47,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from snncompile.errors import SignalExit
+
 # Signal name -> the one line printed when it ends a command (SIGINT's is printed by
 # the CLI when click reports the interrupt, here only when that did not happen).
 MESSAGES = {
@@ -147,7 +149,7 @@ def _on_signal(signum: int, frame: object) -> None:
         return
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
-    raise SystemExit(128 + signum)
+    raise SignalExit(128 + signum)  # not the user's sys.exit() (errors.USER_CODE_ERRORS)
 
 
 def _on_unraisable(previous: Callable[[Any], None], unraisable: Any) -> None:

@@ -73,11 +73,11 @@ def load_model(
     from torch import nn
 
     if isinstance(source, nn.Module):
-        import copy
+        from snncompile.frontend.torch_trace import copy_model
 
         family = getattr(getattr(source, "config", None), "family", None)
         meta = {"family": family} if isinstance(family, str) else {}  # the manifest's source
-        model = copy.deepcopy(source).eval()  # the caller's model keeps its training mode
+        model = copy_model(source).eval()  # the caller's model keeps its training mode
         width = input_size if input_size is not None else _input_width(model)  # traced: checked
         return model, width, None, meta
     path = Path(source)

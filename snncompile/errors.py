@@ -73,3 +73,24 @@ def one_line_text(exc: BaseException, limit: int = 200) -> str:
     errors: whitespace runs made one space, cut at `limit` characters."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class SignalExit(SystemExit):
+    """The SystemExit(128 + signal) that SIGTERM or SIGHUP raises in a running command
+    (cli_signals). Code that catches what the user's own code raises, sys.exit()
+    included (USER_CODE_ERRORS), lets it through: a SIGTERM while an --entry module was
+    imported was reported as "importing ... failed: it called sys.exit(143)"."""
+
+
+# What the user's own code (an --entry module, its factory, its model's forward under
+# tracing) may raise that is its failure, not ours: any Exception, and a sys.exit() or
+# GeneratorExit, which are not Exceptions (a sys.exit(3) in a forward ended export with
+# exit 3, "an equivalence check failed", in silence). Catch SignalExit before it.
+USER_CODE_ERRORS = (Exception, SystemExit, GeneratorExit)
+
+
+def user_code_failure(exc: BaseException) -> str:
+    """What the user's code raised, for a one-line error."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

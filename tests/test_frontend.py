@@ -482,6 +482,89 @@ def test_bad_factories_are_usage_errors(entry: str, match: str, user_weights: Pa
         load_user_model(entry, user_weights)
 
 
+@pytest.mark.parametrize(
+    ("entry", "error", "match"),
+    [
+        (
+            "broken_user_model:lazy",
+            UsageError,
+            r"^looking up 'lazy' in 'broken_user_model' failed: ValueError: the lazy factory",
+        ),
+        (
+            "user_model_missing_dependency:build",
+            UsageError,
+            r"^importing 'user_model_missing_dependency' failed: No module named "
+            r"'user_model_missing'$",
+        ),
+        (
+            "broken_user_model:bad_loader",
+            UsageError,
+            r"^loading .*weights.pt into broken_user_model:bad_loader\(\)'s model failed: "
+            r"ValueError: custom loader failed$",
+        ),
+        (
+            "broken_user_model:bad_eval",
+            UsageError,
+            r"^broken_user_model:bad_eval\(\)'s model.eval\(\) failed: ValueError: no eval",
+        ),
+    ],
+)
+def test_an_entrys_own_code_failing_is_a_usage_error(
+    entry: str, error: type, match: str, user_weights: Path
+) -> None:
+    """Whatever the user's module raises is one usage error naming what failed: a
+    module's __getattr__, its load_state_dict or eval raising a ValueError was an
+    internal error (exit 1); a dependency missing whose name starts the module's was
+    "cannot import model module" of the module itself."""
+    with pytest.raises(error, match=match):
+        load_user_model(entry, user_weights)
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ("broken_user_model:forward_exits", r"_ForwardExits.forward .*\(it called sys.exit\(3\)\)"),
+        (
+            "broken_user_model:part_exits",
+            r"part \(_Exits\): cannot trace its forward \(GeneratorExit\)",
+        ),
+        ("broken_user_model:holds_lock", r"cannot copy _HoldsLock to compile it \(TypeError: "),
+    ],
+)
+def test_an_entry_model_that_exits_or_cannot_be_copied_is_unsupported(
+    entry: str, match: str, user_weights: Path
+) -> None:
+    """A forward calling sys.exit(3) ended export with exit 3 ("an equivalence check
+    failed") in silence, a GeneratorExit escaped as a traceback, a model holding a lock
+    was an internal error (deepcopy's TypeError)."""
+    model = load_user_model(entry, user_weights)
+    with pytest.raises(UnsupportedError, match=match):
+        trace(model, 3)
+
+
+def test_an_in_memory_model_that_cannot_be_copied_is_unsupported(user_weights: Path) -> None:
+    """The API copies a model passed in memory before compiling it (the caller's keeps
+    its training mode): deepcopy's TypeError was an internal error there too."""
+    from snncompile.compiler import load_model
+
+    model = load_user_model("broken_user_model:holds_lock", user_weights)
+    with pytest.raises(UnsupportedError, match=r"^cannot copy _HoldsLock to compile it"):
+        load_model(model)
+
+
+def test_sigterm_while_an_entry_module_is_imported_is_not_its_sys_exit(
+    user_weights: Path,
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """SIGTERM's exit raised inside the user's import was taken for the module's own
+    sys.exit(): a second line, "importing ... failed: it called sys.exit(143)"."""
+    out = tmp_path / "art"
+    run = cli("export", str(user_weights), "--entry", "user_model_terminated:build", "-o", str(out))
+    assert (run.returncode, run.stdout, run.stderr) == (143, "", "error: terminated (SIGTERM)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]
+
+
 class _Payload:
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return (print, ("this must never run",))

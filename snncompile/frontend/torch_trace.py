@@ -27,7 +27,13 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from snncompile.errors import UnsupportedError, UsageError
+from snncompile.errors import (
+    USER_CODE_ERRORS,
+    SignalExit,
+    UnsupportedError,
+    UsageError,
+    user_code_failure,
+)
 from snncompile.ir import ops
 from snncompile.ir.graph import Graph, Node
 from snncompile.ir.ops import blame_model_values
@@ -94,7 +100,9 @@ class _Tracer(fx.Tracer):
         depth = len(self.module_stack)
         try:
             return super().call_module(m, forward, args, kwargs)
-        except Exception as exc:  # user code may fail in any way under a Proxy
+        except SignalExit:
+            raise
+        except USER_CODE_ERRORS as exc:  # user code may fail in any way under a Proxy
             # fx pushes onto module_stack without try/finally: undo what the failure left.
             while len(self.module_stack) > depth:
                 self.module_stack.popitem(last=True)
@@ -103,7 +111,24 @@ class _Tracer(fx.Tracer):
             return super().call_module(m, forward, args, kwargs)
 
 
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy of `model`, to compile without touching it. A model holding what
+    cannot be copied (a lock, an open file, a generator) is an unsupported model (exit
+    4): its TypeError was an internal error (exit 1)."""
+    try:
+        return copy.deepcopy(model)
+    except SignalExit:
+        raise
+    except USER_CODE_ERRORS as exc:
+        raise UnsupportedError(
+            f"cannot copy {type(model).__name__} to compile it ({_one_line(exc)}); a model "
+            "to compile may not hold locks, open files or other objects deepcopy refuses"
+        ) from None
+
+
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return user_code_failure(exc)
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
 
@@ -747,11 +772,13 @@ def _trace(
         raise UsageError(f"trace() takes a torch.nn.Module, got {type(model).__name__}")
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0:
         raise UsageError(f"input_size must be a positive int, got {input_size!r}")
-    copy_ = copy.deepcopy(model).eval().double()
+    copy_ = copy_model(model).eval().double()
     tracer = _Tracer()
     try:
         fx_graph = tracer.trace(copy_)
-    except Exception as exc:  # the root forward itself, which cannot fall back to a leaf
+    except SignalExit:
+        raise
+    except USER_CODE_ERRORS as exc:  # the root forward itself, which cannot fall back to a leaf
         raise UnsupportedError(
             f"cannot trace {type(model).__name__}.forward with torch.fx ({_one_line(exc)}); "
             f"supported: {SUPPORTED}"

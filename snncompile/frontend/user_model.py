@@ -8,10 +8,12 @@ file never runs code.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,17 @@ import torch
 from torch import nn
 
 from snncompile.checkpoint import check_float_dtype, read_torch_file
-from snncompile.errors import CorruptInputError, UsageError
+from snncompile.errors import (
+    USER_CODE_ERRORS,
+    CorruptInputError,
+    SignalExit,
+    UsageError,
+    user_code_failure,
+)
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _ENTRY = re.compile(rf"^({_DOTTED}):({_DOTTED})$")
+_MISSING = object()
 
 
 def _split_entry(entry: str) -> tuple[str, str]:
@@ -43,24 +52,34 @@ def _import(module_name: str) -> Any:
     if added:
         sys.path.insert(0, cwd)
     try:
-        return importlib.import_module(module_name)
+        with _user_code(f"importing {module_name!r}", keep=(ModuleNotFoundError,)):
+            return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name is not None and _is_module_or_package(exc.name, module_name):
             raise UsageError(f"cannot import model module {module_name!r}: {exc}") from None
         raise UsageError(f"importing {module_name!r} failed: {exc}") from None
-    except (Exception, SystemExit, GeneratorExit) as exc:  # the user's module raised
-        raise UsageError(f"importing {module_name!r} failed: {_failure(exc)}") from None
     finally:
         if added and cwd in sys.path:
             sys.path.remove(cwd)
 
 
-def _failure(exc: BaseException) -> str:
-    """What the user's code raised. A sys.exit() there ended export with exit 0, having
-    printed and written nothing."""
-    if isinstance(exc, SystemExit):
-        return f"it called sys.exit({exc.code!r})"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def _is_module_or_package(name: str, module_name: str) -> bool:
+    """Whether `name` is `module_name` or a package of it ("a" or "a.b" of "a.b.c"). A
+    module that merely starts with `name` ("ne" of "net") imports it: "cannot import
+    model module 'net'" blamed the wrong one."""
+    return module_name == name or module_name.startswith(name + ".")
+
+
+@contextlib.contextmanager
+def _user_code(what: str, keep: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Run the user's code: whatever it raises but `keep` is one UsageError, "{what}
+    failed: ...". A sys.exit() there ended export with exit 0, having printed nothing."""
+    try:
+        yield
+    except (SignalExit, *keep):  # a SIGTERM's exit is no failure of the user's code
+        raise
+    except USER_CODE_ERRORS as exc:
+        raise UsageError(f"{what} failed: {user_code_failure(exc)}") from None
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -89,22 +108,26 @@ def load_user_model(entry: str, state_dict_path: str | os.PathLike[str]) -> nn.M
     module_name, attr_path = _split_entry(entry)
     target: Any = _import(module_name)
     for part in attr_path.split("."):
-        if not hasattr(target, part):
+        # A module's __getattr__ (lazy attributes) may raise anything: it was exit 1, a bug.
+        with _user_code(f"looking up {attr_path!r} in {module_name!r}"):
+            target = getattr(target, part, _MISSING)
+        if target is _MISSING:
             raise UsageError(f"{module_name!r} has no attribute {attr_path!r} (entry {entry!r})")
-        target = getattr(target, part)
     if not callable(target):
         raise UsageError(f"{entry!r} is not callable; it must be a factory returning an nn.Module")
-    try:
+    with _user_code(f"{entry}()"):
         model = target()
-    except (Exception, SystemExit, GeneratorExit) as exc:  # the user's factory failed
-        raise UsageError(f"{entry}() failed: {_failure(exc)}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"{entry}() returned a {type(model).__name__}, not a torch.nn.Module")
     path = Path(state_dict_path)
     state_dict = _read_state_dict(path)
+    # The model's own load_state_dict or eval() (overridden, or its hooks) may raise
+    # anything else: it was exit 1, a bug.
     try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
+        with _user_code(f"loading {path} into {entry}()'s model", keep=(RuntimeError,)):
+            model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:  # torch's: missing, unexpected or misshapen tensors
         detail = " ".join(str(exc).split())[:300]
         raise CorruptInputError(f"{path}: weights do not fit {entry}() ({detail})") from None
-    return model.eval()
+    with _user_code(f"{entry}()'s model.eval()"):
+        return model.eval()
