@@ -21,6 +21,9 @@ hold:
   waits for it, for up to CLEANUP_GRACE_S: a second Ctrl-C, or a CI cancel's SIGINT then
   SIGTERM, left a half-removed temporary. Past that, it interrupts the cleanup, as a
   cleanup that hangs (Lava's stop can) must still end.
+- A signal inside a `signals_held()` block is raised as the block ends: the writers
+  create their temporaries in one, so that a file tempfile.mkstemp made is named
+  where their cleanup looks (a signal inside mkstemp, after the file existed, left it).
 - After the command (a whole process, not a call from Python), a signal while the
   interpreter exits (torch's and Lava's exit handlers, then the freeing of their
   modules, together about 1 s) does not change the command's own exit code: its output
@@ -38,13 +41,14 @@ from __future__ import annotations
 
 import _thread
 import atexit
+import contextlib
 import functools
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from snncompile.errors import SignalExit
@@ -74,6 +78,9 @@ class _Command:
         # Depth of _on_unraisable on the main thread, where signal handlers run and a
         # raise inside the hook is dropped again (a hook in another thread delays none).
         self.in_hook = 0
+        # Depth of `signals_held` blocks, and the signal that arrived inside one.
+        self.holding = 0
+        self.held: int | None = None
 
     def exit_code(self) -> int | None:
         return None if self.signum is None else 128 + self.signum
@@ -147,9 +154,43 @@ def _on_signal(signum: int, frame: object) -> None:
         # once in a full test run: the export went on).
         _deliver_later(command, signum)
         return
+    if command.holding:
+        command.held = command.held or signum  # raised as the block ends
+        return
+    raise _signal_exception(signum)
+
+
+def _signal_exception(signum: int) -> BaseException:
     if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise SignalExit(128 + signum)  # not the user's sys.exit() (errors.USER_CODE_ERRORS)
+        return KeyboardInterrupt()
+    return SignalExit(128 + signum)  # not the user's sys.exit() (errors.USER_CODE_ERRORS)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Inside a running command, a signal arriving in this block is raised as it ends,
+    not inside it: around `x = create()`, so that whatever `create` made is in `x` when
+    the signal's exception unwinds (tempfile.mkstemp raised inside, after its file
+    existed and before it returned: the empty temporary stayed beside -o). Keep such a
+    block short: the signal waits for it. Elsewhere (no command, another thread, where
+    no signal handler runs) it holds nothing."""
+    command = _current
+    if command is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    command.holding += 1
+    try:
+        yield
+    except BaseException:
+        command.holding -= 1
+        if not command.holding and command.held is not None:
+            _deliver_later(command, command.held)  # after the block's own exception
+            command.held = None
+        raise
+    command.holding -= 1
+    if not command.holding and command.held is not None:
+        signum, command.held = command.held, None
+        raise _signal_exception(signum)
 
 
 def _on_unraisable(previous: Callable[[Any], None], unraisable: Any) -> None:

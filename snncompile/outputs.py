@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from snncompile.cli_signals import signals_held
 from snncompile.errors import UsageError
 
 
@@ -69,13 +70,14 @@ def check_writable(path: str | os.PathLike[str], *, what: str = "-o", file: bool
         raise UsageError(f"{what} {path} is inside the artifact {holder}; write it elsewhere")
     # A real probe, not os.access: for root, access() says yes to a read-only mount or
     # /proc, and the failure came after the training or compiling it was meant to spare.
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".snncompile-probe-", dir=ancestor)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise UsageError(f"{what} {path}: cannot write in {ancestor} ({reason})") from None
-    os.close(handle)
-    os.unlink(probe)
+    with signals_held():  # a signal in between left the probe file behind
+        try:
+            handle, probe = tempfile.mkstemp(prefix=".snncompile-probe-", dir=ancestor)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise UsageError(f"{what} {path}: cannot write in {ancestor} ({reason})") from None
+        os.close(handle)
+        os.unlink(probe)
     return path
 
 
@@ -122,7 +124,8 @@ def write_file(
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with signals_held():  # else a signal inside mkstemp leaves its file unnamed here
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, mode) as f:
             write(f)
         os.chmod(tmp, 0o666 & ~umask())
@@ -225,7 +228,8 @@ def write_directory(
     tmp: Path | None = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        with signals_held():  # else a signal inside mkdtemp leaves it unnamed here
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         fill(tmp)
         os.chmod(tmp, 0o777 & ~umask())
         _move_into_place(tmp, out, overwrite)
@@ -252,7 +256,8 @@ def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
         return
     old: Path | None = None
     try:
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        with signals_held():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
         os.rename(out, old / "artifact")  # fails if a concurrent writer moved `out` first
         os.rename(tmp, out)
         shutil.rmtree(old, ignore_errors=True)

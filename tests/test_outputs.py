@@ -1037,3 +1037,81 @@ must_fail(build.files()["model.nir"], {str(tmp_path / "model.nir")!r})
 """
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "refused\nrefused\n", "")
+
+
+_TEMPORARY_CREATIONS = {  # what each writes, the name its temporary starts with
+    "write_file": (lambda d: write_file(d / "f.npz", lambda f: f.write(b"x")), ".f.npz."),
+    "write_directory": (lambda d: write_directory(d / "art", lambda t: None), ".art."),
+    "overwrite": (
+        lambda d: write_directory(d / "art", lambda t: None, overwrite=True),
+        ".art.",  # the second one: the .old beside the .tmp
+    ),
+    "check_writable": (lambda d: check_writable(d / "f.npz"), ".snncompile-probe-"),
+}
+
+
+@pytest.mark.parametrize("case", list(_TEMPORARY_CREATIONS))
+def test_a_signal_inside_mkstemp_or_mkdtemp_leaves_no_temporary(  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, case: str
+) -> None:
+    """SIGTERM handled inside tempfile.mkstemp or mkdtemp, after the file or directory
+    existed and before it returned: the writer never learnt its name, and the empty
+    temporary (or the check's probe) stayed beside -o. Forced here as the creation
+    returns; the command (as the CLI runs one) still ends with 143."""
+    import signal
+    import sys
+
+    from snncompile.cli_signals import run_command
+
+    write, prefix = _TEMPORARY_CREATIONS[case]
+    if case == "overwrite":
+        write_directory(tmp_path / "art", lambda t: (t / "v").write_text("old"))
+    before = sorted(os.listdir(tmp_path))
+    creations = [0]
+    signalled_at = 2 if case == "overwrite" else 1
+
+    def signalled(create, creates=lambda *args: True):  # type: ignore[no-untyped-def]
+        def created(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            result = create(path, *args, **kwargs)
+            if creates(*args) and os.path.basename(path).startswith(prefix):
+                creations[0] += 1
+                if creations[0] == signalled_at:
+                    signal.raise_signal(signal.SIGTERM)  # its handler runs here
+            return result
+
+        return created
+
+    # os.open creates with O_CREAT; rmtree's opening of the directory does not count
+    monkeypatch.setattr(os, "open", signalled(os.open, lambda flags, *_: flags & os.O_CREAT))
+    monkeypatch.setattr(os, "mkdir", signalled(os.mkdir))
+    with pytest.raises(SystemExit) as info:
+        run_command(lambda: (write(tmp_path), sys.exit(0)), whole_process=False)
+    assert (info.value.code, creations[0]) == (143, signalled_at)
+    assert capsys.readouterr().err == "error: terminated (SIGTERM)\n"
+    assert sorted(os.listdir(tmp_path)) == before
+    if case == "overwrite":
+        assert (tmp_path / "art" / "v").read_text() == "old"
+
+
+def test_a_signal_held_by_a_block_that_raises_is_delivered_after_it(capsys) -> None:  # type: ignore[no-untyped-def]
+    """A block holding signals that ends in its own exception, caught by its caller: the
+    held signal comes a moment later, and still ends the command."""
+    import signal
+    import time
+
+    from snncompile.cli_signals import run_command, signals_held
+
+    def body() -> None:
+        try:
+            with signals_held():
+                signal.raise_signal(signal.SIGTERM)
+                raise OSError("the block's own failure")
+        except OSError:
+            pass
+        time.sleep(2)  # where the held signal is delivered
+        print("went on")
+
+    with pytest.raises(SystemExit) as info:
+        run_command(body, whole_process=False)
+    assert info.value.code == 143
+    assert capsys.readouterr() == ("", "error: terminated (SIGTERM)\n")
