@@ -584,6 +584,8 @@ def test_existing_destination(tmp_path: Path, small: Compiled) -> None:
     with pytest.raises(UsageError, match=r"files its manifest does not list \(notes/run-3\.txt\)"):
         write_artifact(small, out, overwrite=True)
     assert (out / "notes" / "run-3.txt").read_text() == "observations"
+    # ... and reading it neither reads nor refuses them (docs/formats.md)
+    assert read_artifact(out).netlist.counts() == small.netlist.counts()
     # A directory that only copies the artifact's tag is not an artifact.
     fake = tmp_path / "fake"
     fake.mkdir()
