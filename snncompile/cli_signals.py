@@ -154,8 +154,12 @@ def _on_signal(signum: int, frame: object) -> None:
         # once in a full test run: the export went on).
         _deliver_later(command, signum)
         return
-    if command.holding:
-        command.held = command.held or signum  # raised as the block ends
+    if command.holding and (
+        command.held is None or time.monotonic() - command.since < CLEANUP_GRACE_S
+    ):
+        # Raised as the block ends; a further signal past the grace interrupts a block
+        # that hangs (a creation on a stuck network file system), as it would a cleanup.
+        command.held = command.held or signum
         return
     raise _signal_exception(signum)
 
@@ -172,7 +176,8 @@ def signals_held() -> Iterator[None]:
     not inside it: around `x = create()`, so that whatever `create` made is in `x` when
     the signal's exception unwinds (tempfile.mkstemp raised inside, after its file
     existed and before it returned: the empty temporary stayed beside -o). Keep such a
-    block short: the signal waits for it. Elsewhere (no command, another thread, where
+    block short: the signal waits for it (a further one, past CLEANUP_GRACE_S after the
+    first, does not). Elsewhere (no command, another thread, where
     no signal handler runs) it holds nothing."""
     command = _current
     if command is None or threading.current_thread() is not threading.main_thread():

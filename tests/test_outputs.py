@@ -1108,10 +1108,38 @@ def test_a_signal_held_by_a_block_that_raises_is_delivered_after_it(capsys) -> N
                 raise OSError("the block's own failure")
         except OSError:
             pass
-        time.sleep(2)  # where the held signal is delivered
+        for _ in range(200):  # where the held signal is delivered (between bytecodes:
+            time.sleep(0.01)  # interrupt_main's re-delivery does not wake a long sleep)
         print("went on")
 
     with pytest.raises(SystemExit) as info:
         run_command(body, whole_process=False)
     assert info.value.code == 143
     assert capsys.readouterr() == ("", "error: terminated (SIGTERM)\n")
+
+
+def test_a_further_signal_past_the_grace_interrupts_a_block_that_hangs(  # type: ignore[no-untyped-def]
+    capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block holding signals may hang (a temporary created on a stuck network file
+    system): the first signal waits for it, a further one past the grace does not."""
+    import signal
+    import time
+
+    import snncompile.cli_signals as cli_signals
+
+    monkeypatch.setattr(cli_signals, "CLEANUP_GRACE_S", 0.05)
+    reached = []
+
+    def body() -> None:
+        with cli_signals.signals_held():
+            signal.raise_signal(signal.SIGTERM)
+            reached.append("held")
+            time.sleep(0.1)
+            signal.raise_signal(signal.SIGTERM)  # past the grace: raised here
+            reached.append("went on")
+
+    with pytest.raises(SystemExit) as info:
+        cli_signals.run_command(body, whole_process=False)
+    assert (info.value.code, reached) == (143, ["held"])
+    assert capsys.readouterr().err == "error: terminated (SIGTERM)\n"
