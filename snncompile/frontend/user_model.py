@@ -102,8 +102,9 @@ def load_user_model(entry: str, state_dict_path: str | os.PathLike[str]) -> nn.M
     """Build the user's model with `entry` ("package.module:factory") and load its weights.
 
     Returns the model in eval mode. UsageError: malformed entry, import failure, factory
-    missing, failing or not returning an nn.Module. CorruptInputError: weights missing,
-    unreadable, unsafe, or not fitting the model.
+    missing, failing or not returning an nn.Module, anything else the user's code raises
+    (a sys.exit() too) in the lookup, its load_state_dict or eval. CorruptInputError:
+    weights missing, unreadable, unsafe, or not fitting the model (torch's RuntimeError).
     """
     module_name, attr_path = _split_entry(entry)
     target: Any = _import(module_name)
