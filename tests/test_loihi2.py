@@ -1136,6 +1136,56 @@ def test_a_deep_chain_is_packed_again_until_its_input_fits(tmp_path: Path) -> No
     assert [c.output_axons for c in m.cores] == output_axons_by_hand(net, m.cores)
 
 
+def test_a_compartment_no_core_can_hold_keeps_its_first_packing(tmp_path: Path) -> None:
+    # in -> q0 -> q1 -> p0 -> p1 -> out, dense, two compartments per core: p1 takes four
+    # cores, so each p0 compartment needs 4 output axons, over the 2 a core has. No core
+    # holds one. Packed again a compartment per core, p0 made each q1 compartment feed
+    # two cores (4 on q1's core), so q1 was packed again, then q0, then the input: four
+    # rounds, 13 cores instead of 9, none of them bringing p0 within the limit. Now p0
+    # stays where the first packing put it, and the check names its core.
+    names = ["in", "q0", "q1", "p0", "p1", "out"]
+    net = layered_netlist(names, [np.ones((2, 2))] * 3 + [np.ones((8, 2)), np.ones((1, 8))])
+    config = _config(tmp_path, "[limits]\ncompartments_per_core = 2\noutput_axons_per_core = 2\n")
+    m = map_netlist(net, config)
+    assert [c.slices for c in m.cores] == [
+        [("in", 0, 2)],
+        [("q0", 0, 2)],
+        [("q1", 0, 2)],
+        [("p0", 0, 2)],
+        *([("p1", a, a + 2)] for a in range(0, 8, 2)),
+        [("out", 0, 1)],
+    ]
+    assert [c.output_axons for c in m.cores] == output_axons_by_hand(net, m.cores)
+    assert check(net, config, m) == [
+        "output_axons per core > output_axons_per_core 2: core 3 (p0) 8"
+    ]
+
+
+def test_cores_that_can_fit_are_fitted_beside_a_compartment_none_can_hold(tmp_path: Path) -> None:
+    # in -> p0 -> p1 -> out, dense, two compartments per core. p0's four compartments
+    # feed all four cores of p1 (4 output axons each, over 2): no core holds one. The
+    # input's two feed both of p0's cores: 4 on the input's core, but 2 each, so it takes
+    # a core per compartment and meets the limit. p0 stays on its two cores: set apart a
+    # compartment per core (before), it made each input compartment feed four cores, 4
+    # output axons that no core holds either, and the check named the input's cores first.
+    net = layered_netlist(
+        ["in", "p0", "p1", "out"], [np.ones((4, 2)), np.ones((8, 4)), np.ones((1, 8))]
+    )
+    config = _config(tmp_path, "[limits]\ncompartments_per_core = 2\noutput_axons_per_core = 2\n")
+    m = map_netlist(net, config)
+    assert [c.slices for c in m.cores][:4] == [
+        [("in", 0, 1)],
+        [("in", 1, 2)],
+        [("p0", 0, 2)],
+        [("p0", 2, 4)],
+    ]
+    assert [c.output_axons for c in m.cores] == output_axons_by_hand(net, m.cores)
+    assert [c.output_axons for c in m.cores] == [2, 2, 8, 8, 2, 2, 2, 2, 0]
+    assert check(net, config, m) == [
+        "output_axons per core > output_axons_per_core 2: core 2 (p0) 8, core 3 (p0) 8"
+    ]
+
+
 def test_a_wide_conv_input_takes_the_cores_its_output_axons_need() -> None:
     # A DVS-like 2 x 40 x 40 input into the first conv layer of Sinabs' N-MNIST CNN
     # (cnn_sinabs.nir: 16 channels, 5 x 5, stride 2, padding 1), default description.

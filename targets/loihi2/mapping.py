@@ -28,15 +28,20 @@ give the same placement):
    still breaks the output-axon limit, or opens more cores, and index order everywhere
    (fitted too) does not, the mapping is index order everywhere (`map_netlist`): no
    netlist fits worse than in index order.
-4. A single compartment that alone exceeds a limit is still placed, on its own core; the
-   design-rule check then reports that core (the mapping never fails by itself).
+4. A single compartment that alone exceeds a limit of the packing (including the
+   output-axon bound) is still placed, on its own core; the design-rule check then
+   reports that core (the mapping never fails by itself).
 5. The exact output axons are counted after placement (they depend on where the
    targets landed, e.g. a destination split over two cores needs two axons): per source
    compartment, the destination cores it feeds (its fan). Where a core's sum breaks the
    limit, the same orders are packed again charging each compartment its fan instead of
    the bound (`_fit_output_axons`), so a source's cores hold fewer compartments; again
    while a population split anew changes its sources' fans, at most once per population
-   and once more, or _MAX_REFITS times if more (`_refits_max`).
+   and once more, or _MAX_REFITS times if more (`_refits_max`). A compartment whose fan
+   alone exceeds the limit is still charged the bound (`_charges`): no core could hold
+   it, and set apart it would only spread its population over more cores and raise its
+   sources' fans. It stays where the first packing put it, the design-rule check
+   reports its core, and the cores without such a compartment are fitted as before.
 
 What a core is charged for:
 
@@ -203,12 +208,12 @@ class _Placer:
     """Fills cores; keeps the open core's per-source axon masks to count distinct axons."""
 
     def __init__(
-        self, net: Netlist, config: TargetConfig, fans: dict[str, np.ndarray] | None = None
+        self, net: Netlist, config: TargetConfig, charges: dict[str, np.ndarray] | None = None
     ) -> None:
         self.net = net
-        # Output axons each compartment needed in an earlier placement (`_fit_output_axons`):
+        # Output axons to charge each compartment, from an earlier placement (`_charges`):
         # the packing charges the larger of these and the bound.
-        self.fans = fans or {}
+        self.charges = charges or {}
         self.capacity = min(config.limit("neurons_per_core"), config.limit("compartments_per_core"))
         self.memory_bits = 8 * config.limit("synapse_memory_bytes_per_core")
         self.max_axons = config.limit("input_axons_per_core")
@@ -315,8 +320,8 @@ class _Placer:
     def place(self, pop: Population, order: np.ndarray) -> None:
         inc = _prepare(self.net, pop, order)
         need = _output_axon_need(self.net, pop, self.share)
-        if pop.name in self.fans:
-            need = np.maximum(need, self.fans[pop.name])
+        if pop.name in self.charges:
+            need = np.maximum(need, self.charges[pop.name])
         out_cum = np.concatenate([[0], np.cumsum(need[order])])
         core = self.cores[-1] if (self.share and self.cores) else self._open()
         start = 0
@@ -431,27 +436,33 @@ class _Placed:
 
 
 def _place_all(
-    net: Netlist, config: TargetConfig, *, locality: bool, fixed: _Placed | None = None
+    net: Netlist,
+    config: TargetConfig,
+    *,
+    locality: bool,
+    orders: _Orders | None = None,
+    charges: _Fans | None = None,
 ) -> _Placed:
     """Every population placed: in the better of index and locality order (`place_best`),
-    in index order (locality False), or in `fixed`'s orders, charging each compartment at
-    least the output axons it needed there."""
-    placer = _Placer(net, config, fixed.fans if fixed else None)
+    in index order (locality False), or in the given `orders`, charging each compartment
+    at least its `charges` in output axons (`_charges`)."""
+    placer = _Placer(net, config, charges)
     rank: dict[str, np.ndarray] = {}  # population -> each compartment's place in its order
-    orders: _Orders = {}
+    placed_orders: _Orders = {}
     for pop in net.populations:
-        if fixed is not None:
-            order = fixed.orders[pop.name]
+        if orders is not None:
+            order = orders[pop.name]
             placer.place(pop, order)
         elif locality:
             order = placer.place_best(pop, _locality_order(net, pop, rank))
         else:
             order = np.arange(pop.size)
             placer.place(pop, order)
-        orders[pop.name] = order
+        placed_orders[pop.name] = order
         rank[pop.name] = np.argsort(order)
     fans = _count_output_axons(net, placer.cores)
-    return _Placed(Mapping(cores=placer.cores, cores_per_chip=placer.cores_per_chip), orders, fans)
+    mapping = Mapping(cores=placer.cores, cores_per_chip=placer.cores_per_chip)
+    return _Placed(mapping, placed_orders, fans)
 
 
 # Re-placements `_fit_output_axons` allows at least (`_refits_max`): the wider conv inputs
@@ -465,7 +476,7 @@ def _refits_max(net: Netlist) -> int:
     once more, or _MAX_REFITS if more. Without share_cores and lagged synapses a
     population's split is final one round after its destinations' are (one without
     destinations never moves), so every split is final after as many rounds as the
-    longest chain of populations, and the next round fits or finds nothing grown (the
+    longest chain of populations, and the next round fits or finds nothing to split (the
     tests' chain of nine populations before the readout takes nine). With share_cores or
     a lagged loop no such bound holds, and the rounds stop here."""
     return max(_MAX_REFITS, len(net.populations) + 1)
@@ -476,37 +487,84 @@ def _over_output_axons(mapping: Mapping, config: TargetConfig) -> bool:
     return any(core.output_axons > limit for core in mapping.cores)
 
 
+def _charges(net: Netlist, config: TargetConfig, fans: _Fans, seen: _Fans) -> _Fans:
+    """The output axons a packing again charges each compartment: the largest fan it had
+    within the limit so far (`seen`), or its bound, as the first packing charged, where
+    its fan now (`fans`) alone exceeds the limit.
+
+    No core holds such a compartment within the limit. Charged its fan it would take a
+    core of its own, its population more cores, and its sources, feeding these, larger
+    fans: cores that fix nothing, and sources over the limit that fit where it was
+    charged the bound (in the tests, p0 feeding all four cores of p1 under a limit of
+    2: its input was then reported too). Charged the bound, it stays where the first
+    packing put it and the design-rule check reports its core. Its fan now decides, not
+    the largest seen: a destination split anew in one round can lend a source a fan over
+    the limit that a later placement no longer gives it (cnn_sinabs with 30 output axons
+    per core: judged by the largest fan seen, input compartments that fit a core each
+    stayed on cores over the limit). A bound above the limit still gets a core of its own
+    (point 4 of the module docstring)."""
+    limit = config.limit("output_axons_per_core")
+    charges = dict(seen)  # a fan is at least the bound: it feeds a core per destination
+    for pop in net.populations:
+        alone_over = fans[pop.name] > limit
+        if alone_over.any():
+            bound = _output_axon_need(net, pop, bool(config.model("share_cores")))
+            charges[pop.name] = np.where(alone_over, bound, seen[pop.name])
+    return charges
+
+
+def _fitting_helps(mapping: Mapping, charges: _Fans, limit: int) -> bool:
+    """Whether packing again with `charges` splits a core over the output-axon limit: one
+    whose compartments, more than one, are charged more than the limit. A core over the
+    limit that is not holds a compartment whose fan alone exceeds it (`_charges`)."""
+    for core in mapping.cores:
+        if core.output_axons <= limit:
+            continue
+        charged = np.concatenate([charges[name][a:b] for name, a, b in core.slices])
+        if charged.size > 1 and int(charged.sum()) > limit:
+            return True
+    return False
+
+
 def _fit_output_axons(
     net: Netlist, config: TargetConfig, placed: _Placed, enough_cores: int | None = None
 ) -> _Placed:
     """`placed`, or where a core needs more output axons than allowed, the same orders
-    packed again charging every compartment the output axons it needed (its fan).
+    packed again charging every compartment the output axons it needed (its fan), except
+    one whose fan alone exceeds the limit (`_charges`).
 
     The packing counts only a lower bound of the output axons, one per destination
     population a compartment reaches: the exact count depends on how the destinations
     were split, placed later. Packed again with the exact fans, a source's cores hold
     fewer compartments where these break the limit. The destinations land the same
-    (without share_cores a population's split depends only on its own order and fans, and
-    one whose cores all met the limit keeps them: each core takes the most that fits, and
-    what it held still fits), so the fans stay exact, unless a destination was split anew
-    itself; then the fans are charged again, each the largest seen, so the needs only grow
-    and the loop ends, after at most one round per population and one more
-    (`_refits_max`; with share_cores a population's split also moves where the next one
-    starts, and a lagged loop feeds its own fans: these stop after _refits_max rounds).
+    (without share_cores a population's split depends only on its own order and charges,
+    and one whose cores all met the limit keeps them: each core takes the most that fits,
+    and what it held still fits), so the fans stay exact, unless a destination was split
+    anew itself; then the fans are charged again, each the largest seen within the limit,
+    and the loop ends when packing again would split no core (`_fitting_helps`): every
+    core meets the limit, or is over it by a compartment that no core could hold within
+    it. That takes at most one round per population and one more (`_refits_max`; with
+    share_cores a population's split also moves where the next one starts, and a lagged
+    loop feeds its own fans: these stop after _refits_max rounds).
 
     Charged more, the same orders never open fewer cores (each core takes the longest run
     that fits, and what fits a run fits every part of it): the loop also stops once the
-    mapping has `enough_cores`, where it could no longer beat another that fits."""
+    mapping has `enough_cores`, where it could no longer beat another that fits. (A
+    compartment whose fan grows past the limit is charged less again, but the mapping
+    then has a core over the limit, unless a later round lowers that fan.)"""
+    limit = config.limit("output_axons_per_core")
+    seen = {name: np.zeros_like(fan) for name, fan in placed.fans.items()}
     for _ in range(_refits_max(net)):
-        if not _over_output_axons(placed.mapping, config):
-            break
         if enough_cores is not None and placed.mapping.n_cores >= enough_cores:
             break
-        again = _place_all(net, config, locality=False, fixed=placed)
-        grown = {name: np.maximum(placed.fans[name], fan) for name, fan in again.fans.items()}
-        if all(np.array_equal(grown[name], placed.fans[name]) for name in grown):
-            return again  # charged what it needs: what is still over is one compartment alone
-        placed = _Placed(again.mapping, again.orders, grown)
+        seen = {
+            name: np.maximum(seen[name], np.where(fan > limit, 0, fan))
+            for name, fan in placed.fans.items()
+        }
+        charges = _charges(net, config, placed.fans, seen)
+        if not _fitting_helps(placed.mapping, charges, limit):
+            break
+        placed = _place_all(net, config, locality=False, orders=placed.orders, charges=charges)
     return placed
 
 
