@@ -513,7 +513,7 @@ def verify(
     calibration = _calibration(kw.pop("calib"))
     entry = kw.pop("entry")
     rung3 = f"running the network on {target} and the reference, comparing every value"
-    with _progress({"verify-target": rung3}) as on_step:
+    with _progress({"verify-target": rung3}) as on_step, _user_prints_on_stderr():
         report = verify_model(
             model,
             data=data,
@@ -568,6 +568,13 @@ def _progress(labels: dict[str, str] | None = None):
     names = {**_STEP_LABELS, **(labels or {})}
     with Console(stderr=True).status("starting") as status:
         yield lambda step: status.update(names.get(step, step))
+
+
+def _user_prints_on_stderr() -> contextlib.AbstractContextManager[Any]:
+    """While export or verify runs the user's code (an --entry module, its factory, its
+    forward under tracing and on the verify inputs), what it prints goes to stderr:
+    stdout holds the report alone (a print in a forward made `--json` output no JSON)."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _percent(on_step: Callable[[str], None] | None, label: str) -> Callable[[float], None] | None:
@@ -662,7 +669,7 @@ def export(
     calibration = _calibration(kw.pop("calib"))
     entry = kw.pop("entry")
     config = _quant_config(kw)
-    with _progress() as on_step:
+    with _progress() as on_step, _user_prints_on_stderr():
         result = export_model(
             model,
             output,

@@ -753,3 +753,23 @@ def test_a_time_mean_that_keeps_its_axis_is_refused() -> None:
     with pytest.raises(UnsupportedError) as info:
         trace(MeanKeepingTime(), 3)
     assert any("keepdim=False" in o for o in info.value.offenders), info.value.offenders
+
+
+@pytest.mark.parametrize("command", ["export", "verify"])
+def test_what_an_entry_model_prints_goes_to_stderr_not_into_the_json_report(
+    command: str,
+    user_weights: Path,
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """A factory or forward that prints (a debugging print) wrote into stdout, before the
+    report: `--json` output was no JSON."""
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(0).standard_normal((4, 12, 3)))
+    argv = [command, str(user_weights), "--entry", "tiny_user_model:talkative", "--calib", str(x)]
+    if command == "export":
+        argv += ["-o", str(tmp_path / "art")]
+    run = cli(*argv, "--json")
+    assert run.returncode == 0, run.stderr
+    assert isinstance(json.loads(run.stdout), dict)
+    assert "building the model" in run.stderr and "forward called" in run.stderr

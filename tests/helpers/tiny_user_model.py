@@ -54,3 +54,14 @@ def closes() -> nn.Module:
 
 
 VALUE = 3
+
+
+class _Talkative(TinySpikingSSM):
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        print("forward called")  # a user's debugging print, under tracing and on inputs
+        return super().forward(u)
+
+
+def talkative() -> nn.Module:
+    print("building the model")
+    return _Talkative()
