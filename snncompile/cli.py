@@ -37,7 +37,13 @@ from snncompile.cli_text import (
     strict_json,
     support_table,
 )
-from snncompile.errors import CorruptInputError, EquivalenceError, SnnCompileError, UsageError
+from snncompile.errors import (
+    CorruptInputError,
+    EquivalenceError,
+    SnnCompileError,
+    UsageError,
+    is_out_of_memory,
+)
 from snncompile.reference.malloc import tune_malloc_for_tiles
 from snncompile.simulate import BACKENDS
 from snncompile.targets import TARGETS
@@ -850,14 +856,6 @@ def _buffer_stdout() -> None:
     )
 
 
-def _out_of_memory(exc: Exception) -> bool:
-    """Python's MemoryError (numpy's too), or torch's CPU allocator failing, which raises
-    a RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
-    return isinstance(exc, MemoryError) or (
-        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
-    )
-
-
 # An error line longer than this loses its middle: a value quoted from an edited file (a
 # manifest's target of 100,000 characters) was printed whole, a 100 KB "line".
 MAX_ERROR_CHARS = 2000
@@ -954,7 +952,7 @@ def _run_cli(argv: list[str] | None, debug: bool) -> None:
             traceback.print_exc()
         detail = " ".join(str(exc).split())[:200]
         what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        if _out_of_memory(exc):
+        if is_out_of_memory(exc):
             click.echo(
                 f"error: out of memory ({what}); try fewer inputs at once or a smaller model",
                 err=True,

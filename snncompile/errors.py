@@ -93,4 +93,14 @@ def user_code_failure(exc: BaseException) -> str:
     """What the user's code raised, for a one-line error."""
     if isinstance(exc, SystemExit):
         return f"it called sys.exit({exc.code!r})"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = one_line_text(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError (numpy's too), or torch's CPU allocator failing, which raises
+    a RuntimeError ("DefaultCPUAllocator: can't allocate memory"): exit 1, never blamed
+    on the input or the user's code."""
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    )

@@ -773,3 +773,21 @@ def test_what_an_entry_model_prints_goes_to_stderr_not_into_the_json_report(
     assert run.returncode == 0, run.stderr
     assert isinstance(json.loads(run.stdout), dict)
     assert "building the model" in run.stderr and "forward called" in run.stderr
+
+
+def test_an_entry_forward_failing_on_the_verify_inputs_is_unsupported(
+    user_weights: Path,
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """A forward that traces, then raises on real inputs, was an internal error (exit 1,
+    "a bug in snncompile") in verify's PyTorch run."""
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(0).standard_normal((4, 12, 3)))
+    entry = "broken_user_model:refuses_real_inputs"
+    run = cli("verify", str(user_weights), "--entry", entry, "--calib", str(x))
+    assert (run.returncode, run.stdout) == (4, ""), run.stderr
+    assert run.stderr == (
+        "error: _RefusesRealInputs.forward failed on the verify inputs "
+        "(ValueError: real inputs refused)\n"
+    )

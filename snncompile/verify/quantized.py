@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from snncompile.arguments import check_real
-from snncompile.errors import UsageError
+from snncompile.errors import (
+    USER_CODE_ERRORS,
+    SignalExit,
+    UnsupportedError,
+    UsageError,
+    is_out_of_memory,
+    user_code_failure,
+)
 from snncompile.reference.parts import bytes_per_input as run_bytes_per_input
 from snncompile.reference.parts import parts_within_budget
 from snncompile.reference.simulator import simulate
@@ -130,6 +137,16 @@ def torch_reference(model: Any, x: np.ndarray, names: list[str]) -> tuple[np.nda
     try:
         with torch.no_grad():
             logits = model(torch.from_numpy(x)).numpy()
+    except SignalExit:
+        raise
+    except USER_CODE_ERRORS as exc:
+        if type(model).__module__.startswith("snncompile.") or is_out_of_memory(exc):
+            raise  # ours failing is a bug (exit 1), as is running out of memory
+        # The user's forward (--entry, an in-memory model) may trace, then fail on real
+        # inputs: an internal error (exit 1) blamed snncompile.
+        raise UnsupportedError(
+            f"{type(model).__name__}.forward failed on the verify inputs ({user_code_failure(exc)})"
+        ) from None
     finally:
         for hook in hooks:
             hook.remove()

@@ -72,3 +72,14 @@ def part_exits() -> nn.Module:
 
 def holds_lock() -> nn.Module:
     return _HoldsLock()
+
+
+class _RefusesRealInputs(TinySpikingSSM):
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        if isinstance(u, torch.Tensor):  # under tracing u is a Proxy: the trace succeeds
+            raise ValueError("real inputs\n refused")
+        return super().forward(u)
+
+
+def refuses_real_inputs() -> nn.Module:
+    return _RefusesRealInputs()
