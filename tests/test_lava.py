@@ -145,6 +145,23 @@ def test_states_catch_a_fault_the_messages_hide(monkeypatch):
 # ---- time alignment and synapse arithmetic -------------------------------------------
 
 
+def test_lavas_compiler_looks_for_each_process_classs_models_once(monkeypatch):
+    """Lava executes every module of a Process's folders anew to find its models, for
+    every Process of every run; later runs take the models found in the first, and
+    still match the reference."""
+    from lava.magma.compiler import compiler_graphs
+
+    net = side_by_side([pop("acc", "accumulator", 2)])
+    x = np.array([[[3, -2], [5, 7]]], dtype=float)
+    check(net, x)
+    monkeypatch.setattr(
+        compiler_graphs.import_utils,
+        "spec_from_file_location",
+        lambda *a, **k: pytest.fail("Lava executed a module anew"),
+    )
+    check(net, x)
+
+
 def test_latency_alignment_and_delays():
     """Model-time traces: sum[t] = floor(3 x[t] / 2) + x[t] whatever the path latencies;
     delays on the bank (input, bias) and on a computed population (two taps)."""
