@@ -25,8 +25,14 @@ CHECKPOINT = Path(__file__).parents[1] / "examples" / "checkpoints" / "spike-ssm
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_artifact(compile_model(CHECKPOINT), tmp_path_factory.mktemp("a") / "m.ref")
+def compiled():  # type: ignore[no-untyped-def]
+    """The bundled checkpoint compiled once for the module (no test changes it)."""
+    return compile_model(CHECKPOINT)
+
+
+@pytest.fixture(scope="module")
+def artifact(compiled, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    return write_artifact(compiled, tmp_path_factory.mktemp("a") / "m.ref")
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +50,13 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return exc.value.code, out, err
 
 
-def test_simulate_writes_what_the_reference_computes(artifact, inputs, tmp_path, capsys):
+def test_simulate_writes_what_the_reference_computes(artifact, compiled, inputs, tmp_path, capsys):
     out = tmp_path / "out.npz"
     code, text, _ = _run(capsys, "simulate", str(artifact), "--input", str(inputs), "-o", str(out))
     assert code == 0 and "predictions" in text and "accuracy" in text
     got = np.load(out)
     x = np.load(inputs)["x"].astype(np.float64)
-    want = simulate(compile_model(CHECKPOINT).netlist, x)
+    want = simulate(compiled.netlist, x)
     assert np.array_equal(got["readout"], want.readout)
     assert np.array_equal(got["predictions"], want.logits.argmax(1))
 
@@ -271,7 +277,7 @@ def test_output_may_not_replace_the_input_or_a_file_of_the_artifact(artifact, in
     assert (inputs.read_bytes(), (artifact / "netlist.npz").read_bytes()) == before
 
 
-def test_simulate_on_lava_equals_the_reference(tmp_path, capsys):
+def test_simulate_on_lava_equals_the_reference(compiled, tmp_path, capsys):
     """A loihi2 artifact read back from disk, run in Lava: the same outputs, exactly."""
     art = tmp_path / "m.loihi2"
     code, _, err = _run(capsys, "export", str(CHECKPOINT), "--target", "loihi2", "-o", str(art))
@@ -290,7 +296,7 @@ def test_simulate_on_lava_equals_the_reference(tmp_path, capsys):
     lava, ref = np.load(outs["lava"]), np.load(outs["reference"])
     assert np.array_equal(lava["readout"], ref["readout"])
     assert np.array_equal(lava["predictions"], ref["predictions"])
-    want = simulate(compile_model(CHECKPOINT).netlist, x.astype(np.float64))
+    want = simulate(compiled.netlist, x.astype(np.float64))
     assert np.array_equal(ref["readout"], want.readout)
     assert "spike rates      blocks.0.act" in text  # Lava reports them like the reference
 

@@ -357,7 +357,7 @@ def test_a_saturated_readout_fails_on_its_logit_error_though_argmax_agrees(
 
 
 def test_verify_target_compares_while_running_whatever_the_trace_budget(
-    monkeypatch, tmp_path: Path, capsys
+    compiled_spike_ssm, monkeypatch, tmp_path: Path, capsys
 ) -> None:
     """verify --target compares both runs as they go, so inputs whose traces pass the
     budget are no limit (they were refused, exit 2; before that they ran into many GB);
@@ -373,11 +373,8 @@ def test_verify_target_compares_while_running_whatever_the_trace_budget(
     assert code == 0, err
     assert "compared while running" in out
     assert re.search(r"[\d,]+ values compared .*, 0 differ: exact", out), out
-    from snncompile.compiler import compile_model
-
-    compiled = compile_model(SPIKE_SSM)
     with pytest.raises(UsageError, match="compare it while running"):
-        check_backend(compiled.netlist, _sdigits(1), "onnx", record=True)
+        check_backend(compiled_spike_ssm.netlist, _sdigits(1), "onnx", record=True)
 
 
 @pytest.mark.parametrize("backend", ["onnx", "lava"])
