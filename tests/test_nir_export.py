@@ -751,7 +751,7 @@ def _rehash(directory: Path, name: str) -> None:
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
-# Runs the CLI with exp one ulp up on every value (real and imaginary parts) where the
+# Sets exp one ulp up on every value (real and imaginary parts) where the
 # compiler derives parameters with it (the SSM discretization, the NIR codec's channel
 # steps): the rounding of another CPU's numpy (which differs in the last bit for about
 # a quarter of inputs), on any CPU. numpy's own exp stays a ufunc for everything else.
@@ -768,8 +768,23 @@ class OtherExp(types.ModuleType):
         return getattr(numpy, name)
 import snncompile.ir.discretize, snncompile.targets.nir.codec
 snncompile.ir.discretize.np = snncompile.targets.nir.codec.np = OtherExp("numpy")
+"""
+
+# Runs each CLI command of the JSON list in argv[1] in this one process, as its own
+# process would (its exit code: the SystemExit's, 0 if main returned), and prints the
+# codes as the last line: one interpreter start instead of one per command.
+_EACH_COMMAND = """
+import json, sys
 from snncompile.cli import main
-main(sys.argv[1:])
+codes = []
+for args in json.loads(sys.argv[1]):
+    try:
+        main(args)
+        codes.append(0)
+    except SystemExit as exc:
+        codes.append(exc.code if isinstance(exc.code, int) else int(exc.code is not None))
+    sys.stdout.flush()
+print(json.dumps(codes))
 """
 
 
@@ -780,11 +795,12 @@ def _other_roundings() -> dict[str, tuple[list[str], dict[str, str]]]:
 
     from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 
-    ways = {"exp one ulp up": ([sys.executable, "-c", _EXP_ONE_ULP_UP], dict(os.environ))}
+    up = _EXP_ONE_ULP_UP + _EACH_COMMAND
+    ways = {"exp one ulp up": ([sys.executable, "-c", up], dict(os.environ))}
     avx512 = [f for f in __cpu_dispatch__ if f.startswith("AVX512") and __cpu_features__.get(f)]
     if avx512:  # the real thing: numpy's exp without its AVX-512 kernels
         env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(avx512)}
-        ways["numpy without AVX-512"] = ([sys.executable, "-m", "snncompile"], env)
+        ways["numpy without AVX-512"] = ([sys.executable, "-c", _EACH_COMMAND], env)
     return ways
 
 
@@ -804,15 +820,17 @@ def test_an_artifact_reads_where_numpy_rounds_exp_differently(form, tmp_path, ca
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((1, 64, 1)))
     for way, (command, env) in _other_roundings().items():
-        for args in (
+        commands = [
             ["inspect", artifact],
             ["simulate", artifact, "--input", x, "-o", tmp_path / f"{way}.npz"],
             ["export", artifact / "model.nir", "--target", "onnx", "-o", tmp_path / way],
-        ):
-            out = subprocess.run(
-                [*command, *map(str, args)], capture_output=True, text=True, env=env
-            )
-            assert out.returncode == 0, (way, args[0], out.stderr)
+        ]
+        listed = json.dumps([[str(a) for a in args] for args in commands])
+        out = subprocess.run([*command, listed], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, (way, out.stderr)
+        codes = json.loads(out.stdout.splitlines()[-1])
+        for args, code in zip(commands, codes, strict=True):
+            assert code == 0, (way, args[0], out.stderr)
 
 
 def test_re_exporting_an_artifacts_model_nir_over_it_is_refused(exported, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
