@@ -125,9 +125,9 @@ def find_models_once() -> None:
     still Lava's, each run. Two threads may both look once: they find the same."""
     from lava.magma.compiler.compiler_graphs import ProcGroupDiGraphs
 
-    find = ProcGroupDiGraphs._find_proc_models
-    if getattr(find, "_once", False):
-        return
+    find = getattr(ProcGroupDiGraphs, "_find_proc_models", None)
+    if find is None or getattr(find, "_once", False):
+        return  # another Lava than 0.10 (no such method: it looks each time) or done
     found: dict[type, list] = {}
 
     def find_once(proc: Any) -> list:
