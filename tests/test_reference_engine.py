@@ -283,6 +283,64 @@ def test_tiles_of_any_length_give_the_same_run(name, monkeypatch):
     assert any(np.any(t) for t in whole.traces.values())
 
 
+class _Collected:
+    """A trace sink (verify.stream.TraceSink) that keeps what it is put, checking that
+    each trace comes in model-step order from 0, for the whole batch each time."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch, self.parts = batch, {}
+
+    def declare(self, key: str, width: int) -> None:
+        self.parts[key] = []
+
+    def put(self, key: str, first_step: int, values: np.ndarray) -> None:
+        assert first_step == sum(v.shape[1] for v in self.parts[key])
+        assert values.shape[0] == self.batch
+        self.parts[key].append(values.copy())
+
+    def traces(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(v, axis=1) for k, v in self.parts.items()}
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_a_batch_run_in_groups_of_samples_is_the_same_run(name, monkeypatch):
+    """A batch one model step of which exceeds the tile budget runs in groups of samples,
+    each with its own states and message histories: groups of any size, equal or not,
+    over tiles of one model step, a few or the whole run, give the whole batch's traces,
+    readout, events, peaks and rates, and a sink still gets the batch's traces tile by
+    tile."""
+    net = NETS[name]()
+    x = np.random.default_rng(1).integers(-60, 61, (5, 11, net.input.size)).astype(float)
+    kwargs = {"record": True, "record_internals": True, "peaks": True, "activity": True}
+    whole = simulator.simulate(net, x, **kwargs)
+    data = simulator.encode_input(net, x)
+    assert len(simulator._Run(net, data, set(), False, False, Events()).row_groups) == 1
+    streamed = _streamed(net, x)
+    for size, steps in ((1, 1), (2, 3), (3, None), (4, 2)):  # 5 samples: a smaller last group
+        tile = steps * net.ticks_per_step if steps else None
+        monkeypatch.setattr(simulator._Run, "group_size", lambda self, size=size: size)
+        monkeypatch.setattr(simulator._Run, "tile_ticks", lambda self, t=tile: t or self.total)
+        grouped = simulator.simulate(net, x, **kwargs)
+        assert_traces_equal(whole, grouped)
+        assert (grouped.events, grouped.peaks) == (whole.events, whole.peaks)
+        assert grouped.spike_rates == pytest.approx(whole.spike_rates, abs=0)
+        assert grouped.activity == pytest.approx(whole.activity, abs=0)
+        streamed_grouped = _streamed(net, x)
+        assert streamed_grouped.keys() == streamed.keys()
+        for key, values in streamed.items():
+            assert np.array_equal(streamed_grouped[key], values), key
+    assert any(np.any(t) for t in whole.traces.values())
+
+
+def _streamed(net: Netlist, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The traces simulate_into hands a sink (checked against its readout and tiles)."""
+    sink = _Collected(len(x))
+    tiles, result = simulator.simulate_into(net, x, sink)
+    assert list(tiles)[-1] == 1.0
+    assert np.array_equal(result().readout, simulator.simulate(net, x).readout)
+    return sink.traces()
+
+
 def test_plan_runs_a_loop_together_after_what_feeds_it():
     net = loop_netlist(loop_pops("lra"), seed=1)
     plan = plan_for(net)

@@ -16,6 +16,10 @@ for reuse, which lets the simulator run tiles of 32 MiB instead of 8
 (simulator.tile_budget_bytes): a tile frees a few times its budget at once, and with
 64 MiB kept, tiles of 48 MiB ran 1.7x slower than tiles of 32 at batch 32 (2026-12-05).
 
+No setting keeps a block above 32 MiB for reuse: the simulator runs a batch too large
+for one model step within its tile budget in groups of samples instead
+(simulator._Run.group_size).
+
 The CLI applies this to its own process (snncompile.cli.main); a library user running
 long simulations may call it too. It changes allocator behaviour for the whole process,
 so the library does not apply it on import.

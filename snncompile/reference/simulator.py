@@ -282,6 +282,10 @@ def simulate_into(net: Netlist, x: np.ndarray, sink: Any) -> tuple[Iterator[floa
 # CLI's malloc settings 32 MiB ran 1.12x / 1.22x / 1.36x faster than 8 MiB at batch 8 /
 # 32 / 128; with glibc's defaults (a library user's process) 32 MiB ran 1.6x / 1.3x
 # slower at batch 8 / 32 (its tiles crossing the trim threshold, faulted in again).
+# A batch one model step of which exceeds the budget runs in groups of samples, each
+# within it (_Run.group_size): its one-step tiles were hundreds of MB, past the largest
+# mmap threshold glibc allows (32 MiB), so every array of every tile was a fresh mmap
+# faulted in page by page, whatever the settings.
 TILE_BUDGET_BYTES = 8 << 20  # glibc's defaults
 TUNED_TILE_BUDGET_BYTES = 32 << 20  # after malloc.tune_malloc_for_tiles()
 
@@ -291,10 +295,26 @@ def tile_budget_bytes() -> int:
     return TUNED_TILE_BUDGET_BYTES if malloc.tuned() else TILE_BUDGET_BYTES
 
 
+@dataclass
+class _Group:
+    """Samples of the batch (consecutive rows) that run together, with their own
+    populations' states and message histories: samples never interact, so a batch run in
+    groups is the same run (integer netlists exactly; docs/compiler.md, "Tiles")."""
+
+    rows: slice
+    states: dict[str, dict[str, np.ndarray]]
+    history: dict[str, np.ndarray]
+
+    @property
+    def batch(self) -> int:
+        return self.rows.stop - self.rows.start
+
+
 class _Run:
-    """One simulation, tile by tile of ticks. In a tile, the plan's components run one
-    after another, each over all the tile's ticks; a population's messages of the last
-    (longest outgoing delay + 1) ticks carry over to the next tile as its history."""
+    """One simulation, tile by tile of ticks, in groups of samples (one group unless the
+    batch is large). In a tile, a group runs the plan's components one after another,
+    each over all the tile's ticks; a population's messages of the last (longest
+    outgoing delay + 1) ticks carry over to the group's next tile as its history."""
 
     def __init__(
         self, net, data, recorded, record_internals, peaks, events, activity=False, sink=None
@@ -330,18 +350,42 @@ class _Run:
         self.depth = {p.name: 1 for p in net.populations}
         for syn in net.synapses:
             self.depth[syn.src] = max(self.depth[syn.src], syn.delay + 1)
-        self.states = {p.name: zeros_state(p, self.batch, net.numeric) for p in net.populations}
-        self.history = {
-            p.name: np.zeros((self.depth[p.name], self.batch, p.size), self.dtype)
-            for p in net.populations
-            if p.compartment.sends
-        }
+        size = self.group_size()
+        self.row_groups = [slice(i, min(i + size, self.batch)) for i in range(0, self.batch, size)]
+        self.readouts: list[np.ndarray] = []  # each group's final readout state, in order
+        # key -> (first model step, the groups' values) of the tile, for the sink
+        self.pending: dict[str, tuple[int, list[np.ndarray]]] = {}
+
+    def _group(self, rows: slice) -> _Group:
+        batch, net = rows.stop - rows.start, self.net
+        return _Group(
+            rows,
+            states={p.name: zeros_state(p, batch, net.numeric) for p in net.populations},
+            history={
+                p.name: np.zeros((self.depth[p.name], batch, p.size), self.dtype)
+                for p in net.populations
+                if p.compartment.sends
+            },
+        )
+
+    def _sample_tick_bytes(self) -> int:
+        """Bytes of one sample's messages and inputs of every population at one tick."""
+        return 8 * sum(p.size + p.input_width for p in self.net.populations)
+
+    def group_size(self) -> int:
+        """Samples per group: the whole batch while one model step of it fits
+        tile_budget_bytes(), else as many as fit (at least one), in groups as equal as
+        can be."""
+        fit = max(1, tile_budget_bytes() // (self.ticks * self._sample_tick_bytes()))
+        groups = -(-self.batch // fit)
+        return -(-self.batch // groups)
 
     def tile_ticks(self) -> int:
         """Ticks per tile: a multiple of ticks_per_step whose messages and inputs of every
-        population fit tile_budget_bytes() (kernels add a few state-sized temporaries of one
-        population, so the peak is a small multiple of it)."""
-        per_tick = sum(p.size + p.input_width for p in self.net.populations) * self.batch * 8
+        population, over a group's samples, fit tile_budget_bytes() (kernels add a few
+        state-sized temporaries of one population, so the peak is a small multiple of it)."""
+        largest = self.row_groups[0]
+        per_tick = self._sample_tick_bytes() * (largest.stop - largest.start)
         tile = max(1, tile_budget_bytes() // per_tick) // self.ticks * self.ticks
         return min(max(tile, self.ticks), self.total)
 
@@ -351,42 +395,65 @@ class _Run:
                 progress(fraction)
 
     def tiles(self) -> Iterator[float]:
-        """Run tile by tile, yielding the fraction of the run done after each."""
+        """Run tile by tile, yielding the fraction of the run done after each. Group by
+        group, so that one group's states and histories are alive at a time (the whole
+        batch's held 642 MiB of heap at 6,000 inputs, faulted in by each run); with a
+        sink, which takes each tile's traces of the whole batch, every group runs a tile
+        before the next tile."""
         tile = self.tile_ticks()
-        for start in range(0, self.total, tile):
-            stop = min(self.total, start + tile)
-            sent: dict[str, np.ndarray] = {}  # name -> messages of this tile's ticks
-            for comp in self.plan.components:
-                if comp.cyclic:
-                    self._run_cycle(comp, sent, start, stop)
-                else:
-                    pop = comp.populations[0]
-                    a = self._delivered(comp.incoming, pop.input_width, sent, stop - start)
-                    self._run_alone(pop, a, sent, start, stop)
-            for name, messages in sent.items():
-                self.history[name] = self._last(name, messages)
+        spans = [(start, min(self.total, start + tile)) for start in range(0, self.total, tile)]
+        if self.sink is None:
+            for index, rows in enumerate(self.row_groups):
+                group = self._group(rows)
+                for start, stop in spans:
+                    self._run_tile(group, start, stop)
+                    yield (index + stop / self.total) / len(self.row_groups)
+                self.readouts.append(group.states[self.net.readout.name]["acc"])
+            return
+        groups = [self._group(rows) for rows in self.row_groups]
+        for start, stop in spans:
+            for group in groups:
+                self._run_tile(group, start, stop)
+            for key, (first_step, values) in self.pending.items():
+                whole = values[0] if len(values) == 1 else np.concatenate(values)
+                self.sink.put(key, first_step, whole)
+            self.pending.clear()
             yield stop / self.total
+        self.readouts = [group.states[self.net.readout.name]["acc"] for group in groups]
 
-    def _last(self, name: str, messages: np.ndarray) -> np.ndarray:
-        """The messages of the last `depth` ticks, the tile's after the history's."""
+    def _run_tile(self, group: _Group, start: int, stop: int) -> None:
+        sent: dict[str, np.ndarray] = {}  # name -> messages of this tile's ticks
+        for comp in self.plan.components:
+            if comp.cyclic:
+                self._run_cycle(group, comp, sent, start, stop)
+            else:
+                pop = comp.populations[0]
+                a = self._delivered(group, comp.incoming, pop.input_width, sent, stop - start)
+                self._run_alone(group, pop, a, sent, start, stop)
+        for name, messages in sent.items():
+            group.history[name] = self._last(group, name, messages)
+
+    def _last(self, group: _Group, name: str, messages: np.ndarray) -> np.ndarray:
+        """The messages of the last `depth` ticks, the tile's after the history's: a copy,
+        so that the tile's messages are freed before the next tile (or group) allocates."""
         depth = self.depth[name]
         if messages.shape[0] >= depth:
-            return messages[messages.shape[0] - depth :]
-        return np.concatenate([self.history[name][messages.shape[0] :], messages])
+            return messages[messages.shape[0] - depth :].copy()
+        return np.concatenate([group.history[name][messages.shape[0] :], messages])
 
-    def _delivered(self, synapses, width: int, sent, count: int) -> np.ndarray:
+    def _delivered(self, group: _Group, synapses, width: int, sent, count: int) -> np.ndarray:
         """What `synapses` deliver over a tile's `count` ticks, summed in their order (a
         tick's order; float64 sums depend on it): (count, B, width). In an int netlist
         the first synapse writes the array rather than adding into zeros (zeroing was 9%
         of a batch-8 run); float64 sums start from 0.0 as a tick's do (0.0 + -0.0 is 0.0)."""
-        shape = (count, self.batch, width)
+        shape = (count, group.batch, width)
         writes = self.dtype == np.int64 and len(synapses) > 0
         a = np.empty(shape, self.dtype) if writes else np.zeros(shape, self.dtype)
         for index, syn in enumerate(synapses):
-            self._add_synapse(a, syn, sent, add=index > 0 or not writes)
+            self._add_synapse(group, a, syn, sent, add=index > 0 or not writes)
         return a
 
-    def _add_synapse(self, a: np.ndarray, syn, sent, add: bool) -> None:
+    def _add_synapse(self, group: _Group, a: np.ndarray, syn, sent, add: bool) -> None:
         """a (tile ticks, B, input width) += what syn delivers (a = it, if not add): tick
         i of the tile takes the message of its tick i - 1 - delay, from the source's
         history for i <= delay, from its messages of this tile after that. Rows are
@@ -395,11 +462,11 @@ class _Run:
         count = a.shape[0]
         early = min(count, syn.delay + 1)
         first = self.depth[syn.src] - 1 - syn.delay
-        parts = [(a[:early], self.history[syn.src][first : first + early])]
+        parts = [(a[:early], group.history[syn.src][first : first + early])]
         if count > early:
             parts.append((a[early:], sent[syn.src][: count - early]))
         for target, msg in parts:
-            rows = msg.shape[0] * self.batch
+            rows = msg.shape[0] * group.batch
             flat = target.view()
             flat.shape = (rows, -1)  # raises rather than copy: the sums must land in `a`
             _deliver(syn, msg.reshape(rows, -1), flat, self.net.numeric, self.events, add)
@@ -412,22 +479,22 @@ class _Run:
             start + lat % self.ticks - lat
         ) // self.ticks
 
-    def _run_alone(self, pop, a, sent, start, stop) -> None:
+    def _run_alone(self, group: _Group, pop, a, sent, start, stop) -> None:
         active, first_step = self._active(pop, start)
         a = a[active]
         count = a.shape[0]
         trajectory: dict[str, np.ndarray] = {}
         if pop.kind in ("input", "bias"):
-            out = np.zeros((count, self.batch, pop.size), self.dtype)
+            out = np.zeros((count, group.batch, pop.size), self.dtype)
             steps = np.arange(first_step, first_step + count)
             sending = (steps >= 0) & (steps < self.length)
             if pop.kind == "input":
-                out[sending] = self.data.transpose(1, 0, 2)[steps[sending]]
+                out[sending] = self.data[group.rows].transpose(1, 0, 2)[steps[sending]]
             else:  # the bias sends its value until the last model step, from tick 0
                 out[steps < self.length] = pop.params["value"]
         else:
             numeric, fmt, keep = self.net.numeric, self.net.formats, self._keeps_states(pop)
-            state = self.states[pop.name]
+            state = group.states[pop.name]
             out, trajectory = run_sequence(pop, a, state, fmt, numeric, self.events, keep)
         if pop.compartment.sends:
             if self.ticks == 1:
@@ -435,9 +502,9 @@ class _Run:
             else:  # idle ticks send zero
                 sent[pop.name] = np.zeros((stop - start, *out.shape[1:]), self.dtype)
                 sent[pop.name][active] = out
-        self._observe(pop, out, trajectory, a if pop.input_width else None, first_step)
+        self._observe(group, pop, out, trajectory, a if pop.input_width else None, first_step)
 
-    def _run_cycle(self, comp, sent, start, stop) -> None:
+    def _run_cycle(self, group: _Group, comp, sent, start, stop) -> None:
         """The populations of a cycle tick by tick; a lagged synapse reads a message its
         source sent at an earlier tick of this same loop. A tick sums a population's
         synapses in netlist order (float64 sums depend on it): those from earlier
@@ -448,15 +515,15 @@ class _Run:
         buffers, trajectories, inputs, delivered = {}, {}, {}, {}
         actives = {p.name: self._active(p, start) for p in comp.populations}
         for pop in comp.populations:
-            tile = np.zeros((count, self.batch, pop.size), self.dtype)
-            buffers[pop.name] = np.concatenate([self.history[pop.name], tile])
-            shape = (len(range(count)[actives[pop.name][0]]), self.batch, pop.size)
-            states = self.states[pop.name] if self._keeps_states(pop) else {}
+            tile = np.zeros((count, group.batch, pop.size), self.dtype)
+            buffers[pop.name] = np.concatenate([group.history[pop.name], tile])
+            shape = (len(range(count)[actives[pop.name][0]]), group.batch, pop.size)
+            states = group.states[pop.name] if self._keeps_states(pop) else {}
             trajectories[pop.name] = {s: np.zeros(shape, self.dtype) for s in states}
-            inputs[pop.name] = np.zeros((count, self.batch, pop.input_width), self.dtype)
+            inputs[pop.name] = np.zeros((count, group.batch, pop.input_width), self.dtype)
         for syn in comp.incoming:
             width = inputs[syn.dst].shape[2]
-            delivered[syn.name] = self._delivered([syn], width, sent, count)
+            delivered[syn.name] = self._delivered(group, [syn], width, sent, count)
         incoming = {
             p.name: [s for s in self.net.synapses if s.dst == p.name] for p in comp.populations
         }
@@ -472,22 +539,24 @@ class _Run:
                     else:
                         msg = buffers[syn.src][t + self.depth[syn.src] - 1 - syn.delay]
                         _deliver(syn, msg, a, numeric, self.events, add=True)
-                out = steps[pop.kind](pop, self.states[pop.name], a, fmt, self.events)
+                out = steps[pop.kind](pop, group.states[pop.name], a, fmt, self.events)
                 buffers[pop.name][t + self.depth[pop.name]] = out
                 for name, values in trajectories[pop.name].items():
-                    values[index] = self.states[pop.name][name]
+                    values[index] = group.states[pop.name][name]
         for pop in comp.populations:
             active, first_step = actives[pop.name]
             sent[pop.name] = buffers[pop.name][self.depth[pop.name] :]
             out = sent[pop.name][active]
-            self._observe(pop, out, trajectories[pop.name], inputs[pop.name][active], first_step)
+            a = inputs[pop.name][active]
+            self._observe(group, pop, out, trajectories[pop.name], a, first_step)
 
     def _keeps_states(self, pop) -> bool:
         return self.peaks or (self.record_internals and pop.name in self.recorded)
 
-    def _observe(self, pop, out, trajectory, a, first_step) -> None:
+    def _observe(self, group: _Group, pop, out, trajectory, a, first_step) -> None:
         """Traces, peaks and spike counts of the model steps 0..L-1 among a tile's active
-        ticks; arrays are (active ticks, B, width), the first at model step first_step."""
+        ticks; arrays are (active ticks, the group's samples, width), the first at model
+        step first_step. The sink gets a tile's traces of the whole batch (self.pending)."""
         lo, hi = max(0, -first_step), min(out.shape[0], self.length - first_step)
         if hi <= lo:
             return
@@ -511,9 +580,9 @@ class _Run:
         steps = slice(first_step + lo, first_step + hi)
         for key, values in series.items():
             if self.sink is not None:
-                self.sink.put(key, steps.start, values.transpose(1, 0, 2))
+                self.pending.setdefault(key, (steps.start, []))[1].append(values.transpose(1, 0, 2))
             else:
-                self.traces[key][:, steps] = values.transpose(1, 0, 2)
+                self.traces[key][group.rows, steps] = values.transpose(1, 0, 2)
 
     def _track(self, pop, out, states, a) -> None:
         values = {pop.name: out, **{f"{pop.name}.{k}": v for k, v in states.items()}}
@@ -528,13 +597,13 @@ class _Run:
 
     def result(self) -> SimResult:
         net, length = self.net, self.length
-        readout = self.states[net.readout.name]["acc"]
+        readout = np.concatenate(self.readouts)
         logits = readout.astype(np.float64) * net.output_scale
         if net.readout.attrs["mode"] == "mean":
             logits = logits / length
         return SimResult(
             logits=logits,
-            readout=readout.copy(),
+            readout=readout,
             traces=self.traces,
             events=dict(self.events.counts),
             latency=self.latency,
