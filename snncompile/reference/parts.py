@@ -21,7 +21,7 @@ import numpy as np
 
 from snncompile.errors import UsageError
 from snncompile.ir.netlist import Netlist
-from snncompile.reference.simulator import SimResult, simulate
+from snncompile.reference.simulator import SimResult, simulate, tick_bytes_per_sample
 
 RUN_BUDGET_BYTES = 1 << 30
 
@@ -39,8 +39,8 @@ def bytes_per_input(net: Netlist, steps: int, recorded: Iterable[str] = ()) -> i
     model steps (the shortest tile, with room for the kernels' temporaries)."""
     names = set(recorded)
     traced = sum(p.size for p in net.populations if p.name in names and p.compartment.sends)
-    per_tick = sum(p.size + p.input_width for p in net.populations)
-    return 8 * (steps * (4 * net.input.size + traced) + 2 * net.ticks_per_step * per_tick)
+    tile = 2 * net.ticks_per_step * tick_bytes_per_sample(net)
+    return 8 * steps * (4 * net.input.size + traced) + tile
 
 
 def parts_within_budget(

@@ -295,6 +295,12 @@ def tile_budget_bytes() -> int:
     return TUNED_TILE_BUDGET_BYTES if malloc.tuned() else TILE_BUDGET_BYTES
 
 
+def tick_bytes_per_sample(net: Netlist) -> int:
+    """Bytes of one sample's messages and inputs of every population at one tick: what
+    tiles and groups are sized by (parts.bytes_per_input charges two model steps)."""
+    return 8 * sum(p.size + p.input_width for p in net.populations)
+
+
 @dataclass
 class _Group:
     """Samples of the batch (consecutive rows) that run together, with their own
@@ -368,15 +374,11 @@ class _Run:
             },
         )
 
-    def _sample_tick_bytes(self) -> int:
-        """Bytes of one sample's messages and inputs of every population at one tick."""
-        return 8 * sum(p.size + p.input_width for p in self.net.populations)
-
     def group_size(self) -> int:
         """Samples per group: the whole batch while one model step of it fits
         tile_budget_bytes(), else as many as fit (at least one), in groups as equal as
         can be."""
-        fit = max(1, tile_budget_bytes() // (self.ticks * self._sample_tick_bytes()))
+        fit = max(1, tile_budget_bytes() // (self.ticks * tick_bytes_per_sample(self.net)))
         groups = -(-self.batch // fit)
         return -(-self.batch // groups)
 
@@ -385,7 +387,7 @@ class _Run:
         population, over a group's samples, fit tile_budget_bytes() (kernels add a few
         state-sized temporaries of one population, so the peak is a small multiple of it)."""
         largest = self.row_groups[0]
-        per_tick = self._sample_tick_bytes() * (largest.stop - largest.start)
+        per_tick = tick_bytes_per_sample(self.net) * (largest.stop - largest.start)
         tile = max(1, tile_budget_bytes() // per_tick) // self.ticks * self.ticks
         return min(max(tile, self.ticks), self.total)
 
