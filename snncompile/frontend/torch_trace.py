@@ -106,7 +106,7 @@ class _Tracer(fx.Tracer):
             # fx pushes onto module_stack without try/finally: undo what the failure left.
             while len(self.module_stack) > depth:
                 self.module_stack.popitem(last=True)
-            self.untraceable.setdefault(name, _one_line(exc))
+            self.untraceable.setdefault(name, user_code_failure(exc))
             self._forced_leaves.add(id(m))
             return super().call_module(m, forward, args, kwargs)
 
@@ -121,16 +121,9 @@ def copy_model(model: nn.Module) -> nn.Module:
         raise
     except USER_CODE_ERRORS as exc:
         raise UnsupportedError(
-            f"cannot copy {type(model).__name__} to compile it ({_one_line(exc)}); a model "
+            f"cannot copy {type(model).__name__} to compile it ({user_code_failure(exc)}); a model "
             "to compile may not hold locks, open files or other objects deepcopy refuses"
         ) from None
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return user_code_failure(exc)
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -780,8 +773,8 @@ def _trace(
         raise
     except USER_CODE_ERRORS as exc:  # the root forward itself, which cannot fall back to a leaf
         raise UnsupportedError(
-            f"cannot trace {type(model).__name__}.forward with torch.fx ({_one_line(exc)}); "
-            f"supported: {SUPPORTED}"
+            f"cannot trace {type(model).__name__}.forward with torch.fx "
+            f"({user_code_failure(exc)}); supported: {SUPPORTED}"
         ) from None
     translator = _Translator(copy_, fx_graph, tracer, input_size)
     translator.run()
